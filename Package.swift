@@ -1,0 +1,88 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Datapath plugins: each is a module under Plugins/<Name>/ that depends on the core only.
+let datapathPlugins = ["ConntrackGC", "CIDRPolicy", "NAT", "IPAMClusterPool"]
+
+let package = Package(
+    name: "nodeagent",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "nodeagent", targets: ["nodeagent"]),
+        .executable(name: "nodectl", targets: ["nodectl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // C libraries from Debian, each behind a one-header shim.
+        .systemLibrary(
+            name: "CLibbpf", pkgConfig: "libbpf", providers: [.apt(["libbpf-dev", "libelf-dev", "zlib1g-dev"])]),
+        .systemLibrary(
+            name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
+        .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
+
+        // The kernel/user ABI: bpf/include/nodeagent_abi.h, shared with the BPF programs.
+        .target(
+            name: "CNodeABI", path: "bpf", exclude: ["lib", "endpoint.bpf.c"], sources: ["abi.c"],
+            publicHeadersPath: "include"),
+
+        // Build-time compilation of bpf/*.bpf.c into objects embedded in the agent.
+        .executableTarget(name: "BPFEmbed", path: "BuildTools/BPFEmbed"),
+        .plugin(
+            name: "BPFCompile", capability: .buildTool(), dependencies: ["BPFEmbed"],
+            path: "BuildTools/BPFCompile"),
+        .target(name: "BPFObjects", plugins: ["BPFCompile"]),
+
+        // JSON through jansson, and the request/response/route vocabulary shared by the API layers.
+        .target(name: "AgentAPI", dependencies: ["CJansson"]),
+
+        // Datapath-manager core: BPF objects, maps, programs, pinning, tc attachment, plugin registry.
+        .target(
+            name: "DatapathCore",
+            dependencies: [
+                "CLibbpf", "CNodeABI", "BPFObjects", "AgentAPI",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+
+        // HTTP/JSON over a Unix socket with libmicrohttpd; knows nothing of libbpf.
+        .target(
+            name: "RESTServer",
+            dependencies: ["CMicroHTTPD", "AgentAPI", .product(name: "Logging", package: "swift-log")]),
+
+        // Labels, identities, CiliumNetworkPolicy parsing and compilation to datapath entries.
+        .target(name: "Policy", dependencies: ["AgentAPI"]),
+
+        // The daemon: endpoints, identities, policy, state; wires core, plugins and REST together.
+        .target(
+            name: "Agent",
+            dependencies: [
+                "DatapathCore", "RESTServer", "Policy", "AgentAPI", "CNodeABI",
+                .product(name: "Logging", package: "swift-log"),
+            ] + datapathPlugins.map { .target(name: $0) }),
+        .executableTarget(name: "nodeagent", dependencies: ["Agent"]),
+
+        // The CLI client.
+        .target(name: "NodeCtlKit", dependencies: ["AgentAPI", .product(name: "Yams", package: "Yams")]),
+        .executableTarget(
+            name: "nodectl",
+            dependencies: [
+                "NodeCtlKit", "AgentAPI",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]),
+
+        .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI"]),
+        .testTarget(name: "DatapathCoreTests", dependencies: ["DatapathCore", "CNodeABI", "CLibbpf"]),
+        .testTarget(name: "RESTServerTests", dependencies: ["RESTServer", "AgentAPI"]),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy", "AgentAPI"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["AgentAPI", "NodeCtlKit"]),
+    ]
+        + datapathPlugins.map {
+            .target(
+                name: $0, dependencies: ["DatapathCore"], path: "Plugins/\($0)")
+        }
+)

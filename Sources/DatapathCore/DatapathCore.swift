@@ -1,0 +1,3 @@
+@_exported import AgentAPI
+@_exported import CNodeABI
+import BPFObjects

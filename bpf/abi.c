@@ -1,0 +1,15 @@
+/*
+ * Compiled into the agent so the ABI header is checked by the host compiler
+ * too: a size change here is a change of the kernel/user contract.
+ */
+#include "nodeagent_abi.h"
+
+_Static_assert(sizeof(struct na_ipcache_key) == 24, "ipcache key layout");
+_Static_assert(sizeof(struct na_policy_key) == 12, "policy key layout");
+_Static_assert(sizeof(struct na_policy_value) == 8, "policy value layout");
+_Static_assert(sizeof(struct na_ct_key) == 40, "conntrack key layout");
+_Static_assert(sizeof(struct na_ct_value) == 40, "conntrack value layout");
+_Static_assert(sizeof(struct na_metrics_key) == 4, "metrics key layout");
+_Static_assert(sizeof(struct na_flow_event) == 80, "flow event layout");
+_Static_assert(sizeof(struct na_endpoint_info) == 36, "endpoint info layout");
+_Static_assert(sizeof(struct na_config) == 32, "config layout");

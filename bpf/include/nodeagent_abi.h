@@ -1,0 +1,206 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * nodeagent_abi.h: every map key, map value, event record and code that both
+ * the BPF programs and the agent read. It is the single definition of the
+ * kernel/user ABI: the agent imports it through the CNodeABI module, so a
+ * layout cannot drift between the two sides.
+ */
+#ifndef NODEAGENT_ABI_H
+#define NODEAGENT_ABI_H
+
+#include <linux/types.h>
+
+/* Reserved security identities, numbered as Cilium numbers them. */
+enum na_reserved_identity {
+	NA_ID_UNKNOWN = 0,
+	NA_ID_HOST = 1,
+	NA_ID_WORLD = 2,
+	NA_ID_UNMANAGED = 3,
+	NA_ID_HEALTH = 4,
+	NA_ID_INIT = 5,
+	NA_ID_REMOTE_NODE = 6,
+	NA_ID_KUBE_APISERVER = 7,
+	NA_ID_INGRESS = 8,
+	NA_ID_WORLD_IPV4 = 9,
+	NA_ID_WORLD_IPV6 = 10,
+};
+
+/* First identity the node-local allocator hands out for label sets. */
+#define NA_ID_ALLOC_MIN 256
+/* Identities of CIDR prefixes live above this bit, as in Cilium. */
+#define NA_ID_LOCAL_CIDR_BASE (1U << 24)
+
+/* Direction from the endpoint's point of view. */
+enum na_direction {
+	NA_DIR_INGRESS = 0, /* towards the endpoint (tc egress of the host veth) */
+	NA_DIR_EGRESS = 1,  /* from the endpoint (tc ingress of the host veth) */
+};
+
+/*
+ * Verdict reasons. 0 means forwarded; every drop has a specific reason, with
+ * Cilium's number where Cilium has the same reason. Programs return the
+ * negated code internally (e.g. -NA_DROP_POLICY) and record the positive one.
+ */
+enum na_reason {
+	NA_REASON_FORWARDED = 0,
+	NA_DROP_INVALID_SIP = 132,       /* source address is not the endpoint's */
+	NA_DROP_POLICY = 133,            /* no rule allows it: default deny */
+	NA_DROP_INVALID = 134,           /* truncated or malformed headers */
+	NA_DROP_CT_CREATE_FAILED = 155,  /* conntrack map full */
+	NA_DROP_FRAG_NOSUPPORT = 157,    /* non-first IP fragment without state */
+	NA_DROP_NO_CONFIG = 165,         /* interface has no endpoint: fail closed */
+	NA_DROP_NAT_NO_MAPPING = 167,    /* reply to a masqueraded flow without mapping */
+	NA_DROP_POLICY_DENY = 181,       /* an explicit deny rule matched */
+	NA_DROP_NAT_NO_PORT = 200,       /* no free port in the NAT range */
+};
+
+/* Address families as carried in keys (same values as AF_INET / AF_INET6). */
+#define NA_FAMILY_IPV4 2
+#define NA_FAMILY_IPV6 10
+
+/*
+ * ipcache: LPM trie from IP prefix to security identity. prefixlen counts the
+ * bits after it: 8 (family) + 24 (pad) + the address prefix, so lookups for a
+ * family never match another family's prefixes. IPv4 uses addr[0..3].
+ */
+struct na_ipcache_key {
+	__u32 prefixlen;
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+#define NA_IPCACHE_PREFIX_BASE 32
+
+struct na_ipcache_value {
+	__u32 identity;
+	__u32 flags;
+};
+
+/* na_endpoint_info.flags */
+#define NA_EP_ENFORCE_INGRESS (1U << 0)
+#define NA_EP_ENFORCE_EGRESS (1U << 1)
+#define NA_EP_HAS_IPV4 (1U << 2)
+#define NA_EP_HAS_IPV6 (1U << 3)
+
+/* Endpoint table keyed by the ifindex of the host-side interface. */
+struct na_endpoint_info {
+	__u32 ep_id;
+	__u32 identity;
+	__u32 flags;
+	__u32 policy_revision;
+	__u8 ipv4[4];
+	__u8 ipv6[16];
+};
+
+/*
+ * Per-endpoint policy map (inner map of the policy hash-of-maps, keyed by
+ * endpoint id): an LPM trie. prefixlen covers identity and direction (40
+ * bits), then protocol (8 bits), then 0-16 bits of the destination port, so a
+ * port range is a set of prefixes and "any protocol" is prefix 40.
+ * Identity 0 in a key means any peer.
+ */
+struct na_policy_key {
+	__u32 prefixlen;
+	__u32 identity;  /* network byte order, so the trie orders by it */
+	__u8 direction;  /* enum na_direction */
+	__u8 protocol;   /* IPPROTO_*, meaningful from prefixlen 48 */
+	__be16 dport;    /* meaningful from prefixlen 56 */
+};
+
+#define NA_POLICY_PREFIX_FULL 40   /* identity + direction */
+#define NA_POLICY_PREFIX_PROTO 48  /* ... + protocol */
+#define NA_POLICY_PREFIX_PORT 64   /* ... + all 16 port bits */
+
+/* na_policy_value.flags */
+#define NA_POLICY_DENY (1U << 0)
+
+struct na_policy_value {
+	__u32 rule_id;  /* agent's number for the rule that produced the entry */
+	__u32 flags;
+};
+
+/* Conntrack key: a 5-tuple as seen at the enforcement point plus direction. */
+struct na_ct_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 direction;  /* enum na_direction of the packet that created it */
+	__u8 pad;
+};
+
+/* na_ct_value.flags */
+#define NA_CT_SEEN_NON_SYN (1U << 0)
+#define NA_CT_CLOSING (1U << 1)
+#define NA_CT_SEEN_REPLY (1U << 2)
+#define NA_CT_NAT (1U << 3)
+
+struct na_ct_value {
+	__u32 lifetime;      /* absolute expiry, CLOCK_MONOTONIC seconds */
+	__u32 ep_id;         /* endpoint that owns the entry */
+	__u32 src_identity;  /* remote identity when the entry was created */
+	__u32 rule_id;       /* rule that allowed it (0: not enforced) */
+	__u32 flags;
+	__u32 created;       /* CLOCK_MONOTONIC seconds */
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Runtime configuration, one element of an array map written by the agent. */
+#define NA_CFG_EVENTS_ALLOWED (1U << 0)  /* emit a flow event for allowed new flows */
+#define NA_CFG_EVENTS_DROPPED (1U << 1)  /* emit a flow event for every drop */
+
+struct na_config {
+	__u32 ct_lifetime_tcp;      /* established TCP, seconds */
+	__u32 ct_lifetime_syn;      /* TCP before the handshake completes */
+	__u32 ct_lifetime_closing;  /* TCP after FIN or RST */
+	__u32 ct_lifetime_nontcp;   /* UDP, ICMP, others */
+	__u32 flags;
+	__u32 allowed_sample_rate;  /* 1 in N allowed new flows produces an event */
+	__u32 ct_pressure_pct;      /* signal GC when a sweep-worthy fraction is reached */
+	__u32 pad;
+};
+
+/* Metrics: per-CPU counters keyed by reason and direction. */
+struct na_metrics_key {
+	__u16 reason;    /* enum na_reason */
+	__u8 direction;  /* enum na_direction */
+	__u8 pad;
+};
+
+struct na_metrics_value {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/* Flow event verdicts. */
+enum na_verdict {
+	NA_VERDICT_FORWARDED = 0,
+	NA_VERDICT_DROPPED = 1,
+};
+
+/* Ring-buffer record for one verdict. */
+struct na_flow_event {
+	__u64 timestamp_ns;  /* CLOCK_MONOTONIC */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 direction;
+	__u8 verdict;         /* enum na_verdict */
+	__u16 reason;         /* enum na_reason */
+	__u16 pad;
+	__u32 ep_id;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u32 rule_id;
+	__u32 ifindex;
+	__u32 length;
+};
+
+#endif /* NODEAGENT_ABI_H */
