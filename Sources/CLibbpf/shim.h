@@ -1,9 +1,154 @@
-/* Typed entry points into libbpf for Swift: the LIBBPF_OPTS-based calls are macros and do not import. */
+/*
+ * Typed entry points into libbpf for Swift. libbpf's option structs are
+ * initialised with the LIBBPF_OPTS macro and its logging goes through a
+ * va_list callback: neither imports into Swift, so each wrapper here exists
+ * to hide one of them behind a plain C signature.
+ */
 #ifndef CLIBBPF_SHIM_H
 #define CLIBBPF_SHIM_H
+
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <errno.h>
-#endif
+#include <stdio.h>
+#include <string.h>
+#include <sys/vfs.h>
+
+/* Log sink for libbpf's messages: libbpf hands out a format and a va_list. */
+typedef void (*cbpf_log_fn)(int level, const char *msg);
+static cbpf_log_fn cbpf_log_sink;
+
+static int cbpf_print_trampoline(enum libbpf_print_level level, const char *fmt, va_list args)
+{
+	char buf[2048];
+
+	vsnprintf(buf, sizeof(buf), fmt, args);
+	if (cbpf_log_sink)
+		cbpf_log_sink((int)level, buf);
+	return 0;
+}
+
+static inline void cbpf_set_log_sink(cbpf_log_fn fn)
+{
+	cbpf_log_sink = fn;
+	libbpf_set_print(fn ? cbpf_print_trampoline : NULL);
+}
+
+/* bpf_object__open_mem with an object name (LIBBPF_OPTS). */
+static inline struct bpf_object *cbpf_object_open_mem(const void *buf, size_t size, const char *name)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name);
+	struct bpf_object *obj = bpf_object__open_mem(buf, size, &opts);
+
+	return libbpf_get_error(obj) ? NULL : obj;
+}
+
+/* bpf_map_create with map flags (LIBBPF_OPTS). */
+static inline int cbpf_map_create(enum bpf_map_type type, const char *name, __u32 key_size, __u32 value_size,
+				  __u32 max_entries, __u32 flags)
+{
+	LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
+
+	return bpf_map_create(type, name, key_size, value_size, max_entries, &opts);
+}
+
+/* Batch lookup (LIBBPF_OPTS for elem_flags). */
+static inline int cbpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, __u32 *count)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+
+	return bpf_map_lookup_batch(fd, in_batch, out_batch, keys, values, count, &opts);
+}
+
+/* Batch delete (LIBBPF_OPTS). */
+static inline int cbpf_map_delete_batch(int fd, const void *keys, __u32 *count)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts);
+
+	return bpf_map_delete_batch(fd, keys, count, &opts);
+}
+
+/* BPF_PROG_TEST_RUN on a packet, optionally with an __sk_buff context carrying ifindex. */
+static inline int cbpf_prog_test_run(int prog_fd, const void *data, __u32 size, void *data_out, __u32 *size_out,
+				     __u32 repeat, __u32 ifindex, __u32 *retval, __u32 *duration)
+{
+	struct __sk_buff ctx = { .ifindex = ifindex };
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .data_in = data, .data_size_in = size, .data_out = data_out,
+		    .data_size_out = size_out ? *size_out : 0, .repeat = repeat);
+	int err;
+
+	if (ifindex) {
+		opts.ctx_in = &ctx;
+		opts.ctx_size_in = sizeof(ctx);
+	}
+	err = bpf_prog_test_run_opts(prog_fd, &opts);
+	if (retval)
+		*retval = opts.retval;
+	if (duration)
+		*duration = opts.duration;
+	if (size_out)
+		*size_out = opts.data_size_out;
+	return err;
+}
+
+/* The tc hook and attach options (LIBBPF_OPTS), reduced to what an endpoint needs. */
+static inline int cbpf_tc_hook_create(int ifindex, enum bpf_tc_attach_point point)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
+	int err = bpf_tc_hook_create(&hook);
+
+	/* The clsact qdisc is shared by both directions: existing is fine. */
+	return err == -EEXIST ? 0 : err;
+}
+
+static inline int cbpf_tc_attach(int ifindex, enum bpf_tc_attach_point point, int prog_fd, __u32 handle,
+				 __u32 priority)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog_fd, .handle = handle, .priority = priority,
+		    .flags = BPF_TC_F_REPLACE);
+
+	return bpf_tc_attach(&hook, &opts);
+}
+
+static inline int cbpf_tc_detach(int ifindex, enum bpf_tc_attach_point point, __u32 handle, __u32 priority)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = handle, .priority = priority);
+
+	return bpf_tc_detach(&hook, &opts);
+}
+
+/* Returns the attached program id (>0), 0 when nothing is attached, or a negative errno. */
+static inline int cbpf_tc_query(int ifindex, enum bpf_tc_attach_point point, __u32 handle, __u32 priority)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
+	LIBBPF_OPTS(bpf_tc_opts, opts, .handle = handle, .priority = priority);
+	int err = bpf_tc_query(&hook, &opts);
+
+	if (err == -ENOENT)
+		return 0;
+	return err < 0 ? err : (int)opts.prog_id;
+}
+
+/* Removes the clsact qdisc (both directions) from an interface. */
+static inline int cbpf_tc_hook_destroy(int ifindex)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS | BPF_TC_EGRESS);
+
+	return bpf_tc_hook_destroy(&hook);
+}
+
+/* statfs(2)'s f_type for a path (Glibc's module does not export sys/vfs.h), or -errno. */
+static inline long cbpf_fs_type(const char *path)
+{
+	struct statfs info;
+
+	if (statfs(path, &info) != 0)
+		return -errno;
+	return (long)info.f_type;
+}
+
+#endif /* CLIBBPF_SHIM_H */

@@ -1,0 +1,44 @@
+import CLibbpf
+import Foundation
+import Glibc
+
+/// The BPF filesystem, where maps are pinned so they outlive the agent.
+public enum BPFFS {
+    /// statfs magic of bpffs (include/uapi/linux/magic.h).
+    static let magic: Int = 0xcafe_4a11
+    public static let defaultMountPoint = "/sys/fs/bpf"
+
+    /// Whether `path` lies on a bpffs mount.
+    public static func isBPFFS(_ path: String) -> Bool {
+        cbpf_fs_type(path) == magic
+    }
+
+    /// Makes sure `root` (e.g. /sys/fs/bpf/nodeagent) exists on bpffs: mounts bpffs at /sys/fs/bpf when nothing
+    /// is mounted there and `root` lies below it, then creates `root`.
+    public static func prepare(root: String) throws {
+        let parent = (root as NSString).deletingLastPathComponent
+        if !isBPFFS(parent) && !isBPFFS(root) {
+            if root.hasPrefix(defaultMountPoint + "/") && !isBPFFS(defaultMountPoint) {
+                try mountBPFFS(at: defaultMountPoint)
+            }
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        } catch {
+            throw AgentError.datapath("creating BPF pin directory \(root): \(error)")
+        }
+        guard isBPFFS(root) else {
+            throw AgentError.datapath("\(root) is not on a BPF filesystem (mount one with: mount -t bpf bpf \(parent))")
+        }
+    }
+
+    static func mountBPFFS(at path: String) throws {
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        try bpfCall("mounting bpffs at \(path)") { mount("bpf", path, "bpf", 0, nil) }
+    }
+
+    /// Removes `root` and everything pinned below it.
+    public static func removeAll(root: String) {
+        try? FileManager.default.removeItem(atPath: root)
+    }
+}

@@ -1,0 +1,109 @@
+import BPFObjects
+import Foundation
+import CLibbpf
+import Glibc
+import Synchronization
+
+/// A BPF object (ELF from bpf/*.bpf.c, embedded at build time) loaded into the kernel.
+///
+/// With a pin directory every map of the object is pinned there by name; when a pin already exists the
+/// kernel map behind it is reused, so a restarted agent keeps the state the datapath has been enforcing.
+public final class BPFObject: Sendable {
+    public let name: String
+    public let maps: [BPFMap]
+    public let programs: [BPFProgram]
+
+    private init(name: String, maps: [BPFMap], programs: [BPFProgram]) {
+        self.name = name
+        self.maps = maps
+        self.programs = programs
+    }
+
+    public func map(named name: String) -> BPFMap? { maps.first { $0.name == name } }
+    public func program(named name: String) -> BPFProgram? { programs.first { $0.name == name } }
+
+    /// Opens the embedded object `name`, applies `maxEntries` overrides, reuses or creates pins under
+    /// `pinDirectory` (nil: no pinning), and loads it. The libbpf object is closed afterwards: maps and
+    /// programs keep their own descriptors.
+    public static func load(
+        embedded name: String, pinDirectory: String?, maxEntries: [String: UInt32] = [:]
+    ) throws -> BPFObject {
+        guard let elf = BPFObjects.object(named: name) else {
+            throw AgentError.datapath("no BPF object named \(name) is embedded in this build")
+        }
+        return try LibbpfLog.capturing { () throws in
+            guard let object = elf.withUnsafeBytes({ cbpf_object_open_mem($0.baseAddress, $0.count, name) }) else {
+                throw AgentError.datapath("opening BPF object \(name): \(errnoText(errno))")
+            }
+            defer { bpf_object__close(object) }
+            var declared: [OpaquePointer] = []
+            var map = bpf_object__next_map(object, nil)
+            while let current = map {
+                declared.append(current)
+                map = bpf_object__next_map(object, current)
+            }
+            for map in declared {
+                let mapName = String(cString: bpf_map__name(map))
+                if let override = maxEntries[mapName] {
+                    try bpfCall("setting max entries of \(mapName)") { bpf_map__set_max_entries(map, override) }
+                }
+                if let pinDirectory, !mapName.hasPrefix(".") {
+                    try bpfCall("setting pin path of \(mapName)") {
+                        bpf_map__set_pin_path(map, "\(pinDirectory)/\(mapName)")
+                    }
+                }
+            }
+            try bpfCall("loading BPF object \(name)\(LibbpfLog.tail())") { bpf_object__load(object) }
+            var maps: [BPFMap] = []
+            for map in declared {
+                let mapName = String(cString: bpf_map__name(map))
+                // Internal maps (.rodata, .bss) are not the agent's to manage.
+                if mapName.hasPrefix(".") || mapName.contains(".") { continue }
+                let fd = try bpfCall("duplicating the descriptor of map \(mapName)") {
+                    fcntl(bpf_map__fd(map), F_DUPFD_CLOEXEC, 3)
+                }
+                maps.append(try BPFMap(adopting: fd))
+            }
+            var programs: [BPFProgram] = []
+            var program = bpf_object__next_program(object, nil)
+            while let current = program {
+                programs.append(try BPFProgram(name: String(cString: bpf_program__name(current)), duplicating: bpf_program__fd(current)))
+                program = bpf_object__next_program(object, current)
+            }
+            return BPFObject(name: name, maps: maps, programs: programs)
+        }
+    }
+}
+
+/// Collects libbpf's messages (the verifier log among them) so a failed load can say why.
+enum LibbpfLog {
+    private static let lines = Mutex<[String]>([])
+    private static let installed = Mutex(false)
+
+    static func capturing<T>(_ body: () throws -> T) throws -> T {
+        installed.withLock { done in
+            if !done {
+                cbpf_set_log_sink { _, message in
+                    guard let message else { return }
+                    LibbpfLog.append(String(cString: message))
+                }
+                done = true
+            }
+        }
+        lines.withLock { $0.removeAll() }
+        return try body()
+    }
+
+    static func append(_ line: String) {
+        lines.withLock { buffer in
+            buffer.append(line.trimmingCharacters(in: .newlines))
+            if buffer.count > 60 { buffer.removeFirst(buffer.count - 60) }
+        }
+    }
+
+    /// The last libbpf messages, formatted to follow an error message.
+    static func tail() -> String {
+        let text = lines.withLock { $0.suffix(25).joined(separator: "\n") }
+        return text.isEmpty ? "" : "\nlibbpf:\n\(text)"
+    }
+}

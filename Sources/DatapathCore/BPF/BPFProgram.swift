@@ -1,0 +1,52 @@
+import CLibbpf
+import Glibc
+
+/// A loaded BPF program, owning a descriptor of its own (it outlives the object it was loaded from).
+public final class BPFProgram: Sendable {
+    public let name: String
+    private let descriptor: OwnedFD
+    public var fd: Int32 { descriptor.raw }
+
+    init(name: String, duplicating fd: Int32) throws {
+        let own = try bpfCall("duplicating the descriptor of program \(name)") { fcntl(fd, F_DUPFD_CLOEXEC, 3) }
+        self.name = name
+        descriptor = OwnedFD(own)
+    }
+
+    /// The kernel's id of the program (what tc reports as attached).
+    public func id() throws -> UInt32 {
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        try bpfCall("reading info of program \(name)") { bpf_obj_get_info_by_fd(fd, &info, &length) }
+        return info.id
+    }
+
+    /// Result of one BPF_PROG_TEST_RUN.
+    public struct TestRunResult: Sendable {
+        /// The program's return code (TC_ACT_OK = 0, TC_ACT_SHOT = 2 for tc programs).
+        public var retval: UInt32
+        /// Average run time per repetition, in nanoseconds, as the kernel measured it.
+        public var durationNs: UInt32
+        /// The packet after the program ran.
+        public var packetOut: [UInt8]
+    }
+
+    /// Runs the program `repeat` times on `packet` with BPF_PROG_TEST_RUN. `ifindex` sets the skb's device
+    /// (the kernel uses the loopback device of the current network namespace when it is not given).
+    public func testRun(packet: [UInt8], repeat: UInt32 = 1, ifindex: UInt32? = nil) throws -> TestRunResult {
+        var out = [UInt8](repeating: 0, count: max(packet.count, 64) + 256)
+        var outSize = UInt32(out.count)
+        var retval: UInt32 = 0
+        var duration: UInt32 = 0
+        try packet.withUnsafeBytes { p throws in
+            try out.withUnsafeMutableBytes { o throws in
+                _ = try bpfCall("test run of program \(name)") {
+                    cbpf_prog_test_run(
+                        fd, p.baseAddress, UInt32(p.count), o.baseAddress, &outSize, `repeat`, ifindex ?? 0, &retval,
+                        &duration)
+                }
+            }
+        }
+        return TestRunResult(retval: retval, durationNs: duration, packetOut: Array(out.prefix(Int(outSize))))
+    }
+}

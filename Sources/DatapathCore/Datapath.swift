@@ -1,0 +1,147 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// The loaded datapath: the endpoint BPF object with its maps pinned under the bpf root, the per-endpoint
+/// inner maps, and the catalogue of who owns which map and how its entries read as JSON.
+public final class Datapath: Sendable {
+    public let root: String
+    public let object: BPFObject
+    private let catalog = Mutex(MapCatalog())
+    private let innerMaps = Mutex<[String: BPFMap]>([:])
+
+    /// Loads the embedded `endpoint` object, pinning its maps under `root` (reusing maps already pinned there).
+    public init(root: String, maxEntries: [String: UInt32] = [:], objectName: String = "endpoint") throws {
+        try BPFFS.prepare(root: root)
+        self.root = root
+        object = try BPFObject.load(embedded: objectName, pinDirectory: root, maxEntries: maxEntries)
+        catalog.withLock { catalog in
+            for map in object.maps { catalog.owners[map.name] = "core" }
+        }
+    }
+
+    /// Loads without pinning (tests).
+    public init(unpinned objectName: String = "endpoint", maxEntries: [String: UInt32] = [:]) throws {
+        root = ""
+        object = try BPFObject.load(embedded: objectName, pinDirectory: nil, maxEntries: maxEntries)
+        catalog.withLock { catalog in
+            for map in object.maps { catalog.owners[map.name] = "core" }
+        }
+    }
+
+    public func map(_ name: String) throws -> BPFMap {
+        if let map = object.map(named: name) ?? innerMaps.withLock({ $0[name] }) { return map }
+        throw AgentError.notFound("map \(name) does not exist")
+    }
+
+    public func typedMap<Key: BitwiseCopyable, Value: BitwiseCopyable>(
+        _ name: String, _ key: Key.Type = Key.self, _ value: Value.Type = Value.self
+    ) throws -> TypedMap<Key, Value> {
+        try TypedMap(map(name))
+    }
+
+    public func program(_ name: String) throws -> BPFProgram {
+        guard let program = object.program(named: name) else {
+            throw AgentError.datapath("program \(name) is not in the datapath object")
+        }
+        return program
+    }
+
+    // MARK: Ownership and decoding
+
+    /// Records that `owner` (a plugin name or "core") owns map `name`.
+    public func setOwner(_ owner: String, ofMap name: String) {
+        catalog.withLock { $0.owners[name] = owner }
+    }
+
+    /// Registers how entries of maps whose name starts with `prefix` read as JSON.
+    public func registerDecoder(prefix: String, _ decoder: MapDecoder) {
+        catalog.withLock { $0.decoders.append((prefix, decoder)) }
+    }
+
+    public func owner(ofMap name: String) -> String {
+        catalog.withLock { catalog in
+            catalog.owners[name] ?? catalog.owners.first { name.hasPrefix($0.key + "_") }?.value ?? "core"
+        }
+    }
+
+    public func decoder(forMap name: String) -> MapDecoder? {
+        catalog.withLock { catalog in
+            catalog.decoders.filter { name.hasPrefix($0.prefix) }.max { $0.prefix.count < $1.prefix.count }?.decoder
+        }
+    }
+
+    /// All maps: the object's, then the inner maps, sorted by name.
+    public var allMaps: [BPFMap] {
+        object.maps + innerMaps.withLock { $0.values.sorted { $0.name < $1.name } }
+    }
+
+    // MARK: Inner maps (map-in-map)
+
+    /// The inner map stored under `key` in the hash-of-maps `outer`, pinned as `<root>/<name>`: opened from its pin
+    /// when it exists, else created from `template` (when given) and inserted into `outer`.
+    public func innerMap(
+        outer: String, key: UInt32, name: String, create template: InnerMapTemplate?
+    ) throws -> BPFMap? {
+        if let cached = innerMaps.withLock({ $0[name] }) { return cached }
+        let outerMap = try TypedMap<UInt32, UInt32>(map(outer))
+        let pinPath = root.isEmpty ? nil : "\(root)/\(name)"
+        var inner = try pinPath.flatMap { path throws in try BPFMap.openPinned(path) }
+        if inner == nil, let template {
+            let created = try BPFMap.create(
+                type: template.type, name: name, keySize: template.keySize, valueSize: template.valueSize,
+                maxEntries: template.maxEntries, flags: template.flags)
+            if let pinPath { try created.pin(at: pinPath) }
+            inner = created
+        }
+        guard let inner else { return nil }
+        // The outer map stores the inner map's fd on update and reads back its id; (re)inserting is idempotent.
+        try outerMap.update(key, UInt32(bitPattern: inner.fd))
+        innerMaps.withLock { $0[name] = inner }
+        return inner
+    }
+
+    /// Removes the inner map under `key` from `outer` and its pin.
+    public func removeInnerMap(outer: String, key: UInt32, name: String) throws {
+        _ = try TypedMap<UInt32, UInt32>(map(outer)).delete(key)
+        innerMaps.withLock { _ = $0.removeValue(forKey: name) }
+        if !root.isEmpty { unlink("\(root)/\(name)") }
+    }
+
+    /// Names of inner maps pinned under the root whose names start with `prefix` (for restore).
+    public func pinnedInnerMapNames(prefix: String) -> [String] {
+        guard !root.isEmpty, let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }
+        return names.filter { $0.hasPrefix(prefix) }.sorted()
+    }
+}
+
+/// How to create an inner map.
+public struct InnerMapTemplate: Sendable {
+    public var type: BPFMapType
+    public var keySize: Int
+    public var valueSize: Int
+    public var maxEntries: Int
+    public var flags: UInt32
+
+    public init(type: BPFMapType, keySize: Int, valueSize: Int, maxEntries: Int, flags: UInt32 = 0) {
+        self.type = type
+        self.keySize = keySize
+        self.valueSize = valueSize
+        self.maxEntries = maxEntries
+        self.flags = flags
+    }
+}
+
+/// Turns a raw entry of a map into JSON fields.
+public struct MapDecoder: Sendable {
+    public var decode: @Sendable (_ key: [UInt8], _ value: [UInt8], _ map: BPFMap) -> (key: JSON, value: JSON)
+
+    public init(_ decode: @escaping @Sendable (_ key: [UInt8], _ value: [UInt8], _ map: BPFMap) -> (key: JSON, value: JSON)) {
+        self.decode = decode
+    }
+}
+
+struct MapCatalog {
+    var owners: [String: String] = [:]
+    var decoders: [(prefix: String, decoder: MapDecoder)] = []
+}

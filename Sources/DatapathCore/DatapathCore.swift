@@ -1,3 +1,0 @@
-@_exported import AgentAPI
-@_exported import CNodeABI
-import BPFObjects

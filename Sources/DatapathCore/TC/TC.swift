@@ -1,0 +1,64 @@
+import CLibbpf
+import Glibc
+
+/// Which tc hook of an interface.
+public enum TCAttachPoint: String, Sendable, CaseIterable {
+    /// Packets the interface receives: on a host-side veth, what the endpoint sends.
+    case ingress
+    /// Packets the interface transmits: on a host-side veth, what the endpoint receives.
+    case egress
+
+    var libbpf: bpf_tc_attach_point { self == .ingress ? BPF_TC_INGRESS : BPF_TC_EGRESS }
+}
+
+/// Attaches programs to an interface's clsact qdisc as direct-action filters through libbpf's netlink helpers.
+///
+/// Every program of ours sits at one fixed handle and priority, so attaching again atomically replaces the
+/// program (no window without a filter) and detaching removes only ours.
+public enum TC {
+    static let handle: UInt32 = 0x4e41  // "NA"
+    static let priority: UInt32 = 1
+
+    /// Attaches `program` at `point` of `ifindex` (creating the clsact qdisc when needed), replacing ours if present.
+    public static func attach(_ program: BPFProgram, ifindex: Int32, point: TCAttachPoint) throws {
+        try bpfCall("creating clsact qdisc on ifindex \(ifindex)") { cbpf_tc_hook_create(ifindex, point.libbpf) }
+        try bpfCall("attaching \(program.name) to tc \(point.rawValue) of ifindex \(ifindex)") {
+            cbpf_tc_attach(ifindex, point.libbpf, program.fd, handle, priority)
+        }
+    }
+
+    /// Removes our filter from `point` of `ifindex`. Returns false when none was attached or the interface is gone.
+    @discardableResult
+    public static func detach(ifindex: Int32, point: TCAttachPoint) throws -> Bool {
+        let rc = try bpfCall("detaching from tc \(point.rawValue) of ifindex \(ifindex)", tolerating: [ENOENT, ENODEV, EINVAL]) {
+            cbpf_tc_detach(ifindex, point.libbpf, handle, priority)
+        }
+        return rc >= 0
+    }
+
+    /// The id of the program attached at our handle, or nil when there is none.
+    public static func attachedProgramID(ifindex: Int32, point: TCAttachPoint) -> UInt32? {
+        let rc = cbpf_tc_query(ifindex, point.libbpf, handle, priority)
+        return rc > 0 ? UInt32(rc) : nil
+    }
+
+    public static func isAttached(ifindex: Int32, point: TCAttachPoint) -> Bool {
+        attachedProgramID(ifindex: ifindex, point: point) != nil
+    }
+}
+
+/// Interface names and indexes in the agent's network namespace.
+public enum Interfaces {
+    /// The index of `name`, or nil when no such interface exists.
+    public static func index(of name: String) -> Int32? {
+        let index = if_nametoindex(name)
+        return index == 0 ? nil : Int32(index)
+    }
+
+    /// The name of interface `index`, or nil.
+    public static func name(of index: Int32) -> String? {
+        var buffer = [CChar](repeating: 0, count: Int(IF_NAMESIZE) + 1)
+        guard if_indextoname(UInt32(index), &buffer) != nil else { return nil }
+        return String(cString: buffer)
+    }
+}
