@@ -1,13 +1,111 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * endpoint.bpf.c: L3/L4 policy enforcement for one endpoint (pod), attached
+ * with tc to the host side of its veth. Packets from the endpoint arrive on
+ * the host veth's ingress hook (from_endpoint), packets to it leave through
+ * its egress hook (to_endpoint).
+ */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include "nodeagent_abi.h"
+#include "consts.h"
+#include "maps.h"
+#include "config.h"
+#include "context.h"
+#include "parse.h"
+#include "fragments.h"
+#include "endpoint.h"
+#include "ipcache.h"
+#include "policy.h"
+#include "conntrack.h"
+#include "metrics.h"
+#include "events.h"
 
+/* Counts the verdict, reports drops and sampled new flows, and turns the reason into a tc action. */
+static __always_inline int na_finish(const struct na_ctx *ctx, int ret, bool new_flow)
+{
+	__u16 reason = ret < 0 ? -ret : NA_REASON_FORWARDED;
+
+	na_metrics_count(reason, ctx->dir, ctx->len);
+	if (reason) {
+		if (ctx->cfg.flags & NA_CFG_EVENTS_DROPPED)
+			na_event_emit(ctx, reason);
+		return TC_ACT_SHOT;
+	}
+	if (new_flow && na_event_sampled(&ctx->cfg))
+		na_event_emit(ctx, reason);
+	return TC_ACT_OK;
+}
+
+/*
+ * The verdict for a packet in direction dir (see CONTRACT "Datapath"): pass
+ * non-IP and neighbor discovery, drop malformed, unknown-interface and
+ * spoofed packets, pass ICMP errors, then conntrack, then policy for new
+ * flows, which are tracked once allowed.
+ */
+static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
+{
+	const struct na_endpoint_info *ep;
+	struct na_ctx ctx = {};
+	__u32 ifindex;
+	int ret;
+
+	ctx.dir = dir;
+	ctx.len = skb->len;
+	ifindex = skb->ifindex;
+	ctx.ifindex = ifindex;
+	ctx.now_ns = bpf_ktime_get_ns();
+	ctx.now = ctx.now_ns / NA_NSEC_PER_SEC;
+	na_config_load(&ctx.cfg);
+
+	ret = na_parse(skb, &ctx.pkt);
+	if (ret < 0)
+		return na_finish(&ctx, ret, false);
+	if (ctx.pkt.kind == NA_PKT_NON_IP || ctx.pkt.kind == NA_PKT_ND)
+		return na_finish(&ctx, 0, false);
+
+	ep = bpf_map_lookup_elem(&na_endpoints, &ifindex);
+	if (!ep)
+		return na_finish(&ctx, -NA_DROP_NO_CONFIG, false);
+	ctx.ep_id = ep->ep_id;
+	ctx.ep_identity = ep->identity;
+	if (dir == NA_DIR_EGRESS && !na_source_valid(ep, &ctx.pkt))
+		return na_finish(&ctx, -NA_DROP_INVALID_SIP, false);
+
+	ret = na_frag_track(&ctx.pkt);
+	if (ret < 0)
+		return na_finish(&ctx, ret, false);
+	if (ctx.pkt.kind == NA_PKT_ICMP_ERROR)
+		return na_finish(&ctx, 0, false);
+
+	ctx.remote_identity = na_ipcache_identity(dir == NA_DIR_EGRESS ? ctx.pkt.daddr : ctx.pkt.saddr,
+						  ctx.pkt.family);
+	if (na_ct_lookup(&ctx) != NA_CT_NEW)
+		return na_finish(&ctx, 0, false);
+
+	if (na_enforces(ep, dir)) {
+		ret = na_policy_check(ctx.ep_id, ctx.remote_identity, dir, ctx.pkt.proto, ctx.pkt.dport,
+				      &ctx.rule_id);
+		if (ret < 0)
+			return na_finish(&ctx, ret, false);
+	}
+	ret = na_ct_create(&ctx);
+	return na_finish(&ctx, ret, ret == 0);
+}
+
+/* Packets the endpoint sends (tc ingress of its host-side veth). */
 SEC("tc")
 int from_endpoint(struct __sk_buff *skb)
 {
-	return TC_ACT_OK;
+	return na_handle(skb, NA_DIR_EGRESS);
+}
+
+/* Packets sent to the endpoint (tc egress of its host-side veth). */
+SEC("tc")
+int to_endpoint(struct __sk_buff *skb)
+{
+	return na_handle(skb, NA_DIR_INGRESS);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

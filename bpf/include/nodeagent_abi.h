@@ -132,7 +132,11 @@ struct na_ct_key {
 	__u8 pad;
 };
 
-/* na_ct_value.flags */
+/*
+ * na_ct_value.flags. A TCP entry counts as established (long lifetime) once
+ * it has seen a packet without SYN in either direction and a reply; it is
+ * closing (short lifetime) from the first FIN or RST on.
+ */
 #define NA_CT_SEEN_NON_SYN (1U << 0)
 #define NA_CT_CLOSING (1U << 1)
 #define NA_CT_SEEN_REPLY (1U << 2)
@@ -149,7 +153,12 @@ struct na_ct_value {
 	__u64 bytes;
 };
 
-/* Runtime configuration, one element of an array map written by the agent. */
+/*
+ * Runtime configuration, one element of an array map written by the agent.
+ * A lifetime of 0 means the default (8000/60/10/60 s as in Cilium). An element
+ * that is all zero (never written) means defaults with drop events on; once
+ * any lifetime or flag is set, flags are taken as written.
+ */
 #define NA_CFG_EVENTS_ALLOWED (1U << 0)  /* emit a flow event for allowed new flows */
 #define NA_CFG_EVENTS_DROPPED (1U << 1)  /* emit a flow event for every drop */
 
@@ -201,6 +210,36 @@ struct na_flow_event {
 	__u32 rule_id;
 	__u32 ifindex;
 	__u32 length;
+};
+
+/*
+ * Flow event accounting, one per-CPU element: events written to the ring
+ * buffer, and events lost because the ring buffer was full.
+ */
+struct na_event_stats {
+	__u64 emitted;
+	__u64 lost;
+};
+
+/*
+ * IP fragment tracking: the first fragment of a datagram records its ports,
+ * so later fragments (which carry no L4 header) get the same verdict path.
+ * IPv4 uses the 16-bit id in the low bits of id.
+ */
+struct na_frag_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 id;
+	__u8 proto;
+	__u8 family;
+	__u16 pad;
+};
+
+struct na_frag_value {
+	__be16 sport;
+	__be16 dport;
+	__u8 kind;  /* how the first fragment was classified (datapath-internal) */
+	__u8 pad[3];
 };
 
 #endif /* NODEAGENT_ABI_H */

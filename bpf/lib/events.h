@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* events.h: flow events into the na_events ring buffer, with emitted/lost accounting. */
+#ifndef NA_EVENTS_H
+#define NA_EVENTS_H
+
+#include "context.h"
+
+static __always_inline void na_event_account(bool lost)
+{
+	struct na_event_stats *s;
+	__u32 zero = 0;
+
+	s = bpf_map_lookup_elem(&na_event_stats, &zero);
+	if (!s)
+		return;
+	if (lost)
+		s->lost += 1;
+	else
+		s->emitted += 1;
+}
+
+/* Writes one na_flow_event for the packet's verdict; a full ring buffer counts as lost. */
+static __always_inline void na_event_emit(const struct na_ctx *ctx, __u16 reason)
+{
+	const struct na_pkt *pkt = &ctx->pkt;
+	struct na_flow_event *e;
+
+	e = bpf_ringbuf_reserve(&na_events, sizeof(*e), 0);
+	if (!e) {
+		na_event_account(true);
+		return;
+	}
+	e->timestamp_ns = ctx->now_ns;
+	__builtin_memcpy(e->saddr, pkt->saddr, 16);
+	__builtin_memcpy(e->daddr, pkt->daddr, 16);
+	e->sport = pkt->sport;
+	e->dport = pkt->dport;
+	e->proto = pkt->proto;
+	e->family = pkt->family;
+	e->direction = ctx->dir;
+	e->verdict = reason ? NA_VERDICT_DROPPED : NA_VERDICT_FORWARDED;
+	e->reason = reason;
+	e->pad = 0;
+	e->ep_id = ctx->ep_id;
+	if (ctx->dir == NA_DIR_EGRESS) {
+		e->src_identity = ctx->ep_identity;
+		e->dst_identity = ctx->remote_identity;
+	} else {
+		e->src_identity = ctx->remote_identity;
+		e->dst_identity = ctx->ep_identity;
+	}
+	e->rule_id = ctx->rule_id;
+	e->ifindex = ctx->ifindex;
+	e->length = ctx->len;
+	bpf_ringbuf_submit(e, 0);
+	na_event_account(false);
+}
+
+/* Whether an allowed new flow is reported: NA_CFG_EVENTS_ALLOWED, 1 in sample_rate. */
+static __always_inline bool na_event_sampled(const struct na_cfg *cfg)
+{
+	if (!(cfg->flags & NA_CFG_EVENTS_ALLOWED))
+		return false;
+	return cfg->sample_rate <= 1 || bpf_get_prandom_u32() % cfg->sample_rate == 0;
+}
+
+#endif /* NA_EVENTS_H */

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* maps.h: every map the endpoint programs use, as typed BTF definitions; the agent pins them by name. */
+#ifndef NA_MAPS_H
+#define NA_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "nodeagent_abi.h"
+#include "consts.h"
+
+/* Endpoint table: host-side interface ifindex -> endpoint id, identity, addresses, enforcement flags. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NA_ENDPOINTS_MAX_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct na_endpoint_info);
+} na_endpoints SEC(".maps");
+
+/* ipcache: longest-prefix match from a remote address to its security identity. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, NA_IPCACHE_MAX_ENTRIES);
+	__type(key, struct na_ipcache_key);
+	__type(value, struct na_ipcache_value);
+} na_ipcache SEC(".maps");
+
+/*
+ * Template of one endpoint's policy: (identity, direction, protocol, port)
+ * prefixes -> allow/deny. Sizes rather than types: clang emits only a forward
+ * declaration for types two pointers deep (values -> inner -> key), which
+ * libbpf cannot size; the agent's inner maps carry no BTF either.
+ */
+struct na_policy_inner {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, NA_POLICY_MAX_ENTRIES);
+	__uint(key_size, sizeof(struct na_policy_key));
+	__uint(value_size, sizeof(struct na_policy_value));
+};
+
+/* Policy: endpoint id -> that endpoint's policy trie (swapped whole by the agent on regeneration). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, NA_ENDPOINTS_MAX_ENTRIES);
+	__type(key, __u32);
+	__array(values, struct na_policy_inner);
+} na_policy SEC(".maps");
+
+/* Conntrack: 5-tuple and direction of the first packet -> flow state, lifetime and counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NA_CT_MAX_ENTRIES);
+	__type(key, struct na_ct_key);
+	__type(value, struct na_ct_value);
+} na_ct SEC(".maps");
+
+/* Verdict counters: (reason, direction) -> packets and bytes, per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, NA_METRICS_MAX_ENTRIES);
+	__type(key, struct na_metrics_key);
+	__type(value, struct na_metrics_value);
+} na_metrics SEC(".maps");
+
+/* Runtime configuration written by the agent: lifetimes, event flags, sampling. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct na_config);
+} na_config SEC(".maps");
+
+/* Flow events (struct na_flow_event) for drops and sampled new allowed flows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, NA_EVENTS_BYTES);
+} na_events SEC(".maps");
+
+/* Events emitted and lost (ring buffer full), per CPU. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct na_event_stats);
+} na_event_stats SEC(".maps");
+
+/* Ports of in-flight fragmented datagrams, recorded from their first fragment. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NA_FRAGS_MAX_ENTRIES);
+	__type(key, struct na_frag_key);
+	__type(value, struct na_frag_value);
+} na_frags SEC(".maps");
+
+#endif /* NA_MAPS_H */

@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* policy.h: the L3/L4 policy decision for a new flow of an endpoint. */
+#ifndef NA_POLICY_H
+#define NA_POLICY_H
+
+#include <bpf/bpf_endian.h>
+#include "maps.h"
+
+/*
+ * Looks up (identity, dir, proto, dport) in the endpoint's policy trie, then
+ * the same for identity 0 (any peer). Each lookup returns its longest
+ * matching prefix; a deny from either wins, then an allow from either.
+ * Returns 0 (allowed) or -NA_DROP_POLICY_DENY / -NA_DROP_POLICY; *rule_id is
+ * the deciding entry's rule.
+ */
+static __always_inline int na_policy_check(__u32 ep_id, __u32 identity, __u8 dir, __u8 proto,
+					   __be16 dport, __u32 *rule_id)
+{
+	struct na_policy_key key = {
+		.prefixlen = NA_POLICY_PREFIX_PORT,
+		.identity = bpf_htonl(identity),
+		.direction = dir,
+		.protocol = proto,
+		.dport = dport,
+	};
+	struct na_policy_value *exact, *any;
+	void *inner;
+
+	inner = bpf_map_lookup_elem(&na_policy, &ep_id);
+	if (!inner)
+		return -NA_DROP_POLICY;  /* enforcing with no policy installed: default deny */
+
+	exact = bpf_map_lookup_elem(inner, &key);
+	if (exact && (exact->flags & NA_POLICY_DENY)) {
+		*rule_id = exact->rule_id;
+		return -NA_DROP_POLICY_DENY;
+	}
+	key.identity = 0;
+	any = bpf_map_lookup_elem(inner, &key);
+	if (any && (any->flags & NA_POLICY_DENY)) {
+		*rule_id = any->rule_id;
+		return -NA_DROP_POLICY_DENY;
+	}
+	if (exact) {
+		*rule_id = exact->rule_id;
+		return 0;
+	}
+	if (any) {
+		*rule_id = any->rule_id;
+		return 0;
+	}
+	return -NA_DROP_POLICY;
+}
+
+#endif /* NA_POLICY_H */
