@@ -1,8 +1,12 @@
-/// Why a request to the agent failed before a well-formed answer came back.
+import AgentAPI
+
+/// Why a request to the agent failed.
 ///
 /// Server-side failures (a well-formed non-2xx answer) are reported as `server`, carrying the agent's own
 /// error code and message so the CLI can print exactly what the agent said.
 public enum ClientError: Error, Sendable, Equatable {
+    /// The agent answered with a non-2xx status; its error as it sent it.
+    case server(AgentError)
     /// Nothing accepted the connection on the socket (missing file, refused, permission denied, ...).
     case notRunning(path: String, reason: String)
     /// The agent accepted the connection but did not answer in time.
@@ -18,6 +22,8 @@ public enum ClientError: Error, Sendable, Equatable {
 extension ClientError: CustomStringConvertible {
     public var description: String {
         switch self {
+        case .server(let error):
+            return error.message
         case .notRunning(let path, let reason):
             return "cannot connect to nodeagent at \(path): \(reason) (is the agent running?)"
         case .timeout(let path, let seconds):
