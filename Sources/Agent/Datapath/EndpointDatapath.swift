@@ -13,7 +13,7 @@ struct EndpointDatapath {
     var template: InnerMapTemplate {
         InnerMapTemplate(
             type: .lpmTrie, keySize: MemoryLayout<na_policy_key>.size, valueSize: MemoryLayout<na_policy_value>.size,
-            maxEntries: policyMapEntries, flags: UInt32(BPF_F_NO_PREALLOC))
+            maxEntries: policyMapEntries, flags: InnerMapTemplate.noPrealloc)
     }
 
     /// The endpoint's policy map, created (and pinned) when it does not exist yet.

@@ -5,31 +5,31 @@ import Policy
 extension NodeAgent {
     var endpointRoutes: [Route] {
         [
-            .get("/v1/endpoint") { request in .json(.array(try listEndpoints(request))) },
-            .get("/v1/endpoint/{id}") { request in
+            .get("/v1/endpoint") { [self] request in .json(.array(try listEndpoints(request))) },
+            .get("/v1/endpoint/{id}") { [self] request in
                 let id = try endpointID(request)
                 guard let json = state.withLock({ state in state.endpoints[id].map { endpointJSON($0, state) } }) else {
                     throw AgentError.notFound("endpoint \(id) does not exist")
                 }
                 return .json(json)
             },
-            .put("/v1/endpoint/{id}") { request in
+            .put("/v1/endpoint/{id}") { [self] request in
                 let id = try endpointID(request)
                 let change = try EndpointChangeRequest(json: try request.jsonBody(), id: id)
                 let (json, created) = try putEndpoint(id: id, request: change)
                 return .json(json, status: created ? 201 : 200)
             },
-            .delete("/v1/endpoint/{id}") { request in .json(try deleteEndpoint(id: try endpointID(request))) },
-            .patch("/v1/endpoint/{id}/labels") { request in
+            .delete("/v1/endpoint/{id}") { [self] request in .json(try deleteEndpoint(id: try endpointID(request))) },
+            .patch("/v1/endpoint/{id}/labels") { [self] request in
                 .json(try patchLabels(id: try endpointID(request), body: try request.jsonBody()))
             },
-            .get("/v1/endpoint/{id}/policy") { request in .json(try realizedPolicyJSON(id: try endpointID(request))) },
+            .get("/v1/endpoint/{id}/policy") { [self] request in .json(try realizedPolicyJSON(id: try endpointID(request))) },
         ]
     }
 
     var identityRoutes: [Route] {
         [
-            .get("/v1/identity") { request in
+            .get("/v1/identity") { [self] request in
                 let filter = try labelFilter(request)
                 return .json(
                     .array(
@@ -39,7 +39,7 @@ extension NodeAgent {
                             }.map { identityJSON($0, state) }
                         }))
             },
-            .get("/v1/identity/{id}") { request in
+            .get("/v1/identity/{id}") { [self] request in
                 let text = try request.pathParameter("id")
                 guard let id = UInt32(text) else {
                     throw AgentError.invalidField("id", "\"\(text)\" is not a numeric identity")

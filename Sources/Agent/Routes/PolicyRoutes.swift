@@ -5,12 +5,12 @@ import Policy
 extension NodeAgent {
     var policyRoutes: [Route] {
         [
-            .get("/v1/policy") { _ in
+            .get("/v1/policy") { [self] _ in
                 .json(state.withLock { ["revision": .int(Int64($0.policy.revision)), "policies": .array($0.policy.documents)] })
             },
-            .put("/v1/policy") { request in .json(try putPolicy(try request.jsonBody())) },
-            .delete("/v1/policy") { request in .json(try deletePolicy(request)) },
-            .get("/v1/policy/trace") { request in .json(try trace(request)) },
+            .put("/v1/policy") { [self] request in .json(try putPolicy(try request.jsonBody())) },
+            .delete("/v1/policy") { [self] request in .json(try deletePolicy(request)) },
+            .get("/v1/policy/trace") { [self] request in .json(try trace(request)) },
         ]
     }
 
