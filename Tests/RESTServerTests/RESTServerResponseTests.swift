@@ -124,4 +124,16 @@ final class RESTServerResponseTests: XCTestCase {
         XCTAssertNotNil(put?.metadata["pid"].flatMap { Int32($0) })
         XCTAssertEqual(records.first { $0.metadata["method"] == "GET" }?.level, .debug)
     }
+
+    func testHeadAnswersLikeGetWithoutABody() throws {
+        let server = try TestServer(routes: TestRoutes.basic)
+        defer { server.stop() }
+        let connection = try RawHTTPConnection(path: server.path)
+        let head = try connection.request("HEAD", "/v1/hello")
+        XCTAssertEqual(head.status, 200)
+        XCTAssertEqual(head.headers["content-length"], "\(JSON.object(["hello": "world"]).serialized().utf8.count)")
+        // Nothing but the next response follows on the connection.
+        let get = try connection.request("GET", "/v1/hello")
+        XCTAssertEqual(try JSON.parse(get.body), ["hello": "world"])
+    }
 }

@@ -174,4 +174,23 @@ final class RESTServerStreamingTests: XCTestCase {
         XCTAssertNil(try connection.readChunk(), "the stream ends cleanly")
         XCTAssertTrue(connection.serverClosed(within: 2), "and the connection is closed")
     }
+
+    func testSilentFollowerOutlivesTheIdleTimeoutButIdleConnectionsDoNot() throws {
+        let probe = StreamProbe()
+        let routes =
+            TestRoutes.basic + [
+                Route.get("/v1/follow") { _ in .streaming(next: Self.follower(probe, every: nil)) }
+            ]
+        let server = try TestServer(routes: routes, options: RESTServer.Options(connectionTimeoutSeconds: 1))
+        defer { server.stop() }
+        let follower = try RawHTTPConnection(path: server.path)
+        try follower.send("GET /v1/follow HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        XCTAssertEqual(try follower.readHead().status, 200)
+        let idle = try RawHTTPConnection(path: server.path)
+        XCTAssertEqual(try idle.request("GET", "/v1/hello").status, 200)
+
+        XCTAssertFalse(follower.serverClosed(within: 2.5), "a follower waiting for events is kept")
+        XCTAssertTrue(idle.serverClosed(within: 0.5), "an idle keep-alive connection times out")
+        XCTAssertFalse(probe.released.load(ordering: .acquiring))
+    }
 }

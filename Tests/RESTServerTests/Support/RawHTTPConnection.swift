@@ -70,7 +70,7 @@ final class RawHTTPConnection {
         for header in headers { head += header + "\r\n" }
         if let body { head += "Content-Length: \(body.utf8.count)\r\n" }
         try send(head + "\r\n" + (body ?? ""))
-        return try readResponse()
+        return try readResponse(bodyless: method == "HEAD")
     }
 
     /// Status and headers of the next response, leaving its body unread.
@@ -92,9 +92,10 @@ final class RawHTTPConnection {
         return (status, headers)
     }
 
-    /// A whole response: head and a body framed by Content-Length or chunked encoding.
-    func readResponse() throws -> RawResponse {
+    /// A whole response: head and a body framed by Content-Length or chunked encoding (none for HEAD).
+    func readResponse(bodyless: Bool = false) throws -> RawResponse {
         let (status, headers) = try readHead()
+        if bodyless { return RawResponse(status: status, headers: headers, body: []) }
         if headers["transfer-encoding"]?.lowercased() == "chunked" {
             var body: [UInt8] = []
             while let chunk = try readChunk() { body += chunk }
