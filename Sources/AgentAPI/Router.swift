@@ -1,0 +1,57 @@
+/// Dispatches requests to routes by path pattern and method.
+///
+/// An unknown path is a 404 `not-found` naming the path; a known path with another method is a 405
+/// `method-not-allowed` listing (and sending in `Allow`) the methods it accepts. HEAD falls back to GET.
+public struct Router: Sendable {
+    public let routes: [Route]
+    /// Told about handler errors that are not ``AgentError`` (they reach the client only as a generic 500),
+    /// so the owner can log them.
+    public var onUnexpectedError: (@Sendable (APIRequest, any Error) -> Void)?
+
+    public init(routes: [Route], onUnexpectedError: (@Sendable (APIRequest, any Error) -> Void)? = nil) {
+        self.routes = routes
+        self.onUnexpectedError = onUnexpectedError
+    }
+
+    /// Every (method, pattern), in registration order.
+    public var patterns: [(HTTPMethod, String)] { routes.map { ($0.method, $0.pattern) } }
+
+    /// Finds the route and runs its handler; never throws: every failure becomes an error response.
+    public func route(_ request: APIRequest) -> APIResponse {
+        let path = Route.pathSegments(request.path)
+        var matches: [(route: Route, parameters: [String: String], rank: [Bool])] = []
+        for route in routes {
+            if let match = route.match(path) { matches.append((route, match.parameters, match.rank)) }
+        }
+        guard !matches.isEmpty else { return .error(.notFound("no API path \(request.path)")) }
+
+        var forMethod = matches.filter { $0.route.method == request.method }
+        if forMethod.isEmpty, request.method == .HEAD {
+            forMethod = matches.filter { $0.route.method == .GET }
+        }
+        guard let best = forMethod.max(by: { $0.rank.lexicographicallyPrecedes($1.rank, by: Router.lessSpecific) })
+        else {
+            var allowed = Set(matches.map(\.route.method))
+            if allowed.contains(.GET) { allowed.insert(.HEAD) }
+            let names = HTTPMethod.allCases.filter(allowed.contains).map(\.rawValue)
+            var response = APIResponse.error(
+                .methodNotAllowed(request.method.rawValue, path: request.path, allowed: names))
+            response.headers["Allow"] = names.joined(separator: ", ")
+            return response
+        }
+
+        var request = request
+        request.pathParameters = best.parameters
+        do {
+            return try best.route.handler(request)
+        } catch let error as AgentError {
+            return .error(error)
+        } catch {
+            onUnexpectedError?(request, error)
+            return .error(.internal("internal error while handling \(request.method.rawValue) \(request.path)"))
+        }
+    }
+
+    /// A parameter segment (false) ranks below a literal one (true).
+    private static func lessSpecific(_ a: Bool, _ b: Bool) -> Bool { !a && b }
+}

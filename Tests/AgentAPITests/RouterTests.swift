@@ -1,0 +1,90 @@
+import Synchronization
+import XCTest
+
+@testable import AgentAPI
+
+final class RouterTests: XCTestCase {
+    private struct Boom: Error {}
+
+    private func echo(_ name: String) -> Route.Handler {
+        { request in .json(["route": .string(name), "params": .object(request.pathParameters.mapValues(JSON.string))]) }
+    }
+
+    private var router: Router {
+        Router(routes: [
+            .get("/v1/endpoint", handler: echo("list")),
+            .get("/v1/endpoint/{id}", handler: echo("get")),
+            .delete("/v1/endpoint/{id}", handler: echo("delete")),
+            .patch("/v1/endpoint/{id}/labels", handler: echo("labels")),
+            .get("/v1/policy/{name}", handler: echo("policy")),
+            .get("/v1/policy/trace", handler: echo("trace")),
+            .put("/v1/fail", handler: { _ in throw AgentError.invalidField("x", "bad") }),
+            .post("/v1/boom", handler: { _ in throw Boom() }),
+        ])
+    }
+
+    private func body(_ response: APIResponse) throws -> JSON { try JSON.parse(response.body) }
+
+    func testPathParameters() throws {
+        let response = router.route(APIRequest(method: .PATCH, path: "/v1/endpoint/42/labels"))
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(try body(response), ["route": "labels", "params": ["id": "42"]])
+    }
+
+    func testTrailingSlashAndExactMatch() throws {
+        XCTAssertEqual(try body(router.route(APIRequest(method: .GET, path: "/v1/endpoint/")))["route"], "list")
+        XCTAssertEqual(try body(router.route(APIRequest(method: .GET, path: "/v1/endpoint/7")))["route"], "get")
+    }
+
+    func testLiteralSegmentBeatsParameter() throws {
+        XCTAssertEqual(try body(router.route(APIRequest(method: .GET, path: "/v1/policy/trace")))["route"], "trace")
+        XCTAssertEqual(try body(router.route(APIRequest(method: .GET, path: "/v1/policy/other")))["route"], "policy")
+    }
+
+    func testUnknownPathIs404NamingThePath() throws {
+        let response = router.route(APIRequest(method: .GET, path: "/v1/nope/1"))
+        XCTAssertEqual(response.status, 404)
+        XCTAssertEqual(try body(response), ["error": ["code": "not-found", "message": "no API path /v1/nope/1"]])
+        XCTAssertEqual(router.route(APIRequest(method: .GET, path: "/v1/endpoint/1/2/3")).status, 404)
+    }
+
+    func testKnownPathOtherMethodIs405ListingAllowed() throws {
+        let response = router.route(APIRequest(method: .PUT, path: "/v1/endpoint/3"))
+        XCTAssertEqual(response.status, 405)
+        let error = try body(response)["error"]
+        XCTAssertEqual(error?["code"], "method-not-allowed")
+        XCTAssertEqual(error?["message"], "method PUT is not allowed on /v1/endpoint/3; allowed: GET, DELETE, HEAD")
+        XCTAssertEqual(response.headers["Allow"], "GET, DELETE, HEAD")
+    }
+
+    func testHeadFallsBackToGet() throws {
+        let response = router.route(APIRequest(method: .HEAD, path: "/v1/endpoint"))
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(try body(response)["route"], "list")
+    }
+
+    func testAgentErrorIsRendered() throws {
+        let response = router.route(APIRequest(method: .PUT, path: "/v1/fail"))
+        XCTAssertEqual(response.status, 400)
+        XCTAssertEqual(try body(response)["error"]?["field"], "x")
+    }
+
+    func testOtherErrorIsGeneric500AndReported() throws {
+        let reported = Mutex<[String]>([])
+        var router = self.router
+        router.onUnexpectedError = { request, error in reported.withLock { $0.append("\(request.path) \(error)") } }
+        let response = router.route(APIRequest(method: .POST, path: "/v1/boom"))
+        XCTAssertEqual(response.status, 500)
+        XCTAssertEqual(
+            try body(response),
+            ["error": ["code": "internal", "message": "internal error while handling POST /v1/boom"]])
+        XCTAssertEqual(reported.withLock { $0 }, ["/v1/boom Boom()"])
+    }
+
+    func testPatternsListed() {
+        let patterns = router.patterns
+        XCTAssertEqual(patterns.count, 8)
+        XCTAssertEqual(patterns[1].0, .GET)
+        XCTAssertEqual(patterns[1].1, "/v1/endpoint/{id}")
+    }
+}
