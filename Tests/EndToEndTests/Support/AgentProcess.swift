@@ -71,9 +71,13 @@ final class AgentProcess: @unchecked Sendable {
         if start { try self.start() }
     }
 
-    var arguments: [String] {
+    /// The daemon's command line after the binary.
+    var arguments: [String] { locationArguments + extraArguments }
+
+    /// Where this agent keeps things; `cleanup` gets them too, so it never falls back to the default paths.
+    private var locationArguments: [String] {
         ["--socket", socketPath, "--state-dir", stateDirectory, "--bpf-root", bpfRoot]
-            + (configFile.map { ["--config", $0] } ?? []) + extraArguments
+            + (configFile.map { ["--config", $0] } ?? [])
     }
 
     var pid: pid_t? { state.current.process.map { $0.processIdentifier } }
@@ -167,7 +171,8 @@ final class AgentProcess: @unchecked Sendable {
         try start(timeout: timeout)
     }
 
-    /// Stops the agent, lets it remove its datapath (`nodeagent cleanup --bpf-root`, inside the node namespace),
+    /// Stops the agent, lets it remove its datapath (`nodeagent cleanup` with the same socket, state directory and
+    /// pin root, inside the node namespace),
     /// then removes the pin root and the agent's directory whatever that did. Runs once.
     func cleanup() {
         let first = state.withLock { state -> Bool in
@@ -179,7 +184,7 @@ final class AgentProcess: @unchecked Sendable {
         if Netns.exists(nodeNetns) {
             // Older binaries may not know the subcommand; the removal below covers them.
             _ = try? Shell.capture(
-                ["nsenter", "--net=\(Netns.path(nodeNetns))", binary, "cleanup", "--bpf-root", bpfRoot], timeout: 10)
+                ["nsenter", "--net=\(Netns.path(nodeNetns))", binary, "cleanup"] + locationArguments, timeout: 10)
         }
         try? FileManager.default.removeItem(atPath: bpfRoot)
         try? FileManager.default.removeItem(atPath: directory)
