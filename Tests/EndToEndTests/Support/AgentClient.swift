@@ -73,4 +73,27 @@ extension AgentProcess {
         }
         return endpoint
     }
+
+    /// Waits until every endpoint reports the current policy revision (`GET /v1/policy`), so traffic checks see
+    /// the datapath of the latest change; throws with the laggards after `timeout`.
+    func waitForPolicyRevision(timeout: TimeInterval = 5) throws {
+        let policy = try api(.GET, "/v1/policy")
+        guard policy.status == 200, let revision = policy.json?["revision"]?.intValue else {
+            throw AgentHarnessError("GET /v1/policy: \(policy)")
+        }
+        let deadline = Date() + timeout
+        var behind: [String] = []
+        repeat {
+            let endpoints = try api(.GET, "/v1/endpoint")
+            guard endpoints.status == 200, let list = endpoints.json?.arrayValue else {
+                throw AgentHarnessError("GET /v1/endpoint: \(endpoints)")
+            }
+            behind = list.filter { ($0["policy-revision"]?.intValue ?? -1) < revision }.map {
+                "endpoint \($0["id"]?.description ?? "?") at revision \($0["policy-revision"]?.description ?? "?")"
+            }
+            if behind.isEmpty { return }
+            usleep(50_000)
+        } while Date() < deadline
+        throw AgentHarnessError("policy revision \(revision) not reached within \(timeout) s: \(behind)")
+    }
 }
