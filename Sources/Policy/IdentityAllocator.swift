@@ -117,7 +117,8 @@ public struct IdentityAllocator: Sendable {
             throw AgentError.conflict("labels \(labels) belong to a reserved identity, not \(id)", field: "identity")
         }
         if let holder = allocated[id], holder.labels != labels {
-            throw AgentError.conflict("identity \(id) is already allocated to labels \(holder.labels)", field: "identity")
+            throw AgentError.conflict(
+                "identity \(id) is already allocated to labels \(holder.labels)", field: "identity")
         }
         if let other = byLabels[labels], other != id {
             throw AgentError.conflict("labels \(labels) already have identity \(other)", field: "labels")

@@ -41,7 +41,9 @@ public struct PolicyEntry: Hashable, Sendable {
     }
 
     /// The map key of this entry (everything but the verdict and its provenance).
-    public var key: Key { Key(identity: identity, direction: direction, proto: proto, port: port, bits: portPrefixBits) }
+    public var key: Key {
+        Key(identity: identity, direction: direction, proto: proto, port: port, bits: portPrefixBits)
+    }
 
     /// True when this entry's key prefix covers all of `other`'s for the same identity and direction.
     public func keyCovers(_ other: PolicyEntry) -> Bool {

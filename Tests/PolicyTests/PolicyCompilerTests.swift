@@ -16,24 +16,31 @@ final class PolicyCompilerTests: XCTestCase {
     }
 
     /// The server's policy under a rule with `spec`'s sections (`endpointSelector` added).
-    private func serverPolicy(_ sections: String, mode: EnforcementMode = .default) throws -> (EndpointPolicy, PolicyRepository) {
-        let repo = try repository(policy(spec: #"{"endpointSelector": {"matchLabels": {"app": "server"}}, \#(sections)}"#))
+    private func serverPolicy(_ sections: String, mode: EnforcementMode = .default) throws -> (
+        EndpointPolicy, PolicyRepository
+    ) {
+        let repo = try repository(
+            policy(spec: #"{"endpointSelector": {"matchLabels": {"app": "server"}}, \#(sections)}"#))
         return (repo.resolve(endpoint: server.labels, identities: identities, mode: mode), repo)
     }
 
     private func keys(_ policy: EndpointPolicy) -> [String] { policy.entries.map { "\($0)" } }
 
     func testPortExpansion() throws {
-        let (policy, _) = try serverPolicy("""
+        let (policy, _) = try serverPolicy(
+            """
             "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}],
-                         "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}, {"port": 8000, "endPort": 8010, "protocol": "TCP"},
+                         "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}, {"port": 8000, "endPort": 8010,
+                             "protocol": "TCP"},
                                                 {"port": "0", "protocol": "UDP"}]}]}]
             """)
-        XCTAssertEqual(keys(policy), [
-            "ingress identity=300 TCP 53 allow [1]", "ingress identity=300 TCP 8000-8007 allow [1]",
-            "ingress identity=300 TCP 8008-8009 allow [1]", "ingress identity=300 TCP 8010 allow [1]",
-            "ingress identity=300 UDP any port allow [1]", "ingress identity=300 SCTP 53 allow [1]",
-        ])
+        XCTAssertEqual(
+            keys(policy),
+            [
+                "ingress identity=300 TCP 53 allow [1]", "ingress identity=300 TCP 8000-8007 allow [1]",
+                "ingress identity=300 TCP 8008-8009 allow [1]", "ingress identity=300 TCP 8010 allow [1]",
+                "ingress identity=300 UDP any port allow [1]", "ingress identity=300 SCTP 53 allow [1]",
+            ])
         let (anyProto, _) = try serverPolicy(#""ingress": [{"toPorts": [{"ports": [{"port": "0"}]}]}]"#)
         XCTAssertEqual(keys(anyProto), ["ingress identity=0 ANY allow [1]"])
         XCTAssertEqual(anyProto.decide(identity: 999, direction: .ingress, proto: 1, port: 0).verdict, .allowed)
@@ -41,7 +48,8 @@ final class PolicyCompilerTests: XCTestCase {
 
     func testPeerSemantics() throws {
         // Ports without peers: every peer. Peers without ports: every protocol. An empty peer list: nothing.
-        let (portsOnly, _) = try serverPolicy(#""ingress": [{"toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}]"#)
+        let (portsOnly, _) = try serverPolicy(
+            #""ingress": [{"toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}]"#)
         XCTAssertEqual(keys(portsOnly), ["ingress identity=0 TCP 80 allow [1]"])
         let (emptyPeers, _) = try serverPolicy(
             #""ingress": [{"fromEndpoints": [], "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]}]"#)
@@ -59,8 +67,10 @@ final class PolicyCompilerTests: XCTestCase {
     }
 
     func testEntities() throws {
-        let (policy, _) = try serverPolicy("""
-            "egress": [{"toEntities": ["host"]}, {"toEntities": ["world"]}, {"toEntities": ["cluster"], "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}]}]}],
+        let (policy, _) = try serverPolicy(
+            """
+            "egress": [{"toEntities": ["host"]}, {"toEntities": ["world"]}, {"toEntities": ["cluster"],
+                "toPorts": [{"ports": [{"port": "53", "protocol": "UDP"}]}]}],
             "ingress": [{"fromEntities": ["all"], "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]}]
             """)
         let egress = policy.entries.filter { $0.direction == .egress }
@@ -71,27 +81,36 @@ final class PolicyCompilerTests: XCTestCase {
     }
 
     func testCIDRPeers() throws {
-        let (policy, _) = try serverPolicy("""
+        let (policy, _) = try serverPolicy(
+            """
             "egress": [{"toCIDRSet": [{"cidr": "10.0.0.0/8", "except": ["10.96.0.0/12"]}]}, {"toCIDR": ["fd00::/16"]},
                        {"toCIDR": ["0.0.0.0/0"]}]
             """)
-        XCTAssertEqual(keys(policy), [
-            "egress identity=2 ANY allow [3]", "egress identity=16777216 ANY allow [1, 3]",
-            "egress identity=16777217 ANY allow [3]", "egress identity=16777218 ANY allow [2]",
-        ])
+        XCTAssertEqual(
+            keys(policy),
+            [
+                "egress identity=2 ANY allow [3]", "egress identity=16777216 ANY allow [1, 3]",
+                "egress identity=16777217 ANY allow [3]", "egress identity=16777218 ANY allow [2]",
+            ])
     }
 
     func testSpecificAllowUnderBroadDenyBecomesDeny() throws {
-        let (policy, repo) = try serverPolicy("""
-            "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}], "toPorts": [{"ports": [{"port": "8080", "protocol": "TCP"}]}]},
-                        {"fromEndpoints": [{"matchLabels": {"app": "client"}}], "toPorts": [{"ports": [{"port": "9090", "protocol": "UDP"}]}]}],
-            "ingressDeny": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}], "toPorts": [{"ports": [{"port": "0", "protocol": "TCP"}]}]}]
+        let (policy, repo) = try serverPolicy(
+            """
+            "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}],
+                "toPorts": [{"ports": [{"port": "8080", "protocol": "TCP"}]}]},
+                        {"fromEndpoints": [{"matchLabels": {"app": "client"}}],
+                            "toPorts": [{"ports": [{"port": "9090", "protocol": "UDP"}]}]}],
+            "ingressDeny": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}],
+                "toPorts": [{"ports": [{"port": "0", "protocol": "TCP"}]}]}]
             """)
         let deny = try XCTUnwrap(repo.ruleNames.first { $0.value == "web-tier/p ingressDeny[0]" }?.key)
-        XCTAssertEqual(keys(policy), [
-            "ingress identity=300 TCP any port deny [\(deny)]", "ingress identity=300 TCP 8080 deny [\(deny)]",
-            "ingress identity=300 UDP 9090 allow [2]",
-        ])
+        XCTAssertEqual(
+            keys(policy),
+            [
+                "ingress identity=300 TCP any port deny [\(deny)]", "ingress identity=300 TCP 8080 deny [\(deny)]",
+                "ingress identity=300 UDP 9090 allow [2]",
+            ])
         // The datapath's longest-prefix lookup now finds a deny for 8080.
         let decision = policy.decide(identity: 300, direction: .ingress, proto: tcp, port: 8080)
         XCTAssertEqual(decision.verdict, .denied)
@@ -100,9 +119,11 @@ final class PolicyCompilerTests: XCTestCase {
     }
 
     func testNarrowDenyInsideBroadAllowStaysNarrow() throws {
-        let (policy, _) = try serverPolicy("""
+        let (policy, _) = try serverPolicy(
+            """
             "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}]}],
-            "ingressDeny": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}], "toPorts": [{"ports": [{"port": "22", "protocol": "TCP"}]}]}]
+            "ingressDeny": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}],
+                "toPorts": [{"ports": [{"port": "22", "protocol": "TCP"}]}]}]
             """)
         XCTAssertEqual(keys(policy), ["ingress identity=300 ANY allow [1]", "ingress identity=300 TCP 22 deny [2]"])
         XCTAssertEqual(policy.decide(identity: 300, direction: .ingress, proto: tcp, port: 22).verdict, .denied)
@@ -110,40 +131,53 @@ final class PolicyCompilerTests: XCTestCase {
     }
 
     func testDenyOnAnyPeerCoversEveryIdentity() throws {
-        let (policy, _) = try serverPolicy("""
-            "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}], "toPorts": [{"ports": [{"port": "8000", "endPort": 8003, "protocol": "TCP"}]}]},
-                        {"fromEndpoints": [{"matchLabels": {"app": "client"}}], "toPorts": [{"ports": [{"port": "8004", "protocol": "TCP"}]}]}],
+        let (policy, _) = try serverPolicy(
+            """
+            "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}],
+                "toPorts": [{"ports": [{"port": "8000", "endPort": 8003, "protocol": "TCP"}]}]},
+                        {"fromEndpoints": [{"matchLabels": {"app": "client"}}],
+                            "toPorts": [{"ports": [{"port": "8004", "protocol": "TCP"}]}]}],
             "ingressDeny": [{"toPorts": [{"ports": [{"port": "8000", "endPort": 8003, "protocol": "TCP"}]}]},
                             {"fromEntities": ["all"], "toPorts": [{"ports": [{"port": "8002", "protocol": "TCP"}]}]}]
             """)
-        XCTAssertEqual(keys(policy), [
-            "ingress identity=0 TCP 8000-8003 deny [3]", "ingress identity=0 TCP 8002 deny [4]",
-            "ingress identity=300 TCP 8000-8003 deny [3]", "ingress identity=300 TCP 8004 allow [2]",
-        ])
+        XCTAssertEqual(
+            keys(policy),
+            [
+                "ingress identity=0 TCP 8000-8003 deny [3]", "ingress identity=0 TCP 8002 deny [4]",
+                "ingress identity=300 TCP 8000-8003 deny [3]", "ingress identity=300 TCP 8004 allow [2]",
+            ])
         XCTAssertEqual(policy.decide(identity: 300, direction: .ingress, proto: tcp, port: 8001).verdict, .denied)
         XCTAssertEqual(policy.decide(identity: 300, direction: .ingress, proto: tcp, port: 8004).verdict, .allowed)
     }
 
     func testAllowsInsideBroaderAllowsAreLeftOut() throws {
-        let (policy, _) = try serverPolicy("""
-            "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}], "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}, {"port": "53", "protocol": "UDP"}]}]},
+        let (policy, _) = try serverPolicy(
+            """
+            "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}], "toPorts": [{"ports": [{"port": "80",
+                "protocol": "TCP"}, {"port": "53", "protocol": "UDP"}]}]},
                         {"toPorts": [{"ports": [{"port": "0", "protocol": "TCP"}]}]},
-                        {"fromEndpoints": [{"matchLabels": {"app": "client"}}], "toPorts": [{"ports": [{"port": "53", "protocol": "ANY"}]}]}]
+                        {"fromEndpoints": [{"matchLabels": {"app": "client"}}], "toPorts": [{"ports": [{"port": "53",
+                            "protocol": "ANY"}]}]}]
             """)
-        XCTAssertEqual(keys(policy), [
-            "ingress identity=0 TCP any port allow [2]", "ingress identity=300 UDP 53 allow [1, 3]",
-            "ingress identity=300 SCTP 53 allow [3]",
-        ])
+        XCTAssertEqual(
+            keys(policy),
+            [
+                "ingress identity=0 TCP any port allow [2]", "ingress identity=300 UDP 53 allow [1, 3]",
+                "ingress identity=300 SCTP 53 allow [3]",
+            ])
         XCTAssertEqual(policy.decide(identity: 300, direction: .ingress, proto: tcp, port: 80).verdict, .allowed)
     }
 
     func testIdenticalAllowAndDenyKeepOnlyTheDeny() throws {
-        let (policy, _) = try serverPolicy("""
-            "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}]}, {"fromEndpoints": [{"matchLabels": {"app": "client"}}]}],
+        let (policy, _) = try serverPolicy(
+            """
+            "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}]},
+                {"fromEndpoints": [{"matchLabels": {"app": "client"}}]}],
             "ingressDeny": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}]}]
             """)
         XCTAssertEqual(keys(policy), ["ingress identity=300 ANY deny [3]"])
-        let (merged, _) = try serverPolicy("""
+        let (merged, _) = try serverPolicy(
+            """
             "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}]}, {"fromEndpoints": [{}]}]
             """)
         XCTAssertEqual(keys(merged), ["ingress identity=300 ANY allow [1, 2]", "ingress identity=301 ANY allow [2]"])
@@ -157,7 +191,8 @@ final class PolicyCompilerTests: XCTestCase {
         XCTAssertTrue(denyOnly.ingressEnforced)
         XCTAssertFalse(denyOnly.egressEnforced)
         // Not selected: nothing enforced.
-        let repo = try repository(policy(spec: #"{"endpointSelector": {"matchLabels": {"app": "nobody"}}, "ingress": []}"#))
+        let repo = try repository(
+            policy(spec: #"{"endpointSelector": {"matchLabels": {"app": "nobody"}}, "ingress": []}"#))
         let other = repo.resolve(endpoint: server.labels, identities: identities, mode: .default)
         XCTAssertFalse(other.ingressEnforced || other.egressEnforced)
     }
@@ -168,8 +203,10 @@ final class PolicyCompilerTests: XCTestCase {
         XCTAssertFalse(allowOnly.ingressEnforced)
         XCTAssertEqual(allowOnly.decide(identity: 999, direction: .ingress, proto: tcp, port: 1).reason, .notEnforced)
 
-        let (withDeny, _) = try serverPolicy("""
-            "ingressDeny": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}]}], "enableDefaultDeny": {"ingress": false}
+        let (withDeny, _) = try serverPolicy(
+            """
+            "ingressDeny": [{"fromEndpoints": [{"matchLabels": {"app": "client"}}]}],
+                "enableDefaultDeny": {"ingress": false}
             """)
         XCTAssertTrue(withDeny.ingressEnforced)
         XCTAssertEqual(keys(withDeny), ["ingress identity=0 ANY allow []", "ingress identity=300 ANY deny [1]"])
@@ -177,9 +214,12 @@ final class PolicyCompilerTests: XCTestCase {
         XCTAssertEqual(withDeny.decide(identity: 999, direction: .ingress, proto: tcp, port: 1).verdict, .allowed)
 
         // Another rule without the opt-out still makes the direction default-deny.
-        var repo = try repository(policy(spec: """
-            {"endpointSelector": {"matchLabels": {"app": "server"}}, "ingress": [{"fromEndpoints": [{}]}], "enableDefaultDeny": {"ingress": false}}
-            """))
+        var repo = try repository(
+            policy(
+                spec: """
+                    {"endpointSelector": {"matchLabels": {"app": "server"}}, "ingress": [{"fromEndpoints": [{}]}],
+                        "enableDefaultDeny": {"ingress": false}}
+                    """))
         try repo.apply(JSON.parse(policy("strict", spec: #"{"endpointSelector": {}, "ingress": []}"#)))
         let strict = repo.resolve(endpoint: server.labels, identities: identities, mode: .default)
         XCTAssertTrue(strict.ingressEnforced)
@@ -206,9 +246,12 @@ final class PolicyCompilerTests: XCTestCase {
     }
 
     func testIdentitiesNotPresentProduceNoEntries() throws {
-        let repo = try repository(policy(spec: """
-            {"endpointSelector": {"matchLabels": {"app": "server"}}, "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "ghost"}}]}]}
-            """))
+        let repo = try repository(
+            policy(
+                spec: """
+                    {"endpointSelector": {"matchLabels": {"app": "server"}},
+                        "ingress": [{"fromEndpoints": [{"matchLabels": {"app": "ghost"}}]}]}
+                    """))
         let resolved = repo.resolve(endpoint: server.labels, identities: identities, mode: .default)
         XCTAssertTrue(resolved.ingressEnforced)
         XCTAssertEqual(resolved.entries, [])

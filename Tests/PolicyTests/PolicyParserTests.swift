@@ -66,7 +66,8 @@ final class PolicyParserTests: XCTestCase {
     func testBadPortsAndProtocols() {
         func ports(_ list: String) -> String { #"{\#(selector), "egress": [{"toPorts": [{"ports": \#(list)}]}]}"# }
         let field = "spec.egress[0].toPorts[0].ports[0]"
-        assertRejected(spec: ports(#"[{"port": "http"}]"#), field: "\(field).port", "named port \"http\" is not supported")
+        assertRejected(
+            spec: ports(#"[{"port": "http"}]"#), field: "\(field).port", "named port \"http\" is not supported")
         assertRejected(spec: ports(#"[{"port": "70000"}]"#), field: "\(field).port", "out of range")
         assertRejected(spec: ports(#"[{"port": 70000}]"#), field: "\(field).port", "out of range")
         assertRejected(spec: ports(#"[{"port": -1}]"#), field: "\(field).port", "out of range")
@@ -121,7 +122,8 @@ final class PolicyParserTests: XCTestCase {
         assertRejected(
             spec: #"{"nodeSelector": {}, "ingress": []}"#, field: "spec.nodeSelector", "nodeSelector (host policy)")
         assertRejected(spec: #"{"ingress": []}"#, field: "spec.endpointSelector", "is required")
-        assertRejected(spec: "{\(selector)}", field: "spec", "at least one of ingress, ingressDeny, egress or egressDeny")
+        assertRejected(
+            spec: "{\(selector)}", field: "spec", "at least one of ingress, ingressDeny, egress or egressDeny")
         assertRejected(spec: #"{\#(selector), "ingress": {}}"#, field: "spec.ingress", "expected an array, got object")
         assertRejected(
             spec: #"{\#(selector), "ingress": [], "enableDefaultDeny": {"ingress": "no"}}"#,
@@ -136,22 +138,41 @@ final class PolicyParserTests: XCTestCase {
         let spec = #"{"endpointSelector": {}, "ingress": []}"#
         func doc(_ fields: String) -> String { "{\(fields), \"spec\": \(spec)}" }
         let cases: [(String, String?, String)] = [
-            (doc(#""apiVersion": "cilium.io/v1", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a"}"#),
-             "apiVersion", "expected \"cilium.io/v2\", got \"cilium.io/v1\""),
-            (doc(#""apiVersion": "cilium.io/v2", "kind": "NetworkPolicy", "metadata": {"name": "a"}"#),
-             "kind", "got \"NetworkPolicy\""),
-            (doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {}"#),
-             "metadata.name", "is required"),
-            (doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "Bad_Name"}"#),
-             "metadata.name", "lower-case"),
-            (doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a", "namespace": "x.y"}"#),
-             "metadata.namespace", "lower-case letters, digits and '-'"),
-            (doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "a", "namespace": "x"}"#),
-             "metadata.namespace", "has no namespace"),
-            (#"{"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a"}}"#,
-             "spec", "spec or specs is required"),
-            (doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a"}, "extra": 1"#),
-             "extra", "unknown field"),
+            (
+                doc(#""apiVersion": "cilium.io/v1", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a"}"#),
+                "apiVersion", "expected \"cilium.io/v2\", got \"cilium.io/v1\""
+            ),
+            (
+                doc(#""apiVersion": "cilium.io/v2", "kind": "NetworkPolicy", "metadata": {"name": "a"}"#),
+                "kind", "got \"NetworkPolicy\""
+            ),
+            (
+                doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {}"#),
+                "metadata.name", "is required"
+            ),
+            (
+                doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "Bad_Name"}"#),
+                "metadata.name", "lower-case"
+            ),
+            (
+                doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "#
+                    + #""metadata": {"name": "a", "namespace": "x.y"}"#),
+                "metadata.namespace", "lower-case letters, digits and '-'"
+            ),
+            (
+                doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "#
+                    + #""metadata": {"name": "a", "namespace": "x"}"#),
+                "metadata.namespace", "has no namespace"
+            ),
+            (
+                #"{"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a"}}"#,
+                "spec", "spec or specs is required"
+            ),
+            (
+                doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a"}, "#
+                    + #""extra": 1"#),
+                "extra", "unknown field"
+            ),
             ("[]", "policies", "at least one policy"),
             ("5", "policies", "expected a policy object or an array"),
         ]
@@ -163,17 +184,21 @@ final class PolicyParserTests: XCTestCase {
     }
 
     func testDefaultsAndAcceptedForms() throws {
-        let docs = try PolicyParser.parse(JSON.parse("""
-            {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
-             "metadata": {"name": "multi", "labels": {"team": "x"}, "resourceVersion": "12"},
-             "specs": [
-               {"endpointSelector": {}, "ingress": [{"toPorts": [{"ports": [{"port": 53}, {"port": "8000", "endPort": 8010, "protocol": "TCP"}]}]}],
-                "enableDefaultDeny": {"ingress": false}, "description": "dns",
-                "labels": ["k8s:team=x", {"key": "owner", "value": "ops", "source": "k8s"}]},
-               {"endpointSelector": {}, "egressDeny": [{"toCIDRSet": [{"cidr": "10.0.0.1/8", "except": ["10.96.0.0/12"]}]}],
-                "egress": null}
-             ]}
-            """))
+        let docs = try PolicyParser.parse(
+            JSON.parse(
+                """
+                {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+                 "metadata": {"name": "multi", "labels": {"team": "x"}, "resourceVersion": "12"},
+                 "specs": [
+                   {"endpointSelector": {}, "ingress": [{"toPorts": [{"ports": [{"port": 53}, {"port": "8000",
+                       "endPort": 8010, "protocol": "TCP"}]}]}],
+                    "enableDefaultDeny": {"ingress": false}, "description": "dns",
+                    "labels": ["k8s:team=x", {"key": "owner", "value": "ops", "source": "k8s"}]},
+                   {"endpointSelector": {}, "egressDeny": [{"toCIDRSet": [{"cidr": "10.0.0.1/8",
+                       "except": ["10.96.0.0/12"]}]}],
+                    "egress": null}
+                 ]}
+                """))
         XCTAssertEqual(docs.count, 1)
         XCTAssertEqual(docs[0].key.description, "default/multi")
         XCTAssertEqual(docs[0].rules.map(\.path), ["specs[0]", "specs[1]"])
@@ -213,9 +238,10 @@ final class PolicyParserTests: XCTestCase {
         XCTAssertEqual(try CIDR(parsing: "::ffff:10.0.0.1").description, "::ffff:a00:1/128")
         XCTAssertEqual(try CIDR(parsing: "::/0").description, "::/0")
         XCTAssertEqual(try CIDR(parsing: "1:0:0:2:0:0:0:3").description, "1:0:0:2::3/128")
-        for bad in ["10.0.0.0/", "010.0.0.0/8", "10.0.0.256/32", "1::2::3", "1:2:3:4:5:6:7:8:9", "fd00::/129", "x",
-            "10.0.0.0/8/8", ":1::", "1:", ""]
-        {
+        for bad in [
+            "10.0.0.0/", "010.0.0.0/8", "10.0.0.256/32", "1::2::3", "1:2:3:4:5:6:7:8:9", "fd00::/129", "x",
+            "10.0.0.0/8/8", ":1::", "1:", "",
+        ] {
             XCTAssertThrowsError(try CIDR(parsing: bad), bad)
         }
         let net = try CIDR(parsing: "10.0.0.0/8")

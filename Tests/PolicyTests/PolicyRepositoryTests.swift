@@ -4,14 +4,17 @@ import XCTest
 @testable import Policy
 
 final class PolicyRepositoryTests: XCTestCase {
-    private let spec = #"{"endpointSelector": {}, "ingress": [{"fromEndpoints": [{}]}], "egress": [{"toEntities": ["world"]}]}"#
+    private let spec =
+        #"{"endpointSelector": {}, "ingress": [{"fromEndpoints": [{}]}], "egress": [{"toEntities": ["world"]}]}"#
 
     func testRevisionsAndDeletes() throws {
         var repo = PolicyRepository()
         XCTAssertEqual(repo.revision, 1)
-        XCTAssertEqual(try repo.apply(JSON.parse(policy("a", namespace: "ns1", spec: spec))).map(\.description), ["ns1/a"])
+        XCTAssertEqual(
+            try repo.apply(JSON.parse(policy("a", namespace: "ns1", spec: spec))).map(\.description), ["ns1/a"])
         XCTAssertEqual(repo.revision, 2)
-        try repo.apply(JSON.parse("[\(policy("b", namespace: "ns1", spec: spec)), \(policy("a", namespace: "ns2", spec: spec))]"))
+        try repo.apply(
+            JSON.parse("[\(policy("b", namespace: "ns1", spec: spec)), \(policy("a", namespace: "ns2", spec: spec))]"))
         XCTAssertEqual(repo.revision, 3)
         XCTAssertEqual(repo.documents.map(\.key.description), ["ns1/a", "ns1/b", "ns2/a"])
         // Replacing a document keeps one copy under its key.
@@ -47,10 +50,13 @@ final class PolicyRepositoryTests: XCTestCase {
     func testRuleIDsAreStableAcrossReplacementAndNotReused() throws {
         var repo = PolicyRepository()
         try repo.apply(JSON.parse(policy("a", namespace: "ns1", spec: spec)))
-        try repo.apply(JSON.parse("""
-            {"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "cw"},
-             "specs": [{"endpointSelector": {}, "egressDeny": [{"toEntities": ["host"]}, {"toEntities": ["world"]}]}]}
-            """))
+        try repo.apply(
+            JSON.parse(
+                """
+                {"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "cw"},
+                 "specs": [{"endpointSelector": {}, "egressDeny": [{"toEntities": ["host"]},
+                     {"toEntities": ["world"]}]}]}
+                """))
         let before = repo.ruleNames
         XCTAssertEqual(
             before.sorted { $0.key < $1.key }.map(\.value),
@@ -58,7 +64,8 @@ final class PolicyRepositoryTests: XCTestCase {
         XCTAssertTrue(before.keys.allSatisfy { $0 >= 1 })
 
         // Replace ns1/a with only an ingress: its ingress id stays, the egress id goes.
-        try repo.apply(JSON.parse(policy("a", namespace: "ns1", spec: #"{"endpointSelector": {}, "ingress": [{}, {}]}"#)))
+        try repo.apply(
+            JSON.parse(policy("a", namespace: "ns1", spec: #"{"endpointSelector": {}, "ingress": [{}, {}]}"#)))
         let ingressID = before.first { $0.value == "ns1/a ingress[0]" }!.key
         let egressID = before.first { $0.value == "ns1/a egress[0]" }!.key
         XCTAssertEqual(repo.ruleName(ingressID), "ns1/a ingress[0]")

@@ -26,8 +26,11 @@ final class PortPrefixTests: XCTestCase {
         XCTAssertEqual(split(0...65535), ["0/0"])
         XCTAssertEqual(
             split(1...65535),
-            ["1/16", "2/15", "4/14", "8/13", "16/12", "32/11", "64/10", "128/9", "256/8", "512/7", "1024/6", "2048/5",
-             "4096/4", "8192/3", "16384/2", "32768/1"])
+            [
+                "1/16", "2/15", "4/14", "8/13", "16/12", "32/11", "64/10", "128/9", "256/8", "512/7", "1024/6",
+                "2048/5",
+                "4096/4", "8192/3", "16384/2", "32768/1",
+            ])
         XCTAssertEqual(split(0...0), ["0/16"])
         XCTAssertEqual(split(65535...65535), ["65535/16"])
         XCTAssertEqual(split(0...1), ["0/15"])
@@ -54,7 +57,8 @@ final class PortPrefixTests: XCTestCase {
         XCTAssertEqual(anyProto.prefixLength, 40)
         XCTAssertTrue(anyProto.matches(proto: 1, port: 0))
         XCTAssertTrue(anyProto.keyCovers(range))
-        XCTAssertTrue(anyPort.keyCovers(PolicyEntry(identity: 5, direction: .egress, proto: 17, port: 53, portPrefixBits: 16)))
+        XCTAssertTrue(
+            anyPort.keyCovers(PolicyEntry(identity: 5, direction: .egress, proto: 17, port: 53, portPrefixBits: 16)))
         XCTAssertFalse(anyPort.keyCovers(range))
         XCTAssertFalse(range.keyCovers(anyPort))
         XCTAssertEqual(range.description, "egress identity=5 TCP 8000-8007 allow []")

@@ -25,7 +25,8 @@ final class PrecedencePropertyTests: XCTestCase {
         case 0:
             return PolicyEntry(identity: identity, direction: .ingress, deny: deny, ruleIDs: [id])
         case 1:
-            return PolicyEntry(identity: identity, direction: .ingress, proto: [6, 17][g.next(2)], deny: deny, ruleIDs: [id])
+            return PolicyEntry(
+                identity: identity, direction: .ingress, proto: [6, 17][g.next(2)], deny: deny, ruleIDs: [id])
         default:
             // Ranges within 0...63 so they overlap often.
             let low = UInt16(g.next(64))
@@ -60,8 +61,9 @@ final class PrecedencePropertyTests: XCTestCase {
                         let expected = meaning(raw, identity: identity, proto: proto, port: port)
                         let got = compiled.decide(identity: identity, direction: .ingress, proto: proto, port: port)
                         if got.verdict != expected {
-                            XCTFail("round \(round): \(identity) \(proto)/\(port): got \(got.verdict), want \(expected)\n"
-                                + "raw: \(raw)\ncompiled: \(compiled.entries)")
+                            XCTFail(
+                                "round \(round): \(identity) \(proto)/\(port): got \(got.verdict), want \(expected)\n"
+                                    + "raw: \(raw)\ncompiled: \(compiled.entries)")
                             return
                         }
                     }

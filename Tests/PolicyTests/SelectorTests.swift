@@ -28,12 +28,14 @@ final class SelectorTests: XCTestCase {
         XCTAssertTrue(exists.matches(devDB), "an empty value still exists")
         XCTAssertFalse(exists.matches(prodWeb))
 
-        let absent = try selector(#"{"matchExpressions": [{"key": "canary", "operator": "DoesNotExist", "values": []}]}"#)
+        let absent = try selector(
+            #"{"matchExpressions": [{"key": "canary", "operator": "DoesNotExist", "values": []}]}"#)
         XCTAssertFalse(absent.matches(devDB))
         XCTAssertTrue(absent.matches(prodWeb))
 
         let both = try selector(
-            #"{"matchLabels": {"app": "web"}, "matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}]}"#)
+            #"{"matchLabels": {"app": "web"}, "#
+                + #""matchExpressions": [{"key": "env", "operator": "In", "values": ["prod"]}]}"#)
         XCTAssertTrue(both.matches(prodWeb))
         XCTAssertFalse(both.matches(bare), "every requirement must hold")
 
@@ -62,23 +64,39 @@ final class SelectorTests: XCTestCase {
 
     func testSelectorValidationNamesTheField() throws {
         let cases: [(String, String, String)] = [
-            (#"{"matchExpressions": [{"key": "env", "operator": "In"}]}"#,
-             "endpointSelector.matchExpressions[0].values", "operator In needs at least one value"),
-            (#"{"matchExpressions": [{"key": "env", "operator": "NotIn", "values": []}]}"#,
-             "endpointSelector.matchExpressions[0].values", "operator NotIn needs at least one value"),
-            (#"{"matchExpressions": [{"key": "env", "operator": "Exists", "values": ["x"]}]}"#,
-             "endpointSelector.matchExpressions[0].values", "operator Exists takes no values"),
-            (#"{"matchExpressions": [{"key": "env", "operator": "DoesNotExist", "values": ["x"]}]}"#,
-             "endpointSelector.matchExpressions[0].values", "operator DoesNotExist takes no values"),
-            (#"{"matchExpressions": [{"key": "env", "operator": "in", "values": ["x"]}]}"#,
-             "endpointSelector.matchExpressions[0].operator", "operator \"in\" is unknown"),
-            (#"{"matchExpressions": [{"operator": "Exists"}]}"#,
-             "endpointSelector.matchExpressions[0].key", "is required"),
-            (#"{"matchExpressions": [{"key": "a b", "operator": "Exists"}]}"#,
-             "endpointSelector.matchExpressions[0].key", "key must not contain whitespace"),
+            (
+                #"{"matchExpressions": [{"key": "env", "operator": "In"}]}"#,
+                "endpointSelector.matchExpressions[0].values", "operator In needs at least one value"
+            ),
+            (
+                #"{"matchExpressions": [{"key": "env", "operator": "NotIn", "values": []}]}"#,
+                "endpointSelector.matchExpressions[0].values", "operator NotIn needs at least one value"
+            ),
+            (
+                #"{"matchExpressions": [{"key": "env", "operator": "Exists", "values": ["x"]}]}"#,
+                "endpointSelector.matchExpressions[0].values", "operator Exists takes no values"
+            ),
+            (
+                #"{"matchExpressions": [{"key": "env", "operator": "DoesNotExist", "values": ["x"]}]}"#,
+                "endpointSelector.matchExpressions[0].values", "operator DoesNotExist takes no values"
+            ),
+            (
+                #"{"matchExpressions": [{"key": "env", "operator": "in", "values": ["x"]}]}"#,
+                "endpointSelector.matchExpressions[0].operator", "operator \"in\" is unknown"
+            ),
+            (
+                #"{"matchExpressions": [{"operator": "Exists"}]}"#,
+                "endpointSelector.matchExpressions[0].key", "is required"
+            ),
+            (
+                #"{"matchExpressions": [{"key": "a b", "operator": "Exists"}]}"#,
+                "endpointSelector.matchExpressions[0].key", "key must not contain whitespace"
+            ),
             (#"{"matchLabels": {"app": 5}}"#, "endpointSelector.matchLabels.app", "expected a string, got number"),
-            (#"{"matchLabels": {"k8s:app": "a b"}}"#, #"endpointSelector.matchLabels["k8s:app"]"#,
-             "must not contain whitespace"),
+            (
+                #"{"matchLabels": {"k8s:app": "a b"}}"#, #"endpointSelector.matchLabels["k8s:app"]"#,
+                "must not contain whitespace"
+            ),
             (#"{"matchLabel": {"app": "x"}}"#, "endpointSelector.matchLabel", "unknown field \"matchLabel\""),
         ]
         for (text, field, reason) in cases {
@@ -89,19 +107,24 @@ final class SelectorTests: XCTestCase {
     }
 
     func testNamespaceIsAddedUnlessTheSelectorNamesIt() throws {
-        let docs = try PolicyParser.parse(JSON.parse(policy(namespace: "web-tier", spec: """
-            {"endpointSelector": {"matchLabels": {"app": "frontend"}},
-             "egress": [{"toEndpoints": [
-                {"matchLabels": {"app": "cache"}},
-                {"matchLabels": {"io.kubernetes.pod.namespace": "api-tier"}},
-                {"matchExpressions": [{"key": "k8s:io.kubernetes.pod.namespace", "operator": "Exists"}]},
-                {}
-             ]}]}
-            """)))
+        let docs = try PolicyParser.parse(
+            JSON.parse(
+                policy(
+                    namespace: "web-tier",
+                    spec: """
+                        {"endpointSelector": {"matchLabels": {"app": "frontend"}},
+                         "egress": [{"toEndpoints": [
+                            {"matchLabels": {"app": "cache"}},
+                            {"matchLabels": {"io.kubernetes.pod.namespace": "api-tier"}},
+                            {"matchExpressions": [{"key": "k8s:io.kubernetes.pod.namespace", "operator": "Exists"}]},
+                            {}
+                         ]}]}
+                        """)))
         let rule = docs[0].rules[0]
         let sameNsCache = labels("k8s:app=cache", "k8s:io.kubernetes.pod.namespace=web-tier")
         let otherNsCache = labels("k8s:app=cache", "k8s:io.kubernetes.pod.namespace=api-tier")
-        XCTAssertTrue(rule.endpointSelector.matches(labels("k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier")))
+        XCTAssertTrue(
+            rule.endpointSelector.matches(labels("k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier")))
         XCTAssertFalse(rule.endpointSelector.matches(labels("k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=x")))
         let peers = try XCTUnwrap(rule.egress?[0].endpoints)
         XCTAssertTrue(peers[0].matches(sameNsCache))
@@ -114,10 +137,12 @@ final class SelectorTests: XCTestCase {
     }
 
     func testClusterwidePolicyAddsNoNamespace() throws {
-        let docs = try PolicyParser.parse(JSON.parse("""
-            {"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "cw"},
-             "spec": {"endpointSelector": {}, "ingress": [{"fromEndpoints": [{}]}]}}
-            """))
+        let docs = try PolicyParser.parse(
+            JSON.parse(
+                """
+                {"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "cw"},
+                 "spec": {"endpointSelector": {}, "ingress": [{"fromEndpoints": [{}]}]}}
+                """))
         XCTAssertEqual(docs[0].key, PolicyKey(namespace: nil, name: "cw"))
         XCTAssertEqual(docs[0].rules[0].endpointSelector, LabelSelector.all)
         XCTAssertEqual(docs[0].rules[0].ingress?[0].endpoints, [LabelSelector.all])
