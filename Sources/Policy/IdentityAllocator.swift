@@ -153,6 +153,14 @@ public struct IdentityAllocator: Sendable {
         return reserved + allocated.keys.sorted().map { Identity(id: $0, labels: allocated[$0]!.labels) }
     }
 
+    /// `{"id": 256, "labels": [...], "references": 2}`, as the API lists identities.
+    public func json(_ identity: Identity) -> JSON {
+        [
+            "id": .int(Int64(identity.id)), "labels": .array(identity.labels.strings.map(JSON.string)),
+            "references": .int(Int64(references(identity.id))),
+        ]
+    }
+
     /// The reserved identity a label set names through its `reserved:` label; nil when it has none.
     private func reservedIdentity(_ labels: LabelSet) throws(AgentError) -> Identity? {
         let reserved = labels.labels(ofSource: ReservedIdentity.source)

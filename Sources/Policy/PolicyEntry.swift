@@ -88,6 +88,20 @@ extension PolicyEntry: CustomStringConvertible {
         return "\(direction) identity=\(identity) \(protoName)\(ports) \(deny ? "deny" : "allow") \(ruleIDs)"
     }
 
+    /// The protocol number for a name as `protocolName` writes it (any case: `tcp`, `ICMPv6`) or a decimal number;
+    /// `ANY` is 0. Nil for anything else.
+    public static func protocolNumber(named name: String) -> UInt8? {
+        switch name.uppercased() {
+        case "ANY": return 0
+        case "TCP": return 6
+        case "UDP": return 17
+        case "SCTP": return 132
+        case "ICMP": return 1
+        case "ICMPV6": return 58
+        default: return name.allSatisfy(\.isASCIIDigit) ? UInt8(name) : nil
+        }
+    }
+
     /// `TCP`, `UDP`, `SCTP`, `ANY` for 0, else the number.
     public static func protocolName(_ proto: UInt8) -> String {
         switch proto {

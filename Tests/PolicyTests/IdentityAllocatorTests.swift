@@ -39,6 +39,9 @@ final class IdentityAllocatorTests: XCTestCase {
         let again = try allocator.acquire(web.inserting(try Label(parsing: "k8s:pod-template-hash=abc")))
         XCTAssertEqual(again, a)
         XCTAssertEqual(allocator.references(256), 2)
+        XCTAssertEqual(
+            allocator.json(a),
+            ["id": 256, "labels": ["k8s:app=web", "k8s:io.kubernetes.pod.namespace=prod"], "references": 2])
         XCTAssertEqual(try allocator.release(256), false)
         XCTAssertEqual(allocator.identity(id: 256)?.labels, web)
         XCTAssertEqual(allocator.identity(labels: web)?.id, 256)
