@@ -67,7 +67,7 @@ public enum DurableFile {
     }
 
     /// An internal error naming what failed and the errno text.
-    static func failure(_ what: String) -> AgentError {
+    public static func failure(_ what: String) -> AgentError {
         AgentError.internal("\(what): \(String(cString: strerror(errno)))")
     }
 }

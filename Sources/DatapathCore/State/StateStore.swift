@@ -29,7 +29,7 @@ public struct StateStore: Sendable {
         guard let bytes = try DurableFile.read(path(name)) else { return nil }
         do {
             return try JSON.parse(bytes)
-        } catch let error as AgentError {
+        } catch {
             throw AgentError.internal("state file \(path(name)) is unreadable: \(error.message)")
         }
     }
