@@ -263,15 +263,16 @@ static __always_inline int na_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 				/* Later fragment: what follows is payload, not headers. */
 				pkt->frag = NA_FRAG_LATER;
 				pkt->proto = nexthdr;
-				return off;
+				return off > skb->len ? -NA_DROP_INVALID : off;
 			}
 			if (frag_off & 1)
 				pkt->frag = NA_FRAG_FIRST;
 			break;
 		}
 		default:
+			/* A header length that runs past the packet is malformed too. */
 			pkt->proto = nexthdr;
-			return off;
+			return off > skb->len ? -NA_DROP_INVALID : off;
 		}
 	}
 	/* Still in extension headers after the walk: give up rather than guess. */
