@@ -61,8 +61,13 @@ let package = Package(
             dependencies: [
                 "DatapathCore", "RESTServer", "Policy", "AgentAPI", "CNodeABI",
                 .product(name: "Logging", package: "swift-log"),
+            ]),
+        .executableTarget(
+            name: "nodeagent",
+            dependencies: [
+                "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ] + datapathPlugins.map { .target(name: $0) }),
-        .executableTarget(name: "nodeagent", dependencies: ["Agent"]),
 
         // The CLI client.
         .target(name: "NodeCtlKit", dependencies: ["AgentAPI", .product(name: "Yams", package: "Yams")]),

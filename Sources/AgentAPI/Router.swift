@@ -31,13 +31,7 @@ public struct Router: Sendable {
         }
         guard let best = forMethod.max(by: { $0.rank.lexicographicallyPrecedes($1.rank, by: Router.lessSpecific) })
         else {
-            var allowed = Set(matches.map(\.route.method))
-            if allowed.contains(.GET) { allowed.insert(.HEAD) }
-            let names = HTTPMethod.allCases.filter(allowed.contains).map(\.rawValue)
-            var response = APIResponse.error(
-                .methodNotAllowed(request.method.rawValue, path: request.path, allowed: names))
-            response.headers["Allow"] = names.joined(separator: ", ")
-            return response
+            return methodNotAllowed(request.method.rawValue, path: request.path, allowed: methods(of: matches))
         }
 
         var request = request
@@ -50,6 +44,33 @@ public struct Router: Sendable {
             onUnexpectedError?(request, error)
             return .error(.internal("internal error while handling \(request.method.rawValue) \(request.path)"))
         }
+    }
+
+    /// The methods some route accepts for `path` (HEAD wherever GET is), in a fixed order; empty for an unknown path.
+    public func allowedMethods(for path: String) -> [HTTPMethod] {
+        let segments = Route.pathSegments(path)
+        return methods(of: routes.filter { $0.match(segments) != nil }.map { ($0, [:], []) })
+    }
+
+    /// The 405 response for a method (possibly one this API does not know at all, like OPTIONS) on a known path,
+    /// with the `Allow` header; 404 when the path is unknown.
+    public func methodNotAllowed(_ method: String, path: String) -> APIResponse {
+        let allowed = allowedMethods(for: path)
+        guard !allowed.isEmpty else { return .error(.notFound("no API path \(path)")) }
+        return methodNotAllowed(method, path: path, allowed: allowed)
+    }
+
+    private func methodNotAllowed(_ method: String, path: String, allowed: [HTTPMethod]) -> APIResponse {
+        let names = allowed.map(\.rawValue)
+        var response = APIResponse.error(.methodNotAllowed(method, path: path, allowed: names))
+        response.headers["Allow"] = names.joined(separator: ", ")
+        return response
+    }
+
+    private func methods(of matches: [(route: Route, parameters: [String: String], rank: [Bool])]) -> [HTTPMethod] {
+        var allowed = Set(matches.map(\.route.method))
+        if allowed.contains(.GET) { allowed.insert(.HEAD) }
+        return HTTPMethod.allCases.filter(allowed.contains)
     }
 
     /// A parameter segment (false) ranks below a literal one (true).

@@ -145,3 +145,8 @@ struct MapCatalog {
     var owners: [String: String] = [:]
     var decoders: [(prefix: String, decoder: MapDecoder)] = []
 }
+
+extension InnerMapTemplate {
+    /// BPF_F_NO_PREALLOC: required for LPM tries, memory allocated per entry instead of up front.
+    public static let noPrealloc: UInt32 = 1
+}

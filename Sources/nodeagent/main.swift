@@ -1,1 +1,85 @@
 import Agent
+import ArgumentParser
+import CIDRPolicy
+import ConntrackGC
+import DatapathCore
+import Foundation
+import IPAMClusterPool
+import Logging
+import NAT
+
+/// The datapath plugins linked into this build; `plugins.<name>.enabled` in the config turns each on or off.
+func linkedPlugins() -> [any DatapathPlugin] {
+    []
+}
+
+@main
+struct NodeAgentCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "nodeagent",
+        abstract: "Node-local eBPF network-security agent: endpoints, identities and policies enforced in the kernel.",
+        version: Daemon.version,
+        subcommands: [Run.self, Cleanup.self],
+        defaultSubcommand: Run.self)
+}
+
+struct CommonOptions: ParsableArguments {
+    @Option(help: "Unix socket of the REST API.")
+    var socket: String?
+
+    @Option(name: .customLong("state-dir"), help: "Directory for the agent's persistent state.")
+    var stateDir: String?
+
+    @Option(name: .customLong("bpf-root"), help: "bpffs directory where maps are pinned.")
+    var bpfRoot: String?
+
+    @Option(help: "Configuration file (JSON).")
+    var config: String?
+
+    /// Defaults, then the config file, then flags.
+    func resolve() throws -> AgentConfig {
+        var resolved = try config.map { try AgentConfig.load(file: $0) } ?? AgentConfig()
+        if let socket { resolved.socketPath = socket }
+        if let stateDir { resolved.stateDir = stateDir }
+        if let bpfRoot { resolved.bpfRoot = bpfRoot }
+        return resolved
+    }
+}
+
+extension NodeAgentCommand {
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run the agent (the default).")
+
+        @OptionGroup var options: CommonOptions
+
+        func run() throws {
+            let config: AgentConfig
+            do {
+                config = try options.resolve()
+            } catch let error as AgentError {
+                throw ValidationError(error.message)
+            }
+            let level = LogLevelBox(.info)
+            LoggingSystem.bootstrap { StructuredLogHandler(label: $0, level: level) }
+            Daemon.prepareProcess()
+            let status = Daemon(config: config, plugins: linkedPlugins(), logLevel: level).run()
+            throw ExitCode(status)
+        }
+    }
+
+    struct Cleanup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove everything the agent installed: tc programs, pinned maps, the socket and (unless kept) state.")
+
+        @OptionGroup var options: CommonOptions
+
+        @Flag(name: .customLong("keep-state"), help: "Keep the state directory.")
+        var keepState = false
+
+        func run() throws {
+            let config = try options.resolve()
+            let report = Cleaner(config: config).run(keepState: keepState)
+            print(report)
+        }
+    }
+}

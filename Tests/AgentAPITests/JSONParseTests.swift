@@ -24,8 +24,10 @@ final class JSONParseTests: XCTestCase {
         XCTAssertEqual(
             value,
             .object([
-                "a": .array([.int(1), .int(-2), .double(2.5), .double(1000), .bool(true), .bool(false), .null,
-                             .string("sé\n")]),
+                "a": .array([
+                    .int(1), .int(-2), .double(2.5), .double(1000), .bool(true), .bool(false), .null,
+                    .string("sé\n"),
+                ]),
                 "b": .object([:]),
             ]))
     }

@@ -88,3 +88,16 @@ final class RouterTests: XCTestCase {
         XCTAssertEqual(patterns[1].1, "/v1/endpoint/{id}")
     }
 }
+
+extension RouterTests {
+    func testAllowedMethodsAndUnknownMethod() throws {
+        XCTAssertEqual(router.allowedMethods(for: "/v1/endpoint/9"), [.GET, .DELETE, .HEAD])
+        XCTAssertEqual(router.allowedMethods(for: "/v1/nothing"), [])
+        let response = router.methodNotAllowed("OPTIONS", path: "/v1/endpoint")
+        XCTAssertEqual(response.status, 405)
+        XCTAssertEqual(
+            try JSON.parse(response.body)["error"]?["message"],
+            "method OPTIONS is not allowed on /v1/endpoint; allowed: GET, HEAD")
+        XCTAssertEqual(router.methodNotAllowed("TRACE", path: "/v1/nothing").status, 404)
+    }
+}

@@ -1,0 +1,123 @@
+import DatapathCore
+import Foundation
+
+/// The agent's configuration: built-in defaults, then the config file (JSON), then command-line flags.
+/// Runtime options (`PATCH /v1/config`) are the subset in `RuntimeOptions`.
+public struct AgentConfig: Sendable {
+    public static let defaultSocket = "/var/run/nodeagent/nodeagent.sock"
+    public static let defaultStateDir = "/var/lib/nodeagent"
+    public static let defaultBPFRoot = "/sys/fs/bpf/nodeagent"
+
+    public var socketPath = defaultSocket
+    public var stateDir = defaultStateDir
+    public var bpfRoot = defaultBPFRoot
+    /// Group owning the API socket (mode 0660); nil keeps root's group.
+    public var socketGroup: String?
+    public var apiThreads = 4
+    public var maxBodyBytes = 1 << 20
+    /// Max entries per datapath map, overriding the object's defaults (e.g. "na_ct": 1048576).
+    public var mapSizes: [String: UInt32] = [:]
+    /// Entries each endpoint's policy map holds.
+    public var policyMapEntries = 16384
+    /// Label keys that do not count for identities (pod-unique ones), replacing the built-in list when given.
+    public var identityIgnoredLabels: [String]?
+    /// The `plugins` section, handed to the plugin registry.
+    public var plugins: JSON = [:]
+    public var runtime = RuntimeOptions()
+
+    public init() {}
+
+    static let fileKeys: Set<String> = [
+        "socket", "state-dir", "bpf-root", "socket-group", "api-threads", "max-body-bytes", "map-sizes",
+        "policy-map-entries", "identity-ignored-labels", "plugins",
+    ]
+
+    /// Reads a JSON config file. Unknown keys and wrong types are rejected, naming the key.
+    public static func load(file path: String) throws -> AgentConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw AgentError.invalidField("config", "cannot read \(path)")
+        }
+        let json: JSON
+        do {
+            json = try JSON.parse([UInt8](data))
+        } catch let error as AgentError {
+            throw AgentError.invalidField("config", "\(path): \(error.message)")
+        }
+        var config = AgentConfig()
+        try config.apply(file: json)
+        return config
+    }
+
+    mutating func apply(file json: JSON) throws {
+        guard let object = json.objectValue else { throw AgentError.invalidField("config", "expected a JSON object") }
+        var runtimePart: [String: JSON] = [:]
+        for (key, value) in object {
+            if RuntimeOptions.keys.contains(key) {
+                runtimePart[key] = value
+                continue
+            }
+            guard Self.fileKeys.contains(key) else {
+                let known = (Self.fileKeys.union(RuntimeOptions.keys)).sorted().joined(separator: ", ")
+                throw AgentError.invalidField(key, "unknown option (known: \(known))")
+            }
+            switch key {
+            case "socket": socketPath = try value.requireString(key)
+            case "state-dir": stateDir = try value.requireString(key)
+            case "bpf-root": bpfRoot = try value.requireString(key)
+            case "socket-group": socketGroup = try value.requireString(key)
+            case "api-threads": apiThreads = try value.requireInt(key, in: 1...64)
+            case "max-body-bytes": maxBodyBytes = try value.requireInt(key, in: 1024...(64 << 20))
+            case "policy-map-entries": policyMapEntries = try value.requireInt(key, in: 16...1_048_576)
+            case "identity-ignored-labels":
+                identityIgnoredLabels = try value.requireArray(key).enumerated().map { index, item in
+                    try item.requireString("\(key)[\(index)]")
+                }
+            case "map-sizes":
+                guard let sizes = value.objectValue else { throw AgentError.invalidField(key, "expected an object") }
+                for (name, size) in sizes {
+                    mapSizes[name] = UInt32(try size.requireInt("\(key).\(name)", in: 1...16_777_216))
+                }
+            case "plugins": plugins = value
+            default: break
+            }
+        }
+        try runtime.apply(patch: .object(runtimePart))
+    }
+}
+
+/// Options that can change while the agent runs.
+public struct RuntimeOptions: Sendable, Equatable {
+    public enum Enforcement: String, Sendable, CaseIterable { case `default`, always, never }
+    public enum LogLevel: String, Sendable, CaseIterable { case trace, debug, info, notice, warning, error, critical }
+
+    public var policyEnforcement = Enforcement.default
+    public var logLevel = LogLevel.info
+
+    static let keys: Set<String> = ["policy-enforcement", "log-level"]
+
+    public init() {}
+
+    public var json: JSON {
+        ["policy-enforcement": .string(policyEnforcement.rawValue), "log-level": .string(logLevel.rawValue)]
+    }
+
+    /// Applies a partial update; nothing changes unless every key and value is valid.
+    public mutating func apply(patch: JSON) throws {
+        guard let object = patch.objectValue else {
+            throw AgentError.invalidField("body", "expected a JSON object of options")
+        }
+        var next = self
+        for (key, value) in object.sorted(by: { $0.key < $1.key }) {
+            switch key {
+            case "policy-enforcement":
+                next.policyEnforcement = try value.requireEnum(key, Enforcement.self)
+            case "log-level":
+                next.logLevel = try value.requireEnum(key, LogLevel.self)
+            default:
+                throw AgentError.invalidField(
+                    key, "unknown or read-only option (runtime options: \(Self.keys.sorted().joined(separator: ", ")))")
+            }
+        }
+        self = next
+    }
+}

@@ -1,0 +1,110 @@
+import DatapathCore
+import Foundation
+import Logging
+import RESTServer
+
+/// Starts the agent: datapath, restored state, plugins, then the API; runs until SIGTERM or SIGINT.
+public final class Daemon: Sendable {
+    public static let version = "0.1.0"
+
+    let config: AgentConfig
+    let logLevel: LogLevelBox
+    let logger: Logger
+    let plugins: [any DatapathPlugin]
+
+    public init(config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox) {
+        self.config = config
+        self.plugins = plugins
+        self.logLevel = logLevel
+        logger = Logger(label: "daemon")
+    }
+
+    /// Runs the agent until a termination signal; returns the exit status.
+    public func run() -> Int32 {
+        do {
+            if UnixSocketProbe.isServing(config.socketPath) {
+                logger.error("another agent is serving the API socket", metadata: ["socket": "\(config.socketPath)"])
+                return 1
+            }
+            let started = ContinuousClock.now
+            let agent = try NodeAgent(config: config, plugins: plugins, logLevel: logLevel)
+            try agent.restore()
+            agent.startPlugins()
+            let server = RESTServer(
+                socketPath: config.socketPath, router: Router(routes: agent.routes),
+                options: RESTServer.Options(
+                    maxBodyBytes: config.maxBodyBytes, threads: config.apiThreads, socketGroup: config.socketGroup),
+                logger: Logger(label: "api"))
+            try server.start()
+            logger.info(
+                "agent ready",
+                metadata: [
+                    "socket": "\(config.socketPath)", "bpf-root": "\(config.bpfRoot)",
+                    "startup": "\(ContinuousClock.now - started)", "version": "\(Self.version)",
+                ])
+            let signal = SignalWaiter.waitForTermination()
+            logger.info("shutting down", metadata: ["signal": "\(signal)"])
+            server.stop()
+            agent.stop()
+            logger.info("stopped; pinned maps and attached programs stay in place")
+            return 0
+        } catch let error as AgentError {
+            logger.error("agent failed to start: \(error.message)")
+            return 1
+        } catch {
+            logger.error("agent failed to start: \(error)")
+            return 1
+        }
+    }
+}
+
+/// Blocks until SIGTERM or SIGINT arrives.
+enum SignalWaiter {
+    static func waitForTermination() -> Int32 {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        // The signals are blocked in every thread (set before threads start in main), so sigwait receives them.
+        var signal: Int32 = 0
+        while sigwait(&set, &signal) != 0 {}
+        return signal
+    }
+
+    /// Blocks the termination signals in the calling thread and every thread it starts afterwards.
+    static func blockTerminationSignals() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        signal(SIGPIPE, SIG_IGN)
+    }
+}
+
+/// Whether something accepts connections on a Unix socket path.
+enum UnixSocketProbe {
+    static func isServing(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        setTupleBytes(&address.sun_path, bytes + [0])
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        return rc == 0
+    }
+}
+
+extension Daemon {
+    /// Process-wide settings made before any thread starts: termination signals go to `sigwait`, SIGPIPE is ignored.
+    public static func prepareProcess() {
+        SignalWaiter.blockTerminationSignals()
+    }
+}

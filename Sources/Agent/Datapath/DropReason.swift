@@ -1,0 +1,20 @@
+import DatapathCore
+
+/// Names of the datapath's verdict reasons (enum na_reason in nodeagent_abi.h), as users read them.
+enum DropReason {
+    static func name(of code: UInt16) -> String {
+        switch UInt32(code) {
+        case NA_REASON_FORWARDED.rawValue: "forwarded"
+        case NA_DROP_INVALID_SIP.rawValue: "invalid source ip"
+        case NA_DROP_POLICY.rawValue: "policy denied"
+        case NA_DROP_INVALID.rawValue: "invalid packet"
+        case NA_DROP_CT_CREATE_FAILED.rawValue: "conntrack map full"
+        case NA_DROP_FRAG_NOSUPPORT.rawValue: "fragmentation not supported"
+        case NA_DROP_NO_CONFIG.rawValue: "no endpoint configuration"
+        case NA_DROP_NAT_NO_MAPPING.rawValue: "no NAT mapping"
+        case NA_DROP_POLICY_DENY.rawValue: "policy deny rule"
+        case NA_DROP_NAT_NO_PORT.rawValue: "NAT ports exhausted"
+        default: "reason \(code)"
+        }
+    }
+}

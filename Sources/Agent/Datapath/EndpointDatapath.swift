@@ -1,0 +1,126 @@
+import DatapathCore
+import Foundation
+
+/// Programs one endpoint into the datapath: its policy map, its row in na_endpoints, its addresses in the ipcache,
+/// and the tc programs on its host-side interface.
+struct EndpointDatapath {
+    let datapath: Datapath
+    let policyMapEntries: Int
+
+    static let fromEndpoint = "from_endpoint"
+    static let toEndpoint = "to_endpoint"
+
+    var template: InnerMapTemplate {
+        InnerMapTemplate(
+            type: .lpmTrie, keySize: MemoryLayout<na_policy_key>.size, valueSize: MemoryLayout<na_policy_value>.size,
+            maxEntries: policyMapEntries, flags: InnerMapTemplate.noPrealloc)
+    }
+
+    /// The endpoint's policy map, created (and pinned) when it does not exist yet.
+    func policyMap(_ id: UInt32, create: Bool = true) throws -> TypedMap<na_policy_key, na_policy_value>? {
+        guard let map = try datapath.innerMap(
+            outer: PolicyMapLayout.outerMap, key: id, name: PolicyMapLayout.mapName(endpoint: id),
+            create: create ? template : nil)
+        else { return nil }
+        return try TypedMap(map)
+    }
+
+    /// Writes `add` (new or changed slots) before removing `remove`, so the map never passes through a state with
+    /// fewer allowed or denied flows than both the old and the new policy agree on.
+    func applyPolicy(_ id: UInt32, add: [PolicyMapEntry], remove: [PolicyMapSlot]) throws {
+        guard let map = try policyMap(id) else { return }
+        for entry in add {
+            try map.update(PolicyMapLayout.key(entry.slot), PolicyMapLayout.value(entry))
+        }
+        for slot in remove {
+            try map.delete(PolicyMapLayout.key(slot))
+        }
+    }
+
+    /// What the endpoint's policy map holds now (after a restart, the truth to diff against).
+    func realizedPolicy(_ id: UInt32) throws -> [PolicyMapSlot: PolicyMapEntry] {
+        guard let map = try policyMap(id, create: false) else { return [:] }
+        var result: [PolicyMapSlot: PolicyMapEntry] = [:]
+        for (key, value) in try map.entries() {
+            let entry = PolicyMapLayout.entry(key: key, value: value)
+            result[entry.slot] = entry
+        }
+        return result
+    }
+
+    func removePolicyMap(_ id: UInt32) throws {
+        try datapath.removeInnerMap(outer: PolicyMapLayout.outerMap, key: id, name: PolicyMapLayout.mapName(endpoint: id))
+    }
+
+    func writeEndpointInfo(_ endpoint: Endpoint) throws {
+        var info = na_endpoint_info()
+        info.ep_id = endpoint.id
+        info.identity = endpoint.identity
+        info.policy_revision = UInt32(truncatingIfNeeded: endpoint.policyRevision)
+        var flags: UInt32 = 0
+        if endpoint.enforceIngress { flags |= UInt32(NA_EP_ENFORCE_INGRESS) }
+        if endpoint.enforceEgress { flags |= UInt32(NA_EP_ENFORCE_EGRESS) }
+        if let ipv4 = endpoint.ipv4 {
+            flags |= UInt32(NA_EP_HAS_IPV4)
+            setTupleBytes(&info.ipv4, ipv4.bytes)
+        }
+        if let ipv6 = endpoint.ipv6 {
+            flags |= UInt32(NA_EP_HAS_IPV6)
+            setTupleBytes(&info.ipv6, ipv6.bytes)
+        }
+        info.flags = flags
+        let map: TypedMap<UInt32, na_endpoint_info> = try datapath.typedMap("na_endpoints")
+        try map.update(UInt32(endpoint.ifindex), info)
+    }
+
+    func removeEndpointInfo(ifindex: Int32) throws {
+        let map: TypedMap<UInt32, na_endpoint_info> = try datapath.typedMap("na_endpoints")
+        try map.delete(UInt32(ifindex))
+    }
+
+    /// Every ifindex the datapath has an endpoint row for, with the endpoint id.
+    func endpointRows() throws -> [(ifindex: Int32, id: UInt32)] {
+        let map: TypedMap<UInt32, na_endpoint_info> = try datapath.typedMap("na_endpoints")
+        return try map.entries().map { (Int32(bitPattern: $0.key), $0.value.ep_id) }
+    }
+
+    func attachPrograms(ifindex: Int32) throws {
+        try TC.attach(datapath.program(Self.fromEndpoint), ifindex: ifindex, point: .ingress)
+        try TC.attach(datapath.program(Self.toEndpoint), ifindex: ifindex, point: .egress)
+    }
+
+    func detachPrograms(ifindex: Int32) {
+        _ = try? TC.detach(ifindex: ifindex, point: .ingress)
+        _ = try? TC.detach(ifindex: ifindex, point: .egress)
+    }
+}
+
+/// The ipcache: which identity an address or prefix has.
+struct IPCache {
+    let datapath: Datapath
+
+    static func key(_ address: IPAddress, prefix: Int? = nil) -> na_ipcache_key {
+        var key = na_ipcache_key()
+        key.family = address.family.rawValue
+        key.prefixlen = UInt32(NA_IPCACHE_PREFIX_BASE) + UInt32(prefix ?? address.bitLength)
+        setTupleBytes(&key.addr, address.keyBytes)
+        return key
+    }
+
+    func set(_ address: IPAddress, prefix: Int? = nil, identity: UInt32) throws {
+        var value = na_ipcache_value()
+        value.identity = identity
+        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
+        try map.update(Self.key(address, prefix: prefix), value)
+    }
+
+    func remove(_ address: IPAddress, prefix: Int? = nil) throws {
+        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
+        try map.delete(Self.key(address, prefix: prefix))
+    }
+
+    func lookupExact(_ address: IPAddress) throws -> UInt32? {
+        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
+        return try map.lookup(Self.key(address))?.identity
+    }
+}

@@ -1,0 +1,108 @@
+import DatapathCore
+
+/// One entry of an endpoint's policy map, in the terms of `struct na_policy_key` / `na_policy_value`.
+struct PolicyMapEntry: Hashable, Sendable {
+    var identity: UInt32        // 0: any peer
+    var egress: Bool
+    var proto: UInt8            // 0: any protocol
+    var port: UInt16            // first port of the range the prefix covers
+    var portPrefixBits: UInt8   // 0...16; with proto 0 it must be 0
+    var deny: Bool
+    var ruleID: UInt32
+
+    /// Identity of the key alone: two entries with the same key are the same map slot.
+    var slot: PolicyMapSlot {
+        PolicyMapSlot(identity: identity, egress: egress, proto: proto, port: port, portPrefixBits: portPrefixBits)
+    }
+}
+
+struct PolicyMapSlot: Hashable, Sendable {
+    var identity: UInt32
+    var egress: Bool
+    var proto: UInt8
+    var port: UInt16
+    var portPrefixBits: UInt8
+}
+
+/// Encoding of policy entries into the LPM trie's key (see nodeagent_abi.h: identity+direction 40 bits, then the
+/// protocol, then 0-16 port bits).
+enum PolicyMapLayout {
+    static let namePrefix = "na_pol_"
+    static let outerMap = "na_policy"
+
+    static func mapName(endpoint id: UInt32) -> String { String(format: "\(namePrefix)%05u", id) }
+
+    static func key(_ slot: PolicyMapSlot) -> na_policy_key {
+        var key = na_policy_key()
+        key.identity = slot.identity.bigEndian
+        key.direction = UInt8(slot.egress ? NA_DIR_EGRESS.rawValue : NA_DIR_INGRESS.rawValue)
+        if slot.proto == 0 {
+            key.prefixlen = UInt32(NA_POLICY_PREFIX_FULL)
+        } else {
+            key.protocol = slot.proto
+            key.prefixlen = UInt32(NA_POLICY_PREFIX_PROTO) + UInt32(slot.portPrefixBits)
+            let mask: UInt16 = slot.portPrefixBits == 0 ? 0 : UInt16.max << (16 - UInt16(slot.portPrefixBits))
+            key.dport = (slot.port & mask).bigEndian
+        }
+        return key
+    }
+
+    static func value(_ entry: PolicyMapEntry) -> na_policy_value {
+        var value = na_policy_value()
+        value.rule_id = entry.ruleID
+        value.flags = entry.deny ? UInt32(NA_POLICY_DENY) : 0
+        return value
+    }
+
+    static func json(of key: na_policy_key) -> JSON {
+        let bits = Int(key.prefixlen) - Int(NA_POLICY_PREFIX_PROTO)
+        var object: [String: JSON] = [
+            "identity": .int(Int64(UInt32(bigEndian: key.identity))),
+            "direction": .string(key.direction == UInt8(NA_DIR_EGRESS.rawValue) ? "egress" : "ingress"),
+        ]
+        if key.prefixlen <= UInt32(NA_POLICY_PREFIX_FULL) {
+            object["protocol"] = "ANY"
+        } else {
+            object["protocol"] = .string(protocolName(key.protocol))
+            let port = UInt16(bigEndian: key.dport)
+            if bits > 0 {
+                let span = bits >= 16 ? 0 : (1 << (16 - bits)) - 1
+                object["port"] = .int(Int64(port))
+                object["end-port"] = .int(Int64(Int(port) + span))
+            }
+        }
+        return .object(object)
+    }
+
+    static func json(of value: na_policy_value, ruleName: (UInt32) -> String?) -> JSON {
+        var object: [String: JSON] = [
+            "verdict": value.flags & UInt32(NA_POLICY_DENY) != 0 ? "deny" : "allow", "rule-id": .int(Int64(value.rule_id)),
+        ]
+        if let name = ruleName(value.rule_id) { object["rule"] = .string(name) }
+        return .object(object)
+    }
+
+    static func protocolName(_ proto: UInt8) -> String {
+        switch proto {
+        case 0: "ANY"
+        case 1: "ICMP"
+        case 6: "TCP"
+        case 17: "UDP"
+        case 58: "ICMPv6"
+        case 132: "SCTP"
+        default: "\(proto)"
+        }
+    }
+}
+
+extension PolicyMapLayout {
+    /// Decodes a key/value read back from the map.
+    static func entry(key: na_policy_key, value: na_policy_value) -> PolicyMapEntry {
+        let proto: UInt8 = key.prefixlen <= UInt32(NA_POLICY_PREFIX_FULL) ? 0 : key.protocol
+        let bits = proto == 0 ? 0 : UInt8(max(0, Int(key.prefixlen) - Int(NA_POLICY_PREFIX_PROTO)))
+        return PolicyMapEntry(
+            identity: UInt32(bigEndian: key.identity), egress: key.direction == UInt8(NA_DIR_EGRESS.rawValue),
+            proto: proto, port: bits == 0 ? 0 : UInt16(bigEndian: key.dport), portPrefixBits: bits,
+            deny: value.flags & UInt32(NA_POLICY_DENY) != 0, ruleID: value.rule_id)
+    }
+}

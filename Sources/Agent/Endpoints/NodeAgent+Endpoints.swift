@@ -1,0 +1,174 @@
+import DatapathCore
+import Policy
+
+extension NodeAgent {
+    var endpointDatapath: EndpointDatapath {
+        EndpointDatapath(datapath: datapath, policyMapEntries: config.policyMapEntries)
+    }
+    var ipcache: IPCache { IPCache(datapath: datapath) }
+
+    /// Creates the endpoint, or updates it when `id` exists. Returns it and whether it was created.
+    /// Idempotent: the same request again changes nothing. On any failure nothing of it stays applied.
+    func putEndpoint(id: UInt32, request: EndpointChangeRequest) throws -> (JSON, created: Bool) {
+        try state.withLock { state in
+            if let existing = state.endpoints[id], Self.matches(existing, request) {
+                return (endpointJSON(existing, state), false)
+            }
+            for other in state.endpoints.values where other.id != id {
+                if other.interfaceName == request.interfaceName {
+                    throw AgentError.conflict(
+                        "interface \(request.interfaceName) belongs to endpoint \(other.id)", field: "interface-name")
+                }
+                for address in [request.ipv4, request.ipv6].compactMap({ $0 }) where other.addresses.contains(address) {
+                    let field = address.family == .ipv4 ? "addressing.ipv4" : "addressing.ipv6"
+                    throw AgentError.conflict("address \(address) belongs to endpoint \(other.id)", field: field)
+                }
+            }
+            guard let ifindex = Interfaces.index(of: request.interfaceName) else {
+                throw AgentError.invalidField(
+                    "interface-name", "no interface named \(request.interfaceName) in the agent's network namespace")
+            }
+            let previous = state.endpoints[id]
+            let before = state
+            do {
+                let endpoint = try realize(id: id, request: request, ifindex: ifindex, previous: previous, state: &state)
+                try persist(state)
+                registry.broadcast(
+                    .endpointAdded(id: id, ifindex: ifindex, addresses: endpoint.addresses.map(\.description)))
+                logger.info(
+                    previous == nil ? "endpoint created" : "endpoint updated",
+                    metadata: ["endpoint": "\(id)", "identity": "\(endpoint.identity)", "interface": "\(request.interfaceName)"])
+                return (endpointJSON(endpoint, state), previous == nil)
+            } catch {
+                rollback(to: before, from: &state, endpoint: id)
+                throw error
+            }
+        }
+    }
+
+    private static func matches(_ endpoint: Endpoint, _ request: EndpointChangeRequest) -> Bool {
+        endpoint.interfaceName == request.interfaceName && endpoint.ipv4 == request.ipv4 && endpoint.ipv6 == request.ipv6
+            && endpoint.labels == request.labels && endpoint.k8sNamespace == request.k8sNamespace
+            && endpoint.k8sPodName == request.k8sPodName && endpoint.containerID == request.containerID
+            && Interfaces.index(of: endpoint.interfaceName) == endpoint.ifindex
+    }
+
+    /// Allocates the identity and programs the datapath: policy map first, then the endpoint row and ipcache, then
+    /// the tc programs, so the programs never run for this interface before its policy is in place.
+    private func realize(
+        id: UInt32, request: EndpointChangeRequest, ifindex: Int32, previous: Endpoint?, state: inout AgentState
+    ) throws -> Endpoint {
+        let identity = try state.identities.acquire(request.labels)
+        var endpoint = Endpoint(
+            id: id, interfaceName: request.interfaceName, ifindex: ifindex, ipv4: request.ipv4, ipv6: request.ipv6,
+            labels: request.labels, k8sNamespace: request.k8sNamespace, k8sPodName: request.k8sPodName,
+            containerID: request.containerID, identity: identity.id, state: .regenerating,
+            policyRevision: 0, enforceIngress: false, enforceEgress: false)
+        state.endpoints[id] = endpoint
+        if let previous {
+            _ = try state.identities.release(previous.identity)
+            for address in previous.addresses where !endpoint.addresses.contains(address) {
+                try ipcache.remove(address)
+            }
+            if previous.ifindex != ifindex {
+                endpointDatapath.detachPrograms(ifindex: previous.ifindex)
+                try endpointDatapath.removeEndpointInfo(ifindex: previous.ifindex)
+            }
+        }
+        // Other endpoints' peers may include the new identity: regenerate all (only changed maps are touched).
+        try regenerateAll(&state, reason: previous == nil ? "endpoint \(id) created" : "endpoint \(id) updated")
+        endpoint = state.endpoints[id]!
+        for address in endpoint.addresses {
+            try ipcache.set(address, identity: endpoint.identity)
+        }
+        try refreshHostAddresses(&state)
+        try endpointDatapath.attachPrograms(ifindex: ifindex)
+        endpoint.state = .ready
+        state.endpoints[id] = endpoint
+        return endpoint
+    }
+
+    /// Undoes a failed change: restores the previous in-memory state and makes the datapath match it again.
+    func rollback(to before: AgentState, from state: inout AgentState, endpoint id: UInt32) {
+        let failed = state.endpoints[id]
+        state = before
+        if let failed, before.endpoints[id] == nil {
+            endpointDatapath.detachPrograms(ifindex: failed.ifindex)
+            try? endpointDatapath.removeEndpointInfo(ifindex: failed.ifindex)
+            for address in failed.addresses { try? ipcache.remove(address) }
+            try? endpointDatapath.removePolicyMap(id)
+            state.realized[id] = nil
+        }
+        do {
+            try regenerateAll(&state, reason: "rollback")
+            if let previous = before.endpoints[id] {
+                for address in previous.addresses { try ipcache.set(address, identity: previous.identity) }
+                try endpointDatapath.attachPrograms(ifindex: previous.ifindex)
+            }
+        } catch {
+            logger.error("rollback could not restore the datapath", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func deleteEndpoint(id: UInt32) throws -> JSON {
+        try state.withLock { state in
+            guard let endpoint = state.endpoints[id] else { throw AgentError.notFound("endpoint \(id) does not exist") }
+            try removeEndpoint(endpoint, state: &state)
+            try regenerateAll(&state, reason: "endpoint \(id) deleted")
+            try persist(state)
+            registry.broadcast(.endpointRemoved(id: id, addresses: endpoint.addresses.map(\.description)))
+            logger.info("endpoint deleted", metadata: ["endpoint": "\(id)"])
+            return endpointJSON(endpoint, state)
+        }
+    }
+
+    /// Removes every trace of the endpoint from the datapath and releases its identity.
+    func removeEndpoint(_ endpoint: Endpoint, state: inout AgentState) throws {
+        endpointDatapath.detachPrograms(ifindex: endpoint.ifindex)
+        try endpointDatapath.removeEndpointInfo(ifindex: endpoint.ifindex)
+        for address in endpoint.addresses { try ipcache.remove(address) }
+        try endpointDatapath.removePolicyMap(endpoint.id)
+        state.realized[endpoint.id] = nil
+        state.endpoints[endpoint.id] = nil
+        _ = try state.identities.release(endpoint.identity)
+    }
+
+    /// Adds and removes labels (or replaces them all); the identity follows.
+    func patchLabels(id: UInt32, body: JSON) throws -> JSON {
+        guard let object = body.objectValue else { throw AgentError.invalidField("body", "expected an object") }
+        if let unknown = object.keys.sorted().first(where: { !["add", "delete", "labels"].contains($0) }) {
+            throw AgentError.invalidField(unknown, "unknown field (use add, delete or labels)")
+        }
+        func parse(_ field: String) throws -> LabelSet? {
+            guard let value = object[field] else { return nil }
+            let texts = try value.requireArray(field).enumerated().map { try $1.requireString("\(field)[\($0)]") }
+            return try LabelSet(parsing: texts, field: field)
+        }
+        let replace = try parse("labels")
+        let add = try parse("add")
+        let delete = try parse("delete")
+        guard let current = state.withLock({ $0.endpoints[id] }) else {
+            throw AgentError.notFound("endpoint \(id) does not exist")
+        }
+        var labels = replace ?? current.labels
+        for label in delete?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key) }
+        for label in add?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key).inserting(label) }
+        var request = try EndpointChangeRequest(json: endpointJSON(current, nil), id: id)
+        request.labels = labels
+        return try putEndpoint(id: id, request: request).0
+    }
+
+    func endpointJSON(_ endpoint: Endpoint, _ state: AgentState?) -> JSON {
+        endpoint.json(identityLabels: state?.identities.identity(id: endpoint.identity)?.labels)
+    }
+
+    /// Keeps the node's own addresses in the ipcache as identity host, so traffic from the node is not "world".
+    func refreshHostAddresses(_ state: inout AgentState) throws {
+        let current = Set(HostAddresses.current().filter { address in state.endpoint(withAddress: address) == nil })
+        for address in current.subtracting(state.hostAddresses) {
+            try ipcache.set(address, identity: UInt32(NA_ID_HOST.rawValue))
+        }
+        for address in state.hostAddresses.subtracting(current) { try? ipcache.remove(address) }
+        state.hostAddresses = current
+    }
+}

@@ -1,0 +1,68 @@
+import DatapathCore
+import Policy
+
+/// Turning the policy repository into each endpoint's policy map.
+extension NodeAgent {
+    struct DesiredPolicy {
+        var entries: [PolicyMapSlot: PolicyMapEntry]
+        var enforceIngress: Bool
+        var enforceEgress: Bool
+    }
+
+    func desiredPolicy(for endpoint: Endpoint, in state: AgentState, repository: PolicyRepository? = nil) -> DesiredPolicy {
+        let mode = runtime.withLock { $0.policyEnforcement }
+        let labels = state.identities.identity(id: endpoint.identity)?.labels ?? endpoint.labels
+        let resolved = (repository ?? state.policy).resolve(
+            endpoint: labels, identities: state.identityList, mode: PolicyEnforcementMode(rawValue: mode.rawValue) ?? .default)
+        var entries: [PolicyMapSlot: PolicyMapEntry] = [:]
+        for entry in resolved.entries {
+            let mapEntry = PolicyMapEntry(
+                identity: entry.identity, egress: entry.direction == .egress, proto: entry.proto,
+                port: entry.proto == 0 ? 0 : entry.port, portPrefixBits: entry.proto == 0 ? 0 : entry.portPrefixBits,
+                deny: entry.deny, ruleID: entry.ruleIDs.min() ?? 0)
+            entries[mapEntry.slot] = mapEntry
+        }
+        return DesiredPolicy(
+            entries: entries, enforceIngress: resolved.ingressEnforced, enforceEgress: resolved.egressEnforced)
+    }
+
+    /// Computes every endpoint's policy against `state.policy`, checks capacity before touching anything, then
+    /// updates only the endpoints whose result changed (adds before removes) and stamps the current revision.
+    func regenerateAll(_ state: inout AgentState, reason: String) throws {
+        let desired = state.endpoints.values.sorted { $0.id < $1.id }.map { ($0, desiredPolicy(for: $0, in: state)) }
+        try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
+        let revision = state.policy.revision
+        var changed = 0
+        for (endpoint, policy) in desired {
+            let current = state.realized[endpoint.id] ?? [:]
+            let add = policy.entries.values.filter { current[$0.slot] != $0 }
+            let remove = current.keys.filter { policy.entries[$0] == nil }
+            if !add.isEmpty || !remove.isEmpty || current.isEmpty {
+                try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: Array(remove))
+                state.realized[endpoint.id] = policy.entries
+            }
+            var updated = endpoint
+            updated.enforceIngress = policy.enforceIngress
+            updated.enforceEgress = policy.enforceEgress
+            updated.policyRevision = revision
+            if updated.state == .regenerating || updated.state == .waitingForIdentity {
+                updated.state = .ready
+            }
+            if updated != endpoint || !add.isEmpty || !remove.isEmpty {
+                try endpointDatapath.writeEndpointInfo(updated)
+                changed += 1
+            }
+            state.endpoints[endpoint.id] = updated
+        }
+        logger.debug("regenerated", metadata: ["reason": "\(reason)", "changed": "\(changed)", "revision": "\(revision)"])
+    }
+
+    /// Rejects a change that would not fit some endpoint's policy map, naming the need and the capacity.
+    func checkCapacity(_ needs: [(UInt32, Int)]) throws {
+        if let (id, count) = needs.first(where: { $0.1 > config.policyMapEntries }) {
+            throw AgentError.capacity(
+                "endpoint \(id) would need \(count) policy map entries, its map holds \(config.policyMapEntries); "
+                    + "nothing was applied")
+        }
+    }
+}

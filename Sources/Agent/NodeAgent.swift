@@ -1,0 +1,70 @@
+import DatapathCore
+import Foundation
+import Logging
+import Synchronization
+
+/// The running agent: datapath, plugins, runtime options, and (in the files beside this one) endpoints,
+/// identities and policies. Every mutation runs under `state`'s lock, so API handlers are safe in parallel.
+public final class NodeAgent: Sendable {
+    let config: AgentConfig
+    let datapath: Datapath
+    let registry: PluginRegistry
+    let store: StateStore
+    let logger = Logger(label: "agent")
+    let logLevel: LogLevelBox
+    let runtime: Mutex<RuntimeOptions>
+    let startedAt = ContinuousClock.now
+    let state: Mutex<AgentState>
+    let restored: Bool
+
+    public init(config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox) throws {
+        self.config = config
+        self.logLevel = logLevel
+        store = try StateStore(directory: config.stateDir)
+        restored = FileManager.default.fileExists(atPath: store.path(AgentState.documentName))
+        var maxEntries = config.mapSizes
+        maxEntries.removeValue(forKey: PolicyMapLayout.outerMap)
+        datapath = try Datapath(root: config.bpfRoot, maxEntries: maxEntries)
+        registry = PluginRegistry(plugins: plugins, logger: Logger(label: "plugins"))
+        try registry.configure(config.plugins)
+        var runtime = config.runtime
+        if let saved = try store.read("config") { try? runtime.apply(patch: saved) }
+        self.runtime = Mutex(runtime)
+        logLevel.value = Logger.Level(rawValue: runtime.logLevel.rawValue) ?? .info
+        state = Mutex(AgentState(config: config))
+        try writeDatapathDefaults()
+        CoreMapDecoders.register(on: datapath) { [state] id in state.withLock { $0.ruleName(id) } }
+    }
+
+    /// Lifetimes and event settings the datapath reads; written once when the map is still zero.
+    private func writeDatapathDefaults() throws {
+        let map: TypedMap<UInt32, na_config> = try datapath.typedMap("na_config")
+        if let current = try map.lookup(0), current.ct_lifetime_tcp != 0 { return }
+        var value = na_config()
+        value.ct_lifetime_tcp = 8000
+        value.ct_lifetime_syn = 60
+        value.ct_lifetime_closing = 10
+        value.ct_lifetime_nontcp = 60
+        value.flags = UInt32(NA_CFG_EVENTS_DROPPED) | UInt32(NA_CFG_EVENTS_ALLOWED)
+        value.allowed_sample_rate = 1
+        try map.update(0, value)
+    }
+
+    func startPlugins() {
+        registry.startAll { plugin in
+            PluginContext(
+                datapath: datapath, logger: Logger(label: plugin.name),
+                stateDirectory: "\(config.stateDir)/plugins/\(plugin.name)", restored: restored)
+        }
+    }
+
+    func stop() {
+        registry.stopAll()
+    }
+
+    /// Every route the agent serves: its own and the enabled plugins'.
+    public var routes: [Route] {
+        DaemonRoutes(agent: self).routes + MapRoutes(datapath: datapath).routes + endpointRoutes + identityRoutes
+            + policyRoutes + registry.routes
+    }
+}

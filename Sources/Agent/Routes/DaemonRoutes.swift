@@ -1,0 +1,47 @@
+import DatapathCore
+import Foundation
+import Logging
+
+/// `GET /v1/healthz`, `GET|PATCH /v1/config`.
+struct DaemonRoutes {
+    let agent: NodeAgent
+
+    var routes: [Route] {
+        [
+            .get("/v1/healthz") { _ in .json(agent.health()) },
+            .get("/v1/config") { _ in .json(agent.runtime.withLock { $0.json }) },
+            .patch("/v1/config") { request in .json(try agent.patchConfig(try request.jsonBody())) },
+        ]
+    }
+}
+
+extension NodeAgent {
+    func health() -> JSON {
+        var uts = utsname()
+        uname(&uts)
+        let kernel = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+        let (endpoints, revision) = state.withLock { ($0.endpoints.count, $0.policy.revision) }
+        return [
+            "status": "ok", "version": .string(Daemon.version), "kernel": .string(kernel),
+            "bpffs": ["root": .string(datapath.root), "mounted": .bool(BPFFS.isBPFFS(datapath.root))],
+            "uptime-seconds": .int((ContinuousClock.now - startedAt).components.seconds),
+            "endpoints": .int(Int64(endpoints)), "policy-revision": .int(Int64(revision)),
+            "plugins": registry.statuses(),
+        ]
+    }
+
+    /// Applies runtime options; the whole patch or nothing. Persisted so a restart keeps them.
+    func patchConfig(_ patch: JSON) throws -> JSON {
+        let (before, after) = try runtime.withLock { options throws -> (RuntimeOptions, RuntimeOptions) in
+            let before = options
+            try options.apply(patch: patch)
+            return (before, options)
+        }
+        logLevel.value = Logger.Level(rawValue: after.logLevel.rawValue) ?? .info
+        try store.write("config", after.json)
+        if before.policyEnforcement != after.policyEnforcement {
+            try state.withLock { try regenerateAll(&$0, reason: "policy-enforcement changed") }
+        }
+        return after.json
+    }
+}

@@ -1,0 +1,75 @@
+import DatapathCore
+import Policy
+
+/// `/v1/policy`: import, list, delete CiliumNetworkPolicy documents; `/v1/policy/trace`.
+extension NodeAgent {
+    var policyRoutes: [Route] {
+        [
+            .get("/v1/policy") { [self] _ in
+                .json(state.withLock { ["revision": .int(Int64($0.policy.revision)), "policies": .array($0.policy.documents)] })
+            },
+            .put("/v1/policy") { [self] request in .json(try putPolicy(try request.jsonBody())) },
+            .delete("/v1/policy") { [self] request in .json(try deletePolicy(request)) },
+            .get("/v1/policy/trace") { [self] request in .json(try trace(request)) },
+        ]
+    }
+
+    /// Validates every document first (one bad document rejects the request), then applies them as one revision.
+    func putPolicy(_ body: JSON) throws -> JSON {
+        let documents = try PolicyParser.parse(body)
+        return try changePolicy(reason: "policy import") { repository in
+            try repository.add(documents)
+            return ["policies": .array(documents.map { .string($0.key.description) })]
+        }
+    }
+
+    func deletePolicy(_ request: APIRequest) throws -> JSON {
+        let namespace = request.query["namespace"]
+        let name = request.query["name"]
+        let all = try request.queryBool("all") ?? false
+        if let unknown = request.query.keys.sorted().first(where: { !["namespace", "name", "all"].contains($0) }) {
+            throw AgentError.invalidField(unknown, "unknown parameter (use namespace, name or all=true)")
+        }
+        guard all || namespace != nil || name != nil else {
+            throw AgentError.invalidField("namespace", "say which policies: namespace and name, namespace, or all=true")
+        }
+        if all && (namespace != nil || name != nil) {
+            throw AgentError.invalidField("all", "all=true cannot be combined with namespace or name")
+        }
+        return try changePolicy(reason: "policy delete") { repository in
+            let deleted: [PolicyKey]
+            if all {
+                deleted = repository.deleteAll()
+            } else if let name {
+                let key = PolicyKey(namespace: namespace ?? "default", name: name)
+                guard repository.delete(key) else { throw AgentError.notFound("policy \(key) does not exist") }
+                deleted = [key]
+            } else {
+                deleted = repository.delete(namespace: namespace!)
+            }
+            return ["deleted": .array(deleted.map { .string($0.description) })]
+        }
+    }
+
+    /// Applies `change` to a copy of the repository; commits it only when every endpoint's new policy fits and is
+    /// programmed. A failure leaves the previous policy in force, in memory and in the maps.
+    private func changePolicy(reason: String, _ change: (inout PolicyRepository) throws -> [String: JSON]) throws -> JSON {
+        try state.withLock { state in
+            let before = state
+            var candidate = state.policy
+            var result = try change(&candidate)
+            state.policy = candidate
+            do {
+                try regenerateAll(&state, reason: reason)
+                try persist(state)
+            } catch {
+                state = before
+                try? regenerateAll(&state, reason: "\(reason) failed; restoring")
+                throw error
+            }
+            result["revision"] = .int(Int64(state.policy.revision))
+            logger.info("\(reason)", metadata: ["revision": "\(state.policy.revision)"])
+            return .object(result)
+        }
+    }
+}

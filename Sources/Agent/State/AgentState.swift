@@ -1,0 +1,31 @@
+import DatapathCore
+import Policy
+
+/// Everything the agent decides with, guarded by one lock in `NodeAgent`.
+struct AgentState: Sendable {
+    static let documentName = "agent-state"
+
+    var endpoints: [UInt32: Endpoint] = [:]
+    var identities: IdentityAllocator
+    var policy = PolicyRepository()
+    /// What each endpoint's policy map holds, by slot.
+    var realized: [UInt32: [PolicyMapSlot: PolicyMapEntry]] = [:]
+    /// Addresses of this node (identity host) currently in the ipcache.
+    var hostAddresses: Set<IPAddress> = []
+
+    init(config: AgentConfig) {
+        let filter = (try? config.identityIgnoredLabels.map { try LabelFilter(parsing: $0) }) ?? nil
+        identities = IdentityAllocator(filter: filter ?? .default)
+    }
+
+    func ruleName(_ id: UInt32) -> String? { policy.ruleName(id) }
+
+    func endpoint(onInterface name: String) -> Endpoint? { endpoints.values.first { $0.interfaceName == name } }
+
+    func endpoint(withAddress address: IPAddress) -> Endpoint? {
+        endpoints.values.first { $0.ipv4 == address || $0.ipv6 == address }
+    }
+
+    /// Identities that policy peers are evaluated against: every allocated one plus the reserved ones.
+    var identityList: [Identity] { identities.identities }
+}

@@ -1,0 +1,57 @@
+import AgentAPI
+
+/// `nodectl status`: the health summary.
+public enum StatusView {
+    public static func render(_ health: JSON) -> String {
+        var fields: [(name: String, value: String)] = [
+            ("Status", Cells.text(health["status"])),
+            ("Version", Cells.text(health["version"])),
+            ("Kernel", Cells.text(health["kernel"])),
+        ]
+        if let bpffs = health["bpffs"] {
+            let mounted = bpffs["mounted"]?.boolValue
+            let state = mounted.map { $0 ? "mounted" : "NOT mounted" } ?? "unknown"
+            fields.append(("BPF filesystem", "\(Cells.text(bpffs["root"])) (\(state))"))
+        }
+        if let uptime = health["uptime-seconds"]?.intValue {
+            fields.append(("Uptime", formatDuration(seconds: uptime)))
+        }
+        fields.append(("Endpoints", Cells.text(health["endpoints"])))
+        fields.append(("Policy revision", Cells.text(health["policy-revision"])))
+
+        var out = Cells.fieldList(fields)
+        let plugins = health["plugins"]?.arrayValue ?? []
+        if plugins.isEmpty {
+            out += "Plugins:          none\n"
+        } else {
+            out += "Plugins:\n"
+            var table = Table(columns: ["Name", "Enabled", "State", "Detail"])
+            for plugin in plugins {
+                table.append([
+                    Cells.text(plugin["name"]), Cells.text(plugin["enabled"]), Cells.text(plugin["state"]),
+                    detail(plugin["detail"]),
+                ])
+            }
+            out += table.render().split(separator: "\n").map { "  \($0)\n" }.joined()
+        }
+        return out
+    }
+
+    /// A plugin's detail object as "key=value" pairs on one line.
+    static func detail(_ value: JSON?) -> String {
+        guard let value, let members = value.objectValue, !members.isEmpty else { return Cells.text(value) }
+        return Cells.flatten(value).map { "\($0.name)=\($0.value)" }.joined(separator: " ")
+    }
+
+    /// 12 → "12s", 3723 → "1h2m3s", 90061 → "1d1h1m1s".
+    public static func formatDuration(seconds: Int64) -> String {
+        guard seconds > 0 else { return "\(max(seconds, 0))s" }
+        var rest = seconds
+        var out = ""
+        for (unit, size) in [("d", Int64(86400)), ("h", 3600), ("m", 60)] where rest >= size || !out.isEmpty {
+            out += "\(rest / size)\(unit)"
+            rest %= size
+        }
+        return out + "\(rest)s"
+    }
+}

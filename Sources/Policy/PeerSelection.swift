@@ -1,0 +1,85 @@
+/// The identities known when compiling, with what peer selection needs to know about each, computed once.
+///
+/// - Endpoint selectors are evaluated against every identity's labels, except those outside the cluster
+///   (reserved world and CIDR identities): those are reached with entities and CIDR peers only, so `{}` in a
+///   cluster-wide policy does not open a pod to the internet.
+/// - A CIDR identity is one with a `cidr:` label (`cidr:10.0.0.0/8`; IPv6 may write `-` for `:`) or a number at or
+///   above 1<<24. Its prefix is its most specific `cidr:` label.
+struct PeerUniverse {
+    struct Member {
+        let id: UInt32
+        let labels: LabelSet
+        /// Outside the cluster: world or a CIDR identity.
+        let isExternal: Bool
+        let prefix: CIDR?
+    }
+
+    static let cidrSource = "cidr"
+    static let firstCIDRIdentity: UInt32 = 1 << 24
+
+    let members: [Member]
+
+    init(_ identities: [Identity]) {
+        var seen: Set<UInt32> = []
+        var members: [Member] = []
+        for identity in identities where seen.insert(identity.id).inserted {
+            let prefixes = identity.labels.labels(ofSource: PeerUniverse.cidrSource).compactMap { label in
+                (try? CIDR(parsing: label.key)) ?? (try? CIDR(parsing: label.key.replacingDashes()))
+            }
+            let prefix = prefixes.max { $0.prefixLength < $1.prefixLength }
+            let world = ReservedIdentity.worldIdentities.contains(identity.id)
+                || ReservedIdentity.worldIdentities.compactMap(ReservedIdentity.name(of:)).contains {
+                    identity.labels.label(source: ReservedIdentity.source, key: $0) != nil
+                }
+            let external = world || prefix != nil || identity.id >= PeerUniverse.firstCIDRIdentity
+            members.append(Member(id: identity.id, labels: identity.labels, isExternal: external, prefix: prefix))
+        }
+        self.members = members
+    }
+
+    /// Peer identities an item selects, sorted; `[0]` when it selects any peer.
+    func identities(for item: PolicyItem) -> [UInt32] {
+        if item.selectsAnyPeer { return [0] }
+        var ids: Set<UInt32> = []
+        for selector in item.endpoints ?? [] {
+            for member in members where !member.isExternal && selector.matches(member.labels) { ids.insert(member.id) }
+        }
+        for entity in item.entities ?? [] {
+            switch entity {
+            case .all: return [0]
+            case .host: ids.insert(ReservedIdentity.host)
+            case .world: ids.formUnion(worldIdentities())
+            case .cluster:
+                ids.formUnion(ReservedIdentity.clusterIdentities)
+                for member in members
+                where !member.isExternal && member.id >= IdentityAllocator.firstLocal { ids.insert(member.id) }
+            }
+        }
+        let peers = (item.cidrs ?? []).map { CIDRPeer(cidr: $0) } + (item.cidrSets ?? [])
+        for peer in peers { ids.formUnion(identities(in: peer)) }
+        return ids.sorted()
+    }
+
+    /// Reserved world and every CIDR identity.
+    private func worldIdentities() -> [UInt32] {
+        [ReservedIdentity.world] + members.filter { $0.prefix != nil || $0.id >= PeerUniverse.firstCIDRIdentity }.map(\.id)
+    }
+
+    /// CIDR identities whose prefix lies in the peer's prefix and in none of its exceptions. A /0 prefix is the
+    /// whole internet and also selects reserved world, the datapath's identity for addresses it has no prefix for.
+    private func identities(in peer: CIDRPeer) -> [UInt32] {
+        var ids = members.compactMap { member -> UInt32? in
+            guard let prefix = member.prefix, peer.cidr.contains(prefix),
+                !peer.except.contains(where: { $0.contains(prefix) })
+            else { return nil }
+            return member.id
+        }
+        if peer.cidr.prefixLength == 0 { ids.append(ReservedIdentity.world) }
+        return ids
+    }
+}
+
+extension String {
+    /// Cilium writes IPv6 CIDR labels with `-` for `:` (a colon would end the label's source).
+    fileprivate func replacingDashes() -> String { String(map { $0 == "-" ? ":" : $0 }) }
+}

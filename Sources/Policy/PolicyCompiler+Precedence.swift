@@ -1,0 +1,71 @@
+extension PolicyCompiler {
+    /// Makes the entries right for the datapath's lookups.
+    ///
+    /// The policy map is an LPM trie: a lookup returns only the longest matching prefix of an identity, so a broad
+    /// deny (TCP, any port) would lose to a narrower allow (TCP 8080) of the same identity. Deny must win whatever
+    /// the prefix, so:
+    /// - entries with the same key are merged, their rule ids joined; a deny and an allow with the same key
+    ///   leave only the deny;
+    /// - an allow whose key a deny covers (same identity, or the deny is for identity 0, and the deny's prefix
+    ///   contains the allow's) is written as a deny, carrying the covering denies' rule ids.
+    /// A deny narrower than an allow needs nothing: the lookup prefers the longer prefix. A deny on identity 0
+    /// needs nothing for the datapath either (it looks up identity 0 too and lets a deny from either win), but
+    /// rewriting keeps each entry's verdict self-evident.
+    static func resolvePrecedence(_ entries: [PolicyEntry]) -> [PolicyEntry] {
+        var allowIDs: [PolicyEntry.Key: Set<UInt32>] = [:]
+        var denyIDs: [PolicyEntry.Key: Set<UInt32>] = [:]
+        var template: [PolicyEntry.Key: PolicyEntry] = [:]
+        for entry in entries {
+            if entry.deny {
+                denyIDs[entry.key, default: []].formUnion(entry.ruleIDs)
+            } else {
+                allowIDs[entry.key, default: []].formUnion(entry.ruleIDs)
+            }
+            template[entry.key] = entry
+        }
+        struct Peer: Hashable {
+            let direction: Direction
+            let identity: UInt32
+        }
+        var deniesByPeer: [Peer: [PolicyEntry]] = [:]
+        for (key, ids) in denyIDs {
+            var entry = template[key]!
+            entry.deny = true
+            entry.ruleIDs = ids.sorted()
+            deniesByPeer[Peer(direction: key.direction, identity: key.identity), default: []].append(entry)
+        }
+
+        var result = deniesByPeer.values.flatMap { $0 }
+        for (key, ids) in allowIDs where denyIDs[key] == nil {
+            var entry = template[key]!
+            var candidates = deniesByPeer[Peer(direction: key.direction, identity: key.identity)] ?? []
+            if key.identity != 0 { candidates += deniesByPeer[Peer(direction: key.direction, identity: 0)] ?? [] }
+            let covering = candidates.filter { $0.keyCovers(entry) }
+            if covering.isEmpty {
+                entry.deny = false
+                entry.ruleIDs = ids.sorted()
+            } else {
+                entry.deny = true
+                entry.ruleIDs = Set(covering.flatMap(\.ruleIDs)).sorted()
+            }
+            result.append(entry)
+        }
+        return result.sorted { $0.key < $1.key }
+    }
+
+    /// Changes that turn the map holding `old` into one holding `new`: entries to write (new keys, or keys whose
+    /// verdict or rules changed) and entries to delete (keys no longer present). Apply the writes first: traffic of
+    /// a removed key then meets the new entries at once, never a moment with neither.
+    public static func diff(old: [PolicyEntry], new: [PolicyEntry]) -> (upsert: [PolicyEntry], remove: [PolicyEntry]) {
+        var oldByKey: [PolicyEntry.Key: PolicyEntry] = [:]
+        for entry in old { oldByKey[entry.key] = entry }
+        var newKeys: Set<PolicyEntry.Key> = []
+        var upsert: [PolicyEntry] = []
+        for entry in new {
+            newKeys.insert(entry.key)
+            if oldByKey[entry.key] != entry { upsert.append(entry) }
+        }
+        let remove = old.filter { !newKeys.contains($0.key) }
+        return (upsert.sorted { $0.key < $1.key }, remove.sorted { $0.key < $1.key })
+    }
+}

@@ -1,0 +1,198 @@
+import AgentAPI
+
+/// Direction of traffic from an endpoint's point of view; raw values are the datapath's `enum na_direction`.
+public enum Direction: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case ingress = 0
+    case egress = 1
+
+    public var description: String { self == .ingress ? "ingress" : "egress" }
+}
+
+/// A peer entity this agent can enforce.
+public enum Entity: String, Sendable, CaseIterable {
+    /// Any peer at all: identity 0 in a policy entry.
+    case all
+    /// Every identity inside the cluster: endpoints and the in-cluster reserved identities.
+    case cluster
+    /// The local node.
+    case host
+    /// Everything outside the cluster: reserved world and every CIDR identity.
+    case world
+}
+
+/// Layer-4 protocol of a port rule.
+public enum L4Protocol: String, Sendable, CaseIterable {
+    case tcp = "TCP"
+    case udp = "UDP"
+    case sctp = "SCTP"
+    case any = "ANY"
+
+    /// IP protocol numbers a port rule of this protocol stands for.
+    public var numbers: [UInt8] {
+        switch self {
+        case .tcp: return [6]
+        case .udp: return [17]
+        case .sctp: return [132]
+        case .any: return [6, 17, 132]
+        }
+    }
+}
+
+/// One `toPorts[].ports[]` element: a port or a port range of a protocol.
+public struct PortSpec: Hashable, Sendable {
+    /// 0: every port.
+    public var port: UInt16
+    /// Last port of a range; nil for a single port.
+    public var endPort: UInt16?
+    public var proto: L4Protocol
+
+    public init(port: UInt16, endPort: UInt16? = nil, proto: L4Protocol = .any) {
+        self.port = port
+        self.endPort = endPort
+        self.proto = proto
+    }
+
+    /// The ports covered.
+    public var range: ClosedRange<UInt16> { port == 0 ? 0...UInt16.max : port...(endPort ?? port) }
+}
+
+/// A `fromCIDRSet`/`toCIDRSet` element: a prefix minus exceptions inside it.
+public struct CIDRPeer: Hashable, Sendable {
+    public var cidr: CIDR
+    public var except: [CIDR]
+
+    public init(cidr: CIDR, except: [CIDR] = []) {
+        self.cidr = cidr
+        self.except = except
+    }
+}
+
+/// One element of an `ingress`, `egress`, `ingressDeny` or `egressDeny` section: peers and ports.
+///
+/// A nil peer list is absent from the document; an empty one is present and selects nothing.
+public struct PolicyItem: Hashable, Sendable {
+    /// `fromEndpoints` / `toEndpoints`, with the policy's namespace already added where it applies.
+    public var endpoints: [LabelSelector]?
+    /// `fromCIDR` / `toCIDR`.
+    public var cidrs: [CIDR]?
+    /// `fromCIDRSet` / `toCIDRSet`.
+    public var cidrSets: [CIDRPeer]?
+    /// `fromEntities` / `toEntities`.
+    public var entities: [Entity]?
+    /// The `toPorts[].ports[]` elements, flattened; nil when `toPorts` is absent (every port and protocol).
+    public var ports: [PortSpec]?
+
+    public init(
+        endpoints: [LabelSelector]? = nil, cidrs: [CIDR]? = nil, cidrSets: [CIDRPeer]? = nil,
+        entities: [Entity]? = nil, ports: [PortSpec]? = nil
+    ) {
+        self.endpoints = endpoints
+        self.cidrs = cidrs
+        self.cidrSets = cidrSets
+        self.entities = entities
+        self.ports = ports
+    }
+
+    /// True when no peer field is present.
+    public var hasNoPeerField: Bool { endpoints == nil && cidrs == nil && cidrSets == nil && entities == nil }
+
+    /// Ports given without peers apply to every peer; an item with neither selects nothing.
+    public var selectsAnyPeer: Bool { hasNoPeerField && ports != nil }
+}
+
+/// One rule of a policy document (its `spec`, or an element of `specs`).
+public struct PolicyRule: Hashable, Sendable {
+    /// Where the rule is in its document: `spec` or `specs[1]`.
+    public var path: String
+    /// Which endpoints the rule applies to, with the policy's namespace already added.
+    public var endpointSelector: LabelSelector
+    public var ingress: [PolicyItem]?
+    public var ingressDeny: [PolicyItem]?
+    public var egress: [PolicyItem]?
+    public var egressDeny: [PolicyItem]?
+    /// `enableDefaultDeny`: false opts the rule out of making its direction default-deny.
+    public var defaultDenyIngress: Bool
+    public var defaultDenyEgress: Bool
+    public var labels: LabelSet
+    public var description: String?
+
+    public init(
+        path: String, endpointSelector: LabelSelector, ingress: [PolicyItem]? = nil, ingressDeny: [PolicyItem]? = nil,
+        egress: [PolicyItem]? = nil, egressDeny: [PolicyItem]? = nil, defaultDenyIngress: Bool = true,
+        defaultDenyEgress: Bool = true, labels: LabelSet = LabelSet(), description: String? = nil
+    ) {
+        self.path = path
+        self.endpointSelector = endpointSelector
+        self.ingress = ingress
+        self.ingressDeny = ingressDeny
+        self.egress = egress
+        self.egressDeny = egressDeny
+        self.defaultDenyIngress = defaultDenyIngress
+        self.defaultDenyEgress = defaultDenyEgress
+        self.labels = labels
+        self.description = description
+    }
+
+    /// The allow (`deny` false) or deny section of a direction; nil when absent.
+    public func section(_ direction: Direction, deny: Bool) -> [PolicyItem]? {
+        switch (direction, deny) {
+        case (.ingress, false): return ingress
+        case (.ingress, true): return ingressDeny
+        case (.egress, false): return egress
+        case (.egress, true): return egressDeny
+        }
+    }
+
+    /// The section's name in the document (`ingressDeny`).
+    public static func sectionName(_ direction: Direction, deny: Bool) -> String {
+        direction.description + (deny ? "Deny" : "")
+    }
+
+    /// True when the rule has an allow or deny section for the direction, even an empty one.
+    public func hasSection(_ direction: Direction) -> Bool {
+        section(direction, deny: false) != nil || section(direction, deny: true) != nil
+    }
+
+    public func defaultDeny(_ direction: Direction) -> Bool {
+        direction == .ingress ? defaultDenyIngress : defaultDenyEgress
+    }
+}
+
+/// Names a policy document: `namespace/name`, or just `name` for a cluster-wide one.
+public struct PolicyKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+    /// Nil for cluster-wide policies.
+    public let namespace: String?
+    public let name: String
+
+    public init(namespace: String?, name: String) {
+        self.namespace = namespace
+        self.name = name
+    }
+
+    public var description: String { namespace.map { "\($0)/\(name)" } ?? name }
+
+    public static func < (a: PolicyKey, b: PolicyKey) -> Bool {
+        (a.namespace ?? "", a.name) < (b.namespace ?? "", b.name)
+    }
+}
+
+/// A parsed, validated policy document and the JSON it came from.
+public struct PolicyDocument: Sendable, Equatable {
+    public enum Kind: String, Sendable {
+        case namespaced = "CiliumNetworkPolicy"
+        case clusterwide = "CiliumClusterwideNetworkPolicy"
+    }
+
+    public var kind: Kind
+    public var key: PolicyKey
+    public var rules: [PolicyRule]
+    /// The document exactly as it was submitted.
+    public var json: JSON
+
+    public init(kind: Kind, key: PolicyKey, rules: [PolicyRule], json: JSON) {
+        self.kind = kind
+        self.key = key
+        self.rules = rules
+        self.json = json
+    }
+}

@@ -1,0 +1,129 @@
+import AgentAPI
+
+/// Reads CiliumNetworkPolicy (cilium.io/v2) documents from JSON, validating everything: a field this agent cannot
+/// enforce is rejected by name, never ignored, so a policy is either enforced as written or refused.
+public enum PolicyParser {
+    public static let apiVersion = "cilium.io/v2"
+    /// The label every pod carries with its namespace.
+    public static let namespaceLabelKey = "io.kubernetes.pod.namespace"
+    public static let defaultNamespace = "default"
+
+    /// One document (an object) or several (an array). One invalid document rejects them all; in an array, paths
+    /// start with the element's index (`[1].spec.egress[0]`). The same key twice in one request is an error.
+    public static func parse(_ json: JSON) throws(AgentError) -> [PolicyDocument] {
+        switch json {
+        case .array(let elements):
+            if elements.isEmpty { throw AgentError.invalidField("policies", "expected at least one policy document") }
+            var documents: [PolicyDocument] = []
+            var seen: [PolicyKey: Int] = [:]
+            for (i, element) in elements.enumerated() {
+                let document = try parseDocument(element, path: "[\(i)]")
+                if let first = seen[document.key] {
+                    throw AgentError.invalidField(
+                        "[\(i)].metadata.name", "policy \(document.key) appears twice in the request ([\(first)])")
+                }
+                seen[document.key] = i
+                documents.append(document)
+            }
+            return documents
+        case .object:
+            return [try parseDocument(json, path: "")]
+        default:
+            throw AgentError.invalidField("policies", "expected a policy object or an array of them, got \(json.typeName)")
+        }
+    }
+
+    /// One document; `path` prefixes every field in errors.
+    public static func parseDocument(_ json: JSON, path: String = "") throws(AgentError) -> PolicyDocument {
+        let root = FieldReader(json, path: path)
+        _ = try root.object(
+            allowed: ["apiVersion", "kind", "metadata", "spec", "specs", "status"],
+            hint: ["endpointSelector": "rules go under spec", "ingress": "rules go under spec",
+                "egress": "rules go under spec"])
+        let version = try root.required("apiVersion").string()
+        guard version == apiVersion else {
+            throw root.error("expected \(quoted(apiVersion)), got \(quoted(version))", at: FieldReader.join(path, "apiVersion"))
+        }
+        let kindText = try root.required("kind").string()
+        guard let kind = PolicyDocument.Kind(rawValue: kindText) else {
+            throw root.error(
+                "expected \"CiliumNetworkPolicy\" or \"CiliumClusterwideNetworkPolicy\", got \(quoted(kindText))",
+                at: FieldReader.join(path, "kind"))
+        }
+        let key = try metadata(root.required("metadata"), kind: kind)
+        let doc = root.withContext(key.description)
+
+        var rules: [PolicyRule] = []
+        if let spec = doc.child("spec") {
+            rules.append(try rule(spec, name: "spec", namespace: key.namespace))
+        }
+        if let specs = doc.child("specs") {
+            let elements = try specs.array()
+            if elements.isEmpty { throw specs.error("expected at least one rule") }
+            for (i, element) in elements.enumerated() {
+                rules.append(try rule(element, name: "specs[\(i)]", namespace: key.namespace))
+            }
+        }
+        if rules.isEmpty { throw doc.error("spec or specs is required", at: FieldReader.join(path, "spec")) }
+        return PolicyDocument(kind: kind, key: key, rules: rules, json: json)
+    }
+
+    /// Kubernetes ObjectMeta: name (and namespace) are read and checked; bookkeeping fields that clients copy
+    /// from `kubectl get -o json` are accepted and have no effect on enforcement.
+    static func metadata(_ meta: FieldReader, kind: PolicyDocument.Kind) throws(AgentError) -> PolicyKey {
+        _ = try meta.object(
+            allowed: [
+                "name", "namespace", "labels", "annotations", "uid", "resourceVersion", "generation",
+                "creationTimestamp", "managedFields", "finalizers", "ownerReferences",
+            ],
+            unsupported: ["generateName": "generateName is not supported: give the policy a name"])
+        let nameField = try meta.required("name")
+        let name = try nameField.string()
+        if let problem = dnsSubdomainProblem(name) { throw nameField.error("\(quoted(name)) \(problem)") }
+        var namespace: String?
+        if let nsField = meta.child("namespace") {
+            let ns = try nsField.string()
+            if kind == .clusterwide {
+                throw nsField.error("a CiliumClusterwideNetworkPolicy has no namespace")
+            }
+            if let problem = dnsLabelProblem(ns) { throw nsField.error("\(quoted(ns)) \(problem)") }
+            namespace = ns
+        } else if kind == .namespaced {
+            namespace = defaultNamespace
+        }
+        for key in ["labels", "annotations"] {
+            guard let map = meta.child(key) else { continue }
+            guard case .object(let members) = map.value else {
+                throw map.error("expected an object of strings, got \(map.value.typeName)")
+            }
+            for (k, v) in members where v.stringValue == nil {
+                throw map.error("expected a string, got \(v.typeName)", at: FieldReader.join(map.path, k))
+            }
+        }
+        return PolicyKey(namespace: namespace, name: name)
+    }
+
+    /// Why `text` is not a Kubernetes object name (RFC 1123 subdomain), nil when it is one.
+    static func dnsSubdomainProblem(_ text: String) -> String? {
+        if text.isEmpty { return "must not be empty" }
+        if text.utf8.count > 253 { return "is longer than 253 characters" }
+        let ok = text.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "." }
+        if !ok || !isAlnum(text.first!) || !isAlnum(text.last!) {
+            return "must consist of lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
+        }
+        return nil
+    }
+
+    /// Why `text` is not a Kubernetes namespace name (RFC 1123 label), nil when it is one.
+    static func dnsLabelProblem(_ text: String) -> String? {
+        if text.isEmpty { return "must not be empty" }
+        if text.utf8.count > 63 { return "is longer than 63 characters" }
+        let ok = text.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+        if !ok || !isAlnum(text.first!) || !isAlnum(text.last!) {
+            return "must consist of lower-case letters, digits and '-', starting and ending with a letter or digit"
+        }
+        return nil
+    }
+
+    private static func isAlnum(_ c: Character) -> Bool { c.isASCIIDigit || ("a"..."z").contains(c) }
+}

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Installs what nodeagent needs on a Debian machine (run as root): C libraries, network tools, the spec validator,
+# and a bpffs at /sys/fs/bpf. Safe to run again.
+set -euo pipefail
+
+packages=(libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev libjansson-dev pkg-config iproute2 util-linux curl socat
+    python3-pip netcat-openbsd)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
+    pip install -q openapi-spec-validator 2>/dev/null || pip install -q --break-system-packages openapi-spec-validator
+fi
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
