@@ -33,7 +33,7 @@ public final class NodeAgent: Sendable {
         logLevel.value = Logger.Level(rawValue: runtime.logLevel.rawValue) ?? .info
         state = Mutex(AgentState(config: config))
         try writeDatapathDefaults()
-        CoreMapDecoders.register(on: datapath) { [state] id in state.withLock { $0.ruleName(id) } }
+        CoreMapDecoders.register(on: datapath) { [weak self] id in self?.state.withLock { $0.ruleName(id) } }
     }
 
     /// Lifetimes and event settings the datapath reads; written once when the map is still zero.

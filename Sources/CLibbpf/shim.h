@@ -18,21 +18,28 @@
 
 /* Log sink for libbpf's messages: libbpf hands out a format and a va_list. */
 typedef void (*cbpf_log_fn)(int level, const char *msg);
-static cbpf_log_fn cbpf_log_sink;
+
+/* The sink lives in a function-local static: Swift emits inline functions, not header-level statics. */
+static inline cbpf_log_fn *cbpf_log_sink_slot(void)
+{
+	static cbpf_log_fn sink;
+
+	return &sink;
+}
 
 static int cbpf_print_trampoline(enum libbpf_print_level level, const char *fmt, va_list args)
 {
 	char buf[2048];
 
 	vsnprintf(buf, sizeof(buf), fmt, args);
-	if (cbpf_log_sink)
-		cbpf_log_sink((int)level, buf);
+	if (*cbpf_log_sink_slot())
+		(*cbpf_log_sink_slot())((int)level, buf);
 	return 0;
 }
 
 static inline void cbpf_set_log_sink(cbpf_log_fn fn)
 {
-	cbpf_log_sink = fn;
+	*cbpf_log_sink_slot() = fn;
 	libbpf_set_print(fn ? cbpf_print_trampoline : NULL);
 }
 

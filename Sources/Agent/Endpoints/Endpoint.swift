@@ -107,7 +107,7 @@ struct EndpointChangeRequest: Sendable, Equatable {
         containerID = try Self.optionalString(object["container-id"], "container-id")
         // The namespace is part of the security identity, as Cilium derives it from the pod.
         if let k8sNamespace, labels.label(source: "k8s", key: namespaceLabelKey) == nil {
-            labels = labels.inserting(Label(source: "k8s", key: namespaceLabelKey, value: k8sNamespace))
+            labels = labels.inserting(try Label(source: "k8s", key: namespaceLabelKey, value: k8sNamespace))
         }
     }
 

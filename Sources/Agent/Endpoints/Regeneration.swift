@@ -13,7 +13,7 @@ extension NodeAgent {
         let mode = runtime.withLock { $0.policyEnforcement }
         let labels = state.identities.identity(id: endpoint.identity)?.labels ?? endpoint.labels
         let resolved = (repository ?? state.policy).resolve(
-            endpoint: labels, identities: state.identityList, mode: PolicyEnforcementMode(rawValue: mode.rawValue) ?? .default)
+            endpoint: labels, identities: state.identityList, mode: EnforcementMode(rawValue: mode.rawValue) ?? .default)
         var entries: [PolicyMapSlot: PolicyMapEntry] = [:]
         for entry in resolved.entries {
             let mapEntry = PolicyMapEntry(

@@ -6,7 +6,7 @@ extension NodeAgent {
     var policyRoutes: [Route] {
         [
             .get("/v1/policy") { [self] _ in
-                .json(state.withLock { ["revision": .int(Int64($0.policy.revision)), "policies": .array($0.policy.documents)] })
+                .json(state.withLock { ["revision": .int(Int64($0.policy.revision)), "policies": .array($0.policy.storedJSON)] })
             },
             .put("/v1/policy") { [self] request in .json(try putPolicy(try request.jsonBody())) },
             .delete("/v1/policy") { [self] request in .json(try deletePolicy(request)) },
@@ -18,7 +18,7 @@ extension NodeAgent {
     func putPolicy(_ body: JSON) throws -> JSON {
         let documents = try PolicyParser.parse(body)
         return try changePolicy(reason: "policy import") { repository in
-            try repository.add(documents)
+            repository.add(documents)
             return ["policies": .array(documents.map { .string($0.key.description) })]
         }
     }
@@ -41,9 +41,7 @@ extension NodeAgent {
             if all {
                 deleted = repository.deleteAll()
             } else if let name {
-                let key = PolicyKey(namespace: namespace ?? "default", name: name)
-                guard repository.delete(key) else { throw AgentError.notFound("policy \(key) does not exist") }
-                deleted = [key]
+                deleted = try repository.delete(namespace: namespace ?? "default", name: name)
             } else {
                 deleted = repository.delete(namespace: namespace!)
             }

@@ -16,7 +16,11 @@ extension NodeAgent {
             AgentState.documentName,
             [
                 "version": 1, "endpoints": .array(endpoints), "identities": .array(identities),
-                "policy": ["revision": .int(Int64(state.policy.revision)), "documents": .array(state.policy.documents)],
+                "policy": [
+                    "revision": .int(Int64(state.policy.revision)), "documents": .array(state.policy.storedJSON),
+                    "rule-names": .object(
+                        Dictionary(uniqueKeysWithValues: state.policy.ruleNames.map { ("\($0.key)", JSON.string($0.value)) })),
+                ],
             ])
     }
 
@@ -31,7 +35,12 @@ extension NodeAgent {
             }
             if let policy = document["policy"] {
                 let revision = UInt64(policy["revision"]?.intValue ?? 0)
-                try state.policy.restore(documents: policy["documents"]?.arrayValue ?? [], revision: revision)
+                var names: [UInt32: String] = [:]
+                for (id, name) in policy["rule-names"]?.objectValue ?? [:] {
+                    if let number = UInt32(id), let text = name.stringValue { names[number] = text }
+                }
+                try state.policy.restore(
+                    documents: policy["documents"]?.arrayValue ?? [], ruleNames: names, revision: revision)
             }
             for item in document["identities"]?.arrayValue ?? [] {
                 guard let id = item["id"]?.intValue, let labels = item["labels"]?.arrayValue else { continue }

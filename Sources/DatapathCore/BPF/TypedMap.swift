@@ -14,7 +14,7 @@ public struct TypedMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: Sendable {
 
     public func lookup(_ key: Key) throws -> Value? {
         guard let bytes = try map.lookup(key: bytesOf(key)) else { return nil }
-        return valueFrom(bytes, at: 0)
+        return valueFrom(bytes, at: 0) as Value
     }
 
     /// For per-CPU maps: one value per possible CPU.

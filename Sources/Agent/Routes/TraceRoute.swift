@@ -1,0 +1,70 @@
+import DatapathCore
+import Policy
+
+/// `GET /v1/policy/trace`: the verdict policy gives a would-be flow, and the rules that decide it.
+extension NodeAgent {
+    func trace(_ request: APIRequest) throws -> JSON {
+        guard let srcText = request.query["src"], !srcText.isEmpty else {
+            throw AgentError.invalidField("src", "is required: an endpoint id, namespace/pod, an IP, or labels")
+        }
+        guard let dstText = request.query["dst"], !dstText.isEmpty else {
+            throw AgentError.invalidField("dst", "is required: an endpoint id, namespace/pod, an IP, or labels")
+        }
+        let port = UInt16(try request.queryInt("dport", in: 0...65535) ?? 0)
+        let protoText = (request.query["protocol"] ?? "TCP").uppercased()
+        let protocols: [String: UInt8] = ["TCP": 6, "UDP": 17, "SCTP": 132, "ICMP": 1, "ICMPV6": 58]
+        guard let proto = protocols[protoText] else {
+            throw AgentError.invalidField("protocol", "\"\(protoText)\" is not one of TCP, UDP, SCTP, ICMP, ICMPv6")
+        }
+        let mode = EnforcementMode(rawValue: runtime.withLock { $0.policyEnforcement.rawValue }) ?? .default
+        return try state.withLock { state in
+            let source = try tracePeer(srcText, field: "src", state: state)
+            let destination = try tracePeer(dstText, field: "dst", state: state)
+            let result = state.policy.trace(
+                from: source, to: destination, proto: proto, dport: port, identities: state.identityList, mode: mode)
+            var json = result.json.objectValue ?? [:]
+            json["source"] = peerJSON(source)
+            json["destination"] = peerJSON(destination)
+            return .object(json)
+        }
+    }
+
+    private func peerJSON(_ peer: TracePeer) -> JSON {
+        [
+            "identity": .int(Int64(peer.identity)), "labels": .array(peer.labels.strings.map { .string($0) }),
+            "local-endpoint": .bool(peer.isLocalEndpoint),
+        ]
+    }
+
+    /// Resolves an endpoint id, `namespace/pod`, an IP address, or a comma-separated label list.
+    private func tracePeer(_ text: String, field: String, state: AgentState) throws -> TracePeer {
+        func peer(_ endpoint: Endpoint) -> TracePeer {
+            let labels = state.identities.identity(id: endpoint.identity)?.labels ?? endpoint.labels
+            return TracePeer(identity: endpoint.identity, labels: labels)
+        }
+        if let id = UInt32(text) {
+            guard let endpoint = state.endpoints[id] else { throw AgentError.notFound("\(field): endpoint \(id) does not exist") }
+            return peer(endpoint)
+        }
+        if let address = IPAddress(text) {
+            if let endpoint = state.endpoint(withAddress: address) { return peer(endpoint) }
+            let identity = state.hostAddresses.contains(address) ? UInt32(NA_ID_HOST.rawValue) : UInt32(NA_ID_WORLD.rawValue)
+            let labels = state.identities.identity(id: identity)?.labels ?? LabelSet()
+            return TracePeer(identity: identity, labels: labels, isLocalEndpoint: false)
+        }
+        if !text.contains("="), text.split(separator: "/").count == 2 {
+            let parts = text.split(separator: "/").map(String.init)
+            guard let endpoint = state.endpoints.values.first(where: {
+                ($0.k8sNamespace ?? "default") == parts[0] && $0.k8sPodName == parts[1]
+            }) else { throw AgentError.notFound("\(field): no endpoint for pod \(text)") }
+            return peer(endpoint)
+        }
+        let labels = try LabelSet(parsing: text.split(separator: ",").map(String.init), field: field)
+        let filtered = state.identities.filter.apply(labels)
+        if let identity = state.identities.identity(labels: filtered) {
+            return TracePeer(identity: identity.id, labels: identity.labels)
+        }
+        // A label set no endpoint has yet: trace it as a would-be identity.
+        return TracePeer(identity: IdentityAllocator.lastLocal, labels: filtered)
+    }
+}
