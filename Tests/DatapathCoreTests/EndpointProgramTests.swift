@@ -15,10 +15,14 @@ final class EndpointProgramTests: XCTestCase {
     func testEventFixtures() throws { try run(eventFixtures) }
 
     /// The kernel refuses test packets shorter than an Ethernet header (bpf_test_init: size < ETH_HLEN is
-    /// EINVAL), so a truncated Ethernet header cannot reach the program through BPF_PROG_TEST_RUN.
-    func testTruncatedEthernetNeverReachesTheProgram() throws {
+    /// EINVAL), and untagged IPv4/IPv6 frames shorter than their IP header (bpf_prog_test_run_skb), so those
+    /// truncations cannot reach the program through BPF_PROG_TEST_RUN; the fixtures truncate behind a VLAN tag.
+    func testTruncatedHeadersTheKernelRefusesToTestRun() throws {
         let h = try DatapathHarness.shared()
-        XCTAssertThrowsError(try h.run(Program.fromEndpoint.rawValue, Array(Packet.arpRequest.bytes.prefix(10))))
+        let program = Program.fromEndpoint.rawValue
+        XCTAssertThrowsError(try h.run(program, Array(Packet.arpRequest.bytes.prefix(10))))
+        XCTAssertThrowsError(try h.run(program, Packet.tcp(Net.ep4, Net.peer4, dport: 80).truncated(to: 26)))
+        XCTAssertThrowsError(try h.run(program, Packet.tcp(Net.ep6, Net.peer6, dport: 80).truncated(to: 40)))
     }
 
     /// A full ring buffer loses events; the loss is counted, never silent.
@@ -54,7 +58,13 @@ final class EndpointProgramTests: XCTestCase {
         let metricBefore = try h.metric(reason: reason, direction: step.program.direction)
         let countersBefore = try h.eventCounters()
 
-        let retval = try h.run(step.program.rawValue, step.packet)
+        let retval: UInt32
+        do {
+            retval = try h.run(step.program.rawValue, step.packet)
+        } catch {
+            XCTFail("\(name): \(error)")
+            return
+        }
 
         let metricAfter = try h.metric(reason: reason, direction: step.program.direction)
         let counters = try h.eventCounters()
