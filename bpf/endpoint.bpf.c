@@ -22,7 +22,7 @@
 #include "metrics.h"
 #include "events.h"
 
-/* Counts the verdict, reports drops and sampled new flows, and turns the reason into a tc action. */
+/* Counts the verdict, reports drops and sampled new flows, turns the reason into a tc action. */
 static __always_inline int na_finish(const struct na_ctx *ctx, int ret, bool new_flow)
 {
 	__u16 reason = ret < 0 ? -ret : NA_REASON_FORWARDED;
@@ -48,6 +48,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 {
 	const struct na_endpoint_info *ep;
 	struct na_ctx ctx = {};
+	const __u8 *remote;
 	__u32 ifindex;
 	int ret;
 
@@ -83,12 +84,12 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	/* Established and reply packets need no identity: resolve it only for new flows. */
 	if (na_ct_lookup(&ctx) != NA_CT_NEW)
 		return na_finish(&ctx, 0, false);
-	ctx.remote_identity = na_ipcache_identity(dir == NA_DIR_EGRESS ? ctx.pkt.daddr : ctx.pkt.saddr,
-						  ctx.pkt.family);
+	remote = dir == NA_DIR_EGRESS ? ctx.pkt.daddr : ctx.pkt.saddr;
+	ctx.remote_identity = na_ipcache_identity(remote, ctx.pkt.family);
 
 	if (na_enforces(ep, dir)) {
-		ret = na_policy_check(ctx.ep_id, ctx.remote_identity, dir, ctx.pkt.proto, ctx.pkt.dport,
-				      &ctx.rule_id);
+		ret = na_policy_check(ctx.ep_id, ctx.remote_identity, dir, ctx.pkt.proto,
+				      ctx.pkt.dport, &ctx.rule_id);
 		if (ret < 0)
 			return na_finish(&ctx, ret, false);
 	}

@@ -26,7 +26,8 @@ let conntrackFixtures: [Fixture] = [
             },
             Step(.toEndpoint, .tcp(Net.peer4, Net.ep4, sport: 80, dport: 40000, flags: [.fin, .ack]), .pass) { h, _ in
                 try expectCT(
-                    h, egressKey, flags: NA_CT_SEEN_REPLY | NA_CT_SEEN_NON_SYN | NA_CT_CLOSING, lifetime: 10, packets: 4)
+                    h, egressKey, flags: NA_CT_SEEN_REPLY | NA_CT_SEEN_NON_SYN | NA_CT_CLOSING, lifetime: 10, packets: 4
+                )
             },
             // A SYN reusing the tuple of a closing connection is a new connection: policy again, fresh state.
             Step(.fromEndpoint, .tcp(Net.ep4, Net.peer4, sport: 40000, dport: 80, flags: .syn), .pass) { h, _ in
@@ -75,7 +76,11 @@ let conntrackFixtures: [Fixture] = [
     Fixture(
         "an expired entry still in the map is a miss",
         setup: Setup(conntrack: [(egressKey, ctEntry(lifetime: monotonicSeconds() - 5))]),
-        [Step(.toEndpoint, .tcp(Net.peer4, Net.ep4, sport: 80, dport: 40000, flags: [.syn, .ack]), .drop(NA_DROP_POLICY))]),
+        [
+            Step(
+                .toEndpoint, .tcp(Net.peer4, Net.ep4, sport: 80, dport: 40000, flags: [.syn, .ack]),
+                .drop(NA_DROP_POLICY))
+        ]),
     Fixture(
         "a live entry lets the reply through",
         setup: Setup(conntrack: [(egressKey, ctEntry(lifetime: monotonicSeconds() + 1000))]),
@@ -84,12 +89,23 @@ let conntrackFixtures: [Fixture] = [
         "IPv4 fragments: later fragments take the ports of the first",
         setup: Setup(policy: [.egress(Net.peerIdentity, Proto.udp, 53)]),
         [
-            Step(.fromEndpoint, Packet.udp(Net.ep4, Net.peer4, dport: 53).ipv4 { $0.id = 0x77; $0.moreFragments = true }, .pass) {
+            Step(
+                .fromEndpoint,
+                Packet.udp(Net.ep4, Net.peer4, dport: 53).ipv4 {
+                    $0.id = 0x77
+                    $0.moreFragments = true
+                }, .pass
+            ) {
                 h, _ in XCTAssertEqual(try h.frags.entries().count, 1)
             },
             Step(.fromEndpoint, laterFragment4(id: 0x77), .pass),
             Step(.fromEndpoint, laterFragment4(id: 0x78), .drop(NA_DROP_FRAG_NOSUPPORT)),
-            Step(.fromEndpoint, Packet.udp(Net.ep4, Net.peer4, dport: 54).ipv4 { $0.id = 0x79; $0.moreFragments = true }, .drop(NA_DROP_POLICY)),
+            Step(
+                .fromEndpoint,
+                Packet.udp(Net.ep4, Net.peer4, dport: 54).ipv4 {
+                    $0.id = 0x79
+                    $0.moreFragments = true
+                }, .drop(NA_DROP_POLICY)),
             Step(.fromEndpoint, laterFragment4(id: 0x79), .drop(NA_DROP_POLICY)),
         ]),
     Fixture(
@@ -98,7 +114,9 @@ let conntrackFixtures: [Fixture] = [
         [
             Step(
                 .fromEndpoint,
-                Packet.udp(Net.ep6, Net.peer6, dport: 53).ipv6 { $0.extensionHeaders = [.fragment(offset: 0, more: true, id: 9)] },
+                Packet.udp(Net.ep6, Net.peer6, dport: 53).ipv6 {
+                    $0.extensionHeaders = [.fragment(offset: 0, more: true, id: 9)]
+                },
                 .pass),
             Step(.fromEndpoint, laterFragment6(id: 9), .pass),
             Step(.fromEndpoint, laterFragment6(id: 10), .drop(NA_DROP_FRAG_NOSUPPORT)),
@@ -108,7 +126,9 @@ let conntrackFixtures: [Fixture] = [
 /// The conntrack key of the fixtures' egress TCP flow ep4:40000 -> peer4:80.
 let egressKey = ctKey(Net.ep4, Net.peer4, sport: 40000, dport: 80, proto: Proto.tcp, NA_DIR_EGRESS)
 
-func ctKey(_ source: String, _ destination: String, sport: UInt16, dport: UInt16, proto: UInt8, _ direction: na_direction)
+func ctKey(
+    _ source: String, _ destination: String, sport: UInt16, dport: UInt16, proto: UInt8, _ direction: na_direction
+)
     -> na_ct_key
 {
     var key = na_ct_key()
@@ -145,7 +165,8 @@ func configured(nontcp: UInt32 = 60, flags: UInt32 = 0, sampleRate: UInt32 = 0) 
 
 /// A non-first IPv4 fragment of a UDP datagram ep4 -> peer4 (no UDP header).
 func laterFragment4(id: UInt16) -> Packet {
-    var packet = Packet(network: .ip(Net.ep4, Net.peer4), transport: .none(proto: Proto.udp), payload: Array(repeating: 7, count: 24))
+    var packet = Packet(
+        network: .ip(Net.ep4, Net.peer4), transport: .none(proto: Proto.udp), payload: Array(repeating: 7, count: 24))
     packet = packet.ipv4 {
         $0.id = id
         $0.fragmentOffset = 100
@@ -155,7 +176,9 @@ func laterFragment4(id: UInt16) -> Packet {
 
 /// A non-first IPv6 fragment of a UDP datagram ep6 -> peer6.
 func laterFragment6(id: UInt32) -> Packet {
-    Packet(network: .ip(Net.ep6, Net.peer6), transport: .none(proto: Proto.udp), payload: Array(repeating: 7, count: 24)).ipv6 {
+    Packet(
+        network: .ip(Net.ep6, Net.peer6), transport: .none(proto: Proto.udp), payload: Array(repeating: 7, count: 24)
+    ).ipv6 {
         $0.extensionHeaders = [.fragment(offset: 100, more: false, id: id)]
     }
 }

@@ -15,10 +15,14 @@ final class EndpointObjectTests: XCTestCase {
         let noPrealloc = UInt32(BPF_F_NO_PREALLOC)
         let expected: [String: (BPFMapType, Int, Int, Int, UInt32)] = [
             "na_endpoints": (.hash, 4, MemoryLayout<na_endpoint_info>.size, 65535, 0),
-            "na_ipcache": (.lpmTrie, MemoryLayout<na_ipcache_key>.size, MemoryLayout<na_ipcache_value>.size, 512_000, noPrealloc),
+            "na_ipcache": (
+                .lpmTrie, MemoryLayout<na_ipcache_key>.size, MemoryLayout<na_ipcache_value>.size, 512_000, noPrealloc
+            ),
             "na_policy": (.hashOfMaps, 4, 4, 65535, 0),
             "na_ct": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_ct_value>.size, 524_288, 0),
-            "na_metrics": (.perCPUHash, MemoryLayout<na_metrics_key>.size, MemoryLayout<na_metrics_value>.size, 1024, 0),
+            "na_metrics": (
+                .perCPUHash, MemoryLayout<na_metrics_key>.size, MemoryLayout<na_metrics_value>.size, 1024, 0
+            ),
             "na_config": (.array, 4, MemoryLayout<na_config>.size, 1, 0),
             "na_events": (.ringBuffer, 0, 0, 1 << 20, 0),
             "na_event_stats": (.perCPUArray, 4, MemoryLayout<na_event_stats>.size, 1, 0),

@@ -47,7 +47,8 @@ let eventFixtures: [Fixture] = [
                 XCTAssertEqual(e.reason, 0)
                 XCTAssertEqual(e.rule_id, 7)
             },
-            Step(.toEndpoint, .tcp(Net.peer4, Net.ep4, sport: 80, dport: 40000, flags: [.syn, .ack]), .pass, events: 0),
+            Step(
+                .toEndpoint, .tcp(Net.peer4, Net.ep4, sport: 80, dport: 40000, flags: [.syn, .ack]), .pass, events: 0),
             Step(.fromEndpoint, .udp(Net.ep4, Net.peer4, dport: 80), .drop(NA_DROP_POLICY), events: 1),
         ]),
     Fixture(

@@ -172,7 +172,7 @@ struct Packet {
         case .udp(let sport, let dport):
             return be16(sport) + be16(dport) + be16(UInt16(8 + payload.count)) + be16(0) + payload
         case .sctp(let sport, let dport):
-            return be16(sport) + be16(dport) + be32(0xdeadbeef) + be32(0) + payload
+            return be16(sport) + be16(dport) + be32(0xdead_beef) + be32(0) + payload
         case .icmp(let type, let code, let id, let seq), .icmpv6(let type, let code, let id, let seq):
             return [type, code] + be16(0) + be16(id) + be16(seq) + payload
         case .none:
@@ -230,7 +230,9 @@ extension Packet.Network {
 }
 
 func be16(_ v: UInt16) -> [UInt8] { [UInt8(v >> 8), UInt8(v & 0xff)] }
-func be32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)] }
+func be32(_ v: UInt32) -> [UInt8] {
+    [UInt8(v >> 24), UInt8((v >> 16) & 0xff), UInt8((v >> 8) & 0xff), UInt8(v & 0xff)]
+}
 
 func ipv4Address(_ text: String) -> [UInt8] {
     var addr = in_addr()

@@ -114,7 +114,9 @@ let parsingFixtures: [Fixture] = [
         "truncated VLAN tag and IPv6 header",
         setup: Setup(policy: [.egress(0)]),
         [
-            Step(.fromEndpoint, Packet(vlans: [5], network: .ip(Net.ep4, Net.peer4)).truncated(to: 16), .drop(NA_DROP_INVALID)),
+            Step(
+                .fromEndpoint, Packet(vlans: [5], network: .ip(Net.ep4, Net.peer4)).truncated(to: 16),
+                .drop(NA_DROP_INVALID)),
             // IPv6 header cut after 26 of its 40 bytes (tagged, for the reason above)
             Step(.fromEndpoint, tagged(.tcp(Net.ep6, Net.peer6, dport: 80)).truncated(to: 44), .drop(NA_DROP_INVALID)),
             // payload length beyond the frame
@@ -126,15 +128,25 @@ let parsingFixtures: [Fixture] = [
         "VLAN-tagged frames are parsed inside the tags",
         setup: Setup(policy: [.egress(Net.peerIdentity, Proto.tcp, 80)]),
         [
-            Step(.fromEndpoint, Packet(vlans: [5], network: .ip(Net.ep4, Net.peer4), transport: .tcp(sport: 1, dport: 80, flags: .syn)), .pass),
-            Step(.fromEndpoint, Packet(vlans: [5, 6], network: .ip(Net.ep4, Net.peer4), transport: .tcp(sport: 1, dport: 81, flags: .syn)), .drop(NA_DROP_POLICY)),
+            Step(
+                .fromEndpoint,
+                Packet(vlans: [5], network: .ip(Net.ep4, Net.peer4), transport: .tcp(sport: 1, dport: 80, flags: .syn)),
+                .pass),
+            Step(
+                .fromEndpoint,
+                Packet(
+                    vlans: [5, 6], network: .ip(Net.ep4, Net.peer4), transport: .tcp(sport: 1, dport: 81, flags: .syn)),
+                .drop(NA_DROP_POLICY)),
         ]),
     Fixture(
         "IPv4 options: ports are read after them",
         setup: Setup(policy: [.egress(Net.peerIdentity, Proto.tcp, 80)]),
         [
             Step(.fromEndpoint, Packet.tcp(Net.ep4, Net.peer4, dport: 80).ipv4 { $0.options = [1, 1, 1, 0] }, .pass),
-            Step(.fromEndpoint, Packet.tcp(Net.ep4, Net.peer4, dport: 81).ipv4 { $0.options = [1, 1, 1, 1, 1, 1, 1, 0] }, .drop(NA_DROP_POLICY)),
+            Step(
+                .fromEndpoint,
+                Packet.tcp(Net.ep4, Net.peer4, dport: 81).ipv4 { $0.options = [1, 1, 1, 1, 1, 1, 1, 0] },
+                .drop(NA_DROP_POLICY)),
         ]),
     Fixture(
         "IPv6 extension headers are walked to the transport header",

@@ -74,7 +74,9 @@ let policyFixtures: [Fixture] = [
         ]),
     Fixture(
         "longer allow inside a shorter deny of the same lookup: the longest prefix decides",
-        setup: Setup(policy: [.egress(Net.peerIdentity, Proto.tcp, deny: true), .egress(Net.peerIdentity, Proto.tcp, 80)]),
+        setup: Setup(policy: [
+            .egress(Net.peerIdentity, Proto.tcp, deny: true), .egress(Net.peerIdentity, Proto.tcp, 80),
+        ]),
         [
             Step(.fromEndpoint, .tcp(Net.ep4, Net.peer4, dport: 80), .pass),
             Step(.fromEndpoint, .tcp(Net.ep4, Net.peer4, dport: 81), .drop(NA_DROP_POLICY_DENY)),

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* parse.h: bounds-checked parsing of Ethernet, VLAN, IPv4, IPv6 and L4 headers into a flow tuple. */
+/* parse.h: bounds-checked parsing of Ethernet, VLAN, IPv4, IPv6 and L4 headers into a tuple. */
 #ifndef NA_PARSE_H
 #define NA_PARSE_H
 
@@ -72,7 +72,7 @@ static __always_inline void *na_header(struct __sk_buff *skb, __u32 off, __u32 l
 	return data + off;
 }
 
-/* Skips in-band VLAN tags; returns the L3 offset and sets *proto (host order), or -NA_DROP_INVALID. */
+/* Skips in-band VLAN tags: returns the L3 offset, *proto in host order; or -NA_DROP_INVALID. */
 static __always_inline int na_parse_l2(struct __sk_buff *skb, __u16 *proto)
 {
 	__u32 off = NA_ETH_HLEN;
@@ -198,7 +198,7 @@ static __always_inline int na_parse_ipv4(struct __sk_buff *skb, __u32 off, struc
 	__builtin_memcpy(pkt->daddr, h + 16, 4);
 	if (hlen < 20 || off + hlen > skb->len)
 		return -NA_DROP_INVALID;
-	/* tot_len 0 is legal for BIG TCP GSO packets; otherwise it must cover the header and fit. */
+	/* tot_len 0 is legal for BIG TCP GSO packets; otherwise it covers the header and fits. */
 	if (tot_len && (tot_len < hlen || off + tot_len > skb->len))
 		return -NA_DROP_INVALID;
 	if (frag_off & 0x1fff)
@@ -208,7 +208,7 @@ static __always_inline int na_parse_ipv4(struct __sk_buff *skb, __u32 off, struc
 	return off + hlen;
 }
 
-/* Parses the IPv6 header and walks its extension headers; returns the L4 offset or -NA_DROP_INVALID. */
+/* Parses IPv6 and walks its extension headers: returns the L4 offset or -NA_DROP_INVALID. */
 static __always_inline int na_parse_ipv6(struct __sk_buff *skb, __u32 off, struct na_pkt *pkt)
 {
 	__u32 payload_len;
