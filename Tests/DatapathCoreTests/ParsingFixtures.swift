@@ -91,6 +91,10 @@ let parsingFixtures: [Fixture] = [
             Step(
                 .fromEndpoint, Packet.tcp(Net.ep4, Net.peer4, dport: 80).ipv4 { $0.totalLength = 30 }.truncated(to: 44),
                 .drop(NA_DROP_INVALID)),
+            // TCP header past the IP total length, in what would be Ethernet padding
+            Step(
+                .fromEndpoint, Packet.tcp(Net.ep4, Net.peer4, dport: 80).ipv4 { $0.totalLength = 30 },
+                .drop(NA_DROP_INVALID)),
             // TCP data offset 4 words (< 20 bytes)
             Step(.fromEndpoint, Packet.tcp(Net.ep4, Net.peer4, dport: 80).patched([46: 0x40]), .drop(NA_DROP_INVALID)),
             // TCP data offset 15 words, beyond the packet

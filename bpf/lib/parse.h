@@ -36,6 +36,7 @@ struct na_pkt {
 	__u8 tcp_flags;
 	__u8 frag;       /* enum na_frag_pos */
 	__u32 frag_id;
+	__u32 end;       /* offset just past the IP datagram; Ethernet padding lies beyond */
 };
 
 /*
@@ -129,6 +130,15 @@ static __always_inline void na_classify_icmp(struct na_pkt *pkt, __u8 type, __be
 		pkt->kind = NA_PKT_ND;
 }
 
+/* The L4 header of len bytes at off, or NULL when it runs past the packet or the IP datagram. */
+static __always_inline __u8 *na_l4_header(struct __sk_buff *skb, const struct na_pkt *pkt, __u32 off,
+					  __u32 len)
+{
+	if (off + len > pkt->end)
+		return NULL;
+	return na_header(skb, off, len);
+}
+
 /* Reads ports (or the ICMP echo id) and TCP flags from the L4 header at off. */
 static __always_inline int na_parse_l4(struct __sk_buff *skb, __u32 off, struct na_pkt *pkt)
 {
@@ -138,26 +148,26 @@ static __always_inline int na_parse_l4(struct __sk_buff *skb, __u32 off, struct 
 	case NA_IPPROTO_TCP: {
 		__u32 doff;
 
-		h = na_header(skb, off, 20);
+		h = na_l4_header(skb, pkt, off, 20);
 		if (!h)
 			return -NA_DROP_INVALID;
 		pkt->sport = *(__be16 *)h;
 		pkt->dport = *(__be16 *)(h + 2);
 		pkt->tcp_flags = h[13];
 		doff = (h[12] >> 4) * 4;
-		if (doff < 20 || off + doff > skb->len)
+		if (doff < 20 || off + doff > pkt->end)
 			return -NA_DROP_INVALID;
 		break;
 	}
 	case NA_IPPROTO_UDP:
-		h = na_header(skb, off, 8);
+		h = na_l4_header(skb, pkt, off, 8);
 		if (!h)
 			return -NA_DROP_INVALID;
 		pkt->sport = *(__be16 *)h;
 		pkt->dport = *(__be16 *)(h + 2);
 		break;
 	case NA_IPPROTO_SCTP:
-		h = na_header(skb, off, 12);
+		h = na_l4_header(skb, pkt, off, 12);
 		if (!h)
 			return -NA_DROP_INVALID;
 		pkt->sport = *(__be16 *)h;
@@ -167,7 +177,7 @@ static __always_inline int na_parse_l4(struct __sk_buff *skb, __u32 off, struct 
 	case NA_IPPROTO_ICMPV6:
 		if ((pkt->proto == NA_IPPROTO_ICMP) != (pkt->family == NA_FAMILY_IPV4))
 			break;  /* ICMP over IPv6 or ICMPv6 over IPv4: no ports, policy decides */
-		h = na_header(skb, off, 8);
+		h = na_l4_header(skb, pkt, off, 8);
 		if (!h)
 			return -NA_DROP_INVALID;
 		na_classify_icmp(pkt, h[0], *(__be16 *)(h + 4));
@@ -201,6 +211,7 @@ static __always_inline int na_parse_ipv4(struct __sk_buff *skb, __u32 off, struc
 	/* tot_len 0 is legal for BIG TCP GSO packets; otherwise it covers the header and fits. */
 	if (tot_len && (tot_len < hlen || off + tot_len > skb->len))
 		return -NA_DROP_INVALID;
+	pkt->end = tot_len ? off + tot_len : skb->len;
 	if (frag_off & 0x1fff)
 		pkt->frag = NA_FRAG_LATER;
 	else if (frag_off & 0x2000)
@@ -229,6 +240,7 @@ static __always_inline int na_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 	/* payload_len 0 is a jumbogram or BIG TCP GSO packet: bounded by the skb instead. */
 	if (off + 40 + payload_len > skb->len)
 		return -NA_DROP_INVALID;
+	pkt->end = payload_len ? off + 40 + payload_len : skb->len;
 	off += 40;
 
 	for (i = 0; i < NA_IPV6_MAX_EXT_HDRS; i++) {
@@ -263,7 +275,7 @@ static __always_inline int na_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 				/* Later fragment: what follows is payload, not headers. */
 				pkt->frag = NA_FRAG_LATER;
 				pkt->proto = nexthdr;
-				return off > skb->len ? -NA_DROP_INVALID : off;
+				return off > pkt->end ? -NA_DROP_INVALID : off;
 			}
 			if (frag_off & 1)
 				pkt->frag = NA_FRAG_FIRST;
@@ -272,7 +284,7 @@ static __always_inline int na_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 		default:
 			/* A header length that runs past the packet is malformed too. */
 			pkt->proto = nexthdr;
-			return off > skb->len ? -NA_DROP_INVALID : off;
+			return off > pkt->end ? -NA_DROP_INVALID : off;
 		}
 	}
 	/* Still in extension headers after the walk: give up rather than guess. */
