@@ -13,6 +13,7 @@ final class EndpointProgramTests: XCTestCase {
     func testParsingFixtures() throws { try run(parsingFixtures) }
     func testConntrackFixtures() throws { try run(conntrackFixtures) }
     func testEventFixtures() throws { try run(eventFixtures) }
+    func testPrefixFixtures() throws { try run(prefixFixtures) }
 
     /// The kernel refuses test packets shorter than an Ethernet header (bpf_test_init: size < ETH_HLEN is
     /// EINVAL), and untagged IPv4/IPv6 frames shorter than their IP header (bpf_prog_test_run_skb), so those

@@ -118,8 +118,9 @@ struct Setup: Sendable {
 
     init(
         endpoint: Endpoint? = Endpoint(), policy: [PolicyEntry]? = [], config: na_config = na_config(),
-        conntrack: [(key: na_ct_key, value: na_ct_value)] = []
+        conntrack: [(key: na_ct_key, value: na_ct_value)] = [], ipcache: [(cidr: String, identity: UInt32)]? = nil
     ) {
+        if let ipcache { self.ipcache = ipcache }
         self.endpoint = endpoint
         self.policy = policy
         self.config = config
