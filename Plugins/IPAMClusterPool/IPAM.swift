@@ -228,7 +228,9 @@ final class IPAM: Sendable {
     func collectGarbage(dryRun: Bool) throws(AgentError) -> [Allocation] {
         try state.withLock { (state: inout State) throws(AgentError) in
             try requireReady(state)
-            let orphans = state.table.allocations.filter { $0.endpoint != nil && state.liveAddresses[$0.address] == nil }
+            let orphans = state.table.allocations.filter {
+                $0.endpoint != nil && state.liveAddresses[$0.address] == nil
+            }
             if !dryRun, !orphans.isEmpty {
                 try commit(LedgerChange(release: orphans.map(\.address)), &state)
             }
@@ -320,7 +322,8 @@ final class IPAM: Sendable {
 
     /// What claiming `addresses` for endpoint `id` changes: existing allocations are bound to it and stop
     /// expiring; free addresses in the pod CIDR become allocations of the endpoint.
-    private func claimChange(endpoint id: UInt32, addresses: [IPAddress], state: State, into change: inout LedgerChange) {
+    private func claimChange(endpoint id: UInt32, addresses: [IPAddress], state: State, into change: inout LedgerChange)
+    {
         for address in addresses {
             if var existing = state.table[address] {
                 guard existing.endpoint != id || existing.expiresAtMs != nil else { continue }
@@ -398,7 +401,8 @@ final class IPAM: Sendable {
 
     private func notConfigured(_ family: IPAddress.Family, field: String) -> AgentError {
         AgentError.invalidField(
-            field, "\(family.name) is not configured (set plugins.ipam.pod-cidr-\(family.name) or "
+            field,
+            "\(family.name) is not configured (set plugins.ipam.pod-cidr-\(family.name) or "
                 + "plugins.ipam.cluster-pool-\(family.name)-cidr)")
     }
 
@@ -428,7 +432,8 @@ final class IPAM: Sendable {
             }
             if let ledger = state.ledger {
                 object["ledger"] = [
-                    "sequence": .int(Int64(ledger.sequence)), "records-since-snapshot": .int(Int64(ledger.recordsInLog)),
+                    "sequence": .int(Int64(ledger.sequence)),
+                    "records-since-snapshot": .int(Int64(ledger.recordsInLog)),
                 ]
                 if let failure = ledger.failure { object["error"] = .string(failure) }
             }

@@ -44,14 +44,17 @@ struct IPAMConfig: Sendable, Equatable {
     /// Parses the section (without `enabled`, which the registry takes). Unknown keys and bad values are
     /// rejected with the field named as `plugins.ipam.<key>`.
     init(parsing options: JSON) throws(AgentError) {
-        guard let object = options.objectValue else { throw AgentError.invalidField("plugins.ipam", "expected an object") }
+        guard let object = options.objectValue else {
+            throw AgentError.invalidField("plugins.ipam", "expected an object")
+        }
         if let unknown = object.keys.sorted().first(where: { !Self.keys.contains($0) }) {
             throw AgentError.invalidField(
                 Self.field(unknown), "unknown option (known: \(Self.keys.sorted().joined(separator: ", ")))")
         }
         if let value = object["node-index"] {
             guard let index = value.intValue, index >= 0 else {
-                throw AgentError.invalidField(Self.field("node-index"), "expected an integer of 0 or more, got \(value.serialized())")
+                throw AgentError.invalidField(
+                    Self.field("node-index"), "expected an integer of 0 or more, got \(value.serialized())")
             }
             nodeIndex = UInt64(index)
         }
@@ -100,7 +103,8 @@ struct IPAMConfig: Sendable, Equatable {
             }
             guard let size = value.intValue, let int = Int(exactly: size), range.contains(int) else {
                 throw AgentError.invalidField(
-                    field(maskKey), "expected a prefix length between \(range.lowerBound) and \(range.upperBound), "
+                    field(maskKey),
+                    "expected a prefix length between \(range.lowerBound) and \(range.upperBound), "
                         + "got \(value.serialized())")
             }
             maskSize = int
@@ -111,7 +115,8 @@ struct IPAMConfig: Sendable, Equatable {
             podPrefix = try parsePrefix(value, family: family, field: field(podKey))
             guard range.contains(podPrefix.length) else {
                 throw AgentError.invalidField(
-                    field(podKey), "prefix length must be between \(range.lowerBound) and \(range.upperBound), "
+                    field(podKey),
+                    "prefix length must be between \(range.lowerBound) and \(range.upperBound), "
                         + "got \(podPrefix)")
             }
             let inside = pools.contains { $0.length <= podPrefix.length && $0.contains(podPrefix.address) }

@@ -127,7 +127,16 @@ final class Ledger {
                 throw DurableFile.failure("cutting the torn last record off \(logPath)")
             }
         }
-        if !existed { DurableFile.syncDirectory(containing: logPath) }
+        if !existed {
+            // The plugin's state directory may itself be new (and its parent): make the path to the log durable
+            // before anything written to it is acknowledged.
+            var path = logPath
+            for _ in 0..<3 {
+                DurableFile.syncDirectory(containing: path)
+                guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { break }
+                path = String(path[..<slash])
+            }
+        }
     }
 
     // MARK: Writing

@@ -43,7 +43,8 @@ struct IPAMCommand: ParsableCommand {
 
         func run() throws {
             let client = global.client
-            let answer = try ip.map { try client.ipamClaim($0, owner: owner) }
+            let answer =
+                try ip.map { try client.ipamClaim($0, owner: owner) }
                 ?? client.ipamAllocate(family: family, owner: owner)
             global.emit(answer, table: IPAMViews.allocated)
         }

@@ -118,7 +118,8 @@ final class IPAMTests: EndToEndTestCase {
         let topology = try makeTopology()
         let agent = try startAgent(
             in: topology, configFile: try configFile(topology, ipam: Self.pool.merging(["expiration-timeout": 3600])))
-        let client = AgentClient(socketPath: agent.socketPath, connectTimeout: .seconds(2), responseTimeout: .seconds(10))
+        let client = AgentClient(
+            socketPath: agent.socketPath, connectTimeout: .seconds(2), responseTimeout: .seconds(10))
         let seed = UInt64.random(in: 0...UInt64.max)
         var random = SplitMix64(seed: seed)
         let context = "seed \(seed)"
@@ -133,11 +134,15 @@ final class IPAMTests: EndToEndTestCase {
             if operation == nextKill {
                 let delay = useconds_t.random(in: 0...3000, using: &random)
                 let pid = try XCTUnwrap(agent.pid)
-                pendingKill = Thread { usleep(delay); Glibc.kill(pid, SIGKILL) }
+                pendingKill = Thread {
+                    usleep(delay)
+                    Glibc.kill(pid, SIGKILL)
+                }
                 pendingKill?.start()
             }
             let allocate = held.count < 20 || (held.count < 200 && Double.random(in: 0..<1, using: &random) < 0.55)
-            let step: Step = allocate
+            let step: Step =
+                allocate
                 ? .allocate(owner: "crash/op-\(operation)")
                 : .release(held.keys.sorted()[Int.random(in: 0..<held.count, using: &random)])
             do {
@@ -186,7 +191,8 @@ final class IPAMTests: EndToEndTestCase {
             guard let address = answer["address"]?["ipv4"]?.stringValue else {
                 return XCTFail("no address in \(answer.serialized()) (\(context))")
             }
-            XCTAssertNil(held[address], "\(address) handed to \(owner) while \(held[address] ?? "") holds it (\(context))")
+            XCTAssertNil(
+                held[address], "\(address) handed to \(owner) while \(held[address] ?? "") holds it (\(context))")
             XCTAssertTrue(address.hasPrefix("10.200.5."), "\(address) (\(context))")
             XCTAssertFalse(["10.200.5.0", "10.200.5.1", "10.200.5.255"].contains(address), "\(address) (\(context))")
             held[address] = owner
@@ -220,16 +226,20 @@ final class IPAMTests: EndToEndTestCase {
         let leaked = ledger.filter { held[$0.key] != $0.value }.sorted { $0.key < $1.key }
         let lost = held.filter { ledger[$0.key] != $0.value }.sorted { $0.key < $1.key }
         XCTAssertTrue(
-            leaked.isEmpty, "\(leaked.count) listed but not held by the client (leaks), e.g. \(leaked.prefix(5)) (\(context))")
-        XCTAssertTrue(lost.isEmpty, "\(lost.count) held by the client but not listed, e.g. \(lost.prefix(5)) (\(context))")
+            leaked.isEmpty,
+            "\(leaked.count) listed but not held by the client (leaks), e.g. \(leaked.prefix(5)) (\(context))")
+        XCTAssertTrue(
+            lost.isEmpty, "\(lost.count) held by the client but not listed, e.g. \(lost.prefix(5)) (\(context))")
         XCTAssertEqual(listing["ipv4"]?["allocated"]?.intValue, Int64(held.count), context)
     }
 
     /// `curl` with extra request headers (the agent harness sends none).
     private func curl(_ agent: AgentProcess, _ method: String, _ path: String, headers: [String]) throws -> APIResult {
         let output = try Shell.run(
-            ["curl", "--silent", "--show-error", "--max-time", "10", "--unix-socket", agent.socketPath,
-             "--write-out", "\n%{http_code}", "--request", method]
+            [
+                "curl", "--silent", "--show-error", "--max-time", "10", "--unix-socket", agent.socketPath,
+                "--write-out", "\n%{http_code}", "--request", method,
+            ]
                 + headers.flatMap { ["--header", $0] } + ["http://localhost\(path)"])
         guard let split = output.lastIndex(of: "\n"), let status = Int(output[output.index(after: split)...]) else {
             throw AgentHarnessError("unexpected curl output for \(method) \(path): \(output)")

@@ -33,7 +33,8 @@ final class AllocationTests: XCTestCase {
             let address = try ipam.allocate(families: [.ipv4], owner: "ns/pod-\(index)", expiring: false)[0].address
             XCTAssertTrue(seen.insert(address).inserted, "\(address) handed out twice")
         }
-        XCTAssertFalse(seen.contains(ip("10.0.1.0")) || seen.contains(ip("10.0.1.1")) || seen.contains(ip("10.0.1.255")))
+        XCTAssertFalse(
+            seen.contains(ip("10.0.1.0")) || seen.contains(ip("10.0.1.1")) || seen.contains(ip("10.0.1.255")))
         let error = try XCTUnwrap(agentError { try ipam.allocate(families: [.ipv4], owner: "late", expiring: false) })
         XCTAssertEqual(error.status, 507)
         XCTAssertEqual(error.code, .capacity)
@@ -45,12 +46,14 @@ final class AllocationTests: XCTestCase {
 
     func testDualStackAllocatesBothOrNeither() throws {
         let ipam = try readyIPAM(
-            #"{"pod-cidr-ipv4": "10.0.1.0/24", "pod-cidr-ipv6": "fd00:1::/126"}"#, directory: try temporaryDirectory(self))
+            #"{"pod-cidr-ipv4": "10.0.1.0/24", "pod-cidr-ipv6": "fd00:1::/126"}"#,
+            directory: try temporaryDirectory(self))
         let both = try ipam.allocate(families: [.ipv4, .ipv6], owner: "ns/a", expiring: false)
         XCTAssertEqual(both.map(\.address), [ip("10.0.1.2"), ip("fd00:1::2")])
         _ = try ipam.allocate(families: [.ipv4, .ipv6], owner: "ns/b", expiring: false)
         // The /126 has two usable addresses; the IPv4 half of a third request must not stay allocated.
-        let error = try XCTUnwrap(agentError { try ipam.allocate(families: [.ipv4, .ipv6], owner: "ns/c", expiring: false) })
+        let error = try XCTUnwrap(
+            agentError { try ipam.allocate(families: [.ipv4, .ipv6], owner: "ns/c", expiring: false) })
         XCTAssertEqual(error.message, "pod CIDR fd00:1::/126 is exhausted (2 addresses in use)")
         XCTAssertEqual(try ipam.listing().allocations.count, 4)
         XCTAssertNil(try ipam.allocation(ip("10.0.1.4")))
@@ -121,7 +124,8 @@ final class AllocationTests: XCTestCase {
 
     func testStatusAndMetricsCountPerFamily() throws {
         let ipam = try readyIPAM(
-            #"{"pod-cidr-ipv4": "10.0.1.0/24", "pod-cidr-ipv6": "fd00:1::/120"}"#, directory: try temporaryDirectory(self))
+            #"{"pod-cidr-ipv4": "10.0.1.0/24", "pod-cidr-ipv6": "fd00:1::/120"}"#,
+            directory: try temporaryDirectory(self))
         _ = try ipam.allocate(families: [.ipv4, .ipv6], owner: "a", expiring: false)
         _ = try ipam.allocate(families: [.ipv4], owner: "b", expiring: false)
         let status = ipam.status()

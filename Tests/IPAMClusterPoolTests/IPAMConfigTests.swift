@@ -58,23 +58,37 @@ final class IPAMConfigTests: XCTestCase {
         let cases: [(String, String, String)] = [
             (#"{"cluster-pool-ipv4-cidrs": ["10.0.0.0/8"]}"#, "plugins.ipam.cluster-pool-ipv4-cidrs", "unknown option"),
             (#"{"cluster-pool-ipv4-cidr": ["10.0.0.0/8"]}"#, "plugins.ipam.node-index", "required"),
-            (#"{"cluster-pool-ipv4-cidr": ["10.0.0.1/8"], "node-index": 0}"#, "plugins.ipam.cluster-pool-ipv4-cidr[0]",
-                "host bits set; did you mean 10.0.0.0/8?"),
-            (#"{"cluster-pool-ipv4-cidr": ["10.0.0.0/8", "10.2.0.0/16"], "node-index": 0}"#,
-                "plugins.ipam.cluster-pool-ipv4-cidr[1]", "overlaps 10.0.0.0/8"),
-            (#"{"cluster-pool-ipv4-cidr": ["fd00::/104"], "node-index": 0}"#, "plugins.ipam.cluster-pool-ipv4-cidr[0]",
-                "not an IPv4 CIDR"),
-            (#"{"cluster-pool-ipv4-cidr": ["10.0.0.0/8"], "cluster-pool-ipv4-mask-size": 31, "node-index": 0}"#,
-                "plugins.ipam.cluster-pool-ipv4-mask-size", "between 1 and 30"),
-            (#"{"cluster-pool-ipv4-cidr": ["10.0.0.0/24"], "cluster-pool-ipv4-mask-size": 16, "node-index": 0}"#,
-                "plugins.ipam.cluster-pool-ipv4-mask-size", "shorter than the prefix of pool CIDR 10.0.0.0/24"),
+            (
+                #"{"cluster-pool-ipv4-cidr": ["10.0.0.1/8"], "node-index": 0}"#,
+                "plugins.ipam.cluster-pool-ipv4-cidr[0]",
+                "host bits set; did you mean 10.0.0.0/8?"
+            ),
+            (
+                #"{"cluster-pool-ipv4-cidr": ["10.0.0.0/8", "10.2.0.0/16"], "node-index": 0}"#,
+                "plugins.ipam.cluster-pool-ipv4-cidr[1]", "overlaps 10.0.0.0/8"
+            ),
+            (
+                #"{"cluster-pool-ipv4-cidr": ["fd00::/104"], "node-index": 0}"#,
+                "plugins.ipam.cluster-pool-ipv4-cidr[0]",
+                "not an IPv4 CIDR"
+            ),
+            (
+                #"{"cluster-pool-ipv4-cidr": ["10.0.0.0/8"], "cluster-pool-ipv4-mask-size": 31, "node-index": 0}"#,
+                "plugins.ipam.cluster-pool-ipv4-mask-size", "between 1 and 30"
+            ),
+            (
+                #"{"cluster-pool-ipv4-cidr": ["10.0.0.0/24"], "cluster-pool-ipv4-mask-size": 16, "node-index": 0}"#,
+                "plugins.ipam.cluster-pool-ipv4-mask-size", "shorter than the prefix of pool CIDR 10.0.0.0/24"
+            ),
             (#"{"cluster-pool-ipv6-mask-size": 112}"#, "plugins.ipam.cluster-pool-ipv6-mask-size", "has no effect"),
             (#"{"pod-cidr-ipv4": "10.0.0.0"}"#, "plugins.ipam.pod-cidr-ipv4", "expected a CIDR"),
             (#"{"pod-cidr-ipv6": "fd00::/64"}"#, "plugins.ipam.pod-cidr-ipv6", "between 65 and 126"),
             (#"{"node-index": 3}"#, "plugins.ipam.node-index", "has no effect"),
             (#"{"node-index": -1, "cluster-pool-ipv4-cidr": "10.0.0.0/8"}"#, "plugins.ipam.node-index", "0 or more"),
-            (#"{"pod-cidr-ipv4": "10.0.1.0/24", "expiration-timeout": 0}"#, "plugins.ipam.expiration-timeout",
-                "between 1 and 86400"),
+            (
+                #"{"pod-cidr-ipv4": "10.0.1.0/24", "expiration-timeout": 0}"#, "plugins.ipam.expiration-timeout",
+                "between 1 and 86400"
+            ),
         ]
         for (text, field, fragment) in cases {
             let error = try XCTUnwrap(agentError { try config(text) }, text)

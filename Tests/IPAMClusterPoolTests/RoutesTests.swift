@@ -31,7 +31,8 @@ final class RoutesTests: XCTestCase {
         XCTAssertEqual(body["ipv4"]?["ip"], "10.0.1.2")
         XCTAssertEqual(body["ipv4"]?["gateway"], "10.0.1.1")
         XCTAssertEqual(body["ipv4"]?["cidrs"], ["10.0.0.0/16"])
-        XCTAssertEqual(body["host-addressing"]?["ipv4"], ["enabled": true, "ip": "10.0.1.1", "alloc-range": "10.0.1.0/24"])
+        XCTAssertEqual(
+            body["host-addressing"]?["ipv4"], ["enabled": true, "ip": "10.0.1.1", "alloc-range": "10.0.1.0/24"])
         XCTAssertNil(body["ipv6"], "only the family asked for")
 
         let (bothStatus, both) = try send(api, .POST, "/v1/ipam", query: ["owner": "web/frontend-1"])

@@ -16,7 +16,8 @@ public enum IPAMViews {
         var out = ""
         for (name, label) in [("ipv4", "IPv4"), ("ipv6", "IPv6")] {
             guard let family = ipam[name] else { continue }
-            out += "\(label): pod CIDR \(Cells.text(family["pod-cidr"])), gateway \(Cells.text(family["gateway"])), "
+            out +=
+                "\(label): pod CIDR \(Cells.text(family["pod-cidr"])), gateway \(Cells.text(family["gateway"])), "
                 + "\(Cells.text(family["allocated"])) allocated, \(Cells.text(family["free"])) free\n"
         }
         return out
@@ -59,7 +60,8 @@ public enum IPAMViews {
         let orphans = response["orphans"]?.arrayValue ?? []
         guard !orphans.isEmpty else { return "No orphaned allocations\n" }
         let dryRun = response["dry-run"]?.boolValue == true
-        let head = dryRun
+        let head =
+            dryRun
             ? "\(orphans.count) orphaned allocations (dry run: nothing released)\n"
             : "Released \(Cells.text(response["released"])) orphaned allocations\n"
         return head + "\n" + allocationTable(orphans).render()
