@@ -41,10 +41,10 @@ final class IPAM: Sendable {
     }
 
     let config: IPAMConfig
-    private let state: Mutex<State>
+    let state: Mutex<State>
     /// Unix time in milliseconds (wall clock: expirations must count the time the agent was down).
-    private let clock: @Sendable () -> Int64
-    private let warn: @Sendable (String) -> Void
+    let clock: @Sendable () -> Int64
+    let warn: @Sendable (String) -> Void
     private let compactAfter: Int
 
     init(
@@ -222,22 +222,6 @@ final class IPAM: Sendable {
         }
     }
 
-    /// Allocations whose endpoint is gone: bound to an endpoint once, and no live endpoint uses the address now.
-    /// Released unless `dryRun`. Allocations no endpoint ever claimed are the allocating client's to release
-    /// (or expire, when made with `expiration: true`).
-    func collectGarbage(dryRun: Bool) throws(AgentError) -> [Allocation] {
-        try state.withLock { (state: inout State) throws(AgentError) in
-            try requireReady(state)
-            let orphans = state.table.allocations.filter {
-                $0.endpoint != nil && state.liveAddresses[$0.address] == nil
-            }
-            if !dryRun, !orphans.isEmpty {
-                try commit(LedgerChange(release: orphans.map(\.address)), &state)
-            }
-            return orphans
-        }
-    }
-
     /// Releases allocations whose expiration has passed; returns them. Does nothing until ready.
     @discardableResult
     func expire() -> [Allocation] {
@@ -278,76 +262,10 @@ final class IPAM: Sendable {
         var free: UInt64
     }
 
-    // MARK: Endpoint events
-
-    /// Endpoint created or updated: its addresses are claimed for it (allocated if nobody had, bound to it,
-    /// expiration cancelled). Endpoint removed: its addresses stay allocated for their owner to release, or for
-    /// garbage collection.
-    func handle(_ event: DatapathEvent) {
-        state.withLock { state in
-            switch state.phase {
-            case .starting: state.pendingEvents.append(event)
-            case .ready: apply(event, &state)
-            default: break
-            }
-        }
-    }
-
-    private func apply(_ event: DatapathEvent, _ state: inout State) {
-        switch event {
-        case .endpointAdded(let id, _, let texts):
-            let addresses = texts.compactMap(IPAddress.init)
-            forget(endpoint: id, &state)
-            state.liveEndpoints[id] = addresses
-            for address in addresses { state.liveAddresses[address] = id }
-            var change = LedgerChange()
-            claimChange(endpoint: id, addresses: addresses, state: state, into: &change)
-            guard !change.isEmpty else { return }
-            do throws(AgentError) {
-                try commit(change, &state)
-            } catch {
-                // The addresses stay protected as live ones; the next start re-claims them from the datapath.
-                warn("recording the addresses of endpoint \(id) in the IPAM ledger failed: \(error.message)")
-            }
-        case .endpointRemoved(let id, _):
-            forget(endpoint: id, &state)
-        }
-    }
-
-    private func forget(endpoint id: UInt32, _ state: inout State) {
-        for address in state.liveEndpoints.removeValue(forKey: id) ?? [] where state.liveAddresses[address] == id {
-            state.liveAddresses[address] = nil
-        }
-    }
-
-    /// What claiming `addresses` for endpoint `id` changes: existing allocations are bound to it and stop
-    /// expiring; free addresses in the pod CIDR become allocations of the endpoint.
-    private func claimChange(endpoint id: UInt32, addresses: [IPAddress], state: State, into change: inout LedgerChange)
-    {
-        for address in addresses {
-            if var existing = state.table[address] {
-                guard existing.endpoint != id || existing.expiresAtMs != nil else { continue }
-                existing.endpoint = id
-                existing.expiresAtMs = nil
-                existing.expirationUUID = nil
-                change.put.append(existing)
-                continue
-            }
-            guard let cidr = config.family(address.family)?.podCIDR, let offset = cidr.offset(of: address) else {
-                continue  // not from this node's pool
-            }
-            if let reservation = cidr.reservation(at: offset) {
-                warn("endpoint \(id) uses \(address), \(reservation) of pod CIDR \(cidr)")
-                continue
-            }
-            change.put.append(Allocation(address: address, owner: nil, endpoint: id, allocatedAtMs: clock()))
-        }
-    }
-
     // MARK: Internals
 
     /// Appends the change to the ledger (durably), then applies it in memory; compacts the ledger when due.
-    private func commit(_ change: LedgerChange, _ state: inout State) throws(AgentError) {
+    func commit(_ change: LedgerChange, _ state: inout State) throws(AgentError) {
         guard let ledger = state.ledger else { throw AgentError.unavailable("the IPAM ledger is not open") }
         try ledger.append(change)
         state.table.apply(change)
@@ -374,7 +292,7 @@ final class IPAM: Sendable {
         return expired.count
     }
 
-    private func usage(_ family: IPAddress.Family, _ state: State) -> Usage {
+    func usage(_ family: IPAddress.Family, _ state: State) -> Usage {
         let cidr = config.family(family)!.podCIDR
         let allocated = state.table.inUse[family, default: 0]
         // Live endpoints' addresses are claimed on sight; one without an allocation only follows a failed write.
@@ -384,7 +302,7 @@ final class IPAM: Sendable {
         return Usage(family: family, podCIDR: cidr, allocated: allocated, free: cidr.capacity - used)
     }
 
-    private func requireReady(_ state: State) throws(AgentError) {
+    func requireReady(_ state: State) throws(AgentError) {
         switch state.phase {
         case .ready:
             if let failure = state.ledger?.failure { throw AgentError.unavailable(failure) }
@@ -413,49 +331,6 @@ final class IPAM: Sendable {
         case (let owner?, nil): owner
         case (nil, let endpoint?): "endpoint \(endpoint)"
         case (nil, nil): "an unnamed owner"
-        }
-    }
-
-    // MARK: Health and metrics
-
-    func status() -> JSON {
-        state.withLock { state in
-            var object: [String: JSON] = ["state": .string(state.phase.name)]
-            if case .failed(let reason) = state.phase { object["error"] = .string(reason) }
-            guard state.phase == .ready else { return .object(object) }
-            for family in config.families {
-                let usage = usage(family, state)
-                object[family.name] = [
-                    "pod-cidr": .string(usage.podCIDR.description), "allocated": .int(Int64(usage.allocated)),
-                    "free": .int(Int64(usage.free)),
-                ]
-            }
-            if let ledger = state.ledger {
-                object["ledger"] = [
-                    "sequence": .int(Int64(ledger.sequence)),
-                    "records-since-snapshot": .int(Int64(ledger.recordsInLog)),
-                ]
-                if let failure = ledger.failure { object["error"] = .string(failure) }
-            }
-            return .object(object)
-        }
-    }
-
-    func metrics() -> [MetricSample] {
-        state.withLock { state in
-            guard state.phase == .ready else { return [] }
-            return config.families.flatMap { family -> [MetricSample] in
-                let usage = usage(family, state)
-                let help = "Addresses of the node's pod CIDR by state"
-                return [
-                    MetricSample(
-                        name: "nodeagent_ipam_addresses", labels: ["family": family.name, "state": "allocated"],
-                        value: Double(usage.allocated), help: help),
-                    MetricSample(
-                        name: "nodeagent_ipam_addresses", labels: ["family": family.name, "state": "free"],
-                        value: Double(usage.free), help: help),
-                ]
-            }
         }
     }
 }
