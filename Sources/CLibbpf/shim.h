@@ -18,7 +18,11 @@
 
 /* Log sink for libbpf's messages: libbpf hands out a format and a va_list. */
 typedef void (*cbpf_log_fn)(int level, const char *msg);
-static cbpf_log_fn cbpf_log_sink;
+/*
+ * Initialised on purpose: a tentative definition (no initialiser) is only emitted at the end of a C translation
+ * unit, which the Swift importer never reaches, so the symbol would be left undefined at link time.
+ */
+static cbpf_log_fn cbpf_log_sink = NULL;
 
 static int cbpf_print_trampoline(enum libbpf_print_level level, const char *fmt, va_list args)
 {
