@@ -14,7 +14,8 @@ public struct TypedMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: Sendable {
 
     public func lookup(_ key: Key) throws -> Value? {
         guard let bytes = try map.lookup(key: bytesOf(key)) else { return nil }
-        return valueFrom(bytes, at: 0)
+        // Spelled out: inferred from the return type, T would be `Value?`, one byte larger than the value read.
+        return valueFrom(bytes, at: 0) as Value
     }
 
     /// For per-CPU maps: one value per possible CPU.
