@@ -134,48 +134,54 @@ public final class ConntrackGCPlugin: DatapathPlugin {
         guard let running = state.withLock({ $0.running }) else {
             throw AgentError.unavailable("conntrack-gc is not running")
         }
+        return try walking.withLock { try sweepWalking(running) }
+    }
+
+    /// The sweep proper; the caller holds `walking`.
+    private func sweepWalking(_ running: Running) throws -> SweepStats {
         let logger = running.context.logger
-        return try walking.withLock {
-            // Read before the walk: creations during it count towards the next estimate (an overestimate at worst).
-            let createdBefore = (try? running.counter?.total()) ?? 0
-            let stats: SweepStats
-            do {
-                stats = try running.sweeper.sweep(now: MonotonicClock.seconds())
-            } catch {
-                state.withLock { $0.lastError = "\(error)" }
-                logger.error("conntrack sweep failed", metadata: ["error": "\(error)"])
-                throw error
-            }
-            let interval = state.withLock { state in
-                state.runs += 1
-                state.last = stats
-                state.lastAt = Date()
-                state.lastInstant = .now
-                state.lastError = nil
-                state.interval.adapt(deleted: stats.deleted, maxEntries: running.sweeper.maxEntries)
-                state.fill = FillEstimate(entries: stats.remaining, created: createdBefore)
-                return state.interval.seconds
-            }
-            logger.log(
-                level: stats.deleted > 0 ? .info : .debug, "conntrack sweep",
-                metadata: [
-                    "scanned": "\(stats.scanned)", "expired": "\(stats.expired)", "orphaned": "\(stats.orphaned)",
-                    "remaining": "\(stats.remaining)", "duration-ms": "\(stats.duration.milliseconds)",
-                    "next-interval-s": "\(interval)",
-                ])
-            return stats
+        // Read before the walk: creations during it count towards the next estimate (an overestimate at worst).
+        let createdBefore = (try? running.counter?.total()) ?? 0
+        let stats: SweepStats
+        do {
+            stats = try running.sweeper.sweep(now: MonotonicClock.seconds())
+        } catch {
+            state.withLock { $0.lastError = "\(error)" }
+            logger.error("conntrack sweep failed", metadata: ["error": "\(error)"])
+            throw error
         }
+        let interval = state.withLock { state in
+            state.runs += 1
+            state.last = stats
+            state.lastAt = Date()
+            state.lastInstant = .now
+            state.lastError = nil
+            state.interval.adapt(deleted: stats.deleted, maxEntries: running.sweeper.maxEntries)
+            state.fill = FillEstimate(entries: stats.remaining, created: createdBefore)
+            return state.interval.seconds
+        }
+        logger.log(
+            level: stats.deleted > 0 ? .info : .debug, "conntrack sweep",
+            metadata: [
+                "scanned": "\(stats.scanned)", "expired": "\(stats.expired)", "orphaned": "\(stats.orphaned)",
+                "remaining": "\(stats.remaining)", "duration-ms": "\(stats.duration.milliseconds)",
+                "next-interval-s": "\(interval)",
+            ])
+        return stats
     }
 
     /// The pressure probe: estimates the table's fill from the entries the last sweep left plus the datapath's
     /// creations since, and sweeps early when it reaches `pressure-threshold` × max entries (but not sooner than
     /// `interval-min` after the previous sweep, so a table full of live flows is not swept back to back).
-    /// The first probe after start always sweeps, to set the baseline. Returns whether it swept.
+    /// The first probe after start always sweeps, to set the baseline. A probe during another walk does nothing:
+    /// that walk resets the baseline. Returns whether it swept.
     @discardableResult
     public func checkPressure() -> Bool {
+        guard walking.try() else { return false }
+        defer { walking.unlock() }
         let (running, fill, config, lastInstant) = state.withLock { ($0.running, $0.fill, $0.config, $0.lastInstant) }
         guard let running else { return false }
-        guard let fill else { return (try? sweep()) != nil }
+        guard let fill else { return (try? sweepWalking(running)) != nil }
         guard let counter = running.counter, let created = try? counter.total() else { return false }
         let estimate = fill.estimate(createdNow: created)
         let maxEntries = running.sweeper.maxEntries
@@ -184,7 +190,7 @@ public final class ConntrackGCPlugin: DatapathPlugin {
         running.context.logger.info(
             "conntrack table under pressure: sweeping early",
             metadata: ["estimated-entries": "\(estimate)", "max-entries": "\(maxEntries)"])
-        return (try? sweep()) != nil
+        return (try? sweepWalking(running)) != nil
     }
 
     /// Deletes the entries of endpoint `id`.
