@@ -1,6 +1,7 @@
 import ConntrackGC
 import DatapathCore
 import Foundation
+import Logging
 import XCTest
 
 final class PluginTests: XCTestCase {
@@ -19,11 +20,16 @@ final class PluginTests: XCTestCase {
 
         let plugin = try startedPlugin(
             on: datapath,
-            options: ["tcp-established": "1h", "tcp-syn": 20, "tcp-closing": 5, "non-tcp": 45, "pressure-threshold": 0.9])
+            options: [
+                "tcp-established": "1h", "tcp-syn": 20, "tcp-closing": 5, "non-tcp": 45, "pressure-threshold": 0.9,
+            ])
         defer { plugin.stop() }
         let written = try config(datapath)
         XCTAssertEqual(
-            [written.ct_lifetime_tcp, written.ct_lifetime_syn, written.ct_lifetime_closing, written.ct_lifetime_nontcp],
+            [
+                written.ct_lifetime_tcp, written.ct_lifetime_syn, written.ct_lifetime_closing,
+                written.ct_lifetime_nontcp,
+            ],
             [3600, 20, 5, 45])
         XCTAssertEqual(written.flags, UInt32(NA_CFG_EVENTS_DROPPED | NA_CFG_EVENTS_ALLOWED))
         XCTAssertEqual(written.allowed_sample_rate, 7)
@@ -54,7 +60,8 @@ final class PluginTests: XCTestCase {
         ]
         for (flow, value) in survivors { try datapath.put(flow, value) }
         try datapath.put(Flow(source: "10.0.0.3", destination: "10.0.1.1"), ctValue(expiresIn: 100, endpoint: 3))
-        try datapath.put(Flow(source: "fd00::3", destination: "fd00::1", proto: 17), ctValue(expiresIn: 100, endpoint: 3))
+        try datapath.put(
+            Flow(source: "fd00::3", destination: "fd00::1", proto: 17), ctValue(expiresIn: 100, endpoint: 3))
 
         plugin.handle(.endpointAdded(id: 3, ifindex: 30, addresses: []))
         XCTAssertEqual(try datapath.conntrack().entries().count, 5)
@@ -104,7 +111,8 @@ final class PluginTests: XCTestCase {
         XCTAssertEqual(metrics["nodeagent_ct_gc_deleted"]?.value, 2048)
         XCTAssertEqual(metrics["nodeagent_ct_gc_interval_seconds"]?.value, 150)
         let durationMS = try XCTUnwrap(status["duration-ms"]?.doubleValue)
-        XCTAssertEqual(try XCTUnwrap(metrics["nodeagent_ct_gc_duration_seconds"]?.value), durationMS / 1000, accuracy: 1e-9)
+        XCTAssertEqual(
+            try XCTUnwrap(metrics["nodeagent_ct_gc_duration_seconds"]?.value), durationMS / 1000, accuracy: 1e-9)
         XCTAssertEqual(plugin.periodicJobs.map(\.name), ["sweep", "pressure"])
         XCTAssertEqual(plugin.periodicJobs[0].interval(), .seconds(150))
     }
@@ -123,7 +131,8 @@ final class PluginTests: XCTestCase {
 
         for index in 0..<100 {
             try datapath.put(
-                Flow(source: "10.0.0.1", destination: "10.0.1.1", sourcePort: UInt16(index)), ctValue(expiresIn: -1, endpoint: 1))
+                Flow(source: "10.0.0.1", destination: "10.0.1.1", sourcePort: UInt16(index)),
+                ctValue(expiresIn: -1, endpoint: 1))
         }
         // The datapath's counter says 499 flows were created since: just under 50 % of 1000.
         let counter = try datapath.map("na_ct_created")
@@ -147,6 +156,34 @@ final class PluginTests: XCTestCase {
         // Still over the threshold right after a sweep (a table full of live flows): no sweep within interval-min.
         try setCreated(1200)
         XCTAssertFalse(plugin.checkPressure())
+    }
+
+    /// Driven by the core's registry as the agent drives it: config section, owners, routes, health detail.
+    func testRunsUnderThePluginRegistry() throws {
+        let datapath = try loadDatapath()
+        let registry = PluginRegistry(plugins: [ConntrackGCPlugin()], logger: Logger(label: "registry-test"))
+        XCTAssertThrowsError(try registry.configure(["conntrack-gc": ["tcp-synn": 30]])) { error in
+            XCTAssertEqual((error as? AgentError)?.field, "plugins.conntrack-gc.tcp-synn")
+        }
+        try registry.configure(["conntrack-gc": ["enabled": true, "tcp-syn": 30]])
+        let directory = NSTemporaryDirectory() + "ctgc-registry-\(getpid())-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        registry.startAll { plugin in
+            PluginContext(
+                datapath: datapath, logger: Logger(label: plugin.name), stateDirectory: "\(directory)/\(plugin.name)",
+                restored: false)
+        }
+        defer { registry.stopAll() }
+        XCTAssertEqual(datapath.owner(ofMap: "na_ct"), "conntrack-gc")
+        XCTAssertEqual(datapath.owner(ofMap: "na_ct_created"), "conntrack-gc")
+        XCTAssertEqual(try config(datapath).ct_lifetime_syn, 30)
+        XCTAssertTrue(registry.routes.contains { $0.method == .GET && $0.pattern == "/v1/ct" })
+        XCTAssertTrue(registry.routes.contains { $0.method == .DELETE && $0.pattern == "/v1/ct" })
+        let health = try XCTUnwrap(registry.statuses()[0])
+        XCTAssertEqual(health["name"], "conntrack-gc")
+        XCTAssertEqual(health["state"], "running")
+        XCTAssertEqual(health["detail"]?["interval-seconds"], 300)
+        XCTAssertEqual(health["detail"]?["max-entries"], 4096)
     }
 
     func testStoppedPluginDoesNothing() throws {
