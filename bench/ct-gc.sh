@@ -4,4 +4,5 @@
 # object, unpinned) and the ConntrackGCTests test target.
 set -eu
 cd "$(dirname "$0")/.."
-NODEAGENT_BENCH=1 exec swift test -c release --filter 'ConntrackGCTests.BenchmarkTests/testBenchmarkSweepOfOneMillionEntries'
+NODEAGENT_BENCH=1 exec swift test -c release \
+    --filter 'ConntrackGCTests.BenchmarkTests/testBenchmarkSweepOfOneMillionEntries'

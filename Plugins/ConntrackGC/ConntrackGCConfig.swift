@@ -74,7 +74,8 @@ public struct ConntrackGCConfig: Sendable, Equatable {
         }
         guard config.intervalMin <= config.intervalMax else {
             throw AgentError.invalidField(
-                field("interval-min"), "must not exceed interval-max (\(config.intervalMin) s > \(config.intervalMax) s)")
+                field("interval-min"),
+                "must not exceed interval-max (\(config.intervalMin) s > \(config.intervalMax) s)")
         }
         guard (config.intervalMin...config.intervalMax).contains(config.intervalInitial) else {
             throw AgentError.invalidField(

@@ -46,12 +46,13 @@ final class BenchmarkTests: XCTestCase {
                         format: "| %9d | %9d | %7.0f ms | %5.0f–%-5.0f ms | %11.0f |", last.scanned, last.deleted,
                         median * 1000, durations.first! * 1000, durations.last! * 1000, Double(last.scanned) / median))
         }
-        let table = [
-            "Conntrack GC sweep of \(Self.entries) entries (na_ct max 1048576), \(Self.rounds) rounds each, "
-                + "\(ProcessInfo.processInfo.activeProcessorCount) CPUs",
-            "| scenario      |   scanned |   deleted |    median |   min–max     |   entries/s |",
-            "|---------------|-----------|-----------|-----------|---------------|-------------|",
-        ] + rows
+        let table =
+            [
+                "Conntrack GC sweep of \(Self.entries) entries (na_ct max 1048576), \(Self.rounds) rounds each, "
+                    + "\(ProcessInfo.processInfo.activeProcessorCount) CPUs",
+                "| scenario      |   scanned |   deleted |    median |   min–max     |   entries/s |",
+                "|---------------|-----------|-----------|-----------|---------------|-------------|",
+            ] + rows
         print(table.joined(separator: "\n"))
         fflush(nil)
         _ = try sweeper.purge { _, _ in true }

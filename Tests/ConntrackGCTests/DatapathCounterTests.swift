@@ -13,7 +13,10 @@ final class DatapathCounterTests: XCTestCase {
         var packet: [UInt8] = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00]
         packet += [0x45, 0, UInt8(totalLength >> 8), UInt8(totalLength & 0xff), 0, 1, 0, 0, 64, 17, 0, 0]
         packet += source + destination
-        packet += [UInt8(sourcePort >> 8), UInt8(sourcePort & 0xff), 0, 53, UInt8(udpLength >> 8), UInt8(udpLength & 0xff), 0, 0]
+        packet += [
+            UInt8(sourcePort >> 8), UInt8(sourcePort & 0xff), 0, 53, UInt8(udpLength >> 8), UInt8(udpLength & 0xff), 0,
+            0,
+        ]
         return packet + payload
     }
 
@@ -38,7 +41,8 @@ final class DatapathCounterTests: XCTestCase {
         // The same flow again is established: no new entry, no count.
         XCTAssertEqual(try program.testRun(packet: udpPacket(from: [10, 0, 0, 7], to: [10, 0, 1, 1])).retval, 0)
         XCTAssertEqual(try created(), 1)
-        XCTAssertEqual(try program.testRun(packet: udpPacket(from: [10, 0, 0, 7], to: [10, 0, 1, 1], sourcePort: 99)).retval, 0)
+        XCTAssertEqual(
+            try program.testRun(packet: udpPacket(from: [10, 0, 0, 7], to: [10, 0, 1, 1], sourcePort: 99)).retval, 0)
         XCTAssertEqual(try created(), 2)
         // A spoofed source is dropped before conntrack: nothing created.
         XCTAssertEqual(try program.testRun(packet: udpPacket(from: [10, 0, 0, 8], to: [10, 0, 1, 1])).retval, 2)

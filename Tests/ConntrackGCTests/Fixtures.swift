@@ -80,7 +80,8 @@ extension Datapath {
         Set(
             try conntrack().entries().map { key, _ in
                 let entry = ConntrackEntry(key: key, value: na_ct_value())
-                return "\(entry.source!):\(entry.sourcePort)>\(entry.destination!):\(entry.destinationPort)/\(key.proto)"
+                return
+                    "\(entry.source!):\(entry.sourcePort)>\(entry.destination!):\(entry.destinationPort)/\(key.proto)"
             })
     }
 }

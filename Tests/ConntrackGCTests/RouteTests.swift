@@ -17,7 +17,8 @@ final class RouteTests: XCTestCase {
                 expiresIn: 7999, endpoint: 3, identity: 300, ruleID: 5,
                 flags: UInt32(NA_CT_SEEN_NON_SYN | NA_CT_SEEN_REPLY), packets: 10, bytes: 1500, now: now))
         try datapath.put(
-            Flow(source: "10.0.1.1", destination: "10.0.0.3", sourcePort: 5353, destinationPort: 53, proto: 17,
+            Flow(
+                source: "10.0.1.1", destination: "10.0.0.3", sourcePort: 5353, destinationPort: 53, proto: 17,
                 egress: false),
             ctValue(expiresIn: 60, endpoint: 3, identity: 2, now: now))
         try datapath.put(
@@ -76,7 +77,8 @@ final class RouteTests: XCTestCase {
         XCTAssertEqual(try sources(["protocol": "UDP"]), ["10.0.1.1:5353"])
         XCTAssertEqual(try sources(["protocol": "tcp"]), ["10.0.0.3:1234", "fd00::4:4000"])
         XCTAssertEqual(try sources(["protocol": "6", "endpoint": "4"]), ["fd00::4:4000"])
-        XCTAssertEqual(try sources(["protocol": "TCP", "ip": "fd00::4", "port": "443", "endpoint": "4"]), ["fd00::4:4000"])
+        XCTAssertEqual(
+            try sources(["protocol": "TCP", "ip": "fd00::4", "port": "443", "endpoint": "4"]), ["fd00::4:4000"])
     }
 
     func testPagingVisitsEveryEntryOnce() throws {

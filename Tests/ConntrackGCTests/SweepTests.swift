@@ -12,14 +12,29 @@ final class SweepTests: XCTestCase {
         let now = MonotonicClock.seconds()
         let keep = [
             (Flow(source: "10.0.0.3", destination: "10.0.1.1"), ctValue(expiresIn: 7999, endpoint: 3, now: now)),
-            (Flow(source: "fd00::3", destination: "fd00::1:1", proto: 17), ctValue(expiresIn: 30, endpoint: 3, now: now)),
-            (Flow(source: "10.0.0.4", destination: "10.0.1.2", egress: false), ctValue(expiresIn: 0, endpoint: 4, now: now)),
+            (
+                Flow(source: "fd00::3", destination: "fd00::1:1", proto: 17),
+                ctValue(expiresIn: 30, endpoint: 3, now: now)
+            ),
+            (
+                Flow(source: "10.0.0.4", destination: "10.0.1.2", egress: false),
+                ctValue(expiresIn: 0, endpoint: 4, now: now)
+            ),
             (Flow(source: "fd00::4", destination: "fd00::1:2"), ctValue(expiresIn: 100, endpoint: 4, now: now)),
         ]
         let expired = [
-            (Flow(source: "10.0.0.3", destination: "10.0.1.9", sourcePort: 1), ctValue(expiresIn: -1, endpoint: 3, now: now)),
-            (Flow(source: "fd00::3", destination: "fd00::1:9", proto: 17), ctValue(expiresIn: -500, endpoint: 3, now: now)),
-            (Flow(source: "10.0.0.4", destination: "10.0.1.9", proto: 1), ctValue(expiresIn: -60, endpoint: 4, now: now)),
+            (
+                Flow(source: "10.0.0.3", destination: "10.0.1.9", sourcePort: 1),
+                ctValue(expiresIn: -1, endpoint: 3, now: now)
+            ),
+            (
+                Flow(source: "fd00::3", destination: "fd00::1:9", proto: 17),
+                ctValue(expiresIn: -500, endpoint: 3, now: now)
+            ),
+            (
+                Flow(source: "10.0.0.4", destination: "10.0.1.9", proto: 1),
+                ctValue(expiresIn: -60, endpoint: 4, now: now)
+            ),
         ]
         let orphaned = [
             (Flow(source: "10.0.0.9", destination: "10.0.1.1"), ctValue(expiresIn: 5000, endpoint: 9, now: now)),
@@ -43,7 +58,8 @@ final class SweepTests: XCTestCase {
     func testExpiredOrphanCountsOnce() throws {
         let datapath = try loadDatapath()
         let now = MonotonicClock.seconds()
-        try datapath.put(Flow(source: "10.0.0.9", destination: "10.0.1.1"), ctValue(expiresIn: -5, endpoint: 9, now: now))
+        try datapath.put(
+            Flow(source: "10.0.0.9", destination: "10.0.1.1"), ctValue(expiresIn: -5, endpoint: 9, now: now))
         let sweeper = try ConntrackSweeper(conntrack: datapath.map("na_ct"), endpoints: datapath.map("na_endpoints"))
         let stats = try sweeper.sweep(now: now)
         XCTAssertEqual([stats.expired, stats.orphaned, stats.deleted, stats.remaining], [1, 0, 1, 0])
@@ -56,7 +72,8 @@ final class SweepTests: XCTestCase {
         let now = MonotonicClock.seconds()
         let live = Flow(source: "10.0.0.9", destination: "10.0.1.1")
         try datapath.put(live, ctValue(expiresIn: 50, endpoint: 9, now: now))
-        try datapath.put(Flow(source: "10.0.0.9", destination: "10.0.1.2"), ctValue(expiresIn: -50, endpoint: 9, now: now))
+        try datapath.put(
+            Flow(source: "10.0.0.9", destination: "10.0.1.2"), ctValue(expiresIn: -50, endpoint: 9, now: now))
         let stats = try ConntrackSweeper(conntrack: datapath.map("na_ct"), endpoints: nil).sweep(now: now)
         XCTAssertEqual(stats.deleted, 1)
         XCTAssertEqual(try datapath.remainingFlows(), [live.label])
@@ -92,8 +109,10 @@ final class SweepTests: XCTestCase {
             Flow(source: "10.0.0.4", destination: "10.0.1.1"), Flow(source: "fd00::4", destination: "fd00::1"),
         ]
         for flow in other { try datapath.put(flow, ctValue(expiresIn: -10, endpoint: 4, now: now)) }
-        try datapath.put(Flow(source: "10.0.0.3", destination: "10.0.1.1"), ctValue(expiresIn: 100, endpoint: 3, now: now))
-        try datapath.put(Flow(source: "fd00::3", destination: "fd00::1"), ctValue(expiresIn: 100, endpoint: 3, now: now))
+        try datapath.put(
+            Flow(source: "10.0.0.3", destination: "10.0.1.1"), ctValue(expiresIn: 100, endpoint: 3, now: now))
+        try datapath.put(
+            Flow(source: "fd00::3", destination: "fd00::1"), ctValue(expiresIn: 100, endpoint: 3, now: now))
         let sweeper = try ConntrackSweeper(conntrack: datapath.map("na_ct"), endpoints: datapath.map("na_endpoints"))
         let stats = try sweeper.purge(endpoint: 3)
         XCTAssertEqual(stats.deleted, 2)
