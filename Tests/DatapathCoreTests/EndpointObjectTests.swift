@@ -27,6 +27,7 @@ final class EndpointObjectTests: XCTestCase {
             "na_events": (.ringBuffer, 0, 0, 1 << 20, 0),
             "na_event_stats": (.perCPUArray, 4, MemoryLayout<na_event_stats>.size, 1, 0),
             "na_frags": (.lruHash, MemoryLayout<na_frag_key>.size, MemoryLayout<na_frag_value>.size, 8192, 0),
+            "na_ct_created": (.perCPUArray, 4, 8, 1, 0),
         ]
         XCTAssertEqual(Set(object.maps.map(\.name)), Set(expected.keys))
         for map in object.maps {
