@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* maps.h: every map the endpoint programs use, as typed BTF definitions; the agent pins them by name. */
+/* maps.h: every map the endpoint programs use, as typed BTF definitions the agent pins by name. */
 #ifndef NA_MAPS_H
 #define NA_MAPS_H
 
@@ -8,7 +8,7 @@
 #include "nodeagent_abi.h"
 #include "consts.h"
 
-/* Endpoint table: host-side interface ifindex -> endpoint id, identity, addresses, enforcement flags. */
+/* Endpoints: host-side interface ifindex -> endpoint id, identity, addresses, enforcement. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, NA_ENDPOINTS_MAX_ENTRIES);
@@ -39,7 +39,7 @@ struct na_policy_inner {
 	__uint(value_size, sizeof(struct na_policy_value));
 };
 
-/* Policy: endpoint id -> that endpoint's policy trie (swapped whole by the agent on regeneration). */
+/* Policy: endpoint id -> that endpoint's policy trie. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
 	__uint(max_entries, NA_ENDPOINTS_MAX_ENTRIES);
