@@ -46,7 +46,9 @@ struct NATDatapathConfig {
     /// The prefixes na_nat_cluster holds.
     func clusterPrefixes() throws -> [IPPrefix] {
         let map: TypedMap<na_ipcache_key, UInt32> = try datapath.typedMap("na_nat_cluster")
-        return try map.entries().compactMap { key, _ in Self.prefix(of: key) }.sorted { $0.description < $1.description }
+        return try map.entries().compactMap { key, _ in Self.prefix(of: key) }.sorted {
+            $0.description < $1.description
+        }
     }
 
     static func clusterKey(_ prefix: IPPrefix) -> na_ipcache_key {

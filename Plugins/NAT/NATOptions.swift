@@ -83,7 +83,8 @@ public struct NATOptions: Sendable, Equatable {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false).map {
             $0.trimmingCharacters(in: .whitespaces)
         }
-        guard parts.count == 1 || parts.count == 2, let first = UInt16(parts[0]), let last = UInt16(parts[parts.count - 1]),
+        guard parts.count == 1 || parts.count == 2, let first = UInt16(parts[0]),
+            let last = UInt16(parts[parts.count - 1]),
             first >= 1, first <= last
         else { throw problem }
         return first...last

@@ -170,7 +170,8 @@ public final class NATPlugin: DatapathPlugin {
             let deleted = try NATSweeper(nat: map, conntrack: nil).purge(sources: sources)
             state.withLock { $0.deletedEntries += deleted }
         } catch {
-            state.withLock { $0.logger }.error("NAT purge of a removed endpoint failed", metadata: ["error": "\(error)"])
+            state.withLock { $0.logger }.error(
+                "NAT purge of a removed endpoint failed", metadata: ["error": "\(error)"])
         }
     }
 
@@ -207,8 +208,9 @@ public final class NATPlugin: DatapathPlugin {
             gc["last"] = [
                 "scanned": .int(Int64(last.scanned)), "expired": .int(Int64(last.expired)),
                 "untracked": .int(Int64(last.untracked)), "lone": .int(Int64(last.lone)),
-                "duration-ms": .double(Double(last.duration.components.attoseconds) / 1e15
-                    + Double(last.duration.components.seconds) * 1000),
+                "duration-ms": .double(
+                    Double(last.duration.components.attoseconds) / 1e15
+                        + Double(last.duration.components.seconds) * 1000),
             ]
         }
         if let error = snapshot.lastError { gc["error"] = .string(error) }

@@ -25,9 +25,10 @@ struct NATRoutes {
         }
         let mappings = try NATTable.read(plugin.natMap()).mappings()
         let now = MonotonicClock.seconds()
-        let start = after.map { cursor in
-            mappings.firstIndex { cursor.lexicographicallyPrecedes($0.keyBytes) } ?? mappings.endIndex
-        } ?? 0
+        let start =
+            after.map { cursor in
+                mappings.firstIndex { cursor.lexicographicallyPrecedes($0.keyBytes) } ?? mappings.endIndex
+            } ?? 0
         let page = mappings[start...].prefix(limit)
         let more = start + page.count < mappings.count
         return .json([

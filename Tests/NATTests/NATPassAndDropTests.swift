@@ -136,7 +136,8 @@ final class NATPassAndDropTests: XCTestCase {
         let h = try NATHarness()
         let syn = IPv4Packet.tcp(H.pod, H.world, sport: 41000, dport: 443)
         XCTAssertEqual(ParsedIPv4(try h.egress(syn).frame)?.source, H.node)
-        try NATDatapathConfig(datapath: h.datapath).enable(address: IPAddress("172.31.9.9")!, ports: 32768...65535, ifindex: 0)
+        try NATDatapathConfig(datapath: h.datapath).enable(
+            address: IPAddress("172.31.9.9")!, ports: 32768...65535, ifindex: 0)
         XCTAssertEqual(ParsedIPv4(try h.egress(syn).frame)?.source, "172.31.9.9")
     }
 }

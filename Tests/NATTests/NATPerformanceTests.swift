@@ -53,7 +53,8 @@ final class NATPerformanceTests: XCTestCase {
             NAT cost (BPF_PROG_TEST_RUN): new mapping \(String(format: "%.0f", newNs)) ns/SYN \
             (\(String(format: "%.2f", 1e9 / newNs / 1e6)) M mappings/s on one core), \
             existing mapping \(String(format: "%.0f", coldHitNs)) ns/packet run alike, \
-            established egress \(established.durationNs) ns/packet (hot), reply ingress \(ingress.durationNs) ns/packet, \
+            established egress \(established.durationNs) ns/packet (hot), \
+            reply ingress \(ingress.durationNs) ns/packet, \
             node's own traffic \(node.durationNs) ns/packet
             """)
     }

@@ -49,7 +49,8 @@ final class NATPluginTests: XCTestCase {
     func testListPagesThroughMappingsAndFlushDeletesBothHalves() throws {
         let h = try NATHarness()
         let plugin = try startedPlugin(h)
-        try NATDatapathConfig(datapath: h.datapath).enable(address: IPAddress(H.node)!, ports: 32768...65535, ifindex: 0)
+        try NATDatapathConfig(datapath: h.datapath).enable(
+            address: IPAddress(H.node)!, ports: 32768...65535, ifindex: 0)
         var translated: [UInt16: UInt16] = [:]
         for sport in UInt16(41000)..<41005 {
             let out = try XCTUnwrap(ParsedIPv4(h.egress(.udp(H.pod, H.world, sport: sport, dport: 53)).frame))
@@ -99,7 +100,8 @@ final class NATPluginTests: XCTestCase {
     func testMetricsReportMappingsPortUseAndAllocationFailures() throws {
         let h = try NATHarness()
         let plugin = try startedPlugin(h)
-        try NATDatapathConfig(datapath: h.datapath).enable(address: IPAddress(H.node)!, ports: 40000...40001, ifindex: 0)
+        try NATDatapathConfig(datapath: h.datapath).enable(
+            address: IPAddress(H.node)!, ports: 40000...40001, ifindex: 0)
         for sport in UInt16(41000)...41002 { _ = try h.egress(.tcp(H.pod, H.world, sport: sport, dport: 443)) }
         try plugin.sweep()
         let samples = Dictionary(

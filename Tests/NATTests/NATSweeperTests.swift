@@ -12,8 +12,10 @@ final class NATSweeperTests: XCTestCase {
     }
 
     @discardableResult
-    private func open(_ h: NATHarness, sport: UInt16, to destination: String = H.world, dport: UInt16 = 443,
-                      source: String = H.pod) throws -> IPv4Packet {
+    private func open(
+        _ h: NATHarness, sport: UInt16, to destination: String = H.world, dport: UInt16 = 443,
+        source: String = H.pod
+    ) throws -> IPv4Packet {
         let syn = IPv4Packet.tcp(source, destination, sport: sport, dport: dport)
         XCTAssertEqual(try h.egress(syn).verdict, TC_ACT_OK)
         return syn

@@ -26,7 +26,8 @@ final class NATTranslationTests: XCTestCase {
     func testReplyIsTranslatedBackToThePod() throws {
         let h = try NATHarness()
         let out = try XCTUnwrap(ParsedIPv4(h.egress(.tcp(H.pod, H.world, sport: 41000, dport: 443)).frame))
-        let synAck = IPv4Packet.tcp(H.world, H.node, sport: 443, dport: out.sport, flags: IPv4Packet.syn | IPv4Packet.ack)
+        let synAck = IPv4Packet.tcp(
+            H.world, H.node, sport: 443, dport: out.sport, flags: IPv4Packet.syn | IPv4Packet.ack)
         let (verdict, frame) = try h.ingress(synAck)
         XCTAssertEqual(verdict, TC_ACT_OK)
         let back = try XCTUnwrap(ParsedIPv4(frame))
@@ -62,7 +63,8 @@ final class NATTranslationTests: XCTestCase {
     func testExistingMappingIsReusedAndRefreshed() throws {
         let h = try NATHarness()
         let first = try XCTUnwrap(ParsedIPv4(h.egress(.tcp(H.pod, H.world, sport: 41000, dport: 443)).frame))
-        let synAck = IPv4Packet.tcp(H.world, H.node, sport: 443, dport: first.sport, flags: IPv4Packet.syn | IPv4Packet.ack)
+        let synAck = IPv4Packet.tcp(
+            H.world, H.node, sport: 443, dport: first.sport, flags: IPv4Packet.syn | IPv4Packet.ack)
         _ = try h.ingress(synAck)
         let ack = IPv4Packet.tcp(H.pod, H.world, sport: 41000, dport: 443, flags: IPv4Packet.ack)
         let second = try XCTUnwrap(ParsedIPv4(h.egress(ack).frame))

@@ -256,7 +256,7 @@ struct na_nat_entry {
 	__u8 addr[16];   /* forward half: translated source; reverse half: original source */
 	__be16 port;     /* the port (ICMP echo id) that goes with addr */
 	__u16 pad;
-	__u32 flags;     /* NA_CT_SEEN_NON_SYN, NA_CT_CLOSING, NA_CT_SEEN_REPLY of the flow; NA_NAT_TRACKED */
+	__u32 flags;     /* the flow's NA_CT_* state flags, and NA_NAT_TRACKED */
 	__u32 created;   /* CLOCK_MONOTONIC seconds */
 	__u32 lifetime;  /* absolute expiry, CLOCK_MONOTONIC seconds */
 };

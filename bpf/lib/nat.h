@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* nat.h: source NAT of pod flows leaving through the node's external interface, and the reverse for replies. */
+/* nat.h: masquerading of pod flows leaving through the external interface, and of their replies. */
 #ifndef NA_NAT_H
 #define NA_NAT_H
 
@@ -18,7 +18,7 @@
 #include "metrics.h"
 #include "events.h"
 
-/* Offsets of what a translation rewrites, and the ICMP type (echo request or reply are translated). */
+/* Offsets of what a translation rewrites, and the ICMP type (only echo is translated). */
 struct na_nat_loc {
 	__u32 l3_off;
 	__u32 l4_off;
@@ -31,8 +31,9 @@ enum na_nat_action {
 	NA_NAT_TRANSLATE = 1,  /* rewrite the source to the mapping's address and port */
 };
 
-/* Parses an IPv4 packet, keeping the header offsets; anything else (IPv6, non-IP, malformed) returns -1. */
-static __always_inline int na_nat_parse(struct __sk_buff *skb, struct na_pkt *pkt, struct na_nat_loc *loc)
+/* Parses an IPv4 packet, keeping the header offsets; IPv6, non-IP or malformed: -1. */
+static __always_inline int na_nat_parse(struct __sk_buff *skb, struct na_pkt *pkt,
+					struct na_nat_loc *loc)
 {
 	__u16 proto;
 	__u8 *type;
@@ -64,7 +65,8 @@ static __always_inline int na_nat_parse(struct __sk_buff *skb, struct na_pkt *pk
  * plays the port) in the given direction. Later fragments carry no L4 header;
  * their protocol is enough.
  */
-static __always_inline bool na_nat_protocol(const struct na_pkt *pkt, const struct na_nat_loc *loc, __u8 icmp_type)
+static __always_inline bool na_nat_protocol(const struct na_pkt *pkt, const struct na_nat_loc *loc,
+					    __u8 icmp_type)
 {
 	if (pkt->proto == NA_IPPROTO_TCP || pkt->proto == NA_IPPROTO_UDP)
 		return true;
@@ -139,13 +141,15 @@ static __always_inline void na_nat_forward_key(struct na_ct_key *fkey, const str
 }
 
 /* Whether an entry translates to addr:port (IPv4). */
-static __always_inline bool na_nat_points_to(const struct na_nat_entry *e, const __u8 *addr, __be16 port)
+static __always_inline bool na_nat_points_to(const struct na_nat_entry *e, const __u8 *addr,
+					     __be16 port)
 {
 	return e->port == port && na_addr_equal(e->addr, addr, 1);
 }
 
-/* Flow state after this packet: TCP flags as conntrack keeps them; a new SYN on a closing flow starts over. */
-static __always_inline __u32 na_nat_next_flags(const struct na_nat_entry *e, const struct na_pkt *pkt, bool reply)
+/* Flow state after this packet, as conntrack keeps it; a SYN on a closing flow starts over. */
+static __always_inline __u32 na_nat_next_flags(const struct na_nat_entry *e,
+					       const struct na_pkt *pkt, bool reply)
 {
 	__u32 flags = e->flags;
 
@@ -168,8 +172,8 @@ static __always_inline void na_nat_stamp(struct na_nat_entry *e, __u32 flags, __
 }
 
 /* Records a packet on both halves of a mapping, so they share one state and one lifetime. */
-static __always_inline void na_nat_refresh(const struct na_ctx *ctx, struct na_nat_entry *a, struct na_nat_entry *b,
-					   bool reply)
+static __always_inline void na_nat_refresh(const struct na_ctx *ctx, struct na_nat_entry *a,
+					   struct na_nat_entry *b, bool reply)
 {
 	__u32 flags = na_nat_next_flags(a, &ctx->pkt, reply);
 	__u32 lifetime = ctx->now + na_ct_lifetime(&ctx->cfg, ctx->pkt.proto, flags);
@@ -186,8 +190,8 @@ static __always_inline void na_nat_refresh(const struct na_ctx *ctx, struct na_n
  * tuple's hash, the others are random. On success fwd holds the forward half
  * to insert; the reverse half is already in place.
  */
-static __always_inline int na_nat_claim_port(const struct na_nat_config *ncfg, const struct na_ct_key *fkey,
-					     struct na_nat_entry *fwd)
+static __always_inline int na_nat_claim_port(const struct na_nat_config *ncfg,
+					     const struct na_ct_key *fkey, struct na_nat_entry *fwd)
 {
 	struct na_nat_entry rev = {};
 	struct na_ct_key rkey;
@@ -255,7 +259,8 @@ static __always_inline int na_nat_create(const struct na_ctx *ctx, const struct 
  * replaced. Flows that are replies to connections opened from outside
  * (conntrack holds them as ingress) are left alone.
  */
-static __always_inline int na_nat_snat_mapping(const struct na_ctx *ctx, const struct na_nat_config *ncfg,
+static __always_inline int na_nat_snat_mapping(const struct na_ctx *ctx,
+					       const struct na_nat_config *ncfg,
 					       struct na_nat_entry *out)
 {
 	struct na_nat_entry *fwd, *rev;
@@ -266,7 +271,8 @@ static __always_inline int na_nat_snat_mapping(const struct na_ctx *ctx, const s
 	fwd = bpf_map_lookup_elem(&na_nat, &fkey);
 	if (fwd) {
 		if (!na_addr_equal(fwd->addr, ncfg->ipv4, 1))
-			return na_nat_create(ctx, ncfg, &fkey, fwd->flags & NA_NAT_TRACKED, true, out);
+			return na_nat_create(ctx, ncfg, &fkey, fwd->flags & NA_NAT_TRACKED, true,
+					     out);
 		na_nat_reverse_key(&rkey, &fkey, fwd);
 		rev = bpf_map_lookup_elem(&na_nat, &rkey);
 		if (!rev) {
@@ -278,7 +284,8 @@ static __always_inline int na_nat_snat_mapping(const struct na_ctx *ctx, const s
 			rev = bpf_map_lookup_elem(&na_nat, &rkey);
 		}
 		if (!rev || !na_nat_points_to(rev, fkey.saddr, fkey.sport))
-			return na_nat_create(ctx, ncfg, &fkey, fwd->flags & NA_NAT_TRACKED, true, out);
+			return na_nat_create(ctx, ncfg, &fkey, fwd->flags & NA_NAT_TRACKED, true,
+					     out);
 		na_nat_refresh(ctx, fwd, rev, false);
 		*out = *fwd;
 		return NA_NAT_TRANSLATE;
@@ -305,8 +312,9 @@ static __always_inline int na_nat_snat_mapping(const struct na_ctx *ctx, const s
  * the L4 checksum for the whole datagram.
  */
 static __always_inline int na_nat_rewrite(struct __sk_buff *skb, const struct na_pkt *pkt,
-					  const struct na_nat_loc *loc, bool source, __be32 old_addr,
-					  __be32 new_addr, __be16 old_port, __be16 new_port)
+					  const struct na_nat_loc *loc, bool source,
+					  __be32 old_addr, __be32 new_addr, __be16 old_port,
+					  __be16 new_port)
 {
 	__u32 addr_off = loc->l3_off + (source ? 12 : 16);
 	__u32 csum_off, port_off;
@@ -334,7 +342,8 @@ static __always_inline int na_nat_rewrite(struct __sk_buff *skb, const struct na
 		port_off = loc->l4_off + 4;
 		goto port;
 	}
-	if (bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr, flags | BPF_F_PSEUDO_HDR | 4) < 0)
+	if (bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr,
+				flags | BPF_F_PSEUDO_HDR | 4) < 0)
 		return -NA_DROP_INVALID;
 port:
 	if (old_port == new_port)
@@ -388,13 +397,14 @@ static __always_inline int na_nat_egress(struct __sk_buff *skb)
 	ncfg = bpf_map_lookup_elem(&na_nat_config, &zero);
 	if (!ncfg || !(ncfg->flags & NA_NAT_CFG_ENABLED))
 		return TC_ACT_OK;
-	if (na_nat_parse(skb, &ctx.pkt, &loc) < 0 || !na_nat_protocol(&ctx.pkt, &loc, NA_ICMP_ECHO))
+	if (na_nat_parse(skb, &ctx.pkt, &loc) < 0 ||
+	    !na_nat_protocol(&ctx.pkt, &loc, NA_ICMP_ECHO))
 		return TC_ACT_OK;
 	if (na_addr_equal(ctx.pkt.daddr, ncfg->ipv4, 1) || !na_nat_in_cluster(ctx.pkt.saddr) ||
 	    na_nat_in_cluster(ctx.pkt.daddr))
 		return TC_ACT_OK;
 
-	/* Later fragments take their ports from the first one; without it they are not ours to guess. */
+	/* Later fragments take their ports from the first one; without it, not ours to guess. */
 	if (na_frag_track(&ctx.pkt) < 0)
 		return TC_ACT_OK;
 	na_nat_ctx_init(skb, &ctx, NA_DIR_EGRESS);
@@ -403,8 +413,8 @@ static __always_inline int na_nat_egress(struct __sk_buff *skb)
 		return na_nat_drop(&ctx, ret);
 	if (ret == NA_NAT_PASS)
 		return TC_ACT_OK;
-	ret = na_nat_rewrite(skb, &ctx.pkt, &loc, true, *(__be32 *)ctx.pkt.saddr, *(__be32 *)map.addr,
-			     ctx.pkt.sport, map.port);
+	ret = na_nat_rewrite(skb, &ctx.pkt, &loc, true, *(__be32 *)ctx.pkt.saddr,
+			     *(__be32 *)map.addr, ctx.pkt.sport, map.port);
 	return ret < 0 ? na_nat_drop(&ctx, ret) : TC_ACT_OK;
 }
 
@@ -430,7 +440,8 @@ static __always_inline int na_nat_ingress(struct __sk_buff *skb)
 	ncfg = bpf_map_lookup_elem(&na_nat_config, &zero);
 	if (!ncfg || !(ncfg->flags & NA_NAT_CFG_ENABLED))
 		return TC_ACT_OK;
-	if (na_nat_parse(skb, &ctx.pkt, &loc) < 0 || !na_nat_protocol(&ctx.pkt, &loc, NA_ICMP_ECHOREPLY))
+	if (na_nat_parse(skb, &ctx.pkt, &loc) < 0 ||
+	    !na_nat_protocol(&ctx.pkt, &loc, NA_ICMP_ECHOREPLY))
 		return TC_ACT_OK;
 	if (!na_addr_equal(ctx.pkt.daddr, ncfg->ipv4, 1) || na_frag_track(&ctx.pkt) < 0)
 		return TC_ACT_OK;
@@ -457,7 +468,8 @@ static __always_inline int na_nat_ingress(struct __sk_buff *skb)
 	if (fwd && na_nat_points_to(fwd, rkey.daddr, rkey.dport))
 		na_nat_refresh(&ctx, rev, fwd, true);
 
-	ret = na_nat_rewrite(skb, &ctx.pkt, &loc, false, *(__be32 *)ctx.pkt.daddr, to_addr, ctx.pkt.dport, to_port);
+	ret = na_nat_rewrite(skb, &ctx.pkt, &loc, false, *(__be32 *)ctx.pkt.daddr, to_addr,
+			     ctx.pkt.dport, to_port);
 	return ret < 0 ? na_nat_drop(&ctx, ret) : TC_ACT_OK;
 }
 

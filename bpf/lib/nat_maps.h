@@ -18,12 +18,12 @@
 #define NA_NAT_CLUSTER_MAX_ENTRIES 256
 #endif
 
-/* Ports tried for a new mapping (the first from the tuple's hash, then random ones) before giving up. */
+/* Ports tried for a new mapping (the first from the tuple's hash, then random ones). */
 #ifndef NA_NAT_RETRIES
 #define NA_NAT_RETRIES 32
 #endif
 
-/* NAT mappings: forward half (original tuple, egress) and reverse half (reply tuple, ingress) -> translation. */
+/* NAT mappings: forward half (original tuple, egress), reverse half (reply tuple, ingress). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, NA_NAT_MAX_ENTRIES);
@@ -39,7 +39,7 @@ struct {
 	__type(value, struct na_nat_config);
 } na_nat_config SEC(".maps");
 
-/* Cluster CIDRs, keyed like na_ipcache: sources inside are masqueraded, destinations inside are not. */
+/* Cluster CIDRs keyed like na_ipcache: sources inside are masqueraded, destinations are not. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
