@@ -181,7 +181,11 @@ final class NATEndToEndTests: EndToEndTestCase {
     }
 
     func testNodectlListsAndFlushesMappings() throws {
-        let s = try makeSetup()
+        let s = try makeSetup(nat: ["max-entries": 4096])
+        let maps = try s.agent.api(.GET, "/v1/map").json?["maps"]?.arrayValue ?? []
+        let nat = maps.first { $0["name"]?.stringValue == "na_nat" }
+        XCTAssertEqual(nat?["max-entries"]?.intValue, 4096, "plugins.nat.max-entries sizes na_nat")
+        XCTAssertEqual(nat?["owner"]?.stringValue, "nat")
         _ = try UDPServer(on: s.world, port: 5300, in: s.topology)
         XCTAssertTrue(try udpExchange(from: s.pod, to: s.world, port: 5300).passed)
 
