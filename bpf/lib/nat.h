@@ -218,10 +218,10 @@ static __always_inline int na_nat_claim_port(const struct na_nat_config *ncfg,
 }
 
 /*
- * Creates a mapping for fkey and writes its forward half into *out (returns
- * NA_NAT_TRANSLATE, or a negative drop reason). replace
- * overwrites a forward half that is no longer valid; otherwise a forward half
- * another CPU created meanwhile wins and our reverse half is withdrawn.
+ * Creates a mapping for fkey and writes its forward half into *out; returns
+ * NA_NAT_TRANSLATE or a negative drop reason. replace overwrites a forward
+ * half that is no longer valid; otherwise a forward half another CPU created
+ * meanwhile wins and our reverse half is withdrawn.
  */
 static __always_inline int na_nat_create(const struct na_ctx *ctx, const struct na_nat_config *ncfg,
 					 const struct na_ct_key *fkey, __u32 tracked, bool replace,
@@ -269,6 +269,13 @@ static __always_inline int na_nat_snat_mapping(const struct na_ctx *ctx,
 
 	na_ct_key_fill(&fkey, &ctx->pkt, NA_DIR_EGRESS, false);
 	fwd = bpf_map_lookup_elem(&na_nat, &fkey);
+	/* Later fragments follow their first fragment's mapping; they never start or change one. */
+	if (ctx->pkt.frag == NA_FRAG_LATER) {
+		if (!fwd)
+			return NA_NAT_PASS;
+		*out = *fwd;
+		return NA_NAT_TRANSLATE;
+	}
 	if (fwd) {
 		if (!na_addr_equal(fwd->addr, ncfg->ipv4, 1))
 			return na_nat_create(ctx, ncfg, &fkey, fwd->flags & NA_NAT_TRACKED, true,
@@ -290,9 +297,6 @@ static __always_inline int na_nat_snat_mapping(const struct na_ctx *ctx,
 		*out = *fwd;
 		return NA_NAT_TRANSLATE;
 	}
-	/* Later fragments follow their first fragment's mapping; they never start one. */
-	if (ctx->pkt.frag == NA_FRAG_LATER)
-		return NA_NAT_PASS;
 	if (bpf_map_lookup_elem(&na_ct, &fkey)) {
 		tracked = NA_NAT_TRACKED;
 	} else {
