@@ -84,8 +84,12 @@ let package = Package(
 
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI"]),
         .testTarget(name: "DatapathCoreTests", dependencies: ["DatapathCore", "CNodeABI", "CLibbpf"]),
+        .testTarget(
+            name: "ConntrackGCTests",
+            dependencies: ["ConntrackGC", "DatapathCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RESTServerTests", dependencies: ["RESTServer", "AgentAPI"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "AgentAPI"]),
+        .testTarget(name: "NATTests", dependencies: ["NAT", "DatapathCore", "CLibbpf", "CNodeABI"]),
         .testTarget(name: "IPAMClusterPoolTests", dependencies: ["IPAMClusterPool", "DatapathCore"]),
         .testTarget(
             name: "EndToEndTests",

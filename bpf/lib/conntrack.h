@@ -119,6 +119,17 @@ static __always_inline int na_ct_lookup(struct na_ctx *ctx)
 	return NA_CT_NEW;
 }
 
+/* Counts a created entry; the slot is this CPU's own, so a plain increment is enough. */
+static __always_inline void na_ct_count_created(void)
+{
+	__u32 zero = 0;
+	__u64 *created;
+
+	created = bpf_map_lookup_elem(&na_ct_created, &zero);
+	if (created)
+		*created += 1;
+}
+
 /* Creates (or replaces an expired or closing) entry for an allowed new flow. */
 static __always_inline int na_ct_create(const struct na_ctx *ctx)
 {
@@ -136,6 +147,7 @@ static __always_inline int na_ct_create(const struct na_ctx *ctx)
 	ct.bytes = ctx->len;
 	if (bpf_map_update_elem(&na_ct, &key, &ct, BPF_ANY) < 0)
 		return -NA_DROP_CT_CREATE_FAILED;
+	na_ct_count_created();
 	return 0;
 }
 

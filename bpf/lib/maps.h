@@ -55,6 +55,14 @@ struct {
 	__type(value, struct na_ct_value);
 } na_ct SEC(".maps");
 
+/* Conntrack entries created, one per-CPU counter: the agent's GC estimates how full na_ct is between sweeps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} na_ct_created SEC(".maps");
+
 /* Verdict counters: (reason, direction) -> packets and bytes, per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
