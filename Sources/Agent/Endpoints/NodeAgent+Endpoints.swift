@@ -153,7 +153,9 @@ extension NodeAgent {
         var labels = replace ?? current.labels
         for label in delete?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key) }
         for label in add?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key).inserting(label) }
-        var request = try EndpointChangeRequest(json: endpointJSON(current, nil), id: id)
+        // The endpoint's JSON carries fields the agent derives (identity, state...); a change request must not.
+        let unchanged = endpointJSON(current, nil).removingKeys(Self.derivedFields)
+        var request = try EndpointChangeRequest(json: unchanged, id: id)
         request.labels = labels
         return try putEndpoint(id: id, request: request).0
     }
