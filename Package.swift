@@ -85,6 +85,9 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["AgentAPI", "NodeCtlKit"]),
+        .testTarget(
+            name: "AgentTests",
+            dependencies: ["Agent", "DatapathCore", "CIDRPolicy", .product(name: "Yams", package: "Yams")]),
     ]
         + datapathPlugins.map {
             .target(
