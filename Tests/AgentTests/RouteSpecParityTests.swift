@@ -219,7 +219,8 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
         ]
         call(.PUT, "/v1/policy", body: policy, expect: 200)
         call(.PUT, "/v1/policy", body: .array([policy]), expect: 200)
-        call(.PUT, "/v1/policy", body: ["metadata": ["name": "q", "namespace": "t"], "spec": ["nope": 1]], expect: 400)
+        call(
+            .PUT, "/v1/policy", body: ["metadata": ["name": "q", "namespace": "t"], "spec": ["nope": 1]], expect: 400)
         call(.PUT, "/v1/policy", rawBody: "[", expect: 400)
         call(.GET, "/v1/policy", expect: 200)
 
@@ -253,7 +254,8 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
 
         let trace = ["src": "2", "dst": "1", "dport": "8001", "protocol": "TCP"]
         call(.GET, "/v1/policy/trace", query: trace, expect: 200)
-        call(.GET, "/v1/policy/trace", query: ["src": "t/a-0", "dst": "10.9.0.2", "dport": "53", "protocol": "udp"],
+        call(
+            .GET, "/v1/policy/trace", query: ["src": "t/a-0", "dst": "10.9.0.2", "dport": "53", "protocol": "udp"],
             expect: 200)
         call(.GET, "/v1/policy/trace", query: ["src": "k8s:app=z", "dst": "1"], expect: 200)
         call(.GET, "/v1/policy/trace", query: ["dst": "1"], expect: 400)
