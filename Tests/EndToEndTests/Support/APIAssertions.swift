@@ -124,6 +124,15 @@ func ports(_ port: Int, endPort: Int? = nil, _ proto: String = "TCP") -> JSON {
     return [["ports": [.object(entry)]]]
 }
 
+/// Default-deny documents as the seed's default-deny-all.yaml writes them, for any namespace.
+enum SeedPolicyJSON {
+    static func defaultDeny(_ namespaces: [String]) -> [JSON] {
+        namespaces.map {
+            networkPolicy($0, "default-deny-all", spec: ["endpointSelector": [:], "ingress": [], "egress": []])
+        }
+    }
+}
+
 /// Binds a Unix socket at `path` and closes it without listening: the file a crashed server leaves behind.
 func makeStaleSocketFile(at path: String) throws {
     let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
