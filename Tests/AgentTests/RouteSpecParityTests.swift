@@ -118,6 +118,17 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
         let bytes = rawBody.map { Array($0.utf8) } ?? body.map { Array($0.serialized().utf8) } ?? []
         let response = router.route(APIRequest(method: method, path: target, query: query, body: bytes))
         let label = "\(method.rawValue) \(target)\(query.isEmpty ? "" : " \(query)")"
+        if let body, status < 300 {
+            // A request the agent accepts must be one the spec allows.
+            let schema = spec.operation(method.rawValue, pattern)?["requestBody"]?["content"]?["application/json"]?["schema"]
+            if let schema {
+                for violation in validator.violations(of: body, against: schema) {
+                    record("\(label) request body: \(violation)")
+                }
+            } else {
+                record("\(label): the spec documents no JSON request body")
+            }
+        }
         guard let json = try? JSON.parse(response.body) else {
             record("\(label): body is not JSON: \(String(decoding: response.body, as: UTF8.self))")
             return .null
@@ -219,6 +230,20 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
         ]
         call(.PUT, "/v1/policy", body: policy, expect: 200)
         call(.PUT, "/v1/policy", body: .array([policy]), expect: 200)
+        // Namespace, port and protocol may be left out; a clusterwide policy has no namespace.
+        call(
+            .PUT, "/v1/policy",
+            body: [
+                [
+                    "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": ["name": "in-default"],
+                    "spec": ["endpointSelector": [:], "ingress": [["toPorts": [["ports": [["port": 0]]]]]]],
+                ],
+                [
+                    "apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy",
+                    "metadata": ["name": "everywhere"],
+                    "specs": [["endpointSelector": ["matchLabels": ["k8s:app": "b"]], "egress": [[:]]]],
+                ],
+            ], expect: 200)
         call(
             .PUT, "/v1/policy", body: ["metadata": ["name": "q", "namespace": "t"], "spec": ["nope": 1]], expect: 400)
         call(.PUT, "/v1/policy", rawBody: "[", expect: 400)
@@ -242,6 +267,9 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
         call(.GET, "/v1/endpoint/{id}/policy", "/v1/endpoint/9/policy", expect: 404)
         call(.PATCH, "/v1/endpoint/{id}/labels", "/v1/endpoint/2/labels", body: ["add": ["k8s:tier=x"]], expect: 200)
         call(.PATCH, "/v1/endpoint/{id}/labels", "/v1/endpoint/2/labels", body: ["labels": ["k8s:app=b"]], expect: 200)
+        call(
+            .PATCH, "/v1/endpoint/{id}/labels", "/v1/endpoint/2/labels",
+            body: ["labels": ["k8s:app=b", "k8s:x=1"], "delete": ["k8s:x"], "add": ["k8s:y=2"]], expect: 200)
         call(.PATCH, "/v1/endpoint/{id}/labels", "/v1/endpoint/2/labels", body: ["swap": []], expect: 400)
         call(.PATCH, "/v1/endpoint/{id}/labels", "/v1/endpoint/9/labels", body: ["add": ["k8s:x=y"]], expect: 404)
 
