@@ -120,7 +120,8 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
         let label = "\(method.rawValue) \(target)\(query.isEmpty ? "" : " \(query)")"
         if let body, status < 300 {
             // A request the agent accepts must be one the spec allows.
-            let schema = spec.operation(method.rawValue, pattern)?["requestBody"]?["content"]?["application/json"]?["schema"]
+            let requestBody = spec.operation(method.rawValue, pattern)?["requestBody"]
+            let schema = requestBody?["content"]?["application/json"]?["schema"]
             if let schema {
                 for violation in validator.violations(of: body, against: schema) {
                     record("\(label) request body: \(violation)")
