@@ -54,6 +54,42 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertEqual(prefixed.json, endpoint, "Cilium's default id prefix is accepted")
     }
 
+    func testAPutThatChangesAnEndpointUpdatesItInPlace() throws {
+        let topology = try makeTopology()
+        let a = try topology.addPod(namespace: "web-tier", name: "a")
+        let b = try topology.addPod(namespace: "web-tier", name: "b")
+        let agent = try startAgent(in: topology)
+        let node = topology.nodeNetns
+        let first = try XCTUnwrap(try agent.api(.PUT, "/v1/endpoint/1", changeRequest(a, labels: ["k8s:app=a"])).json)
+        let firstIdentity = try XCTUnwrap(first["identity"]?["id"]?.intValue)
+
+        let relabelled = try agent.api(.PUT, "/v1/endpoint/1", changeRequest(a, labels: ["k8s:app=other"]))
+        XCTAssertEqual(relabelled.status, 200, "an update, not a creation: \(relabelled)")
+        let secondIdentity = try XCTUnwrap(relabelled.json?["identity"]?["id"]?.intValue)
+        XCTAssertNotEqual(secondIdentity, firstIdentity)
+        assertAPIError(try agent.api(.GET, "/v1/identity/\(firstIdentity)"), status: 404, code: "not-found")
+        XCTAssertEqual(try agent.ipcache()["\(a.ipv4)/32"], secondIdentity)
+        let row = try agent.mapEntries("na_endpoints").first
+        XCTAssertEqual(row?["value"]?["identity"]?.intValue, secondIdentity, "\(row ?? .null)")
+
+        // The same endpoint id moved to another interface and addresses: nothing of the old place remains.
+        let moved = try agent.api(.PUT, "/v1/endpoint/1", changeRequest(b, labels: ["k8s:app=other"]))
+        XCTAssertEqual(moved.status, 200, "\(moved)")
+        XCTAssertEqual(moved.json?["interface-index"]?.intValue, Int64(b.hostIfindex))
+        let cache = try agent.ipcache()
+        XCTAssertNil(cache["\(a.ipv4)/32"], "\(cache)")
+        XCTAssertNil(cache["\(a.ipv6!)/128"], "\(cache)")
+        XCTAssertEqual(cache["\(b.ipv4)/32"], secondIdentity)
+        XCTAssertEqual(cache["\(b.ipv6!)/128"], secondIdentity)
+        let rows = try agent.mapEntries("na_endpoints").compactMap { $0["key"]?["ifindex"]?.intValue }
+        XCTAssertEqual(rows, [Int64(b.hostIfindex)])
+        XCTAssertFalse(try TCFilters.show(a.hostInterface, "ingress", in: node).contains("bpf"), "old interface")
+        XCTAssertFalse(try TCFilters.show(a.hostInterface, "egress", in: node).contains("bpf"), "old interface")
+        XCTAssertTrue(try TCFilters.hasProgram("from_endpoint", on: b.hostInterface, "ingress", in: node))
+        XCTAssertTrue(try TCFilters.hasProgram("to_endpoint", on: b.hostInterface, "egress", in: node))
+        XCTAssertEqual(try agent.getJSON("/v1/identity/\(secondIdentity)")["references"], 1)
+    }
+
     func testAnAddressOrInterfaceOfAnotherEndpointIsAConflict() throws {
         let topology = try makeTopology()
         let a = try topology.addPod(namespace: "web-tier", name: "a")
