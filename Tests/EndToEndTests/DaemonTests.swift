@@ -179,8 +179,9 @@ final class DaemonTests: EndToEndTestCase {
 
         let cache = try agent.ipcache()
         for (pod, endpoint) in [(a, try agent.getJSON("/v1/endpoint/1")), (b, try agent.getJSON("/v1/endpoint/2"))] {
-            XCTAssertEqual(cache["\(pod.ipv4)/32"], endpoint["identity"]?["id"]?.intValue, "\(pod) in \(cache)")
-            XCTAssertEqual(cache["\(pod.ipv6 ?? "")/128"], endpoint["identity"]?["id"]?.intValue, "\(pod) in \(cache)")
+            XCTAssertEqual(cache[hostPrefix(pod.ipv4)], endpoint["identity"]?["id"]?.intValue, "\(pod) in \(cache)")
+            XCTAssertEqual(
+                cache[hostPrefix(pod.ipv6 ?? "")], endpoint["identity"]?["id"]?.intValue, "\(pod) in \(cache)")
         }
 
         assertAPIError(

@@ -28,7 +28,7 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertEqual(endpoint["id"], 12)
         XCTAssertEqual(endpoint["interface-name"]?.stringValue, pod.hostInterface)
         XCTAssertEqual(endpoint["interface-index"]?.intValue, Int64(pod.hostIfindex))
-        XCTAssertEqual(endpoint["addressing"], request["addressing"])
+        XCTAssertEqual(endpoint["addressing"], ["ipv4": .string(pod.ipv4), "ipv6": .string(canonicalIP(pod.ipv6!))])
         XCTAssertEqual(endpoint["k8s-namespace"], "web-tier")
         XCTAssertEqual(endpoint["k8s-pod-name"], "frontend-0")
         XCTAssertEqual(endpoint["container-id"], "ctr-frontend-0")
@@ -68,7 +68,8 @@ final class EndpointAPITests: EndToEndTestCase {
         let secondIdentity = try XCTUnwrap(relabelled.json?["identity"]?["id"]?.intValue)
         XCTAssertNotEqual(secondIdentity, firstIdentity)
         assertAPIError(try agent.api(.GET, "/v1/identity/\(firstIdentity)"), status: 404, code: "not-found")
-        XCTAssertEqual(try agent.ipcache()["\(a.ipv4)/32"], secondIdentity)
+        XCTAssertEqual(try agent.ipcache()[hostPrefix(a.ipv4)], secondIdentity)
+        XCTAssertEqual(try agent.ipcache()[hostPrefix(a.ipv6!)], secondIdentity)
         let row = try agent.mapEntries("na_endpoints").first
         XCTAssertEqual(row?["value"]?["identity"]?.intValue, secondIdentity, "\(row ?? .null)")
 
@@ -77,10 +78,10 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertEqual(moved.status, 200, "\(moved)")
         XCTAssertEqual(moved.json?["interface-index"]?.intValue, Int64(b.hostIfindex))
         let cache = try agent.ipcache()
-        XCTAssertNil(cache["\(a.ipv4)/32"], "\(cache)")
-        XCTAssertNil(cache["\(a.ipv6!)/128"], "\(cache)")
-        XCTAssertEqual(cache["\(b.ipv4)/32"], secondIdentity)
-        XCTAssertEqual(cache["\(b.ipv6!)/128"], secondIdentity)
+        XCTAssertNil(cache[hostPrefix(a.ipv4)], "\(cache)")
+        XCTAssertNil(cache[hostPrefix(a.ipv6!)], "\(cache)")
+        XCTAssertEqual(cache[hostPrefix(b.ipv4)], secondIdentity)
+        XCTAssertEqual(cache[hostPrefix(b.ipv6!)], secondIdentity)
         let rows = try agent.mapEntries("na_endpoints").compactMap { $0["key"]?["ifindex"]?.intValue }
         XCTAssertEqual(rows, [Int64(b.hostIfindex)])
         XCTAssertFalse(try TCFilters.show(a.hostInterface, "ingress", in: node).contains("bpf"), "old interface")
@@ -207,8 +208,8 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertEqual(try rows(), [Int64(a.hostIfindex): 1, Int64(b.hostIfindex): 2])
         XCTAssertEqual(try outerKeys(), [1, 2])
         let cacheBefore = try agent.ipcache()
-        XCTAssertEqual(cacheBefore["\(a.ipv4)/32"], identityA)
-        XCTAssertEqual(cacheBefore["\(a.ipv6!)/128"], identityA)
+        XCTAssertEqual(cacheBefore[hostPrefix(a.ipv4)], identityA)
+        XCTAssertEqual(cacheBefore[hostPrefix(a.ipv6!)], identityA)
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(agent.bpfRoot)/na_pol_00001"))
         XCTAssertFalse(try agent.mapEntries("na_pol_00001").isEmpty, "the policy gives endpoint 1 entries")
         XCTAssertTrue(try TCFilters.hasProgram("from_endpoint", on: a.hostInterface, "ingress", in: node))
@@ -221,9 +222,9 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertEqual(try rows(), [Int64(b.hostIfindex): 2], "na_endpoints row gone")
         XCTAssertEqual(try outerKeys(), [2], "na_policy slot gone")
         let cacheAfter = try agent.ipcache()
-        XCTAssertNil(cacheAfter["\(a.ipv4)/32"], "\(cacheAfter)")
-        XCTAssertNil(cacheAfter["\(a.ipv6!)/128"], "\(cacheAfter)")
-        XCTAssertNotNil(cacheAfter["\(b.ipv4)/32"], "the other endpoint stays")
+        XCTAssertNil(cacheAfter[hostPrefix(a.ipv4)], "\(cacheAfter)")
+        XCTAssertNil(cacheAfter[hostPrefix(a.ipv6!)], "\(cacheAfter)")
+        XCTAssertNotNil(cacheAfter[hostPrefix(b.ipv4)], "the other endpoint stays")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(agent.bpfRoot)/na_pol_00001"), "policy map unpinned")
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(agent.bpfRoot)/na_pol_00002"))
         let maps = try agent.getJSON("/v1/map")["maps"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
@@ -342,7 +343,9 @@ final class EndpointAPITests: EndToEndTestCase {
         for (pod, id) in [(a, 4), (b, 9)] {
             let identity = try agent.getJSON("/v1/endpoint/\(id)")["identity"]?["id"]?.intValue ?? -1
             let row = lines.first { $0.hasPrefix("\(id) ") }
-            for text in [pod.name, pod.k8sNamespace, pod.hostInterface, pod.ipv4, pod.ipv6!, "\(identity)", "ready"] {
+            for text in [
+                pod.name, pod.k8sNamespace, pod.hostInterface, pod.ipv4, canonicalIP(pod.ipv6!), "\(identity)", "ready",
+            ] {
                 XCTAssertTrue(row?.contains(text) ?? false, "row of endpoint \(id) shows \(text):\n\(table.stdout)")
             }
         }

@@ -34,7 +34,7 @@ extension XCTestCase {
 
 extension AgentProcess {
     /// `GET path`, which must answer 200 with JSON.
-    func getJSON(_ path: String, file: StaticString = #filePath, line: UInt = #line) throws -> JSON {
+    func getJSON(_ path: String) throws -> JSON {
         let result = try api(.GET, path)
         guard result.status == 200, let json = result.json else {
             throw AgentHarnessError("GET \(path): \(result)")
@@ -69,7 +69,7 @@ extension AgentProcess {
     /// Imports policies given as JSON through `PUT /v1/policy` and waits until every endpoint has the new
     /// revision; returns the revision.
     @discardableResult
-    func importPolicies(_ documents: [JSON], file: StaticString = #filePath, line: UInt = #line) throws -> Int64 {
+    func importPolicies(_ documents: [JSON]) throws -> Int64 {
         let result = try api(.PUT, "/v1/policy", .array(documents))
         guard result.status == 200, let revision = result.json?["revision"]?.intValue else {
             throw AgentHarnessError("PUT /v1/policy: \(result)")
@@ -131,6 +131,21 @@ enum SeedPolicyJSON {
             networkPolicy($0, "default-deny-all", spec: ["endpointSelector": [:], "ingress": [], "egress": []])
         }
     }
+}
+
+/// An address as the agent prints it (inet_ntop's canonical form: "fd00:020c::1" reads "fd00:20c::1").
+func canonicalIP(_ ip: String) -> String {
+    let family = ip.contains(":") ? AF_INET6 : AF_INET
+    var bytes = [UInt8](repeating: 0, count: 16)
+    guard inet_pton(family, ip, &bytes) == 1 else { return ip }
+    var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+    guard inet_ntop(family, bytes, &text, socklen_t(text.count)) != nil else { return ip }
+    return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}
+
+/// The ipcache key of one address: "10.244.1.3/32", "fd00:20c::1:3/128".
+func hostPrefix(_ ip: String) -> String {
+    canonicalIP(ip) + (ip.contains(":") ? "/128" : "/32")
 }
 
 /// Binds a Unix socket at `path` and closes it without listening: the file a crashed server leaves behind.
