@@ -239,6 +239,23 @@ final class EndpointAPITests: EndToEndTestCase {
         assertAPIError(try agent.api(.GET, "/v1/endpoint/1"), status: 404, code: "not-found")
     }
 
+    /// The pod's interface can vanish before the endpoint is deleted (the pod died first): the delete still works
+    /// and clears the maps.
+    func testDeleteAfterTheInterfaceIsGone() throws {
+        let topology = try makeTopology()
+        let a = try topology.addPod(namespace: "web-tier", name: "a")
+        let agent = try startAgent(in: topology)
+        try agent.registerEndpoint(id: 5, pod: a, labels: ["k8s:app=a"])
+        try Shell.run(["ip", "-n", topology.nodeNetns, "link", "delete", a.hostInterface])
+
+        let deleted = try agent.api(.DELETE, "/v1/endpoint/5")
+        XCTAssertEqual(deleted.status, 200, "\(deleted)")
+        XCTAssertEqual(try agent.mapEntries("na_endpoints"), [])
+        XCTAssertNil(try agent.ipcache()[hostPrefix(a.ipv4)])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(agent.bpfRoot)/na_pol_00005"))
+        XCTAssertEqual(try agent.getJSON("/v1/endpoint"), [])
+    }
+
     func testRelabellingChangesTheIdentityAndPolicyFollows() throws {
         let topology = try makeTopology()
         let frontend = try topology.addPod(namespace: "web-tier", name: "frontend", dualStack: false)
