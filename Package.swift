@@ -94,7 +94,9 @@ let package = Package(
             dependencies: ["AgentAPI", "NodeCtlKit"]),
         .testTarget(
             name: "AgentTests",
-            dependencies: ["Agent", "DatapathCore", "CIDRPolicy", .product(name: "Yams", package: "Yams")]),
+            dependencies: [
+                "Agent", "DatapathCore", "CIDRPolicy", "ConntrackGC", .product(name: "Yams", package: "Yams"),
+            ]),
     ]
         + datapathPlugins.map {
             .target(

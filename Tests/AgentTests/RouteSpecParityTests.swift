@@ -1,12 +1,15 @@
-import Agent
 import CIDRPolicy
+import ConntrackGC
 import DatapathCore
 import Foundation
 import XCTest
 
+// Testable for starting and stopping the plugins as the daemon does, so that their routes answer.
+@testable import Agent
+
 /// openapi/openapi.yaml against the agent itself: a real `NodeAgent` (datapath loaded, maps pinned under a
-/// private bpf root) must serve exactly the operations the spec lists, and every answer it gives must fit the
-/// schema the spec documents for that operation and status.
+/// private bpf root, the plugins the daemon links) must serve exactly the operations the spec lists, and every
+/// answer it gives must fit the schema the spec documents for that operation and status.
 final class RouteSpecParityTests: XCTestCase {
     private var bpfRoot = ""
     private var stateDir = ""
@@ -32,7 +35,9 @@ final class RouteSpecParityTests: XCTestCase {
         config.bpfRoot = bpfRoot
         config.stateDir = stateDir
         config.socketPath = "\(stateDir)/agent.sock"
-        return try NodeAgent(config: config, plugins: [CIDRPolicyPlugin()], logLevel: LogLevelBox(.info))
+        // The plugins the nodeagent executable links (linkedPlugins() in Sources/nodeagent/main.swift).
+        return try NodeAgent(
+            config: config, plugins: [ConntrackGCPlugin(), CIDRPolicyPlugin()], logLevel: LogLevelBox(.info))
     }
 
     func testRegisteredRoutesAreExactlyTheSpecOperations() throws {
@@ -80,10 +85,41 @@ final class RouteSpecParityTests: XCTestCase {
         scratch = netns
         try netns.addVethPair("nat0a", "nat0b")
 
-        let checker = ConformanceChecker(router: Router(routes: agent.routes), spec: spec)
+        agent.startPlugins()
+        defer { agent.stop() }
+        let root = bpfRoot
+        let checker = ConformanceChecker(router: Router(routes: agent.routes), spec: spec) {
+            try Self.addConntrackEntry(bpfRoot: root)
+        }
         let problems = try netns.run { checker.exerciseEveryOperation() }
         for problem in problems { XCTFail(problem) }
         XCTAssertGreaterThan(checker.calls, 40, "fewer requests than expected were checked")
+    }
+}
+
+extension RouteSpecParityTests {
+    /// One entry of endpoint 1 in the pinned na_ct, as the datapath would write it, so that conntrack listings
+    /// have something to show.
+    static func addConntrackEntry(bpfRoot: String) throws {
+        guard let pinned = try BPFMap.openPinned("\(bpfRoot)/na_ct") else {
+            throw ScratchError("\(bpfRoot)/na_ct is not pinned")
+        }
+        let map: TypedMap<na_ct_key, na_ct_value> = try TypedMap(pinned)
+        var key = na_ct_key()
+        key.family = 4
+        key.proto = 6
+        key.sport = UInt16(40000).bigEndian
+        key.dport = UInt16(8000).bigEndian
+        setTupleBytes(&key.saddr, [10, 9, 0, 2] + [UInt8](repeating: 0, count: 12))
+        setTupleBytes(&key.daddr, [10, 9, 0, 1] + [UInt8](repeating: 0, count: 12))
+        var value = na_ct_value()
+        value.lifetime = UInt32.max / 2
+        value.ep_id = 1
+        value.src_identity = 257
+        value.flags = UInt32(NA_CT_SEEN_REPLY)
+        value.packets = 3
+        value.bytes = 180
+        try map.update(key, value)
     }
 }
 
@@ -96,9 +132,13 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
     private var problems: [String] = []
     private var count = 0
 
-    init(router: Router, spec: OpenAPIDocument) {
+    /// Puts a conntrack entry in place; called once endpoint 1 exists (the plugin sweeps entries of unknown ones).
+    private let addConntrackEntry: @Sendable () throws -> Void
+
+    init(router: Router, spec: OpenAPIDocument, addConntrackEntry: @escaping @Sendable () throws -> Void) {
         self.router = router
         self.spec = spec
+        self.addConntrackEntry = addConntrackEntry
         validator = SchemaValidator(document: spec)
     }
 
@@ -171,6 +211,20 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
         callUnrouted(.DELETE, "/v1/healthz", expect: 405)
         callUnrouted(.POST, "/v1/endpoint/1", expect: 405)
         return lock.withLock { problems }
+    }
+
+    private func exerciseConntrack() {
+        do { try addConntrackEntry() } catch { record("adding a conntrack entry: \(error)") }
+        let page = call(.GET, "/v1/ct", expect: 200)
+        if page["entries"]?.arrayValue?.isEmpty ?? true { record("GET /v1/ct lists no entries: \(page.serialized())") }
+        call(
+            .GET, "/v1/ct", query: ["endpoint": "1", "ip": "10.9.0.2", "port": "8000", "protocol": "tcp"], expect: 200)
+        call(.GET, "/v1/ct", query: ["limit": "1"], expect: 200)
+        call(.GET, "/v1/ct", query: ["colour": "red"], expect: 400)
+        call(.GET, "/v1/ct", query: ["cursor": String(repeating: "0", count: 80)], expect: 409)
+        call(.DELETE, "/v1/ct", query: ["endpoint": "7"], expect: 200)
+        call(.DELETE, "/v1/ct", query: ["ip": "10.9.0.2"], expect: 400)
+        call(.DELETE, "/v1/ct", expect: 200)
     }
 
     private func exerciseDaemonAndMaps() {
@@ -296,6 +350,7 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
         call(.DELETE, "/v1/policy", query: ["namespace": "t"], expect: 200)
         call(.DELETE, "/v1/policy", query: ["all": "true"], expect: 200)
 
+        exerciseConntrack()
         call(.DELETE, "/v1/endpoint/{id}", "/v1/endpoint/2", expect: 200)
         call(.DELETE, "/v1/endpoint/{id}", "/v1/endpoint/2", expect: 404)
         call(.DELETE, "/v1/endpoint/{id}", "/v1/endpoint/1", expect: 200)
