@@ -54,7 +54,7 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertEqual(prefixed.json, endpoint, "Cilium's default id prefix is accepted")
     }
 
-    func testAPutThatChangesAnEndpointUpdatesItInPlace() throws {
+    func testAPutThatChangesLabelsUpdatesInPlaceAndAnotherInterfaceConflicts() throws {
         let topology = try makeTopology()
         let a = try topology.addPod(namespace: "web-tier", name: "a")
         let b = try topology.addPod(namespace: "web-tier", name: "b")
@@ -73,21 +73,19 @@ final class EndpointAPITests: EndToEndTestCase {
         let row = try agent.mapEntries("na_endpoints").first
         XCTAssertEqual(row?["value"]?["identity"]?.intValue, secondIdentity, "\(row ?? .null)")
 
-        // The same endpoint id moved to another interface and addresses: nothing of the old place remains.
-        let moved = try agent.api(.PUT, "/v1/endpoint/1", changeRequest(b, labels: ["k8s:app=other"]))
-        XCTAssertEqual(moved.status, 200, "\(moved)")
-        XCTAssertEqual(moved.json?["interface-index"]?.intValue, Int64(b.hostIfindex))
+        // The same id on another interface is another pod: refused, and the endpoint stays where it was.
+        assertAPIError(
+            try agent.api(.PUT, "/v1/endpoint/1", changeRequest(b, labels: ["k8s:app=other"])), status: 409,
+            code: "conflict", field: "interface-name", mentions: [a.hostInterface])
         let cache = try agent.ipcache()
-        XCTAssertNil(cache[hostPrefix(a.ipv4)], "\(cache)")
-        XCTAssertNil(cache[hostPrefix(a.ipv6!)], "\(cache)")
-        XCTAssertEqual(cache[hostPrefix(b.ipv4)], secondIdentity)
-        XCTAssertEqual(cache[hostPrefix(b.ipv6!)], secondIdentity)
+        XCTAssertEqual(cache[hostPrefix(a.ipv4)], secondIdentity, "\(cache)")
+        XCTAssertEqual(cache[hostPrefix(a.ipv6!)], secondIdentity, "\(cache)")
+        XCTAssertNil(cache[hostPrefix(b.ipv4)], "\(cache)")
         let rows = try agent.mapEntries("na_endpoints").compactMap { $0["key"]?["ifindex"]?.intValue }
-        XCTAssertEqual(rows, [Int64(b.hostIfindex)])
-        XCTAssertFalse(try TCFilters.show(a.hostInterface, "ingress", in: node).contains("bpf"), "old interface")
-        XCTAssertFalse(try TCFilters.show(a.hostInterface, "egress", in: node).contains("bpf"), "old interface")
-        XCTAssertTrue(try TCFilters.hasProgram("from_endpoint", on: b.hostInterface, "ingress", in: node))
-        XCTAssertTrue(try TCFilters.hasProgram("to_endpoint", on: b.hostInterface, "egress", in: node))
+        XCTAssertEqual(rows, [Int64(a.hostIfindex)])
+        XCTAssertTrue(try TCFilters.hasProgram("from_endpoint", on: a.hostInterface, "ingress", in: node))
+        XCTAssertFalse(try TCFilters.show(b.hostInterface, "ingress", in: node).contains("bpf"), "untouched interface")
+        XCTAssertEqual(try agent.getJSON("/v1/endpoint/1")["interface-name"]?.stringValue, a.hostInterface)
         XCTAssertEqual(try agent.getJSON("/v1/identity/\(secondIdentity)")["references"], 1)
     }
 
