@@ -31,6 +31,10 @@ final class DaemonTests: EndToEndTestCase {
         XCTAssertNotNil(health["policy-revision"]?.intValue, "\(health)")
         XCTAssertGreaterThanOrEqual(health["uptime-seconds"]?.intValue ?? -1, 0, "\(health)")
         let plugins = health["plugins"]?.arrayValue ?? []
+        XCTAssertEqual(
+            Set(plugins.compactMap { $0["name"]?.stringValue }), ["conntrack-gc", "cidr-policy"],
+            "RouteSpecParityTests loads exactly these plugins: a newly linked plugin's routes belong there and in "
+                + "openapi.yaml")
         let cidr = plugins.first { $0["name"] == "cidr-policy" }
         XCTAssertEqual(cidr?["enabled"], true, "\(plugins)")
         XCTAssertEqual(cidr?["state"], "running", "\(plugins)")
