@@ -89,6 +89,7 @@ let package = Package(
             dependencies: ["ConntrackGC", "DatapathCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RESTServerTests", dependencies: ["RESTServer", "AgentAPI"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "AgentAPI"]),
+        .testTarget(name: "NATTests", dependencies: ["NAT", "DatapathCore", "CLibbpf", "CNodeABI"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["AgentAPI", "NodeCtlKit"]),

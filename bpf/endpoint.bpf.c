@@ -3,7 +3,9 @@
  * endpoint.bpf.c: L3/L4 policy enforcement for one endpoint (pod), attached
  * with tc to the host side of its veth. Packets from the endpoint arrive on
  * the host veth's ingress hook (from_endpoint), packets to it leave through
- * its egress hook (to_endpoint).
+ * its egress hook (to_endpoint). The node's external interface carries
+ * to_netdev and from_netdev, which masquerade pod traffic leaving the
+ * cluster (nat.h); they live in this object to share its maps.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -21,6 +23,7 @@
 #include "conntrack.h"
 #include "metrics.h"
 #include "events.h"
+#include "nat.h"
 
 /* Counts the verdict, reports drops and sampled new flows, turns the reason into a tc action. */
 static __always_inline int na_finish(const struct na_ctx *ctx, int ret, bool new_flow)
@@ -109,6 +112,20 @@ SEC("tc")
 int to_endpoint(struct __sk_buff *skb)
 {
 	return na_handle(skb, NA_DIR_INGRESS);
+}
+
+/* Packets leaving the node through its external interface (tc egress): source NAT. */
+SEC("tc")
+int to_netdev(struct __sk_buff *skb)
+{
+	return na_nat_egress(skb);
+}
+
+/* Packets arriving on the node's external interface (tc ingress): replies of masqueraded flows. */
+SEC("tc")
+int from_netdev(struct __sk_buff *skb)
+{
+	return na_nat_ingress(skb);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

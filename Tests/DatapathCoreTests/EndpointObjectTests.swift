@@ -11,7 +11,8 @@ final class EndpointObjectTests: XCTestCase {
 
     func testObjectDeclaresTheContractMapsAndPrograms() throws {
         let object = try BPFObject.load(embedded: "endpoint", pinDirectory: nil)
-        XCTAssertEqual(Set(object.programs.map(\.name)), ["from_endpoint", "to_endpoint"])
+        XCTAssertEqual(
+            Set(object.programs.map(\.name)), ["from_endpoint", "to_endpoint", "from_netdev", "to_netdev"])
         let noPrealloc = UInt32(BPF_F_NO_PREALLOC)
         let expected: [String: (BPFMapType, Int, Int, Int, UInt32)] = [
             "na_endpoints": (.hash, 4, MemoryLayout<na_endpoint_info>.size, 65535, 0),
@@ -28,6 +29,9 @@ final class EndpointObjectTests: XCTestCase {
             "na_event_stats": (.perCPUArray, 4, MemoryLayout<na_event_stats>.size, 1, 0),
             "na_frags": (.lruHash, MemoryLayout<na_frag_key>.size, MemoryLayout<na_frag_value>.size, 8192, 0),
             "na_ct_created": (.perCPUArray, 4, 8, 1, 0),
+            "na_nat": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_nat_entry>.size, 262_144, 0),
+            "na_nat_config": (.array, 4, MemoryLayout<na_nat_config>.size, 1, 0),
+            "na_nat_cluster": (.lpmTrie, MemoryLayout<na_ipcache_key>.size, 4, 256, noPrealloc),
         ]
         XCTAssertEqual(Set(object.maps.map(\.name)), Set(expected.keys))
         for map in object.maps {
