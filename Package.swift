@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "DatapathCore", "CIDRPolicy", "ConntrackGC", .product(name: "Yams", package: "Yams"),
+                "Agent", "DatapathCore", "CIDRPolicy", "ConntrackGC", "NAT", .product(name: "Yams", package: "Yams"),
             ]),
     ]
         + datapathPlugins.map {

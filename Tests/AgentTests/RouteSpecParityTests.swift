@@ -2,6 +2,7 @@ import CIDRPolicy
 import ConntrackGC
 import DatapathCore
 import Foundation
+import NAT
 import XCTest
 
 // Testable for starting and stopping the plugins as the daemon does, so that their routes answer.
@@ -37,7 +38,7 @@ final class RouteSpecParityTests: XCTestCase {
         config.socketPath = "\(stateDir)/agent.sock"
         // The plugins the nodeagent executable links (linkedPlugins() in Sources/nodeagent/main.swift).
         return try NodeAgent(
-            config: config, plugins: [ConntrackGCPlugin(), CIDRPolicyPlugin()], logLevel: LogLevelBox(.info))
+            config: config, plugins: [ConntrackGCPlugin(), CIDRPolicyPlugin(), NATPlugin()], logLevel: LogLevelBox(.info))
     }
 
     func testRegisteredRoutesAreExactlyTheSpecOperations() throws {
@@ -207,6 +208,10 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
     func exerciseEveryOperation() -> [String] {
         exerciseDaemonAndMaps()
         exerciseEndpointsPolicyAndIdentities()
+        call(.GET, "/v1/nat", expect: 200)
+        call(.GET, "/v1/nat", query: ["limit": "1"], expect: 200)
+        call(.GET, "/v1/nat", query: ["cursor": "abc"], expect: 400)
+        call(.DELETE, "/v1/nat", expect: 200)
         callUnrouted(.GET, "/v1/no-such-thing", expect: 404)
         callUnrouted(.DELETE, "/v1/healthz", expect: 405)
         callUnrouted(.POST, "/v1/endpoint/1", expect: 405)
