@@ -38,7 +38,8 @@ final class RouteSpecParityTests: XCTestCase {
         config.socketPath = "\(stateDir)/agent.sock"
         // The plugins the nodeagent executable links (linkedPlugins() in Sources/nodeagent/main.swift).
         return try NodeAgent(
-            config: config, plugins: [ConntrackGCPlugin(), CIDRPolicyPlugin(), NATPlugin()], logLevel: LogLevelBox(.info))
+            config: config, plugins: [ConntrackGCPlugin(), CIDRPolicyPlugin(), NATPlugin()],
+            logLevel: LogLevelBox(.info))
     }
 
     func testRegisteredRoutesAreExactlyTheSpecOperations() throws {
