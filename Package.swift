@@ -94,6 +94,11 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["AgentAPI", "NodeCtlKit"]),
+        .testTarget(
+            name: "AgentTests",
+            dependencies: [
+                "Agent", "DatapathCore", "CIDRPolicy", "ConntrackGC", "NAT", .product(name: "Yams", package: "Yams"),
+            ]),
     ]
         + datapathPlugins.map {
             .target(
