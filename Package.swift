@@ -97,7 +97,8 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "DatapathCore", "CIDRPolicy", "ConntrackGC", "NAT", .product(name: "Yams", package: "Yams"),
+                "Agent", "DatapathCore", "CIDRPolicy", "ConntrackGC", "NAT", "IPAMClusterPool",
+                .product(name: "Yams", package: "Yams"),
             ]),
     ]
         + datapathPlugins.map {

@@ -2,6 +2,7 @@ import CIDRPolicy
 import ConntrackGC
 import DatapathCore
 import Foundation
+import IPAMClusterPool
 import NAT
 import XCTest
 
@@ -36,9 +37,11 @@ final class RouteSpecParityTests: XCTestCase {
         config.bpfRoot = bpfRoot
         config.stateDir = stateDir
         config.socketPath = "\(stateDir)/agent.sock"
+        // IPAM answers 503 until a pod CIDR is configured; with one, its answers can be checked.
+        config.plugins = ["ipam": ["pod-cidr-ipv4": "10.8.0.0/24", "pod-cidr-ipv6": "fd08::/120"]]
         // The plugins the nodeagent executable links (linkedPlugins() in Sources/nodeagent/main.swift).
         return try NodeAgent(
-            config: config, plugins: [ConntrackGCPlugin(), CIDRPolicyPlugin(), NATPlugin()],
+            config: config, plugins: [ConntrackGCPlugin(), CIDRPolicyPlugin(), NATPlugin(), IPAMClusterPoolPlugin()],
             logLevel: LogLevelBox(.info))
     }
 
@@ -213,10 +216,31 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
         call(.GET, "/v1/nat", query: ["limit": "1"], expect: 200)
         call(.GET, "/v1/nat", query: ["cursor": "abc"], expect: 400)
         call(.DELETE, "/v1/nat", expect: 200)
+        exerciseIPAM()
         callUnrouted(.GET, "/v1/no-such-thing", expect: 404)
         callUnrouted(.DELETE, "/v1/healthz", expect: 405)
         callUnrouted(.POST, "/v1/endpoint/1", expect: 405)
         return lock.withLock { problems }
+    }
+
+    private func exerciseIPAM() {
+        call(.GET, "/v1/ipam", expect: 200)
+        call(.POST, "/v1/ipam", query: ["owner": "t/a-0"], expect: 201)
+        call(.POST, "/v1/ipam", query: ["family": "ipv6", "owner": "t/a-1", "pool": "default"], expect: 201)
+        call(.POST, "/v1/ipam", query: ["family": "ipx"], expect: 400)
+        call(.GET, "/v1/ipam", expect: 200)
+        call(.GET, "/v1/ipam/{ip}", "/v1/ipam/10.8.0.2", expect: 200)
+        call(.GET, "/v1/ipam/{ip}", "/v1/ipam/10.8.0.200", expect: 404)
+        call(.GET, "/v1/ipam/{ip}", "/v1/ipam/x", expect: 400)
+        call(.POST, "/v1/ipam/{ip}", "/v1/ipam/10.8.0.9", query: ["owner": "t/b-0"], expect: 201)
+        call(.POST, "/v1/ipam/{ip}", "/v1/ipam/10.8.0.9", query: ["owner": "t/b-0"], expect: 200)
+        call(.POST, "/v1/ipam/{ip}", "/v1/ipam/10.8.0.9", query: ["owner": "t/c-0"], expect: 409)
+        call(.POST, "/v1/ipam/{ip}", "/v1/ipam/10.8.0.1", expect: 400)
+        call(.DELETE, "/v1/ipam/{ip}", "/v1/ipam/10.8.0.9", expect: 200)
+        call(.DELETE, "/v1/ipam/{ip}", "/v1/ipam/10.8.0.9", expect: 200)
+        call(.DELETE, "/v1/ipam/{ip}", "/v1/ipam/10.8.0.255", expect: 400)
+        call(.POST, "/v1/ipam/gc", query: ["dry-run": "true"], expect: 200)
+        call(.POST, "/v1/ipam/gc", expect: 200)
     }
 
     private func exerciseConntrack() {

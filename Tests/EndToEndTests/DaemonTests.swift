@@ -32,7 +32,7 @@ final class DaemonTests: EndToEndTestCase {
         XCTAssertGreaterThanOrEqual(health["uptime-seconds"]?.intValue ?? -1, 0, "\(health)")
         let plugins = health["plugins"]?.arrayValue ?? []
         XCTAssertEqual(
-            Set(plugins.compactMap { $0["name"]?.stringValue }), ["conntrack-gc", "cidr-policy", "nat"],
+            Set(plugins.compactMap { $0["name"]?.stringValue }), ["conntrack-gc", "cidr-policy", "nat", "ipam"],
             "RouteSpecParityTests loads exactly these plugins: a newly linked plugin's routes belong there and in "
                 + "openapi.yaml")
         let cidr = plugins.first { $0["name"] == "cidr-policy" }
