@@ -14,15 +14,15 @@ final class CNITests: EndToEndTestCase {
         return path
     }
 
-    private func startAgentWithIPAM(in topology: Topology) throws -> AgentProcess {
+    private func startAgentWithIPAM(in topology: Topology, plugins extra: [String: JSON] = [:]) throws
+        -> AgentProcess
+    {
         let config = NSTemporaryDirectory() + "nodeagent-cni-\(topology.tag).json"
-        let json: JSON = [
-            "plugins": [
-                "ipam": [
-                    "cluster-pool-ipv4-cidr": ["10.250.0.0/16"], "cluster-pool-ipv4-mask-size": 24, "node-index": 0,
-                ]
-            ]
+        var plugins: [String: JSON] = [
+            "ipam": ["cluster-pool-ipv4-cidr": ["10.250.0.0/16"], "cluster-pool-ipv4-mask-size": 24, "node-index": 0]
         ]
+        plugins.merge(extra) { _, new in new }
+        let json: JSON = ["plugins": .object(plugins)]
         try json.serialized().write(toFile: config, atomically: true, encoding: .utf8)
         topology.onDestroy { try? FileManager.default.removeItem(atPath: config) }
         return try startAgent(in: topology, configFile: config)
@@ -185,6 +185,32 @@ final class CNITests: EndToEndTestCase {
         let ipcache = try agent.api(.GET, "/v1/map/na_ipcache?limit=10000").json?["entries"]?.arrayValue ?? []
         XCTAssertFalse(ipcache.contains { $0["key"]?["prefix"]?.stringValue?.hasPrefix("10.250.0.") == true
             && $0["value"]?["identity"]?.intValue != 1 }, "no pod address remains in the ipcache")
+    }
+
+    /// The whole path a runtime sets up: the pod's address comes from IPAM (none is picked by the test), and a host
+    /// outside the cluster, with no route to pods, sees the node's address and answers it.
+    func testPodWithAnIPAMAddressReachesTheWorldThroughNAT() throws {
+        let topology = try makeTopology()
+        let world = try topology.addExternalHost(ipv4: "198.51.100.30", routeToPods: false)
+        let server = try TCPServer(on: world, port: 7100, in: topology)
+        let agent = try startAgentWithIPAM(
+            in: topology,
+            plugins: ["nat": ["interface": .string(world.hostInterface), "cluster-cidrs": ["10.250.0.0/16"]]])
+        let binary = try cniBinary(near: agent)
+        let netns = try topology.addContainerNamespace()
+        let added = try cni(
+            "ADD", binary, topology: topology, container: "nat\(topology.tag)", netns: "/var/run/netns/\(netns)",
+            pod: ("default", "client"), config: networkConfig(agent, labels: ["app": "client"]))
+        XCTAssertEqual(added.status, 0, added.stdout)
+        let address = try XCTUnwrap(
+            try JSON.parse(added.stdout)["ips"]?[0]?["address"]?.stringValue?.split(separator: "/").first)
+        let pod = CNIPod(netns: netns, ipv4: String(address))
+
+        let result = try tcpConnect(from: pod, to: world, port: 7100)
+        XCTAssertTrue(result.passed, "IPAM pod → world through NAT: \(result)")
+        XCTAssertEqual(server.peers, [world.nodeIPv4], "the world sees the node's address, not \(address)")
+        let mappings = try agent.api(.GET, "/v1/nat").json?["mappings"]?.arrayValue ?? []
+        XCTAssertTrue(mappings.contains { $0["original"]?["address"]?.stringValue == String(address) }, "\(mappings)")
     }
 
     func testFailedAddLeavesNothingBehind() throws {
