@@ -112,9 +112,11 @@ public struct HTTPResponseParser: Sendable {
         }
         let headBytes = Array(buffer[0..<end.start])
         buffer.removeFirst(end.afterTerminator)
-        let text = String(decoding: headBytes, as: UTF8.self)
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map {
-            $0.hasSuffix("\r") ? $0.dropLast() : $0
+        // Split on LF bytes, not on Characters: Swift treats "\r\n" as one Character, which never equals "\n".
+        var lines = headBytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map {
+            line -> Substring in
+            let trimmed = line.last == UInt8(ascii: "\r") ? line.dropLast() : line
+            return Substring(String(decoding: trimmed, as: UTF8.self))
         }
         let statusLine = lines.removeFirst()
         let parsed = try parseStatusLine(statusLine)

@@ -137,12 +137,15 @@ struct LineSplitter {
     mutating func feed(_ bytes: [UInt8]) -> [String] {
         pending.append(contentsOf: bytes)
         var lines: [String] = []
-        while let lf = pending.firstIndex(of: UInt8(ascii: "\n")) {
-            var line = pending[0..<lf]
+        var start = pending.startIndex
+        // Scan once and drop the consumed prefix once, so a chunk with many lines costs linear time.
+        while let lf = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            var line = pending[start..<lf]
             if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
             lines.append(String(decoding: line, as: UTF8.self))
-            pending.removeFirst(lf + 1)
+            start = lf + 1
         }
+        pending.removeFirst(start - pending.startIndex)
         return lines
     }
 

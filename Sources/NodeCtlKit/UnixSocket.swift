@@ -69,10 +69,6 @@ final class UnixStreamSocket {
         setTimeout(SO_RCVTIMEO, timeout ?? .zero)
     }
 
-    func setSendTimeout(_ timeout: Duration?) {
-        setTimeout(SO_SNDTIMEO, timeout ?? .zero)
-    }
-
     private func setTimeout(_ option: Int32, _ timeout: Duration) {
         let (seconds, attoseconds) = timeout.components
         var tv = timeval()

@@ -18,10 +18,14 @@ public struct CIDR: Hashable, Sendable {
         }
         let bytes: [UInt8]
         if addressText.contains(":") {
-            guard let parsed = CIDR.parseIPv6(addressText) else { throw CIDRError("\(quoted(text)) is not an IPv6 prefix") }
+            guard let parsed = CIDR.parseIPv6(addressText) else {
+                throw CIDRError("\(quoted(text)) is not an IPv6 prefix")
+            }
             bytes = parsed
         } else {
-            guard let parsed = CIDR.parseIPv4(addressText) else { throw CIDRError("\(quoted(text)) is not a CIDR prefix") }
+            guard let parsed = CIDR.parseIPv4(addressText) else {
+                throw CIDRError("\(quoted(text)) is not a CIDR prefix")
+            }
             bytes = parsed
         }
         let maxBits = bytes.count * 8

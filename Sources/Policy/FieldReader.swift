@@ -19,11 +19,13 @@ struct FieldReader {
     /// A path element appended: `spec` + `egress` is `spec.egress`; a key that is not a plain word is quoted in
     /// brackets (`matchLabels["k8s:app"]`) so the path stays unambiguous.
     static func join(_ path: String, _ key: String) -> String {
-        let plain = !key.isEmpty && key.unicodeScalars.allSatisfy {
-            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "_" || $0 == "-"
-        }
+        let plain = !key.isEmpty && key.unicodeScalars.allSatisfy(isWordCharacter)
         if !plain { return "\(path)[\(quoted(key))]" }
         return path.isEmpty ? key : "\(path).\(key)"
+    }
+
+    private static func isWordCharacter(_ c: Unicode.Scalar) -> Bool {
+        ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) || c == "_" || c == "-"
     }
 
     func error(_ what: String, at path: String? = nil) -> AgentError {

@@ -117,7 +117,8 @@ public struct IdentityAllocator: Sendable {
             throw AgentError.conflict("labels \(labels) belong to a reserved identity, not \(id)", field: "identity")
         }
         if let holder = allocated[id], holder.labels != labels {
-            throw AgentError.conflict("identity \(id) is already allocated to labels \(holder.labels)", field: "identity")
+            throw AgentError.conflict(
+                "identity \(id) is already allocated to labels \(holder.labels)", field: "identity")
         }
         if let other = byLabels[labels], other != id {
             throw AgentError.conflict("labels \(labels) already have identity \(other)", field: "labels")
@@ -150,6 +151,14 @@ public struct IdentityAllocator: Sendable {
     public var identities: [Identity] {
         let reserved = ReservedIdentity.all.map { Identity(id: $0.id, labels: ReservedIdentity.labels(of: $0.id)!) }
         return reserved + allocated.keys.sorted().map { Identity(id: $0, labels: allocated[$0]!.labels) }
+    }
+
+    /// `{"id": 256, "labels": [...], "references": 2}`, as the API lists identities.
+    public func json(_ identity: Identity) -> JSON {
+        [
+            "id": .int(Int64(identity.id)), "labels": .array(identity.labels.strings.map(JSON.string)),
+            "references": .int(Int64(references(identity.id))),
+        ]
     }
 
     /// The reserved identity a label set names through its `reserved:` label; nil when it has none.

@@ -27,7 +27,7 @@ public struct LabelFilter: Sendable, Equatable {
             var key = rest
             let isPrefix = key.hasSuffix("*")
             if isPrefix { key.removeLast() }
-            if key.isEmpty || key.contains("*") || key.contains(where: \.isWhitespace) {
+            if (key.isEmpty && !isPrefix) || key.contains("*") || key.contains(where: \.isWhitespace) {
                 throw AgentError.invalidField(
                     field, "pattern \(quoted(text)) needs a key without spaces, with '*' only at the end")
             }

@@ -27,7 +27,8 @@ struct PeerUniverse {
                 (try? CIDR(parsing: label.key)) ?? (try? CIDR(parsing: label.key.replacingDashes()))
             }
             let prefix = prefixes.max { $0.prefixLength < $1.prefixLength }
-            let world = ReservedIdentity.worldIdentities.contains(identity.id)
+            let world =
+                ReservedIdentity.worldIdentities.contains(identity.id)
                 || ReservedIdentity.worldIdentities.compactMap(ReservedIdentity.name(of:)).contains {
                     identity.labels.label(source: ReservedIdentity.source, key: $0) != nil
                 }
@@ -62,7 +63,8 @@ struct PeerUniverse {
 
     /// Reserved world and every CIDR identity.
     private func worldIdentities() -> [UInt32] {
-        [ReservedIdentity.world] + members.filter { $0.prefix != nil || $0.id >= PeerUniverse.firstCIDRIdentity }.map(\.id)
+        [ReservedIdentity.world]
+            + members.filter { $0.prefix != nil || $0.id >= PeerUniverse.firstCIDRIdentity }.map(\.id)
     }
 
     /// CIDR identities whose prefix lies in the peer's prefix and in none of its exceptions. A /0 prefix is the

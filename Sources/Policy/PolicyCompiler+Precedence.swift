@@ -50,7 +50,29 @@ extension PolicyCompiler {
             }
             result.append(entry)
         }
-        return result.sorted { $0.key < $1.key }
+        return dropRedundantAllows(result).sorted { $0.key < $1.key }
+    }
+
+    /// Drops allow entries inside a broader allow of the same identity or of identity 0: the datapath reaches
+    /// the same verdict without them, and policy maps are small (16384 entries). This runs after denies were
+    /// applied, so no deny can lie between the two: one that covered the narrower allow would have turned it into
+    /// a deny. The broader entry's rules are then the ones a trace names.
+    static func dropRedundantAllows(_ entries: [PolicyEntry]) -> [PolicyEntry] {
+        struct Peer: Hashable {
+            let direction: Direction
+            let identity: UInt32
+        }
+        var allowsByPeer: [Peer: [PolicyEntry]] = [:]
+        for entry in entries where !entry.deny {
+            allowsByPeer[Peer(direction: entry.direction, identity: entry.identity), default: []].append(entry)
+        }
+        return entries.filter { entry in
+            guard !entry.deny else { return true }
+            var broader = allowsByPeer[Peer(direction: entry.direction, identity: entry.identity)] ?? []
+            broader = broader.filter { $0.key != entry.key }
+            if entry.identity != 0 { broader += allowsByPeer[Peer(direction: entry.direction, identity: 0)] ?? [] }
+            return !broader.contains { $0.keyCovers(entry) }
+        }
     }
 
     /// Changes that turn the map holding `old` into one holding `new`: entries to write (new keys, or keys whose

@@ -41,7 +41,9 @@ public struct PolicyEntry: Hashable, Sendable {
     }
 
     /// The map key of this entry (everything but the verdict and its provenance).
-    public var key: Key { Key(identity: identity, direction: direction, proto: proto, port: port, bits: portPrefixBits) }
+    public var key: Key {
+        Key(identity: identity, direction: direction, proto: proto, port: port, bits: portPrefixBits)
+    }
 
     /// True when this entry's key prefix covers all of `other`'s for the same identity and direction.
     public func keyCovers(_ other: PolicyEntry) -> Bool {
@@ -84,6 +86,20 @@ extension PolicyEntry: CustomStringConvertible {
             ports = portPrefixBits == 16 ? " \(port)" : " \(port)-\(endPort)"
         }
         return "\(direction) identity=\(identity) \(protoName)\(ports) \(deny ? "deny" : "allow") \(ruleIDs)"
+    }
+
+    /// The protocol number for a name as `protocolName` writes it (any case: `tcp`, `ICMPv6`) or a decimal number;
+    /// `ANY` is 0. Nil for anything else.
+    public static func protocolNumber(named name: String) -> UInt8? {
+        switch name.uppercased() {
+        case "ANY": return 0
+        case "TCP": return 6
+        case "UDP": return 17
+        case "SCTP": return 132
+        case "ICMP": return 1
+        case "ICMPV6": return 58
+        default: return name.allSatisfy(\.isASCIIDigit) ? UInt8(name) : nil
+        }
     }
 
     /// `TCP`, `UDP`, `SCTP`, `ANY` for 0, else the number.

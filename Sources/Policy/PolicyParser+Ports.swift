@@ -7,7 +7,8 @@ extension PolicyParser {
     /// `toPorts`: each element's `ports`, flattened. L7 and TLS fields are refused: this agent enforces layers 3
     /// and 4 only, and a rule that silently lost its L7 part would allow more than its author meant.
     static func portRules(_ r: FieldReader, deny: Bool, section: String) throws(AgentError) -> [PortSpec] {
-        let l7 = deny
+        let l7 =
+            deny
             ? "L7 rules are not allowed in \(section) (deny sections take only peers and ports)"
             : "L7 rules (rules) are not supported: this agent enforces layers 3 and 4 only"
         let unsupported: [String: String] = [

@@ -59,18 +59,20 @@ extension PolicyParser {
         var labels: [Label] = []
         for element in try field.array() {
             if case .string(let text) = element.value {
-                labels.append(try contextual(element) { () throws(AgentError) in
-                    try Label(parsing: text, field: element.path)
-                })
+                labels.append(
+                    try contextual(element) { () throws(AgentError) in
+                        try Label(parsing: text, field: element.path)
+                    })
                 continue
             }
             _ = try element.object(allowed: ["key", "value", "source"])
             let key = try element.required("key").string()
             let value = try element.child("value")?.string() ?? ""
             let source = try element.child("source")?.string() ?? Label.unspecifiedSource
-            labels.append(try contextual(element) { () throws(AgentError) in
-                try Label(source: source, key: key, value: value, field: element.path)
-            })
+            labels.append(
+                try contextual(element) { () throws(AgentError) in
+                    try Label(source: source, key: key, value: value, field: element.path)
+                })
         }
         return LabelSet(labels)
     }

@@ -45,7 +45,8 @@ extension PolicyParser {
         switch op {
         case .in, .notIn:
             if values.isEmpty {
-                throw e.error("operator \(op.rawValue) needs at least one value", at: FieldReader.join(e.path, "values"))
+                throw e.error(
+                    "operator \(op.rawValue) needs at least one value", at: FieldReader.join(e.path, "values"))
             }
         case .exists, .doesNotExist:
             if !values.isEmpty {

@@ -29,7 +29,8 @@ public enum PolicyParser {
         case .object:
             return [try parseDocument(json, path: "")]
         default:
-            throw AgentError.invalidField("policies", "expected a policy object or an array of them, got \(json.typeName)")
+            throw AgentError.invalidField(
+                "policies", "expected a policy object or an array of them, got \(json.typeName)")
         }
     }
 
@@ -38,11 +39,14 @@ public enum PolicyParser {
         let root = FieldReader(json, path: path)
         _ = try root.object(
             allowed: ["apiVersion", "kind", "metadata", "spec", "specs", "status"],
-            hint: ["endpointSelector": "rules go under spec", "ingress": "rules go under spec",
-                "egress": "rules go under spec"])
+            hint: [
+                "endpointSelector": "rules go under spec", "ingress": "rules go under spec",
+                "egress": "rules go under spec",
+            ])
         let version = try root.required("apiVersion").string()
         guard version == apiVersion else {
-            throw root.error("expected \(quoted(apiVersion)), got \(quoted(version))", at: FieldReader.join(path, "apiVersion"))
+            throw root.error(
+                "expected \(quoted(apiVersion)), got \(quoted(version))", at: FieldReader.join(path, "apiVersion"))
         }
         let kindText = try root.required("kind").string()
         guard let kind = PolicyDocument.Kind(rawValue: kindText) else {
@@ -107,7 +111,9 @@ public enum PolicyParser {
     static func dnsSubdomainProblem(_ text: String) -> String? {
         if text.isEmpty { return "must not be empty" }
         if text.utf8.count > 253 { return "is longer than 253 characters" }
-        let ok = text.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "." }
+        let ok = text.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "."
+        }
         if !ok || !isAlnum(text.first!) || !isAlnum(text.last!) {
             return "must consist of lower-case letters, digits, '-' and '.', starting and ending with a letter or digit"
         }

@@ -42,7 +42,10 @@ public struct TraceResult: Sendable, Equatable {
 
     /// `{"verdict", "reason", "egress": {...}, "ingress": {...}}`.
     public var json: JSON {
-        ["verdict": .string(verdict.rawValue), "reason": .string(reason), "egress": egress.json, "ingress": ingress.json]
+        [
+            "verdict": .string(verdict.rawValue), "reason": .string(reason), "egress": egress.json,
+            "ingress": ingress.json,
+        ]
     }
 }
 
@@ -66,11 +69,13 @@ extension PolicyRepository {
             .ingress, endpoint: destination, peer: source, proto: proto, port: dport, identities: known, mode: mode,
             flow: flow)
         if egress.decision.verdict == .denied {
-            return TraceResult(verdict: .denied, reason: "egress of the source: \(egress.reason)", egress: egress,
+            return TraceResult(
+                verdict: .denied, reason: "egress of the source: \(egress.reason)", egress: egress,
                 ingress: ingress)
         }
         if ingress.decision.verdict == .denied {
-            return TraceResult(verdict: .denied, reason: "ingress of the destination: \(ingress.reason)",
+            return TraceResult(
+                verdict: .denied, reason: "ingress of the destination: \(ingress.reason)",
                 egress: egress, ingress: ingress)
         }
         return TraceResult(
@@ -103,7 +108,8 @@ extension PolicyRepository {
         case .denyRule:
             reason = "denied by \(rules.joined(separator: ", "))"
         case .noRuleAllows:
-            reason = "no rule allows \(direction) \(direction == .egress ? "to" : "from") identity \(peer.identity) on "
+            reason =
+                "no rule allows \(direction) \(direction == .egress ? "to" : "from") identity \(peer.identity) on "
                 + "\(flow) (default deny)"
         }
         return DirectionTrace(

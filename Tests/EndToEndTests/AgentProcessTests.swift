@@ -55,7 +55,8 @@ final class AgentProcessTests: EndToEndTestCase {
         let topology = try makeTopology()
         let fake = try FakeDaemon(topology: topology, body: FakeDaemon.serveHTTP)
         let agent = try AgentProcess(topology: topology, binary: fake.binary)
-        try FileManager.default.createDirectory(atPath: "\(agent.stateDirectory)/endpoints", withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: "\(agent.stateDirectory)/endpoints", withIntermediateDirectories: true)
 
         agent.cleanup()
 
@@ -64,7 +65,8 @@ final class AgentProcessTests: EndToEndTestCase {
         let nodeNamespace = try Netns.inode(ofPath: Netns.path(topology.nodeNetns))
         let log = try String(contentsOfFile: fake.cleanupLog, encoding: .utf8)
         XCTAssertEqual(
-            log, "net:[\(nodeNamespace)] cleanup --socket \(agent.socketPath) --state-dir \(agent.stateDirectory) "
+            log,
+            "net:[\(nodeNamespace)] cleanup --socket \(agent.socketPath) --state-dir \(agent.stateDirectory) "
                 + "--bpf-root \(agent.bpfRoot)\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: agent.directory))
         XCTAssertFalse(FileManager.default.fileExists(atPath: agent.bpfRoot))
@@ -103,7 +105,9 @@ private struct FakeDaemon {
         try XCTSkipIf((try? Shell.executablePath("socat")) == nil, "the stand-in daemon needs socat")
         directory = "\(Topology.temporaryDirectory)/na\(topology.tag)-fake"
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        try write("nodeagent", """
+        try write(
+            "nodeagent",
+            """
             #!/bin/bash
             here=$(dirname "$0")
             if [ "$1" = cleanup ]; then
@@ -116,7 +120,9 @@ private struct FakeDaemon {
             done
             \(body)
             """)
-        try write("handler", """
+        try write(
+            "handler",
+            """
             #!/bin/bash
             # Answers one HTTP request with a JSON description of it; /v1/missing answers 404.
             read -r method path _
@@ -130,9 +136,11 @@ private struct FakeDaemon {
             if [ "$length" -gt 0 ]; then IFS= read -r -N "$length" body; fi
             status="200 OK"
             case "$path" in /v1/missing*) status="404 Not Found" ;; esac
-            reply="{\\"method\\":\\"$method\\",\\"path\\":\\"$path\\",\\"netns\\":\\"$(readlink /proc/self/ns/net)\\",\\"args\\":\\"$ARGS\\",\\"body\\":$body}"
-            printf 'HTTP/1.1 %s\\r\\nContent-Type: application/json\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s' \\
-                "$status" "${#reply}" "$reply"
+            netns=$(readlink /proc/self/ns/net)
+            reply="{\\"method\\":\\"$method\\",\\"path\\":\\"$path\\",\\"netns\\":\\"$netns\\","
+            reply+="\\"args\\":\\"$ARGS\\",\\"body\\":$body}"
+            printf 'HTTP/1.1 %s\\r\\nContent-Type: application/json\\r\\n' "$status"
+            printf 'Content-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s' "${#reply}" "$reply"
             """)
         try write("nodectl", "#!/bin/bash\necho \"$*\"\nexit 3\n")
     }

@@ -39,17 +39,21 @@ final class SeedScenarioTests: EndToEndTestCase {
         ]
         for (index, (pod, podLabels)) in labels.enumerated() {
             let endpoint = try agent.registerEndpoint(id: index + 1, pod: pod, labels: podLabels)
-            XCTAssertEqual(endpoint["interface-index"]?.intValue, Int64(pod.hostIfindex), "\(pod) endpoint: \(endpoint)")
+            XCTAssertEqual(
+                endpoint["interface-index"]?.intValue, Int64(pod.hostIfindex), "\(pod) endpoint: \(endpoint)")
         }
         return Scenario(
             agent: agent, frontend: frontend, webOther: webOther, backend: backend, postgres: postgres,
             adminTool: adminTool)
     }
 
-    private func importPolicy(_ fixtureName: String, into agent: AgentProcess, file: StaticString = #filePath,
-                              line: UInt = #line) throws {
+    private func importPolicy(
+        _ fixtureName: String, into agent: AgentProcess, file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws {
         let result = try agent.nodectl("policy", "import", try fixture(fixtureName))
-        XCTAssertEqual(result.status, 0, "nodectl policy import \(fixtureName): \(result.stderr)", file: file, line: line)
+        XCTAssertEqual(
+            result.status, 0, "nodectl policy import \(fixtureName): \(result.stderr)", file: file, line: line)
         try agent.waitForPolicyRevision()
     }
 

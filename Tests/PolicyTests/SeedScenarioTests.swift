@@ -61,9 +61,11 @@ final class SeedScenarioTests: XCTestCase {
         XCTAssertTrue(f.egressEnforced)
         XCTAssertEqual(
             f.entries,
-            [PolicyEntry(
-                identity: backend.id, direction: .egress, proto: tcp, port: 8080, portPrefixBits: 16,
-                ruleIDs: [toBackend])])
+            [
+                PolicyEntry(
+                    identity: backend.id, direction: .egress, proto: tcp, port: 8080, portPrefixBits: 16,
+                    ruleIDs: [toBackend])
+            ])
         XCTAssertEqual(f.entries[0].prefixLength, 64)
 
         let b = resolve(backend)
@@ -116,7 +118,8 @@ final class SeedScenarioTests: XCTestCase {
         XCTAssertEqual(allowed.egress.rules, ["web-tier/allow-frontend-to-backend egress[0]"])
         XCTAssertEqual(allowed.ingress.rules, ["api-tier/allow-ingress-to-backend ingress[0]"])
         XCTAssertEqual(allowed.egress.decision.reason, .allowRule)
-        XCTAssertTrue(allowed.reason.contains("allowed by web-tier/allow-frontend-to-backend egress[0]"), allowed.reason)
+        XCTAssertTrue(
+            allowed.reason.contains("allowed by web-tier/allow-frontend-to-backend egress[0]"), allowed.reason)
 
         let wrongPort = trace(frontend, backend, 9090)
         XCTAssertEqual(wrongPort.egress.decision.reason, .noRuleAllows)

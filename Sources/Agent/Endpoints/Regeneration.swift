@@ -9,11 +9,12 @@ extension NodeAgent {
         var enforceEgress: Bool
     }
 
-    func desiredPolicy(for endpoint: Endpoint, in state: AgentState, repository: PolicyRepository? = nil) -> DesiredPolicy {
+    func desiredPolicy(for endpoint: Endpoint, in state: AgentState, identities: [Identity]? = nil) -> DesiredPolicy {
         let mode = runtime.withLock { $0.policyEnforcement }
         let labels = state.identities.identity(id: endpoint.identity)?.labels ?? endpoint.labels
-        let resolved = (repository ?? state.policy).resolve(
-            endpoint: labels, identities: state.identityList, mode: EnforcementMode(rawValue: mode.rawValue) ?? .default)
+        let resolved = state.policy.resolve(
+            endpoint: labels, identities: identities ?? state.identityList,
+            mode: EnforcementMode(rawValue: mode.rawValue) ?? .default)
         var entries: [PolicyMapSlot: PolicyMapEntry] = [:]
         for entry in resolved.entries {
             let mapEntry = PolicyMapEntry(
@@ -29,7 +30,11 @@ extension NodeAgent {
     /// Computes every endpoint's policy against `state.policy`, checks capacity before touching anything, then
     /// updates only the endpoints whose result changed (adds before removes) and stamps the current revision.
     func regenerateAll(_ state: inout AgentState, reason: String) throws {
-        let desired = state.endpoints.values.sorted { $0.id < $1.id }.map { ($0, desiredPolicy(for: $0, in: state)) }
+        let prefixes = state.policy.cidrPrefixes
+        let identities = try state.identityList + prefixIdentities(prefixes)
+        let desired = state.endpoints.values.sorted { $0.id < $1.id }.map {
+            ($0, desiredPolicy(for: $0, in: state, identities: identities))
+        }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
         let revision = state.policy.revision
         var changed = 0
@@ -54,7 +59,28 @@ extension NodeAgent {
             }
             state.endpoints[endpoint.id] = updated
         }
+        // Only now that no map refers to them any more may prefixes that left the policy lose their identities.
+        try prefixProvider?.release(keeping: prefixes)
         logger.debug("regenerated", metadata: ["reason": "\(reason)", "changed": "\(changed)", "revision": "\(revision)"])
+    }
+
+    var prefixProvider: (any PrefixIdentityProvider)? {
+        registry.enabled.lazy.compactMap { $0 as? any PrefixIdentityProvider }.first
+    }
+
+    /// Identities for the CIDR prefixes policies name, from the CIDR policy plugin.
+    func prefixIdentities(_ prefixes: Set<String>) throws -> [Identity] {
+        guard !prefixes.isEmpty else { return [] }
+        guard let provider = prefixProvider else {
+            throw AgentError.unsupported(
+                "CIDR rules (\(prefixes.sorted().prefix(3).joined(separator: ", "))) need the cidr-policy plugin, "
+                    + "which is disabled")
+        }
+        return try provider.acquire(prefixes: prefixes).map { prefix, id throws in
+            Identity(id: id, labels: LabelSet([
+                try Label(source: "cidr", key: prefix), try Label(source: "reserved", key: "world"),
+            ]))
+        }
     }
 
     /// Rejects a change that would not fit some endpoint's policy map, naming the need and the capacity.

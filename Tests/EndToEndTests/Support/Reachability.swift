@@ -17,8 +17,10 @@ struct Probe: Sendable, CustomStringConvertible {
     var expected: Verdict
     var ipv6 = false
 
-    init(from source: any NetworkHost, to destination: any NetworkHost, port: UInt16, _ expected: Verdict,
-         ipv6: Bool = false) {
+    init(
+        from source: any NetworkHost, to destination: any NetworkHost, port: UInt16, _ expected: Verdict,
+        ipv6: Bool = false
+    ) {
         self.source = source
         self.destination = destination
         self.port = port

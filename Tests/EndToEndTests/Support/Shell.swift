@@ -113,7 +113,9 @@ enum Shell {
     /// Resolves a bare command name through PATH, as a shell would; paths containing "/" are used as they are.
     static func executablePath(_ name: String, command: [String] = []) throws -> String {
         if name.contains("/") { return name }
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        let path =
+            ProcessInfo.processInfo.environment["PATH"]
+            ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         for directory in path.split(separator: ":") {
             let candidate = "\(directory)/\(name)"
             if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }

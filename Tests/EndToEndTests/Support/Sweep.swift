@@ -23,7 +23,9 @@ extension Topology {
         for path in paths(inDirectory: bpfDirectory, prefix: "na-test-\(tag)")
             + paths(inDirectory: temporaryDirectory, prefix: "na\(tag)-")
         {
-            do { try FileManager.default.removeItem(atPath: path) } catch { problems.append("remove \(path): \(error)") }
+            do { try FileManager.default.removeItem(atPath: path) } catch {
+                problems.append("remove \(path): \(error)")
+            }
         }
         RunMarker.release(tag)
         return problems

@@ -1,0 +1,110 @@
+import AgentAPI
+import XCTest
+
+@testable import Policy
+
+final class PolicyRepositoryTests: XCTestCase {
+    private let spec =
+        #"{"endpointSelector": {}, "ingress": [{"fromEndpoints": [{}]}], "egress": [{"toEntities": ["world"]}]}"#
+
+    func testRevisionsAndDeletes() throws {
+        var repo = PolicyRepository()
+        XCTAssertEqual(repo.revision, 1)
+        XCTAssertEqual(
+            try repo.apply(JSON.parse(policy("a", namespace: "ns1", spec: spec))).map(\.description), ["ns1/a"])
+        XCTAssertEqual(repo.revision, 2)
+        try repo.apply(
+            JSON.parse("[\(policy("b", namespace: "ns1", spec: spec)), \(policy("a", namespace: "ns2", spec: spec))]"))
+        XCTAssertEqual(repo.revision, 3)
+        XCTAssertEqual(repo.documents.map(\.key.description), ["ns1/a", "ns1/b", "ns2/a"])
+        // Replacing a document keeps one copy under its key.
+        try repo.apply(JSON.parse(policy("a", namespace: "ns1", spec: #"{"endpointSelector": {}, "egress": []}"#)))
+        XCTAssertEqual(repo.revision, 4)
+        XCTAssertEqual(repo.documents.count, 3)
+        XCTAssertNil(repo.document(PolicyKey(namespace: "ns1", name: "a"))?.rules[0].ingress)
+
+        XCTAssertEqual(try repo.delete(namespace: "ns1", name: "b").map(\.description), ["ns1/b"])
+        XCTAssertEqual(repo.revision, 5)
+        let missing = try XCTUnwrap(agentError { try repo.delete(namespace: "ns1", name: "b") })
+        XCTAssertEqual(missing.code, .notFound)
+        XCTAssertEqual(repo.revision, 5)
+        XCTAssertEqual(repo.delete(namespace: "nope"), [])
+        XCTAssertEqual(repo.revision, 5)
+        XCTAssertEqual(repo.delete(namespace: "ns1").map(\.description), ["ns1/a"])
+        XCTAssertEqual(repo.revision, 6)
+        XCTAssertEqual(repo.deleteAll().map(\.description), ["ns2/a"])
+        XCTAssertEqual(repo.revision, 7)
+        XCTAssertEqual(repo.deleteAll(), [])
+        XCTAssertEqual(repo.revision, 7)
+        XCTAssertTrue(repo.rules.isEmpty)
+        XCTAssertTrue(repo.ruleNames.isEmpty)
+    }
+
+    func testStoredJSONIsTheDocumentAsSubmitted() throws {
+        let text = policy("a", namespace: "ns1", spec: spec)
+        var repo = PolicyRepository()
+        try repo.apply(JSON.parse(text))
+        XCTAssertEqual(repo.storedJSON, [try JSON.parse(text)])
+    }
+
+    func testRuleIDsAreStableAcrossReplacementAndNotReused() throws {
+        var repo = PolicyRepository()
+        try repo.apply(JSON.parse(policy("a", namespace: "ns1", spec: spec)))
+        try repo.apply(
+            JSON.parse(
+                """
+                {"apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "metadata": {"name": "cw"},
+                 "specs": [{"endpointSelector": {}, "egressDeny": [{"toEntities": ["host"]},
+                     {"toEntities": ["world"]}]}]}
+                """))
+        let before = repo.ruleNames
+        XCTAssertEqual(
+            before.sorted { $0.key < $1.key }.map(\.value),
+            ["ns1/a ingress[0]", "ns1/a egress[0]", "cw specs[0].egressDeny[0]", "cw specs[0].egressDeny[1]"])
+        XCTAssertTrue(before.keys.allSatisfy { $0 >= 1 })
+
+        // Replace ns1/a with only an ingress: its ingress id stays, the egress id goes.
+        try repo.apply(
+            JSON.parse(policy("a", namespace: "ns1", spec: #"{"endpointSelector": {}, "ingress": [{}, {}]}"#)))
+        let ingressID = before.first { $0.value == "ns1/a ingress[0]" }!.key
+        let egressID = before.first { $0.value == "ns1/a egress[0]" }!.key
+        XCTAssertEqual(repo.ruleName(ingressID), "ns1/a ingress[0]")
+        XCTAssertNil(repo.ruleName(egressID))
+        let newID = repo.ruleNames.first { $0.value == "ns1/a ingress[1]" }!.key
+        XCTAssertGreaterThan(newID, before.keys.max()!)
+    }
+
+    func testRestore() throws {
+        var repo = PolicyRepository()
+        try repo.apply(JSON.parse(policy("a", namespace: "ns1", spec: spec)))
+        try repo.apply(JSON.parse(policy("b", namespace: "ns1", spec: spec)))
+        try repo.delete(namespace: "ns1", name: "a")
+        let saved = (repo.storedJSON, repo.ruleNames, repo.revision)
+
+        var restored = PolicyRepository()
+        try restored.restore(documents: saved.0, ruleNames: saved.1, revision: saved.2)
+        XCTAssertEqual(restored.revision, saved.2)
+        XCTAssertEqual(restored.ruleNames, saved.1)
+        XCTAssertEqual(restored.documents, repo.documents)
+        // New rules continue above the restored ids.
+        try restored.apply(JSON.parse(policy("c", namespace: "ns1", spec: spec)))
+        XCTAssertEqual(restored.revision, saved.2 + 1)
+        let newIDs = Set(restored.ruleNames.keys).subtracting(saved.1.keys)
+        XCTAssertEqual(newIDs.count, 2)
+        XCTAssertTrue(newIDs.allSatisfy { $0 > saved.1.keys.max()! })
+    }
+
+    func testEntryJSON() throws {
+        var repo = PolicyRepository()
+        try repo.apply(JSON.parse(SeedFixtures.allowTraffic))
+        let id = try XCTUnwrap(repo.ruleNames.first { $0.value == "web-tier/allow-frontend-to-backend egress[0]" }?.key)
+        let entry = PolicyEntry(
+            identity: 300, direction: .egress, proto: 6, port: 8080, portPrefixBits: 16, ruleIDs: [id])
+        XCTAssertEqual(
+            repo.json(entry),
+            [
+                "direction": "egress", "identity": 300, "protocol": "TCP", "port": 8080, "end-port": 8080,
+                "deny": false, "rules": ["web-tier/allow-frontend-to-backend egress[0]"],
+            ])
+    }
+}
