@@ -169,9 +169,10 @@ final class ObservabilityTests: EndToEndTestCase {
             }
             ended.signal()
         }.start()
+        let joined = Locked(false)
         defer {
             stop.withLock { $0 = true }
-            ended.wait()
+            if !joined.current { ended.wait() }
         }
         let following = try s.agent.waitForMetrics { $0.value("nodeagent_flow_followers") == 1 }
         XCTAssertEqual(following.value("nodeagent_flow_followers"), 1, "the follower is subscribed")
@@ -197,8 +198,53 @@ final class ObservabilityTests: EndToEndTestCase {
 
         stop.withLock { $0 = true }
         XCTAssertEqual(ended.wait(timeout: .now() + 3), .success, "the follower stops on its next idle tick")
+        joined.withLock { $0 = true }
         let gone = try s.agent.waitForMetrics { $0.value("nodeagent_flow_followers") == 0 }
         XCTAssertEqual(gone.value("nodeagent_flow_followers"), 0, "a departed follower is unsubscribed")
+    }
+
+    func testWorldAndCIDRPeersAreNamed() throws {
+        let s = try ObservabilityScenario(self, external: ["198.51.100.10", "198.51.100.20"])
+        let (listed, other) = (s.externalHosts[0], s.externalHosts[1])
+        let result = try s.agent.nodectl("policy", "import", try fixture("allow-egress-to-external.yaml"))
+        XCTAssertEqual(result.status, 0, result.stderr)
+        try s.agent.waitForPolicyRevision()
+
+        XCTAssertTrue(try tcpConnect(from: s.frontend, to: listed, port: 80).dropped, "web-tier has no egress to it")
+        XCTAssertTrue(try tcpConnect(from: s.backend, to: listed, port: 80).passed, "api-tier may reach the /32")
+        XCTAssertTrue(try tcpConnect(from: s.backend, to: other, port: 80).dropped, "not in the allowed prefixes")
+        let flows = try s.agent.waitForFlows("port=80&last=1000") { flows in
+            flows.contains { $0["verdict"] == "FORWARDED" } && Set(flows.compactMap { $0["source"]?["pod"]?.stringValue }).count == 2
+                && flows.filter { $0["verdict"] == "DROPPED" }.count >= 2
+        }
+        let fromFrontend = flows.filter { $0["source"]?["pod"] == "web-tier/frontend" }
+        XCTAssertFalse(fromFrontend.isEmpty, "\(flows)")
+        for flow in fromFrontend {
+            XCTAssertEqual(flow["verdict"], "DROPPED")
+            // The destination is a CIDR identity (another namespace's policy names it), so it is named by prefix.
+            XCTAssertEqual(flow["destination"]?["name"], "198.51.100.10/32", "\(flow)")
+            XCTAssertEqual(flow["destination"]?["labels"], ["cidr:198.51.100.10/32", "reserved:world"])
+            XCTAssertGreaterThanOrEqual(flow["destination"]?["identity"]?.intValue ?? 0, 1 << 24)
+            XCTAssertNil(flow["destination"]?["pod"])
+        }
+        let allowed = flows.filter { $0["verdict"] == "FORWARDED" }
+        XCTAssertEqual(allowed.count, 1, "\(allowed)")
+        XCTAssertEqual(allowed.first?["source"]?["pod"], "api-tier/backend-api")
+        XCTAssertEqual(allowed.first?["destination"]?["ip"], "198.51.100.10")
+        XCTAssertEqual(allowed.first?["destination"]?["name"], "198.51.100.10/32")
+        XCTAssertEqual(allowed.first?["rule"], "api-tier/allow-egress-to-external egress[0]")
+        let toOther = flows.filter { $0["destination"]?["ip"] == "198.51.100.20" }
+        XCTAssertFalse(toOther.isEmpty, "\(flows)")
+        for flow in toOther {
+            XCTAssertEqual(flow["verdict"], "DROPPED")
+            XCTAssertEqual(flow["destination"]?["identity"], 2)
+            XCTAssertEqual(flow["destination"]?["name"], "world")
+            XCTAssertEqual(flow["destination"]?["labels"], ["reserved:world"])
+        }
+
+        let table = try s.agent.nodectl("observe", "--to-ip", "198.51.100.20")
+        XCTAssertTrue(table.stdout.contains("api-tier/backend-api:"), table.stdout)
+        XCTAssertTrue(table.stdout.contains(" -> 198.51.100.20:80 (world)  DROPPED  policy denied (egress)"), table.stdout)
     }
 
     func testNodectlObserveListsAndFollowsDrops() throws {

@@ -12,6 +12,7 @@ struct FlowContext {
     let identities: IdentityAllocator
     let policy: PolicyRepository
     private let byAddress: [IPAddress: UInt32]
+    private let prefixes: PrefixMatcher
 
     init(endpoints: [UInt32: Endpoint], identities: IdentityAllocator, policy: PolicyRepository) {
         self.endpoints = endpoints
@@ -22,6 +23,7 @@ struct FlowContext {
             for address in endpoint.addresses { byAddress[address] = endpoint.id }
         }
         self.byAddress = byAddress
+        prefixes = PrefixMatcher(policy: policy)
     }
 
     static func snapshot(of agent: NodeAgent) -> FlowContext {
@@ -56,21 +58,33 @@ struct FlowContext {
     private func peer(_ ip: IPAddress, port: UInt16, identity: UInt32, fallbackEndpoint: UInt32?) -> Flow.Peer {
         let endpointID = byAddress[ip] ?? fallbackEndpoint
         let endpoint = endpointID.flatMap { endpoints[$0] }
-        let labels = identities.identity(id: identity)?.labels.strings ?? []
+        var labels = identities.identity(id: identity)?.labels.strings ?? []
+        var prefix: String?
+        if labels.isEmpty, identity >= UInt32(NA_ID_LOCAL_CIDR_BASE), let match = prefixes.longestMatch(ip) {
+            prefix = match
+            labels = ["cidr:\(match)", "reserved:world"]
+        }
         let pod = endpoint?.podName
-        let name = pod ?? ReservedIdentity.name(of: identity) ?? Self.cidr(in: labels) ?? ip.description
+        let name = pod ?? prefix ?? ReservedIdentity.name(of: identity) ?? ip.description
         return Flow.Peer(
             ip: ip, port: port, identity: identity, labels: labels, endpoint: endpoint?.id, pod: pod, name: name)
     }
+}
 
-    /// The most specific `cidr:` label of an identity (CIDR identities carry their prefixes as labels).
-    static func cidr(in labels: [String]) -> String? {
-        let prefixes = labels.filter { $0.hasPrefix("cidr:") }.map { String($0.dropFirst(5)) }
-        return prefixes.max { prefixLength($0) < prefixLength($1) }
-    }
+/// Which policy prefix a CIDR identity stands for. The CIDR policy plugin gives every prefix that policies name
+/// (except ranges included) its own identity in the ipcache, so the most specific of those prefixes holding an
+/// address is the one whose identity the datapath found. Built on first use: most batches have no CIDR peers.
+/// (Used only by the flow reader's thread.)
+private final class PrefixMatcher {
+    private let policy: PolicyRepository
+    private lazy var sorted: [CIDR] = policy.cidrPrefixes.compactMap { try? CIDR(parsing: $0) }
+        .sorted { $0.prefixLength > $1.prefixLength }
 
-    private static func prefixLength(_ cidr: String) -> Int {
-        cidr.split(separator: "/").last.flatMap { Int($0) } ?? 0
+    init(policy: PolicyRepository) { self.policy = policy }
+
+    func longestMatch(_ ip: IPAddress) -> String? {
+        guard let host = try? CIDR(parsing: ip.description) else { return nil }
+        return sorted.first { $0.contains(host) }?.description
     }
 }
 

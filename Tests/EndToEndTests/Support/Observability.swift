@@ -217,17 +217,24 @@ struct ObservabilityScenario {
     var agent: AgentProcess
     var frontend: Pod
     var backend: Pod
+    /// Hosts outside the cluster, each with a TCP echo server on port 80.
+    var externalHosts: [ExternalHost] = []
     /// Identity numbers and labels the agent gave the two endpoints.
     var frontendIdentity: Int64
     var frontendLabels: [JSON]
     var backendIdentity: Int64
     var backendLabels: [JSON]
 
-    init(_ test: EndToEndTestCase, configFile: String? = nil) throws {
+    init(_ test: EndToEndTestCase, configFile: String? = nil, external: [String] = []) throws {
         let topology = try test.makeTopology()
         frontend = try topology.addPod(namespace: "web-tier", name: "frontend", dualStack: false)
         backend = try topology.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
         for port: UInt16 in [8080, 9090] { _ = try TCPServer(on: backend, port: port, in: topology) }
+        for ip in external {
+            let host = try topology.addExternalHost(ipv4: ip)
+            _ = try TCPServer(on: host, port: 80, in: topology)
+            externalHosts.append(host)
+        }
         agent = try test.startAgent(in: topology, configFile: configFile)
         let front = try agent.registerEndpoint(id: Self.frontendID, pod: frontend, labels: ["k8s:app=frontend"])
         let back = try agent.registerEndpoint(id: Self.backendID, pod: backend, labels: ["k8s:app=backend-api"])
