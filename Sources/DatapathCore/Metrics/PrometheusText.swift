@@ -61,15 +61,15 @@ public enum PrometheusText {
     static func labelText(_ labels: [String: String]) -> String {
         guard !labels.isEmpty else { return "" }
         let trailing: Set<String> = ["le", "quantile"]
-        let names = labels.keys.sorted { a, b in
-            trailing.contains(a) == trailing.contains(b) ? a < b : trailing.contains(b)
+        let names = labels.keys.map { (clean: labelName($0), original: $0) }.sorted { a, b in
+            trailing.contains(a.clean) == trailing.contains(b.clean)
+                ? (a.clean, a.original) < (b.clean, b.original) : trailing.contains(b.clean)
         }
         var seen = Set<String>()
         var parts: [String] = []
-        for name in names {
-            let clean = labelName(name)
+        for (clean, original) in names {
             guard seen.insert(clean).inserted else { continue }
-            parts.append("\(clean)=\"\(escapeLabelValue(labels[name]!))\"")
+            parts.append("\(clean)=\"\(escapeLabelValue(labels[original]!))\"")
         }
         return "{" + parts.joined(separator: ",") + "}"
     }
