@@ -16,6 +16,7 @@ public final class NodeAgent: Sendable {
     let startedAt = ContinuousClock.now
     let state: Mutex<AgentState>
     let restored: Bool
+    let observability: Observability
 
     public init(config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox) throws {
         self.config = config
@@ -32,8 +33,10 @@ public final class NodeAgent: Sendable {
         self.runtime = Mutex(runtime)
         logLevel.value = Logger.Level(rawValue: runtime.logLevel.rawValue) ?? .info
         state = Mutex(AgentState(config: config))
+        observability = try Observability(config: config)
         try writeDatapathDefaults()
         CoreMapDecoders.register(on: datapath) { [weak self] id in self?.state.withLock { $0.ruleName(id) } }
+        try observability.start(agent: self)
     }
 
     /// Lifetimes and event settings the datapath reads; written once when the map is still zero.
@@ -60,11 +63,13 @@ public final class NodeAgent: Sendable {
 
     func stop() {
         registry.stopAll()
+        observability.stop()
     }
 
     /// Every route the agent serves: its own and the enabled plugins'.
     public var routes: [Route] {
-        DaemonRoutes(agent: self).routes + MapRoutes(datapath: datapath).routes + endpointRoutes + identityRoutes
-            + policyRoutes + registry.routes
+        observability.instrument(
+            DaemonRoutes(agent: self).routes + MapRoutes(datapath: datapath).routes + endpointRoutes + identityRoutes
+                + policyRoutes + registry.routes + observabilityRoutes)
     }
 }

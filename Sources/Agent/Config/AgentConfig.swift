@@ -23,13 +23,17 @@ public struct AgentConfig: Sendable {
     public var identityIgnoredLabels: [String]?
     /// The `plugins` section, handed to the plugin registry.
     public var plugins: JSON = [:]
+    /// Recent flows kept for `GET /v1/flows`.
+    public var flowBufferSize = 4096
+    /// Loopback `host:port` where Prometheus can scrape `GET /metrics` over TCP; nil: only `/v1/metrics` on the socket.
+    public var metricsAddress: String?
     public var runtime = RuntimeOptions()
 
     public init() {}
 
     static let fileKeys: Set<String> = [
         "socket", "state-dir", "bpf-root", "socket-group", "api-threads", "max-body-bytes", "map-sizes",
-        "policy-map-entries", "identity-ignored-labels", "plugins",
+        "policy-map-entries", "identity-ignored-labels", "plugins", "flow-buffer-size", "metrics-address",
     ]
 
     /// Reads a JSON config file. Unknown keys and wrong types are rejected, naming the key.
@@ -78,6 +82,9 @@ public struct AgentConfig: Sendable {
                     mapSizes[name] = UInt32(try size.requireInt("\(key).\(name)", in: 1...16_777_216))
                 }
             case "plugins": plugins = value
+            case "flow-buffer-size": flowBufferSize = try value.requireInt(key, in: 16...1_048_576)
+            case "metrics-address":
+                metricsAddress = try MetricsListener.Address(parsing: try value.requireString(key)).description
             default: break
             }
         }

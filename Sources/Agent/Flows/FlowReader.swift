@@ -1,0 +1,48 @@
+import DatapathCore
+import Logging
+import Synchronization
+
+/// Reads the datapath's flow events from the `na_events` ring buffer, turns them into `Flow`s with what the agent
+/// knows at that moment, and appends them to the flow store.
+final class FlowReader: Sendable {
+    static let ringBuffer = "na_events"
+
+    private let reader: RingBufferReader
+    private let counter: MalformedCounter
+
+    /// `context` gives the agent's current knowledge (nil once the agent is gone); it is asked once per batch.
+    init(datapath: Datapath, store: FlowStore, context: @escaping @Sendable () -> FlowContext?) throws {
+        let counter = MalformedCounter()
+        reader = RingBufferReader(map: try datapath.map(Self.ringBuffer), threadName: "flow-reader") { records in
+            let size = MemoryLayout<na_flow_event>.size
+            var events: [na_flow_event] = []
+            events.reserveCapacity(records.count)
+            for record in records {
+                guard record.count >= size else {
+                    counter.add(1)
+                    continue
+                }
+                events.append(valueFrom(record, at: 0))
+            }
+            guard !events.isEmpty, let context = context() else { return }
+            let offset = WallClock.monotonicOffset()
+            store.append(events.map { context.flow(from: $0, wallOffset: offset) })
+        }
+        self.counter = counter
+    }
+
+    func start() throws { try reader.start() }
+
+    func stop() { reader.stop() }
+
+    /// Events read from the ring buffer, and records too short to be a flow event (an ABI mismatch).
+    var eventsRead: UInt64 { reader.recordsRead }
+    var malformedRecords: UInt64 { counter.value }
+}
+
+/// Counts records that were not flow events; bumped by the reader thread, read by metrics.
+private final class MalformedCounter: Sendable {
+    private let count = Atomic<UInt64>(0)
+    func add(_ n: UInt64) { count.add(n, ordering: .relaxed) }
+    var value: UInt64 { count.load(ordering: .relaxed) }
+}

@@ -1,0 +1,15 @@
+import DatapathCore
+
+/// The verdict reasons users can filter flows by (`reason=policy denied` or `reason=133`).
+enum FlowReasons {
+    /// Every code of `enum na_reason`, with its name.
+    static let names: [UInt16: String] = {
+        let codes: [na_reason] = [
+            NA_REASON_FORWARDED, NA_DROP_INVALID_SIP, NA_DROP_POLICY, NA_DROP_INVALID, NA_DROP_CT_CREATE_FAILED,
+            NA_DROP_FRAG_NOSUPPORT, NA_DROP_NO_CONFIG, NA_DROP_NAT_NO_MAPPING, NA_DROP_POLICY_DENY, NA_DROP_NAT_NO_PORT,
+        ]
+        var names: [UInt16: String] = [:]
+        for code in codes { names[UInt16(code.rawValue)] = DropReason.name(of: UInt16(code.rawValue)) }
+        return names
+    }()
+}
