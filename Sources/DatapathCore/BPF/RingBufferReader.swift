@@ -50,26 +50,15 @@ public final class RingBufferReader: Sendable {
             return control.started
         }
         guard !alreadyStarted else { return }
-        let batch = RecordBatch()
-        let context = Unmanaged.passRetained(batch)
-        guard
-            let ring = ring_buffer__new(
-                map.fd,
-                { context, data, size in
-                    guard let context, let data else { return 0 }
-                    let batch = Unmanaged<RecordBatch>.fromOpaque(context).takeUnretainedValue()
-                    batch.records.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
-                    return 0
-                }, context.toOpaque(), nil)
-        else {
-            let code = errno
-            context.release()
+        let ring: BPFRingBuffer
+        do {
+            ring = try BPFRingBuffer(map)
+        } catch {
             control.withLock { $0.started = false }
-            throw AgentError.datapath("opening ring buffer \(map.name): \(errnoText(code))")
+            throw error
         }
-        let handle = RingHandle(ring: ring, context: context)
         let thread = Thread { [self] in
-            run(handle, batch: batch)
+            run(ring)
             finished.signal()
         }
         thread.name = threadName
@@ -95,41 +84,25 @@ public final class RingBufferReader: Sendable {
 
     private var isStopping: Bool { control.withLock { $0.stopping } }
 
-    private func run(_ handle: RingHandle, batch: RecordBatch) {
-        defer {
-            ring_buffer__free(handle.ring)
-            handle.context.release()
-        }
+    private func run(_ ring: BPFRingBuffer) {
         let timeoutMS = Int32(
             clamping: pollTimeout.components.seconds * 1000 + pollTimeout.components.attoseconds / 1_000_000_000_000_000)
         while !isStopping {
-            let rc = ring_buffer__poll(handle.ring, max(timeoutMS, 1))
-            if rc < 0 && rc != -EINTR {
+            let records: [[UInt8]]
+            do {
+                records = try ring.poll(timeoutMilliseconds: max(timeoutMS, 1))
+            } catch {
                 control.withLock { control in
                     control.pollErrors += 1
-                    control.lastError = errnoText(-rc)
+                    control.lastError = "\(error)"
                 }
                 // A failing epoll would otherwise spin: back off for one timeout.
                 usleep(UInt32(max(timeoutMS, 1)) * 1000)
+                continue
             }
-            guard !batch.records.isEmpty else { continue }
-            let records = batch.records
-            batch.records.removeAll(keepingCapacity: true)
+            guard !records.isEmpty else { continue }
             control.withLock { $0.records += UInt64(records.count) }
             handler(records)
         }
     }
-}
-
-/// Records collected by libbpf's callback during one poll. Only the reader thread touches it: the callback runs
-/// inside `ring_buffer__poll` on that thread. (Unchecked Sendable: confined to that thread, not locked.)
-private final class RecordBatch: @unchecked Sendable {
-    var records: [[UInt8]] = []
-}
-
-/// libbpf's ring buffer handle and the retained callback context, handed to the reader thread which alone uses and
-/// frees them. (Unchecked Sendable: ownership moves to that thread, nobody else touches it.)
-private struct RingHandle: @unchecked Sendable {
-    let ring: OpaquePointer
-    let context: Unmanaged<RecordBatch>
 }
