@@ -101,7 +101,8 @@ public final class RingBufferReader: Sendable {
             handle.context.release()
         }
         let timeoutMS = Int32(
-            clamping: pollTimeout.components.seconds * 1000 + pollTimeout.components.attoseconds / 1_000_000_000_000_000)
+            clamping: pollTimeout.components.seconds * 1000 + pollTimeout.components.attoseconds / 1_000_000_000_000_000
+        )
         while !isStopping {
             let rc = ring_buffer__poll(handle.ring, max(timeoutMS, 1))
             if rc < 0 && rc != -EINTR {
