@@ -84,11 +84,22 @@ let package = Package(
 
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI"]),
         .testTarget(name: "DatapathCoreTests", dependencies: ["DatapathCore", "CNodeABI", "CLibbpf"]),
+        .testTarget(
+            name: "ConntrackGCTests",
+            dependencies: ["ConntrackGC", "DatapathCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RESTServerTests", dependencies: ["RESTServer", "AgentAPI"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "AgentAPI"]),
+        .testTarget(name: "NATTests", dependencies: ["NAT", "DatapathCore", "CLibbpf", "CNodeABI"]),
+        .testTarget(name: "IPAMClusterPoolTests", dependencies: ["IPAMClusterPool", "DatapathCore"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["AgentAPI", "NodeCtlKit"]),
+        .testTarget(
+            name: "AgentTests",
+            dependencies: [
+                "Agent", "DatapathCore", "CIDRPolicy", "ConntrackGC", "NAT", "IPAMClusterPool",
+                .product(name: "Yams", package: "Yams"),
+            ]),
     ]
         + datapathPlugins.map {
             .target(

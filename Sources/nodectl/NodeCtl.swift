@@ -16,7 +16,8 @@ struct NodeCtl: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             StatusCommand.self, MapCommand.self, ConfigCommand.self, EndpointCommand.self, IdentityCommand.self,
-            PolicyCommand.self, ObserveCommand.self, MetricsCommand.self,
+            PolicyCommand.self, ConntrackCommand.self, NATCommand.self, IPAMCommand.self, ObserveCommand.self,
+            MetricsCommand.self,
         ])
 
     // Declared here as well as in each subcommand so the options may come before the subcommand name

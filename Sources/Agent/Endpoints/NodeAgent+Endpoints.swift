@@ -159,8 +159,11 @@ extension NodeAgent {
         var labels = replace ?? current.labels
         for label in delete?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key) }
         for label in add?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key).inserting(label) }
-        var request = try EndpointChangeRequest(json: endpointJSON(current, nil), id: id)
-        request.labels = labels
+        // The endpoint's JSON carries fields the agent derives (identity, state...); a change request must not.
+        // The new labels go through the request's own parsing, which keeps the namespace label as on PUT.
+        var fields = endpointJSON(current, nil).removingKeys(Self.derivedFields).objectValue ?? [:]
+        fields["labels"] = .array(labels.strings.map { .string($0) })
+        let request = try EndpointChangeRequest(json: .object(fields), id: id)
         return try putEndpoint(id: id, request: request).0
     }
 

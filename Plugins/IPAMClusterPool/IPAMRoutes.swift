@@ -1,0 +1,108 @@
+import DatapathCore
+
+/// The REST routes, as Cilium's agent serves IPAM:
+/// - `GET /v1/ipam`: allocations and per-family counts;
+/// - `POST /v1/ipam?family=ipv4|ipv6&owner=ns/pod` (header `expiration: true`): allocate (both configured
+///   families when `family` is absent) → 201;
+/// - `GET /v1/ipam/{ip}`: one allocation;
+/// - `POST /v1/ipam/{ip}?owner=ns/pod`: allocate that address → 201 (200 when the same owner holds it already);
+/// - `DELETE /v1/ipam/{ip}`: release, idempotent → 200 with `released` true or false;
+/// - `POST /v1/ipam/gc?dry-run=true`: allocations whose endpoint is gone, released unless a dry run.
+struct IPAMRoutes {
+    /// The service as configured now (the plugin may be reconfigured before it starts).
+    let service: @Sendable () -> IPAM
+
+    var routes: [Route] {
+        let service = self.service
+        return [
+            .get("/v1/ipam") { request in
+                try Self.checkQuery(request, allowed: [])
+                let ipam = service()
+                return .json(IPAMResponses.listing(try ipam.listing(), config: ipam.config))
+            },
+            .post("/v1/ipam") { request in
+                try Self.checkQuery(request, allowed: ["family", "owner", "pool"])
+                let ipam = service()
+                var families = ipam.config.families
+                if let name = request.query["family"] {
+                    guard let family = IPAddress.Family(name: name) else {
+                        throw AgentError.invalidField("family", "expected ipv4 or ipv6, got \"\(name)\"")
+                    }
+                    families = [family]
+                }
+                if families.isEmpty { throw IPAM.unconfiguredError }
+                let allocations = try ipam.allocate(
+                    families: families, owner: try Self.owner(request), expiring: try Self.expiring(request))
+                return .json(IPAMResponses.allocated(allocations, config: ipam.config), status: 201)
+            },
+            .get("/v1/ipam/{ip}") { request in
+                try Self.checkQuery(request, allowed: [])
+                let address = try Self.address(request)
+                let ipam = service()
+                guard let allocation = try ipam.allocation(address) else {
+                    throw AgentError.notFound("\(address) is not allocated")
+                }
+                return .json(IPAMResponses.allocation(allocation, now: IPAM.wallClockMs()))
+            },
+            .post("/v1/ipam/{ip}") { request in
+                try Self.checkQuery(request, allowed: ["owner", "pool"])
+                let address = try Self.address(request)
+                let ipam = service()
+                let (allocation, created) = try ipam.claim(
+                    address, owner: try Self.owner(request), expiring: try Self.expiring(request))
+                return .json(IPAMResponses.allocated([allocation], config: ipam.config), status: created ? 201 : 200)
+            },
+            .delete("/v1/ipam/{ip}") { request in
+                try Self.checkQuery(request, allowed: ["pool"])
+                let address = try Self.address(request)
+                return .json(IPAMResponses.released(address, try service().release(address)))
+            },
+            .post("/v1/ipam/gc") { request in
+                try Self.checkQuery(request, allowed: ["dry-run"])
+                let dryRun = try request.queryBool("dry-run") ?? false
+                let orphans = try service().collectGarbage(dryRun: dryRun)
+                return .json(IPAMResponses.garbage(orphans, dryRun: dryRun, now: IPAM.wallClockMs()))
+            },
+        ]
+    }
+
+    /// Rejects unknown query parameters (a misspelt `owner` must not silently allocate without one) and pools
+    /// other than Cilium's "default": this agent has one pool.
+    static func checkQuery(_ request: APIRequest, allowed: Set<String>) throws(AgentError) {
+        if let unknown = request.query.keys.sorted().first(where: { !allowed.contains($0) }) {
+            let known = allowed.isEmpty ? "none" : allowed.sorted().joined(separator: ", ")
+            throw AgentError.invalidField(unknown, "unknown query parameter (accepted: \(known))")
+        }
+        if let pool = request.query["pool"], !pool.isEmpty, pool != "default" {
+            throw AgentError.invalidField("pool", "only the \"default\" pool exists, got \"\(pool)\"")
+        }
+    }
+
+    static func address(_ request: APIRequest) throws(AgentError) -> IPAddress {
+        let text = try request.pathParameter("ip")
+        guard let address = IPAddress(text) else {
+            throw AgentError.invalidField("ip", "expected an IPv4 or IPv6 address, got \"\(text)\"")
+        }
+        return address
+    }
+
+    /// `owner`, conventionally `namespace/pod`: printable, at most 256 bytes; nil when absent or empty.
+    static func owner(_ request: APIRequest) throws(AgentError) -> String? {
+        guard let owner = request.query["owner"], !owner.isEmpty else { return nil }
+        guard owner.utf8.count <= 256 else { throw AgentError.invalidField("owner", "longer than 256 bytes") }
+        guard !owner.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw AgentError.invalidField("owner", "contains control characters")
+        }
+        return owner
+    }
+
+    /// The `expiration` header: true makes the allocation expire unless an endpoint claims it in time.
+    static func expiring(_ request: APIRequest) throws(AgentError) -> Bool {
+        guard let raw = request.headers["expiration"] else { return false }
+        switch raw.lowercased() {
+        case "true", "1": return true
+        case "false", "0", "": return false
+        default: throw AgentError.invalidField("expiration", "header must be true or false, got \"\(raw)\"")
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import AgentAPI
+import Foundation
+
+/// An endpoint policy map as the kernel holds it, read with `bpftool map dump pinned` and decoded from
+/// `struct na_policy_key` / `na_policy_value` (nodeagent_abi.h) independently of the agent's own decoder.
+enum PolicyMapDump {
+    struct Row: Hashable, CustomStringConvertible {
+        var egress: Bool
+        var identity: Int64
+        /// nil: any protocol.
+        var proto: String?
+        var port: Int64?
+        var endPort: Int64?
+        var deny: Bool
+        var ruleID: Int64
+
+        var description: String {
+            "\(egress ? "egress" : "ingress") id=\(identity) \(proto ?? "ANY") \(port.map(String.init) ?? "*")"
+                + "-\(endPort.map(String.init) ?? "*") \(deny ? "deny" : "allow") rule=\(ruleID)"
+        }
+
+        init(apiEntry entry: JSON) {
+            egress = entry["direction"] == "egress"
+            identity = entry["identity"]?.intValue ?? -1
+            let proto = entry["protocol"]?.stringValue
+            self.proto = proto == "ANY" ? nil : proto
+            port = entry["port"]?.intValue
+            endPort = entry["end-port"]?.intValue
+            deny = entry["deny"]?.boolValue ?? false
+            ruleID = entry["rule-id"]?.intValue ?? -1
+        }
+
+        init(key: [UInt8], value: [UInt8]) {
+            let prefix = Int(le32(key, 0))
+            identity = Int64(UInt32(key[4]) << 24 | UInt32(key[5]) << 16 | UInt32(key[6]) << 8 | UInt32(key[7]))
+            egress = key[8] == 1
+            let names: [UInt8: String] = [1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 132: "SCTP"]
+            proto = prefix > 40 ? names[key[9]] ?? "\(key[9])" : nil
+            let portBits = prefix - 48
+            if portBits > 0 {
+                let first = Int64(key[10]) << 8 | Int64(key[11])
+                port = first
+                endPort = first + (Int64(1) << (16 - portBits)) - 1
+            }
+            ruleID = Int64(le32(value, 0))
+            deny = le32(value, 4) & 1 != 0
+        }
+    }
+
+    static func read(pin: String) throws -> [Row] {
+        let output = try Shell.run(["bpftool", "-j", "map", "dump", "pinned", pin])
+        let entries = try JSON.parse(output).arrayValue ?? []
+        return try entries.map { entry in
+            guard let key = bytes(entry["key"]), let value = bytes(entry["value"]), key.count >= 12, value.count >= 8
+            else { throw AgentHarnessError("unexpected bpftool entry \(entry.serialized())") }
+            return Row(key: key, value: value)
+        }
+    }
+
+    private static func bytes(_ value: JSON?) -> [UInt8]? {
+        value?.arrayValue?.map { item -> UInt8? in
+            guard let text = item.stringValue else { return nil }
+            return UInt8(text.hasPrefix("0x") ? String(text.dropFirst(2)) : text, radix: 16)
+        }.reduce(into: [UInt8]?([])) { result, byte in
+            if let byte { result?.append(byte) } else { result = nil }
+        }
+    }
+
+    private static func le32(_ bytes: [UInt8], _ offset: Int) -> UInt32 {
+        (0..<4).reduce(0) { $0 | UInt32(bytes[offset + $1]) << (8 * $1) }
+    }
+}
