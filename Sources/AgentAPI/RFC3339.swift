@@ -74,7 +74,8 @@ public enum RFC3339 {
         }
         guard index == chars.count else { return nil }
 
-        let seconds = days(fromYear: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second
+        let seconds =
+            days(fromYear: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second
             - offsetSeconds
         let (product, overflow) = seconds.multipliedReportingOverflow(by: nanosPerSecond)
         guard !overflow else { return nil }

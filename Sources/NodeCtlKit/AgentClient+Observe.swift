@@ -67,7 +67,8 @@ extension AgentClient {
             do {
                 return handler(try JSON.parse(line))
             } catch {
-                failure = .malformedResponse("GET /v1/flows?follow=true sent a line that is not JSON: \(line.prefix(200))")
+                failure = .malformedResponse(
+                    "GET /v1/flows?follow=true sent a line that is not JSON: \(line.prefix(200))")
                 return .stop
             }
         }

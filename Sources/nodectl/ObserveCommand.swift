@@ -3,9 +3,9 @@ import ArgumentParser
 import NodeCtlKit
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 struct ObserveCommand: ParsableCommand {
@@ -41,7 +41,8 @@ struct ObserveCommand: ParsableCommand {
     @Option(name: .customLong("to-endpoint"), help: "Destination endpoint id.")
     var toEndpoint: Int?
 
-    @Option(help: ArgumentHelp("A label one side carries, e.g. k8s:app=frontend (repeat for several).", valueName: "label"))
+    @Option(
+        help: ArgumentHelp("A label one side carries, e.g. k8s:app=frontend (repeat for several).", valueName: "label"))
     var label: [String] = []
 
     @Option(help: "IP address on either side.")

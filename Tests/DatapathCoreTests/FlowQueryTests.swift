@@ -11,7 +11,8 @@ enum FlowFixtures {
         ip: IPAddress("10.244.1.2")!, port: 8080, identity: 257,
         labels: ["k8s:app=backend-api", "k8s:io.kubernetes.pod.namespace=api-tier"], endpoint: 2,
         pod: "api-tier/backend-api")
-    static let world = Flow.Peer(ip: IPAddress("93.184.216.34")!, port: 443, identity: 2, labels: ["reserved:world"], name: "world")
+    static let world = Flow.Peer(
+        ip: IPAddress("93.184.216.34")!, port: 443, identity: 2, labels: ["reserved:world"], name: "world")
 
     static func flow(
         _ verdict: Flow.Verdict, from source: Flow.Peer = frontend, to destination: Flow.Peer = backend,
@@ -51,7 +52,8 @@ final class FlowQueryTests: XCTestCase {
         XCTAssertEqual(try select(["verdict": "DROPPED"]), [denied, world])
         XCTAssertEqual(try select(["verdict": "forwarded"]), [allowed])
         XCTAssertEqual(try select(["verdict": "ALLOWED"]), [allowed])
-        XCTAssertEqual(try select(["from-pod": "web-tier/frontend", "to-pod": "api-tier/backend-api"]), [allowed, denied])
+        XCTAssertEqual(
+            try select(["from-pod": "web-tier/frontend", "to-pod": "api-tier/backend-api"]), [allowed, denied])
         XCTAssertEqual(try select(["pod": "api-tier/backend-api"]), [allowed, denied])
         XCTAssertEqual(try select(["to-pod": "web-tier/frontend"]), [])
         XCTAssertEqual(try select(["from-endpoint": "1", "to-endpoint": "2"]), [allowed, denied])
@@ -76,7 +78,8 @@ final class FlowQueryTests: XCTestCase {
         XCTAssertEqual(try select(["label": "any:app=backend-api"]), [allowed, denied])
         XCTAssertEqual(try select(["label": "container:app=backend-api"]), [])
         XCTAssertEqual(try select(["label": "reserved:world"]), [world])
-        XCTAssertEqual(try select(["label": "k8s:app=frontend,k8s:io.kubernetes.pod.namespace=web-tier"]), FlowFixtures.all)
+        XCTAssertEqual(
+            try select(["label": "k8s:app=frontend,k8s:io.kubernetes.pod.namespace=web-tier"]), FlowFixtures.all)
         XCTAssertEqual(
             try select(["label": "k8s:app=frontend,k8s:io.kubernetes.pod.namespace=api-tier"]), [],
             "every label of the filter on the same side")
@@ -93,12 +96,16 @@ final class FlowQueryTests: XCTestCase {
 
     func testInvalidParametersNameThemselves() {
         let cases: [([String: String], String)] = [
-            (["verdict": "MAYBE"], "verdict"), (["from-endpoint": "0"], "from-endpoint"), (["to-endpoint": "x"], "to-endpoint"),
+            (["verdict": "MAYBE"], "verdict"), (["from-endpoint": "0"], "from-endpoint"),
+            (["to-endpoint": "x"], "to-endpoint"),
             (["from-pod": "frontend"], "from-pod"), (["to-pod": "a/b/c"], "to-pod"), (["pod": "/x"], "pod"),
             (["label": "k8s:app=a,"], "label"), (["label": "a b=c"], "label"), (["ip": "10.0.0.256"], "ip"),
-            (["from-ip": "x"], "from-ip"), (["to-ip": ""], "to-ip"), (["port": "65536"], "port"), (["port": "-1"], "port"),
-            (["protocol": "carrier-pigeon"], "protocol"), (["protocol": "256"], "protocol"), (["reason": "gremlins"], "reason"),
-            (["since": "yesterday"], "since"), (["since": "1.x"], "since"), (["last": "0"], "last"), (["last": "many"], "last"),
+            (["from-ip": "x"], "from-ip"), (["to-ip": ""], "to-ip"), (["port": "65536"], "port"),
+            (["port": "-1"], "port"),
+            (["protocol": "carrier-pigeon"], "protocol"), (["protocol": "256"], "protocol"),
+            (["reason": "gremlins"], "reason"),
+            (["since": "yesterday"], "since"), (["since": "1.x"], "since"), (["last": "0"], "last"),
+            (["last": "many"], "last"),
             (["follow": "perhaps"], "follow"), (["colour": "blue"], "colour"), (["Verdict": "DROPPED"], "Verdict"),
         ]
         for (query, field) in cases {
@@ -114,7 +121,9 @@ final class FlowQueryTests: XCTestCase {
         XCTAssertThrowsError(try FlowQuery(query: ["reason": "gremlins"], reasons: FlowFixtures.reasons)) { error in
             XCTAssertEqual(
                 (error as? AgentError)?.message,
-                #"reason: unknown reason "gremlins" (known: "forwarded" (0), "policy denied" (133), "policy deny rule" (181))"#)
+                #"reason: unknown reason "gremlins" (known: "forwarded" (0), "policy denied" (133), "#
+                    + #""policy deny rule" (181))"#
+            )
         }
     }
 
@@ -128,7 +137,8 @@ final class FlowQueryTests: XCTestCase {
                 "source": [
                     "ip": "10.244.1.1", "port": 41234, "identity": 256,
                     "labels": ["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier"], "endpoint": 1,
-                    "pod": "web-tier/frontend", "namespace": "web-tier", "pod-name": "frontend", "name": "web-tier/frontend",
+                    "pod": "web-tier/frontend", "namespace": "web-tier", "pod-name": "frontend",
+                    "name": "web-tier/frontend",
                 ],
                 "destination": [
                     "ip": "10.244.1.2", "port": 9090, "identity": 257,

@@ -40,7 +40,8 @@ final class FlowStoreTests: XCTestCase {
         XCTAssertEqual(history.map(\.time), [1, 2])
         XCTAssertEqual(subscription.next(), FlowSubscription.Batch(flows: [], dropped: 0), "nothing new yet")
         store.append(flows(3..<5) + flows(5..<6, verdict: .forwarded) + flows(6..<7))
-        XCTAssertEqual(try XCTUnwrap(subscription.next()).flows.map(\.time), [3, 4, 6], "the forwarded flow filtered out")
+        XCTAssertEqual(
+            try XCTUnwrap(subscription.next()).flows.map(\.time), [3, 4, 6], "the forwarded flow filtered out")
         XCTAssertEqual(subscription.next()?.flows, [], "drained")
         let (none, _) = store.follow(matching: FlowFilter(), history: nil)
         XCTAssertEqual(none, [], "no history unless asked")

@@ -7,9 +7,12 @@ final class PrometheusTextTests: XCTestCase {
         let text = PrometheusText.render([
             MetricSample(name: "a_total", labels: ["x": "1"], value: 3, help: "A things.", type: "counter"),
             MetricSample(name: "b", value: 0.25, help: "B level."),
-            MetricSample(name: "a_total", labels: ["x": "2"], value: 4, help: "ignored: the first help wins", type: "counter"),
+            MetricSample(
+                name: "a_total", labels: ["x": "2"], value: 4, help: "ignored: the first help wins", type: "counter"),
         ])
-        XCTAssertEqual(text, """
+        XCTAssertEqual(
+            text,
+            """
             # HELP a_total A things.
             # TYPE a_total counter
             a_total{x="1"} 3
@@ -24,9 +27,12 @@ final class PrometheusTextTests: XCTestCase {
     func testEscapesLabelValuesAndHelp() {
         let text = PrometheusText.render([
             MetricSample(
-                name: "m", labels: ["path": #"C:\dir "q""# + "\nnext"], value: 1, help: "line one\nback\\slash \"quoted\""),
+                name: "m", labels: ["path": #"C:\dir "q""# + "\nnext"], value: 1,
+                help: "line one\nback\\slash \"quoted\"")
         ])
-        XCTAssertEqual(text, #"""
+        XCTAssertEqual(
+            text,
+            #"""
             # HELP m line one\nback\\slash "quoted"
             # TYPE m gauge
             m{path="C:\\dir \"q\"\nnext"} 1
@@ -36,9 +42,12 @@ final class PrometheusTextTests: XCTestCase {
 
     func testSanitizesNamesAndSortsLabels() {
         let text = PrometheusText.render([
-            MetricSample(name: "9bad-name.x", labels: ["z": "1", "a-b": "2", "__reserved": "3"], value: 1, type: "weird")
+            MetricSample(
+                name: "9bad-name.x", labels: ["z": "1", "a-b": "2", "__reserved": "3"], value: 1, type: "weird")
         ])
-        XCTAssertEqual(text, """
+        XCTAssertEqual(
+            text,
+            """
             # TYPE _9bad_name_x untyped
             _9bad_name_x{_reserved="3",a_b="2",z="1"} 1
 
@@ -69,7 +78,9 @@ final class PrometheusTextTests: XCTestCase {
         var histogram = Histogram(bounds: [0.1, 1])
         for value in [0.05, 0.1, 0.5, 3] { histogram.observe(value) }
         let text = PrometheusText.render(histogram.samples(name: "d_seconds", labels: ["route": "/x"], help: "D."))
-        XCTAssertEqual(text, """
+        XCTAssertEqual(
+            text,
+            """
             # HELP d_seconds D.
             # TYPE d_seconds histogram
             d_seconds_bucket{route="/x",le="0.1"} 2

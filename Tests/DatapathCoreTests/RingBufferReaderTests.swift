@@ -18,7 +18,9 @@ final class RingBufferReaderTests: XCTestCase {
     private func udpPacket(payload: Int = 10) -> [UInt8] {
         var frame: [UInt8] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00]
         let total = 20 + 8 + payload
-        frame += [0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 1, 2, 3, 10, 9, 8, 7]
+        frame += [
+            0x45, 0, UInt8(total >> 8), UInt8(total & 0xFF), 0, 1, 0x40, 0, 64, 17, 0, 0, 10, 1, 2, 3, 10, 9, 8, 7,
+        ]
         frame += [0x0F, 0xA0, 0x00, 0x35, UInt8((8 + payload) >> 8), UInt8((8 + payload) & 0xFF), 0, 0]
         return frame + [UInt8](repeating: 0x61, count: payload)
     }
@@ -92,7 +94,9 @@ final class RingBufferReaderTests: XCTestCase {
 
         // Reading frees the ring again: the reader gets exactly what was emitted.
         let received = Mutex(0)
-        let reader = RingBufferReader(map: try datapath.map("na_events")) { records in received.withLock { $0 += records.count } }
+        let reader = RingBufferReader(map: try datapath.map("na_events")) { records in
+            received.withLock { $0 += records.count }
+        }
         try reader.start()
         let deadline = Date() + 2
         while received.withLock({ $0 }) < Int(stats.emitted) && Date() < deadline { usleep(10_000) }
@@ -108,7 +112,8 @@ final class RingBufferReaderTests: XCTestCase {
         XCTAssertEqual(try hash.countEntries(batchSize: 1000), 10_001)
         XCTAssertEqual(try hash.countEntries(), 10_001)
 
-        let perCPU = try BPFMap.create(type: .perCPUHash, name: "na_test_pcpu", keySize: 4, valueSize: 16, maxEntries: 64)
+        let perCPU = try BPFMap.create(
+            type: .perCPUHash, name: "na_test_pcpu", keySize: 4, valueSize: 16, maxEntries: 64)
         let typedPerCPU = try TypedMap<UInt32, na_metrics_value>(perCPU)
         for key in 0..<UInt32(7) { try typedPerCPU.update(key, na_metrics_value(packets: 1, bytes: 2)) }
         XCTAssertEqual(try perCPU.countEntries(batchSize: 3), 7)

@@ -34,7 +34,8 @@ final class NodeCtlKitFlowViewTests: XCTestCase {
     func testDropLineAsTheSeedArticleShowsIt() {
         XCTAssertEqual(
             FlowViews.line(drop),
-            "Nov 28 08:01:02.123  web-tier/frontend:41234 -> api-tier/backend-api:9090  DROPPED  policy denied (egress)")
+            "Nov 28 08:01:02.123  web-tier/frontend:41234 -> api-tier/backend-api:9090  DROPPED  policy denied (egress)"
+        )
     }
 
     func testForwardedLinesNameTheRule() {
@@ -58,9 +59,12 @@ final class NodeCtlKitFlowViewTests: XCTestCase {
         flow["destination"] = Self.peer("93.184.216.34", 53, name: "world")
         XCTAssertEqual(
             FlowViews.line(.object(flow)),
-            "Jan  2 03:04:05.000  web-tier/frontend:41234 -> 93.184.216.34:53 (world)  DROPPED  policy denied (egress, UDP)")
+            "Jan  2 03:04:05.000  web-tier/frontend:41234 -> 93.184.216.34:53 (world)  DROPPED  "
+                + "policy denied (egress, UDP)"
+        )
         flow["destination"] = Self.peer("fd00::5", 443)
-        XCTAssertTrue(FlowViews.line(.object(flow)).contains("-> [fd00::5]:443  DROPPED"), FlowViews.line(.object(flow)))
+        XCTAssertTrue(
+            FlowViews.line(.object(flow)).contains("-> [fd00::5]:443  DROPPED"), FlowViews.line(.object(flow)))
     }
 
     func testICMPHasNoPorts() {
@@ -88,9 +92,14 @@ final class NodeCtlKitFlowViewTests: XCTestCase {
         selection.last = 5
         XCTAssertEqual(
             selection.query.map { "\($0.0)=\($0.1)" },
-            ["verdict=DROPPED", "from-pod=web-tier/frontend", "label=k8s:app=x,k8s:team=y", "port=9090", "protocol=TCP", "last=5"])
+            [
+                "verdict=DROPPED", "from-pod=web-tier/frontend", "label=k8s:app=x,k8s:team=y", "port=9090",
+                "protocol=TCP", "last=5",
+            ])
         XCTAssertEqual(
             AgentClient.target("/v1/flows", query: selection.query),
-            "/v1/flows?verdict=DROPPED&from-pod=web-tier/frontend&label=k8s:app%3Dx,k8s:team%3Dy&port=9090&protocol=TCP&last=5")
+            "/v1/flows?verdict=DROPPED&from-pod=web-tier/frontend&label=k8s:app%3Dx,k8s:team%3Dy&port=9090"
+                + "&protocol=TCP&last=5"
+        )
     }
 }

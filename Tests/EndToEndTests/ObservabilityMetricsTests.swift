@@ -19,12 +19,15 @@ final class ObservabilityMetricsTests: EndToEndTestCase {
         let count = 25
         let payload = 100
         try sendDatagrams(from: s.frontend, to: s.backend.ipv4, port: 5353, count: count, size: payload)
-        _ = try s.agent.waitForMetrics { ($0.value("nodeagent_drop_packets_total", drop) ?? 0) >= (packets ?? 0) + Double(count) }
+        _ = try s.agent.waitForMetrics {
+            ($0.value("nodeagent_drop_packets_total", drop) ?? 0) >= (packets ?? 0) + Double(count)
+        }
         usleep(300_000)  // anything late would show now
         let after = try s.agent.scrape()
         XCTAssertEqual(after.value("nodeagent_drop_packets_total", drop), (packets ?? 0) + Double(count))
         // Each datagram as the tc hook sees it: Ethernet (14) + IPv4 (20) + UDP (8) headers and the payload.
-        XCTAssertEqual(after.value("nodeagent_drop_bytes_total", drop), (bytes ?? 0) + Double(count * (14 + 20 + 8 + payload)))
+        XCTAssertEqual(
+            after.value("nodeagent_drop_bytes_total", drop), (bytes ?? 0) + Double(count * (14 + 20 + 8 + payload)))
         XCTAssertEqual(
             after.value("nodeagent_drop_packets_total", ["reason": "policy denied", "direction": "ingress"]),
             before.value("nodeagent_drop_packets_total", ["reason": "policy denied", "direction": "ingress"]),
@@ -34,8 +37,9 @@ final class ObservabilityMetricsTests: EndToEndTestCase {
         XCTAssertEqual(flows.count, count, "one drop flow per datagram")
         XCTAssertTrue(flows.allSatisfy { $0["length"]?.intValue == Int64(14 + 20 + 8 + payload) })
         XCTAssertEqual(after.value("nodeagent_flow_events_lost_total"), 0)
-        XCTAssertEqual(after.value("nodeagent_flow_events_emitted_total"), after.value("nodeagent_flows_received_total"),
-                       "every event the datapath wrote was read")
+        XCTAssertEqual(
+            after.value("nodeagent_flow_events_emitted_total"), after.value("nodeagent_flows_received_total"),
+            "every event the datapath wrote was read")
 
         let forwardedBefore = after.value("nodeagent_forwarded_packets_total", ["direction": "egress"]) ?? 0
         XCTAssertTrue(try tcpConnect(from: s.frontend, to: s.backend, port: 8080).passed)
@@ -55,7 +59,9 @@ final class ObservabilityMetricsTests: EndToEndTestCase {
         for _ in 0..<2 { XCTAssertEqual(try s.agent.api(.GET, "/v1/identity").status, 200) }
         XCTAssertEqual(try s.agent.api(.GET, "/v1/endpoint/999").status, 404)
         let after = try s.agent.scrape()
-        XCTAssertEqual(after.value("nodeagent_api_requests_total", ok), (before.value("nodeagent_api_requests_total", ok) ?? 0) + 2)
+        XCTAssertEqual(
+            after.value("nodeagent_api_requests_total", ok), (before.value("nodeagent_api_requests_total", ok) ?? 0) + 2
+        )
         XCTAssertEqual(
             after.value("nodeagent_api_requests_total", missing),
             (before.value("nodeagent_api_requests_total", missing) ?? 0) + 1, "route is the pattern, not the path")
@@ -72,7 +78,8 @@ final class ObservabilityMetricsTests: EndToEndTestCase {
         let identities = try s.agent.api(.GET, "/v1/identity").json?.arrayValue ?? []
         let policy = try s.agent.api(.GET, "/v1/policy").json
         XCTAssertEqual(after.value("nodeagent_endpoints"), 2)
-        XCTAssertEqual(after.value("nodeagent_identities"), Double(identities.filter { ($0["id"]?.intValue ?? 0) >= 256 }.count))
+        XCTAssertEqual(
+            after.value("nodeagent_identities"), Double(identities.filter { ($0["id"]?.intValue ?? 0) >= 256 }.count))
         XCTAssertEqual(after.value("nodeagent_policies"), Double(policy?["policies"]?.arrayValue?.count ?? -1))
         XCTAssertEqual(after.value("nodeagent_policies"), 7, "three default-deny and four allow policies")
         XCTAssertEqual(after.value("nodeagent_policy_revision"), Double(policy?["revision"]?.intValue ?? -1))
@@ -88,8 +95,9 @@ final class ObservabilityMetricsTests: EndToEndTestCase {
             }
         }
         XCTAssertEqual(after.value("nodeagent_map_entries", ["map": "na_endpoints"]), 2)
-        XCTAssertEqual(after.value("nodeagent_map_entries", ["map": "na_pol_00001"]),
-                       Double(try s.agent.api(.GET, "/v1/endpoint/1/policy").json?["entries"]?.arrayValue?.count ?? -1))
+        XCTAssertEqual(
+            after.value("nodeagent_map_entries", ["map": "na_pol_00001"]),
+            Double(try s.agent.api(.GET, "/v1/endpoint/1/policy").json?["entries"]?.arrayValue?.count ?? -1))
     }
 
     func testMapDumpsMatchWhatWasProgrammed() throws {
@@ -116,7 +124,12 @@ final class ObservabilityMetricsTests: EndToEndTestCase {
                 ["identity", "direction", "protocol", "port", "end-port"].map { key?[$0]?.description ?? "-" }
                     .joined(separator: " ") + " deny=\(deny.map(String.init) ?? "?") rule=\(rule?.description ?? "?")"
             }
-            let fromMap = Set(dump.map { row($0["key"], deny: $0["value"]?["verdict"]?.stringValue.map { $0 == "deny" }, rule: $0["value"]?["rule-id"]) })
+            let fromMap = Set(
+                dump.map {
+                    row(
+                        $0["key"], deny: $0["value"]?["verdict"]?.stringValue.map { $0 == "deny" },
+                        rule: $0["value"]?["rule-id"])
+                })
             let fromAPI = Set(realized.map { row($0, deny: $0["deny"]?.boolValue, rule: $0["rule-id"]) })
             XCTAssertEqual(fromMap, fromAPI, "\(name) holds what GET /v1/endpoint/\(id)/policy reports")
             XCTAssertFalse(fromMap.isEmpty, "\(name) is programmed")
@@ -134,8 +147,10 @@ final class ObservabilityMetricsTests: EndToEndTestCase {
         XCTAssertEqual(try s.agent.scrape().value("nodeagent_flow_buffer_flows"), 16)
 
         let url = "http://127.0.0.1:\(port)"
-        let inNode = ["nsenter", "--net=\(Netns.path(s.agent.nodeNetns))", "curl", "--silent", "--max-time", "5",
-                      "--write-out", "\n%{http_code} %{content_type}"]
+        let inNode = [
+            "nsenter", "--net=\(Netns.path(s.agent.nodeNetns))", "curl", "--silent", "--max-time", "5",
+            "--write-out", "\n%{http_code} %{content_type}",
+        ]
         let metrics = try Shell.run(inNode + ["\(url)/metrics"])
         XCTAssertTrue(metrics.hasSuffix("\n200 text/plain; version=0.0.4; charset=utf-8"), String(metrics.suffix(80)))
         let body = String(metrics[..<metrics.lastIndex(of: "\n")!])
@@ -150,6 +165,7 @@ final class ObservabilityMetricsTests: EndToEndTestCase {
         guard AgentProcess.locate("nodeagent") != nil else { throw XCTSkip("nodeagent binary not built") }
         let agent = try AgentProcess(topology: topology, configFile: config, start: false)
         XCTAssertThrowsError(try agent.start(timeout: 5))
-        XCTAssertTrue(agent.stderrTail().contains("metrics-address: 0.0.0.0 is not a loopback address"), agent.stderrTail())
+        XCTAssertTrue(
+            agent.stderrTail().contains("metrics-address: 0.0.0.0 is not a loopback address"), agent.stderrTail())
     }
 }

@@ -45,7 +45,8 @@ final class ObservabilityTests: EndToEndTestCase {
                 "source": [
                     "ip": .string(s.frontend.ipv4), "port": sourcePort ?? 0, "identity": .int(s.frontendIdentity),
                     "labels": .array(s.frontendLabels), "endpoint": .int(Int64(Self.frontendID)),
-                    "pod": "web-tier/frontend", "namespace": "web-tier", "pod-name": "frontend", "name": "web-tier/frontend",
+                    "pod": "web-tier/frontend", "namespace": "web-tier", "pod-name": "frontend",
+                    "name": "web-tier/frontend",
                 ],
                 "destination": [
                     "ip": .string(s.backend.ipv4), "port": .int(port), "identity": .int(s.backendIdentity),
@@ -87,7 +88,8 @@ final class ObservabilityTests: EndToEndTestCase {
             XCTAssertEqual(
                 stable(flow),
                 expected(
-                    verdict: "DROPPED", reason: "policy denied", code: 133, direction: "egress", endpoint: Self.frontendID,
+                    verdict: "DROPPED", reason: "policy denied", code: 133, direction: "egress",
+                    endpoint: Self.frontendID,
                     port: 9090, rule: nil, sourcePort: flow["source"]?["port"],
                     ifindex: s.frontend.hostIfindex))
             XCTAssertEqual(flow["rule-id"], 0, "default deny: no rule decided")
@@ -97,9 +99,11 @@ final class ObservabilityTests: EndToEndTestCase {
                 XCTFail("flow without a valid time: \(flow)")
                 continue
             }
-            XCTAssertTrue((before - 0.05)...(after + 0.05) ~= time, "wall-clock time \(time) within [\(before), \(after)]")
+            XCTAssertTrue(
+                (before - 0.05)...(after + 0.05) ~= time, "wall-clock time \(time) within [\(before), \(after)]")
         }
-        XCTAssertTrue(zip(flows, flows.dropFirst()).allSatisfy { (flowTime($0) ?? 0) <= (flowTime($1) ?? 0) }, "oldest first")
+        XCTAssertTrue(
+            zip(flows, flows.dropFirst()).allSatisfy { (flowTime($0) ?? 0) <= (flowTime($1) ?? 0) }, "oldest first")
     }
 
     func testFiltersSelectFlowsAndRejectBadParameters() throws {
@@ -131,16 +135,19 @@ final class ObservabilityTests: EndToEndTestCase {
         XCTAssertEqual(try matching("to-ip=\(s.frontend.ipv4)"), [])
         XCTAssertEqual(try matching("label=k8s:app=backend-api"), all)
         XCTAssertEqual(try matching("label=app=frontend,k8s:io.kubernetes.pod.namespace=web-tier"), all)
-        XCTAssertEqual(try matching("label=k8s:app=frontend,k8s:io.kubernetes.pod.namespace=api-tier"), [],
-                       "all labels of one filter on one side")
+        XCTAssertEqual(
+            try matching("label=k8s:app=frontend,k8s:io.kubernetes.pod.namespace=api-tier"), [],
+            "all labels of one filter on one side")
         XCTAssertEqual(try matching("since=\(Int(Date().timeIntervalSince1970) + 60)"), [])
         XCTAssertEqual(try matching("since=2000-01-01T00:00:00Z"), all)
         XCTAssertEqual(try s.agent.flows("last=1"), Array(all.suffix(1)), "last=N: the newest N")
 
         for (query, field) in [
-            ("verdict=MAYBE", "verdict"), ("last=0", "last"), ("port=70000", "port"), ("protocol=carrier-pigeon", "protocol"),
+            ("verdict=MAYBE", "verdict"), ("last=0", "last"), ("port=70000", "port"),
+            ("protocol=carrier-pigeon", "protocol"),
             ("from-pod=frontend", "from-pod"), ("reason=gremlins", "reason"), ("since=yesterday", "since"),
-            ("ip=10.0.0.300", "ip"), ("colour=blue", "colour"), ("follow=perhaps", "follow"), ("to-endpoint=x", "to-endpoint"),
+            ("ip=10.0.0.300", "ip"), ("colour=blue", "colour"), ("follow=perhaps", "follow"),
+            ("to-endpoint=x", "to-endpoint"),
             ("label=a%20b", "label"),
         ] {
             let answer = try s.agent.api(.GET, "/v1/flows?\(query)")
@@ -214,7 +221,8 @@ final class ObservabilityTests: EndToEndTestCase {
         XCTAssertTrue(try tcpConnect(from: s.backend, to: listed, port: 80).passed, "api-tier may reach the /32")
         XCTAssertTrue(try tcpConnect(from: s.backend, to: other, port: 80).dropped, "not in the allowed prefixes")
         let flows = try s.agent.waitForFlows("port=80&last=1000") { flows in
-            flows.contains { $0["verdict"] == "FORWARDED" } && Set(flows.compactMap { $0["source"]?["pod"]?.stringValue }).count == 2
+            flows.contains { $0["verdict"] == "FORWARDED" }
+                && Set(flows.compactMap { $0["source"]?["pod"]?.stringValue }).count == 2
                 && flows.filter { $0["verdict"] == "DROPPED" }.count >= 2
         }
         let fromFrontend = flows.filter { $0["source"]?["pod"] == "web-tier/frontend" }
@@ -244,7 +252,8 @@ final class ObservabilityTests: EndToEndTestCase {
 
         let table = try s.agent.nodectl("observe", "--to-ip", "198.51.100.20")
         XCTAssertTrue(table.stdout.contains("api-tier/backend-api:"), table.stdout)
-        XCTAssertTrue(table.stdout.contains(" -> 198.51.100.20:80 (world)  DROPPED  policy denied (egress)"), table.stdout)
+        XCTAssertTrue(
+            table.stdout.contains(" -> 198.51.100.20:80 (world)  DROPPED  policy denied (egress)"), table.stdout)
     }
 
     func testNodectlObserveListsAndFollowsDrops() throws {
@@ -257,12 +266,15 @@ final class ObservabilityTests: EndToEndTestCase {
         let lines = json.stdout.split(separator: "\n").map { try? JSON.parse(String($0)) }
         XCTAssertFalse(lines.isEmpty)
         XCTAssertTrue(lines.allSatisfy { $0?["verdict"] == "DROPPED" }, json.stdout)
-        XCTAssertTrue(lines.contains { $0?["destination"]?["port"] == 9090 && $0?["reason"] == "policy denied" }, json.stdout)
+        XCTAssertTrue(
+            lines.contains { $0?["destination"]?["port"] == 9090 && $0?["reason"] == "policy denied" }, json.stdout)
 
         let table = try s.agent.nodectl(
             "observe", "--verdict", "DROPPED", "--from-pod", "web-tier/frontend", "--to-pod", "api-tier/backend-api")
         XCTAssertEqual(table.status, 0, table.stderr)
-        let pattern = #"^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d\.\d{3}  web-tier/frontend:\d+ -> api-tier/backend-api:9090  DROPPED  policy denied \(egress\)$"#
+        let pattern =
+            #"^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d\.\d{3}  "#
+            + #"web-tier/frontend:\d+ -> api-tier/backend-api:9090  DROPPED  policy denied \(egress\)$"#
         let tableLines = table.stdout.split(separator: "\n").map(String.init)
         XCTAssertFalse(tableLines.isEmpty)
         for line in tableLines {
@@ -282,7 +294,9 @@ final class ObservabilityTests: EndToEndTestCase {
         guard let binary = s.agent.nodectlBinary else { throw AgentHarnessError("nodectl not built") }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = ["--socket", s.agent.socketPath, "observe", "-f", "--verdict", "DROPPED", "--protocol", "UDP"]
+        process.arguments = [
+            "--socket", s.agent.socketPath, "observe", "-f", "--verdict", "DROPPED", "--protocol", "UDP",
+        ]
         let output = Pipe()
         process.standardOutput = output
         process.standardError = FileHandle.nullDevice
@@ -300,15 +314,20 @@ final class ObservabilityTests: EndToEndTestCase {
             while true {
                 let data = reader.availableData
                 if data.isEmpty { break }
-                let text = collected.withLock { $0 += String(decoding: data, as: UTF8.self); return $0 }
+                let text = collected.withLock {
+                    $0 += String(decoding: data, as: UTF8.self)
+                    return $0
+                }
                 if text.contains("\n") { break }
             }
             done.signal()
         }.start()
         XCTAssertEqual(done.wait(timeout: .now() + 3), .success, "nodectl observe -f printed the drop")
         XCTAssertTrue(
-            collected.current.contains("web-tier/frontend:") && collected.current.contains(
-                "-> api-tier/backend-api:5353  DROPPED  policy denied (egress, UDP)"), collected.current)
+            collected.current.contains("web-tier/frontend:")
+                && collected.current.contains(
+                    "-> api-tier/backend-api:5353  DROPPED  policy denied (egress, UDP)"),
+            collected.current)
         process.terminate()
     }
 }

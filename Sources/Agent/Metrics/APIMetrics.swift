@@ -60,7 +60,9 @@ final class APIMetrics: Sendable {
     var samples: [MetricSample] {
         let (requests, durations) = state.withLock { ($0.requests, $0.durations) }
         var result: [MetricSample] = []
-        for (series, count) in requests.sorted(by: { ($0.key.route, $0.key.method, $0.key.status) < ($1.key.route, $1.key.method, $1.key.status) }) {
+        for (series, count) in requests.sorted(by: {
+            ($0.key.route, $0.key.method, $0.key.status) < ($1.key.route, $1.key.method, $1.key.status)
+        }) {
             result.append(
                 MetricSample(
                     name: "nodeagent_api_requests_total",
@@ -68,7 +70,9 @@ final class APIMetrics: Sendable {
                     value: Double(count), help: "API requests handled, by route pattern, method and status.",
                     type: "counter"))
         }
-        for (timing, histogram) in durations.sorted(by: { ($0.key.route, $0.key.method) < ($1.key.route, $1.key.method) }) {
+        for (timing, histogram) in durations.sorted(by: {
+            ($0.key.route, $0.key.method) < ($1.key.route, $1.key.method)
+        }) {
             result += histogram.samples(
                 name: "nodeagent_api_request_duration_seconds",
                 labels: ["route": timing.route, "method": timing.method],

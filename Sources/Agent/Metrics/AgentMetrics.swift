@@ -32,7 +32,9 @@ extension NodeAgent {
         }
         do {
             let map = try datapath.map("na_metrics")
-            let stride = map.valueCount == 1 ? MemoryLayout<na_metrics_value>.size : (MemoryLayout<na_metrics_value>.size + 7) & ~7
+            let stride =
+                map.valueCount == 1
+                ? MemoryLayout<na_metrics_value>.size : (MemoryLayout<na_metrics_value>.size + 7) & ~7
             try map.forEachBatch { keys, values in
                 for (keyBytes, valueBytes) in zip(keys, values) {
                     let key: na_metrics_key = valueFrom(keyBytes, at: 0)
@@ -51,7 +53,8 @@ extension NodeAgent {
             logger.warning("metrics: reading na_metrics failed", metadata: ["error": "\(error)"])
         }
         var samples: [MetricSample] = []
-        for (key, total) in totals.sorted(by: { ($0.key.reason, $0.key.direction) < ($1.key.reason, $1.key.direction) }) {
+        for (key, total) in totals.sorted(by: { ($0.key.reason, $0.key.direction) < ($1.key.reason, $1.key.direction) })
+        {
             if key.reason == UInt16(NA_REASON_FORWARDED.rawValue) {
                 samples.append(
                     MetricSample(
@@ -108,7 +111,8 @@ extension NodeAgent {
                             name: "nodeagent_map_entries", labels: labels, value: Double(try map.countEntries()),
                             help: "Entries in each BPF map (arrays count every slot)."))
                 } catch {
-                    logger.warning("metrics: counting map entries failed", metadata: ["map": "\(map.name)", "error": "\(error)"])
+                    logger.warning(
+                        "metrics: counting map entries failed", metadata: ["map": "\(map.name)", "error": "\(error)"])
                 }
             }
             samples.append(

@@ -67,7 +67,9 @@ final class MetricsListener: Sendable {
     func start() throws {
         let family = address.ip.family == .ipv4 ? AF_INET : AF_INET6
         let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw AgentError.unavailable("metrics listener: socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else {
+            throw AgentError.unavailable("metrics listener: socket: \(String(cString: strerror(errno)))")
+        }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         let bound = withSockaddr { bind(fd, $0, $1) }
@@ -122,9 +124,13 @@ final class MetricsListener: Sendable {
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { break }
             head += buffer[0..<n]
-            if head.count >= 4, head.indices.dropFirst(3).contains(where: { i in
-                head[i - 3] == 13 && head[i - 2] == 10 && head[i - 1] == 13 && head[i] == 10
-            }) { break }
+            if head.count >= 4,
+                head.indices.dropFirst(3).contains(where: { i in
+                    head[i - 3] == 13 && head[i - 2] == 10 && head[i - 1] == 13 && head[i] == 10
+                })
+            {
+                break
+            }
         }
         let requestLine = String(decoding: head.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self)
         let parts = requestLine.split(separator: " ")
@@ -137,12 +143,15 @@ final class MetricsListener: Sendable {
             response = Self.response(404, "Not Found", "only /metrics is served here\n")
         } else {
             let body = render()
-            response = Self.response(200, "OK", body, contentType: PrometheusText.contentType, headOnly: parts[0] == "HEAD")
+            response = Self.response(
+                200, "OK", body, contentType: PrometheusText.contentType, headOnly: parts[0] == "HEAD")
         }
         var bytes = Array(response.utf8)
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeMutableBytes { send(client, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL)) }
+            let n = bytes.withUnsafeMutableBytes {
+                send(client, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL))
+            }
             if n < 0 && errno == EINTR { continue }
             guard n > 0 else { return }
             offset += n
@@ -153,7 +162,8 @@ final class MetricsListener: Sendable {
         _ status: Int, _ reason: String, _ body: String, contentType: String = "text/plain; charset=utf-8",
         allow: Bool = false, headOnly: Bool = false
     ) -> String {
-        var text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: \(contentType)\r\n"
+        var text =
+            "HTTP/1.1 \(status) \(reason)\r\nContent-Type: \(contentType)\r\n"
             + "Content-Length: \(body.utf8.count)\r\nConnection: close\r\n"
         if allow { text += "Allow: GET, HEAD\r\n" }
         return text + "\r\n" + (headOnly ? "" : body)
@@ -166,7 +176,9 @@ final class MetricsListener: Sendable {
             sa.sin_port = address.port.bigEndian
             withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: address.ip.bytes) }
             return withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    body($0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
             }
         }
         var sa = sockaddr_in6()
@@ -174,7 +186,9 @@ final class MetricsListener: Sendable {
         sa.sin6_port = address.port.bigEndian
         withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: address.ip.bytes) }
         return withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                body($0, socklen_t(MemoryLayout<sockaddr_in6>.size))
+            }
         }
     }
 }

@@ -86,7 +86,8 @@ public final class RingBufferReader: Sendable {
 
     private func run(_ ring: BPFRingBuffer) {
         let timeoutMS = Int32(
-            clamping: pollTimeout.components.seconds * 1000 + pollTimeout.components.attoseconds / 1_000_000_000_000_000)
+            clamping: pollTimeout.components.seconds * 1000 + pollTimeout.components.attoseconds / 1_000_000_000_000_000
+        )
         while !isStopping {
             let records: [[UInt8]]
             do {

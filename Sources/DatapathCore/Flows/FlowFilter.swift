@@ -76,7 +76,9 @@ public struct FlowFilter: Sendable, Equatable {
         if let toIP, flow.destination.ip != toIP { return false }
         if let ip, flow.source.ip != ip && flow.destination.ip != ip { return false }
         if !labels.isEmpty {
-            let onSide = { (peer: Flow.Peer) in self.labels.allSatisfy { want in peer.labels.contains(where: want.matches) } }
+            let onSide = { (peer: Flow.Peer) in
+                self.labels.allSatisfy { want in peer.labels.contains(where: want.matches) }
+            }
             if !onSide(flow.source) && !onSide(flow.destination) { return false }
         }
         return true

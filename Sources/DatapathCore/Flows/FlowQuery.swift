@@ -51,14 +51,17 @@ public struct FlowQuery: Sendable, Equatable {
         filter.fromIP = try Self.address(query, "from-ip")
         filter.toIP = try Self.address(query, "to-ip")
         if let text = query["port"] {
-            guard let port = UInt16(text) else { throw .invalidField("port", "expected a port 0-65535, got \"\(text)\"") }
+            guard let port = UInt16(text) else {
+                throw .invalidField("port", "expected a port 0-65535, got \"\(text)\"")
+            }
             filter.port = port
         }
         if let text = query["protocol"] {
             if let number = Flow.protocolNumbers[text.uppercased()] ?? UInt8(text) {
                 filter.proto = number
             } else {
-                throw .invalidField("protocol", "expected TCP, UDP, ICMP, ICMPv6, SCTP or a number 0-255, got \"\(text)\"")
+                throw .invalidField(
+                    "protocol", "expected TCP, UDP, ICMP, ICMPv6, SCTP or a number 0-255, got \"\(text)\"")
             }
         }
         if let text = query["reason"] {

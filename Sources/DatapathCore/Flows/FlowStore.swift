@@ -88,7 +88,8 @@ public final class FlowStore: Sendable {
 
     /// Starts following: returns the last `history` matching flows (none when nil) and a subscription that gets every
     /// matching flow appended after them, with nothing lost or repeated in between.
-    public func follow(matching filter: FlowFilter, history: Int?) -> (history: [Flow], subscription: FlowSubscription) {
+    public func follow(matching filter: FlowFilter, history: Int?) -> (history: [Flow], subscription: FlowSubscription)
+    {
         let (flows, id) = state.withLock { state in
             let flows = history.map { Self.recent(state, filter: filter, last: $0) } ?? []
             let id = state.nextFollower

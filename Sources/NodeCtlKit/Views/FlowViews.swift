@@ -1,11 +1,11 @@
 import AgentAPI
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// `nodectl observe`: one line per flow, as `hubble observe` prints them:

@@ -121,7 +121,9 @@ struct PrometheusScrape {
                     label.unicodeScalars.append(c)
                     chars = chars.dropFirst()
                 }
-                guard chars.count >= 2, chars.dropFirst().first == "\"" else { throw AgentHarnessError("bad labels at \(where_)") }
+                guard chars.count >= 2, chars.dropFirst().first == "\"" else {
+                    throw AgentHarnessError("bad labels at \(where_)")
+                }
                 chars = chars.dropFirst(2)
                 var value = ""
                 while let c = chars.first, c != "\"" {
@@ -243,7 +245,8 @@ struct ObservabilityScenario {
             guard result.status == 0 else { throw AgentHarnessError("policy import \(file): \(result.stderr)") }
         }
         try agent.waitForPolicyRevision()
-        guard let frontIdentity = front["identity"]?["id"]?.intValue, let backIdentity = back["identity"]?["id"]?.intValue
+        guard let frontIdentity = front["identity"]?["id"]?.intValue,
+            let backIdentity = back["identity"]?["id"]?.intValue
         else { throw AgentHarnessError("endpoints without identity: \(front) \(back)") }
         frontendIdentity = frontIdentity
         frontendLabels = front["identity"]?["labels"]?.arrayValue ?? []

@@ -1,0 +1,174 @@
+import DatapathCore
+import Policy
+import XCTest
+
+@testable import Agent
+
+/// Decoding `na_flow_event`s into flows with the agent's knowledge: pods, identities, rules, world and CIDR peers.
+final class FlowContextTests: XCTestCase {
+    private var identities = IdentityAllocator()
+    private var policy = PolicyRepository()
+    private var endpoints: [UInt32: Endpoint] = [:]
+    private var frontendIdentity: UInt32 = 0
+    private var backendIdentity: UInt32 = 0
+
+    override func setUpWithError() throws {
+        frontendIdentity = try identities.acquire(
+            LabelSet(parsing: ["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier"])
+        ).id
+        backendIdentity = try identities.acquire(
+            LabelSet(parsing: ["k8s:app=backend-api", "k8s:io.kubernetes.pod.namespace=api-tier"])
+        ).id
+        endpoints[1] = endpoint(1, "10.244.1.1", "web-tier", "frontend", frontendIdentity)
+        endpoints[2] = endpoint(2, "10.244.1.2", "api-tier", "backend-api", backendIdentity)
+        try policy.apply([
+            "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+            "metadata": ["name": "allow-frontend-to-backend", "namespace": "web-tier"],
+            "spec": [
+                "endpointSelector": ["matchLabels": ["app": "frontend"]],
+                "egress": [
+                    ["toCIDR": ["198.51.100.0/24", "198.51.100.10/32"]],
+                    ["toEndpoints": [["matchLabels": ["app": "backend-api"]]]],
+                ],
+            ],
+        ])
+    }
+
+    private func endpoint(
+        _ id: UInt32, _ ip: String, _ namespace: String, _ pod: String, _ identity: UInt32
+    ) -> Endpoint {
+        Endpoint(
+            id: id, interfaceName: "lxc\(id)", ifindex: Int32(id + 10), ipv4: IPAddress(ip), ipv6: nil,
+            labels: LabelSet(), k8sNamespace: namespace, k8sPodName: pod, containerID: nil, identity: identity,
+            state: .ready, policyRevision: 1, enforceIngress: true, enforceEgress: true)
+    }
+
+    private func event(
+        from source: String, to destination: String, egress: Bool = true, endpoint: UInt32 = 1, sourceIdentity: UInt32,
+        destinationIdentity: UInt32, reason: na_reason = NA_DROP_POLICY, rule: UInt32 = 0
+    ) -> na_flow_event {
+        var event = na_flow_event()
+        event.timestamp_ns = 5_000_000_000
+        setTupleBytes(&event.saddr, IPAddress(source)!.bytes)
+        setTupleBytes(&event.daddr, IPAddress(destination)!.bytes)
+        event.sport = UInt16(41234).bigEndian
+        event.dport = UInt16(9090).bigEndian
+        event.proto = 6
+        event.family = UInt8(NA_FAMILY_IPV4)
+        event.direction = UInt8(egress ? NA_DIR_EGRESS.rawValue : NA_DIR_INGRESS.rawValue)
+        event.verdict = UInt8(
+            reason == NA_REASON_FORWARDED ? NA_VERDICT_FORWARDED.rawValue : NA_VERDICT_DROPPED.rawValue)
+        event.reason = UInt16(reason.rawValue)
+        event.ep_id = endpoint
+        event.src_identity = sourceIdentity
+        event.dst_identity = destinationIdentity
+        event.rule_id = rule
+        event.ifindex = endpoint + 10
+        event.length = 74
+        return event
+    }
+
+    private var context: FlowContext { FlowContext(endpoints: endpoints, identities: identities, policy: policy) }
+
+    func testPodToPodDropIsEnrichedOnBothSides() {
+        let flow = context.flow(
+            from: event(
+                from: "10.244.1.1", to: "10.244.1.2", sourceIdentity: frontendIdentity,
+                destinationIdentity: backendIdentity),
+            wallOffset: 1_700_000_000_000_000_000)
+        XCTAssertEqual(flow.time, 1_700_000_005_000_000_000, "monotonic time plus the wall-clock offset")
+        XCTAssertEqual(flow.verdict, .dropped)
+        XCTAssertEqual(flow.reason, "policy denied")
+        XCTAssertEqual(flow.reasonCode, 133)
+        XCTAssertEqual(flow.direction, .egress)
+        XCTAssertEqual(flow.source.pod, "web-tier/frontend")
+        XCTAssertEqual(flow.source.endpoint, 1)
+        XCTAssertEqual(flow.source.port, 41234)
+        XCTAssertEqual(flow.source.labels, ["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier"])
+        XCTAssertEqual(flow.destination.pod, "api-tier/backend-api")
+        XCTAssertEqual(flow.destination.endpoint, 2)
+        XCTAssertEqual(flow.destination.port, 9090)
+        XCTAssertEqual(flow.destination.identity, backendIdentity)
+        XCTAssertNil(flow.rule)
+    }
+
+    func testRuleNameOfTheDecidingRule() throws {
+        let id = try XCTUnwrap(
+            policy.ruleNames.first { $0.value == "web-tier/allow-frontend-to-backend egress[1]" }?.key)
+        let flow = context.flow(
+            from: event(
+                from: "10.244.1.1", to: "10.244.1.2", sourceIdentity: frontendIdentity,
+                destinationIdentity: backendIdentity, reason: NA_REASON_FORWARDED, rule: id),
+            wallOffset: 0)
+        XCTAssertEqual(flow.verdict, .forwarded)
+        XCTAssertEqual(flow.reason, "forwarded")
+        XCTAssertEqual(flow.rule, "web-tier/allow-frontend-to-backend egress[1]")
+        XCTAssertNil(
+            context.flow(
+                from: event(
+                    from: "10.244.1.1", to: "10.244.1.2", sourceIdentity: 1, destinationIdentity: 2, rule: 9999),
+                wallOffset: 0
+            ).rule, "a rule no longer in force has no name")
+    }
+
+    func testWorldAndCIDRPeers() {
+        let world = context.flow(
+            from: event(
+                from: "10.244.1.1", to: "93.184.216.34", sourceIdentity: frontendIdentity, destinationIdentity: 2),
+            wallOffset: 0)
+        XCTAssertEqual(world.destination.name, "world")
+        XCTAssertEqual(world.destination.labels, ["reserved:world"])
+        XCTAssertNil(world.destination.pod)
+
+        // The most specific policy prefix holding the address names a CIDR identity.
+        let cidrIdentity = UInt32(NA_ID_LOCAL_CIDR_BASE) + 3
+        for (address, prefix) in [("198.51.100.10", "198.51.100.10/32"), ("198.51.100.77", "198.51.100.0/24")] {
+            let flow = context.flow(
+                from: event(
+                    from: "10.244.1.1", to: address, sourceIdentity: frontendIdentity,
+                    destinationIdentity: cidrIdentity),
+                wallOffset: 0)
+            XCTAssertEqual(flow.destination.name, prefix)
+            XCTAssertEqual(flow.destination.labels, ["cidr:\(prefix)", "reserved:world"])
+        }
+        let unknown = context.flow(
+            from: event(from: "10.244.1.1", to: "10.9.9.9", sourceIdentity: frontendIdentity, destinationIdentity: 0),
+            wallOffset: 0)
+        XCTAssertEqual(unknown.destination.name, "10.9.9.9", "no identity, no pod: the address")
+        XCTAssertEqual(unknown.destination.labels, [])
+    }
+
+    func testSpoofedSourceIsAttributedToTheReportingEndpoint() {
+        let flow = context.flow(
+            from: event(
+                from: "10.66.6.6", to: "10.244.1.2", sourceIdentity: frontendIdentity,
+                destinationIdentity: backendIdentity, reason: NA_DROP_INVALID_SIP),
+            wallOffset: 0)
+        XCTAssertEqual(flow.reason, "invalid source ip")
+        XCTAssertEqual(flow.source.ip.description, "10.66.6.6")
+        XCTAssertEqual(flow.source.pod, "web-tier/frontend", "the endpoint that sent it")
+    }
+
+    func testIngressFlowsAttributeTheEndpointToTheDestination() {
+        let flow = context.flow(
+            from: event(
+                from: "93.184.216.34", to: "10.244.1.2", egress: false, endpoint: 2, sourceIdentity: 2,
+                destinationIdentity: backendIdentity),
+            wallOffset: 0)
+        XCTAssertEqual(flow.direction, .ingress)
+        XCTAssertEqual(flow.source.name, "world")
+        XCTAssertNil(flow.source.endpoint)
+        XCTAssertEqual(flow.destination.endpoint, 2)
+        XCTAssertEqual(flow.destination.pod, "api-tier/backend-api")
+    }
+
+    func testEveryReasonHasAName() {
+        XCTAssertEqual(FlowReasons.names.count, 10)
+        for (code, name) in FlowReasons.names {
+            XCTAssertFalse(name.isEmpty)
+            XCTAssertFalse(name.contains("unknown"), "\(code)")
+            XCTAssertNotEqual(name, "reason \(code)", "every code of enum na_reason has a real name")
+        }
+        XCTAssertEqual(Set(FlowReasons.names.values).count, 10, "names are unique, so reason=<name> is unambiguous")
+    }
+}
