@@ -306,7 +306,8 @@ def cmd_memory(args):
             key, _, rest = line.partition(":")
             if key in ("VmRSS", "VmHWM"):
                 values[key] = int(rest.split()[0]) / 1024.0
-    print(f"{values.get('VmRSS', float('nan')):.1f} {values.get('VmHWM', float('nan')):.1f} {cpu_seconds(args.pid):.2f}")
+    rss, hwm = values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
+    print(f"{rss:.1f} {hwm:.1f} {cpu_seconds(args.pid):.2f}")
     return 0
 
 
@@ -369,7 +370,8 @@ def cmd_datapath_table(args):
         rounds = len({r["round"] for r in mine})
         out.append(f"\n{title}: {args.load}, {rounds} rounds, medians [min–max]; ×base = same-round ratio")
         out.append(
-            "| case | req/s | req/s ×base | p50 ms | p99 ms | p99 ×base | CPU µs/req | machine CPU µs/req | errors |"
+            "| case | req/s | req/s ×base | p50 ms | p99 ms | p99 ×base | CPU µs/req | machine CPU µs/req "
+            "| errors |"
         )
         out.append("|---|---|---|---|---|---|---|---|---|")
         for case in cases:
@@ -429,6 +431,9 @@ def cmd_brief(args):
     lines = [line for line in sys.stdin.read().splitlines() if line.startswith("{")]
     if lines:
         r = json.loads(lines[-1])
+        if "samples_ms" in r:
+            print(f"n={r['n']} median {r['median_ms']:.1f} ms, max {r['max_ms']:.1f} ms, total {r['total_ms']:.0f} ms")
+            return 0
         print(f"{r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms, {r['cpu_us_per_req']:.1f} CPU µs/req, "
               f"{r['errors']} errors")
     return 0

@@ -99,9 +99,11 @@ assert_plain() {
 agent_on() {
     bench_agent_start "$NODE" "$BENCH_WORK/agent"
     bench_api PUT /v1/endpoint/1 "{\"interface-name\":\"$CLIENT_IF\",\"addressing\":{\"ipv4\":\"$CLIENT_IP\"},
-        \"k8s-namespace\":\"web-tier\",\"k8s-pod-name\":\"frontend-0\",\"labels\":[\"k8s:app=frontend\"]}" >/dev/null
+        \"k8s-namespace\":\"web-tier\",\"k8s-pod-name\":\"frontend-0\",
+        \"labels\":[\"k8s:app=frontend\"]}" >/dev/null
     bench_api PUT /v1/endpoint/2 "{\"interface-name\":\"$SERVER_IF\",\"addressing\":{\"ipv4\":\"$SERVER_IP\"},
-        \"k8s-namespace\":\"api-tier\",\"k8s-pod-name\":\"backend-api-0\",\"labels\":[\"k8s:app=backend-api\"]}" >/dev/null
+        \"k8s-namespace\":\"api-tier\",\"k8s-pod-name\":\"backend-api-0\",
+        \"labels\":[\"k8s:app=backend-api\"]}" >/dev/null
     bench_nodectl policy import "$FIXTURES/default-deny-all.yaml" "$FIXTURES/allow-traffic-policy.yaml" >/dev/null
     echo "$AGENT_PID" >>"$PIDS.now"
 }

@@ -75,7 +75,9 @@ bench_packages() {
 bench_build_agent() {
     AGENT=${NODEAGENT_BIN:-$REPO_DIR/.build/release/nodeagent}
     NODECTL=${NODECTL_BIN:-$REPO_DIR/.build/release/nodectl}
-    if [ -z "${NODEAGENT_BIN:-}" ] && ! { [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ -x "$AGENT" ] && [ -x "$NODECTL" ]; }; then
+    local have=0
+    [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ -x "$AGENT" ] && [ -x "$NODECTL" ] && have=1
+    if [ -z "${NODEAGENT_BIN:-}" ] && [ "$have" = 0 ]; then
         bench_log "building nodeagent and nodectl (swift build -c release)"
         "$REPO_DIR/scripts/setup.sh" >/dev/null
         (cd "$REPO_DIR" && swift build -c release --product nodeagent >/dev/null \
@@ -84,6 +86,23 @@ bench_build_agent() {
     [ -x "$AGENT" ] || bench_die "no nodeagent binary at $AGENT"
     [ -x "$NODECTL" ] || bench_die "no nodectl binary at $NODECTL"
     mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+}
+
+# The test build for benchmarks that are XCTests: release, with -enable-testing (other suites use @testable
+# import), in a scratch path of its own ($BENCH_SCRATCH) so it does not invalidate the agent's release build.
+BENCH_SCRATCH=$REPO_DIR/.build-bench
+bench_build_tests() {
+    [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ -d "$BENCH_SCRATCH/release" ] && return 0
+    bench_log "building the tests (release, $BENCH_SCRATCH)"
+    "$REPO_DIR/scripts/setup.sh" >/dev/null
+    (cd "$REPO_DIR" && swift build -c release -Xswiftc -enable-testing --build-tests --scratch-path "$BENCH_SCRATCH") \
+        >"$BENCH_WORK/build.log" 2>&1 || { tail -30 "$BENCH_WORK/build.log" >&2; bench_die "the test build failed"; }
+}
+
+# bench_test FILTER LOG: runs the XCTests matching FILTER from that build with NODEAGENT_BENCH=1.
+bench_test() {
+    (cd "$REPO_DIR" && NODEAGENT_BENCH=1 swift test -c release -Xswiftc -enable-testing \
+        --scratch-path "$BENCH_SCRATCH" --skip-build --filter "$1") >"$2" 2>&1
 }
 
 # bench_netns NAME: creates a namespace (removed on exit) with lo up.
@@ -144,6 +163,7 @@ bench_wait_for() {
 
 # bench_nginx NETNS DIR LISTEN...: nginx serving DIR/www/index.html (612 bytes, the size of nginx's welcome page)
 # on each LISTEN address, access log off, keep-alive connections never closed by request count.
+# NGINX_WORKERS (auto) and NGINX_DEFAULT_TYPE (text/html) adjust it.
 bench_nginx() {
     local ns=$1 dir=$2
     shift 2
@@ -159,7 +179,7 @@ error_log $dir/nginx-error.log warn;
 events { worker_connections 8192; }
 http {
     access_log off;
-    default_type text/html;
+    default_type ${NGINX_DEFAULT_TYPE:-text/html};
     keepalive_requests 10000000;
     client_body_temp_path $dir/tmp/body;
     proxy_temp_path $dir/tmp/proxy;

@@ -13,27 +13,15 @@ source "$(dirname "$0")/lib.sh"
 SIZES=${SIZES:-1,10000,100000}
 FLOWS=${FLOWS:-20000}
 ROUNDS=${ROUNDS:-3}
-# Release tests need -enable-testing (other suites use @testable import); a scratch path of its own keeps that
-# build from invalidating the plain release build of the agent.
-SCRATCH=$REPO_DIR/.build-bench
-
 bench_init
 bench_packages python3
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
-cd "$REPO_DIR"
-swift_test=(swift test -c release -Xswiftc -enable-testing --scratch-path "$SCRATCH")
-if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-    bench_log "building the tests (release, $SCRATCH)"
-    "$REPO_DIR/scripts/setup.sh" >/dev/null
-    swift build -c release -Xswiftc -enable-testing --build-tests --scratch-path "$SCRATCH" >"$BENCH_WORK/build.log" 2>&1 \
-        || { tail -30 "$BENCH_WORK/build.log" >&2; bench_die "the test build failed"; }
-fi
+bench_build_tests
 
 bench_log "machine: $(bench_machine)"
 bench_log "sizes $SIZES, $FLOWS packets per pass, $ROUNDS rounds"
-NODEAGENT_BENCH=1 NODEAGENT_BENCH_SIZES=$SIZES NODEAGENT_BENCH_FLOWS=$FLOWS NODEAGENT_BENCH_ROUNDS=$ROUNDS \
-    NODEAGENT_BENCH_OUT=$BENCH_WORK/micro.tsv \
-    "${swift_test[@]}" --skip-build --filter MicroBenchmarkTests >"$BENCH_WORK/test.log" 2>&1 \
+NODEAGENT_BENCH_SIZES=$SIZES NODEAGENT_BENCH_FLOWS=$FLOWS NODEAGENT_BENCH_ROUNDS=$ROUNDS \
+    NODEAGENT_BENCH_OUT=$BENCH_WORK/micro.tsv bench_test MicroBenchmarkTests "$BENCH_WORK/test.log" \
     || { tail -40 "$BENCH_WORK/test.log" >&2; bench_die "the benchmark test failed"; }
 grep -q "MicroBenchmarkTests.testFromEndpointCostAsPolicyGrows' passed" "$BENCH_WORK/test.log" \
     || { tail -40 "$BENCH_WORK/test.log" >&2; bench_die "the benchmark did not run (skipped?)"; }
