@@ -59,6 +59,14 @@ def cpu_seconds(pid):
         return 0.0
 
 
+def comm(pid):
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return "?"
+
+
 def machine_busy_seconds():
     """Non-idle CPU time of the whole machine from /proc/stat (user, nice, system, irq, softirq, steal)."""
     with open("/proc/stat") as f:
@@ -119,7 +127,10 @@ def cmd_run(args):
     elapsed = time.monotonic() - t0
     busy1 = machine_busy_seconds()
     after_tree = tree(roots)
-    daemons = sum(cpu_seconds(pid) - before.get(pid, 0.0) for pid in after_tree)
+    by_name = {}
+    for pid in after_tree:
+        by_name[comm(pid)] = by_name.get(comm(pid), 0.0) + cpu_seconds(pid) - before.get(pid, 0.0)
+    daemons = sum(by_name.values())
     if args.output:
         with open(args.output, "w") as log:
             log.write(out)
@@ -137,6 +148,7 @@ def cmd_run(args):
             "round": args.round,
             "seconds": elapsed,
             "cpu_daemons_s": daemons,
+            "cpu_by_process_s": {k: round(v, 3) for k, v in sorted(by_name.items())},
             "cpu_client_s": client,
             "cpu_machine_s": busy1 - busy0,
             "exit": child.returncode,
