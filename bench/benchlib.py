@@ -382,29 +382,31 @@ def cmd_datapath_table(args):
         rounds = len({r["round"] for r in mine})
         out.append(f"\n{title}: {args.load}, {rounds} rounds, medians [min–max]; ×base = same-round ratio")
         out.append(
-            "| case | req/s | req/s ×base | p50 ms | p99 ms | p99 ×base | CPU µs/req | machine CPU µs/req "
-            "| errors |"
+            "| case | req/s | req/s ×base | p50 ms | p99 ms | p99 ×base | CPU µs/req | CPU ×base "
+            "| machine CPU µs/req | errors |"
         )
-        out.append("|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|")
         for case in cases:
             cr = [r for r in mine if r["case"] == case]
             if not cr:
                 continue
             rps_ratio = paired_ratios(mine, case, args.baseline, "rps")
             p99_ratio = paired_ratios(mine, case, args.baseline, "p99_ms")
+            cpu_ratio = paired_ratios(mine, case, args.baseline, "cpu_us_per_req")
             out.append(
                 f"| {labels.get(case, case)} | {span([r['rps'] for r in cr])} | {ratio_cell(rps_ratio)} "
                 f"| {span([r['p50_ms'] for r in cr], 3)} | {span([r['p99_ms'] for r in cr], 3)} "
-                f"| {ratio_cell(p99_ratio)} | {span([r['cpu_us_per_req'] for r in cr], 1)} "
+                f"| {ratio_cell(p99_ratio)} | {span([r['cpu_us_per_req'] for r in cr], 1)} | {ratio_cell(cpu_ratio)} "
                 f"| {span([r['machine_us_per_req'] for r in cr], 1)} | {sum(r['errors'] for r in cr)} |"
             )
             if case == args.goal_case and rps_ratio and p99_ratio:
-                rr, pr = med(rps_ratio), med(p99_ratio)
+                rr, pr, cr_ = med(rps_ratio), med(p99_ratio), med(cpu_ratio)
                 ok_r, ok_p = rr >= 1 - args.goal_rps, pr <= 1 + args.goal_p99
                 goals.append(
                     f"{title}: req/s {rr:.3f}× base ({(rr - 1) * 100:+.1f}%, goal ≥ -{args.goal_rps * 100:.0f}%: "
                     f"{'met' if ok_r else 'NOT met'}); p99 {pr:.3f}× base ({(pr - 1) * 100:+.1f}%, "
-                    f"goal ≤ +{args.goal_p99 * 100:.0f}%: {'met' if ok_p else 'NOT met'})"
+                    f"goal ≤ +{args.goal_p99 * 100:.0f}%: {'met' if ok_p else 'NOT met'}); "
+                    f"CPU per request {cr_:.3f}× base ({(cr_ - 1) * 100:+.1f}%)"
                 )
     if goals:
         out.append(f"\nGoal for {labels.get(args.goal_case, args.goal_case)} (median of same-round ratios):")
