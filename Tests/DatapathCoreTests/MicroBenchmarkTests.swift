@@ -1,0 +1,323 @@
+import CLibbpf
+import CNodeABI
+import DatapathCore
+import Foundation
+import Glibc
+import XCTest
+
+/// BPF_PROG_TEST_RUN cost of `from_endpoint` per packet as the endpoint's policy map and the ipcache grow.
+///
+/// Skipped unless NODEAGENT_BENCH=1 (bench/micro.sh runs it with `swift test -c release`). One object is loaded per
+/// size, sizes are interleaved round by round, and every pass sends a different packet per test run so maps are
+/// walked for many keys, not kept hot for one. Environment: NODEAGENT_BENCH_SIZES (default "1,10000,100000"),
+/// NODEAGENT_BENCH_FLOWS (distinct packets per pass, default 10000), NODEAGENT_BENCH_ROUNDS (default 3),
+/// NODEAGENT_BENCH_OUT (a file that gets one tab-separated line per case, size and round).
+final class MicroBenchmarkTests: XCTestCase {
+    func testFromEndpointCostAsPolicyGrows() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard env["NODEAGENT_BENCH"] == "1" else { throw XCTSkip("a benchmark: set NODEAGENT_BENCH=1 to run it") }
+        let sizes = (env["NODEAGENT_BENCH_SIZES"] ?? "1,10000,100000").split(separator: ",").compactMap { Int($0) }
+        let flows = min(Int(env["NODEAGENT_BENCH_FLOWS"] ?? "") ?? 10_000, 50_000)
+        let rounds = Int(env["NODEAGENT_BENCH_ROUNDS"] ?? "") ?? 3
+        XCTAssertFalse(sizes.isEmpty, "NODEAGENT_BENCH_SIZES names no size")
+
+        let benches = try sizes.map { try MicroBench(entries: $0, flows: flows) }
+        var results: [MicroResult] = []
+        for round in 1...max(rounds, 1) {
+            // Rotate which size goes first, so a slow moment of the machine does not always hit the same one.
+            for offset in benches.indices {
+                let bench = benches[(round - 1 + offset) % benches.count]
+                for pass in MicroPass.allCases {
+                    let samples = try bench.run(pass)
+                    results.append(MicroResult(pass: pass, entries: bench.entries, round: round, samples: samples))
+                }
+            }
+        }
+        let report = MicroReport(results: results, sizes: sizes, flows: flows, rounds: rounds)
+        print(report.table())
+        if let path = env["NODEAGENT_BENCH_OUT"] {
+            try report.tsv().write(toFile: path, atomically: true, encoding: .utf8)
+        }
+    }
+}
+
+/// What one pass sends, and the verdict each of its packets must get.
+private enum MicroPass: String, CaseIterable {
+    /// ARP: parsed and passed before any lookup; the floor of a test run (timer, context, metrics).
+    case floor = "non-IP (ARP) pass: floor"
+    /// SYN of a new flow: conntrack miss (both keys), ipcache, policy lookups, conntrack create, flow event.
+    case newAllowed = "new connection, allowed (SYN)"
+    /// ACK of a flow the SYN pass created: conntrack hit, entry touched.
+    case established = "established (ACK, CT hit)"
+    /// ACKs of as many flows, all to one address: conntrack keys vary, the ipcache lookup does not.
+    case oneDestination = "established, one destination"
+    /// The same ACK repeated in the kernel: every map stays hot in cache.
+    case hot = "established, one flow repeated"
+    /// SYN to a port no rule allows, spread over the identities: conntrack miss, policy miss, drop reported.
+    case newDenied = "new connection, denied (SYN)"
+
+    var expectedVerdict: UInt32 { self == .newDenied ? 2 : 0 }  // TC_ACT_SHOT : TC_ACT_OK
+}
+
+/// Per-packet durations (ns) of one pass.
+private struct MicroResult {
+    var pass: MicroPass
+    var entries: Int
+    var round: Int
+    var samples: [Double]
+
+    var median: Double { percentile(samples, 0.5) }
+    var mean: Double { samples.reduce(0, +) / Double(max(samples.count, 1)) }
+}
+
+private func percentile(_ values: [Double], _ p: Double) -> Double {
+    guard !values.isEmpty else { return .nan }
+    let sorted = values.sorted()
+    let position = p * Double(sorted.count - 1)
+    let low = Int(position.rounded(.down))
+    let high = min(low + 1, sorted.count - 1)
+    return sorted[low] + (sorted[high] - sorted[low]) * (position - Double(low))
+}
+
+/// One loaded endpoint object with `entries` identities in the ipcache and as many egress allow entries in the
+/// policy of the endpoint behind the test-run device, plus the packets of every pass.
+private final class MicroBench {
+    /// BPF_PROG_TEST_RUN runs tc programs on the loopback device (ifindex 1) of the caller's namespace.
+    static let ifindex: UInt32 = 1
+    static let endpointID: UInt32 = 1
+    static let endpointAddress: [UInt8] = [10, 0, 0, 1]
+    static let firstIdentity: UInt32 = 1000
+    static let port: UInt16 = 8080
+    static let deniedPort: UInt16 = 9090
+
+    let entries: Int
+    let flows: Int
+    let object: BPFObject
+    let program: BPFProgram
+    let policy: BPFMap
+    let conntrack: BPFMap
+    let ringBuffer: OpaquePointer
+    let syn: [[UInt8]]
+    let ack: [[UInt8]]
+    let synOne: [[UInt8]]
+    let ackOne: [[UInt8]]
+    let denied: [[UInt8]]
+    let arp: [UInt8]
+
+    init(entries: Int, flows: Int) throws {
+        self.entries = entries
+        self.flows = flows
+        object = try BPFObject.load(embedded: "endpoint", pinDirectory: nil, maxEntries: ["na_policy": 16])
+        guard let program = object.program(named: "from_endpoint"),
+            let endpoints = object.map(named: "na_endpoints"), let ipcache = object.map(named: "na_ipcache"),
+            let outer = object.map(named: "na_policy"), let conntrack = object.map(named: "na_ct"),
+            let config = object.map(named: "na_config"), let events = object.map(named: "na_events")
+        else { throw MicroBenchError("the endpoint object lacks a program or map the benchmark needs") }
+        self.program = program
+        self.conntrack = conntrack
+        guard let ring = ring_buffer__new(events.fd, { _, _, _ in 0 }, nil, nil) else {
+            throw MicroBenchError("ring_buffer__new on na_events: \(String(cString: strerror(errno)))")
+        }
+        ringBuffer = ring
+
+        // The settings the agent writes at start: drop events and every allowed new flow reported.
+        var settings = na_config()
+        (settings.ct_lifetime_tcp, settings.ct_lifetime_syn) = (8000, 60)
+        (settings.ct_lifetime_closing, settings.ct_lifetime_nontcp) = (10, 60)
+        settings.flags = UInt32(NA_CFG_EVENTS_DROPPED) | UInt32(NA_CFG_EVENTS_ALLOWED)
+        settings.allowed_sample_rate = 1
+        try TypedMap<UInt32, na_config>(config).update(0, settings)
+
+        var endpoint = na_endpoint_info()
+        endpoint.ep_id = Self.endpointID
+        endpoint.identity = 300
+        endpoint.flags = UInt32(NA_EP_ENFORCE_INGRESS | NA_EP_ENFORCE_EGRESS | NA_EP_HAS_IPV4)
+        withUnsafeMutableBytes(of: &endpoint.ipv4) { $0.copyBytes(from: Self.endpointAddress) }
+        try TypedMap<UInt32, na_endpoint_info>(endpoints).update(Self.ifindex, endpoint)
+
+        policy = try BPFMap.create(
+            type: .lpmTrie, name: "na_pol_bench", keySize: MemoryLayout<na_policy_key>.size,
+            valueSize: MemoryLayout<na_policy_value>.size, maxEntries: max(16384, entries + 16),
+            flags: UInt32(BPF_F_NO_PREALLOC))
+        let rules = try TypedMap<na_policy_key, na_policy_value>(policy)
+        let cache = try TypedMap<na_ipcache_key, na_ipcache_value>(ipcache)
+        for index in 0..<entries {
+            let identity = Self.firstIdentity + UInt32(index)
+            var key = na_policy_key()
+            key.prefixlen = UInt32(NA_POLICY_PREFIX_PORT)
+            key.identity = identity.bigEndian
+            key.direction = UInt8(NA_DIR_EGRESS.rawValue)
+            key.protocol = 6
+            key.dport = Self.port.bigEndian
+            try rules.update(key, na_policy_value(rule_id: identity, flags: 0))
+            try cache.update(Self.ipcacheKey(Self.address(index)), na_ipcache_value(identity: identity, flags: 0))
+        }
+        try TypedMap<UInt32, UInt32>(outer).update(Self.endpointID, UInt32(bitPattern: policy.fd))
+
+        // Flow k goes from its own source port to one of the listed addresses, spread over all of them.
+        let targets = (0..<flows).map { Self.address(($0 &* 7919) % entries) }
+        syn = (0..<flows).map {
+            MicroPacket.tcp(from: Self.endpointAddress, to: targets[$0], sport: UInt16(10_000 + $0), flags: .syn)
+        }
+        ack = (0..<flows).map {
+            MicroPacket.tcp(from: Self.endpointAddress, to: targets[$0], sport: UInt16(10_000 + $0), flags: .ack)
+        }
+        let one = Self.address(0)
+        synOne = (0..<flows).map {
+            MicroPacket.tcp(from: Self.endpointAddress, to: one, sport: UInt16(10_000 + $0), flags: .syn)
+        }
+        ackOne = (0..<flows).map {
+            MicroPacket.tcp(from: Self.endpointAddress, to: one, sport: UInt16(10_000 + $0), flags: .ack)
+        }
+        denied = (0..<flows).map {
+            MicroPacket.tcp(
+                from: Self.endpointAddress, to: targets[$0], sport: UInt16(10_000 + $0), dport: Self.deniedPort,
+                flags: .syn)
+        }
+        arp = MicroPacket.arp
+    }
+
+    deinit { ring_buffer__free(ringBuffer) }
+
+    /// 10.128.0.0 + index.
+    static func address(_ index: Int) -> [UInt8] {
+        [10, UInt8(128 + (index >> 16) & 0x7f), UInt8((index >> 8) & 0xff), UInt8(index & 0xff)]
+    }
+
+    static func ipcacheKey(_ address: [UInt8]) -> na_ipcache_key {
+        var key = na_ipcache_key()
+        key.prefixlen = UInt32(NA_IPCACHE_PREFIX_BASE) + 32
+        key.family = UInt8(NA_FAMILY_IPV4)
+        withUnsafeMutableBytes(of: &key.addr) { $0.copyBytes(from: address) }
+        return key
+    }
+
+    /// Runs one pass and returns the kernel's duration of every test run, in ns per packet.
+    func run(_ pass: MicroPass) throws -> [Double] {
+        switch pass {
+        case .floor: return try each(Array(repeating: arp, count: flows), expect: pass.expectedVerdict)
+        case .newAllowed:
+            // Every SYN must miss conntrack: forget the flows of the previous round.
+            for key in try conntrack.keys() { _ = try conntrack.delete(key: key) }
+            return try each(syn, expect: pass.expectedVerdict)
+        case .established: return try each(ack, expect: pass.expectedVerdict)
+        case .oneDestination:
+            _ = try each(synOne, expect: 0)  // creates the flows; not part of the measurement
+            return try each(ackOne, expect: pass.expectedVerdict)
+        case .hot:
+            let result = try program.testRun(packet: ack[0], repeat: UInt32(flows))
+            guard result.retval == pass.expectedVerdict else {
+                throw MicroBenchError("\(pass.rawValue): verdict \(result.retval), expected \(pass.expectedVerdict)")
+            }
+            return [Double(result.durationNs)]
+        case .newDenied: return try each(denied, expect: pass.expectedVerdict)
+        }
+    }
+
+    private func each(_ packets: [[UInt8]], expect verdict: UInt32) throws -> [Double] {
+        var samples: [Double] = []
+        samples.reserveCapacity(packets.count)
+        for (index, packet) in packets.enumerated() {
+            // Keep the ring buffer from filling: a full one takes the cheaper "lost event" path.
+            if index % 2048 == 0 { _ = ring_buffer__consume(ringBuffer) }
+            let result = try program.testRun(packet: packet)
+            guard result.retval == verdict else {
+                throw MicroBenchError(
+                    "packet \(index) with \(entries) entries: verdict \(result.retval), expected \(verdict)")
+            }
+            samples.append(Double(result.durationNs))
+        }
+        _ = ring_buffer__consume(ringBuffer)
+        return samples
+    }
+}
+
+/// Frames as a pod sends them: Ethernet, IPv4, TCP with the options Linux puts on a SYN (74 bytes) or an ACK
+/// with timestamps (66 bytes). Checksums stay zero: the datapath does not check them.
+private enum MicroPacket {
+    enum Flags: UInt8 {
+        case syn = 0x02
+        case ack = 0x10
+    }
+
+    static let ethernet: [UInt8] = [0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01]
+
+    static func tcp(
+        from source: [UInt8], to destination: [UInt8], sport: UInt16, dport: UInt16 = MicroBench.port, flags: Flags
+    ) -> [UInt8] {
+        let options: [UInt8] =
+            flags == .syn
+            ? [2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7]
+            : [1, 1, 8, 10, 0, 0, 0, 2, 0, 0, 0, 1]
+        let tcpLength = 20 + options.count
+        var ip: [UInt8] = [0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0] + source + destination
+        let total = UInt16(20 + tcpLength)
+        (ip[2], ip[3]) = (UInt8(total >> 8), UInt8(total & 0xff))
+        var tcp: [UInt8] = [UInt8(sport >> 8), UInt8(sport & 0xff), UInt8(dport >> 8), UInt8(dport & 0xff)]
+        tcp += [0, 0, 0x10, 0, 0, 0, flags == .ack ? 1 : 0, 0]  // sequence, acknowledgment
+        tcp += [UInt8(tcpLength / 4) << 4, flags.rawValue, 0xfa, 0xf0, 0, 0, 0, 0] + options
+        return ethernet + [0x08, 0x00] + ip + tcp
+    }
+
+    static let arp: [UInt8] =
+        [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x06]
+        + [0, 1, 8, 0, 6, 4, 0, 1, 0x02, 0, 0, 0, 0, 0x01, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]
+}
+
+/// The table bench/micro.sh shows: per case and size, the median over rounds of each round's median (and mean)
+/// ns per packet, the min–max over rounds, and the ratio of the largest size to the smallest.
+private struct MicroReport {
+    var results: [MicroResult]
+    var sizes: [Int]
+    var flows: Int
+    var rounds: Int
+
+    func table() -> String {
+        var lines = [
+            "=== from_endpoint BPF_PROG_TEST_RUN ns/packet: \(flows) distinct packets per pass, \(rounds) rounds",
+            "    (median over rounds of the per-round median; [min-max over rounds]; mean per packet in braces)",
+        ]
+        let caseWidth = MicroPass.allCases.map(\.rawValue.count).max() ?? 30
+        let header = "case".padding(toLength: caseWidth, withPad: " ", startingAt: 0)
+            + sizes.map { "  " + "\($0) entries".leftPad(26) }.joined() + "  " + "largest/smallest".leftPad(16)
+        lines.append(header)
+        for pass in MicroPass.allCases {
+            var row = pass.rawValue.padding(toLength: caseWidth, withPad: " ", startingAt: 0)
+            var medians: [Double] = []
+            for size in sizes {
+                let mine = results.filter { $0.pass == pass && $0.entries == size }
+                let perRound = mine.map(\.median)
+                let median = percentile(perRound, 0.5)
+                let mean = percentile(mine.map(\.mean), 0.5)
+                medians.append(median)
+                let (low, high) = (perRound.min() ?? .nan, perRound.max() ?? .nan)
+                let cell = String(format: "%.0f [%.0f-%.0f] {%.0f}", median, low, high, mean)
+                row += "  " + cell.leftPad(26)
+            }
+            let ratio = (medians.last ?? .nan) / (medians.first ?? .nan)
+            row += "  " + String(format: "%.2f", ratio).leftPad(16)
+            lines.append(row)
+        }
+        lines.append("=== end")
+        return lines.joined(separator: "\n")
+    }
+
+    func tsv() -> String {
+        let rows = results.map { r in
+            "\(r.pass.rawValue)\t\(r.entries)\t\(r.round)\t\(String(format: "%.1f", r.median))\t"
+                + String(format: "%.1f", r.mean)
+        }
+        return (["case\tentries\tround\tmedian_ns\tmean_ns"] + rows).joined(separator: "\n") + "\n"
+    }
+}
+
+private struct MicroBenchError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension String {
+    fileprivate func leftPad(_ width: Int) -> String {
+        count >= width ? self : String(repeating: " ", count: width - count) + self
+    }
+}

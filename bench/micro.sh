@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Micro benchmark: BPF_PROG_TEST_RUN ns/packet of from_endpoint with 1, 10,000 and 100,000 policy entries and
+# identities (ipcache addresses), for a new connection (SYN: conntrack miss -> ipcache -> policy -> conntrack
+# create), an established one (ACK: conntrack hit), and a denied one, each pass sending a different packet per run
+# so the maps are walked for many keys. The work is Tests/DatapathCoreTests/MicroBenchmarkTests.swift, run in
+# release mode; it loads its own unpinned copies of the maps and attaches nothing, so no interface is touched.
+#
+# Environment: SIZES (1,10000,100000), FLOWS (distinct packets per pass, 20000), ROUNDS (3), BENCH_OUT (directory
+# for the table and raw results), BENCH_NO_BUILD=1 (use the last test build).
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+SIZES=${SIZES:-1,10000,100000}
+FLOWS=${FLOWS:-20000}
+ROUNDS=${ROUNDS:-3}
+bench_init
+bench_packages python3
+mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+bench_build_tests
+
+bench_log "machine: $(bench_machine)"
+bench_log "sizes $SIZES, $FLOWS packets per pass, $ROUNDS rounds"
+NODEAGENT_BENCH_SIZES=$SIZES NODEAGENT_BENCH_FLOWS=$FLOWS NODEAGENT_BENCH_ROUNDS=$ROUNDS \
+    NODEAGENT_BENCH_OUT=$BENCH_WORK/micro.tsv bench_test MicroBenchmarkTests "$BENCH_WORK/test.log" \
+    || { tail -40 "$BENCH_WORK/test.log" >&2; bench_die "the benchmark test failed"; }
+grep -q "MicroBenchmarkTests.testFromEndpointCostAsPolicyGrows' passed" "$BENCH_WORK/test.log" \
+    || { tail -40 "$BENCH_WORK/test.log" >&2; bench_die "the benchmark did not run (skipped?)"; }
+
+{
+    echo "micro: from_endpoint under BPF_PROG_TEST_RUN; $(bench_machine)"
+    echo "Each test run is one packet (repeat=1): the kernel's duration includes its timer, so the ARP row is the"
+    echo "floor of a run; 'one flow repeated' is one ACK run $FLOWS times in the kernel (everything hot in cache)."
+    sed -n '/^=== from_endpoint/,/^=== end/p' "$BENCH_WORK/test.log" | grep -v '^=== end'
+} | tee "$BENCH_WORK/micro.txt"
+if [ -n "${BENCH_OUT:-}" ]; then
+    mkdir -p "$BENCH_OUT"
+    cp "$BENCH_WORK/micro.txt" "$BENCH_WORK/micro.tsv" "$BENCH_OUT/"
+fi
