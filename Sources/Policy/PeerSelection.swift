@@ -1,3 +1,25 @@
+import Synchronization
+
+/// The identities peers are chosen from, prepared once and shared by every endpoint compiled against them: which
+/// identities an item selects is the same for every endpoint, so it is worked out once per item and remembered.
+/// Build one per regeneration (identities change between regenerations, so a set must not outlive one).
+public final class PolicyPeers: Sendable {
+    let universe: PeerUniverse
+    private let selected = Mutex<[PolicyItem: [UInt32]]>([:])
+
+    public init(_ identities: [Identity]) {
+        universe = PeerUniverse(identities)
+    }
+
+    /// Peer identities `item` selects, sorted; `[0]` when it selects any peer.
+    func identities(for item: PolicyItem) -> [UInt32] {
+        if let known = selected.withLock({ $0[item] }) { return known }
+        let ids = universe.identities(for: item)
+        selected.withLock { $0[item] = ids }
+        return ids
+    }
+}
+
 /// The identities known when compiling, with what peer selection needs to know about each, computed once.
 ///
 /// - Endpoint selectors are evaluated against every identity's labels, except those outside the cluster

@@ -38,9 +38,15 @@ public enum PolicyCompiler {
     public static func resolve(
         rules: [IndexedRule], endpoint labels: LabelSet, identities: [Identity], mode: EnforcementMode
     ) -> EndpointPolicy {
+        resolve(rules: rules, endpoint: labels, peers: PolicyPeers(identities), mode: mode)
+    }
+
+    /// Same, with peers prepared once for many endpoints.
+    public static func resolve(
+        rules: [IndexedRule], endpoint labels: LabelSet, peers universe: PolicyPeers, mode: EnforcementMode
+    ) -> EndpointPolicy {
         if mode == .never { return EndpointPolicy(ingressEnforced: false, egressEnforced: false, entries: []) }
         let selecting = rules.filter { $0.rule.endpointSelector.matches(labels) }
-        let universe = PeerUniverse(identities)
         var enforced: [Direction: Bool] = [:]
         var entries: [PolicyEntry] = []
         for direction in Direction.allCases {
@@ -79,7 +85,7 @@ public enum PolicyCompiler {
     }
 
     static func entries(
-        for item: PolicyItem, direction: Direction, deny: Bool, ruleID: UInt32, universe: PeerUniverse
+        for item: PolicyItem, direction: Direction, deny: Bool, ruleID: UInt32, universe: PolicyPeers
     ) -> [PolicyEntry] {
         let peers = universe.identities(for: item)
         let ports = portKeys(item.ports)

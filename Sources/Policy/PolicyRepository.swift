@@ -99,6 +99,11 @@ public struct PolicyRepository: Sendable {
         PolicyCompiler.resolve(rules: rules, endpoint: labels, identities: identities, mode: mode)
     }
 
+    /// The policy of an endpoint, peers prepared once for many endpoints (see `PolicyPeers`).
+    public func resolve(endpoint labels: LabelSet, peers: PolicyPeers, mode: EnforcementMode) -> EndpointPolicy {
+        PolicyCompiler.resolve(rules: rules, endpoint: labels, peers: peers, mode: mode)
+    }
+
     public func resolve(
         endpoint labels: LabelSet, identities: [(id: UInt32, labels: LabelSet)], mode: EnforcementMode
     ) -> EndpointPolicy {
