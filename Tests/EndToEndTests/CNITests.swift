@@ -42,7 +42,7 @@ final class CNITests: EndToEndTestCase {
     }
 
     /// Runs the plugin in the node namespace with the runtime's environment.
-    private func cni(
+    private static func cni(
         _ command: String, _ binary: String, topology: Topology, container: String, netns: String?,
         pod: (namespace: String, name: String)?, config: String
     ) throws -> CommandResult {
@@ -76,15 +76,15 @@ final class CNITests: EndToEndTestCase {
         let topology = try makeTopology()
         let agent = try startAgentWithIPAM(in: topology)
         let binary = try cniBinary(near: agent)
-        let version = try cni("VERSION", binary, topology: topology, container: "", netns: nil, pod: nil,
+        let version = try Self.cni("VERSION", binary, topology: topology, container: "", netns: nil, pod: nil,
                               config: #"{"cniVersion":"1.0.0"}"#)
         XCTAssertEqual(version.status, 0, version.stdout)
         XCTAssertEqual(Set(try JSON.parse(version.stdout)["supportedVersions"]?.arrayValue?.compactMap(\.stringValue) ?? []),
                        ["0.4.0", "1.0.0", "1.1.0"])
-        let status = try cni("STATUS", binary, topology: topology, container: "", netns: nil, pod: nil,
+        let status = try Self.cni("STATUS", binary, topology: topology, container: "", netns: nil, pod: nil,
                              config: networkConfig(agent))
         XCTAssertEqual(status.status, 0, status.stdout)
-        let down = try cni("STATUS", binary, topology: topology, container: "", netns: nil, pod: nil,
+        let down = try Self.cni("STATUS", binary, topology: topology, container: "", netns: nil, pod: nil,
                            config: #"{"cniVersion":"1.1.0","name":"x","type":"nodeagent-cni","socket":"/nonexistent.sock"}"#)
         XCTAssertNotEqual(down.status, 0)
         XCTAssertEqual(try JSON.parse(down.stdout)["code"]?.intValue, 50, down.stdout)
@@ -101,7 +101,7 @@ final class CNITests: EndToEndTestCase {
             let pod = (namespace: index < 25 ? "clients" : "servers", name: "pod\(index)")
             let role = index < 25 ? "client" : "server"
             let container = "ctr\(topology.tag)\(index)"
-            let result = try cni(
+            let result = try Self.cni(
                 "ADD", binary, topology: topology, container: container, netns: "/var/run/netns/\(netns)", pod: pod,
                 config: networkConfig(agent, labels: ["app": role]))
             XCTAssertEqual(result.status, 0, "ADD \(index): \(result.stdout) \(result.stderr)")
@@ -150,12 +150,12 @@ final class CNITests: EndToEndTestCase {
             ], "servers accept clients on 8080 only")
 
         // CHECK verifies the wiring; it fails once the pod's address is gone.
-        let check = try cni(
+        let check = try Self.cni(
             "CHECK", binary, topology: topology, container: wired[0].container,
             netns: "/var/run/netns/\(wired[0].netns)", pod: wired[0].pod, config: networkConfig(agent))
         XCTAssertEqual(check.status, 0, check.stdout)
         _ = try Shell.run(["ip", "-n", wired[1].netns, "address", "flush", "dev", "eth0"])
-        let broken = try cni(
+        let broken = try Self.cni(
             "CHECK", binary, topology: topology, container: wired[1].container,
             netns: "/var/run/netns/\(wired[1].netns)", pod: wired[1].pod, config: networkConfig(agent))
         XCTAssertNotEqual(broken.status, 0, "CHECK must notice the missing address")
@@ -163,12 +163,12 @@ final class CNITests: EndToEndTestCase {
         // DEL everything, twice, one of them after an agent restart: nothing may remain.
         for (index, pod) in wired.enumerated() {
             if index == 25 { try agent.restart() }
-            let result = try cni(
+            let result = try Self.cni(
                 "DEL", binary, topology: topology, container: pod.container, netns: "/var/run/netns/\(pod.netns)",
                 pod: pod.pod, config: networkConfig(agent))
             XCTAssertEqual(result.status, 0, "DEL \(index): \(result.stdout)")
         }
-        let again = try cni(
+        let again = try Self.cni(
             "DEL", binary, topology: topology, container: wired[0].container, netns: nil, pod: wired[0].pod,
             config: networkConfig(agent))
         XCTAssertEqual(again.status, 0, "DEL is idempotent: \(again.stdout)")
@@ -198,7 +198,7 @@ final class CNITests: EndToEndTestCase {
             plugins: ["nat": ["interface": .string(world.hostInterface), "cluster-cidrs": ["10.250.0.0/16"]]])
         let binary = try cniBinary(near: agent)
         let netns = try topology.addContainerNamespace()
-        let added = try cni(
+        let added = try Self.cni(
             "ADD", binary, topology: topology, container: "nat\(topology.tag)", netns: "/var/run/netns/\(netns)",
             pod: ("default", "client"), config: networkConfig(agent, labels: ["app": "client"]))
         XCTAssertEqual(added.status, 0, added.stdout)
@@ -213,11 +213,61 @@ final class CNITests: EndToEndTestCase {
         XCTAssertTrue(mappings.contains { $0["original"]?["address"]?.stringValue == String(address) }, "\(mappings)")
     }
 
+    /// Chaining, as a conflist runs it: nodeagent-cni first, then Debian's portmap plugin with our result as its
+    /// prevResult. A host outside the cluster reaches the pod's server through the node's host port.
+    func testChainsWithThePortmapPlugin() throws {
+        let portmap = "/usr/lib/cni/portmap"
+        guard FileManager.default.isExecutableFile(atPath: portmap) else {
+            throw XCTSkip("containernetworking-plugins is not installed (scripts/setup.sh installs it)")
+        }
+        let topology = try makeTopology()
+        let world = try topology.addExternalHost(ipv4: "198.51.100.40")
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        let netns = try topology.addContainerNamespace()
+        let container = "pm\(topology.tag)"
+        let pod = (namespace: "default", name: "web")
+        let added = try Self.cni(
+            "ADD", binary, topology: topology, container: container, netns: "/var/run/netns/\(netns)", pod: pod,
+            config: networkConfig(agent))
+        XCTAssertEqual(added.status, 0, added.stdout)
+        let address = try XCTUnwrap(
+            try JSON.parse(added.stdout)["ips"]?[0]?["address"]?.stringValue?.split(separator: "/").first)
+        _ = try TCPServer(on: CNIPod(netns: netns, ipv4: String(address)), port: 8080, in: topology)
+
+        let chained: JSON = [
+            "cniVersion": "1.0.0", "name": "nodeagent", "type": "portmap", "capabilities": ["portMappings": true],
+            "runtimeConfig": ["portMappings": [["hostPort": 18080, "containerPort": 8080, "protocol": "tcp"]]],
+            "prevResult": try JSON.parse(added.stdout),
+        ]
+        let mapped = try Self.cni(
+            "ADD", portmap, topology: topology, container: container, netns: "/var/run/netns/\(netns)", pod: pod,
+            config: chained.serialized())
+        XCTAssertEqual(mapped.status, 0, "portmap ADD: \(mapped.stdout) \(mapped.stderr)")
+        topology.onDestroy {
+            _ = try? Self.cni("DEL", portmap, topology: topology, container: container, netns: nil, pod: pod,
+                         config: chained.serialized())
+        }
+        let node = NodeHost(netns: topology.nodeNetns, ipv4: world.nodeIPv4)
+        let result = try tcpConnect(from: world, to: node, port: 18080)
+        XCTAssertTrue(result.passed, "world → node:18080 → pod:8080 through portmap: \(result)")
+
+        let unmapped = try Self.cni(
+            "DEL", portmap, topology: topology, container: container, netns: "/var/run/netns/\(netns)", pod: pod,
+            config: chained.serialized())
+        XCTAssertEqual(unmapped.status, 0, unmapped.stdout)
+        let removed = try Self.cni(
+            "DEL", binary, topology: topology, container: container, netns: "/var/run/netns/\(netns)", pod: pod,
+            config: networkConfig(agent))
+        XCTAssertEqual(removed.status, 0, removed.stdout)
+        XCTAssertFalse(try tcpConnect(from: world, to: node, port: 18080, timeout: 0.5).passed, "mapping gone")
+    }
+
     func testFailedAddLeavesNothingBehind() throws {
         let topology = try makeTopology()
         let agent = try startAgentWithIPAM(in: topology)
         let binary = try cniBinary(near: agent)
-        let result = try cni(
+        let result = try Self.cni(
             "ADD", binary, topology: topology, container: "broken\(topology.tag)",
             netns: "/var/run/netns/na\(topology.tag)-missing", pod: ("default", "broken"), config: networkConfig(agent))
         XCTAssertNotEqual(result.status, 0)
@@ -230,11 +280,11 @@ final class CNITests: EndToEndTestCase {
         let links = try Shell.run(["ip", "-n", topology.nodeNetns, "-o", "link", "show"])
         XCTAssertFalse(links.contains("lxc"), links)
 
-        let badConfig = try cni(
+        let badConfig = try Self.cni(
             "ADD", binary, topology: topology, container: "x", netns: "/var/run/netns/\(topology.nodeNetns)",
             pod: nil, config: "{not json")
         XCTAssertEqual(try JSON.parse(badConfig.stdout)["code"]?.intValue, 6, badConfig.stdout)
-        let badVersion = try cni(
+        let badVersion = try Self.cni(
             "ADD", binary, topology: topology, container: "x", netns: "/var/run/netns/\(topology.nodeNetns)",
             pod: nil, config: #"{"cniVersion":"0.1.0","name":"n","type":"nodeagent-cni"}"#)
         XCTAssertEqual(try JSON.parse(badVersion.stdout)["code"]?.intValue, 1, badVersion.stdout)
