@@ -116,6 +116,26 @@ extension NodeAgent {
                 try endpointDatapath.removePolicyMap(id)
             }
         }
+        try removeOrphanedAddresses(state)
+    }
+
+    /// ipcache entries for single addresses that carry an endpoint's or the host's identity but belong to no
+    /// endpoint in state and are no longer the node's: a crash between programming an endpoint and saving it, or
+    /// an address the node lost while the agent was down. Prefix identities (CIDR rules) are the plugin's business.
+    private func removeOrphanedAddresses(_ state: AgentState) throws {
+        let owned = Set(state.endpoints.values.flatMap(\.addresses))
+        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
+        for (key, value) in try map.entries() {
+            guard let address = IPAddress(familyByte: key.family, key: tupleBytes(key.addr)),
+                Int(key.prefixlen) - Int(NA_IPCACHE_PREFIX_BASE) == address.bitLength
+            else { continue }
+            let identity = value.identity
+            let endpointIdentity = identity >= IdentityAllocator.firstLocal && identity < UInt32(NA_ID_LOCAL_CIDR_BASE)
+            let hostIdentity = identity == UInt32(NA_ID_HOST.rawValue)
+            if (endpointIdentity && !owned.contains(address)) || (hostIdentity && !state.hostAddresses.contains(address)) {
+                _ = try map.delete(key)
+            }
+        }
     }
 }
 
