@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .executable(name: "nodeagent", targets: ["nodeagent"]),
         .executable(name: "nodectl", targets: ["nodectl"]),
+        .executable(name: "nodeagent-cni", targets: ["nodeagent-cni"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -78,10 +79,17 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        // The CNI plugin a container runtime calls to wire pods to the agent.
+        .executableTarget(name: "nodeagent-cni", dependencies: ["NodeCtlKit", "AgentAPI"]),
+
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI"]),
         .testTarget(name: "DatapathCoreTests", dependencies: ["DatapathCore", "CNodeABI", "CLibbpf"]),
+        .testTarget(
+            name: "ConntrackGCTests",
+            dependencies: ["ConntrackGC", "DatapathCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RESTServerTests", dependencies: ["RESTServer", "AgentAPI"]),
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "AgentAPI"]),
+        .testTarget(name: "NATTests", dependencies: ["NAT", "DatapathCore", "CLibbpf", "CNodeABI"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["AgentAPI", "NodeCtlKit"]),

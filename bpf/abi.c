@@ -16,3 +16,5 @@ _Static_assert(sizeof(struct na_config) == 32, "config layout");
 _Static_assert(sizeof(struct na_event_stats) == 16, "event stats layout");
 _Static_assert(sizeof(struct na_frag_key) == 40, "fragment key layout");
 _Static_assert(sizeof(struct na_frag_value) == 8, "fragment value layout");
+_Static_assert(sizeof(struct na_nat_entry) == 32, "NAT entry layout");
+_Static_assert(sizeof(struct na_nat_config) == 16, "NAT config layout");

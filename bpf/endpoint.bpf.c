@@ -3,7 +3,9 @@
  * endpoint.bpf.c: L3/L4 policy enforcement for one endpoint (pod), attached
  * with tc to the host side of its veth. Packets from the endpoint arrive on
  * the host veth's ingress hook (from_endpoint), packets to it leave through
- * its egress hook (to_endpoint).
+ * its egress hook (to_endpoint). The node's external interface carries
+ * to_netdev and from_netdev, which masquerade pod traffic leaving the
+ * cluster (nat.h); they live in this object to share its maps.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -21,8 +23,9 @@
 #include "conntrack.h"
 #include "metrics.h"
 #include "events.h"
+#include "nat.h"
 
-/* Counts the verdict, reports drops and sampled new flows, and turns the reason into a tc action. */
+/* Counts the verdict, reports drops and sampled new flows, turns the reason into a tc action. */
 static __always_inline int na_finish(const struct na_ctx *ctx, int ret, bool new_flow)
 {
 	__u16 reason = ret < 0 ? -ret : NA_REASON_FORWARDED;
@@ -39,15 +42,16 @@ static __always_inline int na_finish(const struct na_ctx *ctx, int ret, bool new
 }
 
 /*
- * The verdict for a packet in direction dir (see CONTRACT "Datapath"): pass
- * non-IP and neighbor discovery, drop malformed, unknown-interface and
- * spoofed packets, pass ICMP errors, then conntrack, then policy for new
- * flows, which are tracked once allowed.
+ * The verdict for a packet in direction dir: pass non-IP and neighbor
+ * discovery, drop malformed, unknown-interface and spoofed packets, pass
+ * ICMP errors, then conntrack, then policy for new flows (by the remote
+ * address's identity), which are tracked once allowed.
  */
 static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 {
 	const struct na_endpoint_info *ep;
 	struct na_ctx ctx = {};
+	const __u8 *remote;
 	__u32 ifindex;
 	int ret;
 
@@ -55,8 +59,6 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	ctx.len = skb->len;
 	ifindex = skb->ifindex;
 	ctx.ifindex = ifindex;
-	ctx.now_ns = bpf_ktime_get_ns();
-	ctx.now = ctx.now_ns / NA_NSEC_PER_SEC;
 	na_config_load(&ctx.cfg);
 
 	ret = na_parse(skb, &ctx.pkt);
@@ -79,14 +81,18 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	if (ctx.pkt.kind == NA_PKT_ICMP_ERROR)
 		return na_finish(&ctx, 0, false);
 
-	ctx.remote_identity = na_ipcache_identity(dir == NA_DIR_EGRESS ? ctx.pkt.daddr : ctx.pkt.saddr,
-						  ctx.pkt.family);
+	/* The clock is read only for packets that reach conntrack (events read it on their own). */
+	ctx.now_ns = bpf_ktime_get_ns();
+	ctx.now = ctx.now_ns / NA_NSEC_PER_SEC;
+	/* Established and reply packets need no identity: resolve it only for new flows. */
 	if (na_ct_lookup(&ctx) != NA_CT_NEW)
 		return na_finish(&ctx, 0, false);
+	remote = dir == NA_DIR_EGRESS ? ctx.pkt.daddr : ctx.pkt.saddr;
+	ctx.remote_identity = na_ipcache_identity(remote, ctx.pkt.family);
 
 	if (na_enforces(ep, dir)) {
-		ret = na_policy_check(ctx.ep_id, ctx.remote_identity, dir, ctx.pkt.proto, ctx.pkt.dport,
-				      &ctx.rule_id);
+		ret = na_policy_check(ctx.ep_id, ctx.remote_identity, dir, ctx.pkt.proto,
+				      ctx.pkt.dport, &ctx.rule_id);
 		if (ret < 0)
 			return na_finish(&ctx, ret, false);
 	}
@@ -106,6 +112,20 @@ SEC("tc")
 int to_endpoint(struct __sk_buff *skb)
 {
 	return na_handle(skb, NA_DIR_INGRESS);
+}
+
+/* Packets leaving the node through its external interface (tc egress): source NAT. */
+SEC("tc")
+int to_netdev(struct __sk_buff *skb)
+{
+	return na_nat_egress(skb);
+}
+
+/* Packets arriving on the node's external interface (tc ingress): replies of masqueraded flows. */
+SEC("tc")
+int from_netdev(struct __sk_buff *skb)
+{
+	return na_nat_ingress(skb);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -14,7 +14,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-if ! python3 -c 'import openapi_spec_validator' 2>/dev/null; then
-    pip install -q openapi-spec-validator 2>/dev/null || pip install -q --break-system-packages openapi-spec-validator
-fi
+# Validators for the API contract and the Kubernetes manifests (PyPI).
+pip_install() {
+    python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
+}
+python3 -c 'import openapi_spec_validator' 2>/dev/null || pip_install openapi-spec-validator
+command -v kubernetes-validate >/dev/null || pip_install kubernetes-validate
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf

@@ -7,5 +7,6 @@ cd "$(dirname "$0")/.."
 ./scripts/setup.sh
 python3 -m openapi_spec_validator openapi/openapi.yaml
 echo "openapi/openapi.yaml: valid OpenAPI"
+kubernetes-validate --strict deploy/kubernetes/*.yaml
 swift build --build-tests
 swift test --skip-build "$@"

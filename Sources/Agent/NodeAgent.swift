@@ -22,11 +22,11 @@ public final class NodeAgent: Sendable {
         self.logLevel = logLevel
         store = try StateStore(directory: config.stateDir)
         restored = FileManager.default.fileExists(atPath: store.path(AgentState.documentName))
-        var maxEntries = config.mapSizes
-        maxEntries.removeValue(forKey: PolicyMapLayout.outerMap)
-        datapath = try Datapath(root: config.bpfRoot, maxEntries: maxEntries)
         registry = PluginRegistry(plugins: plugins, logger: Logger(label: "plugins"))
         try registry.configure(config.plugins)
+        var maxEntries = config.mapSizes.merging(registry.mapSizes) { explicit, _ in explicit }
+        maxEntries.removeValue(forKey: PolicyMapLayout.outerMap)
+        datapath = try Datapath(root: config.bpfRoot, maxEntries: maxEntries)
         var runtime = config.runtime
         if let saved = try store.read("config") { try? runtime.apply(patch: saved) }
         self.runtime = Mutex(runtime)

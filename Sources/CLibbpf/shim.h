@@ -77,6 +77,14 @@ static inline int cbpf_map_delete_batch(int fd, const void *keys, __u32 *count)
 	return bpf_map_delete_batch(fd, keys, count, &opts);
 }
 
+/* Batch update with per-element flags (LIBBPF_OPTS for elem_flags). */
+static inline int cbpf_map_update_batch(int fd, const void *keys, const void *values, __u32 *count, __u64 elem_flags)
+{
+	LIBBPF_OPTS(bpf_map_batch_opts, opts, .elem_flags = elem_flags);
+
+	return bpf_map_update_batch(fd, keys, values, count, &opts);
+}
+
 /* BPF_PROG_TEST_RUN on a packet, optionally with an __sk_buff context carrying ifindex. */
 static inline int cbpf_prog_test_run(int prog_fd, const void *data, __u32 size, void *data_out, __u32 *size_out,
 				     __u32 repeat, __u32 ifindex, __u32 *retval, __u32 *duration)

@@ -10,7 +10,7 @@ import NAT
 
 /// The datapath plugins linked into this build; `plugins.<name>.enabled` in the config turns each on or off.
 func linkedPlugins() -> [any DatapathPlugin] {
-    [CIDRPolicyPlugin()]
+    [ConntrackGCPlugin(), CIDRPolicyPlugin(), NATPlugin()]
 }
 
 @main

@@ -16,7 +16,7 @@ struct NodeCtl: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             StatusCommand.self, MapCommand.self, ConfigCommand.self, EndpointCommand.self, IdentityCommand.self,
-            PolicyCommand.self,
+            PolicyCommand.self, ConntrackCommand.self, NATCommand.self,
         ])
 
     // Declared here as well as in each subcommand so the options may come before the subcommand name

@@ -242,4 +242,35 @@ struct na_frag_value {
 	__u8 pad[3];
 };
 
+/*
+ * NAT (masquerading of pod traffic leaving the node). A mapping has two
+ * entries in na_nat, both keyed by struct na_ct_key: the forward half under
+ * the original tuple with direction NA_DIR_EGRESS (the same key as the flow's
+ * conntrack entry), and the reverse half under the tuple replies carry after
+ * translation, with direction NA_DIR_INGRESS. Both halves carry the flow's
+ * state and lifetime; they are created and deleted together.
+ */
+#define NA_NAT_TRACKED (1U << 8)  /* the flow had an endpoint conntrack entry when mapped */
+
+struct na_nat_entry {
+	__u8 addr[16];   /* forward half: translated source; reverse half: original source */
+	__be16 port;     /* the port (ICMP echo id) that goes with addr */
+	__u16 pad;
+	__u32 flags;     /* the flow's NA_CT_* state flags, and NA_NAT_TRACKED */
+	__u32 created;   /* CLOCK_MONOTONIC seconds */
+	__u32 lifetime;  /* absolute expiry, CLOCK_MONOTONIC seconds */
+};
+
+/* na_nat_config.flags */
+#define NA_NAT_CFG_ENABLED (1U << 0)
+
+/* NAT configuration, one element of an array map written by the agent. */
+struct na_nat_config {
+	__u32 flags;      /* NA_NAT_CFG_*; all zero (never written) means NAT is off */
+	__u8 ipv4[4];     /* node address masqueraded flows leave with */
+	__u16 port_min;   /* first port of the range, host order */
+	__u16 port_max;   /* last port of the range (inclusive), host order */
+	__u32 ifindex;    /* the external interface the programs are attached to */
+};
+
 #endif /* NODEAGENT_ABI_H */

@@ -43,7 +43,8 @@ static __always_inline void na_config_load(struct na_cfg *cfg)
 	}
 	cfg->lifetime_tcp = na_or_default(c->ct_lifetime_tcp, NA_CT_DEFAULT_LIFETIME_TCP);
 	cfg->lifetime_syn = na_or_default(c->ct_lifetime_syn, NA_CT_DEFAULT_LIFETIME_SYN);
-	cfg->lifetime_closing = na_or_default(c->ct_lifetime_closing, NA_CT_DEFAULT_LIFETIME_CLOSING);
+	cfg->lifetime_closing = na_or_default(c->ct_lifetime_closing,
+					      NA_CT_DEFAULT_LIFETIME_CLOSING);
 	cfg->lifetime_nontcp = na_or_default(c->ct_lifetime_nontcp, NA_CT_DEFAULT_LIFETIME_NONTCP);
 	cfg->flags = c->flags;
 	cfg->sample_rate = na_or_default(c->allowed_sample_rate, 1);

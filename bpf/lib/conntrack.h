@@ -11,8 +11,8 @@ enum na_ct_status {
 	NA_CT_REPLY = 2,        /* entry for the reversed tuple in the other direction */
 };
 
-static __always_inline void na_ct_key_fill(struct na_ct_key *key, const struct na_pkt *pkt, __u8 dir,
-					   bool reverse)
+static __always_inline void na_ct_key_fill(struct na_ct_key *key, const struct na_pkt *pkt,
+					   __u8 dir, bool reverse)
 {
 	if (reverse) {
 		__builtin_memcpy(key->saddr, pkt->daddr, 16);
@@ -32,6 +32,9 @@ static __always_inline void na_ct_key_fill(struct na_ct_key *key, const struct n
 	key->pad = 0;
 }
 
+/* Flags of a TCP entry past its handshake. */
+#define NA_CT_ESTABLISHED_FLAGS (NA_CT_SEEN_NON_SYN | NA_CT_SEEN_REPLY)
+
 /* Lifetime in seconds for an entry in the given state. */
 static __always_inline __u32 na_ct_lifetime(const struct na_cfg *cfg, __u8 proto, __u32 flags)
 {
@@ -39,7 +42,7 @@ static __always_inline __u32 na_ct_lifetime(const struct na_cfg *cfg, __u8 proto
 		return cfg->lifetime_nontcp;
 	if (flags & NA_CT_CLOSING)
 		return cfg->lifetime_closing;
-	if ((flags & (NA_CT_SEEN_NON_SYN | NA_CT_SEEN_REPLY)) == (NA_CT_SEEN_NON_SYN | NA_CT_SEEN_REPLY))
+	if ((flags & NA_CT_ESTABLISHED_FLAGS) == NA_CT_ESTABLISHED_FLAGS)
 		return cfg->lifetime_tcp;
 	return cfg->lifetime_syn;
 }
@@ -59,7 +62,8 @@ static __always_inline __u32 na_ct_packet_flags(const struct na_pkt *pkt)
 }
 
 /* Records a packet on a live entry: state, lifetime, counters. */
-static __always_inline void na_ct_touch(struct na_ct_value *ct, const struct na_ctx *ctx, bool reply)
+static __always_inline void na_ct_touch(struct na_ct_value *ct, const struct na_ctx *ctx,
+					bool reply)
 {
 	__u32 flags = ct->flags;
 	__u32 next = flags | na_ct_packet_flags(&ctx->pkt);
@@ -115,6 +119,17 @@ static __always_inline int na_ct_lookup(struct na_ctx *ctx)
 	return NA_CT_NEW;
 }
 
+/* Counts a created entry; the slot is this CPU's own, so a plain increment is enough. */
+static __always_inline void na_ct_count_created(void)
+{
+	__u32 zero = 0;
+	__u64 *created;
+
+	created = bpf_map_lookup_elem(&na_ct_created, &zero);
+	if (created)
+		*created += 1;
+}
+
 /* Creates (or replaces an expired or closing) entry for an allowed new flow. */
 static __always_inline int na_ct_create(const struct na_ctx *ctx)
 {
@@ -132,6 +147,7 @@ static __always_inline int na_ct_create(const struct na_ctx *ctx)
 	ct.bytes = ctx->len;
 	if (bpf_map_update_elem(&na_ct, &key, &ct, BPF_ANY) < 0)
 		return -NA_DROP_CT_CREATE_FAILED;
+	na_ct_count_created();
 	return 0;
 }
 

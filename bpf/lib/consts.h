@@ -13,7 +13,7 @@
 #define NA_IPCACHE_MAX_ENTRIES 512000
 #endif
 
-/* Inner policy maps the agent creates must use exactly this size. */
+/* Entries of the policy inner-map template (the kernel accepts inner maps of other sizes). */
 #ifndef NA_POLICY_MAX_ENTRIES
 #define NA_POLICY_MAX_ENTRIES 16384
 #endif

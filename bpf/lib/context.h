@@ -9,7 +9,7 @@
 struct na_ctx {
 	struct na_pkt pkt;
 	struct na_cfg cfg;
-	__u64 now_ns;           /* CLOCK_MONOTONIC at program entry */
+	__u64 now_ns;           /* CLOCK_MONOTONIC, read before conntrack; 0 until then */
 	__u32 now;              /* the same in seconds, the unit of conntrack lifetimes */
 	__u32 ifindex;
 	__u32 len;              /* skb->len */

@@ -29,7 +29,8 @@ static __always_inline bool na_ipv6_link_local(const __u8 *addr)
  * Whether a packet leaving the endpoint carries one of its own addresses as
  * source. An address family the endpoint has no address of never matches.
  */
-static __always_inline bool na_source_valid(const struct na_endpoint_info *ep, const struct na_pkt *pkt)
+static __always_inline bool na_source_valid(const struct na_endpoint_info *ep,
+					    const struct na_pkt *pkt)
 {
 	if (pkt->family == NA_FAMILY_IPV4)
 		return (ep->flags & NA_EP_HAS_IPV4) && na_addr_equal(pkt->saddr, ep->ipv4, 1);

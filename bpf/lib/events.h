@@ -30,7 +30,7 @@ static __always_inline void na_event_emit(const struct na_ctx *ctx, __u16 reason
 		na_event_account(true);
 		return;
 	}
-	e->timestamp_ns = ctx->now_ns;
+	e->timestamp_ns = ctx->now_ns ? ctx->now_ns : bpf_ktime_get_ns();
 	__builtin_memcpy(e->saddr, pkt->saddr, 16);
 	__builtin_memcpy(e->daddr, pkt->daddr, 16);
 	e->sport = pkt->sport;

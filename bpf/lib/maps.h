@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* maps.h: every map the endpoint programs use, as typed BTF definitions; the agent pins them by name. */
+/* maps.h: every map the endpoint programs use, as typed BTF definitions the agent pins by name. */
 #ifndef NA_MAPS_H
 #define NA_MAPS_H
 
@@ -8,7 +8,7 @@
 #include "nodeagent_abi.h"
 #include "consts.h"
 
-/* Endpoint table: host-side interface ifindex -> endpoint id, identity, addresses, enforcement flags. */
+/* Endpoints: host-side interface ifindex -> endpoint id, identity, addresses, enforcement. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, NA_ENDPOINTS_MAX_ENTRIES);
@@ -39,7 +39,7 @@ struct na_policy_inner {
 	__uint(value_size, sizeof(struct na_policy_value));
 };
 
-/* Policy: endpoint id -> that endpoint's policy trie (swapped whole by the agent on regeneration). */
+/* Policy: endpoint id -> that endpoint's policy trie. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
 	__uint(max_entries, NA_ENDPOINTS_MAX_ENTRIES);
@@ -54,6 +54,14 @@ struct {
 	__type(key, struct na_ct_key);
 	__type(value, struct na_ct_value);
 } na_ct SEC(".maps");
+
+/* Conntrack entries created, one per-CPU counter: the agent's GC estimates how full na_ct is between sweeps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} na_ct_created SEC(".maps");
 
 /* Verdict counters: (reason, direction) -> packets and bytes, per CPU. */
 struct {

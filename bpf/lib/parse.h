@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* parse.h: bounds-checked parsing of Ethernet, VLAN, IPv4, IPv6 and L4 headers into a flow tuple. */
+/* parse.h: bounds-checked parsing of Ethernet, VLAN, IPv4, IPv6 and L4 headers into a tuple. */
 #ifndef NA_PARSE_H
 #define NA_PARSE_H
 
@@ -36,6 +36,7 @@ struct na_pkt {
 	__u8 tcp_flags;
 	__u8 frag;       /* enum na_frag_pos */
 	__u32 frag_id;
+	__u32 end;       /* offset just past the IP datagram; Ethernet padding lies beyond */
 };
 
 /*
@@ -72,7 +73,7 @@ static __always_inline void *na_header(struct __sk_buff *skb, __u32 off, __u32 l
 	return data + off;
 }
 
-/* Skips in-band VLAN tags; returns the L3 offset and sets *proto (host order), or -NA_DROP_INVALID. */
+/* Skips in-band VLAN tags: returns the L3 offset, *proto in host order; or -NA_DROP_INVALID. */
 static __always_inline int na_parse_l2(struct __sk_buff *skb, __u16 *proto)
 {
 	__u32 off = NA_ETH_HLEN;
@@ -129,6 +130,15 @@ static __always_inline void na_classify_icmp(struct na_pkt *pkt, __u8 type, __be
 		pkt->kind = NA_PKT_ND;
 }
 
+/* The L4 header of len bytes at off, or NULL when it runs past the packet or the IP datagram. */
+static __always_inline __u8 *na_l4_header(struct __sk_buff *skb, const struct na_pkt *pkt, __u32 off,
+					  __u32 len)
+{
+	if (off + len > pkt->end)
+		return NULL;
+	return na_header(skb, off, len);
+}
+
 /* Reads ports (or the ICMP echo id) and TCP flags from the L4 header at off. */
 static __always_inline int na_parse_l4(struct __sk_buff *skb, __u32 off, struct na_pkt *pkt)
 {
@@ -138,26 +148,26 @@ static __always_inline int na_parse_l4(struct __sk_buff *skb, __u32 off, struct 
 	case NA_IPPROTO_TCP: {
 		__u32 doff;
 
-		h = na_header(skb, off, 20);
+		h = na_l4_header(skb, pkt, off, 20);
 		if (!h)
 			return -NA_DROP_INVALID;
 		pkt->sport = *(__be16 *)h;
 		pkt->dport = *(__be16 *)(h + 2);
 		pkt->tcp_flags = h[13];
 		doff = (h[12] >> 4) * 4;
-		if (doff < 20 || off + doff > skb->len)
+		if (doff < 20 || off + doff > pkt->end)
 			return -NA_DROP_INVALID;
 		break;
 	}
 	case NA_IPPROTO_UDP:
-		h = na_header(skb, off, 8);
+		h = na_l4_header(skb, pkt, off, 8);
 		if (!h)
 			return -NA_DROP_INVALID;
 		pkt->sport = *(__be16 *)h;
 		pkt->dport = *(__be16 *)(h + 2);
 		break;
 	case NA_IPPROTO_SCTP:
-		h = na_header(skb, off, 12);
+		h = na_l4_header(skb, pkt, off, 12);
 		if (!h)
 			return -NA_DROP_INVALID;
 		pkt->sport = *(__be16 *)h;
@@ -167,7 +177,7 @@ static __always_inline int na_parse_l4(struct __sk_buff *skb, __u32 off, struct 
 	case NA_IPPROTO_ICMPV6:
 		if ((pkt->proto == NA_IPPROTO_ICMP) != (pkt->family == NA_FAMILY_IPV4))
 			break;  /* ICMP over IPv6 or ICMPv6 over IPv4: no ports, policy decides */
-		h = na_header(skb, off, 8);
+		h = na_l4_header(skb, pkt, off, 8);
 		if (!h)
 			return -NA_DROP_INVALID;
 		na_classify_icmp(pkt, h[0], *(__be16 *)(h + 4));
@@ -198,9 +208,10 @@ static __always_inline int na_parse_ipv4(struct __sk_buff *skb, __u32 off, struc
 	__builtin_memcpy(pkt->daddr, h + 16, 4);
 	if (hlen < 20 || off + hlen > skb->len)
 		return -NA_DROP_INVALID;
-	/* tot_len 0 is legal for BIG TCP GSO packets; otherwise it must cover the header and fit. */
+	/* tot_len 0 is legal for BIG TCP GSO packets; otherwise it covers the header and fits. */
 	if (tot_len && (tot_len < hlen || off + tot_len > skb->len))
 		return -NA_DROP_INVALID;
+	pkt->end = tot_len ? off + tot_len : skb->len;
 	if (frag_off & 0x1fff)
 		pkt->frag = NA_FRAG_LATER;
 	else if (frag_off & 0x2000)
@@ -208,7 +219,7 @@ static __always_inline int na_parse_ipv4(struct __sk_buff *skb, __u32 off, struc
 	return off + hlen;
 }
 
-/* Parses the IPv6 header and walks its extension headers; returns the L4 offset or -NA_DROP_INVALID. */
+/* Parses IPv6 and walks its extension headers: returns the L4 offset or -NA_DROP_INVALID. */
 static __always_inline int na_parse_ipv6(struct __sk_buff *skb, __u32 off, struct na_pkt *pkt)
 {
 	__u32 payload_len;
@@ -229,6 +240,7 @@ static __always_inline int na_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 	/* payload_len 0 is a jumbogram or BIG TCP GSO packet: bounded by the skb instead. */
 	if (off + 40 + payload_len > skb->len)
 		return -NA_DROP_INVALID;
+	pkt->end = payload_len ? off + 40 + payload_len : skb->len;
 	off += 40;
 
 	for (i = 0; i < NA_IPV6_MAX_EXT_HDRS; i++) {
@@ -263,15 +275,16 @@ static __always_inline int na_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 				/* Later fragment: what follows is payload, not headers. */
 				pkt->frag = NA_FRAG_LATER;
 				pkt->proto = nexthdr;
-				return off;
+				return off > pkt->end ? -NA_DROP_INVALID : off;
 			}
 			if (frag_off & 1)
 				pkt->frag = NA_FRAG_FIRST;
 			break;
 		}
 		default:
+			/* A header length that runs past the packet is malformed too. */
 			pkt->proto = nexthdr;
-			return off;
+			return off > pkt->end ? -NA_DROP_INVALID : off;
 		}
 	}
 	/* Still in extension headers after the walk: give up rather than guess. */

@@ -11,8 +11,14 @@ extension NodeAgent {
     /// Idempotent: the same request again changes nothing. On any failure nothing of it stays applied.
     func putEndpoint(id: UInt32, request: EndpointChangeRequest) throws -> (JSON, created: Bool) {
         try state.withLock { state in
-            if let existing = state.endpoints[id], Self.matches(existing, request) {
-                return (endpointJSON(existing, state), false)
+            if let existing = state.endpoints[id] {
+                if Self.matches(existing, request) { return (endpointJSON(existing, state), false) }
+                // An endpoint is its interface: another interface under this id is another pod, not an update.
+                guard existing.interfaceName == request.interfaceName else {
+                    throw AgentError.conflict(
+                        "endpoint \(id) exists on interface \(existing.interfaceName); delete it first",
+                        field: "interface-name")
+                }
             }
             for other in state.endpoints.values where other.id != id {
                 if other.interfaceName == request.interfaceName {

@@ -129,16 +129,15 @@ public final class BPFMap: Sendable {
         return result
     }
 
-    /// Number of entries (walks the keys: the kernel keeps no count for hash maps).
+    /// Number of entries. The kernel keeps no count for hash maps: they are walked in batches (one syscall per
+    /// few thousand entries), LPM tries key by key.
     public func count() throws -> Int {
         if info.type == .array || info.type == .perCPUArray { return info.maxEntries }
         if info.type == .ringBuffer { return 0 }
         var n = 0
-        var cursor: [UInt8]? = nil
-        while let key = try nextKey(after: cursor) {
-            n += 1
-            cursor = key
-            if n > info.maxEntries { break }
+        try forEachBatch { keys, _ in
+            n += keys.count
+            return n <= info.maxEntries
         }
         return n
     }

@@ -12,6 +12,9 @@ public protocol DatapathPlugin: AnyObject, Sendable {
     var ownedMaps: [String] { get }
     /// Names of the datapath programs this plugin owns.
     var ownedPrograms: [String] { get }
+    /// Max entries the plugin wants for datapath maps, read after `configure` and applied when the datapath
+    /// object loads; the agent's `map-sizes` option wins for a map both name. A pinned map keeps its size.
+    var mapSizes: [String: UInt32] { get }
     /// Routes the plugin serves under /v1.
     var routes: [Route] { get }
     /// Jobs the registry runs on a timer while the plugin is started.
@@ -34,6 +37,7 @@ public protocol DatapathPlugin: AnyObject, Sendable {
 extension DatapathPlugin {
     public var ownedMaps: [String] { [] }
     public var ownedPrograms: [String] { [] }
+    public var mapSizes: [String: UInt32] { [:] }
     public var routes: [Route] { [] }
     public var periodicJobs: [PeriodicJob] { [] }
     public func configure(_ options: JSON) throws {

@@ -114,6 +114,11 @@ public final class PluginRegistry: Sendable {
         for plugin in enabled { plugin.handle(event) }
     }
 
+    /// The map sizes enabled plugins ask for (see `DatapathPlugin.mapSizes`).
+    public var mapSizes: [String: UInt32] {
+        enabled.reduce(into: [:]) { sizes, plugin in sizes.merge(plugin.mapSizes) { first, _ in first } }
+    }
+
     /// Every enabled plugin's routes.
     public var routes: [Route] { enabled.flatMap(\.routes) }
 

@@ -235,6 +235,14 @@ final class Topology: @unchecked Sendable {
     /// (there should never be any), BPF pin directories, temporary directories and the run marker.
     func leftovers() -> [String] { Topology.leftovers(tag: tag) }
 
+    /// Adds an empty namespace `na<tag>-c<N>`, as a container runtime creates one before calling its CNI plugin.
+    func addContainerNamespace() throws -> String {
+        let name = "na\(tag)-c\(nextIndex())"
+        try createNamespace(name)
+        try disableDuplicateAddressDetection(name)
+        return name
+    }
+
     // MARK: - Building blocks
 
     private func nextIndex() -> Int {

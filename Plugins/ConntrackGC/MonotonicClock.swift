@@ -1,0 +1,12 @@
+import Glibc
+
+/// The clock of conntrack lifetimes: the datapath stamps `bpf_ktime_get_ns() / 1e9 + lifetime`, and
+/// bpf_ktime_get_ns reads CLOCK_MONOTONIC, so the GC must compare against the same clock in the same unit.
+public enum MonotonicClock {
+    /// CLOCK_MONOTONIC in whole seconds, truncated as the datapath truncates it.
+    public static func seconds() -> UInt32 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt32(truncatingIfNeeded: now.tv_sec)
+    }
+}

@@ -1,0 +1,130 @@
+import CLibbpf
+import CNodeABI
+import DatapathCore
+import Glibc
+
+/// The endpoint object loaded once (without pinning) for all fixtures, with typed access to its maps and
+/// the setup and reset steps fixtures use. Tests run one at a time, so maps are reset before each fixture.
+final class DatapathHarness: Sendable {
+    /// BPF_PROG_TEST_RUN hands tc programs an skb on the loopback device of the caller's network namespace
+    /// unless the context names another existing device (net/bpf/test_run.c: `dev = net->loopback_dev`,
+    /// replaced only for ctx->ifindex > 1). Loopback is ifindex 1 in every namespace, so skb->ifindex is 1
+    /// and fixture endpoints are registered under it.
+    static let testRunIfindex: UInt32 = 1
+
+    /// Small maps keep each load quick and light; sizes do not change the programs' logic.
+    static let testSizes: [String: UInt32] = [
+        "na_ct": 4096, "na_ipcache": 1024, "na_endpoints": 64, "na_policy": 64, "na_frags": 256, "na_metrics": 512,
+    ]
+
+    nonisolated(unsafe) private static var loaded: Result<DatapathHarness, any Error>?
+
+    /// The shared harness, loaded on first use.
+    static func shared() throws -> DatapathHarness {
+        if loaded == nil { loaded = Result { try DatapathHarness() } }
+        return try loaded!.get()
+    }
+
+    let object: BPFObject
+    let endpoints: TypedMap<UInt32, na_endpoint_info>
+    let ipcache: TypedMap<na_ipcache_key, na_ipcache_value>
+    let policy: TypedMap<UInt32, UInt32>
+    let conntrack: TypedMap<na_ct_key, na_ct_value>
+    let metrics: TypedMap<na_metrics_key, na_metrics_value>
+    let config: TypedMap<UInt32, na_config>
+    let eventStats: TypedMap<UInt32, na_event_stats>
+    let frags: TypedMap<na_frag_key, na_frag_value>
+    let events: BPFRingBuffer
+
+    init() throws {
+        let object = try BPFObject.load(embedded: "endpoint", pinDirectory: nil, maxEntries: Self.testSizes)
+        func map(_ name: String) throws -> BPFMap {
+            guard let map = object.map(named: name) else { throw HarnessError("the object has no map \(name)") }
+            return map
+        }
+        self.object = object
+        endpoints = try TypedMap(map("na_endpoints"))
+        ipcache = try TypedMap(map("na_ipcache"))
+        policy = try TypedMap(map("na_policy"))
+        conntrack = try TypedMap(map("na_ct"))
+        metrics = try TypedMap(map("na_metrics"))
+        config = try TypedMap(map("na_config"))
+        eventStats = try TypedMap(map("na_event_stats"))
+        frags = try TypedMap(map("na_frags"))
+        events = try BPFRingBuffer(map("na_events"))
+    }
+
+    /// Empties every map a fixture sets up, and the ring buffer; metrics and event counters are compared
+    /// as deltas instead.
+    func reset() throws {
+        for map in [endpoints.map, ipcache.map, policy.map, conntrack.map, frags.map] {
+            for key in try map.keys() { try map.delete(key: key) }
+        }
+        try config.update(0, na_config())
+        _ = try events.drain()
+    }
+
+    func program(_ name: String) throws -> BPFProgram {
+        guard let program = object.program(named: name) else { throw HarnessError("the object has no program \(name)") }
+        return program
+    }
+
+    /// Runs `program` once on `packet` as the kernel would for traffic of the endpoint at testRunIfindex.
+    func run(_ program: String, _ packet: [UInt8]) throws -> UInt32 {
+        try self.program(program).testRun(packet: packet).retval
+    }
+
+    /// Creates the endpoint's inner policy trie, fills it and installs it in na_policy.
+    func installPolicy(endpoint id: UInt32, _ entries: [PolicyEntry]) throws {
+        let inner = try BPFMap.create(
+            type: .lpmTrie, name: "na_pol_\(id)", keySize: MemoryLayout<na_policy_key>.size,
+            valueSize: MemoryLayout<na_policy_value>.size, maxEntries: 16384, flags: UInt32(BPF_F_NO_PREALLOC))
+        let trie = try TypedMap<na_policy_key, na_policy_value>(inner)
+        for entry in entries { try trie.update(entry.key, entry.value) }
+        try policy.update(id, UInt32(bitPattern: inner.fd))
+    }
+
+    /// Adds an ipcache entry for `cidr` ("10.0.2.0/24", "fd00::7/128").
+    func addIPCache(_ cidr: String, identity: UInt32) throws {
+        let parts = cidr.split(separator: "/")
+        let v6 = cidr.contains(":")
+        var key = na_ipcache_key()
+        key.family = UInt8(v6 ? NA_FAMILY_IPV6 : NA_FAMILY_IPV4)
+        key.prefixlen = UInt32(NA_IPCACHE_PREFIX_BASE) + UInt32(parts[1])!
+        setTupleBytes(&key.addr, v6 ? ipv6Address(String(parts[0])) : ipv4Address(String(parts[0])))
+        try ipcache.update(key, na_ipcache_value(identity: identity, flags: 0))
+    }
+
+    /// Packets and bytes counted under (reason, direction), summed over CPUs.
+    func metric(reason: UInt32, direction: UInt32) throws -> (packets: UInt64, bytes: UInt64) {
+        let key = na_metrics_key(reason: UInt16(reason), direction: UInt8(direction), pad: 0)
+        let values = try metrics.lookupPerCPU(key) ?? []
+        return (values.reduce(0) { $0 + $1.packets }, values.reduce(0) { $0 + $1.bytes })
+    }
+
+    /// Flow events emitted and lost, summed over CPUs.
+    func eventCounters() throws -> (emitted: UInt64, lost: UInt64) {
+        let values = try eventStats.lookupPerCPU(0) ?? []
+        return (values.reduce(0) { $0 + $1.emitted }, values.reduce(0) { $0 + $1.lost })
+    }
+
+    /// The flow events written since the last drain.
+    func drainEvents() throws -> [na_flow_event] {
+        try events.drain().map { record in
+            guard record.count >= MemoryLayout<na_flow_event>.size else { return na_flow_event() }
+            return valueFrom(record, at: 0)
+        }
+    }
+}
+
+struct HarnessError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// CLOCK_MONOTONIC in seconds, the clock of conntrack lifetimes (bpf_ktime_get_ns).
+func monotonicSeconds() -> UInt32 {
+    var now = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &now)
+    return UInt32(now.tv_sec)
+}

@@ -1,0 +1,66 @@
+import CLibbpf
+import CNodeABI
+import DatapathCore
+import XCTest
+
+/// The compiled endpoint object as the contract names it: programs, maps, their types and sizes.
+final class EndpointObjectTests: XCTestCase {
+    override func setUpWithError() throws {
+        guard geteuid() == 0 else { throw XCTSkip("loading BPF programs needs root") }
+    }
+
+    func testObjectDeclaresTheContractMapsAndPrograms() throws {
+        let object = try BPFObject.load(embedded: "endpoint", pinDirectory: nil)
+        XCTAssertEqual(
+            Set(object.programs.map(\.name)), ["from_endpoint", "to_endpoint", "from_netdev", "to_netdev"])
+        let noPrealloc = UInt32(BPF_F_NO_PREALLOC)
+        let expected: [String: (BPFMapType, Int, Int, Int, UInt32)] = [
+            "na_endpoints": (.hash, 4, MemoryLayout<na_endpoint_info>.size, 65535, 0),
+            "na_ipcache": (
+                .lpmTrie, MemoryLayout<na_ipcache_key>.size, MemoryLayout<na_ipcache_value>.size, 512_000, noPrealloc
+            ),
+            "na_policy": (.hashOfMaps, 4, 4, 65535, 0),
+            "na_ct": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_ct_value>.size, 524_288, 0),
+            "na_metrics": (
+                .perCPUHash, MemoryLayout<na_metrics_key>.size, MemoryLayout<na_metrics_value>.size, 1024, 0
+            ),
+            "na_config": (.array, 4, MemoryLayout<na_config>.size, 1, 0),
+            "na_events": (.ringBuffer, 0, 0, 1 << 20, 0),
+            "na_event_stats": (.perCPUArray, 4, MemoryLayout<na_event_stats>.size, 1, 0),
+            "na_frags": (.lruHash, MemoryLayout<na_frag_key>.size, MemoryLayout<na_frag_value>.size, 8192, 0),
+            "na_ct_created": (.perCPUArray, 4, 8, 1, 0),
+            "na_nat": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_nat_entry>.size, 262_144, 0),
+            "na_nat_config": (.array, 4, MemoryLayout<na_nat_config>.size, 1, 0),
+            "na_nat_cluster": (.lpmTrie, MemoryLayout<na_ipcache_key>.size, 4, 256, noPrealloc),
+        ]
+        XCTAssertEqual(Set(object.maps.map(\.name)), Set(expected.keys))
+        for map in object.maps {
+            guard let (type, key, value, entries, flags) = expected[map.name] else { continue }
+            XCTAssertEqual(map.info.type, type, map.name)
+            XCTAssertEqual(map.info.keySize, key, "\(map.name) key size")
+            XCTAssertEqual(map.info.valueSize, value, "\(map.name) value size")
+            XCTAssertEqual(map.info.maxEntries, entries, "\(map.name) max entries")
+            XCTAssertEqual(map.info.flags & noPrealloc, flags, "\(map.name) flags")
+        }
+    }
+
+    /// The kernel accepts an inner map when its type, key and value sizes and flags match the template
+    /// (bpf_map_meta_equal); the number of entries may differ, so the agent can size policy maps freely.
+    func testPolicyInnerMapsMustMatchTheTemplate() throws {
+        let h = try DatapathHarness.shared()
+        func trie(key: Int, entries: Int) throws -> BPFMap {
+            try BPFMap.create(
+                type: .lpmTrie, name: "na_pol_probe", keySize: key, valueSize: MemoryLayout<na_policy_value>.size,
+                maxEntries: entries, flags: UInt32(BPF_F_NO_PREALLOC))
+        }
+        let keySize = MemoryLayout<na_policy_key>.size
+        let template = try trie(key: keySize, entries: 16384)
+        let smaller = try trie(key: keySize, entries: 1024)
+        let otherKey = try trie(key: keySize + 4, entries: 16384)
+        XCTAssertNoThrow(try h.policy.update(999, UInt32(bitPattern: template.fd)))
+        XCTAssertNoThrow(try h.policy.update(998, UInt32(bitPattern: smaller.fd)))
+        XCTAssertThrowsError(try h.policy.update(997, UInt32(bitPattern: otherKey.fd)))
+        try h.policy.delete(999)
+        try h.policy.delete(998)
+    }
+}
