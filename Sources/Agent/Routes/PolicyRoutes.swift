@@ -59,7 +59,7 @@ extension NodeAgent {
             state.policy = candidate
             do {
                 try regenerateAll(&state, reason: reason)
-                try persist(state)
+                try persistPolicy(state)
             } catch {
                 state = before
                 try? regenerateAll(&state, reason: "\(reason) failed; restoring")
