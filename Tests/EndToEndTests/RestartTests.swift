@@ -228,6 +228,43 @@ final class RestartTests: EndToEndTestCase {
         XCTAssertEqual(try AgentSnapshot.take(socketPath: agent.socketPath).differences(from: before), [])
     }
 
+    /// State saved by earlier versions in one document is restored the same and rewritten one file per concern.
+    func testSingleFileStateOfEarlierVersionsIsMigrated() throws {
+        let seed = try makeSeed()
+        let agent = seed.agent
+        let before = try AgentSnapshot.take(socketPath: agent.socketPath)
+        XCTAssertEqual(agent.stop(), .exited(0))
+        let state = agent.stateDirectory
+        let policy = try JSON.parse(try String(contentsOfFile: "\(state)/policy.json", encoding: .utf8))
+        var endpoints: [JSON] = []
+        var identities: [Int64: JSON] = [:]
+        for name in try FileManager.default.contentsOfDirectory(atPath: "\(state)/endpoints").sorted() {
+            var object = try JSON.parse(try String(contentsOfFile: "\(state)/endpoints/\(name)", encoding: .utf8))
+                .objectValue ?? [:]
+            let identity = try XCTUnwrap(object["identity"]?["id"]?.intValue)
+            identities[identity] = ["id": .int(identity), "labels": object["identity"]?["labels"] ?? []]
+            object["identity"] = .int(identity)
+            object["version"] = nil
+            endpoints.append(.object(object))
+        }
+        let legacy: JSON = [
+            "version": 1, "endpoints": .array(endpoints), "identities": .array(identities.keys.sorted().map { identities[$0]! }),
+            "policy": ["revision": policy["revision"] ?? 0, "documents": policy["documents"] ?? [],
+                       "rule-names": policy["rule-names"] ?? [:]],
+        ]
+        try FileManager.default.removeItem(atPath: "\(state)/endpoints")
+        try FileManager.default.removeItem(atPath: "\(state)/policy.json")
+        try legacy.serialized(pretty: true).write(toFile: "\(state)/agent-state.json", atomically: true, encoding: .utf8)
+
+        try agent.start()
+        XCTAssertEqual(try AgentSnapshot.take(socketPath: agent.socketPath).differences(from: before), [])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(state)/agent-state.json"))
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(state)/endpoints").sorted(),
+                       ["1.json", "2.json", "3.json"])
+        try agent.restart()
+        XCTAssertEqual(try AgentSnapshot.take(socketPath: agent.socketPath).differences(from: before), [])
+    }
+
     /// What the agent lists agrees with the datapath: one row, one policy map (and pin) and the addresses in the
     /// ipcache for every endpoint, and nothing for endpoints it does not list.
     private func assertConsistent(_ agent: AgentProcess, round: Int, file: StaticString = #filePath, line: UInt = #line)
