@@ -182,7 +182,13 @@ extension NodeAgent {
         var labels = replace ?? current.labels
         for label in delete?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key) }
         for label in add?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key).inserting(label) }
-        var request = try EndpointChangeRequest(json: endpointJSON(current, nil), id: id)
+        guard labels.labels.count <= EndpointChangeRequest.maxLabels else {
+            throw AgentError.invalidField(
+                replace == nil ? "add" : "labels",
+                "the endpoint would have \(labels.labels.count) labels, at most \(EndpointChangeRequest.maxLabels) allowed")
+        }
+        // From the endpoint as it is, without what the agent derives (identity, state...), which a request has not.
+        var request = try EndpointChangeRequest(json: endpointJSON(current, nil).removingKeys(Self.derivedFields), id: id)
         request.labels = labels
         return try putEndpoint(id: id, request: request).0
     }
