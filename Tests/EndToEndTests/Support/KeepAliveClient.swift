@@ -62,7 +62,15 @@ final class KeepAliveClient {
         }
         head += "\r\n"
         do {
-            try writeAll(Array(head.utf8) + (payload ?? []))
+            do {
+                try writeAll(Array(head.utf8) + (payload ?? []))
+            } catch {
+                // A server may answer and close before taking the whole body (a 413 on Content-Length alone):
+                // what it said is still there to read.
+                guard let response = try? readResponse(method: method) else { throw error }
+                close()
+                return response
+            }
             let response = try readResponse(method: method)
             if response.headers["connection"]?.lowercased() == "close" { close() }
             return response
