@@ -14,10 +14,12 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Validators for the API contract and the Kubernetes manifests (PyPI).
+# Validators for the API contract and the Kubernetes manifests, and the API fuzzer (PyPI).
 pip_install() {
     python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
 }
 python3 -c 'import openapi_spec_validator' 2>/dev/null || pip_install openapi-spec-validator
 command -v kubernetes-validate >/dev/null || pip_install kubernetes-validate
+# Property-based testing of the live API against openapi/openapi.yaml.
+command -v schemathesis >/dev/null || pip_install schemathesis
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf

@@ -28,8 +28,10 @@ public final class Daemon: Sendable {
             }
             let started = ContinuousClock.now
             let agent = try NodeAgent(config: config, plugins: plugins, logLevel: logLevel)
-            try agent.restore()
+            // Plugins first: restoring regenerates every policy map, and CIDR rules need the plugin that holds
+            // prefix identities (rebuilt from the pinned ipcache when it starts).
             agent.startPlugins()
+            try agent.restore()
             let server = RESTServer(
                 socketPath: config.socketPath, router: Router(routes: agent.routes),
                 options: RESTServer.Options(

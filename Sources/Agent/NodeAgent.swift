@@ -22,7 +22,7 @@ public final class NodeAgent: Sendable {
         self.config = config
         self.logLevel = logLevel
         store = try StateStore(directory: config.stateDir)
-        restored = FileManager.default.fileExists(atPath: store.path(AgentState.documentName))
+        restored = Self.hasSavedState(store)
         registry = PluginRegistry(plugins: plugins, logger: Logger(label: "plugins"))
         try registry.configure(config.plugins)
         var maxEntries = config.mapSizes.merging(registry.mapSizes) { explicit, _ in explicit }

@@ -47,6 +47,10 @@ public enum PolicyCompiler {
     ) -> EndpointPolicy {
         if mode == .never { return EndpointPolicy(ingressEnforced: false, egressEnforced: false, entries: []) }
         let selecting = rules.filter { $0.rule.endpointSelector.matches(labels) }
+        // Nothing selects the endpoint: no entries, and building the peer universe (every identity) is wasted.
+        if selecting.isEmpty {
+            return EndpointPolicy(ingressEnforced: mode == .always, egressEnforced: mode == .always, entries: [])
+        }
         var enforced: [Direction: Bool] = [:]
         var entries: [PolicyEntry] = []
         for direction in Direction.allCases {

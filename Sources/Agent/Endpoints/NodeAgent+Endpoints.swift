@@ -35,10 +35,12 @@ extension NodeAgent {
                     "interface-name", "no interface named \(request.interfaceName) in the agent's network namespace")
             }
             let previous = state.endpoints[id]
-            let before = state
+            // What a rollback needs besides the endpoint: not a copy of the whole state, which would cost a copy of
+            // every endpoint on each change once anything mutates it.
+            let undo = (identities: state.identities, hostAddresses: state.hostAddresses)
             do {
                 let endpoint = try realize(id: id, request: request, ifindex: ifindex, previous: previous, state: &state)
-                try persist(state)
+                try persistEndpoint(endpoint, state)
                 registry.broadcast(
                     .endpointAdded(id: id, ifindex: ifindex, addresses: endpoint.addresses.map(\.description)))
                 logger.info(
@@ -46,7 +48,8 @@ extension NodeAgent {
                     metadata: ["endpoint": "\(id)", "identity": "\(endpoint.identity)", "interface": "\(request.interfaceName)"])
                 return (endpointJSON(endpoint, state), previous == nil)
             } catch {
-                rollback(to: before, from: &state, endpoint: id)
+                rollback(identities: undo.identities, hostAddresses: undo.hostAddresses, previous: previous, from: &state,
+                    endpoint: id)
                 throw error
             }
         }
@@ -65,6 +68,7 @@ extension NodeAgent {
         id: UInt32, request: EndpointChangeRequest, ifindex: Int32, previous: Endpoint?, state: inout AgentState
     ) throws -> Endpoint {
         let identity = try state.identities.acquire(request.labels)
+        var identitiesChanged = state.identities.references(identity.id) == 1
         var endpoint = Endpoint(
             id: id, interfaceName: request.interfaceName, ifindex: ifindex, ipv4: request.ipv4, ipv6: request.ipv6,
             labels: request.labels, k8sNamespace: request.k8sNamespace, k8sPodName: request.k8sPodName,
@@ -72,7 +76,7 @@ extension NodeAgent {
             policyRevision: 0, enforceIngress: false, enforceEgress: false)
         state.endpoints[id] = endpoint
         if let previous {
-            _ = try state.identities.release(previous.identity)
+            if try state.identities.release(previous.identity) { identitiesChanged = true }
             for address in previous.addresses where !endpoint.addresses.contains(address) {
                 try ipcache.remove(address)
             }
@@ -81,24 +85,39 @@ extension NodeAgent {
                 try endpointDatapath.removeEndpointInfo(ifindex: previous.ifindex)
             }
         }
-        // Other endpoints' peers may include the new identity: regenerate all (only changed maps are touched).
-        try regenerateAll(&state, reason: previous == nil ? "endpoint \(id) created" : "endpoint \(id) updated")
+        // Other endpoints' peers may include an identity that appeared or lose one that went away: then all are
+        // regenerated (only changed maps are touched). Otherwise no other endpoint's policy can change.
+        try regenerateAll(
+            &state, reason: previous == nil ? "endpoint \(id) created" : "endpoint \(id) updated",
+            only: identitiesChanged ? nil : [id])
         endpoint = state.endpoints[id]!
         for address in endpoint.addresses {
             try ipcache.set(address, identity: endpoint.identity)
         }
-        try refreshHostAddresses(&state)
+        // The addresses are the endpoint's now, whatever the node had on them; a full refresh reads every interface
+        // of the node, far too much for each endpoint change on a node with thousands of them.
+        state.hostAddresses.subtract(endpoint.addresses)
         try endpointDatapath.attachPrograms(ifindex: ifindex)
         endpoint.state = .ready
         state.endpoints[id] = endpoint
         return endpoint
     }
 
-    /// Undoes a failed change: restores the previous in-memory state and makes the datapath match it again.
-    func rollback(to before: AgentState, from state: inout AgentState, endpoint id: UInt32) {
+    /// Undoes a failed change: puts back the endpoint as it was (or removes it), its identities and the host
+    /// addresses, and makes the datapath match again. Other endpoints' realized policy is what their maps hold (it is
+    /// recorded per endpoint only once written), so regenerating them all brings them back.
+    func rollback(
+        identities: IdentityAllocator, hostAddresses: Set<IPAddress>, previous: Endpoint?, from state: inout AgentState,
+        endpoint id: UInt32
+    ) {
         let failed = state.endpoints[id]
-        state = before
-        if let failed, before.endpoints[id] == nil {
+        state.identities = identities
+        state.hostAddresses = hostAddresses
+        state.endpoints[id] = previous
+        if let failed, let previous {
+            for address in failed.addresses where !previous.addresses.contains(address) { try? ipcache.remove(address) }
+        }
+        if let failed, previous == nil {
             endpointDatapath.detachPrograms(ifindex: failed.ifindex)
             try? endpointDatapath.removeEndpointInfo(ifindex: failed.ifindex)
             for address in failed.addresses { try? ipcache.remove(address) }
@@ -107,7 +126,7 @@ extension NodeAgent {
         }
         do {
             try regenerateAll(&state, reason: "rollback")
-            if let previous = before.endpoints[id] {
+            if let previous {
                 for address in previous.addresses { try ipcache.set(address, identity: previous.identity) }
                 try endpointDatapath.attachPrograms(ifindex: previous.ifindex)
             }
@@ -119,24 +138,28 @@ extension NodeAgent {
     func deleteEndpoint(id: UInt32) throws -> JSON {
         try state.withLock { state in
             guard let endpoint = state.endpoints[id] else { throw AgentError.notFound("endpoint \(id) does not exist") }
-            try removeEndpoint(endpoint, state: &state)
-            try regenerateAll(&state, reason: "endpoint \(id) deleted")
-            try persist(state)
+            if try removeEndpoint(endpoint, state: &state) {
+                // Its identity is gone: peers that selected it lose their entries.
+                try regenerateAll(&state, reason: "endpoint \(id) deleted")
+            }
+            try forgetEndpoint(id)
             registry.broadcast(.endpointRemoved(id: id, addresses: endpoint.addresses.map(\.description)))
             logger.info("endpoint deleted", metadata: ["endpoint": "\(id)"])
             return endpointJSON(endpoint, state)
         }
     }
 
-    /// Removes every trace of the endpoint from the datapath and releases its identity.
-    func removeEndpoint(_ endpoint: Endpoint, state: inout AgentState) throws {
+    /// Removes every trace of the endpoint from the datapath and releases its identity; true when that was the
+    /// identity's last holder.
+    @discardableResult
+    func removeEndpoint(_ endpoint: Endpoint, state: inout AgentState) throws -> Bool {
         endpointDatapath.detachPrograms(ifindex: endpoint.ifindex)
         try endpointDatapath.removeEndpointInfo(ifindex: endpoint.ifindex)
         for address in endpoint.addresses { try ipcache.remove(address) }
         try endpointDatapath.removePolicyMap(endpoint.id)
         state.realized[endpoint.id] = nil
         state.endpoints[endpoint.id] = nil
-        _ = try state.identities.release(endpoint.identity)
+        return try state.identities.release(endpoint.identity)
     }
 
     /// Adds and removes labels (or replaces them all); the identity follows.
@@ -159,6 +182,11 @@ extension NodeAgent {
         var labels = replace ?? current.labels
         for label in delete?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key) }
         for label in add?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key).inserting(label) }
+        guard labels.labels.count <= EndpointChangeRequest.maxLabels else {
+            throw AgentError.invalidField(
+                replace == nil ? "add" : "labels",
+                "the endpoint would have \(labels.labels.count) labels, at most \(EndpointChangeRequest.maxLabels) allowed")
+        }
         // The endpoint's JSON carries fields the agent derives (identity, state...); a change request must not.
         // The new labels go through the request's own parsing, which keeps the namespace label as on PUT.
         var fields = endpointJSON(current, nil).removingKeys(Self.derivedFields).objectValue ?? [:]

@@ -27,12 +27,14 @@ extension NodeAgent {
             entries: entries, enforceIngress: resolved.ingressEnforced, enforceEgress: resolved.egressEnforced)
     }
 
-    /// Computes every endpoint's policy against `state.policy`, checks capacity before touching anything, then
-    /// updates only the endpoints whose result changed (adds before removes) and stamps the current revision.
-    func regenerateAll(_ state: inout AgentState, reason: String) throws {
+    /// Computes every endpoint's policy (or only those in `only`) against `state.policy`, checks capacity before
+    /// touching anything, then updates only the endpoints whose result changed (adds before removes) and stamps the
+    /// current revision.
+    func regenerateAll(_ state: inout AgentState, reason: String, only: Set<UInt32>? = nil) throws {
         let prefixes = state.policy.cidrPrefixes
         let identities = try state.identityList + prefixIdentities(prefixes)
-        let desired = state.endpoints.values.sorted { $0.id < $1.id }.map {
+        let targets = state.endpoints.values.filter { only?.contains($0.id) ?? true }
+        let desired = targets.sorted { $0.id < $1.id }.map {
             ($0, desiredPolicy(for: $0, in: state, identities: identities))
         }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })

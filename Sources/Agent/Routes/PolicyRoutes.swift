@@ -30,6 +30,9 @@ extension NodeAgent {
         if let unknown = request.query.keys.sorted().first(where: { !["namespace", "name", "all"].contains($0) }) {
             throw AgentError.invalidField(unknown, "unknown parameter (use namespace, name or all=true)")
         }
+        for (field, value) in [("namespace", namespace), ("name", name)] where value?.isEmpty == true {
+            throw AgentError.invalidField(field, "must not be empty")
+        }
         guard all || namespace != nil || name != nil else {
             throw AgentError.invalidField("namespace", "say which policies: namespace and name, namespace, or all=true")
         }
@@ -59,7 +62,7 @@ extension NodeAgent {
             state.policy = candidate
             do {
                 try regenerateAll(&state, reason: reason)
-                try persist(state)
+                try persistPolicy(state)
             } catch {
                 state = before
                 try? regenerateAll(&state, reason: "\(reason) failed; restoring")

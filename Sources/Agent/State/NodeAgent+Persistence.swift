@@ -1,39 +1,54 @@
 import DatapathCore
+import Foundation
 import Policy
 
 /// Saving the agent's state after every change, and restoring it at start before the API serves.
+///
+/// The policy (documents, rule names, revision) is one document; each endpoint is a document of its own under
+/// `endpoints/`, carrying its identity's number and labels, so identities need no document: they exist because
+/// endpoints hold them. A change writes only what it changed, one atomic file replacement, which keeps the cost of
+/// an endpoint change independent of how many endpoints there are.
 extension NodeAgent {
-    func persist(_ state: AgentState) throws {
-        let endpoints = state.endpoints.values.sorted { $0.id < $1.id }.map { endpoint -> JSON in
-            var object = endpoint.json(identityLabels: nil).objectValue ?? [:]
-            object["identity"] = .int(Int64(endpoint.identity))
-            return .object(object)
-        }
-        let identities = state.identities.identities.filter { !$0.isReserved }.map { identity -> JSON in
-            ["id": .int(Int64(identity.id)), "labels": .array(identity.labels.strings.map { .string($0) })]
-        }
+    static let policyDocument = "policy"
+    static let endpointDirectory = "endpoints"
+
+    static func endpointDocument(_ id: UInt32) -> String { "\(endpointDirectory)/\(id)" }
+
+    /// Whether there is saved state to restore.
+    static func hasSavedState(_ store: StateStore) -> Bool {
+        FileManager.default.fileExists(atPath: store.path(policyDocument))
+            || FileManager.default.fileExists(atPath: store.path(AgentState.documentName))
+            || !store.names(in: endpointDirectory).isEmpty
+    }
+
+    func persistPolicy(_ state: AgentState) throws {
+        let names = state.policy.ruleNames.map { ("\($0.key)", JSON.string($0.value)) }
         try store.write(
-            AgentState.documentName,
+            Self.policyDocument,
             [
-                "version": 1, "endpoints": .array(endpoints), "identities": .array(identities),
-                "policy": [
-                    "revision": .int(Int64(state.policy.revision)), "documents": .array(state.policy.storedJSON),
-                    "rule-names": .object(
-                        Dictionary(uniqueKeysWithValues: state.policy.ruleNames.map { ("\($0.key)", JSON.string($0.value)) })),
-                ],
+                "version": 2, "revision": .int(Int64(state.policy.revision)),
+                "documents": .array(state.policy.storedJSON),
+                "rule-names": .object(Dictionary(uniqueKeysWithValues: names)),
             ])
+    }
+
+    func persistEndpoint(_ endpoint: Endpoint, _ state: AgentState) throws {
+        var object = endpoint.json(identityLabels: state.identities.identity(id: endpoint.identity)?.labels)
+            .removingKeys(["state", "policy-revision", "policy-enforcement"]).objectValue ?? [:]
+        object["version"] = 2
+        try store.write(Self.endpointDocument(endpoint.id), .object(object))
+    }
+
+    func forgetEndpoint(_ id: UInt32) throws {
+        try store.remove(Self.endpointDocument(id))
     }
 
     /// Rebuilds state from the state directory and the pinned maps. The pinned maps keep enforcing the old policy
     /// throughout: entries are only added, then stale ones removed, never cleared first (fail closed).
     func restore() throws {
         try state.withLock { state in
-            guard let document = try store.read(AgentState.documentName) else {
-                try refreshHostAddresses(&state)
-                try removeOrphanedRows(state)
-                return
-            }
-            if let policy = document["policy"] {
+            let (policy, records, migrated) = try readSavedState()
+            if let policy {
                 let revision = UInt64(policy["revision"]?.intValue ?? 0)
                 var names: [UInt32: String] = [:]
                 for (id, name) in policy["rule-names"]?.objectValue ?? [:] {
@@ -42,44 +57,26 @@ extension NodeAgent {
                 try state.policy.restore(
                     documents: policy["documents"]?.arrayValue ?? [], ruleNames: names, revision: revision)
             }
-            for item in document["identities"]?.arrayValue ?? [] {
-                guard let id = item["id"]?.intValue, let labels = item["labels"]?.arrayValue else { continue }
-                let set = try LabelSet(parsing: labels.compactMap(\.stringValue))
-                _ = try state.identities.restore(identity: UInt32(id), labels: set)
-            }
             var restoredCount = 0
             var vanished: [Endpoint] = []
-            for item in document["endpoints"]?.arrayValue ?? [] {
-                guard let id = item["id"]?.intValue, let identity = item["identity"]?.intValue else { continue }
-                let request = try EndpointChangeRequest(json: item.removingKeys(Self.derivedFields), id: UInt32(id))
-                let oldIndex = Int32(item["interface-index"]?.intValue ?? 0)
-                let endpoint = Endpoint(
-                    id: UInt32(id), interfaceName: request.interfaceName, ifindex: oldIndex, ipv4: request.ipv4,
-                    ipv6: request.ipv6, labels: request.labels, k8sNamespace: request.k8sNamespace,
-                    k8sPodName: request.k8sPodName, containerID: request.containerID, identity: UInt32(identity),
-                    state: .regenerating, policyRevision: UInt64(item["policy-revision"]?.intValue ?? 0),
-                    enforceIngress: item["policy-enforcement"]?["ingress"]?.boolValue ?? false,
-                    enforceEgress: item["policy-enforcement"]?["egress"]?.boolValue ?? false)
-                // The restored identity table holds one reference per identity; endpoints add theirs.
-                _ = try state.identities.acquire(request.labels)
-                guard let ifindex = Interfaces.index(of: request.interfaceName), ifindex == oldIndex else {
+            for item in records {
+                var endpoint = try restoredEndpoint(item, identities: &state.identities)
+                guard let ifindex = Interfaces.index(of: endpoint.interfaceName), ifindex == endpoint.ifindex else {
                     vanished.append(endpoint)
                     state.endpoints[endpoint.id] = endpoint
                     continue
                 }
+                endpoint.ifindex = ifindex
                 state.endpoints[endpoint.id] = endpoint
                 state.realized[endpoint.id] = try endpointDatapath.realizedPolicy(endpoint.id)
                 restoredCount += 1
-            }
-            // Drop the table's own references: from now on only endpoints hold identities.
-            for identity in state.identities.identities where !identity.isReserved {
-                _ = try state.identities.release(identity.id)
             }
             for endpoint in vanished {
                 logger.warning(
                     "endpoint's interface is gone; removing it",
                     metadata: ["endpoint": "\(endpoint.id)", "interface": "\(endpoint.interfaceName)"])
                 try removeEndpoint(endpoint, state: &state)
+                try forgetEndpoint(endpoint.id)
                 registry.broadcast(.endpointRemoved(id: endpoint.id, addresses: endpoint.addresses.map(\.description)))
             }
             try regenerateAll(&state, reason: "restore")
@@ -89,7 +86,11 @@ extension NodeAgent {
             }
             try refreshHostAddresses(&state)
             try removeOrphanedRows(state)
-            try persist(state)
+            if migrated {
+                try persistPolicy(state)
+                for endpoint in state.endpoints.values { try persistEndpoint(endpoint, state) }
+                try store.remove(AgentState.documentName)
+            }
             logger.info(
                 "state restored",
                 metadata: [
@@ -99,8 +100,56 @@ extension NodeAgent {
         }
     }
 
+    /// The saved policy and endpoint records; from the single document of earlier versions when that is what the
+    /// directory holds (`migrated` then says to write them in the current layout).
+    private func readSavedState() throws -> (policy: JSON?, endpoints: [JSON], migrated: Bool) {
+        if let legacy = try store.read(AgentState.documentName) {
+            var labelsByIdentity: [Int64: JSON] = [:]
+            for item in legacy["identities"]?.arrayValue ?? [] {
+                if let id = item["id"]?.intValue { labelsByIdentity[id] = item["labels"] ?? [] }
+            }
+            let endpoints = (legacy["endpoints"]?.arrayValue ?? []).map { item -> JSON in
+                guard var object = item.objectValue, let id = item["identity"]?.intValue else { return item }
+                object["identity"] = ["id": .int(id), "labels": labelsByIdentity[id] ?? []]
+                return .object(object)
+            }
+            return (legacy["policy"], endpoints, true)
+        }
+        let endpoints = try store.names(in: Self.endpointDirectory).compactMap { name in
+            try store.read("\(Self.endpointDirectory)/\(name)")
+        }
+        return (try store.read(Self.policyDocument), endpoints, false)
+    }
+
+    /// An endpoint from its saved record, holding its identity again: the same number for the same labels.
+    private func restoredEndpoint(_ item: JSON, identities: inout IdentityAllocator) throws -> Endpoint {
+        guard let id = item["id"]?.intValue, let number = UInt32(exactly: id) else {
+            throw AgentError.internal("saved endpoint without an id: \(item)")
+        }
+        let request = try EndpointChangeRequest(json: item.removingKeys(Self.derivedFields), id: number)
+        var identity: UInt32
+        let savedNumber = item["identity"]?["id"]?.intValue.flatMap { UInt32(exactly: $0) }
+        let savedLabels = try item["identity"]?["labels"]?.arrayValue.map { try LabelSet(parsing: $0.compactMap(\.stringValue)) }
+        if let savedNumber, let savedLabels, savedLabels == identities.filter.apply(request.labels),
+            let restored = try? identities.restore(identity: savedNumber, labels: savedLabels)
+        {
+            identity = restored.id
+        } else {
+            // The labels' identity changed meaning (another label filter) or the number is taken: allocate afresh.
+            identity = try identities.acquire(request.labels).id
+            logger.warning(
+                "endpoint's saved identity could not be kept",
+                metadata: ["endpoint": "\(id)", "saved": "\(savedNumber.map { "\($0)" } ?? "none")", "now": "\(identity)"])
+        }
+        return Endpoint(
+            id: number, interfaceName: request.interfaceName, ifindex: Int32(item["interface-index"]?.intValue ?? 0),
+            ipv4: request.ipv4, ipv6: request.ipv6, labels: request.labels, k8sNamespace: request.k8sNamespace,
+            k8sPodName: request.k8sPodName, containerID: request.containerID, identity: identity,
+            state: .regenerating, policyRevision: 0, enforceIngress: false, enforceEgress: false)
+    }
+
     static let derivedFields: Set<String> = [
-        "id", "interface-index", "state", "policy-revision", "identity", "policy-enforcement",
+        "id", "interface-index", "state", "policy-revision", "identity", "policy-enforcement", "version",
     ]
 
     /// Endpoint rows and policy maps in the datapath that no endpoint in state owns (left by a crash mid-change).
@@ -114,6 +163,26 @@ extension NodeAgent {
         for name in datapath.pinnedInnerMapNames(prefix: PolicyMapLayout.namePrefix) where !ids.contains(name) {
             if let id = UInt32(name.dropFirst(PolicyMapLayout.namePrefix.count)) {
                 try endpointDatapath.removePolicyMap(id)
+            }
+        }
+        try removeOrphanedAddresses(state)
+    }
+
+    /// ipcache entries for single addresses that carry an endpoint's or the host's identity but belong to no
+    /// endpoint in state and are no longer the node's: a crash between programming an endpoint and saving it, or
+    /// an address the node lost while the agent was down. Prefix identities (CIDR rules) are the plugin's business.
+    private func removeOrphanedAddresses(_ state: AgentState) throws {
+        let owned = Set(state.endpoints.values.flatMap(\.addresses))
+        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
+        for (key, value) in try map.entries() {
+            guard let address = IPAddress(familyByte: key.family, key: tupleBytes(key.addr)),
+                Int(key.prefixlen) - Int(NA_IPCACHE_PREFIX_BASE) == address.bitLength
+            else { continue }
+            let identity = value.identity
+            let endpointIdentity = identity >= IdentityAllocator.firstLocal && identity < UInt32(NA_ID_LOCAL_CIDR_BASE)
+            let hostIdentity = identity == UInt32(NA_ID_HOST.rawValue)
+            if (endpointIdentity && !owned.contains(address)) || (hostIdentity && !state.hostAddresses.contains(address)) {
+                _ = try map.delete(key)
             }
         }
     }
