@@ -9,11 +9,12 @@ extension NodeAgent {
         var enforceEgress: Bool
     }
 
-    func desiredPolicy(for endpoint: Endpoint, in state: AgentState, identities: [Identity]? = nil) -> DesiredPolicy {
+    /// `peers` prepared once serve every endpoint of one regeneration; nil prepares them for this endpoint alone.
+    func desiredPolicy(for endpoint: Endpoint, in state: AgentState, peers: PolicyPeers? = nil) -> DesiredPolicy {
         let mode = runtime.withLock { $0.policyEnforcement }
         let labels = state.identities.identity(id: endpoint.identity)?.labels ?? endpoint.labels
         let resolved = state.policy.resolve(
-            endpoint: labels, identities: identities ?? state.identityList,
+            endpoint: labels, peers: peers ?? PolicyPeers(state.identityList),
             mode: EnforcementMode(rawValue: mode.rawValue) ?? .default)
         var entries: [PolicyMapSlot: PolicyMapEntry] = [:]
         for entry in resolved.entries {
@@ -32,11 +33,9 @@ extension NodeAgent {
     /// current revision.
     func regenerateAll(_ state: inout AgentState, reason: String, only: Set<UInt32>? = nil) throws {
         let prefixes = state.policy.cidrPrefixes
-        let identities = try state.identityList + prefixIdentities(prefixes)
+        let peers = PolicyPeers(try state.identityList + prefixIdentities(prefixes))
         let targets = state.endpoints.values.filter { only?.contains($0.id) ?? true }
-        let desired = targets.sorted { $0.id < $1.id }.map {
-            ($0, desiredPolicy(for: $0, in: state, identities: identities))
-        }
+        let desired = targets.sorted { $0.id < $1.id }.map { ($0, desiredPolicy(for: $0, in: state, peers: peers)) }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
         let revision = state.policy.revision
         var changed = 0
