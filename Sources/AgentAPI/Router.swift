@@ -24,6 +24,7 @@ public struct Router: Sendable {
             if let match = route.match(path) { matches.append((route, match.parameters, match.rank)) }
         }
         guard !matches.isEmpty else { return .error(.notFound("no API path \(request.path)")) }
+        matches = Router.mostSpecific(matches)
 
         var forMethod = matches.filter { $0.route.method == request.method }
         if forMethod.isEmpty, request.method == .HEAD {
@@ -49,7 +50,8 @@ public struct Router: Sendable {
     /// The methods some route accepts for `path` (HEAD wherever GET is), in a fixed order; empty for an unknown path.
     public func allowedMethods(for path: String) -> [HTTPMethod] {
         let segments = Route.pathSegments(path)
-        return methods(of: routes.filter { $0.match(segments) != nil }.map { ($0, [:], []) })
+        let matches = routes.compactMap { route in route.match(segments).map { (route, $0.parameters, $0.rank) } }
+        return methods(of: Router.mostSpecific(matches))
     }
 
     /// The 405 response for a method (possibly one this API does not know at all, like OPTIONS) on a known path,
@@ -71,6 +73,17 @@ public struct Router: Sendable {
         var allowed = Set(matches.map(\.route.method))
         if allowed.contains(.GET) { allowed.insert(.HEAD) }
         return HTTPMethod.allCases.filter(allowed.contains)
+    }
+
+    /// The matches of the most specific pattern shape: a path a literal pattern names (`/v1/ipam/gc`) belongs to
+    /// that pattern alone, for every method, rather than also to a parameter pattern (`/v1/ipam/{ip}`).
+    private static func mostSpecific(
+        _ matches: [(route: Route, parameters: [String: String], rank: [Bool])]
+    ) -> [(route: Route, parameters: [String: String], rank: [Bool])] {
+        guard let best = matches.map(\.rank).max(by: { $0.lexicographicallyPrecedes($1, by: lessSpecific) }) else {
+            return matches
+        }
+        return matches.filter { $0.rank == best }
     }
 
     /// A parameter segment (false) ranks below a literal one (true).

@@ -8,7 +8,9 @@ import XCTest
 ///
 /// Left out: `positive_data_acceptance` (every schema-valid request accepted). The schema cannot say that an
 /// interface must exist in the node, that labels follow their grammar or that a cursor came from the map being
-/// read; the agent rightly answers such requests with 400 or 404.
+/// read; the agent rightly answers such requests with 400 or 404. Also left out: `GET /flows` (listFlows), whose
+/// `follow=true` answer is a stream that ends only when the client leaves, which the tool reads as a hung server;
+/// the flow routes are covered by ObservabilityTests.
 final class SchemathesisTests: EndToEndTestCase {
     static let specPath = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("openapi/openapi.yaml").path
@@ -31,7 +33,12 @@ final class SchemathesisTests: EndToEndTestCase {
         try XCTSkipIf((try? Shell.executablePath("socat")) == nil, "needs socat to bridge the Unix socket to TCP")
         // An interface for endpoints, so that generated endpoint requests can also succeed.
         try Shell.run(["ip", "-n", topology.nodeNetns, "link", "add", "lxc1", "type", "ifb"])
-        let agent = try startAgent(in: topology)
+        // IPAM configured, so its routes answer rather than report 503 "not configured".
+        let config = "\(NSTemporaryDirectory())nodeagent-st-\(topology.tag).json"
+        try #"{"plugins":{"ipam":{"cluster-pool-ipv4-cidr":["10.0.0.0/16"],"cluster-pool-ipv4-mask-size":24,"node-index":1}}}"#
+            .write(toFile: config, atomically: true, encoding: .utf8)
+        topology.onDestroy { try? FileManager.default.removeItem(atPath: config) }
+        let agent = try startAgent(in: topology, configFile: config)
 
         // HTTP over loopback TCP inside the node namespace only: nothing outside it can reach the bridge.
         let port = 18_000 + Int.random(in: 0..<1000)
@@ -56,7 +63,7 @@ final class SchemathesisTests: EndToEndTestCase {
             [
                 "nsenter", "--net=\(Netns.path(topology.nodeNetns))", cli, "run", Self.specPath,
                 "--url", "http://127.0.0.1:\(port)/v1", "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-                "--max-examples", "100", "--workers", "2", "--seed", "20261128", "--no-color",
+                "--exclude-operation-id", "listFlows", "--max-examples", "100", "--workers", "2", "--seed", "20261128", "--no-color",
                 "--generation-database", "none", "--report", "junit", "--report-dir", reportDirectory,
             ], timeout: 240)
         let elapsed = Date().timeIntervalSince(started)
