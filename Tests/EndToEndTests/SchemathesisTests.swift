@@ -56,7 +56,7 @@ final class SchemathesisTests: EndToEndTestCase {
             [
                 "nsenter", "--net=\(Netns.path(topology.nodeNetns))", cli, "run", Self.specPath,
                 "--url", "http://127.0.0.1:\(port)/v1", "--checks", "all", "--exclude-checks", "positive_data_acceptance",
-                "--max-examples", "100", "--workers", "2", "--seed", "20261128", "--no-color",
+                "--max-examples", "100", "--workers", "1", "--seed", "20261128", "--no-color",
                 "--generation-database", "none", "--report", "junit", "--report-dir", reportDirectory,
             ], timeout: 240)
         let elapsed = Date().timeIntervalSince(started)
