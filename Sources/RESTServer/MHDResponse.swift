@@ -21,7 +21,10 @@ final class StreamSource {
         self.connection = connection
         self.socket = cmhd_connection_fd(connection)
         self.waker = waker
+        waker.streamOpened()
     }
+
+    deinit { waker.streamClosed() }
 
     /// MHD's content-reader contract: bytes written, 0 for "nothing yet", or an end marker.
     func fill(_ buffer: UnsafeMutableRawBufferPointer) -> Int {

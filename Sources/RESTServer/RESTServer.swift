@@ -92,7 +92,9 @@ public final class RESTServer: Sendable {
             running = nil
             let core = current.core.takeUnretainedValue()
             // MHD must not find suspended connections when it stops.
+            // Parked streams are resumed, then every stream gets its terminating chunk before connections close.
             core.waker.stop()
+            core.waker.waitForStreamsToEnd(timeout: .seconds(1))
             MHD_stop_daemon(current.daemon)  // also closes the listening socket
             current.listener.removeSocketFile()
             current.core.release()

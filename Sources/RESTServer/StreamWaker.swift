@@ -18,12 +18,15 @@ final class StreamWaker: Sendable {
         var parked: [Parked] = []
         var stopping = false
         var started = false
+        /// Streaming responses MHD still holds (created and not yet released).
+        var streams = 0
     }
 
     private let state = Mutex(State())
     private let interval: Duration
     private let wake = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
+    private let streamsEnded = DispatchSemaphore(value: 0)
 
     init(interval: Duration) {
         self.interval = interval
@@ -73,6 +76,33 @@ final class StreamWaker: Sendable {
             finished.wait()
         }
         resumeAll()
+    }
+
+    /// A streaming response was created.
+    func streamOpened() {
+        state.withLock { $0.streams += 1 }
+    }
+
+    /// MHD released a streaming response: its stream ended (its last chunk was handed to the socket) or the
+    /// connection went away.
+    func streamClosed() {
+        let wakeStopper = state.withLock { state in
+            state.streams -= 1
+            return state.stopping && state.streams == 0
+        }
+        if wakeStopper { streamsEnded.signal() }
+    }
+
+    /// After `stop()`: waits until every stream has ended, at most `timeout`, so that stopping the daemon does not
+    /// cut a stream off before its terminating chunk. A client that stopped reading can hold this up to `timeout`.
+    func waitForStreamsToEnd(timeout: Duration) {
+        let deadline = ContinuousClock.now + timeout
+        while state.withLock({ $0.streams > 0 }) {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { return }
+            let milliseconds = Int(left.components.seconds) * 1000 + Int(left.components.attoseconds / 1_000_000_000_000_000)
+            _ = streamsEnded.wait(timeout: .now() + .milliseconds(min(max(milliseconds, 1), 50)))
+        }
     }
 
     private func resumeAll() {
