@@ -8,6 +8,22 @@ extension BPFMap {
     public func forEachBatch(
         batchSize: Int = 4096, _ body: (_ keys: [[UInt8]], _ values: [[UInt8]]) throws -> Bool
     ) throws {
+        let supported = try walkBatches(batchSize: batchSize) { keys, values, n in
+            let keySize = info.keySize
+            let valueStride = values.count / batchSize
+            let batchKeys = (0..<n).map { Array(keys[$0 * keySize..<($0 + 1) * keySize]) }
+            let batchValues = (0..<n).map { Array(values[$0 * valueStride..<($0 + 1) * valueStride]) }
+            return try body(batchKeys, batchValues)
+        }
+        if !supported { try forEachKeyByKey(batchSize: batchSize, body) }
+    }
+
+    /// The BPF_MAP_LOOKUP_BATCH loop itself: `body` sees the batch buffers (keys packed by `keySize`, values by
+    /// their per-entry stride) and how many entries they hold, and returns false to stop. Returns false, having
+    /// read nothing, when the map type has no batch lookup.
+    func walkBatches(
+        batchSize: Int, _ body: (_ keys: [UInt8], _ values: [UInt8], _ count: Int) throws -> Bool
+    ) throws -> Bool {
         let valueStride = valueCount == 1 ? info.valueSize : valueCount * roundUp8(info.valueSize)
         var keys = [UInt8](repeating: 0, count: batchSize * info.keySize)
         var values = [UInt8](repeating: 0, count: batchSize * valueStride)
@@ -29,20 +45,12 @@ extension BPFMap {
             }
             let code = rc < 0 ? (rc == -1 ? errno : -rc) : 0
             if code == EINTR { continue }
-            if first && (code == EINVAL || code == kernelENOTSUPP || code == EOPNOTSUPP) {
-                try forEachKeyByKey(batchSize: batchSize, body)
-                return
-            }
+            if first && (code == EINVAL || code == kernelENOTSUPP || code == EOPNOTSUPP) { return false }
             if code != 0 && code != ENOENT {
                 throw AgentError.datapath("batch lookup in map \(name): \(errnoText(code))")
             }
-            let n = Int(count)
-            if n > 0 {
-                let batchKeys = (0..<n).map { Array(keys[$0 * info.keySize..<($0 + 1) * info.keySize]) }
-                let batchValues = (0..<n).map { Array(values[$0 * valueStride..<($0 + 1) * valueStride]) }
-                if try !body(batchKeys, batchValues) { return }
-            }
-            if code == ENOENT { return }
+            if count > 0, try !body(keys, values, Int(count)) { return true }
+            if code == ENOENT { return true }
             inToken = outToken
             first = false
         }

@@ -129,18 +129,8 @@ public final class BPFMap: Sendable {
         return result
     }
 
-    /// Number of entries. The kernel keeps no count for hash maps: they are walked in batches (one syscall per
-    /// few thousand entries), LPM tries key by key.
-    public func count() throws -> Int {
-        if info.type == .array || info.type == .perCPUArray { return info.maxEntries }
-        if info.type == .ringBuffer { return 0 }
-        var n = 0
-        try forEachBatch { keys, _ in
-            n += keys.count
-            return n <= info.maxEntries
-        }
-        return n
-    }
+    /// Number of entries. The kernel keeps no count for hash maps; see `countEntries(batchSize:)`.
+    public func count() throws -> Int { try countEntries() }
 }
 
 func roundUp8(_ n: Int) -> Int { (n + 7) & ~7 }
