@@ -86,9 +86,9 @@ final class PolicySemanticsTests: EndToEndTestCase {
                     from: p.client, to: p.server, port: UInt16(port),
                     [8000, 8005, 8010].contains(port) ? .passes : .dropped)
             }, "TCP 8000-8010")
-        assertUDPReachability(
+        assertReachability(
             [5352, 5353, 5360, 5361, 8005].map { port in
-                UDPProbe(
+                Probe.udp(
                     from: p.client, to: p.server, port: UInt16(port), [5353, 5360].contains(port) ? .passes : .dropped)
             }, "UDP 5353-5360")
 
@@ -128,11 +128,11 @@ final class PolicySemanticsTests: EndToEndTestCase {
                 Probe(from: p.client, to: p.server, port: 8005, .dropped),
                 Probe(from: p.client, to: p.server, port: 8006, .passes),
             ], "deny 8005 inside allowed 8000-8010")
-        assertUDPReachability(
+        assertReachability(
             [
-                UDPProbe(from: p.client, to: p.server, port: 5354, .passes),
-                UDPProbe(from: p.client, to: p.server, port: 5355, .dropped),
-                UDPProbe(from: p.client, to: p.server, port: 5356, .passes),
+                Probe.udp(from: p.client, to: p.server, port: 5354, .passes),
+                Probe.udp(from: p.client, to: p.server, port: 5355, .dropped),
+                Probe.udp(from: p.client, to: p.server, port: 5356, .passes),
             ], "deny 5355 inside allowed 5353-5360")
 
         let metrics = try p.agent.mapEntries("na_metrics")
@@ -187,7 +187,7 @@ final class PolicySemanticsTests: EndToEndTestCase {
         let p = try makePair(tcp: [80], udp: [53])
         func expect(_ tcp: Verdict, _ udp: Verdict, _ context: String) {
             assertReachability([Probe(from: p.client, to: p.server, port: 80, tcp)], context)
-            assertUDPReachability([UDPProbe(from: p.client, to: p.server, port: 53, udp)], context)
+            assertReachability([Probe.udp(from: p.client, to: p.server, port: 53, udp)], context)
         }
         expect(.passes, .passes, "default, no policy")
 

@@ -9,13 +9,15 @@ enum Verdict: String, Sendable {
     case dropped
 }
 
-/// One expected TCP connection of a reachability matrix.
+/// One expected exchange of a reachability matrix: a TCP connection, or a UDP datagram that an echo server
+/// answers (`passes`) or that gets no answer at all (`dropped`).
 struct Probe: Sendable, CustomStringConvertible {
     var source: any NetworkHost
     var destination: any NetworkHost
     var port: UInt16
     var expected: Verdict
     var ipv6 = false
+    var udp = false
 
     init(
         from source: any NetworkHost, to destination: any NetworkHost, port: UInt16, _ expected: Verdict,
@@ -28,7 +30,17 @@ struct Probe: Sendable, CustomStringConvertible {
         self.ipv6 = ipv6
     }
 
-    var description: String { "\(Probe.name(source)) → \(Probe.name(destination)):\(port)\(ipv6 ? " (IPv6)" : "")" }
+    /// The same, over UDP.
+    static func udp(
+        from source: any NetworkHost, to destination: any NetworkHost, port: UInt16, _ expected: Verdict,
+        ipv6: Bool = false
+    ) -> Probe {
+        var probe = Probe(from: source, to: destination, port: port, expected, ipv6: ipv6)
+        probe.udp = true
+        return probe
+    }
+
+    var description: String { "\(udp ? "UDP " : "")\(Probe.name(source)) → \(Probe.name(destination)):\(port)\(ipv6 ? " (IPv6)" : "")" }
 
     private static func name(_ host: any NetworkHost) -> String {
         (host as? Pod).map { "\($0)" } ?? (host as? ExternalHost).map { "\($0)" } ?? host.netns
@@ -36,6 +48,7 @@ struct Probe: Sendable, CustomStringConvertible {
 
     /// Connects once and says whether the outcome matches; the message describes a mismatch.
     func run(timeout: TimeInterval) -> String? {
+        if udp { return runUDP(timeout: timeout) }
         let result: TCPResult
         do {
             result = try tcpConnect(
@@ -51,6 +64,20 @@ struct Probe: Sendable, CustomStringConvertible {
             return "\(self) should be dropped, got \(result)\(hint)"
         default:
             return nil
+        }
+    }
+
+    private func runUDP(timeout: TimeInterval) -> String? {
+        do {
+            let result = try udpExchange(
+                from: source.netns, to: try destination.address(ipv6: ipv6), port: port, timeout: timeout)
+            switch expected {
+            case .passes where !result.passed: return "\(self) should get its echo, got \(result)"
+            case .dropped where result.outcome != .timedOut: return "\(self) should be dropped, got \(result)"
+            default: return nil
+            }
+        } catch {
+            return "\(self): could not probe: \(error)"
         }
     }
 }
