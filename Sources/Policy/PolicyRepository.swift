@@ -12,7 +12,7 @@ public struct PolicyRepository: Sendable {
     /// Starts at 1, +1 for every change; the owner may set it when restoring state.
     public var revision: UInt64 = 1
 
-    private var byKey: [PolicyKey: PolicyDocument] = [:]
+    private(set) var byKey: [PolicyKey: PolicyDocument] = [:]
     private var idsByName: [String: UInt32] = [:]
     private var namesByID: [UInt32: String] = [:]
     private var nextRuleID: UInt32 = 1

@@ -429,4 +429,42 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertTrue(view.stdout.contains("api-tier/allow-backend-to-database egress[0]"), view.stdout)
         XCTAssertTrue(view.stdout.contains("5432"), view.stdout)
     }
+
+    func testAPeerAppearingOrGoingAwayReachesTheEndpointsWhoseRulesSelectIt() throws {
+        let topology = try makeTopology()
+        let frontend = try topology.addPod(namespace: "web-tier", name: "frontend", dualStack: false)
+        let backend = try topology.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
+        let postgres = try topology.addPod(namespace: "data-tier", name: "postgres", dualStack: false)
+        _ = try TCPServer(on: backend, port: 8080, in: topology)
+        let agent = try startAgent(in: topology)
+        // Policy first, then the pods: the backend's rules name a frontend that does not exist yet.
+        for file in ["default-deny-all.yaml", "allow-traffic-policy.yaml"] {
+            XCTAssertEqual(try agent.nodectl("policy", "import", try fixture(file)).status, 0)
+        }
+        try agent.registerEndpoint(id: 2, pod: backend, labels: ["k8s:app=backend-api"])
+        try agent.registerEndpoint(id: 3, pod: postgres, labels: ["k8s:app=postgres"])
+        try agent.waitForPolicyRevision()
+        func kernelRows(_ id: Int) throws -> Set<PolicyMapDump.Row> {
+            Set(try PolicyMapDump.read(pin: "\(agent.bpfRoot)/na_pol_\(String(format: "%05d", id))"))
+        }
+        let backendAlone = try kernelRows(2)
+        let postgresRows = try kernelRows(3)
+
+        let front = try agent.registerEndpoint(id: 1, pod: frontend, labels: ["k8s:app=frontend"])
+        let frontIdentity = try XCTUnwrap(front["identity"]?["id"]?.intValue)
+        try agent.waitForPolicyRevision()
+        let withFrontend = try kernelRows(2)
+        XCTAssertEqual(
+            withFrontend.subtracting(backendAlone).map(\.identity), [frontIdentity],
+            "the backend's rule now admits the new frontend identity: \(withFrontend)")
+        XCTAssertTrue(withFrontend.isSuperset(of: backendAlone))
+        XCTAssertEqual(try kernelRows(3), postgresRows, "no rule of postgres names the frontend")
+        assertReachability([Probe(from: frontend, to: backend, port: 8080, .passes)], "frontend created after policy")
+
+        XCTAssertEqual(try agent.api(.DELETE, "/v1/endpoint/1").status, 200)
+        XCTAssertEqual(try kernelRows(2), backendAlone, "the identity went away with its last endpoint")
+        XCTAssertEqual(try kernelRows(3), postgresRows)
+        let revision = try agent.getJSON("/v1/policy")["revision"]
+        for id in [2, 3] { XCTAssertEqual(try agent.getJSON("/v1/endpoint/\(id)")["policy-revision"], revision) }
+    }
 }

@@ -107,4 +107,61 @@ final class PolicyRepositoryTests: XCTestCase {
                 "deny": false, "rules": ["web-tier/allow-frontend-to-backend egress[0]"],
             ])
     }
+
+    func testRulesChangedAreThoseOfDocumentsThatDifferFromBothSides() throws {
+        func selects(_ app: String) -> String {
+            #"{"endpointSelector": {"matchLabels": {"app": "\#(app)"}}, "ingress": [{"fromEndpoints": [{}]}]}"#
+        }
+        var before = PolicyRepository()
+        try before.apply(JSON.parse("[\(policy("a", spec: selects("a"))), \(policy("b", spec: selects("b")))]"))
+        func apps(_ rules: [PolicyRule]) -> [String] {
+            rules.map { rule in
+                let labels = ["a", "b", "c", "d"].map { app in
+                    LabelSet([try! Label(source: "k8s", key: "app", value: app),
+                        try! Label(source: "k8s", key: "io.kubernetes.pod.namespace", value: "web-tier")])
+                }
+                return ["a", "b", "c", "d"].enumerated().filter { rule.endpointSelector.matches(labels[$0.offset]) }
+                    .map(\.element).joined()
+            }.sorted()
+        }
+
+        var after = before
+        XCTAssertEqual(apps(after.rulesChanged(from: before)), [], "nothing changed")
+        try after.apply(JSON.parse(policy("b", spec: selects("b"))))
+        XCTAssertEqual(apps(after.rulesChanged(from: before)), [], "the same document applied again changes nothing")
+
+        try after.apply(JSON.parse(policy("b", spec: selects("c"))))
+        XCTAssertEqual(apps(after.rulesChanged(from: before)), ["b", "c"], "a replaced document: old and new rules")
+
+        try after.apply(JSON.parse(policy("d", spec: selects("d"))))
+        XCTAssertEqual(apps(after.rulesChanged(from: before)), ["b", "c", "d"], "an added document")
+
+        _ = try after.delete(namespace: "web-tier", name: "a")
+        XCTAssertEqual(apps(after.rulesChanged(from: before)), ["a", "b", "c", "d"], "a deleted document")
+        XCTAssertEqual(apps(before.rulesChanged(from: after)), ["a", "b", "c", "d"], "symmetric")
+    }
+
+    func testRulesSelectingPeersAreThoseWithAnItemThatSelectsThem() throws {
+        func rule(_ name: String, _ section: String) -> String {
+            policy(name, spec: #"{"endpointSelector": {"matchLabels": {"app": "\#(name)"}}, \#(section)}"#)
+        }
+        var repo = PolicyRepository()
+        try repo.apply(JSON.parse("""
+            [\(rule("from-x", #""ingress": [{"fromEndpoints": [{"matchLabels": {"app": "x"}}]}]"#)),
+             \(rule("deny-to-x", #""egressDeny": [{"toEndpoints": [{"matchLabels": {"app": "x"}}]}]"#)),
+             \(rule("from-y", #""ingress": [{"fromEndpoints": [{"matchLabels": {"app": "y"}}]}]"#)),
+             \(rule("cluster", #""egress": [{"toEntities": ["cluster"]}]"#)),
+             \(rule("world", #""egress": [{"toEntities": ["world"]}]"#)),
+             \(rule("any", #""ingress": [{}]"#))]
+            """))
+        let x = Identity(id: 300, labels: labels("k8s:app=x", "k8s:io.kubernetes.pod.namespace=web-tier"))
+        let selecting = repo.rulesSelectingPeers([x])
+        // "from-y" and "world" do not select x; "any" selects every peer whatever identities exist.
+        XCTAssertEqual(selecting.count, 3, "\(selecting.map(\.endpointSelector))")
+        for app in ["from-x", "deny-to-x", "cluster"] {
+            let subject = labels("k8s:app=\(app)", "k8s:io.kubernetes.pod.namespace=web-tier")
+            XCTAssertTrue(selecting.contains { $0.endpointSelector.matches(subject) }, app)
+        }
+        XCTAssertEqual(repo.rulesSelectingPeers([]), [])
+    }
 }

@@ -70,7 +70,9 @@ extension NodeAgent {
         id: UInt32, request: EndpointChangeRequest, ifindex: Int32, previous: Endpoint?, state: inout AgentState
     ) throws -> Endpoint {
         let identity = try state.identities.acquire(request.labels)
-        var identitiesChanged = state.identities.references(identity.id) == 1
+        // Identities that appear or go away with this change: peers of other endpoints' rules.
+        var peersChanged = state.identities.references(identity.id) == 1 ? [identity] : []
+        var unknownPeerChanged = false
         var endpoint = Endpoint(
             id: id, interfaceName: request.interfaceName, ifindex: ifindex, ipv4: request.ipv4, ipv6: request.ipv6,
             labels: request.labels, k8sNamespace: request.k8sNamespace, k8sPodName: request.k8sPodName,
@@ -78,7 +80,10 @@ extension NodeAgent {
             policyRevision: 0, enforceIngress: false, enforceEgress: false)
         state.endpoints[id] = endpoint
         if let previous {
-            if try state.identities.release(previous.identity) { identitiesChanged = true }
+            let old = state.identities.identity(id: previous.identity)
+            if try state.identities.release(previous.identity) {
+                if let old { peersChanged.append(old) } else { unknownPeerChanged = true }
+            }
             for address in previous.addresses where !endpoint.addresses.contains(address) {
                 try ipcache.remove(address)
             }
@@ -87,11 +92,11 @@ extension NodeAgent {
                 try endpointDatapath.removeEndpointInfo(ifindex: previous.ifindex)
             }
         }
-        // Other endpoints' peers may include an identity that appeared or lose one that went away: then all are
-        // regenerated (only changed maps are touched). Otherwise no other endpoint's policy can change.
+        // Besides this endpoint, only endpoints whose rules select an identity that appeared or went away can get a
+        // different policy.
         try regenerateAll(
             &state, reason: previous == nil ? "endpoint \(id) created" : "endpoint \(id) updated",
-            only: identitiesChanged ? nil : [id])
+            only: unknownPeerChanged ? nil : endpointsAffected(byPeers: peersChanged, in: state).union([id]))
         endpoint = state.endpoints[id]!
         for address in endpoint.addresses {
             try ipcache.set(address, identity: endpoint.identity)
@@ -140,9 +145,12 @@ extension NodeAgent {
     func deleteEndpoint(id: UInt32) throws -> JSON {
         try state.withLock { state in
             guard let endpoint = state.endpoints[id] else { throw AgentError.notFound("endpoint \(id) does not exist") }
+            let identity = state.identities.identity(id: endpoint.identity)
             if try removeEndpoint(endpoint, state: &state) {
-                // Its identity is gone: peers that selected it lose their entries.
-                try regenerateAll(&state, reason: "endpoint \(id) deleted")
+                // Its identity is gone: endpoints whose rules selected it lose their entries.
+                try regenerateAll(
+                    &state, reason: "endpoint \(id) deleted",
+                    only: identity.map { endpointsAffected(byPeers: [$0], in: state) })
             }
             try forgetEndpoint(id)
             registry.broadcast(.endpointRemoved(id: id, addresses: endpoint.addresses.map(\.description)))

@@ -12,7 +12,7 @@ extension NodeAgent {
     /// `peers` prepared once serve every endpoint of one regeneration; nil prepares them for this endpoint alone.
     func desiredPolicy(for endpoint: Endpoint, in state: AgentState, peers: PolicyPeers? = nil) -> DesiredPolicy {
         let mode = runtime.withLock { $0.policyEnforcement }
-        let labels = state.identities.identity(id: endpoint.identity)?.labels ?? endpoint.labels
+        let labels = policyLabels(of: endpoint, in: state)
         let resolved = state.policy.resolve(
             endpoint: labels, peers: peers ?? PolicyPeers(state.identityList),
             mode: EnforcementMode(rawValue: mode.rawValue) ?? .default)
@@ -28,9 +28,31 @@ extension NodeAgent {
             entries: entries, enforceIngress: resolved.ingressEnforced, enforceEgress: resolved.egressEnforced)
     }
 
-    /// Computes every endpoint's policy (or only those in `only`) against `state.policy`, checks capacity before
-    /// touching anything, then updates only the endpoints whose result changed (adds before removes) and stamps the
-    /// current revision.
+    /// The labels policy selects an endpoint by: its identity's.
+    func policyLabels(of endpoint: Endpoint, in state: AgentState) -> LabelSet {
+        state.identities.identity(id: endpoint.identity)?.labels ?? endpoint.labels
+    }
+
+    /// The endpoints any of `rules` applies to.
+    func endpoints(selectedBy rules: [PolicyRule], in state: AgentState) -> Set<UInt32> {
+        guard !rules.isEmpty else { return [] }
+        let selectors = Set(rules.map(\.endpointSelector))
+        return Set(
+            state.endpoints.values.filter { endpoint in
+                let labels = policyLabels(of: endpoint, in: state)
+                return selectors.contains { $0.matches(labels) }
+            }.map(\.id))
+    }
+
+    /// The endpoints whose policy can change when `identities` appear or go away: those selected by a rule that
+    /// names one of them as a peer.
+    func endpointsAffected(byPeers identities: [Identity], in state: AgentState) -> Set<UInt32> {
+        endpoints(selectedBy: state.policy.rulesSelectingPeers(identities), in: state)
+    }
+
+    /// Computes every endpoint's policy (or only those in `only`, when the caller knows no other endpoint's policy
+    /// can differ) against `state.policy`, checks capacity before touching anything, then updates only the endpoints
+    /// whose result changed (adds before removes). Every endpoint is stamped with the current revision.
     func regenerateAll(_ state: inout AgentState, reason: String, only: Set<UInt32>? = nil) throws {
         let prefixes = state.policy.cidrPrefixes
         let peers = PolicyPeers(try state.identityList + prefixIdentities(prefixes))
@@ -59,6 +81,12 @@ extension NodeAgent {
                 changed += 1
             }
             state.endpoints[endpoint.id] = updated
+        }
+        // The others' policy is the same under the new revision.
+        for var endpoint in state.endpoints.values where endpoint.policyRevision != revision {
+            endpoint.policyRevision = revision
+            try endpointDatapath.writeEndpointInfo(endpoint)
+            state.endpoints[endpoint.id] = endpoint
         }
         // Only now that no map refers to them any more may prefixes that left the policy lose their identities.
         try prefixProvider?.release(keeping: prefixes)

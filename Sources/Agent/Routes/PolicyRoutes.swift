@@ -59,9 +59,10 @@ extension NodeAgent {
             let before = state
             var candidate = state.policy
             var result = try change(&candidate)
+            let affected = endpointsAffected(changing: state.policy, to: candidate, in: state)
             state.policy = candidate
             do {
-                try regenerateAll(&state, reason: reason)
+                try regenerateAll(&state, reason: reason, only: affected)
                 try persistPolicy(state)
             } catch {
                 state = before
@@ -72,5 +73,13 @@ extension NodeAgent {
             logger.info("\(reason)", metadata: ["revision": "\(state.policy.revision)"])
             return .object(result)
         }
+    }
+
+    /// The endpoints whose policy a change from `old` to `new` can alter: those a rule of a changed document selects
+    /// (before or after). nil (all of them) when the change adds or drops CIDR prefixes: their identities are new
+    /// peers for every rule that names the world.
+    func endpointsAffected(changing old: PolicyRepository, to new: PolicyRepository, in state: AgentState) -> Set<UInt32>? {
+        guard old.cidrPrefixes == new.cidrPrefixes else { return nil }
+        return endpoints(selectedBy: new.rulesChanged(from: old), in: state)
     }
 }

@@ -1,0 +1,32 @@
+/// Which rules a change can touch, so that only the endpoints they select are regenerated.
+extension PolicyRepository {
+    /// The rules of every document that differs between `other` and this repository (added, removed or replaced),
+    /// from both sides. A rule only shapes the policy of the endpoints its selector picks, and rule ids are tied to
+    /// names within their document, so only endpoints these rules select can get a different policy from the change.
+    public func rulesChanged(from other: PolicyRepository) -> [PolicyRule] {
+        let keys = Set(byKey.keys).union(other.byKey.keys)
+        return keys.flatMap { key -> [PolicyRule] in
+            let mine = byKey[key]
+            let theirs = other.byKey[key]
+            guard mine != theirs else { return [] }
+            return (mine?.rules ?? []) + (theirs?.rules ?? [])
+        }
+    }
+
+    /// Rules with an item (allow or deny, either direction) that selects one of `identities` as a peer. When those
+    /// identities appear or go away, only the endpoints these rules select can get a different policy.
+    public func rulesSelectingPeers(_ identities: [Identity]) -> [PolicyRule] {
+        guard !identities.isEmpty else { return [] }
+        let universe = PeerUniverse(identities)
+        let ids = Set(identities.map(\.id))
+        return rules.map(\.rule).filter { rule in
+            Direction.allCases.contains { direction in
+                [false, true].contains { deny in
+                    (rule.section(direction, deny: deny) ?? []).contains { item in
+                        !ids.isDisjoint(with: universe.identities(for: item))
+                    }
+                }
+            }
+        }
+    }
+}
