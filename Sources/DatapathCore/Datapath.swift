@@ -95,8 +95,12 @@ public final class Datapath: Sendable {
             inner = created
         }
         guard let inner else { return nil }
-        // The outer map stores the inner map's fd on update and reads back its id; (re)inserting is idempotent.
-        try outerMap.update(key, UInt32(bitPattern: inner.fd))
+        // The outer map takes the inner map's fd on update and reads back its id. Every update of a map-in-map
+        // waits for an RCU grace period (milliseconds), so one that already holds this map is left alone: a restart
+        // reopening a thousand pinned maps would otherwise take seconds.
+        if try outerMap.lookup(key) != inner.info.id {
+            try outerMap.update(key, UInt32(bitPattern: inner.fd))
+        }
         innerMaps.withLock { $0[name] = inner }
         return inner
     }
