@@ -24,6 +24,8 @@ let package = Package(
         .systemLibrary(
             name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
+        // glibc interfaces the Glibc module leaves out (mallopt).
+        .systemLibrary(name: "CGlibc"),
 
         // The kernel/user ABI: bpf/include/nodeagent_abi.h, shared with the BPF programs.
         .target(
@@ -60,7 +62,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "DatapathCore", "RESTServer", "Policy", "AgentAPI", "CNodeABI",
+                "DatapathCore", "RESTServer", "Policy", "AgentAPI", "CNodeABI", "CGlibc",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(

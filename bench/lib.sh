@@ -78,10 +78,11 @@ bench_build_agent() {
     local have=0
     [ "${BENCH_NO_BUILD:-0}" = 1 ] && [ -x "$AGENT" ] && [ -x "$NODECTL" ] && have=1
     if [ -z "${NODEAGENT_BIN:-}" ] && [ "$have" = 0 ]; then
-        bench_log "building nodeagent and nodectl (swift build -c release)"
+        bench_log "building nodeagent and nodectl (swift build -c release --static-swift-stdlib)"
         "$REPO_DIR/scripts/setup.sh" >/dev/null
-        (cd "$REPO_DIR" && swift build -c release --product nodeagent >/dev/null \
-            && swift build -c release --product nodectl >/dev/null) || bench_die "swift build failed"
+        (cd "$REPO_DIR" && swift build -c release --static-swift-stdlib --product nodeagent >/dev/null \
+            && swift build -c release --static-swift-stdlib --product nodectl >/dev/null) \
+            || bench_die "swift build failed"
     fi
     [ -x "$AGENT" ] || bench_die "no nodeagent binary at $AGENT"
     [ -x "$NODECTL" ] || bench_die "no nodectl binary at $NODECTL"

@@ -12,8 +12,8 @@ mkdir -p "$BENCH_OUT"
 if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
     bench_log "building the agent and the tests (release)"
     ./scripts/setup.sh >/dev/null
-    swift build -c release --product nodeagent >/dev/null
-    swift build -c release --product nodectl >/dev/null
+    swift build -c release --static-swift-stdlib --product nodeagent >/dev/null
+    swift build -c release --static-swift-stdlib --product nodectl >/dev/null
     swift build -c release -Xswiftc -enable-testing --build-tests --scratch-path "$BENCH_SCRATCH" >/dev/null
 fi
 export BENCH_NO_BUILD=1

@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -d /opt/swift/usr/bin ] && export PATH="/opt/swift/usr/bin:$PATH"
 ./scripts/setup.sh
-swift build -c release --product nodeagent
-swift build -c release --product nodectl
+# The Swift runtime is linked in: the binaries run on hosts without a Swift toolchain, and the agent maps less.
+swift build -c release --static-swift-stdlib --product nodeagent
+swift build -c release --static-swift-stdlib --product nodectl
 install -m 0755 .build/release/nodectl /usr/local/bin/nodectl
 install -m 0755 .build/release/nodeagent /usr/local/bin/nodeagent
 exec /usr/local/bin/nodeagent "$@"
