@@ -17,6 +17,8 @@ public final class NodeAgent: Sendable {
     let state: Mutex<AgentState>
     let restored: Bool
     let observability: Observability
+    /// `GET /v1/endpoint` without filters, serialized, with the `endpointsVersion` it shows.
+    let endpointListCache = Mutex<(version: UInt64, body: [UInt8])?>(nil)
 
     public init(config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox) throws {
         self.config = config

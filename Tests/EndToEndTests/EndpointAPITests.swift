@@ -343,6 +343,40 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertFalse(list.stdout.contains(backend.ipv4), list.stdout)
     }
 
+    func testTheListShowsEveryChangeAtOnce() throws {
+        let topology = try makeTopology()
+        let a = try topology.addPod(namespace: "web-tier", name: "a", dualStack: false)
+        let b = try topology.addPod(namespace: "web-tier", name: "b", dualStack: false)
+        let agent = try startAgent(in: topology)
+        // The list as a whole must equal the endpoints one by one, after every kind of change.
+        func assertListIsCurrent(_ ids: [Int64], _ context: String, line: UInt = #line) throws {
+            let list = try XCTUnwrap(try agent.getJSON("/v1/endpoint").arrayValue, line: line)
+            XCTAssertEqual(list.compactMap { $0["id"]?.intValue }, ids, context, line: line)
+            for item in list {
+                XCTAssertEqual(item, try agent.getJSON("/v1/endpoint/\(item["id"]?.intValue ?? 0)"), context, line: line)
+            }
+            XCTAssertEqual(try agent.getJSON("/v1/endpoint").arrayValue ?? [], list, "asked again: \(context)", line: line)
+        }
+        try assertListIsCurrent([], "empty")
+        try agent.registerEndpoint(id: 1, pod: a, labels: ["k8s:app=a"])
+        try assertListIsCurrent([1], "one created")
+        try agent.registerEndpoint(id: 2, pod: b, labels: ["k8s:app=b"])
+        try assertListIsCurrent([1, 2], "two created")
+        XCTAssertEqual(try agent.api(.PATCH, "/v1/endpoint/2/labels", ["add": ["k8s:role=db"]]).status, 200)
+        try assertListIsCurrent([1, 2], "relabelled")
+        XCTAssertTrue(
+            try agent.getJSON("/v1/endpoint")[1]?["labels"]?.arrayValue?.contains("k8s:role=db") ?? false,
+            "the new label is listed")
+        let policy = try agent.nodectl("policy", "import", try fixture("default-deny-all.yaml"))
+        XCTAssertEqual(policy.status, 0, policy.stderr)
+        try agent.waitForPolicyRevision()
+        try assertListIsCurrent([1, 2], "policy revision and enforcement changed")
+        XCTAssertEqual(try agent.api(.PUT, "/v1/endpoint/3", changeRequest(a)).status, 409, "a refused change")
+        try assertListIsCurrent([1, 2], "after a refused change")
+        XCTAssertEqual(try agent.api(.DELETE, "/v1/endpoint/1").status, 200)
+        try assertListIsCurrent([2], "one deleted")
+    }
+
     func testNodectlEndpointListAndGetShowWhatTheAPIHolds() throws {
         let topology = try makeTopology()
         let a = try topology.addPod(namespace: "web-tier", name: "frontend")

@@ -5,7 +5,7 @@ import Policy
 extension NodeAgent {
     var endpointRoutes: [Route] {
         [
-            .get("/v1/endpoint") { [self] request in .json(.array(try listEndpoints(request))) },
+            .get("/v1/endpoint") { [self] request in try endpointList(request) },
             .get("/v1/endpoint/{id}") { [self] request in
                 let id = try endpointID(request)
                 guard let json = state.withLock({ state in state.endpoints[id].map { endpointJSON($0, state) } }) else {
@@ -65,16 +65,32 @@ extension NodeAgent {
         return try LabelSet(parsing: text.split(separator: ",").map(String.init), field: "labels")
     }
 
-    func listEndpoints(_ request: APIRequest) throws -> [JSON] {
+    /// The endpoints by id, those with every label of `filter` (a label without source matches any source).
+    /// Unfiltered, the answer is served from `endpointListCache` while the endpoints have not changed: listing a
+    /// thousand endpoints otherwise costs milliseconds of JSON building on every poll.
+    func endpointList(_ request: APIRequest) throws -> APIResponse {
         let filter = try labelFilter(request)
-        return state.withLock { state in
-            state.endpoints.values.sorted { $0.id < $1.id }.filter { endpoint in
-                filter.labels.allSatisfy { wanted in
-                    endpoint.labels.labels.contains { $0.key == wanted.key && $0.value == wanted.value
-                        && (wanted.source == Label.unspecifiedSource || wanted.source == $0.source) }
-                }
-            }.map { endpointJSON($0, state) }
+        guard filter.labels.isEmpty else { return .json(.array(state.withLock { listEndpoints(in: $0, matching: filter) })) }
+        let (version, cached, list) = state.withLock { state -> (UInt64, [UInt8]?, [JSON]) in
+            let version = state.endpointsVersion
+            if let body = endpointListCache.withLock({ $0?.version == version ? $0?.body : nil }) {
+                return (version, body, [])
+            }
+            return (version, nil, listEndpoints(in: state, matching: filter))
         }
+        let body = cached ?? JSON.array(list).serializedBytes()
+        // Concurrent misses may store out of order: each pair is still a version and what it shows.
+        if cached == nil { endpointListCache.withLock { $0 = (version, body) } }
+        return APIResponse(status: 200, body: body, contentType: "application/json")
+    }
+
+    func listEndpoints(in state: AgentState, matching filter: LabelSet) -> [JSON] {
+        state.endpoints.values.sorted { $0.id < $1.id }.filter { endpoint in
+            filter.labels.allSatisfy { wanted in
+                endpoint.labels.labels.contains { $0.key == wanted.key && $0.value == wanted.value
+                    && (wanted.source == Label.unspecifiedSource || wanted.source == $0.source) }
+            }
+        }.map { endpointJSON($0, state) }
     }
 
     func identityJSON(_ identity: Identity, _ state: AgentState) -> JSON {

@@ -1,11 +1,18 @@
 import DatapathCore
 import Policy
+import Synchronization
 
 /// Everything the agent decides with, guarded by one lock in `NodeAgent`.
 struct AgentState: Sendable {
     static let documentName = "agent-state"
 
-    var endpoints: [UInt32: Endpoint] = [:]
+    var endpoints: [UInt32: Endpoint] = [:] {
+        didSet { endpointsVersion = Self.versions.add(1, ordering: .relaxed).newValue }
+    }
+    /// Changes with every change of `endpoints`, and names one content of it: numbers come from one process-wide
+    /// counter, so putting back an earlier state (a rollback) puts back the number that went with it.
+    private(set) var endpointsVersion: UInt64 = 0
+    private static let versions = Atomic<UInt64>(0)
     var identities: IdentityAllocator
     var policy = PolicyRepository()
     /// What each endpoint's policy map holds, by slot.
