@@ -10,4 +10,10 @@ static inline int cglibc_limit_malloc_arenas(int arenas)
 	return mallopt(M_ARENA_MAX, arenas);
 }
 
+/* Returns the heap's free pages to the kernel (malloc_trim(0)); 1 if any were released. */
+static inline int cglibc_release_free_heap(void)
+{
+	return malloc_trim(0);
+}
+
 #endif

@@ -1,3 +1,4 @@
+import CGlibc
 import DatapathCore
 import Policy
 
@@ -69,6 +70,8 @@ extension NodeAgent {
                 try? regenerateAll(&state, reason: "\(reason) failed; restoring")
                 throw error
             }
+            // A large change leaves megabytes of freed working memory that malloc would otherwise keep.
+            _ = cglibc_release_free_heap()
             result["revision"] = .int(Int64(state.policy.revision))
             logger.info("\(reason)", metadata: ["revision": "\(state.policy.revision)"])
             return .object(result)

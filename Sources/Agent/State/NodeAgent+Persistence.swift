@@ -1,3 +1,4 @@
+import CGlibc
 import DatapathCore
 import Foundation
 import Policy
@@ -91,6 +92,7 @@ extension NodeAgent {
                 for endpoint in state.endpoints.values { try persistEndpoint(endpoint, state) }
                 try store.remove(AgentState.documentName)
             }
+            _ = cglibc_release_free_heap()
             logger.info(
                 "state restored",
                 metadata: [
