@@ -186,13 +186,17 @@ public struct PolicyDocument: Sendable, Equatable {
     public var kind: Kind
     public var key: PolicyKey
     public var rules: [PolicyRule]
-    /// The document exactly as it was submitted.
-    public var json: JSON
+    /// The document as it was submitted, serialized compactly with keys sorted. Kept as text rather than as a JSON
+    /// value: a value tree costs ten times the memory, and the text is only read to list or save the document.
+    public let source: [UInt8]
 
     public init(kind: Kind, key: PolicyKey, rules: [PolicyRule], json: JSON) {
         self.kind = kind
         self.key = key
         self.rules = rules
-        self.json = json
+        self.source = json.serializedBytes()
     }
+
+    /// The document as it was submitted.
+    public var json: JSON { (try? JSON.parse(source)) ?? .null }
 }

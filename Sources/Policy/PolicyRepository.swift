@@ -80,6 +80,17 @@ public struct PolicyRepository: Sendable {
     /// Documents as they were submitted, by key: what `GET /v1/policy` lists.
     public var storedJSON: [JSON] { documents.map(\.json) }
 
+    /// The same as one serialized JSON array, spliced from the documents' stored text without parsing them.
+    public var storedJSONArray: [UInt8] {
+        var bytes: [UInt8] = [UInt8(ascii: "[")]
+        for (index, document) in documents.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            bytes += document.source
+        }
+        bytes.append(UInt8(ascii: "]"))
+        return bytes
+    }
+
     public func document(_ key: PolicyKey) -> PolicyDocument? { byKey[key] }
 
     /// The name of rule `id` (`web-tier/x egress[0]`), nil for ids not in force.

@@ -7,7 +7,12 @@ extension NodeAgent {
     var policyRoutes: [Route] {
         [
             .get("/v1/policy") { [self] _ in
-                .json(state.withLock { ["revision": .int(Int64($0.policy.revision)), "policies": .array($0.policy.storedJSON)] })
+                // {"policies":[...],"revision":N}, the documents spliced in as stored.
+                let body = state.withLock { state in
+                    Array(#"{"policies":"#.utf8) + state.policy.storedJSONArray
+                        + Array(#","revision":\#(state.policy.revision)}"#.utf8)
+                }
+                return APIResponse(status: 200, body: body, contentType: "application/json")
             },
             .put("/v1/policy") { [self] request in .json(try putPolicy(try request.jsonBody())) },
             .delete("/v1/policy") { [self] request in .json(try deletePolicy(request)) },

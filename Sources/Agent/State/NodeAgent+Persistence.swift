@@ -24,13 +24,16 @@ extension NodeAgent {
 
     func persistPolicy(_ state: AgentState) throws {
         let names = state.policy.ruleNames.map { ("\($0.key)", JSON.string($0.value)) }
-        try store.write(
-            Self.policyDocument,
-            [
-                "version": 2, "revision": .int(Int64(state.policy.revision)),
-                "documents": .array(state.policy.storedJSON),
-                "rule-names": .object(Dictionary(uniqueKeysWithValues: names)),
-            ])
+        let header: JSON = [
+            "version": 2, "revision": .int(Int64(state.policy.revision)),
+            "rule-names": .object(Dictionary(uniqueKeysWithValues: names)),
+        ]
+        // The documents are spliced in as stored: turning hundreds of them back into values to serialize them again
+        // would cost more than the rest of a one-rule change.
+        var bytes = header.serializedBytes()
+        bytes.removeLast()  // the object's closing brace
+        bytes += Array(#","documents":"#.utf8) + state.policy.storedJSONArray + [UInt8(ascii: "}")]
+        try store.write(Self.policyDocument, bytes: bytes)
     }
 
     func persistEndpoint(_ endpoint: Endpoint, _ state: AgentState) throws {

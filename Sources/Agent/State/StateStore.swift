@@ -24,6 +24,11 @@ public struct StateStore: Sendable {
     public func path(_ name: String) -> String { "\(directory)/\(name).json" }
 
     public func write(_ name: String, _ document: JSON) throws {
+        try write(name, bytes: Array(document.serialized(pretty: true).utf8))
+    }
+
+    /// Writes a document already serialized.
+    public func write(_ name: String, bytes: [UInt8]) throws {
         let final = path(name)
         let temporary = "\(final).tmp"
         let parent = (final as NSString).deletingLastPathComponent
@@ -34,7 +39,6 @@ public struct StateStore: Sendable {
                 throw AgentError.internal("creating state directory \(parent): \(error)")
             }
         }
-        let bytes = Array(document.serialized(pretty: true).utf8)
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw AgentError.internal("writing \(temporary): \(String(cString: strerror(errno)))") }
         var offset = 0
