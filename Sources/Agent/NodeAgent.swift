@@ -17,13 +17,15 @@ public final class NodeAgent: Sendable {
     let state: Mutex<AgentState>
     let restored: Bool
     let observability: Observability
-    /// `GET /v1/endpoint` without filters, serialized, with the `endpointsVersion` it shows.
+    /// `GET /v1/endpoint` without filters, serialized, with the state `version` it shows.
     let endpointListCache = Mutex<(version: UInt64, body: [UInt8])?>(nil)
 
     public init(config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox) throws {
         self.config = config
         self.logLevel = logLevel
-        store = try StateStore(directory: config.stateDir)
+        // No directory fsync after every change: it doubled the cost of each, and a power loss can then at worst
+        // bring back a document a few seconds old, never a broken one.
+        store = try StateStore(directory: config.stateDir, syncsDirectory: false)
         restored = Self.hasSavedState(store)
         registry = PluginRegistry(plugins: plugins, logger: Logger(label: "plugins"))
         try registry.configure(config.plugins)

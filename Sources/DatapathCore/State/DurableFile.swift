@@ -4,8 +4,10 @@ import Glibc
 public enum DurableFile {
     /// Replaces the file at `path` with `bytes` so that a crash at any moment leaves either the old or the new
     /// content, never a torn mix: the bytes go to `<path>.tmp`, which is fsynced, renamed over `path`, and the
-    /// directory is fsynced so the rename itself is on disk.
-    public static func replace(_ path: String, with bytes: [UInt8], mode: mode_t = 0o600) throws(AgentError) {
+    /// directory is fsynced (unless `syncDirectory` is false) so the rename itself is on disk.
+    public static func replace(
+        _ path: String, with bytes: [UInt8], mode: mode_t = 0o600, syncDirectory sync: Bool = true
+    ) throws(AgentError) {
         let temporary = "\(path).tmp"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
         guard fd >= 0 else { throw failure("writing \(temporary)") }
@@ -19,7 +21,7 @@ public enum DurableFile {
         }
         close(fd)
         guard rename(temporary, path) == 0 else { throw failure("replacing \(path)") }
-        syncDirectory(containing: path)
+        if sync { syncDirectory(containing: path) }
     }
 
     /// Writes all of `bytes` at the descriptor's offset, retrying short writes and EINTR.

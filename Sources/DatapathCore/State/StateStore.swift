@@ -3,25 +3,35 @@ import Glibc
 
 /// Durable JSON documents in a state directory (the agent's, or a plugin's own).
 ///
-/// Each write goes through `DurableFile.replace`: a temporary file that is fsynced, renamed over the old document
-/// and followed by an fsync of the directory, so a crash at any moment leaves either the old or the new document,
-/// never a torn one.
+/// Each write goes through `DurableFile.replace`: a temporary file that is fsynced and renamed over the old
+/// document, so a crash at any moment leaves either the old or the new document, never a torn one. Names may contain
+/// one `/` (a subdirectory, created on first write).
 public struct StateStore: Sendable {
     public let directory: String
+    /// Whether each write also fsyncs the directory, making the rename itself durable at once. Without it, the
+    /// kernel writes the directory back within seconds: after a power loss the previous version of a document may
+    /// come back, never a broken one.
+    public let syncsDirectory: Bool
 
-    public init(directory: String) throws {
+    public init(directory: String, syncsDirectory: Bool = true) throws {
         self.directory = directory
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw AgentError.internal("creating state directory \(directory): \(error)")
-        }
+        self.syncsDirectory = syncsDirectory
+        try Self.createDirectory(directory)
     }
 
     public func path(_ name: String) -> String { "\(directory)/\(name).json" }
 
+    /// Writes `document`, indented for people who read state directories.
     public func write(_ name: String, _ document: JSON) throws {
-        try DurableFile.replace(path(name), with: Array(document.serialized(pretty: true).utf8))
+        try write(name, bytes: Array(document.serialized(pretty: true).utf8))
+    }
+
+    /// Writes a document already serialized.
+    public func write(_ name: String, bytes: [UInt8]) throws {
+        let final = path(name)
+        let parent = (final as NSString).deletingLastPathComponent
+        if parent != directory && !FileManager.default.fileExists(atPath: parent) { try Self.createDirectory(parent) }
+        try DurableFile.replace(final, with: bytes, syncDirectory: syncsDirectory)
     }
 
     /// The document `name`, or nil when it was never written.
@@ -34,7 +44,22 @@ public struct StateStore: Sendable {
         }
     }
 
-    public func remove(_ name: String) {
-        unlink(path(name))
+    /// Removes the document `name`; one that does not exist is not an error.
+    public func remove(_ name: String) throws {
+        guard unlink(path(name)) == 0 || errno == ENOENT else { throw DurableFile.failure("removing \(path(name))") }
+    }
+
+    /// Names of the documents in `subdirectory` (without ".json"), sorted; temporary files are left out.
+    public func names(in subdirectory: String) -> [String] {
+        let files = (try? FileManager.default.contentsOfDirectory(atPath: "\(directory)/\(subdirectory)")) ?? []
+        return files.filter { $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
+    }
+
+    private static func createDirectory(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw AgentError.internal("creating state directory \(path): \(error)")
+        }
     }
 }
