@@ -21,8 +21,12 @@ final class Observability: Sendable {
     func start(agent: NodeAgent) throws {
         var reader: FlowReader?
         do {
+            let last = Mutex<FlowContext?>(nil)
             let created = try FlowReader(datapath: agent.datapath, store: flows) { [weak agent] in
-                agent.map(FlowContext.snapshot)
+                guard let agent else { return nil }
+                let context = FlowContext.snapshot(of: agent, reusing: last.withLock { $0 })
+                last.withLock { $0 = context }
+                return context
             }
             try created.start()
             reader = created

@@ -1,23 +1,30 @@
 import DatapathCore
 import Glibc
 import Policy
+import Synchronization
 
 /// What the agent knows when it turns datapath flow events into `Flow`s: endpoints (by id and by address),
 /// identities and the policy rule table.
 ///
 /// Taken from the agent's state under its lock as copies of the collections, which costs a few reference counts
-/// (they are copy-on-write), so the flow reader never holds the lock while it decodes or indexes.
-struct FlowContext {
+/// (they are copy-on-write), so the flow reader never holds the lock while it decodes or indexes. A context serves
+/// until the state's version moves: the address index and the peers' labels and pod names are worked out once for
+/// all the events it decodes, not for each.
+struct FlowContext: Sendable {
     let endpoints: [UInt32: Endpoint]
     let identities: IdentityAllocator
     let policy: PolicyRepository
+    /// The `AgentState.version` this context was taken at.
+    let version: UInt64
     private let byAddress: [IPAddress: UInt32]
     private let prefixes: PrefixMatcher
+    private let memo = PeerMemo()
 
-    init(endpoints: [UInt32: Endpoint], identities: IdentityAllocator, policy: PolicyRepository) {
+    init(endpoints: [UInt32: Endpoint], identities: IdentityAllocator, policy: PolicyRepository, version: UInt64 = 0) {
         self.endpoints = endpoints
         self.identities = identities
         self.policy = policy
+        self.version = version
         var byAddress: [IPAddress: UInt32] = [:]
         for endpoint in endpoints.values {
             for address in endpoint.addresses { byAddress[address] = endpoint.id }
@@ -26,9 +33,13 @@ struct FlowContext {
         prefixes = PrefixMatcher(policy: policy)
     }
 
-    static func snapshot(of agent: NodeAgent) -> FlowContext {
-        let (endpoints, identities, policy) = agent.state.withLock { ($0.endpoints, $0.identities, $0.policy) }
-        return FlowContext(endpoints: endpoints, identities: identities, policy: policy)
+    /// The agent's current context: `previous` again while the state has not changed since it was taken.
+    static func snapshot(of agent: NodeAgent, reusing previous: FlowContext?) -> FlowContext {
+        let (endpoints, identities, policy, version) = agent.state.withLock { state in
+            (state.endpoints, state.identities, state.policy, state.version)
+        }
+        if let previous, previous.version == version { return previous }
+        return FlowContext(endpoints: endpoints, identities: identities, policy: policy, version: version)
     }
 
     /// The flow for one event; `wallOffset` turns the event's CLOCK_MONOTONIC time into wall-clock time.
@@ -58,24 +69,45 @@ struct FlowContext {
     private func peer(_ ip: IPAddress, port: UInt16, identity: UInt32, fallbackEndpoint: UInt32?) -> Flow.Peer {
         let endpointID = byAddress[ip] ?? fallbackEndpoint
         let endpoint = endpointID.flatMap { endpoints[$0] }
-        var labels = identities.identity(id: identity)?.labels.strings ?? []
+        var labels = memo.labels(of: identity) { identities.identity(id: identity)?.labels.strings ?? [] }
         var prefix: String?
         if labels.isEmpty, identity >= UInt32(NA_ID_LOCAL_CIDR_BASE), let match = prefixes.longestMatch(ip) {
             prefix = match
             labels = ["cidr:\(match)", "reserved:world"]
         }
-        let pod = endpoint?.podName
+        let pod = endpoint.flatMap { endpoint in memo.pod(of: endpoint.id) { endpoint.podName } }
         let name = pod ?? prefix ?? ReservedIdentity.name(of: identity) ?? ip.description
         return Flow.Peer(
             ip: ip, port: port, identity: identity, labels: labels, endpoint: endpoint?.id, pod: pod, name: name)
     }
 }
 
+/// Label strings by identity and pod names by endpoint, made once per context: a busy node reports tens of
+/// thousands of flows a second between the same few peers, and building these strings for each was most of the
+/// flow reader's work.
+private final class PeerMemo: Sendable {
+    private let state = Mutex<(labels: [UInt32: [String]], pods: [UInt32: String?])>(([:], [:]))
+
+    func labels(of identity: UInt32, _ make: () -> [String]) -> [String] {
+        if let known = state.withLock({ $0.labels[identity] }) { return known }
+        let labels = make()
+        state.withLock { $0.labels[identity] = labels }
+        return labels
+    }
+
+    func pod(of endpoint: UInt32, _ make: () -> String?) -> String? {
+        if let known = state.withLock({ $0.pods[endpoint] }) { return known }
+        let pod = make()
+        state.withLock { $0.pods[endpoint] = pod }
+        return pod
+    }
+}
+
 /// Which policy prefix a CIDR identity stands for. The CIDR policy plugin gives every prefix that policies name
 /// (except ranges included) its own identity in the ipcache, so the most specific of those prefixes holding an
 /// address is the one whose identity the datapath found. Built on first use: most batches have no CIDR peers.
-/// (Used only by the flow reader's thread.)
-private final class PrefixMatcher {
+/// (Used only by the flow reader's thread, hence unchecked.)
+private final class PrefixMatcher: @unchecked Sendable {
     private let policy: PolicyRepository
     private lazy var sorted: [CIDR] = policy.cidrPrefixes.compactMap { try? CIDR(parsing: $0) }
         .sorted { $0.prefixLength > $1.prefixLength }

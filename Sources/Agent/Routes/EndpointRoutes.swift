@@ -66,13 +66,13 @@ extension NodeAgent {
     }
 
     /// The endpoints by id, those with every label of `filter` (a label without source matches any source).
-    /// Unfiltered, the answer is served from `endpointListCache` while the endpoints have not changed: listing a
+    /// Unfiltered, the answer is served from `endpointListCache` while the state has not changed: listing a
     /// thousand endpoints otherwise costs milliseconds of JSON building on every poll.
     func endpointList(_ request: APIRequest) throws -> APIResponse {
         let filter = try labelFilter(request)
         guard filter.labels.isEmpty else { return .json(.array(state.withLock { listEndpoints(in: $0, matching: filter) })) }
         let (version, cached, list) = state.withLock { state -> (UInt64, [UInt8]?, [JSON]) in
-            let version = state.endpointsVersion
+            let version = state.version
             if let body = endpointListCache.withLock({ $0?.version == version ? $0?.body : nil }) {
                 return (version, body, [])
             }

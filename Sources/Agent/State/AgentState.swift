@@ -6,15 +6,15 @@ import Synchronization
 struct AgentState: Sendable {
     static let documentName = "agent-state"
 
-    var endpoints: [UInt32: Endpoint] = [:] {
-        didSet { endpointsVersion = Self.versions.add(1, ordering: .relaxed).newValue }
-    }
-    /// Changes with every change of `endpoints`, and names one content of it: numbers come from one process-wide
-    /// counter, so putting back an earlier state (a rollback) puts back the number that went with it.
-    private(set) var endpointsVersion: UInt64 = 0
+    var endpoints: [UInt32: Endpoint] = [:] { didSet { version = Self.nextVersion() } }
+    var identities: IdentityAllocator { didSet { version = Self.nextVersion() } }
+    var policy = PolicyRepository() { didSet { version = Self.nextVersion() } }
+    /// Changes with every change of `endpoints`, `identities` or `policy`, and names one content of them: numbers
+    /// come from one process-wide counter, so putting back an earlier state (a rollback) puts back the number that
+    /// went with it, and no two contents ever share one. What is derived from them can be kept until it changes.
+    private(set) var version: UInt64 = 0
     private static let versions = Atomic<UInt64>(0)
-    var identities: IdentityAllocator
-    var policy = PolicyRepository()
+    private static func nextVersion() -> UInt64 { versions.add(1, ordering: .relaxed).newValue }
     /// What each endpoint's policy map holds, by slot.
     var realized: [UInt32: [PolicyMapSlot: PolicyMapEntry]] = [:]
     /// Addresses of this node (identity host) currently in the ipcache.
