@@ -12,7 +12,8 @@
 # Reported: req/s, p50, p99 (wrk --latency), CPU per request, and same-round ratios to `base`.
 #
 # Environment: ROUNDS (3), DURATION (seconds per run, 10), CASES (comma list, all above), THREADS (2),
-# CONNECTIONS (50), RULES (10000), BENCH_OUT (directory for the table and raw results), NODEAGENT_BIN,
+# CONNECTIONS (50), RULES (10000), ALLOWED_FLOW_SAMPLING (the agent's runtime option: 1 reports every allowed new
+# connection, the default; N one in N; 0 none), BENCH_OUT (directory for the table and raw results), NODEAGENT_BIN,
 # NODECTL_BIN, BENCH_NO_BUILD=1 (use existing binaries).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -105,6 +106,7 @@ agent_on() {
         \"k8s-namespace\":\"api-tier\",\"k8s-pod-name\":\"backend-api-0\",
         \"labels\":[\"k8s:app=backend-api\"]}" >/dev/null
     bench_nodectl policy import "$FIXTURES/default-deny-all.yaml" "$FIXTURES/allow-traffic-policy.yaml" >/dev/null
+    bench_api PATCH /v1/config "{\"allowed-flow-sampling\":${ALLOWED_FLOW_SAMPLING:-1}}" >/dev/null
     echo "$AGENT_PID" >>"$PIDS.now"
 }
 

@@ -43,17 +43,27 @@ public final class NodeAgent: Sendable {
         try observability.start(agent: self)
     }
 
-    /// Lifetimes and event settings the datapath reads; written once when the map is still zero.
+    /// Lifetimes the datapath reads, written once when the map is still zero (the conntrack plugin owns them after
+    /// that), and the event settings of the runtime options.
     private func writeDatapathDefaults() throws {
         let map: TypedMap<UInt32, na_config> = try datapath.typedMap("na_config")
-        if let current = try map.lookup(0), current.ct_lifetime_tcp != 0 { return }
-        var value = na_config()
-        value.ct_lifetime_tcp = 8000
-        value.ct_lifetime_syn = 60
-        value.ct_lifetime_closing = 10
-        value.ct_lifetime_nontcp = 60
-        value.flags = UInt32(NA_CFG_EVENTS_DROPPED) | UInt32(NA_CFG_EVENTS_ALLOWED)
-        value.allowed_sample_rate = 1
+        if try map.lookup(0).map({ $0.ct_lifetime_tcp == 0 }) ?? true {
+            var value = na_config()
+            value.ct_lifetime_tcp = 8000
+            value.ct_lifetime_syn = 60
+            value.ct_lifetime_closing = 10
+            value.ct_lifetime_nontcp = 60
+            try map.update(0, value)
+        }
+        try writeEventSettings(runtime.withLock { $0.allowedFlowSampling })
+    }
+
+    /// Drops always produce events; allowed new connections one in `sampling` (none for 0).
+    func writeEventSettings(_ sampling: Int) throws {
+        let map: TypedMap<UInt32, na_config> = try datapath.typedMap("na_config")
+        var value = try map.lookup(0) ?? na_config()
+        value.flags = UInt32(NA_CFG_EVENTS_DROPPED) | (sampling > 0 ? UInt32(NA_CFG_EVENTS_ALLOWED) : 0)
+        value.allowed_sample_rate = UInt32(max(sampling, 1))
         try map.update(0, value)
     }
 

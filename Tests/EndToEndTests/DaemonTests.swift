@@ -58,10 +58,17 @@ final class DaemonTests: EndToEndTestCase {
         let initial = try agent.getJSON("/v1/config")
         XCTAssertEqual(initial["policy-enforcement"], "default")
         XCTAssertEqual(initial["log-level"], "info")
+        XCTAssertEqual(initial["allowed-flow-sampling"], 1, "every allowed new connection is reported")
 
         let patched = try agent.api(.PATCH, "/v1/config", ["policy-enforcement": "always", "log-level": "debug"])
         XCTAssertEqual(patched.status, 200, "\(patched)")
-        XCTAssertEqual(patched.json, ["policy-enforcement": "always", "log-level": "debug"], "the full new config")
+        let full: JSON = ["policy-enforcement": "always", "log-level": "debug", "allowed-flow-sampling": 1]
+        XCTAssertEqual(patched.json, full, "the full new config")
+        for bad: JSON in [-1, 1_000_001, "all", 1.5] {
+            assertAPIError(
+                try agent.api(.PATCH, "/v1/config", ["allowed-flow-sampling": bad]), status: 400,
+                code: "invalid-field", field: "allowed-flow-sampling", "\(bad)")
+        }
 
         assertAPIError(
             try agent.api(.PATCH, "/v1/config", ["no-such-option": 1]), status: 400, code: "invalid-field",
@@ -82,14 +89,11 @@ final class DaemonTests: EndToEndTestCase {
         assertAPIError(
             try agent.api(.PATCH, "/v1/config", ["array"]), status: 400, code: "invalid-field", "not an object")
         XCTAssertEqual(
-            try agent.getJSON("/v1/config"), ["policy-enforcement": "always", "log-level": "debug"],
-            "rejected patches change nothing, not even their valid parts")
+            try agent.getJSON("/v1/config"), full, "rejected patches change nothing, not even their valid parts")
 
         XCTAssertEqual(agent.stop(), .exited(0))
         try agent.start()
-        XCTAssertEqual(
-            try agent.getJSON("/v1/config"), ["policy-enforcement": "always", "log-level": "debug"],
-            "the change persisted across a restart")
+        XCTAssertEqual(try agent.getJSON("/v1/config"), full, "the change persisted across a restart")
         let config = try agent.nodectl("-o", "json", "config", "get")
         XCTAssertEqual(config.status, 0, config.stderr)
         XCTAssertEqual(try JSON.parse(config.stdout)["policy-enforcement"], "always")

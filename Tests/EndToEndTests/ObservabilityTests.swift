@@ -106,6 +106,34 @@ final class ObservabilityTests: EndToEndTestCase {
             zip(flows, flows.dropFirst()).allSatisfy { (flowTime($0) ?? 0) <= (flowTime($1) ?? 0) }, "oldest first")
     }
 
+    func testAllowedFlowSamplingIsConfigurableWhileDropsAlwaysShow() throws {
+        let s = try makeScenario()
+        /// Opens `count` allowed connections and one denied one; waits until the drop is recorded (events arrive
+        /// in order per CPU, and the drop comes last), then returns the new allowed egress flows to port 8080.
+        func allowedFlows(after count: Int) throws -> Int {
+            let before = try s.agent.flows().count
+            for _ in 0..<count {
+                XCTAssertTrue(try tcpConnect(from: s.frontend, to: s.backend, port: 8080).passed)
+            }
+            XCTAssertTrue(try tcpConnect(from: s.frontend, to: s.backend, port: 9090).dropped)
+            let flows = try s.agent.waitForFlows { $0.count > before && $0.last?["verdict"] == "DROPPED" }
+            XCTAssertEqual(flows.last?["destination"]?["port"], 9090, "the drop is always reported")
+            usleep(200_000)  // the other CPU's events, if any, are in by now
+            return try s.agent.flows().dropFirst(before).filter {
+                $0["verdict"] == "FORWARDED" && $0["direction"] == "egress" && $0["destination"]?["port"] == 8080
+            }.count
+        }
+
+        XCTAssertEqual(try allowedFlows(after: 5), 5, "by default every allowed new connection is reported")
+        try s.agent.setConfig(["allowed-flow-sampling": 0])
+        XCTAssertEqual(try allowedFlows(after: 5), 0, "0: none")
+        try s.agent.setConfig(["allowed-flow-sampling": 2])
+        let sampled = try allowedFlows(after: 40)
+        XCTAssertTrue((5...35).contains(sampled), "2: about one in two of 40, got \(sampled)")
+        try s.agent.setConfig(["allowed-flow-sampling": 1])
+        XCTAssertEqual(try allowedFlows(after: 3), 3, "1: every one again")
+    }
+
     func testFiltersSelectFlowsAndRejectBadParameters() throws {
         let s = try makeScenario()
         XCTAssertTrue(try tcpConnect(from: s.frontend, to: s.backend, port: 8080).passed)

@@ -99,13 +99,21 @@ public struct RuntimeOptions: Sendable, Equatable {
 
     public var policyEnforcement = Enforcement.default
     public var logLevel = LogLevel.info
+    /// Which allowed new connections produce a flow event: 1 every one, N one in N (at random), 0 none. Drops are
+    /// always reported. Each event costs the node a ring-buffer record and the agent its decoding, which shows on
+    /// nodes opening tens of thousands of connections a second.
+    public var allowedFlowSampling = 1
 
-    static let keys: Set<String> = ["policy-enforcement", "log-level"]
+    static let keys: Set<String> = ["policy-enforcement", "log-level", "allowed-flow-sampling"]
+    static let maxAllowedFlowSampling = 1_000_000
 
     public init() {}
 
     public var json: JSON {
-        ["policy-enforcement": .string(policyEnforcement.rawValue), "log-level": .string(logLevel.rawValue)]
+        [
+            "policy-enforcement": .string(policyEnforcement.rawValue), "log-level": .string(logLevel.rawValue),
+            "allowed-flow-sampling": .int(Int64(allowedFlowSampling)),
+        ]
     }
 
     /// Applies a partial update; nothing changes unless every key and value is valid.
@@ -120,6 +128,8 @@ public struct RuntimeOptions: Sendable, Equatable {
                 next.policyEnforcement = try value.requireEnum(key, Enforcement.self)
             case "log-level":
                 next.logLevel = try value.requireEnum(key, LogLevel.self)
+            case "allowed-flow-sampling":
+                next.allowedFlowSampling = try value.requireInt(key, in: 0...Self.maxAllowedFlowSampling)
             default:
                 throw AgentError.invalidField(
                     key, "unknown or read-only option (runtime options: \(Self.keys.sorted().joined(separator: ", ")))")

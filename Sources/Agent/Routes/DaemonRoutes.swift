@@ -38,6 +38,9 @@ extension NodeAgent {
             return (before, options)
         }
         logLevel.value = Logger.Level(rawValue: after.logLevel.rawValue) ?? .info
+        if before.allowedFlowSampling != after.allowedFlowSampling {
+            try writeEventSettings(after.allowedFlowSampling)
+        }
         try store.write("config", after.json)
         if before.policyEnforcement != after.policyEnforcement {
             try state.withLock { try regenerateAll(&$0, reason: "policy-enforcement changed") }
