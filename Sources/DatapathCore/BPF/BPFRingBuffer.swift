@@ -60,6 +60,10 @@ public final class BPFRingBuffer: Sendable {
             let handle = state.handle
             if let timeout {
                 try bpfCall("polling ring buffer \(name)") { ring_buffer__poll(handle, timeout) }
+                // Producers may submit without waking the reader: a poll that timed out still collects what is there.
+                if state.sink.records.isEmpty {
+                    try bpfCall("reading ring buffer \(name)") { ring_buffer__consume(handle) }
+                }
             } else {
                 try bpfCall("reading ring buffer \(name)") { ring_buffer__consume(handle) }
             }
