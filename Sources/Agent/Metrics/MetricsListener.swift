@@ -175,20 +175,21 @@ final class MetricsListener: Sendable {
             sa.sin_family = sa_family_t(AF_INET)
             sa.sin_port = address.port.bigEndian
             withUnsafeMutableBytes(of: &sa.sin_addr) { $0.copyBytes(from: address.ip.bytes) }
-            return withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    body($0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
+            return Self.generic(&sa, body)
         }
         var sa = sockaddr_in6()
         sa.sin6_family = sa_family_t(AF_INET6)
         sa.sin6_port = address.port.bigEndian
         withUnsafeMutableBytes(of: &sa.sin6_addr) { $0.copyBytes(from: address.ip.bytes) }
-        return withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                body($0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-            }
+        return Self.generic(&sa, body)
+    }
+
+    /// A family's socket address seen as the generic `sockaddr` with its length.
+    private static func generic<Address, R>(
+        _ address: inout Address, _ body: (UnsafePointer<sockaddr>, socklen_t) -> R
+    ) -> R {
+        withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<Address>.size)) }
         }
     }
 }
