@@ -58,7 +58,7 @@ public struct FlowQuery: Sendable, Equatable {
             filter.port = port
         }
         if let text = query["protocol"] {
-            if let number = Flow.protocolNumbers[text.uppercased()] ?? UInt8(text) {
+            if let number = IPProtocol.number(of: text) {
                 filter.proto = number
             } else {
                 throw .invalidField(
