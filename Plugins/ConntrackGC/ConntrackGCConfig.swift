@@ -40,13 +40,8 @@ public struct ConntrackGCConfig: Sendable, Equatable {
     public static func parse(_ options: JSON, fieldPrefix: String = "plugins.conntrack-gc") throws
         -> ConntrackGCConfig
     {
-        guard let object = options.objectValue else {
-            throw AgentError.invalidField(fieldPrefix, "expected an object, got \(options.typeName)")
-        }
-        if let unknown = object.keys.sorted().first(where: { !optionNames.contains($0) }) {
-            throw AgentError.invalidField(
-                "\(fieldPrefix).\(unknown)", "unknown option (known: \(optionNames.joined(separator: ", ")))")
-        }
+        let object = try options.requireObject(fieldPrefix)
+        try KnownKeys.check(object.keys, known: optionNames, prefix: fieldPrefix, kind: "option")
         func field(_ name: String) -> String { "\(fieldPrefix).\(name)" }
         func lifetime(_ name: String, _ fallback: UInt32) throws -> UInt32 {
             guard let value = object[name] else { return fallback }

@@ -27,14 +27,9 @@ public struct NATOptions: Sendable, Equatable {
 
     /// Parses and validates an options object; errors name the offending field under `fieldPrefix`.
     public static func parse(_ options: JSON, fieldPrefix: String = "plugins.nat") throws -> NATOptions {
-        guard let object = options.objectValue else {
-            throw AgentError.invalidField(fieldPrefix, "expected an object")
-        }
+        let object = try options.requireObject(fieldPrefix)
         func field(_ name: String) -> String { "\(fieldPrefix).\(name)" }
-        if let unknown = object.keys.sorted().first(where: { !optionNames.contains($0) }) {
-            throw AgentError.invalidField(
-                field(unknown), "unknown option (known: \(optionNames.joined(separator: ", ")))")
-        }
+        try KnownKeys.check(object.keys, known: optionNames, prefix: fieldPrefix, kind: "option")
         var result = NATOptions()
         if let value = object["interface"] {
             // IFNAMSIZ is 16 bytes with the terminating NUL.
