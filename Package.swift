@@ -24,6 +24,7 @@ let package = Package(
         .systemLibrary(
             name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         // glibc interfaces the Glibc module leaves out (mallopt).
         .systemLibrary(name: "CGlibc"),
 
@@ -73,7 +74,7 @@ let package = Package(
             ] + datapathPlugins.map { .target(name: $0) }),
 
         // The CLI client.
-        .target(name: "NodeCtlKit", dependencies: ["AgentAPI", .product(name: "Yams", package: "Yams")]),
+        .target(name: "NodeCtlKit", dependencies: ["AgentAPI", "CCurl", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "nodectl",
             dependencies: [

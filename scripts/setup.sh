@@ -3,7 +3,7 @@
 # and a bpffs at /sys/fs/bpf. Safe to run again.
 set -euo pipefail
 
-packages=(libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev libjansson-dev pkg-config iproute2 util-linux curl socat
+packages=(libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev pkg-config iproute2 util-linux curl socat
     python3-pip netcat-openbsd iptables containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do

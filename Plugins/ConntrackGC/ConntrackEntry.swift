@@ -77,19 +77,3 @@ public enum ConntrackFlags {
         return result
     }
 }
-
-/// IP protocol numbers and the names the API uses for them.
-public enum IPProtocol {
-    static let named: [(UInt8, String)] = [(1, "ICMP"), (6, "TCP"), (17, "UDP"), (58, "ICMPv6"), (132, "SCTP")]
-
-    /// "TCP", "UDP", ... or the number for others.
-    public static func name(of number: UInt8) -> String {
-        named.first { $0.0 == number }?.1 ?? String(number)
-    }
-
-    /// A name (any case) or a number 0–255.
-    public static func number(of text: String) -> UInt8? {
-        if let known = named.first(where: { $0.1.lowercased() == text.lowercased() }) { return known.0 }
-        return UInt8(text)
-    }
-}

@@ -40,21 +40,16 @@ public struct ConntrackGCConfig: Sendable, Equatable {
     public static func parse(_ options: JSON, fieldPrefix: String = "plugins.conntrack-gc") throws
         -> ConntrackGCConfig
     {
-        guard let object = options.objectValue else {
-            throw AgentError.invalidField(fieldPrefix, "expected an object, got \(options.typeName)")
-        }
-        if let unknown = object.keys.sorted().first(where: { !optionNames.contains($0) }) {
-            throw AgentError.invalidField(
-                "\(fieldPrefix).\(unknown)", "unknown option (known: \(optionNames.joined(separator: ", ")))")
-        }
+        let object = try options.requireObject(fieldPrefix)
+        try KnownKeys.check(object.keys, known: optionNames, prefix: fieldPrefix, kind: "option")
         func field(_ name: String) -> String { "\(fieldPrefix).\(name)" }
         func lifetime(_ name: String, _ fallback: UInt32) throws -> UInt32 {
             guard let value = object[name] else { return fallback }
-            return UInt32(try seconds(value, field: field(name), range: 1...maxLifetime))
+            return UInt32(try ConfigDuration.seconds(value, field: field(name), range: 1...maxLifetime))
         }
         func interval(_ name: String, _ fallback: Int) throws -> Int {
             guard let value = object[name] else { return fallback }
-            return Int(try seconds(value, field: field(name), range: 1...maxInterval))
+            return Int(try ConfigDuration.seconds(value, field: field(name), range: 1...maxInterval))
         }
         var config = ConntrackGCConfig()
         config.tcpEstablished = try lifetime("tcp-established", config.tcpEstablished)
@@ -84,48 +79,5 @@ public struct ConntrackGCConfig: Sendable, Equatable {
                     + "got \(config.intervalInitial) s")
         }
         return config
-    }
-
-    /// A duration in whole seconds: an integer, or a string of number-unit pairs with units h, m, s.
-    static func seconds(_ value: JSON, field: String, range: ClosedRange<Int64>) throws -> Int64 {
-        let total: Int64?
-        switch value {
-        case .string(let text): total = parseDuration(text)
-        default: total = value.intValue
-        }
-        guard let total else {
-            throw AgentError.invalidField(
-                field,
-                "expected seconds as an integer or a duration like \"90s\", \"5m\", \"12h\", got \(value.serialized())")
-        }
-        guard range.contains(total) else {
-            throw AgentError.invalidField(
-                field, "must be between \(range.lowerBound) and \(range.upperBound) seconds, got \(total)")
-        }
-        return total
-    }
-
-    /// "1h30m" → 5400, "45" → 45; nil when malformed or absurdly large.
-    static func parseDuration(_ text: String) -> Int64? {
-        if let plain = Int64(text) { return plain }
-        var total: Int64 = 0
-        var digits = ""
-        for character in text {
-            if character.isASCII, character.isNumber {
-                digits.append(character)
-                continue
-            }
-            let unit: Int64
-            switch character {
-            case "h": unit = 3600
-            case "m": unit = 60
-            case "s": unit = 1
-            default: return nil
-            }
-            guard let number = Int64(digits), number <= Int64(Int32.max) else { return nil }
-            total += number * unit
-            digits = ""
-        }
-        return digits.isEmpty && !text.isEmpty ? total : nil
     }
 }

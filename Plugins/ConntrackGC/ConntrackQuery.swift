@@ -11,10 +11,7 @@ struct ConntrackQuery {
     var proto: UInt8?
 
     init(_ request: APIRequest, allowed: Set<String>) throws {
-        if let unknown = request.query.keys.sorted().first(where: { !allowed.contains($0) }) {
-            throw AgentError.invalidField(
-                unknown, "unknown parameter (known: \(allowed.sorted().joined(separator: ", ")))")
-        }
+        try KnownKeys.check(request.query.keys, known: allowed, kind: "parameter")
         if let id = try request.queryInt("endpoint", in: 0...Int64(UInt32.max)) { endpoint = UInt32(id) }
         if let text = request.query["ip"] {
             guard let parsed = IPAddress(text) else {

@@ -44,13 +44,8 @@ struct IPAMConfig: Sendable, Equatable {
     /// Parses the section (without `enabled`, which the registry takes). Unknown keys and bad values are
     /// rejected with the field named as `plugins.ipam.<key>`.
     init(parsing options: JSON) throws(AgentError) {
-        guard let object = options.objectValue else {
-            throw AgentError.invalidField("plugins.ipam", "expected an object")
-        }
-        if let unknown = object.keys.sorted().first(where: { !Self.keys.contains($0) }) {
-            throw AgentError.invalidField(
-                Self.field(unknown), "unknown option (known: \(Self.keys.sorted().joined(separator: ", ")))")
-        }
+        let object = try options.requireObject("plugins.ipam")
+        try KnownKeys.check(object.keys, known: Self.keys, prefix: "plugins.ipam", kind: "option")
         if let value = object["node-index"] {
             guard let index = value.intValue, index >= 0 else {
                 throw AgentError.invalidField(

@@ -69,10 +69,7 @@ struct IPAMRoutes {
     /// Rejects unknown query parameters (a misspelt `owner` must not silently allocate without one) and pools
     /// other than Cilium's "default": this agent has one pool.
     static func checkQuery(_ request: APIRequest, allowed: Set<String>) throws(AgentError) {
-        if let unknown = request.query.keys.sorted().first(where: { !allowed.contains($0) }) {
-            let known = allowed.isEmpty ? "none" : allowed.sorted().joined(separator: ", ")
-            throw AgentError.invalidField(unknown, "unknown query parameter (accepted: \(known))")
-        }
+        try KnownKeys.check(request.query.keys, known: allowed, kind: "query parameter")
         if let pool = request.query["pool"], !pool.isEmpty, pool != "default" {
             throw AgentError.invalidField("pool", "only the \"default\" pool exists, got \"\(pool)\"")
         }

@@ -17,7 +17,7 @@ enum NATDecoders {
                         "destination": .string(IPAddress(family: family, bytes: tupleBytes(k.daddr)).description),
                         "source-port": .int(Int64(UInt16(bigEndian: k.sport))),
                         "destination-port": .int(Int64(UInt16(bigEndian: k.dport))),
-                        "protocol": .string(NATMapping.protocolName(k.proto)),
+                        "protocol": .string(IPProtocol.name(of: k.proto)),
                     ],
                     [
                         // Forward: the source it leaves with; reverse: the pod address replies go back to.

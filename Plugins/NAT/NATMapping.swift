@@ -22,7 +22,7 @@ struct NATMapping: Sendable {
 
     func json(now: UInt32) -> JSON {
         [
-            "protocol": .string(NATMapping.protocolName(key.proto)),
+            "protocol": .string(IPProtocol.name(of: key.proto)),
             "original": ["address": .string(original.description), "port": .int(Int64(originalPort))],
             "translated": ["address": .string(translated.description), "port": .int(Int64(translatedPort))],
             "destination": ["address": .string(destination.description), "port": .int(Int64(destinationPort))],
@@ -34,15 +34,6 @@ struct NATMapping: Sendable {
         ]
     }
 
-    static func protocolName(_ proto: UInt8) -> String {
-        switch proto {
-        case IPProtocol.tcp: "TCP"
-        case IPProtocol.udp: "UDP"
-        case IPProtocol.icmp: "ICMP"
-        default: "\(proto)"
-        }
-    }
-
     /// TCP state as the flags say (the lifetime class the datapath applies); "active" for other protocols.
     static func stateName(proto: UInt8, flags: UInt32) -> String {
         guard proto == IPProtocol.tcp else { return "active" }
@@ -50,11 +41,4 @@ struct NATMapping: Sendable {
         let established = UInt32(NA_CT_SEEN_NON_SYN) | UInt32(NA_CT_SEEN_REPLY)
         return flags & established == established ? "established" : "opening"
     }
-}
-
-/// IP protocol numbers of what the datapath translates.
-enum IPProtocol {
-    static let icmp: UInt8 = 1
-    static let tcp: UInt8 = 6
-    static let udp: UInt8 = 17
 }

@@ -27,14 +27,9 @@ public struct NATOptions: Sendable, Equatable {
 
     /// Parses and validates an options object; errors name the offending field under `fieldPrefix`.
     public static func parse(_ options: JSON, fieldPrefix: String = "plugins.nat") throws -> NATOptions {
-        guard let object = options.objectValue else {
-            throw AgentError.invalidField(fieldPrefix, "expected an object")
-        }
+        let object = try options.requireObject(fieldPrefix)
         func field(_ name: String) -> String { "\(fieldPrefix).\(name)" }
-        if let unknown = object.keys.sorted().first(where: { !optionNames.contains($0) }) {
-            throw AgentError.invalidField(
-                field(unknown), "unknown option (known: \(optionNames.joined(separator: ", ")))")
-        }
+        try KnownKeys.check(object.keys, known: optionNames, prefix: fieldPrefix, kind: "option")
         var result = NATOptions()
         if let value = object["interface"] {
             // IFNAMSIZ is 16 bytes with the terminating NUL.
@@ -66,7 +61,7 @@ public struct NATOptions: Sendable, Equatable {
             result.maxEntries = UInt32(count)
         }
         if let value = object["gc-interval"] {
-            result.gcInterval = .seconds(try parseSeconds(value, field: field("gc-interval"), range: 1...86400))
+            result.gcInterval = .seconds(try ConfigDuration.seconds(value, field: field("gc-interval"), range: 1...86400))
         }
         if result.interface != nil && result.clusterCIDRs.isEmpty {
             throw AgentError.invalidField(
@@ -101,50 +96,5 @@ public struct NATOptions: Sendable, Equatable {
             }
             return prefix
         }
-    }
-
-    /// Whole seconds: an integer, or a string of number-unit pairs ("90s", "5m", "1h30m").
-    static func parseSeconds(_ value: JSON, field: String, range: ClosedRange<Int64>) throws -> Int64 {
-        let total: Int64?
-        if let number = value.intValue {
-            total = number
-        } else if let text = value.stringValue {
-            total = durationSeconds(text)
-        } else {
-            total = nil
-        }
-        guard let total else {
-            throw AgentError.invalidField(
-                field, "expected seconds as an integer or a duration like \"30s\", \"5m\", got \(value.serialized())")
-        }
-        guard range.contains(total) else {
-            throw AgentError.invalidField(
-                field, "must be between \(range.lowerBound) and \(range.upperBound) seconds, got \(total)")
-        }
-        return total
-    }
-
-    /// "1h30m" → 5400, "45" → 45; nil when malformed or absurdly large.
-    static func durationSeconds(_ text: String) -> Int64? {
-        guard !text.isEmpty else { return nil }
-        var total: Int64 = 0
-        var digits = ""
-        for character in text {
-            if character.isASCII, character.isNumber {
-                digits.append(character)
-                continue
-            }
-            let units: [Character: Int64] = ["h": 3600, "m": 60, "s": 1]
-            guard let unit = units[character], let number = Int64(digits), number <= Int64(Int32.max) else {
-                return nil
-            }
-            total += number * unit
-            digits = ""
-        }
-        if !digits.isEmpty {
-            guard let number = Int64(digits), number <= Int64(Int32.max) else { return nil }
-            total += number
-        }
-        return total
     }
 }

@@ -149,7 +149,7 @@ struct NATSweeper: Sendable {
         for key in keys {
             let family: IPAddress.Family = key.family == UInt8(NA_FAMILY_IPV6) ? .ipv6 : .ipv4
             let address = IPAddress(family: family, bytes: tupleBytes(key.daddr))
-            let name = "\(address):\(UInt16(bigEndian: key.dport))/\(NATMapping.protocolName(key.proto))"
+            let name = "\(address):\(UInt16(bigEndian: key.dport))/\(IPProtocol.name(of: key.proto))"
             counts[name, default: 0] += 1
         }
         return counts.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }.prefix(top).map {

@@ -40,12 +40,15 @@ public struct AgentError: Error, Sendable, Equatable {
     public var status: Int
     /// The input field at fault, in dotted form ("addressing.ipv4"), when there is one.
     public var field: String?
+    /// The system's error number when a kernel call failed, for callers that decide by it (not rendered).
+    public var errno: Int32?
 
-    public init(code: Code, status: Int, message: String, field: String? = nil) {
+    public init(code: Code, status: Int, message: String, field: String? = nil, errno: Int32? = nil) {
         self.code = code
         self.status = status
         self.message = message
         self.field = field
+        self.errno = errno
     }
 
     /// `{"error": {"code": ..., "message": ..., "field": ...}}`, `field` only when set.
@@ -119,5 +122,14 @@ extension AgentError {
     /// 500: a kernel operation failed (bpf syscall, netlink, ...).
     public static func datapath(_ message: String) -> AgentError {
         AgentError(code: .datapath, status: 500, message: message)
+    }
+
+    /// A kernel call failed with `errno`. A full map (E2BIG from a hash or array update, ENOSPC from an LPM trie)
+    /// is a 507 like any other full table; anything else is a 500. The errno stays in the error either way.
+    public static func kernel(_ message: String, errno code: Int32) -> AgentError {
+        // Linux's E2BIG and ENOSPC (asm-generic/errno-base.h): AgentAPI imports no C library for two numbers.
+        let full = code == 7 || code == 28
+        return AgentError(
+            code: full ? .capacity : .datapath, status: full ? 507 : 500, message: message, errno: code)
     }
 }

@@ -12,24 +12,6 @@ public struct HTTPRequest: Sendable, Equatable {
         self.target = target
         self.body = body
     }
-
-    /// The bytes on the wire. `Connection: close` makes the server end the connection after its answer, so a
-    /// response without a length still has a clear end.
-    public func serialized() -> [UInt8] {
-        var head = "\(method) \(target) HTTP/1.1\r\n"
-        head += "Host: localhost\r\n"
-        head += "User-Agent: nodectl\r\n"
-        head += "Accept: application/json\r\n"
-        head += "Connection: close\r\n"
-        if let body {
-            head += "Content-Type: application/json\r\n"
-            head += "Content-Length: \(body.count)\r\n"
-        } else if method == "PUT" || method == "POST" || method == "PATCH" {
-            head += "Content-Length: 0\r\n"
-        }
-        head += "\r\n"
-        return Array(head.utf8) + (body ?? [])
-    }
 }
 
 /// Status line and headers of a response.

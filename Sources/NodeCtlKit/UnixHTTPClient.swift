@@ -1,7 +1,11 @@
-/// A minimal HTTP/1.1 client over a Unix stream socket: one connection per request, `Connection: close`.
-///
-/// It speaks exactly what the agent needs: JSON bodies with Content-Length, responses framed by Content-Length,
-/// chunked transfer-encoding or connection close, and a streaming mode for long-lived chunked responses.
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// The agent's HTTP client over its Unix socket, through libcurl: one connection per request, and a streaming mode
+/// for long-lived chunked responses with idle ticks so a caller can stop a quiet stream.
 public struct UnixHTTPClient: Sendable {
     public var socketPath: String
     /// Bound on connecting (and on writing the request).
@@ -17,22 +21,23 @@ public struct UnixHTTPClient: Sendable {
 
     /// Sends `request` and reads the whole response.
     public func send(_ request: HTTPRequest) throws(ClientError) -> HTTPResponse {
-        let socket = try open(request)
-        socket.setReceiveTimeout(responseTimeout)
-        var parser = HTTPResponseParser(requestMethod: request.method)
+        let transfer = try open(request)
         var body: [UInt8] = []
-        while !parser.isComplete {
-            switch try socket.read() {
-            case .data(let bytes):
-                for piece in try parser.feed(bytes) { body.append(contentsOf: piece) }
-            case .endOfStream:
-                try parser.finish()
-            case .wouldBlock:
-                throw .timeout(path: socketPath, seconds: responseTimeout?.seconds ?? 0)
+        while true {
+            switch transfer.step(timeout: responseTimeout ?? .seconds(3600)) {
+            case .progressed:
+                body += transfer.takeBody()
+            case .idle:
+                if responseTimeout != nil {
+                    throw .timeout(path: socketPath, seconds: responseTimeout?.seconds ?? 0)
+                }
+            case .finished(let error):
+                if let error { throw error }
+                body += transfer.takeBody()
+                guard let head = transfer.head else { throw .malformedResponse("no response head") }
+                return HTTPResponse(head: head, body: body)
             }
         }
-        guard let head = parser.head else { throw .malformedResponse("no response head") }
-        return HTTPResponse(head: head, body: body)
     }
 
     /// What the stream handler sees.
@@ -58,42 +63,37 @@ public struct UnixHTTPClient: Sendable {
         _ request: HTTPRequest, idleInterval: Duration = .milliseconds(250),
         _ handler: (StreamEvent) -> StreamAction
     ) throws(ClientError) -> HTTPResponse {
-        let socket = try open(request)
-        socket.setReceiveTimeout(idleInterval)
-        var parser = HTTPResponseParser(requestMethod: request.method)
+        let transfer = try open(request)
         var errorBody: [UInt8] = []
         var waitedForHead = Duration.zero
-        while !parser.isComplete {
-            let pieces: [[UInt8]]
-            switch try socket.read() {
-            case .data(let bytes):
-                pieces = try parser.feed(bytes)
-            case .endOfStream:
-                try parser.finish()
-                pieces = []
-            case .wouldBlock:
-                if parser.head == nil {
-                    // The head must still come within the response timeout; only the body may idle forever.
-                    waitedForHead += idleInterval
-                    if let limit = responseTimeout, waitedForHead >= limit {
-                        throw .timeout(path: socketPath, seconds: limit.seconds)
-                    }
-                } else if parser.head.map({ (200..<300).contains($0.status) }) == true, handler(.idle) == .stop {
-                    return HTTPResponse(head: parser.head!, body: [])
+        while true {
+            let step = transfer.step(timeout: idleInterval)
+            if case .finished(let error?) = step { throw error }
+            let bytes = transfer.takeBody()
+            guard let head = transfer.head else {
+                if case .finished = step { throw .malformedResponse("no response head") }
+                // The head must still come within the response timeout; only the body may idle forever.
+                waitedForHead += idleInterval
+                if let limit = responseTimeout, waitedForHead >= limit {
+                    throw .timeout(path: socketPath, seconds: limit.seconds)
                 }
                 continue
             }
-            guard let head = parser.head else { continue }
-            if !(200..<300).contains(head.status) {
-                for piece in pieces { errorBody.append(contentsOf: piece) }
+            let success = (200..<300).contains(head.status)
+            if !success {
+                errorBody += bytes
+            } else if !bytes.isEmpty, handler(.data(bytes)) == .stop {
+                return HTTPResponse(head: head, body: [])
+            }
+            switch step {
+            case .finished:
+                return HTTPResponse(head: head, body: errorBody)
+            case .idle where success:
+                if handler(.idle) == .stop { return HTTPResponse(head: head, body: []) }
+            default:
                 continue
             }
-            for piece in pieces where !piece.isEmpty {
-                if handler(.data(piece)) == .stop { return HTTPResponse(head: head, body: []) }
-            }
         }
-        guard let head = parser.head else { throw .malformedResponse("no response head") }
-        return HTTPResponse(head: head, body: errorBody)
     }
 
     /// Like `stream`, but calls `handler` once per complete line (without its "\n"; a trailing "\r" is dropped),
@@ -123,10 +123,22 @@ public struct UnixHTTPClient: Sendable {
         return response
     }
 
-    private func open(_ request: HTTPRequest) throws(ClientError) -> UnixStreamSocket {
-        let socket = try UnixStreamSocket.connect(path: socketPath, timeout: connectTimeout)
-        try socket.writeAll(request.serialized(), timeoutSeconds: connectTimeout.seconds)
-        return socket
+    /// Starts the transfer. A listener whose backlog is full is tried again until the connect timeout passes,
+    /// as a blocking connect would wait for room.
+    private func open(_ request: HTTPRequest) throws(ClientError) -> CurlTransfer {
+        let capacity = MemoryLayout.size(ofValue: sockaddr_un().sun_path)
+        let length = socketPath.utf8.count
+        guard length > 0 else { throw .invalidRequest("socket path is empty") }
+        guard length < capacity else {
+            throw .invalidRequest("socket path \(socketPath) is \(length) bytes long; the limit is \(capacity - 1)")
+        }
+        let deadline = ContinuousClock.now + connectTimeout
+        while true {
+            let transfer = try CurlTransfer(request, socketPath: socketPath, connectTimeout: connectTimeout)
+            guard let error = transfer.start() else { return transfer }
+            guard transfer.backlogFull, ContinuousClock.now < deadline else { throw error }
+            usleep(10_000)
+        }
     }
 }
 

@@ -1,3 +1,5 @@
+import AgentAPI
+
 /// One entry of an endpoint's datapath policy map (an LPM trie keyed by identity, direction, protocol and
 /// destination port).
 ///
@@ -76,7 +78,7 @@ public struct PolicyEntry: Hashable, Sendable {
 extension PolicyEntry: CustomStringConvertible {
     /// `egress identity=300 TCP 8080 allow [3]`, ranges as `8000-8007`.
     public var description: String {
-        let protoName = PolicyEntry.protocolName(proto)
+        let protoName = IPProtocol.name(of: proto)
         let ports: String
         if proto == 0 {
             ports = ""
@@ -86,33 +88,6 @@ extension PolicyEntry: CustomStringConvertible {
             ports = portPrefixBits == 16 ? " \(port)" : " \(port)-\(endPort)"
         }
         return "\(direction) identity=\(identity) \(protoName)\(ports) \(deny ? "deny" : "allow") \(ruleIDs)"
-    }
-
-    /// The protocol number for a name as `protocolName` writes it (any case: `tcp`, `ICMPv6`) or a decimal number;
-    /// `ANY` is 0. Nil for anything else.
-    public static func protocolNumber(named name: String) -> UInt8? {
-        switch name.uppercased() {
-        case "ANY": return 0
-        case "TCP": return 6
-        case "UDP": return 17
-        case "SCTP": return 132
-        case "ICMP": return 1
-        case "ICMPV6": return 58
-        default: return name.allSatisfy(\.isASCIIDigit) ? UInt8(name) : nil
-        }
-    }
-
-    /// `TCP`, `UDP`, `SCTP`, `ANY` for 0, else the number.
-    public static func protocolName(_ proto: UInt8) -> String {
-        switch proto {
-        case 0: return "ANY"
-        case 6: return "TCP"
-        case 17: return "UDP"
-        case 132: return "SCTP"
-        case 1: return "ICMP"
-        case 58: return "ICMPv6"
-        default: return String(proto)
-        }
     }
 }
 

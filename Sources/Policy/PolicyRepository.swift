@@ -125,7 +125,7 @@ public struct PolicyRepository: Sendable {
     public func json(_ entry: PolicyEntry) -> JSON {
         [
             "direction": .string(entry.direction.description), "identity": .int(Int64(entry.identity)),
-            "protocol": .string(PolicyEntry.protocolName(entry.proto)), "port": .int(Int64(entry.port)),
+            "protocol": .string(IPProtocol.name(of: entry.proto)), "port": .int(Int64(entry.port)),
             "end-port": .int(Int64(entry.endPort)), "deny": .bool(entry.deny),
             "rules": .array(entry.ruleIDs.map { .string(ruleName($0) ?? "rule \($0)") }),
         ]

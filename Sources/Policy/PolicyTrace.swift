@@ -61,7 +61,7 @@ extension PolicyRepository {
         for peer in [source, destination] where !known.contains(where: { $0.id == peer.identity }) {
             known.append(Identity(id: peer.identity, labels: peer.labels))
         }
-        let flow = "\(PolicyEntry.protocolName(proto))/\(dport)"
+        let flow = "\(IPProtocol.name(of: proto))/\(dport)"
         let egress = traceDirection(
             .egress, endpoint: source, peer: destination, proto: proto, port: dport, identities: known, mode: mode,
             flow: flow)

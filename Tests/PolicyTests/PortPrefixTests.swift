@@ -42,20 +42,6 @@ final class PortPrefixTests: XCTestCase {
         }
     }
 
-    func testProtocolNames() {
-        XCTAssertEqual(PolicyEntry.protocolNumber(named: "tcp"), 6)
-        XCTAssertEqual(PolicyEntry.protocolNumber(named: "UDP"), 17)
-        XCTAssertEqual(PolicyEntry.protocolNumber(named: "Sctp"), 132)
-        XCTAssertEqual(PolicyEntry.protocolNumber(named: "icmpv6"), 58)
-        XCTAssertEqual(PolicyEntry.protocolNumber(named: "ANY"), 0)
-        XCTAssertEqual(PolicyEntry.protocolNumber(named: "47"), 47)
-        XCTAssertNil(PolicyEntry.protocolNumber(named: "256"))
-        XCTAssertNil(PolicyEntry.protocolNumber(named: "http"))
-        for proto: UInt8 in [0, 1, 6, 17, 58, 132, 47] {
-            XCTAssertEqual(PolicyEntry.protocolNumber(named: PolicyEntry.protocolName(proto)), proto)
-        }
-    }
-
     func testEntryPrefixArithmetic() {
         let range = PolicyEntry(identity: 5, direction: .egress, proto: 6, port: 8000, portPrefixBits: 13)
         XCTAssertEqual(range.prefixLength, 61)

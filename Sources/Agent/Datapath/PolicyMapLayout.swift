@@ -63,7 +63,7 @@ enum PolicyMapLayout {
         if key.prefixlen <= UInt32(NA_POLICY_PREFIX_FULL) {
             object["protocol"] = "ANY"
         } else {
-            object["protocol"] = .string(protocolName(key.protocol))
+            object["protocol"] = .string(IPProtocol.name(of: key.protocol))
             let port = UInt16(bigEndian: key.dport)
             if bits > 0 {
                 let span = bits >= 16 ? 0 : (1 << (16 - bits)) - 1
@@ -80,18 +80,6 @@ enum PolicyMapLayout {
         ]
         if let name = ruleName(value.rule_id) { object["rule"] = .string(name) }
         return .object(object)
-    }
-
-    static func protocolName(_ proto: UInt8) -> String {
-        switch proto {
-        case 0: "ANY"
-        case 1: "ICMP"
-        case 6: "TCP"
-        case 17: "UDP"
-        case 58: "ICMPv6"
-        case 132: "SCTP"
-        default: "\(proto)"
-        }
     }
 }
 

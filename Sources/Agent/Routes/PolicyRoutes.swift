@@ -33,9 +33,7 @@ extension NodeAgent {
         let namespace = request.query["namespace"]
         let name = request.query["name"]
         let all = try request.queryBool("all") ?? false
-        if let unknown = request.query.keys.sorted().first(where: { !["namespace", "name", "all"].contains($0) }) {
-            throw AgentError.invalidField(unknown, "unknown parameter (use namespace, name or all=true)")
-        }
+        try KnownKeys.check(request.query.keys, known: ["namespace", "name", "all"], kind: "parameter")
         for (field, value) in [("namespace", namespace), ("name", name)] where value?.isEmpty == true {
             throw AgentError.invalidField(field, "must not be empty")
         }

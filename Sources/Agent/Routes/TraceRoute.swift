@@ -11,9 +11,8 @@ extension NodeAgent {
             throw AgentError.invalidField("dst", "is required: an endpoint id, namespace/pod, an IP, or labels")
         }
         let port = UInt16(try request.queryInt("dport", in: 0...65535) ?? 0)
-        let protoText = (request.query["protocol"] ?? "TCP").uppercased()
-        let protocols: [String: UInt8] = ["TCP": 6, "UDP": 17, "SCTP": 132, "ICMP": 1, "ICMPV6": 58]
-        guard let proto = protocols[protoText] else {
+        let protoText = request.query["protocol"] ?? "TCP"
+        guard let proto = IPProtocol.number(of: protoText), proto != 0 else {
             throw AgentError.invalidField("protocol", "\"\(protoText)\" is not one of TCP, UDP, SCTP, ICMP, ICMPv6")
         }
         let mode = EnforcementMode(rawValue: runtime.withLock { $0.policyEnforcement.rawValue }) ?? .default

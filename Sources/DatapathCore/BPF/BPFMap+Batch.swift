@@ -47,7 +47,7 @@ extension BPFMap {
             if code == EINTR { continue }
             if first && (code == EINVAL || code == kernelENOTSUPP || code == EOPNOTSUPP) { return false }
             if code != 0 && code != ENOENT {
-                throw AgentError.datapath("batch lookup in map \(name): \(errnoText(code))")
+                throw AgentError.kernel("batch lookup in map \(name): \(errnoText(code))", errno: code)
             }
             if count > 0, try !body(keys, values, Int(count)) { return true }
             if code == ENOENT { return true }

@@ -5,7 +5,8 @@ import Glibc
 ///
 /// libbpf 1.x returns `-errno` (and sets `errno`); raw syscalls return -1 and set `errno`. Both are retried on
 /// EINTR, which a signal delivered to the agent can cause. `tolerated` errnos are returned negated instead of
-/// thrown, for callers to whom "not found" or "exists" is an answer, not a failure.
+/// thrown, for callers to whom "not found" or "exists" is an answer, not a failure. A thrown error keeps the
+/// errno (`AgentError.errno`), and a full map answers 507.
 @discardableResult
 func bpfCall(
     _ what: @autoclosure () -> String, tolerating tolerated: Set<Int32> = [], _ body: () -> Int32
@@ -16,7 +17,7 @@ func bpfCall(
         let code = rc == -1 ? errno : -rc
         if code == EINTR { continue }
         if tolerated.contains(code) { return -code }
-        throw AgentError.datapath("\(what()): \(errnoText(code))")
+        throw AgentError.kernel("\(what()): \(errnoText(code))", errno: code)
     }
 }
 

@@ -41,9 +41,8 @@ extension DatapathPlugin {
     public var routes: [Route] { [] }
     public var periodicJobs: [PeriodicJob] { [] }
     public func configure(_ options: JSON) throws {
-        if let keys = options.objectValue?.keys, let first = keys.sorted().first {
-            throw AgentError.invalidField("plugins.\(name).\(first)", "unknown option")
-        }
+        let keys = options.objectValue.map { Array($0.keys) } ?? []
+        try KnownKeys.check(keys, known: [String](), prefix: "plugins.\(name)", kind: "option")
     }
     public func restore(_ context: PluginContext) throws {}
     public func stop() {}

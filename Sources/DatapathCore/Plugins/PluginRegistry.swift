@@ -35,11 +35,7 @@ public final class PluginRegistry: Sendable {
     /// unknown options are rejected before anything changes.
     public func configure(_ section: JSON?) throws {
         let object = section?.objectValue ?? [:]
-        let known = Set(names)
-        if let unknown = object.keys.sorted().first(where: { !known.contains($0) }) {
-            throw AgentError.invalidField(
-                "plugins.\(unknown)", "unknown plugin (linked: \(names.joined(separator: ", ")))")
-        }
+        try KnownKeys.check(object.keys, known: names, prefix: "plugins", kind: "plugin")
         var decisions: [(String, Bool, JSON)] = []
         for name in names {
             var options = object[name]?.objectValue ?? [:]

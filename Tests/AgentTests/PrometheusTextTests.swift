@@ -1,6 +1,7 @@
 import XCTest
 
-@testable import DatapathCore
+@testable import Agent
+import DatapathCore
 
 final class PrometheusTextTests: XCTestCase {
     func testFamiliesGroupWithOneHelpAndTypeLine() {

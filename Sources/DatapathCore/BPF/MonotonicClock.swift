@@ -1,7 +1,7 @@
 import Glibc
 
-/// The clock of conntrack lifetimes: the datapath stamps `bpf_ktime_get_ns() / 1e9 + lifetime`, and
-/// bpf_ktime_get_ns reads CLOCK_MONOTONIC, so the GC must compare against the same clock in the same unit.
+/// The clock of the datapath's lifetimes (conntrack, NAT): programs stamp `bpf_ktime_get_ns() / 1e9 + lifetime`,
+/// and bpf_ktime_get_ns reads CLOCK_MONOTONIC, so user space compares against the same clock in the same unit.
 public enum MonotonicClock {
     /// CLOCK_MONOTONIC in whole seconds, truncated as the datapath truncates it.
     public static func seconds() -> UInt32 {

@@ -1,6 +1,7 @@
 import XCTest
 
-@testable import DatapathCore
+@testable import Agent
+import DatapathCore
 
 final class FlowStoreTests: XCTestCase {
     /// Distinct flows: the time says which one it is.

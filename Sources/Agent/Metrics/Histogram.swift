@@ -1,3 +1,4 @@
+import DatapathCore
 /// A Prometheus histogram's state: cumulative bucket counts, the sum and the count of observations.
 /// A value type: the owner serializes access.
 public struct Histogram: Sendable, Equatable {

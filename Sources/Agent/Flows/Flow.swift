@@ -1,3 +1,4 @@
+import DatapathCore
 /// One verdict the datapath reported (a `struct na_flow_event`), decoded and enriched with what the agent knows
 /// about both ends: identities and their labels, pods, and the policy rule that decided it.
 public struct Flow: Sendable, Equatable {
@@ -86,22 +87,9 @@ public struct Flow: Sendable, Equatable {
     }
 
     /// The protocol's name as the API spells it (`TCP`), or its number for others.
-    public var protocolName: String { Flow.protocolName(proto) }
+    public var protocolName: String { IPProtocol.name(of: proto) }
 
-    public var isICMP: Bool { proto == 1 || proto == 58 }
-
-    public static let protocolNumbers: [String: UInt8] = ["TCP": 6, "UDP": 17, "ICMP": 1, "ICMPV6": 58, "SCTP": 132]
-
-    public static func protocolName(_ proto: UInt8) -> String {
-        switch proto {
-        case 6: "TCP"
-        case 17: "UDP"
-        case 1: "ICMP"
-        case 58: "ICMPv6"
-        case 132: "SCTP"
-        default: String(proto)
-        }
-    }
+    public var isICMP: Bool { IPProtocol.isICMP(proto) }
 
     /// The flow as the API returns it (see `GET /v1/flows`).
     public var json: JSON {

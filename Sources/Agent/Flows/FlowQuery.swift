@@ -1,3 +1,4 @@
+import DatapathCore
 /// The query parameters of `GET /v1/flows`: a filter, how many recent flows, and whether to follow.
 public struct FlowQuery: Sendable, Equatable {
     public static let defaultLast = 100
@@ -22,9 +23,7 @@ public struct FlowQuery: Sendable, Equatable {
     /// Parses query parameters. `reasons` are the verdict reasons by code and name, for `reason=`. Every problem
     /// is a 400 naming the parameter, unknown parameters included (a misspelt filter must not silently match all).
     public init(query: [String: String], reasons: [UInt16: String]) throws(AgentError) {
-        if let unknown = query.keys.sorted().first(where: { !FlowQuery.parameters.contains($0) }) {
-            throw .invalidField(unknown, "unknown parameter (known: \(FlowQuery.parameters.joined(separator: ", ")))")
-        }
+        try KnownKeys.check(query.keys, known: FlowQuery.parameters, kind: "parameter")
         var filter = FlowFilter()
         if let text = query["verdict"] {
             switch text.uppercased() {
@@ -57,7 +56,7 @@ public struct FlowQuery: Sendable, Equatable {
             filter.port = port
         }
         if let text = query["protocol"] {
-            if let number = Flow.protocolNumbers[text.uppercased()] ?? UInt8(text) {
+            if let number = IPProtocol.number(of: text) {
                 filter.proto = number
             } else {
                 throw .invalidField(
