@@ -263,6 +263,17 @@ let ndFixtures: [Fixture] = [
             Step(.fromEndpoint, .icmpv6("fe80::5", "ff02::16", type: 143), .pass),
             Step(.fromEndpoint, .icmpv6("fe80::5", "ff02::1:ff00:5", type: 131), .pass),
             Step(.fromEndpoint, .icmpv6("fe80::5", "ff02::2", type: 132), .pass),
+            Step(.fromEndpoint, .icmpv6("::", "ff02::16", type: 143), .pass),
+            Step(.fromEndpoint, .icmpv6(Net.ep6, "ff02::1:ff00:1", type: 135), .pass),
+            Step(.fromEndpoint, neighborAdvert(Net.ep6, "fe80::1", target: Net.ep6), .pass),
+        ]),
+    Fixture(
+        "from the endpoint: ND from another pod's address is spoofed",
+        [
+            Step(.fromEndpoint, .icmpv6(Net.peer6, "ff02::1:ff00:1", type: 135), .drop(NA_DROP_INVALID_SIP)),
+            Step(.fromEndpoint, .icmpv6(Net.peer6, "ff02::2", type: 133), .drop(NA_DROP_INVALID_SIP)),
+            Step(.fromEndpoint, .icmpv6(Net.peer6, "ff02::16", type: 143), .drop(NA_DROP_INVALID_SIP)),
+            Step(.fromEndpoint, neighborAdvert(Net.peer6, "fe80::1", target: "fe80::5"), .drop(NA_DROP_INVALID_SIP)),
         ]),
     Fixture(
         "from the endpoint: router advertisements, redirects, MLD queries and others' advertisements are dropped",
@@ -301,6 +312,7 @@ let ndFixtures: [Fixture] = [
             Step(.fromEndpoint, .icmpv6("::", "ff02::1:ff00:5", type: 135), .pass),
             Step(.fromEndpoint, neighborAdvert("fe80::5", "fe80::1", target: "fe80::5"), .pass),
             Step(.fromEndpoint, neighborAdvert("fe80::5", "fe80::1", target: Net.ep6), .drop(NA_DROP_NO_CONFIG)),
+            Step(.fromEndpoint, .icmpv6(Net.ep6, "ff02::1:ff00:1", type: 135), .drop(NA_DROP_NO_CONFIG)),
             Step(.fromEndpoint, .icmpv6("fe80::5", "ff02::1", type: 134), .drop(NA_DROP_ND_ROUTER_ADVERT)),
         ]),
 ]

@@ -68,15 +68,25 @@ static __always_inline int na_icmp_error_check(struct __sk_buff *skb, struct na_
 	return -NA_DROP_ICMP_NO_FLOW;
 }
 
+/* ::, the source of duplicate address detection (and of MLD reports sent meanwhile). */
+static __always_inline bool na_ipv6_unspecified(const __u8 *addr)
+{
+	const __u32 *w = (const __u32 *)addr;
+
+	return (w[0] | w[1] | w[2] | w[3]) == 0;
+}
+
 /*
  * The verdict for neighbor discovery and MLD (RFC 4861, RFC 3810). Towards
  * the endpoint all of it passes: the node is the pod's router and answers,
  * advertises and queries. From the endpoint, what a host sends passes (router
  * and neighbor solicitations, MLD reports and dones) and what only a router
- * sends does not (advertisements, redirects, queries); a neighbor
- * advertisement must be for the endpoint's own address, or a link-local one
- * (the agent does not know the pod's link-local address). Fragmented ND is
- * refused as hosts refuse it (RFC 6980).
+ * sends does not (advertisements, redirects, queries). The rest must come
+ * from the unspecified address (duplicate address detection), a link-local
+ * one or the endpoint's own, and a neighbor advertisement must be for the
+ * endpoint's own address or a link-local one (the agent does not know the
+ * pod's link-local address). Fragmented ND is refused as hosts refuse it
+ * (RFC 6980).
  */
 static __always_inline int na_nd_check(struct __sk_buff *skb, struct na_ctx *ctx)
 {
@@ -101,11 +111,15 @@ static __always_inline int na_nd_check(struct __sk_buff *skb, struct na_ctx *ctx
 		return -NA_DROP_ICMP_REDIRECT;
 	case NA_ICMPV6_MLD_QUERY:
 		return -NA_DROP_MLD_QUERY;
-	case NA_ICMPV6_NEIGH_ADVERT:
-		break;
-	default:
-		return 0;
 	}
+	if (!na_ipv6_unspecified(ctx->pkt.saddr) && !na_ipv6_link_local(ctx->pkt.saddr)) {
+		if (!ep)
+			return -NA_DROP_NO_CONFIG;
+		if (!na_source_valid(ep, &ctx->pkt))
+			return -NA_DROP_INVALID_SIP;
+	}
+	if (ctx->pkt.icmp_type != NA_ICMPV6_NEIGH_ADVERT)
+		return 0;
 	/* The target address follows the 4 bytes of flags after the ICMPv6 header's first 4. */
 	h = na_l4_header(skb, &ctx->pkt, ctx->pkt.l4_off + 8, 16);
 	if (!h)
