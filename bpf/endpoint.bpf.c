@@ -23,6 +23,7 @@
 #include "conntrack.h"
 #include "metrics.h"
 #include "events.h"
+#include "icmp.h"
 #include "nat.h"
 
 /* Counts the verdict, reports drops and sampled new flows, turns the reason into a tc action. */
@@ -42,10 +43,10 @@ static __always_inline int na_finish(const struct na_ctx *ctx, int ret, bool new
 }
 
 /*
- * The verdict for a packet in direction dir: pass non-IP and neighbor
- * discovery, drop malformed, unknown-interface and spoofed packets, pass
- * ICMP errors, then conntrack, then policy for new flows (by the remote
- * address's identity), which are tracked once allowed.
+ * The verdict for a packet in direction dir: pass non-IP, check neighbor
+ * discovery by type, drop malformed, unknown-interface and spoofed packets,
+ * pass ICMP errors about tracked flows only, then conntrack, then policy for
+ * new flows (by the remote address's identity), which are tracked once allowed.
  */
 static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 {
@@ -64,8 +65,10 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	ret = na_parse(skb, &ctx.pkt);
 	if (ret < 0)
 		return na_finish(&ctx, ret, false);
-	if (ctx.pkt.kind == NA_PKT_NON_IP || ctx.pkt.kind == NA_PKT_ND)
+	if (ctx.pkt.kind == NA_PKT_NON_IP)
 		return na_finish(&ctx, 0, false);
+	if (ctx.pkt.kind == NA_PKT_ND)
+		return na_finish(&ctx, na_nd_check(skb, &ctx), false);
 
 	ep = bpf_map_lookup_elem(&na_endpoints, &ifindex);
 	if (!ep)
@@ -79,7 +82,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	if (ret < 0)
 		return na_finish(&ctx, ret, false);
 	if (ctx.pkt.kind == NA_PKT_ICMP_ERROR)
-		return na_finish(&ctx, 0, false);
+		return na_finish(&ctx, na_icmp_error_check(skb, &ctx), false);
 
 	/* The clock is read only for packets that reach conntrack (events read it on their own). */
 	ctx.now_ns = bpf_ktime_get_ns();

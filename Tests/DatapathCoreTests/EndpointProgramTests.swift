@@ -14,6 +14,8 @@ final class EndpointProgramTests: XCTestCase {
     func testConntrackFixtures() throws { try run(conntrackFixtures) }
     func testEventFixtures() throws { try run(eventFixtures) }
     func testPrefixFixtures() throws { try run(prefixFixtures) }
+    func testICMPErrorFixtures() throws { try run(icmpErrorFixtures) }
+    func testNeighborDiscoveryFixtures() throws { try run(ndFixtures) }
 
     /// The kernel refuses test packets shorter than an Ethernet header (bpf_test_init: size < ETH_HLEN is
     /// EINVAL), and untagged IPv4/IPv6 frames shorter than their IP header (bpf_prog_test_run_skb), so those

@@ -40,12 +40,19 @@ enum na_direction {
  * Verdict reasons. 0 means forwarded; every drop has a specific reason, with
  * Cilium's number where Cilium has the same reason. Programs return the
  * negated code internally (e.g. -NA_DROP_POLICY) and record the positive one.
+ * 136-140 are ours: Cilium has no such reasons (its nearest, 176 "forbidden
+ * ICMPv6 message", covers its host firewall), and uses 136-145 for others.
  */
 enum na_reason {
 	NA_REASON_FORWARDED = 0,
 	NA_DROP_INVALID_SIP = 132,       /* source address is not the endpoint's */
 	NA_DROP_POLICY = 133,            /* no rule allows it: default deny */
 	NA_DROP_INVALID = 134,           /* truncated or malformed headers */
+	NA_DROP_ICMP_NO_FLOW = 136,      /* ICMP(v6) error quoting no live flow of the endpoint */
+	NA_DROP_ICMP_REDIRECT = 137,     /* ICMP or ICMPv6 redirect sent by the endpoint */
+	NA_DROP_ND_ROUTER_ADVERT = 138,  /* router advertisement sent by the endpoint */
+	NA_DROP_ND_TARGET = 139,         /* neighbor advertisement for an address not the endpoint's */
+	NA_DROP_MLD_QUERY = 140,         /* MLD query sent by the endpoint: only routers query */
 	NA_DROP_CT_CREATE_FAILED = 155,  /* conntrack map full */
 	NA_DROP_FRAG_NOSUPPORT = 157,    /* non-first IP fragment without state */
 	NA_DROP_NO_CONFIG = 165,         /* interface has no endpoint: fail closed */

@@ -94,6 +94,8 @@
 #define NA_ICMPV6_ECHO_REQUEST 128
 #define NA_ICMPV6_ECHO_REPLY 129
 #define NA_ICMPV6_MLD_QUERY 130     /* 130-137: MLD, router/neighbor discovery, redirect */
+#define NA_ICMPV6_ROUTER_ADVERT 134
+#define NA_ICMPV6_NEIGH_ADVERT 136
 #define NA_ICMPV6_ND_REDIRECT 137
 #define NA_ICMPV6_MLD2_REPORT 143
 

@@ -13,8 +13,8 @@
 enum na_pkt_kind {
 	NA_PKT_FLOW = 0,        /* IP: conntrack and policy */
 	NA_PKT_NON_IP = 1,      /* ARP and other ethertypes: passed */
-	NA_PKT_ND = 2,          /* ICMPv6 neighbor discovery / MLD: passed */
-	NA_PKT_ICMP_ERROR = 3,  /* ICMP(v6) error: passed after endpoint checks */
+	NA_PKT_ND = 2,          /* ICMPv6 neighbor discovery / MLD: checked by type (icmp.h) */
+	NA_PKT_ICMP_ERROR = 3,  /* ICMP(v6) error: passed only for a tracked flow (icmp.h) */
 };
 
 /* Fragment position of an IP packet. */
@@ -35,6 +35,8 @@ struct na_pkt {
 	__u8 kind;       /* enum na_pkt_kind */
 	__u8 tcp_flags;
 	__u8 frag;       /* enum na_frag_pos */
+	__u8 icmp_type;  /* ICMP(v6) type when the header was read */
+	__u16 l4_off;    /* offset of the L4 header, once parsed: ICMP bodies are read from there */
 	__u32 frag_id;
 	__u32 end;       /* offset just past the IP datagram; Ethernet padding lies beyond */
 };
@@ -180,6 +182,7 @@ static __always_inline int na_parse_l4(struct __sk_buff *skb, __u32 off, struct 
 		h = na_l4_header(skb, pkt, off, 8);
 		if (!h)
 			return -NA_DROP_INVALID;
+		pkt->icmp_type = h[0];
 		na_classify_icmp(pkt, h[0], *(__be16 *)(h + 4));
 		break;
 	}
@@ -219,29 +222,16 @@ static __always_inline int na_parse_ipv4(struct __sk_buff *skb, __u32 off, struc
 	return off + hlen;
 }
 
-/* Parses IPv6 and walks its extension headers: returns the L4 offset or -NA_DROP_INVALID. */
-static __always_inline int na_parse_ipv6(struct __sk_buff *skb, __u32 off, struct na_pkt *pkt)
+/*
+ * Walks the IPv6 extension headers from off, nexthdr being the first one's
+ * number: sets pkt->proto (and the fragment fields) and returns the L4 offset,
+ * or -NA_DROP_INVALID when the chain runs past pkt->end or is too long.
+ */
+static __always_inline int na_ipv6_skip_ext(struct __sk_buff *skb, __u32 off, __u8 nexthdr,
+					    struct na_pkt *pkt)
 {
-	__u32 payload_len;
-	__u8 nexthdr;
 	__u8 *h;
 	int i;
-
-	h = na_header(skb, off, 40);
-	if (!h)
-		return -NA_DROP_INVALID;
-	if ((h[0] >> 4) != 6)
-		return -NA_DROP_INVALID;
-	payload_len = bpf_ntohs(*(__be16 *)(h + 4));
-	nexthdr = h[6];
-	pkt->family = NA_FAMILY_IPV6;
-	__builtin_memcpy(pkt->saddr, h + 8, 16);
-	__builtin_memcpy(pkt->daddr, h + 24, 16);
-	/* payload_len 0 is a jumbogram or BIG TCP GSO packet: bounded by the skb instead. */
-	if (off + 40 + payload_len > skb->len)
-		return -NA_DROP_INVALID;
-	pkt->end = payload_len ? off + 40 + payload_len : skb->len;
-	off += 40;
 
 	for (i = 0; i < NA_IPV6_MAX_EXT_HDRS; i++) {
 		switch (nexthdr) {
@@ -291,6 +281,30 @@ static __always_inline int na_parse_ipv6(struct __sk_buff *skb, __u32 off, struc
 	return -NA_DROP_INVALID;
 }
 
+/* Parses IPv6 and walks its extension headers: returns the L4 offset or -NA_DROP_INVALID. */
+static __always_inline int na_parse_ipv6(struct __sk_buff *skb, __u32 off, struct na_pkt *pkt)
+{
+	__u32 payload_len;
+	__u8 nexthdr;
+	__u8 *h;
+
+	h = na_header(skb, off, 40);
+	if (!h)
+		return -NA_DROP_INVALID;
+	if ((h[0] >> 4) != 6)
+		return -NA_DROP_INVALID;
+	payload_len = bpf_ntohs(*(__be16 *)(h + 4));
+	nexthdr = h[6];
+	pkt->family = NA_FAMILY_IPV6;
+	__builtin_memcpy(pkt->saddr, h + 8, 16);
+	__builtin_memcpy(pkt->daddr, h + 24, 16);
+	/* payload_len 0 is a jumbogram or BIG TCP GSO packet: bounded by the skb instead. */
+	if (off + 40 + payload_len > skb->len)
+		return -NA_DROP_INVALID;
+	pkt->end = payload_len ? off + 40 + payload_len : skb->len;
+	return na_ipv6_skip_ext(skb, off + 40, nexthdr, pkt);
+}
+
 /*
  * Parses the packet into pkt. Returns 0 (pkt->kind says how to treat it) or
  * -NA_DROP_INVALID for a truncated or malformed packet.
@@ -315,7 +329,81 @@ static __always_inline int na_parse(struct __sk_buff *skb, struct na_pkt *pkt)
 		return off;
 	if (pkt->frag == NA_FRAG_LATER)
 		return 0;
+	pkt->l4_off = off;
 	return na_parse_l4(skb, off, pkt);
+}
+
+/*
+ * Parses the packet an ICMP(v6) error quotes (RFC 792, RFC 4443): its IP
+ * header, of the error's own family, then the first 8 bytes of its L4 header,
+ * which hold the ports or the echo id. The quote is cut short by design, so
+ * only the error's datagram bounds it: inner->end is the outer end, and the
+ * quoted lengths are not checked. A quote of a later fragment has no ports
+ * (inner->frag says so). Returns 0 or -NA_DROP_INVALID when the quote is too
+ * short for those headers or is not an IP packet of the right version.
+ */
+static __always_inline int na_parse_quoted(struct __sk_buff *skb, const struct na_pkt *outer,
+					   struct na_pkt *inner)
+{
+	__u32 off = outer->l4_off + 8;
+	__u8 *h;
+	int ret;
+
+	inner->end = outer->end;
+	inner->family = outer->family;
+	if (outer->family == NA_FAMILY_IPV4) {
+		__u32 hlen;
+
+		h = na_l4_header(skb, inner, off, 20);
+		if (!h || (h[0] >> 4) != 4)
+			return -NA_DROP_INVALID;
+		hlen = (h[0] & 0x0f) * 4;
+		if (bpf_ntohs(*(__be16 *)(h + 6)) & 0x1fff)
+			inner->frag = NA_FRAG_LATER;
+		inner->proto = h[9];
+		__builtin_memcpy(inner->saddr, h + 12, 4);
+		__builtin_memcpy(inner->daddr, h + 16, 4);
+		if (hlen < 20)
+			return -NA_DROP_INVALID;
+		ret = off + hlen;
+	} else {
+		__u8 nexthdr;
+
+		h = na_l4_header(skb, inner, off, 40);
+		if (!h || (h[0] >> 4) != 6)
+			return -NA_DROP_INVALID;
+		nexthdr = h[6];
+		__builtin_memcpy(inner->saddr, h + 8, 16);
+		__builtin_memcpy(inner->daddr, h + 24, 16);
+		ret = na_ipv6_skip_ext(skb, off + 40, nexthdr, inner);
+		if (ret < 0)
+			return ret;
+	}
+	if (inner->frag == NA_FRAG_LATER)
+		return 0;
+	off = ret;
+	switch (inner->proto) {
+	case NA_IPPROTO_TCP:
+	case NA_IPPROTO_UDP:
+	case NA_IPPROTO_SCTP:
+		h = na_l4_header(skb, inner, off, 8);
+		if (!h)
+			return -NA_DROP_INVALID;
+		inner->sport = *(__be16 *)h;
+		inner->dport = *(__be16 *)(h + 2);
+		break;
+	case NA_IPPROTO_ICMP:
+	case NA_IPPROTO_ICMPV6:
+		if ((inner->proto == NA_IPPROTO_ICMP) != (inner->family == NA_FAMILY_IPV4))
+			break;
+		h = na_l4_header(skb, inner, off, 8);
+		if (!h)
+			return -NA_DROP_INVALID;
+		inner->icmp_type = h[0];
+		na_classify_icmp(inner, h[0], *(__be16 *)(h + 4));
+		break;
+	}
+	return 0;
 }
 
 #endif /* NA_PARSE_H */
