@@ -26,6 +26,7 @@ struct Commands {
             }
             return nil
         case .gc:
+            try GarbageCollection(request: request, agent: agent).run()
             return nil
         }
     }
@@ -39,7 +40,7 @@ struct Commands {
                 .agentRejected, "container \(request.containerID) is already wired",
                 details: "endpoint \(existing["id"]?.intValue ?? 0)")
         }
-        let (address, gateway) = try agent.allocate(owner: request.owner)
+        let (address, gateway) = try agent.allocate(owner: request.containerID, pod: request.pod)
         var undo: [() -> Void] = [{ try? agent.release(address: address) }]
         do {
             let mtu = request.config["mtu"]?.intValue.map(Int.init)
@@ -68,18 +69,29 @@ struct Commands {
         }
     }
 
-    /// Releases everything that is still there; parts already gone are not an error.
+    /// Releases everything of this container that is still there; parts already gone are not an error, and a
+    /// container nobody knows frees nothing.
     private func del() throws {
-        let agent = self.agent
-        if let endpoint = try agent.endpoint(containerID: request.containerID, interface: request.hostInterface),
-            let id = endpoint["id"]?.intValue
-        {
-            try agent.deleteEndpoint(id: id)
-        }
-        for address in try agent.addresses(ownedBy: request.owner) {
-            try agent.release(address: address)
-        }
+        let endpoint = try agent.endpoint(containerID: request.containerID, interface: request.hostInterface)
+        try Self.release(containerID: request.containerID, endpoint: endpoint, agent: agent)
         wiring.remove()
+    }
+
+    /// Deletes `endpoint` (this container's), then releases the addresses the container owns. An allocation
+    /// recorded before allocations carried `pod` is owned by namespace/pod, which the container's successor
+    /// shares: it is released only when it is the address of this container's own endpoint.
+    static func release(containerID: String, endpoint: JSON?, agent: AgentCalls) throws {
+        var endpointAddresses: Set<String> = []
+        if let endpoint, let id = endpoint["id"]?.intValue {
+            try agent.deleteEndpoint(id: id)
+            for family in ["ipv4", "ipv6"] {
+                if let address = endpoint["addressing"]?[family]?.stringValue { endpointAddresses.insert(address) }
+            }
+        }
+        for allocation in try agent.allocations()
+        where allocation.owner == containerID || (allocation.pod == nil && endpointAddresses.contains(allocation.ip)) {
+            try agent.release(address: allocation.ip)
+        }
     }
 
     private func check() throws {
@@ -95,8 +107,12 @@ struct Commands {
         {
             throw CNIError(.wiringFailed, "the pod's address \(address) is not the one in prevResult")
         }
-        guard try agent.addresses(ownedBy: request.owner).contains(address) else {
-            throw CNIError(.wiringFailed, "IPAM does not hold \(address) for \(request.owner)")
+        let held = try agent.allocations().contains {
+            $0.ip == address
+                && ($0.owner == request.containerID || ($0.pod == nil && $0.owner == request.legacyOwner))
+        }
+        guard held else {
+            throw CNIError(.wiringFailed, "IPAM does not hold \(address) for container \(request.containerID)")
         }
     }
 }

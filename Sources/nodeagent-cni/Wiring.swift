@@ -36,7 +36,19 @@ struct Wiring {
     /// Deletes the host side (the pair goes with it). True when it existed.
     @discardableResult
     func remove() -> Bool {
-        (try? ip(["link", "delete", hostInterface])) != nil
+        Self.remove(hostInterface: hostInterface)
+    }
+
+    @discardableResult
+    static func remove(hostInterface: String) -> Bool {
+        (try? run(["ip", "link", "delete", hostInterface])) != nil
+    }
+
+    /// The host-side veths of this namespace named as this plugin names them.
+    static func hostInterfaces() throws -> [String] {
+        let output = try run(["ip", "-j", "link", "show", "type", "veth"])
+        let links = (try? JSON.parse(output))?.arrayValue ?? []
+        return links.compactMap { $0["ifname"]?.stringValue }.filter(CNIRequest.isHostInterface)
     }
 
     /// What CHECK verifies: both ends exist and the pod holds the address.

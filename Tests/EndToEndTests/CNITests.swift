@@ -263,6 +263,132 @@ final class CNITests: EndToEndTestCase {
         XCTAssertFalse(try tcpConnect(from: world, to: node, port: 18080, timeout: 0.5).passed, "mapping gone")
     }
 
+    /// ADD through the plugin in a new container namespace; fails the test unless it succeeds.
+    private func addPod(
+        _ binary: String, _ agent: AgentProcess, topology: Topology, container: String,
+        pod: (namespace: String, name: String), file: StaticString = #filePath, line: UInt = #line
+    ) throws -> Wired {
+        let netns = try topology.addContainerNamespace()
+        let result = try Self.cni(
+            "ADD", binary, topology: topology, container: container, netns: "/var/run/netns/\(netns)", pod: pod,
+            config: networkConfig(agent))
+        XCTAssertEqual(result.status, 0, "ADD \(container): \(result.stdout) \(result.stderr)", file: file, line: line)
+        let address = try XCTUnwrap(
+            try JSON.parse(result.stdout)["ips"]?[0]?["address"]?.stringValue?.split(separator: "/").first,
+            file: file, line: line)
+        return Wired(container: container, netns: netns, pod: pod, address: String(address))
+    }
+
+    private func allocations(_ agent: AgentProcess) throws -> [JSON] {
+        try agent.api(.GET, "/v1/ipam").json?["allocations"]?.arrayValue ?? []
+    }
+
+    private func hostVeths(_ topology: Topology) throws -> [String] {
+        let links = try Shell.run(["ip", "-n", topology.nodeNetns, "-o", "link", "show"])
+        return links.split(separator: "\n").compactMap { line in
+            line.split(separator: ":").dropFirst().first.map {
+                String($0.trimmingCharacters(in: .whitespaces).split(separator: "@")[0])
+            }
+        }.filter { $0.hasPrefix("lxc") }
+    }
+
+    /// A pod's sandbox is replaced (same namespace/pod, new container id) and the runtime's DEL of the old one
+    /// comes late: it must neither release nor fail on the new sandbox's address. Addresses are owned by the
+    /// container id; namespace/pod is recorded beside it.
+    func testLateDelOfAnOldSandboxLeavesItsSuccessorAlone() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        let pod = (namespace: "web", name: "frontend")
+        let old = try addPod(binary, agent, topology: topology, container: "old\(topology.tag)", pod: pod)
+        let new = try addPod(binary, agent, topology: topology, container: "new\(topology.tag)", pod: pod)
+        let client = try addPod(
+            binary, agent, topology: topology, container: "cl\(topology.tag)", pod: (namespace: "web", name: "client"))
+        XCTAssertNotEqual(old.address, new.address)
+        let held = try allocations(agent).first { $0["ip"]?.stringValue == new.address }
+        XCTAssertEqual(held?["owner"]?.stringValue, new.container, "the container id owns the address")
+        XCTAssertEqual(held?["pod"]?.stringValue, "web/frontend", "namespace/pod is recorded beside it")
+
+        let late = try Self.cni(
+            "DEL", binary, topology: topology, container: old.container, netns: "/var/run/netns/\(old.netns)",
+            pod: pod, config: networkConfig(agent))
+        XCTAssertEqual(late.status, 0, "late DEL of the old sandbox: \(late.stdout)")
+        let remaining = try allocations(agent).compactMap { $0["ip"]?.stringValue }
+        XCTAssertFalse(remaining.contains(old.address), "the old sandbox's address is released: \(remaining)")
+        XCTAssertTrue(remaining.contains(new.address), "the new sandbox keeps its address: \(remaining)")
+        let endpoints = try agent.api(.GET, "/v1/endpoint").json?.arrayValue ?? []
+        XCTAssertEqual(
+            Set(endpoints.compactMap { $0["container-id"]?.stringValue }), [new.container, client.container])
+        let check = try Self.cni(
+            "CHECK", binary, topology: topology, container: new.container, netns: "/var/run/netns/\(new.netns)",
+            pod: pod, config: networkConfig(agent))
+        XCTAssertEqual(check.status, 0, "the new sandbox is intact: \(check.stdout)")
+        let newHost = CNIPod(netns: new.netns, ipv4: new.address)
+        _ = try TCPServer(on: newHost, port: 8080, in: topology)
+        assertReachability(
+            [Probe(from: CNIPod(netns: client.netns, ipv4: client.address), to: newHost, port: 8080, .passes)],
+            "the new sandbox still serves")
+
+        // A DEL for a container nobody knows succeeds and frees nothing, even under the same namespace/pod.
+        let before = try allocations(agent).count
+        let unknown = try Self.cni(
+            "DEL", binary, topology: topology, container: "ghost\(topology.tag)", netns: nil, pod: pod,
+            config: networkConfig(agent))
+        XCTAssertEqual(unknown.status, 0, "DEL of an unknown container: \(unknown.stdout)")
+        XCTAssertEqual(try allocations(agent).count, before)
+        XCTAssertEqual(try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.count, 2)
+    }
+
+    /// GC with `cni.dev/valid-attachments`: everything of the attachments not listed goes (endpoint, address,
+    /// veth), the listed one stays and still carries traffic.
+    func testGCReleasesEveryAttachmentNotListedAsValid() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        var pods: [Wired] = []
+        for index in 0..<3 {
+            pods.append(
+                try addPod(
+                    binary, agent, topology: topology, container: "gc\(topology.tag)\(index)",
+                    pod: (namespace: "gc", name: "pod\(index)")))
+        }
+        let kept = pods[1]
+        let keptVeth = try XCTUnwrap(
+            try agent.api(.GET, "/v1/endpoint").json?.arrayValue?
+                .first { $0["container-id"]?.stringValue == kept.container }?["interface-name"]?.stringValue)
+        XCTAssertEqual(Set(try hostVeths(topology)).count, 3)
+
+        let malformed = try Self.cni(
+            "GC", binary, topology: topology, container: "", netns: nil, pod: nil,
+            config: networkConfig(agent, extra: ["cniVersion": "1.1.0", "cni.dev/valid-attachments": [["ifname": "eth0"]]]))
+        XCTAssertEqual(try JSON.parse(malformed.stdout)["code"]?.intValue, 7, malformed.stdout)
+        XCTAssertTrue(malformed.stdout.contains("containerID"), malformed.stdout)
+        XCTAssertEqual(try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.count, 3, "a refused GC changes nothing")
+
+        let valid: JSON = [["containerID": .string(kept.container), "ifname": "eth0"]]
+        let gc = try Self.cni(
+            "GC", binary, topology: topology, container: "", netns: nil, pod: nil,
+            config: networkConfig(agent, extra: ["cniVersion": "1.1.0", "cni.dev/valid-attachments": valid]))
+        XCTAssertEqual(gc.status, 0, "GC: \(gc.stdout) \(gc.stderr)")
+
+        let endpoints = try agent.api(.GET, "/v1/endpoint").json?.arrayValue ?? []
+        XCTAssertEqual(endpoints.compactMap { $0["container-id"]?.stringValue }, [kept.container])
+        XCTAssertEqual(try allocations(agent).compactMap { $0["ip"]?.stringValue }, [kept.address])
+        XCTAssertEqual(try hostVeths(topology), [keptVeth])
+
+        let check = try Self.cni(
+            "CHECK", binary, topology: topology, container: kept.container, netns: "/var/run/netns/\(kept.netns)",
+            pod: kept.pod, config: networkConfig(agent))
+        XCTAssertEqual(check.status, 0, "the valid attachment is untouched: \(check.stdout)")
+        let client = try addPod(
+            binary, agent, topology: topology, container: "gcc\(topology.tag)", pod: (namespace: "gc", name: "client"))
+        let keptHost = CNIPod(netns: kept.netns, ipv4: kept.address)
+        _ = try TCPServer(on: keptHost, port: 8080, in: topology)
+        assertReachability(
+            [Probe(from: CNIPod(netns: client.netns, ipv4: client.address), to: keptHost, port: 8080, .passes)],
+            "the valid attachment still serves")
+    }
+
     func testFailedAddLeavesNothingBehind() throws {
         let topology = try makeTopology()
         let agent = try startAgentWithIPAM(in: topology)
