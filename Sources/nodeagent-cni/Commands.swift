@@ -59,7 +59,7 @@ struct Commands {
                     ["name": .string(host.name), "mac": .string(host.mac)],
                     ["name": .string(pod.name), "mac": .string(pod.mac), "sandbox": .string(request.netns)],
                 ],
-                "ips": [["address": .string("\(address)/32"), "gateway": .string(gateway), "interface": 1]],
+                "ips": [ipConfig(address: address, gateway: gateway)],
                 "routes": [["dst": "0.0.0.0/0", "gw": .string(gateway)]],
                 "dns": [:],
             ]
@@ -67,6 +67,13 @@ struct Commands {
             for step in undo.reversed() { step() }
             throw error
         }
+    }
+
+    /// One `ips` entry; results before 1.0.0 name the address family in `version` ("4" or "6").
+    private func ipConfig(address: String, gateway: String) -> JSON {
+        var entry: [String: JSON] = ["address": .string("\(address)/32"), "gateway": .string(gateway), "interface": 1]
+        if request.cniVersion.hasPrefix("0.") { entry["version"] = .string(address.contains(":") ? "6" : "4") }
+        return .object(entry)
     }
 
     /// Releases everything of this container that is still there; parts already gone are not an error, and a

@@ -389,6 +389,50 @@ final class CNITests: EndToEndTestCase {
             "the valid attachment still serves")
     }
 
+    /// A 0.4.0 result names each address's family in `ips[].version`; 1.0.0 dropped the field.
+    func testResultsFor040CarryTheIPVersion() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        let cases: [(String, JSON?)] = [("0.4.0", .string("4")), ("1.0.0", Optional<JSON>.none)]
+        for (version, expected) in cases {
+            let netns = try topology.addContainerNamespace()
+            let result = try Self.cni(
+                "ADD", binary, topology: topology, container: "v\(version.prefix(1))\(topology.tag)",
+                netns: "/var/run/netns/\(netns)", pod: ("default", "v\(version.prefix(1))"),
+                config: networkConfig(agent, extra: ["cniVersion": .string(version)]))
+            XCTAssertEqual(result.status, 0, result.stdout)
+            let json = try JSON.parse(result.stdout)
+            XCTAssertEqual(json["cniVersion"]?.stringValue, version)
+            XCTAssertEqual(json["ips"]?[0]?["version"], expected, "cniVersion \(version): \(result.stdout)")
+        }
+    }
+
+    /// Median wall time of 20 ADDs, each into a fresh namespace, as a runtime sees it (process start to exit).
+    func testAddLatency() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        var samples: [Double] = []
+        for index in 0..<20 {
+            let netns = try topology.addContainerNamespace()
+            let started = ContinuousClock.now
+            let result = try Self.cni(
+                "ADD", binary, topology: topology, container: "lat\(topology.tag)\(index)",
+                netns: "/var/run/netns/\(netns)", pod: (namespace: "bench", name: "pod\(index)"),
+                config: networkConfig(agent))
+            let elapsed = ContinuousClock.now - started
+            XCTAssertEqual(result.status, 0, result.stdout)
+            samples.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+        }
+        samples.sort()
+        let median = (samples[9] + samples[10]) / 2
+        print(String(format: "CNI ADD latency over 20 ADDs: median %.1f ms, min %.1f ms, max %.1f ms",
+                     median, samples[0], samples[19]))
+        XCTAssertEqual(try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.count, 20)
+        XCTAssertLessThan(median, 5000, "an ADD takes seconds: something waits")
+    }
+
     func testFailedAddLeavesNothingBehind() throws {
         let topology = try makeTopology()
         let agent = try startAgentWithIPAM(in: topology)
