@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev libjansson-dev pkg-config iproute2 util-linux curl socat
-    python3-pip netcat-openbsd iptables containernetworking-plugins)
+    libnl-3-dev libnl-route-3-dev python3-pip netcat-openbsd iptables containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

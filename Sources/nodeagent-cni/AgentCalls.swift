@@ -37,11 +37,17 @@ struct AgentCalls {
 
     /// Every allocation the agent's IPAM holds.
     func allocations() throws -> [Allocation] {
+        try ipam().allocations
+    }
+
+    /// GET /v1/ipam: the allocations and the IPv4 gateway of the pod CIDR.
+    func ipam() throws -> (allocations: [Allocation], gateway: String?) {
         let listing = try call { try client.request(.GET, "/v1/ipam") }
-        return (listing["allocations"]?.arrayValue ?? []).compactMap { item in
+        let allocations = (listing["allocations"]?.arrayValue ?? []).compactMap { item -> Allocation? in
             guard let ip = item["ip"]?.stringValue else { return nil }
             return Allocation(ip: ip, owner: item["owner"]?.stringValue, pod: item["pod"]?.stringValue)
         }
+        return (allocations, listing["ipv4"]?["gateway"]?.stringValue)
     }
 
     /// Registers the endpoint under the lowest free id; another ADD racing for the same id gets a conflict and the

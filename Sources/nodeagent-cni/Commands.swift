@@ -108,13 +108,15 @@ struct Commands {
         guard let address = endpoint["addressing"]?["ipv4"]?.stringValue else {
             throw CNIError(.wiringFailed, "endpoint \(endpoint["id"]?.intValue ?? 0) has no IPv4 address")
         }
-        try wiring.verify(address: address)
+        let ipam = try agent.ipam()
+        guard let gateway = ipam.gateway else { throw CNIError(.agentRejected, "the agent's IPAM has no IPv4 gateway") }
+        try wiring.verify(address: address, gateway: gateway)
         if let previous = request.config["prevResult"]?["ips"]?.arrayValue,
             !previous.contains(where: { $0["address"]?.stringValue == "\(address)/32" })
         {
             throw CNIError(.wiringFailed, "the pod's address \(address) is not the one in prevResult")
         }
-        let held = try agent.allocations().contains {
+        let held = ipam.allocations.contains {
             $0.ip == address
                 && ($0.owner == request.containerID || ($0.pod == nil && $0.owner == request.legacyOwner))
         }

@@ -389,6 +389,58 @@ final class CNITests: EndToEndTestCase {
             "the valid attachment still serves")
     }
 
+    /// CHECK reads addresses and routes from the kernel: a pod that lost its default route, or a node that lost
+    /// the route to the pod, fails CHECK even though every address is still in place.
+    func testCheckVerifiesRoutesOnBothSides() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        let pod = try addPod(binary, agent, topology: topology, container: "chk\(topology.tag)", pod: ("default", "chk"))
+        func check() throws -> CommandResult {
+            try Self.cni(
+                "CHECK", binary, topology: topology, container: pod.container, netns: "/var/run/netns/\(pod.netns)",
+                pod: pod.pod, config: networkConfig(agent))
+        }
+        XCTAssertEqual(try check().status, 0)
+
+        _ = try Shell.run(["ip", "-n", pod.netns, "route", "del", "default"])
+        let noDefault = try check()
+        XCTAssertNotEqual(noDefault.status, 0, "CHECK must notice the missing default route")
+        XCTAssertTrue(noDefault.stdout.contains("default route"), noDefault.stdout)
+        _ = try Shell.run(["ip", "-n", pod.netns, "route", "add", "default", "via", "10.250.0.1", "dev", "eth0"])
+        XCTAssertEqual(try check().status, 0, "restored")
+
+        _ = try Shell.run(["ip", "-n", topology.nodeNetns, "route", "del", "\(pod.address)/32"])
+        let noHostRoute = try check()
+        XCTAssertNotEqual(noHostRoute.status, 0, "CHECK must notice the node's missing route to the pod")
+        XCTAssertTrue(noHostRoute.stdout.contains("no route to \(pod.address)"), noHostRoute.stdout)
+    }
+
+    /// A wiring step that fails after the veth exists (the pod already has a default route) undoes the steps
+    /// before it: no veth, no address, no endpoint remain.
+    func testAddFailingPartWayThroughWiringLeavesNothingBehind() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        let netns = try topology.addContainerNamespace()
+        for command in [
+            ["link", "add", "d0", "type", "veth", "peer", "name", "d1"], ["link", "set", "d0", "up"],
+            ["address", "add", "192.0.2.1/24", "dev", "d0"], ["route", "add", "default", "via", "192.0.2.254"],
+        ] {
+            _ = try Shell.run(["ip", "-n", netns] + command)
+        }
+        let result = try Self.cni(
+            "ADD", binary, topology: topology, container: "part\(topology.tag)", netns: "/var/run/netns/\(netns)",
+            pod: ("default", "part"), config: networkConfig(agent))
+        XCTAssertNotEqual(result.status, 0, result.stdout)
+        XCTAssertEqual(try JSON.parse(result.stdout)["code"]?.intValue, 101, result.stdout)
+        XCTAssertEqual(try allocations(agent).count, 0, "the address went back")
+        XCTAssertEqual(try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.count, 0)
+        XCTAssertEqual(try hostVeths(topology), [], "the veth went away")
+        let inside = try Shell.run(["ip", "-n", netns, "-o", "link", "show"])
+        XCTAssertFalse(inside.contains("eth0"), inside)
+    }
+
     /// A 0.4.0 result names each address's family in `ips[].version`; 1.0.0 dropped the field.
     func testResultsFor040CarryTheIPVersion() throws {
         let topology = try makeTopology()
@@ -400,9 +452,13 @@ final class CNITests: EndToEndTestCase {
             let result = try Self.cni(
                 "ADD", binary, topology: topology, container: "v\(version.prefix(1))\(topology.tag)",
                 netns: "/var/run/netns/\(netns)", pod: ("default", "v\(version.prefix(1))"),
-                config: networkConfig(agent, extra: ["cniVersion": .string(version)]))
+                config: networkConfig(agent, extra: ["cniVersion": .string(version), "mtu": 1400]))
             XCTAssertEqual(result.status, 0, result.stdout)
             let json = try JSON.parse(result.stdout)
+            let host = try XCTUnwrap(json["interfaces"]?[0]?["name"]?.stringValue)
+            XCTAssertTrue(try Shell.run(["ip", "-n", netns, "link", "show", "eth0"]).contains("mtu 1400"), "pod MTU")
+            XCTAssertTrue(
+                try Shell.run(["ip", "-n", topology.nodeNetns, "link", "show", host]).contains("mtu 1400"), "host MTU")
             XCTAssertEqual(json["cniVersion"]?.stringValue, version)
             XCTAssertEqual(json["ips"]?[0]?["version"], expected, "cniVersion \(version): \(result.stdout)")
         }
