@@ -32,7 +32,9 @@ final class NetlinkSocket {
         let returned = cnl_setns_net(home)
         close(home)
         guard returned == 0 else {
-            fatalError("cannot return to the node's network namespace: \(String(cString: strerror(errno)))")
+            throw CNIError(
+                .ioFailure, "cannot return to the node's network namespace from \(path)",
+                details: String(cString: strerror(errno)))
         }
         try Self.check(connected, "connecting to rtnetlink in \(path)")
     }

@@ -339,6 +339,67 @@ final class CNITests: EndToEndTestCase {
         XCTAssertEqual(try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.count, 2)
     }
 
+    /// After an upgrade, a pod wired by the previous version holds an allocation owned by namespace/pod with no
+    /// `pod` attribute. It restores, CHECK accepts it, a DEL of another container of that pod leaves it, and the DEL
+    /// of its own container releases it through the container's endpoint.
+    func testAllocationsFromBeforeThePodAttributeAreReleasedByTheirContainersDel() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        let pod = (namespace: "web", name: "legacy")
+        let wired = try addPod(binary, agent, topology: topology, container: "leg\(topology.tag)", pod: pod)
+        let endpoint = try XCTUnwrap(
+            try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.first?["id"]?.intValue)
+
+        // Rewrite the allocation as the previous version recorded it, while the agent is down.
+        agent.stop()
+        let log = try XCTUnwrap(
+            FileManager.default.enumerator(atPath: agent.stateDirectory)?.compactMap { $0 as? String }
+                .first { $0.hasSuffix("ledger.log") }.map { "\(agent.stateDirectory)/\($0)" })
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        let lastSequence = try XCTUnwrap(lines.last.flatMap { try? JSON.parse(String($0.dropFirst(9))) }?["seq"]?.intValue)
+        let record: JSON = [
+            "seq": .int(lastSequence + 1),
+            "put": [["ip": .string(wired.address), "owner": "web/legacy", "endpoint": .int(endpoint), "allocated-at-ms": 1]],
+        ]
+        let text = record.serialized()
+        let crc = String(Self.crc32(Array(text.utf8)), radix: 16)
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: log))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data((String(repeating: "0", count: 8 - crc.count) + crc + " " + text + "\n").utf8))
+        try handle.close()
+        try agent.restart()
+
+        let restored = try allocations(agent).first { $0["ip"]?.stringValue == wired.address }
+        XCTAssertEqual(restored?["owner"]?.stringValue, "web/legacy")
+        XCTAssertNil(restored?["pod"])
+        let check = try Self.cni(
+            "CHECK", binary, topology: topology, container: wired.container, netns: "/var/run/netns/\(wired.netns)",
+            pod: pod, config: networkConfig(agent))
+        XCTAssertEqual(check.status, 0, check.stdout)
+        let other = try Self.cni(
+            "DEL", binary, topology: topology, container: "other\(topology.tag)", netns: nil, pod: pod,
+            config: networkConfig(agent))
+        XCTAssertEqual(other.status, 0, other.stdout)
+        XCTAssertEqual(try allocations(agent).count, 1, "another container of the pod frees nothing")
+        let own = try Self.cni(
+            "DEL", binary, topology: topology, container: wired.container, netns: "/var/run/netns/\(wired.netns)",
+            pod: pod, config: networkConfig(agent))
+        XCTAssertEqual(own.status, 0, own.stdout)
+        XCTAssertEqual(try allocations(agent).count, 0, "its own container's DEL releases it")
+        XCTAssertEqual(try hostVeths(topology), [])
+    }
+
+    /// CRC-32 as the ledger writes it (zlib's polynomial).
+    private static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+        }
+        return crc ^ 0xFFFF_FFFF
+    }
+
     /// GC with `cni.dev/valid-attachments`: everything of the attachments not listed goes (endpoint, address,
     /// veth), the listed one stays and still carries traffic.
     func testGCReleasesEveryAttachmentNotListedAsValid() throws {
