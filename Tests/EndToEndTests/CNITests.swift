@@ -426,6 +426,17 @@ final class CNITests: EndToEndTestCase {
         XCTAssertTrue(malformed.stdout.contains("containerID"), malformed.stdout)
         XCTAssertEqual(try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.count, 3, "a refused GC changes nothing")
 
+        // Left by an ADD that died part-way: an address with no endpoint, a veth with no endpoint. An address some
+        // other client allocated (no pod) is not the plugin's and stays.
+        let leaked = try agent.api(.POST, "/v1/ipam?family=ipv4&owner=dead\(topology.tag)&pod=gc/dead")
+        XCTAssertEqual(leaked.status, 201, leaked.body)
+        let manual = try XCTUnwrap(
+            try agent.api(.POST, "/v1/ipam?family=ipv4&owner=operator").json?["address"]?["ipv4"]?.stringValue)
+        _ = try Shell.run([
+            "ip", "-n", topology.nodeNetns, "link", "add", "lxc0123456789ab", "type", "veth", "peer", "name",
+            "gcpeer\(topology.tag)",
+        ])
+
         let valid: JSON = [["containerID": .string(kept.container), "ifname": "eth0"]]
         let gc = try Self.cni(
             "GC", binary, topology: topology, container: "", netns: nil, pod: nil,
@@ -434,7 +445,7 @@ final class CNITests: EndToEndTestCase {
 
         let endpoints = try agent.api(.GET, "/v1/endpoint").json?.arrayValue ?? []
         XCTAssertEqual(endpoints.compactMap { $0["container-id"]?.stringValue }, [kept.container])
-        XCTAssertEqual(try allocations(agent).compactMap { $0["ip"]?.stringValue }, [kept.address])
+        XCTAssertEqual(try allocations(agent).compactMap { $0["ip"]?.stringValue }.sorted(), [kept.address, manual].sorted())
         XCTAssertEqual(try hostVeths(topology), [keptVeth])
 
         let check = try Self.cni(
