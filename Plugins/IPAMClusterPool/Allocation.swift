@@ -20,7 +20,8 @@ struct Allocation: Sendable, Equatable {
 
     var family: IPAddress.Family { address.family }
 
-    /// The ledger's form: `{"ip", "owner"?, "pod"?, "endpoint"?, "expires-at-ms"?, "expiration-uuid"?, "allocated-at-ms"}`.
+    /// The ledger's form: `{"ip", "owner"?, "pod"?, "endpoint"?, "expires-at-ms"?, "expiration-uuid"?,
+    /// "allocated-at-ms"}`.
     var ledgerJSON: JSON {
         var object: [String: JSON] = ["ip": .string(address.description), "allocated-at-ms": .int(allocatedAtMs)]
         if let owner { object["owner"] = .string(owner) }

@@ -153,7 +153,8 @@ final class IPAM: Sendable {
                     throw AgentError.capacity("pod CIDR \(cidr) is exhausted (\(cidr.capacity) addresses in use)")
                 }
                 let allocation = Allocation(
-                    address: address, owner: owner, pod: pod, expiresAtMs: expiring ? now + config.expirationTimeout * 1000 : nil,
+                    address: address, owner: owner, pod: pod,
+                    expiresAtMs: expiring ? now + config.expirationTimeout * 1000 : nil,
                     expirationUUID: expiring ? UUID().uuidString.lowercased() : nil, allocatedAtMs: now)
                 change.put.append(allocation)
                 change.cursors[family] = address
@@ -188,7 +189,8 @@ final class IPAM: Sendable {
             }
             let now = clock()
             let allocation = Allocation(
-                address: address, owner: owner, pod: pod, expiresAtMs: expiring ? now + config.expirationTimeout * 1000 : nil,
+                address: address, owner: owner, pod: pod,
+                expiresAtMs: expiring ? now + config.expirationTimeout * 1000 : nil,
                 expirationUUID: expiring ? UUID().uuidString.lowercased() : nil, allocatedAtMs: now)
             try commit(LedgerChange(put: [allocation]), &state)
             return (allocation, true)

@@ -5,7 +5,8 @@ import DatapathCore
 /// - `POST /v1/ipam?family=ipv4|ipv6&owner=<container id>&pod=ns/pod` (header `expiration: true`): allocate
 ///   (both configured families when `family` is absent) → 201;
 /// - `GET /v1/ipam/{ip}`: one allocation;
-/// - `POST /v1/ipam/{ip}?owner=<container id>&pod=ns/pod`: allocate that address → 201 (200 when the same owner holds it already);
+/// - `POST /v1/ipam/{ip}?owner=<container id>&pod=ns/pod`: allocate that address → 201 (200 when the same owner
+///   holds it already);
 /// - `DELETE /v1/ipam/{ip}`: release, idempotent → 200 with `released` true or false;
 /// - `POST /v1/ipam/gc?dry-run=true`: allocations whose endpoint is gone, released unless a dry run.
 struct IPAMRoutes {

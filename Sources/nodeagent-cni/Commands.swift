@@ -1,7 +1,7 @@
 import AgentAPI
 import Foundation
 
-/// ADD, DEL, CHECK, VERSION and STATUS as the CNI specification (1.0/1.1) defines them.
+/// ADD, DEL, CHECK, VERSION, STATUS and GC as the CNI specification (1.0/1.1) defines them.
 struct Commands {
     let request: CNIRequest
     var agent: AgentCalls { AgentCalls(socket: request.socket) }

@@ -18,7 +18,8 @@ final class NetlinkSocket {
         }
         let target = open(path, O_RDONLY | O_CLOEXEC)
         guard target >= 0 else {
-            throw CNIError(.ioFailure, "cannot open network namespace \(path)", details: String(cString: strerror(errno)))
+            let reason = String(cString: strerror(errno))
+            throw CNIError(.ioFailure, "cannot open network namespace \(path)", details: reason)
         }
         defer { close(target) }
         let home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)

@@ -357,16 +357,20 @@ final class CNITests: EndToEndTestCase {
             FileManager.default.enumerator(atPath: agent.stateDirectory)?.compactMap { $0 as? String }
                 .first { $0.hasSuffix("ledger.log") }.map { "\(agent.stateDirectory)/\($0)" })
         let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
-        let lastSequence = try XCTUnwrap(lines.last.flatMap { try? JSON.parse(String($0.dropFirst(9))) }?["seq"]?.intValue)
+        let lastSequence = try XCTUnwrap(
+            lines.last.flatMap { try? JSON.parse(String($0.dropFirst(9))) }?["seq"]?.intValue)
         let record: JSON = [
             "seq": .int(lastSequence + 1),
-            "put": [["ip": .string(wired.address), "owner": "web/legacy", "endpoint": .int(endpoint), "allocated-at-ms": 1]],
+            "put": [
+                ["ip": .string(wired.address), "owner": "web/legacy", "endpoint": .int(endpoint), "allocated-at-ms": 1]
+            ],
         ]
         let text = record.serialized()
         let crc = String(Self.crc32(Array(text.utf8)), radix: 16)
         let handle = try XCTUnwrap(FileHandle(forWritingAtPath: log))
         try handle.seekToEnd()
-        try handle.write(contentsOf: Data((String(repeating: "0", count: 8 - crc.count) + crc + " " + text + "\n").utf8))
+        let line = String(repeating: "0", count: 8 - crc.count) + crc + " " + text + "\n"
+        try handle.write(contentsOf: Data(line.utf8))
         try handle.close()
         try agent.restart()
 
@@ -421,7 +425,8 @@ final class CNITests: EndToEndTestCase {
 
         let malformed = try Self.cni(
             "GC", binary, topology: topology, container: "", netns: nil, pod: nil,
-            config: networkConfig(agent, extra: ["cniVersion": "1.1.0", "cni.dev/valid-attachments": [["ifname": "eth0"]]]))
+            config: networkConfig(
+                agent, extra: ["cniVersion": "1.1.0", "cni.dev/valid-attachments": [["ifname": "eth0"]]]))
         XCTAssertEqual(try JSON.parse(malformed.stdout)["code"]?.intValue, 7, malformed.stdout)
         XCTAssertTrue(malformed.stdout.contains("containerID"), malformed.stdout)
         XCTAssertEqual(try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.count, 3, "a refused GC changes nothing")
@@ -445,7 +450,8 @@ final class CNITests: EndToEndTestCase {
 
         let endpoints = try agent.api(.GET, "/v1/endpoint").json?.arrayValue ?? []
         XCTAssertEqual(endpoints.compactMap { $0["container-id"]?.stringValue }, [kept.container])
-        XCTAssertEqual(try allocations(agent).compactMap { $0["ip"]?.stringValue }.sorted(), [kept.address, manual].sorted())
+        XCTAssertEqual(
+            try allocations(agent).compactMap { $0["ip"]?.stringValue }.sorted(), [kept.address, manual].sorted())
         XCTAssertEqual(try hostVeths(topology), [keptVeth])
 
         let check = try Self.cni(
@@ -467,7 +473,8 @@ final class CNITests: EndToEndTestCase {
         let topology = try makeTopology()
         let agent = try startAgentWithIPAM(in: topology)
         let binary = try cniBinary(near: agent)
-        let pod = try addPod(binary, agent, topology: topology, container: "chk\(topology.tag)", pod: ("default", "chk"))
+        let pod = try addPod(
+            binary, agent, topology: topology, container: "chk\(topology.tag)", pod: ("default", "chk"))
         func check() throws -> CommandResult {
             try Self.cni(
                 "CHECK", binary, topology: topology, container: pod.container, netns: "/var/run/netns/\(pod.netns)",
