@@ -25,6 +25,8 @@ let package = Package(
             name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(
+            name: "CNetlink", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
         // glibc interfaces the Glibc module leaves out (mallopt).
         .systemLibrary(name: "CGlibc"),
 
@@ -83,7 +85,7 @@ let package = Package(
             ]),
 
         // The CNI plugin a container runtime calls to wire pods to the agent.
-        .executableTarget(name: "nodeagent-cni", dependencies: ["NodeCtlKit", "AgentAPI"]),
+        .executableTarget(name: "nodeagent-cni", dependencies: ["NodeCtlKit", "AgentAPI", "CNetlink"]),
 
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI"]),
         .testTarget(name: "DatapathCoreTests", dependencies: ["DatapathCore", "CNodeABI", "CLibbpf"]),

@@ -3,8 +3,8 @@
 # and a bpffs at /sys/fs/bpf. Safe to run again.
 set -euo pipefail
 
-packages=(libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev pkg-config iproute2 util-linux curl socat
-    python3-pip netcat-openbsd iptables containernetworking-plugins)
+packages=(libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev pkg-config iproute2
+    util-linux curl socat libnl-3-dev libnl-route-3-dev python3-pip netcat-openbsd iptables containernetworking-plugins)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -132,7 +132,9 @@ final class IPAM: Sendable {
     // MARK: Requests
 
     /// Allocates one address in each of `families`, all or none.
-    func allocate(families: [IPAddress.Family], owner: String?, expiring: Bool) throws(AgentError) -> [Allocation] {
+    func allocate(
+        families: [IPAddress.Family], owner: String?, pod: String? = nil, expiring: Bool
+    ) throws(AgentError) -> [Allocation] {
         try state.withLock { (state: inout State) throws(AgentError) in
             try requireReady(state)
             for family in families where config.family(family) == nil {
@@ -151,7 +153,8 @@ final class IPAM: Sendable {
                     throw AgentError.capacity("pod CIDR \(cidr) is exhausted (\(cidr.capacity) addresses in use)")
                 }
                 let allocation = Allocation(
-                    address: address, owner: owner, expiresAtMs: expiring ? now + config.expirationTimeout * 1000 : nil,
+                    address: address, owner: owner, pod: pod,
+                    expiresAtMs: expiring ? now + config.expirationTimeout * 1000 : nil,
                     expirationUUID: expiring ? UUID().uuidString.lowercased() : nil, allocatedAtMs: now)
                 change.put.append(allocation)
                 change.cursors[family] = address
@@ -164,7 +167,9 @@ final class IPAM: Sendable {
 
     /// Allocates the given address. The same owner asking again gets its allocation back (`created` false), so
     /// a client may retry after losing an answer; anyone else gets 409.
-    func claim(_ address: IPAddress, owner: String?, expiring: Bool) throws(AgentError) -> (Allocation, created: Bool) {
+    func claim(
+        _ address: IPAddress, owner: String?, pod: String? = nil, expiring: Bool
+    ) throws(AgentError) -> (Allocation, created: Bool) {
         try state.withLock { (state: inout State) throws(AgentError) in
             try requireReady(state)
             guard let family = config.family(address.family) else { throw notConfigured(address.family, field: "ip") }
@@ -184,7 +189,8 @@ final class IPAM: Sendable {
             }
             let now = clock()
             let allocation = Allocation(
-                address: address, owner: owner, expiresAtMs: expiring ? now + config.expirationTimeout * 1000 : nil,
+                address: address, owner: owner, pod: pod,
+                expiresAtMs: expiring ? now + config.expirationTimeout * 1000 : nil,
                 expirationUUID: expiring ? UUID().uuidString.lowercased() : nil, allocatedAtMs: now)
             try commit(LedgerChange(put: [allocation]), &state)
             return (allocation, true)

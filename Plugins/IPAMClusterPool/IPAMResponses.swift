@@ -23,6 +23,7 @@ enum IPAMResponses {
                 detail["expiration-uuid"] = .string(uuid)
             }
             if let owner = allocation.owner { detail["owner"] = .string(owner) }
+            if let pod = allocation.pod { detail["pod"] = .string(pod) }
             object[name] = .object(detail)
         }
         object["address"] = .object(address)
@@ -52,6 +53,7 @@ enum IPAMResponses {
             "allocated-at": .string(timestamp(allocation.allocatedAtMs)),
         ]
         if let owner = allocation.owner { object["owner"] = .string(owner) }
+        if let pod = allocation.pod { object["pod"] = .string(pod) }
         if let endpoint = allocation.endpoint { object["endpoint"] = .int(Int64(endpoint)) }
         if let expiresAt = allocation.expiresAtMs {
             object["expires"] = .string(timestamp(expiresAt))
@@ -83,6 +85,7 @@ enum IPAMResponses {
     static func released(_ address: IPAddress, _ allocation: Allocation?) -> JSON {
         var object: [String: JSON] = ["ip": .string(address.description), "released": .bool(allocation != nil)]
         if let owner = allocation?.owner { object["owner"] = .string(owner) }
+        if let pod = allocation?.pod { object["pod"] = .string(pod) }
         if let endpoint = allocation?.endpoint { object["endpoint"] = .int(Int64(endpoint)) }
         return .object(object)
     }

@@ -2,10 +2,11 @@ import DatapathCore
 
 /// The REST routes, as Cilium's agent serves IPAM:
 /// - `GET /v1/ipam`: allocations and per-family counts;
-/// - `POST /v1/ipam?family=ipv4|ipv6&owner=ns/pod` (header `expiration: true`): allocate (both configured
-///   families when `family` is absent) → 201;
+/// - `POST /v1/ipam?family=ipv4|ipv6&owner=<container id>&pod=ns/pod` (header `expiration: true`): allocate
+///   (both configured families when `family` is absent) → 201;
 /// - `GET /v1/ipam/{ip}`: one allocation;
-/// - `POST /v1/ipam/{ip}?owner=ns/pod`: allocate that address → 201 (200 when the same owner holds it already);
+/// - `POST /v1/ipam/{ip}?owner=<container id>&pod=ns/pod`: allocate that address → 201 (200 when the same owner
+///   holds it already);
 /// - `DELETE /v1/ipam/{ip}`: release, idempotent → 200 with `released` true or false;
 /// - `POST /v1/ipam/gc?dry-run=true`: allocations whose endpoint is gone, released unless a dry run.
 struct IPAMRoutes {
@@ -21,7 +22,7 @@ struct IPAMRoutes {
                 return .json(IPAMResponses.listing(try ipam.listing(), config: ipam.config))
             },
             .post("/v1/ipam") { request in
-                try Self.checkQuery(request, allowed: ["family", "owner", "pool"])
+                try Self.checkQuery(request, allowed: ["family", "owner", "pod", "pool"])
                 let ipam = service()
                 var families = ipam.config.families
                 if let name = request.query["family"] {
@@ -32,7 +33,8 @@ struct IPAMRoutes {
                 }
                 if families.isEmpty { throw IPAM.unconfiguredError }
                 let allocations = try ipam.allocate(
-                    families: families, owner: try Self.owner(request), expiring: try Self.expiring(request))
+                    families: families, owner: try Self.owner(request), pod: try Self.pod(request),
+                    expiring: try Self.expiring(request))
                 return .json(IPAMResponses.allocated(allocations, config: ipam.config), status: 201)
             },
             .get("/v1/ipam/{ip}") { request in
@@ -45,11 +47,12 @@ struct IPAMRoutes {
                 return .json(IPAMResponses.allocation(allocation, now: IPAM.wallClockMs()))
             },
             .post("/v1/ipam/{ip}") { request in
-                try Self.checkQuery(request, allowed: ["owner", "pool"])
+                try Self.checkQuery(request, allowed: ["owner", "pod", "pool"])
                 let address = try Self.address(request)
                 let ipam = service()
                 let (allocation, created) = try ipam.claim(
-                    address, owner: try Self.owner(request), expiring: try Self.expiring(request))
+                    address, owner: try Self.owner(request), pod: try Self.pod(request),
+                    expiring: try Self.expiring(request))
                 return .json(IPAMResponses.allocated([allocation], config: ipam.config), status: created ? 201 : 200)
             },
             .delete("/v1/ipam/{ip}") { request in
@@ -83,14 +86,23 @@ struct IPAMRoutes {
         return address
     }
 
-    /// `owner`, conventionally `namespace/pod`: printable, at most 256 bytes; nil when absent or empty.
+    /// `owner`, the container id for the CNI plugin: printable, at most 256 bytes; nil when absent or empty.
     static func owner(_ request: APIRequest) throws(AgentError) -> String? {
-        guard let owner = request.query["owner"], !owner.isEmpty else { return nil }
-        guard owner.utf8.count <= 256 else { throw AgentError.invalidField("owner", "longer than 256 bytes") }
-        guard !owner.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
-            throw AgentError.invalidField("owner", "contains control characters")
+        try printable(request, "owner")
+    }
+
+    /// `pod`, `namespace/pod`: the same rules as `owner`.
+    static func pod(_ request: APIRequest) throws(AgentError) -> String? {
+        try printable(request, "pod")
+    }
+
+    private static func printable(_ request: APIRequest, _ name: String) throws(AgentError) -> String? {
+        guard let value = request.query[name], !value.isEmpty else { return nil }
+        guard value.utf8.count <= 256 else { throw AgentError.invalidField(name, "longer than 256 bytes") }
+        guard !value.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) else {
+            throw AgentError.invalidField(name, "contains control characters")
         }
-        return owner
+        return value
     }
 
     /// The `expiration` header: true makes the allocation expire unless an endpoint claims it in time.

@@ -9,16 +9,22 @@ extension AgentClient {
     }
 
     /// `POST /v1/ipam`: allocates the next free address of `family` (every configured family when nil).
-    public func ipamAllocate(family: String? = nil, owner: String? = nil) throws(ClientError) -> JSON {
+    public func ipamAllocate(family: String? = nil, owner: String? = nil, pod: String? = nil) throws(ClientError)
+        -> JSON
+    {
         var query: [(String, String)] = []
         if let family { query.append(("family", family)) }
         if let owner { query.append(("owner", owner)) }
+        if let pod { query.append(("pod", pod)) }
         return try request(.POST, "/v1/ipam", query: query)
     }
 
     /// `POST /v1/ipam/{ip}`: allocates that address.
-    public func ipamClaim(_ address: String, owner: String? = nil) throws(ClientError) -> JSON {
-        try request(.POST, "/v1/ipam/" + percentEncodeSegment(address), query: owner.map { [("owner", $0)] } ?? [])
+    public func ipamClaim(_ address: String, owner: String? = nil, pod: String? = nil) throws(ClientError) -> JSON {
+        var query: [(String, String)] = []
+        if let owner { query.append(("owner", owner)) }
+        if let pod { query.append(("pod", pod)) }
+        return try request(.POST, "/v1/ipam/" + percentEncodeSegment(address), query: query)
     }
 
     /// `DELETE /v1/ipam/{ip}`: `{"ip", "released": Bool, "owner"?}`.

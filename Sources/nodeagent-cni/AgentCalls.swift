@@ -9,9 +9,12 @@ struct AgentCalls {
         client = AgentClient(socketPath: socket, connectTimeout: .seconds(5), responseTimeout: .seconds(30))
     }
 
-    /// An IPv4 address from the agent's IPAM for `owner`, with the gateway and the pod CIDR.
-    func allocate(owner: String) throws -> (address: String, gateway: String) {
-        let answer = try call { try client.request(.POST, "/v1/ipam", query: [("family", "ipv4"), ("owner", owner)]) }
+    /// An IPv4 address from the agent's IPAM held by `owner` (the container id) for `pod` (namespace/pod), with
+    /// the gateway.
+    func allocate(owner: String, pod: String?) throws -> (address: String, gateway: String) {
+        var query = [("family", "ipv4"), ("owner", owner)]
+        if let pod { query.append(("pod", pod)) }
+        let answer = try call { try client.request(.POST, "/v1/ipam", query: query) }
         guard let address = answer["address"]?["ipv4"]?.stringValue ?? answer["ipv4"]?["ip"]?.stringValue,
             let gateway = answer["ipv4"]?["gateway"]?.stringValue
                 ?? answer["host-addressing"]?["ipv4"]?["ip"]?.stringValue
@@ -25,18 +28,26 @@ struct AgentCalls {
         _ = try call { try client.request(.DELETE, "/v1/ipam/\(address)") }
     }
 
-    /// Addresses the agent's IPAM holds for `owner`.
-    func addresses(ownedBy owner: String) throws -> [String] {
-        let listing = try call { try client.request(.GET, "/v1/ipam") }
-        return Self.allocations(in: listing).filter { $0.owner == owner }.map(\.ip)
+    /// An allocation as GET /v1/ipam lists it.
+    struct Allocation {
+        var ip: String
+        var owner: String?
+        var pod: String?
     }
 
-    static func allocations(in listing: JSON) -> [(ip: String, owner: String)] {
-        let items = listing["allocations"]?.arrayValue ?? []
-        return items.compactMap { item in
-            guard let ip = item["ip"]?.stringValue, let owner = item["owner"]?.stringValue else { return nil }
-            return (ip, owner)
+    /// Every allocation the agent's IPAM holds.
+    func allocations() throws -> [Allocation] {
+        try ipam().allocations
+    }
+
+    /// GET /v1/ipam: the allocations and the IPv4 gateway of the pod CIDR.
+    func ipam() throws -> (allocations: [Allocation], gateway: String?) {
+        let listing = try call { try client.request(.GET, "/v1/ipam") }
+        let allocations = (listing["allocations"]?.arrayValue ?? []).compactMap { item -> Allocation? in
+            guard let ip = item["ip"]?.stringValue else { return nil }
+            return Allocation(ip: ip, owner: item["owner"]?.stringValue, pod: item["pod"]?.stringValue)
         }
+        return (allocations, listing["ipv4"]?["gateway"]?.stringValue)
     }
 
     /// Registers the endpoint under the lowest free id; another ADD racing for the same id gets a conflict and the
@@ -59,10 +70,14 @@ struct AgentCalls {
         throw CNIError(.tryAgainLater, "could not claim an endpoint id after 16 attempts")
     }
 
+    /// Every endpoint the agent has.
+    func endpoints() throws -> [JSON] {
+        try call { try client.request(.GET, "/v1/endpoint") }.arrayValue ?? []
+    }
+
     /// The endpoint registered for `containerID`, if any.
     func endpoint(containerID: String, interface: String) throws -> JSON? {
-        let endpoints = try call { try client.request(.GET, "/v1/endpoint") }.arrayValue ?? []
-        return endpoints.first {
+        try endpoints().first {
             $0["container-id"]?.stringValue == containerID || $0["interface-name"]?.stringValue == interface
         }
     }

@@ -18,22 +18,33 @@ struct CNIRequest {
     /// Agent socket: `socket` in the network config, else the agent's default.
     var socket: String { config["socket"]?.stringValue ?? "/var/run/nodeagent/nodeagent.sock" }
 
-    /// Who owns the address: namespace/pod when the runtime says, else the container id.
-    var owner: String {
-        if let namespace = args["K8S_POD_NAMESPACE"], let pod = args["K8S_POD_NAME"] { return "\(namespace)/\(pod)" }
-        return containerID
-    }
-
     var podNamespace: String? { args["K8S_POD_NAMESPACE"] }
     var podName: String? { args["K8S_POD_NAME"] }
 
+    /// `namespace/pod` when the runtime says: recorded with the address, not its owner (the container id is:
+    /// sandboxes of one pod come and go, and a late DEL of an old one must not touch its successor's address).
+    var pod: String? {
+        guard let namespace = podNamespace, let name = podName else { return nil }
+        return "\(namespace)/\(name)"
+    }
+
+    /// Who owned the address before allocations carried `pod`: namespace/pod, else the container id.
+    var legacyOwner: String { pod ?? containerID }
+
+    var hostInterface: String { Self.hostInterface(containerID: containerID, ifname: ifname) }
+
     /// Host-side interface: "lxc" and 12 hex digits of a hash of container id and interface (15 characters).
-    var hostInterface: String {
+    static func hostInterface(containerID: String, ifname: String) -> String {
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325
         for byte in Array("\(containerID)/\(ifname)".utf8) {
             hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
         }
         return "lxc" + String(String(hash, radix: 16).suffix(12)).leftPadded(to: 12)
+    }
+
+    /// Whether `name` is shaped like the host interfaces this plugin creates.
+    static func isHostInterface(_ name: String) -> Bool {
+        name.count == 15 && name.hasPrefix("lxc") && name.dropFirst(3).allSatisfy(\.isHexDigit)
     }
 
     /// Labels for the endpoint: `labels` in the config, `args.cni.labels`, and `runtimeConfig.labels`

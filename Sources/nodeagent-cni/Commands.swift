@@ -1,7 +1,7 @@
 import AgentAPI
 import Foundation
 
-/// ADD, DEL, CHECK, VERSION and STATUS as the CNI specification (1.0/1.1) defines them.
+/// ADD, DEL, CHECK, VERSION, STATUS and GC as the CNI specification (1.0/1.1) defines them.
 struct Commands {
     let request: CNIRequest
     var agent: AgentCalls { AgentCalls(socket: request.socket) }
@@ -26,6 +26,7 @@ struct Commands {
             }
             return nil
         case .gc:
+            try GarbageCollection(request: request, agent: agent).run()
             return nil
         }
     }
@@ -39,7 +40,7 @@ struct Commands {
                 .agentRejected, "container \(request.containerID) is already wired",
                 details: "endpoint \(existing["id"]?.intValue ?? 0)")
         }
-        let (address, gateway) = try agent.allocate(owner: request.owner)
+        let (address, gateway) = try agent.allocate(owner: request.containerID, pod: request.pod)
         var undo: [() -> Void] = [{ try? agent.release(address: address) }]
         do {
             let mtu = request.config["mtu"]?.intValue.map(Int.init)
@@ -58,7 +59,7 @@ struct Commands {
                     ["name": .string(host.name), "mac": .string(host.mac)],
                     ["name": .string(pod.name), "mac": .string(pod.mac), "sandbox": .string(request.netns)],
                 ],
-                "ips": [["address": .string("\(address)/32"), "gateway": .string(gateway), "interface": 1]],
+                "ips": [ipConfig(address: address, gateway: gateway)],
                 "routes": [["dst": "0.0.0.0/0", "gw": .string(gateway)]],
                 "dns": [:],
             ]
@@ -68,18 +69,36 @@ struct Commands {
         }
     }
 
-    /// Releases everything that is still there; parts already gone are not an error.
+    /// One `ips` entry; results before 1.0.0 name the address family in `version` ("4" or "6").
+    private func ipConfig(address: String, gateway: String) -> JSON {
+        var entry: [String: JSON] = ["address": .string("\(address)/32"), "gateway": .string(gateway), "interface": 1]
+        if request.cniVersion.hasPrefix("0.") { entry["version"] = .string(address.contains(":") ? "6" : "4") }
+        return .object(entry)
+    }
+
+    /// Releases everything of this container that is still there; parts already gone are not an error, and a
+    /// container nobody knows frees nothing.
     private func del() throws {
-        let agent = self.agent
-        if let endpoint = try agent.endpoint(containerID: request.containerID, interface: request.hostInterface),
-            let id = endpoint["id"]?.intValue
-        {
-            try agent.deleteEndpoint(id: id)
-        }
-        for address in try agent.addresses(ownedBy: request.owner) {
-            try agent.release(address: address)
-        }
+        let endpoint = try agent.endpoint(containerID: request.containerID, interface: request.hostInterface)
+        try Self.release(containerID: request.containerID, endpoint: endpoint, agent: agent)
         wiring.remove()
+    }
+
+    /// Deletes `endpoint` (this container's), then releases the addresses the container owns. An allocation
+    /// recorded before allocations carried `pod` is owned by namespace/pod, which the container's successor
+    /// shares: it is released only when it is the address of this container's own endpoint.
+    static func release(containerID: String, endpoint: JSON?, agent: AgentCalls) throws {
+        var endpointAddresses: Set<String> = []
+        if let endpoint, let id = endpoint["id"]?.intValue {
+            try agent.deleteEndpoint(id: id)
+            for family in ["ipv4", "ipv6"] {
+                if let address = endpoint["addressing"]?[family]?.stringValue { endpointAddresses.insert(address) }
+            }
+        }
+        for allocation in try agent.allocations()
+        where allocation.owner == containerID || (allocation.pod == nil && endpointAddresses.contains(allocation.ip)) {
+            try agent.release(address: allocation.ip)
+        }
     }
 
     private func check() throws {
@@ -89,14 +108,20 @@ struct Commands {
         guard let address = endpoint["addressing"]?["ipv4"]?.stringValue else {
             throw CNIError(.wiringFailed, "endpoint \(endpoint["id"]?.intValue ?? 0) has no IPv4 address")
         }
-        try wiring.verify(address: address)
+        let ipam = try agent.ipam()
+        guard let gateway = ipam.gateway else { throw CNIError(.agentRejected, "the agent's IPAM has no IPv4 gateway") }
+        try wiring.verify(address: address, gateway: gateway)
         if let previous = request.config["prevResult"]?["ips"]?.arrayValue,
             !previous.contains(where: { $0["address"]?.stringValue == "\(address)/32" })
         {
             throw CNIError(.wiringFailed, "the pod's address \(address) is not the one in prevResult")
         }
-        guard try agent.addresses(ownedBy: request.owner).contains(address) else {
-            throw CNIError(.wiringFailed, "IPAM does not hold \(address) for \(request.owner)")
+        let held = ipam.allocations.contains {
+            $0.ip == address
+                && ($0.owner == request.containerID || ($0.pod == nil && $0.owner == request.legacyOwner))
+        }
+        guard held else {
+            throw CNIError(.wiringFailed, "IPAM does not hold \(address) for container \(request.containerID)")
         }
     }
 }

@@ -1,9 +1,9 @@
 import AgentAPI
 import Foundation
 
-/// Creates and removes the veth pair and the addressing of a pod, with iproute2 (`ip`) as the netlink client.
-/// Container-side commands run inside the pod's network namespace through `nsenter --net=<path>`, which accepts
-/// any namespace path a runtime hands over (/var/run/netns/x, /proc/<pid>/ns/net).
+/// Creates, checks and removes the veth pair and the addressing of a pod through rtnetlink: one socket in the
+/// node's namespace and one in the pod's (any namespace path a runtime hands over: /var/run/netns/x,
+/// /proc/<pid>/ns/net), no `ip` or `nsenter` processes.
 struct Wiring {
     var hostInterface: String
     var netns: String
@@ -15,82 +15,83 @@ struct Wiring {
     }
 
     /// The pod's veth: `ifname` in the pod, `hostInterface` in our namespace, addresses and routes Cilium-style
-    /// (the pod's address as /32, the gateway on-link, default route through it).
+    /// (the pod's address as /32, the gateway on-link, default route through it). A failure part-way removes the
+    /// pair again, which takes the addresses and routes on it along.
     func add(address: String, gateway: String, mtu: Int?) throws -> (host: Interface, pod: Interface) {
-        let hostPID = getpid()
-        var link = ["link", "add", ifname, "type", "veth", "peer", "name", hostInterface, "netns", "\(hostPID)"]
-        if let mtu { link += ["mtu", "\(mtu)"] }
-        try ipInPod(link)
-        try ip(["link", "set", hostInterface, "up"])
-        try ip(["address", "add", "\(gateway)/32", "dev", hostInterface])
-        try ip(["route", "replace", "\(address)/32", "dev", hostInterface])
-        try ipInPod(["link", "set", "lo", "up"])
-        try ipInPod(["address", "add", "\(address)/32", "dev", ifname])
-        try ipInPod(["link", "set", ifname, "up"])
-        try ipInPod(["route", "add", gateway, "dev", ifname, "scope", "link"])
-        try ipInPod(["route", "add", "default", "via", gateway, "dev", ifname])
-        try? Sysctl.set("net/ipv4/ip_forward", "1")
-        return (try Wiring.interface(hostInterface, pod: nil), try Wiring.interface(ifname, pod: netns))
+        let node = try NetlinkSocket()
+        let pod = try NetlinkSocket(namespace: netns)
+        try pod.addVeth(name: ifname, peer: hostInterface, peerPID: getpid(), mtu: mtu)
+        do {
+            try node.setUp(hostInterface)
+            let host = try Self.require(node, hostInterface, in: "the node")
+            try node.addAddress(gateway, prefix: 32, to: host.index)
+            try node.addRoute("\(address)/32", via: host.index, replace: true)
+            try pod.setUp("lo")
+            let inside = try Self.require(pod, ifname, in: netns)
+            try pod.addAddress(address, prefix: 32, to: inside.index)
+            try pod.setUp(ifname)
+            try pod.addRoute("\(gateway)/32", via: inside.index)
+            try pod.addRoute("0.0.0.0/0", gateway: gateway, via: inside.index)
+            try? Sysctl.set("net/ipv4/ip_forward", "1")
+            return (Interface(name: host.name, mac: host.mac), Interface(name: inside.name, mac: inside.mac))
+        } catch {
+            _ = try? node.deleteLink(hostInterface)
+            throw error
+        }
     }
 
     /// Deletes the host side (the pair goes with it). True when it existed.
     @discardableResult
     func remove() -> Bool {
-        (try? ip(["link", "delete", hostInterface])) != nil
+        Self.remove(hostInterface: hostInterface)
     }
 
-    /// What CHECK verifies: both ends exist and the pod holds the address.
-    func verify(address: String) throws {
-        guard (try? Wiring.interface(hostInterface, pod: nil)) != nil else {
-            throw CNIError(.wiringFailed, "host interface \(hostInterface) is missing")
+    @discardableResult
+    static func remove(hostInterface: String) -> Bool {
+        (try? NetlinkSocket().deleteLink(hostInterface)) ?? false
+    }
+
+    /// The host-side veths of this namespace named as this plugin names them.
+    static func hostInterfaces() throws -> [String] {
+        try NetlinkSocket().links().filter { ($0.type ?? "veth") == "veth" && CNIRequest.isHostInterface($0.name) }
+            .map(\.name)
+    }
+
+    /// What CHECK verifies, as the kernel reports it: both ends exist and are up; the node holds the gateway on
+    /// the host end and routes the pod's /32 through it; the pod holds its /32, reaches the gateway on-link and
+    /// routes everything else through it.
+    func verify(address: String, gateway: String) throws {
+        let node = try NetlinkSocket()
+        let host = try Self.require(node, hostInterface, in: "the node")
+        guard host.isUp else { throw CNIError(.wiringFailed, "host interface \(hostInterface) is down") }
+        guard try node.addresses(of: host.index).contains("\(gateway)/32") else {
+            throw CNIError(.wiringFailed, "host interface \(hostInterface) does not hold the gateway \(gateway)")
         }
-        let shown = try Wiring.run(["nsenter", "--net=\(netns)", "ip", "-j", "address", "show", "dev", ifname])
-        guard shown.contains("\"local\":\"\(address)\"") else {
+        guard try node.routes().contains(.init(destination: "\(address)/32", interfaceIndex: host.index)) else {
+            throw CNIError(.wiringFailed, "the node has no route to \(address) through \(hostInterface)")
+        }
+        let pod = try NetlinkSocket(namespace: netns)
+        let inside = try Self.require(pod, ifname, in: netns)
+        guard inside.isUp else { throw CNIError(.wiringFailed, "\(ifname) in \(netns) is down") }
+        guard try pod.addresses(of: inside.index).contains("\(address)/32") else {
             throw CNIError(.wiringFailed, "\(ifname) in \(netns) does not hold \(address)")
         }
-    }
-
-    static func interface(_ name: String, pod netns: String?) throws -> Interface {
-        let prefix = netns.map { ["nsenter", "--net=\($0)"] } ?? []
-        let output = try run(prefix + ["ip", "-j", "link", "show", "dev", name])
-        let json = try? JSON.parse(output)
-        guard let mac = json?[0]?["address"]?.stringValue else {
-            throw CNIError(.wiringFailed, "cannot read interface \(name)", details: output)
+        let routes = try pod.routes()
+        guard routes.contains(.init(destination: "\(gateway)/32", interfaceIndex: inside.index)) else {
+            throw CNIError(.wiringFailed, "\(netns) has no on-link route to the gateway \(gateway)")
         }
-        return Interface(name: name, mac: mac)
-    }
-
-    private func ip(_ arguments: [String]) throws {
-        _ = try Wiring.run(["ip"] + arguments)
-    }
-
-    private func ipInPod(_ arguments: [String]) throws {
-        _ = try Wiring.run(["nsenter", "--net=\(netns)", "ip"] + arguments)
-    }
-
-    /// Runs a command; its stderr becomes the error's details.
-    static func run(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        do {
-            try process.run()
-        } catch {
-            throw CNIError(.ioFailure, "cannot run \(arguments[0])", details: "\(error)")
+        guard routes.contains(.init(destination: "0.0.0.0/0", gateway: gateway, interfaceIndex: inside.index)) else {
+            throw CNIError(.wiringFailed, "\(netns) has no default route through \(gateway) on \(ifname)")
         }
-        let output = out.fileHandleForReading.readDataToEndOfFile()
-        let errors = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw CNIError(
-                .wiringFailed, "\(arguments.joined(separator: " ")) failed",
-                details: String(decoding: errors, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    private static func require(_ socket: NetlinkSocket, _ name: String, in place: String) throws
+        -> NetlinkSocket.Link
+    {
+        guard let link = try socket.link(named: name) else {
+            throw CNIError(.wiringFailed, "interface \(name) is missing in \(place)")
         }
-        return String(decoding: output, as: UTF8.self)
+        return link
     }
 }
 

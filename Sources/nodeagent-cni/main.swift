@@ -1,8 +1,8 @@
 import AgentAPI
 import Foundation
 
-// nodeagent-cni: a CNI plugin (spec 1.0.0, STATUS from 1.1) wiring pods to nodeagent. A runtime sets CNI_* in the
-// environment and writes the network configuration on stdin; the result or error goes to stdout as JSON.
+// nodeagent-cni: a CNI plugin (spec 1.0.0, STATUS and GC from 1.1) wiring pods to nodeagent. A runtime sets CNI_* in
+// the environment and writes the network configuration on stdin; the result or error goes to stdout as JSON.
 let stdinBytes = [UInt8](FileHandle.standardInput.readDataToEndOfFile())
 var version = "1.0.0"
 do {

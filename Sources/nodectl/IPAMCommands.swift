@@ -26,8 +26,11 @@ struct IPAMCommand: ParsableCommand {
         @Option(help: ArgumentHelp("Only this family: ipv4 or ipv6.", valueName: "family"))
         var family: String?
 
-        @Option(help: ArgumentHelp("Who the address is for, by convention namespace/pod.", valueName: "owner"))
+        @Option(help: ArgumentHelp("Who holds the address (the CNI plugin uses the container id).", valueName: "owner"))
         var owner: String?
+
+        @Option(help: ArgumentHelp("The namespace/pod the address is for.", valueName: "namespace/pod"))
+        var pod: String?
 
         @Option(help: ArgumentHelp("Allocate exactly this address.", valueName: "ip"))
         var ip: String?
@@ -44,8 +47,8 @@ struct IPAMCommand: ParsableCommand {
         func run() throws {
             let client = global.client
             let answer =
-                try ip.map { try client.ipamClaim($0, owner: owner) }
-                ?? client.ipamAllocate(family: family, owner: owner)
+                try ip.map { try client.ipamClaim($0, owner: owner, pod: pod) }
+                ?? client.ipamAllocate(family: family, owner: owner, pod: pod)
             global.emit(answer, table: IPAMViews.allocated)
         }
     }

@@ -263,6 +263,311 @@ final class CNITests: EndToEndTestCase {
         XCTAssertFalse(try tcpConnect(from: world, to: node, port: 18080, timeout: 0.5).passed, "mapping gone")
     }
 
+    /// ADD through the plugin in a new container namespace; fails the test unless it succeeds.
+    private func addPod(
+        _ binary: String, _ agent: AgentProcess, topology: Topology, container: String,
+        pod: (namespace: String, name: String), file: StaticString = #filePath, line: UInt = #line
+    ) throws -> Wired {
+        let netns = try topology.addContainerNamespace()
+        let result = try Self.cni(
+            "ADD", binary, topology: topology, container: container, netns: "/var/run/netns/\(netns)", pod: pod,
+            config: networkConfig(agent))
+        XCTAssertEqual(result.status, 0, "ADD \(container): \(result.stdout) \(result.stderr)", file: file, line: line)
+        let address = try XCTUnwrap(
+            try JSON.parse(result.stdout)["ips"]?[0]?["address"]?.stringValue?.split(separator: "/").first,
+            file: file, line: line)
+        return Wired(container: container, netns: netns, pod: pod, address: String(address))
+    }
+
+    private func allocations(_ agent: AgentProcess) throws -> [JSON] {
+        try agent.api(.GET, "/v1/ipam").json?["allocations"]?.arrayValue ?? []
+    }
+
+    private func hostVeths(_ topology: Topology) throws -> [String] {
+        let links = try Shell.run(["ip", "-n", topology.nodeNetns, "-o", "link", "show"])
+        return links.split(separator: "\n").compactMap { line in
+            line.split(separator: ":").dropFirst().first.map {
+                String($0.trimmingCharacters(in: .whitespaces).split(separator: "@")[0])
+            }
+        }.filter { $0.hasPrefix("lxc") }
+    }
+
+    /// A pod's sandbox is replaced (same namespace/pod, new container id) and the runtime's DEL of the old one
+    /// comes late: it must neither release nor fail on the new sandbox's address. Addresses are owned by the
+    /// container id; namespace/pod is recorded beside it.
+    func testLateDelOfAnOldSandboxLeavesItsSuccessorAlone() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        let pod = (namespace: "web", name: "frontend")
+        let old = try addPod(binary, agent, topology: topology, container: "old\(topology.tag)", pod: pod)
+        let new = try addPod(binary, agent, topology: topology, container: "new\(topology.tag)", pod: pod)
+        let client = try addPod(
+            binary, agent, topology: topology, container: "cl\(topology.tag)", pod: (namespace: "web", name: "client"))
+        XCTAssertNotEqual(old.address, new.address)
+        let held = try allocations(agent).first { $0["ip"]?.stringValue == new.address }
+        XCTAssertEqual(held?["owner"]?.stringValue, new.container, "the container id owns the address")
+        XCTAssertEqual(held?["pod"]?.stringValue, "web/frontend", "namespace/pod is recorded beside it")
+
+        let late = try Self.cni(
+            "DEL", binary, topology: topology, container: old.container, netns: "/var/run/netns/\(old.netns)",
+            pod: pod, config: networkConfig(agent))
+        XCTAssertEqual(late.status, 0, "late DEL of the old sandbox: \(late.stdout)")
+        let remaining = try allocations(agent).compactMap { $0["ip"]?.stringValue }
+        XCTAssertFalse(remaining.contains(old.address), "the old sandbox's address is released: \(remaining)")
+        XCTAssertTrue(remaining.contains(new.address), "the new sandbox keeps its address: \(remaining)")
+        let endpoints = try agent.api(.GET, "/v1/endpoint").json?.arrayValue ?? []
+        XCTAssertEqual(
+            Set(endpoints.compactMap { $0["container-id"]?.stringValue }), [new.container, client.container])
+        let check = try Self.cni(
+            "CHECK", binary, topology: topology, container: new.container, netns: "/var/run/netns/\(new.netns)",
+            pod: pod, config: networkConfig(agent))
+        XCTAssertEqual(check.status, 0, "the new sandbox is intact: \(check.stdout)")
+        let newHost = CNIPod(netns: new.netns, ipv4: new.address)
+        _ = try TCPServer(on: newHost, port: 8080, in: topology)
+        assertReachability(
+            [Probe(from: CNIPod(netns: client.netns, ipv4: client.address), to: newHost, port: 8080, .passes)],
+            "the new sandbox still serves")
+
+        // A DEL for a container nobody knows succeeds and frees nothing, even under the same namespace/pod.
+        let before = try allocations(agent).count
+        let unknown = try Self.cni(
+            "DEL", binary, topology: topology, container: "ghost\(topology.tag)", netns: nil, pod: pod,
+            config: networkConfig(agent))
+        XCTAssertEqual(unknown.status, 0, "DEL of an unknown container: \(unknown.stdout)")
+        XCTAssertEqual(try allocations(agent).count, before)
+        XCTAssertEqual(try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.count, 2)
+    }
+
+    /// After an upgrade, a pod wired by the previous version holds an allocation owned by namespace/pod with no
+    /// `pod` attribute. It restores, CHECK accepts it, a DEL of another container of that pod leaves it, and the DEL
+    /// of its own container releases it through the container's endpoint.
+    func testAllocationsFromBeforeThePodAttributeAreReleasedByTheirContainersDel() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        let pod = (namespace: "web", name: "legacy")
+        let wired = try addPod(binary, agent, topology: topology, container: "leg\(topology.tag)", pod: pod)
+        let endpoint = try XCTUnwrap(
+            try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.first?["id"]?.intValue)
+
+        // Rewrite the allocation as the previous version recorded it, while the agent is down.
+        agent.stop()
+        let log = try XCTUnwrap(
+            FileManager.default.enumerator(atPath: agent.stateDirectory)?.compactMap { $0 as? String }
+                .first { $0.hasSuffix("ledger.log") }.map { "\(agent.stateDirectory)/\($0)" })
+        let lines = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n")
+        let lastSequence = try XCTUnwrap(
+            lines.last.flatMap { try? JSON.parse(String($0.dropFirst(9))) }?["seq"]?.intValue)
+        let record: JSON = [
+            "seq": .int(lastSequence + 1),
+            "put": [
+                ["ip": .string(wired.address), "owner": "web/legacy", "endpoint": .int(endpoint), "allocated-at-ms": 1]
+            ],
+        ]
+        let text = record.serialized()
+        let crc = String(Self.crc32(Array(text.utf8)), radix: 16)
+        let handle = try XCTUnwrap(FileHandle(forWritingAtPath: log))
+        try handle.seekToEnd()
+        let line = String(repeating: "0", count: 8 - crc.count) + crc + " " + text + "\n"
+        try handle.write(contentsOf: Data(line.utf8))
+        try handle.close()
+        try agent.restart()
+
+        let restored = try allocations(agent).first { $0["ip"]?.stringValue == wired.address }
+        XCTAssertEqual(restored?["owner"]?.stringValue, "web/legacy")
+        XCTAssertNil(restored?["pod"])
+        let check = try Self.cni(
+            "CHECK", binary, topology: topology, container: wired.container, netns: "/var/run/netns/\(wired.netns)",
+            pod: pod, config: networkConfig(agent))
+        XCTAssertEqual(check.status, 0, check.stdout)
+        let other = try Self.cni(
+            "DEL", binary, topology: topology, container: "other\(topology.tag)", netns: nil, pod: pod,
+            config: networkConfig(agent))
+        XCTAssertEqual(other.status, 0, other.stdout)
+        XCTAssertEqual(try allocations(agent).count, 1, "another container of the pod frees nothing")
+        let own = try Self.cni(
+            "DEL", binary, topology: topology, container: wired.container, netns: "/var/run/netns/\(wired.netns)",
+            pod: pod, config: networkConfig(agent))
+        XCTAssertEqual(own.status, 0, own.stdout)
+        XCTAssertEqual(try allocations(agent).count, 0, "its own container's DEL releases it")
+        XCTAssertEqual(try hostVeths(topology), [])
+    }
+
+    /// CRC-32 as the ledger writes it (zlib's polynomial).
+    private static func crc32(_ bytes: [UInt8]) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+        }
+        return crc ^ 0xFFFF_FFFF
+    }
+
+    /// GC with `cni.dev/valid-attachments`: everything of the attachments not listed goes (endpoint, address,
+    /// veth), the listed one stays and still carries traffic.
+    func testGCReleasesEveryAttachmentNotListedAsValid() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        var pods: [Wired] = []
+        for index in 0..<3 {
+            pods.append(
+                try addPod(
+                    binary, agent, topology: topology, container: "gc\(topology.tag)\(index)",
+                    pod: (namespace: "gc", name: "pod\(index)")))
+        }
+        let kept = pods[1]
+        let keptVeth = try XCTUnwrap(
+            try agent.api(.GET, "/v1/endpoint").json?.arrayValue?
+                .first { $0["container-id"]?.stringValue == kept.container }?["interface-name"]?.stringValue)
+        XCTAssertEqual(Set(try hostVeths(topology)).count, 3)
+
+        let malformed = try Self.cni(
+            "GC", binary, topology: topology, container: "", netns: nil, pod: nil,
+            config: networkConfig(
+                agent, extra: ["cniVersion": "1.1.0", "cni.dev/valid-attachments": [["ifname": "eth0"]]]))
+        XCTAssertEqual(try JSON.parse(malformed.stdout)["code"]?.intValue, 7, malformed.stdout)
+        XCTAssertTrue(malformed.stdout.contains("containerID"), malformed.stdout)
+        XCTAssertEqual(try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.count, 3, "a refused GC changes nothing")
+
+        // Left by an ADD that died part-way: an address with no endpoint, a veth with no endpoint. An address some
+        // other client allocated (no pod) is not the plugin's and stays.
+        let leaked = try agent.api(.POST, "/v1/ipam?family=ipv4&owner=dead\(topology.tag)&pod=gc/dead")
+        XCTAssertEqual(leaked.status, 201, leaked.body)
+        let manual = try XCTUnwrap(
+            try agent.api(.POST, "/v1/ipam?family=ipv4&owner=operator").json?["address"]?["ipv4"]?.stringValue)
+        _ = try Shell.run([
+            "ip", "-n", topology.nodeNetns, "link", "add", "lxc0123456789ab", "type", "veth", "peer", "name",
+            "gcpeer\(topology.tag)",
+        ])
+
+        let valid: JSON = [["containerID": .string(kept.container), "ifname": "eth0"]]
+        let gc = try Self.cni(
+            "GC", binary, topology: topology, container: "", netns: nil, pod: nil,
+            config: networkConfig(agent, extra: ["cniVersion": "1.1.0", "cni.dev/valid-attachments": valid]))
+        XCTAssertEqual(gc.status, 0, "GC: \(gc.stdout) \(gc.stderr)")
+
+        let endpoints = try agent.api(.GET, "/v1/endpoint").json?.arrayValue ?? []
+        XCTAssertEqual(endpoints.compactMap { $0["container-id"]?.stringValue }, [kept.container])
+        XCTAssertEqual(
+            try allocations(agent).compactMap { $0["ip"]?.stringValue }.sorted(), [kept.address, manual].sorted())
+        XCTAssertEqual(try hostVeths(topology), [keptVeth])
+
+        let check = try Self.cni(
+            "CHECK", binary, topology: topology, container: kept.container, netns: "/var/run/netns/\(kept.netns)",
+            pod: kept.pod, config: networkConfig(agent))
+        XCTAssertEqual(check.status, 0, "the valid attachment is untouched: \(check.stdout)")
+        let client = try addPod(
+            binary, agent, topology: topology, container: "gcc\(topology.tag)", pod: (namespace: "gc", name: "client"))
+        let keptHost = CNIPod(netns: kept.netns, ipv4: kept.address)
+        _ = try TCPServer(on: keptHost, port: 8080, in: topology)
+        assertReachability(
+            [Probe(from: CNIPod(netns: client.netns, ipv4: client.address), to: keptHost, port: 8080, .passes)],
+            "the valid attachment still serves")
+    }
+
+    /// CHECK reads addresses and routes from the kernel: a pod that lost its default route, or a node that lost
+    /// the route to the pod, fails CHECK even though every address is still in place.
+    func testCheckVerifiesRoutesOnBothSides() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        let pod = try addPod(
+            binary, agent, topology: topology, container: "chk\(topology.tag)", pod: ("default", "chk"))
+        func check() throws -> CommandResult {
+            try Self.cni(
+                "CHECK", binary, topology: topology, container: pod.container, netns: "/var/run/netns/\(pod.netns)",
+                pod: pod.pod, config: networkConfig(agent))
+        }
+        XCTAssertEqual(try check().status, 0)
+
+        _ = try Shell.run(["ip", "-n", pod.netns, "route", "del", "default"])
+        let noDefault = try check()
+        XCTAssertNotEqual(noDefault.status, 0, "CHECK must notice the missing default route")
+        XCTAssertTrue(noDefault.stdout.contains("default route"), noDefault.stdout)
+        _ = try Shell.run(["ip", "-n", pod.netns, "route", "add", "default", "via", "10.250.0.1", "dev", "eth0"])
+        XCTAssertEqual(try check().status, 0, "restored")
+
+        _ = try Shell.run(["ip", "-n", topology.nodeNetns, "route", "del", "\(pod.address)/32"])
+        let noHostRoute = try check()
+        XCTAssertNotEqual(noHostRoute.status, 0, "CHECK must notice the node's missing route to the pod")
+        XCTAssertTrue(noHostRoute.stdout.contains("no route to \(pod.address)"), noHostRoute.stdout)
+    }
+
+    /// A wiring step that fails after the veth exists (the pod already has a default route) undoes the steps
+    /// before it: no veth, no address, no endpoint remain.
+    func testAddFailingPartWayThroughWiringLeavesNothingBehind() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        let netns = try topology.addContainerNamespace()
+        for command in [
+            ["link", "add", "d0", "type", "veth", "peer", "name", "d1"], ["link", "set", "d0", "up"],
+            ["address", "add", "192.0.2.1/24", "dev", "d0"], ["route", "add", "default", "via", "192.0.2.254"],
+        ] {
+            _ = try Shell.run(["ip", "-n", netns] + command)
+        }
+        let result = try Self.cni(
+            "ADD", binary, topology: topology, container: "part\(topology.tag)", netns: "/var/run/netns/\(netns)",
+            pod: ("default", "part"), config: networkConfig(agent))
+        XCTAssertNotEqual(result.status, 0, result.stdout)
+        XCTAssertEqual(try JSON.parse(result.stdout)["code"]?.intValue, 101, result.stdout)
+        XCTAssertEqual(try allocations(agent).count, 0, "the address went back")
+        XCTAssertEqual(try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.count, 0)
+        XCTAssertEqual(try hostVeths(topology), [], "the veth went away")
+        let inside = try Shell.run(["ip", "-n", netns, "-o", "link", "show"])
+        XCTAssertFalse(inside.contains("eth0"), inside)
+    }
+
+    /// A 0.4.0 result names each address's family in `ips[].version`; 1.0.0 dropped the field.
+    func testResultsFor040CarryTheIPVersion() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        let cases: [(String, JSON?)] = [("0.4.0", .string("4")), ("1.0.0", Optional<JSON>.none)]
+        for (version, expected) in cases {
+            let netns = try topology.addContainerNamespace()
+            let result = try Self.cni(
+                "ADD", binary, topology: topology, container: "v\(version.prefix(1))\(topology.tag)",
+                netns: "/var/run/netns/\(netns)", pod: ("default", "v\(version.prefix(1))"),
+                config: networkConfig(agent, extra: ["cniVersion": .string(version), "mtu": 1400]))
+            XCTAssertEqual(result.status, 0, result.stdout)
+            let json = try JSON.parse(result.stdout)
+            let host = try XCTUnwrap(json["interfaces"]?[0]?["name"]?.stringValue)
+            XCTAssertTrue(try Shell.run(["ip", "-n", netns, "link", "show", "eth0"]).contains("mtu 1400"), "pod MTU")
+            XCTAssertTrue(
+                try Shell.run(["ip", "-n", topology.nodeNetns, "link", "show", host]).contains("mtu 1400"), "host MTU")
+            XCTAssertEqual(json["cniVersion"]?.stringValue, version)
+            XCTAssertEqual(json["ips"]?[0]?["version"], expected, "cniVersion \(version): \(result.stdout)")
+        }
+    }
+
+    /// Median wall time of 20 ADDs, each into a fresh namespace, as a runtime sees it (process start to exit).
+    func testAddLatency() throws {
+        let topology = try makeTopology()
+        let agent = try startAgentWithIPAM(in: topology)
+        let binary = try cniBinary(near: agent)
+        var samples: [Double] = []
+        for index in 0..<20 {
+            let netns = try topology.addContainerNamespace()
+            let started = ContinuousClock.now
+            let result = try Self.cni(
+                "ADD", binary, topology: topology, container: "lat\(topology.tag)\(index)",
+                netns: "/var/run/netns/\(netns)", pod: (namespace: "bench", name: "pod\(index)"),
+                config: networkConfig(agent))
+            let elapsed = ContinuousClock.now - started
+            XCTAssertEqual(result.status, 0, result.stdout)
+            samples.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+        }
+        samples.sort()
+        let median = (samples[9] + samples[10]) / 2
+        print(String(format: "CNI ADD latency over 20 ADDs: median %.1f ms, min %.1f ms, max %.1f ms",
+                     median, samples[0], samples[19]))
+        XCTAssertEqual(try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.count, 20)
+        XCTAssertLessThan(median, 5000, "an ADD takes seconds: something waits")
+    }
+
     func testFailedAddLeavesNothingBehind() throws {
         let topology = try makeTopology()
         let agent = try startAgentWithIPAM(in: topology)

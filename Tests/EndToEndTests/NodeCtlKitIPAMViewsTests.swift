@@ -9,7 +9,7 @@ final class NodeCtlKitIPAMViewsTests: XCTestCase {
             "ipv4": ["pod-cidr": "10.0.1.0/24", "gateway": "10.0.1.1", "allocated": 2, "free": 251],
             "ipv6": ["pod-cidr": "fd00::/120", "gateway": "fd00::1", "allocated": 0, "free": 254],
             "allocations": [
-                ["ip": "10.0.1.2", "family": "ipv4", "owner": "web/a", "endpoint": 4],
+                ["ip": "10.0.1.2", "family": "ipv4", "owner": "3f1c9a0b", "pod": "web/a", "endpoint": 4],
                 ["ip": "10.0.1.3", "family": "ipv4", "owner": "web/b", "expires": "2026-11-28T08:00:00.000Z"],
             ],
         ]
@@ -19,9 +19,9 @@ final class NodeCtlKitIPAMViewsTests: XCTestCase {
             IPv4: pod CIDR 10.0.1.0/24, gateway 10.0.1.1, 2 allocated, 251 free
             IPv6: pod CIDR fd00::/120, gateway fd00::1, 0 allocated, 254 free
 
-            IP         FAMILY   OWNER   ENDPOINT   EXPIRES
-            10.0.1.2   ipv4     web/a   4          -
-            10.0.1.3   ipv4     web/b   -          2026-11-28T08:00:00.000Z
+            IP         FAMILY   OWNER      POD     ENDPOINT   EXPIRES
+            10.0.1.2   ipv4     3f1c9a0b   web/a   4          -
+            10.0.1.3   ipv4     web/b      -       -          2026-11-28T08:00:00.000Z
 
             """)
         XCTAssertTrue(IPAMViews.list(["allocations": []]).hasSuffix("No allocations\n"))
@@ -48,6 +48,6 @@ final class NodeCtlKitIPAMViewsTests: XCTestCase {
             "orphans": [["ip": "10.0.1.9", "family": "ipv4", "owner": "web/c", "endpoint": 7]],
         ])
         XCTAssertTrue(dryRun.hasPrefix("1 orphaned allocations (dry run: nothing released)\n\nIP "), dryRun)
-        XCTAssertTrue(dryRun.contains("10.0.1.9   ipv4     web/c   7"), dryRun)
+        XCTAssertTrue(dryRun.contains("10.0.1.9   ipv4     web/c   -     7"), dryRun)
     }
 }

@@ -99,6 +99,36 @@ final class LedgerTests: XCTestCase {
         XCTAssertEqual(try ipam!.listing().allocations, [], "records covered by the snapshot are skipped")
     }
 
+    func testThePodAttributeSurvivesARestart() throws {
+        let directory = try temporaryDirectory(self)
+        var ipam: IPAM? = try readyIPAM(v4Node, directory: directory)
+        let allocated = try ipam!.allocate(families: [.ipv4], owner: "c0ffee", pod: "web/frontend", expiring: false)
+        XCTAssertEqual(allocated.map(\.pod), ["web/frontend"])
+        ipam = nil
+        ipam = try readyIPAM(v4Node, directory: directory)
+        let restored = try ipam!.listing().allocations
+        XCTAssertEqual(restored.map(\.owner), ["c0ffee"])
+        XCTAssertEqual(restored.map(\.pod), ["web/frontend"])
+    }
+
+    /// A log written before allocations carried `pod` (owner `namespace/pod`) restores as it was.
+    func testALedgerWrittenBeforeThePodAttributeRestores() throws {
+        let directory = try temporaryDirectory(self)
+        let json = #"{"put":[{"allocated-at-ms":1,"ip":"10.0.1.2","owner":"web/frontend"}],"seq":1}"#
+        let hex = String(CRC32.checksum(Array(json.utf8)), radix: 16)
+        let line = String(repeating: "0", count: 8 - hex.count) + hex + " " + json + "\n"
+        try line.write(toFile: "\(directory)/\(Ledger.logName)", atomically: true, encoding: .utf8)
+
+        let ipam = try readyIPAM(v4Node, directory: directory)
+        let restored = try ipam.listing().allocations
+        XCTAssertEqual(restored.map(\.address), [ip("10.0.1.2")])
+        XCTAssertEqual(restored.map(\.owner), ["web/frontend"])
+        XCTAssertEqual(restored.map(\.pod), [nil])
+        let response = IPAMResponses.allocation(restored[0], now: 0)
+        XCTAssertEqual(response["owner"]?.stringValue, "web/frontend")
+        XCTAssertNil(response["pod"])
+    }
+
     func testAThousandAllocationsStayFast() throws {
         let directory = try temporaryDirectory(self)
         let ipam = try readyIPAM(#"{"pod-cidr-ipv4": "10.1.0.0/20"}"#, directory: directory)

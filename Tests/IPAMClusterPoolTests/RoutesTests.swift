@@ -52,6 +52,30 @@ final class RoutesTests: XCTestCase {
         XCTAssertNil(listing["allocations"]?[1]?["expires"])
     }
 
+    /// The CNI plugin allocates for a container id and records namespace/pod beside it.
+    func testThePodAttributeIsRecordedListedAndValidated() throws {
+        let api = router(try readyIPAM(v4Node, directory: try temporaryDirectory(self)))
+        let (status, body) = try send(
+            api, .POST, "/v1/ipam", query: ["family": "ipv4", "owner": "3f1c9a0b", "pod": "web/frontend-0"])
+        XCTAssertEqual(status, 201)
+        XCTAssertEqual(body["ipv4"]?["owner"], "3f1c9a0b")
+        XCTAssertEqual(body["ipv4"]?["pod"], "web/frontend-0")
+        let (_, listing) = try send(api, .GET, "/v1/ipam")
+        XCTAssertEqual(listing["allocations"]?[0]?["owner"], "3f1c9a0b")
+        XCTAssertEqual(listing["allocations"]?[0]?["pod"], "web/frontend-0")
+        let (claimed, claim) = try send(api, .POST, "/v1/ipam/10.0.1.9", query: ["owner": "77aa", "pod": "a/b"])
+        XCTAssertEqual(claimed, 201)
+        XCTAssertEqual(claim["ipv4"]?["pod"], "a/b")
+
+        let (bad, error) = try send(api, .POST, "/v1/ipam", query: ["owner": "x", "pod": "a\u{7}b"])
+        XCTAssertEqual(bad, 400)
+        XCTAssertEqual(error["error"]?["field"], "pod")
+        let (long, tooLong) = try send(api, .POST, "/v1/ipam", query: ["pod": String(repeating: "p", count: 257)])
+        XCTAssertEqual(long, 400)
+        XCTAssertEqual(tooLong["error"]?["field"], "pod")
+        XCTAssertEqual(try send(api, .GET, "/v1/ipam").1["allocations"]?.arrayValue?.count, 2, "nothing allocated")
+    }
+
     func testClaimReleaseAndLookup() throws {
         let api = router(try readyIPAM(v4Node, directory: try temporaryDirectory(self)))
         XCTAssertEqual(try send(api, .POST, "/v1/ipam/10.0.1.9", query: ["owner": "a/b"]).0, 201)

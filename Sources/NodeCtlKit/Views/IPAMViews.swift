@@ -24,11 +24,11 @@ public enum IPAMViews {
     }
 
     static func allocationTable(_ allocations: [JSON]) -> Table {
-        var table = Table(columns: ["IP", "Family", "Owner", "Endpoint", "Expires"])
+        var table = Table(columns: ["IP", "Family", "Owner", "Pod", "Endpoint", "Expires"])
         for allocation in allocations {
             table.append([
                 Cells.text(allocation["ip"]), Cells.text(allocation["family"]), Cells.text(allocation["owner"]),
-                Cells.text(allocation["endpoint"]), Cells.text(allocation["expires"]),
+                Cells.text(allocation["pod"]), Cells.text(allocation["endpoint"]), Cells.text(allocation["expires"]),
             ])
         }
         return table
