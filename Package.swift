@@ -24,6 +24,7 @@ let package = Package(
         .systemLibrary(
             name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(
             name: "CNetlink", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
@@ -49,7 +50,7 @@ let package = Package(
         .target(
             name: "DatapathCore",
             dependencies: [
-                "CLibbpf", "CNodeABI", "BPFObjects", "AgentAPI",
+                "CLibbpf", "CZlib", "CNodeABI", "BPFObjects", "AgentAPI",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 

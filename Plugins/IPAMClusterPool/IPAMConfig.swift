@@ -54,11 +54,8 @@ struct IPAMConfig: Sendable, Equatable {
             nodeIndex = UInt64(index)
         }
         if let value = object["expiration-timeout"] {
-            guard let seconds = value.intValue, (1...86_400).contains(seconds) else {
-                throw AgentError.invalidField(
-                    Self.field("expiration-timeout"), "expected seconds between 1 and 86400, got \(value.serialized())")
-            }
-            expirationTimeout = seconds
+            expirationTimeout = try ConfigDuration.seconds(
+                value, field: Self.field("expiration-timeout"), range: 1...86_400)
         }
         ipv4 = try Self.parseFamily(.ipv4, object, nodeIndex: nodeIndex)
         ipv6 = try Self.parseFamily(.ipv6, object, nodeIndex: nodeIndex)

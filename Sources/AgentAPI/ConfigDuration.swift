@@ -23,7 +23,7 @@ public enum ConfigDuration {
     }
 
     /// Whole seconds from an integer or a duration string, within `range`; 400 naming `field` otherwise.
-    public static func seconds(_ value: JSON, field: String, range: ClosedRange<Int64>) throws -> Int64 {
+    public static func seconds(_ value: JSON, field: String, range: ClosedRange<Int64>) throws(AgentError) -> Int64 {
         let total: Int64?
         if let number = value.intValue {
             total = number
