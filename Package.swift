@@ -24,6 +24,7 @@ let package = Package(
         .systemLibrary(
             name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // glibc interfaces the Glibc module leaves out (mallopt).
         .systemLibrary(name: "CGlibc"),
 
@@ -62,7 +63,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "DatapathCore", "RESTServer", "Policy", "AgentAPI", "CNodeABI", "CGlibc",
+                "DatapathCore", "RESTServer", "Policy", "AgentAPI", "CNodeABI", "CGlibc", "CSystemd",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
@@ -95,7 +96,7 @@ let package = Package(
         .testTarget(name: "IPAMClusterPoolTests", dependencies: ["IPAMClusterPool", "DatapathCore"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["AgentAPI", "NodeCtlKit"]),
+            dependencies: ["AgentAPI", "NodeCtlKit", .product(name: "Yams", package: "Yams")]),
         .testTarget(
             name: "AgentTests",
             dependencies: [
