@@ -53,14 +53,17 @@ final class DeploymentTests: EndToEndTestCase {
             }
         }
         XCTAssertEqual(environment["METRICS_PORT"], "9962")
-        let template = try DeployFiles.resource("kubernetes/configmap.yaml", kind: "ConfigMap", name: "nodeagent-config")
+        let template = try DeployFiles.resource(
+            "kubernetes/configmap.yaml", kind: "ConfigMap", name: "nodeagent-config")
         guard let templateText = template["data"]?["config.json"]?.stringValue else {
             throw AgentHarnessError("ConfigMap nodeagent-config has no config.json")
         }
         let cidrDirectory = "\(directory)/node-cidrs"
         try? FileManager.default.removeItem(atPath: cidrDirectory)
         try FileManager.default.createDirectory(atPath: cidrDirectory, withIntermediateDirectories: true)
-        for (node, cidr) in cidrs { try cidr.write(toFile: "\(cidrDirectory)/\(node)", atomically: true, encoding: .utf8) }
+        for (node, cidr) in cidrs {
+            try cidr.write(toFile: "\(cidrDirectory)/\(node)", atomically: true, encoding: .utf8)
+        }
         try templateText.write(toFile: "\(directory)/template.json", atomically: true, encoding: .utf8)
         let output = "\(directory)/config.json"
         try? FileManager.default.removeItem(atPath: output)
@@ -87,7 +90,8 @@ final class DeploymentTests: EndToEndTestCase {
         XCTAssertTrue(missing.result.stderr.contains("node node-c has no pod CIDR"), missing.result.stderr)
         XCTAssertEqual(missing.config, "", "nothing is written for a node without a pod CIDR")
 
-        let rendered = try renderConfig(nodeName: "node-b", hostIP: scraper.nodeIPv4, cidrs: cidrs, directory: directory)
+        let rendered = try renderConfig(
+            nodeName: "node-b", hostIP: scraper.nodeIPv4, cidrs: cidrs, directory: directory)
         XCTAssertEqual(rendered.result.status, 0, rendered.result.stderr)
         let config = try JSON.parse(rendered.config)
         XCTAssertEqual(config["metrics-address"]?.stringValue, "172.31.9.1:9962")
@@ -117,7 +121,8 @@ final class DeploymentTests: EndToEndTestCase {
 
     /// The capabilities the DaemonSet adds, and the systemd unit's bounding set: the same, as setpriv spells them.
     private func listedCapabilities() throws -> [String] {
-        let added = (try DeployFiles.container("nodeagent")["securityContext"]?["capabilities"]?["add"]?.arrayValue)?
+        let added =
+            (try DeployFiles.container("nodeagent")["securityContext"]?["capabilities"]?["add"]?.arrayValue)?
             .compactMap { $0.stringValue?.lowercased() } ?? []
         let bounding = try DeployFiles.unitValues("nodeagent.service", "CapabilityBoundingSet")
             .flatMap { $0.split(separator: " ") }.map { $0.lowercased().replacingOccurrences(of: "cap_", with: "") }
@@ -184,9 +189,10 @@ final class DeploymentTests: EndToEndTestCase {
         }
     }
 
-    /// The unit's file-system sandbox as a mount namespace: the root file system and /sys and /proc/sys read-only,
-    /// /tmp (the unit's PrivateTmp, where the harness keeps socket and state) and bpffs writable; then
-    /// no_new_privs and the capability bounding set, as `NoNewPrivileges=` and `CapabilityBoundingSet=` do.
+    /// The unit's file-system sandbox as a mount namespace: everything read-only (as `ProtectSystem=strict` and
+    /// `ProtectKernelTunables=` make it, and the DaemonSet's read-only root) but the directory holding the agent's
+    /// socket and state (the unit's runtime and state directories) and bpffs; then no_new_privs and the capability
+    /// bounding set, as `NoNewPrivileges=` and `CapabilityBoundingSet=` do.
     func testAgentWorksInsideTheUnitsSandbox() throws {
         try XCTSkipIf((try? Shell.executablePath("setpriv")) == nil, "needs setpriv (util-linux)")
         try XCTSkipIf((try? Shell.executablePath("unshare")) == nil, "needs unshare (util-linux)")
@@ -200,13 +206,16 @@ final class DeploymentTests: EndToEndTestCase {
         let topology = try makeTopology()
         let directory = try workDirectory(topology)
         let set = (["-all"] + (try listedCapabilities()).map { "+\($0)" }).joined(separator: ",")
+        // The harness keeps socket and state in one directory, the parent of --state-dir.
         let sandbox = [
-            "mount --bind /tmp /tmp", "mount -o remount,bind,ro /", "mount -o remount,bind,ro /sys",
+            "for a; do if [ \"$p\" = --state-dir ]; then dir=$(dirname \"$a\"); fi; p=$a; done",
+            "mount --bind \"$dir\" \"$dir\"", "mount -o remount,bind,ro /", "mount -o remount,bind,ro /sys",
             "mount --bind /proc/sys /proc/sys", "mount -o remount,bind,ro /proc/sys",
             "exec setpriv --no-new-privs --inh-caps=-all --bounding-set=\(set) -- \(try agentBinary()) \"$@\"",
         ].joined(separator: "; ")
         let wrapper = try DeployFiles.wrapper(
-            at: "\(directory)/agent-sandboxed.sh", "unshare --mount --propagation private /bin/sh -e -c '\(sandbox)' sh")
+            at: "\(directory)/agent-sandboxed.sh", "unshare --mount --propagation private /bin/sh -e -c '\(sandbox)' sh"
+        )
         let client = try topology.addPod(namespace: "default", name: "client", dualStack: false)
 
         let agent = try AgentProcess(topology: topology, binary: wrapper)
