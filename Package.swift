@@ -28,6 +28,7 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
         .systemLibrary(
             name: "CNetlink", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
         // glibc interfaces the Glibc module leaves out (mallopt).
         .systemLibrary(name: "CGlibc"),
 
@@ -66,7 +67,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "DatapathCore", "RESTServer", "Policy", "AgentAPI", "CNodeABI", "CGlibc",
+                "DatapathCore", "RESTServer", "Policy", "AgentAPI", "CNodeABI", "CGlibc", "CSystemd",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
@@ -99,7 +100,7 @@ let package = Package(
         .testTarget(name: "IPAMClusterPoolTests", dependencies: ["IPAMClusterPool", "DatapathCore"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["AgentAPI", "NodeCtlKit"]),
+            dependencies: ["AgentAPI", "NodeCtlKit", .product(name: "Yams", package: "Yams")]),
         .testTarget(
             name: "AgentTests",
             dependencies: [

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what nodeagent needs on a Debian machine (run as root): C libraries, network tools, the spec validator,
-# and a bpffs at /sys/fs/bpf. Safe to run again.
+# systemd's unit checker, and a bpffs at /sys/fs/bpf. Safe to run again.
 set -euo pipefail
 
-packages=(libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev pkg-config iproute2
-    util-linux curl socat libnl-3-dev libnl-route-3-dev python3-pip netcat-openbsd iptables containernetworking-plugins)
+# libsystemd-dev: sd_notify for Type=notify; systemd: systemd-analyze verify of deploy/systemd in scripts/test.sh.
+packages=(libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsystemd-dev
+    libnl-3-dev libnl-route-3-dev pkg-config iproute2 util-linux curl socat python3-pip netcat-openbsd iptables
+    containernetworking-plugins systemd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

@@ -4,7 +4,8 @@ import Foundation
 import Logging
 import RESTServer
 
-/// Starts the agent: datapath, restored state, plugins, then the API; runs until SIGTERM or SIGINT.
+/// Starts the agent: datapath, restored state, plugins, then the API; runs until SIGTERM or SIGINT. Under a
+/// `Type=notify` unit it reports READY=1 once the API serves and STOPPING=1 when shutdown begins.
 public final class Daemon: Sendable {
     public static let version = "0.1.0"
 
@@ -39,6 +40,9 @@ public final class Daemon: Sendable {
                     maxBodyBytes: config.maxBodyBytes, threads: config.apiThreads, socketGroup: config.socketGroup),
                 logger: Logger(label: "api"))
             try server.start()
+            let notifier = ServiceNotifier(logger: logger)
+            // Only now: the socket answers and every restored endpoint and policy is in place.
+            notifier.notify(.ready, .status("serving on \(config.socketPath)"))
             logger.info(
                 "agent ready",
                 metadata: [
@@ -47,6 +51,7 @@ public final class Daemon: Sendable {
                 ])
             let signal = SignalWaiter.waitForTermination()
             logger.info("shutting down", metadata: ["signal": "\(signal)"])
+            notifier.notify(.stopping, .status("shutting down"))
             server.stop()
             agent.stop()
             logger.info("stopped; pinned maps and attached programs stay in place")

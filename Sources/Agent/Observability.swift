@@ -3,7 +3,7 @@ import Logging
 import Synchronization
 
 /// The agent's observability parts: the recent-flow store fed by the datapath's flow events, API request metrics,
-/// and the optional loopback metrics listener. Owned by `NodeAgent`; started once the agent is set up.
+/// and the optional TCP metrics listener. Owned by `NodeAgent`; started once the agent is set up.
 final class Observability: Sendable {
     let flows: FlowStore
     let apiMetrics = APIMetrics()

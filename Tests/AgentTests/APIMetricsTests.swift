@@ -47,24 +47,21 @@ final class APIMetricsTests: XCTestCase {
             text)
     }
 
-    func testMetricsAddressAcceptsOnlyLoopback() throws {
+    func testMetricsAddressAcceptsLoopbackAndExplicitNodeAddresses() throws {
         XCTAssertEqual(try MetricsListener.Address(parsing: "127.0.0.1:9962").description, "127.0.0.1:9962")
         XCTAssertEqual(try MetricsListener.Address(parsing: "localhost:9962").description, "127.0.0.1:9962")
         XCTAssertEqual(try MetricsListener.Address(parsing: "127.1.2.3:1").description, "127.1.2.3:1")
         XCTAssertEqual(try MetricsListener.Address(parsing: "[::1]:9962").description, "[::1]:9962")
+        for (text, loopback) in [
+            ("127.0.0.1:9962", true), ("[::1]:9962", true), ("0.0.0.0:9962", false), ("[::]:9962", false),
+            ("10.0.0.1:80", false), ("[fd00::5]:9962", false),
+        ] {
+            XCTAssertEqual(try MetricsListener.Address(parsing: text).isLoopback, loopback, text)
+        }
+        XCTAssertEqual(try MetricsListener.Address(parsing: "0.0.0.0:9962").description, "0.0.0.0:9962")
+        XCTAssertEqual(try MetricsListener.Address(parsing: "10.0.0.1:80").description, "10.0.0.1:80")
+        XCTAssertEqual(try MetricsListener.Address(parsing: "[fd00::5]:9962").description, "[fd00::5]:9962")
         for (text, message) in [
-            (
-                "0.0.0.0:9962",
-                "metrics-address: 0.0.0.0 is not a loopback address: metrics are served on 127.0.0.0/8 or ::1 only"
-            ),
-            (
-                "[::]:9962",
-                "metrics-address: :: is not a loopback address: metrics are served on 127.0.0.0/8 or ::1 only"
-            ),
-            (
-                "10.0.0.1:80",
-                "metrics-address: 10.0.0.1 is not a loopback address: metrics are served on 127.0.0.0/8 or ::1 only"
-            ),
             ("127.0.0.1", "metrics-address: expected host:port, got \"127.0.0.1\""),
             ("127.0.0.1:0", "metrics-address: expected a port 1-65535 in \"127.0.0.1:0\""),
             ("127.0.0.1:http", "metrics-address: expected a port 1-65535 in \"127.0.0.1:http\""),
@@ -87,7 +84,9 @@ final class APIMetricsTests: XCTestCase {
         XCTAssertThrowsError(try config.apply(file: ["flow-buffer-size": 0])) {
             XCTAssertEqual(($0 as? AgentError)?.field, "flow-buffer-size")
         }
-        XCTAssertThrowsError(try config.apply(file: ["metrics-address": "0.0.0.0:9100"])) {
+        try config.apply(file: ["metrics-address": "0.0.0.0:9100"])
+        XCTAssertEqual(config.metricsAddress, "0.0.0.0:9100", "a non-loopback address is taken when configured")
+        XCTAssertThrowsError(try config.apply(file: ["metrics-address": "node.local:9100"])) {
             XCTAssertEqual(($0 as? AgentError)?.field, "metrics-address")
         }
     }

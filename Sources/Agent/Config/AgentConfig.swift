@@ -25,7 +25,8 @@ public struct AgentConfig: Sendable {
     public var plugins: JSON = [:]
     /// Recent flows kept for `GET /v1/flows`.
     public var flowBufferSize = 4096
-    /// Loopback `host:port` where Prometheus can scrape `GET /metrics` over TCP; nil: only `/v1/metrics` on the socket.
+    /// `host:port` where Prometheus can scrape `GET /metrics` over TCP (loopback, or the node IP when configured so);
+    /// nil: only `/v1/metrics` on the socket.
     public var metricsAddress: String?
     public var runtime = RuntimeOptions()
 

@@ -4,20 +4,28 @@ import Glibc
 import Logging
 import Synchronization
 
-/// A tiny HTTP responder for Prometheus scrapers on a loopback TCP address (config `metrics-address`): answers
-/// `GET /metrics` with the same text as `GET /v1/metrics` and nothing else. The API itself stays on its Unix
-/// socket; loopback only, because metrics name pods and policies and there is no authentication here.
+/// A tiny HTTP responder for Prometheus scrapers on a TCP address (config `metrics-address`, off by default):
+/// answers `GET /metrics` with the same text as `GET /v1/metrics` and nothing else. The API itself stays on its
+/// Unix socket. Metrics name pods and policies and there is no authentication here, so a plain host keeps them on
+/// loopback; a cluster that scrapes nodes configures the node's IP (or 0.0.0.0) explicitly, and the agent warns
+/// that it serves them beyond the host.
 ///
 /// One thread serves connections one at a time, each bounded by a short timeout: a scrape is one small request.
 final class MetricsListener: Sendable {
-    /// A parsed `host:port` on a loopback address.
+    /// A parsed `host:port`.
     struct Address: Sendable, Equatable, CustomStringConvertible {
         var ip: IPAddress
         var port: UInt16
 
         var description: String { ip.family == .ipv6 ? "[\(ip)]:\(port)" : "\(ip):\(port)" }
 
-        /// `127.0.0.1:9962`, `[::1]:9962` or `localhost:9962`; other addresses are refused.
+        /// Whether only this host can connect: 127.0.0.0/8 or ::1.
+        var isLoopback: Bool {
+            ip.family == .ipv4 ? ip.bytes[0] == 127 : ip.bytes == [UInt8](repeating: 0, count: 15) + [1]
+        }
+
+        /// `127.0.0.1:9962`, `[::1]:9962`, `localhost:9962`, or a non-loopback address such as the node's IP,
+        /// `0.0.0.0:9962` or `[::]:9962`; host names other than localhost are refused.
         init(parsing text: String, field: String = "metrics-address") throws {
             var host: Substring
             var portText: Substring
@@ -40,11 +48,6 @@ final class MetricsListener: Sendable {
             let name = host == "localhost" ? "127.0.0.1" : String(host)
             guard let ip = IPAddress(name) else {
                 throw AgentError.invalidField(field, "\"\(host)\" is not an IP address (or localhost)")
-            }
-            let loopback = ip.family == .ipv4 ? ip.bytes[0] == 127 : ip.bytes == [UInt8](repeating: 0, count: 15) + [1]
-            guard loopback else {
-                throw AgentError.invalidField(
-                    field, "\(ip) is not a loopback address: metrics are served on 127.0.0.0/8 or ::1 only")
             }
             self.ip = ip
             self.port = port
@@ -85,7 +88,13 @@ final class MetricsListener: Sendable {
         }
         thread.name = "metrics-listener"
         thread.start()
-        logger.info("metrics listening", metadata: ["address": "\(address)"])
+        if address.isLoopback {
+            logger.info("metrics listening", metadata: ["address": "\(address)"])
+        } else {
+            logger.warning(
+                "metrics listening beyond this host, without authentication: limit who reaches the port",
+                metadata: ["address": "\(address)"])
+        }
     }
 
     /// Stops serving and closes the socket; returns within about 100 ms. Idempotent.
