@@ -156,7 +156,7 @@ final class ObservabilityMetricsTests: EndToEndTestCase {
         let body = String(metrics[..<metrics.lastIndex(of: "\n")!])
         let scrape = try PrometheusScrape(body)
         XCTAssertEqual(scrape.value("nodeagent_endpoints"), 2)
-        XCTAssertTrue(try Shell.run(inNode + ["\(url)/other"]).hasSuffix("\n404 text/plain; charset=utf-8"))
+        XCTAssertTrue(try Shell.run(inNode + ["\(url)/other"]).hasSuffix("\n404 application/json"))
     }
 
     func testMetricsAddressThatIsNotAnIPIsRefused() throws {
