@@ -33,8 +33,7 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
         let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
         var found: [String: UInt32] = [:]
         for (key, value) in try map.entries() where value.identity >= Self.firstIdentity {
-            guard let address = IPAddress(familyByte: key.family, key: tupleBytes(key.addr)) else { continue }
-            let prefix = IPPrefix(address: address, length: Int(key.prefixlen) - Int(NA_IPCACHE_PREFIX_BASE))
+            guard let prefix = key.prefix else { continue }
             found[prefix.description] = value.identity
         }
         state.withLock { state in
@@ -59,7 +58,7 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
                 state.nextIdentity &+= 1
                 var value = na_ipcache_value()
                 value.identity = id
-                try map.update(Self.key(prefix), value)
+                try map.update(na_ipcache_key(prefix), value)
                 state.byPrefix[canonical] = id
                 result[text] = id
             }
@@ -73,18 +72,10 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
             let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
             let kept = Set(keep.compactMap { IPPrefix($0)?.description })
             for (prefix, _) in state.byPrefix where !kept.contains(prefix) {
-                if let parsed = IPPrefix(prefix) { try map.delete(Self.key(parsed)) }
+                if let parsed = IPPrefix(prefix) { try map.delete(na_ipcache_key(parsed)) }
                 state.byPrefix[prefix] = nil
             }
         }
-    }
-
-    static func key(_ prefix: IPPrefix) -> na_ipcache_key {
-        var key = na_ipcache_key()
-        key.family = prefix.address.family.rawValue
-        key.prefixlen = UInt32(NA_IPCACHE_PREFIX_BASE) + UInt32(prefix.length)
-        setTupleBytes(&key.addr, prefix.address.keyBytes)
-        return key
     }
 
     public func status() -> JSON {

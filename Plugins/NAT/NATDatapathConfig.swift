@@ -36,8 +36,8 @@ struct NATDatapathConfig {
     /// stays never disappears in between.
     func setClusterPrefixes(_ prefixes: [IPPrefix]) throws {
         let map: TypedMap<na_ipcache_key, UInt32> = try datapath.typedMap("na_nat_cluster")
-        let wanted = Set(prefixes.map { bytesOf(Self.clusterKey($0)) })
-        for prefix in prefixes { try map.update(Self.clusterKey(prefix), 1) }
+        let wanted = Set(prefixes.map { bytesOf(na_ipcache_key($0)) })
+        for prefix in prefixes { try map.update(na_ipcache_key(prefix), 1) }
         for (key, _) in try map.entries() where !wanted.contains(bytesOf(key)) {
             try map.delete(key)
         }
@@ -46,22 +46,9 @@ struct NATDatapathConfig {
     /// The prefixes na_nat_cluster holds.
     func clusterPrefixes() throws -> [IPPrefix] {
         let map: TypedMap<na_ipcache_key, UInt32> = try datapath.typedMap("na_nat_cluster")
-        return try map.entries().compactMap { key, _ in Self.prefix(of: key) }.sorted {
+        return try map.entries().compactMap { key, _ in key.prefix }.sorted {
             $0.description < $1.description
         }
-    }
-
-    static func clusterKey(_ prefix: IPPrefix) -> na_ipcache_key {
-        var key = na_ipcache_key()
-        key.family = prefix.address.family.rawValue
-        key.prefixlen = UInt32(NA_IPCACHE_PREFIX_BASE) + UInt32(prefix.length)
-        setTupleBytes(&key.addr, prefix.address.keyBytes)
-        return key
-    }
-
-    static func prefix(of key: na_ipcache_key) -> IPPrefix? {
-        guard let address = IPAddress(familyByte: key.family, key: tupleBytes(key.addr)) else { return nil }
-        return IPPrefix(address: address, length: Int(key.prefixlen) - Int(NA_IPCACHE_PREFIX_BASE))
     }
 
     /// Attaches from_netdev (ingress) and to_netdev (egress), atomically replacing programs of ours already there.

@@ -47,7 +47,7 @@ enum NATDecoders {
             prefix: "na_nat_cluster",
             MapDecoder { key, _, _ in
                 let k: na_ipcache_key = valueFrom(key, at: 0)
-                return (["prefix": .string(NATDatapathConfig.prefix(of: k)?.description ?? "?")], [:])
+                return (["prefix": .string(k.prefix?.description ?? "?")], [:])
             })
     }
 }

@@ -16,7 +16,7 @@ struct CNIRequest {
     var cniVersion: String
 
     /// Agent socket: `socket` in the network config, else the agent's default.
-    var socket: String { config["socket"]?.stringValue ?? "/var/run/nodeagent/nodeagent.sock" }
+    var socket: String { config["socket"]?.stringValue ?? AgentSocket.defaultPath }
 
     var podNamespace: String? { args["K8S_POD_NAMESPACE"] }
     var podName: String? { args["K8S_POD_NAME"] }

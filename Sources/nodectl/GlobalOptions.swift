@@ -12,7 +12,7 @@ import Darwin
 
 /// Options every command takes: where the agent listens and how to print its answers.
 struct GlobalOptions: ParsableArguments {
-    static let defaultSocket = "/var/run/nodeagent/nodeagent.sock"
+    static let defaultSocket = AgentSocket.defaultPath
     static let socketEnvironment = "NODEAGENT_SOCK"
 
     @Option(

@@ -2,6 +2,7 @@ import CLibbpf
 import CNodeABI
 import DatapathCore
 import Glibc
+import XCTest
 
 /// The endpoint object loaded once (without pinning) for all fixtures, with typed access to its maps and
 /// the setup and reset steps fixtures use. Tests run one at a time, so maps are reset before each fixture.
@@ -86,13 +87,8 @@ final class DatapathHarness: Sendable {
 
     /// Adds an ipcache entry for `cidr` ("10.0.2.0/24", "fd00::7/128").
     func addIPCache(_ cidr: String, identity: UInt32) throws {
-        let parts = cidr.split(separator: "/")
-        let v6 = cidr.contains(":")
-        var key = na_ipcache_key()
-        key.family = UInt8(v6 ? NA_FAMILY_IPV6 : NA_FAMILY_IPV4)
-        key.prefixlen = UInt32(NA_IPCACHE_PREFIX_BASE) + UInt32(parts[1])!
-        setTupleBytes(&key.addr, v6 ? ipv6Address(String(parts[0])) : ipv4Address(String(parts[0])))
-        try ipcache.update(key, na_ipcache_value(identity: identity, flags: 0))
+        let prefix = try XCTUnwrap(IPPrefix(cidr), cidr)
+        try ipcache.update(na_ipcache_key(prefix), na_ipcache_value(identity: identity, flags: 0))
     }
 
     /// Packets and bytes counted under (reason, direction), summed over CPUs.

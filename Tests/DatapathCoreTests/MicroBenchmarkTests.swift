@@ -185,11 +185,7 @@ private final class MicroBench {
     }
 
     static func ipcacheKey(_ address: [UInt8]) -> na_ipcache_key {
-        var key = na_ipcache_key()
-        key.prefixlen = UInt32(NA_IPCACHE_PREFIX_BASE) + 32
-        key.family = UInt8(NA_FAMILY_IPV4)
-        withUnsafeMutableBytes(of: &key.addr) { $0.copyBytes(from: address) }
-        return key
+        na_ipcache_key(IPAddress(family: .ipv4, bytes: address))
     }
 
     /// Runs one pass and returns the kernel's duration of every test run, in ns per packet.

@@ -4,7 +4,7 @@ import Foundation
 /// The agent's configuration: built-in defaults, then the config file (JSON), then command-line flags.
 /// Runtime options (`PATCH /v1/config`) are the subset in `RuntimeOptions`.
 public struct AgentConfig: Sendable {
-    public static let defaultSocket = "/var/run/nodeagent/nodeagent.sock"
+    public static let defaultSocket = AgentSocket.defaultPath
     public static let defaultStateDir = "/var/lib/nodeagent"
     public static let defaultBPFRoot = "/sys/fs/bpf/nodeagent"
 

@@ -23,10 +23,8 @@ enum CoreMapDecoders {
         datapath.registerDecoder(prefix: "na_ipcache", MapDecoder { key, value, _ in
             let k: na_ipcache_key = valueFrom(key, at: 0)
             let v: na_ipcache_value = valueFrom(value, at: 0)
-            let bits = Int(k.prefixlen) - Int(NA_IPCACHE_PREFIX_BASE)
-            let address = IPAddress(familyByte: k.family, key: tupleBytes(k.addr))
             return (
-                ["prefix": .string("\(address?.description ?? "?")/\(bits)")],
+                ["prefix": .string(k.prefix?.description ?? "?")],
                 ["identity": .int(Int64(v.identity)), "flags": .int(Int64(v.flags))]
             )
         })

@@ -100,11 +100,7 @@ struct IPCache {
     let datapath: Datapath
 
     static func key(_ address: IPAddress, prefix: Int? = nil) -> na_ipcache_key {
-        var key = na_ipcache_key()
-        key.family = address.family.rawValue
-        key.prefixlen = UInt32(NA_IPCACHE_PREFIX_BASE) + UInt32(prefix ?? address.bitLength)
-        setTupleBytes(&key.addr, address.keyBytes)
-        return key
+        na_ipcache_key(IPPrefix(address: address, length: prefix ?? address.bitLength))
     }
 
     func set(_ address: IPAddress, prefix: Int? = nil, identity: UInt32) throws {

@@ -180,9 +180,8 @@ extension NodeAgent {
         let owned = Set(state.endpoints.values.flatMap(\.addresses))
         let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
         for (key, value) in try map.entries() {
-            guard let address = IPAddress(familyByte: key.family, key: tupleBytes(key.addr)),
-                Int(key.prefixlen) - Int(NA_IPCACHE_PREFIX_BASE) == address.bitLength
-            else { continue }
+            guard let prefix = key.prefix, prefix.length == prefix.address.bitLength else { continue }
+            let address = prefix.address
             let identity = value.identity
             let endpointIdentity = identity >= IdentityAllocator.firstLocal && identity < UInt32(NA_ID_LOCAL_CIDR_BASE)
             let hostIdentity = identity == UInt32(NA_ID_HOST.rawValue)
