@@ -53,12 +53,10 @@ struct NATDatapathConfig {
 
     /// Attaches from_netdev (ingress) and to_netdev (egress), atomically replacing programs of ours already there.
     func attach(ifindex: Int32) throws {
-        try TC.attach(datapath.program(Self.fromNetdev), ifindex: ifindex, point: .ingress)
-        try TC.attach(datapath.program(Self.toNetdev), ifindex: ifindex, point: .egress)
+        try datapath.attachTC(ingress: Self.fromNetdev, egress: Self.toNetdev, ifindex: ifindex)
     }
 
     func detach(ifindex: Int32) {
-        _ = try? TC.detach(ifindex: ifindex, point: .ingress)
-        _ = try? TC.detach(ifindex: ifindex, point: .egress)
+        TC.detachAll(ifindex: ifindex)
     }
 }

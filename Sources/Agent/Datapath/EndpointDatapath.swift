@@ -85,13 +85,11 @@ struct EndpointDatapath {
     }
 
     func attachPrograms(ifindex: Int32) throws {
-        try TC.attach(datapath.program(Self.fromEndpoint), ifindex: ifindex, point: .ingress)
-        try TC.attach(datapath.program(Self.toEndpoint), ifindex: ifindex, point: .egress)
+        try datapath.attachTC(ingress: Self.fromEndpoint, egress: Self.toEndpoint, ifindex: ifindex)
     }
 
     func detachPrograms(ifindex: Int32) {
-        _ = try? TC.detach(ifindex: ifindex, point: .ingress)
-        _ = try? TC.detach(ifindex: ifindex, point: .egress)
+        TC.detachAll(ifindex: ifindex)
     }
 }
 
