@@ -104,7 +104,7 @@ let package = Package(
         .testTarget(
             name: "AgentTests",
             dependencies: [
-                "Agent", "DatapathCore", "CIDRPolicy", "ConntrackGC", "NAT", "IPAMClusterPool",
+                "Agent", "DatapathCore", "Policy", "CNodeABI", "CIDRPolicy", "ConntrackGC", "NAT", "IPAMClusterPool",
                 .product(name: "Yams", package: "Yams"),
             ]),
     ]
