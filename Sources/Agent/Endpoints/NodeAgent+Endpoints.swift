@@ -178,16 +178,23 @@ extension NodeAgent {
         if let unknown = object.keys.sorted().first(where: { !["add", "delete", "labels"].contains($0) }) {
             throw AgentError.invalidField(unknown, "unknown field (use add, delete or labels)")
         }
+        var claimed: [(field: String, labels: [Label])] = []
         func parse(_ field: String) throws -> LabelSet? {
             guard let value = object[field] else { return nil }
             let texts = try value.requireArray(field).enumerated().map { try $1.requireString("\(field)[\($0)]") }
-            return try LabelSet(parsing: texts, field: field)
+            let set = try LabelSet(parsing: texts, field: field)
+            claimed.append((field, try texts.enumerated().map { try Label(parsing: $1, field: "\(field)[\($0)]") }))
+            return set
         }
         let replace = try parse("labels")
         let add = try parse("add")
         let delete = try parse("delete")
         guard let current = state.withLock({ $0.endpoints[id] }) else {
             throw AgentError.notFound("endpoint \(id) does not exist")
+        }
+        // Labels to set or add are checked as a PUT's are, so the error names the element of this body.
+        for (field, labels) in claimed where field != "delete" {
+            try EndpointLabels.check(labels, namespace: current.k8sNamespace, field: field)
         }
         var labels = replace ?? current.labels
         for label in delete?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key) }

@@ -64,7 +64,18 @@ extension NodeAgent {
             var restoredCount = 0
             var vanished: [Endpoint] = []
             for item in records {
-                var endpoint = try restoredEndpoint(item, identities: &state.identities)
+                var endpoint: Endpoint
+                do {
+                    endpoint = try restoredEndpoint(item, identities: &state.identities)
+                } catch let error as AgentError where error.code == .invalidField {
+                    // Saved by an earlier version that accepted it (a reserved or another namespace's label): not
+                    // restored; the orphan sweep below removes what it has in the datapath.
+                    logger.error(
+                        "saved endpoint is refused; removing it",
+                        metadata: ["endpoint": "\(item["id"]?.intValue ?? 0)", "error": "\(error.message)"])
+                    if let id = item["id"]?.intValue.flatMap({ UInt32(exactly: $0) }) { try forgetEndpoint(id) }
+                    continue
+                }
                 guard let ifindex = Interfaces.index(of: endpoint.interfaceName), ifindex == endpoint.ifindex else {
                     vanished.append(endpoint)
                     state.endpoints[endpoint.id] = endpoint
