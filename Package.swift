@@ -46,7 +46,7 @@ let package = Package(
         .target(
             name: "DatapathCore",
             dependencies: [
-                "CLibbpf", "CNodeABI", "BPFObjects", "AgentAPI",
+                "CLibbpf", "CNodeABI", "BPFObjects", "AgentAPI", "CGlibc",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 

@@ -22,7 +22,7 @@ final class CapacityTests: EndToEndTestCase {
 
     func testPolicyAtCapacityFitsAndOneMoreIsRefusedWithNothingChanged() throws {
         let topology = try makeTopology()
-        try Shell.run(["ip", "-n", topology.nodeNetns, "link", "add", "cap\(topology.tag)", "type", "ifb"])
+        try Shell.run(["ip", "-n", topology.nodeNetns, "link", "add", "cap\(topology.tag)", "type", "veth", "peer", "name", "cap\(topology.tag)p"])
         let config = "\(Topology.temporaryDirectory)/na\(topology.tag)-config.json"
         try #"{"policy-map-entries": 64}"#.write(toFile: config, atomically: true, encoding: .utf8)
         let agent = try startAgent(in: topology, configFile: config)

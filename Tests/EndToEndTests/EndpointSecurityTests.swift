@@ -102,4 +102,29 @@ final class EndpointSecurityTests: EndToEndTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: path), "the record is removed")
         XCTAssertTrue(agent.stderrTail().contains("saved endpoint is refused"), agent.stderrTail())
     }
+
+    func testOnlyVethInterfacesCanBecomeEndpoints() throws {
+        let topology = try makeTopology()
+        let pod = try topology.addPod(namespace: "web-tier", name: "a")
+        let node = topology.nodeNetns
+        // Stand-ins for the node's own interfaces, in the node namespace the agent runs in. Not every kernel has
+        // dummy interfaces; ifb and bridge are always there.
+        var refused = ["lo": "without a driver"]
+        for (name, type) in [("ifb\(topology.tag)", "ifb"), ("br\(topology.tag)", "bridge"), ("dm\(topology.tag)", "dummy")] {
+            let added = try Shell.capture(["ip", "-n", node, "link", "add", name, "type", type])
+            if added.status == 0 { refused[name] = type } else { XCTAssertEqual(type, "dummy", "\(added)") }
+        }
+        let agent = try startAgent(in: topology)
+        for (name, kind) in refused.sorted(by: { $0.key < $1.key }) {
+            let request = changeRequest(pod, labels: ["k8s:app=a"]).setting("interface-name", .string(name))
+            assertAPIError(
+                try agent.api(.PUT, "/v1/endpoint/1", request), status: 400, code: "invalid-field",
+                field: "interface-name", mentions: [name, kind, "only veth and netkit"], name)
+            try assertNothingApplied(agent, id: 1, pod: pod, name)
+            XCTAssertFalse(try TCFilters.show(name, "ingress", in: node).contains("bpf"), "no program on \(name)")
+        }
+        // The pod's veth is accepted.
+        let created = try agent.api(.PUT, "/v1/endpoint/1", changeRequest(pod, labels: ["k8s:app=a"]))
+        XCTAssertEqual(created.status, 201, "\(created)")
+    }
 }

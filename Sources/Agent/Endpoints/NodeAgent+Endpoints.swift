@@ -36,6 +36,13 @@ extension NodeAgent {
                 throw AgentError.invalidField(
                     "interface-name", "no interface named \(request.interfaceName) in the agent's network namespace")
             }
+            let driver = Interfaces.driver(of: request.interfaceName)
+            guard let driver, Interfaces.endpointDrivers.contains(driver) else {
+                let kind = driver.map { "a \($0) interface" } ?? "an interface without a driver"
+                throw AgentError.invalidField(
+                    "interface-name",
+                    "\(request.interfaceName) is \(kind); only veth and netkit interfaces can be endpoints")
+            }
             let previous = state.endpoints[id]
             // What a rollback needs besides the endpoint: not a copy of the whole state, which would cost a copy of
             // every endpoint on each change once anything mutates it.

@@ -1,3 +1,4 @@
+import CGlibc
 import CLibbpf
 import Glibc
 
@@ -53,6 +54,18 @@ public enum Interfaces {
     public static func index(of name: String) -> Int32? {
         let index = if_nametoindex(name)
         return index == 0 ? nil : Int32(index)
+    }
+
+    /// Drivers of interfaces that can be an endpoint's host side: one end of a pair whose other end is in a pod.
+    /// Anything else (the node's uplink, lo, a bridge) would put the node's own traffic under a pod's policy.
+    public static let endpointDrivers: Set<String> = ["veth", "netkit"]
+
+    /// The kernel driver behind interface `name` ("veth", "netkit", "dummy"...), asked in the calling thread's
+    /// network namespace; nil when the interface does not exist or has no driver (lo).
+    public static func driver(of name: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 64)
+        let rc = buffer.withUnsafeMutableBufferPointer { cglibc_interface_driver(name, $0.baseAddress, $0.count) }
+        return rc == 0 ? String(cString: buffer) : nil
     }
 
     /// The name of interface `index`, or nil.
