@@ -78,6 +78,7 @@ extension NodeAgentCommand {
 
         func run() throws {
             let config = try options.resolve()
+            LoggingSystem.bootstrap { StructuredLogHandler(label: $0, level: LogLevelBox(.info)) }
             let report = Cleaner(config: config).run(keepState: keepState)
             print(report)
         }
