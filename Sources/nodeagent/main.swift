@@ -79,7 +79,7 @@ extension NodeAgentCommand {
         func run() throws {
             let config = try options.resolve()
             LoggingSystem.bootstrap { StructuredLogHandler(label: $0, level: LogLevelBox(.info)) }
-            let report = Cleaner(config: config).run(keepState: keepState)
+            let report = try Cleaner(config: config).run(keepState: keepState)
             print(report)
         }
     }
