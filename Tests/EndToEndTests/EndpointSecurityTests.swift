@@ -127,4 +127,24 @@ final class EndpointSecurityTests: EndToEndTestCase {
         let created = try agent.api(.PUT, "/v1/endpoint/1", changeRequest(pod, labels: ["k8s:app=a"]))
         XCTAssertEqual(created.status, 201, "\(created)")
     }
+
+    func testASavedEndpointOnLoopbackIsNotRestored() throws {
+        let topology = try makeTopology()
+        let pod = try topology.addPod(namespace: "web-tier", name: "a")
+        let agent = try startAgent(in: topology)
+        try agent.registerEndpoint(id: 1, pod: pod, labels: ["k8s:app=a"])
+        agent.stop()
+        // As an earlier version, which accepted any interface, would have saved it.
+        let path = "\(agent.stateDirectory)/endpoints/1.json"
+        var saved = try XCTUnwrap(try JSON.parse(String(contentsOfFile: path, encoding: .utf8)).objectValue)
+        saved["interface-name"] = "lo"
+        saved["interface-index"] = 1
+        try JSON.object(saved).serialized().write(toFile: path, atomically: true, encoding: .utf8)
+
+        try agent.start()
+        try assertNothingApplied(agent, id: 1, pod: pod, "after restart")
+        XCTAssertFalse(try TCFilters.show("lo", "ingress", in: topology.nodeNetns).contains("bpf"))
+        XCTAssertFalse(try TCFilters.show("lo", "egress", in: topology.nodeNetns).contains("bpf"))
+        XCTAssertTrue(agent.stderrTail().contains("not a veth or netkit interface"), agent.stderrTail())
+    }
 }
