@@ -51,7 +51,7 @@ let package = Package(
         .target(
             name: "DatapathCore",
             dependencies: [
-                "CLibbpf", "CZlib", "CNodeABI", "BPFObjects", "AgentAPI",
+                "CLibbpf", "CZlib", "CNodeABI", "BPFObjects", "AgentAPI", "CGlibc",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 

@@ -8,16 +8,33 @@ public struct Cleaner {
 
     public init(config: AgentConfig) { self.config = config }
 
-    public func run(keepState: Bool) -> String {
+    /// Removes everything, or nothing when the bpf root or (unless kept) the state directory is not the agent's
+    /// (see `Ownership`): the error says which and why.
+    public func run(keepState: Bool) throws -> String {
+        var refusals: [String] = []
+        if let reason = Ownership.refusal(bpfRoot: config.bpfRoot) {
+            refusals.append("bpf root \(config.bpfRoot) \(reason)")
+        }
+        if !keepState, let reason = Ownership.refusal(stateDirectory: config.stateDir) {
+            refusals.append("state directory \(config.stateDir) \(reason)")
+        }
+        guard refusals.isEmpty else {
+            throw AgentError(
+                code: .invalidField, status: 400,
+                message: "refusing to clean up, nothing was removed: " + refusals.joined(separator: "; "))
+        }
         var detached = 0
         for (index, _) in Self.interfaces() {
             for point in TCAttachPoint.allCases where TC.isAttached(ifindex: index, point: point) {
                 if (try? TC.detach(ifindex: index, point: point)) == true { detached += 1 }
             }
         }
-        let pins = (try? FileManager.default.contentsOfDirectory(atPath: config.bpfRoot).count) ?? 0
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: config.bpfRoot)) ?? []
+        let pins = entries.filter { $0 != Ownership.bpfMarkerName }.count
         BPFFS.removeAll(root: config.bpfRoot)
-        unlink(config.socketPath)
+        // Only a socket: the path is configuration, and may name something else by mistake.
+        var info = stat()
+        if lstat(config.socketPath, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK { unlink(config.socketPath) }
         if !keepState { try? FileManager.default.removeItem(atPath: config.stateDir) }
         return "removed \(detached) tc programs, \(pins) pinned objects under \(config.bpfRoot)"
             + (keepState ? "" : ", state in \(config.stateDir)")

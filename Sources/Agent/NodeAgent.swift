@@ -26,6 +26,7 @@ public final class NodeAgent: Sendable {
         // No directory fsync after every change: it doubled the cost of each, and a power loss can then at worst
         // bring back a document a few seconds old, never a broken one.
         store = try StateStore(directory: config.stateDir, syncsDirectory: false)
+        try Ownership.markStateDirectory(config.stateDir)
         restored = Self.hasSavedState(store)
         registry = PluginRegistry(plugins: plugins, logger: Logger(label: "plugins"))
         try registry.configure(config.plugins)

@@ -2,7 +2,16 @@
 #ifndef NODEAGENT_CGLIBC_SHIM_H
 #define NODEAGENT_CGLIBC_SHIM_H
 
+#include <errno.h>
+#include <linux/ethtool.h>
+#include <linux/sockios.h>
 #include <malloc.h>
+#include <net/if.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 /* Caps how many malloc arenas the process may create; returns 1 on success (mallopt's convention). */
 static inline int cglibc_limit_malloc_arenas(int arenas)
@@ -14,6 +23,33 @@ static inline int cglibc_limit_malloc_arenas(int arenas)
 static inline int cglibc_release_free_heap(void)
 {
 	return malloc_trim(0);
+}
+
+/*
+ * The driver name of interface `name` ("veth", "netkit", ...) into `driver`: 0, or -errno (-EOPNOTSUPP for an
+ * interface without a driver, such as lo). ETHTOOL_GDRVINFO through SIOCETHTOOL on a socket, so the name is looked
+ * up in the caller's network namespace (/sys/class/net shows the namespace sysfs was mounted in). Exists because
+ * the ioctl takes a pointer inside ifreq's union, and struct ethtool_drvinfo is not in Glibc's module.
+ */
+static inline int cglibc_interface_driver(const char *name, char *driver, size_t size)
+{
+	struct ethtool_drvinfo info = { .cmd = ETHTOOL_GDRVINFO };
+	struct ifreq request;
+	int fd, rc;
+
+	if (strlen(name) >= IFNAMSIZ)
+		return -ENAMETOOLONG;
+	memset(&request, 0, sizeof(request));
+	memcpy(request.ifr_name, name, strlen(name));
+	request.ifr_data = (char *)&info;
+	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	rc = ioctl(fd, SIOCETHTOOL, &request) < 0 ? -errno : 0;
+	close(fd);
+	if (rc == 0)
+		snprintf(driver, size, "%s", info.driver);
+	return rc;
 }
 
 #endif

@@ -13,6 +13,7 @@ public final class Datapath: Sendable {
     /// Loads the embedded `endpoint` object, pinning its maps under `root` (reusing maps already pinned there).
     public init(root: String, maxEntries: [String: UInt32] = [:], objectName: String = "endpoint") throws {
         try BPFFS.prepare(root: root)
+        try Ownership.markBPFRoot(root)
         self.root = root
         object = try BPFObject.load(embedded: objectName, pinDirectory: root, maxEntries: maxEntries)
         catalog.withLock { catalog in

@@ -186,6 +186,9 @@ public struct PolicyDocument: Sendable, Equatable {
     public var kind: Kind
     public var key: PolicyKey
     public var rules: [PolicyRule]
+    /// What parsing changed of the document's meaning (a namespace match removed from an endpoint selector), for
+    /// people: `<namespace>/<name>: <path>: <what>`.
+    public var warnings: [String] = []
     /// The document as it was submitted, serialized compactly with keys sorted. Kept as text rather than as a JSON
     /// value: a value tree costs ten times the memory, and the text is only read to list or save the document.
     public let source: [UInt8]

@@ -10,13 +10,16 @@ extension PolicyParser {
         "nodeSelector": "nodeSelector (host policy) is not supported; select endpoints with endpointSelector"
     ]
 
-    /// One rule. In a namespaced policy the endpoint selector always gets the namespace: such a policy applies to
-    /// its own namespace's endpoints only, whatever its selector says.
-    static func rule(_ r: FieldReader, name: String, namespace: String?) throws(AgentError) -> PolicyRule {
+    /// One rule. In a namespaced policy the endpoint selector always gets the namespace (see `confine`), and
+    /// `warnings` gets what that changed.
+    static func rule(
+        _ r: FieldReader, name: String, namespace: String?, warnings: inout [String]
+    ) throws(AgentError) -> PolicyRule {
         _ = try r.object(allowed: ruleFields, unsupported: ruleUnsupported)
-        var endpointSelector = try selector(r.required("endpointSelector"))
+        let selectorField = try r.required("endpointSelector")
+        var endpointSelector = try selector(selectorField)
         if let namespace {
-            endpointSelector = endpointSelector.adding(namespaceRequirement(namespace))
+            endpointSelector = confine(endpointSelector, to: namespace, path: selectorField.path, warnings: &warnings)
         }
         var sections: [Direction: [Bool: [PolicyItem]]] = [:]
         for direction in Direction.allCases {

@@ -58,18 +58,21 @@ public enum PolicyParser {
         let doc = root.withContext(key.description)
 
         var rules: [PolicyRule] = []
+        var warnings: [String] = []
         if let spec = doc.child("spec") {
-            rules.append(try rule(spec, name: "spec", namespace: key.namespace))
+            rules.append(try rule(spec, name: "spec", namespace: key.namespace, warnings: &warnings))
         }
         if let specs = doc.child("specs") {
             let elements = try specs.array()
             if elements.isEmpty { throw specs.error("expected at least one rule") }
             for (i, element) in elements.enumerated() {
-                rules.append(try rule(element, name: "specs[\(i)]", namespace: key.namespace))
+                rules.append(try rule(element, name: "specs[\(i)]", namespace: key.namespace, warnings: &warnings))
             }
         }
         if rules.isEmpty { throw doc.error("spec or specs is required", at: FieldReader.join(path, "spec")) }
-        return PolicyDocument(kind: kind, key: key, rules: rules, json: json)
+        var document = PolicyDocument(kind: kind, key: key, rules: rules, json: json)
+        document.warnings = warnings.map { "\(key): \($0)" }
+        return document
     }
 
     /// Kubernetes ObjectMeta: name (and namespace) are read and checked; bookkeeping fields that clients copy

@@ -78,7 +78,8 @@ extension NodeAgentCommand {
 
         func run() throws {
             let config = try options.resolve()
-            let report = Cleaner(config: config).run(keepState: keepState)
+            LoggingSystem.bootstrap { StructuredLogHandler(label: $0, level: LogLevelBox(.info)) }
+            let report = try Cleaner(config: config).run(keepState: keepState)
             print(report)
         }
     }

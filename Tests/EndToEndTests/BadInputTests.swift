@@ -136,7 +136,7 @@ final class BadInputTests: EndToEndTestCase {
         var started = Date()
         try Shell.run(
             ["ip", "-n", topology.nodeNetns, "-batch", "-"],
-            input: names.map { "link add \($0) type ifb" }.joined(separator: "\n") + "\n", timeout: 300)
+            input: names.map { "link add \($0) type veth peer name \($0)p" }.joined(separator: "\n") + "\n", timeout: 300)
         let interfaceTime = Date().timeIntervalSince(started)
         // Deleting an endpoint sweeps its conntrack entries, a walk of the whole table: a smaller table keeps
         // ten thousand deletions about the agent rather than about walking half a million empty slots.
@@ -201,7 +201,7 @@ final class BadInputTests: EndToEndTestCase {
         let endpointsPerClient = 4
         try Shell.run(
             ["ip", "-n", topology.nodeNetns, "-batch", "-"],
-            input: (0..<clients * endpointsPerClient).map { "link add cc\(topology.tag)\($0) type ifb" }
+            input: (0..<clients * endpointsPerClient).map { "link add cc\(topology.tag)\($0) type veth peer name cc\(topology.tag)\($0)p" }
                 .joined(separator: "\n") + "\n")
         let agent = try startAgent(in: topology)
         let socketPath = agent.socketPath

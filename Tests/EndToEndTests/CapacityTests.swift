@@ -22,14 +22,14 @@ final class CapacityTests: EndToEndTestCase {
 
     func testPolicyAtCapacityFitsAndOneMoreIsRefusedWithNothingChanged() throws {
         let topology = try makeTopology()
-        try Shell.run(["ip", "-n", topology.nodeNetns, "link", "add", "cap\(topology.tag)", "type", "ifb"])
+        try Shell.run(["ip", "-n", topology.nodeNetns, "link", "add", "cap\(topology.tag)", "type", "veth", "peer", "name", "cap\(topology.tag)p"])
         let config = "\(Topology.temporaryDirectory)/na\(topology.tag)-config.json"
         try #"{"policy-map-entries": 64}"#.write(toFile: config, atomically: true, encoding: .utf8)
         let agent = try startAgent(in: topology, configFile: config)
         let endpoint = try agent.api(
             .PUT, "/v1/endpoint/1",
             ["interface-name": .string("cap\(topology.tag)"), "addressing": ["ipv4": "10.102.0.1"],
-             "labels": ["k8s:app=cap", "k8s:io.kubernetes.pod.namespace=default"]])
+             "labels": ["k8s:app=cap", "k8s:io.kubernetes.pod.namespace=default"], "k8s-namespace": "default"])
         XCTAssertEqual(endpoint.status, 201, "\(endpoint)")
         let map = try agent.api(.GET, "/v1/map").json?["maps"]?.arrayValue?.first { $0["name"] == "na_pol_00001" }
         XCTAssertEqual(map?["max-entries"]?.intValue, 64, "the map is created with the configured size")

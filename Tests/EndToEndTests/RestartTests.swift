@@ -149,7 +149,7 @@ final class RestartTests: EndToEndTestCase {
         let count = 24
         try Shell.run(
             ["ip", "-n", topology.nodeNetns, "-batch", "-"],
-            input: (1...count).map { "link add dmy\(topology.tag)\($0) type ifb" }.joined(separator: "\n") + "\n")
+            input: (1...count).map { "link add dmy\(topology.tag)\($0) type veth peer name dmy\(topology.tag)\($0)p" }.joined(separator: "\n") + "\n")
         let agent = try startAgent(in: topology)
         let stop = Locked(false)
         let outcomes = Locked([Int: Int]())

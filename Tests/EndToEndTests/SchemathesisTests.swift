@@ -32,7 +32,7 @@ final class SchemathesisTests: EndToEndTestCase {
         }
         try XCTSkipIf((try? Shell.executablePath("socat")) == nil, "needs socat to bridge the Unix socket to TCP")
         // An interface for endpoints, so that generated endpoint requests can also succeed.
-        try Shell.run(["ip", "-n", topology.nodeNetns, "link", "add", "lxc1", "type", "ifb"])
+        try Shell.run(["ip", "-n", topology.nodeNetns, "link", "add", "lxc1", "type", "veth", "peer", "name", "lxc1p"])
         // IPAM configured, so its routes answer rather than report 503 "not configured".
         let config = "\(NSTemporaryDirectory())nodeagent-st-\(topology.tag).json"
         try #"{"plugins":{"ipam":{"cluster-pool-ipv4-cidr":["10.0.0.0/16"],"cluster-pool-ipv4-mask-size":24,"node-index":1}}}"#

@@ -101,14 +101,12 @@ struct EndpointChangeRequest: Sendable, Equatable {
             throw AgentError.invalidField("labels", "\(labelItems.count) labels, at most \(Self.maxLabels) allowed")
         }
         let texts = try labelItems.enumerated().map { index, item in try item.requireString("labels[\(index)]") }
-        labels = try LabelSet(parsing: texts, field: "labels")
         k8sNamespace = try Self.optionalString(object["k8s-namespace"], "k8s-namespace")
         k8sPodName = try Self.optionalString(object["k8s-pod-name"], "k8s-pod-name")
         containerID = try Self.optionalString(object["container-id"], "container-id")
-        // The namespace is part of the security identity, as Cilium derives it from the pod.
-        if let k8sNamespace, labels.label(source: "k8s", key: namespaceLabelKey) == nil {
-            labels = labels.inserting(try Label(source: "k8s", key: namespaceLabelKey, value: k8sNamespace))
-        }
+        // The labels become the identity: no reserved label, and the namespace is the one k8s-namespace says, as
+        // Cilium derives it from the pod.
+        labels = try EndpointLabels.parse(texts, namespace: k8sNamespace, field: "labels")
     }
 
     static func address(_ value: JSON?, field: String, family: IPAddress.Family) throws -> IPAddress? {
@@ -127,5 +125,3 @@ struct EndpointChangeRequest: Sendable, Equatable {
         return text.isEmpty ? nil : text
     }
 }
-
-let namespaceLabelKey = "io.kubernetes.pod.namespace"

@@ -36,6 +36,13 @@ extension NodeAgent {
                 throw AgentError.invalidField(
                     "interface-name", "no interface named \(request.interfaceName) in the agent's network namespace")
             }
+            let driver = Interfaces.driver(of: request.interfaceName)
+            guard let driver, Interfaces.endpointDrivers.contains(driver) else {
+                let kind = driver.map { "a \($0) interface" } ?? "an interface without a driver"
+                throw AgentError.invalidField(
+                    "interface-name",
+                    "\(request.interfaceName) is \(kind); only veth and netkit interfaces can be endpoints")
+            }
             let previous = state.endpoints[id]
             // What a rollback needs besides the endpoint: not a copy of the whole state, which would cost a copy of
             // every endpoint on each change once anything mutates it.
@@ -178,16 +185,23 @@ extension NodeAgent {
         if let unknown = object.keys.sorted().first(where: { !["add", "delete", "labels"].contains($0) }) {
             throw AgentError.invalidField(unknown, "unknown field (use add, delete or labels)")
         }
+        var claimed: [(field: String, labels: [Label])] = []
         func parse(_ field: String) throws -> LabelSet? {
             guard let value = object[field] else { return nil }
             let texts = try value.requireArray(field).enumerated().map { try $1.requireString("\(field)[\($0)]") }
-            return try LabelSet(parsing: texts, field: field)
+            let set = try LabelSet(parsing: texts, field: field)
+            claimed.append((field, try texts.enumerated().map { try Label(parsing: $1, field: "\(field)[\($0)]") }))
+            return set
         }
         let replace = try parse("labels")
         let add = try parse("add")
         let delete = try parse("delete")
         guard let current = state.withLock({ $0.endpoints[id] }) else {
             throw AgentError.notFound("endpoint \(id) does not exist")
+        }
+        // Labels to set or add are checked as a PUT's are, so the error names the element of this body.
+        for (field, labels) in claimed where field != "delete" {
+            try EndpointLabels.check(labels, namespace: current.k8sNamespace, field: field)
         }
         var labels = replace ?? current.labels
         for label in delete?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key) }

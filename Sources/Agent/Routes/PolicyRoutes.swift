@@ -23,9 +23,14 @@ extension NodeAgent {
     /// Validates every document first (one bad document rejects the request), then applies them as one revision.
     func putPolicy(_ body: JSON) throws -> JSON {
         let documents = try PolicyParser.parse(body)
+        let warnings = documents.flatMap(\.warnings)
         return try changePolicy(reason: "policy import") { repository in
             repository.add(documents)
-            return ["policies": .array(documents.map { .string($0.key.description) })]
+            var answer: [String: JSON] = ["policies": .array(documents.map { .string($0.key.description) })]
+            // Only when there are any: an import as written answers as it always did.
+            if !warnings.isEmpty { answer["warnings"] = .array(warnings.map { .string($0) }) }
+            for warning in warnings { logger.warning("policy import: \(warning)") }
+            return answer
         }
     }
 

@@ -62,11 +62,30 @@ extension NodeAgent {
                     documents: policy["documents"]?.arrayValue ?? [], ruleNames: names, revision: revision)
             }
             var restoredCount = 0
-            var vanished: [Endpoint] = []
+            var vanished: [(endpoint: Endpoint, reason: String)] = []
             for item in records {
-                var endpoint = try restoredEndpoint(item, identities: &state.identities)
+                var endpoint: Endpoint
+                do {
+                    endpoint = try restoredEndpoint(item, identities: &state.identities)
+                } catch let error as AgentError where error.code == .invalidField {
+                    // Saved by an earlier version that accepted it (a reserved or another namespace's label): not
+                    // restored; the orphan sweep below removes what it has in the datapath.
+                    logger.error(
+                        "saved endpoint is refused; removing it",
+                        metadata: ["endpoint": "\(item["id"]?.intValue ?? 0)", "error": "\(error.message)"])
+                    if let id = item["id"]?.intValue.flatMap({ UInt32(exactly: $0) }) { try forgetEndpoint(id) }
+                    continue
+                }
                 guard let ifindex = Interfaces.index(of: endpoint.interfaceName), ifindex == endpoint.ifindex else {
-                    vanished.append(endpoint)
+                    vanished.append((endpoint, "endpoint's interface is gone; removing it"))
+                    state.endpoints[endpoint.id] = endpoint
+                    continue
+                }
+                // Earlier versions accepted any interface, lo and the uplink included.
+                guard let driver = Interfaces.driver(of: endpoint.interfaceName),
+                    Interfaces.endpointDrivers.contains(driver)
+                else {
+                    vanished.append((endpoint, "endpoint's interface is not a veth or netkit interface; removing it"))
                     state.endpoints[endpoint.id] = endpoint
                     continue
                 }
@@ -75,10 +94,9 @@ extension NodeAgent {
                 state.realized[endpoint.id] = try endpointDatapath.realizedPolicy(endpoint.id)
                 restoredCount += 1
             }
-            for endpoint in vanished {
+            for (endpoint, reason) in vanished {
                 logger.warning(
-                    "endpoint's interface is gone; removing it",
-                    metadata: ["endpoint": "\(endpoint.id)", "interface": "\(endpoint.interfaceName)"])
+                    "\(reason)", metadata: ["endpoint": "\(endpoint.id)", "interface": "\(endpoint.interfaceName)"])
                 try removeEndpoint(endpoint, state: &state)
                 try forgetEndpoint(endpoint.id)
                 registry.broadcast(.endpointRemoved(id: endpoint.id, addresses: endpoint.addresses.map(\.description)))

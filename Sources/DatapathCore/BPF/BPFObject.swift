@@ -74,36 +74,3 @@ public final class BPFObject: Sendable {
         }
     }
 }
-
-/// Collects libbpf's messages (the verifier log among them) so a failed load can say why.
-enum LibbpfLog {
-    private static let lines = Mutex<[String]>([])
-    private static let installed = Mutex(false)
-
-    static func capturing<T>(_ body: () throws -> T) throws -> T {
-        installed.withLock { done in
-            if !done {
-                cbpf_set_log_sink { _, message in
-                    guard let message else { return }
-                    LibbpfLog.append(String(cString: message))
-                }
-                done = true
-            }
-        }
-        lines.withLock { $0.removeAll() }
-        return try body()
-    }
-
-    static func append(_ line: String) {
-        lines.withLock { buffer in
-            buffer.append(line.trimmingCharacters(in: .newlines))
-            if buffer.count > 60 { buffer.removeFirst(buffer.count - 60) }
-        }
-    }
-
-    /// The last libbpf messages, formatted to follow an error message.
-    static func tail() -> String {
-        let text = lines.withLock { $0.suffix(25).joined(separator: "\n") }
-        return text.isEmpty ? "" : "\nlibbpf:\n\(text)"
-    }
-}

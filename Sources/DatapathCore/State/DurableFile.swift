@@ -9,8 +9,7 @@ public enum DurableFile {
         _ path: String, with bytes: [UInt8], mode: mode_t = 0o600, syncDirectory sync: Bool = true
     ) throws(AgentError) {
         let temporary = "\(path).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw failure("writing \(temporary)") }
+        let fd = try createFresh(temporary, mode: mode)
         do throws(AgentError) {
             try writeAll(fd, bytes, path: temporary)
             guard fsync(fd) == 0 else { throw failure("syncing \(temporary)") }
@@ -22,6 +21,21 @@ public enum DurableFile {
         close(fd)
         guard rename(temporary, path) == 0 else { throw failure("replacing \(path)") }
         if sync { syncDirectory(containing: path) }
+    }
+
+    /// Creates `path` as a new file for writing. O_EXCL and O_NOFOLLOW: never through a symbolic link planted at
+    /// the path (the agent runs as root; following one would overwrite any file of the system), never into an
+    /// existing file. Whatever is there (a temporary file a crash left, or a planted link) is unlinked first,
+    /// which removes a link itself, not its target.
+    static func createFresh(_ path: String, mode: mode_t) throws(AgentError) -> Int32 {
+        let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC
+        var fd = open(path, flags, mode)
+        if fd < 0 && errno == EEXIST {
+            guard unlink(path) == 0 || errno == ENOENT else { throw failure("removing the stale \(path)") }
+            fd = open(path, flags, mode)
+        }
+        guard fd >= 0 else { throw failure("creating \(path)") }
+        return fd
     }
 
     /// Writes all of `bytes` at the descriptor's offset, retrying short writes and EINTR.
@@ -49,7 +63,8 @@ public enum DurableFile {
 
     /// The whole file, or nil when it does not exist.
     public static func read(_ path: String) throws(AgentError) -> [UInt8]? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // A state file is never a link: one planted there is refused rather than followed.
+        let fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return nil }
             throw failure("opening \(path)")

@@ -25,8 +25,9 @@ public enum PolicyViews {
     public static func imported(_ response: JSON) -> String {
         let names = (response["policies"]?.arrayValue ?? []).map { Cells.text($0) }
         let noun = names.count == 1 ? "policy" : "policies"
+        let warnings = (response["warnings"]?.arrayValue ?? []).map { "Warning: \(Cells.text($0))\n" }
         return "Imported \(names.count) \(noun) (revision \(Cells.text(response["revision"]))):\n"
-            + names.map { "  \($0)\n" }.joined()
+            + names.map { "  \($0)\n" }.joined() + warnings.joined()
     }
 
     /// `DELETE /v1/policy` answer.
