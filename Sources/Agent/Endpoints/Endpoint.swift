@@ -72,9 +72,7 @@ struct EndpointChangeRequest: Sendable, Equatable {
         guard let object = json.objectValue else {
             throw AgentError.invalidField("body", "expected an EndpointChangeRequest object, got \(json.typeName)")
         }
-        if let unknown = object.keys.sorted().first(where: { !Self.knownFields.contains($0) }) {
-            throw AgentError.invalidField(unknown, "unknown field of EndpointChangeRequest")
-        }
+        try KnownKeys.check(object.keys, known: Self.knownFields, kind: "field of EndpointChangeRequest")
         if let bodyID = object["id"], !bodyID.isNull {
             guard bodyID.intValue == Int64(id) else {
                 throw AgentError.invalidField("id", "does not match the id \(id) in the path")
@@ -88,9 +86,9 @@ struct EndpointChangeRequest: Sendable, Equatable {
             throw AgentError.invalidField("interface-name", "\"\(interfaceName)\" is not a valid interface name")
         }
         let addressing = try object["addressing"]?.requireObject("addressing") ?? [:]
-        if let unknown = addressing.keys.sorted().first(where: { !["ipv4", "ipv6", "ipv4-expiration-uuid", "ipv6-expiration-uuid"].contains($0) }) {
-            throw AgentError.invalidField("addressing.\(unknown)", "unknown field")
-        }
+        try KnownKeys.check(
+            addressing.keys, known: ["ipv4", "ipv6", "ipv4-expiration-uuid", "ipv6-expiration-uuid"],
+            prefix: "addressing", kind: "field")
         ipv4 = try Self.address(addressing["ipv4"], field: "addressing.ipv4", family: .ipv4)
         ipv6 = try Self.address(addressing["ipv6"], field: "addressing.ipv6", family: .ipv6)
         guard ipv4 != nil || ipv6 != nil else {

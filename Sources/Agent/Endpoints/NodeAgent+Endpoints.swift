@@ -182,9 +182,7 @@ extension NodeAgent {
     /// Adds and removes labels (or replaces them all); the identity follows.
     func patchLabels(id: UInt32, body: JSON) throws -> JSON {
         guard let object = body.objectValue else { throw AgentError.invalidField("body", "expected an object") }
-        if let unknown = object.keys.sorted().first(where: { !["add", "delete", "labels"].contains($0) }) {
-            throw AgentError.invalidField(unknown, "unknown field (use add, delete or labels)")
-        }
+        try KnownKeys.check(object.keys, known: ["add", "delete", "labels"], kind: "field")
         var claimed: [(field: String, labels: [Label])] = []
         func parse(_ field: String) throws -> LabelSet? {
             guard let value = object[field] else { return nil }
