@@ -19,6 +19,9 @@ public final class NodeAgent: Sendable {
     let observability: Observability
     /// `GET /v1/endpoint` without filters, serialized, with the state `version` it shows.
     let endpointListCache = Mutex<(version: UInt64, body: [UInt8])?>(nil)
+    /// The last policy generation handed to an endpoint (see `Endpoint.policyGeneration`). Outside `state` so a
+    /// rolled-back change never hands out a generation twice; starts above every generation the datapath holds.
+    let policyGenerations: Atomic<UInt32>
 
     public init(config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox) throws {
         self.config = config
@@ -32,6 +35,14 @@ public final class NodeAgent: Sendable {
         var maxEntries = config.mapSizes.merging(registry.mapSizes) { explicit, _ in explicit }
         maxEntries.removeValue(forKey: PolicyMapLayout.outerMap)
         datapath = try Datapath(root: config.bpfRoot, maxEntries: maxEntries)
+        for name in datapath.object.replacedPins {
+            logger.warning(
+                "a pinned map had another layout or size; replaced it with an empty one",
+                metadata: ["map": "\(name)", "pin": "\(config.bpfRoot)/\(name)"])
+        }
+        policyGenerations = Atomic(
+            try EndpointDatapath(datapath: datapath, policyMapEntries: config.policyMapEntries).endpointRows()
+                .map(\.policyGeneration).max() ?? 0)
         var runtime = config.runtime
         if let saved = try store.read("config") { try? runtime.apply(patch: saved) }
         self.runtime = Mutex(runtime)

@@ -56,7 +56,7 @@ struct EndpointDatapath {
         var info = na_endpoint_info()
         info.ep_id = endpoint.id
         info.identity = endpoint.identity
-        info.policy_revision = UInt32(truncatingIfNeeded: endpoint.policyRevision)
+        info.policy_revision = endpoint.policyGeneration
         var flags: UInt32 = 0
         if endpoint.enforceIngress { flags |= UInt32(NA_EP_ENFORCE_INGRESS) }
         if endpoint.enforceEgress { flags |= UInt32(NA_EP_ENFORCE_EGRESS) }
@@ -78,10 +78,10 @@ struct EndpointDatapath {
         try map.delete(UInt32(ifindex))
     }
 
-    /// Every ifindex the datapath has an endpoint row for, with the endpoint id.
-    func endpointRows() throws -> [(ifindex: Int32, id: UInt32)] {
+    /// Every ifindex the datapath has an endpoint row for, with the endpoint id and its policy generation.
+    func endpointRows() throws -> [(ifindex: Int32, id: UInt32, policyGeneration: UInt32)] {
         let map: TypedMap<UInt32, na_endpoint_info> = try datapath.typedMap("na_endpoints")
-        return try map.entries().map { (Int32(bitPattern: $0.key), $0.value.ep_id) }
+        return try map.entries().map { (Int32(bitPattern: $0.key), $0.value.ep_id, $0.value.policy_revision) }
     }
 
     func attachPrograms(ifindex: Int32) throws {
