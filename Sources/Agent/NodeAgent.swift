@@ -66,15 +66,20 @@ public final class NodeAgent: Sendable {
             value.ct_lifetime_nontcp = 60
             try map.update(0, value)
         }
-        try writeEventSettings(runtime.withLock { $0.allowedFlowSampling })
+        try writeDatapathSettings(runtime.withLock { $0 })
     }
 
-    /// Drops always produce events; allowed new connections one in `sampling` (none for 0).
-    func writeEventSettings(_ sampling: Int) throws {
+    /// The runtime options the datapath reads from na_config: drops produce events (at most one per flow and
+    /// `drop-event-interval`), allowed new connections one in `allowed-flow-sampling` (none for 0), and whether
+    /// the node's own traffic meets ingress policy.
+    func writeDatapathSettings(_ options: RuntimeOptions) throws {
         let map: TypedMap<UInt32, na_config> = try datapath.typedMap("na_config")
         var value = try map.lookup(0) ?? na_config()
+        let sampling = options.allowedFlowSampling
         value.flags = UInt32(NA_CFG_EVENTS_DROPPED) | (sampling > 0 ? UInt32(NA_CFG_EVENTS_ALLOWED) : 0)
+            | (options.allowLocalhost == .policy ? UInt32(NA_CFG_LOCALHOST_POLICY) : 0)
         value.allowed_sample_rate = UInt32(max(sampling, 1))
+        value.drop_event_interval_ms = UInt32(options.dropEventInterval.value)
         try map.update(0, value)
     }
 

@@ -103,16 +103,29 @@ public struct RuntimeOptions: Sendable, Equatable {
     /// always reported. Each event costs the node a ring-buffer record and the agent its decoding, which shows on
     /// nodes opening tens of thousands of connections a second.
     public var allowedFlowSampling = 1
+    /// At most one drop event per flow (tuple, direction, reason, endpoint) in this many milliseconds, limited in the
+    /// kernel like Cilium's monitor aggregation, so a flood of denied packets does not flood the ring buffer and
+    /// the agent; 0 reports every drop. The drop counters count every packet either way.
+    var dropEventInterval = Milliseconds(1000)
+    /// Whether the node's own traffic to its pods (identity host: kubelet probes) passes their ingress policy
+    /// (`always`, Cilium's default) or is subject to it like any peer (`policy`).
+    public var allowLocalhost = AllowLocalhost.always
 
-    static let keys: Set<String> = ["policy-enforcement", "log-level", "allowed-flow-sampling"]
+    public enum AllowLocalhost: String, Sendable, CaseIterable { case always, policy }
+
+    static let keys: Set<String> = [
+        "policy-enforcement", "log-level", "allowed-flow-sampling", "drop-event-interval", "allow-localhost",
+    ]
     static let maxAllowedFlowSampling = 1_000_000
+    static let maxDropEventInterval = 3_600_000
 
     public init() {}
 
     public var json: JSON {
         [
             "policy-enforcement": .string(policyEnforcement.rawValue), "log-level": .string(logLevel.rawValue),
-            "allowed-flow-sampling": .int(Int64(allowedFlowSampling)),
+            "allowed-flow-sampling": .int(Int64(allowedFlowSampling)), "drop-event-interval": dropEventInterval.json,
+            "allow-localhost": .string(allowLocalhost.rawValue),
         ]
     }
 
@@ -130,6 +143,10 @@ public struct RuntimeOptions: Sendable, Equatable {
                 next.logLevel = try value.requireEnum(key, LogLevel.self)
             case "allowed-flow-sampling":
                 next.allowedFlowSampling = try value.requireInt(key, in: 0...Self.maxAllowedFlowSampling)
+            case "drop-event-interval":
+                next.dropEventInterval = try Milliseconds(value, field: key, max: Self.maxDropEventInterval)
+            case "allow-localhost":
+                next.allowLocalhost = try value.requireEnum(key, AllowLocalhost.self)
             default:
                 throw AgentError.invalidField(
                     key, "unknown or read-only option (runtime options: \(Self.keys.sorted().joined(separator: ", ")))")

@@ -100,6 +100,17 @@ extension NodeAgent {
         logger.debug("regenerated", metadata: ["reason": "\(reason)", "changed": "\(changed)", "revision": "\(revision)"])
     }
 
+    /// Gives every endpoint a new policy generation, so the datapath re-checks all established flows: for a change
+    /// that decides flows without being in any policy map (`allow-localhost`).
+    func renewPolicyGenerations(_ state: inout AgentState) throws {
+        let generation = nextPolicyGeneration()
+        for var endpoint in state.endpoints.values {
+            endpoint.policyGeneration = generation
+            try endpointDatapath.writeEndpointInfo(endpoint)
+            state.endpoints[endpoint.id] = endpoint
+        }
+    }
+
     /// A policy generation no endpoint had before (0 is skipped: it means "none yet").
     func nextPolicyGeneration() -> UInt32 {
         let next = policyGenerations.wrappingAdd(1, ordering: .relaxed).newValue
