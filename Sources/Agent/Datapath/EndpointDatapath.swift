@@ -78,10 +78,24 @@ struct EndpointDatapath {
         try map.delete(UInt32(ifindex))
     }
 
-    /// Every ifindex the datapath has an endpoint row for, with the endpoint id and its policy generation.
-    func endpointRows() throws -> [(ifindex: Int32, id: UInt32, policyGeneration: UInt32)] {
+    /// One endpoint row as the datapath holds it.
+    struct Row {
+        var ifindex: Int32
+        var id: UInt32
+        var policyGeneration: UInt32
+        var enforceIngress: Bool
+        var enforceEgress: Bool
+    }
+
+    /// Every ifindex the datapath has an endpoint row for, with what the row says of the endpoint's policy.
+    func endpointRows() throws -> [Row] {
         let map: TypedMap<UInt32, na_endpoint_info> = try datapath.typedMap("na_endpoints")
-        return try map.entries().map { (Int32(bitPattern: $0.key), $0.value.ep_id, $0.value.policy_revision) }
+        return try map.entries().map { key, info in
+            Row(
+                ifindex: Int32(bitPattern: key), id: info.ep_id, policyGeneration: info.policy_revision,
+                enforceIngress: info.flags & UInt32(NA_EP_ENFORCE_INGRESS) != 0,
+                enforceEgress: info.flags & UInt32(NA_EP_ENFORCE_EGRESS) != 0)
+        }
     }
 
     func attachPrograms(ifindex: Int32) throws {

@@ -75,7 +75,7 @@ extension NodeAgent {
             updated.enforceIngress = policy.enforceIngress
             updated.enforceEgress = policy.enforceEgress
             updated.policyRevision = revision
-            if !add.isEmpty || !remove.isEmpty || current.isEmpty || endpoint.policyGeneration == 0
+            if !add.isEmpty || !remove.isEmpty || endpoint.policyGeneration == 0
                 || updated.enforceIngress != endpoint.enforceIngress || updated.enforceEgress != endpoint.enforceEgress
             {
                 if generation == nil { generation = nextPolicyGeneration() }
