@@ -112,10 +112,15 @@ final class DatapathOptionsTests: EndToEndTestCase {
         XCTAssertTrue(open.exchange(), "allow-localhost=always: the node passes the pod's default deny")
         XCTAssertTrue(try tcpConnect(from: topology.nodeNetns, to: pod.ipv4, port: 8080).passed)
         XCTAssertTrue(try tcpConnect(from: other, to: pod, port: 8080).dropped, "other peers still meet the deny")
+        let trace = try agent.getJSON("/v1/policy/trace?src=\(topology.gatewayIPv4)&dst=1&dport=8080")
+        XCTAssertEqual(trace["verdict"], "allowed", "\(trace)")
+        XCTAssertEqual(trace["source"]?["identity"], 1)
 
         try agent.setConfig(["allow-localhost": "policy"])
         XCTAssertTrue(try tcpConnect(from: topology.nodeNetns, to: pod.ipv4, port: 8080).dropped, "now subject to policy")
         XCTAssertFalse(open.exchange(), "and the open connection is re-checked and cut")
+        let denied = try agent.getJSON("/v1/policy/trace?src=\(topology.gatewayIPv4)&dst=1&dport=8080")
+        XCTAssertEqual(denied["verdict"], "denied", "\(denied)")
         let flows = try agent.waitForFlows {
             $0.contains { $0["verdict"] == "DROPPED" && $0["source"]?["identity"] == 1 && $0["direction"] == "ingress" }
         }
