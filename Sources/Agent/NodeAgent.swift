@@ -22,6 +22,8 @@ public final class NodeAgent: Sendable {
     /// The last policy generation handed to an endpoint (see `Endpoint.policyGeneration`). Outside `state` so a
     /// rolled-back change never hands out a generation twice; starts above every generation the datapath holds.
     let policyGenerations: Atomic<UInt32>
+    /// When an endpoint change last read the node's addresses (nil: never).
+    let hostAddressesRefreshed = Mutex<ContinuousClock.Instant?>(nil)
 
     public init(config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox) throws {
         self.config = config

@@ -94,6 +94,18 @@ final class DatapathOptionsTests: EndToEndTestCase {
         XCTAssertEqual(each.count, 30)
     }
 
+    func testTheNodesAddressOnAPodWiredAfterTheAgentStartedIsIdentityHost() throws {
+        let topology = try makeTopology()
+        let agent = try startAgent(in: topology)
+        XCTAssertNil(try agent.ipcache()[hostPrefix(topology.gatewayIPv4)], "no pod, no gateway address yet")
+        let pod = try topology.addPod(namespace: "lab", name: "late", dualStack: false)
+        _ = try TCPServer(on: pod, port: 8080, in: topology)
+        try agent.registerEndpoint(id: 1, pod: pod, labels: ["k8s:app=late"])
+        try agent.importPolicies(SeedPolicyJSON.defaultDeny(["lab"]))
+        XCTAssertEqual(try agent.ipcache()[hostPrefix(topology.gatewayIPv4)], 1)
+        XCTAssertTrue(try tcpConnect(from: topology.nodeNetns, to: pod.ipv4, port: 8080).passed)
+    }
+
     func testTheNodeReachesAPodUnderDefaultDenyUnlessAllowLocalhostIsPolicy() throws {
         let topology = try makeTopology()
         let pod = try topology.addPod(namespace: "lab", name: "probed", dualStack: false)
