@@ -25,7 +25,10 @@
 #include "events.h"
 #include "nat.h"
 
-/* Counts the verdict, reports drops (aggregated per flow) and sampled new flows, turns the reason into a tc action. */
+/*
+ * Counts the verdict, reports drops (once per flow and interval) and sampled
+ * new flows, turns the reason into a tc action.
+ */
 static __always_inline int na_finish(const struct na_ctx *ctx, int ret, bool new_flow)
 {
 	__u16 reason = ret < 0 ? -ret : NA_REASON_FORWARDED;

@@ -140,7 +140,10 @@ final class ObservabilityMetricsTests: EndToEndTestCase {
 
     func testConfiguredFlowBufferAndLoopbackMetricsListener() throws {
         let port = Int.random(in: 20000...60000)
-        let config = try configFile(["flow-buffer-size": 16, "metrics-address": .string("127.0.0.1:\(port)")])
+        // Every drop reported (the datagrams are one flow, which the default interval would report once).
+        let config = try configFile([
+            "flow-buffer-size": 16, "metrics-address": .string("127.0.0.1:\(port)"), "drop-event-interval": 0,
+        ])
         let s = try scenario(configFile: config)
         try sendDatagrams(from: s.frontend, to: s.backend.ipv4, port: 5353, count: 40)
         _ = try s.agent.waitForMetrics { ($0.value("nodeagent_flows_received_total") ?? 0) >= 40 }

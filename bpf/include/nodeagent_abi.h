@@ -168,7 +168,7 @@ struct na_ct_value {
  */
 #define NA_CFG_EVENTS_ALLOWED (1U << 0)  /* emit a flow event for allowed new flows */
 #define NA_CFG_EVENTS_DROPPED (1U << 1)  /* emit flow events for drops */
-#define NA_CFG_LOCALHOST_POLICY (1U << 2)  /* the node's own traffic to endpoints is subject to ingress policy */
+#define NA_CFG_LOCALHOST_POLICY (1U << 2)  /* the node's traffic meets ingress policy */
 
 struct na_config {
 	__u32 ct_lifetime_tcp;      /* established TCP, seconds */
@@ -178,7 +178,7 @@ struct na_config {
 	__u32 flags;
 	__u32 allowed_sample_rate;  /* 1 in N allowed new flows produces an event */
 	__u32 ct_pressure_pct;      /* signal GC when a sweep-worthy fraction is reached */
-	__u32 drop_event_interval_ms;  /* at most one drop event per flow and reason per interval; 0: every drop */
+	__u32 drop_event_interval_ms;  /* one drop event per flow and reason per interval; 0: all */
 };
 
 /* Metrics: per-CPU counters keyed by reason and direction. */

@@ -5,7 +5,7 @@
 
 #include "maps.h"
 
-/* na_config as the datapath applies it: no zero lifetimes, sample rate at least 1, intervals in ns. */
+/* na_config as the datapath applies it: no zero lifetimes, sample rate at least 1, ns intervals. */
 struct na_cfg {
 	__u32 lifetime_tcp;
 	__u32 lifetime_syn;

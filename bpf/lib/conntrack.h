@@ -185,7 +185,7 @@ static __always_inline void na_ct_count_created(void)
 		*created += 1;
 }
 
-/* Creates (or replaces an expired or closing) entry for a new flow allowed under the endpoint's current policy. */
+/* Creates (or replaces an expired or closing) entry for a new flow the endpoint's policy allows. */
 static __always_inline int na_ct_create(const struct na_ctx *ctx, const struct na_endpoint_info *ep)
 {
 	struct na_ct_value ct = {};
