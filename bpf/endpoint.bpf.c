@@ -26,14 +26,17 @@
 #include "icmp.h"
 #include "nat.h"
 
-/* Counts the verdict, reports drops and sampled new flows, turns the reason into a tc action. */
+/*
+ * Counts the verdict, reports drops (once per flow and interval) and sampled
+ * new flows, turns the reason into a tc action.
+ */
 static __always_inline int na_finish(const struct na_ctx *ctx, int ret, bool new_flow)
 {
 	__u16 reason = ret < 0 ? -ret : NA_REASON_FORWARDED;
 
 	na_metrics_count(reason, ctx->dir, ctx->len);
 	if (reason) {
-		if (ctx->cfg.flags & NA_CFG_EVENTS_DROPPED)
+		if ((ctx->cfg.flags & NA_CFG_EVENTS_DROPPED) && na_drop_event_due(ctx, reason))
 			na_event_emit(ctx, reason);
 		return TC_ACT_SHOT;
 	}
@@ -45,8 +48,9 @@ static __always_inline int na_finish(const struct na_ctx *ctx, int ret, bool new
 /*
  * The verdict for a packet in direction dir: pass non-IP, check neighbor
  * discovery by type, drop malformed, unknown-interface and spoofed packets,
- * pass ICMP errors about tracked flows only, then conntrack, then policy for
- * new flows (by the remote address's identity), which are tracked once allowed.
+ * pass ICMP errors about tracked flows only, then conntrack (which re-checks
+ * flows whose endpoint's policy changed), then policy for new flows (by the
+ * remote address's identity), which are tracked once allowed.
  */
 static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 {
@@ -87,19 +91,20 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	/* The clock is read only for packets that reach conntrack (events read it on their own). */
 	ctx.now_ns = bpf_ktime_get_ns();
 	ctx.now = ctx.now_ns / NA_NSEC_PER_SEC;
-	/* Established and reply packets need no identity: resolve it only for new flows. */
-	if (na_ct_lookup(&ctx) != NA_CT_NEW)
-		return na_finish(&ctx, 0, false);
+	/*
+	 * Established and reply packets need no identity: resolve it only for new
+	 * flows, and for flows whose endpoint's policy changed since (re-checked).
+	 */
+	ret = na_ct_lookup(&ctx, ep);
+	if (ret != NA_CT_NEW)
+		return na_finish(&ctx, ret < 0 ? ret : 0, false);
 	remote = dir == NA_DIR_EGRESS ? ctx.pkt.daddr : ctx.pkt.saddr;
 	ctx.remote_identity = na_ipcache_identity(remote, ctx.pkt.family);
 
-	if (na_enforces(ep, dir)) {
-		ret = na_policy_check(ctx.ep_id, ctx.remote_identity, dir, ctx.pkt.proto,
-				      ctx.pkt.dport, &ctx.rule_id);
-		if (ret < 0)
-			return na_finish(&ctx, ret, false);
-	}
-	ret = na_ct_create(&ctx);
+	ret = na_policy_verdict(&ctx, ep, dir, ctx.pkt.dport);
+	if (ret < 0)
+		return na_finish(&ctx, ret, false);
+	ret = na_ct_create(&ctx, ep);
 	return na_finish(&ctx, ret, ret == 0);
 }
 

@@ -41,6 +41,7 @@ public struct ConntrackEntry: Sendable {
             "endpoint": .int(Int64(value.ep_id)),
             "identity": .int(Int64(value.src_identity)),
             "rule-id": .int(Int64(value.rule_id)),
+            "policy-generation": .int(Int64(value.policy_revision)),
             "flags": .array(ConntrackFlags.names(of: value.flags).map { .string($0) }),
             "expires-in": .int(Int64(value.lifetime) - Int64(now)),
             "packets": .int(Int64(bitPattern: value.packets)),

@@ -19,6 +19,11 @@ public final class NodeAgent: Sendable {
     let observability: Observability
     /// `GET /v1/endpoint` without filters, serialized, with the state `version` it shows.
     let endpointListCache = Mutex<(version: UInt64, body: [UInt8])?>(nil)
+    /// The last policy generation handed to an endpoint (see `Endpoint.policyGeneration`). Outside `state` so a
+    /// rolled-back change never hands out a generation twice; starts above every generation the datapath holds.
+    let policyGenerations: Atomic<UInt32>
+    /// When an endpoint change last read the node's addresses (nil: never).
+    let hostAddressesRefreshed = Mutex<ContinuousClock.Instant?>(nil)
 
     public init(config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox) throws {
         self.config = config
@@ -33,6 +38,14 @@ public final class NodeAgent: Sendable {
         var maxEntries = config.mapSizes.merging(registry.mapSizes) { explicit, _ in explicit }
         maxEntries.removeValue(forKey: PolicyMapLayout.outerMap)
         datapath = try Datapath(root: config.bpfRoot, maxEntries: maxEntries)
+        for name in datapath.object.replacedPins {
+            logger.warning(
+                "a pinned map had another layout or size; replaced it with an empty one",
+                metadata: ["map": "\(name)", "pin": "\(config.bpfRoot)/\(name)"])
+        }
+        policyGenerations = Atomic(
+            try EndpointDatapath(datapath: datapath, policyMapEntries: config.policyMapEntries).endpointRows()
+                .map(\.policyGeneration).max() ?? 0)
         var runtime = config.runtime
         if let saved = try store.read("config") { try? runtime.apply(patch: saved) }
         self.runtime = Mutex(runtime)
@@ -56,15 +69,20 @@ public final class NodeAgent: Sendable {
             value.ct_lifetime_nontcp = 60
             try map.update(0, value)
         }
-        try writeEventSettings(runtime.withLock { $0.allowedFlowSampling })
+        try writeDatapathSettings(runtime.withLock { $0 })
     }
 
-    /// Drops always produce events; allowed new connections one in `sampling` (none for 0).
-    func writeEventSettings(_ sampling: Int) throws {
+    /// The runtime options the datapath reads from na_config: drops produce events (at most one per flow and
+    /// `drop-event-interval`), allowed new connections one in `allowed-flow-sampling` (none for 0), and whether
+    /// the node's own traffic meets ingress policy.
+    func writeDatapathSettings(_ options: RuntimeOptions) throws {
         let map: TypedMap<UInt32, na_config> = try datapath.typedMap("na_config")
         var value = try map.lookup(0) ?? na_config()
+        let sampling = options.allowedFlowSampling
         value.flags = UInt32(NA_CFG_EVENTS_DROPPED) | (sampling > 0 ? UInt32(NA_CFG_EVENTS_ALLOWED) : 0)
+            | (options.allowLocalhost == .policy ? UInt32(NA_CFG_LOCALHOST_POLICY) : 0)
         value.allowed_sample_rate = UInt32(max(sampling, 1))
+        value.drop_event_interval_ms = UInt32(options.dropEventInterval.value)
         try map.update(0, value)
     }
 

@@ -45,6 +45,37 @@ public enum ConfigDuration {
         return total
     }
 
+    /// Milliseconds from an integer (whole seconds) or a duration string, within `range` (milliseconds); 400
+    /// naming `field` otherwise.
+    public static func milliseconds(_ value: JSON, field: String, range: ClosedRange<Int64>) throws(AgentError)
+        -> Int64
+    {
+        let total: Int64?
+        if let number = value.intValue {
+            total = (0...maxSeconds).contains(number) ? number * 1000 : nil
+        } else if let text = value.stringValue {
+            total = milliseconds(text)
+        } else {
+            total = nil
+        }
+        guard let total else {
+            throw AgentError.invalidField(
+                field, "expected a duration like \"1s\", \"250ms\", \"1m30s\" or whole seconds, got \(value.serialized())")
+        }
+        guard range.contains(total) else {
+            throw AgentError.invalidField(
+                field,
+                "must be between \(text(milliseconds: range.lowerBound)) and \(text(milliseconds: range.upperBound)), "
+                    + "got \(text(milliseconds: total))")
+        }
+        return total
+    }
+
+    /// How a duration is shown: whole seconds as "90s", anything else as "1500ms".
+    public static func text(milliseconds: Int64) -> String {
+        milliseconds % 1000 == 0 ? "\(milliseconds / 1000)s" : "\(milliseconds)ms"
+    }
+
     private static let units: [String: Int64] = ["h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1]
     /// Far beyond any lifetime or interval the agent takes (about 68 years), so sums cannot overflow.
     private static let maxSeconds = Int64(Int32.max)

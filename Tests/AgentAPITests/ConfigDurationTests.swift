@@ -30,3 +30,17 @@ final class ConfigDurationTests: XCTestCase {
         }
     }
 }
+
+final class ConfigDurationMillisecondsTests: XCTestCase {
+    func testMillisecondOptionsAndTheirText() throws {
+        XCTAssertEqual(try ConfigDuration.milliseconds(.string("250ms"), field: "f", range: 0...3_600_000), 250)
+        XCTAssertEqual(try ConfigDuration.milliseconds(.int(2), field: "f", range: 0...3_600_000), 2000)
+        XCTAssertEqual(ConfigDuration.text(milliseconds: 90_000), "90s")
+        XCTAssertEqual(ConfigDuration.text(milliseconds: 1500), "1500ms")
+        for bad: JSON in ["fast", "1x", "-1s", "2h", -1, 3601, 1.5, true, "", "ms", "5m30"] {
+            XCTAssertThrowsError(try ConfigDuration.milliseconds(bad, field: "f", range: 0...3_600_000), "\(bad)") {
+                XCTAssertEqual(($0 as? AgentError)?.field, "f")
+            }
+        }
+    }
+}

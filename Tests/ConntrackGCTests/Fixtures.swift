@@ -30,7 +30,7 @@ struct Flow {
 
 func ctValue(
     expiresIn: Int64, endpoint: UInt32, identity: UInt32 = 256, ruleID: UInt32 = 0, flags: UInt32 = 0,
-    packets: UInt64 = 1, bytes: UInt64 = 60, now: UInt32 = MonotonicClock.seconds()
+    packets: UInt64 = 1, bytes: UInt64 = 60, policyGeneration: UInt32 = 0, now: UInt32 = MonotonicClock.seconds()
 ) -> na_ct_value {
     var value = na_ct_value()
     value.lifetime = UInt32(Int64(now) + expiresIn)
@@ -39,6 +39,7 @@ func ctValue(
     value.rule_id = ruleID
     value.flags = flags
     value.created = now
+    value.policy_revision = policyGeneration
     value.packets = packets
     value.bytes = bytes
     return value

@@ -15,7 +15,8 @@ final class RouteTests: XCTestCase {
             Flow(source: "10.0.0.3", destination: "10.0.1.1", sourcePort: 1234, destinationPort: 8080),
             ctValue(
                 expiresIn: 7999, endpoint: 3, identity: 300, ruleID: 5,
-                flags: UInt32(NA_CT_SEEN_NON_SYN | NA_CT_SEEN_REPLY), packets: 10, bytes: 1500, now: now))
+                flags: UInt32(NA_CT_SEEN_NON_SYN | NA_CT_SEEN_REPLY), packets: 10, bytes: 1500, policyGeneration: 42,
+                now: now))
         try datapath.put(
             Flow(
                 source: "10.0.1.1", destination: "10.0.0.3", sourcePort: 5353, destinationPort: 53, proto: 17,
@@ -54,7 +55,7 @@ final class RouteTests: XCTestCase {
             [
                 "source": "10.0.0.3", "source-port": 1234, "destination": "10.0.1.1", "destination-port": 8080,
                 "protocol": "TCP", "direction": "egress", "endpoint": 3, "identity": 300, "rule-id": 5,
-                "flags": ["seen-non-syn", "seen-reply"], "packets": 10, "bytes": 1500,
+                "policy-generation": 42, "flags": ["seen-non-syn", "seen-reply"], "packets": 10, "bytes": 1500,
             ])
         let icmp = try XCTUnwrap(try list(["protocol": "icmpv6"]).first)
         XCTAssertEqual(icmp["flags"], ["0x100"])
@@ -166,6 +167,7 @@ final class RouteTests: XCTestCase {
             ])
         XCTAssertEqual(decoded.value["endpoint"], 3)
         XCTAssertEqual(decoded.value["rule-id"], 5)
+        XCTAssertEqual(decoded.value["policy-generation"], 42)
         XCTAssertEqual(decoded.value["flags"], ["seen-non-syn", "seen-reply"])
 
         // The creation counter has a decoder of its own: na_ct's must never read its per-CPU values.

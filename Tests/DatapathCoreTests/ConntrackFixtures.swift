@@ -148,6 +148,7 @@ func ctEntry(lifetime: UInt32) -> na_ct_value {
     value.lifetime = lifetime
     value.ep_id = Net.epID
     value.src_identity = Net.peerIdentity
+    value.policy_revision = 1  // the fixture endpoint's policy generation: no re-check
     return value
 }
 

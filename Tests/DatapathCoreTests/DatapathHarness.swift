@@ -35,6 +35,7 @@ final class DatapathHarness: Sendable {
     let config: TypedMap<UInt32, na_config>
     let eventStats: TypedMap<UInt32, na_event_stats>
     let frags: TypedMap<na_frag_key, na_frag_value>
+    let dropAggregation: TypedMap<na_drop_agg_key, UInt64>
     let events: BPFRingBuffer
 
     init() throws {
@@ -52,13 +53,14 @@ final class DatapathHarness: Sendable {
         config = try TypedMap(map("na_config"))
         eventStats = try TypedMap(map("na_event_stats"))
         frags = try TypedMap(map("na_frags"))
+        dropAggregation = try TypedMap(map("na_drop_agg"))
         events = try BPFRingBuffer(map("na_events"))
     }
 
     /// Empties every map a fixture sets up, and the ring buffer; metrics and event counters are compared
     /// as deltas instead.
     func reset() throws {
-        for map in [endpoints.map, ipcache.map, policy.map, conntrack.map, frags.map] {
+        for map in [endpoints.map, ipcache.map, policy.map, conntrack.map, frags.map, dropAggregation.map] {
             for key in try map.keys() { try map.delete(key: key) }
         }
         try config.update(0, na_config())
@@ -84,6 +86,22 @@ final class DatapathHarness: Sendable {
         for entry in entries { try trie.update(entry.key, entry.value) }
         try policy.update(id, UInt32(bitPattern: inner.fd))
     }
+
+    /// What the agent does when the endpoint's policy changes: a new policy map, then the endpoint's row with the
+    /// next policy generation (and the enforcement flags given, when given).
+    func changePolicy(
+        endpoint ifindex: UInt32 = testRunIfindex, _ entries: [PolicyEntry], enforceIngress: Bool? = nil,
+        enforceEgress: Bool? = nil
+    ) throws {
+        guard var info = try endpoints.lookup(ifindex) else { throw HarnessError("no endpoint at ifindex \(ifindex)") }
+        try installPolicy(endpoint: info.ep_id, entries)
+        if let enforceIngress { info.flags = flag(info.flags, UInt32(NA_EP_ENFORCE_INGRESS), enforceIngress) }
+        if let enforceEgress { info.flags = flag(info.flags, UInt32(NA_EP_ENFORCE_EGRESS), enforceEgress) }
+        info.policy_revision += 1
+        try endpoints.update(ifindex, info)
+    }
+
+    private func flag(_ flags: UInt32, _ bit: UInt32, _ on: Bool) -> UInt32 { on ? flags | bit : flags & ~bit }
 
     /// Adds an ipcache entry for `cidr` ("10.0.2.0/24", "fd00::7/128").
     func addIPCache(_ cidr: String, identity: UInt32) throws {

@@ -29,6 +29,7 @@ final class EndpointObjectTests: XCTestCase {
             "na_event_stats": (.perCPUArray, 4, MemoryLayout<na_event_stats>.size, 1, 0),
             "na_frags": (.lruHash, MemoryLayout<na_frag_key>.size, MemoryLayout<na_frag_value>.size, 8192, 0),
             "na_ct_created": (.perCPUArray, 4, 8, 1, 0),
+            "na_drop_agg": (.lruHash, MemoryLayout<na_drop_agg_key>.size, 8, 16384, 0),
             "na_nat": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_nat_entry>.size, 262_144, 0),
             "na_nat_config": (.array, 4, MemoryLayout<na_nat_config>.size, 1, 0),
             "na_nat_cluster": (.lpmTrie, MemoryLayout<na_ipcache_key>.size, 4, 256, noPrealloc),

@@ -16,6 +16,8 @@ final class EndpointProgramTests: XCTestCase {
     func testPrefixFixtures() throws { try run(prefixFixtures) }
     func testICMPErrorFixtures() throws { try run(icmpErrorFixtures) }
     func testNeighborDiscoveryFixtures() throws { try run(ndFixtures) }
+    func testRevocationFixtures() throws { try run(revocationFixtures) }
+    func testHostTrafficFixtures() throws { try run(hostTrafficFixtures) }
 
     /// The kernel refuses test packets shorter than an Ethernet header (bpf_test_init: size < ETH_HLEN is
     /// EINVAL), and untagged IPv4/IPv6 frames shorter than their IP header (bpf_prog_test_run_skb), so those
@@ -57,6 +59,7 @@ final class EndpointProgramTests: XCTestCase {
     }
 
     private func runStep(_ step: Step, of fixture: Fixture, _ name: String, _ h: DatapathHarness) throws {
+        try step.before?.apply(h)
         let reason = step.expect.reason
         let metricBefore = try h.metric(reason: reason, direction: step.program.direction)
         let countersBefore = try h.eventCounters()

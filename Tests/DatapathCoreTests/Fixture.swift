@@ -53,27 +53,36 @@ struct Step: Sendable {
     var expect: Verdict
     /// Flow events the packet must produce; nil: one for a drop, none for a pass (the default config).
     var events: Int?
+    /// Map changes made before the packet runs (what the agent does between two packets, e.g. a policy change).
+    var before: Change?
     /// Further assertions after the packet ran, on the maps and the flow events it produced.
     var check: Check?
+
+    /// A struct, not a bare closure, so that a trailing closure still means `check`.
+    struct Change: Sendable {
+        let apply: @Sendable (DatapathHarness) throws -> Void
+        init(_ apply: @escaping @Sendable (DatapathHarness) throws -> Void) { self.apply = apply }
+    }
 
     typealias Check = @Sendable (DatapathHarness, [na_flow_event]) throws -> Void
 
     init(
-        _ program: Program, _ packet: [UInt8], _ expect: Verdict, events: Int? = nil,
+        _ program: Program, _ packet: [UInt8], _ expect: Verdict, events: Int? = nil, before: Change? = nil,
         check: Check? = nil
     ) {
         self.program = program
         self.packet = packet
         self.expect = expect
         self.events = events
+        self.before = before
         self.check = check
     }
 
     init(
-        _ program: Program, _ packet: Packet, _ expect: Verdict, events: Int? = nil,
+        _ program: Program, _ packet: Packet, _ expect: Verdict, events: Int? = nil, before: Change? = nil,
         check: Check? = nil
     ) {
-        self.init(program, packet.bytes, expect, events: events, check: check)
+        self.init(program, packet.bytes, expect, events: events, before: before, check: check)
     }
 }
 

@@ -62,7 +62,10 @@ final class DaemonTests: EndToEndTestCase {
 
         let patched = try agent.api(.PATCH, "/v1/config", ["policy-enforcement": "always", "log-level": "debug"])
         XCTAssertEqual(patched.status, 200, "\(patched)")
-        let full: JSON = ["policy-enforcement": "always", "log-level": "debug", "allowed-flow-sampling": 1]
+        let full: JSON = [
+            "policy-enforcement": "always", "log-level": "debug", "allowed-flow-sampling": 1,
+            "drop-event-interval": "1s", "allow-localhost": "always",
+        ]
         XCTAssertEqual(patched.json, full, "the full new config")
         for bad: JSON in [-1, 1_000_001, "all", 1.5] {
             assertAPIError(

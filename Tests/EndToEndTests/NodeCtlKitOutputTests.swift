@@ -135,6 +135,18 @@ final class NodeCtlKitOutputTests: XCTestCase {
         XCTAssertEqual(StatusView.formatDuration(seconds: 86400), "1d0h0m0s")
     }
 
+    func testStatusShowsTheDatapathOptions() {
+        let health: JSON = [
+            "status": "ok", "endpoints": 0, "policy-revision": 0, "plugins": [],
+            "datapath": ["drop-event-interval": "1s", "allow-localhost": "always"],
+        ]
+        let rendered = StatusView.render(health)
+        XCTAssertTrue(rendered.contains("Drop events:      one per flow every 1s\n"), rendered)
+        XCTAssertTrue(rendered.contains("Allow localhost:  always\n"), rendered)
+        let every: JSON = ["datapath": ["drop-event-interval": "0s", "allow-localhost": "policy"]]
+        XCTAssertTrue(StatusView.render(every).contains("Drop events:      every drop\n"), StatusView.render(every))
+    }
+
     func testPolicyListSummarizesDirections() throws {
         let docs = try PolicyFiles.documents(
             from: Array("""

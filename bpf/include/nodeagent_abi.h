@@ -90,7 +90,12 @@ struct na_ipcache_value {
 #define NA_EP_HAS_IPV4 (1U << 2)
 #define NA_EP_HAS_IPV6 (1U << 3)
 
-/* Endpoint table keyed by the ifindex of the host-side interface. */
+/*
+ * Endpoint table keyed by the ifindex of the host-side interface.
+ * policy_revision is the endpoint's policy generation: it moves (never back)
+ * exactly when its policy map or its enforcement flags change, and conntrack
+ * entries remember the generation they were allowed under.
+ */
 struct na_endpoint_info {
 	__u32 ep_id;
 	__u32 identity;
@@ -156,6 +161,8 @@ struct na_ct_value {
 	__u32 rule_id;       /* rule that allowed it (0: not enforced) */
 	__u32 flags;
 	__u32 created;       /* CLOCK_MONOTONIC seconds */
+	__u32 policy_revision;  /* endpoint's policy generation the flow was last allowed under */
+	__u32 pad;
 	__u64 packets;
 	__u64 bytes;
 };
@@ -167,7 +174,8 @@ struct na_ct_value {
  * any lifetime or flag is set, flags are taken as written.
  */
 #define NA_CFG_EVENTS_ALLOWED (1U << 0)  /* emit a flow event for allowed new flows */
-#define NA_CFG_EVENTS_DROPPED (1U << 1)  /* emit a flow event for every drop */
+#define NA_CFG_EVENTS_DROPPED (1U << 1)  /* emit flow events for drops */
+#define NA_CFG_LOCALHOST_POLICY (1U << 2)  /* the node's traffic meets ingress policy */
 
 struct na_config {
 	__u32 ct_lifetime_tcp;      /* established TCP, seconds */
@@ -177,7 +185,7 @@ struct na_config {
 	__u32 flags;
 	__u32 allowed_sample_rate;  /* 1 in N allowed new flows produces an event */
 	__u32 ct_pressure_pct;      /* signal GC when a sweep-worthy fraction is reached */
-	__u32 pad;
+	__u32 drop_event_interval_ms;  /* one drop event per flow and reason per interval; 0: all */
 };
 
 /* Metrics: per-CPU counters keyed by reason and direction. */
@@ -217,6 +225,24 @@ struct na_flow_event {
 	__u32 rule_id;
 	__u32 ifindex;
 	__u32 length;
+};
+
+/*
+ * Drop event aggregation: one LRU entry per dropped flow (5-tuple, direction,
+ * reason, endpoint) holding when its last drop event was written.
+ */
+struct na_drop_agg_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 proto;
+	__u8 family;
+	__u8 direction;
+	__u8 pad;
+	__u16 reason;  /* enum na_reason */
+	__u16 pad2;
+	__u32 ep_id;
 };
 
 /*

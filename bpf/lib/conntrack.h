@@ -1,9 +1,15 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* conntrack.h: flow state lookup, update and creation in na_ct, with lifetimes from na_config. */
+/*
+ * conntrack.h: flow state lookup, update and creation in na_ct, with lifetimes
+ * from na_config, and the re-check of a flow against policy that changed since
+ * it was allowed.
+ */
 #ifndef NA_CONNTRACK_H
 #define NA_CONNTRACK_H
 
 #include "context.h"
+#include "ipcache.h"
+#include "policy.h"
 
 enum na_ct_status {
 	NA_CT_NEW = 0,          /* no live entry: policy decides */
@@ -88,16 +94,55 @@ static __always_inline bool na_ct_live(const struct na_ct_value *ct, __u32 now)
 }
 
 /*
+ * A flow allowed under an older policy generation of the endpoint: evaluated
+ * again against the policy of the direction that opened it (a reply is judged
+ * by its request's direction and destination port), so revoking an allow or
+ * adding a deny cuts established connections, in both directions of traffic.
+ * Still allowed, the entry moves to the current generation; denied, the entry
+ * stays as it was (neither refreshed nor moved), so every later packet of the
+ * flow, either way, is re-checked and dropped until the entry expires or policy
+ * allows the flow again. Deleting it instead would let the peer's next packet
+ * open a new flow in the other direction, which that direction's policy may
+ * allow, and revive the connection.
+ */
+static __always_inline int na_ct_recheck(struct na_ctx *ctx, const struct na_endpoint_info *ep,
+					 struct na_ct_value *ct, bool reply)
+{
+	const struct na_pkt *pkt = &ctx->pkt;
+	__u8 dir = ctx->dir;
+	__be16 dport = pkt->dport;
+	const __u8 *remote;
+	int ret;
+
+	remote = dir == NA_DIR_EGRESS ? pkt->daddr : pkt->saddr;
+	ctx->remote_identity = na_ipcache_identity(remote, pkt->family);
+	if (reply) {
+		dir = dir == NA_DIR_EGRESS ? NA_DIR_INGRESS : NA_DIR_EGRESS;
+		dport = pkt->sport;
+	}
+	ret = na_policy_verdict(ctx, ep, dir, dport);
+	if (ret < 0)
+		return ret;
+	ct->src_identity = ctx->remote_identity;
+	ct->rule_id = ctx->rule_id;
+	ct->policy_revision = ep->policy_revision;
+	return 0;
+}
+
+/*
  * Looks the packet up as part of a flow it started (same tuple, same
  * direction) or as a reply (reversed tuple, other direction), updating the
  * entry it finds. A SYN on a closing entry is a new connection reusing the
- * tuple: it reports NA_CT_NEW so policy is evaluated again.
+ * tuple: it reports NA_CT_NEW so policy is evaluated again. An entry from an
+ * older policy generation of the endpoint is re-checked first; a flow policy
+ * no longer allows returns the drop reason (negative).
  */
-static __always_inline int na_ct_lookup(struct na_ctx *ctx)
+static __always_inline int na_ct_lookup(struct na_ctx *ctx, const struct na_endpoint_info *ep)
 {
 	const struct na_pkt *pkt = &ctx->pkt;
 	struct na_ct_value *ct;
 	struct na_ct_key key;
+	int ret;
 
 	na_ct_key_fill(&key, pkt, ctx->dir, false);
 	ct = bpf_map_lookup_elem(&na_ct, &key);
@@ -105,6 +150,11 @@ static __always_inline int na_ct_lookup(struct na_ctx *ctx)
 		if (pkt->proto == NA_IPPROTO_TCP && (ct->flags & NA_CT_CLOSING) &&
 		    (pkt->tcp_flags & (NA_TCP_SYN | NA_TCP_ACK)) == NA_TCP_SYN)
 			return NA_CT_NEW;
+		if (ct->policy_revision != ep->policy_revision) {
+			ret = na_ct_recheck(ctx, ep, ct, false);
+			if (ret < 0)
+				return ret;
+		}
 		ctx->rule_id = ct->rule_id;
 		na_ct_touch(ct, ctx, false);
 		return NA_CT_ESTABLISHED;
@@ -112,6 +162,11 @@ static __always_inline int na_ct_lookup(struct na_ctx *ctx)
 	na_ct_key_fill(&key, pkt, ctx->dir, true);
 	ct = bpf_map_lookup_elem(&na_ct, &key);
 	if (na_ct_live(ct, ctx->now)) {
+		if (ct->policy_revision != ep->policy_revision) {
+			ret = na_ct_recheck(ctx, ep, ct, true);
+			if (ret < 0)
+				return ret;
+		}
 		ctx->rule_id = ct->rule_id;
 		na_ct_touch(ct, ctx, true);
 		return NA_CT_REPLY;
@@ -130,8 +185,8 @@ static __always_inline void na_ct_count_created(void)
 		*created += 1;
 }
 
-/* Creates (or replaces an expired or closing) entry for an allowed new flow. */
-static __always_inline int na_ct_create(const struct na_ctx *ctx)
+/* Creates (or replaces an expired or closing) entry for a new flow the endpoint's policy allows. */
+static __always_inline int na_ct_create(const struct na_ctx *ctx, const struct na_endpoint_info *ep)
 {
 	struct na_ct_value ct = {};
 	struct na_ct_key key;
@@ -143,6 +198,7 @@ static __always_inline int na_ct_create(const struct na_ctx *ctx)
 	ct.src_identity = ctx->remote_identity;
 	ct.rule_id = ctx->rule_id;
 	ct.created = ctx->now;
+	ct.policy_revision = ep->policy_revision;
 	ct.packets = 1;
 	ct.bytes = ctx->len;
 	if (bpf_map_update_elem(&na_ct, &key, &ct, BPF_ANY) < 0)

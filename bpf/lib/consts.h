@@ -30,6 +30,11 @@
 #define NA_FRAGS_MAX_ENTRIES 8192
 #endif
 
+/* Dropped flows whose last drop event time is remembered (least recently dropped go first). */
+#ifndef NA_DROP_AGG_MAX_ENTRIES
+#define NA_DROP_AGG_MAX_ENTRIES 16384
+#endif
+
 /* Ring buffer size in bytes: a power of two and a multiple of the page size. */
 #ifndef NA_EVENTS_BYTES
 #define NA_EVENTS_BYTES (1 << 20)
@@ -57,6 +62,7 @@
 #define NA_CT_DEFAULT_LIFETIME_NONTCP 60
 
 #define NA_NSEC_PER_SEC 1000000000ULL
+#define NA_NSEC_PER_MSEC 1000000ULL
 
 /* Ethertypes (host order). */
 #define NA_ETH_P_IP 0x0800

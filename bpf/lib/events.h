@@ -72,6 +72,45 @@ static __always_inline void na_event_emit(const struct na_ctx *ctx, __u16 reason
 	na_event_account(false);
 }
 
+/*
+ * Whether a drop gets a flow event: always with no interval, else only the
+ * first drop of its flow (5-tuple, direction, reason, endpoint) in each
+ * interval, as Cilium's monitor aggregation does, so a flood of denied
+ * packets costs one ring-buffer record per flow and interval. The metrics
+ * count every packet regardless. Two CPUs racing on a new flow may both
+ * report it: the bound is per CPU, not exact.
+ */
+static __always_inline bool na_drop_event_due(const struct na_ctx *ctx, __u16 reason)
+{
+	const struct na_pkt *pkt = &ctx->pkt;
+	struct na_drop_agg_key key;
+	__u64 now, *last;
+
+	if (!ctx->cfg.drop_interval_ns)
+		return true;
+	__builtin_memcpy(key.saddr, pkt->saddr, 16);
+	__builtin_memcpy(key.daddr, pkt->daddr, 16);
+	key.sport = pkt->sport;
+	key.dport = pkt->dport;
+	key.proto = pkt->proto;
+	key.family = pkt->family;
+	key.direction = ctx->dir;
+	key.pad = 0;
+	key.reason = reason;
+	key.pad2 = 0;
+	key.ep_id = ctx->ep_id;
+	now = ctx->now_ns ? ctx->now_ns : bpf_ktime_get_ns();
+	last = bpf_map_lookup_elem(&na_drop_agg, &key);
+	if (last) {
+		if (now - *last < ctx->cfg.drop_interval_ns)
+			return false;
+		*last = now;
+		return true;
+	}
+	bpf_map_update_elem(&na_drop_agg, &key, &now, BPF_ANY);
+	return true;
+}
+
 /* Whether an allowed new flow is reported: NA_CFG_EVENTS_ALLOWED, 1 in sample_rate. */
 static __always_inline bool na_event_sampled(const struct na_cfg *cfg)
 {

@@ -85,6 +85,14 @@ struct {
 	__uint(max_entries, NA_EVENTS_BYTES);
 } na_events SEC(".maps");
 
+/* Drop event aggregation: a dropped flow -> CLOCK_MONOTONIC ns of its last drop event. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NA_DROP_AGG_MAX_ENTRIES);
+	__type(key, struct na_drop_agg_key);
+	__type(value, __u64);
+} na_drop_agg SEC(".maps");
+
 /* Events emitted and lost (ring buffer full), per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

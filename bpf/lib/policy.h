@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* policy.h: the L3/L4 policy decision for a new flow of an endpoint. */
+/* policy.h: the L3/L4 policy decision for a flow of an endpoint. */
 #ifndef NA_POLICY_H
 #define NA_POLICY_H
 
 #include <bpf/bpf_endian.h>
 #include "maps.h"
+#include "context.h"
+#include "endpoint.h"
 
 /*
  * Looks up (identity, dir, proto, dport) in the endpoint's policy trie, then
@@ -50,6 +52,27 @@ static __always_inline int na_policy_check(__u32 ep_id, __u32 identity, __u8 dir
 		return 0;
 	}
 	return -NA_DROP_POLICY;
+}
+
+/*
+ * The endpoint's current verdict on a flow: dir and dport are the flow's own
+ * (those of the packet that opened it), the peer is ctx->remote_identity.
+ * Directions the endpoint does not enforce allow everything; so does ingress
+ * from the node itself (identity host: kubelet probes) unless na_config says
+ * NA_CFG_LOCALHOST_POLICY, like Cilium's allow-localhost=always.
+ * Sets ctx->rule_id to the deciding rule (0: none).
+ */
+static __always_inline int na_policy_verdict(struct na_ctx *ctx, const struct na_endpoint_info *ep,
+					     __u8 dir, __be16 dport)
+{
+	ctx->rule_id = 0;
+	if (!na_enforces(ep, dir))
+		return 0;
+	if (dir == NA_DIR_INGRESS && ctx->remote_identity == NA_ID_HOST &&
+	    !(ctx->cfg.flags & NA_CFG_LOCALHOST_POLICY))
+		return 0;
+	return na_policy_check(ctx->ep_id, ctx->remote_identity, dir, ctx->pkt.proto, dport,
+			       &ctx->rule_id);
 }
 
 #endif /* NA_POLICY_H */

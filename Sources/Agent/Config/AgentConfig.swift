@@ -1,5 +1,6 @@
 import DatapathCore
 import Foundation
+import Policy
 
 /// The agent's configuration: built-in defaults, then the config file (JSON), then command-line flags.
 /// Runtime options (`PATCH /v1/config`) are the subset in `RuntimeOptions`.
@@ -95,25 +96,37 @@ public struct AgentConfig: Sendable {
 
 /// Options that can change while the agent runs.
 public struct RuntimeOptions: Sendable, Equatable {
-    public enum Enforcement: String, Sendable, CaseIterable { case `default`, always, never }
     public enum LogLevel: String, Sendable, CaseIterable { case trace, debug, info, notice, warning, error, critical }
 
-    public var policyEnforcement = Enforcement.default
+    public var policyEnforcement = EnforcementMode.default
     public var logLevel = LogLevel.info
     /// Which allowed new connections produce a flow event: 1 every one, N one in N (at random), 0 none. Drops are
     /// always reported. Each event costs the node a ring-buffer record and the agent its decoding, which shows on
     /// nodes opening tens of thousands of connections a second.
     public var allowedFlowSampling = 1
+    /// At most one drop event per flow (tuple, direction, reason, endpoint) in this many milliseconds, limited in the
+    /// kernel like Cilium's monitor aggregation, so a flood of denied packets does not flood the ring buffer and
+    /// the agent; 0 reports every drop. The drop counters count every packet either way.
+    var dropEventInterval = Milliseconds(1000)
+    /// Whether the node's own traffic to its pods (identity host: kubelet probes) passes their ingress policy
+    /// (`always`, Cilium's default) or is subject to it like any peer (`policy`).
+    public var allowLocalhost = AllowLocalhost.always
 
-    static let keys: Set<String> = ["policy-enforcement", "log-level", "allowed-flow-sampling"]
+    public enum AllowLocalhost: String, Sendable, CaseIterable { case always, policy }
+
+    static let keys: Set<String> = [
+        "policy-enforcement", "log-level", "allowed-flow-sampling", "drop-event-interval", "allow-localhost",
+    ]
     static let maxAllowedFlowSampling = 1_000_000
+    static let maxDropEventInterval = 3_600_000
 
     public init() {}
 
     public var json: JSON {
         [
             "policy-enforcement": .string(policyEnforcement.rawValue), "log-level": .string(logLevel.rawValue),
-            "allowed-flow-sampling": .int(Int64(allowedFlowSampling)),
+            "allowed-flow-sampling": .int(Int64(allowedFlowSampling)), "drop-event-interval": dropEventInterval.json,
+            "allow-localhost": .string(allowLocalhost.rawValue),
         ]
     }
 
@@ -126,11 +139,15 @@ public struct RuntimeOptions: Sendable, Equatable {
         for (key, value) in object.sorted(by: { $0.key < $1.key }) {
             switch key {
             case "policy-enforcement":
-                next.policyEnforcement = try value.requireEnum(key, Enforcement.self)
+                next.policyEnforcement = try value.requireEnum(key, EnforcementMode.self)
             case "log-level":
                 next.logLevel = try value.requireEnum(key, LogLevel.self)
             case "allowed-flow-sampling":
                 next.allowedFlowSampling = try value.requireInt(key, in: 0...Self.maxAllowedFlowSampling)
+            case "drop-event-interval":
+                next.dropEventInterval = try Milliseconds(value, field: key, max: Self.maxDropEventInterval)
+            case "allow-localhost":
+                next.allowLocalhost = try value.requireEnum(key, AllowLocalhost.self)
             default:
                 throw AgentError.invalidField(
                     key, "unknown or read-only option (runtime options: \(Self.keys.sorted().joined(separator: ", ")))")

@@ -64,6 +64,8 @@ enum CoreMapDecoders {
                     "ct-lifetime-closing": .int(Int64(c.ct_lifetime_closing)),
                     "ct-lifetime-nontcp": .int(Int64(c.ct_lifetime_nontcp)), "flags": .int(Int64(c.flags)),
                     "allowed-sample-rate": .int(Int64(c.allowed_sample_rate)),
+                    "drop-event-interval-ms": .int(Int64(c.drop_event_interval_ms)),
+                    "localhost-policy": .bool(c.flags & UInt32(NA_CFG_LOCALHOST_POLICY) != 0),
                 ]
             )
         })

@@ -56,7 +56,7 @@ struct EndpointDatapath {
         var info = na_endpoint_info()
         info.ep_id = endpoint.id
         info.identity = endpoint.identity
-        info.policy_revision = UInt32(truncatingIfNeeded: endpoint.policyRevision)
+        info.policy_revision = endpoint.policyGeneration
         var flags: UInt32 = 0
         if endpoint.enforceIngress { flags |= UInt32(NA_EP_ENFORCE_INGRESS) }
         if endpoint.enforceEgress { flags |= UInt32(NA_EP_ENFORCE_EGRESS) }
@@ -78,10 +78,24 @@ struct EndpointDatapath {
         try map.delete(UInt32(ifindex))
     }
 
-    /// Every ifindex the datapath has an endpoint row for, with the endpoint id.
-    func endpointRows() throws -> [(ifindex: Int32, id: UInt32)] {
+    /// One endpoint row as the datapath holds it.
+    struct Row {
+        var ifindex: Int32
+        var id: UInt32
+        var policyGeneration: UInt32
+        var enforceIngress: Bool
+        var enforceEgress: Bool
+    }
+
+    /// Every ifindex the datapath has an endpoint row for, with what the row says of the endpoint's policy.
+    func endpointRows() throws -> [Row] {
         let map: TypedMap<UInt32, na_endpoint_info> = try datapath.typedMap("na_endpoints")
-        return try map.entries().map { (Int32(bitPattern: $0.key), $0.value.ep_id) }
+        return try map.entries().map { key, info in
+            Row(
+                ifindex: Int32(bitPattern: key), id: info.ep_id, policyGeneration: info.policy_revision,
+                enforceIngress: info.flags & UInt32(NA_EP_ENFORCE_INGRESS) != 0,
+                enforceEgress: info.flags & UInt32(NA_EP_ENFORCE_EGRESS) != 0)
+        }
     }
 
     func attachPrograms(ifindex: Int32) throws {

@@ -24,6 +24,10 @@ struct Endpoint: Sendable, Equatable {
     var policyRevision: UInt64
     var enforceIngress: Bool
     var enforceEgress: Bool
+    /// Moves (to a number no endpoint had before) exactly when the endpoint's policy map or enforcement changes;
+    /// the datapath re-checks a conntrack entry against policy only when this moved since the entry was allowed.
+    /// 0 until the first regeneration; a restored endpoint starts from its row's (and its row's enforcement flags).
+    var policyGeneration: UInt32 = 0
 
     var addresses: [IPAddress] { [ipv4, ipv6].compactMap { $0 } }
 

@@ -50,6 +50,7 @@ extension NodeAgent {
             do {
                 let endpoint = try realize(id: id, request: request, ifindex: ifindex, previous: previous, state: &state)
                 try persistEndpoint(endpoint, state)
+                refreshHostAddressesIfDue(&state)
                 registry.broadcast(
                     .endpointAdded(id: id, ifindex: ifindex, addresses: endpoint.addresses.map(\.description)))
                 logger.info(
@@ -219,6 +220,24 @@ extension NodeAgent {
 
     func endpointJSON(_ endpoint: Endpoint, _ state: AgentState?) -> JSON {
         endpoint.json(identityLabels: state?.identities.identity(id: endpoint.identity)?.labels)
+    }
+
+    /// Reads the node's addresses again when an endpoint is wired, at most once a second (reading them costs a dump
+    /// of every interface): wiring a pod can give the node an address (the gateway on the pod's host veth), which
+    /// the node's traffic to pods comes from and which must be identity host for `allow-localhost`.
+    func refreshHostAddressesIfDue(_ state: inout AgentState) {
+        let due = hostAddressesRefreshed.withLock { last in
+            let now = ContinuousClock.now
+            guard last.map({ now - $0 >= .seconds(1) }) ?? true else { return false }
+            last = now
+            return true
+        }
+        guard due else { return }
+        do {
+            try refreshHostAddresses(&state)
+        } catch {
+            logger.warning("reading the node's addresses failed", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Keeps the node's own addresses in the ipcache as identity host, so traffic from the node is not "world".

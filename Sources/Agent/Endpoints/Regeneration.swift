@@ -15,7 +15,7 @@ extension NodeAgent {
         let labels = policyLabels(of: endpoint, in: state)
         let resolved = state.policy.resolve(
             endpoint: labels, peers: peers ?? PolicyPeers(state.identityList),
-            mode: EnforcementMode(rawValue: mode.rawValue) ?? .default)
+            mode: mode)
         var entries: [PolicyMapSlot: PolicyMapEntry] = [:]
         for entry in resolved.entries {
             let mapEntry = PolicyMapEntry(
@@ -52,7 +52,8 @@ extension NodeAgent {
 
     /// Computes every endpoint's policy (or only those in `only`, when the caller knows no other endpoint's policy
     /// can differ) against `state.policy`, checks capacity before touching anything, then updates only the endpoints
-    /// whose result changed (adds before removes). Every endpoint is stamped with the current revision.
+    /// whose result changed (adds before removes), giving exactly those a new policy generation, which makes the
+    /// datapath re-check their established flows. Every endpoint is stamped with the current revision.
     func regenerateAll(_ state: inout AgentState, reason: String, only: Set<UInt32>? = nil) throws {
         let prefixes = state.policy.cidrPrefixes
         let peers = PolicyPeers(try state.identityList + prefixIdentities(prefixes))
@@ -60,6 +61,7 @@ extension NodeAgent {
         let desired = targets.sorted { $0.id < $1.id }.map { ($0, desiredPolicy(for: $0, in: state, peers: peers)) }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
         let revision = state.policy.revision
+        var generation: UInt32?
         var changed = 0
         for (endpoint, policy) in desired {
             let current = state.realized[endpoint.id] ?? [:]
@@ -73,6 +75,12 @@ extension NodeAgent {
             updated.enforceIngress = policy.enforceIngress
             updated.enforceEgress = policy.enforceEgress
             updated.policyRevision = revision
+            if !add.isEmpty || !remove.isEmpty || endpoint.policyGeneration == 0
+                || updated.enforceIngress != endpoint.enforceIngress || updated.enforceEgress != endpoint.enforceEgress
+            {
+                if generation == nil { generation = nextPolicyGeneration() }
+                updated.policyGeneration = generation!
+            }
             if updated.state == .regenerating || updated.state == .waitingForIdentity {
                 updated.state = .ready
             }
@@ -82,15 +90,31 @@ extension NodeAgent {
             }
             state.endpoints[endpoint.id] = updated
         }
-        // The others' policy is the same under the new revision.
+        // The others' policy is the same under the new revision; their rows and generations stay as they are.
         for var endpoint in state.endpoints.values where endpoint.policyRevision != revision {
             endpoint.policyRevision = revision
-            try endpointDatapath.writeEndpointInfo(endpoint)
             state.endpoints[endpoint.id] = endpoint
         }
         // Only now that no map refers to them any more may prefixes that left the policy lose their identities.
         try prefixProvider?.release(keeping: prefixes)
         logger.debug("regenerated", metadata: ["reason": "\(reason)", "changed": "\(changed)", "revision": "\(revision)"])
+    }
+
+    /// Gives every endpoint a new policy generation, so the datapath re-checks all established flows: for a change
+    /// that decides flows without being in any policy map (`allow-localhost`).
+    func renewPolicyGenerations(_ state: inout AgentState) throws {
+        let generation = nextPolicyGeneration()
+        for var endpoint in state.endpoints.values {
+            endpoint.policyGeneration = generation
+            try endpointDatapath.writeEndpointInfo(endpoint)
+            state.endpoints[endpoint.id] = endpoint
+        }
+    }
+
+    /// A policy generation no endpoint had before (0 is skipped: it means "none yet").
+    func nextPolicyGeneration() -> UInt32 {
+        let next = policyGenerations.wrappingAdd(1, ordering: .relaxed).newValue
+        return next == 0 ? policyGenerations.wrappingAdd(1, ordering: .relaxed).newValue : next
     }
 
     var prefixProvider: (any PrefixIdentityProvider)? {

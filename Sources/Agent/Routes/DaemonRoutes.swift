@@ -21,12 +21,17 @@ extension NodeAgent {
         uname(&uts)
         let kernel = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let (endpoints, revision) = state.withLock { ($0.endpoints.count, $0.policy.revision) }
+        let options = runtime.withLock { $0 }
         return [
             "status": "ok", "version": .string(Daemon.version), "kernel": .string(kernel),
             "bpffs": ["root": .string(datapath.root), "mounted": .bool(BPFFS.isBPFFS(datapath.root))],
             "uptime-seconds": .int((ContinuousClock.now - startedAt).components.seconds),
             "endpoints": .int(Int64(endpoints)), "policy-revision": .int(Int64(revision)),
             "plugins": registry.statuses(),
+            "datapath": [
+                "drop-event-interval": options.dropEventInterval.json,
+                "allow-localhost": .string(options.allowLocalhost.rawValue),
+            ],
         ]
     }
 
@@ -38,10 +43,15 @@ extension NodeAgent {
             return (before, options)
         }
         logLevel.value = Logger.Level(rawValue: after.logLevel.rawValue) ?? .info
-        if before.allowedFlowSampling != after.allowedFlowSampling {
-            try writeEventSettings(after.allowedFlowSampling)
+        if before.allowedFlowSampling != after.allowedFlowSampling || before.dropEventInterval != after.dropEventInterval
+            || before.allowLocalhost != after.allowLocalhost
+        {
+            try writeDatapathSettings(after)
         }
         try store.write("config", after.json)
+        if before.allowLocalhost != after.allowLocalhost {
+            try state.withLock { try renewPolicyGenerations(&$0) }
+        }
         if before.policyEnforcement != after.policyEnforcement {
             try state.withLock { try regenerateAll(&$0, reason: "policy-enforcement changed") }
         }

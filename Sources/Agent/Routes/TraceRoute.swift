@@ -15,17 +15,32 @@ extension NodeAgent {
         guard let proto = IPProtocol.number(of: protoText), proto != 0 else {
             throw AgentError.invalidField("protocol", "\"\(protoText)\" is not one of TCP, UDP, SCTP, ICMP, ICMPv6")
         }
-        let mode = EnforcementMode(rawValue: runtime.withLock { $0.policyEnforcement.rawValue }) ?? .default
+        let (mode, allowLocalhost) = runtime.withLock {
+            ($0.policyEnforcement, $0.allowLocalhost)
+        }
         return try state.withLock { state in
             let source = try tracePeer(srcText, field: "src", state: state)
             let destination = try tracePeer(dstText, field: "dst", state: state)
-            let result = state.policy.trace(
+            var result = state.policy.trace(
                 from: source, to: destination, proto: proto, dport: port, identities: state.identityList, mode: mode)
+            if allowLocalhost == .always, source.identity == UInt32(NA_ID_HOST.rawValue), destination.isLocalEndpoint {
+                Self.admitLocalhost(&result)
+            }
             var json = result.json.objectValue ?? [:]
             json["source"] = peerJSON(source)
             json["destination"] = peerJSON(destination)
             return .object(json)
         }
+    }
+
+    /// What the datapath does with allow-localhost=always: the node's traffic passes the destination's ingress.
+    static func admitLocalhost(_ result: inout TraceResult) {
+        result.ingress.decision = PolicyDecision(verdict: .allowed, reason: .notEnforced)
+        result.ingress.rules = []
+        result.ingress.reason = "allowed: traffic from the node itself passes ingress policy (allow-localhost=always)"
+        guard result.egress.decision.verdict == .allowed else { return }
+        result.verdict = .allowed
+        result.reason = "egress: \(result.egress.reason); ingress: \(result.ingress.reason)"
     }
 
     private func peerJSON(_ peer: TracePeer) -> JSON {

@@ -63,6 +63,8 @@ extension NodeAgent {
             }
             var restoredCount = 0
             var vanished: [(endpoint: Endpoint, reason: String)] = []
+            var rows: [Int32: EndpointDatapath.Row] = [:]
+            for row in try endpointDatapath.endpointRows() { rows[row.ifindex] = row }
             for item in records {
                 var endpoint: Endpoint
                 do {
@@ -90,6 +92,14 @@ extension NodeAgent {
                     continue
                 }
                 endpoint.ifindex = ifindex
+                // What the datapath enforces for it: the regeneration below moves its policy generation only if the
+                // map or the enforcement must change (a crash before saving a change leaves the map ahead of the
+                // saved state, which shows as a difference), so conntrack entries are not all re-checked on restart.
+                if let row = rows[ifindex], row.id == endpoint.id {
+                    endpoint.policyGeneration = row.policyGeneration
+                    endpoint.enforceIngress = row.enforceIngress
+                    endpoint.enforceEgress = row.enforceEgress
+                }
                 state.endpoints[endpoint.id] = endpoint
                 state.realized[endpoint.id] = try endpointDatapath.realizedPolicy(endpoint.id)
                 restoredCount += 1

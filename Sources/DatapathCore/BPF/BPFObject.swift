@@ -7,16 +7,21 @@ import Synchronization
 /// A BPF object (ELF from bpf/*.bpf.c, embedded at build time) loaded into the kernel.
 ///
 /// With a pin directory every map of the object is pinned there by name; when a pin already exists the
-/// kernel map behind it is reused, so a restarted agent keeps the state the datapath has been enforcing.
+/// kernel map behind it is reused, so a restarted agent keeps the state the datapath has been enforcing. A pinned
+/// map of another shape (a previous version's layout, other sizes) is replaced by a new one: libbpf would refuse to
+/// load the object over it.
 public final class BPFObject: Sendable {
     public let name: String
     public let maps: [BPFMap]
     public let programs: [BPFProgram]
+    /// Pins that held a map of another shape and now hold a new, empty map (what they held is lost).
+    public let replacedPins: [String]
 
-    private init(name: String, maps: [BPFMap], programs: [BPFProgram]) {
+    private init(name: String, maps: [BPFMap], programs: [BPFProgram], replacedPins: [String]) {
         self.name = name
         self.maps = maps
         self.programs = programs
+        self.replacedPins = replacedPins
     }
 
     public func map(named name: String) -> BPFMap? { maps.first { $0.name == name } }
@@ -42,15 +47,16 @@ public final class BPFObject: Sendable {
                 declared.append(current)
                 map = bpf_object__next_map(object, current)
             }
+            var replaced: [String] = []
             for map in declared {
                 let mapName = String(cString: bpf_map__name(map))
                 if let override = maxEntries[mapName] {
                     try bpfCall("setting max entries of \(mapName)") { bpf_map__set_max_entries(map, override) }
                 }
                 if let pinDirectory, !mapName.hasPrefix(".") {
-                    try bpfCall("setting pin path of \(mapName)") {
-                        bpf_map__set_pin_path(map, "\(pinDirectory)/\(mapName)")
-                    }
+                    let path = "\(pinDirectory)/\(mapName)"
+                    if try unpinIfIncompatible(map, at: path) { replaced.append(mapName) }
+                    try bpfCall("setting pin path of \(mapName)") { bpf_map__set_pin_path(map, path) }
                 }
             }
             try bpfCall("loading BPF object \(name)\(LibbpfLog.tail())") { bpf_object__load(object) }
@@ -70,7 +76,21 @@ public final class BPFObject: Sendable {
                 programs.append(try BPFProgram(name: String(cString: bpf_program__name(current)), duplicating: bpf_program__fd(current)))
                 program = bpf_object__next_program(object, current)
             }
-            return BPFObject(name: name, maps: maps, programs: programs)
+            return BPFObject(name: name, maps: maps, programs: programs, replacedPins: replaced)
         }
+    }
+
+    /// Removes the pin at `path` when the map behind it differs from the declared `map` in what libbpf checks
+    /// before reusing a pin (type, key and value size, max entries, flags), so the load creates and pins a new map
+    /// instead of failing. Programs still attached keep the old map until they are replaced.
+    private static func unpinIfIncompatible(_ map: OpaquePointer, at path: String) throws -> Bool {
+        guard let pinned = try BPFMap.openPinned(path) else { return false }
+        let info = pinned.info
+        let compatible = info.typeID == bpf_map__type(map).rawValue
+            && info.keySize == Int(bpf_map__key_size(map)) && info.valueSize == Int(bpf_map__value_size(map))
+            && info.maxEntries == Int(bpf_map__max_entries(map)) && info.flags == bpf_map__map_flags(map)
+        if compatible { return false }
+        try bpfCall("removing the incompatible pin \(path)") { unlink(path) }
+        return true
     }
 }

@@ -18,6 +18,12 @@ public enum StatusView {
         }
         fields.append(("Endpoints", Cells.text(health["endpoints"])))
         fields.append(("Policy revision", Cells.text(health["policy-revision"])))
+        if let datapath = health["datapath"] {
+            let interval = datapath["drop-event-interval"]?.stringValue
+            let drops = interval.map { $0 == "0s" || $0 == "0ms" ? "every drop" : "one per flow every \($0)" }
+            fields.append(("Drop events", drops ?? "unknown"))
+            fields.append(("Allow localhost", Cells.text(datapath["allow-localhost"])))
+        }
 
         var out = Cells.fieldList(fields)
         let plugins = health["plugins"]?.arrayValue ?? []
