@@ -74,20 +74,4 @@ extension PolicyCompiler {
             return !broader.contains { $0.keyCovers(entry) }
         }
     }
-
-    /// Changes that turn the map holding `old` into one holding `new`: entries to write (new keys, or keys whose
-    /// verdict or rules changed) and entries to delete (keys no longer present). Apply the writes first: traffic of
-    /// a removed key then meets the new entries at once, never a moment with neither.
-    public static func diff(old: [PolicyEntry], new: [PolicyEntry]) -> (upsert: [PolicyEntry], remove: [PolicyEntry]) {
-        var oldByKey: [PolicyEntry.Key: PolicyEntry] = [:]
-        for entry in old { oldByKey[entry.key] = entry }
-        var newKeys: Set<PolicyEntry.Key> = []
-        var upsert: [PolicyEntry] = []
-        for entry in new {
-            newKeys.insert(entry.key)
-            if oldByKey[entry.key] != entry { upsert.append(entry) }
-        }
-        let remove = old.filter { !newKeys.contains($0.key) }
-        return (upsert.sorted { $0.key < $1.key }, remove.sorted { $0.key < $1.key })
-    }
 }

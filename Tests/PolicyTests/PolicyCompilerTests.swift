@@ -271,12 +271,17 @@ final class PolicyCompilerTests: XCTestCase {
         bDenied.deny = true
         var aRenamed = a
         aRenamed.ruleIDs = [1, 4]
-        let (upsert, remove) = PolicyCompiler.diff(old: [a, b, c], new: [aRenamed, bDenied])
+        let (upsert, remove) = PolicyEntry.diff(
+            from: PolicyEntry.byKey([a, b, c]), to: PolicyEntry.byKey([aRenamed, bDenied]))
         XCTAssertEqual(upsert, [aRenamed, bDenied])
-        XCTAssertEqual(remove, [c])
-        let (none, gone) = PolicyCompiler.diff(old: [a, b], new: [b, a])
+        XCTAssertEqual(remove, [c.key])
+        let (none, gone) = PolicyEntry.diff(from: PolicyEntry.byKey([a, b]), to: PolicyEntry.byKey([b, a]))
         XCTAssertEqual(none, [])
         XCTAssertEqual(gone, [])
-        XCTAssertEqual(PolicyCompiler.diff(old: [], new: [a]).upsert, [a])
+        XCTAssertEqual(PolicyEntry.diff(from: [:], to: PolicyEntry.byKey([a])).upsert, [a])
+        // The map keeps one rule per key: the lowest.
+        XCTAssertEqual(aRenamed.mapped.ruleIDs, [1])
+        XCTAssertEqual(aRenamed.ruleID, 1)
+        XCTAssertEqual(PolicyEntry(identity: 1, direction: .egress).ruleID, 0)
     }
 }

@@ -1,4 +1,5 @@
 import DatapathCore
+import Policy
 import Foundation
 
 /// Programs one endpoint into the datapath: its policy map, its row in na_endpoints, its addresses in the ipcache,
@@ -27,10 +28,10 @@ struct EndpointDatapath {
 
     /// Writes `add` (new or changed slots) before removing `remove`, so the map never passes through a state with
     /// fewer allowed or denied flows than both the old and the new policy agree on.
-    func applyPolicy(_ id: UInt32, add: [PolicyMapEntry], remove: [PolicyMapSlot]) throws {
+    func applyPolicy(_ id: UInt32, add: [PolicyEntry], remove: [PolicyEntry.Key]) throws {
         guard let map = try policyMap(id) else { return }
         for entry in add {
-            try map.update(PolicyMapLayout.key(entry.slot), PolicyMapLayout.value(entry))
+            try map.update(PolicyMapLayout.key(entry.key), PolicyMapLayout.value(entry))
         }
         for slot in remove {
             try map.delete(PolicyMapLayout.key(slot))
@@ -38,14 +39,9 @@ struct EndpointDatapath {
     }
 
     /// What the endpoint's policy map holds now (after a restart, the truth to diff against).
-    func realizedPolicy(_ id: UInt32) throws -> [PolicyMapSlot: PolicyMapEntry] {
+    func realizedPolicy(_ id: UInt32) throws -> [PolicyEntry.Key: PolicyEntry] {
         guard let map = try policyMap(id, create: false) else { return [:] }
-        var result: [PolicyMapSlot: PolicyMapEntry] = [:]
-        for (key, value) in try map.entries() {
-            let entry = PolicyMapLayout.entry(key: key, value: value)
-            result[entry.slot] = entry
-        }
-        return result
+        return PolicyEntry.byKey(try map.entries().map { PolicyMapLayout.entry(key: $0.key, value: $0.value) })
     }
 
     func removePolicyMap(_ id: UInt32) throws {

@@ -1,28 +1,5 @@
 import DatapathCore
-
-/// One entry of an endpoint's policy map, in the terms of `struct na_policy_key` / `na_policy_value`.
-struct PolicyMapEntry: Hashable, Sendable {
-    var identity: UInt32        // 0: any peer
-    var egress: Bool
-    var proto: UInt8            // 0: any protocol
-    var port: UInt16            // first port of the range the prefix covers
-    var portPrefixBits: UInt8   // 0...16; with proto 0 it must be 0
-    var deny: Bool
-    var ruleID: UInt32
-
-    /// Identity of the key alone: two entries with the same key are the same map slot.
-    var slot: PolicyMapSlot {
-        PolicyMapSlot(identity: identity, egress: egress, proto: proto, port: port, portPrefixBits: portPrefixBits)
-    }
-}
-
-struct PolicyMapSlot: Hashable, Sendable {
-    var identity: UInt32
-    var egress: Bool
-    var proto: UInt8
-    var port: UInt16
-    var portPrefixBits: UInt8
-}
+import Policy
 
 /// Encoding of policy entries into the LPM trie's key (see nodeagent_abi.h: identity+direction 40 bits, then the
 /// protocol, then 0-16 port bits).
@@ -32,22 +9,22 @@ enum PolicyMapLayout {
 
     static func mapName(endpoint id: UInt32) -> String { String(format: "\(namePrefix)%05u", id) }
 
-    static func key(_ slot: PolicyMapSlot) -> na_policy_key {
+    static func key(_ slot: PolicyEntry.Key) -> na_policy_key {
         var key = na_policy_key()
         key.identity = slot.identity.bigEndian
-        key.direction = UInt8(slot.egress ? NA_DIR_EGRESS.rawValue : NA_DIR_INGRESS.rawValue)
+        key.direction = slot.direction.rawValue
         if slot.proto == 0 {
             key.prefixlen = UInt32(NA_POLICY_PREFIX_FULL)
         } else {
             key.protocol = slot.proto
-            key.prefixlen = UInt32(NA_POLICY_PREFIX_PROTO) + UInt32(slot.portPrefixBits)
-            let mask: UInt16 = slot.portPrefixBits == 0 ? 0 : UInt16.max << (16 - UInt16(slot.portPrefixBits))
+            key.prefixlen = UInt32(NA_POLICY_PREFIX_PROTO) + UInt32(slot.bits)
+            let mask: UInt16 = slot.bits == 0 ? 0 : UInt16.max << (16 - UInt16(slot.bits))
             key.dport = (slot.port & mask).bigEndian
         }
         return key
     }
 
-    static func value(_ entry: PolicyMapEntry) -> na_policy_value {
+    static func value(_ entry: PolicyEntry) -> na_policy_value {
         var value = na_policy_value()
         value.rule_id = entry.ruleID
         value.flags = entry.deny ? UInt32(NA_POLICY_DENY) : 0
@@ -85,12 +62,12 @@ enum PolicyMapLayout {
 
 extension PolicyMapLayout {
     /// Decodes a key/value read back from the map.
-    static func entry(key: na_policy_key, value: na_policy_value) -> PolicyMapEntry {
+    static func entry(key: na_policy_key, value: na_policy_value) -> PolicyEntry {
         let proto: UInt8 = key.prefixlen <= UInt32(NA_POLICY_PREFIX_FULL) ? 0 : key.protocol
-        let bits = proto == 0 ? 0 : UInt8(max(0, Int(key.prefixlen) - Int(NA_POLICY_PREFIX_PROTO)))
-        return PolicyMapEntry(
-            identity: UInt32(bigEndian: key.identity), egress: key.direction == UInt8(NA_DIR_EGRESS.rawValue),
+        let bits = proto == 0 ? 0 : UInt8(min(16, max(0, Int(key.prefixlen) - Int(NA_POLICY_PREFIX_PROTO))))
+        return PolicyEntry(
+            identity: UInt32(bigEndian: key.identity), direction: Direction(rawValue: key.direction) ?? .ingress,
             proto: proto, port: bits == 0 ? 0 : UInt16(bigEndian: key.dport), portPrefixBits: bits,
-            deny: value.flags & UInt32(NA_POLICY_DENY) != 0, ruleID: value.rule_id)
+            deny: value.flags & UInt32(NA_POLICY_DENY) != 0, ruleIDs: value.rule_id == 0 ? [] : [value.rule_id])
     }
 }

@@ -4,7 +4,8 @@ import Policy
 /// Turning the policy repository into each endpoint's policy map.
 extension NodeAgent {
     struct DesiredPolicy {
-        var entries: [PolicyMapSlot: PolicyMapEntry]
+        /// As the endpoint's policy map should hold them (`PolicyEntry.mapped`).
+        var entries: [PolicyEntry.Key: PolicyEntry]
         var enforceIngress: Bool
         var enforceEgress: Bool
     }
@@ -16,16 +17,8 @@ extension NodeAgent {
         let resolved = state.policy.resolve(
             endpoint: labels, peers: peers ?? PolicyPeers(state.identityList),
             mode: mode)
-        var entries: [PolicyMapSlot: PolicyMapEntry] = [:]
-        for entry in resolved.entries {
-            let mapEntry = PolicyMapEntry(
-                identity: entry.identity, egress: entry.direction == .egress, proto: entry.proto,
-                port: entry.proto == 0 ? 0 : entry.port, portPrefixBits: entry.proto == 0 ? 0 : entry.portPrefixBits,
-                deny: entry.deny, ruleID: entry.ruleIDs.min() ?? 0)
-            entries[mapEntry.slot] = mapEntry
-        }
         return DesiredPolicy(
-            entries: entries, enforceIngress: resolved.ingressEnforced, enforceEgress: resolved.egressEnforced)
+            entries: PolicyEntry.byKey(resolved.entries.map(\.mapped)), enforceIngress: resolved.ingressEnforced, enforceEgress: resolved.egressEnforced)
     }
 
     /// The labels policy selects an endpoint by: its identity's.
@@ -65,10 +58,9 @@ extension NodeAgent {
         var changed = 0
         for (endpoint, policy) in desired {
             let current = state.realized[endpoint.id] ?? [:]
-            let add = policy.entries.values.filter { current[$0.slot] != $0 }
-            let remove = current.keys.filter { policy.entries[$0] == nil }
+            let (add, remove) = PolicyEntry.diff(from: current, to: policy.entries)
             if !add.isEmpty || !remove.isEmpty || current.isEmpty {
-                try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: Array(remove))
+                try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove)
                 state.realized[endpoint.id] = policy.entries
             }
             var updated = endpoint

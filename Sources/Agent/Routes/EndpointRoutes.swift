@@ -105,9 +105,7 @@ extension NodeAgent {
         try state.withLock { state in
             guard let endpoint = state.endpoints[id] else { throw AgentError.notFound("endpoint \(id) does not exist") }
             // Read back from the kernel map: this is what the datapath holds, not what the agent intended.
-            let entries = try endpointDatapath.realizedPolicy(id).values.sorted {
-                ($0.egress ? 1 : 0, $0.identity, $0.proto, $0.port) < ($1.egress ? 1 : 0, $1.identity, $1.proto, $1.port)
-            }
+            let entries = try endpointDatapath.realizedPolicy(id).values.sorted { $0.key < $1.key }
             let desired = desiredPolicy(for: endpoint, in: state)
             return [
                 "endpoint": .int(Int64(id)), "revision": .int(Int64(endpoint.policyRevision)),
@@ -117,8 +115,8 @@ extension NodeAgent {
         }
     }
 
-    private func entryJSON(_ entry: PolicyMapEntry, desired: DesiredPolicy, state: AgentState) -> JSON {
-        var object = PolicyMapLayout.json(of: PolicyMapLayout.key(entry.slot)).objectValue ?? [:]
+    private func entryJSON(_ entry: PolicyEntry, desired: DesiredPolicy, state: AgentState) -> JSON {
+        var object = PolicyMapLayout.json(of: PolicyMapLayout.key(entry.key)).objectValue ?? [:]
         object["deny"] = .bool(entry.deny)
         object["rule-id"] = .int(Int64(entry.ruleID))
         object["rules"] = .array(state.policy.ruleName(entry.ruleID).map { [.string($0)] } ?? [])

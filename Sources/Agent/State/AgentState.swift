@@ -16,7 +16,7 @@ struct AgentState: Sendable {
     private static let versions = Atomic<UInt64>(0)
     private static func nextVersion() -> UInt64 { versions.add(1, ordering: .relaxed).newValue }
     /// What each endpoint's policy map holds, by slot.
-    var realized: [UInt32: [PolicyMapSlot: PolicyMapEntry]] = [:]
+    var realized: [UInt32: [PolicyEntry.Key: PolicyEntry]] = [:]
     /// Addresses of this node (identity host) currently in the ipcache.
     var hostAddresses: Set<IPAddress> = []
 
