@@ -56,15 +56,12 @@ public struct AgentConfig: Sendable {
 
     mutating func apply(file json: JSON) throws {
         guard let object = json.objectValue else { throw AgentError.invalidField("config", "expected a JSON object") }
+        try KnownKeys.check(object.keys, known: Self.fileKeys.union(RuntimeOptions.keys), kind: "option")
         var runtimePart: [String: JSON] = [:]
         for (key, value) in object {
             if RuntimeOptions.keys.contains(key) {
                 runtimePart[key] = value
                 continue
-            }
-            guard Self.fileKeys.contains(key) else {
-                let known = (Self.fileKeys.union(RuntimeOptions.keys)).sorted().joined(separator: ", ")
-                throw AgentError.invalidField(key, "unknown option (known: \(known))")
             }
             switch key {
             case "socket": socketPath = try value.requireString(key)
@@ -135,6 +132,7 @@ public struct RuntimeOptions: Sendable, Equatable {
         guard let object = patch.objectValue else {
             throw AgentError.invalidField("body", "expected a JSON object of options")
         }
+        try KnownKeys.check(object.keys, known: Self.keys, kind: "or read-only option")
         var next = self
         for (key, value) in object.sorted(by: { $0.key < $1.key }) {
             switch key {
@@ -149,8 +147,7 @@ public struct RuntimeOptions: Sendable, Equatable {
             case "allow-localhost":
                 next.allowLocalhost = try value.requireEnum(key, AllowLocalhost.self)
             default:
-                throw AgentError.invalidField(
-                    key, "unknown or read-only option (runtime options: \(Self.keys.sorted().joined(separator: ", ")))")
+                continue  // checked above
             }
         }
         self = next
