@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up the machine and runs every test: the OpenAPI spec check, the Kubernetes manifests and systemd unit checks,
-# unit tests, BPF_PROG_TEST_RUN fixtures, and the end-to-end suites that wire pods as network namespaces and send
+# the Swift formatting check, unit tests, BPF_PROG_TEST_RUN fixtures, and the end-to-end suites that wire pods as network namespaces and send
 # real traffic. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,19 @@ cd "$(dirname "$0")/.."
 python3 -m openapi_spec_validator openapi/openapi.yaml
 echo "openapi/openapi.yaml: valid OpenAPI"
 kubernetes-validate --strict deploy/kubernetes/*.yaml
+
+# Formatting: .swift-format (4 spaces, 120 columns) over every Swift file; swift-format leaves long string
+# literals alone, so the column limit is checked on its own.
+swift_sources=(Sources Plugins Tests BuildTools Package.swift)
+swift-format lint --strict --recursive "${swift_sources[@]}"
+long=$(find "${swift_sources[@]}" -name '*.swift' -exec awk 'length > 120 { print FILENAME ":" FNR }' {} +)
+if [ -n "$long" ]; then
+    echo "$long"
+    echo "Swift lines over 120 columns" >&2
+    exit 1
+fi
+echo "Swift sources: formatted, within 120 columns"
+
 swift build --build-tests
 
 # systemd-analyze verify, in a scratch root holding the distribution's units, ours and the built agent at the path

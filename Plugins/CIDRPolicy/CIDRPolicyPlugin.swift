@@ -44,11 +44,15 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
 
     public func acquire(prefixes: Set<String>) throws -> [String: UInt32] {
         try state.withLock { state in
-            guard let datapath = state.datapath else { throw AgentError.unavailable("the cidr-policy plugin is not started") }
+            guard let datapath = state.datapath else {
+                throw AgentError.unavailable("the cidr-policy plugin is not started")
+            }
             let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
             var result: [String: UInt32] = [:]
             for text in prefixes.sorted() {
-                guard let prefix = IPPrefix(text) else { throw AgentError.invalidField("cidr", "\"\(text)\" is not a prefix") }
+                guard let prefix = IPPrefix(text) else {
+                    throw AgentError.invalidField("cidr", "\"\(text)\" is not a prefix")
+                }
                 let canonical = prefix.description
                 if let id = state.byPrefix[canonical] {
                     result[text] = id

@@ -61,7 +61,8 @@ public struct NATOptions: Sendable, Equatable {
             result.maxEntries = UInt32(count)
         }
         if let value = object["gc-interval"] {
-            result.gcInterval = .seconds(try ConfigDuration.seconds(value, field: field("gc-interval"), range: 1...86400))
+            result.gcInterval = .seconds(
+                try ConfigDuration.seconds(value, field: field("gc-interval"), range: 1...86400))
         }
         if result.interface != nil && result.clusterCIDRs.isEmpty {
             throw AgentError.invalidField(

@@ -79,7 +79,8 @@ public final class NodeAgent: Sendable {
         let map: TypedMap<UInt32, na_config> = try datapath.typedMap("na_config")
         var value = try map.lookup(0) ?? na_config()
         let sampling = options.allowedFlowSampling
-        value.flags = UInt32(NA_CFG_EVENTS_DROPPED) | (sampling > 0 ? UInt32(NA_CFG_EVENTS_ALLOWED) : 0)
+        value.flags =
+            UInt32(NA_CFG_EVENTS_DROPPED) | (sampling > 0 ? UInt32(NA_CFG_EVENTS_ALLOWED) : 0)
             | (options.allowLocalhost == .policy ? UInt32(NA_CFG_LOCALHOST_POLICY) : 0)
         value.allowed_sample_rate = UInt32(max(sampling, 1))
         value.drop_event_interval_ms = UInt32(options.dropEventInterval.value)

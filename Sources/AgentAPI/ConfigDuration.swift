@@ -60,7 +60,8 @@ public enum ConfigDuration {
         }
         guard let total else {
             throw AgentError.invalidField(
-                field, "expected a duration like \"1s\", \"250ms\", \"1m30s\" or whole seconds, got \(value.serialized())")
+                field,
+                "expected a duration like \"1s\", \"250ms\", \"1m30s\" or whole seconds, got \(value.serialized())")
         }
         guard range.contains(total) else {
             throw AgentError.invalidField(

@@ -1,7 +1,9 @@
 /// Typed reads of request and config fields that fail with a message naming the field.
 extension JSON {
     public func requireString(_ field: String) throws(AgentError) -> String {
-        guard let value = stringValue else { throw AgentError.invalidField(field, "expected a string, got \(typeName)") }
+        guard let value = stringValue else {
+            throw AgentError.invalidField(field, "expected a string, got \(typeName)")
+        }
         return value
     }
 
@@ -19,7 +21,9 @@ extension JSON {
     }
 
     public func requireObject(_ field: String) throws(AgentError) -> [String: JSON] {
-        guard let value = objectValue else { throw AgentError.invalidField(field, "expected an object, got \(typeName)") }
+        guard let value = objectValue else {
+            throw AgentError.invalidField(field, "expected an object, got \(typeName)")
+        }
         return value
     }
 

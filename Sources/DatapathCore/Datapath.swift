@@ -141,7 +141,9 @@ public struct InnerMapTemplate: Sendable {
 public struct MapDecoder: Sendable {
     public var decode: @Sendable (_ key: [UInt8], _ value: [UInt8], _ map: BPFMap) -> (key: JSON, value: JSON)
 
-    public init(_ decode: @escaping @Sendable (_ key: [UInt8], _ value: [UInt8], _ map: BPFMap) -> (key: JSON, value: JSON)) {
+    public init(
+        _ decode: @escaping @Sendable (_ key: [UInt8], _ value: [UInt8], _ map: BPFMap) -> (key: JSON, value: JSON)
+    ) {
         self.decode = decode
     }
 }

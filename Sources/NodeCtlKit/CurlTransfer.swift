@@ -1,9 +1,9 @@
 import CCurl
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// One HTTP request to a Unix socket through libcurl, driven in bounded steps (libcurl's multi interface) so the

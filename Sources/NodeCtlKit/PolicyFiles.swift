@@ -1,12 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import AgentAPI
 import Yams
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// Reads CiliumNetworkPolicy documents from files or standard input, as YAML (one or more documents separated
 /// by `---`) or JSON (an object or an array of objects), and turns them into the JSON the agent takes.
@@ -15,7 +16,8 @@ public enum PolicyFiles {
     /// Empty documents (nothing but comments, or a stray `---`) are skipped; a file with no document at all
     /// is an error, since importing nothing is almost certainly a mistake.
     public static func load(
-        paths: [String], standardInput: () throws(InputError) -> [UInt8] = { () throws(InputError) in
+        paths: [String],
+        standardInput: () throws(InputError) -> [UInt8] = { () throws(InputError) in
             try readAll(fd: 0, name: "standard input")
         }
     ) throws(InputError) -> [JSON] {

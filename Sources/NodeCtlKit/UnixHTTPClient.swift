@@ -1,7 +1,7 @@
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// The agent's HTTP client over its Unix socket, through libcurl: one connection per request, and a streaming mode
@@ -108,7 +108,10 @@ public struct UnixHTTPClient: Sendable {
         let response = try stream(request, idleInterval: idleInterval) { event in
             switch event {
             case .idle:
-                if handler(nil) == .stop { stopped = true; return .stop }
+                if handler(nil) == .stop {
+                    stopped = true
+                    return .stop
+                }
             case .data(let bytes):
                 for line in splitter.feed(bytes) where handler(line) == .stop {
                     stopped = true

@@ -1,9 +1,9 @@
 import CMicroHTTPD
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// Starts libmicrohttpd on `listenFD` with callbacks that reach `core` through their `cls` pointer.

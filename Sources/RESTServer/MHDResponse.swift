@@ -2,9 +2,9 @@ import AgentAPI
 import CMicroHTTPD
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// A streaming response's state as MHD's content-reader callback sees it (through its `cls` pointer).

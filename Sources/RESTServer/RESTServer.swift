@@ -4,9 +4,9 @@ import Logging
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// The agent's HTTP server, libmicrohttpd with a pool of worker threads: the JSON API on a Unix socket, and

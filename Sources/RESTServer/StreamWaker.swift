@@ -100,7 +100,8 @@ final class StreamWaker: Sendable {
         while state.withLock({ $0.streams > 0 }) {
             let left = deadline - ContinuousClock.now
             guard left > .zero else { return }
-            let milliseconds = Int(left.components.seconds) * 1000 + Int(left.components.attoseconds / 1_000_000_000_000_000)
+            let milliseconds =
+                Int(left.components.seconds) * 1000 + Int(left.components.attoseconds / 1_000_000_000_000_000)
             _ = streamsEnded.wait(timeout: .now() + .milliseconds(min(max(milliseconds, 1), 50)))
         }
     }

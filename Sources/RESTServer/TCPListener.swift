@@ -1,9 +1,9 @@
 import AgentAPI
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// A listening TCP socket on one IPv4 or IPv6 address (4 or 16 bytes, network order) and port.

@@ -1,9 +1,9 @@
 import AgentAPI
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #endif
 
 /// A listening Unix stream socket bound at a path, set up so that restarts are safe: a stale socket file left by a

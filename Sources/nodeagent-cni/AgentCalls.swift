@@ -19,7 +19,8 @@ struct AgentCalls {
             let gateway = answer["ipv4"]?["gateway"]?.stringValue
                 ?? answer["host-addressing"]?["ipv4"]?["ip"]?.stringValue
         else {
-            throw CNIError(.agentRejected, "the agent's IPAM answer has no IPv4 address and gateway", details: answer.serialized())
+            throw CNIError(
+                .agentRejected, "the agent's IPAM answer has no IPv4 address and gateway", details: answer.serialized())
         }
         return (address, gateway)
     }
@@ -107,7 +108,8 @@ struct AgentCalls {
     static func translate(_ error: any Error) -> CNIError {
         switch error as? ClientError {
         case .server(let agentError)?:
-            return CNIError(.agentRejected, "nodeagent refused: \(agentError.message)", details: agentError.code.rawValue)
+            return CNIError(
+                .agentRejected, "nodeagent refused: \(agentError.message)", details: agentError.code.rawValue)
         case .notRunning(let path, let reason)?:
             return CNIError(.tryAgainLater, "nodeagent is not reachable at \(path)", details: reason)
         case let other?:

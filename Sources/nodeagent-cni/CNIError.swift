@@ -30,7 +30,9 @@ struct CNIError: Error, CustomStringConvertible {
     var description: String { details.isEmpty ? message : "\(message): \(details)" }
 
     func json(cniVersion: String) -> JSON {
-        ["cniVersion": .string(cniVersion), "code": .int(Int64(code.rawValue)), "msg": .string(message),
-         "details": .string(details)]
+        [
+            "cniVersion": .string(cniVersion), "code": .int(Int64(code.rawValue)), "msg": .string(message),
+            "details": .string(details),
+        ]
     }
 }

@@ -3,7 +3,14 @@ import Foundation
 
 /// One invocation: the CNI_* environment and the network configuration from stdin.
 struct CNIRequest {
-    enum Command: String { case add = "ADD", del = "DEL", check = "CHECK", version = "VERSION", status = "STATUS", gc = "GC" }
+    enum Command: String {
+        case add = "ADD"
+        case del = "DEL"
+        case check = "CHECK"
+        case version = "VERSION"
+        case status = "STATUS"
+        case gc = "GC"
+    }
 
     static let supportedVersions = ["0.4.0", "1.0.0", "1.1.0"]
 
@@ -62,7 +69,8 @@ struct CNIRequest {
 
     static func fromEnvironment(_ environment: [String: String], stdin: [UInt8]) throws -> CNIRequest {
         guard let text = environment["CNI_COMMAND"], let command = Command(rawValue: text) else {
-            throw CNIError(.invalidEnvironment, "CNI_COMMAND is missing or unknown", details: environment["CNI_COMMAND"] ?? "")
+            throw CNIError(
+                .invalidEnvironment, "CNI_COMMAND is missing or unknown", details: environment["CNI_COMMAND"] ?? "")
         }
         var config: JSON = [:]
         if command != .version || !stdin.isEmpty {
@@ -71,7 +79,9 @@ struct CNIRequest {
             case .failure(let error):
                 throw CNIError(.decodeFailure, "cannot decode the network configuration", details: error.message)
             }
-            guard config.objectValue != nil else { throw CNIError(.decodeFailure, "the network configuration is not an object") }
+            guard config.objectValue != nil else {
+                throw CNIError(.decodeFailure, "the network configuration is not an object")
+            }
         }
         let version = config["cniVersion"]?.stringValue ?? "1.0.0"
         if command != .version, !supportedVersions.contains(version) {

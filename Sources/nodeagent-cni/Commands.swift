@@ -10,7 +10,10 @@ struct Commands {
     func run() throws -> JSON? {
         switch request.command {
         case .version:
-            return ["cniVersion": .string(request.cniVersion), "supportedVersions": .array(CNIRequest.supportedVersions.map { .string($0) })]
+            return [
+                "cniVersion": .string(request.cniVersion),
+                "supportedVersions": .array(CNIRequest.supportedVersions.map { .string($0) }),
+            ]
         case .add: return try add()
         case .del:
             try del()
@@ -102,7 +105,8 @@ struct Commands {
     }
 
     private func check() throws {
-        guard let endpoint = try agent.endpoint(containerID: request.containerID, interface: request.hostInterface) else {
+        guard let endpoint = try agent.endpoint(containerID: request.containerID, interface: request.hostInterface)
+        else {
             throw CNIError(.unknownContainer, "no endpoint is registered for container \(request.containerID)")
         }
         guard let address = endpoint["addressing"]?["ipv4"]?.stringValue else {

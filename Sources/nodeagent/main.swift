@@ -69,7 +69,8 @@ extension NodeAgentCommand {
 
     struct Cleanup: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Remove everything the agent installed: tc programs, pinned maps, the socket and (unless kept) state.")
+            abstract:
+                "Remove everything the agent installed: tc programs, pinned maps, the socket and (unless kept) state.")
 
         @OptionGroup var options: CommonOptions
 

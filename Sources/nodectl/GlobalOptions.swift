@@ -3,11 +3,11 @@ import ArgumentParser
 import NodeCtlKit
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Musl)
-import Musl
+    import Musl
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 /// Options every command takes: where the agent listens and how to print its answers.

@@ -114,8 +114,10 @@ struct PolicyCommand: ParsableCommand {
         @Option(help: ArgumentHelp("Destination selector.", valueName: "selector"))
         var dst: String
 
-        @Option(help: ArgumentHelp("Destination port and protocol, e.g. 8080/tcp (protocol defaults to tcp).",
-                                   valueName: "port[/proto]"))
+        @Option(
+            help: ArgumentHelp(
+                "Destination port and protocol, e.g. 8080/tcp (protocol defaults to tcp).",
+                valueName: "port[/proto]"))
         var dport: String?
 
         func validate() throws {

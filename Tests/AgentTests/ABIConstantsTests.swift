@@ -1,6 +1,7 @@
 import CNodeABI
-@testable import Policy
 import XCTest
+
+@testable import Policy
 
 /// The Policy module has no C dependency, so it spells a few of the datapath ABI's numbers itself: they must be the
 /// header's.

@@ -1,7 +1,7 @@
+import DatapathCore
 import XCTest
 
 @testable import Agent
-import DatapathCore
 
 /// Flows for the filter tests: frontend → backend-api on 8080 allowed, on 9090 denied, and one to the world.
 enum FlowFixtures {

@@ -1,7 +1,7 @@
+import DatapathCore
 import XCTest
 
 @testable import Agent
-import DatapathCore
 
 final class FlowStoreTests: XCTestCase {
     /// Distinct flows: the time says which one it is.

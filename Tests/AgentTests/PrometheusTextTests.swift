@@ -1,7 +1,7 @@
+import DatapathCore
 import XCTest
 
 @testable import Agent
-import DatapathCore
 
 final class PrometheusTextTests: XCTestCase {
     func testFamiliesGroupWithOneHelpAndTypeLine() {

@@ -38,7 +38,8 @@ final class DropAggregationTests: XCTestCase {
     func testDistinctFlowsAreEachReported() throws {
         let h = try setUp(intervalMS: 60_000)
         let program = try h.program(Program.fromEndpoint.rawValue)
-        let packets = (0..<20).map { Packet.udp(Net.ep4, Net.peer4, sport: 40000 + UInt16($0), dport: 9999).bytes }
+        let packets =
+            (0..<20).map { Packet.udp(Net.ep4, Net.peer4, sport: 40000 + UInt16($0), dport: 9999).bytes }
             + [Packet.udp(Net.ep6, Net.peer6, sport: 40000, dport: 9999).bytes]
         for packet in packets { _ = try program.testRun(packet: packet, repeat: 50) }
         let events = try h.drainEvents()

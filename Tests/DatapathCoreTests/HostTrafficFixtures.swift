@@ -21,8 +21,9 @@ let hostTrafficFixtures: [Fixture] = [
                 .toEndpoint, .tcp(HostNet.node4, Net.ep4, sport: 41000, dport: 8080, flags: .ack), .pass,
                 before: Step.Change { h in try h.changePolicy([]) }),
             // Egress to the node is the endpoint's own egress policy's business.
-            Step(.fromEndpoint, .tcp(Net.ep4, HostNet.node4, sport: 41001, dport: 10250, flags: .syn),
-                 .drop(NA_DROP_POLICY)),
+            Step(
+                .fromEndpoint, .tcp(Net.ep4, HostNet.node4, sport: 41001, dport: 10250, flags: .syn),
+                .drop(NA_DROP_POLICY)),
             // Only the node's addresses: other peers still meet the default deny.
             Step(.toEndpoint, .tcp(Net.peer4, Net.ep4, sport: 41000, dport: 8080, flags: .syn), .drop(NA_DROP_POLICY)),
         ]),
@@ -38,7 +39,8 @@ let hostTrafficFixtures: [Fixture] = [
         [
             Step(
                 .toEndpoint, .tcp(HostNet.node4, Net.ep4, sport: 41000, dport: 8080, flags: .syn),
-                .drop(NA_DROP_POLICY)) { _, events in
+                .drop(NA_DROP_POLICY)
+            ) { _, events in
                 XCTAssertEqual(try XCTUnwrap(events.first).src_identity, NA_ID_HOST.rawValue)
             },
             Step(

@@ -1,6 +1,6 @@
 import AgentAPI
-import DatapathCore
 import CLibbpf
+import DatapathCore
 import Glibc
 import XCTest
 

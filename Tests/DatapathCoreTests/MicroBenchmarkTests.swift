@@ -274,7 +274,8 @@ private struct MicroReport {
             "    (median over rounds of the per-round median; [min-max over rounds]; mean per packet in braces)",
         ]
         let caseWidth = MicroPass.allCases.map(\.rawValue.count).max() ?? 30
-        let header = "case".padding(toLength: caseWidth, withPad: " ", startingAt: 0)
+        let header =
+            "case".padding(toLength: caseWidth, withPad: " ", startingAt: 0)
             + sizes.map { "  " + "\($0) entries".leftPad(26) }.joined() + "  " + "largest/smallest".leftPad(16)
         lines.append(header)
         for pass in MicroPass.allCases {

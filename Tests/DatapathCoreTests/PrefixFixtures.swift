@@ -4,14 +4,14 @@ import CNodeABI
 /// the longest, /0 catches everything else, /32 and /128 single hosts, and an `except` range is a more specific
 /// prefix with an identity of its own that the policy does not allow.
 private enum Prefix {
-    static let all: UInt32 = (1 << 24) + 1         // 0.0.0.0/0
-    static let wide: UInt32 = (1 << 24) + 2        // 203.0.0.0/8
-    static let allowed: UInt32 = (1 << 24) + 3     // 203.0.113.0/24
-    static let carved: UInt32 = (1 << 24) + 4      // 203.0.113.128/25, the except range
-    static let host: UInt32 = (1 << 24) + 5        // 203.0.113.200/32, inside the carved range
-    static let v6Net: UInt32 = (1 << 24) + 6       // 2001:db8::/32
-    static let v6Except: UInt32 = (1 << 24) + 7    // 2001:db8:1::/48
-    static let v6All: UInt32 = (1 << 24) + 8       // ::/0
+    static let all: UInt32 = (1 << 24) + 1  // 0.0.0.0/0
+    static let wide: UInt32 = (1 << 24) + 2  // 203.0.0.0/8
+    static let allowed: UInt32 = (1 << 24) + 3  // 203.0.113.0/24
+    static let carved: UInt32 = (1 << 24) + 4  // 203.0.113.128/25, the except range
+    static let host: UInt32 = (1 << 24) + 5  // 203.0.113.200/32, inside the carved range
+    static let v6Net: UInt32 = (1 << 24) + 6  // 2001:db8::/32
+    static let v6Except: UInt32 = (1 << 24) + 7  // 2001:db8:1::/48
+    static let v6All: UInt32 = (1 << 24) + 8  // ::/0
 
     static let ipcache: [(cidr: String, identity: UInt32)] = [
         ("0.0.0.0/0", all), ("203.0.0.0/8", wide), ("203.0.113.0/24", allowed), ("203.0.113.128/25", carved),
@@ -84,8 +84,9 @@ let prefixFixtures: [Fixture] = [
             Step(.toEndpoint, .tcp("203.0.113.10", Net.ep4, dport: 8080), .pass),
             // Egress is enforced with no egress entry: only conntrack lets the reply out.
             Step(.fromEndpoint, .tcp(Net.ep4, "203.0.113.10", sport: 8080, dport: 40000, flags: [.syn, .ack]), .pass),
-            Step(.fromEndpoint, .tcp(Net.ep4, "203.0.113.10", sport: 8080, dport: 40001, flags: [.syn, .ack]),
-                 .drop(NA_DROP_POLICY)),
+            Step(
+                .fromEndpoint, .tcp(Net.ep4, "203.0.113.10", sport: 8080, dport: 40001, flags: [.syn, .ack]),
+                .drop(NA_DROP_POLICY)),
             Step(.toEndpoint, .tcp("203.0.113.130", Net.ep4, dport: 8080), .drop(NA_DROP_POLICY)),
         ]),
 ]

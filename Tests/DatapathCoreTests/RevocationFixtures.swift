@@ -50,7 +50,9 @@ let revocationFixtures: [Fixture] = [
             Step(
                 .toEndpoint, .tcp(Net.peer4, Net.ep4, sport: 80, dport: 40000, flags: [.syn, .ack]), .pass,
                 before: Step.Change { h in
-                    try h.changePolicy([.egress(Net.peerIdentity, Proto.tcp, 80), .egress(Net.subnetIdentity, Proto.udp, 53)])
+                    try h.changePolicy([
+                        .egress(Net.peerIdentity, Proto.tcp, 80), .egress(Net.subnetIdentity, Proto.udp, 53),
+                    ])
                 }
             ) { h, _ in
                 let entry = try XCTUnwrap(h.conntrack.lookup(egressKey))

@@ -63,7 +63,9 @@ final class StateFileTests: XCTestCase {
         // Unmarked: only the agent's own layout is recognised.
         let state = "\(directory)/state"
         try FileManager.default.createDirectory(atPath: "\(state)/endpoints", withIntermediateDirectories: true)
-        for name in ["policy.json", "config.json.tmp"] { try "{}".write(toFile: "\(state)/\(name)", atomically: false, encoding: .utf8) }
+        for name in ["policy.json", "config.json.tmp"] {
+            try "{}".write(toFile: "\(state)/\(name)", atomically: false, encoding: .utf8)
+        }
         XCTAssertNil(Ownership.refusal(stateDirectory: state), "an installation from before markers")
         try "x".write(toFile: "\(state)/notes.txt", atomically: false, encoding: .utf8)
         let refusal = try XCTUnwrap(Ownership.refusal(stateDirectory: state))

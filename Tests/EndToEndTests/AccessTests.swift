@@ -69,6 +69,7 @@ final class AccessTests: EndToEndTestCase {
         XCTAssertEqual(theirs.count, 1, "the member's change is logged with its uid")
         XCTAssertTrue(theirs.first?.contains("gid=\(gid)") == true, "\(theirs)")
         XCTAssertFalse(
-            log.contains { $0.contains("GET /v1/healthz") && $0.contains("level=info") }, "reads are not logged at info")
+            log.contains { $0.contains("GET /v1/healthz") && $0.contains("level=info") }, "reads are not logged at info"
+        )
     }
 }

@@ -33,17 +33,20 @@ final class BadInputTests: EndToEndTestCase {
         for item in cases {
             let client = try KeepAliveClient(socketPath: agent.socketPath)
             let response = try client.request(item.method, item.path, rawBody: item.body)
-            let label = "\(item.method) \(item.path) with \(item.body.count) B \(String(decoding: item.body.prefix(60), as: UTF8.self))"
+            let start = String(decoding: item.body.prefix(60), as: UTF8.self)
+            let label = "\(item.method) \(item.path) with \(item.body.count) B \(start)"
             XCTAssertEqual(response.status, item.status, "\(label): \(response)", file: file, line: line)
             XCTAssertEqual(
-                response.json?["error"]?["code"]?.stringValue, item.code, "\(label): \(response)", file: file, line: line)
+                response.json?["error"]?["code"]?.stringValue, item.code, "\(label): \(response)", file: file,
+                line: line)
             XCTAssertFalse(
                 (response.json?["error"]?["message"]?.stringValue ?? "").isEmpty, "\(label): a message says why",
                 file: file, line: line)
         }
         let after = try AgentSnapshot.take(socketPath: agent.socketPath)
         XCTAssertEqual(after.differences(from: before), [], "a rejected request changed state", file: file, line: line)
-        XCTAssertEqual(try agent.api(.GET, "/v1/healthz").status, 200, "the agent is still serving", file: file, line: line)
+        XCTAssertEqual(
+            try agent.api(.GET, "/v1/healthz").status, 200, "the agent is still serving", file: file, line: line)
     }
 
     func testOversizedMalformedAndMistypedBodiesAreRejectedWithoutEffect() throws {
@@ -57,62 +60,85 @@ final class BadInputTests: EndToEndTestCase {
             return Array(JSON.object(base).serialized().utf8)
         }
         let policy = { (spec: JSON) -> [UInt8] in
-            Array(JSON.object([
-                "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
-                "metadata": ["name": "bad", "namespace": "web-tier"], "spec": spec,
-            ]).serialized().utf8)
+            Array(
+                JSON.object([
+                    "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+                    "metadata": ["name": "bad", "namespace": "web-tier"], "spec": spec,
+                ]).serialized().utf8)
         }
         let limit = 1 << 20
-        let bigPolicy = Array(#"{"metadata":{"name":"x","namespace":"y"},"pad":""#.utf8)
+        let bigPolicy =
+            Array(#"{"metadata":{"name":"x","namespace":"y"},"pad":""#.utf8)
             + [UInt8](repeating: UInt8(ascii: "a"), count: limit) + Array(#""}"#.utf8)
-        let deep = [UInt8](repeating: UInt8(ascii: "["), count: 100_000) + [UInt8](repeating: UInt8(ascii: "]"), count: 100_000)
+        let deep =
+            [UInt8](repeating: UInt8(ascii: "["), count: 100_000)
+            + [UInt8](repeating: UInt8(ascii: "]"), count: 100_000)
         let tooManyLabels = JSON.array((0...256).map { .string("k8s:l\($0)=v") })
         let longLabel = JSON.array([.string("k8s:app=" + String(repeating: "v", count: 100_000))])
-        try assertRejected(s.agent, [
-            // Over the body limit, both as one body and as a PUT to another route.
-            ("PUT", "/v1/policy", bigPolicy, 413, "payload-too-large"),
-            ("PUT", "/v1/endpoint/1", [UInt8](repeating: 0x20, count: limit + 1), 413, "payload-too-large"),
-            // Not JSON, or JSON the parser refuses.
-            ("PUT", "/v1/policy", deep, 400, "invalid-json"),
-            ("PUT", "/v1/policy", Array("{\"metadata\":{\"name\":\"\u{FF}\"}}".utf8).map { $0 == 0xC3 ? 0xFF : $0 },
-             400, "invalid-json"),
-            ("PUT", "/v1/endpoint/1", [0x7B, 0x22, 0xC0, 0xAF, 0x22, 0x3A, 0x31, 0x7D], 400, "invalid-json"),
-            ("PUT", "/v1/policy", Array(#"{"metadata":{"name":"a","name":"b","namespace":"n"}}"#.utf8), 400, "invalid-json"),
-            ("PUT", "/v1/endpoint/1", Array(#"{"interface-name":"a","interface-name":"b"}"#.utf8), 400, "invalid-json"),
-            ("PATCH", "/v1/config", Array(#"{"log-level":"info"} trailing"#.utf8), 400, "invalid-json"),
-            ("PUT", "/v1/policy", [], 400, "invalid-json"),
-            // Valid JSON of the wrong shape or type.
-            ("PUT", "/v1/endpoint/1", endpoint(["labels": 5]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/1", endpoint(["labels": [5]]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/1", endpoint(["addressing": "10.0.0.1"]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/1", endpoint(["addressing": ["ipv4": "10.0.0.300"]]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/1", endpoint(["addressing": ["ipv4": "fd00::1"]]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/1", endpoint(["interface-name": 7]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/1", endpoint(["interface-name": "a/b"]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/1", endpoint(["id": 2]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/1", endpoint(["k8s-namespace": ["x"]]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/1", endpoint(["unknown-field": true]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/1", Array("[]".utf8), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/1", Array("null".utf8), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/0", endpoint([:]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/99999999999", endpoint([:]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/-1", endpoint([:]), 400, "invalid-field"),
-            ("PATCH", "/v1/endpoint/1/labels", Array(#"{"add":"k8s:a=b"}"#.utf8), 400, "invalid-field"),
-            ("PATCH", "/v1/config", Array(#"{"policy-enforcement":true}"#.utf8), 400, "invalid-field"),
-            ("PATCH", "/v1/config", Array(#"{"policy-enforcement":"always","bogus":1}"#.utf8), 400, "invalid-field"),
-            ("PUT", "/v1/policy", policy(["endpointSelector": "all"]), 400, "invalid-field"),
-            ("PUT", "/v1/policy", policy(["endpointSelector": [:], "egress": [["toPorts": [["ports": [["port": "99999"]]]]]]]),
-             400, "invalid-field"),
-            ("PUT", "/v1/policy", policy(["endpointSelector": [:], "ingress": "none"]), 400, "invalid-field"),
-            ("PUT", "/v1/policy", Array("[]".utf8), 400, "invalid-field"),
-            ("PUT", "/v1/policy", Array("42".utf8), 400, "invalid-field"),
-            // Huge label sets: too many labels, or a label far too long.
-            ("PUT", "/v1/endpoint/1", endpoint(["labels": tooManyLabels]), 400, "invalid-field"),
-            ("PUT", "/v1/endpoint/1", endpoint(["labels": longLabel]), 400, "invalid-field"),
-            ("PATCH", "/v1/endpoint/1/labels", Array(JSON.object(["add": tooManyLabels]).serialized().utf8), 400,
-             "invalid-field"),
-            ("GET", "/v1/endpoint?labels=" + String(repeating: "k8s:a=b,", count: 300), [], 200, ""),
-        ].filter { $0.status != 200 })
+        try assertRejected(
+            s.agent,
+            [
+                // Over the body limit, both as one body and as a PUT to another route.
+                ("PUT", "/v1/policy", bigPolicy, 413, "payload-too-large"),
+                ("PUT", "/v1/endpoint/1", [UInt8](repeating: 0x20, count: limit + 1), 413, "payload-too-large"),
+                // Not JSON, or JSON the parser refuses.
+                ("PUT", "/v1/policy", deep, 400, "invalid-json"),
+                (
+                    "PUT", "/v1/policy",
+                    Array("{\"metadata\":{\"name\":\"\u{FF}\"}}".utf8).map { $0 == 0xC3 ? 0xFF : $0 },
+                    400, "invalid-json"
+                ),
+                ("PUT", "/v1/endpoint/1", [0x7B, 0x22, 0xC0, 0xAF, 0x22, 0x3A, 0x31, 0x7D], 400, "invalid-json"),
+                (
+                    "PUT", "/v1/policy", Array(#"{"metadata":{"name":"a","name":"b","namespace":"n"}}"#.utf8), 400,
+                    "invalid-json"
+                ),
+                (
+                    "PUT", "/v1/endpoint/1", Array(#"{"interface-name":"a","interface-name":"b"}"#.utf8), 400,
+                    "invalid-json"
+                ),
+                ("PATCH", "/v1/config", Array(#"{"log-level":"info"} trailing"#.utf8), 400, "invalid-json"),
+                ("PUT", "/v1/policy", [], 400, "invalid-json"),
+                // Valid JSON of the wrong shape or type.
+                ("PUT", "/v1/endpoint/1", endpoint(["labels": 5]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/1", endpoint(["labels": [5]]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/1", endpoint(["addressing": "10.0.0.1"]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/1", endpoint(["addressing": ["ipv4": "10.0.0.300"]]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/1", endpoint(["addressing": ["ipv4": "fd00::1"]]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/1", endpoint(["interface-name": 7]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/1", endpoint(["interface-name": "a/b"]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/1", endpoint(["id": 2]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/1", endpoint(["k8s-namespace": ["x"]]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/1", endpoint(["unknown-field": true]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/1", Array("[]".utf8), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/1", Array("null".utf8), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/0", endpoint([:]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/99999999999", endpoint([:]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/-1", endpoint([:]), 400, "invalid-field"),
+                ("PATCH", "/v1/endpoint/1/labels", Array(#"{"add":"k8s:a=b"}"#.utf8), 400, "invalid-field"),
+                ("PATCH", "/v1/config", Array(#"{"policy-enforcement":true}"#.utf8), 400, "invalid-field"),
+                (
+                    "PATCH", "/v1/config", Array(#"{"policy-enforcement":"always","bogus":1}"#.utf8), 400,
+                    "invalid-field"
+                ),
+                ("PUT", "/v1/policy", policy(["endpointSelector": "all"]), 400, "invalid-field"),
+                (
+                    "PUT", "/v1/policy",
+                    policy(["endpointSelector": [:], "egress": [["toPorts": [["ports": [["port": "99999"]]]]]]]),
+                    400, "invalid-field"
+                ),
+                ("PUT", "/v1/policy", policy(["endpointSelector": [:], "ingress": "none"]), 400, "invalid-field"),
+                ("PUT", "/v1/policy", Array("[]".utf8), 400, "invalid-field"),
+                ("PUT", "/v1/policy", Array("42".utf8), 400, "invalid-field"),
+                // Huge label sets: too many labels, or a label far too long.
+                ("PUT", "/v1/endpoint/1", endpoint(["labels": tooManyLabels]), 400, "invalid-field"),
+                ("PUT", "/v1/endpoint/1", endpoint(["labels": longLabel]), 400, "invalid-field"),
+                (
+                    "PATCH", "/v1/endpoint/1/labels", Array(JSON.object(["add": tooManyLabels]).serialized().utf8), 400,
+                    "invalid-field"
+                ),
+                ("GET", "/v1/endpoint?labels=" + String(repeating: "k8s:a=b,", count: 300), [], 200, ""),
+            ].filter { $0.status != 200 })
 
         // The largest label set accepted is accepted whole and reads back exactly, with the namespace label the
         // agent keeps on every endpoint of a namespace (so a relabelled pod stays under its namespace's policies).
@@ -123,7 +149,8 @@ final class BadInputTests: EndToEndTestCase {
             big.json?["labels"]?.arrayValue?.compactMap(\.stringValue).sorted(),
             (maxLabels + ["k8s:io.kubernetes.pod.namespace=web-tier"]).sorted())
         // A long filter is answered, not refused: nothing carries all those labels.
-        let filter = try s.agent.api(.GET, "/v1/endpoint?labels=" + (0..<300).map { "k8s:a\($0)=b" }.joined(separator: ","))
+        let filter = try s.agent.api(
+            .GET, "/v1/endpoint?labels=" + (0..<300).map { "k8s:a\($0)=b" }.joined(separator: ","))
         XCTAssertEqual(filter.status, 200, "\(filter)")
         XCTAssertEqual(filter.json, [])
     }
@@ -136,7 +163,8 @@ final class BadInputTests: EndToEndTestCase {
         var started = Date()
         try Shell.run(
             ["ip", "-n", topology.nodeNetns, "-batch", "-"],
-            input: names.map { "link add \($0) type veth peer name \($0)p" }.joined(separator: "\n") + "\n", timeout: 300)
+            input: names.map { "link add \($0) type veth peer name \($0)p" }.joined(separator: "\n") + "\n",
+            timeout: 300)
         let interfaceTime = Date().timeIntervalSince(started)
         // Deleting an endpoint sweeps its conntrack entries, a walk of the whole table: a smaller table keeps
         // ten thousand deletions about the agent rather than about walking half a million empty slots.
@@ -181,7 +209,8 @@ final class BadInputTests: EndToEndTestCase {
         let pins = try FileManager.default.contentsOfDirectory(atPath: agent.bpfRoot).filter { $0.hasPrefix("na_pol_") }
         XCTAssertEqual(pins, [], "every policy map's pin is gone")
         print(
-            "10000 endpoints: interfaces \(String(format: "%.1f", interfaceTime)) s, create \(String(format: "%.1f", createTime)) s "
+            "10000 endpoints: interfaces \(String(format: "%.1f", interfaceTime)) s, "
+                + "create \(String(format: "%.1f", createTime)) s "
                 + "(\(Int(Double(count) / createTime))/s), list \(Int(listTime * 1000)) ms, "
                 + "delete \(String(format: "%.1f", deleteTime)) s (\(Int(Double(count) / deleteTime))/s)")
     }
@@ -201,8 +230,10 @@ final class BadInputTests: EndToEndTestCase {
         let endpointsPerClient = 4
         try Shell.run(
             ["ip", "-n", topology.nodeNetns, "-batch", "-"],
-            input: (0..<clients * endpointsPerClient).map { "link add cc\(topology.tag)\($0) type veth peer name cc\(topology.tag)\($0)p" }
-                .joined(separator: "\n") + "\n")
+            input: (0..<clients * endpointsPerClient).map {
+                "link add cc\(topology.tag)\($0) type veth peer name cc\(topology.tag)\($0)p"
+            }
+            .joined(separator: "\n") + "\n")
         let agent = try startAgent(in: topology)
         let socketPath = agent.socketPath
         let tag = topology.tag
@@ -262,10 +293,14 @@ final class BadInputTests: EndToEndTestCase {
                             "metadata": ["name": .string("client-\(index)"), "namespace": "default"],
                             "spec": [
                                 "endpointSelector": ["matchLabels": ["client": .string("c\(index % 4)")]],
-                                "ingress": [[
-                                    "fromEndpoints": [["matchLabels": ["app": .string("c\(step % 3)")]]],
-                                    "toPorts": [["ports": [["port": .string("\(8000 + step % 100)"), "protocol": "TCP"]]]],
-                                ]],
+                                "ingress": [
+                                    [
+                                        "fromEndpoints": [["matchLabels": ["app": .string("c\(step % 3)")]]],
+                                        "toPorts": [
+                                            ["ports": [["port": .string("\(8000 + step % 100)"), "protocol": "TCP"]]]
+                                        ],
+                                    ]
+                                ],
                             ],
                         ]
                     }
@@ -295,7 +330,9 @@ final class BadInputTests: EndToEndTestCase {
         guard finished == .success else { return }
         let results = outcomes.current
         let total = results.map(\.requests).reduce(0, +)
-        print("16 clients × 5000 requests: \(total) in \(String(format: "%.1f", elapsed)) s (\(Int(Double(total) / elapsed))/s)")
+        print(
+            "16 clients × 5000 requests: \(total) in \(String(format: "%.1f", elapsed)) s "
+                + "(\(Int(Double(total) / elapsed))/s)")
         XCTAssertEqual(total, clients * perClient)
         XCTAssertEqual(results.flatMap(\.failures), [])
         XCTAssertEqual(results.map(\.reconnects).reduce(0, +), 0, "keep-alive connections stay open")
@@ -306,7 +343,10 @@ final class BadInputTests: EndToEndTestCase {
         let listed = Set((snapshot.endpoints.arrayValue ?? []).compactMap { $0["id"]?.intValue }.map { Int($0) })
         XCTAssertEqual(listed, expected)
         XCTAssertEqual(
-            Set((snapshot.maps["na_endpoints"] ?? []).compactMap { $0["value"]?["endpoint-id"]?.intValue }.map { Int($0) }),
+            Set(
+                (snapshot.maps["na_endpoints"] ?? []).compactMap { $0["value"]?["endpoint-id"]?.intValue }.map {
+                    Int($0)
+                }),
             expected)
         XCTAssertEqual(Set(snapshot.policyMaps), Set(expected.map { String(format: "na_pol_%05d", $0) }))
         XCTAssertEqual((snapshot.policy["policies"]?.arrayValue ?? []).count, clients)

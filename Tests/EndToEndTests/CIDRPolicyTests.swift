@@ -8,9 +8,9 @@ final class CIDRPolicyTests: EndToEndTestCase {
         var topology: Topology
         var agent: AgentProcess
         var backend: Pod
-        var metadata: ExternalHost   // 169.254.169.254, allowed by the seed policy
+        var metadata: ExternalHost  // 169.254.169.254, allowed by the seed policy
         var monitoring: ExternalHost  // 198.51.100.10, allowed by the seed policy
-        var other: ExternalHost       // 198.51.100.20, not allowed
+        var other: ExternalHost  // 198.51.100.20, not allowed
     }
 
     private func makeWorld() throws -> World {
@@ -112,7 +112,8 @@ final class CIDRPolicyTests: EndToEndTestCase {
         _ = try agent.registerEndpoint(id: 1, pod: backend, labels: ["k8s:app=backend-api"])
 
         try putPolicy(
-            Self.egressPolicy("cidr-set", [["toCIDRSet": [["cidr": "203.0.113.0/24", "except": ["203.0.113.128/25"]]]]]),
+            Self.egressPolicy(
+                "cidr-set", [["toCIDRSet": [["cidr": "203.0.113.0/24", "except": ["203.0.113.128/25"]]]]]),
             into: agent)
         assertReachability(
             [
@@ -172,7 +173,8 @@ final class CIDRPolicyTests: EndToEndTestCase {
         let topology = try makeTopology()
         let backend = try topology.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
         let config = NSTemporaryDirectory() + "nodeagent-cidr-off-\(topology.tag).json"
-        try #"{"plugins": {"cidr-policy": {"enabled": false}}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        try #"{"plugins": {"cidr-policy": {"enabled": false}}}"#.write(
+            toFile: config, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: config) }
         let agent = try startAgent(in: topology, configFile: config)
         _ = try agent.registerEndpoint(id: 1, pod: backend, labels: ["k8s:app=backend-api"])

@@ -52,7 +52,10 @@ final class CNITests: EndToEndTestCase {
         if let netns { environment.append("CNI_NETNS=\(netns)") }
         if let pod { environment.append("CNI_ARGS=K8S_POD_NAMESPACE=\(pod.namespace);K8S_POD_NAME=\(pod.name)") }
         return try Shell.capture(
-            ["nsenter", "--net=/var/run/netns/\(topology.nodeNetns)", "env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"]
+            [
+                "nsenter", "--net=/var/run/netns/\(topology.nodeNetns)", "env", "-i",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+            ]
                 + environment + [binary],
             input: config, timeout: 30)
     }
@@ -60,9 +63,11 @@ final class CNITests: EndToEndTestCase {
     /// Validates a result document against the CNI result schema with Python's jsonschema.
     private func assertValidResult(_ text: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let schema = try fixture("cni-result.schema.json")
-        let script = "import json,sys,jsonschema; jsonschema.validate(json.load(sys.stdin), json.load(open(sys.argv[1])))"
+        let script =
+            "import json,sys,jsonschema; jsonschema.validate(json.load(sys.stdin), json.load(open(sys.argv[1])))"
         let check = try Shell.capture(["python3", "-c", script, schema], input: text)
-        XCTAssertEqual(check.status, 0, "CNI result does not match the schema: \(check.stderr)\n\(text)", file: file, line: line)
+        XCTAssertEqual(
+            check.status, 0, "CNI result does not match the schema: \(check.stderr)\n\(text)", file: file, line: line)
     }
 
     private struct Wired {
@@ -76,16 +81,20 @@ final class CNITests: EndToEndTestCase {
         let topology = try makeTopology()
         let agent = try startAgentWithIPAM(in: topology)
         let binary = try cniBinary(near: agent)
-        let version = try Self.cni("VERSION", binary, topology: topology, container: "", netns: nil, pod: nil,
-                              config: #"{"cniVersion":"1.0.0"}"#)
+        let version = try Self.cni(
+            "VERSION", binary, topology: topology, container: "", netns: nil, pod: nil,
+            config: #"{"cniVersion":"1.0.0"}"#)
         XCTAssertEqual(version.status, 0, version.stdout)
-        XCTAssertEqual(Set(try JSON.parse(version.stdout)["supportedVersions"]?.arrayValue?.compactMap(\.stringValue) ?? []),
-                       ["0.4.0", "1.0.0", "1.1.0"])
-        let status = try Self.cni("STATUS", binary, topology: topology, container: "", netns: nil, pod: nil,
-                             config: networkConfig(agent))
+        XCTAssertEqual(
+            Set(try JSON.parse(version.stdout)["supportedVersions"]?.arrayValue?.compactMap(\.stringValue) ?? []),
+            ["0.4.0", "1.0.0", "1.1.0"])
+        let status = try Self.cni(
+            "STATUS", binary, topology: topology, container: "", netns: nil, pod: nil,
+            config: networkConfig(agent))
         XCTAssertEqual(status.status, 0, status.stdout)
-        let down = try Self.cni("STATUS", binary, topology: topology, container: "", netns: nil, pod: nil,
-                           config: #"{"cniVersion":"1.1.0","name":"x","type":"nodeagent-cni","socket":"/nonexistent.sock"}"#)
+        let down = try Self.cni(
+            "STATUS", binary, topology: topology, container: "", netns: nil, pod: nil,
+            config: #"{"cniVersion":"1.1.0","name":"x","type":"nodeagent-cni","socket":"/nonexistent.sock"}"#)
         XCTAssertNotEqual(down.status, 0)
         XCTAssertEqual(try JSON.parse(down.stdout)["code"]?.intValue, 50, down.stdout)
     }
@@ -116,8 +125,9 @@ final class CNITests: EndToEndTestCase {
 
         let endpoints = try agent.api(.GET, "/v1/endpoint").json?.arrayValue ?? []
         XCTAssertEqual(endpoints.count, 50)
-        XCTAssertEqual(endpoints.first { $0["k8s-pod-name"]?.stringValue == "pod3" }?["labels"]?.arrayValue?
-            .compactMap(\.stringValue).contains("k8s:app=client"), true)
+        XCTAssertEqual(
+            endpoints.first { $0["k8s-pod-name"]?.stringValue == "pod3" }?["labels"]?.arrayValue?
+                .compactMap(\.stringValue).contains("k8s:app=client"), true)
 
         // Connectivity, then policy: servers accept clients on 8080 only.
         let hosts = wired.map { CNIPod(netns: $0.netns, ipv4: $0.address) }
@@ -133,10 +143,12 @@ final class CNITests: EndToEndTestCase {
             "metadata": ["name": "servers", "namespace": "servers"],
             "spec": [
                 "endpointSelector": ["matchLabels": ["app": "server"]],
-                "ingress": [[
-                    "fromEndpoints": [["matchLabels": ["k8s:io.kubernetes.pod.namespace": "clients"]]],
-                    "toPorts": [["ports": [["port": "8080", "protocol": "TCP"]]]],
-                ]],
+                "ingress": [
+                    [
+                        "fromEndpoints": [["matchLabels": ["k8s:io.kubernetes.pod.namespace": "clients"]]],
+                        "toPorts": [["ports": [["port": "8080", "protocol": "TCP"]]]],
+                    ]
+                ],
             ],
         ]
         XCTAssertEqual(try agent.api(.PUT, "/v1/policy", policy).status, 200)
@@ -183,8 +195,11 @@ final class CNITests: EndToEndTestCase {
         let pins = try FileManager.default.contentsOfDirectory(atPath: agent.bpfRoot).filter { $0.hasPrefix("na_pol_") }
         XCTAssertEqual(pins, [], "no per-endpoint policy map remains")
         let ipcache = try agent.api(.GET, "/v1/map/na_ipcache?limit=10000").json?["entries"]?.arrayValue ?? []
-        XCTAssertFalse(ipcache.contains { $0["key"]?["prefix"]?.stringValue?.hasPrefix("10.250.0.") == true
-            && $0["value"]?["identity"]?.intValue != 1 }, "no pod address remains in the ipcache")
+        XCTAssertFalse(
+            ipcache.contains {
+                $0["key"]?["prefix"]?.stringValue?.hasPrefix("10.250.0.") == true
+                    && $0["value"]?["identity"]?.intValue != 1
+            }, "no pod address remains in the ipcache")
     }
 
     /// The whole path a runtime sets up: the pod's address comes from IPAM (none is picked by the test), and a host
@@ -245,8 +260,9 @@ final class CNITests: EndToEndTestCase {
             config: chained.serialized())
         XCTAssertEqual(mapped.status, 0, "portmap ADD: \(mapped.stdout) \(mapped.stderr)")
         topology.onDestroy {
-            _ = try? Self.cni("DEL", portmap, topology: topology, container: container, netns: nil, pod: pod,
-                         config: chained.serialized())
+            _ = try? Self.cni(
+                "DEL", portmap, topology: topology, container: container, netns: nil, pod: pod,
+                config: chained.serialized())
         }
         let node = NodeHost(netns: topology.nodeNetns, ipv4: world.nodeIPv4)
         let result = try tcpConnect(from: world, to: node, port: 18080)
@@ -562,8 +578,10 @@ final class CNITests: EndToEndTestCase {
         }
         samples.sort()
         let median = (samples[9] + samples[10]) / 2
-        print(String(format: "CNI ADD latency over 20 ADDs: median %.1f ms, min %.1f ms, max %.1f ms",
-                     median, samples[0], samples[19]))
+        print(
+            String(
+                format: "CNI ADD latency over 20 ADDs: median %.1f ms, min %.1f ms, max %.1f ms",
+                median, samples[0], samples[19]))
         XCTAssertEqual(try agent.api(.GET, "/v1/endpoint").json?.arrayValue?.count, 20)
         XCTAssertLessThan(median, 5000, "an ADD takes seconds: something waits")
     }

@@ -10,7 +10,9 @@ final class CapacityTests: EndToEndTestCase {
     /// port. Ports are two apart so that no entry covers another.
     private func portsPolicy(_ ports: Int) -> JSON {
         let items = stride(from: 0, to: ports, by: 40).map { start -> JSON in
-            let chunk = (start..<min(start + 40, ports)).map { JSON.object(["port": .string("\(2000 + 2 * $0)"), "protocol": "TCP"]) }
+            let chunk = (start..<min(start + 40, ports)).map {
+                JSON.object(["port": .string("\(2000 + 2 * $0)"), "protocol": "TCP"])
+            }
             return ["toPorts": [["ports": .array(chunk)]]]
         }
         return [
@@ -22,14 +24,19 @@ final class CapacityTests: EndToEndTestCase {
 
     func testPolicyAtCapacityFitsAndOneMoreIsRefusedWithNothingChanged() throws {
         let topology = try makeTopology()
-        try Shell.run(["ip", "-n", topology.nodeNetns, "link", "add", "cap\(topology.tag)", "type", "veth", "peer", "name", "cap\(topology.tag)p"])
+        try Shell.run([
+            "ip", "-n", topology.nodeNetns, "link", "add", "cap\(topology.tag)", "type", "veth", "peer", "name",
+            "cap\(topology.tag)p",
+        ])
         let config = "\(Topology.temporaryDirectory)/na\(topology.tag)-config.json"
         try #"{"policy-map-entries": 64}"#.write(toFile: config, atomically: true, encoding: .utf8)
         let agent = try startAgent(in: topology, configFile: config)
         let endpoint = try agent.api(
             .PUT, "/v1/endpoint/1",
-            ["interface-name": .string("cap\(topology.tag)"), "addressing": ["ipv4": "10.102.0.1"],
-             "labels": ["k8s:app=cap", "k8s:io.kubernetes.pod.namespace=default"], "k8s-namespace": "default"])
+            [
+                "interface-name": .string("cap\(topology.tag)"), "addressing": ["ipv4": "10.102.0.1"],
+                "labels": ["k8s:app=cap", "k8s:io.kubernetes.pod.namespace=default"], "k8s-namespace": "default",
+            ])
         XCTAssertEqual(endpoint.status, 201, "\(endpoint)")
         let map = try agent.api(.GET, "/v1/map").json?["maps"]?.arrayValue?.first { $0["name"] == "na_pol_00001" }
         XCTAssertEqual(map?["max-entries"]?.intValue, 64, "the map is created with the configured size")
@@ -89,7 +96,8 @@ final class CapacityTests: EndToEndTestCase {
         // Drops for a failed conntrack insert are counted under their own reason, whether or not any happened.
         let metrics = try agent.api(.GET, "/v1/map/na_metrics").json?["entries"]?.arrayValue ?? []
         let ctDrops = metrics.filter { $0["key"]?["reason-code"]?.intValue == 155 }
-        print("conntrack 64 entries, 256 new connections: \(ctDrops.map { "\($0["value"] ?? nil)" }) drops of reason 155")
+        print(
+            "conntrack 64 entries, 256 new connections: \(ctDrops.map { "\($0["value"] ?? nil)" }) drops of reason 155")
         // The agent reports the table's size and fill, and stays healthy.
         let health = try agent.api(.GET, "/v1/healthz")
         XCTAssertEqual(health.status, 200)

@@ -9,8 +9,11 @@ final class CleanupTests: EndToEndTestCase {
         _ agent: AgentProcess, stateDir: String? = nil, bpfRoot: String? = nil, extra: [String] = []
     ) throws -> CommandResult {
         try Shell.capture(
-            ["nsenter", "--net=\(Netns.path(agent.nodeNetns))", agent.binary, "cleanup", "--socket", agent.socketPath,
-             "--state-dir", stateDir ?? agent.stateDirectory, "--bpf-root", bpfRoot ?? agent.bpfRoot] + extra,
+            [
+                "nsenter", "--net=\(Netns.path(agent.nodeNetns))", agent.binary, "cleanup", "--socket",
+                agent.socketPath,
+                "--state-dir", stateDir ?? agent.stateDirectory, "--bpf-root", bpfRoot ?? agent.bpfRoot,
+            ] + extra,
             timeout: 30)
     }
 
@@ -49,23 +52,29 @@ final class CleanupTests: EndToEndTestCase {
         XCTAssertTrue(refused.stderr.contains("keep.txt"), refused.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(foreign)/keep.txt"))
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: agent.bpfRoot).sorted(), pins.sorted())
-        XCTAssertTrue(try TCFilters.hasProgram("from_endpoint", on: pod.hostInterface, "ingress", in: topology.nodeNetns))
+        XCTAssertTrue(
+            try TCFilters.hasProgram("from_endpoint", on: pod.hostInterface, "ingress", in: topology.nodeNetns))
 
         // The root directory is refused whatever it holds. Run as nobody, so that even a broken check could
         // remove nothing of the machine.
         let root = try Shell.capture(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", agent.binary, "cleanup", "--state-dir", "/",
-             "--bpf-root", "\(Topology.temporaryDirectory)/na\(topology.tag)-nothing", "--socket",
-             "\(Topology.temporaryDirectory)/na\(topology.tag)-nothing.sock"], timeout: 30)
+            [
+                "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", agent.binary, "cleanup", "--state-dir",
+                "/",
+                "--bpf-root", "\(Topology.temporaryDirectory)/na\(topology.tag)-nothing", "--socket",
+                "\(Topology.temporaryDirectory)/na\(topology.tag)-nothing.sock",
+            ], timeout: 30)
         XCTAssertNotEqual(root.status, 0, "\(root)")
         XCTAssertTrue(root.stderr.contains("state directory / is the root directory"), root.stderr)
 
         // The agent's own directories are cleaned up.
         let cleaned = try cleanup(agent)
         XCTAssertEqual(cleaned.status, 0, "\(cleaned)")
-        XCTAssertTrue(cleaned.stdout.contains("removed 2 tc programs, \(pins.count - 1) pinned objects"), cleaned.stdout)
+        XCTAssertTrue(
+            cleaned.stdout.contains("removed 2 tc programs, \(pins.count - 1) pinned objects"), cleaned.stdout)
         XCTAssertFalse(FileManager.default.fileExists(atPath: agent.bpfRoot))
         XCTAssertFalse(FileManager.default.fileExists(atPath: agent.stateDirectory))
-        XCTAssertFalse(try TCFilters.hasProgram("from_endpoint", on: pod.hostInterface, "ingress", in: topology.nodeNetns))
+        XCTAssertFalse(
+            try TCFilters.hasProgram("from_endpoint", on: pod.hostInterface, "ingress", in: topology.nodeNetns))
     }
 }

@@ -34,8 +34,10 @@ final class ConntrackTests: EndToEndTestCase {
         _ = try UDPServer(on: server, port: 5353, in: topology)
         let agent = try startAgent(
             in: topology,
-            gc: ["non-tcp": 2, "tcp-syn": 2, "tcp-closing": 1, "tcp-established": 3, "interval-min": 1,
-                 "interval-initial": 1, "interval-max": 2])
+            gc: [
+                "non-tcp": 2, "tcp-syn": 2, "tcp-closing": 1, "tcp-established": 3, "interval-min": 1,
+                "interval-initial": 1, "interval-max": 2,
+            ])
         _ = try agent.registerEndpoint(id: 1, pod: client, labels: ["k8s:app=client"])
         _ = try agent.registerEndpoint(id: 2, pod: server, labels: ["k8s:app=server"])
 

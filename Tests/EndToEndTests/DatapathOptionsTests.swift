@@ -15,7 +15,8 @@ final class DatapathOptionsTests: EndToEndTestCase {
         let initial = try agent.getJSON("/v1/config")
         XCTAssertEqual(initial["drop-event-interval"], "1s")
         XCTAssertEqual(initial["allow-localhost"], "always")
-        XCTAssertEqual(try agent.getJSON("/v1/healthz")["datapath"], ["drop-event-interval": "1s", "allow-localhost": "always"])
+        XCTAssertEqual(
+            try agent.getJSON("/v1/healthz")["datapath"], ["drop-event-interval": "1s", "allow-localhost": "always"])
         XCTAssertEqual(try naConfig(agent)["drop-event-interval-ms"], 1000)
         XCTAssertEqual(try naConfig(agent)["localhost-policy"], false)
 
@@ -34,16 +35,20 @@ final class DatapathOptionsTests: EndToEndTestCase {
             code: "invalid-field", field: "allow-localhost", "one bad value in the patch")
         XCTAssertEqual(try agent.getJSON("/v1/config"), initial, "rejected patches change nothing")
 
-        let set = try agent.nodectl("-o", "json", "config", "set", "drop-event-interval=1m30s", "allow-localhost=policy")
+        let set = try agent.nodectl(
+            "-o", "json", "config", "set", "drop-event-interval=1m30s", "allow-localhost=policy")
         XCTAssertEqual(set.status, 0, set.stderr)
         XCTAssertEqual(try JSON.parse(set.stdout)["drop-event-interval"], "90s")
-        for (given, shown, ms): (JSON, JSON, Int64) in [("250ms", "250ms", 250), (0, "0s", 0), (2, "2s", 2000), ("1h", "3600s", 3_600_000)] {
+        for (given, shown, ms): (JSON, JSON, Int64) in [
+            ("250ms", "250ms", 250), (0, "0s", 0), (2, "2s", 2000), ("1h", "3600s", 3_600_000),
+        ] {
             let patched = try agent.api(.PATCH, "/v1/config", ["drop-event-interval": given])
             XCTAssertEqual(patched.json?["drop-event-interval"], shown, "\(given.serialized()): \(patched)")
             XCTAssertEqual(try naConfig(agent)["drop-event-interval-ms"], .int(ms))
         }
         XCTAssertEqual(try naConfig(agent)["localhost-policy"], true)
-        XCTAssertEqual(try agent.getJSON("/v1/healthz")["datapath"], ["drop-event-interval": "3600s", "allow-localhost": "policy"])
+        XCTAssertEqual(
+            try agent.getJSON("/v1/healthz")["datapath"], ["drop-event-interval": "3600s", "allow-localhost": "policy"])
 
         XCTAssertEqual(agent.stop(), .exited(0))
         try agent.start()
@@ -78,14 +83,16 @@ final class DatapathOptionsTests: EndToEndTestCase {
         let flows = try s.agent.flows("protocol=UDP&port=5353&last=10000")
         // One event per started second of the flood (the default interval is 1s).
         XCTAssertGreaterThanOrEqual(flows.count, 1)
-        XCTAssertLessThanOrEqual(flows.count, Int(elapsed) + 1, "bounded by the interval, over \(elapsed) s: \(flows.count)")
+        XCTAssertLessThanOrEqual(
+            flows.count, Int(elapsed) + 1, "bounded by the interval, over \(elapsed) s: \(flows.count)")
         XCTAssertTrue(flows.allSatisfy { $0["verdict"] == "DROPPED" && $0["reason-code"] == 133 })
 
         // Distinct flows are each reported.
         for _ in 0..<5 { try sendDatagrams(from: s.frontend, to: s.backend.ipv4, port: 5354, count: 50) }
         let distinct = try s.agent.waitForFlows("protocol=UDP&port=5354&last=10000") { $0.count >= 5 }
         usleep(300_000)
-        XCTAssertEqual(try s.agent.flows("protocol=UDP&port=5354&last=10000").count, 5, "one per socket: \(distinct.count)")
+        XCTAssertEqual(
+            try s.agent.flows("protocol=UDP&port=5354&last=10000").count, 5, "one per socket: \(distinct.count)")
 
         // With no interval every drop is reported again.
         try s.agent.setConfig(["drop-event-interval": 0])
@@ -129,7 +136,8 @@ final class DatapathOptionsTests: EndToEndTestCase {
         XCTAssertEqual(trace["source"]?["identity"], 1)
 
         try agent.setConfig(["allow-localhost": "policy"])
-        XCTAssertTrue(try tcpConnect(from: topology.nodeNetns, to: pod.ipv4, port: 8080).dropped, "now subject to policy")
+        XCTAssertTrue(
+            try tcpConnect(from: topology.nodeNetns, to: pod.ipv4, port: 8080).dropped, "now subject to policy")
         XCTAssertFalse(open.exchange(), "and the open connection is re-checked and cut")
         let denied = try agent.getJSON("/v1/policy/trace?src=\(topology.gatewayIPv4)&dst=1&dport=8080")
         XCTAssertEqual(denied["verdict"], "denied", "\(denied)")

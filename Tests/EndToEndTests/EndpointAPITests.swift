@@ -353,9 +353,11 @@ final class EndpointAPITests: EndToEndTestCase {
             let list = try XCTUnwrap(try agent.getJSON("/v1/endpoint").arrayValue, line: line)
             XCTAssertEqual(list.compactMap { $0["id"]?.intValue }, ids, context, line: line)
             for item in list {
-                XCTAssertEqual(item, try agent.getJSON("/v1/endpoint/\(item["id"]?.intValue ?? 0)"), context, line: line)
+                XCTAssertEqual(
+                    item, try agent.getJSON("/v1/endpoint/\(item["id"]?.intValue ?? 0)"), context, line: line)
             }
-            XCTAssertEqual(try agent.getJSON("/v1/endpoint").arrayValue ?? [], list, "asked again: \(context)", line: line)
+            XCTAssertEqual(
+                try agent.getJSON("/v1/endpoint").arrayValue ?? [], list, "asked again: \(context)", line: line)
         }
         try assertListIsCurrent([], "empty")
         try agent.registerEndpoint(id: 1, pod: a, labels: ["k8s:app=a"])

@@ -14,10 +14,12 @@ final class EndpointSecurityTests: EndToEndTestCase {
     }
 
     /// Nothing of endpoint `id` or of `pod`'s addresses is in the agent or the datapath.
-    private func assertNothingApplied(_ agent: AgentProcess, id: Int, pod: Pod, _ context: String,
-        file: StaticString = #filePath, line: UInt = #line) throws
-    {
-        assertAPIError(try agent.api(.GET, "/v1/endpoint/\(id)"), status: 404, code: "not-found", context,
+    private func assertNothingApplied(
+        _ agent: AgentProcess, id: Int, pod: Pod, _ context: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        assertAPIError(
+            try agent.api(.GET, "/v1/endpoint/\(id)"), status: 404, code: "not-found", context,
             file: file, line: line)
         XCTAssertEqual(try agent.mapEntries("na_endpoints").count, 0, context, file: file, line: line)
         let cache = try agent.ipcache()
@@ -58,7 +60,8 @@ final class EndpointSecurityTests: EndToEndTestCase {
 
         // Its own namespace is redundant, and accepted.
         let created = try agent.api(
-            .PUT, "/v1/endpoint/1", changeRequest(pod, labels: ["k8s:app=a", "k8s:io.kubernetes.pod.namespace=web-tier"]))
+            .PUT, "/v1/endpoint/1",
+            changeRequest(pod, labels: ["k8s:app=a", "k8s:io.kubernetes.pod.namespace=web-tier"]))
         XCTAssertEqual(created.status, 201, "\(created)")
         XCTAssertGreaterThanOrEqual(created.json?["identity"]?["id"]?.intValue ?? 0, 256, "\(created)")
     }
@@ -110,7 +113,9 @@ final class EndpointSecurityTests: EndToEndTestCase {
         // Stand-ins for the node's own interfaces, in the node namespace the agent runs in. Not every kernel has
         // dummy interfaces; ifb and bridge are always there.
         var refused = ["lo": "without a driver"]
-        for (name, type) in [("ifb\(topology.tag)", "ifb"), ("br\(topology.tag)", "bridge"), ("dm\(topology.tag)", "dummy")] {
+        for (name, type) in [
+            ("ifb\(topology.tag)", "ifb"), ("br\(topology.tag)", "bridge"), ("dm\(topology.tag)", "dummy"),
+        ] {
             let added = try Shell.capture(["ip", "-n", node, "link", "add", name, "type", type])
             if added.status == 0 { refused[name] = type } else { XCTAssertEqual(type, "dummy", "\(added)") }
         }

@@ -23,7 +23,8 @@ final class NodeCtlKitAgentClientTests: XCTestCase {
     }
 
     func testAgentErrorComesBackWithCodeMessageAndField() throws {
-        let body = #"{"error":{"code":"invalid-field","message":"log-level: expected one of debug, info","#
+        let body =
+            #"{"error":{"code":"invalid-field","message":"log-level: expected one of debug, info","#
             + #""field":"log-level"}}"#
         let (server, client) = try serve(body, status: 400, reason: "Bad Request")
 
@@ -78,14 +79,16 @@ final class NodeCtlKitAgentClientTests: XCTestCase {
         _ = try client.tracePolicy(
             TraceRequest(source: "web-tier/frontend-0", destination: "10.0.1.7", port: 8080, transport: "TCP"))
 
-        XCTAssertEqual(server.requests.map { "\($0.method) \($0.target)" }, [
-            "PUT /v1/policy",
-            "GET /v1/policy",
-            "DELETE /v1/policy?namespace=web-tier&name=allow-x",
-            "DELETE /v1/policy?namespace=api-tier",
-            "DELETE /v1/policy?all=true",
-            "GET /v1/policy/trace?src=web-tier/frontend-0&dst=10.0.1.7&dport=8080&protocol=TCP",
-        ])
+        XCTAssertEqual(
+            server.requests.map { "\($0.method) \($0.target)" },
+            [
+                "PUT /v1/policy",
+                "GET /v1/policy",
+                "DELETE /v1/policy?namespace=web-tier&name=allow-x",
+                "DELETE /v1/policy?namespace=api-tier",
+                "DELETE /v1/policy?all=true",
+                "GET /v1/policy/trace?src=web-tier/frontend-0&dst=10.0.1.7&dport=8080&protocol=TCP",
+            ])
         XCTAssertEqual(try JSON.parse(server.requests[0].body), [["metadata": ["name": "a"]]])
     }
 
@@ -107,10 +110,12 @@ final class NodeCtlKitAgentClientTests: XCTestCase {
         _ = try client.endpointPolicy(id: 12)
         _ = try client.deleteEndpoint(id: 12)
 
-        XCTAssertEqual(server.requests.map { "\($0.method) \($0.target)" }, [
-            "PUT /v1/endpoint/12", "GET /v1/endpoint/12", "PATCH /v1/endpoint/12/labels",
-            "PATCH /v1/endpoint/12/labels", "GET /v1/endpoint/12/policy", "DELETE /v1/endpoint/12",
-        ])
+        XCTAssertEqual(
+            server.requests.map { "\($0.method) \($0.target)" },
+            [
+                "PUT /v1/endpoint/12", "GET /v1/endpoint/12", "PATCH /v1/endpoint/12/labels",
+                "PATCH /v1/endpoint/12/labels", "GET /v1/endpoint/12/policy", "DELETE /v1/endpoint/12",
+            ])
         XCTAssertEqual(try JSON.parse(server.requests[2].body), ["add": ["k8s:a=b"], "delete": ["k8s:c=d"]])
         XCTAssertEqual(try JSON.parse(server.requests[3].body), ["labels": ["k8s:e=f"]])
     }

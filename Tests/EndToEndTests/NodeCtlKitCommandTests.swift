@@ -36,7 +36,9 @@ final class NodeCtlKitCommandTests: XCTestCase {
         env["NODEAGENT_SOCK"] = nil
         for (key, value) in environment { env[key] = value }
         process.environment = env
-        let out = Pipe(), err = Pipe(), input = Pipe()
+        let out = Pipe()
+        let err = Pipe()
+        let input = Pipe()
         process.standardOutput = out
         process.standardError = err
         process.standardInput = input
@@ -54,7 +56,8 @@ final class NodeCtlKitCommandTests: XCTestCase {
     func testMissingAgentExitsOneWithTheReason() throws {
         let path = "/tmp/nodectl-test-absent-\(getpid()).sock"
         let invocations = [
-            ["--socket", path, "status"], ["status", "--socket", path], ["-o", "json", "--socket", path, "map", "list"],
+            ["--socket", path, "status"], ["status", "--socket", path],
+            ["-o", "json", "--socket", path, "map", "list"],
         ]
         for arguments in invocations {
             let outcome = try run(arguments)
@@ -77,10 +80,14 @@ final class NodeCtlKitCommandTests: XCTestCase {
         let cases: [([String], String)] = [
             (["policy", "delete"], "Error: nothing selected: give --namespace NS [--name NAME], or --all"),
             (["policy", "delete", "--name", "x"], "Error: --name needs --namespace"),
-            (["policy", "delete", "--all", "--namespace", "a"],
-             "Error: --all cannot be combined with --namespace or --name"),
-            (["policy", "trace", "--src", "a", "--dst", "b", "--dport", "8080/icmp"],
-             "Error: --dport: protocol must be tcp, udp or sctp, got \"icmp\""),
+            (
+                ["policy", "delete", "--all", "--namespace", "a"],
+                "Error: --all cannot be combined with --namespace or --name"
+            ),
+            (
+                ["policy", "trace", "--src", "a", "--dst", "b", "--dport", "8080/icmp"],
+                "Error: --dport: protocol must be tcp, udp or sctp, got \"icmp\""
+            ),
             (["-o", "xml", "status"], "Error: The value 'xml' is invalid for '-o <output>'"),
             (["config", "set", "=x"], "Error: expected key=value, got \"=x\""),
             (["endpoint", "labels", "3"], "Error: nothing to change: give --add and/or --delete"),
@@ -106,7 +113,8 @@ final class NodeCtlKitCommandTests: XCTestCase {
     }
 
     func testStatusAgainstAScriptedAgent() throws {
-        let body = #"{"status":"ok","version":"0.1.0","kernel":"6.8.0","#
+        let body =
+            #"{"status":"ok","version":"0.1.0","kernel":"6.8.0","#
             + #""bpffs":{"root":"/sys/fs/bpf/nodeagent","mounted":true},"#
             + #""uptime-seconds":12,"endpoints":3,"policy-revision":7,"plugins":[]}"#
         let server = try NodeCtlKitFakeServer(response: NodeCtlKitFakeServer.jsonResponse(body), pieces: 3)
@@ -138,7 +146,8 @@ final class NodeCtlKitCommandTests: XCTestCase {
         let server = try NodeCtlKitFakeServer(
             response: NodeCtlKitFakeServer.jsonResponse(#"{"revision":4,"policies":["ns/a","ns/b"]}"#))
         defer { server.stop() }
-        let yaml = "metadata: {name: a, namespace: ns}\nspec: {ports: [\"80\", 81]}\n--- \n"
+        let yaml =
+            "metadata: {name: a, namespace: ns}\nspec: {ports: [\"80\", 81]}\n--- \n"
             + "metadata: {name: b, namespace: ns}\n"
 
         let outcome = try run(["policy", "import", "-", "--socket", server.path], stdin: yaml)
@@ -147,10 +156,12 @@ final class NodeCtlKitCommandTests: XCTestCase {
         XCTAssertEqual(outcome.stdout, "Imported 2 policies (revision 4):\n  ns/a\n  ns/b\n")
         let request = try XCTUnwrap(server.requests.first)
         XCTAssertEqual("\(request.method) \(request.target)", "PUT /v1/policy")
-        XCTAssertEqual(try JSON.parse(request.body), [
-            ["metadata": ["name": "a", "namespace": "ns"], "spec": ["ports": ["80", 81]]],
-            ["metadata": ["name": "b", "namespace": "ns"]],
-        ])
+        XCTAssertEqual(
+            try JSON.parse(request.body),
+            [
+                ["metadata": ["name": "a", "namespace": "ns"], "spec": ["ports": ["80", 81]]],
+                ["metadata": ["name": "b", "namespace": "ns"]],
+            ])
     }
 
     func testTraceSendsParsedPortAndExitsZeroWhenDenied() throws {
@@ -159,8 +170,10 @@ final class NodeCtlKitCommandTests: XCTestCase {
         defer { server.stop() }
 
         let outcome = try run(
-            ["policy", "trace", "--src", "web-tier/frontend-0", "--dst", "k8s:app=db", "--dport", "5432",
-             "--socket", server.path])
+            [
+                "policy", "trace", "--src", "web-tier/frontend-0", "--dst", "k8s:app=db", "--dport", "5432",
+                "--socket", server.path,
+            ])
 
         XCTAssertEqual(outcome.status, 0)
         XCTAssertTrue(outcome.stdout.hasPrefix("Verdict:  denied\n"), outcome.stdout)
@@ -174,8 +187,10 @@ final class NodeCtlKitCommandTests: XCTestCase {
         defer { server.stop() }
 
         let outcome = try run(
-            ["config", "set", "log-level=debug", "ct-gc-interval=30", "debug=true", "name=\"123\"", "-o", "yaml",
-             "--socket", server.path])
+            [
+                "config", "set", "log-level=debug", "ct-gc-interval=30", "debug=true", "name=\"123\"", "-o", "yaml",
+                "--socket", server.path,
+            ])
 
         XCTAssertEqual(outcome.status, 0, outcome.stderr)
         XCTAssertEqual(outcome.stdout, "log-level: debug\n")

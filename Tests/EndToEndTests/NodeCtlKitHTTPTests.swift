@@ -25,7 +25,8 @@ final class NodeCtlKitHTTPClientTests: XCTestCase {
     }
 
     func testChunkedResponseIsDechunked() throws {
-        let raw = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        let raw =
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
             + "5;ext=1\r\nhello\r\n" + "1\r\n \r\n" + "10\r\n0123456789abcdef\r\n" + "0\r\nX-Trailer: 1\r\n\r\n"
         let server = try NodeCtlKitFakeServer(response: raw, pieces: 13)
         defer { server.stop() }
@@ -111,7 +112,10 @@ final class NodeCtlKitHTTPClientTests: XCTestCase {
         // A server that stopped leaves no listener; simulate with a bound but never-listening socket.
         let path = "/tmp/nodectl-test-refused-\(getpid()).sock"
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd); unlink(path) }
+        defer {
+            close(fd)
+            unlink(path)
+        }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: Array(path.utf8) + [0]) }

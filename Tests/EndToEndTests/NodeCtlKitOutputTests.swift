@@ -10,7 +10,9 @@ final class NodeCtlKitOutputTests: XCTestCase {
         table.append(["na_ct", "lru_hash"])
         table.append(["x", "multi\nline", ""])
 
-        XCTAssertEqual(table.render(), """
+        XCTAssertEqual(
+            table.render(),
+            """
             NAME         TYPE         ENTRIES
             na_ipcache   lpm_trie     5
             na_ct        lru_hash
@@ -21,7 +23,9 @@ final class NodeCtlKitOutputTests: XCTestCase {
 
     func testOutputFormats() throws {
         let value: JSON = ["b": [1, 2], "a": "8080"]
-        XCTAssertEqual(OutputFormat.json.render(value, table: { _ in "" }), """
+        XCTAssertEqual(
+            OutputFormat.json.render(value, table: { _ in "" }),
+            """
             {
               "a": "8080",
               "b": [
@@ -36,13 +40,21 @@ final class NodeCtlKitOutputTests: XCTestCase {
     }
 
     func testMapList() {
-        let maps: JSON = ["maps": [
-            ["name": "na_ipcache", "owner": "core", "type": "lpm_trie", "key-size": 24, "value-size": 8,
-             "max-entries": 512000, "entries": 5, "pinned": "/sys/fs/bpf/nodeagent/na_ipcache"],
-            ["name": "na_nat", "owner": "nat", "type": "lru_hash", "key-size": 40, "value-size": 16,
-             "max-entries": 65536, "entries": 0],
-        ]]
-        XCTAssertEqual(MapViews.list(maps), """
+        let maps: JSON = [
+            "maps": [
+                [
+                    "name": "na_ipcache", "owner": "core", "type": "lpm_trie", "key-size": 24, "value-size": 8,
+                    "max-entries": 512000, "entries": 5, "pinned": "/sys/fs/bpf/nodeagent/na_ipcache",
+                ],
+                [
+                    "name": "na_nat", "owner": "nat", "type": "lru_hash", "key-size": 40, "value-size": 16,
+                    "max-entries": 65536, "entries": 0,
+                ],
+            ]
+        ]
+        XCTAssertEqual(
+            MapViews.list(maps),
+            """
             NAME         OWNER   TYPE       KEY   VALUE   MAX      ENTRIES
             na_ipcache   core    lpm_trie   24    8       512000   5
             na_nat       nat     lru_hash   40    16      65536    0
@@ -51,11 +63,16 @@ final class NodeCtlKitOutputTests: XCTestCase {
     }
 
     func testMapEntriesShowDecodedFieldsAndHexFallback() {
-        let decoded: JSON = ["name": "na_ipcache", "entries": [
-            ["key": ["prefix": "10.0.1.5/32"], "value": ["identity": 256, "flags": 0]],
-            ["key": ["prefix": "10.0.2.0/24"], "value": ["identity": 300, "flags": 1]],
-        ]]
-        XCTAssertEqual(MapViews.entries(decoded), """
+        let decoded: JSON = [
+            "name": "na_ipcache",
+            "entries": [
+                ["key": ["prefix": "10.0.1.5/32"], "value": ["identity": 256, "flags": 0]],
+                ["key": ["prefix": "10.0.2.0/24"], "value": ["identity": 300, "flags": 1]],
+            ],
+        ]
+        XCTAssertEqual(
+            MapViews.entries(decoded),
+            """
             PREFIX        FLAGS   IDENTITY
             10.0.1.5/32   0       256
             10.0.2.0/24   1       300
@@ -73,13 +90,20 @@ final class NodeCtlKitOutputTests: XCTestCase {
 
     func testEndpointList() {
         let endpoints: JSON = [
-            ["id": 12, "interface-name": "lxc1", "addressing": ["ipv4": "10.0.1.5", "ipv6": "fd00::5"],
-             "labels": ["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier"], "k8s-namespace": "web-tier",
-             "k8s-pod-name": "frontend-0", "state": "ready", "identity": ["id": 256], "policy-revision": 3],
-            ["id": 3, "interface-name": "lxc0", "addressing": ["ipv4": "10.0.1.3"], "labels": [], "state": "restoring",
-             "identity": ["id": 5], "policy-revision": 0],
+            [
+                "id": 12, "interface-name": "lxc1", "addressing": ["ipv4": "10.0.1.5", "ipv6": "fd00::5"],
+                "labels": ["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier"], "k8s-namespace": "web-tier",
+                "k8s-pod-name": "frontend-0", "state": "ready", "identity": ["id": 256], "policy-revision": 3,
+            ],
+            [
+                "id": 3, "interface-name": "lxc0", "addressing": ["ipv4": "10.0.1.3"], "labels": [],
+                "state": "restoring",
+                "identity": ["id": 5], "policy-revision": 0,
+            ],
         ]
-        XCTAssertEqual(EndpointViews.list(endpoints), """
+        XCTAssertEqual(
+            EndpointViews.list(endpoints),
+            """
             ID   NAMESPACE   POD          INTERFACE   IPV4       IPV6      IDENTITY   STATE       REVISION   LABELS
             3    -           -            lxc0        10.0.1.3   -         5          restoring   0          -
             12   web-tier    frontend-0   lxc1        10.0.1.5   fd00::5   256        ready       3          \
@@ -92,13 +116,19 @@ final class NodeCtlKitOutputTests: XCTestCase {
         let realized: JSON = [
             "endpoint": 12, "revision": 3, "ingress-enforced": true, "egress-enforced": false,
             "entries": [
-                ["direction": "egress", "identity": 300, "protocol": "TCP", "port": 8080, "end-port": 8080,
-                 "deny": false, "rules": ["web-tier/allow-frontend-to-backend egress[0]"]],
-                ["direction": "ingress", "identity": 0, "protocol": "UDP", "port": 5000, "end-port": 5010,
-                 "deny": true, "rules": ["a/b ingressDeny[0]", "a/c ingressDeny[1]"]],
+                [
+                    "direction": "egress", "identity": 300, "protocol": "TCP", "port": 8080, "end-port": 8080,
+                    "deny": false, "rules": ["web-tier/allow-frontend-to-backend egress[0]"],
+                ],
+                [
+                    "direction": "ingress", "identity": 0, "protocol": "UDP", "port": 5000, "end-port": 5010,
+                    "deny": true, "rules": ["a/b ingressDeny[0]", "a/c ingressDeny[1]"],
+                ],
             ],
         ]
-        XCTAssertEqual(EndpointViews.policy(realized), """
+        XCTAssertEqual(
+            EndpointViews.policy(realized),
+            """
             Endpoint 12, policy revision 3
             Ingress enforced: true
             Egress enforced:  false
@@ -115,10 +145,16 @@ final class NodeCtlKitOutputTests: XCTestCase {
             "status": "ok", "version": "0.1.0", "kernel": "6.8.0-45-generic",
             "bpffs": ["root": "/sys/fs/bpf/nodeagent", "mounted": true], "uptime-seconds": 3725, "endpoints": 3,
             "policy-revision": 7,
-            "plugins": [["name": "conntrack-gc", "enabled": true, "state": "running",
-                         "detail": ["interval-seconds": 300, "deleted": 12]]],
+            "plugins": [
+                [
+                    "name": "conntrack-gc", "enabled": true, "state": "running",
+                    "detail": ["interval-seconds": 300, "deleted": 12],
+                ]
+            ],
         ]
-        XCTAssertEqual(StatusView.render(health), """
+        XCTAssertEqual(
+            StatusView.render(health),
+            """
             Status:           ok
             Version:          0.1.0
             Kernel:           6.8.0-45-generic
@@ -149,7 +185,8 @@ final class NodeCtlKitOutputTests: XCTestCase {
 
     func testPolicyListSummarizesDirections() throws {
         let docs = try PolicyFiles.documents(
-            from: Array("""
+            from: Array(
+                """
                 metadata: {name: default-deny-all, namespace: web-tier}
                 spec: {endpointSelector: {}, ingress: [], egress: []}
                 ---
@@ -160,7 +197,9 @@ final class NodeCtlKitOutputTests: XCTestCase {
                   ingressDeny: [{}, {}]
                 """.utf8), source: "x")
         let response: JSON = ["revision": 8, "policies": .array(docs)]
-        XCTAssertEqual(PolicyViews.list(response), """
+        XCTAssertEqual(
+            PolicyViews.list(response),
+            """
             Revision: 8
 
             NAMESPACE   NAME               SELECTOR          INGRESS           EGRESS
@@ -183,7 +222,9 @@ final class NodeCtlKitOutputTests: XCTestCase {
             "verdict": "denied", "reason": "no egress rule allows the destination",
             "egress": ["enforced": true, "rules": []], "ingress": nil,
         ]
-        XCTAssertEqual(PolicyViews.trace(trace), """
+        XCTAssertEqual(
+            PolicyViews.trace(trace),
+            """
             Verdict:  denied
             Reason:   no egress rule allows the destination
 
@@ -195,9 +236,13 @@ final class NodeCtlKitOutputTests: XCTestCase {
     }
 
     func testFieldListFlattensNestedValues() {
-        let endpoint: JSON = ["id": 12, "addressing": ["ipv4": "10.0.1.5"], "labels": ["a", "b"],
-                              "identity": ["id": 256, "labels": ["a"]]]
-        XCTAssertEqual(EndpointViews.detail(endpoint), """
+        let endpoint: JSON = [
+            "id": 12, "addressing": ["ipv4": "10.0.1.5"], "labels": ["a", "b"],
+            "identity": ["id": 256, "labels": ["a"]],
+        ]
+        XCTAssertEqual(
+            EndpointViews.detail(endpoint),
+            """
             addressing.ipv4:  10.0.1.5
             id:               12
             identity.id:      256

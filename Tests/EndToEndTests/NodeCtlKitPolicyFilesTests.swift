@@ -37,11 +37,15 @@ final class NodeCtlKitPolicyFilesTests: XCTestCase {
                 "web-tier/allow-frontend-to-backend", "api-tier/allow-backend-to-database",
                 "api-tier/allow-ingress-to-backend", "data-tier/allow-ingress-to-database",
             ])
-        let expectedEgress: JSON = [[
-            "toEndpoints": [["matchLabels": ["k8s:io.kubernetes.pod.namespace": "api-tier", "app": "backend-api"]]],
-            // The seed quotes the port: it stays a string.
-            "toPorts": [["ports": [["port": "8080", "protocol": "TCP"]]]],
-        ]]
+        let expectedEgress: JSON = [
+            [
+                "toEndpoints": [
+                    ["matchLabels": ["k8s:io.kubernetes.pod.namespace": "api-tier", "app": "backend-api"]]
+                ],
+                // The seed quotes the port: it stays a string.
+                "toPorts": [["ports": [["port": "8080", "protocol": "TCP"]]]],
+            ]
+        ]
         XCTAssertEqual(docs[0]["spec"]?["egress"], expectedEgress)
         XCTAssertEqual(docs[0]["spec"]?["endpointSelector"], ["matchLabels": ["app": "frontend"]])
         XCTAssertEqual(docs[1]["spec"]?["egress"]?[0]?["toPorts"]?[0]?["ports"]?[0]?["port"], "5432")
@@ -57,7 +61,8 @@ final class NodeCtlKitPolicyFilesTests: XCTestCase {
     }
 
     func testScalarTypes() throws {
-        let docs = try documents("""
+        let docs = try documents(
+            """
             a: 8080
             b: "8080"
             c: '8080'
@@ -72,10 +77,14 @@ final class NodeCtlKitPolicyFilesTests: XCTestCase {
             l: [1, "2", x]
             m: -7
             """)
-        XCTAssertEqual(docs, [[
-            "a": 8080, "b": "8080", "c": "8080", "d": true, "e": "true", "f": nil, "g": nil, "h": nil, "i": 1.5,
-            "j": 31, "k": "hello", "l": [1, "2", "x"], "m": -7,
-        ]])
+        XCTAssertEqual(
+            docs,
+            [
+                [
+                    "a": 8080, "b": "8080", "c": "8080", "d": true, "e": "true", "f": nil, "g": nil, "h": nil, "i": 1.5,
+                    "j": 31, "k": "hello", "l": [1, "2", "x"], "m": -7,
+                ]
+            ])
     }
 
     func testEmptyDocumentsAreSkipped() throws {
@@ -90,7 +99,8 @@ final class NodeCtlKitPolicyFilesTests: XCTestCase {
     }
 
     func testListOfPoliciesAndKubernetesListAreFlattened() throws {
-        let docs = try documents("""
+        let docs = try documents(
+            """
             - kind: A
             - kind: B
             ---
@@ -108,7 +118,8 @@ final class NodeCtlKitPolicyFilesTests: XCTestCase {
     }
 
     func testAnchorsAliasesAndMergeKeys() throws {
-        let docs = try documents("""
+        let docs = try documents(
+            """
             base: &sel
               app: web
               tier: front

@@ -54,14 +54,14 @@ final class PolicySelectorNamespaceTests: EndToEndTestCase {
         let agent = try startAgent(in: topology)
         let file = "\(Topology.temporaryDirectory)/na\(topology.tag)-policy.yaml"
         try """
-            apiVersion: cilium.io/v2
-            kind: CiliumNetworkPolicy
-            metadata: {name: p, namespace: lab}
-            spec:
-              endpointSelector:
-                matchExpressions: [{key: io.kubernetes.pod.namespace, operator: In, values: [kube-system]}]
-              ingress: [{}]
-            """.write(toFile: file, atomically: true, encoding: .utf8)
+        apiVersion: cilium.io/v2
+        kind: CiliumNetworkPolicy
+        metadata: {name: p, namespace: lab}
+        spec:
+          endpointSelector:
+            matchExpressions: [{key: io.kubernetes.pod.namespace, operator: In, values: [kube-system]}]
+          ingress: [{}]
+        """.write(toFile: file, atomically: true, encoding: .utf8)
         topology.onDestroy { try? FileManager.default.removeItem(atPath: file) }
         let result = try agent.nodectl("policy", "import", file)
         XCTAssertEqual(result.status, 0, "\(result)")

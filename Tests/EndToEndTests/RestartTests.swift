@@ -92,7 +92,9 @@ final class RestartTests: EndToEndTestCase {
 
         XCTAssertGreaterThan(allowedTally.attempts, Int(elapsed * 50), "a connection every 10 ms: \(allowedTally)")
         XCTAssertEqual(allowedTally.echoed, allowedTally.attempts, "every allowed connection works: \(allowedTally)")
-        for (name, tally) in [("frontend → backend-api:9090", deniedPortTally), ("frontend → postgres", deniedPeerTally)] {
+        for (name, tally) in [
+            ("frontend → backend-api:9090", deniedPortTally), ("frontend → postgres", deniedPeerTally),
+        ] {
             XCTAssertGreaterThan(tally.attempts, Int(elapsed * 50), "\(name): \(tally)")
             XCTAssertEqual(tally.connected, 0, "\(name) must never connect: \(tally)")
             XCTAssertEqual(tally.timedOut, tally.attempts, "\(name): every handshake is dropped: \(tally)")
@@ -100,7 +102,10 @@ final class RestartTests: EndToEndTestCase {
         // The programs stayed attached through every restart: the same kernel objects enforce.
         for pod in [seed.frontend, seed.backend, seed.postgres] {
             let filters = try Shell.run(
-                ["ip", "netns", "exec", seed.topology.nodeNetns, "tc", "filter", "show", "dev", pod.hostInterface, "ingress"])
+                [
+                    "ip", "netns", "exec", seed.topology.nodeNetns, "tc", "filter", "show", "dev", pod.hostInterface,
+                    "ingress",
+                ])
             XCTAssertTrue(filters.contains("from_endpoint"), "\(pod.hostInterface): \(filters)")
         }
     }
@@ -149,7 +154,8 @@ final class RestartTests: EndToEndTestCase {
         let count = 24
         try Shell.run(
             ["ip", "-n", topology.nodeNetns, "-batch", "-"],
-            input: (1...count).map { "link add dmy\(topology.tag)\($0) type veth peer name dmy\(topology.tag)\($0)p" }.joined(separator: "\n") + "\n")
+            input: (1...count).map { "link add dmy\(topology.tag)\($0) type veth peer name dmy\(topology.tag)\($0)p" }
+                .joined(separator: "\n") + "\n")
         let agent = try startAgent(in: topology)
         let stop = Locked(false)
         let outcomes = Locked([Int: Int]())
@@ -239,7 +245,8 @@ final class RestartTests: EndToEndTestCase {
         var endpoints: [JSON] = []
         var identities: [Int64: JSON] = [:]
         for name in try FileManager.default.contentsOfDirectory(atPath: "\(state)/endpoints").sorted() {
-            var object = try JSON.parse(try String(contentsOfFile: "\(state)/endpoints/\(name)", encoding: .utf8))
+            var object =
+                try JSON.parse(try String(contentsOfFile: "\(state)/endpoints/\(name)", encoding: .utf8))
                 .objectValue ?? [:]
             let identity = try XCTUnwrap(object["identity"]?["id"]?.intValue)
             identities[identity] = ["id": .int(identity), "labels": object["identity"]?["labels"] ?? []]
@@ -248,19 +255,24 @@ final class RestartTests: EndToEndTestCase {
             endpoints.append(.object(object))
         }
         let legacy: JSON = [
-            "version": 1, "endpoints": .array(endpoints), "identities": .array(identities.keys.sorted().map { identities[$0]! }),
-            "policy": ["revision": policy["revision"] ?? 0, "documents": policy["documents"] ?? [],
-                       "rule-names": policy["rule-names"] ?? [:]],
+            "version": 1, "endpoints": .array(endpoints),
+            "identities": .array(identities.keys.sorted().map { identities[$0]! }),
+            "policy": [
+                "revision": policy["revision"] ?? 0, "documents": policy["documents"] ?? [],
+                "rule-names": policy["rule-names"] ?? [:],
+            ],
         ]
         try FileManager.default.removeItem(atPath: "\(state)/endpoints")
         try FileManager.default.removeItem(atPath: "\(state)/policy.json")
-        try legacy.serialized(pretty: true).write(toFile: "\(state)/agent-state.json", atomically: true, encoding: .utf8)
+        try legacy.serialized(pretty: true).write(
+            toFile: "\(state)/agent-state.json", atomically: true, encoding: .utf8)
 
         try agent.start()
         XCTAssertEqual(try AgentSnapshot.take(socketPath: agent.socketPath).differences(from: before), [])
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(state)/agent-state.json"))
-        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: "\(state)/endpoints").sorted(),
-                       ["1.json", "2.json", "3.json"])
+        XCTAssertEqual(
+            try FileManager.default.contentsOfDirectory(atPath: "\(state)/endpoints").sorted(),
+            ["1.json", "2.json", "3.json"])
         try agent.restart()
         XCTAssertEqual(try AgentSnapshot.take(socketPath: agent.socketPath).differences(from: before), [])
     }
@@ -291,7 +303,8 @@ final class RestartTests: EndToEndTestCase {
         XCTAssertEqual(cached, endpointAddresses, "round \(round): ipcache", file: file, line: line)
         for endpoint in endpoints {
             let rowIdentity = rows.first { $0["value"]?["endpoint-id"] == endpoint["id"] }?["value"]?["identity"]
-            XCTAssertEqual(rowIdentity, endpoint["identity"]?["id"], "round \(round): \(endpoint)", file: file, line: line)
+            XCTAssertEqual(
+                rowIdentity, endpoint["identity"]?["id"], "round \(round): \(endpoint)", file: file, line: line)
         }
         // A second restart from the state just restored changes nothing.
         try agent.restart()

@@ -53,7 +53,9 @@ final class RevocationTests: EndToEndTestCase {
     func generations(_ agent: AgentProcess) throws -> [Int64: Int64] {
         var result: [Int64: Int64] = [:]
         for entry in try agent.mapEntries("na_endpoints") {
-            if let id = entry["value"]?["endpoint-id"]?.intValue, let generation = entry["value"]?["policy-revision"]?.intValue {
+            if let id = entry["value"]?["endpoint-id"]?.intValue,
+                let generation = entry["value"]?["policy-revision"]?.intValue
+            {
                 result[id] = generation
             }
         }

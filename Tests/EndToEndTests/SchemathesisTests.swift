@@ -35,8 +35,8 @@ final class SchemathesisTests: EndToEndTestCase {
         try Shell.run(["ip", "-n", topology.nodeNetns, "link", "add", "lxc1", "type", "veth", "peer", "name", "lxc1p"])
         // IPAM configured, so its routes answer rather than report 503 "not configured".
         let config = "\(NSTemporaryDirectory())nodeagent-st-\(topology.tag).json"
-        try #"{"plugins":{"ipam":{"cluster-pool-ipv4-cidr":["10.0.0.0/16"],"cluster-pool-ipv4-mask-size":24,"node-index":1}}}"#
-            .write(toFile: config, atomically: true, encoding: .utf8)
+        let ipam = #"{"cluster-pool-ipv4-cidr":["10.0.0.0/16"],"cluster-pool-ipv4-mask-size":24,"node-index":1}"#
+        try (#"{"plugins":{"ipam":"# + ipam + "}}").write(toFile: config, atomically: true, encoding: .utf8)
         topology.onDestroy { try? FileManager.default.removeItem(atPath: config) }
         let agent = try startAgent(in: topology, configFile: config)
 
@@ -65,7 +65,8 @@ final class SchemathesisTests: EndToEndTestCase {
             [
                 "nsenter", "--net=\(Netns.path(topology.nodeNetns))", "--wd=\(reportDirectory)", cli, "run",
                 Self.specPath,
-                "--url", "http://127.0.0.1:\(port)/v1", "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+                "--url", "http://127.0.0.1:\(port)/v1", "--checks", "all", "--exclude-checks",
+                "positive_data_acceptance",
                 "--exclude-operation-id", "listFlows", "--max-examples", "100", "--workers", "1", "--seed", "20261128",
                 "--no-color",
                 "--generation-database", "none", "--report", "junit", "--report-dir", reportDirectory,

@@ -52,7 +52,8 @@ final class IPAMConfigTests: XCTestCase {
         XCTAssertFalse(empty.isConfigured)
         XCTAssertEqual(empty.expirationTimeout, 600)
         XCTAssertEqual(try config(#"{"pod-cidr-ipv4": "10.0.1.0/24", "expiration-timeout": 30}"#).expirationTimeout, 30)
-        XCTAssertEqual(try config(#"{"pod-cidr-ipv4": "10.0.1.0/24", "expiration-timeout": "10m"}"#).expirationTimeout, 600)
+        XCTAssertEqual(
+            try config(#"{"pod-cidr-ipv4": "10.0.1.0/24", "expiration-timeout": "10m"}"#).expirationTimeout, 600)
     }
 
     func testBadOptionsAreRejectedNamingTheField() throws {

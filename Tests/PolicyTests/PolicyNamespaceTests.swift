@@ -22,16 +22,21 @@ final class PolicyNamespaceTests: XCTestCase {
     private let webApp = labels("k8s:app=api", "k8s:io.kubernetes.pod.namespace=web")
     private let otherApp = labels("k8s:app=api", "k8s:io.kubernetes.pod.namespace=other")
 
+    /// A selector of app=api with one match expression.
+    private func apiWith(_ expression: String) -> String {
+        #"{"matchLabels": {"app": "api"}, "matchExpressions": ["# + expression + "]}"
+    }
+
     func testAMatchOnAnotherNamespaceIsRemovedWithAWarning() throws {
         let selectors = [
             #"{"matchLabels": {"app": "api", "k8s:io.kubernetes.pod.namespace": "other"}}"#,
             #"{"matchLabels": {"app": "api", "io.kubernetes.pod.namespace": "other"}}"#,
             #"{"matchLabels": {"app": "api", "any:io.kubernetes.pod.namespace": "other"}}"#,
-            #"{"matchLabels": {"app": "api"}, "matchExpressions": [{"key": "k8s:io.kubernetes.pod.namespace", "operator": "In", "values": ["other", "third"]}]}"#,
-            #"{"matchLabels": {"app": "api"}, "matchExpressions": [{"key": "io.kubernetes.pod.namespace", "operator": "NotIn", "values": ["web"]}]}"#,
-            #"{"matchLabels": {"app": "api"}, "matchExpressions": [{"key": "io.kubernetes.pod.namespace", "operator": "DoesNotExist"}]}"#,
+            apiWith(#"{"key": "k8s:io.kubernetes.pod.namespace", "operator": "In", "values": ["other", "third"]}"#),
+            apiWith(#"{"key": "io.kubernetes.pod.namespace", "operator": "NotIn", "values": ["web"]}"#),
+            apiWith(#"{"key": "io.kubernetes.pod.namespace", "operator": "DoesNotExist"}"#),
             // Its own namespace among others: the others could never apply.
-            #"{"matchLabels": {"app": "api"}, "matchExpressions": [{"key": "io.kubernetes.pod.namespace", "operator": "In", "values": ["web", "other"]}]}"#,
+            apiWith(#"{"key": "io.kubernetes.pod.namespace", "operator": "In", "values": ["web", "other"]}"#),
         ]
         for selector in selectors {
             let document = try parsed(selector)
@@ -51,8 +56,8 @@ final class PolicyNamespaceTests: XCTestCase {
         let selectors = [
             #"{"matchLabels": {"app": "api"}}"#,
             #"{"matchLabels": {"app": "api", "k8s:io.kubernetes.pod.namespace": "web"}}"#,
-            #"{"matchLabels": {"app": "api"}, "matchExpressions": [{"key": "io.kubernetes.pod.namespace", "operator": "Exists"}]}"#,
-            #"{"matchLabels": {"app": "api"}, "matchExpressions": [{"key": "io.kubernetes.pod.namespace", "operator": "NotIn", "values": ["other"]}]}"#,
+            apiWith(#"{"key": "io.kubernetes.pod.namespace", "operator": "Exists"}"#),
+            apiWith(#"{"key": "io.kubernetes.pod.namespace", "operator": "NotIn", "values": ["other"]}"#),
         ]
         for selector in selectors {
             let document = try parsed(selector)
@@ -66,13 +71,15 @@ final class PolicyNamespaceTests: XCTestCase {
         let text = """
             {"apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "p", "namespace": "web"},
              "specs": [{"endpointSelector": {"matchLabels": {"app": "api"}}, \(ingress)},
-                       {"endpointSelector": {"matchLabels": {"io.kubernetes.pod.namespace": "kube-system"}}, \(ingress)}]}
+                       {"endpointSelector": {"matchLabels": {"io.kubernetes.pod.namespace": "kube-system"}},
+                        \(ingress)}]}
             """
         let document = try XCTUnwrap(PolicyParser.parse(JSON.parse(text)).first)
         XCTAssertEqual(document.warnings.count, 1)
         XCTAssertTrue(document.warnings[0].hasPrefix("web/p: specs[1].endpointSelector: "), document.warnings[0])
         XCTAssertTrue(document.rules[1].endpointSelector.matches(labels("k8s:io.kubernetes.pod.namespace=web")))
-        XCTAssertFalse(document.rules[1].endpointSelector.matches(labels("k8s:io.kubernetes.pod.namespace=kube-system")))
+        XCTAssertFalse(
+            document.rules[1].endpointSelector.matches(labels("k8s:io.kubernetes.pod.namespace=kube-system")))
     }
 
     func testAClusterwidePolicyKeepsItsNamespaceMatch() throws {

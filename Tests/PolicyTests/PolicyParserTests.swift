@@ -155,13 +155,15 @@ final class PolicyParserTests: XCTestCase {
                 "metadata.name", "lower-case"
             ),
             (
-                doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "#
-                    + #""metadata": {"name": "a", "namespace": "x.y"}"#),
+                doc(
+                    #""apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "#
+                        + #""metadata": {"name": "a", "namespace": "x.y"}"#),
                 "metadata.namespace", "lower-case letters, digits and '-'"
             ),
             (
-                doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "#
-                    + #""metadata": {"name": "a", "namespace": "x"}"#),
+                doc(
+                    #""apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy", "#
+                        + #""metadata": {"name": "a", "namespace": "x"}"#),
                 "metadata.namespace", "has no namespace"
             ),
             (
@@ -169,8 +171,9 @@ final class PolicyParserTests: XCTestCase {
                 "spec", "spec or specs is required"
             ),
             (
-                doc(#""apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a"}, "#
-                    + #""extra": 1"#),
+                doc(
+                    #""apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy", "metadata": {"name": "a"}, "#
+                        + #""extra": 1"#),
                 "extra", "unknown field"
             ),
             ("[]", "policies", "at least one policy"),

@@ -117,8 +117,10 @@ final class PolicyRepositoryTests: XCTestCase {
         func apps(_ rules: [PolicyRule]) -> [String] {
             rules.map { rule in
                 let labels = ["a", "b", "c", "d"].map { app in
-                    LabelSet([try! Label(source: "k8s", key: "app", value: app),
-                        try! Label(source: "k8s", key: "io.kubernetes.pod.namespace", value: "web-tier")])
+                    LabelSet([
+                        try! Label(source: "k8s", key: "app", value: app),
+                        try! Label(source: "k8s", key: "io.kubernetes.pod.namespace", value: "web-tier"),
+                    ])
                 }
                 return ["a", "b", "c", "d"].enumerated().filter { rule.endpointSelector.matches(labels[$0.offset]) }
                     .map(\.element).joined()
@@ -146,14 +148,16 @@ final class PolicyRepositoryTests: XCTestCase {
             policy(name, spec: #"{"endpointSelector": {"matchLabels": {"app": "\#(name)"}}, \#(section)}"#)
         }
         var repo = PolicyRepository()
-        try repo.apply(JSON.parse("""
-            [\(rule("from-x", #""ingress": [{"fromEndpoints": [{"matchLabels": {"app": "x"}}]}]"#)),
-             \(rule("deny-to-x", #""egressDeny": [{"toEndpoints": [{"matchLabels": {"app": "x"}}]}]"#)),
-             \(rule("from-y", #""ingress": [{"fromEndpoints": [{"matchLabels": {"app": "y"}}]}]"#)),
-             \(rule("cluster", #""egress": [{"toEntities": ["cluster"]}]"#)),
-             \(rule("world", #""egress": [{"toEntities": ["world"]}]"#)),
-             \(rule("any", #""ingress": [{}]"#))]
-            """))
+        try repo.apply(
+            JSON.parse(
+                """
+                [\(rule("from-x", #""ingress": [{"fromEndpoints": [{"matchLabels": {"app": "x"}}]}]"#)),
+                 \(rule("deny-to-x", #""egressDeny": [{"toEndpoints": [{"matchLabels": {"app": "x"}}]}]"#)),
+                 \(rule("from-y", #""ingress": [{"fromEndpoints": [{"matchLabels": {"app": "y"}}]}]"#)),
+                 \(rule("cluster", #""egress": [{"toEntities": ["cluster"]}]"#)),
+                 \(rule("world", #""egress": [{"toEntities": ["world"]}]"#)),
+                 \(rule("any", #""ingress": [{}]"#))]
+                """))
         let x = Identity(id: 300, labels: labels("k8s:app=x", "k8s:io.kubernetes.pod.namespace=web-tier"))
         let selecting = repo.rulesSelectingPeers([x])
         // "from-y" and "world" do not select x; "any" selects every peer whatever identities exist.

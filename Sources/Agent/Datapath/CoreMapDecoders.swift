@@ -3,71 +3,84 @@ import DatapathCore
 /// JSON views of the core maps' entries, for `GET /v1/map/{name}`.
 enum CoreMapDecoders {
     static func register(on datapath: Datapath, ruleName: @escaping @Sendable (UInt32) -> String?) {
-        datapath.registerDecoder(prefix: "na_endpoints", MapDecoder { key, value, _ in
-            let ifindex: UInt32 = valueFrom(key, at: 0)
-            let info: na_endpoint_info = valueFrom(value, at: 0)
-            var object: [String: JSON] = [
-                "endpoint-id": .int(Int64(info.ep_id)), "identity": .int(Int64(info.identity)),
-                "policy-revision": .int(Int64(info.policy_revision)),
-                "enforce-ingress": .bool(info.flags & UInt32(NA_EP_ENFORCE_INGRESS) != 0),
-                "enforce-egress": .bool(info.flags & UInt32(NA_EP_ENFORCE_EGRESS) != 0),
-            ]
-            if info.flags & UInt32(NA_EP_HAS_IPV4) != 0 {
-                object["ipv4"] = .string(IPAddress(family: .ipv4, bytes: tupleBytes(info.ipv4)).description)
-            }
-            if info.flags & UInt32(NA_EP_HAS_IPV6) != 0 {
-                object["ipv6"] = .string(IPAddress(family: .ipv6, bytes: tupleBytes(info.ipv6)).description)
-            }
-            return (["ifindex": .int(Int64(ifindex))], .object(object))
-        })
-        datapath.registerDecoder(prefix: "na_ipcache", MapDecoder { key, value, _ in
-            let k: na_ipcache_key = valueFrom(key, at: 0)
-            let v: na_ipcache_value = valueFrom(value, at: 0)
-            return (
-                ["prefix": .string(k.prefix?.description ?? "?")],
-                ["identity": .int(Int64(v.identity)), "flags": .int(Int64(v.flags))]
-            )
-        })
-        datapath.registerDecoder(prefix: "na_policy", MapDecoder { key, value, _ in
-            let endpoint: UInt32 = valueFrom(key, at: 0)
-            let innerID: UInt32 = valueFrom(value, at: 0)
-            return (["endpoint-id": .int(Int64(endpoint))], ["inner-map-id": .int(Int64(innerID))])
-        })
-        datapath.registerDecoder(prefix: PolicyMapLayout.namePrefix, MapDecoder { key, value, _ in
-            let k: na_policy_key = valueFrom(key, at: 0)
-            let v: na_policy_value = valueFrom(value, at: 0)
-            return (PolicyMapLayout.json(of: k), PolicyMapLayout.json(of: v, ruleName: ruleName))
-        })
-        datapath.registerDecoder(prefix: "na_metrics", MapDecoder { key, value, map in
-            let k: na_metrics_key = valueFrom(key, at: 0)
-            var packets: UInt64 = 0
-            var bytes: UInt64 = 0
-            for cpu in 0..<map.valueCount {
-                let v: na_metrics_value = valueFrom(value, at: cpu * 16)
-                packets &+= v.packets
-                bytes &+= v.bytes
-            }
-            return (
-                [
-                    "reason": .string(DropReason.name(of: k.reason)), "reason-code": .int(Int64(k.reason)),
-                    "direction": .string(k.direction == UInt8(NA_DIR_EGRESS.rawValue) ? "egress" : "ingress"),
-                ],
-                ["packets": .int(Int64(bitPattern: packets)), "bytes": .int(Int64(bitPattern: bytes))]
-            )
-        })
-        datapath.registerDecoder(prefix: "na_config", MapDecoder { key, value, _ in
-            let c: na_config = valueFrom(value, at: 0)
-            return (
-                ["index": .int(Int64(valueFrom(key, at: 0) as UInt32))],
-                [
-                    "ct-lifetime-tcp": .int(Int64(c.ct_lifetime_tcp)), "ct-lifetime-syn": .int(Int64(c.ct_lifetime_syn)),
-                    "ct-lifetime-closing": .int(Int64(c.ct_lifetime_closing)),
-                    "ct-lifetime-nontcp": .int(Int64(c.ct_lifetime_nontcp)), "flags": .int(Int64(c.flags)),
-                    "allowed-sample-rate": .int(Int64(c.allowed_sample_rate)),
-                    "drop-event-interval-ms": .int(Int64(c.drop_event_interval_ms)),
-                    "localhost-policy": .bool(c.flags & UInt32(NA_CFG_LOCALHOST_POLICY) != 0),
+        datapath.registerDecoder(
+            prefix: "na_endpoints",
+            MapDecoder { key, value, _ in
+                let ifindex: UInt32 = valueFrom(key, at: 0)
+                let info: na_endpoint_info = valueFrom(value, at: 0)
+                var object: [String: JSON] = [
+                    "endpoint-id": .int(Int64(info.ep_id)), "identity": .int(Int64(info.identity)),
+                    "policy-revision": .int(Int64(info.policy_revision)),
+                    "enforce-ingress": .bool(info.flags & UInt32(NA_EP_ENFORCE_INGRESS) != 0),
+                    "enforce-egress": .bool(info.flags & UInt32(NA_EP_ENFORCE_EGRESS) != 0),
                 ]
-            )
-        })
+                if info.flags & UInt32(NA_EP_HAS_IPV4) != 0 {
+                    object["ipv4"] = .string(IPAddress(family: .ipv4, bytes: tupleBytes(info.ipv4)).description)
+                }
+                if info.flags & UInt32(NA_EP_HAS_IPV6) != 0 {
+                    object["ipv6"] = .string(IPAddress(family: .ipv6, bytes: tupleBytes(info.ipv6)).description)
+                }
+                return (["ifindex": .int(Int64(ifindex))], .object(object))
+            })
+        datapath.registerDecoder(
+            prefix: "na_ipcache",
+            MapDecoder { key, value, _ in
+                let k: na_ipcache_key = valueFrom(key, at: 0)
+                let v: na_ipcache_value = valueFrom(value, at: 0)
+                return (
+                    ["prefix": .string(k.prefix?.description ?? "?")],
+                    ["identity": .int(Int64(v.identity)), "flags": .int(Int64(v.flags))]
+                )
+            })
+        datapath.registerDecoder(
+            prefix: "na_policy",
+            MapDecoder { key, value, _ in
+                let endpoint: UInt32 = valueFrom(key, at: 0)
+                let innerID: UInt32 = valueFrom(value, at: 0)
+                return (["endpoint-id": .int(Int64(endpoint))], ["inner-map-id": .int(Int64(innerID))])
+            })
+        datapath.registerDecoder(
+            prefix: PolicyMapLayout.namePrefix,
+            MapDecoder { key, value, _ in
+                let k: na_policy_key = valueFrom(key, at: 0)
+                let v: na_policy_value = valueFrom(value, at: 0)
+                return (PolicyMapLayout.json(of: k), PolicyMapLayout.json(of: v, ruleName: ruleName))
+            })
+        datapath.registerDecoder(
+            prefix: "na_metrics",
+            MapDecoder { key, value, map in
+                let k: na_metrics_key = valueFrom(key, at: 0)
+                var packets: UInt64 = 0
+                var bytes: UInt64 = 0
+                for cpu in 0..<map.valueCount {
+                    let v: na_metrics_value = valueFrom(value, at: cpu * 16)
+                    packets &+= v.packets
+                    bytes &+= v.bytes
+                }
+                return (
+                    [
+                        "reason": .string(DropReason.name(of: k.reason)), "reason-code": .int(Int64(k.reason)),
+                        "direction": .string(k.direction == UInt8(NA_DIR_EGRESS.rawValue) ? "egress" : "ingress"),
+                    ],
+                    ["packets": .int(Int64(bitPattern: packets)), "bytes": .int(Int64(bitPattern: bytes))]
+                )
+            })
+        datapath.registerDecoder(
+            prefix: "na_config",
+            MapDecoder { key, value, _ in
+                let c: na_config = valueFrom(value, at: 0)
+                return (
+                    ["index": .int(Int64(valueFrom(key, at: 0) as UInt32))],
+                    [
+                        "ct-lifetime-tcp": .int(Int64(c.ct_lifetime_tcp)),
+                        "ct-lifetime-syn": .int(Int64(c.ct_lifetime_syn)),
+                        "ct-lifetime-closing": .int(Int64(c.ct_lifetime_closing)),
+                        "ct-lifetime-nontcp": .int(Int64(c.ct_lifetime_nontcp)), "flags": .int(Int64(c.flags)),
+                        "allowed-sample-rate": .int(Int64(c.allowed_sample_rate)),
+                        "drop-event-interval-ms": .int(Int64(c.drop_event_interval_ms)),
+                        "localhost-policy": .bool(c.flags & UInt32(NA_CFG_LOCALHOST_POLICY) != 0),
+                    ]
+                )
+            })
     }
 }

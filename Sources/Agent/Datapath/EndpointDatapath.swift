@@ -1,6 +1,6 @@
 import DatapathCore
-import Policy
 import Foundation
+import Policy
 
 /// Programs one endpoint into the datapath: its policy map, its row in na_endpoints, its addresses in the ipcache,
 /// and the tc programs on its host-side interface.
@@ -19,9 +19,10 @@ struct EndpointDatapath {
 
     /// The endpoint's policy map, created (and pinned) when it does not exist yet.
     func policyMap(_ id: UInt32, create: Bool = true) throws -> TypedMap<na_policy_key, na_policy_value>? {
-        guard let map = try datapath.innerMap(
-            outer: PolicyMapLayout.outerMap, key: id, name: PolicyMapLayout.mapName(endpoint: id),
-            create: create ? template : nil)
+        guard
+            let map = try datapath.innerMap(
+                outer: PolicyMapLayout.outerMap, key: id, name: PolicyMapLayout.mapName(endpoint: id),
+                create: create ? template : nil)
         else { return nil }
         return try TypedMap(map)
     }
@@ -45,7 +46,8 @@ struct EndpointDatapath {
     }
 
     func removePolicyMap(_ id: UInt32) throws {
-        try datapath.removeInnerMap(outer: PolicyMapLayout.outerMap, key: id, name: PolicyMapLayout.mapName(endpoint: id))
+        try datapath.removeInnerMap(
+            outer: PolicyMapLayout.outerMap, key: id, name: PolicyMapLayout.mapName(endpoint: id))
     }
 
     func writeEndpointInfo(_ endpoint: Endpoint) throws {

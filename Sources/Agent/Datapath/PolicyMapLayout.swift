@@ -53,7 +53,8 @@ enum PolicyMapLayout {
 
     static func json(of value: na_policy_value, ruleName: (UInt32) -> String?) -> JSON {
         var object: [String: JSON] = [
-            "verdict": value.flags & UInt32(NA_POLICY_DENY) != 0 ? "deny" : "allow", "rule-id": .int(Int64(value.rule_id)),
+            "verdict": value.flags & UInt32(NA_POLICY_DENY) != 0 ? "deny" : "allow",
+            "rule-id": .int(Int64(value.rule_id)),
         ]
         if let name = ruleName(value.rule_id) { object["rule"] = .string(name) }
         return .object(object)

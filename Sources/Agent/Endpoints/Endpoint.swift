@@ -45,7 +45,9 @@ struct Endpoint: Sendable, Equatable {
             "id": .int(Int64(id)), "interface-name": .string(interfaceName), "interface-index": .int(Int64(ifindex)),
             "addressing": .object(addressing), "labels": .array(labels.strings.map { .string($0) }),
             "state": .string(state.rawValue), "policy-revision": .int(Int64(policyRevision)),
-            "identity": ["id": .int(Int64(identity)), "labels": .array((identityLabels?.strings ?? []).map { .string($0) })],
+            "identity": [
+                "id": .int(Int64(identity)), "labels": .array((identityLabels?.strings ?? []).map { .string($0) }),
+            ],
             "policy-enforcement": ["ingress": .bool(enforceIngress), "egress": .bool(enforceEgress)],
         ]
         if let k8sNamespace { object["k8s-namespace"] = .string(k8sNamespace) }
@@ -82,7 +84,9 @@ struct EndpointChangeRequest: Sendable, Equatable {
                 throw AgentError.invalidField("id", "does not match the id \(id) in the path")
             }
         }
-        guard let name = object["interface-name"] else { throw AgentError.invalidField("interface-name", "is required") }
+        guard let name = object["interface-name"] else {
+            throw AgentError.invalidField("interface-name", "is required")
+        }
         interfaceName = try name.requireString("interface-name")
         guard !interfaceName.isEmpty, interfaceName.utf8.count < 16, !interfaceName.contains("/"),
             !interfaceName.contains(where: \.isWhitespace)

@@ -48,17 +48,22 @@ extension NodeAgent {
             // every endpoint on each change once anything mutates it.
             let undo = (identities: state.identities, hostAddresses: state.hostAddresses)
             do {
-                let endpoint = try realize(id: id, request: request, ifindex: ifindex, previous: previous, state: &state)
+                let endpoint = try realize(
+                    id: id, request: request, ifindex: ifindex, previous: previous, state: &state)
                 try persistEndpoint(endpoint, state)
                 refreshHostAddressesIfDue(&state)
                 registry.broadcast(
                     .endpointAdded(id: id, ifindex: ifindex, addresses: endpoint.addresses.map(\.description)))
                 logger.info(
                     previous == nil ? "endpoint created" : "endpoint updated",
-                    metadata: ["endpoint": "\(id)", "identity": "\(endpoint.identity)", "interface": "\(request.interfaceName)"])
+                    metadata: [
+                        "endpoint": "\(id)", "identity": "\(endpoint.identity)",
+                        "interface": "\(request.interfaceName)",
+                    ])
                 return (endpointJSON(endpoint, state), previous == nil)
             } catch {
-                rollback(identities: undo.identities, hostAddresses: undo.hostAddresses, previous: previous, from: &state,
+                rollback(
+                    identities: undo.identities, hostAddresses: undo.hostAddresses, previous: previous, from: &state,
                     endpoint: id)
                 throw error
             }
@@ -66,7 +71,8 @@ extension NodeAgent {
     }
 
     private static func matches(_ endpoint: Endpoint, _ request: EndpointChangeRequest) -> Bool {
-        endpoint.interfaceName == request.interfaceName && endpoint.ipv4 == request.ipv4 && endpoint.ipv6 == request.ipv6
+        endpoint.interfaceName == request.interfaceName && endpoint.ipv4 == request.ipv4
+            && endpoint.ipv6 == request.ipv6
             && endpoint.labels == request.labels && endpoint.k8sNamespace == request.k8sNamespace
             && endpoint.k8sPodName == request.k8sPodName && endpoint.containerID == request.containerID
             && Interfaces.index(of: endpoint.interfaceName) == endpoint.ifindex
@@ -204,11 +210,14 @@ extension NodeAgent {
         }
         var labels = replace ?? current.labels
         for label in delete?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key) }
-        for label in add?.labels ?? [] { labels = labels.removing(source: label.source, key: label.key).inserting(label) }
+        for label in add?.labels ?? [] {
+            labels = labels.removing(source: label.source, key: label.key).inserting(label)
+        }
         guard labels.labels.count <= EndpointChangeRequest.maxLabels else {
             throw AgentError.invalidField(
                 replace == nil ? "add" : "labels",
-                "the endpoint would have \(labels.labels.count) labels, at most \(EndpointChangeRequest.maxLabels) allowed")
+                "the endpoint would have \(labels.labels.count) labels, at most \(EndpointChangeRequest.maxLabels) "
+                    + "allowed")
         }
         // The endpoint's JSON carries fields the agent derives (identity, state...); a change request must not.
         // The new labels go through the request's own parsing, which keeps the namespace label as on PUT.

@@ -18,7 +18,8 @@ extension NodeAgent {
             endpoint: labels, peers: peers ?? PolicyPeers(state.identityList),
             mode: mode)
         return DesiredPolicy(
-            entries: PolicyEntry.byKey(resolved.entries.map(\.mapped)), enforceIngress: resolved.ingressEnforced, enforceEgress: resolved.egressEnforced)
+            entries: PolicyEntry.byKey(resolved.entries.map(\.mapped)), enforceIngress: resolved.ingressEnforced,
+            enforceEgress: resolved.egressEnforced)
     }
 
     /// The labels policy selects an endpoint by: its identity's.
@@ -89,7 +90,8 @@ extension NodeAgent {
         }
         // Only now that no map refers to them any more may prefixes that left the policy lose their identities.
         try prefixProvider?.release(keeping: prefixes)
-        logger.debug("regenerated", metadata: ["reason": "\(reason)", "changed": "\(changed)", "revision": "\(revision)"])
+        logger.debug(
+            "regenerated", metadata: ["reason": "\(reason)", "changed": "\(changed)", "revision": "\(revision)"])
     }
 
     /// Gives every endpoint a new policy generation, so the datapath re-checks all established flows: for a change
@@ -122,9 +124,11 @@ extension NodeAgent {
                     + "which is disabled")
         }
         return try provider.acquire(prefixes: prefixes).map { prefix, id throws in
-            Identity(id: id, labels: LabelSet([
-                try Label(source: "cidr", key: prefix), try Label(source: "reserved", key: "world"),
-            ]))
+            Identity(
+                id: id,
+                labels: LabelSet([
+                    try Label(source: "cidr", key: prefix), try Label(source: "reserved", key: "world"),
+                ]))
         }
     }
 

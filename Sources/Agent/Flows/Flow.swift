@@ -1,4 +1,5 @@
 import DatapathCore
+
 /// One verdict the datapath reported (a `struct na_flow_event`), decoded and enriched with what the agent knows
 /// about both ends: identities and their labels, pods, and the policy rule that decided it.
 public struct Flow: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import DatapathCore
+
 /// Which flows a query or a follower wants; every condition given must hold (an empty filter takes every flow).
 public struct FlowFilter: Sendable, Equatable {
     public var verdict: Flow.Verdict?

@@ -1,4 +1,5 @@
 import DatapathCore
+
 /// The query parameters of `GET /v1/flows`: a filter, how many recent flows, and whether to follow.
 public struct FlowQuery: Sendable, Equatable {
     public static let defaultLast = 100

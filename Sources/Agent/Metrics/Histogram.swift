@@ -1,4 +1,5 @@
 import DatapathCore
+
 /// A Prometheus histogram's state: cumulative bucket counts, the sum and the count of observations.
 /// A value type: the owner serializes access.
 public struct Histogram: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import DatapathCore
+
 /// Renders samples in the Prometheus text exposition format (version 0.0.4).
 ///
 /// Samples are grouped into families: all samples of one metric name (for histograms and summaries, the base name

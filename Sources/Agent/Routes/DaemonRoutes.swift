@@ -43,7 +43,8 @@ extension NodeAgent {
             return (before, options)
         }
         logLevel.value = Logger.Level(rawValue: after.logLevel.rawValue) ?? .info
-        if before.allowedFlowSampling != after.allowedFlowSampling || before.dropEventInterval != after.dropEventInterval
+        if before.allowedFlowSampling != after.allowedFlowSampling
+            || before.dropEventInterval != after.dropEventInterval
             || before.allowLocalhost != after.allowLocalhost
         {
             try writeDatapathSettings(after)

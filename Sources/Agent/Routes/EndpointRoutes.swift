@@ -23,7 +23,9 @@ extension NodeAgent {
             .patch("/v1/endpoint/{id}/labels") { [self] request in
                 .json(try patchLabels(id: try endpointID(request), body: try request.jsonBody()))
             },
-            .get("/v1/endpoint/{id}/policy") { [self] request in .json(try realizedPolicyJSON(id: try endpointID(request))) },
+            .get("/v1/endpoint/{id}/policy") { [self] request in
+                .json(try realizedPolicyJSON(id: try endpointID(request)))
+            },
         ]
     }
 
@@ -44,7 +46,10 @@ extension NodeAgent {
                 guard let id = UInt32(text) else {
                     throw AgentError.invalidField("id", "\"\(text)\" is not a numeric identity")
                 }
-                guard let json = state.withLock({ state in state.identities.identity(id: id).map { identityJSON($0, state) } })
+                guard
+                    let json = state.withLock({ state in
+                        state.identities.identity(id: id).map { identityJSON($0, state) }
+                    })
                 else { throw AgentError.notFound("identity \(id) does not exist") }
                 return .json(json)
             },
@@ -70,7 +75,9 @@ extension NodeAgent {
     /// thousand endpoints otherwise costs milliseconds of JSON building on every poll.
     func endpointList(_ request: APIRequest) throws -> APIResponse {
         let filter = try labelFilter(request)
-        guard filter.labels.isEmpty else { return .json(.array(state.withLock { listEndpoints(in: $0, matching: filter) })) }
+        guard filter.labels.isEmpty else {
+            return .json(.array(state.withLock { listEndpoints(in: $0, matching: filter) }))
+        }
         let (version, cached, list) = state.withLock { state -> (UInt64, [UInt8]?, [JSON]) in
             let version = state.version
             if let body = endpointListCache.withLock({ $0?.version == version ? $0?.body : nil }) {
@@ -87,8 +94,10 @@ extension NodeAgent {
     func listEndpoints(in state: AgentState, matching filter: LabelSet) -> [JSON] {
         state.endpoints.values.sorted { $0.id < $1.id }.filter { endpoint in
             filter.labels.allSatisfy { wanted in
-                endpoint.labels.labels.contains { $0.key == wanted.key && $0.value == wanted.value
-                    && (wanted.source == Label.unspecifiedSource || wanted.source == $0.source) }
+                endpoint.labels.labels.contains {
+                    $0.key == wanted.key && $0.value == wanted.value
+                        && (wanted.source == Label.unspecifiedSource || wanted.source == $0.source)
+                }
             }
         }.map { endpointJSON($0, state) }
     }
@@ -97,7 +106,10 @@ extension NodeAgent {
         [
             "id": .int(Int64(identity.id)), "labels": .array(identity.labels.strings.map { .string($0) }),
             "references": .int(Int64(state.identities.references(identity.id))),
-            "endpoints": .array(state.endpoints.values.filter { $0.identity == identity.id }.map { .int(Int64($0.id)) }.sorted { $0.intValue! < $1.intValue! }),
+            "endpoints": .array(
+                state.endpoints.values.filter { $0.identity == identity.id }.map { .int(Int64($0.id)) }.sorted {
+                    $0.intValue! < $1.intValue!
+                }),
         ]
     }
 

@@ -57,20 +57,25 @@ extension NodeAgent {
             return TracePeer(identity: endpoint.identity, labels: labels)
         }
         if let id = UInt32(text) {
-            guard let endpoint = state.endpoints[id] else { throw AgentError.notFound("\(field): endpoint \(id) does not exist") }
+            guard let endpoint = state.endpoints[id] else {
+                throw AgentError.notFound("\(field): endpoint \(id) does not exist")
+            }
             return peer(endpoint)
         }
         if let address = IPAddress(text) {
             if let endpoint = state.endpoint(withAddress: address) { return peer(endpoint) }
-            let identity = state.hostAddresses.contains(address) ? UInt32(NA_ID_HOST.rawValue) : UInt32(NA_ID_WORLD.rawValue)
+            let identity =
+                state.hostAddresses.contains(address) ? UInt32(NA_ID_HOST.rawValue) : UInt32(NA_ID_WORLD.rawValue)
             let labels = state.identities.identity(id: identity)?.labels ?? LabelSet()
             return TracePeer(identity: identity, labels: labels, isLocalEndpoint: false)
         }
         if !text.contains("="), text.split(separator: "/").count == 2 {
             let parts = text.split(separator: "/").map(String.init)
-            guard let endpoint = state.endpoints.values.first(where: {
-                ($0.k8sNamespace ?? "default") == parts[0] && $0.k8sPodName == parts[1]
-            }) else { throw AgentError.notFound("\(field): no endpoint for pod \(text)") }
+            guard
+                let endpoint = state.endpoints.values.first(where: {
+                    ($0.k8sNamespace ?? "default") == parts[0] && $0.k8sPodName == parts[1]
+                })
+            else { throw AgentError.notFound("\(field): no endpoint for pod \(text)") }
             return peer(endpoint)
         }
         let labels = try LabelSet(parsing: text.split(separator: ",").map(String.init), field: field)

@@ -37,7 +37,8 @@ extension NodeAgent {
     }
 
     func persistEndpoint(_ endpoint: Endpoint, _ state: AgentState) throws {
-        var object = endpoint.json(identityLabels: state.identities.identity(id: endpoint.identity)?.labels)
+        var object =
+            endpoint.json(identityLabels: state.identities.identity(id: endpoint.identity)?.labels)
             .removingKeys(["state", "policy-revision", "policy-enforcement"]).objectValue ?? [:]
         object["version"] = 2
         try store.write(Self.endpointDocument(endpoint.id), .object(object))
@@ -162,7 +163,9 @@ extension NodeAgent {
         let request = try EndpointChangeRequest(json: item.removingKeys(Self.derivedFields), id: number)
         var identity: UInt32
         let savedNumber = item["identity"]?["id"]?.intValue.flatMap { UInt32(exactly: $0) }
-        let savedLabels = try item["identity"]?["labels"]?.arrayValue.map { try LabelSet(parsing: $0.compactMap(\.stringValue)) }
+        let savedLabels = try item["identity"]?["labels"]?.arrayValue.map {
+            try LabelSet(parsing: $0.compactMap(\.stringValue))
+        }
         if let savedNumber, let savedLabels, savedLabels == identities.filter.apply(request.labels),
             let restored = try? identities.restore(identity: savedNumber, labels: savedLabels)
         {
@@ -172,7 +175,9 @@ extension NodeAgent {
             identity = try identities.acquire(request.labels).id
             logger.warning(
                 "endpoint's saved identity could not be kept",
-                metadata: ["endpoint": "\(id)", "saved": "\(savedNumber.map { "\($0)" } ?? "none")", "now": "\(identity)"])
+                metadata: [
+                    "endpoint": "\(id)", "saved": "\(savedNumber.map { "\($0)" } ?? "none")", "now": "\(identity)",
+                ])
         }
         return Endpoint(
             id: number, interfaceName: request.interfaceName, ifindex: Int32(item["interface-index"]?.intValue ?? 0),
@@ -213,7 +218,9 @@ extension NodeAgent {
             let identity = value.identity
             let endpointIdentity = identity >= IdentityAllocator.firstLocal && identity < UInt32(NA_ID_LOCAL_CIDR_BASE)
             let hostIdentity = identity == UInt32(NA_ID_HOST.rawValue)
-            if (endpointIdentity && !owned.contains(address)) || (hostIdentity && !state.hostAddresses.contains(address)) {
+            if (endpointIdentity && !owned.contains(address))
+                || (hostIdentity && !state.hostAddresses.contains(address))
+            {
                 _ = try map.delete(key)
             }
         }

@@ -29,7 +29,8 @@ public struct StructuredLogHandler: LogHandler {
         var fields = metadata
         if let provided = metadataProvider?.get() { fields.merge(provided) { $1 } }
         if let extra = event.metadata { fields.merge(extra) { $1 } }
-        var line = "time=\(Self.timestamp()) level=\(event.level) subsys=\(label) msg=\(Self.quote(event.message.description))"
+        var line =
+            "time=\(Self.timestamp()) level=\(event.level) subsys=\(label) msg=\(Self.quote(event.message.description))"
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
             line += " \(key)=\(Self.quote(value.description))"
         }

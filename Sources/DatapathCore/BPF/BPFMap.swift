@@ -83,7 +83,9 @@ public final class BPFMap: Sendable {
         }
         try key.withUnsafeBytes { k throws in
             try value.withUnsafeBytes { v throws in
-                _ = try bpfCall("updating map \(name)") { bpf_map_update_elem(fd, k.baseAddress, v.baseAddress, flags.rawValue) }
+                _ = try bpfCall("updating map \(name)") {
+                    bpf_map_update_elem(fd, k.baseAddress, v.baseAddress, flags.rawValue)
+                }
             }
         }
     }

@@ -2,7 +2,13 @@ import CLibbpf
 
 /// The BPF map types the agent creates or decodes, with the names bpftool uses.
 public enum BPFMapType: UInt32, Sendable, CaseIterable {
-    case hash = 1, array = 2, perCPUHash = 5, perCPUArray = 6, lruHash = 9, lpmTrie = 11, hashOfMaps = 13
+    case hash = 1
+    case array = 2
+    case perCPUHash = 5
+    case perCPUArray = 6
+    case lruHash = 9
+    case lpmTrie = 11
+    case hashOfMaps = 13
     case ringBuffer = 27
 
     public var name: String {
@@ -41,5 +47,7 @@ public struct BPFMapInfo: Sendable, Equatable {
 
 /// Flags of BPF_MAP_UPDATE_ELEM.
 public enum BPFUpdateFlags: UInt64, Sendable {
-    case any = 0, noExist = 1, exist = 2
+    case any = 0
+    case noExist = 1
+    case exist = 2
 }

@@ -1,6 +1,6 @@
 import BPFObjects
-import Foundation
 import CLibbpf
+import Foundation
 import Glibc
 import Synchronization
 
@@ -73,7 +73,9 @@ public final class BPFObject: Sendable {
             var programs: [BPFProgram] = []
             var program = bpf_object__next_program(object, nil)
             while let current = program {
-                programs.append(try BPFProgram(name: String(cString: bpf_program__name(current)), duplicating: bpf_program__fd(current)))
+                programs.append(
+                    try BPFProgram(
+                        name: String(cString: bpf_program__name(current)), duplicating: bpf_program__fd(current)))
                 program = bpf_object__next_program(object, current)
             }
             return BPFObject(name: name, maps: maps, programs: programs, replacedPins: replaced)
@@ -86,7 +88,8 @@ public final class BPFObject: Sendable {
     private static func unpinIfIncompatible(_ map: OpaquePointer, at path: String) throws -> Bool {
         guard let pinned = try BPFMap.openPinned(path) else { return false }
         let info = pinned.info
-        let compatible = info.typeID == bpf_map__type(map).rawValue
+        let compatible =
+            info.typeID == bpf_map__type(map).rawValue
             && info.keySize == Int(bpf_map__key_size(map)) && info.valueSize == Int(bpf_map__value_size(map))
             && info.maxEntries == Int(bpf_map__max_entries(map)) && info.flags == bpf_map__map_flags(map)
         if compatible { return false }

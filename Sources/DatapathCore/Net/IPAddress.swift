@@ -2,7 +2,10 @@ import Glibc
 
 /// An IPv4 or IPv6 address as the datapath keys hold it: 16 bytes, IPv4 in the first four.
 public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible {
-    public enum Family: UInt8, Sendable { case ipv4 = 2, ipv6 = 10 }
+    public enum Family: UInt8, Sendable {
+        case ipv4 = 2
+        case ipv6 = 10
+    }
 
     public let family: Family
     /// 4 bytes for IPv4, 16 for IPv6, network order.
@@ -53,7 +56,8 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
     }
 
     public static func < (a: IPAddress, b: IPAddress) -> Bool {
-        a.family.rawValue != b.family.rawValue ? a.family.rawValue < b.family.rawValue : a.bytes.lexicographicallyPrecedes(b.bytes)
+        a.family.rawValue != b.family.rawValue
+            ? a.family.rawValue < b.family.rawValue : a.bytes.lexicographicallyPrecedes(b.bytes)
     }
 }
 

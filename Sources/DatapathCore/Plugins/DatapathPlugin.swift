@@ -65,7 +65,8 @@ public struct MetricSample: Sendable, Equatable {
     public var help: String
     public var type: String
 
-    public init(name: String, labels: [String: String] = [:], value: Double, help: String = "", type: String = "gauge") {
+    public init(name: String, labels: [String: String] = [:], value: Double, help: String = "", type: String = "gauge")
+    {
         self.name = name
         self.labels = labels
         self.value = value

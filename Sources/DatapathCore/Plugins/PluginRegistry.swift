@@ -103,7 +103,8 @@ public final class PluginRegistry: Sendable {
 
     /// Runs job `job` of plugin `plugin` now instead of waiting for its interval (e.g. on datapath pressure).
     public func trigger(plugin: String, job: String) {
-        entries.withLock { list in list.first { $0.plugin.name == plugin }?.timers.first { $0.job.name == job } }?.fire()
+        entries.withLock { list in list.first { $0.plugin.name == plugin }?.timers.first { $0.job.name == job } }?
+            .fire()
     }
 
     public func broadcast(_ event: DatapathEvent) {

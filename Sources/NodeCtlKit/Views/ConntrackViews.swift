@@ -5,8 +5,10 @@ public enum ConntrackViews {
     public static func list(_ response: JSON) -> String {
         let entries = response["entries"]?.arrayValue ?? []
         guard !entries.isEmpty else { return "No conntrack entries\n" }
-        var table = Table(columns: ["Endpoint", "Dir", "Proto", "Source", "Destination", "Flags", "Expires", "Packets",
-                                    "Bytes"])
+        var table = Table(columns: [
+            "Endpoint", "Dir", "Proto", "Source", "Destination", "Flags", "Expires", "Packets",
+            "Bytes",
+        ])
         for entry in entries {
             let source = "\(Cells.text(entry["source"])):\(Cells.text(entry["source-port"]))"
             let destination = "\(Cells.text(entry["destination"])):\(Cells.text(entry["destination-port"]))"

@@ -25,9 +25,10 @@ public enum MapViews {
         let keyFields = fieldNames(entries.compactMap { $0["key"] })
         let valueFields = fieldNames(entries.compactMap { $0["value"] })
         let shared = Set(keyFields).intersection(valueFields)
-        let otherFields = fieldNames(entries.map { entry in
-            JSON.object((entry.objectValue ?? [:]).filter { $0.key != "key" && $0.key != "value" })
-        })
+        let otherFields = fieldNames(
+            entries.map { entry in
+                JSON.object((entry.objectValue ?? [:]).filter { $0.key != "key" && $0.key != "value" })
+            })
 
         var columns: [(title: String, cell: (JSON) -> String)] = []
         for name in keyFields {

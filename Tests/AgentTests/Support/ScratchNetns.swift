@@ -50,7 +50,8 @@ final class ScratchNetns: @unchecked Sendable {  // immutable after init
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw ScratchError("open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
-        guard setns(fd, 0x4000_0000 /* CLONE_NEWNET */) == 0 else {
+        let cloneNewNet: Int32 = 0x4000_0000  // CLONE_NEWNET, which Glibc does not export to Swift
+        guard setns(fd, cloneNewNet) == 0 else {
             throw ScratchError("setns \(path): \(String(cString: strerror(errno)))")
         }
     }

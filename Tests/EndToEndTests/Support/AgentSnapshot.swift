@@ -29,8 +29,9 @@ struct AgentSnapshot: Equatable, CustomStringConvertible {
             out.append("policy documents differ")
         }
         for name in Set(maps.keys).union(other.maps.keys).sorted() where maps[name] != other.maps[name] {
-            out.append("map \(name): \(other.maps[name].map { "\($0)" } ?? "absent") → "
-                + "\(maps[name].map { "\($0)" } ?? "absent")")
+            out.append(
+                "map \(name): \(other.maps[name].map { "\($0)" } ?? "absent") → "
+                    + "\(maps[name].map { "\($0)" } ?? "absent")")
         }
         return out
     }

@@ -60,4 +60,3 @@ final class OpenConnection: @unchecked Sendable {  // used from one test thread 
         Glibc.close(fd)
     }
 }
-

@@ -46,8 +46,10 @@ final class ConnectionProber: @unchecked Sendable {
     private let state = Locked((tally: ProbeTally(), stopping: false))
     private let finished = DispatchSemaphore(value: 0)
 
-    init(from netns: String, to ip: String, port: UInt16, every interval: TimeInterval = 0.01,
-         deadline: TimeInterval = 1) {
+    init(
+        from netns: String, to ip: String, port: UInt16, every interval: TimeInterval = 0.01,
+        deadline: TimeInterval = 1
+    ) {
         self.netns = netns
         self.ip = ip
         self.port = port
@@ -208,8 +210,10 @@ final class StreamingConnection: @unchecked Sendable {
     private let fd: Int32
     let stallLimit: TimeInterval
 
-    init(from netns: String, to ip: String, port: UInt16, blockSize: Int = 1024, pause: TimeInterval = 0.005,
-         stallLimit: TimeInterval = 2) throws {
+    init(
+        from netns: String, to ip: String, port: UInt16, blockSize: Int = 1024, pause: TimeInterval = 0.005,
+        stallLimit: TimeInterval = 2
+    ) throws {
         self.stallLimit = stallLimit
         let address = try SocketAddress(ip: ip, port: port)
         fd = try Sockets.make(in: netns, family: address.family, type: SOCK_STREAM)

@@ -40,7 +40,9 @@ struct Probe: Sendable, CustomStringConvertible {
         return probe
     }
 
-    var description: String { "\(udp ? "UDP " : "")\(Probe.name(source)) → \(Probe.name(destination)):\(port)\(ipv6 ? " (IPv6)" : "")" }
+    var description: String {
+        "\(udp ? "UDP " : "")\(Probe.name(source)) → \(Probe.name(destination)):\(port)\(ipv6 ? " (IPv6)" : "")"
+    }
 
     private static func name(_ host: any NetworkHost) -> String {
         (host as? Pod).map { "\($0)" } ?? (host as? ExternalHost).map { "\($0)" } ?? host.netns
