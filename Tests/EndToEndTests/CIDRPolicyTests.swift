@@ -41,19 +41,6 @@ final class CIDRPolicyTests: EndToEndTestCase {
         try agent.waitForPolicyRevision()
     }
 
-    /// Packets dropped for `reason` in `direction`, summed over CPUs, from the metrics map.
-    private func dropped(_ agent: AgentProcess, reason: Int, direction: String = "egress") throws -> Int64 {
-        let dump = try agent.api(.GET, "/v1/map/na_metrics?limit=10000")
-        var total: Int64 = 0
-        for entry in dump.json?["entries"]?.arrayValue ?? [] {
-            guard entry["key"]?["reason-code"]?.intValue == Int64(reason),
-                entry["key"]?["direction"]?.stringValue == direction
-            else { continue }
-            total += entry["value"]?["packets"]?.intValue ?? 0
-        }
-        return total
-    }
-
     /// Prefixes the ipcache holds with a CIDR identity (≥ 1<<24).
     private func cidrPrefixes(_ agent: AgentProcess) throws -> [String: Int64] {
         let dump = try agent.api(.GET, "/v1/map/na_ipcache?limit=10000")
@@ -81,14 +68,14 @@ final class CIDRPolicyTests: EndToEndTestCase {
             [Probe(from: w.backend, to: w.other, port: 80, .passes)], "no policy: the world is reachable")
 
         try importPolicy("allow-egress-to-external.yaml", into: w.agent)
-        let before = try dropped(w.agent, reason: 133)
+        let before = try w.agent.droppedPackets(reason: 133)
         assertReachability(
             [
                 Probe(from: w.backend, to: w.metadata, port: 80, .passes),
                 Probe(from: w.backend, to: w.monitoring, port: 80, .passes),
                 Probe(from: w.backend, to: w.other, port: 80, .dropped),
             ], "seed allow-egress-to-external.yaml")
-        XCTAssertGreaterThan(try dropped(w.agent, reason: 133), before, "the drop is counted as policy denied")
+        XCTAssertGreaterThan(try w.agent.droppedPackets(reason: 133), before, "the drop is counted as policy denied")
 
         let prefixes = try cidrPrefixes(w.agent)
         XCTAssertEqual(Set(prefixes.keys), ["169.254.169.254/32", "198.51.100.10/32"], "one identity per prefix")

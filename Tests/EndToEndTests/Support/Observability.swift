@@ -170,6 +170,19 @@ extension AgentProcess {
         return try PrometheusScrape(answer.body)
     }
 
+    /// Packets dropped for `reason` in `direction` ("egress", "ingress"), summed over CPUs, from the metrics map.
+    func droppedPackets(reason: Int, direction: String = "egress") throws -> Int64 {
+        let dump = try api(.GET, "/v1/map/na_metrics?limit=10000")
+        var total: Int64 = 0
+        for entry in dump.json?["entries"]?.arrayValue ?? [] {
+            guard entry["key"]?["reason-code"]?.intValue == Int64(reason),
+                entry["key"]?["direction"]?.stringValue == direction
+            else { continue }
+            total += entry["value"]?["packets"]?.intValue ?? 0
+        }
+        return total
+    }
+
     /// `GET /v1/flows` with `query` (already encoded); throws unless 200.
     func flows(_ query: String = "last=10000") throws -> [JSON] {
         let answer = try api(.GET, "/v1/flows?\(query)")
