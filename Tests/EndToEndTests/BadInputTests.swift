@@ -155,10 +155,12 @@ final class BadInputTests: EndToEndTestCase {
         XCTAssertEqual(filter.json, [])
     }
 
-    /// Ten thousand endpoints on interfaces of the node namespace: created, listed, and deleted again, timed.
-    func testTenThousandEndpoints() throws {
+    /// Thousands of endpoints on veth interfaces of the node namespace: created, listed, and deleted again, timed.
+    /// The test command runs 2,000; `bench/endpoints.sh` runs 10,000 (`NODEAGENT_SCALE_ENDPOINTS`, at most 65,000:
+    /// the addresses are 10.100.x.y).
+    func testThousandsOfEndpoints() throws {
         let topology = try makeTopology()
-        let count = 10_000
+        let count = min(Int(ProcessInfo.processInfo.environment["NODEAGENT_SCALE_ENDPOINTS"] ?? "") ?? 2000, 65_000)
         let names = (1...count).map { "nb\(topology.tag)\($0)" }
         var started = Date()
         try Shell.run(
@@ -167,7 +169,7 @@ final class BadInputTests: EndToEndTestCase {
             timeout: 300)
         let interfaceTime = Date().timeIntervalSince(started)
         // Deleting an endpoint sweeps its conntrack entries, a walk of the whole table: a smaller table keeps
-        // ten thousand deletions about the agent rather than about walking half a million empty slots.
+        // thousands of deletions about the agent rather than about walking half a million empty slots.
         let config = "\(Topology.temporaryDirectory)/na\(topology.tag)-config.json"
         try #"{"map-sizes": {"na_ct": 16384}}"#.write(toFile: config, atomically: true, encoding: .utf8)
         let agent = try startAgent(in: topology, configFile: config)
@@ -209,7 +211,7 @@ final class BadInputTests: EndToEndTestCase {
         let pins = try FileManager.default.contentsOfDirectory(atPath: agent.bpfRoot).filter { $0.hasPrefix("na_pol_") }
         XCTAssertEqual(pins, [], "every policy map's pin is gone")
         print(
-            "10000 endpoints: interfaces \(String(format: "%.1f", interfaceTime)) s, "
+            "\(count) endpoints: interfaces \(String(format: "%.1f", interfaceTime)) s, "
                 + "create \(String(format: "%.1f", createTime)) s "
                 + "(\(Int(Double(count) / createTime))/s), list \(Int(listTime * 1000)) ms, "
                 + "delete \(String(format: "%.1f", deleteTime)) s (\(Int(Double(count) / deleteTime))/s)")
