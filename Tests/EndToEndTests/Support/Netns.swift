@@ -36,6 +36,18 @@ enum Netns {
         try Shell.run(["ip", "netns", "delete", name])
     }
 
+    /// Runs `ip` commands inside namespace `name` in one process (`ip -batch`), stopping at the first failure.
+    static func ip(_ name: String, _ commands: [String]) throws {
+        try Shell.run(["ip", "-n", name, "-batch", "-"], input: commands.joined(separator: "\n") + "\n")
+    }
+
+    /// No duplicate address detection in namespace `name`: until DAD ends, a link-local address is "tentative"
+    /// and neighbour discovery across a new veth stalls for a second or two after creation.
+    static func disableDuplicateAddressDetection(in name: String) throws {
+        try setSysctl("net.ipv6.conf.all.accept_dad", "0", in: name)
+        try setSysctl("net.ipv6.conf.default.accept_dad", "0", in: name)
+    }
+
     /// Runs `body` on a new thread that has first joined namespace `name`, and returns its result.
     ///
     /// The namespace is a per-thread attribute: sockets created by `body` stay in that namespace for their whole

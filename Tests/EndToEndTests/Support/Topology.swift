@@ -38,69 +38,95 @@ struct ExternalHost: NetworkHost, CustomStringConvertible {
     var description: String { "world \(ipv4)" }
 }
 
-/// Namespaces and veth pairs for one test: a node namespace that routes between pod namespaces and external
-/// hosts. Every name carries the run tag so that leftovers can be found; `destroy()` removes everything.
+/// A node namespace that routes between pod namespaces and external hosts, where the agent runs: alone for a
+/// single-node test, or one of the nodes of a `ClusterTopology`. Every name carries the run tag so that leftovers
+/// can be found; `destroy()` removes everything of the run.
 ///
 /// State changes go through `state`'s lock, which is what makes the class Sendable.
 final class Topology: @unchecked Sendable {
-    /// Four hex digits that every name created for this topology contains.
-    let tag: String
-    /// The node namespace: forwards between pods and hosts, and is where the agent runs.
+    /// What this node belongs to: its own run when alone, the cluster's when part of one.
+    let run: TestRun
+    /// The node's name ("node" alone, "node1", "node2", ... in a cluster), as the agent would register it.
+    let nodeName: String
+    /// The node namespace `na<tag>-<nodeName>`: forwards between pods and hosts, and is where the agent runs.
     let nodeNetns: String
-    /// The pods' gateway: the same address on every host-side veth, routed on-link from each pod.
-    let gatewayIPv4: String
-    let gatewayIPv6: String
+    /// The pod ranges and gateway of this node.
+    let addressing: PodAddressing
+    /// The node's link to the cluster underlay; nil for a node alone.
+    let underlay: UnderlayPort?
+
+    /// Four hex digits that every name created for this topology contains.
+    var tag: String { run.tag }
+    var gatewayIPv4: String { addressing.gatewayIPv4 }
+    var gatewayIPv6: String { addressing.gatewayIPv6 }
 
     private struct State {
-        var namespaces: [String] = []  // in creation order
         var pods: [Pod] = []
         var externalHosts: [ExternalHost] = []
-        var cleanups: [@Sendable () -> Void] = []
-        var destroyed = false
-        var lastIndex = 0  // numbers namespaces and interfaces
     }
     private let state = Locked(State())
+    private let ownsRun: Bool
 
-    /// Creates the node namespace (loopback up, forwarding on). Throws when not run as root or `ip` fails;
-    /// whatever was created before the failure is removed again.
-    init(tag: String? = nil, gatewayIPv4: String = "10.244.0.1") throws {
-        _ = Shell.ignoreSIGPIPE
-        Topology.sweepAbandoned()
-        self.tag = try tag ?? Topology.freshTag()
-        nodeNetns = "na\(self.tag)-node"
-        self.gatewayIPv4 = gatewayIPv4
-        gatewayIPv6 = "fd00:\(self.tag)::1"
-        try RunMarker.claim(self.tag)
+    /// A node alone: creates its run and the node namespace (loopback up, forwarding on). Throws when not run as
+    /// root or `ip` fails; whatever was created before the failure is removed again.
+    convenience init(tag: String? = nil, gatewayIPv4: String = "10.244.0.1") throws {
+        let run = try TestRun(tag: tag)
+        try self.init(
+            run: run, ownsRun: true, nodeName: "node",
+            addressing: .singleNode(tag: run.tag, gatewayIPv4: gatewayIPv4), underlay: nil)
+    }
+
+    /// Node `number` of a cluster: its namespace in `run`, pods from `PodAddressing.clusterNode`, and an `eth0`
+    /// on `underlay` with host number `number`. On failure the caller destroys the run.
+    convenience init(clusterNode number: Int, in run: TestRun, underlay: Underlay) throws {
+        try self.init(
+            run: run, ownsRun: false, nodeName: "node\(number)", addressing: .clusterNode(number, tag: run.tag),
+            underlay: underlay.reserve(host: number))
+    }
+
+    private init(run: TestRun, ownsRun: Bool, nodeName: String, addressing: PodAddressing, underlay: UnderlayPort?)
+        throws
+    {
+        self.run = run
+        self.ownsRun = ownsRun
+        self.nodeName = nodeName
+        nodeNetns = "na\(run.tag)-\(nodeName)"
+        self.addressing = addressing
+        self.underlay = underlay
         do {
-            try createNamespace(nodeNetns)
+            try run.createNamespace(nodeNetns)
             try Netns.setSysctl("net.ipv4.ip_forward", "1", in: nodeNetns)
             try Netns.setSysctl("net.ipv6.conf.all.forwarding", "1", in: nodeNetns)
             // The defaults apply to veths created later; reverse-path filtering is inherited from the root
             // namespace and would depend on the machine.
             try Netns.setSysctl("net.ipv4.conf.all.rp_filter", "0", in: nodeNetns)
             try Netns.setSysctl("net.ipv4.conf.default.rp_filter", "0", in: nodeNetns)
-            try disableDuplicateAddressDetection(nodeNetns)
-            try ip(nodeNetns, ["link set lo up"])
+            try Netns.ip(nodeNetns, ["link set lo up"])
+            if let underlay { try underlay.attach(nodeNetns) }
         } catch {
-            destroy()
+            if ownsRun { run.destroy() }
             throw error
         }
     }
 
-    deinit { destroy() }
+    deinit {
+        // A cluster's nodes go with the cluster's run, which destroys itself when it goes.
+        if ownsRun { destroy() }
+    }
 
     var pods: [Pod] { state.current.pods }
     var externalHosts: [ExternalHost] { state.current.externalHosts }
-    /// Every namespace created so far, node namespace first.
-    var namespaces: [String] { state.current.namespaces }
+    /// Every namespace of the run created so far, in creation order (for a node alone, its namespace first).
+    var namespaces: [String] { run.namespaces }
 
-    /// Adds a pod with addresses picked from the topology's ranges (10.244.1.N, fd00:<tag>::1:N).
+    /// Adds a pod with addresses picked from the node's ranges (`addressing`: 10.244.1.N and fd00:<tag>::1:N for a
+    /// node alone).
     @discardableResult
     func addPod(namespace k8sNamespace: String, name: String, dualStack: Bool = true) throws -> Pod {
-        let index = nextIndex()
+        let index = run.nextIndex()
         return try addPod(
-            index: index, namespace: k8sNamespace, name: name, ipv4: "10.244.1.\(index)",
-            ipv6: dualStack ? "fd00:\(tag)::1:\(String(index, radix: 16))" : nil)
+            index: index, namespace: k8sNamespace, name: name, ipv4: addressing.ipv4(index: index),
+            ipv6: dualStack ? addressing.ipv6(index: index) : nil)
     }
 
     /// Adds a pod namespace `na<tag>-p<N>` whose eth0 pairs with `lxc<tag><N>` in the node namespace.
@@ -109,7 +135,7 @@ final class Topology: @unchecked Sendable {
     /// it. In the node namespace: the gateway address on the host veth and a host route to the pod through it.
     @discardableResult
     func addPod(namespace k8sNamespace: String, name: String, ipv4: String, ipv6: String? = nil) throws -> Pod {
-        try addPod(index: nextIndex(), namespace: k8sNamespace, name: name, ipv4: ipv4, ipv6: ipv6)
+        try addPod(index: run.nextIndex(), namespace: k8sNamespace, name: name, ipv4: ipv4, ipv6: ipv6)
     }
 
     private func addPod(index: Int, namespace k8sNamespace: String, name: String, ipv4: String, ipv6: String?)
@@ -117,9 +143,8 @@ final class Topology: @unchecked Sendable {
     {
         let podNetns = "na\(tag)-p\(index)"
         let hostInterface = "lxc\(tag)\(index)"
-        try createNamespace(podNetns)
-        try disableDuplicateAddressDetection(podNetns)
-        try ip(nodeNetns, ["link add \(hostInterface) type veth peer name eth0 netns \(podNetns)"])
+        try run.createNamespace(podNetns)
+        try Netns.ip(nodeNetns, ["link add \(hostInterface) type veth peer name eth0 netns \(podNetns)"])
 
         var podCommands = [
             "link set lo up", "link set eth0 up",
@@ -143,8 +168,8 @@ final class Topology: @unchecked Sendable {
                 "route add \(ipv6)/128 dev \(hostInterface)",
             ]
         }
-        try ip(podNetns, podCommands)
-        try ip(nodeNetns, nodeCommands)
+        try Netns.ip(podNetns, podCommands)
+        try Netns.ip(nodeNetns, nodeCommands)
 
         let pod = Pod(
             name: name, k8sNamespace: k8sNamespace, netns: podNetns, hostInterface: hostInterface,
@@ -162,12 +187,11 @@ final class Topology: @unchecked Sendable {
         ipv4: String, ipv6: String? = nil, nodeIPv4: String = "172.31.0.1", nodeIPv6: String = "fd01::1",
         routeToPods: Bool = true
     ) throws -> ExternalHost {
-        let index = nextIndex()
+        let index = run.nextIndex()
         let hostNetns = "na\(tag)-x\(index)"
         let hostInterface = "ext\(tag)\(index)"
-        try createNamespace(hostNetns)
-        try disableDuplicateAddressDetection(hostNetns)
-        try ip(nodeNetns, ["link add \(hostInterface) type veth peer name eth0 netns \(hostNetns)"])
+        try run.createNamespace(hostNetns)
+        try Netns.ip(nodeNetns, ["link add \(hostInterface) type veth peer name eth0 netns \(hostNetns)"])
 
         var hostCommands = [
             "link set lo up", "link set eth0 up",
@@ -188,8 +212,8 @@ final class Topology: @unchecked Sendable {
                 "route add \(ipv6)/128 dev \(hostInterface)",
             ]
         }
-        try ip(hostNetns, hostCommands)
-        try ip(nodeNetns, nodeCommands)
+        try Netns.ip(hostNetns, hostCommands)
+        try Netns.ip(nodeNetns, nodeCommands)
 
         let host = ExternalHost(
             netns: hostNetns, hostInterface: hostInterface,
@@ -201,71 +225,22 @@ final class Topology: @unchecked Sendable {
 
     /// Registers work to run at the start of `destroy()`, newest first: closing sockets (which keep their
     /// namespace alive), stopping an agent before its namespace disappears.
-    func onDestroy(_ block: @escaping @Sendable () -> Void) {
-        let runNow = state.withLock { state -> Bool in
-            if state.destroyed { return true }
-            state.cleanups.append(block)
-            return false
-        }
-        if runNow { block() }
-    }
+    func onDestroy(_ block: @escaping @Sendable () -> Void) { run.onDestroy(block) }
 
-    /// Runs the registered cleanups, deletes every namespace of this topology and sweeps anything else carrying
-    /// its tag. Safe to call more than once and after a partial setup; returns what could not be removed.
+    /// Destroys the run this node belongs to (for a cluster node, the whole cluster): runs the registered
+    /// cleanups, deletes every namespace and sweeps anything else carrying the tag. Safe to call more than once
+    /// and after a partial setup; returns what could not be removed.
     @discardableResult
-    func destroy() -> [String] {
-        let (cleanups, namespaces) = state.withLock { state in
-            defer {
-                state.cleanups = []
-                state.namespaces = []
-                state.destroyed = true
-            }
-            return (state.cleanups, state.namespaces)
-        }
-        for cleanup in cleanups.reversed() { cleanup() }
-        var problems: [String] = []
-        for name in namespaces.reversed() {
-            do { try Netns.delete(name) } catch { problems.append("\(error)") }
-        }
-        problems += Topology.sweep(tag: tag)
-        return problems
-    }
+    func destroy() -> [String] { run.destroy() }
 
-    /// What still exists with this topology's tag in its name: namespaces, interfaces in the root namespace
+    /// What still exists with this run's tag in its name: namespaces, interfaces in the root namespace
     /// (there should never be any), BPF pin directories, temporary directories and the run marker.
-    func leftovers() -> [String] { Topology.leftovers(tag: tag) }
+    func leftovers() -> [String] { run.leftovers() }
 
     /// Adds an empty namespace `na<tag>-c<N>`, as a container runtime creates one before calling its CNI plugin.
     func addContainerNamespace() throws -> String {
-        let name = "na\(tag)-c\(nextIndex())"
-        try createNamespace(name)
-        try disableDuplicateAddressDetection(name)
+        let name = "na\(tag)-c\(run.nextIndex())"
+        try run.createNamespace(name)
         return name
-    }
-
-    // MARK: - Building blocks
-
-    private func nextIndex() -> Int {
-        state.withLock { state in
-            state.lastIndex += 1
-            return state.lastIndex
-        }
-    }
-
-    private func createNamespace(_ name: String) throws {
-        try Netns.create(name)
-        state.withLock { $0.namespaces.append(name) }
-    }
-
-    /// No duplicate address detection on either end of a veth: until DAD ends, a link-local address is
-    /// "tentative" and neighbour discovery across the link stalls for a second or two after creation.
-    private func disableDuplicateAddressDetection(_ name: String) throws {
-        try Netns.setSysctl("net.ipv6.conf.all.accept_dad", "0", in: name)
-        try Netns.setSysctl("net.ipv6.conf.default.accept_dad", "0", in: name)
-    }
-
-    /// Runs `ip` commands inside namespace `netns` in one process (`ip -batch`), stopping at the first failure.
-    private func ip(_ netns: String, _ commands: [String]) throws {
-        try Shell.run(["ip", "-n", netns, "-batch", "-"], input: commands.joined(separator: "\n") + "\n")
     }
 }
