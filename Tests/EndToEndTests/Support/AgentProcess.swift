@@ -233,7 +233,8 @@ final class AgentProcess: @unchecked Sendable {
         return nil
     }
 
-    private static func appendHandle(_ path: String, banner: String) throws -> FileHandle {
+    /// A handle appending to the log at `path` (created if missing), after writing `banner` to mark a new start.
+    static func appendHandle(_ path: String, banner: String) throws -> FileHandle {
         if !FileManager.default.fileExists(atPath: path) {
             _ = FileManager.default.createFile(atPath: path, contents: nil)
         }
