@@ -15,6 +15,8 @@ final class ClusterTopology: Sendable {
 
     var tag: String { run.tag }
 
+    private let diagnosticSources = Locked<[@Sendable () -> String]>([])
+
     /// Creates the underlay and `nodeCount` nodes; whatever was created before a failure is removed again.
     init(nodes nodeCount: Int = 3) throws {
         precondition((1...99).contains(nodeCount), "node numbers are the third octet of the pod CIDR")
@@ -44,6 +46,18 @@ final class ClusterTopology: Sendable {
             }
             try Netns.ip(node.nodeNetns, commands)
         }
+    }
+
+    /// Registers a description of some part of the cluster (an etcd member's log, an agent's stderr) for
+    /// `diagnostics()`.
+    func addDiagnostics(_ source: @escaping @Sendable () -> String) {
+        diagnosticSources.withLock { $0.append(source) }
+    }
+
+    /// What the registered parts say about themselves, for the message of a failed test; read it before
+    /// `destroy()`, which removes the logs.
+    func diagnostics() -> String {
+        diagnosticSources.current.map { $0() }.joined(separator: "\n")
     }
 
     /// Registers work to run at the start of `destroy()`, newest first.

@@ -10,11 +10,13 @@ extension EndToEndTestCase {
     }
 
     /// A new cluster of `nodes` nodes on one underlay, destroyed when the test ends; the test fails if anything of
-    /// it remains then.
+    /// it remains then. When the test has failed, the cluster's diagnostics (etcd logs, ...) are printed first.
     func makeCluster(nodes: Int = 3, file: StaticString = #filePath, line: UInt = #line) throws -> ClusterTopology {
         try requireNetworkPrivileges()
         let cluster = try ClusterTopology(nodes: nodes)
-        addTeardownBlock {
+        addTeardownBlock { [self] in
+            // The run is not over yet, so `hasSucceeded` would still be false: count the failures instead.
+            if let run = testRun, run.totalFailureCount > 0 { print(cluster.diagnostics()) }
             let problems = cluster.destroy()
             XCTAssertEqual(problems, [], "cleanup of run \(cluster.tag) reported problems", file: file, line: line)
             XCTAssertEqual(cluster.leftovers(), [], "run \(cluster.tag) left things behind", file: file, line: line)
@@ -22,18 +24,10 @@ extension EndToEndTestCase {
         return cluster
     }
 
-    /// An etcd cluster of `members` members on `cluster`'s underlay, healthy. When the test fails, the members'
-    /// log tails are printed before the cluster's teardown removes them.
+    /// An etcd cluster of `members` members on `cluster`'s underlay, healthy; its log tails are part of the
+    /// cluster's diagnostics.
     func makeEtcd(members: Int = 3, on cluster: ClusterTopology) throws -> EtcdCluster {
         try requireEtcd()
-        let etcd = try EtcdCluster(members: members, on: cluster)
-        addTeardownBlock { [self] in
-            // The run is not over yet, so `hasSucceeded` would still be false: count the failures instead.
-            guard let run = testRun, run.totalFailureCount > 0 else { return }
-            for index in etcd.members.indices {
-                print("--- log of etcd member \(etcd.members[index].name):\n\(etcd.logTail(index, lines: 40))")
-            }
-        }
-        return etcd
+        return try EtcdCluster(members: members, on: cluster)
     }
 }

@@ -56,6 +56,10 @@ final class EtcdCluster: @unchecked Sendable {
         }
         processes = Locked(Array(repeating: nil, count: memberCount))
         run.onDestroy { [self] in killAll() }
+        cluster.addDiagnostics { [self] in
+            members.indices.map { "--- log of etcd member \(members[$0].name):\n\(logTail($0, lines: 40))" }
+                .joined(separator: "\n")
+        }
         for member in members {
             try run.createNamespace(member.netns)
             try member.port.attach(member.netns)
