@@ -1,4 +1,5 @@
 import AgentAPI
+import Glibc
 import XCTest
 
 final class IPAddressTests: XCTestCase {
@@ -55,5 +56,66 @@ final class IPAddressTests: XCTestCase {
         XCTAssertFalse(IPAddress("fd00::1")?.isLinkLocal ?? true)
         XCTAssertFalse(IPAddress("10.0.0.1")?.isLinkLocal ?? true)
         XCTAssertEqual(IPAddress(family: .ipv4, bytes: [10, 0, 0, 1, 0, 0, 0, 0]).bytes, [10, 0, 0, 1])
+    }
+
+    /// The text the agent printed through inet_ntop before, so the API's JSON stays the same: equal for every
+    /// address but the IPv4-mapped and -compatible ones, which the C library prints in dotted form.
+    func testTextMatchesTheCLibraryOutsideIPv4InIPv6() throws {
+        var generator = SystemRandomNumberGenerator()
+        for round in 0..<20_000 {
+            // Mostly zero groups, so runs of every length and position occur.
+            let groups = (0..<8).map { _ in
+                Int.random(in: 0..<4, using: &generator) == 0 ? UInt16.random(in: 0...0xFFFF, using: &generator) : 0
+            }
+            let bytes = groups.flatMap { [UInt8($0 >> 8), UInt8($0 & 0xFF)] }
+            if groups[0..<5].allSatisfy({ $0 == 0 }) && (groups[5] == 0xFFFF || groups[5] == 0) { continue }
+            let v6 = IPAddress(family: .ipv6, bytes: bytes)
+            XCTAssertEqual(v6.description, cLibraryText(AF_INET6, bytes), "round \(round)")
+            XCTAssertEqual(IPAddress(v6.description), v6)
+            let v4 = IPAddress(family: .ipv4, bytes: Array(bytes.prefix(4)))
+            XCTAssertEqual(v4.description, cLibraryText(AF_INET, v4.bytes))
+        }
+    }
+
+    /// Whatever the parser accepts, inet_pton (what parsed addresses before) accepts too, as the same address.
+    func testAcceptsNothingTheCLibraryRejects() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("0123456789abcdefABCDEFxg:.:.%/ -+")
+        let seeds = [
+            "10.0.0.1", "255.255.255.255", "0.0.0.0", "fd00::1", "::ffff:10.0.0.1", "1:2:3:4:5:6:7:8", "::", "1::",
+        ]
+        var accepted = 0
+        for _ in 0..<50_000 {
+            var text = Array(seeds.randomElement(using: &generator)!)
+            for _ in 0..<Int.random(in: 1...3, using: &generator) {
+                let at = Int.random(in: 0...text.count, using: &generator)
+                let c = alphabet.randomElement(using: &generator)!
+                switch Int.random(in: 0..<3, using: &generator) {
+                case 0: text.insert(c, at: at)
+                case 1 where at < text.count: text.remove(at: at)
+                default: if at < text.count { text[at] = c }
+                }
+            }
+            let string = String(text)
+            guard let parsed = IPAddress(string) else { continue }
+            accepted += 1
+            var buffer = [UInt8](repeating: 0, count: 16)
+            let family = parsed.family == .ipv4 ? AF_INET : AF_INET6
+            XCTAssertEqual(inet_pton(family, string, &buffer), 1, string)
+            XCTAssertEqual(Array(buffer.prefix(parsed.bytes.count)), parsed.bytes, string)
+        }
+        XCTAssertGreaterThan(accepted, 1000, "the mutations leave enough valid text to compare")
+    }
+
+    func testIPv4MappedTextDiffersFromTheCLibrarysDottedForm() throws {
+        let mapped = try XCTUnwrap(IPAddress("::ffff:10.0.0.1"))
+        XCTAssertEqual(cLibraryText(AF_INET6, mapped.bytes), "::ffff:10.0.0.1")
+        XCTAssertEqual(mapped.description, "::ffff:a00:1", "policies' CIDR text, which labels and flows carried")
+    }
+
+    private func cLibraryText(_ family: Int32, _ bytes: [UInt8]) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        _ = bytes.withUnsafeBytes { inet_ntop(family, $0.baseAddress, &buffer, socklen_t(buffer.count)) }
+        return String(cString: buffer)
     }
 }
