@@ -14,7 +14,7 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
     static let firstIdentity = UInt32(NA_ID_LOCAL_CIDR_BASE)
 
     private struct State {
-        var byPrefix: [String: UInt32] = [:]
+        var byPrefix: [IPPrefix: UInt32] = [:]
         var nextIdentity = CIDRPolicyPlugin.firstIdentity
         var datapath: Datapath?
     }
@@ -31,10 +31,10 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
     /// Rebuilds prefix → identity from the pinned ipcache, the datapath's own record of what it enforces.
     private func restoreFromIPCache(_ datapath: Datapath) throws {
         let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
-        var found: [String: UInt32] = [:]
+        var found: [IPPrefix: UInt32] = [:]
         for (key, value) in try map.entries() where value.identity >= Self.firstIdentity {
             guard let prefix = key.prefix else { continue }
-            found[prefix.description] = value.identity
+            found[prefix] = value.identity
         }
         state.withLock { state in
             state.byPrefix = found
@@ -42,20 +42,17 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
         }
     }
 
-    public func acquire(prefixes: Set<String>) throws -> [String: UInt32] {
+    public func acquire(prefixes: Set<IPPrefix>) throws -> [IPPrefix: UInt32] {
         try state.withLock { state in
             guard let datapath = state.datapath else {
                 throw AgentError.unavailable("the cidr-policy plugin is not started")
             }
             let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
-            var result: [String: UInt32] = [:]
-            for text in prefixes.sorted() {
-                guard let prefix = IPPrefix(text) else {
-                    throw AgentError.invalidField("cidr", "\"\(text)\" is not a prefix")
-                }
-                let canonical = prefix.description
-                if let id = state.byPrefix[canonical] {
-                    result[text] = id
+            var result: [IPPrefix: UInt32] = [:]
+            // In the order of their text, so the numbers new prefixes get do not depend on hashing order.
+            for prefix in prefixes.sorted(by: { $0.description < $1.description }) {
+                if let id = state.byPrefix[prefix] {
+                    result[prefix] = id
                     continue
                 }
                 let id = state.nextIdentity
@@ -63,20 +60,19 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
                 var value = na_ipcache_value()
                 value.identity = id
                 try map.update(na_ipcache_key(prefix), value)
-                state.byPrefix[canonical] = id
-                result[text] = id
+                state.byPrefix[prefix] = id
+                result[prefix] = id
             }
             return result
         }
     }
 
-    public func release(keeping keep: Set<String>) throws {
+    public func release(keeping keep: Set<IPPrefix>) throws {
         try state.withLock { state in
             guard let datapath = state.datapath else { return }
             let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
-            let kept = Set(keep.compactMap { IPPrefix($0)?.description })
-            for (prefix, _) in state.byPrefix where !kept.contains(prefix) {
-                if let parsed = IPPrefix(prefix) { try map.delete(na_ipcache_key(parsed)) }
+            for (prefix, _) in state.byPrefix where !keep.contains(prefix) {
+                try map.delete(na_ipcache_key(prefix))
                 state.byPrefix[prefix] = nil
             }
         }

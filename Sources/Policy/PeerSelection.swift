@@ -1,3 +1,4 @@
+import AgentAPI
 import Synchronization
 
 /// The identities peers are chosen from, prepared once and shared by every endpoint compiled against them: which
@@ -33,7 +34,7 @@ struct PeerUniverse {
         let labels: LabelSet
         /// Outside the cluster: world or a CIDR identity.
         let isExternal: Bool
-        let prefix: CIDR?
+        let prefix: IPPrefix?
     }
 
     static let cidrSource = "cidr"
@@ -46,9 +47,9 @@ struct PeerUniverse {
         var members: [Member] = []
         for identity in identities where seen.insert(identity.id).inserted {
             let prefixes = identity.labels.labels(ofSource: PeerUniverse.cidrSource).compactMap { label in
-                (try? CIDR(parsing: label.key)) ?? (try? CIDR(parsing: label.key.replacingDashes()))
+                IPPrefix(label.key) ?? IPPrefix(label.key.replacingDashes())
             }
-            let prefix = prefixes.max { $0.prefixLength < $1.prefixLength }
+            let prefix = prefixes.max { $0.length < $1.length }
             let world =
                 ReservedIdentity.worldIdentities.contains(identity.id)
                 || ReservedIdentity.worldIdentities.compactMap(ReservedIdentity.name(of:)).contains {
@@ -98,7 +99,7 @@ struct PeerUniverse {
             else { return nil }
             return member.id
         }
-        if peer.cidr.prefixLength == 0 { ids.append(ReservedIdentity.world) }
+        if peer.cidr.length == 0 { ids.append(ReservedIdentity.world) }
         return ids
     }
 }

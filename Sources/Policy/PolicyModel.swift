@@ -58,10 +58,10 @@ public struct PortSpec: Hashable, Sendable {
 
 /// A `fromCIDRSet`/`toCIDRSet` element: a prefix minus exceptions inside it.
 public struct CIDRPeer: Hashable, Sendable {
-    public var cidr: CIDR
-    public var except: [CIDR]
+    public var cidr: IPPrefix
+    public var except: [IPPrefix]
 
-    public init(cidr: CIDR, except: [CIDR] = []) {
+    public init(cidr: IPPrefix, except: [IPPrefix] = []) {
         self.cidr = cidr
         self.except = except
     }
@@ -74,7 +74,7 @@ public struct PolicyItem: Hashable, Sendable {
     /// `fromEndpoints` / `toEndpoints`, with the policy's namespace already added where it applies.
     public var endpoints: [LabelSelector]?
     /// `fromCIDR` / `toCIDR`.
-    public var cidrs: [CIDR]?
+    public var cidrs: [IPPrefix]?
     /// `fromCIDRSet` / `toCIDRSet`.
     public var cidrSets: [CIDRPeer]?
     /// `fromEntities` / `toEntities`.
@@ -83,7 +83,7 @@ public struct PolicyItem: Hashable, Sendable {
     public var ports: [PortSpec]?
 
     public init(
-        endpoints: [LabelSelector]? = nil, cidrs: [CIDR]? = nil, cidrSets: [CIDRPeer]? = nil,
+        endpoints: [LabelSelector]? = nil, cidrs: [IPPrefix]? = nil, cidrSets: [CIDRPeer]? = nil,
         entities: [Entity]? = nil, ports: [PortSpec]? = nil
     ) {
         self.endpoints = endpoints

@@ -59,7 +59,7 @@ extension PolicyParser {
             item.endpoints = selectors
         }
         if let field = r.child("\(p)CIDR") {
-            var cidrs: [CIDR] = []
+            var cidrs: [IPPrefix] = []
             for element in try field.array() { cidrs.append(try cidr(element)) }
             item.cidrs = cidrs
         }
@@ -79,12 +79,12 @@ extension PolicyParser {
         return item
     }
 
-    static func cidr(_ r: FieldReader) throws(AgentError) -> CIDR {
+    static func cidr(_ r: FieldReader) throws(AgentError) -> IPPrefix {
         let text = try r.string()
         do {
-            return try CIDR(parsing: text)
+            return try IPPrefix(parsing: text)
         } catch {
-            throw r.error(error.reason)
+            throw r.error("\(quoted(text)) \(error.reason)")
         }
     }
 
@@ -97,7 +97,7 @@ extension PolicyParser {
                 "cidrGroupSelector": "cidrGroupSelector (CiliumCIDRGroup) is not supported; list the prefixes",
             ])
         let prefix = try cidr(r.required("cidr"))
-        var except: [CIDR] = []
+        var except: [IPPrefix] = []
         if let field = r.child("except") {
             for element in try field.array() {
                 let inner = try cidr(element)

@@ -116,18 +116,17 @@ extension NodeAgent {
     }
 
     /// Identities for the CIDR prefixes policies name, from the CIDR policy plugin.
-    func prefixIdentities(_ prefixes: Set<String>) throws -> [Identity] {
+    func prefixIdentities(_ prefixes: Set<IPPrefix>) throws -> [Identity] {
         guard !prefixes.isEmpty else { return [] }
         guard let provider = prefixProvider else {
-            throw AgentError.unsupported(
-                "CIDR rules (\(prefixes.sorted().prefix(3).joined(separator: ", "))) need the cidr-policy plugin, "
-                    + "which is disabled")
+            let named = prefixes.map(\.description).sorted().prefix(3).joined(separator: ", ")
+            throw AgentError.unsupported("CIDR rules (\(named)) need the cidr-policy plugin, which is disabled")
         }
         return try provider.acquire(prefixes: prefixes).map { prefix, id throws in
             Identity(
                 id: id,
                 labels: LabelSet([
-                    try Label(source: "cidr", key: prefix), try Label(source: "reserved", key: "world"),
+                    try Label(source: "cidr", key: prefix.description), try Label(source: "reserved", key: "world"),
                 ]))
         }
     }

@@ -109,14 +109,12 @@ private final class PeerMemo: Sendable {
 /// (Used only by the flow reader's thread, hence unchecked.)
 private final class PrefixMatcher: @unchecked Sendable {
     private let policy: PolicyRepository
-    private lazy var sorted: [CIDR] = policy.cidrPrefixes.compactMap { try? CIDR(parsing: $0) }
-        .sorted { $0.prefixLength > $1.prefixLength }
+    private lazy var sorted: [IPPrefix] = policy.cidrPrefixes.sorted { $0.length > $1.length }
 
     init(policy: PolicyRepository) { self.policy = policy }
 
     func longestMatch(_ ip: IPAddress) -> String? {
-        guard let host = try? CIDR(parsing: ip.description) else { return nil }
-        return sorted.first { $0.contains(host) }?.description
+        sorted.first { $0.contains(ip) }?.description
     }
 }
 
