@@ -77,8 +77,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ] + datapathPlugins.map { .target(name: $0) }),
 
+        // HTTP requests through libcurl (Unix socket or TCP, TLS), buffered or streamed.
+        .target(name: "HTTPClient", dependencies: ["CCurl"]),
+
         // The CLI client.
-        .target(name: "NodeCtlKit", dependencies: ["AgentAPI", "CCurl", .product(name: "Yams", package: "Yams")]),
+        .target(name: "NodeCtlKit", dependencies: ["AgentAPI", "HTTPClient", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "nodectl",
             dependencies: [
@@ -100,7 +103,7 @@ let package = Package(
         .testTarget(name: "IPAMClusterPoolTests", dependencies: ["IPAMClusterPool", "DatapathCore"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["AgentAPI", "NodeCtlKit", .product(name: "Yams", package: "Yams")]),
+            dependencies: ["AgentAPI", "NodeCtlKit", "HTTPClient", .product(name: "Yams", package: "Yams")]),
         .testTarget(
             name: "AgentTests",
             dependencies: [
