@@ -118,6 +118,9 @@ public final class CurlTransfer {
         let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
         var osErrno = 0
         nc_curl_get_long(easy, CURLINFO_OS_ERRNO, &osErrno)
+        // The bytes of request heads libcurl wrote; 0 when the connection (or its TLS handshake) never came up.
+        var requestSize = 0
+        nc_curl_get_long(easy, CURLINFO_REQUEST_SIZE, &requestSize)
         let kind: TransferError.Kind
         switch code {
         case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
@@ -132,7 +135,7 @@ public final class CurlTransfer {
         default:
             kind = .failed
         }
-        return TransferError(kind: kind, detail: detail, osErrno: Int32(osErrno))
+        return TransferError(kind: kind, detail: detail, osErrno: Int32(osErrno), requestSent: requestSize > 0)
     }
 
     private func configure(_ request: HTTPRequest, url: String, options: TransferOptions) {

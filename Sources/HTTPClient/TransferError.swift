@@ -25,11 +25,16 @@ public struct TransferError: Error, Sendable, Equatable {
     public var detail: String
     /// The system's errno of the failed socket call; 0 when there was none.
     public var osErrno: Int32
+    /// Whether any of the request went out. When not, the server cannot have acted on it, so even a write may
+    /// be sent to another server (a connect timeout and a response timeout are both `timedOut`; this tells them
+    /// apart).
+    public var requestSent: Bool
 
-    public init(kind: Kind, detail: String, osErrno: Int32 = 0) {
+    public init(kind: Kind, detail: String, osErrno: Int32 = 0, requestSent: Bool = false) {
         self.kind = kind
         self.detail = detail
         self.osErrno = osErrno
+        self.requestSent = requestSent
     }
 
     /// The system's text for `osErrno` when there is one ("Connection refused"), else libcurl's message.
