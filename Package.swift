@@ -80,6 +80,11 @@ let package = Package(
         // HTTP requests through libcurl (Unix socket or TCP, TLS), buffered or streamed.
         .target(name: "HTTPClient", dependencies: ["CCurl"]),
 
+        // etcd's v3 API through its JSON gateway: KV, transactions, leases, watches, members.
+        .target(
+            name: "EtcdClient",
+            dependencies: ["HTTPClient", "AgentAPI", .product(name: "Logging", package: "swift-log")]),
+
         // The CLI client.
         .target(name: "NodeCtlKit", dependencies: ["AgentAPI", "HTTPClient", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
@@ -101,6 +106,7 @@ let package = Package(
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "AgentAPI"]),
         .testTarget(name: "NATTests", dependencies: ["NAT", "DatapathCore", "CLibbpf", "CNodeABI"]),
         .testTarget(name: "IPAMClusterPoolTests", dependencies: ["IPAMClusterPool", "DatapathCore"]),
+        .testTarget(name: "EtcdClientTests", dependencies: ["EtcdClient", "HTTPClient", "AgentAPI"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["AgentAPI", "NodeCtlKit", "HTTPClient", .product(name: "Yams", package: "Yams")]),
