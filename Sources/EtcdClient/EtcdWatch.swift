@@ -6,18 +6,18 @@ import Synchronization
 /// A watch of a key prefix: one long `POST /v3/watch` whose answer is a stream of newline-separated JSON objects,
 /// read on the watch's own thread.
 ///
-/// Events go to `onEvents` in revision order. The watch ends with one call of `onFailure` when the stream breaks,
+/// Events go to `onEvents` in revision order. The watch ends with one call of `onError` when the stream breaks,
 /// cannot be opened on any endpoint, or etcd cancels it (a compacted start revision included), or silently with
 /// `cancel()`. Handlers run on the watch thread; after `cancel()` returns none runs.
 public final class EtcdWatch: Sendable {
     public typealias EventHandler = @Sendable (_ events: [EtcdEvent], _ revision: Int64) -> Void
-    public typealias FailureHandler = @Sendable (EtcdWatchFailure) -> Void
+    public typealias ErrorHandler = @Sendable (EtcdWatchFailure) -> Void
 
     public let prefix: String
     private let client: EtcdClient
     private let createRequest: JSON
     private let onEvents: EventHandler
-    private let onFailure: FailureHandler
+    private let onError: ErrorHandler
     private let state = Mutex(State())
     private let finished = DispatchSemaphore(value: 0)
 
@@ -31,12 +31,12 @@ public final class EtcdWatch: Sendable {
 
     init(
         client: EtcdClient, prefix: String, fromRevision: Int64, prevKV: Bool, onEvents: @escaping EventHandler,
-        onFailure: @escaping FailureHandler
+        onError: @escaping ErrorHandler
     ) {
         self.client = client
         self.prefix = prefix
         self.onEvents = onEvents
-        self.onFailure = onFailure
+        self.onError = onError
         let range = EtcdRangeRequest(prefix: prefix)
         var create: [String: JSON] = ["key": EtcdJSON.bytes(range.key)]
         if let end = range.rangeEnd { create["range_end"] = EtcdJSON.bytes(end) }
@@ -83,19 +83,19 @@ public final class EtcdWatch: Sendable {
             switch open(endpoint) {
             case .opened(let transfer):
                 client.prefer(endpoint)
-                if let failure = read(transfer, endpoint: endpoint), !cancelled { onFailure(failure) }
+                if let failure = read(transfer, endpoint: endpoint), !cancelled { onError(failure) }
                 return
             case .tryNext(let why):
                 failures.append("\(endpoint) (\(why))")
             case .failed(let failure):
-                if !cancelled { onFailure(failure) }
+                if !cancelled { onError(failure) }
                 return
             case .cancelled:
                 return
             }
         }
         let message = "etcd is unreachable for a watch of \(prefix): tried \(failures.joined(separator: ", "))"
-        if !cancelled { onFailure(.broken(.unavailable(message))) }
+        if !cancelled { onError(.broken(.unavailable(message))) }
     }
 
     private enum Opening {
@@ -201,15 +201,15 @@ extension EtcdClient {
     /// Watches every key starting with `prefix`, from `fromRevision` (0: from now; a list's revision + 1 to see
     /// every change after the list), on a thread of its own. `prevKV` asks for each key's previous value too.
     ///
-    /// The watch runs until `cancel()` or until it fails (`onFailure`, once): after a failure, list again and
+    /// The watch runs until `cancel()` or until it fails (`onError`, once): after a failure, list again and
     /// start a new watch from the list's revision + 1.
     public func watch(
         prefix: String, fromRevision: Int64 = 0, prevKV: Bool = false,
-        onEvents: @escaping EtcdWatch.EventHandler, onFailure: @escaping EtcdWatch.FailureHandler
+        onEvents: @escaping EtcdWatch.EventHandler, onError: @escaping EtcdWatch.ErrorHandler
     ) -> EtcdWatch {
         let watch = EtcdWatch(
             client: self, prefix: prefix, fromRevision: fromRevision, prevKV: prevKV, onEvents: onEvents,
-            onFailure: onFailure)
+            onError: onError)
         watch.start()
         return watch
     }

@@ -23,9 +23,11 @@ final class EtcdClusterTests: EtcdTestCase {
         try client.put(prefix + "k", "v")
         XCTAssertEqual(try client.get(prefix + "k")?.valueString, "v")
         XCTAssertEqual(try client.memberList().count, 1)
+        // A new client tries the closed port first for the watch too.
+        let watcher = EtcdClient(endpoints: [closed, server.clientURL], requestTimeout: .seconds(3))
         let recorder = WatchRecorder()
         let start = try client.range(prefix: prefix).revision + 1
-        let watch = recorder.watch(client, prefix: prefix, from: start)
+        let watch = recorder.watch(watcher, prefix: prefix, from: start)
         defer { watch.cancel() }
         try client.put(prefix + "k", "w")
         XCTAssertTrue(recorder.wait { $0.events.count == 1 }, "failures: \(recorder.failures)")

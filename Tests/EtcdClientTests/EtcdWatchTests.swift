@@ -20,7 +20,7 @@ final class WatchRecorder: Sendable {
                     $0.revisions.append(revision)
                 }
             },
-            onFailure: { failure in self.state.withLock { $0.failures.append(failure) } })
+            onError: { failure in self.state.withLock { $0.failures.append(failure) } })
     }
 
     /// Waits up to `seconds` for `condition`; true when it held.

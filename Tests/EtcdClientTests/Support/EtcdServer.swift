@@ -7,20 +7,34 @@ final class EtcdServer {
     let directory: URL
     let clientURL: String
     let name: String
-    private let process = Process()
+    private let process: Process
 
     /// Starts etcd and waits until it answers; `tls` serves HTTPS that requires client certificates signed by
-    /// the given CA.
+    /// the given CA. A port taken between choosing it and etcd binding it makes etcd exit: then it starts again
+    /// on other ports.
     init(tls: TestCertificates? = nil) throws {
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         name = "etcd-test-\(tag)"
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(name)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let clientPort = try freeLoopbackPort()
-        let peerPort = try freeLoopbackPort()
+        var attempt = 1
+        while true {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let (process, url) = try Self.launch(name: name, directory: directory, tls: tls)
+            do {
+                try Self.waitUntilServing(process, url: url, tls: tls, directory: directory)
+                self.process = process
+                clientURL = url
+                return
+            } catch let error as EtcdServerError where error.exitedEarly && attempt < 3 {
+                attempt += 1
+            }
+        }
+    }
+
+    private static func launch(name: String, directory: URL, tls: TestCertificates?) throws -> (Process, String) {
         let scheme = tls == nil ? "http" : "https"
-        clientURL = "\(scheme)://127.0.0.1:\(clientPort)"
-        let peerURL = "http://127.0.0.1:\(peerPort)"
+        let clientURL = "\(scheme)://127.0.0.1:\(try freeLoopbackPort())"
+        let peerURL = "http://127.0.0.1:\(try freeLoopbackPort())"
         var arguments = [
             "--name", name, "--data-dir", directory.appendingPathComponent("data").path,
             "--listen-client-urls", clientURL, "--advertise-client-urls", clientURL,
@@ -34,35 +48,44 @@ final class EtcdServer {
                 "--trusted-ca-file", tls.caCert,
             ]
         }
+        let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/etcd")
         process.arguments = arguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
-        try waitUntilServing(tls: tls)
+        return (process, clientURL)
     }
 
-    /// Polls the member's status until it has a leader (a single member elects itself within about a second).
-    private func waitUntilServing(tls: TestCertificates?) throws {
-        let client = EtcdClient(endpoints: [clientURL], tls: tls?.clientFiles, requestTimeout: .seconds(1))
+    /// Polls the member's status until it has a leader (a single member elects itself within about a second);
+    /// on failure etcd is stopped and its directory removed.
+    private static func waitUntilServing(_ process: Process, url: String, tls: TestCertificates?, directory: URL)
+        throws
+    {
+        let client = EtcdClient(endpoints: [url], tls: tls?.clientFiles, requestTimeout: .seconds(1))
         let deadline = Date().addingTimeInterval(20)
         var lastError = ""
-        while Date() < deadline {
-            guard process.isRunning else { break }
+        while Date() < deadline, process.isRunning {
             do {
-                if try client.status(endpoint: clientURL).leader != 0 { return }
+                if try client.status(endpoint: url).leader != 0 { return }
             } catch {
                 lastError = error.message
             }
             usleep(100_000)
         }
+        let exitedEarly = !process.isRunning
         let log = (try? String(contentsOf: directory.appendingPathComponent("etcd.log"), encoding: .utf8)) ?? ""
-        stop()
-        throw EtcdServerError(message: "etcd did not start: \(lastError)\n\(log.suffix(2000))")
+        stop(process, directory: directory)
+        throw EtcdServerError(
+            message: "etcd did not start: \(lastError)\n\(log.suffix(2000))", exitedEarly: exitedEarly)
     }
 
     /// Kills etcd and removes its directory. Idempotent.
     func stop() {
+        Self.stop(process, directory: directory)
+    }
+
+    private static func stop(_ process: Process, directory: URL) {
         if process.isRunning {
             process.terminate()
             process.waitUntilExit()
@@ -73,6 +96,8 @@ final class EtcdServer {
 
 struct EtcdServerError: Error, CustomStringConvertible {
     var message: String
+    /// etcd exited by itself (e.g. a port was taken), rather than not answering.
+    var exitedEarly = false
     var description: String { message }
 }
 
