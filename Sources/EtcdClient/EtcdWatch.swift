@@ -135,11 +135,9 @@ public final class EtcdWatch: Sendable {
                 return .failed(.broken(error?.agentError ?? .internal("etcd watch answered \(head.status)")))
             }
             switch step {
-            case .finished(let error?) where error.kind == .couldNotConnect || error.kind == .tls:
-                return .tryNext(client.describe(error))
             case .finished(let error):
-                let why = error.map { client.describe($0) } ?? "no response"
-                return .failed(.broken(.unavailable("etcd watch on \(endpoint) failed: \(why)")))
+                // A watch only reads: whatever failed before an answer, another member may serve it.
+                return .tryNext(error.map { client.describe($0) } ?? "no response")
             case .idle where ContinuousClock.now >= deadline:
                 return .tryNext("no answer within \(timeout.seconds)s")
             default:
