@@ -103,6 +103,31 @@ final class EtcdWatchTests: EtcdTestCase {
         watch.cancel()
     }
 
+    /// A handler may end its own watch: `cancel()` on the watch thread returns at once, and no more events come.
+    func testCancelFromTheEventHandler() throws {
+        let start = try client.range(prefix: prefix).revision + 1
+        let delivered = Mutex<(watch: EtcdWatch?, batches: Int)>((nil, 0))
+        let watch = client.watch(
+            prefix: prefix, fromRevision: start,
+            onEvents: { _, _ in
+                let watch = delivered.withLock { state -> EtcdWatch? in
+                    state.batches += 1
+                    return state.watch
+                }
+                watch?.cancel()
+            },
+            onError: { failure in XCTFail("unexpected failure \(failure)") })
+        delivered.withLock { $0.watch = watch }
+        try client.put(prefix + "a", "1")
+        let deadline = Date().addingTimeInterval(5)
+        while delivered.withLock({ $0.batches }) == 0, Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(delivered.withLock { $0.batches }, 1)
+        try client.put(prefix + "a", "2")
+        usleep(300_000)
+        XCTAssertEqual(delivered.withLock { $0.batches }, 1, "events after the handler cancelled")
+        watch.cancel()
+    }
+
     func testABrokenStreamIsReported() throws {
         let start = try client.range(prefix: prefix).revision + 1
         let recorder = WatchRecorder()
