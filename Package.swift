@@ -77,8 +77,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ] + datapathPlugins.map { .target(name: $0) }),
 
+        // HTTP requests through libcurl (Unix socket or TCP, TLS), buffered or streamed.
+        .target(name: "HTTPClient", dependencies: ["CCurl"]),
+
+        // etcd's v3 API through its JSON gateway: KV, transactions, leases, watches, members.
+        .target(
+            name: "EtcdClient",
+            dependencies: ["HTTPClient", "AgentAPI", .product(name: "Logging", package: "swift-log")]),
+
         // The CLI client.
-        .target(name: "NodeCtlKit", dependencies: ["AgentAPI", "CCurl", .product(name: "Yams", package: "Yams")]),
+        .target(name: "NodeCtlKit", dependencies: ["AgentAPI", "HTTPClient", .product(name: "Yams", package: "Yams")]),
         .executableTarget(
             name: "nodectl",
             dependencies: [
@@ -98,9 +106,10 @@ let package = Package(
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "AgentAPI"]),
         .testTarget(name: "NATTests", dependencies: ["NAT", "DatapathCore", "CLibbpf", "CNodeABI"]),
         .testTarget(name: "IPAMClusterPoolTests", dependencies: ["IPAMClusterPool", "DatapathCore"]),
+        .testTarget(name: "EtcdClientTests", dependencies: ["EtcdClient", "HTTPClient", "AgentAPI"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["AgentAPI", "NodeCtlKit", .product(name: "Yams", package: "Yams")]),
+            dependencies: ["AgentAPI", "NodeCtlKit", "HTTPClient", .product(name: "Yams", package: "Yams")]),
         .testTarget(
             name: "AgentTests",
             dependencies: [

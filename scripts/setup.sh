@@ -4,9 +4,10 @@
 set -euo pipefail
 
 # libsystemd-dev: sd_notify for Type=notify; systemd: systemd-analyze verify of deploy/systemd in scripts/test.sh.
+# etcd-server, etcd-client, openssl: the real etcd the EtcdClient tests start, and their TLS certificates.
 packages=(libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsystemd-dev
     libnl-3-dev libnl-route-3-dev pkg-config iproute2 util-linux curl socat python3-pip netcat-openbsd iptables
-    containernetworking-plugins systemd bpftool)
+    containernetworking-plugins systemd bpftool etcd-server etcd-client openssl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")

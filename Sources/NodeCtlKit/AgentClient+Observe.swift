@@ -1,4 +1,5 @@
 import AgentAPI
+import HTTPClient
 
 /// Which flows to ask `GET /v1/flows` for; nil fields are not sent. The agent validates every value.
 public struct FlowSelection: Sendable, Equatable {

@@ -1,4 +1,5 @@
 import AgentAPI
+import HTTPClient
 
 // One method per route of the agent's API (see openapi/openapi.yaml).
 

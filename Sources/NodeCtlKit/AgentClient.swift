@@ -1,4 +1,5 @@
 import AgentAPI
+import HTTPClient
 
 /// Typed access to the agent's REST API: one method per route, JSON in and out.
 ///

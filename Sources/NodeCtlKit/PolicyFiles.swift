@@ -126,3 +126,8 @@ public enum PolicyFiles {
         }
     }
 }
+
+/// The text of `errno` (or the given code), e.g. "No such file or directory".
+private func errnoText(_ code: Int32 = errno) -> String {
+    String(cString: strerror(code))
+}

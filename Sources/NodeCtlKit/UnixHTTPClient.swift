@@ -1,3 +1,5 @@
+import HTTPClient
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -32,7 +34,7 @@ public struct UnixHTTPClient: Sendable {
                     throw .timeout(path: socketPath, seconds: responseTimeout?.seconds ?? 0)
                 }
             case .finished(let error):
-                if let error { throw error }
+                if let error { throw clientError(error) }
                 body += transfer.takeBody()
                 guard let head = transfer.head else { throw .malformedResponse("no response head") }
                 return HTTPResponse(head: head, body: body)
@@ -68,7 +70,7 @@ public struct UnixHTTPClient: Sendable {
         var waitedForHead = Duration.zero
         while true {
             let step = transfer.step(timeout: idleInterval)
-            if case .finished(let error?) = step { throw error }
+            if case .finished(let error?) = step { throw clientError(error) }
             let bytes = transfer.takeBody()
             guard let head = transfer.head else {
                 if case .finished = step { throw .malformedResponse("no response head") }
@@ -136,37 +138,39 @@ public struct UnixHTTPClient: Sendable {
             throw .invalidRequest("socket path \(socketPath) is \(length) bytes long; the limit is \(capacity - 1)")
         }
         let deadline = ContinuousClock.now + connectTimeout
+        let options = TransferOptions(unixSocketPath: socketPath, connectTimeout: connectTimeout, userAgent: "nodectl")
         while true {
-            let transfer = try CurlTransfer(request, socketPath: socketPath, connectTimeout: connectTimeout)
+            let transfer: CurlTransfer
+            do {
+                transfer = try CurlTransfer(request, baseURL: "http://localhost", options: options)
+            } catch {
+                throw .invalidRequest(error.detail)
+            }
             guard let error = transfer.start() else { return transfer }
-            guard transfer.backlogFull, ContinuousClock.now < deadline else { throw error }
+            guard Self.backlogFull(error), ContinuousClock.now < deadline else { throw clientError(error) }
             usleep(10_000)
         }
     }
-}
 
-/// Splits a byte stream into lines; bytes of a line split across reads are kept until its newline comes.
-struct LineSplitter {
-    private var pending: [UInt8] = []
-
-    mutating func feed(_ bytes: [UInt8]) -> [String] {
-        pending.append(contentsOf: bytes)
-        var lines: [String] = []
-        var start = pending.startIndex
-        // Scan once and drop the consumed prefix once, so a chunk with many lines costs linear time.
-        while let lf = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-            var line = pending[start..<lf]
-            if line.last == UInt8(ascii: "\r") { line = line.dropLast() }
-            lines.append(String(decoding: line, as: UTF8.self))
-            start = lf + 1
-        }
-        pending.removeFirst(start - pending.startIndex)
-        return lines
+    /// A listener whose backlog is full refuses a non-blocking connect with EAGAIN: worth another try.
+    private static func backlogFull(_ error: TransferError) -> Bool {
+        error.kind == .couldNotConnect && error.osErrno == EAGAIN
     }
 
-    /// What is left after the last newline, if anything.
-    mutating func remainder() -> String? {
-        defer { pending.removeAll() }
-        return pending.isEmpty ? nil : String(decoding: pending, as: UTF8.self)
+    /// libcurl's failure in the client's terms: nothing listening is `notRunning` with the system's reason, a
+    /// connection that broke is `connectionLost`, bytes that are not HTTP/1.1 as the agent speaks it are
+    /// `malformedResponse`.
+    private func clientError(_ error: TransferError) -> ClientError {
+        switch error.kind {
+        case .couldNotConnect:
+            if Self.backlogFull(error) { return .timeout(path: socketPath, seconds: connectTimeout.seconds) }
+            return .notRunning(path: socketPath, reason: error.reason)
+        case .timedOut:
+            return .timeout(path: socketPath, seconds: connectTimeout.seconds)
+        case .connectionLost:
+            return .connectionLost(path: socketPath, reason: error.detail)
+        case .tls, .failed:
+            return .malformedResponse(error.detail)
+        }
     }
 }

@@ -1,6 +1,7 @@
 import AgentAPI
 import Dispatch
 import Foundation
+import HTTPClient
 import NodeCtlKit
 import XCTest
 

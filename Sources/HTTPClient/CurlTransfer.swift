@@ -1,24 +1,18 @@
 import CCurl
 
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Musl)
-    import Musl
-#endif
-
-/// One HTTP request to a Unix socket through libcurl, driven in bounded steps (libcurl's multi interface) so the
-/// caller can notice silence, stop an endless stream, or time out with its own clock.
+/// One HTTP request through libcurl, driven in bounded steps (libcurl's multi interface) so the caller can notice
+/// silence, stop an endless stream, or time out with its own clock.
 ///
-/// Used from one thread; dropping the transfer closes its connection.
-final class CurlTransfer {
+/// Used from one thread; only `waker` may be used from others. Dropping the transfer closes its connection.
+public final class CurlTransfer {
     /// What one `step` saw.
-    enum Step {
+    public enum Step {
         /// The response head and/or body bytes arrived (read them with `head` and `takeBody()`).
         case progressed
-        /// Nothing arrived within the step's time.
+        /// Nothing arrived within the step's time, or `waker` cut the wait short.
         case idle
         /// The transfer ended; `nil` when it completed, else why it failed.
-        case finished(ClientError?)
+        case finished(TransferError?)
     }
 
     private let easy: UnsafeMutableRawPointer
@@ -26,30 +20,32 @@ final class CurlTransfer {
     private let receiver = Receiver()
     private var headerList: UnsafeMutablePointer<curl_slist>?
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE))
-    private let socketPath: String
-    private let connectTimeout: Duration
     private var finished = false
-    /// The connect failed only because the listener's backlog was full (the caller may try again).
-    private(set) var backlogFull = false
+
+    /// Cuts a waiting `step` short from another thread (to cancel a stream promptly).
+    public let waker: TransferWaker
 
     /// The status line and headers of the final (non-1xx) response, once they arrived.
-    var head: HTTPResponseHead? { receiver.head }
+    public var head: HTTPResponseHead? { receiver.head }
 
-    init(_ request: HTTPRequest, socketPath: String, connectTimeout: Duration) throws(ClientError) {
+    /// A transfer of `request` to `baseURL` + `request.target` ("http://localhost" when `options` name a Unix
+    /// socket, whose host part then only fills the Host header). Nothing is sent before `start` or `step`.
+    public init(_ request: HTTPRequest, baseURL: String, options: TransferOptions) throws(TransferError) {
         _ = CurlTransfer.globalInit
         guard let easy = curl_easy_init(), let multi = curl_multi_init() else {
-            throw .invalidRequest("libcurl could not create a transfer")
+            throw TransferError(kind: .failed, detail: "libcurl could not create a transfer")
         }
         self.easy = easy
         self.multi = multi
-        self.socketPath = socketPath
-        self.connectTimeout = connectTimeout
+        waker = TransferWaker(multi: multi)
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
-        configure(request)
+        configure(request, url: baseURL + request.target, options: options)
         curl_multi_add_handle(multi, easy)
     }
 
     deinit {
+        // No wake-up may reach the multi handle once it is gone.
+        waker.invalidate()
         curl_multi_remove_handle(multi, easy)
         curl_easy_cleanup(easy)
         curl_multi_cleanup(multi)
@@ -58,27 +54,27 @@ final class CurlTransfer {
     }
 
     /// Body bytes received since the last call.
-    func takeBody() -> [UInt8] {
+    public func takeBody() -> [UInt8] {
         defer { receiver.body.removeAll(keepingCapacity: true) }
         return receiver.body
     }
 
-    /// Connects and sends as far as the socket takes it; the error when that already failed (nothing listening,
-    /// or a full backlog: see `backlogFull`).
-    func start() -> ClientError? {
+    /// Connects and sends as far as the socket takes it; the error when that already failed.
+    public func start() -> TransferError? {
         var running: Int32 = 0
         curl_multi_perform(multi, &running)
         return completion()?.error
     }
 
-    /// Moves the transfer on until something arrives, it ends, or `timeout` passes.
-    func step(timeout: Duration) -> Step {
+    /// Moves the transfer on until something arrives, it ends, `timeout` passes or `waker` is woken.
+    public func step(timeout: Duration) -> Step {
         let deadline = ContinuousClock.now + timeout
         while true {
             var running: Int32 = 0
             curl_multi_perform(multi, &running)
             if let outcome = completion() { return .finished(outcome.error) }
             if receiver.takeProgress() { return .progressed }
+            if waker.takeWoken() { return .idle }
             let left = deadline - ContinuousClock.now
             guard left > .zero else { return .idle }
             var ready: Int32 = 0
@@ -86,7 +82,23 @@ final class CurlTransfer {
         }
     }
 
-    private struct Completion { var error: ClientError? }
+    /// Runs the transfer to its end and returns the whole response; bounded by the options' `totalTimeout`.
+    public func response() throws(TransferError) -> HTTPResponse {
+        var body: [UInt8] = []
+        while true {
+            switch step(timeout: .seconds(1)) {
+            case .progressed, .idle:
+                body += takeBody()
+            case .finished(let error):
+                if let error { throw error }
+                body += takeBody()
+                guard let head else { throw TransferError(kind: .failed, detail: "no response head") }
+                return HTTPResponse(head: head, body: body)
+            }
+        }
+    }
+
+    private struct Completion { var error: TransferError? }
 
     /// The transfer's result once libcurl reports it done.
     private func completion() -> Completion? {
@@ -101,37 +113,47 @@ final class CurlTransfer {
         return nil
     }
 
-    /// libcurl's failure in the client's terms: nothing listening is `notRunning` with the system's reason, a
-    /// connection that broke is `connectionLost`, bytes that are not HTTP/1.1 as the agent speaks it are
-    /// `malformedResponse`.
-    private func error(for code: CURLcode) -> ClientError {
+    /// libcurl's failure sorted into what a caller decides by, with libcurl's own text and the system's errno.
+    private func error(for code: CURLcode) -> TransferError {
         let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
+        var osErrno = 0
+        nc_curl_get_long(easy, CURLINFO_OS_ERRNO, &osErrno)
+        // The bytes of request heads libcurl wrote; 0 when the connection (or its TLS handshake) never came up.
+        var requestSize = 0
+        nc_curl_get_long(easy, CURLINFO_REQUEST_SIZE, &requestSize)
+        let kind: TransferError.Kind
         switch code {
-        case CURLE_COULDNT_CONNECT:
-            var osErrno = 0
-            nc_curl_get_long(easy, CURLINFO_OS_ERRNO, &osErrno)
-            // A listener whose backlog is full refuses a non-blocking connect with EAGAIN: worth another try.
-            if osErrno == Int(EAGAIN) {
-                backlogFull = true
-                return .timeout(path: socketPath, seconds: connectTimeout.seconds)
-            }
-            return .notRunning(path: socketPath, reason: osErrno != 0 ? errnoText(Int32(osErrno)) : detail)
+        case CURLE_COULDNT_CONNECT, CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
+            kind = .couldNotConnect
         case CURLE_OPERATION_TIMEDOUT:
-            return .timeout(path: socketPath, seconds: connectTimeout.seconds)
+            kind = .timedOut
         case CURLE_SEND_ERROR, CURLE_RECV_ERROR:
-            return .connectionLost(path: socketPath, reason: detail)
+            kind = .connectionLost
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE,
+            CURLE_SSL_CIPHER, CURLE_SSL_ENGINE_NOTFOUND, CURLE_SSL_ISSUER_ERROR:
+            kind = .tls
         default:
-            return .malformedResponse(detail)
+            kind = .failed
         }
+        return TransferError(kind: kind, detail: detail, osErrno: Int32(osErrno), requestSent: requestSize > 0)
     }
 
-    private func configure(_ request: HTTPRequest) {
-        // The host part only fills the Host header: the connection goes to the socket.
-        nc_curl_set_string(easy, CURLOPT_URL, "http://localhost" + request.target)
-        nc_curl_set_string(easy, CURLOPT_UNIX_SOCKET_PATH, socketPath)
-        nc_curl_set_long(easy, CURLOPT_CONNECTTIMEOUT_MS, max(1, connectTimeout.milliseconds))
+    private func configure(_ request: HTTPRequest, url: String, options: TransferOptions) {
+        nc_curl_set_string(easy, CURLOPT_URL, url)
+        if let socketPath = options.unixSocketPath {
+            nc_curl_set_string(easy, CURLOPT_UNIX_SOCKET_PATH, socketPath)
+        }
+        if let tls = options.tls {
+            nc_curl_set_string(easy, CURLOPT_CAINFO, tls.caFile)
+            nc_curl_set_string(easy, CURLOPT_SSLCERT, tls.certFile)
+            nc_curl_set_string(easy, CURLOPT_SSLKEY, tls.keyFile)
+        }
+        nc_curl_set_long(easy, CURLOPT_CONNECTTIMEOUT_MS, max(1, options.connectTimeout.milliseconds))
+        if let total = options.totalTimeout {
+            nc_curl_set_long(easy, CURLOPT_TIMEOUT_MS, max(1, total.milliseconds))
+        }
         nc_curl_set_long(easy, CURLOPT_NOSIGNAL, 1)
-        nc_curl_set_string(easy, CURLOPT_USERAGENT, "nodectl")
+        nc_curl_set_string(easy, CURLOPT_USERAGENT, options.userAgent)
         nc_curl_set_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer)
         var headers = ["Accept: application/json", "Connection: close", "Expect:"]
         switch request.method {
@@ -146,7 +168,7 @@ final class CurlTransfer {
             // COPYPOSTFIELDS copies the bytes, so the array need not outlive this call.
             nc_curl_set_offset(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count))
             var bytes = body + [0]  // never empty, so there is always a base address
-            bytes.withUnsafeMutableBytes { nc_curl_set_pointer(easy, CURLOPT_COPYPOSTFIELDS, $0.baseAddress) }
+            _ = bytes.withUnsafeMutableBytes { nc_curl_set_pointer(easy, CURLOPT_COPYPOSTFIELDS, $0.baseAddress) }
             headers.append("Content-Type: application/json")
         } else if request.method == "PUT" || request.method == "POST" || request.method == "PATCH" {
             // An empty body still says so (Content-Length: 0), without libcurl's form content type.
@@ -232,23 +254,4 @@ extension Substring {
         let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\t" }
         return String(drop(while: isSpace).reversed().drop(while: isSpace).reversed())
     }
-}
-
-extension Duration {
-    /// The duration in seconds, as a Double (for messages).
-    var seconds: Double {
-        let (s, atto) = components
-        return Double(s) + Double(atto) / 1e18
-    }
-
-    /// Whole milliseconds, rounded up so a positive duration never becomes zero.
-    var milliseconds: Int {
-        let (s, atto) = components
-        return Int(s) * 1000 + Int((atto + 999_999_999_999_999) / 1_000_000_000_000_000)
-    }
-}
-
-/// The text of `errno` (or the given code), e.g. "No such file or directory".
-func errnoText(_ code: Int32 = errno) -> String {
-    String(cString: strerror(code))
 }
