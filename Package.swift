@@ -88,6 +88,7 @@ let package = Package(
 
         // rtnetlink through libnl (links, addresses, routes): the CNI plugin's wiring, the agent's node routes.
         .target(name: "Netlink", dependencies: ["CNetlink", "AgentAPI"]),
+        .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "AgentAPI"]),
 
         // The CNI plugin a container runtime calls to wire pods to the agent.
         .executableTarget(name: "nodeagent-cni", dependencies: ["NodeCtlKit", "AgentAPI", "Netlink"]),
