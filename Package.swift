@@ -67,7 +67,7 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "DatapathCore", "RESTServer", "Policy", "AgentAPI", "CNodeABI", "CGlibc", "CSystemd",
+                "DatapathCore", "RESTServer", "Policy", "AgentAPI", "CNodeABI", "CGlibc", "CSystemd", "Netlink",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
@@ -94,8 +94,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 
+        // rtnetlink through libnl (links, addresses, routes): the CNI plugin's wiring, the agent's node routes.
+        .target(name: "Netlink", dependencies: ["CNetlink", "AgentAPI"]),
+        .testTarget(name: "NetlinkTests", dependencies: ["Netlink", "AgentAPI"]),
+
         // The CNI plugin a container runtime calls to wire pods to the agent.
-        .executableTarget(name: "nodeagent-cni", dependencies: ["NodeCtlKit", "AgentAPI", "CNetlink"]),
+        .executableTarget(name: "nodeagent-cni", dependencies: ["NodeCtlKit", "AgentAPI", "Netlink"]),
 
         .testTarget(name: "AgentAPITests", dependencies: ["AgentAPI"]),
         .testTarget(name: "DatapathCoreTests", dependencies: ["DatapathCore", "CNodeABI", "CLibbpf"]),

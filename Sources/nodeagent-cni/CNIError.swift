@@ -36,3 +36,14 @@ struct CNIError: Error, CustomStringConvertible {
         ]
     }
 }
+
+extension CNIError {
+    /// Runs rtnetlink calls, reporting their failures (`AgentError`s naming the operation) as `code`.
+    static func netlink<T>(_ code: Code, _ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as AgentError {
+            throw CNIError(code, error.message)
+        }
+    }
+}

@@ -1,5 +1,6 @@
 import AgentAPI
 import Foundation
+import Netlink
 
 /// Creates, checks and removes the veth pair and the addressing of a pod through rtnetlink: one socket in the
 /// node's namespace and one in the pod's (any namespace path a runtime hands over: /var/run/netns/x,
@@ -18,8 +19,14 @@ struct Wiring {
     /// (the pod's address as /32, the gateway on-link, default route through it). A failure part-way removes the
     /// pair again, which takes the addresses and routes on it along.
     func add(address: String, gateway: String, mtu: Int?) throws -> (host: Interface, pod: Interface) {
-        let node = try NetlinkSocket()
-        let pod = try NetlinkSocket(namespace: netns)
+        let node = try CNIError.netlink(.ioFailure) { try NetlinkSocket() }
+        let pod = try CNIError.netlink(.ioFailure) { try NetlinkSocket(namespace: netns) }
+        return try CNIError.netlink(.wiringFailed) { try add(address: address, gateway: gateway, mtu: mtu, node, pod) }
+    }
+
+    private func add(address: String, gateway: String, mtu: Int?, _ node: NetlinkSocket, _ pod: NetlinkSocket)
+        throws -> (host: Interface, pod: Interface)
+    {
         try pod.addVeth(name: ifname, peer: hostInterface, peerPID: getpid(), mtu: mtu)
         do {
             try node.setUp(hostInterface)
@@ -53,15 +60,22 @@ struct Wiring {
 
     /// The host-side veths of this namespace named as this plugin names them.
     static func hostInterfaces() throws -> [String] {
-        try NetlinkSocket().links().filter { ($0.type ?? "veth") == "veth" && CNIRequest.isHostInterface($0.name) }
-            .map(\.name)
+        try CNIError.netlink(.ioFailure) {
+            try NetlinkSocket().links().filter { ($0.type ?? "veth") == "veth" && CNIRequest.isHostInterface($0.name) }
+                .map(\.name)
+        }
     }
 
     /// What CHECK verifies, as the kernel reports it: both ends exist and are up; the node holds the gateway on
     /// the host end and routes the pod's /32 through it; the pod holds its /32, reaches the gateway on-link and
     /// routes everything else through it.
     func verify(address: String, gateway: String) throws {
-        let node = try NetlinkSocket()
+        let node = try CNIError.netlink(.ioFailure) { try NetlinkSocket() }
+        let pod = try CNIError.netlink(.ioFailure) { try NetlinkSocket(namespace: netns) }
+        try CNIError.netlink(.wiringFailed) { try verify(address: address, gateway: gateway, node, pod) }
+    }
+
+    private func verify(address: String, gateway: String, _ node: NetlinkSocket, _ pod: NetlinkSocket) throws {
         let host = try Self.require(node, hostInterface, in: "the node")
         guard host.isUp else { throw CNIError(.wiringFailed, "host interface \(hostInterface) is down") }
         guard try node.addresses(of: host.index).contains("\(gateway)/32") else {
@@ -70,7 +84,6 @@ struct Wiring {
         guard try node.routes().contains(.init(destination: "\(address)/32", interfaceIndex: host.index)) else {
             throw CNIError(.wiringFailed, "the node has no route to \(address) through \(hostInterface)")
         }
-        let pod = try NetlinkSocket(namespace: netns)
         let inside = try Self.require(pod, ifname, in: netns)
         guard inside.isUp else { throw CNIError(.wiringFailed, "\(ifname) in \(netns) is down") }
         guard try pod.addresses(of: inside.index).contains("\(address)/32") else {

@@ -1,0 +1,31 @@
+import AgentAPI
+import CNetlink
+import Glibc
+
+extension NetlinkSocket {
+    /// Adds `address/prefix` (IPv4 or IPv6) to the link with index `index`.
+    public func addAddress(_ address: String, prefix: Int, to index: Int32) throws {
+        guard let object = rtnl_addr_alloc() else { throw AgentError.internal("cannot allocate an address") }
+        defer { rtnl_addr_put(object) }
+        let local = try NetlinkAddress.parse("\(address)/\(prefix)", field: "address")
+        defer { nl_addr_put(local) }
+        rtnl_addr_set_ifindex(object, index)
+        try check(rtnl_addr_set_local(object, local), "setting address \(address)")
+        rtnl_addr_set_prefixlen(object, Int32(prefix))
+        try check(rtnl_addr_add(socket, object, 0), "adding \(address)/\(prefix) to interface \(index)")
+    }
+
+    /// The addresses of the link with index `index`, IPv4 and IPv6, as `address/len`.
+    public func addresses(of index: Int32) throws -> [String] {
+        var cache: OpaquePointer?
+        try check(rtnl_addr_alloc_cache(socket, &cache), "listing addresses")
+        defer { nl_cache_free(cache) }
+        return Self.objects(in: cache).compactMap { object in
+            let family = rtnl_addr_get_family(object)
+            guard rtnl_addr_get_ifindex(object) == index, family == AF_INET || family == AF_INET6,
+                let local = rtnl_addr_get_local(object)
+            else { return nil }
+            return "\(NetlinkAddress.text(local, family: family))/\(rtnl_addr_get_prefixlen(object))"
+        }
+    }
+}
