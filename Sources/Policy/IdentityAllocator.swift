@@ -25,6 +25,11 @@ public struct IdentityAllocator: Sendable {
 
     public let filter: LabelFilter
     public let range: ClosedRange<UInt32>
+    /// Who numbers new label sets: this allocator (standalone), or the cluster's store, in which case `acquire`
+    /// only finds numbers the store handed out (`learn`) and never takes one itself.
+    public let numbering: Numbering
+
+    public enum Numbering: Sendable { case local, cluster }
 
     private struct Allocation {
         var labels: LabelSet
@@ -42,11 +47,18 @@ public struct IdentityAllocator: Sendable {
     private var freedQueue: [(id: UInt32, sequence: UInt64)] = []
     private var freedQueueHead = 0
     private var sequence: UInt64 = 0
+    /// Identities numbered by the cluster's store, whether or not anything on this node holds them.
+    var learned: [UInt32: LabelSet] = [:]
+    var learnedByLabels: [LabelSet: UInt32] = [:]
 
-    public init(filter: LabelFilter = .default, range: ClosedRange<UInt32> = firstLocal...lastLocal) {
+    public init(
+        filter: LabelFilter = .default, range: ClosedRange<UInt32> = firstLocal...lastLocal,
+        numbering: Numbering = .local
+    ) {
         precondition(range.lowerBound >= Self.firstLocal && range.upperBound <= Self.lastLocal, "bad identity range")
         self.filter = filter
         self.range = range
+        self.numbering = numbering
         nextFresh = UInt64(range.lowerBound)
     }
 
@@ -59,7 +71,11 @@ public struct IdentityAllocator: Sendable {
             return Identity(id: id, labels: labels)
         }
         let id: UInt32
-        if let previous = freedByLabels[labels] {
+        if let known = learnedByLabels[labels] {
+            id = known
+        } else if numbering == .cluster {
+            throw AgentError.unavailable("labels \(labels) have no cluster identity yet")
+        } else if let previous = freedByLabels[labels] {
             id = previous
         } else if let next = takeNumber() {
             id = next
@@ -88,6 +104,8 @@ public struct IdentityAllocator: Sendable {
         }
         allocated[id] = nil
         byLabels[allocation.labels] = nil
+        // A cluster identity stays known: other nodes may hold it, and the store decides when it goes.
+        if numbering == .cluster { return true }
         sequence += 1
         freed[id] = (allocation.labels, sequence)
         freedByLabels[allocation.labels] = id
@@ -123,6 +141,9 @@ public struct IdentityAllocator: Sendable {
         if let other = byLabels[labels], other != id {
             throw AgentError.conflict("labels \(labels) already have identity \(other)", field: "labels")
         }
+        if let known = learned[id], known != labels {
+            throw AgentError.conflict("identity \(id) belongs to labels \(known) in the cluster", field: "identity")
+        }
         forgetFreed(id)
         if let other = freedByLabels[labels], other != id { forgetFreed(other) }
         allocated[id, default: Allocation(labels: labels, references: 0)].references += 1
@@ -134,14 +155,15 @@ public struct IdentityAllocator: Sendable {
     /// The identity numbered `id`, reserved ones included.
     public func identity(id: UInt32) -> Identity? {
         if let reserved = ReservedIdentity.labels(of: id) { return Identity(id: id, labels: reserved) }
-        return allocated[id].map { Identity(id: id, labels: $0.labels) }
+        if let allocation = allocated[id] { return Identity(id: id, labels: allocation.labels) }
+        return learned[id].map { Identity(id: id, labels: $0) }
     }
 
     /// The identity currently allocated for `labels` (filtered first), reserved ones included.
     public func identity(labels: LabelSet) -> Identity? {
         let labels = filter.apply(labels)
         if let reserved = try? reservedIdentity(labels) { return reserved }
-        return byLabels[labels].map { Identity(id: $0, labels: labels) }
+        return (byLabels[labels] ?? learnedByLabels[labels]).map { Identity(id: $0, labels: labels) }
     }
 
     /// References held on `id`; 0 for reserved and unallocated numbers.
@@ -150,7 +172,8 @@ public struct IdentityAllocator: Sendable {
     /// Every identity, reserved ones first, by number.
     public var identities: [Identity] {
         let reserved = ReservedIdentity.all.map { Identity(id: $0.id, labels: ReservedIdentity.labels(of: $0.id)!) }
-        return reserved + allocated.keys.sorted().map { Identity(id: $0, labels: allocated[$0]!.labels) }
+        let numbers = Set(allocated.keys).union(learned.keys).sorted()
+        return reserved + numbers.map { Identity(id: $0, labels: allocated[$0]?.labels ?? learned[$0]!) }
     }
 
     /// `{"id": 256, "labels": [...], "references": 2}`, as the API lists identities.
