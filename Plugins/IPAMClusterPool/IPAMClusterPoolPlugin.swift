@@ -20,7 +20,7 @@ public final class IPAMClusterPoolPlugin: DatapathPlugin {
         service = Mutex(IPAM(config: IPAMConfig(), compactAfter: compactAfter))
     }
 
-    private var current: IPAM { service.withLock { $0 } }
+    var current: IPAM { service.withLock { $0 } }
 
     public var routes: [Route] {
         IPAMRoutes(service: { [self] in current }).routes

@@ -144,9 +144,9 @@ public final class CurlTransfer {
             nc_curl_set_string(easy, CURLOPT_UNIX_SOCKET_PATH, socketPath)
         }
         if let tls = options.tls {
-            nc_curl_set_string(easy, CURLOPT_CAINFO, tls.caFile)
-            nc_curl_set_string(easy, CURLOPT_SSLCERT, tls.certFile)
-            nc_curl_set_string(easy, CURLOPT_SSLKEY, tls.keyFile)
+            if let caFile = tls.caFile { nc_curl_set_string(easy, CURLOPT_CAINFO, caFile) }
+            if let certFile = tls.certFile { nc_curl_set_string(easy, CURLOPT_SSLCERT, certFile) }
+            if let keyFile = tls.keyFile { nc_curl_set_string(easy, CURLOPT_SSLKEY, keyFile) }
         }
         nc_curl_set_long(easy, CURLOPT_CONNECTTIMEOUT_MS, max(1, options.connectTimeout.milliseconds))
         if let total = options.totalTimeout {

@@ -23,16 +23,17 @@ public struct TransferOptions: Sendable, Equatable {
     }
 }
 
-/// PEM files for mutual TLS.
+/// PEM files for TLS: the CA to trust (nil: the system's), and a client certificate with its key for servers that
+/// ask for one (mutual TLS).
 public struct TLSFiles: Sendable, Equatable {
     /// The CA certificate(s) the server's certificate must chain to.
-    public var caFile: String
+    public var caFile: String?
     /// This client's certificate, presented to the server.
-    public var certFile: String
+    public var certFile: String?
     /// The private key of `certFile`.
-    public var keyFile: String
+    public var keyFile: String?
 
-    public init(caFile: String, certFile: String, keyFile: String) {
+    public init(caFile: String?, certFile: String? = nil, keyFile: String? = nil) {
         self.caFile = caFile
         self.certFile = certFile
         self.keyFile = keyFile

@@ -14,7 +14,9 @@ public enum Ownership {
     public static let bpfMarkerName = "nodeagent-owned"
 
     /// Entries of a state directory that only the agent writes (documents, their temporary files, subdirectories).
-    static let stateLayout: Set<String> = ["endpoints", "plugins", "policy.json", "config.json", "agent-state.json"]
+    static let stateLayout: Set<String> = [
+        "endpoints", "plugins", "policy.json", "config.json", "agent-state.json", "cluster.json",
+    ]
     /// Prefix of every name the agent pins.
     static let pinPrefix = "na_"
 
