@@ -63,6 +63,13 @@ let package = Package(
         // Labels, identities, CiliumNetworkPolicy parsing and compilation to datapath entries.
         .target(name: "Policy", dependencies: ["AgentAPI"]),
 
+        // Cluster mode: this node's session, identities, pod addresses and nodes shared through etcd.
+        .target(
+            name: "Cluster",
+            dependencies: [
+                "EtcdClient", "HTTPClient", "Policy", "AgentAPI", .product(name: "Logging", package: "swift-log"),
+            ]),
+
         // The daemon: endpoints, identities, policy, state; wires core, plugins and REST together.
         .target(
             name: "Agent",
@@ -110,7 +117,12 @@ let package = Package(
         .testTarget(name: "PolicyTests", dependencies: ["Policy", "AgentAPI"]),
         .testTarget(name: "NATTests", dependencies: ["NAT", "DatapathCore", "CLibbpf", "CNodeABI"]),
         .testTarget(name: "IPAMClusterPoolTests", dependencies: ["IPAMClusterPool", "DatapathCore"]),
-        .testTarget(name: "EtcdClientTests", dependencies: ["EtcdClient", "HTTPClient", "AgentAPI"]),
+        // A real etcd for tests: a single member on loopback, and certificates for its TLS.
+        .target(name: "EtcdTestSupport", dependencies: ["EtcdClient", "HTTPClient"], path: "Tests/EtcdTestSupport"),
+        .testTarget(
+            name: "EtcdClientTests", dependencies: ["EtcdClient", "EtcdTestSupport", "HTTPClient", "AgentAPI"]),
+        .testTarget(
+            name: "ClusterTests", dependencies: ["Cluster", "EtcdClient", "EtcdTestSupport", "Policy", "AgentAPI"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["AgentAPI", "NodeCtlKit", "HTTPClient", .product(name: "Yams", package: "Yams")]),

@@ -1,5 +1,6 @@
 import AgentAPI
 import EtcdClient
+import EtcdTestSupport
 import Foundation
 import XCTest
 

@@ -1,5 +1,6 @@
 import AgentAPI
 import EtcdClient
+import EtcdTestSupport
 import HTTPClient
 import XCTest
 

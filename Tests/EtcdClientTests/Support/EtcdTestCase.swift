@@ -1,4 +1,5 @@
 import EtcdClient
+import EtcdTestSupport
 import XCTest
 
 /// Starts a real etcd for each test and always stops it, even when the test fails.

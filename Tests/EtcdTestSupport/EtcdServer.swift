@@ -3,23 +3,23 @@ import Foundation
 
 /// A real single-member etcd on loopback: random ports, a temporary data directory, stopped and removed by
 /// `stop()` (which tests call from their teardown, so a failing test leaves nothing behind).
-final class EtcdServer {
-    let directory: URL
-    let clientURL: String
-    let name: String
+public final class EtcdServer {
+    public let directory: URL
+    public let clientURL: String
+    public let name: String
     private let process: Process
 
     /// Starts etcd and waits until it answers; `tls` serves HTTPS that requires client certificates signed by
     /// the given CA. A port taken between choosing it and etcd binding it makes etcd exit: then it starts again
-    /// on other ports.
-    init(tls: TestCertificates? = nil) throws {
+    /// on other ports. `clientURL` reuses the client address of an etcd stopped before (a new, empty member on it).
+    public init(tls: TestCertificates? = nil, clientURL reused: String? = nil) throws {
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         name = "etcd-test-\(tag)"
         directory = FileManager.default.temporaryDirectory.appendingPathComponent(name)
         var attempt = 1
         while true {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-            let (process, url) = try Self.launch(name: name, directory: directory, tls: tls)
+            let (process, url) = try Self.launch(name: name, directory: directory, tls: tls, clientURL: reused)
             do {
                 try Self.waitUntilServing(process, url: url, tls: tls, directory: directory)
                 self.process = process
@@ -31,9 +31,12 @@ final class EtcdServer {
         }
     }
 
-    private static func launch(name: String, directory: URL, tls: TestCertificates?) throws -> (Process, String) {
+    private static func launch(name: String, directory: URL, tls: TestCertificates?, clientURL reused: String?) throws
+        -> (Process, String)
+    {
         let scheme = tls == nil ? "http" : "https"
-        let clientURL = "\(scheme)://127.0.0.1:\(try freeLoopbackPort())"
+        let port = try reused.flatMap { URLComponents(string: $0)?.port } ?? freeLoopbackPort()
+        let clientURL = "\(scheme)://127.0.0.1:\(port)"
         let peerURL = "http://127.0.0.1:\(try freeLoopbackPort())"
         var arguments = [
             "--name", name, "--data-dir", directory.appendingPathComponent("data").path,
@@ -81,7 +84,7 @@ final class EtcdServer {
     }
 
     /// Kills etcd and removes its directory. Idempotent.
-    func stop() {
+    public func stop() {
         Self.stop(process, directory: directory)
     }
 
@@ -94,16 +97,16 @@ final class EtcdServer {
     }
 }
 
-struct EtcdServerError: Error, CustomStringConvertible {
-    var message: String
+public struct EtcdServerError: Error, CustomStringConvertible {
+    public var message: String
     /// etcd exited by itself (e.g. a port was taken), rather than not answering.
     var exitedEarly = false
-    var description: String { message }
+    public var description: String { message }
 }
 
 /// A loopback TCP port nothing listens on right now (bound, read and closed: the kernel does not hand it out
 /// again at once).
-func freeLoopbackPort() throws -> Int {
+public func freeLoopbackPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw POSIXError(.EMFILE) }
     defer { close(fd) }

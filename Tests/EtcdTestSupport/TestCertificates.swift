@@ -5,21 +5,23 @@ import HTTPClient
 /// A CA, a server certificate for 127.0.0.1 (also usable as a client certificate: etcd's JSON gateway dials
 /// etcd's own gRPC server with it) and a client certificate, made with `openssl` in a temporary
 /// directory; plus a second CA's client certificate that the server must refuse.
-struct TestCertificates {
-    let directory: URL
-    var caCert: String { path("ca.crt") }
-    var serverCert: String { path("server.crt") }
-    var serverKey: String { path("server.key") }
+public struct TestCertificates {
+    public let directory: URL
+    public var caCert: String { path("ca.crt") }
+    public var serverCert: String { path("server.crt") }
+    public var serverKey: String { path("server.key") }
 
     /// The files the client presents.
-    var clientFiles: TLSFiles { TLSFiles(caFile: caCert, certFile: path("client.crt"), keyFile: path("client.key")) }
+    public var clientFiles: TLSFiles {
+        TLSFiles(caFile: caCert, certFile: path("client.crt"), keyFile: path("client.key"))
+    }
 
     /// A client certificate from a CA the server does not trust.
-    var strangerFiles: TLSFiles {
+    public var strangerFiles: TLSFiles {
         TLSFiles(caFile: caCert, certFile: path("stranger.crt"), keyFile: path("stranger.key"))
     }
 
-    init() throws {
+    public init() throws {
         let tag = String(UInt32.random(in: 0...UInt32.max), radix: 16)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("etcd-certs-\(tag)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -31,7 +33,7 @@ struct TestCertificates {
         try makeLeaf("stranger", ca: "other-ca", extensions: "extendedKeyUsage=clientAuth\n")
     }
 
-    func remove() {
+    public func remove() {
         try? FileManager.default.removeItem(at: directory)
     }
 

@@ -1,0 +1,60 @@
+import AgentAPI
+import Policy
+
+/// Where the cluster's state lives in etcd, everything under `nodeagent/<cluster>/`:
+///
+/// | key | value | lease |
+/// | --- | --- | --- |
+/// | `identities/id/<number>` | `{"labels": [...]}` | none: the cluster's identity |
+/// | `identities/labels/<labels>` | the number, as text | none: the reverse index a compare-and-swap creates with it |
+/// | `identities/refs/<number>/<node>` | empty | the node's: the node holds the identity |
+/// | `ipcache/<address>` | `{"identity", "node", "node-address", "namespace", "pod"}` | the node's |
+/// | `nodes/<name>` | `{"name", "address", "pod-cidrs"}` | the node's |
+/// | `ipam/pod-cidrs/<prefix>` | the node name | none: kept across restarts |
+///
+/// Keys a node writes under its lease disappear when the node is gone for longer than the lease's TTL.
+public struct ClusterKeys: Sendable {
+    public let root: String
+
+    public init(cluster: String) { root = "nodeagent/\(cluster)/" }
+
+    public var identityNumbers: String { root + "identities/id/" }
+    public var identityLabelIndex: String { root + "identities/labels/" }
+    public var identityReferences: String { root + "identities/refs/" }
+    public var ipcache: String { root + "ipcache/" }
+    public var nodes: String { root + "nodes/" }
+    public var podCIDRs: String { root + "ipam/pod-cidrs/" }
+
+    public func identity(_ id: UInt32) -> String { identityNumbers + String(id) }
+
+    /// The label set's canonical text (sorted labels) names its index entry.
+    public func identityLabels(_ labels: LabelSet) -> String { identityLabelIndex + labels.description }
+
+    public func identityReference(_ id: UInt32, node: String) -> String { "\(identityReferences)\(id)/\(node)" }
+
+    /// Every node's reference on `id`.
+    public func identityReferences(_ id: UInt32) -> String { "\(identityReferences)\(id)/" }
+
+    public func ipcache(_ address: IPAddress) -> String { ipcache + address.description }
+
+    public func node(_ name: String) -> String { nodes + name }
+
+    /// The number in an `identities/id/<number>` key; nil for anything else.
+    public func identityNumber(inKey key: String) -> UInt32? {
+        guard key.hasPrefix(identityNumbers) else { return nil }
+        return UInt32(key.dropFirst(identityNumbers.count))
+    }
+
+    /// The name in a `nodes/<name>` key.
+    public func nodeName(inKey key: String) -> String? {
+        guard key.hasPrefix(nodes) else { return nil }
+        let name = key.dropFirst(nodes.count)
+        return name.isEmpty || name.contains("/") ? nil : String(name)
+    }
+
+    /// The address in an `ipcache/<address>` key.
+    public func ipcacheAddress(inKey key: String) -> IPAddress? {
+        guard key.hasPrefix(ipcache) else { return nil }
+        return IPAddress(String(key.dropFirst(ipcache.count)))
+    }
+}

@@ -1,0 +1,172 @@
+import AgentAPI
+import EtcdClient
+import Foundation
+import Logging
+import Synchronization
+
+/// This node's presence in etcd: a lease kept alive while the agent runs, and the keys the node owns under it
+/// (its node entry, its endpoints' ipcache entries, its references on identities).
+///
+/// Owning a key only records what should be in etcd; a thread of the session writes it when etcd answers, and
+/// writes everything again under a new lease when the old one was lost (etcd down for longer than the TTL, or an
+/// agent restart). So a change on the node never waits for etcd, and etcd coming back converges by itself.
+public final class ClusterSession: Sendable {
+    public let client: EtcdClient
+    public let ttlSeconds: Int64
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let wakeup = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+
+    struct State {
+        /// What should be in etcd under the lease.
+        var owned: [String: [UInt8]] = [:]
+        /// What was written under the current lease.
+        var written: [String: [UInt8]] = [:]
+        /// Keys whose owned and written values may differ.
+        var dirty: Set<String> = []
+        var lease: Int64?
+        var stopped = false
+        var lastError: String?
+        var lastWrite: Date?
+        var writes = 0
+        var errors = 0
+    }
+
+    public init(client: EtcdClient, ttlSeconds: Int64, logger: Logger) {
+        self.client = client
+        self.ttlSeconds = ttlSeconds
+        self.logger = logger
+    }
+
+    /// Makes `key` hold `value` under the node's lease, as soon as etcd answers.
+    public func own(_ key: String, _ value: [UInt8]) {
+        let changed = state.withLock { state -> Bool in
+            guard state.owned[key] != value else { return false }
+            state.owned[key] = value
+            state.dirty.insert(key)
+            return true
+        }
+        if changed { wakeup.signal() }
+    }
+
+    public func own(_ key: String, _ value: JSON) { own(key, Array(value.serialized().utf8)) }
+
+    /// Removes `key` from etcd (when the node wrote it) and stops owning it.
+    public func disown(_ key: String) {
+        let changed = state.withLock { state -> Bool in
+            guard state.owned.removeValue(forKey: key) != nil else { return false }
+            state.dirty.insert(key)
+            return true
+        }
+        if changed { wakeup.signal() }
+    }
+
+    /// Whether every owned key is written under a live lease.
+    public var isInSync: Bool {
+        state.withLock { $0.lease != nil && $0.owned == $0.written }
+    }
+
+    public var lease: Int64? { state.withLock { $0.lease } }
+    public var lastError: String? { state.withLock { $0.lastError } }
+    public var lastWrite: Date? { state.withLock { $0.lastWrite } }
+    /// Writes (puts and deletes) done, and failures met, since the start.
+    public var counters: (writes: Int, errors: Int) { state.withLock { ($0.writes, $0.errors) } }
+    public var ownedCount: Int { state.withLock { $0.owned.count } }
+
+    /// Starts keeping the lease alive and the owned keys written, on a thread of its own.
+    public func start() {
+        let thread = Thread { [self] in
+            run()
+            finished.signal()
+        }
+        thread.name = "etcd-session"
+        thread.start()
+    }
+
+    /// Stops the thread. `revoke` also deletes every key of the lease at once (a node leaving for good); without
+    /// it the keys stay until the TTL runs out, so a restart within the TTL changes nothing for other nodes.
+    public func stop(revoke: Bool = false) {
+        let lease = state.withLock { state -> Int64? in
+            state.stopped = true
+            return state.lease
+        }
+        wakeup.signal()
+        finished.wait()
+        if revoke, let lease { try? client.revoke(lease) }
+    }
+
+    private var stopped: Bool { state.withLock { $0.stopped } }
+
+    /// Renews the lease every third of its TTL and writes what changed whenever woken.
+    private func run() {
+        let renewEvery = Duration.milliseconds(ttlSeconds * 1000 / 3)
+        var nextRenewal = ContinuousClock.now
+        while !stopped {
+            do {
+                if ContinuousClock.now >= nextRenewal {
+                    try renew()
+                    nextRenewal = ContinuousClock.now + renewEvery
+                }
+                try writePending()
+                state.withLock { $0.lastError = nil }
+            } catch {
+                state.withLock {
+                    $0.lastError = error.message
+                    $0.errors += 1
+                }
+                logger.warning(
+                    "etcd unavailable; keeping state to write later", metadata: ["error": "\(error.message)"])
+                // Try again soon, without hammering a store that is down.
+                nextRenewal = min(nextRenewal, ContinuousClock.now + .seconds(1))
+            }
+            let wait = max(.milliseconds(10), min(nextRenewal - ContinuousClock.now, renewEvery))
+            _ = wakeup.wait(timeout: .now() + .milliseconds(Int(wait / .milliseconds(1))))
+        }
+    }
+
+    /// Keeps the lease alive; when it is gone (expired while etcd or the agent was down) takes a new one, and
+    /// everything owned is written again under it.
+    private func renew() throws(AgentError) {
+        if let lease = state.withLock({ $0.lease }) {
+            if try client.keepAliveOnce(lease) > 0 { return }
+            logger.warning("etcd lease expired; writing this node's keys again", metadata: ["lease": "\(lease)"])
+        }
+        let granted = try client.grant(ttl: ttlSeconds)
+        state.withLock {
+            $0.lease = granted.id
+            $0.written = [:]
+            $0.dirty = Set($0.owned.keys)
+        }
+        logger.info("etcd lease granted", metadata: ["lease": "\(granted.id)", "ttl": "\(granted.ttl)"])
+    }
+
+    /// Puts what is owned but not written (or written otherwise), deletes what was written but is no longer owned.
+    private func writePending() throws(AgentError) {
+        guard let lease = state.withLock({ $0.lease }) else { return }
+        while true {
+            let next = state.withLock { state -> (key: String, value: [UInt8]?)? in
+                while let key = state.dirty.popFirst() {
+                    if state.owned[key] != state.written[key] { return (key, state.owned[key]) }
+                }
+                return nil
+            }
+            guard let next else { return }
+            do {
+                if let value = next.value {
+                    _ = try client.put(next.key, value, lease: lease)
+                } else {
+                    _ = try client.delete(next.key)
+                }
+            } catch {
+                state.withLock { _ = $0.dirty.insert(next.key) }
+                throw error
+            }
+            state.withLock {
+                $0.written[next.key] = next.value
+                $0.writes += 1
+                $0.lastWrite = Date()
+            }
+        }
+    }
+}

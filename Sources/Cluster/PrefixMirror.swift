@@ -1,0 +1,152 @@
+import AgentAPI
+import EtcdClient
+import Foundation
+import Logging
+import Synchronization
+
+/// Keeps a consumer in step with every key under a prefix: lists the prefix, hands over the whole list, then
+/// watches from the list's revision and hands over each change. When the watch breaks (etcd down, a member
+/// lost, a compacted revision) it lists again after a pause, so the consumer converges without restarting
+/// anything; a consumer told `.snapshot` replaces what it had, which also covers deletes it missed.
+public final class PrefixMirror: Sendable {
+    public enum Change: Sendable {
+        /// Every key under the prefix, as of `revision`.
+        case snapshot([EtcdKeyValue], revision: Int64)
+        case put(EtcdKeyValue)
+        case delete(key: String)
+    }
+
+    public typealias Handler = @Sendable (Change) -> Void
+
+    public let prefix: String
+    private let client: EtcdClient
+    private let handler: Handler
+    private let logger: Logger
+    private let retryDelay: Duration
+    private let state = Mutex(State())
+    private let wakeup = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+
+    struct State {
+        var stopped = false
+        var watch: EtcdWatch?
+        var revision: Int64 = 0
+        var synced = false
+        var lastSync: Date?
+        var lastError: String?
+        var failures = 0
+    }
+
+    public init(
+        client: EtcdClient, prefix: String, retryDelay: Duration = .milliseconds(500), logger: Logger,
+        handler: @escaping Handler
+    ) {
+        self.client = client
+        self.prefix = prefix
+        self.handler = handler
+        self.logger = logger
+        self.retryDelay = retryDelay
+    }
+
+    /// Whether the consumer holds a current copy: listed, and the watch since then has not broken.
+    public var isSynced: Bool { state.withLock { $0.synced } }
+    /// The revision of the last list or change handed over.
+    public var revision: Int64 { state.withLock { $0.revision } }
+    public var lastSync: Date? { state.withLock { $0.lastSync } }
+    public var lastError: String? { state.withLock { $0.lastError } }
+    /// How many times the list or the watch failed since the start.
+    public var failures: Int { state.withLock { $0.failures } }
+
+    /// Starts listing and watching on a thread of its own.
+    public func start() {
+        let thread = Thread { [self] in
+            run()
+            finished.signal()
+        }
+        thread.name = "etcd-mirror"
+        thread.start()
+    }
+
+    /// Stops the watch; no handler call happens after it returns.
+    public func stop() {
+        let watch = state.withLock { state -> EtcdWatch? in
+            state.stopped = true
+            return state.watch
+        }
+        watch?.cancel()
+        wakeup.signal()
+        finished.wait()
+    }
+
+    private var stopped: Bool { state.withLock { $0.stopped } }
+
+    private func run() {
+        while !stopped {
+            do {
+                let listed = try client.range(prefix: prefix)
+                guard !stopped else { return }
+                handler(.snapshot(listed.kvs, revision: listed.revision))
+                state.withLock {
+                    $0.revision = listed.revision
+                    $0.synced = true
+                    $0.lastSync = Date()
+                    $0.lastError = nil
+                }
+                watch(from: listed.revision + 1)
+            } catch {
+                record(failure: error.message)
+            }
+            guard !stopped else { return }
+            _ = wakeup.wait(timeout: .now() + .milliseconds(Int(retryDelay / .milliseconds(1))))
+        }
+    }
+
+    /// Watches until the watch fails or `stop()`.
+    private func watch(from revision: Int64) {
+        let ended = DispatchSemaphore(value: 0)
+        let watch = client.watch(
+            prefix: prefix, fromRevision: revision,
+            onEvents: { [self] events, revision in
+                for event in events {
+                    switch event.type {
+                    case .put: handler(.put(event.kv))
+                    case .delete: handler(.delete(key: event.kv.key))
+                    }
+                }
+                state.withLock {
+                    $0.revision = revision
+                    $0.lastSync = Date()
+                }
+            },
+            onError: { [self] failure in
+                record(failure: "\(failure)")
+                ended.signal()
+            })
+        let keep = state.withLock { state -> Bool in
+            state.watch = watch
+            return !state.stopped
+        }
+        if !keep {
+            watch.cancel()
+            return
+        }
+        // Ends with the watch's failure, or with stop() (which cancels the watch and signals `wakeup`).
+        while ended.wait(timeout: .now() + .milliseconds(200)) == .timedOut {
+            if stopped {
+                watch.cancel()
+                return
+            }
+        }
+        state.withLock { $0.watch = nil }
+    }
+
+    private func record(failure: String) {
+        logger.warning(
+            "etcd list or watch failed; listing again", metadata: ["prefix": "\(prefix)", "error": "\(failure)"])
+        state.withLock {
+            $0.synced = false
+            $0.lastError = failure
+            $0.failures += 1
+        }
+    }
+}

@@ -1,0 +1,71 @@
+import AgentAPI
+import EtcdClient
+import EtcdTestSupport
+import XCTest
+
+@testable import Cluster
+
+/// A node's lease and the keys it owns, against a real etcd.
+final class ClusterSessionTests: EtcdBackedTestCase {
+    func testOwnedKeysAreWrittenUnderTheLeaseAndWithdrawn() throws {
+        let session = ClusterSession(client: client, ttlSeconds: 5, logger: logger)
+        session.own("/\(clusterName)/a", Array("1".utf8))
+        session.start()
+        defer { session.stop() }
+        try eventually("a written") { try client.get("/\(clusterName)/a")?.valueString == "1" }
+        let lease = try XCTUnwrap(session.lease)
+        XCTAssertEqual(try client.get("/\(clusterName)/a")?.lease, lease)
+        session.own("/\(clusterName)/a", Array("2".utf8))
+        session.own("/\(clusterName)/b", Array("3".utf8))
+        try eventually("a changed, b written") {
+            try client.get("/\(clusterName)/a")?.valueString == "2" && client.get("/\(clusterName)/b") != nil
+        }
+        session.disown("/\(clusterName)/a")
+        try eventually("a deleted") { try client.get("/\(clusterName)/a") == nil }
+        XCTAssertTrue(session.isInSync)
+    }
+
+    func testALostLeaseIsReplacedAndEverythingWrittenAgain() throws {
+        let session = ClusterSession(client: client, ttlSeconds: 5, logger: logger)
+        for index in 0..<20 { session.own("/\(clusterName)/k\(index)", Array("v\(index)".utf8)) }
+        session.start()
+        defer { session.stop() }
+        try eventually("written") { try client.range(prefix: "/\(clusterName)/").kvs.count == 20 }
+        // What etcd does when a lease expires: the lease and its keys go.
+        let first = try XCTUnwrap(session.lease)
+        try client.revoke(first)
+        XCTAssertEqual(try client.range(prefix: "/\(clusterName)/").kvs.count, 0)
+        // The next renewal (a third of the TTL) notices and writes everything again under a new lease.
+        try eventually("written again", timeout: 6) {
+            let kvs = try client.range(prefix: "/\(clusterName)/").kvs
+            return kvs.count == 20 && kvs.allSatisfy { $0.lease != first && $0.lease == session.lease }
+        }
+    }
+
+    func testOwnershipWaitsForEtcdAndConvergesWhenItReturns() throws {
+        let session = ClusterSession(client: client, ttlSeconds: 5, logger: logger)
+        session.start()
+        defer { session.stop() }
+        try eventually("lease") { session.lease != nil }
+        let url = server.clientURL
+        server.stop()
+        session.own("/\(clusterName)/late", Array("x".utf8))
+        try eventually("an error recorded") { session.lastError != nil }
+        XCTAssertFalse(session.isInSync)
+        // A new etcd on the same address (the old one's data is gone: as after losing every member).
+        server = try EtcdServer(clientURL: url)
+        try eventually("written after etcd returned", timeout: 10) {
+            try client.get("/\(clusterName)/late")?.valueString == "x"
+        }
+        XCTAssertTrue(session.isInSync)
+    }
+
+    func testStopWithRevokeRemovesTheKeysAtOnce() throws {
+        let session = ClusterSession(client: client, ttlSeconds: 30, logger: logger)
+        session.own("/\(clusterName)/n", [])
+        session.start()
+        try eventually("written") { try client.get("/\(clusterName)/n") != nil }
+        session.stop(revoke: true)
+        XCTAssertNil(try client.get("/\(clusterName)/n"))
+    }
+}
