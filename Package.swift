@@ -74,7 +74,8 @@ let package = Package(
         .target(
             name: "Agent",
             dependencies: [
-                "DatapathCore", "RESTServer", "Policy", "AgentAPI", "CNodeABI", "CGlibc", "CSystemd", "Netlink",
+                "DatapathCore", "RESTServer", "Policy", "Cluster", "EtcdClient", "Netlink", "AgentAPI", "CNodeABI",
+                "CGlibc", "CSystemd",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(

@@ -40,6 +40,7 @@ public final class Daemon: Sendable {
                     maxBodyBytes: config.maxBodyBytes, threads: config.apiThreads, socketGroup: config.socketGroup),
                 logger: Logger(label: "api"))
             try server.start()
+            agent.startCluster()
             let notifier = ServiceNotifier(logger: logger)
             // Only now: the socket answers and every restored endpoint and policy is in place.
             notifier.notify(.ready, .status("serving on \(config.socketPath)"))

@@ -24,10 +24,13 @@ public final class NodeAgent: Sendable {
     let policyGenerations: Atomic<UInt32>
     /// When an endpoint change last read the node's addresses (nil: never).
     let hostAddressesRefreshed = Mutex<ContinuousClock.Instant?>(nil)
+    /// This node's part in a cluster; nil when the agent runs standalone.
+    let cluster: ClusterMode?
 
     public init(config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox) throws {
         self.config = config
         self.logLevel = logLevel
+        cluster = try config.cluster.map { config throws(AgentError) in try ClusterMode(config: config) }
         // No directory fsync after every change: it doubled the cost of each, and a power loss can then at worst
         // bring back a document a few seconds old, never a broken one.
         store = try StateStore(directory: config.stateDir, syncsDirectory: false)
@@ -96,6 +99,7 @@ public final class NodeAgent: Sendable {
     }
 
     func stop() {
+        cluster?.stop()
         registry.stopAll()
         observability.stop()
     }

@@ -1,3 +1,4 @@
+import Cluster
 import DatapathCore
 import Foundation
 import Policy
@@ -30,12 +31,14 @@ public struct AgentConfig: Sendable {
     /// nil: only `/v1/metrics` on the socket.
     public var metricsAddress: String?
     public var runtime = RuntimeOptions()
+    /// The `cluster` section: identities, pod addresses, nodes shared through etcd. Nil: standalone.
+    public var cluster: ClusterConfig?
 
     public init() {}
 
     static let fileKeys: Set<String> = [
         "socket", "state-dir", "bpf-root", "socket-group", "api-threads", "max-body-bytes", "map-sizes",
-        "policy-map-entries", "identity-ignored-labels", "plugins", "flow-buffer-size", "metrics-address",
+        "policy-map-entries", "identity-ignored-labels", "plugins", "flow-buffer-size", "metrics-address", "cluster",
     ]
 
     /// Reads a JSON config file. Unknown keys and wrong types are rejected, naming the key.
@@ -81,6 +84,7 @@ public struct AgentConfig: Sendable {
                     mapSizes[name] = UInt32(try size.requireInt("\(key).\(name)", in: 1...16_777_216))
                 }
             case "plugins": plugins = value
+            case "cluster": cluster = try ClusterConfig(json: value)
             case "flow-buffer-size": flowBufferSize = try value.requireInt(key, in: 16...1_048_576)
             case "metrics-address":
                 metricsAddress = try MetricsListener.Address(parsing: try value.requireString(key)).description

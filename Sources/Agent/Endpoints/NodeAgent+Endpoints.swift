@@ -51,6 +51,7 @@ extension NodeAgent {
                 let endpoint = try realize(
                     id: id, request: request, ifindex: ifindex, previous: previous, state: &state)
                 try persistEndpoint(endpoint, state)
+                publish(endpoint, previous: previous, state)
                 refreshHostAddressesIfDue(&state)
                 registry.broadcast(
                     .endpointAdded(id: id, ifindex: ifindex, addresses: endpoint.addresses.map(\.description)))
@@ -83,6 +84,7 @@ extension NodeAgent {
     private func realize(
         id: UInt32, request: EndpointChangeRequest, ifindex: Int32, previous: Endpoint?, state: inout AgentState
     ) throws -> Endpoint {
+        try prepareIdentity(for: request.labels, &state)
         let identity = try state.identities.acquire(request.labels)
         // Identities that appear or go away with this change: peers of other endpoints' rules.
         var peersChanged = state.identities.references(identity.id) == 1 ? [identity] : []
@@ -167,6 +169,7 @@ extension NodeAgent {
                     only: identity.map { endpointsAffected(byPeers: [$0], in: state) })
             }
             try forgetEndpoint(id)
+            withdraw(endpoint, state)
             registry.broadcast(.endpointRemoved(id: id, addresses: endpoint.addresses.map(\.description)))
             logger.info("endpoint deleted", metadata: ["endpoint": "\(id)"])
             return endpointJSON(endpoint, state)

@@ -22,7 +22,7 @@ extension NodeAgent {
         let kernel = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let (endpoints, revision) = state.withLock { ($0.endpoints.count, $0.policy.revision) }
         let options = runtime.withLock { $0 }
-        return [
+        var health: [String: JSON] = [
             "status": "ok", "version": .string(Daemon.version), "kernel": .string(kernel),
             "bpffs": ["root": .string(datapath.root), "mounted": .bool(BPFFS.isBPFFS(datapath.root))],
             "uptime-seconds": .int((ContinuousClock.now - startedAt).components.seconds),
@@ -33,6 +33,8 @@ extension NodeAgent {
                 "allow-localhost": .string(options.allowLocalhost.rawValue),
             ],
         ]
+        if let cluster = clusterHealth() { health["cluster"] = cluster }
+        return .object(health)
     }
 
     /// Applies runtime options; the whole patch or nothing. Persisted so a restart keeps them.

@@ -1,3 +1,4 @@
+import Cluster
 import DatapathCore
 import Policy
 import Synchronization
@@ -22,7 +23,11 @@ struct AgentState: Sendable {
 
     init(config: AgentConfig) {
         let filter = (try? config.identityIgnoredLabels.map { try LabelFilter(parsing: $0) }) ?? nil
-        identities = IdentityAllocator(filter: filter ?? .default)
+        // In a cluster, numbers come from etcd in the cluster-wide range.
+        identities =
+            config.cluster == nil
+            ? IdentityAllocator(filter: filter ?? .default)
+            : IdentityAllocator(filter: filter ?? .default, range: ClusterIdentities.range, numbering: .cluster)
     }
 
     func ruleName(_ id: UInt32) -> String? { policy.ruleName(id) }

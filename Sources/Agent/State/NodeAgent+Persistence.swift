@@ -62,6 +62,7 @@ extension NodeAgent {
                 try state.policy.restore(
                     documents: policy["documents"]?.arrayValue ?? [], ruleNames: names, revision: revision)
             }
+            try restoreClusterCache(&state)
             var restoredCount = 0
             var vanished: [(endpoint: Endpoint, reason: String)] = []
             var rows: [Int32: EndpointDatapath.Row] = [:]
@@ -117,6 +118,7 @@ extension NodeAgent {
                 for address in endpoint.addresses { try ipcache.set(address, identity: endpoint.identity) }
                 try endpointDatapath.attachPrograms(ifindex: endpoint.ifindex)
             }
+            try programRemoteEndpoints(state)
             try refreshHostAddresses(&state)
             try removeOrphanedRows(state)
             if migrated {
@@ -210,7 +212,7 @@ extension NodeAgent {
     /// endpoint in state and are no longer the node's: a crash between programming an endpoint and saving it, or
     /// an address the node lost while the agent was down. Prefix identities (CIDR rules) are the plugin's business.
     private func removeOrphanedAddresses(_ state: AgentState) throws {
-        let owned = Set(state.endpoints.values.flatMap(\.addresses))
+        let owned = Set(state.endpoints.values.flatMap(\.addresses)).union(remoteAddresses)
         let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
         for (key, value) in try map.entries() {
             guard let prefix = key.prefix, prefix.length == prefix.address.bitLength else { continue }

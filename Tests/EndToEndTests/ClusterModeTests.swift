@@ -1,0 +1,125 @@
+import AgentAPI
+import Foundation
+import XCTest
+
+/// Cluster mode with real etcd and real traffic: three nodes on an underlay, each running an agent, share
+/// identities, pod addresses and nodes through a three-member etcd cluster, so a policy selects pods of other
+/// nodes by their labels.
+final class ClusterModeTests: EndToEndTestCase {
+    /// The seed scenario spread over three nodes.
+    private struct Scenario {
+        var cluster: ClusterTopology
+        var etcd: EtcdCluster
+        var agents: [AgentProcess]
+        var frontend: Pod
+        var webOther: Pod
+        var backend: Pod
+        var postgres: Pod
+        var adminTool: Pod
+        /// Endpoint id → identity, per node index.
+        var identities: [Int: [String: Int64]]
+    }
+
+    private func makeScenario() throws -> Scenario {
+        let cluster = try makeCluster(nodes: 3)
+        let etcd = try makeEtcd(members: 3, on: cluster)
+        let agents = try startClusterAgents(on: cluster, etcd: etcd)
+        let (node1, node2, node3) = (cluster.nodes[0], cluster.nodes[1], cluster.nodes[2])
+        let frontend = try node1.addPod(namespace: "web-tier", name: "frontend", dualStack: false)
+        let backend = try node2.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
+        let webOther = try node2.addPod(namespace: "web-tier", name: "web-other", dualStack: false)
+        let postgres = try node3.addPod(namespace: "data-tier", name: "postgres", dualStack: false)
+        let adminTool = try node3.addPod(namespace: "api-tier", name: "admin-tool", dualStack: false)
+        let servers: [(Pod, Topology, UInt16)] = [
+            (backend, node2, 8080), (backend, node2, 9090), (postgres, node3, 5432), (postgres, node3, 5433),
+            (frontend, node1, 80),
+        ]
+        for (pod, node, port) in servers { _ = try TCPServer(on: pod, port: port, in: node) }
+        let placed: [(Int, Pod, [String])] = [
+            (0, frontend, ["k8s:app=frontend"]), (1, backend, ["k8s:app=backend-api"]),
+            (1, webOther, ["k8s:app=web-other"]), (2, postgres, ["k8s:app=postgres", "k8s:tenant-id=t1"]),
+            (2, adminTool, ["k8s:role=admin-tool"]),
+        ]
+        var identities: [Int: [String: Int64]] = [:]
+        for (index, (node, pod, labels)) in placed.enumerated() {
+            let endpoint = try agents[node].registerEndpoint(id: index + 1, pod: pod, labels: labels)
+            identities[node, default: [:]][pod.name] = endpoint["identity"]?["id"]?.intValue
+        }
+        // Each node learns the pods of the two others.
+        try agents[0].waitForRemoteEndpoints(4)
+        try agents[1].waitForRemoteEndpoints(3)
+        try agents[2].waitForRemoteEndpoints(3)
+        return Scenario(
+            cluster: cluster, etcd: etcd, agents: agents, frontend: frontend, webOther: webOther, backend: backend,
+            postgres: postgres, adminTool: adminTool, identities: identities)
+    }
+
+    private func importPolicy(_ name: String, into agent: AgentProcess) throws {
+        let result = try agent.nodectl("policy", "import", try fixture(name))
+        XCTAssertEqual(result.status, 0, "nodectl policy import \(name): \(result.stderr)")
+        try agent.waitForPolicyRevision()
+    }
+
+    func testSeedScenarioAcrossNodesEnforcesTheSingleNodeMatrix() throws {
+        let s = try makeScenario()
+        assertReachability(
+            [
+                Probe(from: s.frontend, to: s.backend, port: 8080, .passes),
+                Probe(from: s.frontend, to: s.postgres, port: 5432, .passes),
+                Probe(from: s.adminTool, to: s.backend, port: 9090, .passes),
+                Probe(from: s.backend, to: s.frontend, port: 80, .passes),
+            ], "no policy: the nodes route each other's pods")
+
+        for agent in s.agents {
+            try importPolicy("default-deny-all.yaml", into: agent)
+            try importPolicy("allow-traffic-policy.yaml", into: agent)
+        }
+        assertReachability(
+            [
+                Probe(from: s.frontend, to: s.backend, port: 8080, .passes),
+                Probe(from: s.frontend, to: s.backend, port: 9090, .dropped),
+                Probe(from: s.frontend, to: s.postgres, port: 5432, .dropped),
+                Probe(from: s.postgres, to: s.backend, port: 8080, .dropped),
+                Probe(from: s.webOther, to: s.backend, port: 8080, .dropped),
+                Probe(from: s.adminTool, to: s.backend, port: 8080, .dropped),
+                Probe(from: s.backend, to: s.frontend, port: 80, .dropped),
+                Probe(from: s.backend, to: s.postgres, port: 5432, .passes),
+                Probe(from: s.backend, to: s.postgres, port: 5433, .dropped),
+            ], "seed policies, pods on three nodes")
+    }
+
+    func testTheSameLabelsHaveTheSameIdentityOnEveryNode() throws {
+        let cluster = try makeCluster(nodes: 3)
+        let etcd = try makeEtcd(members: 3, on: cluster)
+        let agents = try startClusterAgents(on: cluster, etcd: etcd)
+        // Created on all three nodes at once: the allocations race in etcd.
+        let pods = try cluster.nodes.map {
+            try $0.addPod(namespace: "shop", name: "cart-\($0.nodeName)", dualStack: false)
+        }
+        let numbers = Locked([Int64?](repeating: nil, count: 3))
+        let errors = Locked([String]())
+        DispatchQueue.concurrentPerform(iterations: 3) { index in
+            do {
+                let endpoint = try agents[index].registerEndpoint(id: 7, pod: pods[index], labels: ["k8s:app=cart"])
+                numbers.withLock { $0[index] = endpoint["identity"]?["id"]?.intValue }
+            } catch {
+                errors.withLock { $0.append("node \(index + 1): \(error)") }
+            }
+        }
+        XCTAssertEqual(errors.current, [], "every node created its endpoint")
+        let identities = numbers.current
+        XCTAssertEqual(Set(identities.compactMap { $0 }).count, 1, "one identity for one label set: \(identities)")
+        XCTAssertEqual(identities.compactMap { $0 }.count, 3)
+        if let number = identities[0] {
+            XCTAssertTrue((256...65535).contains(number), "cluster range: \(number)")
+            let stored = try etcd.get(
+                "nodeagent/na\(cluster.tag)/identities/id/\(number)", from: cluster.nodes[0].nodeNetns)
+            XCTAssertEqual(stored.flatMap { try? JSON.parse($0) }?["labels"]?.arrayValue?.count, 2, stored ?? "none")
+        }
+        // Every node lists the identity (with the node's reference held or not) under the same number.
+        for agent in agents {
+            let listed = try agent.api(.GET, "/v1/identity/\(identities[0] ?? 0)")
+            XCTAssertEqual(listed.status, 200, "\(listed)")
+        }
+    }
+}
