@@ -25,8 +25,9 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
     }
 
     /// Canonical text: dotted quad, or RFC 5952 IPv6 (lower case, no leading zeros, the longest run of two or more
-    /// zero groups compressed, the first of equal runs). IPv4-mapped addresses are printed in hex like any other
-    /// (`::ffff:a00:1`), so one address has one text whatever produced it.
+    /// zero groups compressed, the first of equal runs). An IPv4-mapped address keeps its IPv4 address dotted
+    /// (`::ffff:10.0.0.1`), as RFC 5952 section 5 recommends, and so does an IPv4-compatible one (`::10.0.0.1`):
+    /// the same text as the C library's `inet_ntop`, which the API's addresses always had.
     public var description: String {
         if family == .ipv4 { return bytes.map(String.init).joined(separator: ".") }
         let groups = stride(from: 0, to: 16, by: 2).map { UInt16(bytes[$0]) << 8 | UInt16(bytes[$0 + 1]) }
@@ -43,6 +44,10 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
             i = j
         }
         let hex = { (range: Range<Int>) in groups[range].map { String($0, radix: 16) }.joined(separator: ":") }
+        if let run = best, run.lowerBound == 0, run.count == 6 || (run.count == 5 && groups[5] == 0xffff) {
+            let dotted = bytes[12...].map(String.init).joined(separator: ".")
+            return run.count == 6 ? "::" + dotted : "::ffff:" + dotted
+        }
         return best.map { hex(0..<$0.lowerBound) + "::" + hex($0.upperBound..<8) } ?? hex(0..<8)
     }
 
