@@ -364,6 +364,12 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
         call(.GET, "/v1/identity/{id}", "/v1/identity/256", expect: 200)
         call(.GET, "/v1/identity/{id}", "/v1/identity/77777", expect: 404)
         call(.GET, "/v1/identity/{id}", "/v1/identity/x", expect: 400)
+        let entry = call(.GET, "/v1/ipcache/{ip}", "/v1/ipcache/10.9.0.2", expect: 200)
+        if entry["source"]?.stringValue != "endpoint" || entry["endpoint"]?.intValue != 2 {
+            record("ipcache entry of endpoint 2's address: \(entry.serialized())")
+        }
+        call(.GET, "/v1/ipcache/{ip}", "/v1/ipcache/198.51.100.7", expect: 404)
+        call(.GET, "/v1/ipcache/{ip}", "/v1/ipcache/10.9.0.256", expect: 400)
 
         let trace = ["src": "2", "dst": "1", "dport": "8001", "protocol": "TCP"]
         call(.GET, "/v1/policy/trace", query: trace, expect: 200)

@@ -62,6 +62,16 @@ final class ClusterModeTests: EndToEndTestCase {
 
     func testSeedScenarioAcrossNodesEnforcesTheSingleNodeMatrix() throws {
         let s = try makeScenario()
+        // Node 1 gives backend-api (on node 2) the identity node 2 allocated, and knows where it runs.
+        let entry = try s.agents[0].api(.GET, "/v1/ipcache/\(s.backend.ipv4)")
+        XCTAssertEqual(entry.status, 200, "\(entry)")
+        XCTAssertEqual(entry.json?["source"]?.stringValue, "remote", "\(entry)")
+        XCTAssertEqual(entry.json?["node"]?.stringValue, s.cluster.nodes[1].nodeName, "\(entry)")
+        XCTAssertEqual(entry.json?["pod"]?.stringValue, "api-tier/backend-api", "\(entry)")
+        XCTAssertEqual(entry.json?["identity"]?.intValue, s.identities[1]?["backend-api"], "\(entry)")
+        XCTAssertEqual(
+            entry.json?["labels"]?.arrayValue?.compactMap(\.stringValue).contains("k8s:app=backend-api"), true,
+            "the identity's labels are known on node 1: \(entry)")
         assertReachability(
             [
                 Probe(from: s.frontend, to: s.backend, port: 8080, .passes),
