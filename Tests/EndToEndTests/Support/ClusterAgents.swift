@@ -13,15 +13,20 @@ extension EndToEndTestCase {
         }
     }
 
-    func startClusterAgent(_ node: Topology, etcd: EtcdCluster, leaseTTL: String = "5s") throws -> AgentProcess {
+    /// `ipam: false` leaves IPAM off: the node publishes no pod CIDR (no routes to it), and endpoints may have any
+    /// address (benchmarks use more than a /24).
+    func startClusterAgent(_ node: Topology, etcd: EtcdCluster, leaseTTL: String = "5s", ipam: Bool = true) throws
+        -> AgentProcess
+    {
         guard let port = node.underlay else { throw AgentHarnessError("\(node.nodeName) is not on an underlay") }
+        let ipamSection: JSON = ipam ? ["pod-cidr-ipv4": .string(node.addressing.ipv4CIDR)] : [:]
         let config: JSON = [
             "cluster": [
                 "name": .string("na\(node.tag)"), "node-name": .string(node.nodeName),
                 "node-address": .string(port.ipv4),
                 "etcd": ["endpoints": JSON(etcd.clientEndpoints), "lease-ttl": .string(leaseTTL)],
             ],
-            "plugins": ["ipam": ["pod-cidr-ipv4": .string(node.addressing.ipv4CIDR)]],
+            "plugins": ["ipam": ipamSection],
         ]
         let path = "\(Topology.temporaryDirectory)/na\(node.tag)-\(node.nodeName)-config.json"
         try Data(config.serialized().utf8).write(to: URL(fileURLWithPath: path))
