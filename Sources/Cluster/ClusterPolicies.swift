@@ -32,6 +32,10 @@ public struct ClusterPolicies: Sendable {
         var modRevision: Int64 = 0
 
         public init() {}
+
+        /// Whether any policy change was ever written: false for a new cluster, and for one whose etcd lost its
+        /// data.
+        public var isWritten: Bool { modRevision != 0 }
     }
 
     /// What a change writes: documents to add or replace, documents to delete.

@@ -64,6 +64,14 @@ extension NodeAgent {
                 switch change {
                 case .snapshot(let kvs, _):
                     let contents = cluster.policies.contents(kvs)
+                    // Fail closed: etcd that never held a policy (or lost its data) does not take this node's
+                    // away; the cluster's next change does.
+                    if !contents.isWritten && !state.policy.documents.isEmpty {
+                        cluster.logger.warning(
+                            "etcd holds no policy; keeping this node's until the cluster's next policy change",
+                            metadata: ["revision": "\(state.policy.revision)"])
+                        continue
+                    }
                     documents = contents.documents
                     revision = contents.revision
                 case .put(let kv):
