@@ -75,6 +75,24 @@ public struct ClusterPolicies: Sendable {
         (try? JSON.parse(kv.value))?["revision"]?.intValue.flatMap { UInt64(exactly: $0) }
     }
 
+    /// Writes a node's policy into etcd that has none (a new cluster, or one whose etcd lost its data), keeping the
+    /// node's revision; only while the revision key does not exist, so of nodes seeding at once one wins and the
+    /// others take its policy from their watch. nil when etcd had a policy by then.
+    public func seed(
+        _ documents: [PolicyKey: [UInt8]], revision: UInt64, by node: String
+    ) throws(AgentError) -> Written? {
+        var ops: [EtcdOp] = documents.keys.sorted().map {
+            .put(key: keys.policy($0), value: documents[$0]!, lease: 0)
+        }
+        let marker: JSON = ["revision": .int(Int64(revision)), "node": .string(node)]
+        ops.append(.put(keys.policyRevision, marker.serialized()))
+        guard ops.count <= Self.maxOperations else {
+            throw AgentError.capacity("\(ops.count - 1) policy documents are more than one etcd transaction takes")
+        }
+        let result = try client.txn(compare: [EtcdCompare(key: keys.policyRevision, .createRevision(0))], success: ops)
+        return result.succeeded ? Written(revision: revision, etcdRevision: result.revision) : nil
+    }
+
     /// Reads the policy, asks `plan` what to write (nil: nothing), and writes it with the next revision in one
     /// transaction; reads again and retries when another change came in between. `plan` may throw (a document
     /// to delete that does not exist): nothing is written then. 503 naming etcd when it cannot be reached.

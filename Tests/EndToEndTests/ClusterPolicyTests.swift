@@ -198,6 +198,50 @@ final class ClusterPolicyTests: EndToEndTestCase {
             ], "an import on node 2 once etcd is back")
     }
 
+    func testEtcdThatLostItsDataGetsThePolicyBackFromTheNodes() throws {
+        let cluster = try makeCluster(nodes: 3)
+        let etcd = try makeEtcd(members: 3, on: cluster)
+        let agents = try startClusterAgents(on: cluster, etcd: etcd)
+        let revision = try importSeedPolicies(on: agents[0])
+        try waitForRevision(revision, on: agents)
+        let documents = try policy(of: agents[0])["policies"]
+
+        // Every member's data gone: a new, empty etcd cluster on the same addresses.
+        let netns = cluster.nodes[0].nodeNetns
+        let marker = "nodeagent/na\(cluster.tag)/test-marker"
+        try etcd.put(marker, "old data", from: netns)
+        etcd.stopAll()
+        for member in etcd.members { try FileManager.default.removeItem(atPath: member.dataDirectory) }
+        try etcd.startAll()
+        try etcd.waitHealthy()
+        XCTAssertNil(try etcd.get(marker, from: netns), "etcd's data is gone")
+        let revisionKey = "nodeagent/na\(cluster.tag)/policies/revision"
+        let deadline = Date() + 10
+        var stored: String?
+        while Date() < deadline {
+            stored = try? etcd.get(revisionKey, from: netns)
+            if stored != nil { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        XCTAssertEqual(
+            stored.flatMap { try? JSON.parse($0) }?["revision"]?.intValue, revision,
+            "a node wrote its policy back with its revision: \(stored ?? "nothing")")
+        let listed = try etcd.etcdctl(
+            ["get", "--prefix", "--keys-only", "nodeagent/na\(cluster.tag)/policies/namespaced/"], from: netns)
+        XCTAssertEqual(listed.stdout.split(separator: "\n").count, 7, "the seed's documents are back: \(listed)")
+        for (index, agent) in agents.enumerated() {
+            let current = try policy(of: agent)
+            XCTAssertEqual(current["revision"]?.intValue, revision, "node \(index + 1) kept its revision")
+            XCTAssertEqual(current["policies"], documents, "node \(index + 1) kept its policy")
+        }
+
+        let answer = try agents[2].api(
+            .PUT, "/v1/policy", try JSON.parse(try policyDocument(name: "allow-all-to-frontend")), timeout: 20)
+        XCTAssertEqual(answer.status, 200, "\(answer)")
+        try waitForRevision(revision + 1, on: agents)
+        XCTAssertEqual(try policyNames(agents).map(\.count), [9, 9, 9], "the seed's documents and the new two")
+    }
+
     /// Policies letting the pods of api-tier reach the frontend's port 80 (the frontend's ingress, their egress).
     private func policyDocument(name: String) throws -> String {
         let ingress: JSON = [

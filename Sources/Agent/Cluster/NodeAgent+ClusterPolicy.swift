@@ -56,6 +56,7 @@ extension NodeAgent {
     /// applied as one change, with the cluster's revision.
     func applyClusterPolicies(_ changes: [PrefixMirror.Change], revision etcdRevision: Int64) {
         guard let cluster else { return }
+        var seed: (documents: [PolicyKey: [UInt8]], revision: UInt64)?
         let failure = state.withLock { state -> AgentError? in
             var documents: [PolicyKey: [UInt8]] = [:]
             for document in state.policy.documents { documents[document.key] = document.source }
@@ -65,11 +66,9 @@ extension NodeAgent {
                 case .snapshot(let kvs, _):
                     let contents = cluster.policies.contents(kvs)
                     // Fail closed: etcd that never held a policy (or lost its data) does not take this node's
-                    // away; the cluster's next change does.
+                    // away; the node writes its own back instead.
                     if !contents.isWritten && !state.policy.documents.isEmpty {
-                        cluster.logger.warning(
-                            "etcd holds no policy; keeping this node's until the cluster's next policy change",
-                            metadata: ["revision": "\(state.policy.revision)"])
+                        seed = (documents, state.policy.revision)
                         continue
                     }
                     documents = contents.documents
@@ -112,6 +111,16 @@ extension NodeAgent {
             }
         }
         cluster.policyProgress.withLock { $0 = ClusterPolicyProgress(etcdRevision: etcdRevision, failure: failure) }
+        if let seed {
+            cluster.logger.warning(
+                "etcd holds no policy; writing this node's", metadata: ["revision": "\(seed.revision)"])
+            do {
+                _ = try cluster.policies.seed(seed.documents, revision: seed.revision, by: cluster.nodeName)
+            } catch {
+                // The next list (after etcd's next failure) tries again; until then the node keeps its policy.
+                cluster.logger.error("writing this node's policy to etcd failed", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     /// A document as etcd holds it: one document, under its own key.
