@@ -11,6 +11,9 @@ import Policy
 /// | `ipcache/<address>` | `{"identity", "node", "node-address", "namespace", "pod"}` | the node's |
 /// | `nodes/<name>` | `{"name", "address", "pod-cidrs"}` | the node's |
 /// | `ipam/pod-cidrs/<prefix>` | the node name | none: kept across restarts |
+/// | `policies/namespaced/<namespace>/<name>` | the policy document as submitted | none: the cluster's policy |
+/// | `policies/clusterwide/<name>` | the cluster-wide policy document as submitted | none |
+/// | `policies/revision` | `{"revision", "node"}`: the policy's revision, written by every policy change | none |
 ///
 /// Keys a node writes under its lease disappear when the node is gone for longer than the lease's TTL.
 public struct ClusterKeys: Sendable {
@@ -24,6 +27,8 @@ public struct ClusterKeys: Sendable {
     public var ipcache: String { root + "ipcache/" }
     public var nodes: String { root + "nodes/" }
     public var podCIDRs: String { root + "ipam/pod-cidrs/" }
+    public var policies: String { root + "policies/" }
+    public var policyRevision: String { policies + "revision" }
 
     public func identity(_ id: UInt32) -> String { identityNumbers + String(id) }
 
@@ -38,6 +43,26 @@ public struct ClusterKeys: Sendable {
     public func ipcache(_ address: IPAddress) -> String { ipcache + address.description }
 
     public func node(_ name: String) -> String { nodes + name }
+
+    /// A policy document's key; namespaces are RFC 1123 labels, so the first `/` after one ends it.
+    public func policy(_ key: PolicyKey) -> String {
+        key.namespace.map { "\(policies)namespaced/\($0)/\(key.name)" } ?? "\(policies)clusterwide/\(key.name)"
+    }
+
+    /// The document named by a `policies/namespaced/...` or `policies/clusterwide/...` key; nil for anything else.
+    public func policyKey(inKey key: String) -> PolicyKey? {
+        guard key.hasPrefix(policies) else { return nil }
+        let path = key.dropFirst(policies.count)
+        if path.hasPrefix("clusterwide/") {
+            let name = path.dropFirst("clusterwide/".count)
+            return name.isEmpty ? nil : PolicyKey(namespace: nil, name: String(name))
+        }
+        guard path.hasPrefix("namespaced/") else { return nil }
+        let rest = path.dropFirst("namespaced/".count)
+        guard let slash = rest.firstIndex(of: "/"), slash != rest.startIndex, rest.index(after: slash) != rest.endIndex
+        else { return nil }
+        return PolicyKey(namespace: String(rest[..<slash]), name: String(rest[rest.index(after: slash)...]))
+    }
 
     /// The number in an `identities/id/<number>` key; nil for anything else.
     public func identityNumber(inKey key: String) -> UInt32? {

@@ -17,10 +17,14 @@ public final class PrefixMirror: Sendable {
     }
 
     public typealias Handler = @Sendable (Change) -> Void
+    /// Takes the changes of one list or one watch response together, with the revision they bring the consumer
+    /// to. etcd never splits the events of one revision over two responses, so the keys one transaction wrote
+    /// arrive in one call.
+    public typealias BatchHandler = @Sendable (_ changes: [Change], _ revision: Int64) -> Void
 
     public let prefix: String
     private let client: EtcdClient
-    private let handler: Handler
+    private let handler: BatchHandler
     private let logger: Logger
     private let retryDelay: Duration
     private let state = Mutex(State())
@@ -37,13 +41,23 @@ public final class PrefixMirror: Sendable {
         var failures = 0
     }
 
-    public init(
+    public convenience init(
         client: EtcdClient, prefix: String, retryDelay: Duration = .milliseconds(500), logger: Logger,
         handler: @escaping Handler
     ) {
+        self.init(
+            client: client, prefix: prefix, retryDelay: retryDelay, logger: logger,
+            batchHandler: { changes, _ in for change in changes { handler(change) } })
+    }
+
+    /// A mirror whose consumer takes each list or watch response as one batch.
+    public init(
+        client: EtcdClient, prefix: String, retryDelay: Duration = .milliseconds(500), logger: Logger,
+        batchHandler: @escaping BatchHandler
+    ) {
         self.client = client
         self.prefix = prefix
-        self.handler = handler
+        self.handler = batchHandler
         self.logger = logger
         self.retryDelay = retryDelay
     }
@@ -85,7 +99,7 @@ public final class PrefixMirror: Sendable {
             do {
                 let listed = try client.range(prefix: prefix)
                 guard !stopped else { return }
-                handler(.snapshot(listed.kvs, revision: listed.revision))
+                handler([.snapshot(listed.kvs, revision: listed.revision)], listed.revision)
                 state.withLock {
                     $0.revision = listed.revision
                     $0.synced = true
@@ -107,12 +121,13 @@ public final class PrefixMirror: Sendable {
         let watch = client.watch(
             prefix: prefix, fromRevision: revision,
             onEvents: { [self] events, revision in
-                for event in events {
-                    switch event.type {
-                    case .put: handler(.put(event.kv))
-                    case .delete: handler(.delete(key: event.kv.key))
-                    }
-                }
+                handler(
+                    events.map { event in
+                        switch event.type {
+                        case .put: .put(event.kv)
+                        case .delete: .delete(key: event.kv.key)
+                        }
+                    }, revision)
                 state.withLock {
                     $0.revision = revision
                     $0.lastSync = Date()

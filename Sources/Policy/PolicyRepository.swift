@@ -53,6 +53,12 @@ public struct PolicyRepository: Sendable {
         remove { $0.namespace == namespace }
     }
 
+    /// Deletes the documents of `keys` that exist; the revision moves only if there was one.
+    @discardableResult
+    public mutating func delete(keys: Set<PolicyKey>) -> [PolicyKey] {
+        remove { keys.contains($0) }
+    }
+
     /// Deletes every policy; the revision moves only if there was one.
     @discardableResult
     public mutating func deleteAll() -> [PolicyKey] {

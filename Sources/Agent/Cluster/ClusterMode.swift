@@ -16,6 +16,8 @@ final class ClusterMode: Sendable {
     let client: EtcdClient
     let session: ClusterSession
     let identities: ClusterIdentities
+    let policies: ClusterPolicies
+    let policyProgress = Mutex(ClusterPolicyProgress())
     let routes = NodeRoutes()
     let view = Mutex(ClusterView())
     let mirrors = Mutex<[PrefixMirror]>([])
@@ -38,6 +40,7 @@ final class ClusterMode: Sendable {
         client = EtcdClient(endpoints: config.etcd.endpoints, tls: config.tls, requestTimeout: .seconds(3))
         session = ClusterSession(client: client, ttlSeconds: config.etcd.leaseTTLSeconds, logger: logger)
         identities = ClusterIdentities(client: client, keys: keys)
+        policies = ClusterPolicies(client: client, keys: keys)
     }
 
     var nodeName: String { config.nodeName }

@@ -4,8 +4,8 @@ import EtcdClient
 import Foundation
 import Logging
 
-/// Joining the cluster once the API serves: the session writes this node's entries, and three watches keep the
-/// node in step with the cluster's identities, pod addresses and nodes.
+/// Joining the cluster once the API serves: the session writes this node's entries, and four watches keep the
+/// node in step with the cluster's identities, pod addresses, nodes and policy.
 extension NodeAgent {
     func startCluster() {
         guard let cluster else { return }
@@ -25,6 +25,9 @@ extension NodeAgent {
             PrefixMirror(client: cluster.client, prefix: cluster.keys.nodes, logger: logger) { [weak self] in
                 self?.applyClusterNodes($0)
             },
+            PrefixMirror(
+                client: cluster.client, prefix: cluster.keys.policies, logger: logger,
+                batchHandler: { [weak self] in self?.applyClusterPolicies($0, revision: $1) }),
         ]
         cluster.mirrors.withLock { $0 = mirrors }
         for mirror in mirrors { mirror.start() }

@@ -13,7 +13,9 @@ extension NodeAgent {
     }
 
     /// Adds (or replaces) `documents` as one revision; the answer names them, with any warnings the parser had.
+    /// In cluster mode the documents go to etcd and every node applies them from its watch.
     func importPolicies(_ documents: [PolicyDocument]) throws -> JSON {
+        if let cluster { return try importClusterPolicies(documents, cluster) }
         let warnings = documents.flatMap(\.warnings)
         return try changePolicy(reason: "policy import") { repository in
             repository.add(documents)
@@ -26,7 +28,8 @@ extension NodeAgent {
     }
 
     func deletePolicies(_ selection: PolicySelection) throws -> JSON {
-        try changePolicy(reason: "policy delete") { repository in
+        if let cluster { return try deleteClusterPolicies(selection, cluster) }
+        return try changePolicy(reason: "policy delete") { repository in
             let deleted: [PolicyKey]
             switch selection {
             case .all: deleted = repository.deleteAll()
@@ -42,26 +45,31 @@ extension NodeAgent {
     private func changePolicy(reason: String, _ change: (inout PolicyRepository) throws -> [String: JSON]) throws
         -> JSON
     {
-        try state.withLock { state in
-            let before = state
-            var candidate = state.policy
-            var result = try change(&candidate)
-            let affected = endpointsAffected(changing: state.policy, to: candidate, in: state)
-            state.policy = candidate
-            do {
-                try regenerateAll(&state, reason: reason, only: affected)
-                try persistPolicy(state)
-            } catch {
-                state = before
-                try? regenerateAll(&state, reason: "\(reason) failed; restoring")
-                throw error
-            }
-            // A large change leaves megabytes of freed working memory that malloc would otherwise keep.
-            _ = cglibc_release_free_heap()
-            result["revision"] = .int(Int64(state.policy.revision))
-            logger.info("\(reason)", metadata: ["revision": "\(state.policy.revision)"])
-            return .object(result)
+        try state.withLock { state in try changePolicy(&state, reason: reason, change) }
+    }
+
+    /// The same, for a caller that holds the state lock.
+    func changePolicy(
+        _ state: inout AgentState, reason: String, _ change: (inout PolicyRepository) throws -> [String: JSON]
+    ) throws -> JSON {
+        let before = state
+        var candidate = state.policy
+        var result = try change(&candidate)
+        let affected = endpointsAffected(changing: state.policy, to: candidate, in: state)
+        state.policy = candidate
+        do {
+            try regenerateAll(&state, reason: reason, only: affected)
+            try persistPolicy(state)
+        } catch {
+            state = before
+            try? regenerateAll(&state, reason: "\(reason) failed; restoring")
+            throw error
         }
+        // A large change leaves megabytes of freed working memory that malloc would otherwise keep.
+        _ = cglibc_release_free_heap()
+        result["revision"] = .int(Int64(state.policy.revision))
+        logger.info("\(reason)", metadata: ["revision": "\(state.policy.revision)"])
+        return .object(result)
     }
 
     /// The endpoints whose policy a change from `old` to `new` can alter: those a rule of a changed document selects
