@@ -45,6 +45,14 @@ public struct ClusterKeys: Sendable {
         return UInt32(key.dropFirst(identityNumbers.count))
     }
 
+    /// The number in an `identities/refs/<number>/<node>` key.
+    public func identityNumber(inReferenceKey key: String) -> UInt32? {
+        guard key.hasPrefix(identityReferences) else { return nil }
+        return key.dropFirst(identityReferences.count).split(separator: "/", maxSplits: 1).first.flatMap {
+            UInt32($0)
+        }
+    }
+
     /// The name in a `nodes/<name>` key.
     public func nodeName(inKey key: String) -> String? {
         guard key.hasPrefix(nodes) else { return nil }
