@@ -65,7 +65,10 @@ final class ClusterConfigTests: XCTestCase {
             (#"{"etcd": {"endpoints": ["http://a:1"]}, "node-address": "fd00::1"}"#, "cluster.node-address"),
             (#"{"etcd": {"endpoints": ["http://a:1"]}, "node-address": "10.0.0.300"}"#, "cluster.node-address"),
             (#"{"etcd": "http://a:1"}"#, "cluster.etcd"),
-            (#"{"etcd": {"endpoints": ["http://a:1"]}, "identity-gc-interval": "1ms"}"#, "cluster.identity-gc-interval"),
+            (
+                #"{"etcd": {"endpoints": ["http://a:1"]}, "identity-gc-interval": "1ms"}"#,
+                "cluster.identity-gc-interval"
+            ),
             (#"{"etcd": {"endpoints": ["http://a:1"]}, "identity-gc-grace": "soon"}"#, "cluster.identity-gc-grace"),
         ]
         for (text, field) in cases {

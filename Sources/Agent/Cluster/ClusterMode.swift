@@ -16,6 +16,7 @@ final class ClusterMode: Sendable {
     let client: EtcdClient
     let session: ClusterSession
     let identities: ClusterIdentities
+    let collector: IdentityCollector
     let routes = NodeRoutes()
     let view = Mutex(ClusterView())
     let mirrors = Mutex<[PrefixMirror]>([])
@@ -38,6 +39,7 @@ final class ClusterMode: Sendable {
         client = EtcdClient(endpoints: config.etcd.endpoints, tls: config.tls, requestTimeout: .seconds(3))
         session = ClusterSession(client: client, ttlSeconds: config.etcd.leaseTTLSeconds, logger: logger)
         identities = ClusterIdentities(client: client, keys: keys)
+        collector = IdentityCollector(interval: .milliseconds(config.identityGCIntervalMilliseconds))
     }
 
     var nodeName: String { config.nodeName }
@@ -51,6 +53,7 @@ final class ClusterMode: Sendable {
     }
 
     func stop() {
+        collector.stop()
         for mirror in mirrors.withLock({ $0 }) { mirror.stop() }
         session.stop()
     }
