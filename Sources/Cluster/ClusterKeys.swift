@@ -39,6 +39,14 @@ public struct ClusterKeys: Sendable {
 
     public func node(_ name: String) -> String { nodes + name }
 
+    public func podCIDR(_ prefix: IPPrefix) -> String { podCIDRs + prefix.description }
+
+    /// The prefix in an `ipam/pod-cidrs/<prefix>` key.
+    public func podCIDR(inKey key: String) -> IPPrefix? {
+        guard key.hasPrefix(podCIDRs) else { return nil }
+        return IPPrefix(String(key.dropFirst(podCIDRs.count)))
+    }
+
     /// The number in an `identities/id/<number>` key; nil for anything else.
     public func identityNumber(inKey key: String) -> UInt32? {
         guard key.hasPrefix(identityNumbers) else { return nil }
