@@ -6,14 +6,18 @@ extension EndToEndTestCase {
     /// Starts an agent on every node with a `cluster` section naming the node, its underlay address and the etcd
     /// members, and the node's pod CIDR for IPAM (which the node publishes and the others route).
     func startClusterAgents(
-        on cluster: ClusterTopology, etcd: EtcdCluster, leaseTTL: String = "5s", nodes: [Int]? = nil
+        on cluster: ClusterTopology, etcd: EtcdCluster, leaseTTL: String = "5s", nodes: [Int]? = nil,
+        ipam: JSON? = nil
     ) throws -> [AgentProcess] {
         try (nodes ?? Array(cluster.nodes.indices)).map { index in
-            try startClusterAgent(cluster.nodes[index], etcd: etcd, leaseTTL: leaseTTL)
+            try startClusterAgent(cluster.nodes[index], etcd: etcd, leaseTTL: leaseTTL, ipam: ipam)
         }
     }
 
-    func startClusterAgent(_ node: Topology, etcd: EtcdCluster, leaseTTL: String = "5s") throws -> AgentProcess {
+    /// `ipam`: the IPAM plugin's options; by default the node's pod CIDR of the harness.
+    func startClusterAgent(
+        _ node: Topology, etcd: EtcdCluster, leaseTTL: String = "5s", ipam: JSON? = nil
+    ) throws -> AgentProcess {
         guard let port = node.underlay else { throw AgentHarnessError("\(node.nodeName) is not on an underlay") }
         let config: JSON = [
             "cluster": [
@@ -21,7 +25,7 @@ extension EndToEndTestCase {
                 "node-address": .string(port.ipv4),
                 "etcd": ["endpoints": JSON(etcd.clientEndpoints), "lease-ttl": .string(leaseTTL)],
             ],
-            "plugins": ["ipam": ["pod-cidr-ipv4": .string(node.addressing.ipv4CIDR)]],
+            "plugins": ["ipam": ipam ?? ["pod-cidr-ipv4": .string(node.addressing.ipv4CIDR)]],
         ]
         let path = "\(Topology.temporaryDirectory)/na\(node.tag)-\(node.nodeName)-config.json"
         try Data(config.serialized().utf8).write(to: URL(fileURLWithPath: path))
