@@ -53,5 +53,18 @@ final class ClusterIPAMTests: EndToEndTestCase {
         etcd.stopAll()
         try agents[2].restart()
         XCTAssertEqual(try podCIDR(agents[2]), cidrs[2], "the claim saved in the state directory")
+
+        // Without etcd and without a saved claim, the start fails naming etcd rather than picking a CIDR.
+        XCTAssertEqual(agents[0].stop(), .exited(0), agents[0].stderrTail())
+        let directory = agents[0].stateDirectory
+        let saved = try FileManager.default.contentsOfDirectory(atPath: directory).filter {
+            $0.hasPrefix("cluster-pod-cidrs")
+        }
+        XCTAssertEqual(saved.count, 1, "the claim is kept in the state directory")
+        for name in saved { try FileManager.default.removeItem(atPath: "\(directory)/\(name)") }
+        XCTAssertThrowsError(try agents[0].start()) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("cannot claim this node's pod CIDR") && text.contains("etcd"), text)
+        }
     }
 }
