@@ -7,24 +7,26 @@ extension EndToEndTestCase {
     /// members, and the node's pod CIDR for IPAM (which the node publishes and the others route).
     func startClusterAgents(
         on cluster: ClusterTopology, etcd: EtcdCluster, leaseTTL: String = "5s", nodes: [Int]? = nil,
-        ipam: JSON? = nil
+        ipam: JSON? = nil, options: [String: JSON] = [:]
     ) throws -> [AgentProcess] {
         try (nodes ?? Array(cluster.nodes.indices)).map { index in
-            try startClusterAgent(cluster.nodes[index], etcd: etcd, leaseTTL: leaseTTL, ipam: ipam)
+            try startClusterAgent(cluster.nodes[index], etcd: etcd, leaseTTL: leaseTTL, ipam: ipam, options: options)
         }
     }
 
-    /// `ipam`: the IPAM plugin's options; by default the node's pod CIDR of the harness.
+    /// `ipam`: the IPAM plugin's options, by default the node's pod CIDR of the harness; `options`: more of the
+    /// `cluster` section.
     func startClusterAgent(
-        _ node: Topology, etcd: EtcdCluster, leaseTTL: String = "5s", ipam: JSON? = nil
+        _ node: Topology, etcd: EtcdCluster, leaseTTL: String = "5s", ipam: JSON? = nil, options: [String: JSON] = [:]
     ) throws -> AgentProcess {
         guard let port = node.underlay else { throw AgentHarnessError("\(node.nodeName) is not on an underlay") }
+        var section: [String: JSON] = [
+            "name": .string("na\(node.tag)"), "node-name": .string(node.nodeName), "node-address": .string(port.ipv4),
+            "etcd": ["endpoints": JSON(etcd.clientEndpoints), "lease-ttl": .string(leaseTTL)],
+        ]
+        section.merge(options) { _, given in given }
         let config: JSON = [
-            "cluster": [
-                "name": .string("na\(node.tag)"), "node-name": .string(node.nodeName),
-                "node-address": .string(port.ipv4),
-                "etcd": ["endpoints": JSON(etcd.clientEndpoints), "lease-ttl": .string(leaseTTL)],
-            ],
+            "cluster": .object(section),
             "plugins": ["ipam": ipam ?? ["pod-cidr-ipv4": .string(node.addressing.ipv4CIDR)]],
         ]
         let path = "\(Topology.temporaryDirectory)/na\(node.tag)-\(node.nodeName)-config.json"
