@@ -18,14 +18,6 @@ final class ClusterIdentityReleaseTests: EndToEndTestCase {
         let id = try XCTUnwrap(endpoint["identity"]?["id"]?.intValue)
         XCTAssertGreaterThanOrEqual(id, 256, "a cluster identity")
 
-        func eventually(_ what: String, timeout: TimeInterval = 10, _ condition: () throws -> Bool) throws {
-            let deadline = Date() + timeout
-            while Date() < deadline {
-                if try condition() { return }
-                Thread.sleep(forTimeInterval: 0.1)
-            }
-            XCTFail("timed out waiting for \(what)")
-        }
         try eventually("node1's reference written") {
             try etcd.get(root + "refs/\(id)/\(cluster.nodes[0].nodeName)", from: observer) != nil
         }
@@ -46,5 +38,46 @@ final class ClusterIdentityReleaseTests: EndToEndTestCase {
             try etcd.etcdctl(["get", root + "labels/", "--prefix", "--keys-only"], from: observer).stdout
                 .trimmingCharacters(in: .whitespacesAndNewlines), "", "the label index entry went with it")
         try eventually("node2 forgot it") { try agents[1].api(.GET, "/v1/identity/\(id)").status == 404 }
+    }
+
+    /// The identity an endpoint uses vanishes from etcd (released while the node was away), and the node's lease
+    /// is lost: writing its reference again is refused, and the node restores the number for its labels.
+    func testANodeWhoseIdentityWasReleasedWhileInUseRestoresIt() throws {
+        let cluster = try makeCluster(nodes: 2)
+        let etcd = try makeEtcd(members: 1, on: cluster)
+        let agents = try startClusterAgents(on: cluster, etcd: etcd)
+        let root = "nodeagent/na\(cluster.tag)/identities/"
+        let observer = cluster.nodes[0].nodeNetns
+        let pod = try cluster.nodes[0].addPod(namespace: "gc", name: "web", dualStack: false)
+        let endpoint = try agents[0].registerEndpoint(id: 1, pod: pod, labels: ["k8s:app=web-\(cluster.tag)"])
+        let id = try XCTUnwrap(endpoint["identity"]?["id"]?.intValue)
+        let reference = root + "refs/\(id)/\(cluster.nodes[0].nodeName)"
+        try eventually("the reference written") { try etcd.get(reference, from: observer) != nil }
+        let stored = try XCTUnwrap(try etcd.get(root + "id/\(id)", from: observer))
+        try eventually("node2 learned it") { try agents[1].api(.GET, "/v1/identity/\(id)").status == 200 }
+
+        let listing = try etcd.etcdctl(["get", reference, "-w", "json"], from: observer)
+        let lease = try XCTUnwrap(try JSON.parse(listing.stdout)["kvs"]?[0]?["lease"]?.intValue, listing.stdout)
+        for key in [root + "id/\(id)", root + "labels/"] {
+            XCTAssertTrue(try etcd.etcdctl(["del", key, "--prefix"], from: observer).succeeded)
+        }
+        XCTAssertTrue(try etcd.etcdctl(["lease", "revoke", String(lease, radix: 16)], from: observer).succeeded)
+
+        // Only the refused reference's handler writes an identity under a number it already had.
+        try eventually("the identity restored under its number") {
+            try etcd.get(root + "id/\(id)", from: observer) == stored
+        }
+        try eventually("the reference written again") { try etcd.get(reference, from: observer) != nil }
+        try eventually("node2 knows it again") { try agents[1].api(.GET, "/v1/identity/\(id)").status == 200 }
+        XCTAssertEqual(try agents[0].api(.GET, "/v1/endpoint/1").json?["identity"]?["id"]?.intValue, id)
+    }
+
+    private func eventually(_ what: String, timeout: TimeInterval = 10, _ condition: () throws -> Bool) throws {
+        let deadline = Date() + timeout
+        while Date() < deadline {
+            if try condition() { return }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        XCTFail("timed out waiting for \(what)")
     }
 }
