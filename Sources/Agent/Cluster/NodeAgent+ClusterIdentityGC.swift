@@ -32,7 +32,7 @@ extension NodeAgent {
                 cluster.session.retry(key)
             } else {
                 cluster.logger.error(
-                    "cluster identity was released while in use and its number taken by other labels; re-create its endpoints",
+                    "released cluster identity in use, its number now other labels'; re-create its endpoints",
                     metadata: ["identity": "\(id)", "labels": "\(identity.labels)"])
             }
         } catch {
