@@ -37,7 +37,7 @@ public final class NodeAgent: Sendable {
         try Ownership.markStateDirectory(config.stateDir)
         restored = Self.hasSavedState(store)
         registry = PluginRegistry(plugins: plugins, logger: Logger(label: "plugins"))
-        try registry.configure(config.plugins)
+        try registry.configure(Self.claimingPodCIDRs(config.plugins, cluster: cluster, store: store, logger: logger))
         var maxEntries = config.mapSizes.merging(registry.mapSizes) { explicit, _ in explicit }
         maxEntries.removeValue(forKey: PolicyMapLayout.outerMap)
         datapath = try Datapath(root: config.bpfRoot, maxEntries: maxEntries)

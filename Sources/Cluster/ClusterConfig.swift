@@ -14,6 +14,11 @@ public struct ClusterConfig: Sendable, Equatable {
     /// holds the default route, found at start.
     public var nodeAddress: IPAddress?
     public var etcd: EtcdSettings
+    /// How often this node looks for identities no node references (`identity-gc-interval`; Cilium's default).
+    public var identityGCIntervalMilliseconds: Int64 = 15 * 60 * 1000
+    /// How long an identity stays unreferenced before it is released (`identity-gc-grace`); the interval when
+    /// not given, so a number is released on the pass after the one that found it unused.
+    public var identityGCGraceMilliseconds: Int64?
 
     /// How to reach etcd.
     public struct EtcdSettings: Sendable, Equatable {
@@ -35,10 +40,14 @@ public struct ClusterConfig: Sendable, Equatable {
         self.etcd = etcd
     }
 
-    static let keys: Set<String> = ["name", "node-name", "node-address", "etcd"]
+    static let keys: Set<String> = [
+        "name", "node-name", "node-address", "etcd", "identity-gc-interval", "identity-gc-grace",
+    ]
     static let etcdKeys: Set<String> = ["endpoints", "ca-file", "cert-file", "key-file", "lease-ttl"]
     /// Lease TTLs accepted: etcd's minimum is 5 s; an hour is far beyond any sensible failure detection.
     static let leaseTTLRange: ClosedRange<Int64> = 5...3600
+    /// Identity collection intervals and grace periods accepted, in milliseconds: short ones are for tests.
+    static let identityGCRange: ClosedRange<Int64> = 100...(24 * 3_600_000)
 
     /// Parses the section; 400-style errors name the field (`cluster.etcd.endpoints[1]`). File paths are checked to
     /// be readable here, so a wrong path fails the start rather than the first request.
@@ -59,6 +68,19 @@ public struct ClusterConfig: Sendable, Equatable {
             }
             nodeAddress = address
         }
+        if let value = object["identity-gc-interval"] {
+            identityGCIntervalMilliseconds = try ConfigDuration.milliseconds(
+                value, field: "cluster.identity-gc-interval", range: Self.identityGCRange)
+        }
+        if let value = object["identity-gc-grace"] {
+            identityGCGraceMilliseconds = try ConfigDuration.milliseconds(
+                value, field: "cluster.identity-gc-grace", range: Self.identityGCRange)
+        }
+    }
+
+    /// How long an identity stays unreferenced before it is released.
+    public var identityGCGrace: Duration {
+        .milliseconds(identityGCGraceMilliseconds ?? identityGCIntervalMilliseconds)
     }
 
     /// Names go into etcd keys and Kubernetes-style objects: a DNS subdomain (lower-case letters, digits, `-`, `.`).
@@ -155,6 +177,9 @@ public struct ClusterConfig: Sendable, Equatable {
         if let keyFile = etcd.keyFile { etcdObject["key-file"] = .string(keyFile) }
         var object: [String: JSON] = [
             "name": .string(name), "node-name": .string(nodeName), "etcd": .object(etcdObject),
+            "identity-gc-interval": .string(ConfigDuration.text(milliseconds: identityGCIntervalMilliseconds)),
+            "identity-gc-grace": .string(
+                ConfigDuration.text(milliseconds: identityGCGraceMilliseconds ?? identityGCIntervalMilliseconds)),
         ]
         if let nodeAddress { object["node-address"] = .string(nodeAddress.description) }
         return .object(object)

@@ -53,6 +53,24 @@ public struct ClusterIdentities: Sendable {
             "etcd: could not allocate an identity for labels \(labels) in \(Self.attempts) attempts (contention)")
     }
 
+    /// Creates `identity` again under its own number after it was released while a node still used it (the node's
+    /// reference was refused: `ClusterIdentityGC.referenceCondition`). Succeeds when the number and the label set
+    /// are both free, or already hold exactly this identity; false when either went to something else meanwhile,
+    /// and the node must then allocate its labels anew.
+    public func restore(_ identity: Identity) throws(AgentError) -> Bool {
+        let numberKey = keys.identity(identity.id)
+        let indexKey = keys.identityLabels(identity.labels)
+        let result = try client.txn(
+            compare: [EtcdCompare(key: numberKey, .createRevision(0)), EtcdCompare(key: indexKey, .createRevision(0))],
+            success: [.put(numberKey, Self.value(identity.labels).serialized()), .put(indexKey, String(identity.id))],
+            failure: [.get(indexKey)])
+        if result.succeeded { return true }
+        if case .range(let found) = result.responses.first, let existing = found.kvs.first {
+            return existing.valueString == String(identity.id)
+        }
+        return false
+    }
+
     /// Every identity of the cluster, as decoded from a list or watch of `keys.identityNumbers`.
     public func decode(_ kv: EtcdKeyValue) -> Identity? {
         guard let id = keys.identityNumber(inKey: kv.key), Self.range.contains(id),

@@ -64,10 +64,26 @@ public struct ClusterKeys: Sendable {
         return PolicyKey(namespace: String(rest[..<slash]), name: String(rest[rest.index(after: slash)...]))
     }
 
+    public func podCIDR(_ prefix: IPPrefix) -> String { podCIDRs + prefix.description }
+
+    /// The prefix in an `ipam/pod-cidrs/<prefix>` key.
+    public func podCIDR(inKey key: String) -> IPPrefix? {
+        guard key.hasPrefix(podCIDRs) else { return nil }
+        return IPPrefix(String(key.dropFirst(podCIDRs.count)))
+    }
+
     /// The number in an `identities/id/<number>` key; nil for anything else.
     public func identityNumber(inKey key: String) -> UInt32? {
         guard key.hasPrefix(identityNumbers) else { return nil }
         return UInt32(key.dropFirst(identityNumbers.count))
+    }
+
+    /// The number in an `identities/refs/<number>/<node>` key.
+    public func identityNumber(inReferenceKey key: String) -> UInt32? {
+        guard key.hasPrefix(identityReferences) else { return nil }
+        return key.dropFirst(identityReferences.count).split(separator: "/", maxSplits: 1).first.flatMap {
+            UInt32($0)
+        }
     }
 
     /// The name in a `nodes/<name>` key.

@@ -17,6 +17,7 @@ public final class ClusterSession: Sendable {
     private let state = Mutex(State())
     private let wakeup = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
+    private let refusedHandler = Mutex<(@Sendable (String) -> Void)?>(nil)
 
     struct State {
         /// What should be in etcd under the lease.
@@ -25,6 +26,8 @@ public final class ClusterSession: Sendable {
         var written: [String: [UInt8]] = [:]
         /// Keys whose owned and written values may differ.
         var dirty: Set<String> = []
+        /// Owned keys written only while a compare holds (`own(_:_:onlyIf:)`).
+        var conditions: [String: EtcdCompare] = [:]
         var lease: Int64?
         var stopped = false
         var lastError: String?
@@ -52,10 +55,36 @@ public final class ClusterSession: Sendable {
 
     public func own(_ key: String, _ value: JSON) { own(key, Array(value.serialized().utf8)) }
 
+    /// Makes `key` hold `value` under the node's lease, written only while `condition` holds in etcd (one
+    /// transaction). When it does not, the key is left unwritten and the handler of `onRefused` is told; the key is
+    /// tried again after `retry`, or under a new lease.
+    public func own(_ key: String, _ value: [UInt8], onlyIf condition: EtcdCompare) {
+        let changed = state.withLock { state -> Bool in
+            guard state.owned[key] != value || state.conditions[key] != condition else { return false }
+            state.owned[key] = value
+            state.conditions[key] = condition
+            state.dirty.insert(key)
+            return true
+        }
+        if changed { wakeup.signal() }
+    }
+
+    /// Tries a refused key again.
+    public func retry(_ key: String) {
+        state.withLock { _ = $0.dirty.insert(key) }
+        wakeup.signal()
+    }
+
+    /// Sets what is told of a conditional key whose condition did not hold; called on the session's thread.
+    public func onRefused(_ handler: @escaping @Sendable (String) -> Void) {
+        refusedHandler.withLock { $0 = handler }
+    }
+
     /// Removes `key` from etcd (when the node wrote it) and stops owning it.
     public func disown(_ key: String) {
         let changed = state.withLock { state -> Bool in
             guard state.owned.removeValue(forKey: key) != nil else { return false }
+            state.conditions[key] = nil
             state.dirty.insert(key)
             return true
         }
@@ -145,15 +174,24 @@ public final class ClusterSession: Sendable {
     private func writePending() throws(AgentError) {
         guard let lease = state.withLock({ $0.lease }) else { return }
         while true {
-            let next = state.withLock { state -> (key: String, value: [UInt8]?)? in
+            let next = state.withLock { state -> (key: String, value: [UInt8]?, condition: EtcdCompare?)? in
                 while let key = state.dirty.popFirst() {
-                    if state.owned[key] != state.written[key] { return (key, state.owned[key]) }
+                    if state.owned[key] != state.written[key] {
+                        return (key, state.owned[key], state.owned[key] == nil ? nil : state.conditions[key])
+                    }
                 }
                 return nil
             }
             guard let next else { return }
             do {
-                if let value = next.value {
+                if let value = next.value, let condition = next.condition {
+                    let op = EtcdOp.put(key: next.key, value: value, lease: lease)
+                    guard try client.txn(compare: [condition], success: [op]).succeeded else {
+                        logger.warning("etcd refused a conditional key", metadata: ["key": "\(next.key)"])
+                        refusedHandler.withLock { $0 }?(next.key)
+                        continue
+                    }
+                } else if let value = next.value {
                     _ = try client.put(next.key, value, lease: lease)
                 } else {
                     _ = try client.delete(next.key)

@@ -39,6 +39,13 @@ final class ClusterConfigTests: XCTestCase {
         XCTAssertEqual(full.etcd.endpoints, ["http://10.0.0.2:2379", "http://[fd00::2]:2379"])
         XCTAssertEqual(full.etcd.leaseTTLSeconds, 60)
         XCTAssertEqual(full.json["etcd"]?["lease-ttl"]?.stringValue, "60s")
+        XCTAssertEqual(minimal.identityGCGrace, .seconds(15 * 60), "Cilium's interval, grace as long")
+
+        let gc = try parse(
+            #"{"etcd": {"endpoints": ["http://a:1"]}, "identity-gc-interval": "2m", "identity-gc-grace": "500ms"}"#)
+        XCTAssertEqual(gc.identityGCIntervalMilliseconds, 120_000)
+        XCTAssertEqual(gc.identityGCGrace, .milliseconds(500))
+        XCTAssertEqual(gc.json["identity-gc-grace"]?.stringValue, "500ms")
     }
 
     func testEveryBadValueNamesItsField() {
@@ -58,6 +65,11 @@ final class ClusterConfigTests: XCTestCase {
             (#"{"etcd": {"endpoints": ["http://a:1"]}, "node-address": "fd00::1"}"#, "cluster.node-address"),
             (#"{"etcd": {"endpoints": ["http://a:1"]}, "node-address": "10.0.0.300"}"#, "cluster.node-address"),
             (#"{"etcd": "http://a:1"}"#, "cluster.etcd"),
+            (
+                #"{"etcd": {"endpoints": ["http://a:1"]}, "identity-gc-interval": "1ms"}"#,
+                "cluster.identity-gc-interval"
+            ),
+            (#"{"etcd": {"endpoints": ["http://a:1"]}, "identity-gc-grace": "soon"}"#, "cluster.identity-gc-grace"),
         ]
         for (text, field) in cases {
             let error = self.error(text)

@@ -14,7 +14,7 @@ final class ClusterBenchmarkTests: EndToEndTestCase {
         let perNode = Int(environment["NODEAGENT_BENCH_PER_NODE"] ?? "") ?? 300
         let cluster = try makeCluster(nodes: 3)
         let etcd = try makeEtcd(members: 3, on: cluster)
-        let agents = try cluster.nodes.map { try startClusterAgent($0, etcd: etcd, ipam: false) }
+        let agents = try cluster.nodes.map { try startClusterAgent($0, etcd: etcd, ipam: [:]) }
         let prefix = "nodeagent/na\(cluster.tag)/"
         let clients = try agents.map { try KeepAliveClient(socketPath: $0.socketPath, timeout: 30) }
         let total = propagationCount + perNode * 3

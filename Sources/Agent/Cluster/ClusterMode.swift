@@ -18,6 +18,7 @@ final class ClusterMode: Sendable {
     let identities: ClusterIdentities
     let policies: ClusterPolicies
     let policyProgress = Mutex(ClusterPolicyProgress())
+    let collector: IdentityCollector
     let routes = NodeRoutes()
     let view = Mutex(ClusterView())
     let mirrors = Mutex<[PrefixMirror]>([])
@@ -41,6 +42,7 @@ final class ClusterMode: Sendable {
         session = ClusterSession(client: client, ttlSeconds: config.etcd.leaseTTLSeconds, logger: logger)
         identities = ClusterIdentities(client: client, keys: keys)
         policies = ClusterPolicies(client: client, keys: keys)
+        collector = IdentityCollector(interval: .milliseconds(config.identityGCIntervalMilliseconds))
     }
 
     var nodeName: String { config.nodeName }
@@ -54,6 +56,7 @@ final class ClusterMode: Sendable {
     }
 
     func stop() {
+        collector.stop()
         for mirror in mirrors.withLock({ $0 }) { mirror.stop() }
         session.stop()
     }

@@ -13,6 +13,7 @@ extension NodeAgent {
         state.withLock { state in
             for endpoint in state.endpoints.values { publish(endpoint, previous: nil, state) }
         }
+        startIdentityCollector()
         cluster.session.start()
         let logger = cluster.logger
         let mirrors = [

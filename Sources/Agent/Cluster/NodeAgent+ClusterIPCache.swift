@@ -17,8 +17,13 @@ extension NodeAgent {
             identity: endpoint.identity, node: cluster.nodeName, nodeAddress: cluster.nodeAddress,
             namespace: endpoint.k8sNamespace, pod: endpoint.k8sPodName)
         for address in endpoint.addresses { cluster.session.own(cluster.keys.ipcache(address), entry.json) }
-        if ClusterIdentities.range.contains(endpoint.identity) {
-            cluster.session.own(cluster.keys.identityReference(endpoint.identity, node: cluster.nodeName), [])
+        if ClusterIdentities.range.contains(endpoint.identity),
+            let identity = state.identities.identity(id: endpoint.identity)
+        {
+            // Written only while the identity holds these labels: a released number is never referenced again.
+            cluster.session.own(
+                cluster.keys.identityReference(identity.id, node: cluster.nodeName), [],
+                onlyIf: ClusterIdentityGC.referenceCondition(identity, keys: cluster.keys))
         }
         if let previous { withdraw(previous, keeping: endpoint, state) }
     }

@@ -6,27 +6,28 @@ extension EndToEndTestCase {
     /// Starts an agent on every node with a `cluster` section naming the node, its underlay address and the etcd
     /// members, and the node's pod CIDR for IPAM (which the node publishes and the others route).
     func startClusterAgents(
-        on cluster: ClusterTopology, etcd: EtcdCluster, leaseTTL: String = "5s", nodes: [Int]? = nil
+        on cluster: ClusterTopology, etcd: EtcdCluster, leaseTTL: String = "5s", nodes: [Int]? = nil,
+        ipam: JSON? = nil, options: [String: JSON] = [:]
     ) throws -> [AgentProcess] {
         try (nodes ?? Array(cluster.nodes.indices)).map { index in
-            try startClusterAgent(cluster.nodes[index], etcd: etcd, leaseTTL: leaseTTL)
+            try startClusterAgent(cluster.nodes[index], etcd: etcd, leaseTTL: leaseTTL, ipam: ipam, options: options)
         }
     }
 
-    /// `ipam: false` leaves IPAM off: the node publishes no pod CIDR (no routes to it), and endpoints may have any
-    /// address (benchmarks use more than a /24).
-    func startClusterAgent(_ node: Topology, etcd: EtcdCluster, leaseTTL: String = "5s", ipam: Bool = true) throws
-        -> AgentProcess
-    {
+    /// `ipam`: the IPAM plugin's options, by default the node's pod CIDR of the harness; `options`: more of the
+    /// `cluster` section.
+    func startClusterAgent(
+        _ node: Topology, etcd: EtcdCluster, leaseTTL: String = "5s", ipam: JSON? = nil, options: [String: JSON] = [:]
+    ) throws -> AgentProcess {
         guard let port = node.underlay else { throw AgentHarnessError("\(node.nodeName) is not on an underlay") }
-        let ipamSection: JSON = ipam ? ["pod-cidr-ipv4": .string(node.addressing.ipv4CIDR)] : [:]
+        var section: [String: JSON] = [
+            "name": .string("na\(node.tag)"), "node-name": .string(node.nodeName), "node-address": .string(port.ipv4),
+            "etcd": ["endpoints": JSON(etcd.clientEndpoints), "lease-ttl": .string(leaseTTL)],
+        ]
+        section.merge(options) { _, given in given }
         let config: JSON = [
-            "cluster": [
-                "name": .string("na\(node.tag)"), "node-name": .string(node.nodeName),
-                "node-address": .string(port.ipv4),
-                "etcd": ["endpoints": JSON(etcd.clientEndpoints), "lease-ttl": .string(leaseTTL)],
-            ],
-            "plugins": ["ipam": ipamSection],
+            "cluster": .object(section),
+            "plugins": ["ipam": ipam ?? ["pod-cidr-ipv4": .string(node.addressing.ipv4CIDR)]],
         ]
         let path = "\(Topology.temporaryDirectory)/na\(node.tag)-\(node.nodeName)-config.json"
         try Data(config.serialized().utf8).write(to: URL(fileURLWithPath: path))

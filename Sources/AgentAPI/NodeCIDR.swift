@@ -1,10 +1,9 @@
-import DatapathCore
-
 /// The node's pod CIDR derived from the cluster pool, as Cilium's operator hands them out: each pool CIDR is cut
-/// into subnets of the mask size in address order, the first pool's subnets first, and node N gets subnet N.
-enum NodeCIDR {
+/// into subnets of the mask size in address order, the first pool's subnets first, and node N gets subnet N (the
+/// IPAM plugin's `node-index`; cluster mode claims the first subnet no node holds).
+public enum NodeCIDR {
     /// Subnet `index` (from 0) of `maskSize` across `pools`; nil when the pools hold fewer subnets.
-    static func derive(pools: [IPPrefix], maskSize: Int, index: UInt64) -> IPPrefix? {
+    public static func derive(pools: [IPPrefix], maskSize: Int, index: UInt64) -> IPPrefix? {
         var remaining = index
         for pool in pools where pool.length <= maskSize {
             let count = subnetCount(pool, maskSize: maskSize)
@@ -19,13 +18,13 @@ enum NodeCIDR {
     }
 
     /// How many subnets of `maskSize` the pool holds; saturates at UInt64.max.
-    static func subnetCount(_ pool: IPPrefix, maskSize: Int) -> UInt64 {
+    public static func subnetCount(_ pool: IPPrefix, maskSize: Int) -> UInt64 {
         let bits = maskSize - pool.length
         return bits >= 64 ? .max : 1 << UInt64(bits)
     }
 
     /// Subnets across all pools, saturating.
-    static func totalSubnets(pools: [IPPrefix], maskSize: Int) -> UInt64 {
+    public static func totalSubnets(pools: [IPPrefix], maskSize: Int) -> UInt64 {
         pools.reduce(0) { total, pool in
             let (sum, overflow) = total.addingReportingOverflow(subnetCount(pool, maskSize: maskSize))
             return overflow ? .max : sum
@@ -33,7 +32,7 @@ enum NodeCIDR {
     }
 
     /// Big-endian `bytes` plus `value << shift`; nil when the sum does not fit.
-    static func adding(_ value: UInt64, shiftedLeftBy shift: Int, to bytes: [UInt8]) -> [UInt8]? {
+    public static func adding(_ value: UInt64, shiftedLeftBy shift: Int, to bytes: [UInt8]) -> [UInt8]? {
         var result = bytes
         // value << (shift % 8), least significant byte first: at most 9 bytes.
         var addend: [UInt8] = []
