@@ -107,7 +107,7 @@ public final class NodeAgent: Sendable {
     /// Every route the agent serves: its own and the enabled plugins'.
     public var routes: [Route] {
         observability.instrument(
-            DaemonRoutes(agent: self).routes + MapRoutes(datapath: datapath).routes + endpointRoutes + identityRoutes
-                + policyRoutes + registry.routes + observabilityRoutes)
+            DaemonRoutes(agent: self).routes + ClusterRoutes(agent: self).routes + MapRoutes(datapath: datapath).routes
+                + endpointRoutes + identityRoutes + policyRoutes + registry.routes + observabilityRoutes)
     }
 }
