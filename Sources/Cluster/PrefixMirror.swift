@@ -35,6 +35,7 @@ public final class PrefixMirror: Sendable {
         var lastSync: Date?
         var lastError: String?
         var failures = 0
+        var lists = 0
     }
 
     public init(
@@ -56,6 +57,8 @@ public final class PrefixMirror: Sendable {
     public var lastError: String? { state.withLock { $0.lastError } }
     /// How many times the list or the watch failed since the start.
     public var failures: Int { state.withLock { $0.failures } }
+    /// How many times the prefix was listed and handed over whole: once at the start, again after each failure.
+    public var lists: Int { state.withLock { $0.lists } }
 
     /// Starts listing and watching on a thread of its own.
     public func start() {
@@ -91,6 +94,7 @@ public final class PrefixMirror: Sendable {
                     $0.synced = true
                     $0.lastSync = Date()
                     $0.lastError = nil
+                    $0.lists += 1
                 }
                 watch(from: listed.revision + 1)
             } catch {

@@ -18,6 +18,7 @@ public final class EtcdClient: Sendable {
     let logger: Logger
     /// The index of the endpoint that answered last.
     private let preferred = Mutex(0)
+    private let counts = Mutex<[EtcdOperation: Int]>([:])
 
     /// A client of `endpoints`; `tls` gives the CA, client certificate and key for `https://` endpoints that
     /// require client certificates (`--client-cert-auth`). Nothing is contacted until the first request.
@@ -37,6 +38,23 @@ public final class EtcdClient: Sendable {
     /// refused) or etcd says it cannot serve (gRPC Unavailable, e.g. no leader): a write that may have been
     /// applied is never sent twice.
     func call(_ path: String, _ body: JSON) throws(AgentError) -> JSON {
+        let kind = String(path.split(separator: "/").last ?? "")
+        do {
+            let answer = try attempt(path, body)
+            count(EtcdOperation(kind: kind, outcome: "success"))
+            return answer
+        } catch {
+            count(EtcdOperation(kind: kind, outcome: error.code == .unavailable ? "unavailable" : "error"))
+            throw error
+        }
+    }
+
+    /// Requests made since the start, by kind and outcome (for the agent's metrics).
+    public var operations: [EtcdOperation: Int] { counts.withLock { $0 } }
+
+    func count(_ operation: EtcdOperation) { counts.withLock { $0[operation, default: 0] += 1 } }
+
+    private func attempt(_ path: String, _ body: JSON) throws(AgentError) -> JSON {
         guard !endpoints.isEmpty else { throw .unavailable("etcd: no endpoints configured") }
         let deadline = ContinuousClock.now + requestTimeout
         var failures: [String] = []
@@ -109,4 +127,12 @@ public final class EtcdClient: Sendable {
         default: return error.detail
         }
     }
+}
+
+/// One kind of request and how it ended: `kind` is the last part of the gateway path (`range`, `put`, `txn`,
+/// `grant`, `keepalive`, ...), `outcome` is `success`, `unavailable` (etcd out of reach or unable to serve) or
+/// `error` (etcd answered with an error).
+public struct EtcdOperation: Hashable, Sendable {
+    public var kind: String
+    public var outcome: String
 }
