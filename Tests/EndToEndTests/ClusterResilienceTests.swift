@@ -217,6 +217,24 @@ final class ClusterResilienceTests: EndToEndTestCase {
             XCTAssertTrue(try ipcacheDump(s.agents[index]).contains("\"\(pod.ipv4)"), "node\(index + 1) has the pod")
         }
 
+        let known = try s.agents[0].api(.GET, "/v1/cluster/nodes")
+        XCTAssertEqual(known.status, 200, "\(known)")
+        XCTAssertEqual(known.json?["cluster"]?.boolValue, true)
+        XCTAssertEqual(known.json?["self"]?.stringValue, s.cluster.nodes[0].nodeName)
+        let listed = known.json?["nodes"]?.arrayValue ?? []
+        XCTAssertEqual(listed.map { $0["local"]?.boolValue }, [true, false, false], "\(listed)")
+        let entry = try XCTUnwrap(listed.first { $0["name"]?.stringValue == node3.nodeName }, "\(listed)")
+        XCTAssertEqual(entry["address"]?.stringValue, node3.underlay?.ipv4)
+        XCTAssertEqual(entry["pod-cidrs"]?.arrayValue?.compactMap(\.stringValue), [node3.addressing.ipv4CIDR])
+        let table = try s.agents[1].nodectl("node", "list")
+        XCTAssertEqual(table.status, 0, table.stderr)
+        let lines = table.stdout.split(separator: "\n")
+        XCTAssertTrue(lines.first?.hasPrefix("NAME") ?? false, table.stdout)
+        XCTAssertTrue(
+            lines.dropFirst().first?.hasPrefix("\(s.cluster.nodes[1].nodeName) (local)") ?? false, table.stdout)
+        XCTAssertTrue(
+            lines.contains { $0.hasPrefix(node3.nodeName) && $0.contains(node3.addressing.ipv4CIDR) }, table.stdout)
+
         s.agents[2].kill(signal: SIGKILL)
         XCTAssertNotNil(s.agents[2].waitForExit(timeout: 5))
         for index in 0..<2 {
