@@ -48,13 +48,14 @@ extension EtcdClient {
         return members
     }
 
-    /// The status of `endpoint` itself (no failover to another member), within `requestTimeout`.
-    public func status(endpoint: String) throws(AgentError) -> EtcdStatus {
+    /// The status of `endpoint` itself (no failover to another member), within `timeout` (by default
+    /// `requestTimeout`).
+    public func status(endpoint: String, timeout: Duration? = nil) throws(AgentError) -> EtcdStatus {
+        let timeout = timeout ?? requestTimeout
         let response: HTTPResponse
         do {
             response = try send(
-                "/v3/maintenance/status", [:], to: endpoint, connectTimeout: requestTimeout,
-                totalTimeout: requestTimeout)
+                "/v3/maintenance/status", [:], to: endpoint, connectTimeout: timeout, totalTimeout: timeout)
         } catch let error as TransferError {
             throw .unavailable("etcd endpoint \(endpoint) is unreachable: \(describe(error))")
         } catch {
