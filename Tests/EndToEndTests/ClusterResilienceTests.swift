@@ -1,5 +1,6 @@
 import AgentAPI
 import Foundation
+import Glibc
 import XCTest
 
 /// Cluster mode when parts of it fail, with real traffic: an etcd member killed, every member stopped and
@@ -113,6 +114,35 @@ final class ClusterResilienceTests: EndToEndTestCase {
         XCTAssertGreaterThan(tally.attempts, 20, "\(tally)")
         XCTAssertNil(streamed.broken, "an established connection while a member died: \(streamed)")
         XCTAssertEqual(streamed.errors, 0, "\(streamed)")
+    }
+
+    /// A member that stops answering without closing its connections (as behind a partition): requests to it time
+    /// out instead of failing, and a watch through it just goes quiet.
+    func testAHungEtcdMemberChangesNothing() throws {
+        let s = try makeScenario()
+        let prober = ConnectionProber(from: s.frontend.netns, to: s.backend.ipv4, port: 8080, every: 0.02)
+        let pid = try XCTUnwrap(s.etcd.pid(0))
+        Glibc.kill(pid, SIGSTOP)
+        defer { Glibc.kill(pid, SIGCONT) }
+
+        let (canary, labels) = try addCanary(s, "canary")
+        let started = Date()
+        let endpoint = try s.agents[0].registerEndpoint(id: 2, pod: canary, labels: labels)
+        XCTAssertLessThan(Date().timeIntervalSince(started), 5, "a new label set with one member hung")
+        let identity = try XCTUnwrap(endpoint["identity"]?["id"]?.intValue, "\(endpoint)")
+        try s.agents[1].waitForRemoteEndpoints(2, timeout: 15)
+        XCTAssertEqual(try s.agents[1].api(.GET, "/v1/identity/\(identity)").status, 200, "node2 learned it")
+        assertAllowedAndDenied(s, from: [s.frontend, canary], "one etcd member hung")
+        // Node2's watches read from the hung member: they were given up and listed again through another.
+        let scrape = try s.agents[1].scrape()
+        for prefix in ["identities-id", "ipcache", "nodes"] {
+            XCTAssertGreaterThanOrEqual(
+                scrape.value("nodeagent_cluster_watch_relists_total", ["prefix": prefix]) ?? 0, 1, prefix)
+        }
+
+        let tally = prober.stop()
+        XCTAssertEqual(tally.echoed, tally.attempts, "new allowed connections while a member hung: \(tally)")
+        XCTAssertGreaterThan(tally.attempts, 20, "\(tally)")
     }
 
     func testAllMembersDownKeepsTheDatapathAndConvergesWhenBack() throws {
