@@ -133,6 +133,13 @@ final class ClusterResilienceTests: EndToEndTestCase {
         try s.agents[1].waitForRemoteEndpoints(2, timeout: 15)
         XCTAssertEqual(try s.agents[1].api(.GET, "/v1/identity/\(identity)").status, 200, "node2 learned it")
         assertAllowedAndDenied(s, from: [s.frontend, canary], "one etcd member hung")
+        let asked = Date()
+        let health = try s.agents[0].clusterHealth()
+        XCTAssertLessThan(
+            Date().timeIntervalSince(asked), 2, "a hung member holds up /v1/healthz by one second at most")
+        let members = health["etcd"]?["members"]?.arrayValue ?? []
+        XCTAssertEqual(members.map { $0["healthy"]?.boolValue }, [false, true, true], "\(members)")
+        XCTAssertEqual(health["etcd"]?["state"]?.stringValue, "reachable")
         // Node2's watches read from the hung member: they were given up and listed again through another.
         let scrape = try s.agents[1].scrape()
         for prefix in ["identities-id", "ipcache", "nodes"] {
