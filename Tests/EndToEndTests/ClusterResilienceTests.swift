@@ -242,6 +242,36 @@ final class ClusterResilienceTests: EndToEndTestCase {
         XCTAssertNil(streamed.broken, "an established connection through the restart: \(streamed)")
     }
 
+    /// Restarted while every etcd member is down, the agent enforces with what it saved of the cluster (identities,
+    /// remote pods, routes), and converges when etcd returns.
+    func testAnAgentRestartedWhileEtcdIsDownEnforcesWhatItKnew() throws {
+        let s = try makeScenario()
+        s.etcd.stopAll()
+        s.agents[0].kill(signal: SIGKILL)
+        XCTAssertNotNil(s.agents[0].waitForExit(timeout: 5), "the agent died")
+        try s.agents[0].start()
+        XCTAssertEqual(try s.agents[0].clusterHealth()["remote-endpoints"]?.intValue, 1, "restored from cluster.json")
+        XCTAssertTrue(
+            try Shell.run(["ip", "-n", s.cluster.nodes[0].nodeNetns, "route", "show", "proto", "78"])
+                .contains(s.cluster.nodes[1].addressing.ipv4CIDR), "the route to node2's pods")
+        assertAllowedAndDenied(s, "agent restarted with etcd down")
+
+        // The lease node1 held before its restart comes back with etcd and runs out: the keys it still holds are
+        // those the new session has not written again, and node2 must never see node1's pod go.
+        let watcher = RemoteEndpointWatcher(s.agents[1])
+        try s.etcd.startAll()
+        try s.etcd.waitHealthy()
+        let (canary, labels) = try addCanary(s, "canary")
+        let endpoint = try s.agents[0].registerEndpoint(id: 2, pod: canary, labels: labels)
+        XCTAssertNotNil(endpoint["identity"]?["id"]?.intValue, "\(endpoint)")
+        try s.agents[1].waitForRemoteEndpoints(2, timeout: 15)
+        Thread.sleep(forTimeInterval: 6)
+        assertAllowedAndDenied(s, from: [s.frontend, canary], "etcd back after the restart, the old lease gone")
+        let seen = watcher.stop()
+        XCTAssertGreaterThanOrEqual(seen.minimum, 1, "node2 never lost node1's pod: \(seen)")
+        XCTAssertEqual(try s.agents[1].clusterHealth()["remote-endpoints"]?.intValue, 2)
+    }
+
     func testANodeGoneForGoodIsDroppedAfterItsLease() throws {
         let s = try makeScenario(nodes: 3)
         let node3 = s.cluster.nodes[2]
