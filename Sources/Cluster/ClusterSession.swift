@@ -115,13 +115,13 @@ public final class ClusterSession: Sendable {
                     $0.lastError = error.message
                     $0.errors += 1
                 }
-                logger.warning(
-                    "etcd unavailable; keeping state to write later", metadata: ["error": "\(error.message)"])
                 if error.code == .notFound, dropLease() {
                     // The lease expired under the writes (etcd away longer than the TTL): take a new one now
                     // rather than at the next renewal, which could be a third of the TTL away.
                     nextRenewal = ContinuousClock.now
                 } else {
+                    logger.warning(
+                        "etcd unavailable; keeping state to write later", metadata: ["error": "\(error.message)"])
                     // Try again soon, without hammering a store that is down.
                     nextRenewal = min(nextRenewal, ContinuousClock.now + .seconds(1))
                 }
