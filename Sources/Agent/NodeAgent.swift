@@ -107,8 +107,8 @@ public final class NodeAgent: Sendable {
     /// Every route the agent serves: its own and the enabled plugins'.
     public var routes: [Route] {
         observability.instrument(
-            DaemonRoutes(agent: self).routes + MapRoutes(datapath: datapath).routes + IPCacheRoute(agent: self).routes
-                + endpointRoutes + identityRoutes
-                + policyRoutes + registry.routes + observabilityRoutes)
+            DaemonRoutes(agent: self).routes + ClusterRoutes(agent: self).routes + MapRoutes(datapath: datapath).routes
+                + IPCacheRoute(agent: self).routes + endpointRoutes + identityRoutes + policyRoutes + registry.routes
+                + observabilityRoutes)
     }
 }

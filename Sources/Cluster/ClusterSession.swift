@@ -144,13 +144,30 @@ public final class ClusterSession: Sendable {
                     $0.lastError = error.message
                     $0.errors += 1
                 }
-                logger.warning(
-                    "etcd unavailable; keeping state to write later", metadata: ["error": "\(error.message)"])
-                // Try again soon, without hammering a store that is down.
-                nextRenewal = min(nextRenewal, ContinuousClock.now + .seconds(1))
+                if error.code == .notFound, dropLease() {
+                    // The lease expired under the writes (etcd away longer than the TTL): take a new one now
+                    // rather than at the next renewal, which could be a third of the TTL away.
+                    nextRenewal = ContinuousClock.now
+                } else {
+                    logger.warning(
+                        "etcd unavailable; keeping state to write later", metadata: ["error": "\(error.message)"])
+                    // Try again soon, without hammering a store that is down.
+                    nextRenewal = min(nextRenewal, ContinuousClock.now + .seconds(1))
+                }
             }
             let wait = max(.milliseconds(10), min(nextRenewal - ContinuousClock.now, renewEvery))
             _ = wakeup.wait(timeout: .now() + .milliseconds(Int(wait / .milliseconds(1))))
+        }
+    }
+
+    /// Forgets the current lease, so the next renewal grants a new one and writes everything owned again; false
+    /// when there was none.
+    private func dropLease() -> Bool {
+        state.withLock { state -> Bool in
+            guard let lease = state.lease else { return false }
+            logger.warning("etcd lease not found; writing this node's keys again", metadata: ["lease": "\(lease)"])
+            state.lease = nil
+            return true
         }
     }
 

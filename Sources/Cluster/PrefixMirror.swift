@@ -7,7 +7,10 @@ import Synchronization
 /// Keeps a consumer in step with every key under a prefix: lists the prefix, hands over the whole list, then
 /// watches from the list's revision and hands over each change. When the watch breaks (etcd down, a member
 /// lost, a compacted revision) it lists again after a pause, so the consumer converges without restarting
-/// anything; a consumer told `.snapshot` replaces what it had, which also covers deletes it missed.
+/// anything; a consumer told `.snapshot` replaces what it had, which also covers deletes it missed. A member that
+/// stops answering does not break its watches, they only go quiet: so the member a watch reads from is asked every
+/// `livenessInterval` whether it still answers with a leader, and when it does not the watch is given up and the
+/// prefix listed again through another member.
 public final class PrefixMirror: Sendable {
     public enum Change: Sendable {
         /// Every key under the prefix, as of `revision`.
@@ -27,6 +30,7 @@ public final class PrefixMirror: Sendable {
     private let handler: BatchHandler
     private let logger: Logger
     private let retryDelay: Duration
+    private let livenessInterval: Duration
     private let state = Mutex(State())
     private let wakeup = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
@@ -39,22 +43,24 @@ public final class PrefixMirror: Sendable {
         var lastSync: Date?
         var lastError: String?
         var failures = 0
+        var lists = 0
     }
 
     public convenience init(
-        client: EtcdClient, prefix: String, retryDelay: Duration = .milliseconds(500), logger: Logger,
-        handler: @escaping Handler
+        client: EtcdClient, prefix: String, retryDelay: Duration = .milliseconds(500),
+        livenessInterval: Duration = .seconds(3), logger: Logger, handler: @escaping Handler
     ) {
         self.init(
-            client: client, prefix: prefix, retryDelay: retryDelay, logger: logger,
+            client: client, prefix: prefix, retryDelay: retryDelay, livenessInterval: livenessInterval, logger: logger,
             batchHandler: { changes, _ in for change in changes { handler(change) } })
     }
 
     /// A mirror whose consumer takes each list or watch response as one batch.
     public init(
-        client: EtcdClient, prefix: String, retryDelay: Duration = .milliseconds(500), logger: Logger,
-        batchHandler: @escaping BatchHandler
+        client: EtcdClient, prefix: String, retryDelay: Duration = .milliseconds(500),
+        livenessInterval: Duration = .seconds(3), logger: Logger, batchHandler: @escaping BatchHandler
     ) {
+        self.livenessInterval = livenessInterval
         self.client = client
         self.prefix = prefix
         self.handler = batchHandler
@@ -70,6 +76,8 @@ public final class PrefixMirror: Sendable {
     public var lastError: String? { state.withLock { $0.lastError } }
     /// How many times the list or the watch failed since the start.
     public var failures: Int { state.withLock { $0.failures } }
+    /// How many times the prefix was listed and handed over whole: once at the start, again after each failure.
+    public var lists: Int { state.withLock { $0.lists } }
 
     /// Starts listing and watching on a thread of its own.
     public func start() {
@@ -105,6 +113,7 @@ public final class PrefixMirror: Sendable {
                     $0.synced = true
                     $0.lastSync = Date()
                     $0.lastError = nil
+                    $0.lists += 1
                 }
                 watch(from: listed.revision + 1)
             } catch {
@@ -145,14 +154,34 @@ public final class PrefixMirror: Sendable {
             watch.cancel()
             return
         }
-        // Ends with the watch's failure, or with stop() (which cancels the watch and signals `wakeup`).
+        // Ends with the watch's failure, with its member gone silent, or with stop() (which cancels the watch and
+        // signals `wakeup`).
+        var nextCheck = ContinuousClock.now + livenessInterval
         while ended.wait(timeout: .now() + .milliseconds(200)) == .timedOut {
             if stopped {
                 watch.cancel()
                 return
             }
+            guard ContinuousClock.now >= nextCheck else { continue }
+            if let endpoint = watch.endpoint, let problem = silence(of: endpoint) {
+                watch.cancel()
+                client.preferNext(after: endpoint)
+                record(failure: problem)
+                break
+            }
+            nextCheck = ContinuousClock.now + livenessInterval
         }
         state.withLock { $0.watch = nil }
+    }
+
+    /// Why the member at `endpoint` cannot feed a watch (no answer within a second, or no leader), or nil.
+    private func silence(of endpoint: String) -> String? {
+        do throws(AgentError) {
+            let status = try client.status(endpoint: endpoint, timeout: .seconds(1))
+            return status.leader == 0 ? "etcd member \(endpoint) of the watch of \(prefix) has no leader" : nil
+        } catch {
+            return "etcd member \(endpoint) of the watch of \(prefix) does not answer: \(error.message)"
+        }
     }
 
     private func record(failure: String) {

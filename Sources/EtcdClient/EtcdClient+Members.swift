@@ -1,5 +1,7 @@
 import AgentAPI
+import Foundation
 import HTTPClient
+import Synchronization
 
 /// A member of the etcd cluster.
 public struct EtcdMember: Sendable, Equatable {
@@ -48,13 +50,14 @@ extension EtcdClient {
         return members
     }
 
-    /// The status of `endpoint` itself (no failover to another member), within `requestTimeout`.
-    public func status(endpoint: String) throws(AgentError) -> EtcdStatus {
+    /// The status of `endpoint` itself (no failover to another member), within `timeout` (by default
+    /// `requestTimeout`).
+    public func status(endpoint: String, timeout: Duration? = nil) throws(AgentError) -> EtcdStatus {
+        let timeout = timeout ?? requestTimeout
         let response: HTTPResponse
         do {
             response = try send(
-                "/v3/maintenance/status", [:], to: endpoint, connectTimeout: requestTimeout,
-                totalTimeout: requestTimeout)
+                "/v3/maintenance/status", [:], to: endpoint, connectTimeout: timeout, totalTimeout: timeout)
         } catch let error as TransferError {
             throw .unavailable("etcd endpoint \(endpoint) is unreachable: \(describe(error))")
         } catch {
@@ -69,16 +72,26 @@ extension EtcdClient {
             dbSize: try EtcdJSON.decodeInt64(answer["dbSize"], field: "dbSize"))
     }
 
-    /// The health of every configured endpoint: reachable with a leader, or the error.
-    public func health() -> [EtcdEndpointHealth] {
-        endpoints.map { endpoint in
-            do throws(AgentError) {
-                let status = try status(endpoint: endpoint)
-                let error = status.leader == 0 ? "etcd endpoint \(endpoint) has no leader" : nil
-                return EtcdEndpointHealth(endpoint: endpoint, status: status, error: error)
-            } catch {
-                return EtcdEndpointHealth(endpoint: endpoint, status: nil, error: error.message)
+    /// The health of every configured endpoint: reachable with a leader, or the error. The endpoints are asked at
+    /// once, each within `timeout` (by default `requestTimeout`), so a hung member delays the answer by one
+    /// timeout, not one per member.
+    public func health(timeout: Duration? = nil) -> [EtcdEndpointHealth] {
+        let results = Mutex([EtcdEndpointHealth?](repeating: nil, count: endpoints.count))
+        let group = DispatchGroup()
+        for (index, endpoint) in endpoints.enumerated() {
+            DispatchQueue.global().async(group: group) { [self] in
+                let health: EtcdEndpointHealth
+                do throws(AgentError) {
+                    let status = try status(endpoint: endpoint, timeout: timeout)
+                    let error = status.leader == 0 ? "etcd endpoint \(endpoint) has no leader" : nil
+                    health = EtcdEndpointHealth(endpoint: endpoint, status: status, error: error)
+                } catch {
+                    health = EtcdEndpointHealth(endpoint: endpoint, status: nil, error: error.message)
+                }
+                results.withLock { $0[index] = health }
             }
         }
+        group.wait()
+        return results.withLock { $0.compactMap { $0 } }
     }
 }

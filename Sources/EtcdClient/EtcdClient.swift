@@ -18,6 +18,7 @@ public final class EtcdClient: Sendable {
     let logger: Logger
     /// The index of the endpoint that answered last.
     private let preferred = Mutex(0)
+    private let counts = Mutex<[EtcdOperation: Int]>([:])
 
     /// A client of `endpoints`; `tls` gives the CA, client certificate and key for `https://` endpoints that
     /// require client certificates (`--client-cert-auth`). Nothing is contacted until the first request.
@@ -35,8 +36,28 @@ public final class EtcdClient: Sendable {
     ///
     /// An endpoint is left for the next only when nothing was sent (no connection, a connect timeout, TLS
     /// refused) or etcd says it cannot serve (gRPC Unavailable, e.g. no leader): a write that may have been
-    /// applied is never sent twice.
+    /// applied is never sent twice. A read (`Self.idempotent`) is also sent on when a member took it and did not
+    /// answer (hung, or cut off behind a partition), each member getting its share of the time left. After such a
+    /// silence the next request starts with the following member, so one hung member costs one timeout, not one
+    /// for every request.
     func call(_ path: String, _ body: JSON) throws(AgentError) -> JSON {
+        let kind = String(path.split(separator: "/").last ?? "")
+        do {
+            let answer = try attempt(path, body)
+            count(EtcdOperation(kind: kind, outcome: "success"))
+            return answer
+        } catch {
+            count(EtcdOperation(kind: kind, outcome: error.code == .unavailable ? "unavailable" : "error"))
+            throw error
+        }
+    }
+
+    /// Requests made since the start, by kind and outcome (for the agent's metrics).
+    public var operations: [EtcdOperation: Int] { counts.withLock { $0 } }
+
+    func count(_ operation: EtcdOperation) { counts.withLock { $0[operation, default: 0] += 1 } }
+
+    private func attempt(_ path: String, _ body: JSON) throws(AgentError) -> JSON {
         guard !endpoints.isEmpty else { throw .unavailable("etcd: no endpoints configured") }
         let deadline = ContinuousClock.now + requestTimeout
         var failures: [String] = []
@@ -46,11 +67,13 @@ public final class EtcdClient: Sendable {
                 failures.append("\(endpoint) (not tried: out of time)")
                 continue
             }
-            // Each endpoint may use its share of what is left to connect, so one silent member cannot use up
-            // the time of those after it.
+            // Each endpoint may use its share of what is left to connect (and to answer a read), so one silent
+            // member cannot use up the time of those after it.
             let connect = left / (endpoints.count - attempt)
+            let retriable = Self.idempotent.contains(path) && attempt < endpoints.count - 1
             do {
-                let response = try send(path, body, to: endpoint, connectTimeout: connect, totalTimeout: left)
+                let response = try send(
+                    path, body, to: endpoint, connectTimeout: connect, totalTimeout: retriable ? connect : left)
                 if let error = EtcdGatewayError(response), error.isUnavailable {
                     failures.append("\(endpoint) (\(error.message))")
                     continue
@@ -59,7 +82,11 @@ public final class EtcdClient: Sendable {
                 return try EtcdGatewayError.decode(response, path: path)
             } catch let error as TransferError where !error.requestSent {
                 failures.append("\(endpoint) (\(describe(error)))")
+            } catch let error as TransferError where error.kind == .timedOut && retriable {
+                failures.append("\(endpoint) (no answer within \(connect.seconds)s)")
+                preferNext(after: endpoint)
             } catch let error as TransferError where error.kind == .timedOut {
+                preferNext(after: endpoint)
                 throw .unavailable("etcd did not answer \(path) from \(endpoint) within \(requestTimeout.seconds)s")
             } catch let error as TransferError {
                 throw .unavailable("etcd request \(path) to \(endpoint) failed: \(describe(error))")
@@ -78,6 +105,17 @@ public final class EtcdClient: Sendable {
     func endpointsInOrder() -> [String] {
         let first = preferred.withLock { $0 }
         return Array(endpoints[first...] + endpoints[..<first])
+    }
+
+    /// Requests that change nothing, which may be sent to another member after one took them and fell silent.
+    static let idempotent: Set<String> = [
+        "/v3/kv/range", "/v3/lease/keepalive", "/v3/cluster/member/list", "/v3/maintenance/status",
+    ]
+
+    /// Makes the endpoint after `endpoint` the one to try first: `endpoint` took a request and fell silent.
+    public func preferNext(after endpoint: String) {
+        guard let index = endpoints.firstIndex(of: endpoint) else { return }
+        preferred.withLock { if $0 == index { $0 = (index + 1) % endpoints.count } }
     }
 
     /// Remembers `endpoint` as the one to try first.
@@ -108,5 +146,18 @@ public final class EtcdClient: Sendable {
         case .couldNotConnect: return error.reason
         default: return error.detail
         }
+    }
+}
+
+/// One kind of request and how it ended: `kind` is the last part of the gateway path (`range`, `put`, `txn`,
+/// `grant`, `keepalive`, ...), `outcome` is `success`, `unavailable` (etcd out of reach or unable to serve) or
+/// `error` (etcd answered with an error).
+public struct EtcdOperation: Hashable, Sendable {
+    public var kind: String
+    public var outcome: String
+
+    public init(kind: String, outcome: String) {
+        self.kind = kind
+        self.outcome = outcome
     }
 }

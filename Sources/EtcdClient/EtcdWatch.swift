@@ -27,6 +27,7 @@ public final class EtcdWatch: Sendable {
         /// The waker of the transfer in progress, to cut its wait short on `cancel()`.
         var waker: TransferWaker?
         var thread: pthread_t?
+        var endpoint: String?
     }
 
     init(
@@ -75,6 +76,10 @@ public final class EtcdWatch: Sendable {
 
     private var cancelled: Bool { state.withLock { $0.cancelled } }
 
+    /// The endpoint whose stream the watch reads, once one took it: a member that stops answering does not end
+    /// the stream, it only goes quiet, so the watch's owner asks this member whether it still answers.
+    public var endpoint: String? { state.withLock { $0.endpoint } }
+
     /// Opens the stream on the first endpoint that takes it, then reads it until it ends or is cancelled.
     private func run() {
         var failures: [String] = []
@@ -83,6 +88,7 @@ public final class EtcdWatch: Sendable {
             switch open(endpoint) {
             case .opened(let transfer):
                 client.prefer(endpoint)
+                state.withLock { $0.endpoint = endpoint }
                 if let failure = read(transfer, endpoint: endpoint), !cancelled { onError(failure) }
                 return
             case .tryNext(let why):

@@ -11,6 +11,11 @@ extension AgentClient {
         try request(.GET, "/v1/healthz")
     }
 
+    /// `GET /v1/cluster/nodes`: this node and the others it knows.
+    public func clusterNodes() throws(ClientError) -> JSON {
+        try request(.GET, "/v1/cluster/nodes")
+    }
+
     /// `GET /v1/config`.
     public func config() throws(ClientError) -> JSON {
         try request(.GET, "/v1/config")

@@ -4,7 +4,8 @@ import NodeCtlKit
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Show the agent's health: version, kernel, BPF filesystem, endpoints, policy revision, plugins.")
+        abstract:
+            "Show the agent's health: version, kernel, BPF filesystem, endpoints, policy revision, cluster, plugins.")
 
     @OptionGroup var global: GlobalOptions
 

@@ -92,6 +92,29 @@ final class FlowContextTests: XCTestCase {
         XCTAssertNil(flow.rule)
     }
 
+    func testAPodOfAnotherNodeIsNamedWithItsNode() {
+        let remote = [
+            IPAddress("10.244.2.7")!: RemoteEndpoint(
+                identity: backendIdentity, node: "node2", nodeAddress: IPAddress("192.168.86.2"),
+                namespace: "api-tier", pod: "backend-api-2")
+        ]
+        let context = FlowContext(endpoints: endpoints, identities: identities, policy: policy, remote: remote)
+        let flow = context.flow(
+            from: event(
+                from: "10.244.1.1", to: "10.244.2.7", sourceIdentity: frontendIdentity,
+                destinationIdentity: backendIdentity),
+            wallOffset: 0)
+        XCTAssertEqual(flow.destination.pod, "api-tier/backend-api-2")
+        XCTAssertEqual(flow.destination.name, "api-tier/backend-api-2")
+        XCTAssertEqual(flow.destination.node, "node2")
+        XCTAssertNil(flow.destination.endpoint, "not an endpoint of this node")
+        XCTAssertEqual(flow.json["destination"]?["pod-name"]?.stringValue, "backend-api-2")
+        XCTAssertEqual(flow.json["destination"]?["namespace"]?.stringValue, "api-tier")
+        XCTAssertEqual(flow.json["destination"]?["node"]?.stringValue, "node2")
+        XCTAssertNil(flow.source.node, "a local pod has no node")
+        XCTAssertNil(flow.json["source"]?["node"])
+    }
+
     func testRuleNameOfTheDecidingRule() throws {
         let id = try XCTUnwrap(
             policy.ruleNames.first { $0.value == "web-tier/allow-frontend-to-backend egress[1]" }?.key)

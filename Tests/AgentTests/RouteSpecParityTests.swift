@@ -259,6 +259,7 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
 
     private func exerciseDaemonAndMaps() {
         call(.GET, "/v1/healthz", expect: 200)
+        call(.GET, "/v1/cluster/nodes", expect: 200)
         call(.GET, "/v1/config", expect: 200)
         for level in ["trace", "debug", "notice", "warning", "info"] {
             call(.PATCH, "/v1/config", body: ["log-level": .string(level)], expect: 200)

@@ -42,6 +42,25 @@ final class ClusterSessionTests: EtcdBackedTestCase {
         }
     }
 
+    func testAWriteThatFindsTheLeaseGoneTakesANewOneAtOnce() throws {
+        // Renewals every 10 s, retries after a failure 1 s later: only dropping the lease on "lease not found"
+        // writes within half a second.
+        let session = ClusterSession(client: client, ttlSeconds: 30, logger: logger)
+        session.own("/\(clusterName)/first", [])
+        session.start()
+        defer { session.stop() }
+        try eventually("written") { try client.get("/\(clusterName)/first") != nil }
+        let first = try XCTUnwrap(session.lease)
+        try client.revoke(first)
+        let started = Date()
+        session.own("/\(clusterName)/second", Array("2".utf8))
+        try eventually("both written under a new lease", timeout: 5) {
+            let kvs = try client.range(prefix: "/\(clusterName)/").kvs
+            return kvs.count == 2 && kvs.allSatisfy { $0.lease != first && $0.lease == session.lease }
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 0.5, "a new lease without waiting for a retry")
+    }
+
     func testOwnershipWaitsForEtcdAndConvergesWhenItReturns() throws {
         let session = ClusterSession(client: client, ttlSeconds: 5, logger: logger)
         session.start()

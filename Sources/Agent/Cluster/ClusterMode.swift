@@ -65,7 +65,11 @@ final class ClusterMode: Sendable {
 /// What this node knows of the rest of the cluster.
 struct ClusterView: Sendable {
     /// Other nodes' pod addresses, as programmed into the ipcache.
-    var remote: [IPAddress: RemoteEndpoint] = [:]
+    var remote: [IPAddress: RemoteEndpoint] = [:] {
+        didSet { remoteRevision &+= 1 }
+    }
+    /// Moves with every change of `remote`: the flow reader names remote pods from a copy taken at a revision.
+    private(set) var remoteRevision: UInt64 = 0
     var nodes: [String: ClusterNode] = [:]
 }
 

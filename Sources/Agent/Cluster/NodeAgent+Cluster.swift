@@ -47,7 +47,8 @@ extension NodeAgent {
     /// are written and its watches current, and the nodes it knows.
     func clusterHealth() -> JSON? {
         guard let cluster else { return nil }
-        let members = cluster.client.health().map { health -> JSON in
+        // A second per member, asked at once: a hung member must not hold up the health check (nor a probe of it).
+        let members = cluster.client.health(timeout: .seconds(1)).map { health -> JSON in
             var object: [String: JSON] = ["endpoint": .string(health.endpoint), "healthy": .bool(health.isHealthy)]
             if let error = health.error { object["error"] = .string(error) }
             if let status = health.status {

@@ -26,13 +26,15 @@ public struct Flow: Sendable, Equatable {
         public var endpoint: UInt32?
         /// `namespace/name` of the pod behind `endpoint`, when it has one.
         public var pod: String?
+        /// The node of a pod on another node (cluster mode), whose `pod` comes from the cluster's ipcache.
+        public var node: String?
         /// What people call this end: the pod, else the reserved identity's name (`world`, `host`), a CIDR, or
         /// the address.
         public var name: String
 
         public init(
             ip: IPAddress, port: UInt16, identity: UInt32, labels: [String] = [], endpoint: UInt32? = nil,
-            pod: String? = nil, name: String? = nil
+            pod: String? = nil, name: String? = nil, node: String? = nil
         ) {
             self.ip = ip
             self.port = port
@@ -40,6 +42,7 @@ public struct Flow: Sendable, Equatable {
             self.labels = labels
             self.endpoint = endpoint
             self.pod = pod
+            self.node = node
             self.name = name ?? pod ?? ip.description
         }
     }
@@ -131,6 +134,7 @@ public struct Flow: Sendable, Equatable {
                 object["pod-name"] = .string(String(pod[pod.index(after: slash)...]))
             }
         }
+        if let node = peer.node { object["node"] = .string(node) }
         return .object(object)
     }
 }

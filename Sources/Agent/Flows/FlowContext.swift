@@ -4,7 +4,7 @@ import Policy
 import Synchronization
 
 /// What the agent knows when it turns datapath flow events into `Flow`s: endpoints (by id and by address),
-/// identities and the policy rule table.
+/// identities, the policy rule table and, in cluster mode, the pods of other nodes by address.
 ///
 /// Taken from the agent's state under its lock as copies of the collections, which costs a few reference counts
 /// (they are copy-on-write), so the flow reader never holds the lock while it decodes or indexes. A context serves
@@ -14,17 +14,25 @@ struct FlowContext: Sendable {
     let endpoints: [UInt32: Endpoint]
     let identities: IdentityAllocator
     let policy: PolicyRepository
-    /// The `AgentState.version` this context was taken at.
+    /// Other nodes' pods (cluster mode), which name a peer no local endpoint holds.
+    let remote: [IPAddress: RemoteEndpoint]
+    /// The `AgentState.version` and `ClusterView.remoteRevision` this context was taken at.
     let version: UInt64
+    let remoteRevision: UInt64
     private let byAddress: [IPAddress: UInt32]
     private let prefixes: PrefixMatcher
     private let memo = PeerMemo()
 
-    init(endpoints: [UInt32: Endpoint], identities: IdentityAllocator, policy: PolicyRepository, version: UInt64 = 0) {
+    init(
+        endpoints: [UInt32: Endpoint], identities: IdentityAllocator, policy: PolicyRepository,
+        remote: [IPAddress: RemoteEndpoint] = [:], version: UInt64 = 0, remoteRevision: UInt64 = 0
+    ) {
         self.endpoints = endpoints
         self.identities = identities
         self.policy = policy
+        self.remote = remote
         self.version = version
+        self.remoteRevision = remoteRevision
         var byAddress: [IPAddress: UInt32] = [:]
         for endpoint in endpoints.values {
             for address in endpoint.addresses { byAddress[address] = endpoint.id }
@@ -38,8 +46,11 @@ struct FlowContext: Sendable {
         let (endpoints, identities, policy, version) = agent.state.withLock { state in
             (state.endpoints, state.identities, state.policy, state.version)
         }
-        if let previous, previous.version == version { return previous }
-        return FlowContext(endpoints: endpoints, identities: identities, policy: policy, version: version)
+        let (remoteRevision, remote) = agent.cluster?.view.withLock { ($0.remoteRevision, $0.remote) } ?? (0, [:])
+        if let previous, previous.version == version, previous.remoteRevision == remoteRevision { return previous }
+        return FlowContext(
+            endpoints: endpoints, identities: identities, policy: policy, remote: remote, version: version,
+            remoteRevision: remoteRevision)
     }
 
     /// The flow for one event; `wallOffset` turns the event's CLOCK_MONOTONIC time into wall-clock time.
@@ -65,7 +76,8 @@ struct FlowContext: Sendable {
     }
 
     /// One end: the local endpoint with that address, else (for the reporting endpoint's own side, e.g. a spoofed
-    /// source) the reporting endpoint; its pod; the identity's labels; and a name people recognise.
+    /// source) the reporting endpoint, else a pod of another node; its pod; the identity's labels; and a name
+    /// people recognise.
     private func peer(_ ip: IPAddress, port: UInt16, identity: UInt32, fallbackEndpoint: UInt32?) -> Flow.Peer {
         let endpointID = byAddress[ip] ?? fallbackEndpoint
         let endpoint = endpointID.flatMap { endpoints[$0] }
@@ -75,10 +87,16 @@ struct FlowContext: Sendable {
             prefix = match
             labels = ["cidr:\(match)", "reserved:world"]
         }
-        let pod = endpoint.flatMap { endpoint in memo.pod(of: endpoint.id) { endpoint.podName } }
+        var pod = endpoint.flatMap { endpoint in memo.pod(of: endpoint.id) { endpoint.podName } }
+        var node: String?
+        if endpoint == nil, let remote = remote[ip] {
+            node = remote.node
+            if let namespace = remote.namespace, let name = remote.pod { pod = "\(namespace)/\(name)" }
+        }
         let name = pod ?? prefix ?? ReservedIdentity.name(of: identity) ?? ip.description
         return Flow.Peer(
-            ip: ip, port: port, identity: identity, labels: labels, endpoint: endpoint?.id, pod: pod, name: name)
+            ip: ip, port: port, identity: identity, labels: labels, endpoint: endpoint?.id, pod: pod, name: name,
+            node: node)
     }
 }
 

@@ -19,6 +19,7 @@ extension NodeAgent {
         samples += stateSamples()
         samples += mapSamples()
         samples += flowSamples()
+        samples += clusterSamples()
         for plugin in registry.enabled { samples += plugin.metrics() }
         return samples
     }

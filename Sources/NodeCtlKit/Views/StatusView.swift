@@ -25,7 +25,10 @@ public enum StatusView {
             fields.append(("Allow localhost", Cells.text(datapath["allow-localhost"])))
         }
 
+        if let cluster = health["cluster"] { fields += ClusterViews.healthFields(cluster) }
+
         var out = Cells.fieldList(fields)
+        if let cluster = health["cluster"] { out += ClusterViews.members(cluster) }
         let plugins = health["plugins"]?.arrayValue ?? []
         if plugins.isEmpty {
             out += "Plugins:          none\n"
