@@ -1,5 +1,6 @@
 import AgentAPI
 import EtcdClient
+import Foundation
 import Policy
 
 /// The cluster's policy repository in etcd: one key per document (the document as submitted) and a revision key
@@ -10,8 +11,9 @@ import Policy
 /// Nodes do not apply what they write here: every node, the writer included, takes the change from a watch of
 /// `keys.policies`.
 public struct ClusterPolicies: Sendable {
-    /// Attempts before giving up when every try loses a race.
-    static let attempts = 8
+    /// Attempts before giving up when every try loses a race; after each lost race a writer waits a random moment,
+    /// longer each time, so writers that keep colliding spread out instead of colliding again in step.
+    static let attempts = 16
     /// etcd's default `--max-txn-ops`: a transaction with more operations is refused.
     public static let maxOperations = 128
 
@@ -99,7 +101,8 @@ public struct ClusterPolicies: Sendable {
     public func change(
         by node: String, _ plan: (Contents) throws(AgentError) -> Plan?
     ) throws(AgentError) -> Written? {
-        for _ in 0..<Self.attempts {
+        for attempt in 0..<Self.attempts {
+            if attempt > 0 { usleep(UInt32.random(in: 1_000...(2_000 * UInt32(attempt)))) }
             let current = contents(try client.range(prefix: keys.policies).kvs)
             guard let planned = try plan(current) else { return nil }
             let next = current.revision + 1
