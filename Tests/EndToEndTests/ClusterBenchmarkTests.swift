@@ -4,7 +4,8 @@ import XCTest
 
 /// Cluster mode's costs, run by `bench/cluster.sh` (skipped unless NODEAGENT_BENCH is set, so the test
 /// command stays short): how long a new endpoint on node 1 takes to be enforced on node 2, what each endpoint
-/// costs in etcd, and the agents' memory and CPU with 3 nodes × 300 endpoints. Prints `bench:` lines.
+/// costs in etcd, the agents' memory and CPU with 3 nodes × 300 endpoints, and how long a policy import on node 1
+/// takes until node 3 has applied it. Prints `bench:` lines.
 final class ClusterBenchmarkTests: EndToEndTestCase {
     private var environment: [String: String] { ProcessInfo.processInfo.environment }
 
@@ -99,6 +100,37 @@ final class ClusterBenchmarkTests: EndToEndTestCase {
                 + "cpu-s=\(cpu.map { String(format: "%.2f", $0) }.joined(separator: ","))")
         print(
             "bench: etcd keys=\(try keyCount(etcd, cluster, prefix)) revision=\(try revision(etcd, cluster) - before)")
+
+        // Policy: an import on node 1 until node 3 has applied it (its revision moves only once every affected
+        // endpoint's map is written), with the 900 endpoints above in place.
+        var policyTimes: [Double] = []
+        for round in 1...20 {
+            let document: JSON = [
+                "metadata": ["name": .string("bench-\(round)"), "namespace": "bench"],
+                "spec": [
+                    "endpointSelector": ["matchLabels": ["app": .string("s\(round % 30)")]],
+                    "ingress": [
+                        [
+                            "fromEndpoints": [["matchLabels": ["app": .string("s\((round + 1) % 30)")]]],
+                            "toPorts": [["ports": [["port": "8080", "protocol": "TCP"]]]],
+                        ]
+                    ],
+                ],
+            ]
+            let started = Date()
+            let answer = try clients[0].send(.PUT, "/v1/policy", document)
+            guard answer.status == 200, let revision = answer.json?["revision"]?.intValue else {
+                return XCTFail("policy import \(round) on node 1: \(answer)")
+            }
+            while try clients[2].send(.GET, "/v1/policy").json?["revision"]?.intValue ?? 0 < revision {
+                guard Date().timeIntervalSince(started) < 10 else { return XCTFail("node 3 did not apply \(revision)") }
+                usleep(200)
+            }
+            policyTimes.append(Date().timeIntervalSince(started))
+        }
+        print(
+            "bench: policy imports=20 node1-to-node3 p50=\(ms(percentile(policyTimes, 50))) "
+                + "max=\(ms(policyTimes.max() ?? 0))")
     }
 
     private static func endpointBody(interface: String, address: String, app: String) -> JSON {

@@ -80,10 +80,10 @@ final class ClusterModeTests: EndToEndTestCase {
                 Probe(from: s.backend, to: s.frontend, port: 80, .passes),
             ], "no policy: the nodes route each other's pods")
 
-        for agent in s.agents {
-            try importPolicy("default-deny-all.yaml", into: agent)
-            try importPolicy("allow-traffic-policy.yaml", into: agent)
-        }
+        // Imported once, on node 1: the policy lives in etcd and every node applies it.
+        try importPolicy("default-deny-all.yaml", into: s.agents[0])
+        try importPolicy("allow-traffic-policy.yaml", into: s.agents[0])
+        for agent in s.agents.dropFirst() { try agent.waitForPolicyRevision() }
         assertReachability(
             [
                 Probe(from: s.frontend, to: s.backend, port: 8080, .passes),
@@ -96,6 +96,20 @@ final class ClusterModeTests: EndToEndTestCase {
                 Probe(from: s.backend, to: s.postgres, port: 5432, .passes),
                 Probe(from: s.backend, to: s.postgres, port: 5433, .dropped),
             ], "seed policies, pods on three nodes")
+
+        // A pod deleted on node 2 is gone from node 1's ipcache within a second.
+        let deleted = try s.agents[1].api(.DELETE, "/v1/endpoint/3")
+        XCTAssertEqual(deleted.status, 200, "\(deleted)")
+        let started = Date()
+        var status = 0
+        repeat {
+            status = try s.agents[0].api(.GET, "/v1/ipcache/\(s.webOther.ipv4)").status
+            if status == 404 { break }
+            Thread.sleep(forTimeInterval: 0.01)
+        } while Date().timeIntervalSince(started) < 2
+        XCTAssertEqual(status, 404, "node 1 still has web-other's entry")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1, "gone from node 1 within a second")
+        try s.agents[0].waitForRemoteEndpoints(3)
     }
 
     func testTheSameLabelsHaveTheSameIdentityOnEveryNode() throws {

@@ -42,7 +42,8 @@ final class DeploymentTests: EndToEndTestCase {
 
     /// Runs the DaemonSet's render-config script as its container would, with the files it reads in `directory`.
     private func renderConfig(
-        nodeName: String, hostIP: String, cidrs: [String: String], directory: String
+        nodeName: String, hostIP: String, cidrs: [String: String], directory: String,
+        template file: String = "kubernetes/configmap.yaml"
     ) throws -> (result: CommandResult, config: String) {
         let container = try DeployFiles.container("render-config")
         guard let script = container["args"]?[0]?.stringValue else { throw AgentHarnessError("no script") }
@@ -53,8 +54,7 @@ final class DeploymentTests: EndToEndTestCase {
             }
         }
         XCTAssertEqual(environment["METRICS_PORT"], "9962")
-        let template = try DeployFiles.resource(
-            "kubernetes/configmap.yaml", kind: "ConfigMap", name: "nodeagent-config")
+        let template = try DeployFiles.resource(file, kind: "ConfigMap", name: "nodeagent-config")
         guard let templateText = template["data"]?["config.json"]?.stringValue else {
             throw AgentHarnessError("ConfigMap nodeagent-config has no config.json")
         }
@@ -117,6 +117,29 @@ final class DeploymentTests: EndToEndTestCase {
         XCTAssertTrue(
             agent.stderrTail().contains("metrics listening beyond this host, without authentication"),
             agent.stderrTail())
+    }
+
+    /// The cluster-mode ConfigMap renders without a pod CIDR entry (the node claims one in etcd), naming the node
+    /// and its address; the agent reads its cluster section and refuses to start without the etcd certificate
+    /// Secret, naming the option, rather than running standalone.
+    func testClusterModeConfigRendersWithoutAPodCIDRAndNeedsItsEtcdCertificates() throws {
+        let topology = try makeTopology()
+        let directory = try workDirectory(topology)
+        let rendered = try renderConfig(
+            nodeName: "node-b", hostIP: "192.168.86.2", cidrs: [:], directory: directory,
+            template: "kubernetes/configmap-cluster.yaml")
+        XCTAssertEqual(rendered.result.status, 0, rendered.result.stderr)
+        XCTAssertTrue(rendered.result.stdout.contains("pod CIDR claimed in etcd"), rendered.result.stdout)
+        let config = try JSON.parse(rendered.config)
+        XCTAssertEqual(config["cluster"]?["node-name"]?.stringValue, "node-b")
+        XCTAssertEqual(config["cluster"]?["node-address"]?.stringValue, "192.168.86.2")
+        XCTAssertEqual(config["metrics-address"]?.stringValue, "192.168.86.2:9962")
+        XCTAssertNil(config["plugins"]?["ipam"]?["pod-cidr-ipv4"])
+        XCTAssertFalse(rendered.config.contains("@"), "every placeholder replaced: \(rendered.config)")
+
+        let agent = try AgentProcess(topology: topology, configFile: "\(directory)/config.json", start: false)
+        XCTAssertThrowsError(try agent.start(timeout: 5))
+        XCTAssertTrue(agent.stderrTail().contains("cluster.etcd.ca-file"), agent.stderrTail())
     }
 
     /// The capabilities the DaemonSet adds, and the systemd unit's bounding set: the same, as setpriv spells them.
