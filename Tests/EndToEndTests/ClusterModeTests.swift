@@ -6,54 +6,6 @@ import XCTest
 /// identities, pod addresses and nodes through a three-member etcd cluster, so a policy selects pods of other
 /// nodes by their labels.
 final class ClusterModeTests: EndToEndTestCase {
-    /// The seed scenario spread over three nodes.
-    private struct Scenario {
-        var cluster: ClusterTopology
-        var etcd: EtcdCluster
-        var agents: [AgentProcess]
-        var frontend: Pod
-        var webOther: Pod
-        var backend: Pod
-        var postgres: Pod
-        var adminTool: Pod
-        /// Endpoint id → identity, per node index.
-        var identities: [Int: [String: Int64]]
-    }
-
-    private func makeScenario() throws -> Scenario {
-        let cluster = try makeCluster(nodes: 3)
-        let etcd = try makeEtcd(members: 3, on: cluster)
-        let agents = try startClusterAgents(on: cluster, etcd: etcd)
-        let (node1, node2, node3) = (cluster.nodes[0], cluster.nodes[1], cluster.nodes[2])
-        let frontend = try node1.addPod(namespace: "web-tier", name: "frontend", dualStack: false)
-        let backend = try node2.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
-        let webOther = try node2.addPod(namespace: "web-tier", name: "web-other", dualStack: false)
-        let postgres = try node3.addPod(namespace: "data-tier", name: "postgres", dualStack: false)
-        let adminTool = try node3.addPod(namespace: "api-tier", name: "admin-tool", dualStack: false)
-        let servers: [(Pod, Topology, UInt16)] = [
-            (backend, node2, 8080), (backend, node2, 9090), (postgres, node3, 5432), (postgres, node3, 5433),
-            (frontend, node1, 80),
-        ]
-        for (pod, node, port) in servers { _ = try TCPServer(on: pod, port: port, in: node) }
-        let placed: [(Int, Pod, [String])] = [
-            (0, frontend, ["k8s:app=frontend"]), (1, backend, ["k8s:app=backend-api"]),
-            (1, webOther, ["k8s:app=web-other"]), (2, postgres, ["k8s:app=postgres", "k8s:tenant-id=t1"]),
-            (2, adminTool, ["k8s:role=admin-tool"]),
-        ]
-        var identities: [Int: [String: Int64]] = [:]
-        for (index, (node, pod, labels)) in placed.enumerated() {
-            let endpoint = try agents[node].registerEndpoint(id: index + 1, pod: pod, labels: labels)
-            identities[node, default: [:]][pod.name] = endpoint["identity"]?["id"]?.intValue
-        }
-        // Each node learns the pods of the two others.
-        try agents[0].waitForRemoteEndpoints(4)
-        try agents[1].waitForRemoteEndpoints(3)
-        try agents[2].waitForRemoteEndpoints(3)
-        return Scenario(
-            cluster: cluster, etcd: etcd, agents: agents, frontend: frontend, webOther: webOther, backend: backend,
-            postgres: postgres, adminTool: adminTool, identities: identities)
-    }
-
     private func importPolicy(_ name: String, into agent: AgentProcess) throws {
         let result = try agent.nodectl("policy", "import", try fixture(name))
         XCTAssertEqual(result.status, 0, "nodectl policy import \(name): \(result.stderr)")
@@ -61,14 +13,14 @@ final class ClusterModeTests: EndToEndTestCase {
     }
 
     func testSeedScenarioAcrossNodesEnforcesTheSingleNodeMatrix() throws {
-        let s = try makeScenario()
+        let s = try makeClusterSeedScenario()
         // Node 1 gives backend-api (on node 2) the identity node 2 allocated, and knows where it runs.
         let entry = try s.agents[0].api(.GET, "/v1/ipcache/\(s.backend.ipv4)")
         XCTAssertEqual(entry.status, 200, "\(entry)")
         XCTAssertEqual(entry.json?["source"]?.stringValue, "remote", "\(entry)")
         XCTAssertEqual(entry.json?["node"]?.stringValue, s.cluster.nodes[1].nodeName, "\(entry)")
         XCTAssertEqual(entry.json?["pod"]?.stringValue, "api-tier/backend-api", "\(entry)")
-        XCTAssertEqual(entry.json?["identity"]?.intValue, s.identities[1]?["backend-api"], "\(entry)")
+        XCTAssertEqual(entry.json?["identity"]?.intValue, s.identities["backend-api"], "\(entry)")
         XCTAssertEqual(
             entry.json?["labels"]?.arrayValue?.compactMap(\.stringValue).contains("k8s:app=backend-api"), true,
             "the identity's labels are known on node 1: \(entry)")
@@ -84,18 +36,7 @@ final class ClusterModeTests: EndToEndTestCase {
         try importPolicy("default-deny-all.yaml", into: s.agents[0])
         try importPolicy("allow-traffic-policy.yaml", into: s.agents[0])
         for agent in s.agents.dropFirst() { try agent.waitForPolicyRevision() }
-        assertReachability(
-            [
-                Probe(from: s.frontend, to: s.backend, port: 8080, .passes),
-                Probe(from: s.frontend, to: s.backend, port: 9090, .dropped),
-                Probe(from: s.frontend, to: s.postgres, port: 5432, .dropped),
-                Probe(from: s.postgres, to: s.backend, port: 8080, .dropped),
-                Probe(from: s.webOther, to: s.backend, port: 8080, .dropped),
-                Probe(from: s.adminTool, to: s.backend, port: 8080, .dropped),
-                Probe(from: s.backend, to: s.frontend, port: 80, .dropped),
-                Probe(from: s.backend, to: s.postgres, port: 5432, .passes),
-                Probe(from: s.backend, to: s.postgres, port: 5433, .dropped),
-            ], "seed policies, pods on three nodes")
+        assertReachability(s.pods.enforcedMatrix, "seed policies, pods on three nodes")
 
         // A pod deleted on node 2 is gone from node 1's ipcache within a second.
         let deleted = try s.agents[1].api(.DELETE, "/v1/endpoint/3")

@@ -5,64 +5,6 @@ import XCTest
 /// The policy in cluster mode lives in etcd: an import or a delete on any node applies on every node as one
 /// revision of the cluster, and a node keeps enforcing what it last applied while etcd is away, across a restart.
 final class ClusterPolicyTests: EndToEndTestCase {
-    /// The seed scenario spread over three nodes.
-    private struct Scenario {
-        var cluster: ClusterTopology
-        var etcd: EtcdCluster
-        var agents: [AgentProcess]
-        var frontend: Pod
-        var webOther: Pod
-        var backend: Pod
-        var postgres: Pod
-        var adminTool: Pod
-    }
-
-    private func makeScenario() throws -> Scenario {
-        let cluster = try makeCluster(nodes: 3)
-        let etcd = try makeEtcd(members: 3, on: cluster)
-        let agents = try startClusterAgents(on: cluster, etcd: etcd)
-        let (node1, node2, node3) = (cluster.nodes[0], cluster.nodes[1], cluster.nodes[2])
-        let frontend = try node1.addPod(namespace: "web-tier", name: "frontend", dualStack: false)
-        let backend = try node2.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
-        let webOther = try node2.addPod(namespace: "web-tier", name: "web-other", dualStack: false)
-        let postgres = try node3.addPod(namespace: "data-tier", name: "postgres", dualStack: false)
-        let adminTool = try node3.addPod(namespace: "api-tier", name: "admin-tool", dualStack: false)
-        let servers: [(Pod, Topology, UInt16)] = [
-            (backend, node2, 8080), (backend, node2, 9090), (postgres, node3, 5432), (postgres, node3, 5433),
-            (frontend, node1, 80),
-        ]
-        for (pod, node, port) in servers { _ = try TCPServer(on: pod, port: port, in: node) }
-        let placed: [(Int, Pod, [String])] = [
-            (0, frontend, ["k8s:app=frontend"]), (1, backend, ["k8s:app=backend-api"]),
-            (1, webOther, ["k8s:app=web-other"]), (2, postgres, ["k8s:app=postgres", "k8s:tenant-id=t1"]),
-            (2, adminTool, ["k8s:role=admin-tool"]),
-        ]
-        for (index, (node, pod, labels)) in placed.enumerated() {
-            try agents[node].registerEndpoint(id: index + 1, pod: pod, labels: labels)
-        }
-        try agents[0].waitForRemoteEndpoints(4)
-        try agents[1].waitForRemoteEndpoints(3)
-        try agents[2].waitForRemoteEndpoints(3)
-        return Scenario(
-            cluster: cluster, etcd: etcd, agents: agents, frontend: frontend, webOther: webOther, backend: backend,
-            postgres: postgres, adminTool: adminTool)
-    }
-
-    /// The seed matrix as a single node enforces it (`SeedScenarioTests`).
-    private func seedMatrix(_ s: Scenario) -> [Probe] {
-        [
-            Probe(from: s.frontend, to: s.backend, port: 8080, .passes),
-            Probe(from: s.frontend, to: s.backend, port: 9090, .dropped),
-            Probe(from: s.frontend, to: s.postgres, port: 5432, .dropped),
-            Probe(from: s.postgres, to: s.backend, port: 8080, .dropped),
-            Probe(from: s.webOther, to: s.backend, port: 8080, .dropped),
-            Probe(from: s.adminTool, to: s.backend, port: 8080, .dropped),
-            Probe(from: s.backend, to: s.frontend, port: 80, .dropped),
-            Probe(from: s.backend, to: s.postgres, port: 5432, .passes),
-            Probe(from: s.backend, to: s.postgres, port: 5433, .dropped),
-        ]
-    }
-
     /// `nodectl policy import` of the seed policies, once, on `agent`; its answer's revision.
     private func importSeedPolicies(on agent: AgentProcess) throws -> Int64 {
         let result = try agent.nodectl(
@@ -112,7 +54,7 @@ final class ClusterPolicyTests: EndToEndTestCase {
     }
 
     func testAnImportOnOneNodeAppliesOnEveryNodeAsOneRevision() throws {
-        let s = try makeScenario()
+        let s = try makeClusterSeedScenario()
         let before = try s.agents.map { try policy(of: $0)["revision"]?.intValue }
         XCTAssertEqual(Set(before).count, 1, "one revision before any import: \(before)")
 
@@ -123,7 +65,7 @@ final class ClusterPolicyTests: EndToEndTestCase {
         XCTAssertEqual(documents[0]?.arrayValue?.count, 7, "the seed's seven documents")
         XCTAssertEqual(documents[1], documents[0], "node 2 lists the documents of node 1")
         XCTAssertEqual(documents[2], documents[0], "node 3 lists the documents of node 1")
-        assertReachability(seedMatrix(s), "seed policies imported once, on node 1")
+        assertReachability(s.pods.enforcedMatrix, "seed policies imported once, on node 1")
 
         let deleted = try s.agents[2].nodectl(
             "policy", "delete", "--namespace", "web-tier", "--name", "allow-frontend-to-backend")
@@ -148,10 +90,10 @@ final class ClusterPolicyTests: EndToEndTestCase {
     }
 
     func testWithoutEtcdAChangeIsRefusedAndThePolicyKeepsEnforcingAcrossARestart() throws {
-        let s = try makeScenario()
+        let s = try makeClusterSeedScenario()
         let revision = try importSeedPolicies(on: s.agents[0])
         try waitForRevision(revision, on: s.agents)
-        assertReachability(seedMatrix(s), "seed policies before etcd goes away")
+        assertReachability(s.pods.enforcedMatrix, "seed policies before etcd goes away")
         let established = try OpenConnection(from: s.frontend, to: s.backend, port: 8080)
         defer { established.close() }
         XCTAssertTrue(established.exchange(), "\(established) works before etcd goes away")
@@ -171,7 +113,7 @@ final class ClusterPolicyTests: EndToEndTestCase {
             try s.agents.map { try policy(of: $0)["revision"]?.intValue }, Array(repeating: revision, count: 3),
             "nothing changed on any node")
         XCTAssertTrue(established.exchange(), "\(established) keeps working without etcd")
-        assertReachability(seedMatrix(s), "seed policies without etcd")
+        assertReachability(s.pods.enforcedMatrix, "seed policies without etcd")
 
         // A restart while etcd is still away: the node restores its saved policy and does not wait for etcd.
         try s.agents[1].restart()
@@ -179,7 +121,7 @@ final class ClusterPolicyTests: EndToEndTestCase {
         XCTAssertEqual(restarted["revision"]?.intValue, revision, "the restarted node's revision")
         XCTAssertEqual(restarted["policies"]?.arrayValue?.count, 7)
         try s.agents[1].waitForPolicyRevision()
-        assertReachability(seedMatrix(s), "seed policies after node 2 restarted without etcd")
+        assertReachability(s.pods.enforcedMatrix, "seed policies after node 2 restarted without etcd")
 
         try s.etcd.startAll()
         try s.etcd.waitHealthy()

@@ -9,42 +9,33 @@ final class SeedScenarioTests: EndToEndTestCase {
     /// The pods of the scenario, registered as endpoints of a running agent, with echo servers listening.
     private struct Scenario {
         var agent: AgentProcess
-        var frontend: Pod
-        /// In web-tier like frontend, without `app=frontend`: the allow rule must not cover it.
-        var webOther: Pod
-        var backend: Pod
-        var postgres: Pod
-        /// In api-tier next to backend-api, labelled `role=admin-tool`: intra-namespace traffic is denied too.
-        var adminTool: Pod
+        var pods: SeedPods
+
+        var frontend: Pod { pods.frontend }
+        var webOther: Pod { pods.webOther }
+        var backend: Pod { pods.backend }
+        var postgres: Pod { pods.postgres }
+        var adminTool: Pod { pods.adminTool }
     }
 
     private func makeScenario() throws -> Scenario {
         let topology = try makeTopology()
-        let frontend = try topology.addPod(namespace: "web-tier", name: "frontend", dualStack: false)
-        let webOther = try topology.addPod(namespace: "web-tier", name: "web-other", dualStack: false)
-        let backend = try topology.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
-        let postgres = try topology.addPod(namespace: "data-tier", name: "postgres", dualStack: false)
-        let adminTool = try topology.addPod(namespace: "api-tier", name: "admin-tool", dualStack: false)
-        for (pod, port) in [(backend, 8080), (backend, 9090), (postgres, 5432), (postgres, 5433), (frontend, 80)] {
-            _ = try TCPServer(on: pod, port: UInt16(port), in: topology)
-        }
+        let pods = SeedPods(
+            frontend: try topology.addPod(namespace: "web-tier", name: "frontend", dualStack: false),
+            webOther: try topology.addPod(namespace: "web-tier", name: "web-other", dualStack: false),
+            backend: try topology.addPod(namespace: "api-tier", name: "backend-api", dualStack: false),
+            postgres: try topology.addPod(namespace: "data-tier", name: "postgres", dualStack: false),
+            adminTool: try topology.addPod(namespace: "api-tier", name: "admin-tool", dualStack: false))
+        for (pod, port) in pods.servers { _ = try TCPServer(on: pod, port: port, in: topology) }
 
         let agent = try startAgent(in: topology)
-        let labels: [(Pod, [String])] = [
-            (frontend, ["k8s:app=frontend"]),
-            (webOther, ["k8s:app=web-other"]),
-            (backend, ["k8s:app=backend-api"]),
-            (postgres, ["k8s:app=postgres", "k8s:tenant-id=t1"]),
-            (adminTool, ["k8s:role=admin-tool"]),
-        ]
-        for (index, (pod, podLabels)) in labels.enumerated() {
-            let endpoint = try agent.registerEndpoint(id: index + 1, pod: pod, labels: podLabels)
+        let order = [pods.frontend, pods.webOther, pods.backend, pods.postgres, pods.adminTool]
+        for (index, pod) in order.enumerated() {
+            let endpoint = try agent.registerEndpoint(id: index + 1, pod: pod, labels: SeedPods.labels[pod.name]!)
             XCTAssertEqual(
                 endpoint["interface-index"]?.intValue, Int64(pod.hostIfindex), "\(pod) endpoint: \(endpoint)")
         }
-        return Scenario(
-            agent: agent, frontend: frontend, webOther: webOther, backend: backend, postgres: postgres,
-            adminTool: adminTool)
+        return Scenario(agent: agent, pods: pods)
     }
 
     private func importPolicy(
@@ -83,17 +74,7 @@ final class SeedScenarioTests: EndToEndTestCase {
             ], "default deny only")
 
         try importPolicy("allow-traffic-policy.yaml", into: s.agent)
-        let seedMatrix = [
-            Probe(from: s.frontend, to: s.backend, port: 8080, .passes),
-            Probe(from: s.frontend, to: s.backend, port: 9090, .dropped),
-            Probe(from: s.frontend, to: s.postgres, port: 5432, .dropped),
-            Probe(from: s.postgres, to: s.backend, port: 8080, .dropped),
-            Probe(from: s.webOther, to: s.backend, port: 8080, .dropped),
-            Probe(from: s.adminTool, to: s.backend, port: 8080, .dropped),
-            Probe(from: s.backend, to: s.frontend, port: 80, .dropped),
-            Probe(from: s.backend, to: s.postgres, port: 5432, .passes),
-            Probe(from: s.backend, to: s.postgres, port: 5433, .dropped),
-        ]
+        let seedMatrix = s.pods.enforcedMatrix
         assertReachability(seedMatrix, "seed policies")
 
         let delete = try s.agent.nodectl(
