@@ -25,7 +25,3 @@ public enum IPProtocol {
 
     public static func isICMP(_ number: UInt8) -> Bool { number == icmp || number == icmpv6 }
 }
-
-extension Character {
-    fileprivate var isASCIIDigit: Bool { isASCII && isNumber }
-}

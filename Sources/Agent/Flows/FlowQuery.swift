@@ -142,7 +142,3 @@ public struct FlowQuery: Sendable, Equatable {
 extension String {
     fileprivate func caseInsensitiveEquals(_ other: String) -> Bool { lowercased() == other.lowercased() }
 }
-
-extension Character {
-    fileprivate var isASCIIDigit: Bool { ("0"..."9").contains(self) }
-}
