@@ -106,6 +106,7 @@ final class ClusterBenchmarkTests: EndToEndTestCase {
         var policyTimes: [Double] = []
         for round in 1...20 {
             let document: JSON = [
+                "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
                 "metadata": ["name": .string("bench-\(round)"), "namespace": "bench"],
                 "spec": [
                     "endpointSelector": ["matchLabels": ["app": .string("s\(round % 30)")]],
