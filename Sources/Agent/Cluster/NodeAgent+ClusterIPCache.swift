@@ -55,28 +55,36 @@ extension NodeAgent {
                 else { return nil }
                 return (address, entry)
             }
+            // Only what the change names is compared: a watch event touches one address, not the whole copy.
+            var touched: [IPAddress] = []
             switch change {
             case .snapshot(let kvs, _):
                 remote = [:]
                 for kv in kvs { if let (address, value) = entry(kv) { remote[address] = value } }
+                touched = Array(Set(remote.keys).union(before.keys))
             case .put(let kv):
                 if let (address, value) = entry(kv) {
                     remote[address] = value
+                    touched = [address]
                 } else if let address = cluster.keys.ipcacheAddress(inKey: kv.key) {
                     remote[address] = nil  // now this node's
+                    touched = [address]
                 }
             case .delete(let key):
-                if let address = cluster.keys.ipcacheAddress(inKey: key) { remote[address] = nil }
-            }
-            guard remote != before else { return }
-            do {
-                for (address, value) in remote where before[address] != value {
-                    if state.endpoint(withAddress: address) != nil { continue }
-                    try ipcache.set(address, identity: value.identity)
+                if let address = cluster.keys.ipcacheAddress(inKey: key) {
+                    remote[address] = nil
+                    touched = [address]
                 }
-                for address in before.keys where remote[address] == nil {
-                    if state.endpoint(withAddress: address) != nil { continue }
-                    try ipcache.remove(address)
+            }
+            let changed = touched.filter { remote[$0] != before[$0] }
+            guard !changed.isEmpty else { return }
+            do {
+                for address in changed where state.endpoint(withAddress: address) == nil {
+                    if let value = remote[address] {
+                        try ipcache.set(address, identity: value.identity)
+                    } else {
+                        try ipcache.remove(address)
+                    }
                 }
                 cluster.view.withLock { $0.remote = remote }
                 try persistClusterCache(state)
