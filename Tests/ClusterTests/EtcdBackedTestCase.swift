@@ -24,7 +24,7 @@ class EtcdBackedTestCase: XCTestCase {
 
     /// Polls `condition` until it holds or `timeout` passes.
     func eventually(
-        _ what: String, timeout: TimeInterval = 5, file: StaticString = #filePath, line: UInt = #line,
+        _ what: String, timeout: TimeInterval = 10, file: StaticString = #filePath, line: UInt = #line,
         _ condition: () throws -> Bool
     ) rethrows {
         let deadline = Date() + timeout

@@ -61,7 +61,7 @@ extension Topology {
     /// A tag no current namespace, marker or directory uses.
     static func freshTag() throws -> String {
         for _ in 0..<64 {
-            let tag = String(format: "%04x", UInt16.random(in: 0...UInt16.max))
+            let tag = String(format: "%04x", UInt16.random(in: 0x1000...UInt16.max))
             if leftovers(tag: tag).isEmpty { return tag }
         }
         throw NetnsError("no free run tag after 64 attempts", errno: EEXIST)
