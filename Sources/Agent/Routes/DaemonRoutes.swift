@@ -2,7 +2,7 @@ import DatapathCore
 import Foundation
 import Logging
 
-/// `GET /v1/healthz`, `GET|PATCH /v1/config`.
+/// `GET /v1/healthz` (with `kernel`, the preflight the daemon ran before starting), `GET|PATCH /v1/config`.
 struct DaemonRoutes {
     let agent: NodeAgent
 
