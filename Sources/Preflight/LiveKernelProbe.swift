@@ -13,19 +13,35 @@ public struct LiveKernelProbe: KernelProbe {
     }
 
     public func features() -> KernelFeatures {
-        KernelFeatures(
+        // libbpf's probes read any failed load or map creation as "not supported", EPERM included: first make
+        // sure this process may load a program and create a map at all, else the answers would be wrong.
+        let programsDenied = Self.denied(cbpf_load_probe_sched_cls())
+        let mapsDenied = Self.denied(cbpf_map_create(BPF_MAP_TYPE_ARRAY, "na_probe", 4, 4, 1, 0))
+        return KernelFeatures(
             release: Self.release(), btf: FileManager.default.fileExists(atPath: "/sys/kernel/btf/vmlinux"),
             pinRoot: pinRoot, pinRootState: KernelFilesystems.pinRootState(pinRoot),
             cgroup2: KernelFilesystems.cgroup2Mount(),
             clsact: Self.probeClsact(), tcx: Self.probeTCX(),
-            programTypes: Self.probe(Requirements.programTypes) {
+            programTypes: Self.probe(Requirements.programTypes, denied: programsDenied) {
                 libbpf_probe_bpf_prog_type(bpf_prog_type(rawValue: $0), nil)
             },
-            mapTypes: Self.probe(Requirements.mapTypes) { libbpf_probe_bpf_map_type(bpf_map_type(rawValue: $0), nil) },
-            helpers: Self.probe(Requirements.helpers) {
+            mapTypes: Self.probe(Requirements.mapTypes, denied: mapsDenied) {
+                libbpf_probe_bpf_map_type(bpf_map_type(rawValue: $0), nil)
+            },
+            helpers: Self.probe(Requirements.helpers, denied: programsDenied) {
                 libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, bpf_func_id(rawValue: $0), nil)
             },
             sysctls: [Sysctl.jitEnable, Sysctl.unprivilegedBPFDisabled].reduce(into: [:]) { $0[$1] = Sysctl.read($1) })
+    }
+
+    /// Why this process may not use bpf(2) (EPERM, EACCES), from the fd or negative errno of an attempt that
+    /// works on every kernel with BPF; nil when it may. The fd is closed.
+    private static func denied(_ result: Int32) -> String? {
+        if result >= 0 {
+            close(result)
+            return nil
+        }
+        return result == -EPERM || result == -EACCES ? errnoText(-result) : nil
     }
 
     static func release() -> String {
@@ -34,8 +50,10 @@ public struct LiveKernelProbe: KernelProbe {
         return withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
     }
 
-    private static func probe(_ ids: [UInt32], _ body: (UInt32) -> Int32) -> [UInt32: Availability] {
-        ids.reduce(into: [:]) { $0[$1] = Availability(libbpfProbe: body($1)) }
+    private static func probe(
+        _ ids: [UInt32], denied: String?, _ body: (UInt32) -> Int32
+    ) -> [UInt32: Availability] {
+        ids.reduce(into: [:]) { $0[$1] = denied.map(Availability.unprobed) ?? Availability(libbpfProbe: body($1)) }
     }
 
     /// tcx answers a read-only query on loopback where the kernel knows it (see `cbpf_probe_tcx`).

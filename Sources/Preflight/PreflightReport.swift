@@ -70,6 +70,9 @@ public struct PreflightReport: Sendable, Equatable {
         }
     }
 
+    /// The required checks whose probe could not run: they refuse nothing, but prove nothing either.
+    public var unknown: [Item] { items.filter { $0.required && $0.status == .unknown } }
+
     /// Why the agent refuses to start, naming each missing requirement; nil when nothing required is missing.
     public var refusal: String? {
         guard !passed else { return nil }

@@ -50,6 +50,11 @@ struct PreflightCommand: ParsableCommand {
         let report = PreflightReport.evaluate(
             LiveKernelProbe(pinRoot: bpfRoot ?? root), for: AgentFeature.configured(plugins: plugins, cluster: cluster))
         global.emit(report.json, table: PreflightView.render)
+        if !report.unknown.isEmpty {
+            printNote(
+                "\(report.unknown.count) required check(s) could not be probed "
+                    + "(\(report.unknown.map(\.name).joined(separator: ", "))): run as root, as the agent runs")
+        }
         if let refusal = report.refusal {
             printNote(refusal)
             throw ExitCode.failure

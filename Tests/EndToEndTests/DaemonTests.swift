@@ -99,6 +99,16 @@ final class DaemonTests: EndToEndTestCase {
         let onBPFFS = try agent.nodectl("-o", "json", "preflight", "--bpf-root", agent.bpfRoot)
         XCTAssertEqual(onBPFFS.status, 0, onBPFFS.stdout + onBPFFS.stderr)
         XCTAssertEqual(try JSON.parse(onBPFFS.stdout)["status"], "ok")
+        // Unprivileged, the probes cannot run: they are unknown, which refuses nothing and says so.
+        if (try? Shell.executablePath("setpriv")) != nil, let nodectl = agent.nodectlBinary {
+            let nobody = try Shell.capture(
+                ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", nodectl, "-o", "json", "preflight"])
+            let checks = try JSON.parse(nobody.stdout)["checks"]?.arrayValue ?? []
+            XCTAssertEqual(checks.first { $0["name"] == "map-type ringbuf" }?["status"], "unknown", nobody.stdout)
+            XCTAssertEqual(nobody.status, 0, nobody.stderr)
+            XCTAssertTrue(nobody.stderr.contains("could not be probed"), nobody.stderr)
+            XCTAssertTrue(nobody.stderr.contains("run as root, as the agent runs"), nobody.stderr)
+        }
         let daemon = try Shell.capture([agent.binary, "preflight", "--bpf-root", pins])
         XCTAssertEqual(daemon.status, 1, daemon.stdout)
         XCTAssertTrue(daemon.stdout.contains(expected), daemon.stdout)
