@@ -47,11 +47,15 @@ let package = Package(
         // JSON through jansson, and the request/response/route vocabulary shared by the API layers.
         .target(name: "AgentAPI", dependencies: ["CJansson"]),
 
+        // Kernel preflight: the features the agent needs, probed through libbpf, and the report on them.
+        .target(name: "Preflight", dependencies: ["CLibbpf", "AgentAPI"]),
+        .testTarget(name: "PreflightTests", dependencies: ["Preflight", "AgentAPI", "CLibbpf"]),
+
         // Datapath-manager core: BPF objects, maps, programs, pinning, tc attachment, plugin registry.
         .target(
             name: "DatapathCore",
             dependencies: [
-                "CLibbpf", "CZlib", "CNodeABI", "BPFObjects", "AgentAPI", "CGlibc",
+                "CLibbpf", "CZlib", "CNodeABI", "BPFObjects", "AgentAPI", "CGlibc", "Preflight",
                 .product(name: "Logging", package: "swift-log"),
             ]),
 
@@ -75,13 +79,13 @@ let package = Package(
             name: "Agent",
             dependencies: [
                 "DatapathCore", "RESTServer", "Policy", "Cluster", "EtcdClient", "Netlink", "AgentAPI", "CNodeABI",
-                "CGlibc", "CSystemd",
+                "CGlibc", "CSystemd", "Preflight",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .executableTarget(
             name: "nodeagent",
             dependencies: [
-                "Agent", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                "Agent", "Preflight", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ] + datapathPlugins.map { .target(name: $0) }),
 
@@ -98,7 +102,7 @@ let package = Package(
         .executableTarget(
             name: "nodectl",
             dependencies: [
-                "NodeCtlKit", "AgentAPI",
+                "NodeCtlKit", "AgentAPI", "Preflight",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]),
 

@@ -2,6 +2,7 @@ import CGlibc
 import DatapathCore
 import Foundation
 import Logging
+import Preflight
 import RESTServer
 
 /// Starts the agent: datapath, restored state, plugins, then the API; runs until SIGTERM or SIGINT. Under a
@@ -29,7 +30,15 @@ public final class Daemon: Sendable {
                 return 1
             }
             let started = ContinuousClock.now
+            // Before anything is created or loaded: an agent that would start half-working does not start.
+            let preflight = config.preflight(linked: plugins.map(\.name))
+            if let refusal = preflight.refusal {
+                for line in preflight.lines(onlyMissing: true) { logger.error("kernel preflight: \(line)") }
+                logger.error("agent refuses to start: \(refusal)")
+                return 1
+            }
             let agent = try NodeAgent(config: config, plugins: plugins, logLevel: logLevel)
+            agent.preflightReport.withLock { $0 = preflight }
             // Plugins first: restoring regenerates every policy map, and CIDR rules need the plugin that holds
             // prefix identities (rebuilt from the pinned ipcache when it starts).
             agent.startPlugins()

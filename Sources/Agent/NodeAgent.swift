@@ -1,6 +1,7 @@
 import DatapathCore
 import Foundation
 import Logging
+import Preflight
 import Synchronization
 
 /// The running agent: datapath, plugins, runtime options, and (in the files beside this one) endpoints,
@@ -26,6 +27,8 @@ public final class NodeAgent: Sendable {
     let hostAddressesRefreshed = Mutex<ContinuousClock.Instant?>(nil)
     /// This node's part in a cluster; nil when the agent runs standalone.
     let cluster: ClusterMode?
+    /// The kernel preflight the daemon ran before starting (see `kernelPreflight`).
+    let preflightReport = Mutex<PreflightReport?>(nil)
 
     public init(config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox) throws {
         self.config = config

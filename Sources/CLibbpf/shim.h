@@ -166,4 +166,36 @@ static inline long cbpf_fs_type(const char *path)
 	return (long)info.f_type;
 }
 
+/* unshare(2) of the network namespace: glibc declares unshare only under _GNU_SOURCE, which Swift's Glibc module
+ * is not built with. Affects the calling thread only. Returns 0 or -errno. */
+extern int unshare(int flags);
+
+static inline int cbpf_unshare_net(void)
+{
+	return unshare(0x40000000 /* CLONE_NEWNET */) ? -errno : 0;
+}
+
+/* A minimal SCHED_CLS program ("r0 = TC_ACT_OK; exit") for attach probes: bpf_insn's register fields are
+ * bitfields, which Swift cannot initialise. Returns the program fd or -errno. */
+static inline int cbpf_load_probe_sched_cls(void)
+{
+	struct bpf_insn insns[] = {
+		{ .code = BPF_ALU64 | BPF_MOV | BPF_K, .dst_reg = BPF_REG_0, .imm = TC_ACT_OK },
+		{ .code = BPF_JMP | BPF_EXIT },
+	};
+	int fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "na_probe", "GPL", insns, 2, NULL);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/* Whether the kernel knows tcx attachment (BPF_TCX_INGRESS, 46, Linux 6.6; newer than these uapi headers): a
+ * query on loopback (ifindex 1 in every namespace) answers 0 there and -EINVAL before. Reads only. */
+static inline int cbpf_probe_tcx(void)
+{
+	__u32 count = 0;
+	int err = bpf_prog_query(1, (enum bpf_attach_type)46, 0, NULL, NULL, &count);
+
+	return err < 0 ? -errno : 0;
+}
+
 #endif /* CLIBBPF_SHIM_H */

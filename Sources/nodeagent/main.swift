@@ -19,7 +19,7 @@ struct NodeAgentCommand: ParsableCommand {
         commandName: "nodeagent",
         abstract: "Node-local eBPF network-security agent: endpoints, identities and policies enforced in the kernel.",
         version: Daemon.version,
-        subcommands: [Run.self, Cleanup.self],
+        subcommands: [Run.self, Cleanup.self, PreflightCommand.self],
         defaultSubcommand: Run.self)
 }
 
@@ -64,6 +64,29 @@ extension NodeAgentCommand {
             Daemon.prepareProcess()
             let status = Daemon(config: config, plugins: linkedPlugins(), logLevel: level).run()
             throw ExitCode(status)
+        }
+    }
+
+    struct PreflightCommand: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "preflight",
+            abstract: "Check the kernel features the configured agent needs, as the agent does before it starts.",
+            discussion: "Exit status: 0 when everything required is present, 1 when something is missing.")
+
+        @OptionGroup var options: CommonOptions
+
+        func run() throws {
+            let config: AgentConfig
+            do {
+                config = try options.resolve()
+            } catch let error as AgentError {
+                throw ValidationError(error.message)
+            }
+            let report = config.preflight(linked: linkedPlugins().map(\.name))
+            print("kernel \(report.kernel), features: \(report.features.map(\.rawValue).joined(separator: ", "))")
+            for line in report.lines() { print(line) }
+            print(report.refusal ?? "ok: every required kernel feature is present")
+            throw ExitCode(report.passed ? 0 : 1)
         }
     }
 

@@ -17,7 +17,7 @@ struct NodeCtl: ParsableCommand {
         subcommands: [
             StatusCommand.self, MapCommand.self, ConfigCommand.self, EndpointCommand.self, IdentityCommand.self,
             PolicyCommand.self, ConntrackCommand.self, NATCommand.self, IPAMCommand.self, ObserveCommand.self,
-            MetricsCommand.self, NodeCommand.self,
+            MetricsCommand.self, NodeCommand.self, PreflightCommand.self,
         ])
 
     // Declared here as well as in each subcommand so the options may come before the subcommand name

@@ -24,7 +24,15 @@ final class DaemonTests: EndToEndTestCase {
         let version = try Shell.run([agent.binary, "--version"]).trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertEqual(health["version"]?.stringValue, version, "the version the binary reports")
         let kernel = try Shell.run(["uname", "-r"]).trimmingCharacters(in: .whitespacesAndNewlines)
-        XCTAssertEqual(health["kernel"]?.stringValue, kernel)
+        XCTAssertEqual(health["kernel"]?["version"]?.stringValue, kernel)
+        XCTAssertEqual(health["kernel"]?["status"], "ok", "\(health["kernel"] ?? nil)")
+        let checks = health["kernel"]?["checks"]?.arrayValue ?? []
+        XCTAssertEqual(
+            checks.filter { $0["required"] == true && $0["status"] != "ok" }, [], "every required check passes here")
+        let ringbuf = checks.first { $0["name"] == "map-type ringbuf" }
+        XCTAssertEqual(ringbuf?["needed-by"], ["core", "flows"], "\(checks)")
+        XCTAssertEqual(
+            checks.first { $0["name"] == "bpffs" }?["detail"]?.stringValue, "\(agent.bpfRoot) is on bpffs")
         XCTAssertEqual(health["bpffs"]?["root"]?.stringValue, agent.bpfRoot)
         XCTAssertEqual(health["bpffs"]?["mounted"], true)
         XCTAssertEqual(health["endpoints"], 0)
@@ -41,7 +49,8 @@ final class DaemonTests: EndToEndTestCase {
 
         let status = try agent.nodectl("status")
         XCTAssertEqual(status.status, 0, status.stderr)
-        for text in ["ok", version, kernel, "\(agent.bpfRoot) (mounted)", "cidr-policy", "running"] {
+        for text in ["ok", version, "\(kernel) (preflight ok)", "\(agent.bpfRoot) (mounted)", "cidr-policy", "running"]
+        {
             XCTAssertTrue(status.stdout.contains(text), "nodectl status should show \(text):\n\(status.stdout)")
         }
         let json = try agent.nodectl("-o", "json", "status")
@@ -49,6 +58,60 @@ final class DaemonTests: EndToEndTestCase {
         let parsed = try JSON.parse(json.stdout)
         XCTAssertEqual(parsed["kernel"], health["kernel"])
         XCTAssertEqual(parsed["plugins"]?.arrayValue?.count, plugins.count)
+    }
+
+    /// A pin root off bpffs (a directory of the test's own, on /tmp's disk) is a missing kernel requirement: the agent
+    /// refuses to start, naming it and what needs it, before it creates or loads anything; `nodectl preflight`
+    /// finds the same without an agent.
+    func testRefusesToStartWhenAKernelRequirementIsMissing() throws {
+        let topology = try makeTopology()
+        guard AgentProcess.locate("nodeagent") != nil else { throw XCTSkip("nodeagent binary not built") }
+        let directory = "\(Topology.temporaryDirectory)/na\(topology.tag)-pins"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let pins = "\(directory)/nodeagent"
+        // The last --bpf-root wins over the one the harness passes.
+        let agent = try AgentProcess(topology: topology, extraArguments: ["--bpf-root", pins], start: false)
+        let expected =
+            "missing  bpffs (needed by core): \(pins) is not on a BPF filesystem (mount one with: mount -t bpf bpf "
+            + "\(directory)); maps are pinned there so they outlive an agent restart"
+
+        XCTAssertThrowsError(try agent.start()) { error in
+            XCTAssertTrue("\(error)".contains("exited with status 1"), "\(error)")
+        }
+        XCTAssertEqual(agent.exitStatus, .exited(1))
+        let stderr = agent.stderrTail()
+        XCTAssertTrue(stderr.contains("kernel preflight: \(expected)"), stderr)
+        XCTAssertTrue(stderr.contains("agent refuses to start: kernel preflight on "), stderr)
+        XCTAssertTrue(stderr.contains(": 1 required feature(s) missing: bpffs"), stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pins), "nothing is created before the preflight")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: agent.socketPath), "the API never served")
+
+        let offline = try agent.nodectl("preflight", "--bpf-root", pins)
+        XCTAssertEqual(offline.status, 1, offline.stderr)
+        XCTAssertTrue(offline.stdout.contains("Status:    missing"), offline.stdout)
+        XCTAssertTrue(offline.stderr.contains("1 required feature(s) missing: bpffs"), offline.stderr)
+        let json = try agent.nodectl("-o", "json", "preflight", "--bpf-root", pins)
+        let bpffs = try JSON.parse(json.stdout)["checks"]?.arrayValue?.first { $0["name"] == "bpffs" }
+        XCTAssertEqual(bpffs?["status"], "missing")
+        XCTAssertEqual(bpffs?["needed-by"], ["core"])
+
+        let onBPFFS = try agent.nodectl("-o", "json", "preflight", "--bpf-root", agent.bpfRoot)
+        XCTAssertEqual(onBPFFS.status, 0, onBPFFS.stdout + onBPFFS.stderr)
+        XCTAssertEqual(try JSON.parse(onBPFFS.stdout)["status"], "ok")
+        // Unprivileged, the probes cannot run: they are unknown, which refuses nothing and says so.
+        if (try? Shell.executablePath("setpriv")) != nil, let nodectl = agent.nodectlBinary {
+            let nobody = try Shell.capture(
+                ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", nodectl, "-o", "json", "preflight"])
+            let checks = try JSON.parse(nobody.stdout)["checks"]?.arrayValue ?? []
+            XCTAssertEqual(checks.first { $0["name"] == "map-type ringbuf" }?["status"], "unknown", nobody.stdout)
+            XCTAssertEqual(nobody.status, 0, nobody.stderr)
+            XCTAssertTrue(nobody.stderr.contains("could not be probed"), nobody.stderr)
+            XCTAssertTrue(nobody.stderr.contains("run as root, as the agent runs"), nobody.stderr)
+        }
+        let daemon = try Shell.capture([agent.binary, "preflight", "--bpf-root", pins])
+        XCTAssertEqual(daemon.status, 1, daemon.stdout)
+        XCTAssertTrue(daemon.stdout.contains(expected), daemon.stdout)
     }
 
     func testConfigChangesAreValidatedAtomicAndSurviveARestart() throws {

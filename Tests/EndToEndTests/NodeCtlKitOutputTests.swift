@@ -171,6 +171,37 @@ final class NodeCtlKitOutputTests: XCTestCase {
         XCTAssertEqual(StatusView.formatDuration(seconds: 86400), "1d0h0m0s")
     }
 
+    func testPreflightTableAndTheStatusKernelLine() {
+        let kernel: JSON = [
+            "version": "6.8.0-45-generic", "status": "missing", "features": ["core", "flows"],
+            "checks": [
+                [
+                    "name": "bpffs", "status": "missing", "required": true, "needed-by": ["core"],
+                    "detail": "/x/nodeagent is not on a BPF filesystem",
+                ],
+                [
+                    "name": "tcx", "status": "ok", "required": false, "needed-by": [],
+                    "detail": "available (not used: clsact is used)",
+                ],
+            ],
+        ]
+        XCTAssertEqual(
+            PreflightView.render(kernel),
+            """
+            Kernel:    6.8.0-45-generic
+            Features:  core,flows
+            Status:    missing
+            CHECK   STATUS    NEEDED BY   DETAIL
+            bpffs   missing   core        /x/nodeagent is not on a BPF filesystem
+            tcx     ok        -           available (not used: clsact is used)
+
+            """)
+        XCTAssertTrue(
+            StatusView.render(["kernel": kernel]).contains(
+                "Kernel:           6.8.0-45-generic (preflight: missing bpffs)\n"),
+            StatusView.render(["kernel": kernel]))
+    }
+
     func testStatusShowsTheDatapathOptions() {
         let health: JSON = [
             "status": "ok", "endpoints": 0, "policy-revision": 0, "plugins": [],

@@ -2,13 +2,14 @@ import Cluster
 import DatapathCore
 import Foundation
 import Policy
+import Preflight
 
 /// The agent's configuration: built-in defaults, then the config file (JSON), then command-line flags.
 /// Runtime options (`PATCH /v1/config`) are the subset in `RuntimeOptions`.
 public struct AgentConfig: Sendable {
     public static let defaultSocket = AgentSocket.defaultPath
     public static let defaultStateDir = "/var/lib/nodeagent"
-    public static let defaultBPFRoot = "/sys/fs/bpf/nodeagent"
+    public static let defaultBPFRoot = KernelFilesystems.defaultPinRoot
 
     public var socketPath = defaultSocket
     public var stateDir = defaultStateDir

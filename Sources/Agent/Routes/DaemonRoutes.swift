@@ -2,7 +2,7 @@ import DatapathCore
 import Foundation
 import Logging
 
-/// `GET /v1/healthz`, `GET|PATCH /v1/config`.
+/// `GET /v1/healthz` (with `kernel`, the preflight the daemon ran before starting), `GET|PATCH /v1/config`.
 struct DaemonRoutes {
     let agent: NodeAgent
 
@@ -17,13 +17,10 @@ struct DaemonRoutes {
 
 extension NodeAgent {
     func health() -> JSON {
-        var uts = utsname()
-        uname(&uts)
-        let kernel = withUnsafeBytes(of: uts.release) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         let (endpoints, revision) = state.withLock { ($0.endpoints.count, $0.policy.revision) }
         let options = runtime.withLock { $0 }
         var health: [String: JSON] = [
-            "status": "ok", "version": .string(Daemon.version), "kernel": .string(kernel),
+            "status": "ok", "version": .string(Daemon.version), "kernel": kernelPreflight().json,
             "bpffs": ["root": .string(datapath.root), "mounted": .bool(BPFFS.isBPFFS(datapath.root))],
             "uptime-seconds": .int((ContinuousClock.now - startedAt).components.seconds),
             "endpoints": .int(Int64(endpoints)), "policy-revision": .int(Int64(revision)),

@@ -1,16 +1,15 @@
 import CLibbpf
 import Foundation
 import Glibc
+import Preflight
 
 /// The BPF filesystem, where maps are pinned so they outlive the agent.
 public enum BPFFS {
-    /// statfs magic of bpffs (include/uapi/linux/magic.h).
-    static let magic: Int = 0xcafe_4a11
-    public static let defaultMountPoint = "/sys/fs/bpf"
+    public static let defaultMountPoint = KernelFilesystems.bpfMountPoint
 
     /// Whether `path` lies on a bpffs mount.
     public static func isBPFFS(_ path: String) -> Bool {
-        cbpf_fs_type(path) == magic
+        KernelFilesystems.isBPFFS(path)
     }
 
     /// Makes sure `root` (e.g. /sys/fs/bpf/nodeagent) exists on bpffs: mounts bpffs at /sys/fs/bpf when nothing
@@ -28,7 +27,7 @@ public enum BPFFS {
             throw AgentError.datapath("creating BPF pin directory \(root): \(error)")
         }
         guard isBPFFS(root) else {
-            throw AgentError.datapath("\(root) is not on a BPF filesystem (mount one with: mount -t bpf bpf \(parent))")
+            throw AgentError.datapath(KernelFilesystems.notOnBPFFS(root))
         }
     }
 

@@ -6,7 +6,7 @@ public enum StatusView {
         var fields: [(name: String, value: String)] = [
             ("Status", Cells.text(health["status"])),
             ("Version", Cells.text(health["version"])),
-            ("Kernel", Cells.text(health["kernel"])),
+            ("Kernel", PreflightView.summary(health["kernel"])),
         ]
         if let bpffs = health["bpffs"] {
             let mounted = bpffs["mounted"]?.boolValue

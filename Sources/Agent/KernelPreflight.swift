@@ -1,0 +1,31 @@
+import DatapathCore
+import Preflight
+
+extension AgentConfig {
+    /// The features this configuration runs: the always-on ones, each linked plugin not disabled under
+    /// `plugins`, and cluster mode with a `cluster` section.
+    func preflightFeatures(linked plugins: [String]) -> Set<AgentFeature> {
+        AgentFeature.configured(plugins: self.plugins, cluster: cluster != nil).filter { feature in
+            AgentFeature.always.contains(feature) || feature == .cluster || plugins.contains(feature.rawValue)
+        }
+    }
+
+    /// The kernel preflight of this machine for this configuration: what the daemon checks before it starts,
+    /// and what `nodeagent preflight` prints.
+    public func preflight(linked plugins: [String]) -> PreflightReport {
+        PreflightReport.evaluate(LiveKernelProbe(pinRoot: bpfRoot), for: preflightFeatures(linked: plugins))
+    }
+}
+
+extension NodeAgent {
+    /// The preflight `GET /v1/healthz` shows: the one the daemon ran before starting, else one run on first ask
+    /// (an agent built without the daemon, as in tests), kept since the probes load programs and make maps.
+    func kernelPreflight() -> PreflightReport {
+        preflightReport.withLock { report in
+            if let report { return report }
+            let fresh = config.preflight(linked: registry.names)
+            report = fresh
+            return fresh
+        }
+    }
+}

@@ -1,0 +1,116 @@
+import AgentAPI
+import CLibbpf
+
+/// A part of the agent that needs kernel features. `core` and `flows` are always on; the others follow the
+/// configuration (`plugins.<name>.enabled`, a `cluster` section), named as the plugins name themselves.
+public enum AgentFeature: String, Sendable, CaseIterable, Comparable {
+    case core
+    case flows
+    case conntrackGC = "conntrack-gc"
+    case cidrPolicy = "cidr-policy"
+    case nat
+    case ipam
+    case cluster
+
+    /// The features every agent runs.
+    public static let always: Set<AgentFeature> = [.core, .flows]
+
+    /// The features a configuration turns on: always-on ones, each plugin not disabled in the `plugins` section
+    /// (`{"nat": {"enabled": false}}`; plugins are on unless disabled), and `cluster` with a `cluster` section.
+    public static func configured(plugins: JSON, cluster: Bool) -> Set<AgentFeature> {
+        var features = always
+        for feature in [AgentFeature.conntrackGC, .cidrPolicy, .nat, .ipam]
+        where plugins[feature.rawValue]?["enabled"]?.boolValue != false {
+            features.insert(feature)
+        }
+        if cluster { features.insert(.cluster) }
+        return features
+    }
+
+    public static func < (a: AgentFeature, b: AgentFeature) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
+}
+
+/// One thing the preflight checks.
+public enum Check: Sendable, Hashable {
+    case kernelVersion
+    case btf
+    case bpffs
+    case cgroup2
+    case clsact
+    case tcx
+    case programType(UInt32)
+    case mapType(UInt32)
+    /// A helper by `bpf_func_id`, with the name the programs call it by (libbpf has no table of helper names).
+    case helper(UInt32, name: String)
+    case sysctl(String)
+}
+
+/// A check, the features that need it (none: reported only, never refuses a start) and what it serves.
+public struct Requirement: Sendable {
+    public let check: Check
+    public let neededBy: [AgentFeature]
+    public let purpose: String
+
+    init(_ check: Check, _ neededBy: [AgentFeature], _ purpose: String) {
+        self.check = check
+        self.neededBy = neededBy
+        self.purpose = purpose
+    }
+}
+
+/// The requirement table: every kernel feature the agent uses and who needs it. The endpoint programs are one
+/// object (bpf/endpoint.bpf.c) loaded whole, so every map type and helper in it is needed by `core` whatever is
+/// configured; the feature whose code path uses it is named beside `core`. Map types and helpers are what
+/// `grep -o 'BPF_MAP_TYPE_[A-Z_]*\|bpf_[a-z0-9_]*(' bpf/` finds (byte-order macros aside).
+public enum Requirements {
+    public static let table: [Requirement] = [
+        Requirement(.kernelVersion, [], "reported only: features are probed, not inferred from the version"),
+        Requirement(.bpffs, [.core], "maps are pinned there so they outlive an agent restart"),
+        Requirement(.programType(BPF_PROG_TYPE_SCHED_CLS.rawValue), [.core], "the endpoint programs (tc)"),
+        Requirement(.clsact, [.core], "endpoint programs attach to a clsact qdisc"),
+        Requirement(.tcx, [], "not used: clsact is used"),
+        Requirement(.btf, [], "nothing needs it today: the programs use no CO-RE relocations"),
+        Requirement(.cgroup2, [], "nothing needs it today: the programs attach to tc, not to cgroups"),
+        map(BPF_MAP_TYPE_HASH, [.core], "na_endpoints"),
+        map(BPF_MAP_TYPE_ARRAY, [.core, .nat], "na_config, na_nat_config"),
+        map(BPF_MAP_TYPE_HASH_OF_MAPS, [.core], "na_policy, one policy map per endpoint"),
+        map(BPF_MAP_TYPE_LPM_TRIE, [.core, .cidrPolicy, .nat], "na_ipcache, the policy maps, na_nat_cluster"),
+        map(BPF_MAP_TYPE_LRU_HASH, [.core, .conntrackGC, .nat], "na_ct, na_drop_agg, na_frags, na_nat"),
+        map(BPF_MAP_TYPE_PERCPU_ARRAY, [.core, .conntrackGC, .flows], "na_ct_created, na_event_stats"),
+        map(BPF_MAP_TYPE_PERCPU_HASH, [.core], "na_metrics"),
+        map(BPF_MAP_TYPE_RINGBUF, [.core, .flows], "na_events: flow and drop events"),
+        helper(BPF_FUNC_map_lookup_elem, "bpf_map_lookup_elem", [.core], "every map read"),
+        helper(BPF_FUNC_map_update_elem, "bpf_map_update_elem", [.core], "conntrack, metrics, NAT mappings"),
+        helper(BPF_FUNC_map_delete_elem, "bpf_map_delete_elem", [.core], "conntrack"),
+        helper(BPF_FUNC_ktime_get_ns, "bpf_ktime_get_ns", [.core, .flows], "conntrack lifetimes, event times"),
+        helper(BPF_FUNC_get_prandom_u32, "bpf_get_prandom_u32", [.core, .flows, .nat], "flow sampling, NAT ports"),
+        helper(BPF_FUNC_skb_pull_data, "bpf_skb_pull_data", [.core], "reading headers beyond the linear data"),
+        helper(BPF_FUNC_skb_store_bytes, "bpf_skb_store_bytes", [.core, .nat], "NAT's address and port rewrite"),
+        helper(BPF_FUNC_l3_csum_replace, "bpf_l3_csum_replace", [.core, .nat], "NAT's IP checksum update"),
+        helper(BPF_FUNC_l4_csum_replace, "bpf_l4_csum_replace", [.core, .nat], "NAT's TCP/UDP checksum update"),
+        helper(BPF_FUNC_ringbuf_reserve, "bpf_ringbuf_reserve", [.core, .flows], "flow and drop events"),
+        helper(BPF_FUNC_ringbuf_submit, "bpf_ringbuf_submit", [.core, .flows], "flow and drop events"),
+        helper(BPF_FUNC_ringbuf_query, "bpf_ringbuf_query", [.core, .flows], "event backpressure"),
+        Requirement(.sysctl(Sysctl.jitEnable), [], "JIT-compiled programs; without, they run in the interpreter"),
+        Requirement(.sysctl(Sysctl.unprivilegedBPFDisabled), [], "informational: the agent runs privileged"),
+    ]
+
+    /// Every map type, program type and helper the table names: what the live probe asks the kernel about.
+    static var mapTypes: [UInt32] { table.compactMap { if case .mapType(let id) = $0.check { id } else { nil } } }
+    static var programTypes: [UInt32] {
+        table.compactMap { if case .programType(let id) = $0.check { id } else { nil } }
+    }
+    static var helpers: [UInt32] { table.compactMap { if case .helper(let id, _) = $0.check { id } else { nil } } }
+
+    private static func map(_ type: bpf_map_type, _ neededBy: [AgentFeature], _ purpose: String) -> Requirement {
+        Requirement(.mapType(type.rawValue), neededBy, purpose)
+    }
+
+    private static func helper(
+        _ id: bpf_func_id, _ name: String, _ neededBy: [AgentFeature], _ purpose: String
+    ) -> Requirement {
+        Requirement(.helper(id.rawValue, name: name), neededBy, purpose)
+    }
+}
