@@ -47,6 +47,7 @@ ip link set lo up
 
 # An emulated guest (TCG) is several times slower: the agent's start, mostly loading the BPF object, takes
 # about 13 s on 6.1 instead of the 10 s the end-to-end harness allows by default.
-chroot "$root" /usr/bin/env HOME=/root NODEAGENT_AGENT_START_TIMEOUT=60 /bin/sh "${runner:-$repo/scripts/kernel-matrix-runner.sh}" "$repo"
+chroot "$root" /usr/bin/env HOME=/root NODEAGENT_AGENT_START_TIMEOUT=60 \
+    /bin/sh "${runner:-$repo/scripts/kernel-matrix-runner.sh}" "$repo"
 sync
 poweroff -f

@@ -39,7 +39,8 @@ run_group() {
         result=fail
         status=1
     fi
-    echo "matrix: group=$group result=$result executed=${executed:-0} failures=${failures:-?} skipped=$skipped exit=$code"
+    echo "matrix: group=$group result=$result executed=${executed:-0} failures=${failures:-?}" \
+        "skipped=$skipped exit=$code"
     if [ "$result" = fail ]; then
         grep -E "error:|' failed|' skipped|libbpf|verifier|processed [0-9]+ insns" "$log" | head -200 |
             sed "s/^/matrix-log: $group: /"

@@ -154,17 +154,24 @@ done
 # The table and KERNELS.md's results section, from the collected lines.
 results=$(mktemp)
 {
-    echo "| Kernel | Package | Programs loaded | Verifier instructions (headroom) | Fixtures | End-to-end |"
-    echo "|---|---|---|---|---|---|"
+    echo "| Kernel | Package | Run | Programs loaded | Verifier instructions (headroom) | Fixtures | End-to-end |"
+    echo "|---|---|---|---|---|---|---|"
     for kernel in "${kernels[@]}"; do
         r="$cache/logs/$kernel.log.results"
         release=$(sed -n 's/^matrix: kernel=//p' "$r" | head -1)
+        accel=$(sed -n 's/^matrix: accel=//p' "$r" | head -1)
         programs=$(grep -c "^matrix: verifier: " "$r" || true)
-        insns=$(sed -n 's/^matrix: verifier: .* program=\([^ ]*\) instructions=\([^ ]*\) .* headroom=\([^ ]*\)$/\1 \2 (\3)/p' \
-            "$r" | sort | paste -sd, - | sed 's/,/, /g')
-        group() { sed -n "s/^matrix: group=$1 result=\([a-z]*\) executed=\([0-9]*\) failures=\([^ ]*\) .*/\1: \2 tests, \3 failed/p" "$r"; }
+        line='program=\([^ ]*\) instructions=\([^ ]*\) .* headroom=\([^ ]*\)$'
+        insns=$(sed -n "s/^matrix: verifier: .* $line/\1 \2 (\3)/p" "$r" | sort | paste -sd, - | sed 's/,/, /g')
+        group() {
+            line='result=\([a-z]*\) executed=\([0-9]*\) failures=\([^ ]*\) .*'
+            sed -n "s/^matrix: group=$1 $line/\1: \2 tests, \3 failed/p" "$r"
+        }
         [ -n "$release" ] || release="$kernel (did not report)"
-        echo "| $release | ${versions[$kernel]} | $programs | ${insns:-none} | $(group fixtures) | $(group endtoend) |"
+        run=host
+        [ -z "$accel" ] || run="qemu $accel"
+        echo "| $release | ${versions[$kernel]} | $run | $programs | ${insns:-none}" \
+            "| $(group fixtures) | $(group endtoend) |"
     done
 } >"$results"
 cat "$results"
