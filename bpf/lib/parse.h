@@ -51,6 +51,15 @@ static __always_inline void *na_header(struct __sk_buff *skb, __u32 off, __u32 l
 {
 	void *data, *data_end;
 
+	/*
+	 * Without the barrier clang may test the bound on a value off was
+	 * computed from (l4_off + 8 is tested as l4_off > 2040) and add the
+	 * unbounded copy to the packet pointer. A verifier that does not carry
+	 * the bound across that addition then sees an offset of up to 64 KiB
+	 * and refuses the access: Debian 12's 6.1 and 6.12 both did (see
+	 * KERNELS.md); 6.18 carries it.
+	 */
+	barrier_var(off);
 	if (off > NA_MAX_HDR_OFF)
 		return NULL;
 	/*

@@ -21,6 +21,19 @@ public final class BPFProgram: Sendable {
         return info.id
     }
 
+    /// How many instructions the verifier processed to accept the program (`verified_insns`), the figure the
+    /// kernel compares with its complexity limit of 1,000,000 (BPF_COMPLEXITY_LIMIT_INSNS). nil when the kernel
+    /// does not report it: the field exists since Linux 5.16 and an older kernel leaves it zero.
+    public func verifiedInstructions() throws -> UInt32? {
+        var info = bpf_prog_info()
+        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
+        try bpfCall("reading info of program \(name)") { bpf_obj_get_info_by_fd(fd, &info, &length) }
+        // The kernel copies back only the prefix of the struct it knows; a shorter answer has no such field.
+        let end = MemoryLayout<bpf_prog_info>.offset(of: \bpf_prog_info.verified_insns)! + MemoryLayout<UInt32>.size
+        guard Int(length) >= end, info.verified_insns > 0 else { return nil }
+        return info.verified_insns
+    }
+
     /// Result of one BPF_PROG_TEST_RUN.
     public struct TestRunResult: Sendable {
         /// The program's return code (TC_ACT_OK = 0, TC_ACT_SHOT = 2 for tc programs).

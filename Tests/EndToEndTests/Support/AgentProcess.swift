@@ -84,9 +84,14 @@ final class AgentProcess: @unchecked Sendable {
 
     var isRunning: Bool { state.current.process?.isRunning ?? false }
 
+    /// How long a start may take by default: 10 s, or NODEAGENT_AGENT_START_TIMEOUT seconds where the machine is
+    /// much slower (scripts/kernel-matrix.sh's emulated guests load the BPF object in about 13 s).
+    static let defaultStartTimeout: TimeInterval =
+        ProcessInfo.processInfo.environment["NODEAGENT_AGENT_START_TIMEOUT"].flatMap { TimeInterval($0) } ?? 10
+
     /// Starts the daemon under `nsenter --net=<node namespace>` and waits until `GET /v1/healthz` answers 200;
     /// throws with the tail of its stderr when it exits first or does not answer within `timeout`.
-    func start(timeout: TimeInterval = 10) throws {
+    func start(timeout: TimeInterval = AgentProcess.defaultStartTimeout) throws {
         guard !isRunning else { throw AgentHarnessError("agent already running (pid \(pid ?? 0))") }
         let starts = state.withLock { state -> Int in
             state.starts += 1
@@ -111,7 +116,7 @@ final class AgentProcess: @unchecked Sendable {
     }
 
     /// Polls `GET /v1/healthz` until it answers 200.
-    func waitUntilHealthy(timeout: TimeInterval = 10) throws {
+    func waitUntilHealthy(timeout: TimeInterval = AgentProcess.defaultStartTimeout) throws {
         let deadline = Date() + timeout
         var last = "no answer"
         while Date() < deadline {
