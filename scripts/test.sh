@@ -24,6 +24,10 @@ echo "Swift sources: formatted, within 120 columns"
 
 swift build --build-tests
 
+# The kernel preflight on this machine's kernel, as the agent runs it at start (other kernels: the hand-run
+# scripts/kernel-matrix.sh, results in KERNELS.md). The verifier-headroom check is VerifierHeadroomTests below.
+"$(swift build --show-bin-path)/nodeagent" preflight
+
 # systemd-analyze verify, in a scratch root holding the distribution's units, ours and the built agent at the path
 # ExecStart names: it needs no running systemd (containers, CI) and checks that the command exists. It reports bad
 # settings as warnings with exit status 0, so any output fails too.
