@@ -44,6 +44,15 @@ struct CommonOptions: ParsableArguments {
         if let bpfRoot { resolved.bpfRoot = bpfRoot }
         return resolved
     }
+
+    /// The resolved configuration, a bad value reported as a usage error (the field named, exit status 64).
+    func validated() throws -> AgentConfig {
+        do {
+            return try resolve()
+        } catch let error as AgentError {
+            throw ValidationError(error.message)
+        }
+    }
 }
 
 extension NodeAgentCommand {
@@ -53,12 +62,7 @@ extension NodeAgentCommand {
         @OptionGroup var options: CommonOptions
 
         func run() throws {
-            let config: AgentConfig
-            do {
-                config = try options.resolve()
-            } catch let error as AgentError {
-                throw ValidationError(error.message)
-            }
+            let config = try options.validated()
             let level = LogLevelBox(.info)
             LoggingSystem.bootstrap { StructuredLogHandler(label: $0, level: level) }
             Daemon.prepareProcess()
@@ -76,12 +80,7 @@ extension NodeAgentCommand {
         @OptionGroup var options: CommonOptions
 
         func run() throws {
-            let config: AgentConfig
-            do {
-                config = try options.resolve()
-            } catch let error as AgentError {
-                throw ValidationError(error.message)
-            }
+            let config = try options.validated()
             let report = config.preflight(linked: linkedPlugins().map(\.name))
             print("kernel \(report.kernel), features: \(report.features.map(\.rawValue).joined(separator: ", "))")
             for line in report.lines() { print(line) }
