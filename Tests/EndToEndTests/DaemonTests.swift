@@ -29,10 +29,15 @@ final class DaemonTests: EndToEndTestCase {
         let checks = health["kernel"]?["checks"]?.arrayValue ?? []
         XCTAssertEqual(
             checks.filter { $0["required"] == true && $0["status"] != "ok" }, [], "every required check passes here")
-        let ringbuf = checks.first { $0["name"] == "map-type ringbuf" }
-        XCTAssertEqual(ringbuf?["needed-by"], ["core", "flows"], "\(checks)")
+        XCTAssertEqual(checks.first { $0["name"] == "map-type ringbuf" }, ["name": "map-type ringbuf", "status": "ok"])
+        // The same checks, with their details, as the preflight without an agent reports them.
+        let local = try agent.nodectl("preflight", "--bpf-root", agent.bpfRoot, "-o", "json")
+        XCTAssertEqual(local.status, 0, local.stderr)
+        let detailed = try JSON.parse(local.stdout)["checks"]?.arrayValue ?? []
+        XCTAssertEqual(checks.compactMap { $0["name"] }, detailed.compactMap { $0["name"] })
+        XCTAssertEqual(detailed.first { $0["name"] == "map-type ringbuf" }?["needed-by"], ["core", "flows"])
         XCTAssertEqual(
-            checks.first { $0["name"] == "bpffs" }?["detail"]?.stringValue, "\(agent.bpfRoot) is on bpffs")
+            detailed.first { $0["name"] == "bpffs" }?["detail"]?.stringValue, "\(agent.bpfRoot) is on bpffs")
         XCTAssertEqual(health["bpffs"]?["root"]?.stringValue, agent.bpfRoot)
         XCTAssertEqual(health["bpffs"]?["mounted"], true)
         XCTAssertEqual(health["endpoints"], 0)
