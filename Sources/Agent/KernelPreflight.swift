@@ -28,4 +28,14 @@ extension NodeAgent {
             return fresh
         }
     }
+
+    /// `kernel` of `GET /v1/healthz`, built once: the report does not change while the agent runs.
+    func kernelHealth() -> JSON {
+        preflightHealth.withLock { json in
+            if let json { return json }
+            let fresh = kernelPreflight().summaryJSON
+            json = fresh
+            return fresh
+        }
+    }
 }

@@ -29,6 +29,7 @@ public final class NodeAgent: Sendable {
     let cluster: ClusterMode?
     /// The kernel preflight the daemon ran before starting (see `kernelPreflight`).
     let preflightReport = Mutex<PreflightReport?>(nil)
+    let preflightHealth = Mutex<JSON?>(nil)
 
     public init(config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox) throws {
         self.config = config

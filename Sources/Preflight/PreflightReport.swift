@@ -51,14 +51,15 @@ public struct PreflightReport: Sendable, Equatable {
         return PreflightReport(kernel: facts.release, features: configured.sorted(), items: items)
     }
 
-    /// The report as `GET /v1/healthz` shows it under `kernel`: every check's name and status, and what needs it
-    /// and why only for a check that is not ok. Probes answer with a status, and healthz is asked often (a
-    /// liveness probe): the full details of 29 checks would make it six times larger.
+    /// The report as `GET /v1/healthz` shows it under `kernel`: each check's status by name, and what needs a
+    /// check that is not ok and why. healthz is asked often (a liveness probe): the full details of every check
+    /// would make it six times larger; `nodectl preflight` shows them.
     public var summaryJSON: JSON {
         [
             "version": .string(kernel), "status": passed ? "ok" : "missing",
             "features": .array(features.map { .string($0.rawValue) }),
-            "checks": .array(items.map { $0.status == .ok ? ["name": .string($0.name), "status": "ok"] : $0.json }),
+            "checks": .object(items.reduce(into: [:]) { $0[$1.name] = .string($1.status.rawValue) }),
+            "problems": .array(items.filter { $0.status != .ok }.map(\.json)),
         ]
     }
 

@@ -196,10 +196,16 @@ final class NodeCtlKitOutputTests: XCTestCase {
             tcx     ok        -           available (not used: clsact is used)
 
             """)
+        // healthz's form: statuses by name, details only for what is not ok.
+        let health: JSON = [
+            "kernel": [
+                "version": "6.8.0-45-generic", "status": "missing", "features": ["core", "flows"],
+                "checks": ["bpffs": "missing", "tcx": "ok"], "problems": [kernel["checks"]?[0] ?? nil],
+            ]
+        ]
         XCTAssertTrue(
-            StatusView.render(["kernel": kernel]).contains(
-                "Kernel:           6.8.0-45-generic (preflight: missing bpffs)\n"),
-            StatusView.render(["kernel": kernel]))
+            StatusView.render(health).contains("Kernel:           6.8.0-45-generic (preflight: missing bpffs)\n"),
+            StatusView.render(health))
     }
 
     func testStatusShowsTheDatapathOptions() {

@@ -20,7 +20,7 @@ extension NodeAgent {
         let (endpoints, revision) = state.withLock { ($0.endpoints.count, $0.policy.revision) }
         let options = runtime.withLock { $0 }
         var health: [String: JSON] = [
-            "status": "ok", "version": .string(Daemon.version), "kernel": kernelPreflight().summaryJSON,
+            "status": "ok", "version": .string(Daemon.version), "kernel": kernelHealth(),
             "bpffs": ["root": .string(datapath.root), "mounted": .bool(BPFFS.isBPFFS(datapath.root))],
             "uptime-seconds": .int((ContinuousClock.now - startedAt).components.seconds),
             "endpoints": .int(Int64(endpoints)), "policy-revision": .int(Int64(revision)),

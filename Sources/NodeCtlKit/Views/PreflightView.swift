@@ -18,11 +18,11 @@ public enum PreflightView {
         return out + table.render()
     }
 
-    /// The kernel line of `nodectl status`: the release and the preflight's verdict, naming what is missing. An
-    /// agent from before the preflight answers the release alone.
+    /// The kernel line of `nodectl status` from healthz's `kernel`: the release and the preflight's verdict,
+    /// naming what is missing. An agent from before the preflight answers the release alone.
     static func summary(_ kernel: JSON?) -> String {
         guard let kernel, kernel.objectValue != nil else { return Cells.text(kernel) }
-        let missing = (kernel["checks"]?.arrayValue ?? []).filter {
+        let missing = (kernel["problems"]?.arrayValue ?? []).filter {
             $0["required"] == true && $0["status"] == "missing"
         }.compactMap { $0["name"]?.stringValue }
         let verdict = missing.isEmpty ? "preflight ok" : "preflight: missing \(missing.joined(separator: ", "))"
