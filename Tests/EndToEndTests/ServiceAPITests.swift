@@ -139,6 +139,31 @@ final class ServiceAPITests: EndToEndTestCase {
         assertAPIError(try agent.api(.GET, "/v1/service/8"), status: 404, code: "not-found")
     }
 
+    func testASavedServiceTheAgentRefusesIsDroppedAtStartAndTheOthersStay() throws {
+        let topology = try makeTopology()
+        let agent = try startAgent(in: topology)
+        XCTAssertEqual(
+            try agent.api(.PUT, "/v1/service/1", spec("10.96.0.1", 443, backends: [("10.0.0.1", 6443)])).status, 201)
+        let before = try agent.getJSON("/v1/service")
+        agent.stop()
+        // Written by hand while the agent was down: a state no agent accepts, and a second claim on service 1's
+        // frontend.
+        let directory = "\(agent.stateDirectory)/services"
+        try #"{"version": 1, "id": 2, "frontend-address": {"ip": "10.96.0.2", "port": 80}, "backend-addresses": "#
+            .appending(#"[{"ip": "10.0.0.2", "state": "draining"}]}"#)
+            .write(toFile: "\(directory)/2.json", atomically: true, encoding: .utf8)
+        try #"{"version": 1, "id": 3, "frontend-address": {"ip": "10.96.0.1", "port": 443}}"#
+            .write(toFile: "\(directory)/3.json", atomically: true, encoding: .utf8)
+        try agent.start()
+
+        XCTAssertEqual(try agent.getJSON("/v1/service"), before, "only the valid service is restored")
+        for id in [2, 3] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: "\(directory)/\(id).json"), "\(id).json removed")
+        }
+        let log = try String(contentsOfFile: agent.stderrPath, encoding: .utf8)
+        XCTAssertTrue(log.contains("saved service is refused"), log.suffix(2000).description)
+    }
+
     func testNodectlServiceCommands() throws {
         let topology = try makeTopology()
         let agent = try startAgent(in: topology)
