@@ -29,10 +29,17 @@ public final class NodeAgent: Sendable {
     let cluster: ClusterMode?
     /// The kernel preflight the daemon ran before starting (see `kernelPreflight`).
     let preflightReport = Mutex<PreflightReport?>(nil)
+    /// `kernel` of `GET /v1/healthz`, built once (see `kernelHealth`).
     let preflightHealth = Mutex<JSON?>(nil)
+    /// The load balancer's maps; nil in an agent built without one, whose services are stored but not programmed.
+    let serviceDatapath: (any ServiceDatapath)?
 
-    public init(config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox) throws {
+    public init(
+        config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox,
+        serviceDatapath: (any ServiceDatapath)? = nil
+    ) throws {
         self.config = config
+        self.serviceDatapath = serviceDatapath
         self.logLevel = logLevel
         cluster = try config.cluster.map { config throws(AgentError) in try ClusterMode(config: config) }
         // No directory fsync after every change: it doubled the cost of each, and a power loss can then at worst
@@ -112,7 +119,7 @@ public final class NodeAgent: Sendable {
     public var routes: [Route] {
         observability.instrument(
             DaemonRoutes(agent: self).routes + ClusterRoutes(agent: self).routes + MapRoutes(datapath: datapath).routes
-                + IPCacheRoute(agent: self).routes + endpointRoutes + identityRoutes + policyRoutes + registry.routes
-                + observabilityRoutes)
+                + IPCacheRoute(agent: self).routes + endpointRoutes + identityRoutes + policyRoutes + serviceRoutes
+                + registry.routes + observabilityRoutes)
     }
 }

@@ -16,7 +16,8 @@ struct NodeCtl: ParsableCommand {
         version: "0.1.0",
         subcommands: [
             StatusCommand.self, MapCommand.self, ConfigCommand.self, EndpointCommand.self, IdentityCommand.self,
-            PolicyCommand.self, ConntrackCommand.self, NATCommand.self, IPAMCommand.self, ObserveCommand.self,
+            PolicyCommand.self, ServiceCommand.self, ConntrackCommand.self, NATCommand.self, IPAMCommand.self,
+            ObserveCommand.self,
             MetricsCommand.self, NodeCommand.self, PreflightCommand.self,
         ])
 

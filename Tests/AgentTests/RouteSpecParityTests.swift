@@ -212,6 +212,7 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
     func exerciseEveryOperation() -> [String] {
         exerciseDaemonAndMaps()
         exerciseEndpointsPolicyAndIdentities()
+        exerciseServices()
         call(.GET, "/v1/nat", expect: 200)
         call(.GET, "/v1/nat", query: ["limit": "1"], expect: 200)
         call(.GET, "/v1/nat", query: ["cursor": "abc"], expect: 400)

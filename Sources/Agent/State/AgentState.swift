@@ -20,6 +20,8 @@ struct AgentState: Sendable {
     var realized: [UInt32: [PolicyEntry.Key: PolicyEntry]] = [:]
     /// Addresses of this node (identity host) currently in the ipcache.
     var hostAddresses: Set<IPAddress> = []
+    /// Services by id (`Services/NodeAgent+Services.swift`); outside `version`, which nothing of them derives from.
+    var services: [UInt32: Service] = [:]
 
     init(config: AgentConfig) {
         let filter = (try? config.identityIgnoredLabels.map { try LabelFilter(parsing: $0) }) ?? nil

@@ -19,7 +19,7 @@ extension NodeAgent {
     static func hasSavedState(_ store: StateStore) -> Bool {
         FileManager.default.fileExists(atPath: store.path(policyDocument))
             || FileManager.default.fileExists(atPath: store.path(AgentState.documentName))
-            || !store.names(in: endpointDirectory).isEmpty
+            || !store.names(in: endpointDirectory).isEmpty || !store.names(in: serviceDirectory).isEmpty
     }
 
     func persistPolicy(_ state: AgentState) throws {
@@ -134,6 +134,7 @@ extension NodeAgent {
                     "policy-revision": "\(state.policy.revision)",
                 ])
         }
+        try restoreServices()
     }
 
     /// The saved policy and endpoint records; from the single document of earlier versions when that is what the
