@@ -196,6 +196,26 @@ final class SocketLoadBalancerTests: XCTestCase {
         XCTAssertEqual((detached["errors"] as? [String: Int])?.values.reduce(0, +), 3)
     }
 
+    func testARestartOnAnotherCgroupRootMovesTheHooksThere() throws {
+        let frontend = clusterIP(15)
+        try datapath.apply(service(frontend: frontend, backends: [1]))
+        XCTAssertEqual(try tcp(frontend, 3).names, ["b1": 3])
+        let other = "\(pods.cgroup)-other"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: false)
+        defer { _ = rmdir(other) }
+
+        balancer?.stop()
+        balancer = try SocketLoadBalancing.start(cgroupRoot: other, pinRoot: pinRoot)
+        let link = try XCTUnwrap(try BPFLink.openPinned("\(pinRoot)/sock-links/na_sock4_connect"))
+        XCTAssertEqual(try link.cgroupAttachment().cgroupID, try CgroupV2.id(of: other))
+        // The client's cgroup is not below the new root: its connects are its own again.
+        let answer = try pods.client(["tcp", frontend, String(ServicePods.tcpPort), "2"])
+        XCTAssertEqual(answer["names"] as? [String: Int], [:])
+        balancer?.stop()
+        balancer = nil
+        try SocketLoadBalancing.detach(pinRoot: pinRoot)
+    }
+
     func testBackendIDsAreSharedAndFreedWithTheirLastService() throws {
         let first = service(id: 1, frontend: clusterIP(20), backends: [1, 2])
         let second = service(id: 2, frontend: clusterIP(21), backends: [2, 3])
