@@ -196,6 +196,27 @@ final class SocketLoadBalancerTests: XCTestCase {
         XCTAssertEqual((detached["errors"] as? [String: Int])?.values.reduce(0, +), 3)
     }
 
+    func testRestartsUnderLoadLeaveNoGap() throws {
+        let frontend = clusterIP(16)
+        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3]))
+        let client = pods.clientProcess(["tcp", frontend, String(ServicePods.tcpPort), "300"])
+        let output = Pipe()
+        client.standardOutput = output
+        try client.run()
+        var restarts = 0
+        while client.isRunning {
+            restarts += 1
+            balancer?.stop()
+            balancer = try SocketLoadBalancing.start(cgroupRoot: pods.cgroup, pinRoot: pinRoot)
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        client.waitUntilExit()
+        let answer = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+        XCTAssertEqual(answer["errors"] as? [String: Int], [:], "after \(restarts) restarts")
+        XCTAssertEqual((answer["names"] as? [String: Int])?.values.reduce(0, +), 300)
+        XCTAssertGreaterThan(restarts, 3)
+    }
+
     func testARestartOnAnotherCgroupRootMovesTheHooksThere() throws {
         let frontend = clusterIP(15)
         try datapath.apply(service(frontend: frontend, backends: [1]))
