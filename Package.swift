@@ -34,7 +34,7 @@ let package = Package(
 
         // The kernel/user ABI: bpf/include/nodeagent_abi.h, shared with the BPF programs.
         .target(
-            name: "CNodeABI", path: "bpf", exclude: ["lib", "endpoint.bpf.c"], sources: ["abi.c"],
+            name: "CNodeABI", path: "bpf", exclude: ["lib", "endpoint.bpf.c", "sock.bpf.c"], sources: ["abi.c"],
             publicHeadersPath: "include"),
 
         // Build-time compilation of bpf/*.bpf.c into objects embedded in the agent.

@@ -19,3 +19,8 @@ _Static_assert(sizeof(struct na_frag_key) == 40, "fragment key layout");
 _Static_assert(sizeof(struct na_frag_value) == 8, "fragment value layout");
 _Static_assert(sizeof(struct na_nat_entry) == 32, "NAT entry layout");
 _Static_assert(sizeof(struct na_nat_config) == 16, "NAT config layout");
+_Static_assert(sizeof(struct na_lb_service_key) == 24, "LB service key layout");
+_Static_assert(sizeof(struct na_lb_service_value) == 20, "LB service value layout");
+_Static_assert(sizeof(struct na_lb_backend) == 24, "LB backend layout");
+_Static_assert(sizeof(struct na_lb_revnat_key) == 32, "LB reverse translation key layout");
+_Static_assert(sizeof(struct na_lb_revnat_value) == 24, "LB reverse translation value layout");

@@ -198,4 +198,22 @@ static inline int cbpf_probe_tcx(void)
 	return err < 0 ? -errno : 0;
 }
 
+/* The cgroup half of a link's info (bpf_link_info's anonymous union does not import into Swift). cgroup_id is 0
+ * once the cgroup is gone (the link is defunct then). Returns 0, -EINVAL for a link of another type, or -errno. */
+static inline int cbpf_link_cgroup_info(int link_fd, __u32 *prog_id, __u64 *cgroup_id, __u32 *attach_type)
+{
+	struct bpf_link_info info;
+	__u32 len = sizeof(info);
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(link_fd, &info, &len))
+		return -errno;
+	if (info.type != BPF_LINK_TYPE_CGROUP)
+		return -EINVAL;
+	*prog_id = info.prog_id;
+	*cgroup_id = info.cgroup.cgroup_id;
+	*attach_type = info.cgroup.attach_type;
+	return 0;
+}
+
 #endif /* CLIBBPF_SHIM_H */

@@ -24,6 +24,21 @@ final class VerifierHeadroomTests: XCTestCase {
         let object = try BPFObject.load(embedded: "endpoint", pinDirectory: nil)
         XCTAssertEqual(
             Set(object.programs.map(\.name)), ["from_endpoint", "to_endpoint", "from_netdev", "to_netdev"])
+        try checkHeadroom(of: object)
+    }
+
+    func testEverySocketLoadBalancerProgramLeavesThirtyPercentOfTheComplexityLimit() throws {
+        let object = try BPFObject.load(embedded: "sock", pinDirectory: nil)
+        XCTAssertEqual(
+            Set(object.programs.map(\.name)),
+            [
+                "na_sock4_connect", "na_sock6_connect", "na_sock4_sendmsg", "na_sock6_sendmsg", "na_sock4_recvmsg",
+                "na_sock6_recvmsg", "na_sock4_getpeername", "na_sock6_getpeername",
+            ])
+        try checkHeadroom(of: object)
+    }
+
+    private func checkHeadroom(of object: BPFObject) throws {
         let kernel = Self.kernelRelease()
         for program in object.programs {
             let prefix = "verifier: kernel=\(kernel) program=\(program.name)"

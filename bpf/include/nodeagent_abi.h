@@ -306,4 +306,82 @@ struct na_nat_config {
 	__u32 ifindex;    /* the external interface the programs are attached to */
 };
 
+/*
+ * Socket load balancing (sock.bpf.c, cgroup connect/sendmsg/recvmsg/
+ * getpeername hooks). na_lb_services maps a frontend and a slot to slot 0, the
+ * service, or to a backend slot holding a backend id; na_lb_backends maps the
+ * id to the backend's address. Backend slots come in two banks (slot numbers
+ * with and without NA_LB_SLOT_BANK1): the agent writes a new set into the bank
+ * not in use, then flips slot 0 in one element update, so no lookup ever sees
+ * a half-written set. Within a bank, slots 1..count hold the backends taking
+ * new connections and count+1..count+inactive the ones that only keep theirs.
+ * Addresses are 16 bytes (IPv4 in the first four), ports in network order.
+ */
+struct na_lb_service_key {
+	__u8 addr[16];   /* the frontend */
+	__u8 family;     /* NA_FAMILY_* */
+	__u8 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
+	__be16 port;
+	__u16 slot;      /* 0: the service; otherwise a backend slot of a bank */
+	__u16 pad;
+};
+
+/* Slot numbers of bank 1 carry this bit; bank 0's slots are 1..NA_LB_MAX_BACKENDS. */
+#define NA_LB_SLOT_BANK1 0x8000
+/* Backends one service can hold (both states together): what one bank has room for. */
+#define NA_LB_MAX_BACKENDS 0x7fff
+
+/* na_lb_service_value.flags (slot 0) */
+#define NA_LB_F_BANK1 (1U << 0)  /* the backend slots in use are bank 1's */
+
+struct na_lb_service_value {
+	__u32 backend_id;        /* backend slots: the backend */
+	__u32 service_id;        /* slot 0: the API's id, also the reverse translation's */
+	__u32 affinity_timeout;  /* slot 0: ClientIP affinity in seconds, 0 for none (kept, not applied yet) */
+	__u16 count;             /* slot 0: backends taking new connections */
+	__u16 inactive;          /* slot 0: backends after them that keep only their connections */
+	__u16 position;          /* backend slots: the backend's place in the service's list */
+	__u16 flags;             /* slot 0: NA_LB_F_* */
+};
+
+/* A backend's state, numbered in the order of the API's names. */
+enum na_lb_backend_state {
+	NA_LB_BACKEND_ACTIVE = 0,
+	NA_LB_BACKEND_TERMINATING = 1,
+	NA_LB_BACKEND_QUARANTINED = 2,
+	NA_LB_BACKEND_MAINTENANCE = 3,
+};
+
+/* na_lb_backends: backend id -> where connections go. */
+struct na_lb_backend {
+	__u8 addr[16];
+	__u8 family;     /* NA_FAMILY_*, the frontend's */
+	__u8 proto;      /* IPPROTO_TCP or IPPROTO_UDP */
+	__be16 port;
+	__u8 state;      /* enum na_lb_backend_state */
+	__u8 pad;
+	__u16 weight;    /* the API's weight (0 takes no new connections) */
+};
+
+/*
+ * na_lb_revnat (LRU): a socket (its cookie) and the backend it was sent to ->
+ * the frontend it asked for, so recvmsg and getpeername show the service.
+ */
+struct na_lb_revnat_key {
+	__u64 cookie;
+	__u8 addr[16];   /* the backend */
+	__u8 family;
+	__u8 pad;
+	__be16 port;
+	__u32 pad2;
+};
+
+struct na_lb_revnat_value {
+	__u8 addr[16];   /* the frontend */
+	__u8 family;
+	__u8 pad;
+	__be16 port;
+	__u32 service_id;
+};
+
 #endif /* NODEAGENT_ABI_H */

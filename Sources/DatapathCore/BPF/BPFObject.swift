@@ -75,7 +75,8 @@ public final class BPFObject: Sendable {
             while let current = program {
                 programs.append(
                     try BPFProgram(
-                        name: String(cString: bpf_program__name(current)), duplicating: bpf_program__fd(current)))
+                        name: String(cString: bpf_program__name(current)), duplicating: bpf_program__fd(current),
+                        expectedAttachType: bpf_program__expected_attach_type(current).rawValue))
                 program = bpf_object__next_program(object, current)
             }
             return BPFObject(name: name, maps: maps, programs: programs, replacedPins: replaced)

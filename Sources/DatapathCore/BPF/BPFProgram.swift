@@ -4,12 +4,16 @@ import Glibc
 /// A loaded BPF program, owning a descriptor of its own (it outlives the object it was loaded from).
 public final class BPFProgram: Sendable {
     public let name: String
+    /// The `bpf_attach_type` its section name implies (`cgroup/connect4`: BPF_CGROUP_INET4_CONNECT), what a link
+    /// attaching it must name; 0 for programs attached without one (tc).
+    public let expectedAttachType: UInt32
     private let descriptor: OwnedFD
     public var fd: Int32 { descriptor.raw }
 
-    init(name: String, duplicating fd: Int32) throws {
+    init(name: String, duplicating fd: Int32, expectedAttachType: UInt32 = 0) throws {
         let own = try bpfCall("duplicating the descriptor of program \(name)") { fcntl(fd, F_DUPFD_CLOEXEC, 3) }
         self.name = name
+        self.expectedAttachType = expectedAttachType
         descriptor = OwnedFD(own)
     }
 

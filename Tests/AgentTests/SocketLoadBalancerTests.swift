@@ -1,0 +1,307 @@
+import AgentAPI
+import DatapathCore
+import Foundation
+import Glibc
+import XCTest
+
+@testable import Agent
+
+/// The socket load balancer with real traffic: a client pod in a cgroup of the test's own (the hooks attach
+/// there, never to the machine's root cgroup) connects to frontends no interface has, and backend pods answer
+/// with their names.
+///
+/// BPF_PROG_TEST_RUN does not run cgroup sock_addr programs on the kernels we support (the program type has no
+/// test_run operation), so these hooks are tested here, through real sockets, rather than with fixtures.
+final class SocketLoadBalancerTests: XCTestCase {
+    private var pods: ServicePods!
+    private var pinRoot = ""
+    private var balancer: SocketLoadBalancing?
+
+    override func setUpWithError() throws {
+        guard geteuid() == 0 else { throw XCTSkip("namespaces, cgroups and BPF programs need root") }
+        pods = try ServicePods(backends: 3)
+        pinRoot = "/sys/fs/bpf/nodeagent-test-sock-\(pods.tag)"
+        balancer = try SocketLoadBalancing.start(cgroupRoot: pods.cgroup, pinRoot: pinRoot)
+    }
+
+    override func tearDown() {
+        balancer?.stop()
+        balancer = nil
+        if !pinRoot.isEmpty {
+            try? SocketLoadBalancing.detach(pinRoot: pinRoot)
+            BPFFS.removeAll(root: pinRoot)
+        }
+        pods?.destroy()
+    }
+
+    private var datapath: SocketLoadBalancer { balancer!.datapath }
+
+    private func address(_ text: String) -> IPAddress { IPAddress(text)! }
+
+    /// A frontend no interface has, unique to the run.
+    private func clusterIP(_ last: Int = 10) -> String { "10.96.\(Int(pods.tag.suffix(2), radix: 16)!).\(last)" }
+
+    private func service(
+        id: UInt32 = 7, frontend: String, port: UInt16 = ServicePods.tcpPort, proto: UInt8 = IPProtocol.tcp,
+        backends: [Int], states: [Int: ServiceBackendState] = [:], ipv6: Bool = false
+    ) -> LoadBalancedService {
+        LoadBalancedService(
+            id: id, frontend: ServiceFrontend(address: address(frontend), port: port, proto: proto),
+            backends: backends.map {
+                ServiceBackend(
+                    address: address(ipv6 ? pods.ipv6($0) : pods.ipv4($0)),
+                    port: proto == IPProtocol.tcp ? ServicePods.tcpPort : ServicePods.udpPort,
+                    state: states[$0] ?? .active)
+            })
+    }
+
+    private func tcp(_ frontend: String, _ count: Int) throws -> (names: [String: Int], peers: [String: Int]) {
+        let answer = try pods.client(["tcp", frontend, String(ServicePods.tcpPort), String(count)])
+        let errors = answer["errors"] as? [String: Int] ?? [:]
+        XCTAssertEqual(errors, [:], "connections to \(frontend) failed")
+        return (answer["names"] as? [String: Int] ?? [:], answer["peers"] as? [String: Int] ?? [:])
+    }
+
+    func testTCPConnectionsSpreadOverEveryBackendAndGetpeernameShowsTheService() throws {
+        let frontend = clusterIP()
+        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3]))
+        let (names, peers) = try tcp(frontend, 300)
+        XCTAssertEqual(names.values.reduce(0, +), 300)
+        for backend in ["b1", "b2", "b3"] {
+            XCTAssertGreaterThanOrEqual(
+                names[backend] ?? 0, 60, "\(backend) got \(names[backend] ?? 0) of 300: \(names)")
+        }
+        XCTAssertEqual(peers, ["\(frontend):\(ServicePods.tcpPort)": 300])
+    }
+
+    func testIPv6ConnectionsReachTheBackendsAndGetpeernameShowsTheService() throws {
+        let frontend = "fd00:96::\(pods.tag)"
+        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3], ipv6: true))
+        let (names, peers) = try tcp(frontend, 90)
+        XCTAssertEqual(Set(names.keys), ["b1", "b2", "b3"], "\(names)")
+        XCTAssertEqual(peers.count, 1)
+        XCTAssertEqual(peers.keys.first?.hasSuffix(":\(ServicePods.tcpPort)"), true)
+        XCTAssertEqual(
+            peers.keys.first.flatMap { IPAddress(String($0.dropLast(":\(ServicePods.tcpPort)".count))) },
+            address(frontend))
+    }
+
+    func testUDPRepliesComeFromTheServiceAddress() throws {
+        let frontend = clusterIP(53)
+        try datapath.apply(service(frontend: frontend, port: 53, proto: IPProtocol.udp, backends: [1, 2, 3]))
+        let answer = try pods.client(["udp", frontend, "53", "60"])
+        let names = answer["names"] as? [String: Int] ?? [:]
+        XCTAssertEqual(names.values.reduce(0, +), 60)
+        XCTAssertGreaterThanOrEqual(names.count, 2, "60 datagrams all went to one backend: \(names)")
+        XCTAssertEqual(answer["sources"] as? [String: Int], ["\(frontend):53": 60])
+        let connected = answer["connected"] as? [String: String] ?? [:]
+        XCTAssertEqual(connected["peer"], "\(frontend):53")
+        XCTAssertTrue(["b1", "b2", "b3"].contains(connected["name"] ?? ""), "\(connected)")
+    }
+
+    func testAServiceWithoutBackendsRefusesAtOnce() throws {
+        let frontend = clusterIP(11)
+        try datapath.apply(service(frontend: frontend, backends: []))
+        try datapath.apply(service(id: 8, frontend: frontend, port: 53, proto: IPProtocol.udp, backends: []))
+        let answer = try pods.client(["refuse", frontend, String(ServicePods.tcpPort)])
+        XCTAssertEqual(answer["tcp"] as? String, "ECONNREFUSED")
+        XCTAssertLessThan(answer["tcp_ms"] as? Double ?? .infinity, 100)
+        let udp = try pods.client(["refuse", frontend, "53"])
+        XCTAssertEqual(udp["udp"] as? String, "ECONNREFUSED")
+        // Backends that only keep their connections do not count.
+        try datapath.apply(service(frontend: frontend, backends: [1], states: [1: .terminating]))
+        let terminating = try pods.client(["refuse", frontend, String(ServicePods.tcpPort)])
+        XCTAssertEqual(terminating["tcp"] as? String, "ECONNREFUSED")
+    }
+
+    func testTerminatingAndRemovedBackendsTakeNoNewConnectionsWhileEstablishedOnesGoOn() throws {
+        let frontend = clusterIP(12)
+        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3]))
+        let held = try HeldConnection(pods.clientProcess(["hold", frontend, String(ServicePods.tcpPort)]))
+        defer { held.close() }
+        let index = Int(held.backend.dropFirst())!
+        XCTAssertEqual(try held.exchange("before"), "\(held.backend):before")
+
+        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3], states: [index: .terminating]))
+        let (names, _) = try tcp(frontend, 60)
+        XCTAssertNil(names[held.backend], "the terminating backend got new connections: \(names)")
+        XCTAssertEqual(names.values.reduce(0, +), 60)
+        XCTAssertEqual(try held.exchange("terminating"), "\(held.backend):terminating")
+
+        let others = [1, 2, 3].filter { $0 != index }
+        try datapath.apply(service(frontend: frontend, backends: others))
+        let (after, _) = try tcp(frontend, 60)
+        XCTAssertEqual(Set(after.keys), Set(others.map { "b\($0)" }))
+        XCTAssertEqual(try held.exchange("removed"), "\(held.backend):removed")
+    }
+
+    func testBackendSetsSwappedUnderLoadNeverFailAConnection() throws {
+        let frontend = clusterIP(14)
+        let sets = [[1, 2], [2, 3], [3], [1, 2, 3]]
+        try datapath.apply(service(frontend: frontend, backends: sets[0]))
+        let client = pods.clientProcess(["tcp", frontend, String(ServicePods.tcpPort), "400"])
+        let output = Pipe()
+        client.standardOutput = output
+        try client.run()
+        var swaps = 0
+        while client.isRunning {
+            swaps += 1
+            try datapath.apply(service(frontend: frontend, backends: sets[swaps % sets.count]))
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        client.waitUntilExit()
+        let answer = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+        XCTAssertEqual(answer["errors"] as? [String: Int], [:], "after \(swaps) swaps")
+        XCTAssertEqual((answer["names"] as? [String: Int])?.values.reduce(0, +), 400)
+        XCTAssertGreaterThan(swaps, 50)
+        let last = sets[swaps % sets.count]
+        XCTAssertEqual(try datapath.programmed(), [service(frontend: frontend, backends: last)])
+        XCTAssertEqual(try datapath.services.entries().count, 1 + last.count, "slots of the old banks are gone")
+        XCTAssertEqual(try datapath.backends.entries().count, last.count, "ids no set uses are freed")
+    }
+
+    func testTranslationGoesOnWithoutTheAgentAndARestartReadsTheServicesBack() throws {
+        let frontend = clusterIP(13)
+        let applied = LoadBalancedService(
+            id: 9,
+            frontend: ServiceFrontend(address: address(frontend), port: ServicePods.tcpPort, proto: IPProtocol.tcp),
+            backends: [
+                ServiceBackend(address: address(pods.ipv4(3)), port: ServicePods.tcpPort),
+                ServiceBackend(address: address(pods.ipv4(1)), port: ServicePods.tcpPort, state: .maintenance),
+                ServiceBackend(address: address(pods.ipv4(2)), port: ServicePods.tcpPort, weight: 5),
+            ], affinityTimeout: 300)
+        try datapath.apply(applied)
+        XCTAssertEqual(try datapath.programmed(), [applied])
+
+        // What a SIGKILLed agent leaves: no descriptor of the agent's, only the pins.
+        balancer?.stop()
+        balancer = nil
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(pinRoot)/sock-links/na_sock4_connect"))
+        let (names, _) = try tcp(frontend, 40)
+        XCTAssertEqual(Set(names.keys), ["b2", "b3"])
+
+        balancer = try SocketLoadBalancing.start(cgroupRoot: pods.cgroup, pinRoot: pinRoot)
+        XCTAssertEqual(try datapath.programmed(), [applied])
+        let (again, peers) = try tcp(frontend, 40)
+        XCTAssertEqual(Set(again.keys), ["b2", "b3"])
+        XCTAssertEqual(peers, ["\(frontend):\(ServicePods.tcpPort)": 40])
+
+        // The cleanup detaches: the frontend is an address nobody routes again.
+        balancer?.stop()
+        balancer = nil
+        try SocketLoadBalancing.detach(pinRoot: pinRoot)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(pinRoot)/sock-links/na_sock4_connect"))
+        let detached = try pods.client(["tcp", frontend, String(ServicePods.tcpPort), "3"])
+        XCTAssertEqual(detached["names"] as? [String: Int], [:])
+        XCTAssertEqual((detached["errors"] as? [String: Int])?.values.reduce(0, +), 3)
+    }
+
+    func testRestartsUnderLoadLeaveNoGap() throws {
+        let frontend = clusterIP(16)
+        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3]))
+        let client = pods.clientProcess(["tcp", frontend, String(ServicePods.tcpPort), "300"])
+        let output = Pipe()
+        client.standardOutput = output
+        try client.run()
+        var restarts = 0
+        while client.isRunning {
+            restarts += 1
+            balancer?.stop()
+            balancer = try SocketLoadBalancing.start(cgroupRoot: pods.cgroup, pinRoot: pinRoot)
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        client.waitUntilExit()
+        let answer = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+        XCTAssertEqual(answer["errors"] as? [String: Int], [:], "after \(restarts) restarts")
+        XCTAssertEqual((answer["names"] as? [String: Int])?.values.reduce(0, +), 300)
+        XCTAssertGreaterThan(restarts, 3)
+    }
+
+    func testARestartOnAnotherCgroupRootMovesTheHooksThere() throws {
+        let frontend = clusterIP(15)
+        try datapath.apply(service(frontend: frontend, backends: [1]))
+        XCTAssertEqual(try tcp(frontend, 3).names, ["b1": 3])
+        let other = "\(pods.cgroup)-other"
+        try FileManager.default.createDirectory(atPath: other, withIntermediateDirectories: false)
+        defer { _ = rmdir(other) }
+
+        balancer?.stop()
+        balancer = try SocketLoadBalancing.start(cgroupRoot: other, pinRoot: pinRoot)
+        let link = try XCTUnwrap(try BPFLink.openPinned("\(pinRoot)/sock-links/na_sock4_connect"))
+        XCTAssertEqual(try link.cgroupAttachment().cgroupID, try CgroupV2.id(of: other))
+        // The client's cgroup is not below the new root: its connects are its own again.
+        let answer = try pods.client(["tcp", frontend, String(ServicePods.tcpPort), "2"])
+        XCTAssertEqual(answer["names"] as? [String: Int], [:])
+        balancer?.stop()
+        balancer = nil
+        try SocketLoadBalancing.detach(pinRoot: pinRoot)
+    }
+
+    func testBackendIDsAreSharedAndFreedWithTheirLastService() throws {
+        let first = service(id: 1, frontend: clusterIP(20), backends: [1, 2])
+        let second = service(id: 2, frontend: clusterIP(21), backends: [2, 3])
+        try datapath.apply(first)
+        try datapath.apply(second)
+        XCTAssertEqual(try datapath.backends.entries().count, 3, "backend 2 has one id for both services")
+        XCTAssertEqual(try datapath.programmed(), [first, second])
+        try datapath.remove(first)
+        XCTAssertEqual(
+            Set(try datapath.backends.entries().compactMap { $0.value.backend?.address }),
+            [address(pods.ipv4(2)), address(pods.ipv4(3))])
+        try datapath.remove(second)
+        XCTAssertEqual(try datapath.backends.entries().count, 0)
+        XCTAssertEqual(try datapath.services.entries().count, 0)
+        XCTAssertEqual(try datapath.programmed(), [])
+    }
+
+    func testABackendOfAnotherFamilyIsRefused() {
+        let mixed = LoadBalancedService(
+            id: 3, frontend: ServiceFrontend(address: address("10.96.0.1"), port: 80, proto: IPProtocol.tcp),
+            backends: [ServiceBackend(address: address("fd00::1"), port: 80)])
+        XCTAssertThrowsError(try datapath.apply(mixed)) { error in
+            XCTAssertEqual((error as? AgentError)?.field, "backend-addresses[0].ip")
+        }
+    }
+}
+
+/// One TCP connection of the client pod held open through the `hold` mode of the client script.
+private final class HeldConnection {
+    let process: Process
+    let input = Pipe()
+    let output = Pipe()
+    private var buffer = Data()
+    /// The backend that accepted the connection.
+    private(set) var backend = ""
+
+    init(_ process: Process) throws {
+        self.process = process
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        backend = try line()
+    }
+
+    /// Sends `text` and returns the backend's answer ("b2:text").
+    func exchange(_ text: String) throws -> String {
+        input.fileHandleForWriting.write(Data((text + "\n").utf8))
+        return try line()
+    }
+
+    private func line() throws -> String {
+        while true {
+            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = String(decoding: buffer[..<newline], as: UTF8.self)
+                buffer.removeSubrange(...newline)
+                return line
+            }
+            let chunk = output.fileHandleForReading.availableData
+            guard !chunk.isEmpty else { throw ScratchError("the held connection's client exited") }
+            buffer.append(chunk)
+        }
+    }
+
+    func close() {
+        try? input.fileHandleForWriting.close()
+        process.waitUntilExit()
+    }
+}

@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* lb_maps.h: the socket load balancer's maps (layouts in nodeagent_abi.h), pinned by name by the agent. */
+#ifndef NA_LB_MAPS_H
+#define NA_LB_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "nodeagent_abi.h"
+
+#ifndef NA_LB_SERVICES_MAX_ENTRIES
+#define NA_LB_SERVICES_MAX_ENTRIES 65536
+#endif
+
+#ifndef NA_LB_BACKENDS_MAX_ENTRIES
+#define NA_LB_BACKENDS_MAX_ENTRIES 65536
+#endif
+
+#ifndef NA_LB_REVNAT_MAX_ENTRIES
+#define NA_LB_REVNAT_MAX_ENTRIES 262144
+#endif
+
+/* Services: frontend and slot -> the service (slot 0) or one backend slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NA_LB_SERVICES_MAX_ENTRIES);
+	__type(key, struct na_lb_service_key);
+	__type(value, struct na_lb_service_value);
+} na_lb_services SEC(".maps");
+
+/* Backends: id -> address, port and state. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NA_LB_BACKENDS_MAX_ENTRIES);
+	__type(key, __u32);
+	__type(value, struct na_lb_backend);
+} na_lb_backends SEC(".maps");
+
+/* Reverse translation: socket cookie and backend -> the frontend the socket asked for (least recent go first). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NA_LB_REVNAT_MAX_ENTRIES);
+	__type(key, struct na_lb_revnat_key);
+	__type(value, struct na_lb_revnat_value);
+} na_lb_revnat SEC(".maps");
+
+#endif /* NA_LB_MAPS_H */
