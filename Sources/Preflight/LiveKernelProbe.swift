@@ -28,8 +28,12 @@ public struct LiveKernelProbe: KernelProbe {
             mapTypes: Self.probe(Requirements.mapTypes, denied: mapsDenied) {
                 libbpf_probe_bpf_map_type(bpf_map_type(rawValue: $0), nil)
             },
-            helpers: Self.probe(Requirements.helpers, denied: programsDenied) {
-                libbpf_probe_bpf_helper(BPF_PROG_TYPE_SCHED_CLS, bpf_func_id(rawValue: $0), nil)
+            helpers: Requirements.helpers.reduce(into: [:]) { probed, helper in
+                probed[helper.id] =
+                    programsDenied.map(Availability.unprobed)
+                    ?? Availability(
+                        libbpfProbe: libbpf_probe_bpf_helper(
+                            bpf_prog_type(rawValue: helper.programType), bpf_func_id(rawValue: helper.id), nil))
             },
             sysctls: [Sysctl.jitEnable, Sysctl.unprivilegedBPFDisabled].reduce(into: [:]) { $0[$1] = Sysctl.read($1) })
     }

@@ -1,3 +1,5 @@
+import CLibbpf
+
 /// What each check concludes from the facts, in the words the report, the logs and the API show.
 extension PreflightReport {
     /// The oldest kernel the project supports; the programs' ring buffer alone needs 5.8.
@@ -46,11 +48,11 @@ extension PreflightReport {
             return availability(
                 facts.tcx, ok: "available", purpose: purpose, missing: "not available, before Linux 6.6 (\(purpose))")
         case .programType(let id):
-            return object(facts.programTypes[id], purpose)
+            return object(facts.programTypes[id], purpose, of: id)
         case .mapType(let id):
             return object(facts.mapTypes[id], purpose)
-        case .helper(let id, _):
-            return object(facts.helpers[id], purpose)
+        case .helper(let id, _, let programType):
+            return object(facts.helpers[id], purpose, of: programType)
         case .sysctl(let name) where name == Sysctl.jitEnable:
             guard let value = facts.sysctls[name] else {
                 return (.missing, "absent: this kernel has no BPF JIT, the programs run in the interpreter")
@@ -63,11 +65,17 @@ extension PreflightReport {
         }
     }
 
-    /// A map type, program type or helper of the endpoint object: the object loads whole or not at all.
-    private static func object(_ availability: Availability?, _ purpose: String) -> (status: Status, detail: String) {
-        Self.availability(
+    /// A map type, program type or helper of a BPF object, which loads whole or not at all: the endpoint object
+    /// (tc programs, and every map type) or the socket load balancer's (cgroup hooks).
+    private static func object(
+        _ availability: Availability?, _ purpose: String,
+        of programType: UInt32 = BPF_PROG_TYPE_SCHED_CLS.rawValue
+    ) -> (status: Status, detail: String) {
+        let programs =
+            programType == BPF_PROG_TYPE_CGROUP_SOCK_ADDR.rawValue ? "socket load balancer" : "endpoint programs"
+        return Self.availability(
             availability ?? .unprobed("not probed"), ok: nil, purpose: purpose,
-            missing: "not supported by this kernel, so the endpoint programs cannot load (\(purpose))")
+            missing: "not supported by this kernel, so the \(programs) cannot load (\(purpose))")
     }
 
     private static func availability(

@@ -105,7 +105,7 @@ public struct PreflightReport: Sendable, Equatable {
             "program-type " + (libbpf_bpf_prog_type_str(bpf_prog_type(rawValue: id)).map(String.init) ?? "\(id)")
         case .mapType(let id):
             "map-type " + (libbpf_bpf_map_type_str(bpf_map_type(rawValue: id)).map(String.init) ?? "\(id)")
-        case .helper(_, let name): "helper \(name)"
+        case .helper(_, let name, _): "helper \(name)"
         case .sysctl(let name): "sysctl \(name)"
         }
     }

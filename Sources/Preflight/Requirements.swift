@@ -42,8 +42,9 @@ public enum Check: Sendable, Hashable {
     case tcx
     case programType(UInt32)
     case mapType(UInt32)
-    /// A helper by `bpf_func_id`, with the name the programs call it by (libbpf has no table of helper names).
-    case helper(UInt32, name: String)
+    /// A helper by `bpf_func_id`, with the name the programs call it by (libbpf has no table of helper names) and
+    /// the `bpf_prog_type` of the programs that call it (helpers are offered per program type).
+    case helper(UInt32, name: String, programType: UInt32)
     case sysctl(String)
 }
 
@@ -93,6 +94,15 @@ public enum Requirements {
         helper(BPF_FUNC_ringbuf_reserve, "bpf_ringbuf_reserve", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_submit, "bpf_ringbuf_submit", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_query, "bpf_ringbuf_query", [.core, .flows], "event backpressure"),
+        // The socket load balancer (bpf/sock.bpf.c, cgroup hooks): reported until the agent starts it.
+        Requirement(
+            .programType(BPF_PROG_TYPE_CGROUP_SOCK_ADDR.rawValue), [], "the socket load balancer's cgroup hooks"),
+        helper(
+            BPF_FUNC_get_socket_cookie, "bpf_get_socket_cookie", [], "the socket load balancer's UDP replies",
+            of: BPF_PROG_TYPE_CGROUP_SOCK_ADDR),
+        helper(
+            BPF_FUNC_set_retval, "bpf_set_retval", [], "refusing a service without backends (Linux 5.18)",
+            of: BPF_PROG_TYPE_CGROUP_SOCK_ADDR),
         Requirement(.sysctl(Sysctl.jitEnable), [], "JIT-compiled programs; without, they run in the interpreter"),
         Requirement(.sysctl(Sysctl.unprivilegedBPFDisabled), [], "informational: the agent runs privileged"),
     ]
@@ -102,15 +112,18 @@ public enum Requirements {
     static var programTypes: [UInt32] {
         table.compactMap { if case .programType(let id) = $0.check { id } else { nil } }
     }
-    static var helpers: [UInt32] { table.compactMap { if case .helper(let id, _) = $0.check { id } else { nil } } }
+    static var helpers: [(id: UInt32, programType: UInt32)] {
+        table.compactMap { if case .helper(let id, _, let type) = $0.check { (id, type) } else { nil } }
+    }
 
     private static func map(_ type: bpf_map_type, _ neededBy: [AgentFeature], _ purpose: String) -> Requirement {
         Requirement(.mapType(type.rawValue), neededBy, purpose)
     }
 
     private static func helper(
-        _ id: bpf_func_id, _ name: String, _ neededBy: [AgentFeature], _ purpose: String
+        _ id: bpf_func_id, _ name: String, _ neededBy: [AgentFeature], _ purpose: String,
+        of programType: bpf_prog_type = BPF_PROG_TYPE_SCHED_CLS
     ) -> Requirement {
-        Requirement(.helper(id.rawValue, name: name), neededBy, purpose)
+        Requirement(.helper(id.rawValue, name: name, programType: programType.rawValue), neededBy, purpose)
     }
 }

@@ -23,7 +23,8 @@ final class PreflightEvaluationTests: XCTestCase {
                 "helper bpf_map_update_elem", "helper bpf_map_delete_elem", "helper bpf_ktime_get_ns",
                 "helper bpf_get_prandom_u32", "helper bpf_skb_pull_data", "helper bpf_skb_store_bytes",
                 "helper bpf_l3_csum_replace", "helper bpf_l4_csum_replace", "helper bpf_ringbuf_reserve",
-                "helper bpf_ringbuf_submit", "helper bpf_ringbuf_query", "sysctl net.core.bpf_jit_enable",
+                "helper bpf_ringbuf_submit", "helper bpf_ringbuf_query", "program-type cgroup_sock_addr",
+                "helper bpf_get_socket_cookie", "helper bpf_set_retval", "sysctl net.core.bpf_jit_enable",
                 "sysctl kernel.unprivileged_bpf_disabled",
             ])
         XCTAssertEqual(
@@ -149,6 +150,17 @@ final class PreflightEvaluationTests: XCTestCase {
                 "unknown  tc-clsact (needed by core): could not be probed, a network namespace for the probe: "
                     + "Operation not permitted (errno 1) (endpoint programs attach to a clsact qdisc)"
             ])
+    }
+
+    func testAKernelWithoutSetRetvalIsReportedForTheSocketLoadBalancerOnly() {
+        var kernel = RecordedKernels.complete(release: "5.15.0-1-amd64")
+        kernel.helpers[BPF_FUNC_set_retval.rawValue] = .unavailable
+        let report = PreflightReport.evaluate(kernel, for: standalone)
+        XCTAssertTrue(report.passed, "nothing the agent starts needs it yet")
+        XCTAssertEqual(
+            report.lines().first { $0.contains("bpf_set_retval") },
+            "missing  helper bpf_set_retval: not supported by this kernel, so the socket load balancer cannot load "
+                + "(refusing a service without backends (Linux 5.18))")
     }
 
     func testTheJITSysctlIsReportedButNeverRefuses() {

@@ -11,7 +11,7 @@ enum RecordedKernels {
             cgroup2: "/sys/fs/cgroup",
             clsact: .available, tcx: .available,
             programTypes: all(Requirements.programTypes), mapTypes: all(Requirements.mapTypes),
-            helpers: all(Requirements.helpers),
+            helpers: all(Requirements.helpers.map(\.id)),
             sysctls: [Sysctl.jitEnable: "1", Sysctl.unprivilegedBPFDisabled: "2"])
     }
 
