@@ -14,8 +14,7 @@ public struct ServiceFrontend: Hashable, Sendable, CustomStringConvertible {
 
     /// "10.96.0.10:53/UDP", as `cilium-dbg service list` prints a frontend ("[fd00::a]:53/UDP" for IPv6).
     public var description: String {
-        let host = address.family == .ipv4 ? "\(address)" : "[\(address)]"
-        return "\(host):\(port)/\(IPProtocol.name(of: proto))"
+        "\(AddressPort(address: address, port: port))/\(IPProtocol.name(of: proto))"
     }
 }
 
