@@ -26,6 +26,15 @@ extension NodeAgent {
                 throw error
             }
             state.services[spec.id] = service
+            do {
+                try followBackends(of: [previous?.spec, spec], &state, reason: "service \(spec.id) changed")
+            } catch {
+                state.services[spec.id] = previous
+                restoreDatapath(after: spec, previous: previous)
+                if let previous { try? persistService(previous.spec) } else { try? forgetService(spec.id) }
+                try? followBackends(of: [previous?.spec, spec], &state, reason: "service \(spec.id) change failed")
+                throw error
+            }
             logger.info(
                 previous == nil ? "service created" : "service updated",
                 metadata: [
@@ -55,9 +64,18 @@ extension NodeAgent {
                 throw error
             }
             state.services[id] = nil
+            try followBackends(of: [service.spec], &state, reason: "service \(id) deleted")
             logger.info("service deleted", metadata: ["service": "\(id)", "frontend": "\(service.spec.frontend)"])
             return service
         }
+    }
+
+    /// Regenerates the endpoints whose rules name one of `specs` in `toServices` (their backends changed).
+    private func followBackends(of specs: [ServiceSpec?], _ state: inout AgentState, reason: String) throws {
+        let named = Set(specs.compactMap { $0?.policyReference })
+        let affected = endpointsAffected(byServices: named, in: state)
+        guard !affected.isEmpty else { return }
+        try regenerateAll(&state, reason: reason, only: affected)
     }
 
     func service(id: UInt32) -> Service? {
