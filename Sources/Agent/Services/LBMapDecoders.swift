@@ -12,7 +12,7 @@ enum LBMapDecoders {
             MapDecoder { key, value, _ in
                 let k: na_lb_service_key = valueFrom(key, at: 0)
                 let v: na_lb_service_value = valueFrom(value, at: 0)
-                return (services(k), services(k, v, backend: { id in (try? backends?.lookup(id)) ?? nil }))
+                return (serviceKey(k), serviceValue(k, v, backend: { id in (try? backends?.lookup(id)) ?? nil }))
             })
         datapath.registerDecoder(
             prefix: "na_lb_backends",
@@ -60,7 +60,7 @@ enum LBMapDecoders {
     }
 
     /// The frontend and the slot: 0 for the service, else the slot's place (1...) in its bank.
-    static func services(_ key: na_lb_service_key) -> JSON {
+    static func serviceKey(_ key: na_lb_service_key) -> JSON {
         var object: [String: JSON] = ["frontend": .string(key.frontend?.description ?? "?")]
         if key.slot == 0 {
             object["slot"] = 0
@@ -73,7 +73,7 @@ enum LBMapDecoders {
 
     /// Slot 0: the service id (also the reverse translation's), the slots taking new connections, the backends
     /// that keep only theirs, the bank in use and the affinity timeout. A backend slot: its backend.
-    static func services(
+    static func serviceValue(
         _ key: na_lb_service_key, _ value: na_lb_service_value, backend: (UInt32) -> na_lb_backend?
     ) -> JSON {
         guard key.slot != 0 else {
