@@ -68,6 +68,7 @@ public final class NodeAgent: Sendable {
         observability = try Observability(config: config)
         try writeDatapathDefaults()
         CoreMapDecoders.register(on: datapath) { [weak self] id in self?.state.withLock { $0.ruleName(id) } }
+        LBMapDecoders.register(on: datapath)
         try observability.start(agent: self)
     }
 

@@ -101,6 +101,9 @@ public enum Requirements {
             BPF_FUNC_get_socket_cookie, "bpf_get_socket_cookie", [], "the socket load balancer's UDP replies",
             of: BPF_PROG_TYPE_CGROUP_SOCK_ADDR),
         helper(
+            BPF_FUNC_get_netns_cookie, "bpf_get_netns_cookie", [], "ClientIP session affinity (Linux 5.7)",
+            of: BPF_PROG_TYPE_CGROUP_SOCK_ADDR),
+        helper(
             BPF_FUNC_set_retval, "bpf_set_retval", [], "refusing a service without backends (Linux 5.18)",
             of: BPF_PROG_TYPE_CGROUP_SOCK_ADDR),
         Requirement(.sysctl(Sysctl.jitEnable), [], "JIT-compiled programs; without, they run in the interpreter"),
