@@ -29,6 +29,13 @@ public struct Cleaner {
                 if (try? TC.detach(ifindex: index, point: point)) == true { detached += 1 }
             }
         }
+        // The socket load balancer's links first: unpinning them detaches its hooks from the cgroup, wherever the
+        // configuration put them.
+        var balancerDetached = false
+        if FileManager.default.fileExists(atPath: SocketLoadBalancing.linkDirectory(pinRoot: config.bpfRoot)) {
+            try SocketLoadBalancing.detach(pinRoot: config.bpfRoot)
+            balancerDetached = true
+        }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: config.bpfRoot)) ?? []
         let pins = entries.filter { $0 != Ownership.bpfMarkerName }.count
         BPFFS.removeAll(root: config.bpfRoot)
@@ -37,6 +44,7 @@ public struct Cleaner {
         if lstat(config.socketPath, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK { unlink(config.socketPath) }
         if !keepState { try? FileManager.default.removeItem(atPath: config.stateDir) }
         return "removed \(detached) tc programs, \(pins) pinned objects under \(config.bpfRoot)"
+            + (balancerDetached ? ", the socket load balancer's cgroup hooks" : "")
             + (keepState ? "" : ", state in \(config.stateDir)")
     }
 
