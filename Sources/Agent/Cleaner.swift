@@ -29,15 +29,15 @@ public struct Cleaner {
                 if (try? TC.detach(ifindex: index, point: point)) == true { detached += 1 }
             }
         }
-        // The socket load balancer's links first: unpinning them detaches its hooks from the cgroup, wherever the
-        // configuration put them.
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: config.bpfRoot)) ?? []
+        let pins = entries.filter { $0 != Ownership.bpfMarkerName }.count
+        // The socket load balancer's links before the rest: unpinning them detaches its hooks from the cgroup,
+        // wherever the configuration put them.
         var balancerDetached = false
         if FileManager.default.fileExists(atPath: SocketLoadBalancing.linkDirectory(pinRoot: config.bpfRoot)) {
             try SocketLoadBalancing.detach(pinRoot: config.bpfRoot)
             balancerDetached = true
         }
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: config.bpfRoot)) ?? []
-        let pins = entries.filter { $0 != Ownership.bpfMarkerName }.count
         BPFFS.removeAll(root: config.bpfRoot)
         // Only a socket: the path is configuration, and may name something else by mistake.
         var info = stat()
