@@ -97,7 +97,16 @@ extension Daemon {
         // Marked before the first pin, so `nodeagent cleanup` knows the links and maps are the agent's.
         try BPFFS.prepare(root: config.bpfRoot)
         try Ownership.markBPFRoot(config.bpfRoot)
-        let balancing = try SocketLoadBalancing.start(cgroupRoot: config.services.cgroupRoot, pinRoot: config.bpfRoot)
+        let balancing: SocketLoadBalancing
+        do {
+            balancing = try SocketLoadBalancing.start(cgroupRoot: config.services.cgroupRoot, pinRoot: config.bpfRoot)
+        } catch {
+            var refused = error
+            refused.message +=
+                " (services.cgroup-root is \(config.services.cgroupRoot); services.enabled false runs "
+                + "the agent without the socket load balancer)"
+            throw refused
+        }
         for name in balancing.replacedPins {
             logger.warning(
                 "a pinned load balancer map had another layout or size; replaced it, saved services fill it again",

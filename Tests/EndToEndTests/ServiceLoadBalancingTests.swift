@@ -239,4 +239,31 @@ final class ServiceLoadBalancingTests: EndToEndTestCase {
             "tcp", from: setup.client, to: Self.frontendIP, port: 80, count: 1, agent: agent)
         XCTAssertEqual(after["errors"]?.arrayValue?.count, 1, "nothing translates after cleanup: \(after)")
     }
+
+    func testAnAgentThatCannotAttachRefusesToStartNamingTheCgroupRootAndTheWayOut() throws {
+        let topology = try makeTopology()
+        guard AgentProcess.locate("nodeagent") != nil else { throw XCTSkip("nodeagent binary not built") }
+        let notADirectory = try topology.run.temporaryDirectory("cgroup") + "/file"
+        try "".write(toFile: notADirectory, atomically: true, encoding: .utf8)
+        // The last --cgroup-root wins over the harness's.
+        let agent = try AgentProcess(
+            topology: topology, extraArguments: ["--cgroup-root", notADirectory], start: false)
+        XCTAssertThrowsError(try agent.start(timeout: 10))
+        XCTAssertEqual(agent.exitStatus, .exited(1))
+        let log = agent.stderrTail()
+        XCTAssertTrue(log.contains("agent failed to start: creating the cgroup v2 mount point"), log)
+        XCTAssertTrue(log.contains("services.cgroup-root is \(notADirectory)"), log)
+        XCTAssertTrue(log.contains("services.enabled false runs the agent without the socket load balancer"), log)
+
+        let disabled = try AgentProcess(
+            topology: topology, configFile: try configFile(["services": ["enabled": false]]),
+            extraArguments: ["--cgroup-root", notADirectory])
+        let health = try disabled.getJSON("/v1/healthz")
+        XCTAssertEqual(health["services"]?["load-balancer"], "not running", "\(health)")
+        XCTAssertEqual(health["services"]?["enabled"], false)
+        XCTAssertEqual(health["kernel"]?["features"]?.arrayValue?.contains("services"), false, "\(health)")
+        let created = try disabled.api(
+            .PUT, "/v1/service/1", spec(Self.frontendIP, 80, backends: [], backendPort: 80))
+        XCTAssertEqual(created.json?["status"]?["realized"], false, "\(created)")
+    }
 }
