@@ -135,6 +135,68 @@ final class ServiceLoadBalancingTests: EndToEndTestCase {
         XCTAssertEqual(after["peers"], .array([.string("\(Self.frontendIP):53")]))
     }
 
+    /// One `hold` connection through the service: its backend's name once connected, and its JSON answer once it
+    /// ends (after `seconds`, or earlier when the connection ends).
+    private func hold(_ setup: Setup, port: UInt16, seconds: Int, during change: (String) throws -> Void) throws
+        -> JSON
+    {
+        let nameFile = "\(setup.traffic.directory)/held-\(UInt32.random(in: 0...UInt32.max))"
+        let process = try setup.traffic.holdProcess(
+            from: setup.client, to: Self.frontendIP, port: port, seconds: seconds, nameFile: nameFile,
+            agent: setup.agent)
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        let deadline = Date() + 5
+        var name = ""
+        while name.isEmpty {
+            guard Date() < deadline, process.isRunning else { throw AgentHarnessError("the held connection failed") }
+            usleep(20_000)
+            name = (try? String(contentsOfFile: nameFile, encoding: .utf8)) ?? ""
+        }
+        try change(name)
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return try JSON.parse(String(decoding: data, as: UTF8.self))
+    }
+
+    private func states(_ backends: [Pod], _ state: [String: String]) -> JSON {
+        var body = spec(Self.frontendIP, 80, backends: backends, backendPort: 8080).objectValue ?? [:]
+        body["backend-addresses"] = .array(
+            backends.map { ["ip": .string($0.ipv4), "port": 8080, "state": .string(state[$0.name] ?? "active")] })
+        return .object(body)
+    }
+
+    func testADeletedBackendsConnectionsEndWhileATerminatingOnesGoOn() throws {
+        let setup = try makeSetup(backends: 2)
+        let agent = setup.agent
+        try putService(4, states(setup.backends, [:]), on: agent)
+
+        let kept = try hold(setup, port: 80, seconds: 2) { name in
+            try putService(4, states(setup.backends, [name: "terminating"]), on: agent)
+        }
+        XCTAssertEqual(kept["ended"], .null, "a terminating backend keeps its connection: \(kept)")
+        XCTAssertGreaterThan(kept["exchanges"]?.intValue ?? 0, 10, "\(kept)")
+        let busy = try XCTUnwrap(kept["name"]?.stringValue)
+        let fresh = try setup.traffic.client(
+            "tcp", from: setup.client, to: Self.frontendIP, port: 80, count: 20, agent: agent)
+        XCTAssertNil(fresh["names"]?[busy], "no new connection goes to the terminating backend: \(fresh)")
+
+        try putService(4, states(setup.backends, [:]), on: agent)
+        let started = Date()
+        let ended = try hold(setup, port: 80, seconds: 20) { name in
+            try putService(4, states(setup.backends.filter { $0.name != name }, [:]), on: agent)
+        }
+        XCTAssertNotEqual(ended["ended"], .null, "the deleted backend's connection ended: \(ended)")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 15, "it ended when the backend went, not at the end")
+        let gone = try XCTUnwrap(ended["name"]?.stringValue)
+        let after = try setup.traffic.client(
+            "tcp", from: setup.client, to: Self.frontendIP, port: 80, count: 20, agent: agent)
+        XCTAssertEqual(after["errors"]?.arrayValue, [], "\(after)")
+        XCTAssertNil(after["names"]?[gone], "\(after)")
+    }
+
     func testEgressPolicyMeetsTheBackendNotTheServiceAddress() throws {
         let setup = try makeSetup(backends: 2)
         let agent = setup.agent
