@@ -141,42 +141,17 @@ final class SocketTerminationTests: XCTestCase {
         """
 }
 
-/// A line-oriented client process: `send` writes one line and returns the next line it prints.
+/// A session: a `LineClient` that has printed "connected".
 private final class Session {
-    let process: Process
-    private let input = Pipe()
-    private let output = Pipe()
-    private var buffer = Data()
+    private let client: LineClient
 
     init(_ process: Process) throws {
-        self.process = process
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        let greeting = try line()
+        client = try LineClient(process)
+        let greeting = try client.readLine()
         guard greeting == "connected" else { throw ScratchError("the session did not connect: \(greeting)") }
     }
 
-    func send(_ text: String) throws -> String {
-        input.fileHandleForWriting.write(Data((text + "\n").utf8))
-        return try line()
-    }
+    func send(_ text: String) throws -> String { try client.send(text) }
 
-    private func line() throws -> String {
-        while true {
-            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffer[..<newline], as: UTF8.self)
-                buffer.removeSubrange(...newline)
-                return line
-            }
-            let chunk = output.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { throw ScratchError("the session's client exited") }
-            buffer.append(chunk)
-        }
-    }
-
-    func close() {
-        try? input.fileHandleForWriting.close()
-        process.waitUntilExit()
-    }
+    func close() { client.close() }
 }
