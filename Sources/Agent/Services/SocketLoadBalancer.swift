@@ -16,6 +16,9 @@ public final class SocketLoadBalancer: ServiceDatapath {
     let backends: TypedMap<UInt32, na_lb_backend>
     let revnat: TypedMap<na_lb_revnat_key, na_lb_revnat_value>
     private let ids: Mutex<LBBackendIDs>
+    /// `na_lb_maglev` when the object has it, and the tables kept there while backends are chosen by Maglev.
+    let maglevMap: BPFMap?
+    let maglev = Mutex<MaglevTables?>(nil)
 
     /// Over the maps of a loaded `sock` object. What the maps already hold is kept: ids are learned from them, and
     /// what an interrupted update left behind (slots outside a service's bank, backends no slot names) is deleted.
@@ -38,6 +41,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
         backends = maps.backends
         revnat = maps.revnat
         ids = Mutex(learned)
+        maglevMap = object.map(named: "na_lb_maglev")
     }
 
     public func apply(_ service: LoadBalancedService) throws(AgentError) {
@@ -45,6 +49,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
         try ids.withLock { (ids) throws(AgentError) in
             try datapathCall("programming service \(service.frontend)") {
                 try write(service, ids: &ids)
+                try maglev.withLock { try $0?.sync(service.frontend) }
             }
         }
     }
@@ -63,6 +68,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
                         if ids.release(slot.backend_id, by: service.frontend) { try backends.delete(slot.backend_id) }
                     }
                 }
+                try maglev.withLock { try $0?.remove(serviceID: current.service_id) }
             }
         }
     }
