@@ -49,7 +49,8 @@ final class ServiceTCTranslationTests: XCTestCase {
 
     /// A frontend no interface has, unique to the run.
     private var frontend4: String { "10.96.\(Int(pods.tag.suffix(2), radix: 16)!).10" }
-    private var frontend6: String { "fd00:96::\(pods.tag)" }
+    /// In RFC 5952 text, as the client prints the sources of its answers.
+    private var frontend6: String { IPAddress("fd00:96::\(pods.tag)")!.description }
 
     private func service(id: UInt32, frontend: String, proto: UInt8, ipv6: Bool = false) -> LoadBalancedService {
         let port = proto == IPProtocol.tcp ? ServicePods.tcpPort : ServicePods.udpPort
