@@ -183,6 +183,27 @@ final class ServiceTranslationTests: XCTestCase {
         }
     }
 
+    /// The translation's reverse half outlives its flow in the LRU map; only replies of a flow the pod sends to the
+    /// frontend now are translated back. UDP reuses the tuple while its conntrack entry lives.
+    func testRepliesOfAFlowReusingTheTupleWithoutTheServiceKeepTheBackendAsSource() throws {
+        try addService(Self.frontend4, port: 53, proto: Proto.udp, backends: [(Net.peer4, 5353)])
+        let viaService = ServiceFrame.checksummed(.udp(Net.ep4, Self.frontend4, sport: 40053, dport: 53))
+        let direct = ServiceFrame.checksummed(.udp(Net.ep4, Net.peer4, sport: 40053, dport: 5353))
+        let answer = ServiceFrame.checksummed(.udp(Net.peer4, Net.ep4, sport: 5353, dport: 40053))
+        for (query, source, port) in [
+            (viaService, Self.frontend4, UInt16(53)), (direct, Net.peer4, 5353), (viaService, Self.frontend4, 53),
+        ] {
+            let (retval, out) = try run(.fromEndpoint, query)
+            XCTAssertEqual(retval, Verdict.TC_ACT_OK)
+            XCTAssertEqual(out.destination, bytes(Net.peer4))
+            let (replyVerdict, reply) = try run(.toEndpoint, answer)
+            XCTAssertEqual(replyVerdict, Verdict.TC_ACT_OK)
+            XCTAssertEqual(reply.source, bytes(source), "the answer to a query sent to \(source)")
+            XCTAssertEqual(reply.sport, port)
+            XCTAssertTrue(reply.l4ChecksumValid)
+        }
+    }
+
     func testAFrontendWithoutBackendsIsDroppedWithItsReason() throws {
         try addService(Self.frontend4, port: 80, backends: [])
         let reason = NA_DROP_NO_SERVICE.rawValue

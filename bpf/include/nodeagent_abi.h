@@ -154,6 +154,8 @@ struct na_ct_key {
 #define NA_CT_CLOSING (1U << 1)
 #define NA_CT_SEEN_REPLY (1U << 2)
 #define NA_CT_NAT (1U << 3)
+/* The flow's latest packet from the pod went to a service frontend (lb_xlate.h): replies get the frontend back. */
+#define NA_CT_SERVICE (1U << 4)
 
 struct na_ct_value {
 	__u32 lifetime;      /* absolute expiry, CLOCK_MONOTONIC seconds */
@@ -397,8 +399,12 @@ struct na_lb_revnat_value {
  * replies (from the backend, direction NA_DIR_INGRESS) holds the frontend.
  * Later packets of the flow keep the backend while its id still names that
  * address and port and the frontend is still the same service; otherwise a
- * new one is chosen. A frontend with no backend taking new flows drops with
- * NA_DROP_NO_SERVICE.
+ * new one is chosen. The flow's conntrack entry (under the translated tuple)
+ * carries NA_CT_SERVICE while the pod's packets on that tuple are translated,
+ * and only replies matching such an entry are translated back: a reverse half
+ * the LRU still holds after the flow ended never touches a later flow that
+ * reuses the tuple without the service. A frontend with no backend taking new
+ * flows drops with NA_DROP_NO_SERVICE.
  */
 struct na_lb_flow {
 	__u8 addr[16];       /* forward half: the backend; reverse half: the frontend */

@@ -197,14 +197,15 @@ static __always_inline int na_lb_xlate_to_backend(struct __sk_buff *skb, struct 
 		return ret;
 	__builtin_memcpy(pkt->daddr, fwd.addr, 16);
 	pkt->dport = fwd.port;
+	ctx->lb_xlated = 1;
 	return 0;
 }
 
 /*
- * to_endpoint, once the packet is allowed: a reply from a backend of a flow
- * the pod sent to a frontend comes from the frontend. ctx->pkt keeps the
- * backend (what conntrack and the flow event saw). Returns 0 or a negative
- * drop reason.
+ * to_endpoint, once the packet is allowed: a reply matching the conntrack
+ * entry of a flow the pod sent to a frontend (NA_CT_SERVICE) comes from the
+ * frontend. ctx->pkt keeps the backend (what conntrack and the flow event
+ * saw). Returns 0 or a negative drop reason.
  */
 static __always_inline int na_lb_xlate_from_backend(struct __sk_buff *skb, struct na_ctx *ctx)
 {
@@ -215,7 +216,7 @@ static __always_inline int na_lb_xlate_from_backend(struct __sk_buff *skb, struc
 	__u8 addr[16];
 	__be16 port;
 
-	if (pkt->proto != NA_IPPROTO_TCP && pkt->proto != NA_IPPROTO_UDP)
+	if (!(ctx->ct_flags & NA_CT_SERVICE))
 		return 0;
 	na_ct_key_fill(&rkey, pkt, NA_DIR_INGRESS, false);
 	rev = bpf_map_lookup_elem(&na_lb_flows, &rkey);
