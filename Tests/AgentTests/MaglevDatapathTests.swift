@@ -122,6 +122,25 @@ final class MaglevDatapathTests: XCTestCase {
         XCTAssertEqual(Set(chosen.values), [1, 2, 3], "random slots still reach every backend")
     }
 
+    /// The map is pinned: a restarted agent finds the tables of its previous run. Unless it chooses Maglev again,
+    /// none of them may keep choosing: a change to the service takes its table out, `.random` takes them all.
+    func testTablesAnEarlierRunLeftGoUnlessMaglevIsChosenAgain() throws {
+        let tables = try TypedMap<UInt32, UInt32>(map("na_lb_maglev"))
+        try balancer.apply(service([1, 2, 3]))
+        var other = service([1, 2])
+        other.id = 8
+        other.frontend.port = 81
+        try balancer.apply(other)
+        XCTAssertEqual(try tables.map.keys().count, 2)
+
+        let restarted = try SocketLoadBalancer(object: object)
+        try restarted.apply(service([1, 2]))
+        XCTAssertNil(try tables.lookup(7), "the changed service's old table is gone")
+        XCTAssertNotNil(try tables.lookup(8), "an unchanged service's table waits for the choice of selection")
+        try restarted.useBackendSelection(.random)
+        XCTAssertEqual(try tables.map.keys().count, 0)
+    }
+
     func testATableSizeThatIsNotPrimeIsRefused() throws {
         XCTAssertThrowsError(try balancer.useBackendSelection(.maglev(tableSize: 16383))) { error in
             XCTAssertEqual((error as? AgentError)?.field, "maglev-table-size")

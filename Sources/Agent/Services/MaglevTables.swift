@@ -66,11 +66,6 @@ final class MaglevTables: Sendable {
     func remove(serviceID: UInt32) throws {
         _ = try outer.delete(serviceID)
     }
-
-    /// Every service id that has a table.
-    func serviceIDs() throws -> [UInt32] {
-        try outer.map.keys().map { valueFrom($0, at: 0) }
-    }
 }
 
 extension SocketLoadBalancer {
@@ -88,11 +83,24 @@ extension SocketLoadBalancer {
             try datapathCall("writing the Maglev tables") {
                 if let tables {
                     for service in services { try tables.sync(service.frontend) }
-                } else if let current {
-                    for id in try current.serviceIDs() { try current.remove(serviceID: id) }
+                } else if let maglevMap {
+                    // Tables of an earlier selection, or of an earlier run (the map is pinned), go.
+                    for key in try maglevMap.keys() { _ = try maglevMap.delete(key: key) }
                 }
             }
             current = tables
+        }
+    }
+
+    /// After the service at `frontend` was written or removed: its table follows the backends in the maps, or goes
+    /// when backends are not chosen by Maglev, so a table an earlier run left never outlives a change.
+    func maglevFollow(_ frontend: ServiceFrontend, serviceID: UInt32, removed: Bool = false) throws {
+        try maglev.withLock { tables in
+            if let tables, !removed {
+                try tables.sync(frontend)
+            } else if let maglevMap {
+                _ = try maglevMap.delete(key: bytesOf(serviceID))
+            }
         }
     }
 }

@@ -49,7 +49,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
         try ids.withLock { (ids) throws(AgentError) in
             try datapathCall("programming service \(service.frontend)") {
                 try write(service, ids: &ids)
-                try maglev.withLock { try $0?.sync(service.frontend) }
+                try maglevFollow(service.frontend, serviceID: service.id)
             }
         }
     }
@@ -68,7 +68,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
                         if ids.release(slot.backend_id, by: service.frontend) { try backends.delete(slot.backend_id) }
                     }
                 }
-                try maglev.withLock { try $0?.remove(serviceID: current.service_id) }
+                try maglevFollow(service.frontend, serviceID: current.service_id, removed: true)
             }
         }
     }
