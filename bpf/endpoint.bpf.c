@@ -105,15 +105,18 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 		return na_finish(&ctx, ret, false);
 	if (ctx.pkt.kind == NA_PKT_ICMP_ERROR)
 		return na_finish(&ctx, na_icmp_error_check(skb, &ctx), false);
+
+	/*
+	 * The clock is read only for packets that reach service translation and
+	 * conntrack (events read it on their own).
+	 */
+	ctx.now_ns = bpf_ktime_get_ns();
+	ctx.now = ctx.now_ns / NA_NSEC_PER_SEC;
 	if (dir == NA_DIR_EGRESS) {
 		ret = na_lb_xlate_to_backend(skb, &ctx);
 		if (ret < 0)
 			return na_finish(&ctx, ret, false);
 	}
-
-	/* The clock is read only for packets that reach conntrack (events read it on their own). */
-	ctx.now_ns = bpf_ktime_get_ns();
-	ctx.now = ctx.now_ns / NA_NSEC_PER_SEC;
 	/*
 	 * Established and reply packets need no identity: resolve it only for new
 	 * flows, and for flows whose endpoint's policy changed since (re-checked).

@@ -204,6 +204,21 @@ final class ServiceTranslationTests: XCTestCase {
         }
     }
 
+    /// A frontend may be a real address: the pod's replies to a connection from there stay replies, even when the
+    /// client's port is the service's.
+    func testRepliesToAClientAtAFrontendAddressAreNotTranslated() throws {
+        try addService(Self.frontend4, port: 80, backends: [(Net.peer4, 8080)])
+        try h.changePolicy([.ingress(0, Proto.tcp, 8080)])
+        let syn = ServiceFrame.checksummed(.tcp(Self.frontend4, Net.ep4, sport: 80, dport: 8080))
+        XCTAssertEqual(try h.run(Program.toEndpoint.rawValue, syn), Verdict.TC_ACT_OK)
+        let synAck = ServiceFrame.checksummed(
+            .tcp(Net.ep4, Self.frontend4, sport: 8080, dport: 80, flags: [.syn, .ack]))
+        let (retval, out) = try run(.fromEndpoint, synAck)
+        XCTAssertEqual(retval, Verdict.TC_ACT_OK)
+        XCTAssertEqual(out.destination, bytes(Self.frontend4))
+        XCTAssertEqual(out.dport, 80)
+    }
+
     func testAFrontendWithoutBackendsIsDroppedWithItsReason() throws {
         try addService(Self.frontend4, port: 80, backends: [])
         let reason = NA_DROP_NO_SERVICE.rawValue

@@ -163,6 +163,19 @@ reverse:
 }
 
 /*
+ * Whether the packet answers a flow opened towards the pod: a frontend may be
+ * a real address (a node's), and a pod's reply to a client there whose port
+ * happens to be the service's stays the reply it is.
+ */
+static __always_inline bool na_lb_is_reply(const struct na_ctx *ctx)
+{
+	struct na_ct_key rkey;
+
+	na_ct_key_fill(&rkey, &ctx->pkt, NA_DIR_EGRESS, true);
+	return na_ct_live(bpf_map_lookup_elem(&na_ct, &rkey), ctx->now);
+}
+
+/*
  * from_endpoint: a TCP or UDP packet to a service frontend leaves for the
  * flow's backend. The packet and ctx->pkt both get the backend's address and
  * port, so conntrack, policy and flow events see the backend. Returns 0 or a
@@ -184,7 +197,7 @@ static __always_inline int na_lb_xlate_to_backend(struct __sk_buff *skb, struct 
 	key.proto = pkt->proto;
 	key.port = pkt->dport;
 	svc = bpf_map_lookup_elem(&na_lb_services, &key);
-	if (!svc)
+	if (!svc || na_lb_is_reply(ctx))
 		return 0;
 	ret = na_lb_flow_backend(ctx, &key, svc, &fwd);
 	if (ret <= 0)
