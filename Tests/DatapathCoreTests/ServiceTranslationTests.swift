@@ -183,6 +183,25 @@ final class ServiceTranslationTests: XCTestCase {
         }
     }
 
+    /// Later fragments carry no ports: they follow their first fragment's translation, address only.
+    func testLaterFragmentsFollowTheirFirstFragmentToTheBackend() throws {
+        try addService(Self.frontend4, port: 53, proto: Proto.udp, backends: [(Net.peer4, 5353)])
+        var first = Packet.udp(Net.ep4, Self.frontend4, sport: 40053, dport: 53)
+        first.payload = [UInt8](repeating: 0xab, count: 16)
+        first = first.ipv4 { $0.moreFragments = true }
+        let later = Packet(
+            network: .ipv4(.init(source: Net.ep4, destination: Self.frontend4, fragmentOffset: 3, proto: Proto.udp)),
+            payload: [UInt8](repeating: 0xcd, count: 8))
+        let (retval, out) = try run(.fromEndpoint, ServiceFrame.checksummed(first))
+        XCTAssertEqual(retval, Verdict.TC_ACT_OK)
+        XCTAssertEqual(out.destination, bytes(Net.peer4))
+        XCTAssertEqual(out.dport, 5353)
+        let result = try h.program(Program.fromEndpoint.rawValue).testRun(packet: later.bytes)
+        XCTAssertEqual(result.retval, Verdict.TC_ACT_OK)
+        XCTAssertEqual(Array(result.packetOut[30..<34]), bytes(Net.peer4), "the later fragment goes to the backend")
+        XCTAssertEqual(checksum(Array(result.packetOut[14..<34])), 0, "IPv4 header checksum")
+    }
+
     /// The translation's reverse half outlives its flow in the LRU map; only replies of a flow the pod sends to the
     /// frontend now are translated back. UDP reuses the tuple while its conntrack entry lives.
     func testRepliesOfAFlowReusingTheTupleWithoutTheServiceKeepTheBackendAsSource() throws {
