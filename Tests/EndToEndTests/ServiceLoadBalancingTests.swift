@@ -197,6 +197,37 @@ final class ServiceLoadBalancingTests: EndToEndTestCase {
         XCTAssertNil(after["names"]?[gone], "\(after)")
     }
 
+    func testMaglevTablesServeClientsTheSocketHooksDoNotSee() throws {
+        let topology = try makeTopology()
+        try XCTSkipIf(TestCgroup.mount == nil, "the socket load balancer needs a cgroup v2 mount")
+        let configFile = try topology.run.temporaryDirectory("maglev") + "/config.json"
+        try #"{"services": {"backend-selection": "maglev", "maglev-table-size": 251}}"#.write(
+            toFile: configFile, atomically: true, encoding: .utf8)
+        let traffic = try ServiceTraffic(topology: topology)
+        let client = try topology.addPod(namespace: "shop", name: "client", dualStack: false)
+        let backends = try (1...3).map { try topology.addPod(namespace: "shop", name: "web-\($0)", dualStack: false) }
+        for backend in backends { try traffic.startServer(on: backend, port: 8080, in: topology) }
+        let agent = try startAgent(in: topology, configFile: configFile)
+        try agent.registerEndpoint(id: 1, pod: client, labels: ["k8s:app=client"])
+        for (index, backend) in backends.enumerated() {
+            try agent.registerEndpoint(id: 10 + index, pod: backend, labels: ["k8s:app=backend"])
+        }
+        XCTAssertEqual(try agent.getJSON("/v1/healthz")["services"]?["backend-selection"], "maglev")
+        try putService(5, spec(Self.frontendIP, 80, backends: backends, backendPort: 8080), on: agent)
+        let maps = try agent.getJSON("/v1/map")["maps"]?.arrayValue ?? []
+        let maglev = maps.first { $0["name"]?.stringValue == "na_lb_maglev" }
+        XCTAssertEqual(maglev?["entries"]?.intValue, 1, "one table, for the one service: \(String(describing: maglev))")
+
+        // A client outside the agent's cgroup: the endpoint programs translate its packets through the table.
+        let answer = try traffic.client(
+            "tcp", from: client, to: Self.frontendIP, port: 80, count: 60, agent: agent, outsideCgroup: true)
+        XCTAssertEqual(answer["errors"]?.arrayValue, [], "\(answer)")
+        let names = answer["names"]?.objectValue ?? [:]
+        XCTAssertEqual(names.values.compactMap(\.intValue).reduce(0, +), 60, "\(answer)")
+        XCTAssertGreaterThanOrEqual(names.count, 2, "distinct source ports hash to several backends: \(answer)")
+        XCTAssertEqual(answer["peers"], .array([.string("\(Self.frontendIP):80")]), "replies come from the service")
+    }
+
     func testEgressPolicyMeetsTheBackendNotTheServiceAddress() throws {
         let setup = try makeSetup(backends: 2)
         let agent = setup.agent

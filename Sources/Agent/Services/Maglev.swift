@@ -10,6 +10,19 @@ public enum BackendSelection: Hashable, Sendable {
 
     /// Cilium's default table size: prime, and over 100 times the backends a service usually has.
     public static let defaultMaglevTableSize = 16381
+
+    /// The names the configuration gives them (`services.backend-selection`).
+    public enum Name: String, Sendable, CaseIterable {
+        case random
+        case maglev
+    }
+
+    public var name: Name {
+        switch self {
+        case .random: .random
+        case .maglev: .maglev
+        }
+    }
 }
 
 /// Maglev consistent hashing (Eisenbud et al., "Maglev: A Fast and Reliable Software Network Load Balancer",

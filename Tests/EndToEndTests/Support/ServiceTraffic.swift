@@ -46,11 +46,17 @@ struct ServiceTraffic {
     /// `ip`:`port`) or `steady` (new connections and one long one for `count` seconds); `hold` (one connection
     /// exchanging lines for `count` seconds or until it ends, its backend's name written to the file named by
     /// the extra argument at once) runs through `holdProcess`.
+    /// `outsideCgroup` runs it in the pod's network namespace only, where no socket hook translates: the
+    /// endpoint programs' per-packet translation then does.
     func client(
-        _ mode: String, from pod: Pod, to ip: String, port: UInt16, count: Int, agent: AgentProcess
+        _ mode: String, from pod: Pod, to ip: String, port: UInt16, count: Int, agent: AgentProcess,
+        outsideCgroup: Bool = false
     ) throws -> JSON {
-        let result = try agent.runInPod(
-            ["python3", clientScript, mode, ip, "\(port)", "\(count)"], netns: pod.netns, timeout: 120)
+        let arguments = ["python3", clientScript, mode, ip, "\(port)", "\(count)"]
+        let result =
+            outsideCgroup
+            ? try Shell.capture(["nsenter", "--net=\(Netns.path(pod.netns))", "--"] + arguments, timeout: 120)
+            : try agent.runInPod(arguments, netns: pod.netns, timeout: 120)
         guard result.status == 0 else { throw AgentHarnessError("client \(mode) to \(ip):\(port): \(result)") }
         return try JSON.parse(result.stdout)
     }
