@@ -78,13 +78,14 @@ final class ServiceLoadBalancingTests: EndToEndTestCase {
         XCTAssertEqual(
             answer["peers"], .array([.string("\(Self.frontendIP):80")]), "getpeername shows the service, not a backend")
 
-        // Outside the agent's cgroup nothing translates: the service address leads nowhere.
-        let outside = try Shell.capture(
-            [
-                "nsenter", "--net=\(Netns.path(setup.client.netns))", "python3", setup.traffic.clientScript, "tcp",
-                Self.frontendIP, "80", "1",
-            ], timeout: 30)
-        XCTAssertEqual(try JSON.parse(outside.stdout)["errors"]?.arrayValue?.count, 1, "\(outside)")
+        // Outside the agent's cgroup no socket hook runs: the endpoint programs translate each packet instead,
+        // and the client still talks to the service address.
+        let outside = try setup.traffic.client(
+            "tcp", from: setup.client, to: Self.frontendIP, port: 80, count: 30, agent: agent, outsideCgroup: true)
+        XCTAssertEqual(outside["errors"]?.arrayValue, [], "\(outside)")
+        XCTAssertTrue(
+            Set((outside["names"]?.objectValue ?? [:]).keys).isSubset(of: setup.backends.map(\.name)), "\(outside)")
+        XCTAssertEqual(outside["peers"], .array([.string("\(Self.frontendIP):80")]), "\(outside)")
 
         // The translation happened in the socket hooks: no namespace of the test holds a packet-filter rule.
         var checkedTools: Set<String> = []

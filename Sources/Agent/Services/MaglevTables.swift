@@ -39,8 +39,11 @@ final class MaglevTables: Sendable {
         guard let head = try services.lookup(key) else { return }
         let bank = LBSlotBank(flags: head.flags)
         var members: [(id: UInt32, backend: Maglev.Backend)] = []
+        var seen: Set<UInt32> = []
         for index in 0..<Int(head.count) {
+            // A backend holds as many slots as its weight asks (random selection); its weight counts once here.
             guard let slot = try services.lookup(key.at(slot: bank.slot(index))),
+                seen.insert(slot.backend_id).inserted,
                 let backend = try backends.lookup(slot.backend_id)?.backend, backend.takesNewConnections
             else { continue }
             members.append(
