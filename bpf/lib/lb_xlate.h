@@ -12,6 +12,7 @@
 #include <bpf/bpf_helpers.h>
 #include "nodeagent_abi.h"
 #include "lb_maps.h"
+#include "lb_slots.h"
 #include "context.h"
 #include "conntrack.h"
 #include "nat.h"
@@ -56,11 +57,9 @@ static __always_inline struct na_lb_backend *na_lb_select(struct na_lb_service_k
 							  const struct na_lb_service_value *svc,
 							  const struct na_pkt *pkt, __u32 *id)
 {
-	struct na_lb_service_value *slot;
 	struct na_lb_backend *backend;
 	__u32 index, *size, *entry;
 	void *table;
-	__u16 base;
 
 	table = bpf_map_lookup_elem(&na_lb_maglev, &svc->service_id);
 	if (table) {
@@ -77,14 +76,9 @@ static __always_inline struct na_lb_backend *na_lb_select(struct na_lb_service_k
 			}
 		}
 	}
-	base = (svc->flags & NA_LB_F_BANK1) ? NA_LB_SLOT_BANK1 : 0;
-	key->slot = base + 1 + (__u16)(bpf_get_prandom_u32() % svc->count);
-	slot = bpf_map_lookup_elem(&na_lb_services, key);
+	backend = lb_random_backend(key, svc, id);
 	key->slot = 0;
-	if (!slot)
-		return NULL;
-	*id = slot->backend_id;
-	return bpf_map_lookup_elem(&na_lb_backends, id);
+	return backend;
 }
 
 /* Whether a flow's backend is still where the flow goes: its id names the same address and port. */

@@ -10,6 +10,7 @@
 #include "nodeagent_abi.h"
 #include "consts.h"
 #include "lb_maps.h"
+#include "lb_slots.h"
 
 /* What a cgroup sock_addr program returns: 1 lets the call go on, 0 fails it (EPERM unless a retval is set). */
 #define NA_SYS_PROCEED 1
@@ -100,10 +101,9 @@ static __always_inline int lb_select(struct bpf_sock_addr *ctx, struct na_lb_ser
 {
 	struct na_lb_affinity_key akey = {};
 	struct na_lb_affinity_value aval = {};
-	struct na_lb_service_value *svc, *slot;
+	struct na_lb_service_value *svc;
 	struct na_lb_backend *found;
-	__u32 timeout, now = 0;
-	__u16 base;
+	__u32 timeout, now = 0, id = 0;
 	int try;
 
 #pragma unroll
@@ -116,8 +116,6 @@ static __always_inline int lb_select(struct bpf_sock_addr *ctx, struct na_lb_ser
 			return -ECONNREFUSED;
 		*service_id = svc->service_id;
 		timeout = svc->affinity_timeout;
-		base = (svc->flags & NA_LB_F_BANK1) ? NA_LB_SLOT_BANK1 : 0;
-		key->slot = base + 1 + (__u16)(bpf_get_prandom_u32() % svc->count);
 		if (timeout) {
 			now = (__u32)(bpf_ktime_get_ns() / NA_NSEC_PER_SEC);
 			akey.netns_cookie = bpf_get_netns_cookie(ctx);
@@ -128,14 +126,11 @@ static __always_inline int lb_select(struct bpf_sock_addr *ctx, struct na_lb_ser
 				return 1;
 			}
 		}
-		slot = bpf_map_lookup_elem(&na_lb_services, key);
-		if (!slot)
-			continue;
-		found = bpf_map_lookup_elem(&na_lb_backends, &slot->backend_id);
+		found = lb_random_backend(key, svc, &id);
 		if (!found)
 			continue;
 		if (timeout) {
-			aval.backend_id = slot->backend_id;
+			aval.backend_id = id;
 			aval.last_used = now;
 			bpf_map_update_elem(&na_lb_affinity, &akey, &aval, BPF_ANY);
 		}
