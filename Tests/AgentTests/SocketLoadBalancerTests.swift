@@ -12,29 +12,8 @@ import XCTest
 ///
 /// BPF_PROG_TEST_RUN does not run cgroup sock_addr programs on the kernels we support (the program type has no
 /// test_run operation), so these hooks are tested here, through real sockets, rather than with fixtures.
-final class SocketLoadBalancerTests: XCTestCase {
-    private var pods: ServicePods!
-    private var pinRoot = ""
-    private var balancer: SocketLoadBalancing?
-
-    override func setUpWithError() throws {
-        guard geteuid() == 0 else { throw XCTSkip("namespaces, cgroups and BPF programs need root") }
-        pods = try ServicePods(backends: 3, clients: 2)
-        pinRoot = "/sys/fs/bpf/nodeagent-test-sock-\(pods.tag)"
-        balancer = try SocketLoadBalancing.start(cgroupRoot: pods.cgroup, pinRoot: pinRoot)
-    }
-
-    override func tearDown() {
-        balancer?.stop()
-        balancer = nil
-        if !pinRoot.isEmpty {
-            try? SocketLoadBalancing.detach(pinRoot: pinRoot)
-            BPFFS.removeAll(root: pinRoot)
-        }
-        pods?.destroy()
-    }
-
-    private var datapath: SocketLoadBalancer { balancer!.datapath }
+final class SocketLoadBalancerTests: SocketLoadBalancerTestCase {
+    override var podCounts: (backends: Int, clients: Int) { (3, 2) }
 
     private func address(_ text: String) -> IPAddress { IPAddress(text)! }
 

@@ -8,32 +8,16 @@ import XCTest
 
 /// Connections to backends that left a service end (sock_diag destroy) instead of living on or, for connected
 /// UDP sockets, sending into the void; connections that did not go through the service are left alone.
-final class SocketTerminationTests: XCTestCase {
-    private var pods: ServicePods!
-    private var pinRoot = ""
-    private var balancer: SocketLoadBalancing?
+final class SocketTerminationTests: SocketLoadBalancerTestCase {
     private var scriptPath = ""
 
+    override var podCounts: (backends: Int, clients: Int) { (2, 1) }
+
     override func setUpWithError() throws {
-        guard geteuid() == 0 else { throw XCTSkip("namespaces, cgroups and BPF programs need root") }
-        pods = try ServicePods(backends: 2)
-        pinRoot = "/sys/fs/bpf/nodeagent-test-term-\(pods.tag)"
-        balancer = try SocketLoadBalancing.start(cgroupRoot: pods.cgroup, pinRoot: pinRoot)
+        try super.setUpWithError()
         scriptPath = pods.scripts.appendingPathComponent("session.py").path
         try Self.sessionScript.write(toFile: scriptPath, atomically: true, encoding: .utf8)
     }
-
-    override func tearDown() {
-        balancer?.stop()
-        balancer = nil
-        if !pinRoot.isEmpty {
-            try? SocketLoadBalancing.detach(pinRoot: pinRoot)
-            BPFFS.removeAll(root: pinRoot)
-        }
-        pods?.destroy()
-    }
-
-    private var datapath: SocketLoadBalancer { balancer!.datapath }
 
     private func service(_ frontend: String, proto: UInt8, backends: [Int]) -> LoadBalancedService {
         let port = proto == IPProtocol.tcp ? ServicePods.tcpPort : ServicePods.udpPort
