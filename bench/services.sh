@@ -153,6 +153,19 @@ agent_size() { # FROM TO: creates services FROM..TO, times them, then one servic
     echo "$answer" | grep -q '"realized": *true' || bench_die "service $to is not realized: $answer"
     rss=$(bench_py memory "$AGENT_PID" | awk '{printf "VmRSS %.1f MiB, VmHWM %.1f MiB", $1, $2}')
     memory_fact "nodeagent process" "$to" "$rss"
+    memory_fact "nodeagent: the load balancer's BPF maps (kernel, preallocated)" "$to" "$(lb_map_memory)"
+}
+
+# The kernel memory of the pinned na_lb_* maps as bpftool reports it (bytes_memlock), and how many there are.
+lb_map_memory() {
+    local map bytes total=0 count=0
+    while read -r map; do
+        bytes=$(bpftool -j map show pinned "$map" \
+            | python3 -c 'import json, sys; print(json.load(sys.stdin)["bytes_memlock"])')
+        total=$((total + bytes))
+        count=$((count + 1))
+    done < <(find "$AGENT_BPF" -name 'na_lb_*' 2>/dev/null)
+    echo "$count maps, $((total / 1048576)) MiB"
 }
 
 # --- kube-proxy's iptables mode ------------------------------------------------------------------------------------
