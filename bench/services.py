@@ -213,6 +213,13 @@ def cmd_agent_creates(args):
     return 0
 
 
+def cmd_agent_deletes(args):
+    """DELETE /v1/service/{id} for services --first..--last."""
+    for i in range(args.first, args.last + 1):
+        print(json.dumps({"method": "DELETE", "path": f"/v1/service/{i}"}))
+    return 0
+
+
 def cmd_agent_changes(args):
     """--count PUTs of one service, its endpoint set alternating between the two variants (a real change each)."""
     for k in range(args.count):
@@ -383,6 +390,10 @@ def main():
     p.add_argument("--last", type=int, required=True)
     service_args(p)
     p.set_defaults(func=cmd_agent_creates)
+    p = sub.add_parser("agent-deletes")
+    p.add_argument("--first", type=int, required=True)
+    p.add_argument("--last", type=int, required=True)
+    p.set_defaults(func=cmd_agent_deletes)
     p = sub.add_parser("agent-changes")
     p.add_argument("--service", type=int, required=True)
     p.add_argument("--count", type=int, required=True)

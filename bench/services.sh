@@ -148,6 +148,15 @@ agent_size() { # FROM TO: creates services FROM..TO, times them, then one servic
         || bench_die "changing service $((to / 2 + 1)) failed"
     timing_fact "nodeagent: change one service's backends (PUT /v1/service/{id})" "$to" "$summary"
     bench_log "agent: one service changed: $(echo "$summary" | bench_py brief)"
+    # One service more, CHANGES times over (each added, all then deleted): the size stays `to` for the traffic.
+    svc agent-creates --first $((to + 1)) --last $((to + CHANGES)) "${svc_backends[@]}" >"$W/adds.jsonl"
+    summary=$(bench_py api-timed --socket "$AGENT_SOCK" --requests "$W/adds.jsonl" --label add) \
+        || bench_die "adding services after $to failed"
+    timing_fact "nodeagent: add one service (PUT /v1/service/{id})" "$to" "$summary"
+    svc agent-deletes --first $((to + 1)) --last $((to + CHANGES)) >"$W/deletes.jsonl"
+    summary=$(bench_py api-timed --socket "$AGENT_SOCK" --requests "$W/deletes.jsonl" --label delete) \
+        || bench_die "deleting services after $to failed"
+    timing_fact "nodeagent: delete one service (DELETE /v1/service/{id})" "$to" "$summary"
     local answer
     answer=$(bench_api GET "/v1/service/$to")
     echo "$answer" | grep -q '"realized": *true' || bench_die "service $to is not realized: $answer"
