@@ -275,6 +275,34 @@ def cmd_meminfo(args):
     return 0
 
 
+def cmd_xt_size(args):
+    """The x_tables (iptables-legacy) tables of this namespace as the kernel holds them: IPT_SO_GET_INFO gives each
+    table's rule count and the size of its rule blob, which the kernel keeps in one kvmalloc'ed copy; each rule
+    also has a 16-byte counter per possible CPU. Prints "entries blob-bytes counter-bytes" summed over the tables."""
+    import ctypes
+    import socket
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    ipt_so_get_info = 64  # IPT_BASE_CTL
+    with open("/sys/devices/system/cpu/possible") as f:
+        first, _, last = f.read().strip().partition("-")
+        cpus = int(last or first) - int(first) + 1
+    entries = size = 0
+    for table in args.tables.split(","):
+        # struct ipt_getinfo: name[32], valid_hooks, hook_entry[5], underflow[5], num_entries, size.
+        buf = ctypes.create_string_buffer(table.encode().ljust(84, b"\0"), 84)
+        length = ctypes.c_uint(84)
+        if libc.getsockopt(sock.fileno(), socket.IPPROTO_IP, ipt_so_get_info, buf, ctypes.byref(length)) != 0:
+            print(f"{table}: {os.strerror(ctypes.get_errno())}", file=sys.stderr)
+            return 1
+        n, bytes_ = (int.from_bytes(buf.raw[o : o + 4], sys.byteorder) for o in (76, 80))
+        entries += n
+        size += bytes_
+    print(entries, size, entries * 16 * cpus)
+    return 0
+
+
 def cmd_meminfo_delta(args):
     """The growth between two `meminfo` lines, as text for the memory table."""
     before, after = [int(x) for x in args.before.split()], [int(x) for x in args.after.split()]
@@ -406,6 +434,9 @@ def main():
     p.set_defaults(func=cmd_timed_stdin)
     p = sub.add_parser("meminfo")
     p.set_defaults(func=cmd_meminfo)
+    p = sub.add_parser("xt-size")
+    p.add_argument("--tables", default="nat,filter")
+    p.set_defaults(func=cmd_xt_size)
     p = sub.add_parser("meminfo-delta")
     p.add_argument("before")
     p.add_argument("after")

@@ -18,16 +18,16 @@
 # nginx and the agent over the run / connections. Sizes run one after another, smallest first (the agent keeps its
 # services and gets the new ones; iptables gets a full restore); ratios to `direct` are taken within a round.
 # Also measured at each size: one service changed (nodeagent: one PUT /v1/service/{id}; iptables: the
-# `iptables-restore --noflush` of that service's chains alone, and kube-proxy's partial sync around it), a full
-# restore (kube-proxy's full sync), service creation through the API, the agent's RSS, and for iptables the rule
-# count and the kernel's unreclaimable slab growth.
+# `iptables-restore --noflush` of that service's chains alone, and kube-proxy's partial sync around it), one added
+# and deleted (nodeagent), a full restore (kube-proxy's full sync), service creation through the API, the agent's
+# RSS and its maps' kernel memory, and for iptables the rule count and the kernel memory of the rules.
 #
 # Environment: SIZES (100,1000,10000), ROUNDS (3), DURATION (seconds per wrk run, 5), CASES (comma list, all
 # above), THREADS (2), CONNECTIONS (50), CHANGES (service changes timed per size, 20), FULL_SYNCS (full restores
-# timed per size, 3), IPTABLES_RESTORE (iptables-legacy-restore: x_tables, kube-proxy's classic backend;
-# iptables-restore is the nf_tables one, whose --noflush restore grows quadratically here: 3.5 s for 1,000
-# services, 41-73 s for 3,000, so 10,000 do not fit a run), BENCH_OUT, NODEAGENT_BIN, NODECTL_BIN,
-# BENCH_NO_BUILD=1, BENCH_KEEP=1.
+# timed per size, 3), LB_SELECTION (the agent's services.backend-selection: random or maglev), IPTABLES_RESTORE
+# (iptables-legacy-restore: x_tables, kube-proxy's classic backend; iptables-restore is the nf_tables one, whose
+# --noflush restore grows quadratically here: 3.5 s for 1,000 services, 41-73 s for 3,000, so 10,000 do not fit
+# a run), BENCH_OUT, NODEAGENT_BIN, NODECTL_BIN, BENCH_NO_BUILD=1, BENCH_KEEP=1.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -40,6 +40,7 @@ CONNECTIONS=${CONNECTIONS:-50}
 CHANGES=${CHANGES:-20}
 FULL_SYNCS=${FULL_SYNCS:-3}
 IPTABLES_RESTORE=${IPTABLES_RESTORE:-iptables-legacy-restore}
+LB_SELECTION=${LB_SELECTION:-random}
 IPTABLES_SAVE=${IPTABLES_RESTORE%-restore}-save
 
 bench_init
@@ -117,9 +118,12 @@ check_service() { # CLIENT SERVICE-INDEX
 
 # --- nodeagent ----------------------------------------------------------------------------------------------------
 
+# The services section names the cgroup and the selection; --cgroup-root says the cgroup again because flags win
+# over the file and bench_agent_start passes a cgroup of its own (this one is the agent client's).
 if [ "$AGENT_CASES" = 1 ]; then
-    echo "{\"services\": {\"cgroup-root\": \"$CGROUP\"}}" >"$W/agent.json"
-    bench_agent_start "$NODE" "$W/agent" --config "$W/agent.json"
+    printf '{"services": {"enabled": true, "cgroup-root": "%s", "backend-selection": "%s"}}\n' "$CGROUP" \
+        "$LB_SELECTION" >"$W/agent.json"
+    bench_agent_start "$NODE" "$W/agent" --config "$W/agent.json" --cgroup-root "$CGROUP"
     echo "$AGENT_PID" >"$W/agent.pid"
     bench_log "nodeagent ready in $AGENT_READY_MS ms (pid $AGENT_PID)"
 fi
@@ -214,9 +218,15 @@ ipt_size() { # SERVICES: a full sync to SERVICES services (timed FULL_SYNCS time
     # Freed rules go back to the slab after an RCU grace period.
     sleep 1
     rules=$(in_ipt_client "$IPTABLES_SAVE" | grep -c '^-A' || true)
-    memory_fact "iptables: rules in the client namespace (nat + filter)" "$n" "$rules"
-    memory_fact "kernel: /proc/meminfo growth since before the first restore (whole machine)" "$n" \
-        "$(svc meminfo-delta "$MEM_EMPTY" "$(svc meminfo)")"
+    memory_fact "iptables: rules in the client namespace (nat + filter, iptables-save)" "$n" "$rules"
+    if [[ $IPTABLES_RESTORE == *legacy* ]]; then
+        memory_fact "kernel: x_tables rule blobs (nat + filter, IPT_SO_GET_INFO) and their per-CPU counters" "$n" \
+            "$(in_ipt_client python3 "$BENCH_DIR/services.py" xt-size \
+                | awk '{printf "%d entries, %.1f MiB + %.1f MiB counters", $1, $2 / 1048576, $3 / 1048576}')"
+    else
+        memory_fact "kernel: /proc/meminfo growth since before the first restore (whole machine)" "$n" \
+            "$(svc meminfo-delta "$MEM_EMPTY" "$(svc meminfo)")"
+    fi
 }
 
 # --- the rounds ---------------------------------------------------------------------------------------------------
