@@ -209,14 +209,17 @@ bench_py() { python3 "$BENCH_DIR/benchlib.py" "$@"; }
 
 # bench_agent_start NODE DIR [ARGS...]: runs nodeagent inside the node namespace with a private socket
 # (DIR/agent.sock), state directory (DIR/state) and pin root (/sys/fs/bpf/<prefix>-agent), as the end-to-end
-# tests do, and waits until GET /v1/healthz answers. On exit the agent is stopped and `nodeagent cleanup` removes
-# its tc programs, pins and state.
+# tests do, and waits until GET /v1/healthz answers. Its socket load balancer attaches to a cgroup of the bench's
+# own (AGENT_CGROUP, under the cgroup v2 mount), never the machine's root cgroup; a later --cgroup-root in ARGS
+# wins. On exit the agent is stopped and `nodeagent cleanup` removes its tc programs, pins and state.
 bench_agent_start() {
     AGENT_NODE=$1 AGENT_DIR=$2
     shift 2
     AGENT_SOCK=$AGENT_DIR/agent.sock
     AGENT_BPF=/sys/fs/bpf/${BENCH_PREFIX}-agent
     mkdir -p "$AGENT_DIR/state"
+    AGENT_CGROUP=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/self/mounts)/${BENCH_PREFIX}-agent
+    mkdir -p "$AGENT_CGROUP"
     if [ -z "${AGENT_CLEANUP_REGISTERED:-}" ]; then
         bench_on_exit bench_agent_remove
         AGENT_CLEANUP_REGISTERED=1
@@ -231,7 +234,7 @@ bench_agent_start() {
     read -r line <&"$poll"
     started=$(date +%s%N)
     nsenter --net="/var/run/netns/$AGENT_NODE" "$AGENT" --socket "$AGENT_SOCK" --state-dir "$AGENT_DIR/state" \
-        --bpf-root "$AGENT_BPF" "$@" >>"$AGENT_DIR/agent.log" 2>&1 </dev/null &
+        --bpf-root "$AGENT_BPF" --cgroup-root "$AGENT_CGROUP" "$@" >>"$AGENT_DIR/agent.log" 2>&1 </dev/null &
     AGENT_PID=$!
     read -r ready <&"$poll" || ready=timeout
     exec {poll}<&-
@@ -266,6 +269,10 @@ bench_agent_remove() {
             --state-dir "$AGENT_DIR/state" --bpf-root "$AGENT_BPF" >>"$AGENT_DIR/agent.log" 2>&1 || true
     fi
     rm -rf "$AGENT_BPF"
+    if [ -n "${AGENT_CGROUP:-}" ] && [ -d "$AGENT_CGROUP" ]; then
+        [ -e "$AGENT_CGROUP/cgroup.kill" ] && echo 1 >"$AGENT_CGROUP/cgroup.kill"
+        for _ in 1 2 3 4 5 6 7 8 9 10; do rmdir "$AGENT_CGROUP" 2>/dev/null && break; sleep 0.1; done
+    fi
 }
 
 # bench_api METHOD PATH [BODY]: one request to the agent's API; fails on a non-2xx answer.

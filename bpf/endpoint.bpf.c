@@ -13,6 +13,7 @@
 #include "nodeagent_abi.h"
 #include "consts.h"
 #include "maps.h"
+#include "lb_maps.h"
 #include "config.h"
 #include "context.h"
 #include "parse.h"

@@ -31,12 +31,20 @@ public struct Cleaner {
         }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: config.bpfRoot)) ?? []
         let pins = entries.filter { $0 != Ownership.bpfMarkerName }.count
+        // The socket load balancer's links before the rest: unpinning them detaches its hooks from the cgroup,
+        // wherever the configuration put them.
+        var balancerDetached = false
+        if FileManager.default.fileExists(atPath: SocketLoadBalancing.linkDirectory(pinRoot: config.bpfRoot)) {
+            try SocketLoadBalancing.detach(pinRoot: config.bpfRoot)
+            balancerDetached = true
+        }
         BPFFS.removeAll(root: config.bpfRoot)
         // Only a socket: the path is configuration, and may name something else by mistake.
         var info = stat()
         if lstat(config.socketPath, &info) == 0, info.st_mode & S_IFMT == S_IFSOCK { unlink(config.socketPath) }
         if !keepState { try? FileManager.default.removeItem(atPath: config.stateDir) }
         return "removed \(detached) tc programs, \(pins) pinned objects under \(config.bpfRoot)"
+            + (balancerDetached ? ", the socket load balancer's cgroup hooks" : "")
             + (keepState ? "" : ", state in \(config.stateDir)")
     }
 

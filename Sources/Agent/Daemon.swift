@@ -37,7 +37,15 @@ public final class Daemon: Sendable {
                 logger.error("agent refuses to start: \(refusal)")
                 return 1
             }
-            let agent = try NodeAgent(config: config, plugins: plugins, logLevel: logLevel)
+            let loadBalancing = try startLoadBalancing()
+            let agent: NodeAgent
+            do {
+                agent = try NodeAgent(
+                    config: config, plugins: plugins, logLevel: logLevel, serviceLoadBalancing: loadBalancing)
+            } catch {
+                loadBalancing?.stop()
+                throw error
+            }
             agent.preflightReport.withLock { $0 = preflight }
             // Plugins first: restoring regenerates every policy map, and CIDR rules need the plugin that holds
             // prefix identities (rebuilt from the pinned ipcache when it starts).
@@ -57,6 +65,7 @@ public final class Daemon: Sendable {
                 "agent ready",
                 metadata: [
                     "socket": "\(config.socketPath)", "bpf-root": "\(config.bpfRoot)",
+                    "services-cgroup-root": "\(loadBalancing?.cgroupRoot ?? "none: services not translated")",
                     "startup": "\(ContinuousClock.now - started)", "version": "\(Self.version)",
                 ])
             let signal = SignalWaiter.waitForTermination()
@@ -73,6 +82,40 @@ public final class Daemon: Sendable {
             logger.error("agent failed to start: \(error)")
             return 1
         }
+    }
+}
+
+extension Daemon {
+    /// The socket load balancer when `services.enabled`: its maps pinned under the bpf root beside the endpoint
+    /// maps, its hooks attached at `services.cgroup-root`. Started before the agent so that restoring the saved
+    /// services programs them; a map whose pin held another layout is new and empty, and gets them again then.
+    func startLoadBalancing() throws -> SocketLoadBalancing? {
+        guard config.services.enabled else {
+            logger.info("services are not translated: services.enabled is false")
+            return nil
+        }
+        // Marked before the first pin, so `nodeagent cleanup` knows the links and maps are the agent's.
+        try BPFFS.prepare(root: config.bpfRoot)
+        try Ownership.markBPFRoot(config.bpfRoot)
+        let balancing: SocketLoadBalancing
+        do {
+            balancing = try SocketLoadBalancing.start(cgroupRoot: config.services.cgroupRoot, pinRoot: config.bpfRoot)
+        } catch {
+            var refused = error
+            refused.message +=
+                " (services.cgroup-root is \(config.services.cgroupRoot); services.enabled false runs "
+                + "the agent without the socket load balancer)"
+            throw refused
+        }
+        for name in balancing.replacedPins {
+            logger.warning(
+                "a pinned load balancer map had another layout or size; replaced it, saved services fill it again",
+                metadata: ["map": "\(name)", "pin": "\(config.bpfRoot)/\(name)"])
+        }
+        logger.info(
+            "socket load balancer attached",
+            metadata: ["cgroup-root": "\(balancing.cgroupRoot)", "links": "\(balancing.pinRoot)/sock-links"])
+        return balancing
     }
 }
 

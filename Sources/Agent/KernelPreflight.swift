@@ -3,10 +3,12 @@ import Preflight
 
 extension AgentConfig {
     /// The features this configuration runs: the always-on ones, each linked plugin not disabled under
-    /// `plugins`, and cluster mode with a `cluster` section.
+    /// `plugins`, cluster mode with a `cluster` section, and services unless `services.enabled` is false.
     func preflightFeatures(linked plugins: [String]) -> Set<AgentFeature> {
-        AgentFeature.configured(plugins: self.plugins, cluster: cluster != nil).filter { feature in
-            AgentFeature.always.contains(feature) || feature == .cluster || plugins.contains(feature.rawValue)
+        AgentFeature.configured(plugins: self.plugins, cluster: cluster != nil, services: services.enabled).filter {
+            feature in
+            AgentFeature.always.contains(feature) || feature == .cluster || feature == .services
+                || plugins.contains(feature.rawValue)
         }
     }
 

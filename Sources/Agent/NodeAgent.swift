@@ -33,13 +33,16 @@ public final class NodeAgent: Sendable {
     let preflightHealth = Mutex<JSON?>(nil)
     /// The load balancer's maps; nil in an agent built without one, whose services are stored but not programmed.
     let serviceDatapath: (any ServiceDatapath)?
+    /// The socket load balancer the daemon started (`services.enabled`); its maps are `serviceDatapath`.
+    let serviceLoadBalancing: SocketLoadBalancing?
 
     public init(
         config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox,
-        serviceDatapath: (any ServiceDatapath)? = nil
+        serviceDatapath: (any ServiceDatapath)? = nil, serviceLoadBalancing: SocketLoadBalancing? = nil
     ) throws {
         self.config = config
-        self.serviceDatapath = serviceDatapath
+        self.serviceLoadBalancing = serviceLoadBalancing
+        self.serviceDatapath = serviceDatapath ?? serviceLoadBalancing?.datapath
         self.logLevel = logLevel
         cluster = try config.cluster.map { config throws(AgentError) in try ClusterMode(config: config) }
         // No directory fsync after every change: it doubled the cost of each, and a power loss can then at worst
@@ -68,6 +71,7 @@ public final class NodeAgent: Sendable {
         observability = try Observability(config: config)
         try writeDatapathDefaults()
         CoreMapDecoders.register(on: datapath) { [weak self] id in self?.state.withLock { $0.ruleName(id) } }
+        LBMapDecoders.register(on: datapath)
         try observability.start(agent: self)
     }
 
@@ -113,6 +117,8 @@ public final class NodeAgent: Sendable {
         cluster?.stop()
         registry.stopAll()
         observability.stop()
+        // Only the descriptors close: the pinned links and maps go on translating services.
+        serviceLoadBalancing?.stop()
     }
 
     /// Every route the agent serves: its own and the enabled plugins'.

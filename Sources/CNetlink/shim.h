@@ -1,5 +1,6 @@
 /*
- * libnl-3 (route) for the rtnetlink calls of the Netlink module, and the
+ * libnl-3 (route) for the rtnetlink calls of the Netlink module, the
+ * sock_diag structures (raw NETLINK_SOCK_DIAG, which libnl has no API for), and the
  * things around it that do not import into Swift: setns(2), which glibc
  * declares only under _GNU_SOURCE (defining that here would give glibc's
  * types a different shape than in the other C modules, which clang refuses),
@@ -15,6 +16,8 @@
 #include <sys/socket.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
+#include <linux/inet_diag.h>
 #include <netlink/netlink.h>
 #include <netlink/errno.h>
 #include <netlink/cache.h>

@@ -24,22 +24,8 @@ public final class NetlinkSocket {
             try check(cnl_record_errors(socket, refusal), "installing the netlink error handler")
             return
         }
-        let target = open(path, O_RDONLY | O_CLOEXEC)
-        guard target >= 0 else { throw Self.systemError("opening network namespace \(path)") }
-        defer { close(target) }
-        let home = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC)
-        guard home >= 0, cnl_setns_net(target) == 0 else {
-            let error = Self.systemError("entering network namespace \(path)")
-            if home >= 0 { close(home) }
-            throw error
-        }
-        // No suspension point until the thread is back: safe on a thread of Swift's concurrency pool too.
-        let connected = nl_connect(socket, NETLINK_ROUTE)
-        // Back before anything else runs on this thread; the socket keeps the namespace it was created in.
-        let returned = cnl_setns_net(home)
-        let failure = returned == 0 ? nil : Self.systemError("returning to this thread's namespace from \(path)")
-        close(home)
-        if let failure { throw failure }
+        // The socket keeps the namespace it was created in.
+        let connected = try NetworkNamespace.run(in: path) { nl_connect(socket, NETLINK_ROUTE) }
         try check(connected, "connecting to rtnetlink in \(path)")
         try check(cnl_record_errors(socket, refusal), "installing the netlink error handler")
     }
@@ -70,10 +56,6 @@ public final class NetlinkSocket {
         throw AgentError.kernel("\(what()): \(details)", errno: errno)
     }
 
-    private static func systemError(_ what: String) -> AgentError {
-        let code = errno
-        return AgentError.kernel("\(what): \(String(cString: strerror(code)))", errno: code)
-    }
 }
 
 extension NetlinkSocket {

@@ -8,8 +8,9 @@ public final class PolicyPeers: Sendable {
     let universe: PeerUniverse
     private let selected = Mutex<[PolicyItem: [UInt32]]>([:])
 
-    public init(_ identities: [Identity]) {
-        universe = PeerUniverse(identities)
+    /// `services`: the identities of each service's backends, which `toServices` selects.
+    public init(_ identities: [Identity], services: [ServiceReference: [UInt32]] = [:]) {
+        universe = PeerUniverse(identities, services: services)
     }
 
     /// Peer identities `item` selects, sorted; `[0]` when it selects any peer.
@@ -41,8 +42,11 @@ struct PeerUniverse {
     static let firstCIDRIdentity: UInt32 = 1 << 24
 
     let members: [Member]
+    /// The identities of each service's backends.
+    let services: [ServiceReference: [UInt32]]
 
-    init(_ identities: [Identity]) {
+    init(_ identities: [Identity], services: [ServiceReference: [UInt32]] = [:]) {
+        self.services = services
         var seen: Set<UInt32> = []
         var members: [Member] = []
         for identity in identities where seen.insert(identity.id).inserted {
@@ -81,6 +85,7 @@ struct PeerUniverse {
         }
         let peers = (item.cidrs ?? []).map { CIDRPeer(cidr: $0) } + (item.cidrSets ?? [])
         for peer in peers { ids.formUnion(identities(in: peer)) }
+        for service in item.services ?? [] { ids.formUnion(services[service] ?? []) }
         return ids.sorted()
     }
 

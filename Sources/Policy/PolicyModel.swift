@@ -67,6 +67,20 @@ public struct CIDRPeer: Hashable, Sendable {
     }
 }
 
+/// A `toServices[].k8sService` element: a service by name and namespace (the `flags.name` and `flags.namespace`
+/// of a service in `/v1/service`). It selects the service's backends, whatever their addresses are at the time.
+public struct ServiceReference: Hashable, Sendable, CustomStringConvertible {
+    public var name: String
+    public var namespace: String
+
+    public init(name: String, namespace: String) {
+        self.name = name
+        self.namespace = namespace
+    }
+
+    public var description: String { "\(namespace)/\(name)" }
+}
+
 /// One element of an `ingress`, `egress`, `ingressDeny` or `egressDeny` section: peers and ports.
 ///
 /// A nil peer list is absent from the document; an empty one is present and selects nothing.
@@ -79,22 +93,27 @@ public struct PolicyItem: Hashable, Sendable {
     public var cidrSets: [CIDRPeer]?
     /// `fromEntities` / `toEntities`.
     public var entities: [Entity]?
+    /// `toServices` (egress only).
+    public var services: [ServiceReference]?
     /// The `toPorts[].ports[]` elements, flattened; nil when `toPorts` is absent (every port and protocol).
     public var ports: [PortSpec]?
 
     public init(
         endpoints: [LabelSelector]? = nil, cidrs: [IPPrefix]? = nil, cidrSets: [CIDRPeer]? = nil,
-        entities: [Entity]? = nil, ports: [PortSpec]? = nil
+        entities: [Entity]? = nil, services: [ServiceReference]? = nil, ports: [PortSpec]? = nil
     ) {
         self.endpoints = endpoints
         self.cidrs = cidrs
         self.cidrSets = cidrSets
         self.entities = entities
+        self.services = services
         self.ports = ports
     }
 
     /// True when no peer field is present.
-    public var hasNoPeerField: Bool { endpoints == nil && cidrs == nil && cidrSets == nil && entities == nil }
+    public var hasNoPeerField: Bool {
+        endpoints == nil && cidrs == nil && cidrSets == nil && entities == nil && services == nil
+    }
 
     /// Ports given without peers apply to every peer; an item with neither selects nothing.
     public var selectsAnyPeer: Bool { hasNoPeerField && ports != nil }

@@ -4,7 +4,8 @@ extension PolicyParser {
     /// Peer and port fields of an item, by direction.
     static func itemFields(_ direction: Direction) -> Set<String> {
         let p = direction == .ingress ? "from" : "to"
-        return ["\(p)Endpoints", "\(p)CIDR", "\(p)CIDRSet", "\(p)Entities", "toPorts"]
+        let peers = ["\(p)Endpoints", "\(p)CIDR", "\(p)CIDRSet", "\(p)Entities", "toPorts"]
+        return Set(direction == .egress ? peers + ["toServices"] : peers)
     }
 
     /// Fields Cilium has that this agent does not enforce, with the reason given to the user.
@@ -21,7 +22,6 @@ extension PolicyParser {
             reasons["toRequires"] = "toRequires is not supported (deprecated in Cilium)"
             reasons["toNodes"] = "toNodes is not supported; use toEntities host"
             reasons["toFQDNs"] = "toFQDNs (DNS-name peers) is not supported; use toCIDR or toCIDRSet"
-            reasons["toServices"] = "toServices is not supported; select the service's pods with toEndpoints"
             reasons["toGroups"] = "toGroups (cloud-provider groups) is not supported"
         }
         return reasons
@@ -73,6 +73,11 @@ extension PolicyParser {
             for element in try field.array() { entities.append(try entity(element)) }
             item.entities = entities
         }
+        if direction == .egress, let field = r.child("toServices") {
+            var services: [ServiceReference] = []
+            for element in try field.array() { services.append(try serviceReference(element, namespace: namespace)) }
+            item.services = services
+        }
         if let field = r.child("toPorts") {
             item.ports = try portRules(field, deny: deny, section: PolicyRule.sectionName(direction, deny: deny))
         }
@@ -108,6 +113,31 @@ extension PolicyParser {
             }
         }
         return CIDRPeer(cidr: prefix, except: except)
+    }
+
+    /// `{k8sService: {serviceName, namespace}}`; the namespace defaults to the policy's own, and a cluster-wide
+    /// policy must name it.
+    static func serviceReference(_ r: FieldReader, namespace: String?) throws(AgentError) -> ServiceReference {
+        _ = try r.object(
+            allowed: ["k8sService"],
+            unsupported: [
+                "k8sServiceSelector":
+                    "k8sServiceSelector is not supported: services carry no labels here; name one with k8sService"
+            ])
+        let service = try r.required("k8sService")
+        _ = try service.object(allowed: ["serviceName", "namespace"])
+        let nameField = try service.required("serviceName")
+        let name = try nameField.string()
+        guard !name.isEmpty else { throw nameField.error("must not be empty") }
+        if let field = service.child("namespace") {
+            let given = try field.string()
+            guard !given.isEmpty else { throw field.error("must not be empty") }
+            return ServiceReference(name: name, namespace: given)
+        }
+        guard let namespace else {
+            throw service.error("namespace is required in a cluster-wide policy (it has no namespace of its own)")
+        }
+        return ServiceReference(name: name, namespace: namespace)
     }
 
     /// Entities Cilium knows that this agent does not enforce.

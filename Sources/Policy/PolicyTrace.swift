@@ -52,21 +52,23 @@ public struct TraceResult: Sendable, Equatable {
 extension PolicyRepository {
     /// Traces a new flow as the datapath would decide it: the source's egress policy toward the destination's
     /// identity, then the destination's ingress policy toward the source's; both must allow. `identities` are the
-    /// known identities for evaluating peer selectors (the two peers are added when missing).
+    /// known identities for evaluating peer selectors (the two peers are added when missing); `services` the
+    /// identities of the backends of the services `toServices` names.
     public func trace(
         from source: TracePeer, to destination: TracePeer, proto: UInt8, dport: UInt16, identities: [Identity],
-        mode: EnforcementMode
+        services: [ServiceReference: [UInt32]] = [:], mode: EnforcementMode
     ) -> TraceResult {
         var known = identities
         for peer in [source, destination] where !known.contains(where: { $0.id == peer.identity }) {
             known.append(Identity(id: peer.identity, labels: peer.labels))
         }
         let flow = "\(IPProtocol.name(of: proto))/\(dport)"
+        let peers = PolicyPeers(known, services: services)
         let egress = traceDirection(
-            .egress, endpoint: source, peer: destination, proto: proto, port: dport, identities: known, mode: mode,
+            .egress, endpoint: source, peer: destination, proto: proto, port: dport, peers: peers, mode: mode,
             flow: flow)
         let ingress = traceDirection(
-            .ingress, endpoint: destination, peer: source, proto: proto, port: dport, identities: known, mode: mode,
+            .ingress, endpoint: destination, peer: source, proto: proto, port: dport, peers: peers, mode: mode,
             flow: flow)
         if egress.decision.verdict == .denied {
             return TraceResult(
@@ -85,7 +87,7 @@ extension PolicyRepository {
 
     private func traceDirection(
         _ direction: Direction, endpoint: TracePeer, peer: TracePeer, proto: UInt8, port: UInt16,
-        identities: [Identity], mode: EnforcementMode, flow: String
+        peers: PolicyPeers, mode: EnforcementMode, flow: String
     ) -> DirectionTrace {
         let role = direction == .egress ? "source" : "destination"
         guard endpoint.isLocalEndpoint else {
@@ -94,7 +96,7 @@ extension PolicyRepository {
                 decision: PolicyDecision(verdict: .allowed, reason: .notEnforced), rules: [],
                 reason: "the \(role) is not a local endpoint: its \(direction) is not enforced here")
         }
-        let policy = resolve(endpoint: endpoint.labels, identities: identities, mode: mode)
+        let policy = resolve(endpoint: endpoint.labels, peers: peers, mode: mode)
         let decision = policy.decide(identity: peer.identity, direction: direction, proto: proto, port: port)
         let rules = (decision.entry?.ruleIDs ?? []).map { ruleName($0) ?? "rule \($0)" }
         let reason: String

@@ -89,7 +89,10 @@ public struct PreflightReport: Sendable, Equatable {
     public var refusal: String? {
         guard !passed else { return nil }
         let names = missing.map(\.name).joined(separator: ", ")
-        return "kernel preflight on \(kernel): \(missing.count) required feature(s) missing: \(names)"
+        let refusal = "kernel preflight on \(kernel): \(missing.count) required feature(s) missing: \(names)"
+        // Services are the one feature on by default that a kernel may lack: say how to run without them.
+        guard missing.contains(where: { $0.neededBy.contains(.services) }) else { return refusal }
+        return refusal + "; services need them: set services.enabled to false to run without the socket load balancer"
     }
 
     static func name(of check: Check) -> String {

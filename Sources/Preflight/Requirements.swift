@@ -2,7 +2,8 @@ import AgentAPI
 import CLibbpf
 
 /// A part of the agent that needs kernel features. `core` and `flows` are always on; the others follow the
-/// configuration (`plugins.<name>.enabled`, a `cluster` section), named as the plugins name themselves.
+/// configuration (`plugins.<name>.enabled`, a `cluster` section, `services.enabled`), named as the plugins name
+/// themselves.
 public enum AgentFeature: String, Sendable, CaseIterable, Comparable {
     case core
     case flows
@@ -11,19 +12,23 @@ public enum AgentFeature: String, Sendable, CaseIterable, Comparable {
     case nat
     case ipam
     case cluster
+    /// The socket load balancer (`services.enabled`).
+    case services
 
     /// The features every agent runs.
     public static let always: Set<AgentFeature> = [.core, .flows]
 
     /// The features a configuration turns on: always-on ones, each plugin not disabled in the `plugins` section
-    /// (`{"nat": {"enabled": false}}`; plugins are on unless disabled), and `cluster` with a `cluster` section.
-    public static func configured(plugins: JSON, cluster: Bool) -> Set<AgentFeature> {
+    /// (`{"nat": {"enabled": false}}`; plugins are on unless disabled), `cluster` with a `cluster` section, and
+    /// `services` when the socket load balancer runs.
+    public static func configured(plugins: JSON, cluster: Bool, services: Bool = false) -> Set<AgentFeature> {
         var features = always
         for feature in [AgentFeature.conntrackGC, .cidrPolicy, .nat, .ipam]
         where plugins[feature.rawValue]?["enabled"]?.boolValue != false {
             features.insert(feature)
         }
         if cluster { features.insert(.cluster) }
+        if services { features.insert(.services) }
         return features
     }
 
@@ -73,7 +78,8 @@ public enum Requirements {
         Requirement(.clsact, [.core], "endpoint programs attach to a clsact qdisc"),
         Requirement(.tcx, [], "not used: clsact is used"),
         Requirement(.btf, [], "nothing needs it today: the programs use no CO-RE relocations"),
-        Requirement(.cgroup2, [], "nothing needs it today: the programs attach to tc, not to cgroups"),
+        Requirement(
+            .cgroup2, [], "the socket load balancer mounts cgroup v2 at services.cgroup-root when no mount is there"),
         map(BPF_MAP_TYPE_HASH, [.core], "na_endpoints"),
         map(BPF_MAP_TYPE_ARRAY, [.core, .nat], "na_config, na_nat_config"),
         map(BPF_MAP_TYPE_HASH_OF_MAPS, [.core], "na_policy, one policy map per endpoint"),
@@ -94,14 +100,18 @@ public enum Requirements {
         helper(BPF_FUNC_ringbuf_reserve, "bpf_ringbuf_reserve", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_submit, "bpf_ringbuf_submit", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_query, "bpf_ringbuf_query", [.core, .flows], "event backpressure"),
-        // The socket load balancer (bpf/sock.bpf.c, cgroup hooks): reported until the agent starts it.
+        // The socket load balancer (bpf/sock.bpf.c, cgroup hooks), one object: needed when services are enabled.
         Requirement(
-            .programType(BPF_PROG_TYPE_CGROUP_SOCK_ADDR.rawValue), [], "the socket load balancer's cgroup hooks"),
+            .programType(BPF_PROG_TYPE_CGROUP_SOCK_ADDR.rawValue), [.services],
+            "the socket load balancer's cgroup hooks"),
         helper(
-            BPF_FUNC_get_socket_cookie, "bpf_get_socket_cookie", [], "the socket load balancer's UDP replies",
+            BPF_FUNC_get_socket_cookie, "bpf_get_socket_cookie", [.services], "the socket load balancer's UDP replies",
             of: BPF_PROG_TYPE_CGROUP_SOCK_ADDR),
         helper(
-            BPF_FUNC_set_retval, "bpf_set_retval", [], "refusing a service without backends (Linux 5.18)",
+            BPF_FUNC_get_netns_cookie, "bpf_get_netns_cookie", [.services], "ClientIP session affinity (Linux 5.7)",
+            of: BPF_PROG_TYPE_CGROUP_SOCK_ADDR),
+        helper(
+            BPF_FUNC_set_retval, "bpf_set_retval", [.services], "refusing a service without backends (Linux 5.18)",
             of: BPF_PROG_TYPE_CGROUP_SOCK_ADDR),
         Requirement(.sysctl(Sysctl.jitEnable), [], "JIT-compiled programs; without, they run in the interpreter"),
         Requirement(.sysctl(Sysctl.unprivilegedBPFDisabled), [], "informational: the agent runs privileged"),

@@ -33,6 +33,11 @@ struct CommonOptions: ParsableArguments {
     @Option(name: .customLong("bpf-root"), help: "bpffs directory where maps are pinned.")
     var bpfRoot: String?
 
+    @Option(
+        name: .customLong("cgroup-root"),
+        help: "cgroup v2 directory the socket load balancer attaches to (services.cgroup-root).")
+    var cgroupRoot: String?
+
     @Option(help: "Configuration file (JSON).")
     var config: String?
 
@@ -42,6 +47,12 @@ struct CommonOptions: ParsableArguments {
         if let socket { resolved.socketPath = socket }
         if let stateDir { resolved.stateDir = stateDir }
         if let bpfRoot { resolved.bpfRoot = bpfRoot }
+        if let cgroupRoot {
+            guard cgroupRoot.hasPrefix("/"), cgroupRoot.count > 1 else {
+                throw AgentError.invalidField("cgroup-root", "expected an absolute path, got \"\(cgroupRoot)\"")
+            }
+            resolved.services.cgroupRoot = cgroupRoot
+        }
         return resolved
     }
 

@@ -35,6 +35,7 @@ struct PreflightCommand: ParsableCommand {
     func run() throws {
         var plugins: JSON = [:]
         var cluster = false
+        var services = true
         var root = KernelFilesystems.defaultPinRoot
         if let config {
             let document: JSON
@@ -45,10 +46,12 @@ struct PreflightCommand: ParsableCommand {
             }
             plugins = document["plugins"] ?? [:]
             cluster = document["cluster"] != nil
+            services = document["services"]?["enabled"]?.boolValue ?? true
             root = document["bpf-root"]?.stringValue ?? root
         }
         let report = PreflightReport.evaluate(
-            LiveKernelProbe(pinRoot: bpfRoot ?? root), for: AgentFeature.configured(plugins: plugins, cluster: cluster))
+            LiveKernelProbe(pinRoot: bpfRoot ?? root),
+            for: AgentFeature.configured(plugins: plugins, cluster: cluster, services: services))
         global.emit(report.json, table: PreflightView.render)
         if !report.unknown.isEmpty {
             printNote(

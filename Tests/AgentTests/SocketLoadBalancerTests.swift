@@ -19,7 +19,7 @@ final class SocketLoadBalancerTests: XCTestCase {
 
     override func setUpWithError() throws {
         guard geteuid() == 0 else { throw XCTSkip("namespaces, cgroups and BPF programs need root") }
-        pods = try ServicePods(backends: 3)
+        pods = try ServicePods(backends: 3, clients: 2)
         pinRoot = "/sys/fs/bpf/nodeagent-test-sock-\(pods.tag)"
         balancer = try SocketLoadBalancing.start(cgroupRoot: pods.cgroup, pinRoot: pinRoot)
     }
@@ -43,7 +43,8 @@ final class SocketLoadBalancerTests: XCTestCase {
 
     private func service(
         id: UInt32 = 7, frontend: String, port: UInt16 = ServicePods.tcpPort, proto: UInt8 = IPProtocol.tcp,
-        backends: [Int], states: [Int: ServiceBackendState] = [:], ipv6: Bool = false
+        backends: [Int], states: [Int: ServiceBackendState] = [:], weights: [Int: UInt16] = [:], ipv6: Bool = false,
+        affinity: UInt32? = nil
     ) -> LoadBalancedService {
         LoadBalancedService(
             id: id, frontend: ServiceFrontend(address: address(frontend), port: port, proto: proto),
@@ -51,12 +52,14 @@ final class SocketLoadBalancerTests: XCTestCase {
                 ServiceBackend(
                     address: address(ipv6 ? pods.ipv6($0) : pods.ipv4($0)),
                     port: proto == IPProtocol.tcp ? ServicePods.tcpPort : ServicePods.udpPort,
-                    state: states[$0] ?? .active)
-            })
+                    weight: weights[$0] ?? 1, state: states[$0] ?? .active)
+            }, affinityTimeout: affinity)
     }
 
-    private func tcp(_ frontend: String, _ count: Int) throws -> (names: [String: Int], peers: [String: Int]) {
-        let answer = try pods.client(["tcp", frontend, String(ServicePods.tcpPort), String(count)])
+    private func tcp(_ frontend: String, _ count: Int, netns: String? = nil) throws -> (
+        names: [String: Int], peers: [String: Int]
+    ) {
+        let answer = try pods.client(["tcp", frontend, String(ServicePods.tcpPort), String(count)], netns: netns)
         let errors = answer["errors"] as? [String: Int] ?? [:]
         XCTAssertEqual(errors, [:], "connections to \(frontend) failed")
         return (answer["names"] as? [String: Int] ?? [:], answer["peers"] as? [String: Int] ?? [:])
@@ -177,13 +180,15 @@ final class SocketLoadBalancerTests: XCTestCase {
         balancer?.stop()
         balancer = nil
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(pinRoot)/sock-links/na_sock4_connect"))
+        // ClientIP affinity: the pod sticks to one backend taking new connections, and keeps it across the restart.
         let (names, _) = try tcp(frontend, 40)
-        XCTAssertEqual(Set(names.keys), ["b2", "b3"])
+        XCTAssertEqual(names.count, 1, "\(names)")
+        XCTAssertTrue(["b2", "b3"].contains(names.keys.first ?? ""), "\(names)")
 
         balancer = try SocketLoadBalancing.start(cgroupRoot: pods.cgroup, pinRoot: pinRoot)
         XCTAssertEqual(try datapath.programmed(), [applied])
         let (again, peers) = try tcp(frontend, 40)
-        XCTAssertEqual(Set(again.keys), ["b2", "b3"])
+        XCTAssertEqual(again, names)
         XCTAssertEqual(peers, ["\(frontend):\(ServicePods.tcpPort)": 40])
 
         // The cleanup detaches: the frontend is an address nobody routes again.
@@ -252,6 +257,67 @@ final class SocketLoadBalancerTests: XCTestCase {
         XCTAssertEqual(try datapath.backends.entries().count, 0)
         XCTAssertEqual(try datapath.services.entries().count, 0)
         XCTAssertEqual(try datapath.programmed(), [])
+    }
+
+    func testWeightsShareConnectionsInProportion() throws {
+        let frontend = clusterIP(30)
+        let weighted = service(frontend: frontend, backends: [1, 2, 3], weights: [1: 2, 2: 6, 3: 0])
+        try datapath.apply(weighted)
+        // Weights 2 and 6 are 1 and 3 slots; weight 0 keeps one slot after them, never picked.
+        XCTAssertEqual(try datapath.services.entries().count, 1 + 4 + 1)
+        XCTAssertEqual(try datapath.programmed(), [weighted])
+        let (names, _) = try tcp(frontend, 400)
+        XCTAssertEqual(names.values.reduce(0, +), 400)
+        XCTAssertNil(names["b3"], "the weight-0 backend got new connections: \(names)")
+        let heavy = names["b2"] ?? 0
+        XCTAssertTrue((240...360).contains(heavy), "weight 3 of 4 got \(heavy) of 400: \(names)")
+    }
+
+    func testClientIPAffinityKeepsEachPodOnItsBackendUntilItStopsTakingConnectionsOrTheTimeoutPasses() throws {
+        let frontend = clusterIP(31)
+        let second = pods.clientNetns(2)
+        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3], affinity: 2))
+        let first = try tcp(frontend, 50).names
+        let other = try tcp(frontend, 50, netns: second).names
+        XCTAssertEqual(first.count, 1, "the first pod was spread: \(first)")
+        XCTAssertEqual(other.count, 1, "the second pod was spread: \(other)")
+        XCTAssertEqual(first.values.first, 50)
+
+        // The second pod's backend terminates: it moves at once, and sticks to its new one.
+        let left = Int(other.keys.first!.dropFirst())!
+        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3], states: [left: .terminating], affinity: 2))
+        let moved = try tcp(frontend, 50, netns: second).names
+        XCTAssertEqual(moved.count, 1, "\(moved)")
+        XCTAssertNotEqual(moved.keys.first, other.keys.first)
+        let stayed = try tcp(frontend, 20).names
+        XCTAssertEqual(stayed.count, 1, "\(stayed)")
+        if first.keys.first != other.keys.first {
+            XCTAssertEqual(stayed.keys.first, first.keys.first, "the first pod's backend goes on")
+        }
+
+        // Affinity outweighs weights while it lasts; once the timeout has passed the pod picks anew, and the
+        // weights (1 against 4999 each) all but rule its old backend out.
+        let kept = Int(stayed.keys.first!.dropFirst())!
+        let heavy = Dictionary(uniqueKeysWithValues: [1, 2, 3].map { ($0, UInt16($0 == kept ? 1 : 4999)) })
+        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3], weights: heavy, affinity: 2))
+        XCTAssertEqual(try tcp(frontend, 20).names, stayed)
+        usleep(3_200_000)
+        let anew = try tcp(frontend, 20).names
+        XCTAssertEqual(anew.count, 1, "\(anew)")
+        XCTAssertNotEqual(anew.keys.first, stayed.keys.first, "the pod kept its backend past the timeout")
+    }
+
+    func testAPodThatIsTheOnlyBackendReachesItselfThroughTheService() throws {
+        let frontend = clusterIP(32)
+        try datapath.apply(service(frontend: frontend, backends: [1]))
+        try datapath.apply(
+            service(id: 8, frontend: frontend, port: ServicePods.udpPort, proto: IPProtocol.udp, backends: [1]))
+        let (names, peers) = try tcp(frontend, 20, netns: pods.backendNetns(1))
+        XCTAssertEqual(names, ["b1": 20])
+        XCTAssertEqual(peers, ["\(frontend):\(ServicePods.tcpPort)": 20])
+        let udp = try pods.client(["udp", frontend, String(ServicePods.udpPort), "10"], netns: pods.backendNetns(1))
+        XCTAssertEqual(udp["names"] as? [String: Int], ["b1": 10])
+        XCTAssertEqual(udp["sources"] as? [String: Int], ["\(frontend):\(ServicePods.udpPort)": 10])
     }
 
     func testABackendOfAnotherFamilyIsRefused() {

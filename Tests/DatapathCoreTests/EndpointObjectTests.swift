@@ -33,6 +33,18 @@ final class EndpointObjectTests: XCTestCase {
             "na_nat": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_nat_entry>.size, 262_144, 0),
             "na_nat_config": (.array, 4, MemoryLayout<na_nat_config>.size, 1, 0),
             "na_nat_cluster": (.lpmTrie, MemoryLayout<na_ipcache_key>.size, 4, 256, noPrealloc),
+            // The load balancer's maps (lb_maps.h), pinned here by name and reused by the sock object.
+            "na_lb_services": (
+                .hash, MemoryLayout<na_lb_service_key>.size, MemoryLayout<na_lb_service_value>.size, 65536, 0
+            ),
+            "na_lb_backends": (.hash, 4, MemoryLayout<na_lb_backend>.size, 65536, 0),
+            "na_lb_revnat": (
+                .lruHash, MemoryLayout<na_lb_revnat_key>.size, MemoryLayout<na_lb_revnat_value>.size, 262_144, 0
+            ),
+            "na_lb_affinity": (
+                .lruHash, MemoryLayout<na_lb_affinity_key>.size, MemoryLayout<na_lb_affinity_value>.size, 65536, 0
+            ),
+            "na_lb_aff_match": (.hash, MemoryLayout<na_lb_aff_match_key>.size, 1, 65536, 0),
         ]
         XCTAssertEqual(Set(object.maps.map(\.name)), Set(expected.keys))
         for map in object.maps {

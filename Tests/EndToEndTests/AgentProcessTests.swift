@@ -67,9 +67,10 @@ final class AgentProcessTests: EndToEndTestCase {
         XCTAssertEqual(
             log,
             "net:[\(nodeNamespace)] cleanup --socket \(agent.socketPath) --state-dir \(agent.stateDirectory) "
-                + "--bpf-root \(agent.bpfRoot)\n")
+                + "--bpf-root \(agent.bpfRoot) --cgroup-root \(agent.cgroupRoot)\n")
         XCTAssertFalse(FileManager.default.fileExists(atPath: agent.directory))
         XCTAssertFalse(FileManager.default.fileExists(atPath: agent.bpfRoot))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: agent.cgroupRoot), "the test cgroup is removed")
     }
 
     func testStartFailsWithTheDaemonsStderrWhenItExitsEarly() throws {

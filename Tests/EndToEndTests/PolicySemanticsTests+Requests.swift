@@ -85,8 +85,11 @@ extension PolicySemanticsTests {
                 "spec.ingressDeny[0].toPorts[0].rules", "ingressDeny"
             ),
             (
-                ["endpointSelector": selector, "egress": [["toServices": [["k8sService": ["serviceName": "db"]]]]]],
-                "spec.egress[0].toServices", "toServices"
+                [
+                    "endpointSelector": selector,
+                    "egress": [["toServices": [["k8sServiceSelector": ["selector": [:]]]]]],
+                ],
+                "spec.egress[0].toServices[0].k8sServiceSelector", "k8sServiceSelector"
             ),
             (["nodeSelector": selector, "ingress": []], "spec.nodeSelector", "nodeSelector"),
         ]

@@ -2,10 +2,15 @@ import AgentAPI
 import Foundation
 import XCTest
 
-/// `/v1/service...` against the real daemon, which runs without a load balancer: creation and replacement,
-/// frontend clashes, validation naming the field, the frontend filter, deletion, restoring across a restart, and
-/// nodectl's service commands.
+/// `/v1/service...` against the real daemon with `services.enabled` false, so services are stored without a load
+/// balancer: creation and replacement, frontend clashes, validation naming the field, the frontend filter,
+/// deletion, restoring across a restart, and nodectl's service commands. `ServiceLoadBalancingTests` has the
+/// load balancer running.
 final class ServiceAPITests: EndToEndTestCase {
+    private func startStoringAgent(in topology: Topology) throws -> AgentProcess {
+        try startAgent(in: topology, configFile: try configFile(["services": ["enabled": false]]))
+    }
+
     private func spec(_ ip: String, _ port: Int, _ proto: String = "TCP", backends: [(String, Int)]) -> JSON {
         [
             "frontend-address": ["ip": .string(ip), "port": .int(Int64(port)), "protocol": .string(proto)],
@@ -21,7 +26,7 @@ final class ServiceAPITests: EndToEndTestCase {
 
     func testCreateReplaceConflictFilterAndDelete() throws {
         let topology = try makeTopology()
-        let agent = try startAgent(in: topology)
+        let agent = try startStoringAgent(in: topology)
         let web = spec("10.96.0.10", 80, backends: [("10.0.0.1", 8080), ("10.0.0.2", 8080)])
 
         let created = try agent.api(.PUT, "/v1/service/1", web)
@@ -78,7 +83,7 @@ final class ServiceAPITests: EndToEndTestCase {
 
     func testBadRequestsAre400NamingTheFieldAndChangeNothing() throws {
         let topology = try makeTopology()
-        let agent = try startAgent(in: topology)
+        let agent = try startStoringAgent(in: topology)
         let web = spec("10.96.0.10", 80, backends: [("10.0.0.1", 8080), ("10.0.0.2", 8080)])
         let original = try XCTUnwrap(try agent.api(.PUT, "/v1/service/5", web).json)
 
@@ -113,7 +118,7 @@ final class ServiceAPITests: EndToEndTestCase {
 
     func testRestartRestoresTheSameServices() throws {
         let topology = try makeTopology()
-        let agent = try startAgent(in: topology)
+        let agent = try startStoringAgent(in: topology)
         let affinity = spec("10.96.0.20", 8080, backends: [("10.0.0.5", 80)]).setting(
             "flags", ["type": "NodePort", "session-affinity": "ClientIP", "session-affinity-timeout": 60])
         XCTAssertEqual(try agent.api(.PUT, "/v1/service/7", affinity).status, 201)
@@ -141,7 +146,7 @@ final class ServiceAPITests: EndToEndTestCase {
 
     func testASavedServiceTheAgentRefusesIsDroppedAtStartAndTheOthersStay() throws {
         let topology = try makeTopology()
-        let agent = try startAgent(in: topology)
+        let agent = try startStoringAgent(in: topology)
         XCTAssertEqual(
             try agent.api(.PUT, "/v1/service/1", spec("10.96.0.1", 443, backends: [("10.0.0.1", 6443)])).status, 201)
         let before = try agent.getJSON("/v1/service")
@@ -166,7 +171,7 @@ final class ServiceAPITests: EndToEndTestCase {
 
     func testNodectlServiceCommands() throws {
         let topology = try makeTopology()
-        let agent = try startAgent(in: topology)
+        let agent = try startStoringAgent(in: topology)
 
         let update = try agent.nodectl(
             "service", "update", "--id", "3", "--frontend", "10.96.0.10:80",

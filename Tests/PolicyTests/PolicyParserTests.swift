@@ -23,8 +23,14 @@ final class PolicyParserTests: XCTestCase {
             spec: #"{\#(selector), "egress": [{"toFQDNs": [{"matchName": "example.com"}]}]}"#,
             field: "spec.egress[0].toFQDNs", "toFQDNs (DNS-name peers) is not supported")
         assertRejected(
-            spec: #"{\#(selector), "egress": [{"toServices": [{"k8sService": {"serviceName": "x"}}]}]}"#,
-            field: "spec.egress[0].toServices", "toServices is not supported")
+            spec: #"{\#(selector), "egress": [{"toServices": [{"k8sServiceSelector": {"selector": {}}}]}]}"#,
+            field: "spec.egress[0].toServices[0].k8sServiceSelector", "k8sServiceSelector is not supported")
+        assertRejected(
+            spec: #"{\#(selector), "egress": [{"toServices": [{"k8sService": {"serviceName": ""}}]}]}"#,
+            field: "spec.egress[0].toServices[0].k8sService.serviceName", "must not be empty")
+        assertRejected(
+            spec: #"{\#(selector), "ingress": [{"toServices": [{"k8sService": {"serviceName": "x"}}]}]}"#,
+            field: "spec.ingress[0].toServices", "unknown field \"toServices\"")
         assertRejected(
             spec: #"{\#(selector), "egress": [{"toGroups": [{"aws": {}}]}]}"#,
             field: "spec.egress[0].toGroups", "toGroups")

@@ -24,8 +24,8 @@ final class PreflightEvaluationTests: XCTestCase {
                 "helper bpf_get_prandom_u32", "helper bpf_skb_pull_data", "helper bpf_skb_store_bytes",
                 "helper bpf_l3_csum_replace", "helper bpf_l4_csum_replace", "helper bpf_ringbuf_reserve",
                 "helper bpf_ringbuf_submit", "helper bpf_ringbuf_query", "program-type cgroup_sock_addr",
-                "helper bpf_get_socket_cookie", "helper bpf_set_retval", "sysctl net.core.bpf_jit_enable",
-                "sysctl kernel.unprivileged_bpf_disabled",
+                "helper bpf_get_socket_cookie", "helper bpf_get_netns_cookie", "helper bpf_set_retval",
+                "sysctl net.core.bpf_jit_enable", "sysctl kernel.unprivileged_bpf_disabled",
             ])
         XCTAssertEqual(
             report.lines().prefix(5),
@@ -88,8 +88,8 @@ final class PreflightEvaluationTests: XCTestCase {
         XCTAssertEqual(
             report.lines().filter { !$0.hasPrefix("ok ") },
             [
-                "missing  cgroup2: no cgroup v2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified; nothing needs it "
-                    + "today: the programs attach to tc, not to cgroups"
+                "missing  cgroup2: no cgroup v2 mount at /sys/fs/cgroup or /sys/fs/cgroup/unified; the socket load "
+                    + "balancer mounts cgroup v2 at services.cgroup-root when no mount is there"
             ])
         var hybrid = RecordedKernels.complete()
         hybrid.cgroup2 = "/sys/fs/cgroup/unified"
@@ -152,15 +152,42 @@ final class PreflightEvaluationTests: XCTestCase {
             ])
     }
 
-    func testAKernelWithoutSetRetvalIsReportedForTheSocketLoadBalancerOnly() {
+    func testAKernelWithoutSetRetvalIsReportedWithoutServicesAndRefusedWithThem() {
         var kernel = RecordedKernels.complete(release: "5.15.0-1-amd64")
         kernel.helpers[BPF_FUNC_set_retval.rawValue] = .unavailable
         let report = PreflightReport.evaluate(kernel, for: standalone)
-        XCTAssertTrue(report.passed, "nothing the agent starts needs it yet")
+        XCTAssertTrue(report.passed, "services.enabled false: nothing the agent starts needs it")
         XCTAssertEqual(
             report.lines().first { $0.contains("bpf_set_retval") },
             "missing  helper bpf_set_retval: not supported by this kernel, so the socket load balancer cannot load "
                 + "(refusing a service without backends (Linux 5.18))")
+
+        let withServices = PreflightReport.evaluate(
+            kernel, for: AgentFeature.configured(plugins: [:], cluster: false, services: true))
+        XCTAssertFalse(withServices.passed)
+        XCTAssertEqual(
+            withServices.refusal,
+            "kernel preflight on 5.15.0-1-amd64: 1 required feature(s) missing: helper bpf_set_retval; services need "
+                + "them: set services.enabled to false to run without the socket load balancer")
+        XCTAssertEqual(
+            withServices.lines(onlyMissing: true),
+            [
+                "missing  helper bpf_set_retval (needed by services): not supported by this kernel, so the socket load "
+                    + "balancer cannot load (refusing a service without backends (Linux 5.18))"
+            ])
+    }
+
+    func testAKernelWithoutCgroupSockAddrRefusesServicesOnly() {
+        var kernel = RecordedKernels.complete()
+        kernel.programTypes[BPF_PROG_TYPE_CGROUP_SOCK_ADDR.rawValue] = .unavailable
+        XCTAssertTrue(PreflightReport.evaluate(kernel, for: standalone).passed)
+        let withServices = PreflightReport.evaluate(
+            kernel, for: AgentFeature.configured(plugins: [:], cluster: false, services: true))
+        XCTAssertEqual(withServices.missing.map(\.name), ["program-type cgroup_sock_addr"])
+        XCTAssertEqual(withServices.missing.map(\.neededBy), [[.services]])
+        XCTAssertTrue(
+            withServices.refusal?.hasSuffix("set services.enabled to false to run without the socket load balancer")
+                == true)
     }
 
     func testTheJITSysctlIsReportedButNeverRefuses() {

@@ -314,7 +314,10 @@ struct na_nat_config {
  * with and without NA_LB_SLOT_BANK1): the agent writes a new set into the bank
  * not in use, then flips slot 0 in one element update, so no lookup ever sees
  * a half-written set. Within a bank, slots 1..count hold the backends taking
- * new connections and count+1..count+inactive the ones that only keep theirs.
+ * new connections, each in as many slots as its weight asks (weights divided
+ * by their greatest common divisor, scaled down when they exceed a bank), so a
+ * random slot picks them in proportion to their weights; slots
+ * count+1..count+inactive hold, once each, the ones that only keep theirs.
  * Addresses are 16 bytes (IPv4 in the first four), ports in network order.
  */
 struct na_lb_service_key {
@@ -337,8 +340,8 @@ struct na_lb_service_key {
 struct na_lb_service_value {
 	__u32 backend_id;        /* backend slots: the backend */
 	__u32 service_id;        /* slot 0: the API's id, also the reverse translation's */
-	__u32 affinity_timeout;  /* slot 0: ClientIP affinity in seconds, 0 for none (kept, not applied yet) */
-	__u16 count;             /* slot 0: backends taking new connections */
+	__u32 affinity_timeout;  /* slot 0: ClientIP affinity in seconds, 0 for none (see na_lb_affinity) */
+	__u16 count;             /* slot 0: slots of the backends taking new connections */
 	__u16 inactive;          /* slot 0: backends after them that keep only their connections */
 	__u16 position;          /* backend slots: the backend's place in the service's list */
 	__u16 flags;             /* slot 0: NA_LB_F_* */
@@ -360,7 +363,7 @@ struct na_lb_backend {
 	__be16 port;
 	__u8 state;      /* enum na_lb_backend_state */
 	__u8 pad;
-	__u16 weight;    /* the API's weight (0 takes no new connections) */
+	__u16 weight;    /* the API's weight (0 takes no new connections); the slots apply it */
 };
 
 /*
@@ -381,6 +384,37 @@ struct na_lb_revnat_value {
 	__u8 family;
 	__u8 pad;
 	__be16 port;
+	__u32 service_id;
+};
+
+/*
+ * na_lb_affinity (LRU): ClientIP session affinity. A connect does not know its
+ * source address yet, so the client is its network namespace (its cookie, one
+ * per pod): a pod and a service -> the backend it was sent to and when. A pod
+ * connecting again within the service's affinity_timeout gets the same backend
+ * while na_lb_aff_match says it still takes the service's new connections.
+ */
+struct na_lb_affinity_key {
+	__u64 netns_cookie;  /* bpf_get_netns_cookie */
+	__u32 service_id;
+	__u32 pad;
+};
+
+struct na_lb_affinity_value {
+	__u32 backend_id;
+	__u32 last_used;     /* CLOCK_MONOTONIC seconds of the last connect through it */
+};
+
+/*
+ * na_lb_aff_match: a backend and a service -> 1 while the backend takes
+ * the service's new connections (active, weight above 0). Written by the agent
+ * with each backend set: slots alone cannot answer "is it still a backend of
+ * this service" without a walk over them, and backend entries are shared by
+ * every service listing the same address. (Short for "affinity match": the
+ * kernel keeps 15 characters of a map's name.)
+ */
+struct na_lb_aff_match_key {
+	__u32 backend_id;
 	__u32 service_id;
 };
 

@@ -19,6 +19,14 @@
 #define NA_LB_REVNAT_MAX_ENTRIES 262144
 #endif
 
+#ifndef NA_LB_AFFINITY_MAX_ENTRIES
+#define NA_LB_AFFINITY_MAX_ENTRIES 65536
+#endif
+
+#ifndef NA_LB_AFFINITY_MATCH_MAX_ENTRIES
+#define NA_LB_AFFINITY_MATCH_MAX_ENTRIES 65536
+#endif
+
 /* Services: frontend and slot -> the service (slot 0) or one backend slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -42,5 +50,21 @@ struct {
 	__type(key, struct na_lb_revnat_key);
 	__type(value, struct na_lb_revnat_value);
 } na_lb_revnat SEC(".maps");
+
+/* ClientIP affinity: pod (netns cookie) and service -> its backend and last use (least recent go first). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NA_LB_AFFINITY_MAX_ENTRIES);
+	__type(key, struct na_lb_affinity_key);
+	__type(value, struct na_lb_affinity_value);
+} na_lb_affinity SEC(".maps");
+
+/* Backend and service -> 1 while the backend takes the service's new connections (affinity's check). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NA_LB_AFFINITY_MATCH_MAX_ENTRIES);
+	__type(key, struct na_lb_aff_match_key);
+	__type(value, __u8);
+} na_lb_aff_match SEC(".maps");
 
 #endif /* NA_LB_MAPS_H */

@@ -8,6 +8,7 @@
 #include <linux/in.h>
 #include <bpf/bpf_helpers.h>
 #include "nodeagent_abi.h"
+#include "consts.h"
 #include "lb_maps.h"
 
 /* What a cgroup sock_addr program returns: 1 lets the call go on, 0 fails it (EPERM unless a retval is set). */
@@ -61,15 +62,47 @@ static __always_inline void sock_addr_write(struct bpf_sock_addr *ctx, __u8 fami
 }
 
 /*
- * Picks a random backend taking new connections for the service under `key`
- * (slot 0). Returns 1 with *backend and *service_id set, 0 when the address is
- * no service's, or -ECONNREFUSED when the service has no such backend.
+ * The backend a pod was sent to within the service's affinity timeout, when it
+ * still takes the service's new connections (na_lb_aff_match); its last
+ * use becomes now. NULL: pick anew.
  */
-static __always_inline int lb_select(struct na_lb_service_key *key, struct na_lb_backend **backend,
-				     __u32 *service_id)
+static __always_inline struct na_lb_backend *lb_affinity_backend(const struct na_lb_affinity_key *akey, __u32 timeout,
+								 __u32 now)
 {
+	struct na_lb_aff_match_key mkey = {};
+	struct na_lb_affinity_value *aval;
+	struct na_lb_backend *backend;
+
+	aval = bpf_map_lookup_elem(&na_lb_affinity, akey);
+	if (!aval || now - aval->last_used > timeout)
+		return NULL;
+	mkey.backend_id = aval->backend_id;
+	mkey.service_id = akey->service_id;
+	if (!bpf_map_lookup_elem(&na_lb_aff_match, &mkey))
+		return NULL;
+	backend = bpf_map_lookup_elem(&na_lb_backends, &mkey.backend_id);
+	if (!backend)
+		return NULL;
+	/* Racing connects of one pod write the same or a newer second: a plain store is enough. */
+	aval->last_used = now;
+	return backend;
+}
+
+/*
+ * Picks a backend taking new connections for the service under `key` (slot
+ * 0): with ClientIP affinity the one this pod had, else a random slot (slots
+ * repeat backends by weight). Returns 1 with *backend and *service_id set, 0
+ * when the address is no service's, or -ECONNREFUSED when the service has no
+ * such backend.
+ */
+static __always_inline int lb_select(struct bpf_sock_addr *ctx, struct na_lb_service_key *key,
+				     struct na_lb_backend **backend, __u32 *service_id)
+{
+	struct na_lb_affinity_key akey = {};
+	struct na_lb_affinity_value aval = {};
 	struct na_lb_service_value *svc, *slot;
 	struct na_lb_backend *found;
+	__u32 timeout, now = 0;
 	__u16 base;
 	int try;
 
@@ -82,14 +115,30 @@ static __always_inline int lb_select(struct na_lb_service_key *key, struct na_lb
 		if (svc->count == 0)
 			return -ECONNREFUSED;
 		*service_id = svc->service_id;
+		timeout = svc->affinity_timeout;
 		base = (svc->flags & NA_LB_F_BANK1) ? NA_LB_SLOT_BANK1 : 0;
 		key->slot = base + 1 + (__u16)(bpf_get_prandom_u32() % svc->count);
+		if (timeout) {
+			now = (__u32)(bpf_ktime_get_ns() / NA_NSEC_PER_SEC);
+			akey.netns_cookie = bpf_get_netns_cookie(ctx);
+			akey.service_id = *service_id;
+			found = lb_affinity_backend(&akey, timeout, now);
+			if (found) {
+				*backend = found;
+				return 1;
+			}
+		}
 		slot = bpf_map_lookup_elem(&na_lb_services, key);
 		if (!slot)
 			continue;
 		found = bpf_map_lookup_elem(&na_lb_backends, &slot->backend_id);
 		if (!found)
 			continue;
+		if (timeout) {
+			aval.backend_id = slot->backend_id;
+			aval.last_used = now;
+			bpf_map_update_elem(&na_lb_affinity, &akey, &aval, BPF_ANY);
+		}
 		*backend = found;
 		return 1;
 	}
@@ -119,7 +168,7 @@ static __always_inline int sock_xlate_fwd(struct bpf_sock_addr *ctx, __u8 family
 	key.family = family;
 	key.proto = (__u8)proto;
 	sock_addr_read(ctx, family, key.addr, &key.port);
-	ret = lb_select(&key, &backend, &service_id);
+	ret = lb_select(ctx, &key, &backend, &service_id);
 	if (ret == 0)
 		return NA_SYS_PROCEED;
 	if (ret < 0 || !backend) {

@@ -79,14 +79,19 @@ extension NodeAgent {
             let changed = touched.filter { remote[$0] != before[$0] }
             guard !changed.isEmpty else { return }
             do {
-                for address in changed where state.endpoint(withAddress: address) == nil {
-                    if let value = remote[address] {
-                        try ipcache.set(address, identity: value.identity)
-                    } else {
-                        try ipcache.remove(address)
-                    }
-                }
+                let mine = changed.filter { state.endpoint(withAddress: $0) == nil }
+                for address in mine where remote[address] == nil { try ipcache.remove(address) }
                 cluster.view.withLock { $0.remote = remote }
+                // A service backend that became or stopped being a remote pod is selected differently by
+                // toServices (by the pod's identity, or as a host prefix): between the removals and the new
+                // entries, so a host prefix the regeneration takes or gives back never overwrites a pod's entry.
+                let following = endpointsAffected(byBackendAddresses: changed, in: state)
+                if !following.isEmpty {
+                    try regenerateAll(&state, reason: "service backends on other nodes changed", only: following)
+                }
+                for address in mine {
+                    if let value = remote[address] { try ipcache.set(address, identity: value.identity) }
+                }
                 try persistClusterCache(state)
             } catch {
                 logger.error("programming other nodes' pods into the ipcache failed", metadata: ["error": "\(error)"])

@@ -34,12 +34,15 @@ public struct AgentConfig: Sendable {
     public var runtime = RuntimeOptions()
     /// The `cluster` section: identities, pod addresses, nodes shared through etcd. Nil: standalone.
     public var cluster: ClusterConfig?
+    /// The `services` section: the socket load balancer (on unless `services.enabled` is false).
+    public var services = ServicesConfig()
 
     public init() {}
 
     static let fileKeys: Set<String> = [
         "socket", "state-dir", "bpf-root", "socket-group", "api-threads", "max-body-bytes", "map-sizes",
         "policy-map-entries", "identity-ignored-labels", "plugins", "flow-buffer-size", "metrics-address", "cluster",
+        "services",
     ]
 
     /// Reads a JSON config file. Unknown keys and wrong types are rejected, naming the key.
@@ -86,6 +89,7 @@ public struct AgentConfig: Sendable {
                 }
             case "plugins": plugins = value
             case "cluster": cluster = try ClusterConfig(json: value)
+            case "services": services = try ServicesConfig(json: value)
             case "flow-buffer-size": flowBufferSize = try value.requireInt(key, in: 16...1_048_576)
             case "metrics-address":
                 metricsAddress = try MetricsListener.Address(parsing: try value.requireString(key)).description

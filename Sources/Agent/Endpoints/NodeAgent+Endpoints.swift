@@ -112,7 +112,11 @@ extension NodeAgent {
         // different policy.
         try regenerateAll(
             &state, reason: previous == nil ? "endpoint \(id) created" : "endpoint \(id) updated",
-            only: unknownPeerChanged ? nil : endpointsAffected(byPeers: peersChanged, in: state).union([id]))
+            only: unknownPeerChanged
+                ? nil
+                : endpointsAffected(byPeers: peersChanged, in: state).union([id]).union(
+                    endpointsAffected(
+                        byBackendAddresses: endpoint.addresses + (previous?.addresses ?? []), in: state)))
         endpoint = state.endpoints[id]!
         for address in endpoint.addresses {
             try ipcache.set(address, identity: endpoint.identity)
@@ -162,11 +166,15 @@ extension NodeAgent {
         try state.withLock { state in
             guard let endpoint = state.endpoints[id] else { throw AgentError.notFound("endpoint \(id) does not exist") }
             let identity = state.identities.identity(id: endpoint.identity)
+            // A service backend's address now reads as a prefix: rules naming the service follow it.
+            let backendOf = endpointsAffected(byBackendAddresses: endpoint.addresses, in: state)
             if try removeEndpoint(endpoint, state: &state) {
                 // Its identity is gone: endpoints whose rules selected it lose their entries.
                 try regenerateAll(
                     &state, reason: "endpoint \(id) deleted",
-                    only: identity.map { endpointsAffected(byPeers: [$0], in: state) })
+                    only: identity.map { endpointsAffected(byPeers: [$0], in: state).union(backendOf) })
+            } else if !backendOf.isEmpty {
+                try regenerateAll(&state, reason: "endpoint \(id) deleted", only: backendOf)
             }
             try forgetEndpoint(id)
             withdraw(endpoint, state)

@@ -15,7 +15,8 @@ extension NodeAgent {
         let mode = runtime.withLock { $0.policyEnforcement }
         let labels = policyLabels(of: endpoint, in: state)
         let resolved = state.policy.resolve(
-            endpoint: labels, peers: peers ?? PolicyPeers(state.identityList),
+            endpoint: labels,
+            peers: peers ?? PolicyPeers(state.identityList, services: servicePeers(in: state).resolved(prefixIDs: [:])),
             mode: mode)
         return DesiredPolicy(
             entries: PolicyEntry.byKey(resolved.entries.map(\.mapped)), enforceIngress: resolved.ingressEnforced,
@@ -49,8 +50,13 @@ extension NodeAgent {
     /// whose result changed (adds before removes), giving exactly those a new policy generation, which makes the
     /// datapath re-check their established flows. Every endpoint is stamped with the current revision.
     func regenerateAll(_ state: inout AgentState, reason: String, only: Set<UInt32>? = nil) throws {
-        let prefixes = state.policy.cidrPrefixes
-        let peers = PolicyPeers(try state.identityList + prefixIdentities(prefixes))
+        let services = servicePeers(in: state)
+        // Service backends outside any pod get prefix identities only where the cidr-policy plugin gives them.
+        let prefixes = state.policy.cidrPrefixes.union(prefixProvider == nil ? [] : services.allPrefixes)
+        let prefixIDs = try prefixIdentityIDs(prefixes)
+        let peers = PolicyPeers(
+            try state.identityList + prefixIDs.map { try Self.prefixIdentity($0.key, id: $0.value) },
+            services: services.resolved(prefixIDs: prefixIDs))
         let targets = state.endpoints.values.filter { only?.contains($0.id) ?? true }
         let desired = targets.sorted { $0.id < $1.id }.map { ($0, desiredPolicy(for: $0, in: state, peers: peers)) }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
@@ -115,20 +121,23 @@ extension NodeAgent {
         registry.enabled.lazy.compactMap { $0 as? any PrefixIdentityProvider }.first
     }
 
-    /// Identities for the CIDR prefixes policies name, from the CIDR policy plugin.
-    func prefixIdentities(_ prefixes: Set<IPPrefix>) throws -> [Identity] {
-        guard !prefixes.isEmpty else { return [] }
+    /// Identity numbers for the CIDR prefixes policies name, from the CIDR policy plugin.
+    func prefixIdentityIDs(_ prefixes: Set<IPPrefix>) throws -> [IPPrefix: UInt32] {
+        guard !prefixes.isEmpty else { return [:] }
         guard let provider = prefixProvider else {
             let named = prefixes.map(\.description).sorted().prefix(3).joined(separator: ", ")
             throw AgentError.unsupported("CIDR rules (\(named)) need the cidr-policy plugin, which is disabled")
         }
-        return try provider.acquire(prefixes: prefixes).map { prefix, id throws in
-            Identity(
-                id: id,
-                labels: LabelSet([
-                    try Label(source: "cidr", key: prefix.description), try Label(source: "reserved", key: "world"),
-                ]))
-        }
+        return try provider.acquire(prefixes: prefixes)
+    }
+
+    /// A prefix's identity as peer selection reads it: `cidr:<prefix>` and reserved world.
+    static func prefixIdentity(_ prefix: IPPrefix, id: UInt32) throws -> Identity {
+        Identity(
+            id: id,
+            labels: LabelSet([
+                try Label(source: "cidr", key: prefix.description), try Label(source: "reserved", key: "world"),
+            ]))
     }
 
     /// Rejects a change that would not fit some endpoint's policy map, naming the need and the capacity.

@@ -31,7 +31,17 @@ extension NodeAgent {
             ],
         ]
         if let cluster = clusterHealth() { health["cluster"] = cluster }
+        health["services"] = servicesHealth()
         return .object(health)
+    }
+
+    /// The `services` section and whether the socket load balancer runs: off by configuration, or an agent built
+    /// without it, stores services without translating them.
+    func servicesHealth() -> JSON {
+        var object = config.services.json.objectValue ?? [:]
+        object["load-balancer"] = serviceLoadBalancing == nil ? "not running" : "running"
+        if let serviceLoadBalancing { object["cgroup-root"] = .string(serviceLoadBalancing.cgroupRoot) }
+        return .object(object)
     }
 
     /// Applies runtime options; the whole patch or nothing. Persisted so a restart keeps them.

@@ -22,7 +22,8 @@ extension NodeAgent {
             let source = try tracePeer(srcText, field: "src", state: state)
             let destination = try tracePeer(dstText, field: "dst", state: state)
             var result = state.policy.trace(
-                from: source, to: destination, proto: proto, dport: port, identities: state.identityList, mode: mode)
+                from: source, to: destination, proto: proto, dport: port, identities: state.identityList,
+                services: servicePeers(in: state).resolved(prefixIDs: [:]), mode: mode)
             if allowLocalhost == .always, source.identity == UInt32(NA_ID_HOST.rawValue), destination.isLocalEndpoint {
                 Self.admitLocalhost(&result)
             }

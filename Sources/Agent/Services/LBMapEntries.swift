@@ -26,6 +26,22 @@ extension na_lb_service_key {
     }
 }
 
+/// A backend taking a service's new connections, as `na_lb_aff_match` holds the pair: what lets ClientIP
+/// affinity send a pod back to it.
+struct LBAffinityPair: Hashable {
+    var backend: UInt32
+    var service: UInt32
+
+    init(backend: UInt32, service: UInt32) {
+        self.backend = backend
+        self.service = service
+    }
+
+    init(_ key: na_lb_aff_match_key) { self.init(backend: key.backend_id, service: key.service_id) }
+
+    var key: na_lb_aff_match_key { na_lb_aff_match_key(backend_id: backend, service_id: service) }
+}
+
 /// Which of the two banks of backend slots a service uses: a new backend set goes into the other one, and slot 0
 /// flips to it in one update.
 enum LBSlotBank: Equatable {
@@ -41,6 +57,23 @@ enum LBSlotBank: Equatable {
     func slot(_ index: Int) -> UInt16 {
         (self == .one ? UInt16(NA_LB_SLOT_BANK1) : 0) + 1 + UInt16(index)
     }
+
+    /// How many slots each backend taking new connections gets, so that a random slot picks backends in
+    /// proportion to their weights (all above 0): the weights divided by their greatest common divisor (1, 1, 2
+    /// and 3, 3, 6 both take 4 slots), and when those add up to more than `room`, scaled down with every backend
+    /// keeping at least one slot (`room` is at least the number of weights: a bank holds every backend once).
+    static func slotCounts(weights: [UInt16], room: Int) -> [Int] {
+        let divisor = weights.reduce(0) { gcd($0, Int($1)) }
+        guard divisor > 0 else { return weights.map { _ in 1 } }
+        let reduced = weights.map { Int($0) / divisor }
+        let total = reduced.reduce(0, +)
+        guard total > room else { return reduced }
+        // One slot each, and what room is left shared in proportion: never more than `room` in all.
+        let spare = room - reduced.count
+        return reduced.map { 1 + $0 * spare / total }
+    }
+
+    private static func gcd(_ a: Int, _ b: Int) -> Int { b == 0 ? a : gcd(b, a % b) }
 }
 
 extension ServiceBackendState {

@@ -8,6 +8,17 @@ extension NodeAgent {
 
     /// Creates service `spec.id`, or replaces it. Returns it and whether it was created.
     func putService(_ spec: ServiceSpec) throws -> (service: Service, created: Bool) {
+        let (service, previous) = try putServiceLocked(spec)
+        if let previous {
+            let kept = Set(spec.backends.map { AddressPort(address: $0.address, port: $0.port) })
+            endConnections(
+                to: previous.spec.backends.filter { !kept.contains(AddressPort(address: $0.address, port: $0.port)) },
+                of: previous.spec)
+        }
+        return (service, previous == nil)
+    }
+
+    private func putServiceLocked(_ spec: ServiceSpec) throws -> (service: Service, previous: Service?) {
         try state.withLock { state in
             // The load balancer keys services on their frontend: two ids on one frontend would overwrite each other.
             if let holder = state.services.values.first(where: {
@@ -26,18 +37,45 @@ extension NodeAgent {
                 throw error
             }
             state.services[spec.id] = service
+            do {
+                try followBackends(of: [previous?.spec, spec], &state, reason: "service \(spec.id) changed")
+            } catch {
+                state.services[spec.id] = previous
+                restoreDatapath(after: spec, previous: previous)
+                if let previous { try? persistService(previous.spec) } else { try? forgetService(spec.id) }
+                try? followBackends(of: [previous?.spec, spec], &state, reason: "service \(spec.id) change failed")
+                throw error
+            }
             logger.info(
                 previous == nil ? "service created" : "service updated",
                 metadata: [
                     "service": "\(spec.id)", "frontend": "\(spec.frontend)", "backends": "\(spec.backends.count)",
                     "realized": "\(status.realized)",
                 ])
-            return (service, previous == nil)
+            return (service, previous)
         }
     }
 
     /// Removes service `id` from the datapath, the saved state and the registry; returns it as it was.
     func deleteService(id: UInt32) throws -> Service {
+        let service = try deleteServiceLocked(id: id)
+        endConnections(to: service.spec.backends, of: service.spec)
+        return service
+    }
+
+    /// Outside the state lock: searching every namespace of the node takes a while. The maps no longer send new
+    /// connections to these backends, so whatever connects meanwhile goes elsewhere.
+    private func endConnections(to backends: [ServiceBackend], of spec: ServiceSpec) {
+        guard let serviceDatapath, !backends.isEmpty else { return }
+        let ended = serviceDatapath.terminateConnections(to: backends, of: spec.loadBalanced)
+        if ended > 0 {
+            logger.info(
+                "ended connections to removed backends",
+                metadata: ["service": "\(spec.id)", "backends": "\(backends.count)", "sockets": "\(ended)"])
+        }
+    }
+
+    private func deleteServiceLocked(id: UInt32) throws -> Service {
         try state.withLock { state in
             guard let service = state.services[id] else { throw AgentError.notFound("service \(id) does not exist") }
             if let serviceDatapath {
@@ -55,9 +93,18 @@ extension NodeAgent {
                 throw error
             }
             state.services[id] = nil
+            try followBackends(of: [service.spec], &state, reason: "service \(id) deleted")
             logger.info("service deleted", metadata: ["service": "\(id)", "frontend": "\(service.spec.frontend)"])
             return service
         }
+    }
+
+    /// Regenerates the endpoints whose rules name one of `specs` in `toServices` (their backends changed).
+    private func followBackends(of specs: [ServiceSpec?], _ state: inout AgentState, reason: String) throws {
+        let named = Set(specs.compactMap { $0?.policyReference })
+        let affected = endpointsAffected(byServices: named, in: state)
+        guard !affected.isEmpty else { return }
+        try regenerateAll(&state, reason: reason, only: affected)
     }
 
     func service(id: UInt32) -> Service? {

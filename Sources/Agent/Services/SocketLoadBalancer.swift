@@ -9,12 +9,16 @@ import Synchronization
 /// more deleted. A hook that read the old slot 0 and finds its slot gone reads slot 0 again. Removing a service
 /// deletes slot 0 first, so its frontend stops translating before anything else goes.
 ///
-/// Selection is uniform over the backends taking new connections (`ServiceBackend.takesNewConnections`); weights
-/// other than 0 and the ClientIP affinity timeout are stored and read back, not applied.
+/// A random slot picks among the backends taking new connections (`ServiceBackend.takesNewConnections`), each
+/// in as many slots as its weight asks (`LBSlotBank.slotCounts`). With a ClientIP affinity timeout the hooks
+/// first send a pod back to the backend it had (`na_lb_affinity`), while `na_lb_aff_match`, written here
+/// with each set (new pairs before the flip, old ones deleted after it), says that backend still takes the
+/// service's new connections.
 public final class SocketLoadBalancer: ServiceDatapath {
     let services: TypedMap<na_lb_service_key, na_lb_service_value>
     let backends: TypedMap<UInt32, na_lb_backend>
     let revnat: TypedMap<na_lb_revnat_key, na_lb_revnat_value>
+    let affinityMatch: TypedMap<na_lb_aff_match_key, UInt8>
     private let ids: Mutex<LBBackendIDs>
 
     /// Over the maps of a loaded `sock` object. What the maps already hold is kept: ids are learned from them, and
@@ -23,20 +27,23 @@ public final class SocketLoadBalancer: ServiceDatapath {
         let maps = try datapathCall("opening the load balancer maps") {
             guard let services = object.map(named: "na_lb_services"),
                 let backends = object.map(named: "na_lb_backends"),
-                let revnat = object.map(named: "na_lb_revnat")
+                let revnat = object.map(named: "na_lb_revnat"),
+                let match = object.map(named: "na_lb_aff_match")
             else { throw AgentError.datapath("object \(object.name) has no load balancer maps") }
             return (
                 services: try TypedMap<na_lb_service_key, na_lb_service_value>(services),
                 backends: try TypedMap<UInt32, na_lb_backend>(backends),
-                revnat: try TypedMap<na_lb_revnat_key, na_lb_revnat_value>(revnat)
+                revnat: try TypedMap<na_lb_revnat_key, na_lb_revnat_value>(revnat),
+                match: try TypedMap<na_lb_aff_match_key, UInt8>(match)
             )
         }
         let learned = try datapathCall("reading the load balancer maps") {
-            try SocketLoadBalancer.reconcile(services: maps.services, backends: maps.backends)
+            try SocketLoadBalancer.reconcile(services: maps.services, backends: maps.backends, match: maps.match)
         }
         services = maps.services
         backends = maps.backends
         revnat = maps.revnat
+        affinityMatch = maps.match
         ids = Mutex(learned)
     }
 
@@ -56,11 +63,17 @@ public final class SocketLoadBalancer: ServiceDatapath {
                 guard let current = try services.lookup(key) else { return }
                 try services.delete(key)
                 let bank = LBSlotBank(flags: current.flags)
+                var released = Set<UInt32>()
                 for index in 0..<(Int(current.count) + Int(current.inactive)) {
                     let slotKey = key.at(slot: bank.slot(index))
                     if let slot = try services.lookup(slotKey) {
                         try services.delete(slotKey)
-                        if ids.release(slot.backend_id, by: service.frontend) { try backends.delete(slot.backend_id) }
+                        let id = slot.backend_id
+                        if index < Int(current.count) {
+                            try affinityMatch.delete(LBAffinityPair(backend: id, service: current.service_id).key)
+                        }
+                        guard released.insert(id).inserted else { continue }
+                        if ids.release(id, by: service.frontend) { try backends.delete(id) }
                     }
                 }
             }
@@ -86,18 +99,30 @@ public final class SocketLoadBalancer: ServiceDatapath {
         let oldBank = current.map { LBSlotBank(flags: $0.flags) }
         let bank = oldBank?.other ?? .zero
         var oldIDs: [UInt32] = []
+        var oldMatches = Set<LBAffinityPair>()
         if let current, let oldBank {
             for index in 0..<(Int(current.count) + Int(current.inactive)) {
-                if let slot = try services.lookup(key.at(slot: oldBank.slot(index))) { oldIDs.append(slot.backend_id) }
+                guard let slot = try services.lookup(key.at(slot: oldBank.slot(index))) else { continue }
+                oldIDs.append(slot.backend_id)
+                if index < Int(current.count) {
+                    oldMatches.insert(LBAffinityPair(backend: slot.backend_id, service: current.service_id))
+                }
             }
         }
 
-        // Backends taking new connections first: the hooks pick among slots 1...count of the bank.
+        // Backends taking new connections first, in as many slots as their weights ask: the hooks pick among
+        // slots 1...count of the bank. The others follow, one slot each.
         let positioned = Array(service.backends.enumerated())
-        let ordered =
-            positioned.filter { $0.element.takesNewConnections } + positioned.filter { !$0.element.takesNewConnections }
+        let taking = positioned.filter { $0.element.takesNewConnections }
+        let ordered = taking + positioned.filter { !$0.element.takesNewConnections }
+        let counts = LBSlotBank.slotCounts(
+            weights: taking.map(\.element.weight), room: Int(NA_LB_MAX_BACKENDS) - (ordered.count - taking.count))
+        let slotted =
+            counts.enumerated().flatMap { Array(repeating: $0.offset, count: $0.element) }
+            + Array(taking.count..<ordered.count)
         var acquired: [(id: UInt32, isNew: Bool)] = []
         var written: [na_lb_service_key] = []
+        var matches = Set<LBAffinityPair>()
         do {
             for (_, backend) in ordered {
                 let identity = LBBackendIdentity(backend, proto: service.frontend.proto)
@@ -105,24 +130,32 @@ public final class SocketLoadBalancer: ServiceDatapath {
                 acquired.append(id)
                 try backends.update(id.id, na_lb_backend(backend, proto: service.frontend.proto))
             }
-            for (index, (position, _)) in ordered.enumerated() {
+            for (slotIndex, index) in slotted.enumerated() {
                 var slot = na_lb_service_value()
                 slot.backend_id = acquired[index].id
-                slot.position = UInt16(position)
-                let slotKey = key.at(slot: bank.slot(index))
+                slot.position = UInt16(ordered[index].offset)
+                let slotKey = key.at(slot: bank.slot(slotIndex))
                 try services.update(slotKey, slot)
                 written.append(slotKey)
+            }
+            // Affinity may name a backend of the new set once slot 0 flips to it: the pairs go in first.
+            for index in 0..<taking.count {
+                let match = LBAffinityPair(backend: acquired[index].id, service: service.id)
+                if matches.insert(match).inserted, !oldMatches.contains(match) {
+                    try affinityMatch.update(match.key, 1)
+                }
             }
             var head = na_lb_service_value()
             head.service_id = service.id
             head.affinity_timeout = service.affinityTimeout ?? 0
-            head.count = UInt16(service.backends.filter(\.takesNewConnections).count)
-            head.inactive = UInt16(service.backends.count) - head.count
+            head.count = UInt16(counts.reduce(0, +))
+            head.inactive = UInt16(ordered.count - taking.count)
             head.flags = bank.flag
             try services.update(key, head)
         } catch {
             // Slot 0 still names the old bank: undo what only the new set used.
             for slotKey in written { _ = try? services.delete(slotKey) }
+            for match in matches where !oldMatches.contains(match) { _ = try? affinityMatch.delete(match.key) }
             let kept = Set(oldIDs)
             for id in acquired where !kept.contains(id.id) {
                 if ids.release(id.id, by: service.frontend) { _ = try? backends.delete(id.id) }
@@ -135,6 +168,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
                 try services.delete(key.at(slot: oldBank.slot(index)))
             }
         }
+        for match in oldMatches where !matches.contains(match) { try affinityMatch.delete(match.key) }
         let now = Set(acquired.map(\.id))
         for id in Set(oldIDs) where !now.contains(id) {
             if ids.release(id, by: service.frontend) { try backends.delete(id) }
@@ -168,10 +202,13 @@ public final class SocketLoadBalancer: ServiceDatapath {
         guard let frontend = key.frontend else { return nil }
         let bank = LBSlotBank(flags: head.flags)
         var listed: [(position: UInt16, backend: ServiceBackend)] = []
+        var seen = Set<UInt16>()
         for index in 0..<(Int(head.count) + Int(head.inactive)) {
-            guard let slot = try services.lookup(key.at(slot: bank.slot(index))),
+            // A backend repeated for its weight is listed once.
+            guard let slot = try services.lookup(key.at(slot: bank.slot(index))), !seen.contains(slot.position),
                 let backend = try backends.lookup(slot.backend_id)?.backend
             else { continue }
+            seen.insert(slot.position)
             listed.append((slot.position, backend))
         }
         return LoadBalancedService(
@@ -180,9 +217,11 @@ public final class SocketLoadBalancer: ServiceDatapath {
             affinityTimeout: head.affinity_timeout == 0 ? nil : head.affinity_timeout)
     }
 
-    /// The ids the maps hold, after deleting slots no service's bank covers and backends no slot names.
+    /// The ids the maps hold, after deleting slots no service's bank covers, backends no slot names and affinity
+    /// pairs no slot taking new connections backs.
     private static func reconcile(
-        services: TypedMap<na_lb_service_key, na_lb_service_value>, backends: TypedMap<UInt32, na_lb_backend>
+        services: TypedMap<na_lb_service_key, na_lb_service_value>, backends: TypedMap<UInt32, na_lb_backend>,
+        match: TypedMap<na_lb_aff_match_key, UInt8>
     ) throws -> LBBackendIDs {
         var ids = LBBackendIDs(capacity: UInt32(backends.map.info.maxEntries))
         let entries = try services.entries()
@@ -191,6 +230,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
             if let frontend = entry.key.frontend { heads[frontend] = entry.value }
         }
         let known = Dictionary(try backends.entries().map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        var backed = Set<LBAffinityPair>()
         for entry in entries where entry.key.slot != 0 {
             let head = entry.key.frontend.flatMap { heads[$0] }
             let covered = head.map { head -> Bool in
@@ -205,8 +245,12 @@ public final class SocketLoadBalancer: ServiceDatapath {
                 continue
             }
             ids.adopt(entry.value.backend_id, identity, usedBy: frontend)
+            if let head, Int(entry.key.slot) < Int(LBSlotBank(flags: head.flags).slot(0)) + Int(head.count) {
+                backed.insert(LBAffinityPair(backend: entry.value.backend_id, service: head.service_id))
+            }
         }
         for id in known.keys where !ids.isUsed(id) { try backends.delete(id) }
+        for pair in try match.entries() where !backed.contains(LBAffinityPair(pair.key)) { try match.delete(pair.key) }
         return ids
     }
 }

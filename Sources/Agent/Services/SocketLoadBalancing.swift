@@ -16,7 +16,9 @@ public final class SocketLoadBalancing: Sendable {
         "na_sock4_recvmsg", "na_sock6_recvmsg", "na_sock4_getpeername", "na_sock6_getpeername",
     ]
     /// The maps, pinned by these names.
-    public static let mapNames = ["na_lb_services", "na_lb_backends", "na_lb_revnat"]
+    public static let mapNames = [
+        "na_lb_services", "na_lb_backends", "na_lb_revnat", "na_lb_affinity", "na_lb_aff_match",
+    ]
 
     public let cgroupRoot: String
     public let pinRoot: String

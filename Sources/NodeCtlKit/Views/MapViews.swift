@@ -17,10 +17,17 @@ public enum MapViews {
 
     /// A map's entries: one column per decoded key field, then one per value field. A field name present in both
     /// key and value is shown as "KEY.NAME" and "VALUE.NAME". Entries the agent could not decode show their
-    /// `key-hex`/`value-hex`.
+    /// `key-hex`/`value-hex`. The load balancer's services and backends read as `cilium-dbg bpf lb list` shows them.
     public static func entries(_ response: JSON) -> String {
         let entries = response["entries"]?.arrayValue ?? []
         guard !entries.isEmpty else { return "No entries in \(Cells.text(response["name"]))\n" }
+        if entries.allSatisfy({ $0["key"] != nil }) {
+            switch response["name"]?.stringValue {
+            case "na_lb_services": return LBMapViews.services(response)
+            case "na_lb_backends": return LBMapViews.backends(response)
+            default: break
+            }
+        }
 
         let keyFields = fieldNames(entries.compactMap { $0["key"] })
         let valueFields = fieldNames(entries.compactMap { $0["value"] })

@@ -25,6 +25,17 @@ public enum StatusView {
             fields.append(("Allow localhost", Cells.text(datapath["allow-localhost"])))
         }
 
+        if let services = health["services"] {
+            let running = services["load-balancer"]?.stringValue == "running"
+            fields.append(
+                (
+                    "Load balancer",
+                    running
+                        ? "running at cgroup \(Cells.text(services["cgroup-root"])) "
+                            + "(\(Cells.text(services["backend-selection"])) backend selection)"
+                        : "not running (services.enabled \(Cells.text(services["enabled"])))"
+                ))
+        }
         if let cluster = health["cluster"] { fields += ClusterViews.healthFields(cluster) }
 
         var out = Cells.fieldList(fields)

@@ -1,9 +1,9 @@
 import Foundation
 import Glibc
 
-/// Pods for socket load balancing tests: a node namespace routing between a client pod and backend pods (each a
+/// Pods for socket load balancing tests: a node namespace routing between client pods and backend pods (each a
 /// namespace on a veth pair, dual stack), a cgroup v2 directory of the test's own under the machine's cgroup v2
-/// mount, and clients that run inside both: the client pod's network namespace and that cgroup, where the load
+/// mount, and clients that run inside both: a client pod's network namespace and that cgroup, where the load
 /// balancer's hooks are attached. Backends run a Python server answering with their name: TCP sends the name on
 /// accept and echoes lines prefixed with it, UDP answers every datagram with the name.
 ///
@@ -19,12 +19,14 @@ final class ServicePods: @unchecked Sendable {  // mutable state only from the t
 
     var nodeNetns: String { "nasl\(tag)-n" }
     var clientNetns: String { "nasl\(tag)-c" }
+    /// Client pods after the first (`clients` above 1): "-c2", "-c3", ...
+    func clientNetns(_ number: Int) -> String { number == 1 ? clientNetns : "nasl\(tag)-c\(number)" }
     func backendNetns(_ index: Int) -> String { "nasl\(tag)-b\(index)" }
-    /// Pod addresses: the client is index 0, backends 1...
+    /// Pod addresses: the first client is index 0, backends 1..., further clients 200 + their number.
     func ipv4(_ index: Int) -> String { "10.250.0.\(10 + index)" }
     func ipv6(_ index: Int) -> String { "fd00:250::\(10 + index)" }
 
-    init(backends: Int) throws {
+    init(backends: Int, clients: Int = 1) throws {
         guard let mount = Self.cgroup2Mount() else { throw ScratchError("no cgroup v2 mount") }
         cgroup = "\(mount)/nodeagent-test-\(tag)"
         scripts = FileManager.default.temporaryDirectory.appendingPathComponent("nodeagent-sock-\(tag)")
@@ -40,6 +42,9 @@ final class ServicePods: @unchecked Sendable {  // mutable state only from the t
             try ScratchNetns.ip(["netns", "exec", nodeNetns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
             try ScratchNetns.ip(["-n", nodeNetns, "link", "set", "lo", "up"])
             try addPod(clientNetns, index: 0)
+            for number in stride(from: 2, through: clients, by: 1) {
+                try addPod(clientNetns(number), index: 200 + number)
+            }
             for index in 1...backends {
                 try addPod(backendNetns(index), index: index)
                 try startServer(index)
@@ -113,9 +118,10 @@ final class ServicePods: @unchecked Sendable {  // mutable state only from the t
         throw ScratchError("backend servers did not start")
     }
 
-    /// Runs the client script with `arguments` in the client pod and the test's cgroup; its JSON answer.
-    func client(_ arguments: [String]) throws -> [String: Any] {
-        let process = clientProcess(arguments)
+    /// Runs the client script with `arguments` in a pod (the first client unless `netns` names another, such as a
+    /// backend's) and the test's cgroup; its JSON answer.
+    func client(_ arguments: [String], netns: String? = nil) throws -> [String: Any] {
+        let process = clientProcess(arguments, netns: netns)
         let output = Pipe()
         process.standardOutput = output
         try process.run()
@@ -131,12 +137,12 @@ final class ServicePods: @unchecked Sendable {  // mutable state only from the t
     }
 
     /// The client script as a process not yet started, joining the cgroup before Python runs.
-    func clientProcess(_ arguments: [String]) -> Process {
+    func clientProcess(_ arguments: [String], netns: String? = nil) -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
         process.arguments =
             [
-                "--net=/var/run/netns/\(clientNetns)", "--", "/bin/sh", "-c",
+                "--net=/var/run/netns/\(netns ?? clientNetns)", "--", "/bin/sh", "-c",
                 "echo $$ > \(cgroup)/cgroup.procs && exec /usr/bin/python3 \"$@\"", "sh",
                 scripts.appendingPathComponent("client.py").path,
             ] + arguments

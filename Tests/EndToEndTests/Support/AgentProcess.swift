@@ -15,9 +15,10 @@ enum ProcessExit: Equatable, Sendable, CustomStringConvertible {
     }
 }
 
-/// The agent daemon under test, running inside a topology's node namespace with its own socket, state directory
-/// and BPF pin root (all carrying the run tag), its output appended to `stdout.log` / `stderr.log` in its
-/// directory. The topology stops it and removes its files and pins before deleting the namespaces.
+/// The agent daemon under test, running inside a topology's node namespace with its own socket, state directory,
+/// BPF pin root and cgroup v2 directory for the socket load balancer (all carrying the run tag), its output
+/// appended to `stdout.log` / `stderr.log` in its directory. The topology stops it and removes its files, pins and
+/// cgroup before deleting the namespaces.
 ///
 /// The running process is kept in `state` behind its lock, which is what makes the class Sendable.
 final class AgentProcess: @unchecked Sendable {
@@ -29,6 +30,9 @@ final class AgentProcess: @unchecked Sendable {
     let socketPath: String
     let stateDirectory: String
     let bpfRoot: String
+    /// `<cgroup v2 mount>/na<tag>-agent<N>`, the agent's `--cgroup-root`: only processes put there (see
+    /// `runInPod`) have their sockets translated by its services.
+    let cgroupRoot: String
     let stdoutPath: String
     let stderrPath: String
     let configFile: String?
@@ -67,6 +71,8 @@ final class AgentProcess: @unchecked Sendable {
         self.configFile = configFile
         self.extraArguments = extraArguments
         try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+        // Created here: the agent mounts cgroup v2 on a --cgroup-root that is not a cgroup directory yet.
+        cgroupRoot = try TestCgroup.create("na\(topology.tag)-agent\(index)")
         topology.onDestroy { [self] in cleanup() }
         if start { try self.start() }
     }
@@ -76,7 +82,7 @@ final class AgentProcess: @unchecked Sendable {
 
     /// Where this agent keeps things; `cleanup` gets them too, so it never falls back to the default paths.
     private var locationArguments: [String] {
-        ["--socket", socketPath, "--state-dir", stateDirectory, "--bpf-root", bpfRoot]
+        ["--socket", socketPath, "--state-dir", stateDirectory, "--bpf-root", bpfRoot, "--cgroup-root", cgroupRoot]
             + (configFile.map { ["--config", $0] } ?? [])
     }
 
@@ -176,9 +182,9 @@ final class AgentProcess: @unchecked Sendable {
         try start(timeout: timeout)
     }
 
-    /// Stops the agent, lets it remove its datapath (`nodeagent cleanup` with the same socket, state directory and
-    /// pin root, inside the node namespace),
-    /// then removes the pin root and the agent's directory whatever that did. Runs once.
+    /// Stops the agent, lets it remove its datapath (`nodeagent cleanup` with the same socket, state directory,
+    /// pin root and cgroup root, inside the node namespace), then removes the pin root, the cgroup (killing what
+    /// is left in it) and the agent's directory whatever that did. Runs once.
     func cleanup() {
         let first = state.withLock { state -> Bool in
             defer { state.cleanedUp = true }
@@ -192,7 +198,16 @@ final class AgentProcess: @unchecked Sendable {
                 ["nsenter", "--net=\(Netns.path(nodeNetns))", binary, "cleanup"] + locationArguments, timeout: 10)
         }
         try? FileManager.default.removeItem(atPath: bpfRoot)
+        TestCgroup.remove(cgroupRoot)
         try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    /// `arguments` run to completion inside `netns` and this agent's cgroup, where its services translate.
+    func runInPod(_ arguments: [String], netns: String, input: String? = nil, timeout: TimeInterval = 30) throws
+        -> CommandResult
+    {
+        try Shell.capture(
+            TestCgroup.command(arguments, netns: netns, cgroup: cgroupRoot), input: input, timeout: timeout)
     }
 
     /// The last `lines` lines of the agent's stderr.

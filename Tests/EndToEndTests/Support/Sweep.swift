@@ -3,7 +3,8 @@ import Glibc
 
 /// Finding and removing what a run left behind. Every name a topology creates carries its tag:
 /// namespaces `na<tag>-*`, interfaces `lxc<tag>*` / `ext<tag>*`, BPF pins under `/sys/fs/bpf/na-test-<tag>*`,
-/// temporary directories `/tmp/na<tag>-*`, and a run marker holding the owning process id.
+/// temporary directories `/tmp/na<tag>-*`, cgroups `na<tag>-*` under the cgroup v2 mount, and a run marker holding
+/// the owning process id.
 extension Topology {
     static let bpfDirectory = "/sys/fs/bpf"
     static let temporaryDirectory = "/tmp"
@@ -27,6 +28,7 @@ extension Topology {
                 problems.append("remove \(path): \(error)")
             }
         }
+        problems += TestCgroup.paths(tag: tag).compactMap { TestCgroup.remove($0) }
         RunMarker.release(tag)
         return problems
     }
@@ -54,6 +56,7 @@ extension Topology {
         }
         found += paths(inDirectory: bpfDirectory, prefix: "na-test-\(tag)")
         found += paths(inDirectory: temporaryDirectory, prefix: "na\(tag)-")
+        found += TestCgroup.paths(tag: tag).map { "cgroup \($0)" }
         if RunMarker.all().contains(where: { $0.tag == tag }) { found.append("run marker \(tag)") }
         return found
     }

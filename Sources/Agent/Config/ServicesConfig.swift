@@ -1,0 +1,64 @@
+import AgentAPI
+import DatapathCore
+
+/// The `services` section: whether the agent runs the socket load balancer, at which cgroup v2 directory its
+/// hooks attach, and how backends are chosen. Without the section the load balancer runs with the defaults.
+public struct ServicesConfig: Sendable, Equatable {
+    /// How a new connection picks its backend: at random among the active ones, or through a Maglev lookup table
+    /// (consistent hashing: a backend set change moves few connections).
+    public enum BackendSelection: String, Sendable, CaseIterable { case random, maglev }
+
+    /// Off: services are stored and answered with `realized: false`, nothing attaches to a cgroup.
+    public var enabled = true
+    /// The cgroup v2 directory the hooks attach to: every process in it or below has its sockets translated.
+    /// Mounted by the agent when it is not a cgroup v2 directory (Cilium's /run/cilium/cgroupv2).
+    public var cgroupRoot = CgroupV2.defaultRoot
+    public var backendSelection = BackendSelection.random
+    /// Entries of each service's Maglev table: a prime, as Cilium accepts them (`--bpf-lb-maglev-table-size`).
+    public var maglevTableSize = 16381
+
+    /// Cilium's accepted Maglev table sizes: primes, each about twice the one before.
+    public static let maglevTableSizes = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071]
+    static let keys: Set<String> = ["enabled", "cgroup-root", "backend-selection", "maglev-table-size"]
+
+    public init() {}
+
+    /// Parses the section; 400-style errors name the field (`services.maglev-table-size`).
+    public init(json: JSON) throws(AgentError) {
+        let object = try json.requireObject("services")
+        try KnownKeys.check(object.keys, known: Self.keys, prefix: "services", kind: "services option")
+        if let value = object["enabled"] {
+            guard let flag = value.boolValue else {
+                throw AgentError.invalidField("services.enabled", "expected a boolean, got \(value.typeName)")
+            }
+            enabled = flag
+        }
+        if let value = object["cgroup-root"] {
+            let path = try value.requireString("services.cgroup-root")
+            guard path.hasPrefix("/"), path.count > 1 else {
+                throw AgentError.invalidField("services.cgroup-root", "expected an absolute path, got \"\(path)\"")
+            }
+            cgroupRoot = path
+        }
+        if let value = object["backend-selection"] {
+            backendSelection = try value.requireEnum("services.backend-selection", BackendSelection.self)
+        }
+        if let value = object["maglev-table-size"] {
+            let size = try value.requireInt("services.maglev-table-size", in: 1...Self.maglevTableSizes.last!)
+            guard Self.maglevTableSizes.contains(size) else {
+                throw AgentError.invalidField(
+                    "services.maglev-table-size",
+                    "\(size) is not one of \(Self.maglevTableSizes.map(String.init).joined(separator: ", "))")
+            }
+            maglevTableSize = size
+        }
+    }
+
+    /// The section as `GET /v1/healthz` shows it beside whether the load balancer runs.
+    public var json: JSON {
+        [
+            "enabled": .bool(enabled), "cgroup-root": .string(cgroupRoot),
+            "backend-selection": .string(backendSelection.rawValue), "maglev-table-size": .int(Int64(maglevTableSize)),
+        ]
+    }
+}
