@@ -221,10 +221,15 @@ def cmd_agent_deletes(args):
 
 
 def cmd_agent_changes(args):
-    """--count PUTs of one service, its endpoint set alternating between the two variants (a real change each)."""
+    """--count PUTs of one service, each a real change: --kind endpoint alternates its endpoint set between the two
+    variants (a backend leaves, another comes), --kind weight alternates the last backend's weight between 2 and 1
+    (the same backends, so no connection has to end)."""
     for k in range(args.count):
-        variant = "b" if k % 2 == 0 else "a"
-        body = service_body(args, args.service, variant)
+        if args.kind == "endpoint":
+            body = service_body(args, args.service, "b" if k % 2 == 0 else "a")
+        else:
+            body = service_body(args, args.service, "a")
+            body["backend-addresses"][-1]["weight"] = 2 if k % 2 == 0 else 1
         print(json.dumps({"method": "PUT", "path": f"/v1/service/{args.service}", "body": body}))
     return 0
 
@@ -425,6 +430,7 @@ def main():
     p = sub.add_parser("agent-changes")
     p.add_argument("--service", type=int, required=True)
     p.add_argument("--count", type=int, required=True)
+    p.add_argument("--kind", choices=["endpoint", "weight"], default="endpoint")
     service_args(p)
     p.set_defaults(func=cmd_agent_changes)
     p = sub.add_parser("timed-stdin")

@@ -150,8 +150,18 @@ agent_size() { # FROM TO: creates services FROM..TO, times them, then one servic
     svc agent-changes --service $((to / 2 + 1)) --count "$CHANGES" "${svc_backends[@]}" >"$W/changes.jsonl"
     summary=$(bench_py api-timed --socket "$AGENT_SOCK" --requests "$W/changes.jsonl" --label change) \
         || bench_die "changing service $((to / 2 + 1)) failed"
-    timing_fact "nodeagent: change one service's backends (PUT /v1/service/{id})" "$to" "$summary"
+    timing_fact "nodeagent: change one service, a backend replaced (PUT /v1/service/{id})" "$to" "$summary"
     bench_log "agent: one service changed: $(echo "$summary" | bench_py brief)"
+    # The same with no backend leaving: a backend that leaves has its connections ended (sock_diag in every network
+    # namespace of the machine), which a weight change does not need.
+    svc agent-changes --service $((to / 2 + 1)) --count "$CHANGES" --kind weight "${svc_backends[@]}" \
+        >"$W/weights.jsonl"
+    summary=$(bench_py api-timed --socket "$AGENT_SOCK" --requests "$W/weights.jsonl" --label weight) \
+        || bench_die "changing service $((to / 2 + 1))'s weights failed"
+    timing_fact "nodeagent: change one service, a backend's weight (PUT /v1/service/{id})" "$to" "$summary"
+    local held
+    held=$(for p in /proc/[0-9]*; do readlink "$p/ns/net"; done 2>/dev/null | sort -u | wc -l)
+    memory_fact "machine: network namespaces (named; distinct among processes)" "$to" "$(ip netns list | wc -l); $held"
     # One service more, CHANGES times over (each added, all then deleted): the size stays `to` for the traffic.
     svc agent-creates --first $((to + 1)) --last $((to + CHANGES)) "${svc_backends[@]}" >"$W/adds.jsonl"
     summary=$(bench_py api-timed --socket "$AGENT_SOCK" --requests "$W/adds.jsonl" --label add) \
