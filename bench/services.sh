@@ -130,10 +130,10 @@ fi
 [ -z "$(in_agent_client nft list ruleset)$(in_agent_client iptables-legacy-save)" ] \
     || bench_die "netfilter rules exist in the agent client's namespace"
 
-fact() { echo "$1" >>"$FACTS"; }
+# The summary goes through stdin: with thousands of samples it outgrows what one argument may hold (128 KiB).
 timing_fact() { # WHAT SERVICES JSON-SUMMARY
-    python3 -c 'import json, sys; d = json.loads(sys.argv[3]); d.pop("label", None)
-d.update(kind="timing", what=sys.argv[1], services=int(sys.argv[2])); print(json.dumps(d))' "$@" >>"$FACTS"
+    printf '%s\n' "$3" | python3 -c 'import json, sys; d = json.load(sys.stdin); d.pop("label", None)
+d.update(kind="timing", what=sys.argv[1], services=int(sys.argv[2])); print(json.dumps(d))' "$1" "$2" >>"$FACTS"
 }
 memory_fact() { # WHAT SERVICES VALUE
     python3 -c 'import json, sys; print(json.dumps(dict(kind="memory", what=sys.argv[1], services=int(sys.argv[2]),
