@@ -11,6 +11,8 @@
 # Both reach the same four backends through the same node. Cases, interleaved in every round (order rotated):
 #   direct        agent client -> backend 1 directly (the agent's hooks run, find no service): the baseline
 #   agent-first   agent client -> service 1          agent-last  agent client -> service N
+#   agent-one     agent client -> a service whose only backend is backend 1 (not in the default list): against
+#                 `direct`, the same pod reached with and without translation
 #   ipt-first     ipt client -> service 1 (the first KUBE-SERVICES rule)
 #   ipt-last      ipt client -> service N (the last rule before KUBE-NODEPORTS: the linear chain's worst case)
 #   ipt-direct    ipt client -> backend 1 directly (a connection to no service walks all of KUBE-SERVICES too)
@@ -56,6 +58,8 @@ GATEWAY=10.245.0.1
 CLIENT_A_IP=10.245.1.10
 CLIENT_I_IP=10.245.1.11
 BACKEND_IPS=(10.245.2.1 10.245.2.2 10.245.2.3 10.245.2.4)
+ONE_ID=65000
+ONE_IP=10.97.0.1
 W=$BENCH_WORK
 RESULTS=$W/services.jsonl
 FACTS=$W/facts.jsonl
@@ -126,6 +130,8 @@ if [ "$AGENT_CASES" = 1 ]; then
     bench_agent_start "$NODE" "$W/agent" --config "$W/agent.json" --cgroup-root "$CGROUP"
     echo "$AGENT_PID" >"$W/agent.pid"
     bench_log "nodeagent ready in $AGENT_READY_MS ms (pid $AGENT_PID)"
+    bench_api PUT "/v1/service/$ONE_ID" "{\"frontend-address\": {\"ip\": \"$ONE_IP\", \"port\": 80},
+        \"backend-addresses\": [{\"ip\": \"${BACKEND_IPS[0]}\", \"port\": 8080}]}" >/dev/null
 fi
 [ -z "$(in_agent_client nft list ruleset)$(in_agent_client iptables-legacy-save)" ] \
     || bench_die "netfilter rules exist in the agent client's namespace"
@@ -244,6 +250,7 @@ ipt_size() { # SERVICES: a full sync to SERVICES services (timed FULL_SYNCS time
 case_url() { # CASE SERVICES
     case $1 in
         direct | ipt-direct) echo "http://${BACKEND_IPS[0]}:8080/" ;;
+        agent-one) echo "http://$ONE_IP:80/" ;;
         *-first) echo "http://$(service_ip 1):80/" ;;
         *-last) echo "http://$(service_ip "$2"):80/" ;;
     esac
@@ -280,6 +287,7 @@ for size in "${size_list[@]}"; do
             ipt-first | ipt-last) check_service ipt "$([ "$name" = ipt-first ] && echo 1 || echo "$size")" ;;
             direct | ipt-direct) [ "$(page "${name%-direct}" "$(case_url "$name")")" = b1 ] \
                 || bench_die "$name: backend 1 does not answer" ;;
+            agent-one) [ "$(page agent "$(case_url "$name")")" = b1 ] || bench_die "$name: $ONE_IP does not answer" ;;
             *) bench_die "unknown case $name" ;;
         esac
     done
@@ -300,6 +308,7 @@ done
         --load "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, Connection: close" \
         --label "direct=agent client → backend directly (baseline)" \
         --label "agent-first=nodeagent, service 1" --label "agent-last=nodeagent, last service" \
+        --label "agent-one=nodeagent, a service of backend 1 alone" \
         --label "ipt-first=kube-proxy iptables, service 1 (first rule)" \
         --label "ipt-last=kube-proxy iptables, last service (last rule)" \
         --label "ipt-direct=kube-proxy iptables client → backend directly (no service)"
