@@ -11,8 +11,8 @@
 # Both reach the same four backends through the same node. Cases, interleaved in every round (order rotated):
 #   direct        agent client -> backend 1 directly (the agent's hooks run, find no service): the baseline
 #   agent-first   agent client -> service 1          agent-last  agent client -> service N
-#   agent-one     agent client -> a service whose only backend is backend 1 (not in the default list): against
-#                 `direct`, the same pod reached with and without translation
+#   agent-one     agent client -> a service whose only backend is backend 1: against `direct`, the same pod
+#                 reached with and without translation
 #   ipt-first     ipt client -> service 1 (the first KUBE-SERVICES rule)
 #   ipt-last      ipt client -> service N (the last rule before KUBE-NODEPORTS: the linear chain's worst case)
 #   ipt-direct    ipt client -> backend 1 directly (a connection to no service walks all of KUBE-SERVICES too)
@@ -36,7 +36,7 @@ source "$(dirname "$0")/lib.sh"
 SIZES=${SIZES:-100,1000,10000}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-5}
-CASES=${CASES:-direct,agent-first,agent-last,ipt-first,ipt-last,ipt-direct}
+CASES=${CASES:-direct,agent-one,agent-first,agent-last,ipt-first,ipt-last,ipt-direct}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-50}
 CHANGES=${CHANGES:-20}
