@@ -5,7 +5,9 @@
  * the host veth's ingress hook (from_endpoint), packets to it leave through
  * its egress hook (to_endpoint). The node's external interface carries
  * to_netdev and from_netdev, which masquerade pod traffic leaving the
- * cluster (nat.h); they live in this object to share its maps.
+ * cluster (nat.h); they live in this object to share its maps. Packets a pod
+ * sends to a service frontend are translated to a backend on the way
+ * (lb_xlate.h), and the replies back to the frontend.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -26,6 +28,8 @@
 #include "events.h"
 #include "icmp.h"
 #include "nat.h"
+#include "lb_maps.h"
+#include "lb_xlate.h"
 
 /*
  * Counts the verdict, reports drops (once per flow and interval) and sampled
@@ -47,11 +51,25 @@ static __always_inline int na_finish(const struct na_ctx *ctx, int ret, bool new
 }
 
 /*
+ * The verdict for a tracked packet: an allowed one to the endpoint first
+ * gets a service frontend back as its source when it is a backend's reply.
+ */
+static __always_inline int na_deliver(struct __sk_buff *skb, struct na_ctx *ctx, int ret,
+				      bool new_flow)
+{
+	if (ret == 0 && ctx->dir == NA_DIR_INGRESS)
+		ret = na_lb_xlate_from_backend(skb, ctx);
+	return na_finish(ctx, ret, new_flow && ret == 0);
+}
+
+/*
  * The verdict for a packet in direction dir: pass non-IP, check neighbor
  * discovery by type, drop malformed, unknown-interface and spoofed packets,
- * pass ICMP errors about tracked flows only, then conntrack (which re-checks
+ * pass ICMP errors about tracked flows only, translate a packet the endpoint
+ * sends to a service frontend to a backend, then conntrack (which re-checks
  * flows whose endpoint's policy changed), then policy for new flows (by the
- * remote address's identity), which are tracked once allowed.
+ * remote address's identity), which are tracked once allowed. An allowed
+ * reply from a service backend gets the frontend back as its source.
  */
 static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 {
@@ -89,16 +107,24 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	if (ctx.pkt.kind == NA_PKT_ICMP_ERROR)
 		return na_finish(&ctx, na_icmp_error_check(skb, &ctx), false);
 
-	/* The clock is read only for packets that reach conntrack (events read it on their own). */
+	/*
+	 * The clock is read only for packets that reach service translation and
+	 * conntrack (events read it on their own).
+	 */
 	ctx.now_ns = bpf_ktime_get_ns();
 	ctx.now = ctx.now_ns / NA_NSEC_PER_SEC;
+	if (dir == NA_DIR_EGRESS) {
+		ret = na_lb_xlate_to_backend(skb, &ctx);
+		if (ret < 0)
+			return na_finish(&ctx, ret, false);
+	}
 	/*
 	 * Established and reply packets need no identity: resolve it only for new
 	 * flows, and for flows whose endpoint's policy changed since (re-checked).
 	 */
 	ret = na_ct_lookup(&ctx, ep);
 	if (ret != NA_CT_NEW)
-		return na_finish(&ctx, ret < 0 ? ret : 0, false);
+		return na_deliver(skb, &ctx, ret < 0 ? ret : 0, false);
 	remote = dir == NA_DIR_EGRESS ? ctx.pkt.daddr : ctx.pkt.saddr;
 	ctx.remote_identity = na_ipcache_identity(remote, ctx.pkt.family);
 
@@ -106,7 +132,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	if (ret < 0)
 		return na_finish(&ctx, ret, false);
 	ret = na_ct_create(&ctx, ep);
-	return na_finish(&ctx, ret, ret == 0);
+	return na_deliver(skb, &ctx, ret, ret == 0);
 }
 
 /* Packets the endpoint sends (tc ingress of its host-side veth). */

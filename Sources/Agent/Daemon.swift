@@ -100,6 +100,8 @@ extension Daemon {
         let balancing: SocketLoadBalancing
         do {
             balancing = try SocketLoadBalancing.start(cgroupRoot: config.services.cgroupRoot, pinRoot: config.bpfRoot)
+            // Before the saved services are restored into it: each is written with its Maglev table then.
+            try balancing.datapath.useBackendSelection(config.services.selection)
         } catch {
             var refused = error
             refused.message +=

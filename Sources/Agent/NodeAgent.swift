@@ -31,6 +31,8 @@ public final class NodeAgent: Sendable {
     let preflightReport = Mutex<PreflightReport?>(nil)
     /// `kernel` of `GET /v1/healthz`, built once (see `kernelHealth`).
     let preflightHealth = Mutex<JSON?>(nil)
+    /// The same, serialized (see `healthBody`).
+    let preflightHealthBytes = Mutex<[UInt8]?>(nil)
     /// The load balancer's maps; nil in an agent built without one, whose services are stored but not programmed.
     let serviceDatapath: (any ServiceDatapath)?
     /// The socket load balancer the daemon started (`services.enabled`); its maps are `serviceDatapath`.

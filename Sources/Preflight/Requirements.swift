@@ -97,6 +97,7 @@ public enum Requirements {
         helper(BPF_FUNC_skb_store_bytes, "bpf_skb_store_bytes", [.core, .nat], "NAT's address and port rewrite"),
         helper(BPF_FUNC_l3_csum_replace, "bpf_l3_csum_replace", [.core, .nat], "NAT's IP checksum update"),
         helper(BPF_FUNC_l4_csum_replace, "bpf_l4_csum_replace", [.core, .nat], "NAT's TCP/UDP checksum update"),
+        helper(BPF_FUNC_csum_diff, "bpf_csum_diff", [.core], "IPv6 address rewrites' checksum (service translation)"),
         helper(BPF_FUNC_ringbuf_reserve, "bpf_ringbuf_reserve", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_submit, "bpf_ringbuf_submit", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_query, "bpf_ringbuf_query", [.core, .flows], "event backpressure"),

@@ -332,42 +332,17 @@ final class SocketLoadBalancerTests: XCTestCase {
 
 /// One TCP connection of the client pod held open through the `hold` mode of the client script.
 private final class HeldConnection {
-    let process: Process
-    let input = Pipe()
-    let output = Pipe()
-    private var buffer = Data()
+    private let client: LineClient
     /// The backend that accepted the connection.
-    private(set) var backend = ""
+    let backend: String
 
     init(_ process: Process) throws {
-        self.process = process
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        backend = try line()
+        client = try LineClient(process)
+        backend = try client.readLine()
     }
 
     /// Sends `text` and returns the backend's answer ("b2:text").
-    func exchange(_ text: String) throws -> String {
-        input.fileHandleForWriting.write(Data((text + "\n").utf8))
-        return try line()
-    }
+    func exchange(_ text: String) throws -> String { try client.send(text) }
 
-    private func line() throws -> String {
-        while true {
-            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffer[..<newline], as: UTF8.self)
-                buffer.removeSubrange(...newline)
-                return line
-            }
-            let chunk = output.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { throw ScratchError("the held connection's client exited") }
-            buffer.append(chunk)
-        }
-    }
-
-    func close() {
-        try? input.fileHandleForWriting.close()
-        process.waitUntilExit()
-    }
+    func close() { client.close() }
 }

@@ -73,7 +73,7 @@ final class SocketTerminationTests: XCTestCase {
 
         try datapath.apply(service(address, proto: IPProtocol.udp, backends: [other]))
         let removed = udp.backends.filter { $0.address == IPAddress(pods.ipv4(index))! }
-        XCTAssertEqual(datapath.terminateConnections(to: removed, of: udp), 1)
+        XCTAssertEqual(try datapath.terminateConnections(to: removed, of: udp), 1)
         let failed = try client.send("ask")
         XCTAssertTrue(failed.hasPrefix("E"), "the ended socket reports an error, got \(failed)")
         XCTAssertEqual(try client.send("reconnect"), "connected")
@@ -97,12 +97,13 @@ final class SocketTerminationTests: XCTestCase {
         XCTAssertEqual(Set(sessions.keys), ["b1", "b2"])
 
         try datapath.apply(service(address, proto: IPProtocol.tcp, backends: [2]))
-        XCTAssertEqual(datapath.terminateConnections(to: [tcp.backends[0]], of: tcp), 1)
+        XCTAssertEqual(try datapath.terminateConnections(to: [tcp.backends[0]], of: tcp), 1)
         let ended = try sessions["b1"]!.send("ask")
         XCTAssertTrue(ended.hasPrefix("E"), "the connection to the removed backend ended, got \(ended)")
         XCTAssertEqual(try sessions["b2"]!.send("ask"), "b2", "the other backend's connection goes on")
         XCTAssertEqual(
-            datapath.terminateConnections(to: [tcp.backends[0]], of: tcp), 0, "nothing is left to end the second time")
+            try datapath.terminateConnections(to: [tcp.backends[0]], of: tcp), 0,
+            "nothing is left to end the second time")
     }
 
     /// `PROTO ADDR PORT`: connects, prints "connected", then for each stdin line: "reconnect" opens a new socket;
@@ -140,42 +141,17 @@ final class SocketTerminationTests: XCTestCase {
         """
 }
 
-/// A line-oriented client process: `send` writes one line and returns the next line it prints.
+/// A session: a `LineClient` that has printed "connected".
 private final class Session {
-    let process: Process
-    private let input = Pipe()
-    private let output = Pipe()
-    private var buffer = Data()
+    private let client: LineClient
 
     init(_ process: Process) throws {
-        self.process = process
-        process.standardInput = input
-        process.standardOutput = output
-        try process.run()
-        let greeting = try line()
+        client = try LineClient(process)
+        let greeting = try client.readLine()
         guard greeting == "connected" else { throw ScratchError("the session did not connect: \(greeting)") }
     }
 
-    func send(_ text: String) throws -> String {
-        input.fileHandleForWriting.write(Data((text + "\n").utf8))
-        return try line()
-    }
+    func send(_ text: String) throws -> String { try client.send(text) }
 
-    private func line() throws -> String {
-        while true {
-            if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffer[..<newline], as: UTF8.self)
-                buffer.removeSubrange(...newline)
-                return line
-            }
-            let chunk = output.fileHandleForReading.availableData
-            guard !chunk.isEmpty else { throw ScratchError("the session's client exited") }
-            buffer.append(chunk)
-        }
-    }
-
-    func close() {
-        try? input.fileHandleForWriting.close()
-        process.waitUntilExit()
-    }
+    func close() { client.close() }
 }

@@ -33,7 +33,8 @@ final class EndpointObjectTests: XCTestCase {
             "na_nat": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_nat_entry>.size, 262_144, 0),
             "na_nat_config": (.array, 4, MemoryLayout<na_nat_config>.size, 1, 0),
             "na_nat_cluster": (.lpmTrie, MemoryLayout<na_ipcache_key>.size, 4, 256, noPrealloc),
-            // The load balancer's maps (lb_maps.h), pinned here by name and reused by the sock object.
+            // The load balancer's maps (lb_maps.h, shared with the sock object through their pins) and the
+            // translated flows.
             "na_lb_services": (
                 .hash, MemoryLayout<na_lb_service_key>.size, MemoryLayout<na_lb_service_value>.size, 65536, 0
             ),
@@ -45,6 +46,8 @@ final class EndpointObjectTests: XCTestCase {
                 .lruHash, MemoryLayout<na_lb_affinity_key>.size, MemoryLayout<na_lb_affinity_value>.size, 65536, 0
             ),
             "na_lb_aff_match": (.hash, MemoryLayout<na_lb_aff_match_key>.size, 1, 65536, 0),
+            "na_lb_maglev": (.hashOfMaps, 4, 4, 65536, noPrealloc),
+            "na_lb_flows": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_lb_flow>.size, 262_144, 0),
         ]
         XCTAssertEqual(Set(object.maps.map(\.name)), Set(expected.keys))
         for map in object.maps {
@@ -75,5 +78,26 @@ final class EndpointObjectTests: XCTestCase {
         XCTAssertThrowsError(try h.policy.update(997, UInt32(bitPattern: otherKey.fd)))
         try h.policy.delete(999)
         try h.policy.delete(998)
+    }
+
+    /// Maglev tables are arrays flagged BPF_F_INNER_MAP, so each service's table has a size of its own; an
+    /// array without the flag does not match the template.
+    func testMaglevTablesMayHaveAnySize() throws {
+        let h = try DatapathHarness.shared()
+        let outer = try XCTUnwrap(h.object.map(named: "na_lb_maglev"))
+        let tables = try TypedMap<UInt32, UInt32>(outer)
+        func table(entries: Int, flags: UInt32) throws -> BPFMap {
+            try BPFMap.create(
+                type: .array, name: "na_lb_mg_probe", keySize: 4, valueSize: 4, maxEntries: entries, flags: flags)
+        }
+        let innerMap = UInt32(BPF_F_INNER_MAP)
+        let large = try table(entries: 16382, flags: innerMap)
+        let small = try table(entries: 252, flags: innerMap)
+        let unflagged = try table(entries: 252, flags: 0)
+        XCTAssertNoThrow(try tables.update(1, UInt32(bitPattern: large.fd)))
+        XCTAssertNoThrow(try tables.update(2, UInt32(bitPattern: small.fd)))
+        XCTAssertThrowsError(try tables.update(3, UInt32(bitPattern: unflagged.fd)))
+        try tables.delete(1)
+        try tables.delete(2)
     }
 }

@@ -78,13 +78,14 @@ final class ServiceLoadBalancingTests: EndToEndTestCase {
         XCTAssertEqual(
             answer["peers"], .array([.string("\(Self.frontendIP):80")]), "getpeername shows the service, not a backend")
 
-        // Outside the agent's cgroup nothing translates: the service address leads nowhere.
-        let outside = try Shell.capture(
-            [
-                "nsenter", "--net=\(Netns.path(setup.client.netns))", "python3", setup.traffic.clientScript, "tcp",
-                Self.frontendIP, "80", "1",
-            ], timeout: 30)
-        XCTAssertEqual(try JSON.parse(outside.stdout)["errors"]?.arrayValue?.count, 1, "\(outside)")
+        // Outside the agent's cgroup no socket hook runs: the endpoint programs translate each packet instead,
+        // and the client still talks to the service address.
+        let outside = try setup.traffic.client(
+            "tcp", from: setup.client, to: Self.frontendIP, port: 80, count: 30, agent: agent, outsideCgroup: true)
+        XCTAssertEqual(outside["errors"]?.arrayValue, [], "\(outside)")
+        XCTAssertTrue(
+            Set((outside["names"]?.objectValue ?? [:]).keys).isSubset(of: setup.backends.map(\.name)), "\(outside)")
+        XCTAssertEqual(outside["peers"], .array([.string("\(Self.frontendIP):80")]), "\(outside)")
 
         // The translation happened in the socket hooks: no namespace of the test holds a packet-filter rule.
         var checkedTools: Set<String> = []
@@ -133,6 +134,99 @@ final class ServiceLoadBalancingTests: EndToEndTestCase {
         XCTAssertEqual(after["errors"]?.arrayValue, [], "\(after)")
         XCTAssertEqual(after["names"], ["web-3": 20], "only the new backend answers")
         XCTAssertEqual(after["peers"], .array([.string("\(Self.frontendIP):53")]))
+    }
+
+    /// One `hold` connection through the service: its backend's name once connected, and its JSON answer once it
+    /// ends (after `seconds`, or earlier when the connection ends).
+    private func hold(_ setup: Setup, port: UInt16, seconds: Int, during change: (String) throws -> Void) throws
+        -> JSON
+    {
+        let nameFile = "\(setup.traffic.directory)/held-\(UInt32.random(in: 0...UInt32.max))"
+        let process = try setup.traffic.holdProcess(
+            from: setup.client, to: Self.frontendIP, port: port, seconds: seconds, nameFile: nameFile,
+            agent: setup.agent)
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        let deadline = Date() + 5
+        var name = ""
+        while name.isEmpty {
+            guard Date() < deadline, process.isRunning else { throw AgentHarnessError("the held connection failed") }
+            usleep(20_000)
+            name = (try? String(contentsOfFile: nameFile, encoding: .utf8)) ?? ""
+        }
+        try change(name)
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return try JSON.parse(String(decoding: data, as: UTF8.self))
+    }
+
+    private func states(_ backends: [Pod], _ state: [String: String]) -> JSON {
+        var body = spec(Self.frontendIP, 80, backends: backends, backendPort: 8080).objectValue ?? [:]
+        body["backend-addresses"] = .array(
+            backends.map { ["ip": .string($0.ipv4), "port": 8080, "state": .string(state[$0.name] ?? "active")] })
+        return .object(body)
+    }
+
+    func testADeletedBackendsConnectionsEndWhileATerminatingOnesGoOn() throws {
+        let setup = try makeSetup(backends: 2)
+        let agent = setup.agent
+        try putService(4, states(setup.backends, [:]), on: agent)
+
+        let kept = try hold(setup, port: 80, seconds: 2) { name in
+            try putService(4, states(setup.backends, [name: "terminating"]), on: agent)
+        }
+        XCTAssertEqual(kept["ended"], .null, "a terminating backend keeps its connection: \(kept)")
+        XCTAssertGreaterThan(kept["exchanges"]?.intValue ?? 0, 10, "\(kept)")
+        let busy = try XCTUnwrap(kept["name"]?.stringValue)
+        let fresh = try setup.traffic.client(
+            "tcp", from: setup.client, to: Self.frontendIP, port: 80, count: 20, agent: agent)
+        XCTAssertNil(fresh["names"]?[busy], "no new connection goes to the terminating backend: \(fresh)")
+
+        try putService(4, states(setup.backends, [:]), on: agent)
+        let started = Date()
+        let ended = try hold(setup, port: 80, seconds: 20) { name in
+            try putService(4, states(setup.backends.filter { $0.name != name }, [:]), on: agent)
+        }
+        XCTAssertNotEqual(ended["ended"], .null, "the deleted backend's connection ended: \(ended)")
+        XCTAssertLessThan(Date().timeIntervalSince(started), 15, "it ended when the backend went, not at the end")
+        let gone = try XCTUnwrap(ended["name"]?.stringValue)
+        let after = try setup.traffic.client(
+            "tcp", from: setup.client, to: Self.frontendIP, port: 80, count: 20, agent: agent)
+        XCTAssertEqual(after["errors"]?.arrayValue, [], "\(after)")
+        XCTAssertNil(after["names"]?[gone], "\(after)")
+    }
+
+    func testMaglevTablesServeClientsTheSocketHooksDoNotSee() throws {
+        let topology = try makeTopology()
+        try XCTSkipIf(TestCgroup.mount == nil, "the socket load balancer needs a cgroup v2 mount")
+        let configFile = try topology.run.temporaryDirectory("maglev") + "/config.json"
+        try #"{"services": {"backend-selection": "maglev", "maglev-table-size": 251}}"#.write(
+            toFile: configFile, atomically: true, encoding: .utf8)
+        let traffic = try ServiceTraffic(topology: topology)
+        let client = try topology.addPod(namespace: "shop", name: "client", dualStack: false)
+        let backends = try (1...3).map { try topology.addPod(namespace: "shop", name: "web-\($0)", dualStack: false) }
+        for backend in backends { try traffic.startServer(on: backend, port: 8080, in: topology) }
+        let agent = try startAgent(in: topology, configFile: configFile)
+        try agent.registerEndpoint(id: 1, pod: client, labels: ["k8s:app=client"])
+        for (index, backend) in backends.enumerated() {
+            try agent.registerEndpoint(id: 10 + index, pod: backend, labels: ["k8s:app=backend"])
+        }
+        XCTAssertEqual(try agent.getJSON("/v1/healthz")["services"]?["backend-selection"], "maglev")
+        try putService(5, spec(Self.frontendIP, 80, backends: backends, backendPort: 8080), on: agent)
+        let maps = try agent.getJSON("/v1/map")["maps"]?.arrayValue ?? []
+        let maglev = maps.first { $0["name"]?.stringValue == "na_lb_maglev" }
+        XCTAssertEqual(maglev?["entries"]?.intValue, 1, "one table, for the one service: \(String(describing: maglev))")
+
+        // A client outside the agent's cgroup: the endpoint programs translate its packets through the table.
+        let answer = try traffic.client(
+            "tcp", from: client, to: Self.frontendIP, port: 80, count: 60, agent: agent, outsideCgroup: true)
+        XCTAssertEqual(answer["errors"]?.arrayValue, [], "\(answer)")
+        let names = answer["names"]?.objectValue ?? [:]
+        XCTAssertEqual(names.values.compactMap(\.intValue).reduce(0, +), 60, "\(answer)")
+        XCTAssertGreaterThanOrEqual(names.count, 2, "distinct source ports hash to several backends: \(answer)")
+        XCTAssertEqual(answer["peers"], .array([.string("\(Self.frontendIP):80")]), "replies come from the service")
     }
 
     func testEgressPolicyMeetsTheBackendNotTheServiceAddress() throws {

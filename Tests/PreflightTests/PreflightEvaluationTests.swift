@@ -22,10 +22,10 @@ final class PreflightEvaluationTests: XCTestCase {
                 "map-type percpu_array", "map-type percpu_hash", "map-type ringbuf", "helper bpf_map_lookup_elem",
                 "helper bpf_map_update_elem", "helper bpf_map_delete_elem", "helper bpf_ktime_get_ns",
                 "helper bpf_get_prandom_u32", "helper bpf_skb_pull_data", "helper bpf_skb_store_bytes",
-                "helper bpf_l3_csum_replace", "helper bpf_l4_csum_replace", "helper bpf_ringbuf_reserve",
-                "helper bpf_ringbuf_submit", "helper bpf_ringbuf_query", "program-type cgroup_sock_addr",
-                "helper bpf_get_socket_cookie", "helper bpf_get_netns_cookie", "helper bpf_set_retval",
-                "sysctl net.core.bpf_jit_enable", "sysctl kernel.unprivileged_bpf_disabled",
+                "helper bpf_l3_csum_replace", "helper bpf_l4_csum_replace", "helper bpf_csum_diff",
+                "helper bpf_ringbuf_reserve", "helper bpf_ringbuf_submit", "helper bpf_ringbuf_query",
+                "program-type cgroup_sock_addr", "helper bpf_get_socket_cookie", "helper bpf_get_netns_cookie",
+                "helper bpf_set_retval", "sysctl net.core.bpf_jit_enable", "sysctl kernel.unprivileged_bpf_disabled",
             ])
         XCTAssertEqual(
             report.lines().prefix(5),

@@ -55,6 +55,7 @@ enum na_reason {
 	NA_DROP_MLD_QUERY = 140,         /* MLD query sent by the endpoint: only routers query */
 	NA_DROP_CT_CREATE_FAILED = 155,  /* conntrack map full */
 	NA_DROP_FRAG_NOSUPPORT = 157,    /* non-first IP fragment without state */
+	NA_DROP_NO_SERVICE = 158,        /* to a service frontend without a backend taking new flows */
 	NA_DROP_NO_CONFIG = 165,         /* interface has no endpoint: fail closed */
 	NA_DROP_NAT_NO_MAPPING = 167,    /* reply to a masqueraded flow without mapping */
 	NA_DROP_POLICY_DENY = 181,       /* an explicit deny rule matched */
@@ -153,6 +154,8 @@ struct na_ct_key {
 #define NA_CT_CLOSING (1U << 1)
 #define NA_CT_SEEN_REPLY (1U << 2)
 #define NA_CT_NAT (1U << 3)
+/* The flow's latest packet from the pod went to a service frontend (lb_xlate.h): replies get the frontend back. */
+#define NA_CT_SERVICE (1U << 4)
 
 struct na_ct_value {
 	__u32 lifetime;      /* absolute expiry, CLOCK_MONOTONIC seconds */
@@ -417,5 +420,46 @@ struct na_lb_aff_match_key {
 	__u32 backend_id;
 	__u32 service_id;
 };
+
+/*
+ * Per-packet service translation in the endpoint programs (lb_xlate.h), for
+ * traffic that passed no socket hook. from_endpoint rewrites a packet to a
+ * frontend (na_lb_services) to a backend before conntrack and policy, which
+ * therefore see the backend; to_endpoint rewrites the source of the replies
+ * back to the frontend once they are allowed. A flow's backend lives in
+ * na_lb_flows (LRU), two entries keyed by struct na_ct_key as na_nat's are:
+ * the forward half under the tuple the pod sent (to the frontend, direction
+ * NA_DIR_EGRESS) holds the backend, the reverse half under the tuple of the
+ * replies (from the backend, direction NA_DIR_INGRESS) holds the frontend.
+ * Later packets of the flow keep the backend while its id still names that
+ * address and port and the frontend is still the same service; otherwise a
+ * new one is chosen. The flow's conntrack entry (under the translated tuple)
+ * carries NA_CT_SERVICE while the pod's packets on that tuple are translated,
+ * and only replies matching such an entry are translated back: a reverse half
+ * the LRU still holds after the flow ended never touches a later flow that
+ * reuses the tuple without the service. A frontend with no backend taking new
+ * flows drops with NA_DROP_NO_SERVICE.
+ */
+struct na_lb_flow {
+	__u8 addr[16];       /* forward half: the backend; reverse half: the frontend */
+	__be16 port;         /* the port that goes with addr */
+	__u16 pad;
+	__u32 backend_id;    /* the backend's id in na_lb_backends */
+	__u32 service_id;    /* the service's id (na_lb_service_value.service_id) */
+	__u32 pad2;
+};
+
+/*
+ * Maglev consistent hashing (na_lb_maglev, a hash of maps): service id -> an
+ * array of __u32 whose element 0 holds the table size M (a prime) and
+ * elements 1..M the backend id of each table position. A new flow of a
+ * service with a table takes the backend at 1 + hash(5-tuple) % M; services
+ * without one pick a random backend slot. The agent builds a new array for
+ * every change and installs it with one update of the outer map, so a lookup
+ * sees the old table or the new one, never a mix.
+ */
+#define NA_LB_MAGLEV_SIZE_INDEX 0
+/* The largest table size M the agent writes (a prime). */
+#define NA_LB_MAGLEV_MAX_SIZE 131071
 
 #endif /* NODEAGENT_ABI_H */

@@ -67,9 +67,12 @@ static __always_inline __u32 na_ct_packet_flags(const struct na_pkt *pkt)
 	return flags;
 }
 
-/* Records a packet on a live entry: state, lifetime, counters. */
-static __always_inline void na_ct_touch(struct na_ct_value *ct, const struct na_ctx *ctx,
-					bool reply)
+/*
+ * Records a packet on a live entry: state, lifetime, counters. A packet in
+ * the entry's own direction says whether the flow is a service's now (UDP
+ * may reuse a tuple with and without the service while the entry lives).
+ */
+static __always_inline void na_ct_touch(struct na_ct_value *ct, struct na_ctx *ctx, bool reply)
 {
 	__u32 flags = ct->flags;
 	__u32 next = flags | na_ct_packet_flags(&ctx->pkt);
@@ -77,6 +80,9 @@ static __always_inline void na_ct_touch(struct na_ct_value *ct, const struct na_
 
 	if (reply)
 		next |= NA_CT_SEEN_REPLY;
+	else
+		next = (next & ~NA_CT_SERVICE) | (ctx->lb_xlated ? NA_CT_SERVICE : 0);
+	ctx->ct_flags = next;
 	/* Plain stores: a lost race only delays a state change to the next packet. */
 	if (next != flags)
 		ct->flags = next;
@@ -192,7 +198,7 @@ static __always_inline int na_ct_create(const struct na_ctx *ctx, const struct n
 	struct na_ct_key key;
 
 	na_ct_key_fill(&key, &ctx->pkt, ctx->dir, false);
-	ct.flags = na_ct_packet_flags(&ctx->pkt);
+	ct.flags = na_ct_packet_flags(&ctx->pkt) | (ctx->lb_xlated ? NA_CT_SERVICE : 0);
 	ct.lifetime = ctx->now + na_ct_lifetime(&ctx->cfg, ctx->pkt.proto, ct.flags);
 	ct.ep_id = ctx->ep_id;
 	ct.src_identity = ctx->remote_identity;

@@ -17,7 +17,9 @@ struct na_ctx {
 	__u32 ep_identity;
 	__u32 remote_identity;  /* 0 until resolved */
 	__u32 rule_id;          /* policy rule that decided, 0 when none */
+	__u32 ct_flags;         /* the matched conntrack entry's flags after this packet, 0 when none */
 	__u8 dir;               /* enum na_direction */
+	__u8 lb_xlated;         /* from_endpoint took it from a service frontend to a backend */
 };
 
 #endif /* NA_CONTEXT_H */

@@ -67,4 +67,26 @@ struct {
 	__type(value, __u8);
 } na_lb_aff_match SEC(".maps");
 
+/*
+ * Template of one service's Maglev table: element 0 the size M, 1..M backend
+ * ids. BPF_F_INNER_MAP lets each table have its own size (the kernel then
+ * checks the index at run time). Sizes rather than types, as na_policy_inner.
+ */
+struct na_lb_maglev_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_INNER_MAP);
+	__uint(max_entries, NA_LB_MAGLEV_MAX_SIZE + 1);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+};
+
+/* Maglev tables: service id -> that service's table (services without one pick backends at random). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, NA_LB_SERVICES_MAX_ENTRIES);
+	__type(key, __u32);
+	__array(values, struct na_lb_maglev_inner);
+} na_lb_maglev SEC(".maps");
+
 #endif /* NA_LB_MAPS_H */

@@ -97,6 +97,16 @@ static __always_inline __u32 na_nat_mix(__u32 h, __u32 v)
 	return h * 5 + 0xe6546b64;
 }
 
+/* murmur3's finalizer: every input bit reaches every output bit. */
+static __always_inline __u32 na_nat_fmix(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x85ebca6b;
+	h ^= h >> 13;
+	h *= 0xc2b2ae35;
+	return h ^ (h >> 16);
+}
+
 static __always_inline __u32 na_nat_hash(const struct na_ct_key *k)
 {
 	__u32 h = 0x4e415400;
@@ -105,11 +115,7 @@ static __always_inline __u32 na_nat_hash(const struct na_ct_key *k)
 	h = na_nat_mix(h, *(const __u32 *)k->daddr);
 	h = na_nat_mix(h, ((__u32)k->sport << 16) | k->dport);
 	h = na_nat_mix(h, k->proto);
-	h ^= h >> 16;
-	h *= 0x85ebca6b;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35;
-	return h ^ (h >> 16);
+	return na_nat_fmix(h);
 }
 
 /* The reverse half's key: the tuple of replies once the forward half's translation applied. */
@@ -308,26 +314,39 @@ static __always_inline int na_nat_snat_mapping(const struct na_ctx *ctx,
 }
 
 /*
- * Rewrites the source (egress) or destination (ingress) address and port of
- * an IPv4 packet and fixes the IP, TCP, UDP or ICMP checksum. The helpers
+ * Rewrites the source or destination address and port of an IPv4 or IPv6
+ * packet and fixes the IPv4 header checksum and the TCP, UDP or ICMP(v6)
+ * checksum (masquerading and service translation share it). The helpers
  * update checksums incrementally and leave a CHECKSUM_PARTIAL packet's
- * pseudo-header sum correct; a UDP checksum of zero (none) stays zero. Later
- * fragments only have their address rewritten: the first fragment carries
- * the L4 checksum for the whole datagram.
+ * pseudo-header sum correct; a UDP checksum of zero (none, IPv4 only) stays
+ * zero. Later fragments only have their address rewritten: the first fragment
+ * carries the L4 checksum for the whole datagram. Addresses are 16 bytes on
+ * the stack (IPv4 in the first four).
  */
 static __always_inline int na_nat_rewrite(struct __sk_buff *skb, const struct na_pkt *pkt,
 					  const struct na_nat_loc *loc, bool source,
-					  __be32 old_addr, __be32 new_addr, __be16 old_port,
+					  const __u8 *old_addr, const __u8 *new_addr, __be16 old_port,
 					  __be16 new_port)
 {
-	__u32 addr_off = loc->l3_off + (source ? 12 : 16);
+	bool v4 = pkt->family == NA_FAMILY_IPV4;
+	__u32 addr_off = loc->l3_off + (v4 ? (source ? 12 : 16) : (source ? 8 : 24));
 	__u32 csum_off, port_off;
+	__be32 old4 = 0, new4 = 0;
 	__u64 flags = 0;
+	__s64 diff = 0;
 
-	if (bpf_l3_csum_replace(skb, loc->l3_off + 10, old_addr, new_addr, 4) < 0)
-		return -NA_DROP_INVALID;
-	if (bpf_skb_store_bytes(skb, addr_off, &new_addr, 4, 0) < 0)
-		return -NA_DROP_INVALID;
+	if (v4) {
+		__builtin_memcpy(&old4, old_addr, 4);
+		__builtin_memcpy(&new4, new_addr, 4);
+		if (bpf_l3_csum_replace(skb, loc->l3_off + 10, old4, new4, 4) < 0)
+			return -NA_DROP_INVALID;
+		if (bpf_skb_store_bytes(skb, addr_off, &new4, 4, 0) < 0)
+			return -NA_DROP_INVALID;
+	} else {
+		diff = bpf_csum_diff((__be32 *)old_addr, 16, (__be32 *)new_addr, 16, 0);
+		if (bpf_skb_store_bytes(skb, addr_off, new_addr, 16, 0) < 0)
+			return -NA_DROP_INVALID;
+	}
 	if (pkt->frag == NA_FRAG_LATER)
 		return 0;
 	switch (pkt->proto) {
@@ -340,15 +359,23 @@ static __always_inline int na_nat_rewrite(struct __sk_buff *skb, const struct na
 		port_off = loc->l4_off + (source ? 0 : 2);
 		flags = BPF_F_MARK_MANGLED_0;
 		break;
+	case NA_IPPROTO_ICMPV6:
+		/* ICMPv6 echo: the checksum covers the pseudo header; the id sits at offset 4. */
+		csum_off = loc->l4_off + 2;
+		port_off = loc->l4_off + 4;
+		break;
 	default:
 		/* ICMP echo: the checksum covers no pseudo header; the id sits at offset 4. */
 		csum_off = loc->l4_off + 2;
 		port_off = loc->l4_off + 4;
 		goto port;
 	}
-	if (bpf_l4_csum_replace(skb, csum_off, old_addr, new_addr,
-				flags | BPF_F_PSEUDO_HDR | 4) < 0)
+	if (v4) {
+		if (bpf_l4_csum_replace(skb, csum_off, old4, new4, flags | BPF_F_PSEUDO_HDR | 4) < 0)
+			return -NA_DROP_INVALID;
+	} else if (bpf_l4_csum_replace(skb, csum_off, 0, diff, flags | BPF_F_PSEUDO_HDR) < 0) {
 		return -NA_DROP_INVALID;
+	}
 port:
 	if (old_port == new_port)
 		return 0;
@@ -417,8 +444,8 @@ static __always_inline int na_nat_egress(struct __sk_buff *skb)
 		return na_nat_drop(&ctx, ret);
 	if (ret == NA_NAT_PASS)
 		return TC_ACT_OK;
-	ret = na_nat_rewrite(skb, &ctx.pkt, &loc, true, *(__be32 *)ctx.pkt.saddr,
-			     *(__be32 *)map.addr, ctx.pkt.sport, map.port);
+	ret = na_nat_rewrite(skb, &ctx.pkt, &loc, true, ctx.pkt.saddr, map.addr, ctx.pkt.sport,
+			     map.port);
 	return ret < 0 ? na_nat_drop(&ctx, ret) : TC_ACT_OK;
 }
 
@@ -436,7 +463,7 @@ static __always_inline int na_nat_ingress(struct __sk_buff *skb)
 	struct na_ct_key rkey, fkey;
 	struct na_nat_loc loc = {};
 	struct na_ctx ctx = {};
-	__be32 to_addr;
+	__u8 to_addr[16] = {};
 	__be16 to_port;
 	__u32 zero = 0;
 	int ret;
@@ -455,7 +482,7 @@ static __always_inline int na_nat_ingress(struct __sk_buff *skb)
 	if (!rev)
 		return TC_ACT_OK;
 	na_nat_ctx_init(skb, &ctx, NA_DIR_INGRESS);
-	to_addr = *(__be32 *)rev->addr;
+	__builtin_memcpy(to_addr, rev->addr, 4);
 	to_port = rev->port;
 
 	na_nat_forward_key(&fkey, &rkey, rev);
@@ -472,8 +499,8 @@ static __always_inline int na_nat_ingress(struct __sk_buff *skb)
 	if (fwd && na_nat_points_to(fwd, rkey.daddr, rkey.dport))
 		na_nat_refresh(&ctx, rev, fwd, true);
 
-	ret = na_nat_rewrite(skb, &ctx.pkt, &loc, false, *(__be32 *)ctx.pkt.daddr, to_addr,
-			     ctx.pkt.dport, to_port);
+	ret = na_nat_rewrite(skb, &ctx.pkt, &loc, false, ctx.pkt.daddr, to_addr, ctx.pkt.dport,
+			     to_port);
 	return ret < 0 ? na_nat_drop(&ctx, ret) : TC_ACT_OK;
 }
 

@@ -37,6 +37,7 @@ struct na_pkt {
 	__u8 frag;       /* enum na_frag_pos */
 	__u8 icmp_type;  /* ICMP(v6) type when the header was read */
 	__u16 l4_off;    /* offset of the L4 header, once parsed: ICMP bodies are read from there */
+	__u16 l3_off;    /* offset of the IP header: where a translation rewrites addresses */
 	__u32 frag_id;
 	__u32 end;       /* offset just past the IP datagram; Ethernet padding lies beyond */
 };
@@ -326,6 +327,7 @@ static __always_inline int na_parse(struct __sk_buff *skb, struct na_pkt *pkt)
 	off = na_parse_l2(skb, &proto);
 	if (off < 0)
 		return off;
+	pkt->l3_off = off;
 	if (proto == NA_ETH_P_IP)
 		off = na_parse_ipv4(skb, off, pkt);
 	else if (proto == NA_ETH_P_IPV6)

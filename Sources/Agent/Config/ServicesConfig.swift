@@ -4,18 +4,21 @@ import DatapathCore
 /// The `services` section: whether the agent runs the socket load balancer, at which cgroup v2 directory its
 /// hooks attach, and how backends are chosen. Without the section the load balancer runs with the defaults.
 public struct ServicesConfig: Sendable, Equatable {
-    /// How a new connection picks its backend: at random among the active ones, or through a Maglev lookup table
-    /// (consistent hashing: a backend set change moves few connections).
-    public enum BackendSelection: String, Sendable, CaseIterable { case random, maglev }
-
     /// Off: services are stored and answered with `realized: false`, nothing attaches to a cgroup.
     public var enabled = true
     /// The cgroup v2 directory the hooks attach to: every process in it or below has its sockets translated.
     /// Mounted by the agent when it is not a cgroup v2 directory (Cilium's /run/cilium/cgroupv2).
     public var cgroupRoot = CgroupV2.defaultRoot
-    public var backendSelection = BackendSelection.random
+    /// How a new connection picks its backend: at random among the active ones, or through a Maglev lookup table
+    /// (consistent hashing: a backend set change moves few connections).
+    public var backendSelection = BackendSelection.Name.random
     /// Entries of each service's Maglev table: a prime, as Cilium accepts them (`--bpf-lb-maglev-table-size`).
-    public var maglevTableSize = 16381
+    public var maglevTableSize = BackendSelection.defaultMaglevTableSize
+
+    /// What the load balancer is told to use.
+    public var selection: BackendSelection {
+        backendSelection == .maglev ? .maglev(tableSize: maglevTableSize) : .random
+    }
 
     /// Cilium's accepted Maglev table sizes: primes, each about twice the one before.
     public static let maglevTableSizes = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071]
@@ -41,7 +44,7 @@ public struct ServicesConfig: Sendable, Equatable {
             cgroupRoot = path
         }
         if let value = object["backend-selection"] {
-            backendSelection = try value.requireEnum("services.backend-selection", BackendSelection.self)
+            backendSelection = try value.requireEnum("services.backend-selection", BackendSelection.Name.self)
         }
         if let value = object["maglev-table-size"] {
             let size = try value.requireInt("services.maglev-table-size", in: 1...Self.maglevTableSizes.last!)

@@ -67,7 +67,13 @@ extension NodeAgent {
     /// connections to these backends, so whatever connects meanwhile goes elsewhere.
     private func endConnections(to backends: [ServiceBackend], of spec: ServiceSpec) {
         guard let serviceDatapath, !backends.isEmpty else { return }
-        let ended = serviceDatapath.terminateConnections(to: backends, of: spec.loadBalanced)
+        let ended: Int
+        do {
+            ended = try serviceDatapath.terminateConnections(to: backends, of: spec.loadBalanced)
+        } catch {
+            logger.warning("\(error.message)", metadata: ["service": "\(spec.id)"])
+            return
+        }
         if ended > 0 {
             logger.info(
                 "ended connections to removed backends",

@@ -70,6 +70,7 @@ public protocol ServiceDatapath: Sendable {
     /// Every service the maps hold, as read back from them (a restarted agent compares these with its state).
     func programmed() throws(AgentError) -> [LoadBalancedService]
     /// Ends the connections the load balancer made to `backends` of `service`, which it no longer has (after
-    /// `apply` or `remove` took them out); returns how many sockets it ended.
-    func terminateConnections(to backends: [ServiceBackend], of service: LoadBalancedService) -> Int
+    /// `apply` or `remove` took them out); returns how many sockets it ended. Throws when the kernel cannot.
+    func terminateConnections(to backends: [ServiceBackend], of service: LoadBalancedService) throws(AgentError)
+        -> Int
 }

@@ -1,4 +1,5 @@
 import DatapathCore
+import Glibc
 import Netlink
 
 /// Ending the connections of backends that left a service. A connected socket keeps the backend its connect
@@ -9,10 +10,13 @@ import Netlink
 /// read ECONNABORTED and connect again, through the service, to a backend that exists. Sockets that reached the
 /// same address without the service, unconnected UDP sockets and backends that are only terminating are left alone.
 extension SocketLoadBalancer {
-    public func terminateConnections(to backends: [ServiceBackend], of service: LoadBalancedService) -> Int {
+    public func terminateConnections(to backends: [ServiceBackend], of service: LoadBalancedService) throws(AgentError)
+        -> Int
+    {
         let targets = Set(backends.map { AddressPort(address: $0.address, port: $0.port) })
         guard !targets.isEmpty else { return 0 }
         var destroyed = 0
+        var refusal: AgentError?
         for path in NetworkNamespace.all() {
             // A namespace may go away while it is searched: the others are still searched.
             guard let diag = try? SocketDiag(namespace: path),
@@ -20,10 +24,19 @@ extension SocketLoadBalancer {
                     proto: service.frontend.proto, family: service.frontend.address.family)
             else { continue }
             for socket in sockets where targets.contains(AddressPort(address: socket.remote, port: socket.remotePort)) {
-                guard translated(socket, for: service.id), (try? diag.destroy(socket)) == true else { continue }
-                destroyed += 1
+                guard translated(socket, for: service.id) else { continue }
+                do {
+                    if try diag.destroy(socket) { destroyed += 1 }
+                } catch let error as AgentError where error.errno == EOPNOTSUPP {
+                    refusal = AgentError.unsupported(
+                        "the kernel cannot destroy sockets (CONFIG_INET_DIAG_DESTROY): connections to removed "
+                            + "backends of service \(service.frontend) stay open")
+                } catch {
+                    continue
+                }
             }
         }
+        if let refusal { throw refusal }
         return destroyed
     }
 

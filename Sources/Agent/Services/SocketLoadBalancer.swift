@@ -20,6 +20,9 @@ public final class SocketLoadBalancer: ServiceDatapath {
     let revnat: TypedMap<na_lb_revnat_key, na_lb_revnat_value>
     let affinityMatch: TypedMap<na_lb_aff_match_key, UInt8>
     private let ids: Mutex<LBBackendIDs>
+    /// `na_lb_maglev` when the object has it, and the tables kept there while backends are chosen by Maglev.
+    let maglevMap: BPFMap?
+    let maglev = Mutex<MaglevTables?>(nil)
 
     /// Over the maps of a loaded `sock` object. What the maps already hold is kept: ids are learned from them, and
     /// what an interrupted update left behind (slots outside a service's bank, backends no slot names) is deleted.
@@ -45,6 +48,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
         revnat = maps.revnat
         affinityMatch = maps.match
         ids = Mutex(learned)
+        maglevMap = object.map(named: "na_lb_maglev")
     }
 
     public func apply(_ service: LoadBalancedService) throws(AgentError) {
@@ -52,6 +56,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
         try ids.withLock { (ids) throws(AgentError) in
             try datapathCall("programming service \(service.frontend)") {
                 try write(service, ids: &ids)
+                try maglevFollow(service.frontend, serviceID: service.id)
             }
         }
     }
@@ -76,6 +81,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
                         if ids.release(id, by: service.frontend) { try backends.delete(id) }
                     }
                 }
+                try maglevFollow(service.frontend, serviceID: current.service_id, removed: true)
             }
         }
     }

@@ -26,6 +26,11 @@ final class ScratchNetns: @unchecked Sendable {  // immutable after init
 
     /// Runs `body` on a new thread inside the namespace and returns its result.
     func run<T>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+        try Self.run(in: name, body)
+    }
+
+    /// Runs `body` on a new thread inside the named namespace (made by anyone) and returns its result.
+    static func run<T>(in name: String, _ body: @escaping @Sendable () throws -> T) throws -> T {
         let box = ResultBox<T>()
         let path = "/var/run/netns/\(name)"
         let done = DispatchSemaphore(value: 0)

@@ -43,14 +43,36 @@ struct ServiceTraffic {
     }
 
     /// Runs the client in `pod` and `agent`'s cgroup: `mode` is `tcp` or `udp` (with `count` requests to
-    /// `ip`:`port`) or `steady` (new connections and one long one for `count` seconds).
+    /// `ip`:`port`) or `steady` (new connections and one long one for `count` seconds); `hold` (one connection
+    /// exchanging lines for `count` seconds or until it ends, its backend's name written to the file named by
+    /// the extra argument at once) runs through `holdProcess`.
+    /// `outsideCgroup` runs it in the pod's network namespace only, where no socket hook translates: the
+    /// endpoint programs' per-packet translation then does.
     func client(
-        _ mode: String, from pod: Pod, to ip: String, port: UInt16, count: Int, agent: AgentProcess
+        _ mode: String, from pod: Pod, to ip: String, port: UInt16, count: Int, agent: AgentProcess,
+        outsideCgroup: Bool = false
     ) throws -> JSON {
-        let result = try agent.runInPod(
-            ["python3", clientScript, mode, ip, "\(port)", "\(count)"], netns: pod.netns, timeout: 120)
+        let arguments = ["python3", clientScript, mode, ip, "\(port)", "\(count)"]
+        let result =
+            outsideCgroup
+            ? try Shell.capture(["nsenter", "--net=\(Netns.path(pod.netns))", "--"] + arguments, timeout: 120)
+            : try agent.runInPod(arguments, netns: pod.netns, timeout: 120)
         guard result.status == 0 else { throw AgentHarnessError("client \(mode) to \(ip):\(port): \(result)") }
         return try JSON.parse(result.stdout)
+    }
+
+    /// The `hold` client as a process not yet started; its backend's name appears in `nameFile` once connected.
+    func holdProcess(from pod: Pod, to ip: String, port: UInt16, seconds: Int, nameFile: String, agent: AgentProcess)
+        throws -> Process
+    {
+        let command = TestCgroup.command(
+            ["python3", clientScript, "hold", ip, "\(port)", "\(seconds)", nameFile], netns: pod.netns,
+            cgroup: agent.cgroupRoot)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        process.standardInput = FileHandle.nullDevice
+        return process
     }
 
     static let server = """
@@ -128,6 +150,24 @@ struct ServiceTraffic {
                 except OSError as error:
                     errors.append(str(error))
             print(json.dumps({"names": names, "peers": sorted(peers), "errors": errors}))
+        elif mode == "hold":
+            conn, reader, name = connect()
+            with open(sys.argv[5], "w") as f:
+                f.write(name)
+            exchanges, ended, deadline = 0, None, time.time() + count
+            while time.time() < deadline and ended is None:
+                line = b"line %d\\n" % exchanges
+                try:
+                    conn.sendall(line)
+                    got = reader.readline()
+                    if got == line:
+                        exchanges += 1
+                    else:
+                        ended = "closed by the peer" if not got else "wrong echo"
+                except OSError as error:
+                    ended = str(error)
+                time.sleep(0.05)
+            print(json.dumps({"name": name, "exchanges": exchanges, "ended": ended}))
         else:
             long_conn, long_reader, _ = connect()
             exchanges, opened, deadline, next_line = 0, 0, time.time() + count, 0.0
