@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every benchmark in turn (micro, plugins, control plane, API, datapath, endpoints, cluster) after building once,
-# and collects their tables and raw results in BENCH_OUT (default bench/results/). One failing benchmark does not stop
-# the others; the exit status says whether all passed. Each script's own settings (ROUNDS, DURATION, ...) pass through.
+# Runs every benchmark in turn (micro, plugins, control plane, API, datapath, services, endpoints, cluster) after
+# building once, and collects their tables and raw results in BENCH_OUT (default bench/results/). One failing
+# benchmark does not stop the others; the exit status says whether all passed. Each script's own settings (ROUNDS,
+# DURATION, ...) pass through.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -19,7 +20,7 @@ fi
 export BENCH_NO_BUILD=1
 
 failed=()
-for script in micro plugins control-plane api datapath endpoints cluster; do
+for script in micro plugins control-plane api datapath services endpoints cluster; do
     bench_log "=== bench/$script.sh"
     started=$SECONDS
     if ./bench/"$script".sh >"$BENCH_OUT/$script.log" 2>&1; then
@@ -35,7 +36,7 @@ done
     echo "# nodeagent benchmarks, $(date -u +%Y-%m-%dT%H:%MZ)," \
         "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
     echo "$(bench_machine)"
-    for name in micro plugins control-plane api datapath endpoints cluster; do
+    for name in micro plugins control-plane api datapath services endpoints cluster; do
         echo
         [ -f "$BENCH_OUT/$name.txt" ] && cat "$BENCH_OUT/$name.txt" || echo "$name: no results (see $name.log)"
     done
