@@ -37,6 +37,8 @@ public final class NodeAgent: Sendable {
     let serviceDatapath: (any ServiceDatapath)?
     /// The socket load balancer the daemon started (`services.enabled`); its maps are `serviceDatapath`.
     let serviceLoadBalancing: SocketLoadBalancing?
+    /// Where the connections of backends that left a service are ended, one change after the other.
+    let connectionTermination = DispatchQueue(label: "nodeagent.service-connection-termination")
 
     public init(
         config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox,
