@@ -1,7 +1,7 @@
 #!/bin/sh
 # Runs the kernel-dependent tests of an already built test bundle on the running kernel and prints one
 # `matrix:` line per result, which scripts/kernel-matrix.sh collects: the verifier's instruction counts, the
-# BPF_PROG_TEST_RUN fixture suites and the seed scenario with real traffic. It runs both on the host and inside the
+# BPF_PROG_TEST_RUN fixture suites, the services' real-traffic suites and the seed scenario with real traffic. It runs both on the host and inside the
 # guests kernel-matrix.sh boots (from the host's root, mounted read-only), so it writes only under /tmp. Needs root.
 # Usage: kernel-matrix-runner.sh <repository>
 set -u
@@ -17,6 +17,9 @@ echo "matrix: kernel=$kernel"
 verifier="DatapathCoreTests.VerifierHeadroomTests,DatapathCoreTests.EndpointObjectTests"
 fixtures="DatapathCoreTests.EndpointProgramTests,DatapathCoreTests.DropAggregationTests"
 fixtures="$fixtures,DatapathCoreTests.RingBufferReaderTests,ConntrackGCTests.DatapathCounterTests"
+fixtures="$fixtures,DatapathCoreTests.ServiceTranslationTests,AgentTests.MaglevDatapathTests"
+# The services' real-traffic suites: the socket hooks (which BPF_PROG_TEST_RUN cannot run) and the per-packet path.
+services="AgentTests.SocketLoadBalancerTests,AgentTests.SocketTerminationTests,AgentTests.ServiceTCTranslationTests"
 endtoend="EndToEndTests.SeedScenarioTests/testSeedPoliciesEnforceTheReachabilityMatrix"
 
 status=0
@@ -50,6 +53,7 @@ run_group() {
 
 run_group verifier "$verifier"
 run_group fixtures "$fixtures"
+run_group services "$services"
 run_group endtoend "$endtoend"
 rm -rf "$logs"
 echo "matrix: done status=$status"

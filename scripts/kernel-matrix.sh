@@ -154,8 +154,9 @@ done
 # The table and KERNELS.md's results section, from the collected lines.
 results=$(mktemp)
 {
-    echo "| Kernel | Package | Run | Programs loaded | Verifier instructions (headroom) | Fixtures | End-to-end |"
-    echo "|---|---|---|---|---|---|---|"
+    echo "| Kernel | Package | Run | Programs loaded | Verifier instructions (headroom) | Fixtures | Services" \
+        "| End-to-end |"
+    echo "|---|---|---|---|---|---|---|---|"
     for kernel in "${kernels[@]}"; do
         r="$cache/logs/$kernel.log.results"
         release=$(sed -n 's/^matrix: kernel=//p' "$r" | head -1)
@@ -171,7 +172,7 @@ results=$(mktemp)
         run=host
         [ -z "$accel" ] || run="qemu $accel"
         echo "| $release | ${versions[$kernel]} | $run | $programs | ${insns:-none}" \
-            "| $(group fixtures) | $(group endtoend) |"
+            "| $(group fixtures) | $(group services) | $(group endtoend) |"
     done
 } >"$results"
 cat "$results"
