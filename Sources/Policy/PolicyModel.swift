@@ -177,21 +177,54 @@ public struct PolicyRule: Hashable, Sendable {
     }
 }
 
-/// Names a policy document: `namespace/name`, or just `name` for a cluster-wide one.
+/// Names a policy document: `namespace/name`, or just `name` for a cluster-wide one; a Kubernetes NetworkPolicy is
+/// `NetworkPolicy namespace/name`, so it can share its name with a CiliumNetworkPolicy of its namespace (two
+/// languages, two object kinds, as in a Kubernetes cluster).
 public struct PolicyKey: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// Nil for cluster-wide policies.
     public let namespace: String?
     public let name: String
+    /// A `networking.k8s.io/v1` NetworkPolicy rather than a Cilium policy.
+    public let isNetworkPolicy: Bool
 
-    public init(namespace: String?, name: String) {
+    public init(namespace: String?, name: String, isNetworkPolicy: Bool = false) {
         self.namespace = namespace
         self.name = name
+        self.isNetworkPolicy = isNetworkPolicy
     }
 
-    public var description: String { namespace.map { "\($0)/\(name)" } ?? name }
+    public var description: String {
+        let path = namespace.map { "\($0)/\(name)" } ?? name
+        return isNetworkPolicy ? "\(PolicyDocument.Kind.networkPolicy.rawValue) \(path)" : path
+    }
 
     public static func < (a: PolicyKey, b: PolicyKey) -> Bool {
-        (a.namespace ?? "", a.name) < (b.namespace ?? "", b.name)
+        (a.namespace ?? "", a.name, a.isNetworkPolicy ? 1 : 0) < (b.namespace ?? "", b.name, b.isNetworkPolicy ? 1 : 0)
+    }
+
+    /// The document a delete names: `kind` picks between a CiliumNetworkPolicy and a NetworkPolicy of the same
+    /// namespace and name; without it the name must be unambiguous among `existing`.
+    public static func named(
+        namespace: String?, name: String, kind: PolicyDocument.Kind?, in existing: some Collection<PolicyKey>
+    ) throws(AgentError) -> PolicyKey {
+        if let kind { return PolicyKey(namespace: namespace, name: name, isNetworkPolicy: kind == .networkPolicy) }
+        let cilium = PolicyKey(namespace: namespace, name: name)
+        let kubernetes = PolicyKey(namespace: namespace, name: name, isNetworkPolicy: true)
+        switch (existing.contains(cilium), existing.contains(kubernetes)) {
+        case (true, true):
+            throw AgentError.invalidField(
+                "kind",
+                "both \(cilium) and \(kubernetes) exist: say which with kind=\(cilium.kindName) or "
+                    + "kind=\(PolicyDocument.Kind.networkPolicy.rawValue)")
+        case (false, true): return kubernetes
+        default: return cilium
+        }
+    }
+
+    /// The kind of document the key names.
+    public var kindName: String {
+        if isNetworkPolicy { return PolicyDocument.Kind.networkPolicy.rawValue }
+        return (namespace == nil ? PolicyDocument.Kind.clusterwide : .namespaced).rawValue
     }
 }
 
@@ -200,6 +233,8 @@ public struct PolicyDocument: Sendable, Equatable {
     public enum Kind: String, Sendable {
         case namespaced = "CiliumNetworkPolicy"
         case clusterwide = "CiliumClusterwideNetworkPolicy"
+        /// Kubernetes' own `networking.k8s.io/v1` NetworkPolicy (`NetworkPolicyParser`).
+        case networkPolicy = "NetworkPolicy"
     }
 
     public var kind: Kind

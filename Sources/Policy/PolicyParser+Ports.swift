@@ -71,7 +71,7 @@ extension PolicyParser {
         return PortSpec(port: port, endPort: endPort, proto: proto)
     }
 
-    private static func portNumber(_ field: FieldReader, name: String) throws(AgentError) -> UInt16 {
+    static func portNumber(_ field: FieldReader, name: String) throws(AgentError) -> UInt16 {
         guard let value = field.value.intValue else {
             throw field.error("expected a whole port number, got \(field.value)")
         }

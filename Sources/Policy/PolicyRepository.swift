@@ -38,10 +38,13 @@ public struct PolicyRepository: Sendable {
         return documents.map(\.key)
     }
 
-    /// Deletes one document; `namespace` nil names a cluster-wide policy.
+    /// Deletes one document; `namespace` nil names a cluster-wide policy, `kind` picks between a
+    /// CiliumNetworkPolicy and a NetworkPolicy of the same name (see `PolicyKey.named`).
     @discardableResult
-    public mutating func delete(namespace: String?, name: String) throws(AgentError) -> [PolicyKey] {
-        let key = PolicyKey(namespace: namespace, name: name)
+    public mutating func delete(namespace: String?, name: String, kind: PolicyDocument.Kind? = nil)
+        throws(AgentError) -> [PolicyKey]
+    {
+        let key = try PolicyKey.named(namespace: namespace, name: name, kind: kind, in: byKey.keys)
         guard byKey.removeValue(forKey: key) != nil else { throw AgentError.notFound("policy \(key) not found") }
         commit()
         return [key]
