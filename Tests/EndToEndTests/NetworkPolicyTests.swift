@@ -225,6 +225,12 @@ final class NetworkPolicyTests: EndToEndTestCase {
         assertTruthTable(
             model, TruthTable { from, to, _ in to != Self.xa || from.namespace == "y" }, services: [.tcp80],
             "allow from y")
+        // Trace and the endpoint's realized policy name the rule as `NetworkPolicy <namespace>/<name>`.
+        let trace = try model.agent.getJSON("/v1/policy/trace?src=y/b&dst=x/a&dport=80")
+        XCTAssertEqual(trace["verdict"], "allowed", "\(trace)")
+        XCTAssertTrue("\(trace)".contains("NetworkPolicy x/a-ingress ingress[0]"), "\(trace)")
+        let realized = try model.agent.api(.GET, "/v1/endpoint/\(model.endpointIDs[Self.xa]!)/policy")
+        XCTAssertTrue("\(realized)".contains("NetworkPolicy x/a-ingress ingress[0]"), "\(realized)")
 
         // The same policy updated to deny everything.
         try model.apply(policy("a-ingress", "podSelector: {matchLabels: {pod: a}}\ningress: []"))
