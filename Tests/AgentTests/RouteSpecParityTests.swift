@@ -331,6 +331,27 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
                     "specs": [["endpointSelector": ["matchLabels": ["k8s:app": "b"]], "egress": [[:]]]],
                 ],
             ], expect: 200)
+        // A Kubernetes NetworkPolicy in a List, named as the CiliumNetworkPolicy above.
+        call(
+            .PUT, "/v1/policy",
+            body: [
+                "apiVersion": "v1", "kind": "List",
+                "items": [
+                    [
+                        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": ["name": "p", "namespace": "t"],
+                        "spec": [
+                            "podSelector": ["matchLabels": ["app": "a"]], "policyTypes": ["Ingress"],
+                            "ingress": [
+                                [
+                                    "from": [["namespaceSelector": [:], "podSelector": [:]]],
+                                    "ports": [["port": 80, "endPort": 81, "protocol": "TCP"]],
+                                ]
+                            ],
+                        ],
+                    ]
+                ],
+            ], expect: 200)
         call(
             .PUT, "/v1/policy", body: ["metadata": ["name": "q", "namespace": "t"], "spec": ["nope": 1]], expect: 400)
         call(.PUT, "/v1/policy", rawBody: "[", expect: 400)
@@ -384,6 +405,8 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
 
         call(.DELETE, "/v1/policy", query: ["namespace": "t", "name": "gone"], expect: 404)
         call(.DELETE, "/v1/policy", expect: 400)
+        call(.DELETE, "/v1/policy", query: ["namespace": "t", "name": "p"], expect: 400)
+        call(.DELETE, "/v1/policy", query: ["namespace": "t", "name": "p", "kind": "NetworkPolicy"], expect: 200)
         call(.DELETE, "/v1/policy", query: ["namespace": "t", "name": "p"], expect: 200)
         call(.DELETE, "/v1/policy", query: ["namespace": "t"], expect: 200)
         call(.DELETE, "/v1/policy", query: ["all": "true"], expect: 200)
