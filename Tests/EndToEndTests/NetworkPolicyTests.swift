@@ -174,6 +174,16 @@ final class NetworkPolicyTests: EndToEndTestCase {
             }, "union of two policies")
         try model.deleteAllPolicies()
 
+        // x/a may send nothing; y/b's allow of every namespace does not override that.
+        try model.apply(
+            policy("a-no-egress", "podSelector: {matchLabels: {pod: a}}\npolicyTypes: [Egress]") + "---\n"
+                + policy(
+                    "b-from-all", in: "y",
+                    "podSelector: {matchLabels: {pod: b}}\ningress: [{from: [{namespaceSelector: {}}]}]"))
+        assertTruthTable(
+            model, TruthTable { from, _, _ in from != Self.xa }, "egress deny wins over the server's allow")
+        try model.deleteAllPolicies()
+
         // A default deny and an allow-all over it: allowed; the same for egress.
         try model.apply(
             policy("deny-all", "podSelector: {}\npolicyTypes: [Ingress, Egress]") + "---\n"
