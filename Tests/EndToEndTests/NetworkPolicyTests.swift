@@ -320,6 +320,8 @@ final class NetworkPolicyTests: EndToEndTestCase {
         let put = try agent.api(.PUT, "/v1/policy", [cnp, list])
         XCTAssertEqual(put.status, 200, "\(put)")
         XCTAssertEqual(put.json?["policies"], ["x/same", "NetworkPolicy x/same"])
+        // Saved with its kind: a restarted agent restores both documents.
+        try agent.restart()
         let get = try agent.getJSON("/v1/policy")
         XCTAssertEqual(
             get["policies"]?.arrayValue?.compactMap { $0["kind"]?.stringValue },
