@@ -58,8 +58,8 @@ extension NetworkPolicyParser {
         return try PolicyParser.cidrSet(r)
     }
 
-    /// `{protocol, port, endPort}`: the protocol defaults to TCP; no port is every port of the protocol. A named
-    /// port is refused until endpoints carry port names.
+    /// `{protocol, port, endPort}`: the protocol defaults to TCP; no port is every port of the protocol; a string
+    /// port is a port name, resolved against the destination pod's named ports.
     static func port(_ r: FieldReader) throws(AgentError) -> PortSpec {
         _ = try r.object(allowed: ["protocol", "port", "endPort"])
         var proto = L4Protocol.tcp
@@ -73,7 +73,11 @@ extension NetworkPolicyParser {
         var port: UInt16 = 0
         if let field = r.child("port") {
             if case .string(let name) = field.value {
-                throw field.error("named port \(quoted(name)) is not supported yet; give the port number")
+                if let problem = NamedPort.nameProblem(name) {
+                    throw field.error("port name \(quoted(name)) \(problem)")
+                }
+                if let end = r.child("endPort") { throw end.error("endPort cannot follow a named port") }
+                return PortSpec(name: name, proto: proto)
             }
             port = try PolicyParser.portNumber(field, name: "port")
             guard port != 0 else { throw field.error("port must be between 1 and 65535") }

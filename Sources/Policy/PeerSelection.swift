@@ -6,11 +6,24 @@ import Synchronization
 /// Build one per regeneration (identities change between regenerations, so a set must not outlive one).
 public final class PolicyPeers: Sendable {
     let universe: PeerUniverse
+    /// The named ports of the endpoints of each identity, which egress rules' named ports resolve against.
+    let namedPorts: [UInt32: [NamedPort]]
     private let selected = Mutex<[PolicyItem: [UInt32]]>([:])
 
-    /// `services`: the identities of each service's backends, which `toServices` selects.
-    public init(_ identities: [Identity], services: [ServiceReference: [UInt32]] = [:]) {
+    /// `services`: the identities of each service's backends, which `toServices` selects. `namedPorts`: the named
+    /// ports of each identity's endpoints.
+    public init(
+        _ identities: [Identity], services: [ServiceReference: [UInt32]] = [:],
+        namedPorts: [UInt32: [NamedPort]] = [:]
+    ) {
         universe = PeerUniverse(identities, services: services)
+        self.namedPorts = namedPorts
+    }
+
+    /// The named ports of `peer`'s endpoints; for any peer (0), every named port known.
+    func namedPorts(of peer: UInt32) -> [NamedPort] {
+        if peer == 0 { return Array(Set(namedPorts.values.joined())) }
+        return namedPorts[peer] ?? []
     }
 
     /// Peer identities `item` selects, sorted; `[0]` when it selects any peer.

@@ -38,18 +38,26 @@ public enum L4Protocol: String, Sendable, CaseIterable {
     }
 }
 
-/// One `toPorts[].ports[]` element: a port or a port range of a protocol.
+/// One `toPorts[].ports[]` element: a port or a port range of a protocol, or a port name.
 public struct PortSpec: Hashable, Sendable {
-    /// 0: every port.
+    /// 0: every port (or a named port, see `name`).
     public var port: UInt16
     /// Last port of a range; nil for a single port.
     public var endPort: UInt16?
     public var proto: L4Protocol
+    /// A named port (`http`): its number is the one the destination pod gives that name (see `NamedPort`), so it
+    /// is resolved per endpoint when compiling; a name no pod defines allows nothing.
+    public var name: String?
 
     public init(port: UInt16, endPort: UInt16? = nil, proto: L4Protocol = .any) {
         self.port = port
         self.endPort = endPort
         self.proto = proto
+    }
+
+    public init(name: String, proto: L4Protocol) {
+        self.init(port: 0, proto: proto)
+        self.name = name
     }
 
     /// The ports covered.

@@ -119,9 +119,12 @@ public struct PolicyRepository: Sendable {
         PolicyCompiler.resolve(rules: rules, endpoint: labels, identities: identities, mode: mode)
     }
 
-    /// The policy of an endpoint, peers prepared once for many endpoints (see `PolicyPeers`).
-    public func resolve(endpoint labels: LabelSet, peers: PolicyPeers, mode: EnforcementMode) -> EndpointPolicy {
-        PolicyCompiler.resolve(rules: rules, endpoint: labels, peers: peers, mode: mode)
+    /// The policy of an endpoint, peers prepared once for many endpoints (see `PolicyPeers`); `namedPorts` are
+    /// the endpoint's own.
+    public func resolve(
+        endpoint labels: LabelSet, peers: PolicyPeers, mode: EnforcementMode, namedPorts: [NamedPort] = []
+    ) -> EndpointPolicy {
+        PolicyCompiler.resolve(rules: rules, endpoint: labels, peers: peers, mode: mode, namedPorts: namedPorts)
     }
 
     public func resolve(

@@ -132,6 +132,37 @@ final class NetworkPolicyParserTests: XCTestCase {
         XCTAssertEqual(allowed(policy), ["301 6 80/15", "301 17 53/16", "301 132 0/0"])
     }
 
+    func testNamedPortsResolveAgainstTheDestination() throws {
+        // Ingress: x/a's own names. UDP "dns" is not TCP (the default protocol), "none" is nobody's.
+        let own = [
+            NamedPort(name: "http", port: 8080), NamedPort(name: "dns", port: 53, proto: .udp),
+        ]
+        let repo = try repository(
+            networkPolicy(
+                spec: #"""
+                    {"podSelector": {}, "ingress": [{"ports": [{"port": "http"}, {"port": "dns"}, {"port": "none"}]}]}
+                    """#))
+        let ingress = repo.resolve(
+            endpoint: xa.labels, peers: PolicyPeers(identities), mode: .default, namedPorts: own)
+        XCTAssertEqual(allowed(ingress), ["0 6 8080/16"])
+        let unnamed = repo.resolve(endpoint: xa.labels, peers: PolicyPeers(identities), mode: .default)
+        XCTAssertTrue(unnamed.ingressEnforced)
+        XCTAssertEqual(unnamed.entries, [], "a name no pod defines allows nothing")
+
+        // Egress: each peer's names.
+        let egress = try repository(
+            networkPolicy(
+                spec: #"""
+                    {"podSelector": {}, "policyTypes": ["Egress"],
+                     "egress": [{"to": [{"namespaceSelector": {}}], "ports": [{"port": "http"}]}]}
+                    """#))
+        let peers = PolicyPeers(
+            identities,
+            namedPorts: [301: [NamedPort(name: "http", port: 80)], 302: [NamedPort(name: "http", port: 81)]])
+        let resolved = egress.resolve(endpoint: xa.labels, peers: peers, mode: .default)
+        XCTAssertEqual(allowed(resolved, .egress), ["301 6 80/16", "302 6 81/16"])
+    }
+
     func testIPBlockIsACIDRSet() throws {
         let text = networkPolicy(
             spec: #"""
@@ -182,7 +213,11 @@ final class NetworkPolicyParserTests: XCTestCase {
                 #"{"ingress": [{"from": [{"podSelector": {}, "ipBlock": {"cidr": "10.0.0.0/8"}}]}]}"#,
                 "spec.ingress[0].from[0].ipBlock", "cannot be combined"
             ),
-            (#"{"ingress": [{"ports": [{"port": "http"}]}]}"#, "spec.ingress[0].ports[0].port", "named port"),
+            (#"{"ingress": [{"ports": [{"port": "http-"}]}]}"#, "spec.ingress[0].ports[0].port", "port name"),
+            (
+                #"{"ingress": [{"ports": [{"port": "http", "endPort": 90}]}]}"#, "spec.ingress[0].ports[0].endPort",
+                "named port"
+            ),
             (#"{"ingress": [{"ports": [{"protocol": "ANY"}]}]}"#, "spec.ingress[0].ports[0].protocol", "ANY"),
             (#"{"ingress": [{"ports": [{"endPort": 90}]}]}"#, "spec.ingress[0].ports[0].endPort", "needs port"),
             (#"{"ingress": [{"ports": [{"port": 90, "endPort": 80}]}]}"#, "spec.ingress[0].ports[0].endPort", "below"),
