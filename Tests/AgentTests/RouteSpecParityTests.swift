@@ -283,6 +283,7 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
         let first: JSON = [
             "interface-name": "nat0a", "addressing": ["ipv4": "10.9.0.1", "ipv6": "fd09::1"],
             "labels": ["k8s:app=a"], "k8s-namespace": "t", "k8s-pod-name": "a-0", "container-id": "c1",
+            "named-ports": [["name": "http", "port": 8080], ["name": "dns", "port": 53, "protocol": "UDP"]],
         ]
         let second: JSON = [
             "interface-name": "nat0b", "addressing": ["ipv4": "10.9.0.2"], "labels": ["k8s:app=b"],

@@ -223,6 +223,47 @@ final class NetworkPolicyTests: EndToEndTestCase {
         try model.deleteAllPolicies()
     }
 
+    func testNamedPorts() throws {
+        let model = try NetworkPolicyModel(self)
+        let all: [NetworkPolicyModel.Service] = [.tcp80, .tcp81, .udp80, .udp81]
+        try model.apply(
+            policy(
+                "a-named",
+                """
+                podSelector: {matchLabels: {pod: a}}
+                ingress:
+                - {from: [{namespaceSelector: {}}], ports: [{port: serve-81-tcp}]}
+                - {ports: [{port: serve-80-udp, protocol: UDP}]}
+                """))
+        assertTruthTable(
+            model, TruthTable { _, to, service in to != Self.xa || service == .tcp81 || service == .udp80 },
+            services: all, "named ports ingress: serve-81-tcp and serve-80-udp")
+        try model.deleteAllPolicies()
+
+        try model.apply(
+            policy(
+                "a-named-egress",
+                """
+                podSelector: {matchLabels: {pod: a}}
+                policyTypes: [Egress]
+                egress: [{to: [{namespaceSelector: {matchLabels: {ns: y}}}], ports: [{port: serve-80-tcp}]}]
+                """))
+        assertTruthTable(
+            model,
+            TruthTable { from, to, service in from != Self.xa || (to.namespace == "y" && service == .tcp80) },
+            services: all, "named port egress: serve-80-tcp of y's pods")
+        try model.deleteAllPolicies()
+
+        // A name no pod defines, or one of another protocol (TCP is the default), allows nothing.
+        try model.apply(
+            policy(
+                "a-unknown-name",
+                "podSelector: {matchLabels: {pod: a}}\ningress: [{ports: [{port: serve-99-tcp}, {port: serve-80-udp}]}]"
+            ))
+        assertTruthTable(model, TruthTable { _, to, _ in to != Self.xa }, services: all, "named ports nobody has")
+        try model.deleteAllPolicies()
+    }
+
     func testChangesTakeEffectLive() throws {
         let model = try NetworkPolicyModel(self)
         let fromY = policy(

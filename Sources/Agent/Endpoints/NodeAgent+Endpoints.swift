@@ -76,6 +76,7 @@ extension NodeAgent {
             && endpoint.ipv6 == request.ipv6
             && endpoint.labels == request.labels && endpoint.k8sNamespace == request.k8sNamespace
             && endpoint.k8sPodName == request.k8sPodName && endpoint.containerID == request.containerID
+            && endpoint.namedPorts == request.namedPorts
             && Interfaces.index(of: endpoint.interfaceName) == endpoint.ifindex
     }
 
@@ -93,8 +94,12 @@ extension NodeAgent {
             id: id, interfaceName: request.interfaceName, ifindex: ifindex, ipv4: request.ipv4, ipv6: request.ipv6,
             labels: request.labels, k8sNamespace: request.k8sNamespace, k8sPodName: request.k8sPodName,
             containerID: request.containerID, identity: identity.id, state: .regenerating,
-            policyRevision: 0, enforceIngress: false, enforceEgress: false)
+            policyRevision: 0, enforceIngress: false, enforceEgress: false, namedPorts: request.namedPorts)
         state.endpoints[id] = endpoint
+        // Named ports are the destination's: rules of other endpoints that name a port may resolve differently.
+        if state.policy.usesNamedPorts && (!request.namedPorts.isEmpty || !(previous?.namedPorts.isEmpty ?? true)) {
+            unknownPeerChanged = true
+        }
         if let previous {
             let old = state.identities.identity(id: previous.identity)
             if try state.identities.release(previous.identity) {

@@ -16,11 +16,23 @@ extension NodeAgent {
         let labels = policyLabels(of: endpoint, in: state)
         let resolved = state.policy.resolve(
             endpoint: labels,
-            peers: peers ?? PolicyPeers(state.identityList, services: servicePeers(in: state).resolved(prefixIDs: [:])),
-            mode: mode)
+            peers: peers
+                ?? PolicyPeers(
+                    state.identityList, services: servicePeers(in: state).resolved(prefixIDs: [:]),
+                    namedPorts: namedPortsByIdentity(state)),
+            mode: mode, namedPorts: endpoint.namedPorts)
         return DesiredPolicy(
             entries: PolicyEntry.byKey(resolved.entries.map(\.mapped)), enforceIngress: resolved.ingressEnforced,
             enforceEgress: resolved.egressEnforced)
+    }
+
+    /// The named ports of the local endpoints of each identity, which egress rules' named ports resolve against.
+    func namedPortsByIdentity(_ state: AgentState) -> [UInt32: [NamedPort]] {
+        var ports: [UInt32: Set<NamedPort>] = [:]
+        for endpoint in state.endpoints.values where !endpoint.namedPorts.isEmpty {
+            ports[endpoint.identity, default: []].formUnion(endpoint.namedPorts)
+        }
+        return ports.mapValues { Array($0) }
     }
 
     /// The labels policy selects an endpoint by: its identity's.
@@ -56,7 +68,7 @@ extension NodeAgent {
         let prefixIDs = try prefixIdentityIDs(prefixes)
         let peers = PolicyPeers(
             try state.identityList + prefixIDs.map { try Self.prefixIdentity($0.key, id: $0.value) },
-            services: services.resolved(prefixIDs: prefixIDs))
+            services: services.resolved(prefixIDs: prefixIDs), namedPorts: namedPortsByIdentity(state))
         let targets = state.endpoints.values.filter { only?.contains($0.id) ?? true }
         let desired = targets.sorted { $0.id < $1.id }.map { ($0, desiredPolicy(for: $0, in: state, peers: peers)) }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })

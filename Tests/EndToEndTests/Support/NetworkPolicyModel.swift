@@ -4,7 +4,8 @@ import XCTest
 
 /// The upstream network policy e2e model: Kubernetes namespaces x, y and z, pods a, b and c in each (labels
 /// `pod=<name>`, namespaces labelled `ns=<namespace>` through Cilium's namespace-label convention), each serving
-/// TCP and UDP echo on ports 80 and 81, all registered with one agent. Cases share it: they import policies,
+/// TCP and UDP echo on ports 80 and 81 (named as upstream names them, `serve-80-tcp`...), all registered with one
+/// agent. Cases share it: they import policies,
 /// probe every pair at once and delete the policies again.
 final class NetworkPolicyModel {
     static let namespaces = ["x", "y", "z"]
@@ -72,9 +73,29 @@ final class NetworkPolicyModel {
     /// The endpoint label key a namespace label becomes.
     static func namespaceLabel(_ key: String) -> String { "io.cilium.k8s.namespace.labels.\(key)" }
 
+    /// Upstream's port names: `serve-80-tcp`, `serve-81-udp`, ...
+    static var namedPorts: JSON {
+        .array(
+            ports.flatMap { port in
+                ["TCP", "UDP"].map { proto -> JSON in
+                    [
+                        "name": .string("serve-\(port)-\(proto.lowercased())"), "port": .int(Int64(port)),
+                        "protocol": .string(proto),
+                    ]
+                }
+            })
+    }
+
     private func register(_ member: Member) throws {
         let id = endpointIDs.count + 1
-        try agent.registerEndpoint(id: id, pod: pods[member]!, labels: Self.labels(member))
+        let pod = pods[member]!
+        let request: JSON = [
+            "interface-name": .string(pod.hostInterface), "addressing": ["ipv4": .string(pod.ipv4)],
+            "labels": JSON(Self.labels(member)), "k8s-namespace": .string(member.namespace),
+            "k8s-pod-name": .string(member.name), "named-ports": Self.namedPorts,
+        ]
+        let answer = try agent.api(.PUT, "/v1/endpoint/\(id)", request)
+        guard answer.status == 201 else { throw AgentHarnessError("PUT /v1/endpoint/\(id) for \(member): \(answer)") }
         endpointIDs[member] = id
     }
 
