@@ -238,6 +238,14 @@ final class NetworkPolicyTests: EndToEndTestCase {
         assertTruthTable(
             model, TruthTable { _, to, service in to != Self.xa || service == .tcp81 || service == .udp80 },
             services: all, "named ports ingress: serve-81-tcp and serve-80-udp")
+        // A label change keeps the endpoint's named ports, and so what the policy allows.
+        try model.relabel(Self.xa, ["k8s:tier=web"])
+        let relabelled = try model.agent.getJSON("/v1/endpoint/\(model.endpointIDs[Self.xa]!)")
+        XCTAssertEqual(relabelled["named-ports"], NetworkPolicyModel.namedPorts)
+        try model.agent.waitForPolicyRevision()
+        assertTruthTable(
+            model, TruthTable { _, to, service in to != Self.xa || service == .tcp81 || service == .udp80 },
+            services: [.tcp80, .tcp81], "named ports after x/a's labels changed")
         try model.deleteAllPolicies()
 
         try model.apply(
