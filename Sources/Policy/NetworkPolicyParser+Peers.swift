@@ -52,10 +52,12 @@ extension NetworkPolicyParser {
         return requirements
     }
 
-    /// `{cidr, except}`: the CIDR set of a CiliumNetworkPolicy.
+    /// `{cidr, except}`: the CIDR set of a CiliumNetworkPolicy, which also selects the pods it covers.
     static func ipBlock(_ r: FieldReader) throws(AgentError) -> CIDRPeer {
         _ = try r.object(allowed: ["cidr", "except"])
-        return try PolicyParser.cidrSet(r)
+        var peer = try PolicyParser.cidrSet(r)
+        peer.selectsPods = true
+        return peer
     }
 
     /// `{protocol, port, endPort}`: the protocol defaults to TCP; no port is every port of the protocol; a string

@@ -68,10 +68,19 @@ public struct PortSpec: Hashable, Sendable {
 public struct CIDRPeer: Hashable, Sendable {
     public var cidr: IPPrefix
     public var except: [IPPrefix]
+    /// A NetworkPolicy's `ipBlock` also selects the pods whose addresses it covers, as Kubernetes requires; a
+    /// CiliumNetworkPolicy's CIDR peers select addresses outside the cluster only, as in Cilium.
+    public var selectsPods: Bool
 
-    public init(cidr: IPPrefix, except: [IPPrefix] = []) {
+    public init(cidr: IPPrefix, except: [IPPrefix] = [], selectsPods: Bool = false) {
         self.cidr = cidr
         self.except = except
+        self.selectsPods = selectsPods
+    }
+
+    /// True when `address` is in the prefix and in none of its exceptions.
+    public func covers(_ address: IPAddress) -> Bool {
+        cidr.contains(address) && !except.contains { $0.contains(address) }
     }
 }
 

@@ -272,6 +272,47 @@ final class NetworkPolicyTests: EndToEndTestCase {
         try model.deleteAllPolicies()
     }
 
+    func testIPBlocksSelectPodsByAddress() throws {
+        let model = try NetworkPolicyModel(self)
+        let yb = Member(namespace: "y", name: "b")
+        let ybAddress = model.pods[yb]!.ipv4
+        try model.apply(
+            policy(
+                "a-to-yb",
+                """
+                podSelector: {matchLabels: {pod: a}}
+                policyTypes: [Egress]
+                egress: [{to: [{ipBlock: {cidr: \(ybAddress)/32}}]}]
+                """))
+        assertTruthTable(
+            model, TruthTable { from, to, _ in from != Self.xa || to == yb }, services: [.tcp80, .udp80],
+            "egress from x/a to y/b's /32 only")
+        try model.deleteAllPolicies()
+
+        let network = ybAddress.split(separator: ".").prefix(3).joined(separator: ".") + ".0/24"
+        try model.apply(
+            policy(
+                "a-to-all-but-yb",
+                """
+                podSelector: {matchLabels: {pod: a}}
+                policyTypes: [Egress]
+                egress: [{to: [{ipBlock: {cidr: \(network), except: [\(ybAddress)/32]}}]}]
+                """) + "---\n"
+                + policy(
+                    "b-from-yb",
+                    """
+                    podSelector: {matchLabels: {pod: b}}
+                    ingress: [{from: [{ipBlock: {cidr: \(ybAddress)/32}}]}]
+                    """))
+        assertTruthTable(
+            model,
+            TruthTable { from, to, _ in
+                (from != Self.xa || to != yb) && (to != Member(namespace: "x", name: "b") || from == yb)
+            }, services: [.tcp80], "ipBlock except a pod's /32, and ingress from a pod's /32")
+        try model.deleteAllPolicies()
+        assertTruthTable(model, .allowAll, services: [.tcp80], "ipBlock policies deleted")
+    }
+
     func testChangesTakeEffectLive() throws {
         let model = try NetworkPolicyModel(self)
         let fromY = policy(

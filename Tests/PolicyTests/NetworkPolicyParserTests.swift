@@ -172,7 +172,24 @@ final class NetworkPolicyParserTests: XCTestCase {
         let rule = try XCTUnwrap(PolicyParser.parse(JSON.parse(text)).first?.rules.first)
         XCTAssertEqual(
             rule.egress?.first?.cidrSets,
-            [CIDRPeer(cidr: IPPrefix("10.9.0.0/16")!, except: [IPPrefix("10.9.1.0/24")!])])
+            [CIDRPeer(cidr: IPPrefix("10.9.0.0/16")!, except: [IPPrefix("10.9.1.0/24")!], selectsPods: true)])
+        // Pods are selected by the addresses of their identity: all of them inside and none excepted.
+        let repo = try repository(text)
+        let peers = PolicyPeers(
+            identities,
+            addresses: [
+                301: [IPAddress("10.9.0.5")!], 302: [IPAddress("10.9.1.5")!],
+                303: [IPAddress("10.9.0.6")!, IPAddress("10.8.0.6")!],
+            ])
+        let selected = repo.resolve(endpoint: xa.labels, peers: peers, mode: .default)
+        XCTAssertEqual(allowed(selected, .egress), ["301 0 0/0", "16777216 0 0/0"])
+        // A CiliumNetworkPolicy's CIDR set never selects pods.
+        let cnp = try repository(
+            policy(
+                namespace: "x",
+                spec: #"{"endpointSelector": {}, "egress": [{"toCIDRSet": [{"cidr": "10.9.0.0/16"}]}]}"#))
+        XCTAssertEqual(
+            allowed(cnp.resolve(endpoint: xa.labels, peers: peers, mode: .default), .egress), ["16777216 0 0/0"])
     }
 
     func testListsAndMixedDocumentsAndKeys() throws {
