@@ -315,6 +315,12 @@ final class NetworkPolicyTests: EndToEndTestCase {
 
     func testChangesTakeEffectLive() throws {
         let model = try NetworkPolicyModel(self)
+        // An established connection between pods no change below concerns must live through all of them.
+        let unrelated = try OpenConnection(
+            from: model.pods[Member(namespace: "y", name: "c")]!, to: model.pods[Member(namespace: "y", name: "a")]!,
+            port: 80)
+        defer { unrelated.close() }
+        XCTAssertTrue(unrelated.exchange(), "y/c → y/a established")
         let fromY = policy(
             "a-ingress",
             """
@@ -392,6 +398,7 @@ final class NetworkPolicyTests: EndToEndTestCase {
         // Deleting the policies restores all traffic.
         try model.deleteAllPolicies()
         assertTruthTable(model, .allowAll, services: [.tcp80], "policies deleted")
+        XCTAssertTrue(unrelated.exchange(), "y/c → y/a still established after every change")
     }
 
     func testAPIAndNodectlNameNetworkPolicies() throws {
