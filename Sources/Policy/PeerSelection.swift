@@ -11,9 +11,8 @@ public final class PolicyPeers: Sendable {
     private let selected = Mutex<[PolicyItem: [UInt32]]>([:])
 
     /// `services`: the identities of each service's backends, which `toServices` selects. `namedPorts`: the named
-    /// ports of each identity's endpoints.
-    ///
-    /// `addresses`: the addresses of each identity's pods, which a NetworkPolicy's `ipBlock` selects pods by.
+    /// ports of each identity's endpoints. `addresses`: the addresses of each identity's pods, which a
+    /// NetworkPolicy's `ipBlock` selects pods by.
     public init(
         _ identities: [Identity], services: [ServiceReference: [UInt32]] = [:],
         namedPorts: [UInt32: [NamedPort]] = [:], addresses: [UInt32: [IPAddress]] = [:]

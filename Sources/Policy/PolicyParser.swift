@@ -46,8 +46,13 @@ public enum PolicyParser {
         }
         let list = FieldReader(json, path: path)
         _ = try list.object(allowed: ["apiVersion", "kind", "metadata", "items"])
+        _ = try list.child("apiVersion")?.string()
+        _ = try list.child("metadata")?.object(allowed: ["resourceVersion", "continue", "remainingItemCount"])
+        let items = try list.required("items")
+        // As for an empty request: importing nothing is almost certainly a mistake.
+        if try items.array().isEmpty { throw items.error("expected at least one policy document") }
         var documents: [(path: String, document: PolicyDocument)] = []
-        for item in try list.required("items").array() {
+        for item in try items.array() {
             documents.append((item.path, try parseDocument(item.value, path: item.path)))
         }
         return documents

@@ -267,5 +267,7 @@ final class NetworkPolicyParserTests: XCTestCase {
                                         "metadata": {"name": "n"}, "spec": {"x": 1}}]}
             """#)
         XCTAssertEqual(listItem?.field, "items[0].spec.x")
+        XCTAssertEqual(parseError(#"{"kind": "List", "items": []}"#)?.field, "items")
+        XCTAssertEqual(parseError(#"[{"kind": "List", "metadata": [], "items": []}]"#)?.field, "[0].metadata")
     }
 }
