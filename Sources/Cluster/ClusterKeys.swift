@@ -13,6 +13,7 @@ import Policy
 /// | `ipam/pod-cidrs/<prefix>` | the node name | none: kept across restarts |
 /// | `policies/namespaced/<namespace>/<name>` | the policy document as submitted | none: the cluster's policy |
 /// | `policies/clusterwide/<name>` | the cluster-wide policy document as submitted | none |
+/// | `policies/networkpolicy/<namespace>/<name>` | a Kubernetes NetworkPolicy as submitted | none |
 /// | `policies/revision` | `{"revision", "node"}`: the policy's revision, written by every policy change | none |
 ///
 /// Keys a node writes under its lease disappear when the node is gone for longer than the lease's TTL.
@@ -44,12 +45,15 @@ public struct ClusterKeys: Sendable {
 
     public func node(_ name: String) -> String { nodes + name }
 
-    /// A policy document's key; namespaces are RFC 1123 labels, so the first `/` after one ends it.
+    /// A policy document's key; namespaces are RFC 1123 labels, so the first `/` after one ends it. Kubernetes
+    /// NetworkPolicies have their own folder: one may share its namespace and name with a CiliumNetworkPolicy.
     public func policy(_ key: PolicyKey) -> String {
-        key.namespace.map { "\(policies)namespaced/\($0)/\(key.name)" } ?? "\(policies)clusterwide/\(key.name)"
+        if key.isNetworkPolicy { return "\(policies)networkpolicy/\(key.namespace ?? "")/\(key.name)" }
+        return key.namespace.map { "\(policies)namespaced/\($0)/\(key.name)" } ?? "\(policies)clusterwide/\(key.name)"
     }
 
-    /// The document named by a `policies/namespaced/...` or `policies/clusterwide/...` key; nil for anything else.
+    /// The document named by a `policies/namespaced/...`, `policies/networkpolicy/...` or `policies/clusterwide/...`
+    /// key; nil for anything else.
     public func policyKey(inKey key: String) -> PolicyKey? {
         guard key.hasPrefix(policies) else { return nil }
         let path = key.dropFirst(policies.count)
@@ -57,11 +61,14 @@ public struct ClusterKeys: Sendable {
             let name = path.dropFirst("clusterwide/".count)
             return name.isEmpty ? nil : PolicyKey(namespace: nil, name: String(name))
         }
-        guard path.hasPrefix("namespaced/") else { return nil }
-        let rest = path.dropFirst("namespaced/".count)
+        let folder = ["namespaced/", "networkpolicy/"].first { path.hasPrefix($0) }
+        guard let folder else { return nil }
+        let rest = path.dropFirst(folder.count)
         guard let slash = rest.firstIndex(of: "/"), slash != rest.startIndex, rest.index(after: slash) != rest.endIndex
         else { return nil }
-        return PolicyKey(namespace: String(rest[..<slash]), name: String(rest[rest.index(after: slash)...]))
+        return PolicyKey(
+            namespace: String(rest[..<slash]), name: String(rest[rest.index(after: slash)...]),
+            isNetworkPolicy: folder == "networkpolicy/")
     }
 
     public func podCIDR(_ prefix: IPPrefix) -> String { podCIDRs + prefix.description }

@@ -124,7 +124,7 @@ extension AgentClient {
 
     // MARK: Policy
 
-    /// `PUT /v1/policy` with one CiliumNetworkPolicy object or an array of them.
+    /// `PUT /v1/policy` with one policy object (CiliumNetworkPolicy, NetworkPolicy) or an array of them.
     public func putPolicy(_ documents: JSON) throws(ClientError) -> JSON {
         try request(.PUT, "/v1/policy", body: documents)
     }
@@ -151,13 +151,16 @@ extension AgentClient {
 
 /// Which policies a delete removes.
 public enum PolicySelection: Sendable, Equatable {
-    case one(namespace: String, name: String)
+    /// `kind` (`NetworkPolicy`, `CiliumNetworkPolicy`) picks one when a NetworkPolicy and a CiliumNetworkPolicy
+    /// share the name.
+    case one(namespace: String, name: String, kind: String? = nil)
     case namespace(String)
     case all
 
     var query: [(String, String)] {
         switch self {
-        case .one(let namespace, let name): return [("namespace", namespace), ("name", name)]
+        case .one(let namespace, let name, let kind):
+            return [("namespace", namespace), ("name", name)] + (kind.map { [("kind", $0)] } ?? [])
         case .namespace(let namespace): return [("namespace", namespace)]
         case .all: return [("all", "true")]
         }

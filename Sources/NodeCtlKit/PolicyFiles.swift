@@ -9,8 +9,9 @@ import Yams
     import Darwin
 #endif
 
-/// Reads CiliumNetworkPolicy documents from files or standard input, as YAML (one or more documents separated
-/// by `---`) or JSON (an object or an array of objects), and turns them into the JSON the agent takes.
+/// Reads policy documents (CiliumNetworkPolicy, Kubernetes NetworkPolicy) from files or standard input, as YAML
+/// (one or more documents separated by `---`) or JSON (an object or an array of objects), and turns them into the
+/// JSON the agent takes.
 public enum PolicyFiles {
     /// Reads every path in order ("-" is standard input, read once) and returns all policy documents found.
     /// Empty documents (nothing but comments, or a stray `---`) are skipped; a file with no document at all

@@ -6,11 +6,25 @@ import Synchronization
 /// Build one per regeneration (identities change between regenerations, so a set must not outlive one).
 public final class PolicyPeers: Sendable {
     let universe: PeerUniverse
+    /// The named ports of the endpoints of each identity, which egress rules' named ports resolve against.
+    let namedPorts: [UInt32: [NamedPort]]
     private let selected = Mutex<[PolicyItem: [UInt32]]>([:])
 
-    /// `services`: the identities of each service's backends, which `toServices` selects.
-    public init(_ identities: [Identity], services: [ServiceReference: [UInt32]] = [:]) {
-        universe = PeerUniverse(identities, services: services)
+    /// `services`: the identities of each service's backends, which `toServices` selects. `namedPorts`: the named
+    /// ports of each identity's endpoints. `addresses`: the addresses of each identity's pods, which a
+    /// NetworkPolicy's `ipBlock` selects pods by.
+    public init(
+        _ identities: [Identity], services: [ServiceReference: [UInt32]] = [:],
+        namedPorts: [UInt32: [NamedPort]] = [:], addresses: [UInt32: [IPAddress]] = [:]
+    ) {
+        universe = PeerUniverse(identities, services: services, addresses: addresses)
+        self.namedPorts = namedPorts
+    }
+
+    /// The named ports of `peer`'s endpoints; for any peer (0), every named port known.
+    func namedPorts(of peer: UInt32) -> [NamedPort] {
+        if peer == 0 { return Array(Set(namedPorts.values.joined())) }
+        return namedPorts[peer] ?? []
     }
 
     /// Peer identities `item` selects, sorted; `[0]` when it selects any peer.
@@ -27,6 +41,7 @@ public final class PolicyPeers: Sendable {
 /// - Endpoint selectors are evaluated against every identity's labels, except those outside the cluster
 ///   (reserved world and CIDR identities): those are reached with entities and CIDR peers only, so `{}` in a
 ///   cluster-wide policy does not open a pod to the internet.
+/// - A NetworkPolicy's `ipBlock` also selects pods (identities whose every address it covers).
 /// - A CIDR identity is one with a `cidr:` label (`cidr:10.0.0.0/8`; IPv6 may write `-` for `:`) or a number at or
 ///   above 1<<24. Its prefix is its most specific `cidr:` label.
 struct PeerUniverse {
@@ -44,9 +59,15 @@ struct PeerUniverse {
     let members: [Member]
     /// The identities of each service's backends.
     let services: [ServiceReference: [UInt32]]
+    /// The addresses of each identity's pods.
+    let addresses: [UInt32: [IPAddress]]
 
-    init(_ identities: [Identity], services: [ServiceReference: [UInt32]] = [:]) {
+    init(
+        _ identities: [Identity], services: [ServiceReference: [UInt32]] = [:],
+        addresses: [UInt32: [IPAddress]] = [:]
+    ) {
         self.services = services
+        self.addresses = addresses
         var seen: Set<UInt32> = []
         var members: [Member] = []
         for identity in identities where seen.insert(identity.id).inserted {
@@ -105,6 +126,13 @@ struct PeerUniverse {
             return member.id
         }
         if peer.cidr.length == 0 { ids.append(ReservedIdentity.world) }
+        // Pods are selected by identity: an identity only when the block covers every address of its pods, so
+        // a pod outside it never gets in by sharing labels with one inside.
+        if peer.selectsPods {
+            for (id, addresses) in self.addresses where !addresses.isEmpty && addresses.allSatisfy(peer.covers) {
+                ids.append(id)
+            }
+        }
         return ids
     }
 }

@@ -41,9 +41,11 @@ public enum PolicyCompiler {
         resolve(rules: rules, endpoint: labels, peers: PolicyPeers(identities), mode: mode)
     }
 
-    /// Same, with peers prepared once for many endpoints.
+    /// Same, with peers prepared once for many endpoints. `namedPorts` are the endpoint's own, which named ports of
+    /// its ingress rules resolve against (those of egress rules resolve against each peer's, from `universe`).
     public static func resolve(
-        rules: [IndexedRule], endpoint labels: LabelSet, peers universe: PolicyPeers, mode: EnforcementMode
+        rules: [IndexedRule], endpoint labels: LabelSet, peers universe: PolicyPeers, mode: EnforcementMode,
+        namedPorts: [NamedPort] = []
     ) -> EndpointPolicy {
         if mode == .never { return EndpointPolicy(ingressEnforced: false, egressEnforced: false, entries: []) }
         let selecting = rules.filter { $0.rule.endpointSelector.matches(labels) }
@@ -68,7 +70,8 @@ public enum PolicyCompiler {
                     for (i, item) in (indexed.rule.section(direction, deny: deny) ?? []).enumerated() {
                         let id = indexed.id(direction, deny: deny, index: i)
                         entries += self.entries(
-                            for: item, direction: direction, deny: deny, ruleID: id, universe: universe)
+                            for: item, direction: direction, deny: deny, ruleID: id, universe: universe,
+                            namedPorts: namedPorts)
                     }
                 }
             }
@@ -89,12 +92,15 @@ public enum PolicyCompiler {
     }
 
     static func entries(
-        for item: PolicyItem, direction: Direction, deny: Bool, ruleID: UInt32, universe: PolicyPeers
+        for item: PolicyItem, direction: Direction, deny: Bool, ruleID: UInt32, universe: PolicyPeers,
+        namedPorts: [NamedPort] = []
     ) -> [PolicyEntry] {
         let peers = universe.identities(for: item)
-        let ports = portKeys(item.ports)
+        // A named port is the destination's: the endpoint's own for ingress, each peer's for egress.
+        let perPeer = direction == .egress && (item.ports?.contains { $0.name != nil } ?? false)
+        let ports = portKeys(item.ports, named: namedPorts)
         return peers.flatMap { peer in
-            ports.map { key in
+            (perPeer ? portKeys(item.ports, named: universe.namedPorts(of: peer)) : ports).map { key in
                 PolicyEntry(
                     identity: peer, direction: direction, proto: key.proto, port: key.port,
                     portPrefixBits: key.bits, deny: deny, ruleIDs: [ruleID])
@@ -104,10 +110,18 @@ public enum PolicyCompiler {
 
     /// The (protocol, port, prefix bits) keys of a `toPorts`: nil is any protocol; ANY over every port is also
     /// any protocol (so ICMP too); ANY with ports is TCP, UDP and SCTP; ranges become aligned prefixes.
-    static func portKeys(_ ports: [PortSpec]?) -> [(proto: UInt8, port: UInt16, bits: UInt8)] {
+    /// A named port becomes the ports `named` gives that name (of its protocol, or any for ANY); none, when no
+    /// port has the name.
+    static func portKeys(_ ports: [PortSpec]?, named: [NamedPort] = []) -> [(proto: UInt8, port: UInt16, bits: UInt8)] {
         guard let ports else { return [(0, 0, 0)] }
         var keys: [(proto: UInt8, port: UInt16, bits: UInt8)] = []
         for spec in ports {
+            if let name = spec.name {
+                for port in named where port.name == name && (spec.proto == .any || spec.proto == port.proto) {
+                    for proto in port.proto.numbers { keys.append((proto, port.port, 16)) }
+                }
+                continue
+            }
             if spec.proto == .any && spec.port == 0 {
                 keys.append((0, 0, 0))
                 continue

@@ -38,18 +38,26 @@ public enum L4Protocol: String, Sendable, CaseIterable {
     }
 }
 
-/// One `toPorts[].ports[]` element: a port or a port range of a protocol.
+/// One `toPorts[].ports[]` element: a port or a port range of a protocol, or a port name.
 public struct PortSpec: Hashable, Sendable {
-    /// 0: every port.
+    /// 0: every port (or a named port, see `name`).
     public var port: UInt16
     /// Last port of a range; nil for a single port.
     public var endPort: UInt16?
     public var proto: L4Protocol
+    /// A named port (`http`): its number is the one the destination pod gives that name (see `NamedPort`), so it
+    /// is resolved per endpoint when compiling; a name no pod defines allows nothing.
+    public var name: String?
 
     public init(port: UInt16, endPort: UInt16? = nil, proto: L4Protocol = .any) {
         self.port = port
         self.endPort = endPort
         self.proto = proto
+    }
+
+    public init(name: String, proto: L4Protocol) {
+        self.init(port: 0, proto: proto)
+        self.name = name
     }
 
     /// The ports covered.
@@ -60,10 +68,19 @@ public struct PortSpec: Hashable, Sendable {
 public struct CIDRPeer: Hashable, Sendable {
     public var cidr: IPPrefix
     public var except: [IPPrefix]
+    /// A NetworkPolicy's `ipBlock` also selects the pods whose addresses it covers, as Kubernetes requires; a
+    /// CiliumNetworkPolicy's CIDR peers select addresses outside the cluster only, as in Cilium.
+    public var selectsPods: Bool
 
-    public init(cidr: IPPrefix, except: [IPPrefix] = []) {
+    public init(cidr: IPPrefix, except: [IPPrefix] = [], selectsPods: Bool = false) {
         self.cidr = cidr
         self.except = except
+        self.selectsPods = selectsPods
+    }
+
+    /// True when `address` is in the prefix and in none of its exceptions.
+    public func covers(_ address: IPAddress) -> Bool {
+        cidr.contains(address) && !except.contains { $0.contains(address) }
     }
 }
 
@@ -177,21 +194,54 @@ public struct PolicyRule: Hashable, Sendable {
     }
 }
 
-/// Names a policy document: `namespace/name`, or just `name` for a cluster-wide one.
+/// Names a policy document: `namespace/name`, or just `name` for a cluster-wide one; a Kubernetes NetworkPolicy is
+/// `NetworkPolicy namespace/name`, so it can share its name with a CiliumNetworkPolicy of its namespace (two
+/// languages, two object kinds, as in a Kubernetes cluster).
 public struct PolicyKey: Hashable, Sendable, Comparable, CustomStringConvertible {
     /// Nil for cluster-wide policies.
     public let namespace: String?
     public let name: String
+    /// A `networking.k8s.io/v1` NetworkPolicy rather than a Cilium policy.
+    public let isNetworkPolicy: Bool
 
-    public init(namespace: String?, name: String) {
+    public init(namespace: String?, name: String, isNetworkPolicy: Bool = false) {
         self.namespace = namespace
         self.name = name
+        self.isNetworkPolicy = isNetworkPolicy
     }
 
-    public var description: String { namespace.map { "\($0)/\(name)" } ?? name }
+    public var description: String {
+        let path = namespace.map { "\($0)/\(name)" } ?? name
+        return isNetworkPolicy ? "\(PolicyDocument.Kind.networkPolicy.rawValue) \(path)" : path
+    }
 
     public static func < (a: PolicyKey, b: PolicyKey) -> Bool {
-        (a.namespace ?? "", a.name) < (b.namespace ?? "", b.name)
+        (a.namespace ?? "", a.name, a.isNetworkPolicy ? 1 : 0) < (b.namespace ?? "", b.name, b.isNetworkPolicy ? 1 : 0)
+    }
+
+    /// The document a delete names: `kind` picks between a CiliumNetworkPolicy and a NetworkPolicy of the same
+    /// namespace and name; without it the name must be unambiguous among `existing`.
+    public static func named(
+        namespace: String?, name: String, kind: PolicyDocument.Kind?, in existing: some Collection<PolicyKey>
+    ) throws(AgentError) -> PolicyKey {
+        if let kind { return PolicyKey(namespace: namespace, name: name, isNetworkPolicy: kind == .networkPolicy) }
+        let cilium = PolicyKey(namespace: namespace, name: name)
+        let kubernetes = PolicyKey(namespace: namespace, name: name, isNetworkPolicy: true)
+        switch (existing.contains(cilium), existing.contains(kubernetes)) {
+        case (true, true):
+            throw AgentError.invalidField(
+                "kind",
+                "both \(cilium) and \(kubernetes) exist: say which with kind=\(cilium.kindName) or "
+                    + "kind=\(PolicyDocument.Kind.networkPolicy.rawValue)")
+        case (false, true): return kubernetes
+        default: return cilium
+        }
+    }
+
+    /// The kind of document the key names.
+    public var kindName: String {
+        if isNetworkPolicy { return PolicyDocument.Kind.networkPolicy.rawValue }
+        return (namespace == nil ? PolicyDocument.Kind.clusterwide : .namespaced).rawValue
     }
 }
 
@@ -200,6 +250,8 @@ public struct PolicyDocument: Sendable, Equatable {
     public enum Kind: String, Sendable {
         case namespaced = "CiliumNetworkPolicy"
         case clusterwide = "CiliumClusterwideNetworkPolicy"
+        /// Kubernetes' own `networking.k8s.io/v1` NetworkPolicy (`NetworkPolicyParser`).
+        case networkPolicy = "NetworkPolicy"
     }
 
     public var kind: Kind

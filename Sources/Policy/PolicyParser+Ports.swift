@@ -34,16 +34,23 @@ extension PolicyParser {
         return specs
     }
 
-    /// `{port, endPort, protocol}`. The port is a number or a numeric string; 0 or absent means every port.
+    /// `{port, endPort, protocol}`. The port is a number or a numeric string (0 or absent: every port), or a port
+    /// name (`http`, see `NamedPort`).
     static func portSpec(_ r: FieldReader) throws(AgentError) -> PortSpec {
         _ = try r.object(allowed: ["port", "endPort", "protocol"])
         var port: UInt16 = 0
         if let field = r.child("port") {
             switch field.value {
-            case .string(let text):
-                guard !text.isEmpty, text.allSatisfy(\.isASCIIDigit) else {
-                    throw field.error("named port \(quoted(text)) is not supported; give the port number")
+            case .string(let text) where !text.isEmpty && !text.allSatisfy(\.isASCIIDigit):
+                if let problem = NamedPort.nameProblem(text) {
+                    throw field.error("port name \(quoted(text)) \(problem)")
                 }
+                if let end = r.child("endPort") { throw end.error("endPort cannot follow a named port") }
+                var proto = L4Protocol.any
+                if let protoField = r.child("protocol") { proto = try self.proto(protoField) }
+                return PortSpec(name: text, proto: proto)
+            case .string(let text):
+                guard !text.isEmpty else { throw field.error("expected a port number or name, got \"\"") }
                 guard text.count <= 5, let value = UInt16(text) else {
                     throw field.error("port \(text) is out of range (0-65535)")
                 }
@@ -60,18 +67,20 @@ extension PolicyParser {
             endPort = value
         }
         var proto = L4Protocol.any
-        if let field = r.child("protocol") {
-            let text = try field.string()
-            guard let value = L4Protocol(rawValue: text) else {
-                let supported = L4Protocol.allCases.map(\.rawValue).joined(separator: ", ")
-                throw field.error("protocol \(quoted(text)) is not supported (supported: \(supported))")
-            }
-            proto = value
-        }
+        if let field = r.child("protocol") { proto = try self.proto(field) }
         return PortSpec(port: port, endPort: endPort, proto: proto)
     }
 
-    private static func portNumber(_ field: FieldReader, name: String) throws(AgentError) -> UInt16 {
+    private static func proto(_ field: FieldReader) throws(AgentError) -> L4Protocol {
+        let text = try field.string()
+        guard let value = L4Protocol(rawValue: text) else {
+            let supported = L4Protocol.allCases.map(\.rawValue).joined(separator: ", ")
+            throw field.error("protocol \(quoted(text)) is not supported (supported: \(supported))")
+        }
+        return value
+    }
+
+    static func portNumber(_ field: FieldReader, name: String) throws(AgentError) -> UInt16 {
         guard let value = field.value.intValue else {
             throw field.error("expected a whole port number, got \(field.value)")
         }

@@ -1,41 +1,68 @@
 import AgentAPI
 
 /// Reads CiliumNetworkPolicy (cilium.io/v2) documents from JSON, validating everything: a field this agent cannot
-/// enforce is rejected by name, never ignored, so a policy is either enforced as written or refused.
+/// enforce is rejected by name, never ignored, so a policy is either enforced as written or refused. Kubernetes
+/// NetworkPolicies (`networking.k8s.io/v1`) in the same request go to `NetworkPolicyParser`.
 public enum PolicyParser {
     public static let apiVersion = "cilium.io/v2"
     /// The label every pod carries with its namespace.
     public static let namespaceLabelKey = "io.kubernetes.pod.namespace"
     public static let defaultNamespace = "default"
 
-    /// One document (an object) or several (an array). One invalid document rejects them all; in an array, paths
-    /// start with the element's index (`[1].spec.egress[0]`). The same key twice in one request is an error.
+    /// One document (an object), a Kubernetes list (`kind: List` or `NetworkPolicyList`, documents in `items`) or
+    /// several of either (an array). One invalid document rejects them all; in an array, paths start with the
+    /// element's index (`[1].spec.egress[0]`, `[2].items[0].spec`). The same key twice in one request is an error.
     public static func parse(_ json: JSON) throws(AgentError) -> [PolicyDocument] {
+        var documents: [(path: String, document: PolicyDocument)] = []
         switch json {
         case .array(let elements):
             if elements.isEmpty { throw AgentError.invalidField("policies", "expected at least one policy document") }
-            var documents: [PolicyDocument] = []
-            var seen: [PolicyKey: Int] = [:]
-            for (i, element) in elements.enumerated() {
-                let document = try parseDocument(element, path: "[\(i)]")
-                if let first = seen[document.key] {
-                    throw AgentError.invalidField(
-                        "[\(i)].metadata.name", "policy \(document.key) appears twice in the request ([\(first)])")
-                }
-                seen[document.key] = i
-                documents.append(document)
-            }
-            return documents
+            for (i, element) in elements.enumerated() { documents += try listed(element, path: "[\(i)]") }
         case .object:
-            return [try parseDocument(json, path: "")]
+            documents = try listed(json, path: "")
         default:
             throw AgentError.invalidField(
                 "policies", "expected a policy object or an array of them, got \(json.typeName)")
         }
+        var seen: [PolicyKey: String] = [:]
+        for (path, document) in documents {
+            if let first = seen[document.key] {
+                throw AgentError.invalidField(
+                    path.isEmpty ? "metadata.name" : "\(path).metadata.name",
+                    "policy \(document.key) appears twice in the request (\(first))")
+            }
+            seen[document.key] = path
+        }
+        return documents.map(\.document)
+    }
+
+    /// Kinds of Kubernetes list objects whose `items` are policy documents.
+    static let listKinds: Set<String> = ["List", "NetworkPolicyList", "CiliumNetworkPolicyList"]
+
+    /// The documents of one element: itself, or the items of a list.
+    static func listed(_ json: JSON, path: String) throws(AgentError) -> [(path: String, document: PolicyDocument)] {
+        guard let kind = json["kind"]?.stringValue, listKinds.contains(kind) else {
+            return [(path, try parseDocument(json, path: path))]
+        }
+        let list = FieldReader(json, path: path)
+        _ = try list.object(allowed: ["apiVersion", "kind", "metadata", "items"])
+        _ = try list.child("apiVersion")?.string()
+        _ = try list.child("metadata")?.object(allowed: ["resourceVersion", "continue", "remainingItemCount"])
+        let items = try list.required("items")
+        // As for an empty request: importing nothing is almost certainly a mistake.
+        if try items.array().isEmpty { throw items.error("expected at least one policy document") }
+        var documents: [(path: String, document: PolicyDocument)] = []
+        for item in try items.array() {
+            documents.append((item.path, try parseDocument(item.value, path: item.path)))
+        }
+        return documents
     }
 
     /// One document; `path` prefixes every field in errors.
     public static func parseDocument(_ json: JSON, path: String = "") throws(AgentError) -> PolicyDocument {
+        if json["apiVersion"]?.stringValue == NetworkPolicyParser.apiVersion {
+            return try NetworkPolicyParser.parseDocument(json, path: path)
+        }
         let root = FieldReader(json, path: path)
         _ = try root.object(
             allowed: ["apiVersion", "kind", "metadata", "spec", "specs", "status"],
@@ -49,9 +76,10 @@ public enum PolicyParser {
                 "expected \(quoted(apiVersion)), got \(quoted(version))", at: FieldReader.join(path, "apiVersion"))
         }
         let kindText = try root.required("kind").string()
-        guard let kind = PolicyDocument.Kind(rawValue: kindText) else {
+        guard let kind = PolicyDocument.Kind(rawValue: kindText), kind != .networkPolicy else {
             throw root.error(
-                "expected \"CiliumNetworkPolicy\" or \"CiliumClusterwideNetworkPolicy\", got \(quoted(kindText))",
+                "expected \"CiliumNetworkPolicy\", \"CiliumClusterwideNetworkPolicy\" or \"NetworkPolicy\", got "
+                    + quoted(kindText),
                 at: FieldReader.join(path, "kind"))
         }
         let key = try metadata(root.required("metadata"), kind: kind)
@@ -95,7 +123,7 @@ public enum PolicyParser {
             }
             if let problem = dnsLabelProblem(ns) { throw nsField.error("\(quoted(ns)) \(problem)") }
             namespace = ns
-        } else if kind == .namespaced {
+        } else if kind != .clusterwide {
             namespace = defaultNamespace
         }
         for key in ["labels", "annotations"] {
@@ -107,7 +135,7 @@ public enum PolicyParser {
                 throw map.error("expected a string, got \(v.typeName)", at: FieldReader.join(map.path, k))
             }
         }
-        return PolicyKey(namespace: namespace, name: name)
+        return PolicyKey(namespace: namespace, name: name, isNetworkPolicy: kind == .networkPolicy)
     }
 
     /// Why `text` is not a Kubernetes object name (RFC 1123 subdomain), nil when it is one.

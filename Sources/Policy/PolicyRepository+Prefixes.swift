@@ -21,4 +21,16 @@ extension PolicyRepository {
         }
         return prefixes
     }
+
+    /// True when a NetworkPolicy's `ipBlock` selects pods by address: then an endpoint's addresses coming or going
+    /// can change other endpoints' policy.
+    public var selectsPodsByAddress: Bool {
+        rules.contains { indexed in
+            Direction.allCases.contains { direction in
+                (indexed.rule.section(direction, deny: false) ?? []).contains { item in
+                    item.cidrSets?.contains(where: \.selectsPods) ?? false
+                }
+            }
+        }
+    }
 }

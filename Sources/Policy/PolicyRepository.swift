@@ -38,10 +38,13 @@ public struct PolicyRepository: Sendable {
         return documents.map(\.key)
     }
 
-    /// Deletes one document; `namespace` nil names a cluster-wide policy.
+    /// Deletes one document; `namespace` nil names a cluster-wide policy, `kind` picks between a
+    /// CiliumNetworkPolicy and a NetworkPolicy of the same name (see `PolicyKey.named`).
     @discardableResult
-    public mutating func delete(namespace: String?, name: String) throws(AgentError) -> [PolicyKey] {
-        let key = PolicyKey(namespace: namespace, name: name)
+    public mutating func delete(namespace: String?, name: String, kind: PolicyDocument.Kind? = nil)
+        throws(AgentError) -> [PolicyKey]
+    {
+        let key = try PolicyKey.named(namespace: namespace, name: name, kind: kind, in: byKey.keys)
         guard byKey.removeValue(forKey: key) != nil else { throw AgentError.notFound("policy \(key) not found") }
         commit()
         return [key]
@@ -116,9 +119,12 @@ public struct PolicyRepository: Sendable {
         PolicyCompiler.resolve(rules: rules, endpoint: labels, identities: identities, mode: mode)
     }
 
-    /// The policy of an endpoint, peers prepared once for many endpoints (see `PolicyPeers`).
-    public func resolve(endpoint labels: LabelSet, peers: PolicyPeers, mode: EnforcementMode) -> EndpointPolicy {
-        PolicyCompiler.resolve(rules: rules, endpoint: labels, peers: peers, mode: mode)
+    /// The policy of an endpoint, peers prepared once for many endpoints (see `PolicyPeers`); `namedPorts` are
+    /// the endpoint's own.
+    public func resolve(
+        endpoint labels: LabelSet, peers: PolicyPeers, mode: EnforcementMode, namedPorts: [NamedPort] = []
+    ) -> EndpointPolicy {
+        PolicyCompiler.resolve(rules: rules, endpoint: labels, peers: peers, mode: mode, namedPorts: namedPorts)
     }
 
     public func resolve(

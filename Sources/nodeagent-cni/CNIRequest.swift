@@ -67,6 +67,13 @@ struct CNIRequest {
         return result
     }
 
+    /// The pod's named ports (`[{name, port, protocol}]`, the endpoint's `named-ports`): `named-ports` in the
+    /// config, `args.cni`, and `runtimeConfig`, in that order; the agent validates them.
+    var namedPorts: [JSON] {
+        [config["named-ports"], config["args"]?["cni"]?["named-ports"], config["runtimeConfig"]?["named-ports"]]
+            .flatMap { $0?.arrayValue ?? [] }
+    }
+
     static func fromEnvironment(_ environment: [String: String], stdin: [UInt8]) throws -> CNIRequest {
         guard let text = environment["CNI_COMMAND"], let command = Command(rawValue: text) else {
             throw CNIError(

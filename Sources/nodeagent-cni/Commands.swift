@@ -55,6 +55,7 @@ struct Commands {
             ]
             if let namespace = request.podNamespace { body["k8s-namespace"] = .string(namespace) }
             if let name = request.podName { body["k8s-pod-name"] = .string(name) }
+            if !request.namedPorts.isEmpty { body["named-ports"] = .array(request.namedPorts) }
             _ = try agent.register(.object(body))
             return [
                 "cniVersion": .string(request.cniVersion),

@@ -5,7 +5,7 @@ import NodeCtlKit
 struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
-        abstract: "Import, show, delete and trace CiliumNetworkPolicies.",
+        abstract: "Import, show, delete and trace CiliumNetworkPolicies and Kubernetes NetworkPolicies.",
         subcommands: [Import.self, Get.self, Delete.self, Trace.self])
 
     struct Import: ParsableCommand {
@@ -64,6 +64,12 @@ struct PolicyCommand: ParsableCommand {
         @Option(help: "Name of the policy to delete (needs --namespace).")
         var name: String?
 
+        @Option(
+            help: ArgumentHelp(
+                "Kind of the policy to delete (NetworkPolicy or CiliumNetworkPolicy), when both have the name.",
+                valueName: "kind"))
+        var kind: String?
+
         @Flag(help: "Delete every policy in every namespace.")
         var all = false
 
@@ -72,6 +78,7 @@ struct PolicyCommand: ParsableCommand {
         }
 
         func selection() throws -> PolicySelection {
+            if kind != nil && name == nil { throw ValidationError("--kind needs --name") }
             if all {
                 guard namespace == nil, name == nil else {
                     throw ValidationError("--all cannot be combined with --namespace or --name")
@@ -83,7 +90,7 @@ struct PolicyCommand: ParsableCommand {
                 guard !name.isEmpty, !namespace.isEmpty else {
                     throw ValidationError("--namespace and --name must not be empty")
                 }
-                return .one(namespace: namespace, name: name)
+                return .one(namespace: namespace, name: name, kind: kind)
             }
             if let namespace {
                 guard !namespace.isEmpty else { throw ValidationError("--namespace must not be empty") }

@@ -283,6 +283,7 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
         let first: JSON = [
             "interface-name": "nat0a", "addressing": ["ipv4": "10.9.0.1", "ipv6": "fd09::1"],
             "labels": ["k8s:app=a"], "k8s-namespace": "t", "k8s-pod-name": "a-0", "container-id": "c1",
+            "named-ports": [["name": "http", "port": 8080], ["name": "dns", "port": 53, "protocol": "UDP"]],
         ]
         let second: JSON = [
             "interface-name": "nat0b", "addressing": ["ipv4": "10.9.0.2"], "labels": ["k8s:app=b"],
@@ -329,6 +330,27 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
                     "apiVersion": "cilium.io/v2", "kind": "CiliumClusterwideNetworkPolicy",
                     "metadata": ["name": "everywhere"],
                     "specs": [["endpointSelector": ["matchLabels": ["k8s:app": "b"]], "egress": [[:]]]],
+                ],
+            ], expect: 200)
+        // A Kubernetes NetworkPolicy in a List, named as the CiliumNetworkPolicy above.
+        call(
+            .PUT, "/v1/policy",
+            body: [
+                "apiVersion": "v1", "kind": "List",
+                "items": [
+                    [
+                        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                        "metadata": ["name": "p", "namespace": "t"],
+                        "spec": [
+                            "podSelector": ["matchLabels": ["app": "a"]], "policyTypes": ["Ingress"],
+                            "ingress": [
+                                [
+                                    "from": [["namespaceSelector": [:], "podSelector": [:]]],
+                                    "ports": [["port": 80, "endPort": 81, "protocol": "TCP"]],
+                                ]
+                            ],
+                        ],
+                    ]
                 ],
             ], expect: 200)
         call(
@@ -384,6 +406,8 @@ final class ConformanceChecker: @unchecked Sendable {  // `problems` and `count`
 
         call(.DELETE, "/v1/policy", query: ["namespace": "t", "name": "gone"], expect: 404)
         call(.DELETE, "/v1/policy", expect: 400)
+        call(.DELETE, "/v1/policy", query: ["namespace": "t", "name": "p"], expect: 400)
+        call(.DELETE, "/v1/policy", query: ["namespace": "t", "name": "p", "kind": "NetworkPolicy"], expect: 200)
         call(.DELETE, "/v1/policy", query: ["namespace": "t", "name": "p"], expect: 200)
         call(.DELETE, "/v1/policy", query: ["namespace": "t"], expect: 200)
         call(.DELETE, "/v1/policy", query: ["all": "true"], expect: 200)

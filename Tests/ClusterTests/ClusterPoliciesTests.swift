@@ -10,7 +10,12 @@ import XCTest
 final class ClusterPoliciesTests: EtcdBackedTestCase {
     func testPolicyKeysNameTheirDocument() {
         let keys = ClusterKeys(cluster: clusterName)
-        for key in [PolicyKey(namespace: "web-tier", name: "allow"), PolicyKey(namespace: nil, name: "deny-world")] {
+        let keysOfEveryKind = [
+            PolicyKey(namespace: "web-tier", name: "allow"), PolicyKey(namespace: nil, name: "deny-world"),
+            PolicyKey(namespace: "web-tier", name: "allow", isNetworkPolicy: true),
+        ]
+        XCTAssertEqual(Set(keysOfEveryKind.map(keys.policy)).count, 3, "a NetworkPolicy has a key of its own")
+        for key in keysOfEveryKind {
             XCTAssertEqual(keys.policyKey(inKey: keys.policy(key)), key, keys.policy(key))
         }
         XCTAssertNil(keys.policyKey(inKey: keys.policyRevision))

@@ -112,7 +112,8 @@ final class CNITests: EndToEndTestCase {
             let container = "ctr\(topology.tag)\(index)"
             let result = try Self.cni(
                 "ADD", binary, topology: topology, container: container, netns: "/var/run/netns/\(netns)", pod: pod,
-                config: networkConfig(agent, labels: ["app": role]))
+                config: networkConfig(
+                    agent, labels: ["app": role], extra: ["named-ports": [["name": "http", "port": 8080]]]))
             XCTAssertEqual(result.status, 0, "ADD \(index): \(result.stdout) \(result.stderr)")
             try assertValidResult(result.stdout)
             let json = try JSON.parse(result.stdout)
@@ -128,6 +129,9 @@ final class CNITests: EndToEndTestCase {
         XCTAssertEqual(
             endpoints.first { $0["k8s-pod-name"]?.stringValue == "pod3" }?["labels"]?.arrayValue?
                 .compactMap(\.stringValue).contains("k8s:app=client"), true)
+        XCTAssertEqual(
+            endpoints.first { $0["k8s-pod-name"]?.stringValue == "pod3" }?["named-ports"],
+            [["name": "http", "port": 8080, "protocol": "TCP"]], "named-ports from the network configuration")
 
         // Connectivity, then policy: servers accept clients on 8080 only.
         let hosts = wired.map { CNIPod(netns: $0.netns, ipv4: $0.address) }

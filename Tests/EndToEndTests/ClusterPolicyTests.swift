@@ -89,6 +89,38 @@ final class ClusterPolicyTests: EndToEndTestCase {
             try s.agents.map { try policy(of: $0)["revision"]?.intValue }, Array(repeating: revision + 1, count: 3))
     }
 
+    func testANetworkPolicyNamedAsACiliumPolicyIsADocumentOfItsOwnOnEveryNode() throws {
+        let s = try makeClusterSeedScenario()
+        let revision = try importSeedPolicies(on: s.agents[0])
+        try waitForRevision(revision, on: s.agents)
+        let networkPolicy = """
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: allow-frontend-to-backend, namespace: web-tier}
+            spec: {podSelector: {}, policyTypes: [Egress]}
+            """
+        let imported = try s.agents[1].nodectl(["policy", "import", "-"], input: networkPolicy)
+        XCTAssertEqual(imported.status, 0, "\(imported)")
+        try waitForRevision(revision + 1, on: s.agents)
+        for agent in s.agents {
+            let kinds = try policy(of: agent)["policies"]?.arrayValue?.filter {
+                $0["metadata"]?["name"] == "allow-frontend-to-backend"
+            }.compactMap { $0["kind"]?.stringValue }
+            XCTAssertEqual(kinds, ["CiliumNetworkPolicy", "NetworkPolicy"])
+        }
+        assertReachability(s.pods.enforcedMatrix, "a NetworkPolicy only adds allows: the seed's matrix holds")
+
+        let deleted = try s.agents[2].nodectl(
+            "policy", "delete", "--namespace", "web-tier", "--name", "allow-frontend-to-backend", "--kind",
+            "NetworkPolicy")
+        XCTAssertEqual(deleted.status, 0, "\(deleted)")
+        try waitForRevision(revision + 2, on: s.agents)
+        for (index, names) in try policyNames(s.agents).enumerated() {
+            XCTAssertEqual(names.count, 7, "node \(index + 1) keeps the seed's documents: \(names)")
+            XCTAssertTrue(names.contains("web-tier/allow-frontend-to-backend"), "node \(index + 1): \(names)")
+        }
+    }
+
     func testWithoutEtcdAChangeIsRefusedAndThePolicyKeepsEnforcingAcrossARestart() throws {
         let s = try makeClusterSeedScenario()
         let revision = try importSeedPolicies(on: s.agents[0])

@@ -74,6 +74,7 @@ final class NodeCtlKitAgentClientTests: XCTestCase {
         _ = try client.putPolicy([["metadata": ["name": "a"]]])
         _ = try client.policies()
         _ = try client.deletePolicies(.one(namespace: "web-tier", name: "allow-x"))
+        _ = try client.deletePolicies(.one(namespace: "web-tier", name: "allow-x", kind: "NetworkPolicy"))
         _ = try client.deletePolicies(.namespace("api-tier"))
         _ = try client.deletePolicies(.all)
         _ = try client.tracePolicy(
@@ -85,6 +86,7 @@ final class NodeCtlKitAgentClientTests: XCTestCase {
                 "PUT /v1/policy",
                 "GET /v1/policy",
                 "DELETE /v1/policy?namespace=web-tier&name=allow-x",
+                "DELETE /v1/policy?namespace=web-tier&name=allow-x&kind=NetworkPolicy",
                 "DELETE /v1/policy?namespace=api-tier",
                 "DELETE /v1/policy?all=true",
                 "GET /v1/policy/trace?src=web-tier/frontend-0&dst=10.0.1.7&dport=8080&protocol=TCP",

@@ -80,6 +80,7 @@ final class NodeCtlKitCommandTests: XCTestCase {
         let cases: [([String], String)] = [
             (["policy", "delete"], "Error: nothing selected: give --namespace NS [--name NAME], or --all"),
             (["policy", "delete", "--name", "x"], "Error: --name needs --namespace"),
+            (["policy", "delete", "--namespace", "a", "--kind", "NetworkPolicy"], "Error: --kind needs --name"),
             (
                 ["policy", "delete", "--all", "--namespace", "a"],
                 "Error: --all cannot be combined with --namespace or --name"

@@ -224,14 +224,22 @@ final class NodeCtlKitOutputTests: XCTestCase {
         let docs = try PolicyFiles.documents(
             from: Array(
                 """
+                kind: CiliumNetworkPolicy
                 metadata: {name: default-deny-all, namespace: web-tier}
                 spec: {endpointSelector: {}, ingress: [], egress: []}
                 ---
+                kind: CiliumNetworkPolicy
                 metadata: {name: allow, namespace: api-tier}
                 spec:
                   endpointSelector: {matchLabels: {app: backend-api}}
                   ingress: [{}]
                   ingressDeny: [{}, {}]
+                ---
+                kind: NetworkPolicy
+                metadata: {name: allow, namespace: api-tier}
+                spec:
+                  podSelector: {matchLabels: {pod: a}}
+                  ingress: [{}]
                 """.utf8), source: "x")
         let response: JSON = ["revision": 8, "policies": .array(docs)]
         XCTAssertEqual(
@@ -239,9 +247,10 @@ final class NodeCtlKitOutputTests: XCTestCase {
             """
             Revision: 8
 
-            NAMESPACE   NAME               SELECTOR          INGRESS           EGRESS
-            web-tier    default-deny-all   all               default deny      default deny
-            api-tier    allow              app=backend-api   1 allow, 2 deny   -
+            KIND                  NAMESPACE   NAME               SELECTOR          INGRESS           EGRESS
+            CiliumNetworkPolicy   web-tier    default-deny-all   all               default deny      default deny
+            CiliumNetworkPolicy   api-tier    allow              app=backend-api   1 allow, 2 deny   -
+            NetworkPolicy         api-tier    allow              pod=a             1 allow           -
 
             """)
     }

@@ -14,10 +14,10 @@ extension PolicySemanticsTests {
 
         let valid = serverIngress("allow-81", [["fromEndpoints": fromClient, "toPorts": ports(81)]])
         let badPort = serverIngress(
-            "bad", [["fromEndpoints": fromClient, "toPorts": [["ports": [["port": "eighty"]]]]]])
+            "bad", [["fromEndpoints": fromClient, "toPorts": [["ports": [["port": "Eighty!"]]]]]])
         assertAPIError(
             try p.agent.api(.PUT, "/v1/policy", [valid, badPort]), status: 400, code: "invalid-field",
-            field: "[1].spec.ingress[0].toPorts[0].ports[0].port", mentions: ["eighty"])
+            field: "[1].spec.ingress[0].toPorts[0].ports[0].port", mentions: ["Eighty!"])
         assertAPIError(
             try p.agent.api(.PUT, "/v1/policy", [badPort, valid]), status: 400, code: "invalid-field",
             field: "[0].spec.ingress[0].toPorts[0].ports[0].port")

@@ -72,12 +72,13 @@ final class PolicyParserTests: XCTestCase {
     func testBadPortsAndProtocols() {
         func ports(_ list: String) -> String { #"{\#(selector), "egress": [{"toPorts": [{"ports": \#(list)}]}]}"# }
         let field = "spec.egress[0].toPorts[0].ports[0]"
+        assertRejected(spec: ports(#"[{"port": "Http"}]"#), field: "\(field).port", "port name \"Http\" must be")
         assertRejected(
-            spec: ports(#"[{"port": "http"}]"#), field: "\(field).port", "named port \"http\" is not supported")
+            spec: ports(#"[{"port": "http", "endPort": 90}]"#), field: "\(field).endPort", "cannot follow a named port")
         assertRejected(spec: ports(#"[{"port": "70000"}]"#), field: "\(field).port", "out of range")
         assertRejected(spec: ports(#"[{"port": 70000}]"#), field: "\(field).port", "out of range")
         assertRejected(spec: ports(#"[{"port": -1}]"#), field: "\(field).port", "out of range")
-        assertRejected(spec: ports(#"[{"port": "-1"}]"#), field: "\(field).port", "named port")
+        assertRejected(spec: ports(#"[{"port": "-1"}]"#), field: "\(field).port", "port name \"-1\"")
         assertRejected(spec: ports(#"[{"port": 80.5}]"#), field: "\(field).port", "expected a whole port number")
         assertRejected(spec: ports(#"[{"port": true}]"#), field: "\(field).port", "expected a whole port number")
         assertRejected(

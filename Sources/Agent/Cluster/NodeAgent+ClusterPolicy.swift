@@ -39,8 +39,8 @@ extension NodeAgent {
             switch selection {
             case .all: deleted = keys
             case .namespace(let namespace): deleted = keys.filter { $0.namespace == namespace }
-            case .named(let namespace, let name):
-                let key = PolicyKey(namespace: namespace, name: name)
+            case .named(let namespace, let name, let kind):
+                let key = try PolicyKey.named(namespace: namespace, name: name, kind: kind, in: keys)
                 guard contents.documents[key] != nil else { throw AgentError.notFound("policy \(key) not found") }
                 deleted = [key]
             }

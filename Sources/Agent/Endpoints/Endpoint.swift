@@ -28,6 +28,8 @@ struct Endpoint: Sendable, Equatable {
     /// the datapath re-checks a conntrack entry against policy only when this moved since the entry was allowed.
     /// 0 until the first regeneration; a restored endpoint starts from its row's (and its row's enforcement flags).
     var policyGeneration: UInt32 = 0
+    /// The pod's port names (`named-ports`), which named ports in policies resolve against.
+    var namedPorts: [NamedPort] = []
 
     var addresses: [IPAddress] { [ipv4, ipv6].compactMap { $0 } }
 
@@ -53,6 +55,7 @@ struct Endpoint: Sendable, Equatable {
         if let k8sNamespace { object["k8s-namespace"] = .string(k8sNamespace) }
         if let k8sPodName { object["k8s-pod-name"] = .string(k8sPodName) }
         if let containerID { object["container-id"] = .string(containerID) }
+        if !namedPorts.isEmpty { object["named-ports"] = NamedPort.json(namedPorts) }
         return .object(object)
     }
 }
@@ -66,9 +69,11 @@ struct EndpointChangeRequest: Sendable, Equatable {
     var k8sNamespace: String?
     var k8sPodName: String?
     var containerID: String?
+    var namedPorts: [NamedPort]
 
     static let knownFields: Set<String> = [
         "id", "interface-name", "interface-index", "addressing", "labels", "k8s-namespace", "k8s-pod-name",
+        "named-ports",
         "container-id", "state", "mac", "host-mac", "sync-build-endpoint", "datapath-configuration", "policy-enabled",
         "container-name", "pod-name", "netns", "docker-endpoint-id", "docker-network-id",
     ]
@@ -110,6 +115,7 @@ struct EndpointChangeRequest: Sendable, Equatable {
         k8sNamespace = try Self.optionalString(object["k8s-namespace"], "k8s-namespace")
         k8sPodName = try Self.optionalString(object["k8s-pod-name"], "k8s-pod-name")
         containerID = try Self.optionalString(object["container-id"], "container-id")
+        namedPorts = try NamedPort.parseList(object["named-ports"])
         // The labels become the identity: no reserved label, and the namespace is the one k8s-namespace says, as
         // Cilium derives it from the pod.
         labels = try EndpointLabels.parse(texts, namespace: k8sNamespace, field: "labels")

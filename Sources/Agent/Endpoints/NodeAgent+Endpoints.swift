@@ -76,6 +76,7 @@ extension NodeAgent {
             && endpoint.ipv6 == request.ipv6
             && endpoint.labels == request.labels && endpoint.k8sNamespace == request.k8sNamespace
             && endpoint.k8sPodName == request.k8sPodName && endpoint.containerID == request.containerID
+            && endpoint.namedPorts == request.namedPorts
             && Interfaces.index(of: endpoint.interfaceName) == endpoint.ifindex
     }
 
@@ -93,8 +94,14 @@ extension NodeAgent {
             id: id, interfaceName: request.interfaceName, ifindex: ifindex, ipv4: request.ipv4, ipv6: request.ipv6,
             labels: request.labels, k8sNamespace: request.k8sNamespace, k8sPodName: request.k8sPodName,
             containerID: request.containerID, identity: identity.id, state: .regenerating,
-            policyRevision: 0, enforceIngress: false, enforceEgress: false)
+            policyRevision: 0, enforceIngress: false, enforceEgress: false, namedPorts: request.namedPorts)
         state.endpoints[id] = endpoint
+        // Named ports are the destination's: rules of other endpoints that name a port may resolve differently.
+        if state.policy.usesNamedPorts && (!request.namedPorts.isEmpty || !(previous?.namedPorts.isEmpty ?? true)) {
+            unknownPeerChanged = true
+        }
+        // So are addresses, for an ipBlock that selects pods by theirs.
+        if state.policy.selectsPodsByAddress && previous?.addresses != endpoint.addresses { unknownPeerChanged = true }
         if let previous {
             let old = state.identities.identity(id: previous.identity)
             if try state.identities.release(previous.identity) {
@@ -168,13 +175,17 @@ extension NodeAgent {
             let identity = state.identities.identity(id: endpoint.identity)
             // A service backend's address now reads as a prefix: rules naming the service follow it.
             let backendOf = endpointsAffected(byBackendAddresses: endpoint.addresses, in: state)
+            // Rules that select pods by address (ipBlock) or resolve its port names can change for any endpoint.
+            let anyAffected =
+                state.policy.selectsPodsByAddress || (state.policy.usesNamedPorts && !endpoint.namedPorts.isEmpty)
             if try removeEndpoint(endpoint, state: &state) {
                 // Its identity is gone: endpoints whose rules selected it lose their entries.
                 try regenerateAll(
                     &state, reason: "endpoint \(id) deleted",
-                    only: identity.map { endpointsAffected(byPeers: [$0], in: state).union(backendOf) })
-            } else if !backendOf.isEmpty {
-                try regenerateAll(&state, reason: "endpoint \(id) deleted", only: backendOf)
+                    only: anyAffected
+                        ? nil : identity.map { endpointsAffected(byPeers: [$0], in: state).union(backendOf) })
+            } else if anyAffected || !backendOf.isEmpty {
+                try regenerateAll(&state, reason: "endpoint \(id) deleted", only: anyAffected ? nil : backendOf)
             }
             try forgetEndpoint(id)
             withdraw(endpoint, state)

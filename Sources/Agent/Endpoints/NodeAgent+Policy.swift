@@ -9,7 +9,8 @@ extension NodeAgent {
     enum PolicySelection {
         case all
         case namespace(String)
-        case named(namespace: String, String)
+        /// `kind` tells a CiliumNetworkPolicy from a NetworkPolicy of the same name; nil when the name is unique.
+        case named(namespace: String, String, kind: PolicyDocument.Kind?)
     }
 
     /// Adds (or replaces) `documents` as one revision; the answer names them, with any warnings the parser had.
@@ -34,7 +35,8 @@ extension NodeAgent {
             switch selection {
             case .all: deleted = repository.deleteAll()
             case .namespace(let namespace): deleted = repository.delete(namespace: namespace)
-            case .named(let namespace, let name): deleted = try repository.delete(namespace: namespace, name: name)
+            case .named(let namespace, let name, let kind):
+                deleted = try repository.delete(namespace: namespace, name: name, kind: kind)
             }
             return ["deleted": .array(deleted.map { .string($0.description) })]
         }

@@ -16,11 +16,30 @@ extension NodeAgent {
         let labels = policyLabels(of: endpoint, in: state)
         let resolved = state.policy.resolve(
             endpoint: labels,
-            peers: peers ?? PolicyPeers(state.identityList, services: servicePeers(in: state).resolved(prefixIDs: [:])),
-            mode: mode)
+            peers: peers
+                ?? PolicyPeers(
+                    state.identityList, services: servicePeers(in: state).resolved(prefixIDs: [:]),
+                    namedPorts: namedPortsByIdentity(state), addresses: addressesByIdentity(state)),
+            mode: mode, namedPorts: endpoint.namedPorts)
         return DesiredPolicy(
             entries: PolicyEntry.byKey(resolved.entries.map(\.mapped)), enforceIngress: resolved.ingressEnforced,
             enforceEgress: resolved.egressEnforced)
+    }
+
+    /// The named ports of the local endpoints of each identity, which egress rules' named ports resolve against.
+    func namedPortsByIdentity(_ state: AgentState) -> [UInt32: [NamedPort]] {
+        var ports: [UInt32: Set<NamedPort>] = [:]
+        for endpoint in state.endpoints.values where !endpoint.namedPorts.isEmpty {
+            ports[endpoint.identity, default: []].formUnion(endpoint.namedPorts)
+        }
+        return ports.mapValues { Array($0) }
+    }
+
+    /// The addresses of the local endpoints of each identity, which a NetworkPolicy's `ipBlock` selects pods by.
+    func addressesByIdentity(_ state: AgentState) -> [UInt32: [IPAddress]] {
+        var addresses: [UInt32: [IPAddress]] = [:]
+        for endpoint in state.endpoints.values { addresses[endpoint.identity, default: []] += endpoint.addresses }
+        return addresses
     }
 
     /// The labels policy selects an endpoint by: its identity's.
@@ -51,12 +70,18 @@ extension NodeAgent {
     /// datapath re-check their established flows. Every endpoint is stamped with the current revision.
     func regenerateAll(_ state: inout AgentState, reason: String, only: Set<UInt32>? = nil) throws {
         let services = servicePeers(in: state)
-        // Service backends outside any pod get prefix identities only where the cidr-policy plugin gives them.
+        // Service backends outside any pod get prefix identities only where the cidr-policy plugin gives them. A
+        // host prefix that is a pod's address is left out: the pod's own ipcache entry is that key, and peer
+        // selection reaches the pod through its identity.
+        let podHosts = Set(
+            state.endpoints.values.flatMap(\.addresses).map { IPPrefix(address: $0, length: $0.bitLength) })
         let prefixes = state.policy.cidrPrefixes.union(prefixProvider == nil ? [] : services.allPrefixes)
+            .subtracting(podHosts)
         let prefixIDs = try prefixIdentityIDs(prefixes)
         let peers = PolicyPeers(
             try state.identityList + prefixIDs.map { try Self.prefixIdentity($0.key, id: $0.value) },
-            services: services.resolved(prefixIDs: prefixIDs))
+            services: services.resolved(prefixIDs: prefixIDs), namedPorts: namedPortsByIdentity(state),
+            addresses: addressesByIdentity(state))
         let targets = state.endpoints.values.filter { only?.contains($0.id) ?? true }
         let desired = targets.sorted { $0.id < $1.id }.map { ($0, desiredPolicy(for: $0, in: state, peers: peers)) }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })

@@ -1,7 +1,7 @@
 import DatapathCore
 import Policy
 
-/// `/v1/policy`: import, list, delete CiliumNetworkPolicy documents; `/v1/policy/trace`.
+/// `/v1/policy`: import, list, delete CiliumNetworkPolicy and NetworkPolicy documents; `/v1/policy/trace`.
 extension NodeAgent {
     var policyRoutes: [Route] {
         [
@@ -28,7 +28,16 @@ extension NodeAgent {
         let namespace = request.query["namespace"]
         let name = request.query["name"]
         let all = try request.queryBool("all") ?? false
-        try KnownKeys.check(request.query.keys, known: ["namespace", "name", "all"], kind: "parameter")
+        try KnownKeys.check(request.query.keys, known: ["namespace", "name", "kind", "all"], kind: "parameter")
+        var kind: PolicyDocument.Kind?
+        if let text = request.query["kind"] {
+            guard let value = PolicyDocument.Kind(rawValue: text) else {
+                throw AgentError.invalidField(
+                    "kind", "expected CiliumNetworkPolicy, CiliumClusterwideNetworkPolicy or NetworkPolicy")
+            }
+            guard name != nil else { throw AgentError.invalidField("kind", "kind selects among policies of one name") }
+            kind = value
+        }
         for (field, value) in [("namespace", namespace), ("name", name)] where value?.isEmpty == true {
             throw AgentError.invalidField(field, "must not be empty")
         }
@@ -39,7 +48,7 @@ extension NodeAgent {
             throw AgentError.invalidField("all", "all=true cannot be combined with namespace or name")
         }
         if all { return try deletePolicies(.all) }
-        if let name { return try deletePolicies(.named(namespace: namespace ?? "default", name)) }
+        if let name { return try deletePolicies(.named(namespace: namespace ?? "default", name, kind: kind)) }
         return try deletePolicies(.namespace(namespace!))
     }
 }

@@ -186,7 +186,8 @@ extension NodeAgent {
             id: number, interfaceName: request.interfaceName, ifindex: Int32(item["interface-index"]?.intValue ?? 0),
             ipv4: request.ipv4, ipv6: request.ipv6, labels: request.labels, k8sNamespace: request.k8sNamespace,
             k8sPodName: request.k8sPodName, containerID: request.containerID, identity: identity,
-            state: .regenerating, policyRevision: 0, enforceIngress: false, enforceEgress: false)
+            state: .regenerating, policyRevision: 0, enforceIngress: false, enforceEgress: false,
+            namedPorts: request.namedPorts)
     }
 
     static let derivedFields: Set<String> = [

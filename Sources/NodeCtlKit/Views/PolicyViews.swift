@@ -7,13 +7,15 @@ public enum PolicyViews {
         let out = "Revision: \(Cells.text(response["revision"]))\n"
         let policies = response["policies"]?.arrayValue ?? []
         guard !policies.isEmpty else { return out + "No policies\n" }
-        var table = Table(columns: ["Namespace", "Name", "Selector", "Ingress", "Egress"])
+        var table = Table(columns: ["Kind", "Namespace", "Name", "Selector", "Ingress", "Egress"])
         for policy in policies {
             let metadata = policy["metadata"]
             let spec = policy["spec"]
+            let kubernetes = policy["kind"]?.stringValue == "NetworkPolicy"
             table.append([
-                Cells.text(metadata?["namespace"]), Cells.text(metadata?["name"]),
-                spec.map { selector($0["endpointSelector"]) } ?? specsSummary(policy["specs"]),
+                Cells.text(policy["kind"]), Cells.text(metadata?["namespace"]), Cells.text(metadata?["name"]),
+                spec.map { selector($0[kubernetes ? "podSelector" : "endpointSelector"]) }
+                    ?? specsSummary(policy["specs"]),
                 spec.map { direction($0, allow: "ingress", deny: "ingressDeny") } ?? Cells.none,
                 spec.map { direction($0, allow: "egress", deny: "egressDeny") } ?? Cells.none,
             ])
