@@ -255,7 +255,9 @@ final class SocketLoadBalancerTests: SocketLoadBalancerTestCase {
     func testClientIPAffinityKeepsEachPodOnItsBackendUntilItStopsTakingConnectionsOrTheTimeoutPasses() throws {
         let frontend = clusterIP(31)
         let second = pods.clientNetns(2)
-        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3], affinity: 2))
+        // A timeout no step of the test comes near, even on an emulated machine; the expiry is checked last with
+        // a short one.
+        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3], affinity: 600))
         let first = try tcp(frontend, 50).names
         let other = try tcp(frontend, 50, netns: second).names
         XCTAssertEqual(first.count, 1, "the first pod was spread: \(first)")
@@ -264,7 +266,8 @@ final class SocketLoadBalancerTests: SocketLoadBalancerTestCase {
 
         // The second pod's backend terminates: it moves at once, and sticks to its new one.
         let left = Int(other.keys.first!.dropFirst())!
-        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3], states: [left: .terminating], affinity: 2))
+        try datapath.apply(
+            service(frontend: frontend, backends: [1, 2, 3], states: [left: .terminating], affinity: 600))
         let moved = try tcp(frontend, 50, netns: second).names
         XCTAssertEqual(moved.count, 1, "\(moved)")
         XCTAssertNotEqual(moved.keys.first, other.keys.first)
@@ -274,13 +277,15 @@ final class SocketLoadBalancerTests: SocketLoadBalancerTestCase {
             XCTAssertEqual(stayed.keys.first, first.keys.first, "the first pod's backend goes on")
         }
 
-        // Affinity outweighs weights while it lasts; once the timeout has passed the pod picks anew, and the
-        // weights (1 against 4999 each) all but rule its old backend out.
+        // Affinity outweighs weights while it lasts; once the timeout (now 1 s) has passed the pod picks anew, and
+        // the weights (1 against 4999 each) all but rule its old backend out.
         let kept = Int(stayed.keys.first!.dropFirst())!
         let heavy = Dictionary(uniqueKeysWithValues: [1, 2, 3].map { ($0, UInt16($0 == kept ? 1 : 4999)) })
-        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3], weights: heavy, affinity: 2))
+        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3], weights: heavy, affinity: 600))
         XCTAssertEqual(try tcp(frontend, 20).names, stayed)
-        usleep(3_200_000)
+        try datapath.apply(service(frontend: frontend, backends: [1, 2, 3], weights: heavy, affinity: 1))
+        // Expiry counts whole seconds: an entry lasts between the timeout and one second more.
+        usleep(2_200_000)
         let anew = try tcp(frontend, 20).names
         XCTAssertEqual(anew.count, 1, "\(anew)")
         XCTAssertNotEqual(anew.keys.first, stayed.keys.first, "the pod kept its backend past the timeout")

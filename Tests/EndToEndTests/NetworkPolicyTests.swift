@@ -34,74 +34,64 @@ final class NetworkPolicyTests: EndToEndTestCase {
         XCTAssertTrue(node.passed, "node to x/a under default deny: \(node)")
         try model.deleteAllPolicies()
 
-        try model.apply(policy("deny-all", "podSelector: {}\npolicyTypes: [Ingress, Egress]"))
-        assertTruthTable(
-            model, TruthTable { from, to, _ in from.namespace != "x" && to.namespace != "x" },
+        try assertCase(
+            model, policy("deny-all", "podSelector: {}\npolicyTypes: [Ingress, Egress]"),
+            TruthTable { from, to, _ in from.namespace != "x" && to.namespace != "x" },
             "default-deny ingress and egress in x")
-        try model.deleteAllPolicies()
 
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-from-b",
                 """
                 podSelector: {matchLabels: {pod: a}}
                 ingress: [{from: [{podSelector: {matchLabels: {pod: b}}}]}]
-                """))
-        assertTruthTable(
-            model, TruthTable { from, to, _ in to != Self.xa || from == Member(namespace: "x", name: "b") },
+                """), TruthTable { from, to, _ in to != Self.xa || from == Member(namespace: "x", name: "b") },
             "x/a from pods b of its namespace")
-        try model.deleteAllPolicies()
 
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-from-everywhere",
                 """
                 podSelector: {matchLabels: {pod: a}}
                 ingress: [{from: [{namespaceSelector: {}, podSelector: {matchLabels: {pod: b}}}]}]
-                """))
-        assertTruthTable(
-            model, TruthTable { from, to, _ in to != Self.xa || from.name == "b" }, "x/a from pods b of every namespace"
-        )
-        try model.deleteAllPolicies()
+                """), TruthTable { from, to, _ in to != Self.xa || from.name == "b" },
+            "x/a from pods b of every namespace")
 
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-from-y",
                 """
                 podSelector: {matchLabels: {pod: a}}
                 ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}]}]
-                """))
-        assertTruthTable(
-            model, TruthTable { from, to, _ in to != Self.xa || from.namespace == "y" }, "x/a from namespace y only")
-        try model.deleteAllPolicies()
+                """), TruthTable { from, to, _ in to != Self.xa || from.namespace == "y" }, "x/a from namespace y only")
 
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-and",
                 """
                 podSelector: {matchLabels: {pod: a}}
                 ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}, podSelector: {matchLabels: {pod: b}}}]}]
-                """))
-        assertTruthTable(
-            model, TruthTable { from, to, _ in to != Self.xa || from == Member(namespace: "y", name: "b") },
+                """), TruthTable { from, to, _ in to != Self.xa || from == Member(namespace: "y", name: "b") },
             "namespaceSelector AND podSelector in one peer")
-        try model.deleteAllPolicies()
 
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-or",
                 """
                 podSelector: {matchLabels: {pod: a}}
                 ingress: [{from: [{namespaceSelector: {matchLabels: {ns: y}}}, {podSelector: {matchLabels: {pod: b}}}]}]
-                """))
-        assertTruthTable(
-            model,
+                """),
             TruthTable { from, to, _ in
                 to != Self.xa || from.namespace == "y" || from == Member(namespace: "x", name: "b")
             }, "namespaceSelector OR podSelector as two peers")
-        try model.deleteAllPolicies()
 
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-expressions",
                 """
@@ -110,11 +100,8 @@ final class NetworkPolicyTests: EndToEndTestCase {
                 - from:
                   - namespaceSelector: {matchExpressions: [{key: ns, operator: NotIn, values: [x]}]}
                     podSelector: {matchExpressions: [{key: pod, operator: In, values: [a, c]}]}
-                """))
-        assertTruthTable(
-            model, TruthTable { from, to, _ in to != Self.xa || (from.namespace != "x" && from.name != "b") },
+                """), TruthTable { from, to, _ in to != Self.xa || (from.namespace != "x" && from.name != "b") },
             "matchExpressions")
-        try model.deleteAllPolicies()
         assertTruthTable(model, .allowAll, "policies deleted: traffic restored")
     }
 
@@ -122,39 +109,34 @@ final class NetworkPolicyTests: EndToEndTestCase {
         let model = try NetworkPolicyModel(self)
         let all: [NetworkPolicyModel.Service] = [.tcp80, .tcp81, .udp80, .udp81]
 
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-81",
                 """
                 podSelector: {matchLabels: {pod: a}}
                 ingress: [{from: [{namespaceSelector: {}}], ports: [{port: 81}]}]
-                """))
-        assertTruthTable(
-            model, TruthTable { _, to, service in to != Self.xa || service == .tcp81 }, services: all,
+                """), TruthTable { _, to, service in to != Self.xa || service == .tcp81 }, services: all,
             "x/a on TCP port 81 only")
-        try model.deleteAllPolicies()
 
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-range",
                 """
                 podSelector: {matchLabels: {pod: a}}
                 ingress: [{ports: [{protocol: UDP, port: 81, endPort: 90}, {port: 70, endPort: 80}]}]
-                """))
-        assertTruthTable(
-            model, TruthTable { _, to, service in to != Self.xa || service == .udp81 || service == .tcp80 },
+                """), TruthTable { _, to, service in to != Self.xa || service == .udp81 || service == .tcp80 },
             services: all, "endPort ranges: UDP 81-90 and TCP 70-80")
-        try model.deleteAllPolicies()
 
-        try model.apply(
-            policy("a-tcp", "podSelector: {matchLabels: {pod: a}}\ningress: [{ports: [{protocol: TCP}]}]"))
-        assertTruthTable(
-            model, TruthTable { _, to, service in to != Self.xa || !service.udp }, services: all,
+        try assertCase(
+            model, policy("a-tcp", "podSelector: {matchLabels: {pod: a}}\ningress: [{ports: [{protocol: TCP}]}]"),
+            TruthTable { _, to, service in to != Self.xa || !service.udp }, services: all,
             "protocol only: TCP allowed, UDP denied")
-        try model.deleteAllPolicies()
 
         // Two policies selecting x/a: the union of what they allow.
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-from-y",
                 """
@@ -166,61 +148,52 @@ final class NetworkPolicyTests: EndToEndTestCase {
                     """
                     podSelector: {matchLabels: {pod: a}}
                     ingress: [{from: [{namespaceSelector: {matchLabels: {ns: z}}}], ports: [{port: 81}]}]
-                    """))
-        assertTruthTable(
-            model,
+                    """),
             TruthTable { from, to, service in
                 to != Self.xa || from.namespace == "y" || (from.namespace == "z" && service == .tcp81)
             }, "union of two policies")
-        try model.deleteAllPolicies()
 
         // x/a may send nothing; y/b's allow of every namespace does not override that.
-        try model.apply(
+        try assertCase(
+            model,
             policy("a-no-egress", "podSelector: {matchLabels: {pod: a}}\npolicyTypes: [Egress]") + "---\n"
                 + policy(
                     "b-from-all", in: "y",
-                    "podSelector: {matchLabels: {pod: b}}\ningress: [{from: [{namespaceSelector: {}}]}]"))
-        assertTruthTable(
-            model, TruthTable { from, _, _ in from != Self.xa }, "egress deny wins over the server's allow")
-        try model.deleteAllPolicies()
+                    "podSelector: {matchLabels: {pod: b}}\ningress: [{from: [{namespaceSelector: {}}]}]"),
+            TruthTable { from, _, _ in from != Self.xa }, "egress deny wins over the server's allow")
 
         // A default deny and an allow-all over it: allowed; the same for egress.
-        try model.apply(
+        try assertCase(
+            model,
             policy("deny-all", "podSelector: {}\npolicyTypes: [Ingress, Egress]") + "---\n"
                 + policy("allow-ingress", "podSelector: {}\ningress: [{}]") + "---\n"
-                + policy("allow-egress", "podSelector: {}\npolicyTypes: [Egress]\negress: [{}]"))
-        assertTruthTable(model, .allowAll, "allow-all ingress and egress over a default deny")
-        try model.deleteAllPolicies()
+                + policy("allow-egress", "podSelector: {}\npolicyTypes: [Egress]\negress: [{}]"), .allowAll,
+            "allow-all ingress and egress over a default deny")
 
         // Egress from x/a to namespace y on TCP 80 only: replies of allowed connections pass (stateful). Without
         // policyTypes, egress rules make the policy Ingress and Egress: x/a's ingress is isolated too.
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-to-y",
                 """
                 podSelector: {matchLabels: {pod: a}}
                 egress: [{to: [{namespaceSelector: {matchLabels: {ns: y}}}], ports: [{port: 80}]}]
-                """))
-        assertTruthTable(
-            model,
+                """),
             TruthTable { from, to, service in
                 to != Self.xa && (from != Self.xa || (to.namespace == "y" && service == .tcp80))
             }, services: all, "egress from x/a to y on TCP 80, ingress implied")
-        try model.deleteAllPolicies()
 
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-to-y",
                 """
                 podSelector: {matchLabels: {pod: a}}
                 policyTypes: [Egress]
                 egress: [{to: [{namespaceSelector: {matchLabels: {ns: y}}}], ports: [{port: 80}]}]
-                """))
-        assertTruthTable(
-            model,
-            TruthTable { from, to, service in from != Self.xa || (to.namespace == "y" && service == .tcp80) },
+                """), TruthTable { from, to, service in from != Self.xa || (to.namespace == "y" && service == .tcp80) },
             services: all, "egress only from x/a to y on TCP 80")
-        try model.deleteAllPolicies()
     }
 
     func testNamedPorts() throws {
@@ -248,49 +221,44 @@ final class NetworkPolicyTests: EndToEndTestCase {
             services: [.tcp80, .tcp81], "named ports after x/a's labels changed")
         try model.deleteAllPolicies()
 
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-named-egress",
                 """
                 podSelector: {matchLabels: {pod: a}}
                 policyTypes: [Egress]
                 egress: [{to: [{namespaceSelector: {matchLabels: {ns: y}}}], ports: [{port: serve-80-tcp}]}]
-                """))
-        assertTruthTable(
-            model,
-            TruthTable { from, to, service in from != Self.xa || (to.namespace == "y" && service == .tcp80) },
+                """), TruthTable { from, to, service in from != Self.xa || (to.namespace == "y" && service == .tcp80) },
             services: all, "named port egress: serve-80-tcp of y's pods")
-        try model.deleteAllPolicies()
 
         // A name no pod defines, or one of another protocol (TCP is the default), allows nothing.
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-unknown-name",
                 "podSelector: {matchLabels: {pod: a}}\ningress: [{ports: [{port: serve-99-tcp}, {port: serve-80-udp}]}]"
-            ))
-        assertTruthTable(model, TruthTable { _, to, _ in to != Self.xa }, services: all, "named ports nobody has")
-        try model.deleteAllPolicies()
+            ), TruthTable { _, to, _ in to != Self.xa }, services: all, "named ports nobody has")
     }
 
     func testIPBlocksSelectPodsByAddress() throws {
         let model = try NetworkPolicyModel(self)
         let yb = Member(namespace: "y", name: "b")
         let ybAddress = model.pods[yb]!.ipv4
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-to-yb",
                 """
                 podSelector: {matchLabels: {pod: a}}
                 policyTypes: [Egress]
                 egress: [{to: [{ipBlock: {cidr: \(ybAddress)/32}}]}]
-                """))
-        assertTruthTable(
-            model, TruthTable { from, to, _ in from != Self.xa || to == yb }, services: [.tcp80, .udp80],
+                """), TruthTable { from, to, _ in from != Self.xa || to == yb }, services: [.tcp80, .udp80],
             "egress from x/a to y/b's /32 only")
-        try model.deleteAllPolicies()
 
         let network = ybAddress.split(separator: ".").prefix(3).joined(separator: ".") + ".0/24"
-        try model.apply(
+        try assertCase(
+            model,
             policy(
                 "a-to-all-but-yb",
                 """
@@ -303,13 +271,10 @@ final class NetworkPolicyTests: EndToEndTestCase {
                     """
                     podSelector: {matchLabels: {pod: b}}
                     ingress: [{from: [{ipBlock: {cidr: \(ybAddress)/32}}]}]
-                    """))
-        assertTruthTable(
-            model,
+                    """),
             TruthTable { from, to, _ in
                 (from != Self.xa || to != yb) && (to != Member(namespace: "x", name: "b") || from == yb)
             }, services: [.tcp80], "ipBlock except a pod's /32, and ingress from a pod's /32")
-        try model.deleteAllPolicies()
         assertTruthTable(model, .allowAll, services: [.tcp80], "ipBlock policies deleted")
     }
 

@@ -167,6 +167,18 @@ struct TruthTable {
 extension EndToEndTestCase {
     /// Probes every pair of `model` on `services` and fails, printing expected and observed tables as upstream's
     /// e2e does (`.` reached, `X` not, `*` a cell that differs), for each service whose result differs.
+    /// One case: applies `document`, checks `expected` as `assertTruthTable` does, then deletes every policy so
+    /// the next case starts from none.
+    func assertCase(
+        _ model: NetworkPolicyModel, _ document: String, _ expected: TruthTable,
+        services: [NetworkPolicyModel.Service] = [.tcp80, .tcp81, .udp80], _ context: String,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
+        try model.apply(document)
+        assertTruthTable(model, expected, services: services, context, file: file, line: line)
+        try model.deleteAllPolicies()
+    }
+
     func assertTruthTable(
         _ model: NetworkPolicyModel, _ expected: TruthTable,
         services: [NetworkPolicyModel.Service] = [.tcp80, .tcp81, .udp80], _ context: String,
