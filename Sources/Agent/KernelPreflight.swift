@@ -31,12 +31,12 @@ extension NodeAgent {
         }
     }
 
-    /// `kernel` of `GET /v1/healthz`, built once: the report does not change while the agent runs.
-    func kernelHealth() -> JSON {
-        preflightHealth.withLock { json in
-            if let json { return json }
-            let fresh = kernelPreflight().summaryJSON
-            json = fresh
+    /// `kernel` of `GET /v1/healthz`, serialized once: the report does not change while the agent runs.
+    func kernelHealthBytes() -> [UInt8] {
+        preflightHealth.withLock { bytes in
+            if let bytes { return bytes }
+            let fresh = kernelPreflight().summaryJSON.serializedBytes()
+            bytes = fresh
             return fresh
         }
     }

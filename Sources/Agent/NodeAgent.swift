@@ -29,10 +29,8 @@ public final class NodeAgent: Sendable {
     let cluster: ClusterMode?
     /// The kernel preflight the daemon ran before starting (see `kernelPreflight`).
     let preflightReport = Mutex<PreflightReport?>(nil)
-    /// `kernel` of `GET /v1/healthz`, built once (see `kernelHealth`).
-    let preflightHealth = Mutex<JSON?>(nil)
-    /// The same, serialized (see `healthBody`).
-    let preflightHealthBytes = Mutex<[UInt8]?>(nil)
+    /// `kernel` of `GET /v1/healthz`, serialized once (see `kernelHealthBytes`).
+    let preflightHealth = Mutex<[UInt8]?>(nil)
     /// The load balancer's maps; nil in an agent built without one, whose services are stored but not programmed.
     let serviceDatapath: (any ServiceDatapath)?
     /// The socket load balancer the daemon started (`services.enabled`); its maps are `serviceDatapath`.

@@ -39,7 +39,7 @@ public enum NetworkNamespace {
             paths.append(path)
         }
         for name in directoryEntries("/var/run/netns") { add("/var/run/netns/\(name)") }
-        for name in directoryEntries("/proc") where name.utf8.allSatisfy({ $0 >= 48 && $0 <= 57 }) {
+        for name in directoryEntries("/proc") where name.allSatisfy(\.isASCIIDigit) {
             add("/proc/\(name)/ns/net")
         }
         return paths

@@ -24,20 +24,15 @@ extension NodeAgent {
     func healthBody() -> [UInt8] {
         let placeholder = "na-kernel-health"
         let bytes = health(kernel: .string(placeholder)).serializedBytes()
-        let kernel = preflightHealthBytes.withLock { cached in
-            if let cached { return cached }
-            let fresh = kernelHealth().serializedBytes()
-            cached = fresh
-            return fresh
-        }
-        return bytes.replacingFirst(Array("\"\(placeholder)\"".utf8), with: kernel)
+        return bytes.replacingFirst(Array("\"\(placeholder)\"".utf8), with: kernelHealthBytes())
     }
 
-    func health(kernel: JSON? = nil) -> JSON {
+    /// The answer with `kernel` standing where the kernel part goes.
+    func health(kernel: JSON) -> JSON {
         let (endpoints, revision) = state.withLock { ($0.endpoints.count, $0.policy.revision) }
         let options = runtime.withLock { $0 }
         var health: [String: JSON] = [
-            "status": "ok", "version": .string(Daemon.version), "kernel": kernel ?? kernelHealth(),
+            "status": "ok", "version": .string(Daemon.version), "kernel": kernel,
             "bpffs": ["root": .string(datapath.root), "mounted": .bool(BPFFS.isBPFFS(datapath.root))],
             "uptime-seconds": .int((ContinuousClock.now - startedAt).components.seconds),
             "endpoints": .int(Int64(endpoints)), "policy-revision": .int(Int64(revision)),
