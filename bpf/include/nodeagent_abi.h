@@ -60,6 +60,14 @@ enum na_reason {
 	NA_DROP_NAT_NO_MAPPING = 167,    /* reply to a masqueraded flow without mapping */
 	NA_DROP_POLICY_DENY = 181,       /* an explicit deny rule matched */
 	NA_DROP_NAT_NO_PORT = 200,       /* no free port in the NAT range */
+	/* HTTP requests refused by the L7 verdict (na_l7_*): ours, Cilium decides HTTP in a proxy. */
+	NA_DROP_L7_POLICY = 230,         /* no HTTP rule allows the request */
+	NA_DROP_L7_MALFORMED = 231,      /* request line or header not HTTP/1.x */
+	NA_DROP_L7_HEAD_TOO_LARGE = 232, /* request head over the limit */
+	NA_DROP_L7_PROTOCOL = 233,       /* HTTP/2, TLS or an upgrade on a port with HTTP rules */
+	NA_DROP_L7_AMBIGUOUS_PATH = 234, /* dot segments, encoded dots or slashes, duplicate slashes */
+	NA_DROP_L7_FRAMING = 235,        /* unsupported Transfer-Encoding, or it together with Content-Length */
+	NA_DROP_L7_CONN_DENIED = 236,    /* bytes after a refused request on the same connection */
 };
 
 /* Address families as carried in keys (same values as AF_INET / AF_INET6). */
@@ -209,6 +217,12 @@ enum na_verdict {
 	NA_VERDICT_DROPPED = 1,
 };
 
+/* Flow event records: an L3/L4 verdict, or an HTTP request decision (na_l7_event). */
+enum na_event_kind {
+	NA_EVENT_L34 = 0,
+	NA_EVENT_L7_HTTP = 1,
+};
+
 /* Ring-buffer record for one verdict. */
 struct na_flow_event {
 	__u64 timestamp_ns;  /* CLOCK_MONOTONIC */
@@ -221,7 +235,7 @@ struct na_flow_event {
 	__u8 direction;
 	__u8 verdict;         /* enum na_verdict */
 	__u16 reason;         /* enum na_reason */
-	__u16 pad;
+	__u16 kind;           /* enum na_event_kind: which record this header starts */
 	__u32 ep_id;
 	__u32 src_identity;
 	__u32 dst_identity;
@@ -461,5 +475,120 @@ struct na_lb_flow {
 #define NA_LB_MAGLEV_SIZE_INDEX 0
 /* The largest table size M the agent writes (a prime). */
 #define NA_LB_MAGLEV_MAX_SIZE 131071
+
+/*
+ * L7 HTTP enforcement in the kernel. The sockops program (cgroup v2 root)
+ * enrolls every server socket whose local address and port have an entry in
+ * na_l7_ports into na_l7_socks (a sockhash keyed by the socket cookie). The
+ * sk_skb stream parser frames the byte stream into HTTP/1.x requests (head,
+ * then body by Content-Length or chunks) and the stream verdict decides each
+ * head before the application can read it: a request passes if the peer is
+ * unrestricted on the port or some rule in its rule mask matches; otherwise
+ * the head is rewritten into a 403 sent back on the same socket and every
+ * later byte of the connection is dropped.
+ *
+ * Rules are grouped in rulesets (one per endpoint port with HTTP rules). The
+ * agent writes a new ruleset under a fresh id (its peers, rules and DFA
+ * states) and then flips the port's entry to it, so a request sees the old
+ * ruleset or the new one, never a mix; the old id's entries are then removed.
+ */
+#define NA_L7_MAX_RULES 64            /* rules per ruleset: bits of na_l7_peer_value.rules */
+#define NA_L7_MAX_HEADER_REQS 4       /* header requirements per rule */
+#define NA_L7_HEADER_NAME_MAX 64
+#define NA_L7_HEADER_VALUE_MAX 128
+#define NA_L7_HEAD_MAX 16384          /* request head limit (bytes, request line included) */
+#define NA_L7_DFA_MAX_STATES 16384    /* na_l7_dfa entries; state 0 is the dead state */
+#define NA_L7_EVENT_METHOD_MAX 16
+#define NA_L7_EVENT_PATH_MAX 128
+#define NA_L7_EVENT_HOST_MAX 64
+
+/* na_l7_ports (hash): an endpoint's address and TCP port with HTTP rules -> its ruleset. */
+struct na_l7_port_key {
+	__u8 addr[16];   /* IPv4 in the first 4 bytes, rest zero */
+	__be16 port;
+	__u8 family;     /* NA_FAMILY_IPV4 / NA_FAMILY_IPV6 */
+	__u8 pad;
+};
+
+struct na_l7_port_value {
+	__u32 ruleset;
+	__u32 ep_id;
+	__u32 ep_identity;
+	__u32 pad;
+};
+
+/*
+ * na_l7_peers (hash): which rules apply to requests from a peer identity.
+ * Identity 0 is any peer; a request's rules are the union of its identity's
+ * entry and identity 0's. A peer without either entry is refused (L4 policy
+ * normally drops it first). NA_L7_PEER_UNRESTRICTED: some allow rule without
+ * HTTP rules covers this peer on the port, so every request passes.
+ */
+#define NA_L7_PEER_UNRESTRICTED (1U << 0)
+
+struct na_l7_peer_key {
+	__u32 ruleset;
+	__u32 identity;
+};
+
+struct na_l7_peer_value {
+	__u64 rules;   /* bit i: rule i of the ruleset applies */
+	__u32 flags;
+	__u32 pad;
+};
+
+/* A header requirement: present (NA_L7_HDR_VALUE unset) or present with exactly this value. */
+#define NA_L7_HDR_VALUE (1U << 0)
+
+struct na_l7_header_req {
+	__u8 name_len;
+	__u8 value_len;
+	__u8 flags;
+	__u8 pad;
+	char name[NA_L7_HEADER_NAME_MAX];    /* lower case; compared case-insensitively */
+	char value[NA_L7_HEADER_VALUE_MAX];  /* compared exactly */
+};
+
+/*
+ * na_l7_rules (hash) keyed by ruleset and rule index. Each regex is a DFA in
+ * na_l7_dfa named by its start state; 0 means the field is not constrained.
+ * The whole value must walk to an accepting state.
+ */
+struct na_l7_rule_key {
+	__u32 ruleset;
+	__u32 index;
+};
+
+struct na_l7_rule {
+	__u32 rule_id;      /* the policy rule's number, reported in flows */
+	__u16 method_dfa;
+	__u16 path_dfa;
+	__u16 host_dfa;
+	__u8 header_count;
+	__u8 pad;
+	struct na_l7_header_req headers[NA_L7_MAX_HEADER_REQS];
+};
+
+/* na_l7_dfa (array): one DFA state per element; next[byte] is the following state (0: dead). */
+#define NA_L7_DFA_ACCEPT (1U << 0)
+
+struct na_l7_dfa_state {
+	__u16 next[256];
+	__u16 flags;
+	__u16 pad;
+};
+
+/* Ring-buffer record for one HTTP request decision: flow.kind is NA_EVENT_L7_HTTP. */
+struct na_l7_event {
+	struct na_flow_event flow;  /* direction ingress, the server endpoint's view */
+	__u16 method_len;           /* bytes used in method/path/host (values longer are cut) */
+	__u16 path_len;
+	__u16 host_len;
+	__u8 rule_index;            /* the matching rule, 255 when none */
+	__u8 pad;
+	char method[NA_L7_EVENT_METHOD_MAX];
+	char path[NA_L7_EVENT_PATH_MAX];
+	char host[NA_L7_EVENT_HOST_MAX];
+};
 
 #endif /* NODEAGENT_ABI_H */

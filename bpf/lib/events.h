@@ -56,7 +56,7 @@ static __always_inline void na_event_emit(const struct na_ctx *ctx, __u16 reason
 	e->direction = ctx->dir;
 	e->verdict = reason ? NA_VERDICT_DROPPED : NA_VERDICT_FORWARDED;
 	e->reason = reason;
-	e->pad = 0;
+	e->kind = NA_EVENT_L34;
 	e->ep_id = ctx->ep_id;
 	if (ctx->dir == NA_DIR_EGRESS) {
 		e->src_identity = ctx->ep_identity;
