@@ -425,23 +425,28 @@ def cmd_datapath_table(args):
 
 
 def cmd_api_table(args):
+    """One table per group; the first case is the base (nginx). A group with a bare libmicrohttpd case ("mhd-...")
+    gets a second ratio column against it: what the agent adds to the library it is built on."""
     rows = load(args.results)
     labels = dict(item.split("=", 1) for item in args.label)
     out = []
     for group in args.groups.split(";"):
         base, *others = group.split(",")
+        library = next((c for c in others if c.startswith("mhd-")), None)
         rounds = len({r["round"] for r in rows if r["case"] == base})
         out.append(f"\n{labels.get(base + ':title', base)}: {args.load}, {rounds} rounds, medians [min–max]")
-        out.append("| server | req/s | req/s ×nginx | p50 ms | p99 ms | p99 ×nginx | CPU µs/req | errors |")
-        out.append("|---|---|---|---|---|---|---|---|")
+        extra = " req/s ×bare libmicrohttpd |" if library else ""
+        out.append(f"| server | req/s | req/s ×nginx |{extra} p50 ms | p99 ms | p99 ×nginx | CPU µs/req | errors |")
+        out.append("|---|---|---|" + ("---|" if library else "") + "---|---|---|---|---|")
         for case in [base] + others:
             cr = [r for r in rows if r["case"] == case]
             if not cr:
                 continue
+            versus = f" {ratio_cell(paired_ratios(rows, case, library, 'rps'))} |" if library else ""
             out.append(
                 f"| {labels.get(case, case)} | {span([r['rps'] for r in cr])} "
-                f"| {ratio_cell(paired_ratios(rows, case, base, 'rps'))} "
-                f"| {span([r['p50_ms'] for r in cr], 3)} | {span([r['p99_ms'] for r in cr], 3)} "
+                f"| {ratio_cell(paired_ratios(rows, case, base, 'rps'))} |{versus}"
+                f" {span([r['p50_ms'] for r in cr], 3)} | {span([r['p99_ms'] for r in cr], 3)} "
                 f"| {ratio_cell(paired_ratios(rows, case, base, 'p99_ms'))} "
                 f"| {span([r['cpu_us_per_req'] for r in cr], 1)} | {sum(r['errors'] for r in cr)} |"
             )

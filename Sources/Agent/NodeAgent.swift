@@ -30,6 +30,8 @@ public final class NodeAgent: Sendable {
     /// The kernel preflight the daemon ran before starting (see `kernelPreflight`).
     let preflightReport = Mutex<PreflightReport?>(nil)
     /// `kernel` of `GET /v1/healthz`, serialized once (see `kernelHealthBytes`).
+    /// The last `GET /v1/healthz` answer with the state version and uptime second it shows (see `healthBody`).
+    let healthCache = Mutex<(version: UInt64, second: Int64, body: [UInt8])?>(nil)
     let preflightHealth = Mutex<[UInt8]?>(nil)
     /// The load balancer's maps; nil in an agent built without one, whose services are stored but not programmed.
     let serviceDatapath: (any ServiceDatapath)?

@@ -66,6 +66,30 @@ final class DaemonTests: EndToEndTestCase {
         XCTAssertEqual(parsed["plugins"]?.arrayValue?.count, plugins.count)
     }
 
+    /// healthz is built at most once per second of uptime, yet a new endpoint or a runtime option shows at once.
+    func testHealthzAnswersWithinASecondAreSharedButStateChangesShowAtOnce() throws {
+        let topology = try makeTopology()
+        let agent = try startAgent(in: topology)
+        let pod = try topology.addPod(namespace: "default", name: "probe", dualStack: false)
+
+        var shared = false
+        for _ in 0..<20 where !shared {
+            let first = try agent.api(.GET, "/v1/healthz").body
+            let second = try agent.api(.GET, "/v1/healthz").body
+            shared = first == second
+        }
+        XCTAssertTrue(shared, "two answers in the same second are the same bytes")
+        let before = try agent.getJSON("/v1/healthz")
+        XCTAssertEqual(before["endpoints"], 0)
+        _ = try agent.registerEndpoint(id: 1, pod: pod, labels: ["k8s:app=probe"])
+        let after = try agent.getJSON("/v1/healthz")
+        XCTAssertEqual(after["endpoints"], 1, "the new endpoint shows in the next answer: \(after)")
+        XCTAssertNotEqual(after["policy-revision"], nil)
+
+        XCTAssertEqual(try agent.api(.PATCH, "/v1/config", ["drop-event-interval": "7s"]).status, 200)
+        XCTAssertEqual(try agent.getJSON("/v1/healthz")["datapath"]?["drop-event-interval"], "7s")
+    }
+
     /// A pin root off bpffs (a directory of the test's own, on /tmp's disk) is a missing kernel requirement: the agent
     /// refuses to start, naming it and what needs it, before it creates or loads anything; `nodectl preflight`
     /// finds the same without an agent.

@@ -18,13 +18,23 @@ struct DaemonRoutes {
 }
 
 extension NodeAgent {
-    /// `health()` serialized. The kernel part, three quarters of the answer, is the same for the agent's whole
-    /// life: it is serialized once and put where a placeholder stands in each answer's bytes, so a probe costs
-    /// the serialization of what changes only (the keys stay sorted, as in every other answer).
+    /// `health()` serialized, built at most once per second of uptime: probes and status polls in between get the
+    /// same bytes, as Cilium's status collector answers from its last collection. A change of endpoints,
+    /// identities or policy (the state version) or of the runtime options (`patchConfig`) is shown at once; what
+    /// plugins and cluster mode report may lag by up to a second. The kernel part, three quarters of the answer,
+    /// is the same for the agent's whole life: it is serialized once and put where a placeholder stands.
     func healthBody() -> [UInt8] {
+        let version = state.withLock { $0.version }
+        let second = (ContinuousClock.now - startedAt).components.seconds
+        if let cached = healthCache.withLock({ $0?.version == version && $0?.second == second ? $0?.body : nil }) {
+            return cached
+        }
         let placeholder = "na-kernel-health"
         let bytes = health(kernel: .string(placeholder)).serializedBytes()
-        return bytes.replacingFirst(Array("\"\(placeholder)\"".utf8), with: kernelHealthBytes())
+        let body = bytes.replacingFirst(Array("\"\(placeholder)\"".utf8), with: kernelHealthBytes())
+        // Concurrent misses may store out of order: each entry is still a version, a second and what they show.
+        healthCache.withLock { $0 = (version, second, body) }
+        return body
     }
 
     /// The answer with `kernel` standing where the kernel part goes.
@@ -71,6 +81,7 @@ extension NodeAgent {
             try writeDatapathSettings(after)
         }
         try store.write("config", after.json)
+        healthCache.withLock { $0 = nil }
         if before.allowLocalhost != after.allowLocalhost {
             try state.withLock { try renewPolicyGenerations(&$0) }
         }
