@@ -18,8 +18,8 @@ public final class NodeAgent: Sendable {
     let state: Mutex<AgentState>
     let restored: Bool
     let observability: Observability
-    /// `GET /v1/endpoint` without filters, serialized, with the state `version` it shows.
-    let endpointListCache = Mutex<(version: UInt64, body: [UInt8])?>(nil)
+    /// `GET /v1/endpoint` answers, per label filter, serialized, with the state `version` they show.
+    let endpointListCache = Mutex(EndpointListCache())
     /// The last policy generation handed to an endpoint (see `Endpoint.policyGeneration`). Outside `state` so a
     /// rolled-back change never hands out a generation twice; starts above every generation the datapath holds.
     let policyGenerations: Atomic<UInt32>

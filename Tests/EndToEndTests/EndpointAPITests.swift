@@ -333,6 +333,13 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertEqual(try ids("k8s:io.kubernetes.pod.namespace=api-tier"), [3])
         XCTAssertEqual(try ids("k8s:app=frontend,k8s:io.kubernetes.pod.namespace=api-tier"), [])
         XCTAssertEqual(try ids("reserved:app=frontend"), [], "another source does not match")
+        // Answers are kept per filter until the state changes: a relabelled endpoint shows in the next answer.
+        let toWeb: JSON = ["delete": ["k8s:team=api"], "add": ["k8s:team=web"]]
+        XCTAssertEqual(try agent.api(.PATCH, "/v1/endpoint/3/labels", toWeb).status, 200)
+        XCTAssertEqual(try ids("k8s:team=web"), [1, 2, 3])
+        let backToAPI: JSON = ["delete": ["k8s:team=web"], "add": ["k8s:team=api"]]
+        XCTAssertEqual(try agent.api(.PATCH, "/v1/endpoint/3/labels", backToAPI).status, 200)
+        XCTAssertEqual(try ids("k8s:team=web"), [1, 2])
         XCTAssertEqual(try agent.getJSON("/v1/endpoint").arrayValue?.count, 3)
         assertAPIError(
             try agent.api(.GET, "/v1/endpoint?labels=%3Dx"), status: 400, code: "invalid-field", field: "labels[0]")

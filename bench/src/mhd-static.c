@@ -5,7 +5,8 @@
  * the agent adds to the library under it.
  *
  * usage: mhd-static SOCKET THREADS URL=FILE [URL=FILE ...]
- * A URL may carry a query string; it is matched as "path?query" against the request, exactly. Runs until SIGTERM.
+ * A URL may carry a query string; it is matched as "path?query" against the request, exactly; the file name is
+ * what follows the last "=". Runs until SIGTERM.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -104,7 +105,7 @@ int main(int argc, char **argv)
 	entry_count = argc - 3;
 	entries = calloc(entry_count, sizeof(*entries));
 	for (int i = 0; i < entry_count; i++) {
-		char *eq = strchr(argv[i + 3], '=');
+		char *eq = strrchr(argv[i + 3], '=');
 		if (!eq) {
 			fprintf(stderr, "mhd-static: %s: expected URL=FILE\n", argv[i + 3]);
 			return 2;

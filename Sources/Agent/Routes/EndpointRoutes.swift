@@ -71,35 +71,32 @@ extension NodeAgent {
     }
 
     /// The endpoints by id, those with every label of `filter` (a label without source matches any source).
-    /// Unfiltered, the answer is served from `endpointListCache` while the state has not changed: listing a
-    /// thousand endpoints otherwise costs milliseconds of JSON building on every poll.
+    /// Answers are served from `endpointListCache` while the state has not changed, per filter: listing a thousand
+    /// endpoints, or finding one among them, otherwise costs JSON building on every poll.
     func endpointList(_ request: APIRequest) throws -> APIResponse {
         let filter = try labelFilter(request)
-        guard filter.labels.isEmpty else {
-            return .json(.array(state.withLock { listEndpoints(in: $0, matching: filter) }))
-        }
         let (version, cached, list) = state.withLock { state -> (UInt64, [UInt8]?, [JSON]) in
             let version = state.version
-            if let body = endpointListCache.withLock({ $0?.version == version ? $0?.body : nil }) {
+            if let body = endpointListCache.withLock({ $0.body(for: filter, version: version) }) {
                 return (version, body, [])
             }
             return (version, nil, listEndpoints(in: state, matching: filter))
         }
         let body = cached ?? JSON.array(list).serializedBytes()
-        // Concurrent misses may store out of order: each pair is still a version and what it shows.
-        if cached == nil { endpointListCache.withLock { $0 = (version, body) } }
+        // Concurrent misses may store out of order: each entry is still a version and what it shows.
+        if cached == nil { endpointListCache.withLock { $0.store(body, for: filter, version: version) } }
         return APIResponse(status: 200, body: body, contentType: "application/json")
     }
 
     func listEndpoints(in state: AgentState, matching filter: LabelSet) -> [JSON] {
-        state.endpoints.values.sorted { $0.id < $1.id }.filter { endpoint in
+        state.endpoints.values.filter { endpoint in
             filter.labels.allSatisfy { wanted in
                 endpoint.labels.labels.contains {
                     $0.key == wanted.key && $0.value == wanted.value
                         && (wanted.source == Label.unspecifiedSource || wanted.source == $0.source)
                 }
             }
-        }.map { endpointJSON($0, state) }
+        }.sorted { $0.id < $1.id }.map { endpointJSON($0, state) }
     }
 
     func identityJSON(_ identity: Identity, _ state: AgentState) -> JSON {
