@@ -81,11 +81,22 @@ final class ServerCore: Sendable {
         return result
     }
 
-    /// Mutating requests at info with the caller's credentials, reads at debug, server failures at error.
+    /// Mutating requests at info with the caller's credentials, reads at debug, server failures at error. The
+    /// metadata is built only when the level is logged: reads are most requests, and their debug lines are off by
+    /// default.
     private func log(
         _ response: APIResponse, method: String, path: String, peer: PeerCredentials?, context: RequestContext,
         queued: Bool
     ) {
+        let level: Logger.Level
+        if response.status >= 500 || !queued {
+            level = .error
+        } else if HTTPMethod(rawValue: method)?.isMutating ?? false {
+            level = .info
+        } else {
+            level = .debug
+        }
+        guard logger.logLevel <= level else { return }
         var metadata: Logger.Metadata = [
             "method": "\(method)", "path": "\(path)", "status": "\(response.status)",
             "duration-us": "\((ContinuousClock.now - context.started).microseconds)",
@@ -97,14 +108,7 @@ final class ServerCore: Sendable {
         }
         if response.stream != nil { metadata["streaming"] = "true" }
         if !queued { metadata["queued"] = "false" }
-        let message: Logger.Message = "\(method) \(path) \(response.status)"
-        if response.status >= 500 || !queued {
-            logger.error(message, metadata: metadata)
-        } else if HTTPMethod(rawValue: method)?.isMutating ?? false {
-            logger.info(message, metadata: metadata)
-        } else {
-            logger.debug(message, metadata: metadata)
-        }
+        logger.log(level: level, "\(method) \(path) \(response.status)", metadata: metadata)
     }
 }
 
