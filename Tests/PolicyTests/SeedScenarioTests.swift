@@ -162,14 +162,6 @@ final class SeedScenarioTests: XCTestCase {
         XCTAssertEqual(trace(otherWeb, frontend, 80).verdict, .allowed)
     }
 
-    func testTheL7PolicyIsRefusedNamingItsRules() throws {
-        let error = try XCTUnwrap(parseError(SeedFixtures.l7Policy))
-        XCTAssertEqual(error.code, .invalidField)
-        XCTAssertEqual(error.field, "spec.ingress[0].toPorts[0].rules")
-        XCTAssertTrue(error.message.hasPrefix("api-tier/l7-policy-for-backend-api: spec.ingress[0].toPorts[0].rules: "))
-        XCTAssertTrue(error.message.contains("L7"), error.message)
-    }
-
     func testTheExternalCIDRPolicyApplies() throws {
         try repo.apply(JSON.parse(SeedFixtures.allowEgressToExternal))
         // A CIDR identity as the CIDR plugin would allocate it, and one outside the allowed prefixes.
