@@ -29,20 +29,22 @@ extension PolicyCompiler {
         let ports = Set(contributions.map(\.port)).sorted()
         return ports.map { port in
             var programs: [HTTPRuleProgram] = []
-            var bits: [HTTPRuleProgram: Int] = [:]
+            // Keyed by what the rule matches (regex texts and headers), without its peers: cheap to hash, unlike
+            // the automata.
+            var bits: [HTTPRule: Int] = [:]
             var masks: [UInt32: UInt64] = [:]
             for contribution in contributions where contribution.port == port {
                 for (rule, ruleID) in contribution.rules {
-                    var program = rule.program(ruleID: 0)
+                    var matching = rule
+                    matching.endpoints = nil
                     let bit: Int
-                    if let known = bits[program] {
+                    if let known = bits[matching] {
                         bit = known
                     } else {
                         guard programs.count < HTTPPortPolicy.maxRules else { continue }
                         bit = programs.count
-                        bits[program] = bit
-                        program.ruleID = ruleID
-                        programs.append(program)
+                        bits[matching] = bit
+                        programs.append(rule.program(ruleID: ruleID))
                     }
                     for peer in ruleQualifiedPeers(rule, itemPeers: contribution.peers, universe: universe) {
                         masks[peer, default: 0] |= UInt64(1) << UInt64(bit)

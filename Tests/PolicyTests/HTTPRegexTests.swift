@@ -188,6 +188,73 @@ final class HTTPRegexTests: XCTestCase {
         XCTAssertLessThan(matched, patterns.count * 400 - 200)
     }
 
+    /// Random regexes of the subset: Python agrees on random strings, and every automaton is minimal (all states
+    /// reachable, no two equivalent, checked by a refinement independent of the compiler's).
+    func testRandomRegexesAgreeWithPythonAndAreMinimal() throws {
+        var generator = PrecedencePropertyTests.Generator(state: 0xD_FA15)
+        func regex(_ depth: Int) -> String {
+            switch generator.next(depth > 3 ? 3 : 9) {
+            case 0: return ["a", "b", "c"][generator.next(3)]
+            case 1: return [".", "[ab]", "[^a]", "\\d", "[a-c0-1]", "\\.", "\\W"][generator.next(7)]
+            case 2: return "a"
+            case 3, 4: return regex(depth + 1) + regex(depth + 1)
+            case 5: return "(" + regex(depth + 1) + "|" + (generator.next(4) == 0 ? "" : regex(depth + 1)) + ")"
+            case 6:
+                let quantifiers = ["*", "+", "?", "{2}", "{1,3}", "{0,2}", "{2,}"]
+                return "(?:" + regex(depth + 1) + ")" + quantifiers[generator.next(quantifiers.count)]
+            case 7: return "(" + regex(depth + 1) + ")*"
+            default: return regex(depth + 1) + "|" + regex(depth + 1)
+            }
+        }
+        let alphabet = Array("abc01.\n-".utf8)
+        var cases: [(pattern: String, inputs: [String])] = []
+        for _ in 0..<150 {
+            let inputs = (0..<150).map { _ in
+                String(
+                    decoding: (0..<generator.next(9)).map { _ in alphabet[generator.next(alphabet.count)] },
+                    as: UTF8.self)
+            }
+            cases.append((regex(0), inputs))
+        }
+        let python = try pythonFullmatch(cases)
+        var outcomes: Set<Bool> = []
+        for (index, (pattern, inputs)) in cases.enumerated() {
+            let automaton = try HTTPRegex.compile(pattern)
+            for (input, expected) in zip(inputs, python[index]) {
+                outcomes.insert(expected)
+                XCTAssertEqual(
+                    automaton.matches(Array(input.utf8)), expected, "\(pattern) on \(input.debugDescription)")
+            }
+            XCTAssertEqual(Self.minimalStateCount(automaton), automaton.states.count, "\(pattern) is not minimal")
+        }
+        XCTAssertEqual(outcomes, [true, false])
+    }
+
+    /// The number of states of the minimal automaton equivalent to `dfa`, by Moore's refinement over its reachable
+    /// states (the dead state counted, as `ByteDFA` always has it).
+    private static func minimalStateCount(_ dfa: ByteDFA) -> Int {
+        var reachable: Set<Int> = [0, 1]
+        var stack = [1]
+        while let state = stack.popLast() {
+            for next in Set(dfa.states[state].next) where reachable.insert(Int(next)).inserted {
+                stack.append(Int(next))
+            }
+        }
+        let states = reachable.sorted()
+        var block = Dictionary(uniqueKeysWithValues: states.map { ($0, dfa.states[$0].accepting ? 1 : 0) })
+        while true {
+            var numbering: [[Int]: Int] = [:]
+            var refined: [Int: Int] = [:]
+            for state in states {
+                let signature = [block[state]!] + dfa.states[state].next.map { block[Int($0)]! }
+                if numbering[signature] == nil { numbering[signature] = numbering.count }
+                refined[state] = numbering[signature]!
+            }
+            if Set(refined.values).count == Set(block.values).count { return numbering.count }
+            block = refined
+        }
+    }
+
     /// `re.fullmatch(pattern, input)` for every input, through `python3`.
     private func pythonFullmatch(_ cases: [(pattern: String, inputs: [String])]) throws -> [[Bool]] {
         let script = """
