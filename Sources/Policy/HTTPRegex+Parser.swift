@@ -108,6 +108,8 @@ struct HTTPRegexParser {
                     throw fail("named group at offset \(start) has no closing >")
                 }
                 index = close + 1
+            } else if rest.hasPrefix("?P=") {
+                throw fail("backreference (?P=...) at offset \(start) is not supported")
             } else if rest.hasPrefix("?=") || rest.hasPrefix("?!") {
                 throw fail("lookahead (\(rest.prefix(2))...) at offset \(start) is not supported")
             } else if rest.hasPrefix("?<=") || rest.hasPrefix("?<!") {

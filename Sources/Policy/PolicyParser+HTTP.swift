@@ -56,9 +56,9 @@ extension PolicyParser {
     static func httpRule(_ r: FieldReader, namespace: String?) throws(AgentError) -> HTTPRule {
         _ = try r.object(allowed: ["method", "path", "host", "headers", "headerMatches", "fromEndpoints"])
         var rule = HTTPRule()
-        rule.method = try r.child("method").map { (field) throws(AgentError) in try pattern(field) }
-        rule.path = try r.child("path").map { (field) throws(AgentError) in try pattern(field) }
-        rule.host = try r.child("host").map { (field) throws(AgentError) in try pattern(field) }
+        rule.method = try r.child("method").flatMap { (field) throws(AgentError) in try pattern(field) }
+        rule.path = try r.child("path").flatMap { (field) throws(AgentError) in try pattern(field) }
+        rule.host = try r.child("host").flatMap { (field) throws(AgentError) in try pattern(field) }
         if let field = r.child("headers") {
             for element in try field.array() { rule.headers.append(try header(element)) }
         }
@@ -84,8 +84,10 @@ extension PolicyParser {
         return rule
     }
 
-    private static func pattern(_ field: FieldReader) throws(AgentError) -> HTTPPattern {
+    /// A regex; an empty one constrains nothing, as in Cilium (whose empty fields are unset).
+    private static func pattern(_ field: FieldReader) throws(AgentError) -> HTTPPattern? {
         let text = try field.string()
+        if text.isEmpty { return nil }
         do {
             return try HTTPPattern(text)
         } catch {

@@ -77,7 +77,7 @@ final class HTTPPolicyParserTests: XCTestCase {
             [{"method": "GET|HEAD", "path": "/v[12]/.*", "host": "api\\.example\\.com",
               "headers": ["X-Team", "X-Env: prod"],
               "headerMatches": [{"name": "Authorization", "value": "Bearer t"}, {"name": "X-Id", "mismatch": "FAIL"}]},
-             {}]
+             {"method": "", "path": ""}]
             """#)
         let rules = try XCTUnwrap(PolicyParser.parse(JSON.parse(text))[0].rules[0].ingress?[0].ports?[0].http)
         XCTAssertEqual(rules.count, 2)
@@ -88,6 +88,7 @@ final class HTTPPolicyParserTests: XCTestCase {
                 HTTPHeaderRequirement(name: "x-team"), HTTPHeaderRequirement(name: "x-env", value: "prod"),
                 HTTPHeaderRequirement(name: "authorization", value: "Bearer t"), HTTPHeaderRequirement(name: "x-id"),
             ])
+        // Empty regexes are unset, as in Cilium: the rule allows every request.
         XCTAssertEqual(rules[1], HTTPRule())
     }
 

@@ -73,6 +73,7 @@ final class HTTPRegexTests: XCTestCase {
     func testRefusalsNameTheConstruct() {
         let cases: [(pattern: String, says: String)] = [
             ("(a)\\1", "backreference \\1"),
+            ("(?P<x>a)(?P=x)", "backreference (?P=...)"),
             ("a(?=b)", "lookahead (?="),
             ("a(?!b)", "lookahead (?!"),
             ("(?<=a)b", "lookbehind (?<="),
