@@ -54,19 +54,31 @@ extension HTTPPortPolicy {
     /// The decision the kernel's verdict program makes on a request from a peer of `identity`: unrestricted in the
     /// peer's entry or identity 0's passes; else the union of both entries' rules, in bit order, first match wins.
     public func decide(identity: UInt32, request: HTTPRequestHead) -> HTTPDecision {
-        let entries = [peers[identity], identity == 0 ? nil : peers[0]].compactMap { $0 }
+        guard let indexes = ruleIndexes(for: identity) else {
+            return HTTPDecision(allowed: true, reason: .unrestricted)
+        }
+        if indexes.isEmpty { return HTTPDecision(allowed: false, reason: .peerNotAllowed) }
+        for index in indexes where rules[index].matches(request) {
+            return HTTPDecision(allowed: true, reason: .ruleMatched, rule: index)
+        }
+        return HTTPDecision(allowed: false, reason: .noRuleMatches)
+    }
+
+    /// The indexes of the rules that apply to a peer of `identity` (its entry's and identity 0's, in bit order),
+    /// nil when some allow without HTTP rules covers it.
+    public func ruleIndexes(for identity: UInt32) -> [Int]? {
         var mask: UInt64 = 0
-        for entry in entries {
+        for entry in [peers[identity], identity == 0 ? nil : peers[0]].compactMap({ $0 }) {
             switch entry {
-            case .unrestricted: return HTTPDecision(allowed: true, reason: .unrestricted)
+            case .unrestricted: return nil
             case .rules(let bits): mask |= bits
             }
         }
-        if entries.isEmpty || mask == 0 { return HTTPDecision(allowed: false, reason: .peerNotAllowed) }
-        for (index, rule) in rules.enumerated() where mask & (UInt64(1) << UInt64(index)) != 0 {
-            if rule.matches(request) { return HTTPDecision(allowed: true, reason: .ruleMatched, rule: index) }
-        }
-        return HTTPDecision(allowed: false, reason: .noRuleMatches)
+        return Self.indexes(mask)
+    }
+
+    static func indexes(_ mask: UInt64) -> [Int] {
+        (0..<maxRules).filter { mask & (UInt64(1) << UInt64($0)) != 0 }
     }
 }
 

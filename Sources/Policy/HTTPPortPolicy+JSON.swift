@@ -21,21 +21,6 @@ extension HTTPPortPolicy {
             "peers": .array(peerRows),
         ]
     }
-
-    /// The indexes of the rules that apply to a peer of `identity` (its entry's and identity 0's), nil when some
-    /// allow without HTTP rules covers it.
-    public func ruleIndexes(for identity: UInt32) -> [Int]? {
-        var mask: UInt64 = 0
-        for entry in [peers[identity], identity == 0 ? nil : peers[0]].compactMap({ $0 }) {
-            switch entry {
-            case .unrestricted: return nil
-            case .rules(let bits): mask |= bits
-            }
-        }
-        return Self.indexes(mask)
-    }
-
-    static func indexes(_ mask: UInt64) -> [Int] { (0..<maxRules).filter { mask & (UInt64(1) << UInt64($0)) != 0 } }
 }
 
 extension HTTPRuleProgram {
