@@ -245,9 +245,11 @@ struct HTTPRegexParser {
             index = close + 1
         } else {
             digits = text(from: index, to: index + 2)
-            index += 2
+            index = min(index + 2, pattern.count)
+            if digits.utf8.count != 2 { digits = "" }
         }
-        guard !digits.isEmpty, digits.count <= 8, let value = UInt32(digits, radix: 16) else {
+        guard !digits.isEmpty, digits.count <= 8, digits.allSatisfy(\.isHexDigit), let value = UInt32(digits, radix: 16)
+        else {
             throw fail("invalid hex escape \(text(from: start)) at offset \(start)")
         }
         guard value <= 0x7F else {

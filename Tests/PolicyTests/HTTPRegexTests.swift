@@ -107,6 +107,8 @@ final class HTTPRegexTests: XCTestCase {
             ("[é]", "non-ASCII character"),
             ("\\xff", "not ASCII"),
             ("\\xg1", "invalid hex escape"),
+            ("a\\x4", "invalid hex escape"),
+            ("\\x{+4}", "invalid hex escape"),
             ("a\\", "trailing \\"),
             ("\\k", "unknown escape \\k"),
             ("\\0", "octal escape"),
