@@ -119,7 +119,7 @@ let package = Package(
             name: "ConntrackGCTests",
             dependencies: ["ConntrackGC", "DatapathCore", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "RESTServerTests", dependencies: ["RESTServer", "AgentAPI"]),
-        .testTarget(name: "PolicyTests", dependencies: ["Policy", "AgentAPI"]),
+        .testTarget(name: "PolicyTests", dependencies: ["Policy", "AgentAPI", "NodeCtlKit"]),
         .testTarget(name: "NATTests", dependencies: ["NAT", "DatapathCore", "CLibbpf", "CNodeABI"]),
         .testTarget(name: "IPAMClusterPoolTests", dependencies: ["IPAMClusterPool", "DatapathCore"]),
         // A real etcd for tests: a single member on loopback, and certificates for its TLS.

@@ -175,18 +175,31 @@ public struct TraceRequest: Sendable, Equatable {
     public var port: UInt16?
     /// "TCP", "UDP", "SCTP", "ICMP", ... as the agent spells them.
     public var transport: String?
+    /// A request to decide against the destination port's HTTP rules (`http-method`, `http-path`, `http-host`).
+    public var httpMethod: String?
+    public var httpPath: String?
+    public var httpHost: String?
 
-    public init(source: String, destination: String, port: UInt16? = nil, transport: String? = nil) {
+    public init(
+        source: String, destination: String, port: UInt16? = nil, transport: String? = nil,
+        httpMethod: String? = nil, httpPath: String? = nil, httpHost: String? = nil
+    ) {
         self.source = source
         self.destination = destination
         self.port = port
         self.transport = transport
+        self.httpMethod = httpMethod
+        self.httpPath = httpPath
+        self.httpHost = httpHost
     }
 
     var query: [(String, String)] {
         var query = [("src", source), ("dst", destination)]
         if let port { query.append(("dport", String(port))) }
         if let transport { query.append(("protocol", transport)) }
+        if let httpMethod { query.append(("http-method", httpMethod)) }
+        if let httpPath { query.append(("http-path", httpPath)) }
+        if let httpHost { query.append(("http-host", httpHost)) }
         return query
     }
 }

@@ -15,11 +15,15 @@ public struct EndpointPolicy: Sendable, Equatable {
     /// Sorted by key (direction, identity, protocol, port, prefix); precedence already resolved (see
     /// `PolicyCompiler`), so the datapath's lookups give the right verdict.
     public var entries: [PolicyEntry]
+    /// What the L7 datapath enforces on the endpoint's ports with ingress HTTP rules, by port. The L3/L4 entries
+    /// still allow those ports' connections; their requests are decided by these.
+    public var http: [HTTPPortPolicy]
 
-    public init(ingressEnforced: Bool, egressEnforced: Bool, entries: [PolicyEntry]) {
+    public init(ingressEnforced: Bool, egressEnforced: Bool, entries: [PolicyEntry], http: [HTTPPortPolicy] = []) {
         self.ingressEnforced = ingressEnforced
         self.egressEnforced = egressEnforced
         self.entries = entries
+        self.http = http
     }
 
     public func isEnforced(_ direction: Direction) -> Bool {

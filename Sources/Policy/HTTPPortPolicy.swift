@@ -29,22 +29,37 @@ public struct HTTPPortPolicy: Hashable, Sendable {
 
 /// One HTTP rule, compiled: each regex as the automaton the kernel walks (nil: the field is not constrained).
 public struct HTTPRuleProgram: Hashable, Sendable {
+    /// The regexes the automata were compiled from, for people: policy views and traces.
+    public struct Sources: Hashable, Sendable {
+        public var method: String?
+        public var path: String?
+        public var host: String?
+
+        public init(method: String? = nil, path: String? = nil, host: String? = nil) {
+            self.method = method
+            self.path = path
+            self.host = host
+        }
+    }
+
     /// The number of the policy rule the HTTP rule came from, reported in flows.
     public var ruleID: UInt32
     public var method: ByteDFA?
     public var path: ByteDFA?
     public var host: ByteDFA?
     public var headers: [HTTPHeaderRequirement]
+    public var sources: Sources
 
     public init(
         ruleID: UInt32, method: ByteDFA? = nil, path: ByteDFA? = nil, host: ByteDFA? = nil,
-        headers: [HTTPHeaderRequirement] = []
+        headers: [HTTPHeaderRequirement] = [], sources: Sources = Sources()
     ) {
         self.ruleID = ruleID
         self.method = method
         self.path = path
         self.host = host
         self.headers = headers
+        self.sources = sources
     }
 }
 

@@ -55,6 +55,7 @@ public enum PolicyCompiler {
         }
         var enforced: [Direction: Bool] = [:]
         var entries: [PolicyEntry] = []
+        var ingressOpen = false
         for direction in Direction.allCases {
             let withSection = selecting.filter { $0.rule.hasSection(direction) }
             let defaultDeny = mode == .always || withSection.contains { $0.rule.defaultDeny(direction) }
@@ -64,7 +65,10 @@ public enum PolicyCompiler {
                 continue
             }
             enforced[direction] = true
-            if !defaultDeny { entries.append(PolicyEntry(identity: 0, direction: direction)) }
+            if !defaultDeny {
+                entries.append(PolicyEntry(identity: 0, direction: direction))
+                if direction == .ingress { ingressOpen = true }
+            }
             for indexed in selecting {
                 for deny in [false, true] {
                     for (i, item) in (indexed.rule.section(direction, deny: deny) ?? []).enumerated() {
@@ -76,9 +80,12 @@ public enum PolicyCompiler {
                 }
             }
         }
+        let http =
+            enforced[.ingress]!
+            ? httpPolicies(selecting: selecting, universe: universe, namedPorts: namedPorts, open: ingressOpen) : []
         return EndpointPolicy(
             ingressEnforced: enforced[.ingress]!, egressEnforced: enforced[.egress]!,
-            entries: resolvePrecedence(entries))
+            entries: resolvePrecedence(entries), http: http)
     }
 
     /// Same, with identities as (number, labels) pairs.

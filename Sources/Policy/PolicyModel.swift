@@ -48,6 +48,9 @@ public struct PortSpec: Hashable, Sendable {
     /// A named port (`http`): its number is the one the destination pod gives that name (see `NamedPort`), so it
     /// is resolved per endpoint when compiling; a name no pod defines allows nothing.
     public var name: String?
+    /// The `rules.http` of the `toPorts` element the port is in: requests to the port must match one of them.
+    /// nil: no HTTP rules, every connection the port allows carries any request.
+    public var http: [HTTPRule]?
 
     public init(port: UInt16, endPort: UInt16? = nil, proto: L4Protocol = .any) {
         self.port = port

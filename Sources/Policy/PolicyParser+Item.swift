@@ -37,8 +37,8 @@ extension PolicyParser {
         return hints
     }
 
-    /// One element of a section: peers and ports. Deny sections take the same peers and ports; L7 rules are
-    /// refused everywhere (see `portRules`).
+    /// One element of a section: peers and ports. Deny sections take the same peers and ports; HTTP rules are
+    /// taken in ingress allow sections only (see `httpRules`).
     static func item(_ r: FieldReader, direction: Direction, deny: Bool, namespace: String?) throws(AgentError)
         -> PolicyItem
     {
@@ -79,7 +79,7 @@ extension PolicyParser {
             item.services = services
         }
         if let field = r.child("toPorts") {
-            item.ports = try portRules(field, deny: deny, section: PolicyRule.sectionName(direction, deny: deny))
+            item.ports = try portRules(field, direction: direction, deny: deny, namespace: namespace)
         }
         return item
     }

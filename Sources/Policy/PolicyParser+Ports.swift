@@ -4,15 +4,13 @@ extension PolicyParser {
     /// Most ports one `toPorts` element may list (Cilium's limit).
     public static let maxPortsPerRule = 40
 
-    /// `toPorts`: each element's `ports`, flattened. L7 and TLS fields are refused: this agent enforces layers 3
-    /// and 4 only, and a rule that silently lost its L7 part would allow more than its author meant.
-    static func portRules(_ r: FieldReader, deny: Bool, section: String) throws(AgentError) -> [PortSpec] {
-        let l7 =
-            deny
-            ? "L7 rules are not allowed in \(section) (deny sections take only peers and ports)"
-            : "L7 rules (rules) are not supported: this agent enforces layers 3 and 4 only"
+    /// `toPorts`: each element's `ports`, flattened, each carrying its element's `rules.http` (see
+    /// `PolicyParser+HTTP`). Other L7 rules and TLS fields are refused: a rule that silently lost part of its
+    /// meaning would allow more than its author meant.
+    static func portRules(_ r: FieldReader, direction: Direction, deny: Bool, namespace: String?) throws(AgentError)
+        -> [PortSpec]
+    {
         let unsupported: [String: String] = [
-            "rules": l7,
             "originatingTLS": "originatingTLS (TLS origination) is not supported",
             "terminatingTLS": "terminatingTLS (TLS termination) is not supported",
             "serverNames": "serverNames (TLS SNI matching) is not supported",
@@ -22,14 +20,23 @@ extension PolicyParser {
         if elements.isEmpty { throw r.error("expected at least one element with ports") }
         var specs: [PortSpec] = []
         for element in elements {
-            _ = try element.object(allowed: ["ports"], unsupported: unsupported)
+            _ = try element.object(allowed: ["ports", "rules"], unsupported: unsupported)
             let portsField = try element.required("ports")
             let ports = try portsField.array()
             if ports.isEmpty { throw portsField.error("expected at least one port") }
             if ports.count > maxPortsPerRule {
                 throw portsField.error("lists \(ports.count) ports; at most \(maxPortsPerRule) are allowed")
             }
-            for port in ports { specs.append(try portSpec(port)) }
+            var parsed: [PortSpec] = []
+            for port in ports { parsed.append(try portSpec(port)) }
+            if let rules = element.child("rules") {
+                let http = try httpRules(rules, direction: direction, deny: deny, namespace: namespace)
+                for (index, spec) in parsed.enumerated() {
+                    try checkHTTPPort(spec, field: ports[index])
+                    parsed[index].http = http
+                }
+            }
+            specs += parsed
         }
         return specs
     }

@@ -39,13 +39,18 @@ public struct TraceResult: Sendable, Equatable {
     public var reason: String
     public var egress: DirectionTrace
     public var ingress: DirectionTrace
+    /// When the destination's ingress allows the flow to a TCP port with HTTP rules: those rules, and the verdict
+    /// on the traced request if there is one.
+    public var http: HTTPTrace?
 
-    /// `{"verdict", "reason", "egress": {...}, "ingress": {...}}`.
+    /// `{"verdict", "reason", "egress": {...}, "ingress": {...}, "http": {...}}`.
     public var json: JSON {
-        [
+        var object: [String: JSON] = [
             "verdict": .string(verdict.rawValue), "reason": .string(reason), "egress": egress.json,
             "ingress": ingress.json,
         ]
+        if let http { object["http"] = http.json }
+        return .object(object)
     }
 }
 
@@ -53,10 +58,11 @@ extension PolicyRepository {
     /// Traces a new flow as the datapath would decide it: the source's egress policy toward the destination's
     /// identity, then the destination's ingress policy toward the source's; both must allow. `identities` are the
     /// known identities for evaluating peer selectors (the two peers are added when missing); `services` the
-    /// identities of the backends of the services `toServices` names.
+    /// identities of the backends of the services `toServices` names. To a TCP port with HTTP rules, `request` is
+    /// decided too: the flow passes only if the request does.
     public func trace(
         from source: TracePeer, to destination: TracePeer, proto: UInt8, dport: UInt16, identities: [Identity],
-        services: [ServiceReference: [UInt32]] = [:], mode: EnforcementMode
+        services: [ServiceReference: [UInt32]] = [:], mode: EnforcementMode, request: HTTPRequestHead? = nil
     ) -> TraceResult {
         var known = identities
         for peer in [source, destination] where !known.contains(where: { $0.id == peer.identity }) {
@@ -70,19 +76,30 @@ extension PolicyRepository {
         let ingress = traceDirection(
             .ingress, endpoint: destination, peer: source, proto: proto, port: dport, peers: peers, mode: mode,
             flow: flow)
+        var http: HTTPTrace?
+        if proto == 6, destination.isLocalEndpoint, ingress.decision.verdict == .allowed {
+            http = HTTPTrace.trace(
+                policy: resolve(endpoint: destination.labels, peers: peers, mode: mode), source: source.identity,
+                port: dport, request: request, ruleName: ruleName)
+        }
         if egress.decision.verdict == .denied {
             return TraceResult(
                 verdict: .denied, reason: "egress of the source: \(egress.reason)", egress: egress,
-                ingress: ingress)
+                ingress: ingress, http: http)
         }
         if ingress.decision.verdict == .denied {
             return TraceResult(
                 verdict: .denied, reason: "ingress of the destination: \(ingress.reason)",
                 egress: egress, ingress: ingress)
         }
-        return TraceResult(
-            verdict: .allowed, reason: "egress: \(egress.reason); ingress: \(ingress.reason)", egress: egress,
-            ingress: ingress)
+        if let http, http.decision?.allowed == false {
+            return TraceResult(
+                verdict: .denied, reason: "HTTP policy of the destination: \(http.reason)", egress: egress,
+                ingress: ingress, http: http)
+        }
+        var reason = "egress: \(egress.reason); ingress: \(ingress.reason)"
+        if let http { reason += "; HTTP: \(http.reason)" }
+        return TraceResult(verdict: .allowed, reason: reason, egress: egress, ingress: ingress, http: http)
     }
 
     private func traceDirection(

@@ -110,7 +110,8 @@ struct PolicyCommand: ParsableCommand {
             discussion: """
                 SRC and DST are an endpoint id, namespace/pod, an IP address, or labels \
                 (k8s:app=x,k8s:io.kubernetes.pod.namespace=ns). The exit status is 0 whether the traffic is \
-                allowed or denied: read the verdict from the output (-o json: .verdict).
+                allowed or denied: read the verdict from the output (-o json: .verdict). To a TCP port with HTTP \
+                rules, --http-method, --http-path and --http-host trace one request as the kernel decides it.
                 """)
 
         @OptionGroup var global: GlobalOptions
@@ -127,6 +128,15 @@ struct PolicyCommand: ParsableCommand {
                 valueName: "port[/proto]"))
         var dport: String?
 
+        @Option(help: ArgumentHelp("Also decide this request's method against HTTP rules.", valueName: "method"))
+        var httpMethod: String?
+
+        @Option(help: ArgumentHelp("Also decide this request-target (path and query).", valueName: "path"))
+        var httpPath: String?
+
+        @Option(help: ArgumentHelp("Also decide this Host header value.", valueName: "host"))
+        var httpHost: String?
+
         func validate() throws {
             guard !src.isEmpty, !dst.isEmpty else { throw ValidationError("--src and --dst must not be empty") }
             if let dport { _ = try PortSpec(parsing: dport) }
@@ -135,7 +145,8 @@ struct PolicyCommand: ParsableCommand {
         func run() throws {
             let port = try dport.map { try PortSpec(parsing: $0) }
             let request = TraceRequest(
-                source: src, destination: dst, port: port?.port, transport: port?.transport)
+                source: src, destination: dst, port: port?.port, transport: port?.transport, httpMethod: httpMethod,
+                httpPath: httpPath, httpHost: httpHost)
             global.emit(try global.client.tracePolicy(request), table: PolicyViews.trace)
         }
     }

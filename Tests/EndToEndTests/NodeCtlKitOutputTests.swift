@@ -140,6 +140,82 @@ final class NodeCtlKitOutputTests: XCTestCase {
             """)
     }
 
+    func testEndpointPolicyWithHTTPRules() {
+        let realized: JSON = [
+            "endpoint": 12, "revision": 3, "ingress-enforced": true, "egress-enforced": false,
+            "entries": [
+                [
+                    "direction": "ingress", "identity": 300, "protocol": "TCP", "port": 8080, "end-port": 8080,
+                    "deny": false, "rules": ["api-tier/l7 ingress[0]"],
+                ]
+            ],
+            "http": [
+                [
+                    "port": 8080, "protocol": "TCP",
+                    "rules": [
+                        [
+                            "index": 0, "rule-id": 7, "rule": "api-tier/l7 ingress[0]", "method": "GET",
+                            "path": "/api/v1/public/.*", "headers": [],
+                        ],
+                        ["index": 1, "rule-id": 7, "rule": "api-tier/l7 ingress[0]", "headers": ["x-token: 7"]],
+                    ],
+                    "peers": [
+                        ["identity": 0, "access": "rules", "rules": [0]],
+                        ["identity": 300, "access": "rules", "rules": [0, 1]],
+                        ["identity": 301, "access": "unrestricted"],
+                    ],
+                ]
+            ],
+        ]
+        XCTAssertEqual(
+            EndpointViews.policy(realized),
+            """
+            Endpoint 12, policy revision 3
+            Ingress enforced: true
+            Egress enforced:  false
+
+            DIRECTION   IDENTITY   PROTOCOL   PORT   VERDICT   RULES
+            ingress     300        TCP        8080   allow     api-tier/l7 ingress[0]
+
+            HTTP rules on TCP/8080:
+            #   METHOD   PATH                HOST   HEADERS      RULE
+            0   GET      /api/v1/public/.*   *      -            api-tier/l7 ingress[0]
+            1   *        *                   *      x-token: 7   api-tier/l7 ingress[0]
+
+            IDENTITY   REQUESTS
+            any        rules 0
+            300        rules 0,1
+            301        all (unrestricted)
+
+            """)
+    }
+
+    func testPolicyTraceWithHTTPRequest() {
+        let trace: JSON = [
+            "verdict": "denied", "reason": "HTTP policy of the destination: denied",
+            "egress": nil, "ingress": nil,
+            "http": [
+                "port": 8080, "unrestricted": false, "verdict": "denied", "reason": "denied: no rule matches",
+                "request": ["method": "POST", "path": "/x", "host": "api"],
+                "rules": [["index": 0, "rule": "api-tier/l7 ingress[0]", "method": "GET", "headers": []]],
+            ],
+        ]
+        XCTAssertEqual(
+            PolicyViews.trace(trace),
+            """
+            Verdict:  denied
+            Reason:   HTTP policy of the destination: denied
+
+            HTTP (TCP/8080):
+              Request:  POST /x (host api)
+              Verdict:  denied
+              Reason:   denied: no rule matches
+              #   METHOD   PATH   HOST   HEADERS   RULE
+              0   GET      *      *      -         api-tier/l7 ingress[0]
+
+            """)
+    }
+
     func testStatus() {
         let health: JSON = [
             "status": "ok", "version": "0.1.0", "kernel": "6.8.0-45-generic",

@@ -68,14 +68,14 @@ extension PolicySemanticsTests {
             (
                 [
                     "endpointSelector": selector,
-                    "ingress": [
+                    "egress": [
                         [
                             "toPorts": [
                                 ["ports": [["port": "80", "protocol": "TCP"]], "rules": ["http": [["method": "GET"]]]]
                             ]
                         ]
                     ],
-                ], "spec.ingress[0].toPorts[0].rules", "L7"
+                ], "spec.egress[0].toPorts[0].rules", "egress HTTP rules"
             ),
             (
                 [

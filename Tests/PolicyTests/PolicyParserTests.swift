@@ -58,7 +58,7 @@ final class PolicyParserTests: XCTestCase {
         let ports = #""ports": [{"port": "80", "protocol": "TCP"}]"#
         assertRejected(
             spec: #"{\#(selector), "egress": [{"toPorts": [{\#(ports), "rules": {"http": [{"method": "GET"}]}}]}]}"#,
-            field: "spec.egress[0].toPorts[0].rules", "L7 rules (rules) are not supported")
+            field: "spec.egress[0].toPorts[0].rules", "egress HTTP rules are not supported")
         assertRejected(
             spec: #"{\#(selector), "egressDeny": [{"toPorts": [{\#(ports), "rules": {"http": [{}]}}]}]}"#,
             field: "spec.egressDeny[0].toPorts[0].rules", "not allowed in egressDeny")

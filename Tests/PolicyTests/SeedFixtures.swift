@@ -95,7 +95,7 @@ enum SeedFixtures {
         ]
         """
 
-    /// l7-policy-backend-api.yaml: L7 rules, which this agent refuses.
+    /// l7-policy-backend-api.yaml: HTTP rules, one narrowed to the admin tool by its own fromEndpoints.
     static let l7Policy = """
         {
           "apiVersion": "cilium.io/v2",

@@ -162,12 +162,43 @@ final class SeedScenarioTests: XCTestCase {
         XCTAssertEqual(trace(otherWeb, frontend, 80).verdict, .allowed)
     }
 
-    func testTheL7PolicyIsRefusedNamingItsRules() throws {
-        let error = try XCTUnwrap(parseError(SeedFixtures.l7Policy))
-        XCTAssertEqual(error.code, .invalidField)
-        XCTAssertEqual(error.field, "spec.ingress[0].toPorts[0].rules")
-        XCTAssertTrue(error.message.hasPrefix("api-tier/l7-policy-for-backend-api: spec.ingress[0].toPorts[0].rules: "))
-        XCTAssertTrue(error.message.contains("L7"), error.message)
+    func testTheL7PolicyDecidesRequestsAsTheArticleSays() throws {
+        repo = try repository(SeedFixtures.defaultDenyAll, SeedFixtures.l7Policy)
+        // The item's selectors without a namespace mean the policy's own (api-tier), as in Cilium: the admin tool
+        // in another namespace is not selected at all.
+        let localAdmin = try allocator.acquire(
+            labels("k8s:role=admin-tool", "k8s:io.kubernetes.pod.namespace=api-tier"))
+        let b = resolve(backend)
+        let http = try XCTUnwrap(b.http.first)
+        XCTAssertEqual(b.http.map(\.port), [8080])
+        // The connection itself stays an L4 allow; the requests are decided by the HTTP rules.
+        XCTAssertEqual(b.decide(identity: frontend.id, direction: .ingress, proto: 6, port: 8080).verdict, .allowed)
+        let cases: [(Identity, String, String, Bool)] = [
+            (frontend, "GET", "/api/v1/public/foo", true),
+            (frontend, "GET", "/api/v1/public/", true),
+            (frontend, "POST", "/api/v1/admin/bar", false),
+            (frontend, "GET", "/api/v1/admin/bar", false),
+            (otherWeb, "GET", "/api/v1/public/x?page=2", true),
+            (localAdmin, "GET", "/api/v1/public/foo", true),
+            (localAdmin, "POST", "/api/v1/admin/bar", true),
+            (localAdmin, "POST", "/api/v1/public/foo", false),
+            (adminTool, "GET", "/api/v1/public/foo", false),
+            (postgres, "GET", "/api/v1/public/foo", false),
+        ]
+        for (peer, method, path, allowed) in cases {
+            let decision = http.decide(identity: peer.id, request: HTTPRequestHead(method: method, path: path))
+            XCTAssertEqual(decision.allowed, allowed, "\(peer.labels) \(method) \(path): \(decision)")
+        }
+        let id = try ruleID("api-tier/l7-policy-for-backend-api ingress[0]")
+        XCTAssertEqual(http.rules.map(\.ruleID), [id, id])
+
+        // With the article's L4 policy too, allow rules are a union: its allow of the frontend on 8080, which has
+        // no HTTP rules, lets every request of the frontend through; the others still go by the HTTP rules.
+        try repo.apply(JSON.parse(SeedFixtures.allowTraffic))
+        let both = try XCTUnwrap(resolve(backend).http.first)
+        let admin = HTTPRequestHead(method: "POST", path: "/api/v1/admin/bar")
+        XCTAssertEqual(both.decide(identity: frontend.id, request: admin).reason, .unrestricted)
+        XCTAssertFalse(both.decide(identity: otherWeb.id, request: admin).allowed)
     }
 
     func testTheExternalCIDRPolicyApplies() throws {

@@ -8,6 +8,8 @@ extension NodeAgent {
         var entries: [PolicyEntry.Key: PolicyEntry]
         var enforceIngress: Bool
         var enforceEgress: Bool
+        /// The ports with ingress HTTP rules and what the L7 datapath decides on them.
+        var http: [HTTPPortPolicy] = []
     }
 
     /// `peers` prepared once serve every endpoint of one regeneration; nil prepares them for this endpoint alone.
@@ -23,7 +25,7 @@ extension NodeAgent {
             mode: mode, namedPorts: endpoint.namedPorts)
         return DesiredPolicy(
             entries: PolicyEntry.byKey(resolved.entries.map(\.mapped)), enforceIngress: resolved.ingressEnforced,
-            enforceEgress: resolved.egressEnforced)
+            enforceEgress: resolved.egressEnforced, http: resolved.http)
     }
 
     /// The named ports of the local endpoints of each identity, which egress rules' named ports resolve against.

@@ -120,6 +120,8 @@ extension NodeAgent {
                 "endpoint": .int(Int64(id)), "revision": .int(Int64(endpoint.policyRevision)),
                 "ingress-enforced": .bool(endpoint.enforceIngress), "egress-enforced": .bool(endpoint.enforceEgress),
                 "entries": .array(entries.map { entry in entryJSON(entry, desired: desired, state: state) }),
+                // Compiled from the policy: what the L7 datapath decides on the ports with HTTP rules.
+                "http": .array(desired.http.map { $0.json(ruleName: state.policy.ruleName) }),
             ]
         }
     }

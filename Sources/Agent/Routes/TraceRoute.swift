@@ -15,6 +15,7 @@ extension NodeAgent {
         guard let proto = IPProtocol.number(of: protoText), proto != 0 else {
             throw AgentError.invalidField("protocol", "\"\(protoText)\" is not one of TCP, UDP, SCTP, ICMP, ICMPv6")
         }
+        let httpRequest = try traceHTTPRequest(request, proto: proto)
         let (mode, allowLocalhost) = runtime.withLock {
             ($0.policyEnforcement, $0.allowLocalhost)
         }
@@ -23,7 +24,7 @@ extension NodeAgent {
             let destination = try tracePeer(dstText, field: "dst", state: state)
             var result = state.policy.trace(
                 from: source, to: destination, proto: proto, dport: port, identities: state.identityList,
-                services: servicePeers(in: state).resolved(prefixIDs: [:]), mode: mode)
+                services: servicePeers(in: state).resolved(prefixIDs: [:]), mode: mode, request: httpRequest)
             if allowLocalhost == .always, source.identity == UInt32(NA_ID_HOST.rawValue), destination.isLocalEndpoint {
                 Self.admitLocalhost(&result)
             }
@@ -32,6 +33,19 @@ extension NodeAgent {
             json["destination"] = peerJSON(destination)
             return .object(json)
         }
+    }
+
+    /// `http-method`, `http-path`, `http-host`: a request to decide against the destination port's HTTP rules
+    /// (method GET and path `/` when only some are given); nil when none is.
+    private func traceHTTPRequest(_ request: APIRequest, proto: UInt8) throws -> HTTPRequestHead? {
+        let method = request.query["http-method"]
+        let path = request.query["http-path"]
+        let host = request.query["http-host"]
+        if method == nil && path == nil && host == nil { return nil }
+        guard proto == 6 else {
+            throw AgentError.invalidField("protocol", "an HTTP request (http-method, http-path, http-host) needs TCP")
+        }
+        return HTTPRequestHead(method: method ?? "GET", path: path ?? "/", host: host ?? "")
     }
 
     /// What the datapath does with allow-localhost=always: the node's traffic passes the destination's ingress.

@@ -31,7 +31,8 @@ public enum EndpointViews {
         out += "Ingress enforced: \(Cells.text(realized["ingress-enforced"]))\n"
         out += "Egress enforced:  \(Cells.text(realized["egress-enforced"]))\n"
         let entries = realized["entries"]?.arrayValue ?? []
-        guard !entries.isEmpty else { return out + "No policy entries\n" }
+        let http = HTTPViews.ports(realized["http"]?.arrayValue ?? [])
+        guard !entries.isEmpty else { return out + "No policy entries\n" + http }
         var table = Table(columns: ["Direction", "Identity", "Protocol", "Port", "Verdict", "Rules"])
         for entry in entries {
             let identity = entry["identity"]?.intValue
@@ -44,7 +45,7 @@ public enum EndpointViews {
                 (entry["rules"]?.arrayValue ?? []).map { Cells.text($0) }.joined(separator: ", "),
             ])
         }
-        return out + "\n" + table.render()
+        return out + "\n" + table.render() + http
     }
 
     /// "any" for port 0 or none, "8080" for a single port, "8000-8080" for a range.

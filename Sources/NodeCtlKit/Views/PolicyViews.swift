@@ -51,6 +51,21 @@ public enum PolicyViews {
             out += "\n\(title):\n"
             out += Cells.fieldList(Cells.flatten(side)).split(separator: "\n").map { "  \($0)\n" }.joined()
         }
+        if let http = response["http"], !http.isNull {
+            out += "\nHTTP (TCP/\(Cells.text(http["port"]))):\n"
+            var fields = [("Reason", Cells.text(http["reason"]))]
+            if let verdict = http["verdict"] { fields.insert(("Verdict", Cells.text(verdict)), at: 0) }
+            if let request = http["request"] {
+                let host = request["host"]?.stringValue.flatMap { $0.isEmpty ? nil : " (host \($0))" } ?? ""
+                fields.insert(
+                    ("Request", "\(Cells.text(request["method"])) \(Cells.text(request["path"]))\(host)"), at: 0)
+            }
+            out += Cells.fieldList(fields).split(separator: "\n").map { "  \($0)\n" }.joined()
+            if http["unrestricted"]?.boolValue != true {
+                out += HTTPViews.rules(http["rules"]?.arrayValue ?? []).split(separator: "\n").map { "  \($0)\n" }
+                    .joined()
+            }
+        }
         return out
     }
 
