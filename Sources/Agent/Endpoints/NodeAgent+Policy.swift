@@ -16,6 +16,7 @@ extension NodeAgent {
     /// Adds (or replaces) `documents` as one revision; the answer names them, with any warnings the parser had.
     /// In cluster mode the documents go to etcd and every node applies them from its watch.
     func importPolicies(_ documents: [PolicyDocument]) throws -> JSON {
+        try checkHTTPRulesEnforceable(documents)
         if let cluster { return try importClusterPolicies(documents, cluster) }
         let warnings = documents.flatMap(\.warnings)
         return try changePolicy(reason: "policy import") { repository in

@@ -87,6 +87,7 @@ extension NodeAgent {
         let targets = state.endpoints.values.filter { only?.contains($0.id) ?? true }
         let desired = targets.sorted { $0.id < $1.id }.map { ($0, desiredPolicy(for: $0, in: state, peers: peers)) }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
+        for (endpoint, policy) in desired { try checkHTTPRulesEnforceable(policy.http, endpoint: endpoint.id) }
         let revision = state.policy.revision
         var generation: UInt32?
         var changed = 0
