@@ -514,7 +514,8 @@ struct na_l7_port_value {
 	__u32 ruleset;
 	__u32 ep_id;
 	__u32 ep_identity;
-	__u32 pad;
+	__u16 dfa_base;   /* the ruleset's DFA states are na_l7_dfa[dfa_base, dfa_base + dfa_count): */
+	__u16 dfa_count;  /* a restarted agent learns what is in use from this map alone */
 };
 
 /*

@@ -69,6 +69,8 @@ public struct Flow: Sendable, Equatable {
     public var ruleID: UInt32
     /// That rule's name (`web-tier/allow-frontend-to-backend egress[0]`), when it is still in force.
     public var rule: String?
+    /// The HTTP request, for a request the L7 verdict decided.
+    public var l7: L7?
 
     public init(
         time: Int64, verdict: Verdict, reasonCode: UInt16, reason: String, direction: Direction, proto: UInt8,
@@ -113,6 +115,7 @@ public struct Flow: Sendable, Equatable {
             "rule-id": .int(Int64(ruleID)),
         ]
         if let rule { object["rule"] = .string(rule) }
+        if let l7 { object["l7"] = l7.json }
         return .object(object)
     }
 

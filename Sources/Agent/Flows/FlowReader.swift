@@ -14,19 +14,23 @@ final class FlowReader: Sendable {
     init(datapath: Datapath, store: FlowStore, context: @escaping @Sendable () -> FlowContext?) throws {
         let counter = MalformedCounter()
         reader = RingBufferReader(map: try datapath.map(Self.ringBuffer), threadName: "flow-reader") { records in
-            let size = MemoryLayout<na_flow_event>.size
-            var events: [na_flow_event] = []
+            var events: [FlowRecord] = []
             events.reserveCapacity(records.count)
             for record in records {
-                guard record.count >= size else {
+                guard let event = FlowRecord(record) else {
                     counter.add(1)
                     continue
                 }
-                events.append(valueFrom(record, at: 0))
+                events.append(event)
             }
             guard !events.isEmpty, let context = context() else { return }
             let offset = WallClock.monotonicOffset()
-            store.append(events.map { context.flow(from: $0, wallOffset: offset) })
+            store.append(
+                events.map { record in
+                    var flow = context.flow(from: record.event, wallOffset: offset)
+                    flow.l7 = record.l7
+                    return flow
+                })
         }
         self.counter = counter
     }
@@ -35,7 +39,7 @@ final class FlowReader: Sendable {
 
     func stop() { reader.stop() }
 
-    /// Events read from the ring buffer, and records too short to be a flow event (an ABI mismatch).
+    /// Events read from the ring buffer, and records too short for what their kind announces (an ABI mismatch).
     var eventsRead: UInt64 { reader.recordsRead }
     var malformedRecords: UInt64 { counter.value }
 }
