@@ -38,6 +38,12 @@ public struct Cleaner {
             try SocketLoadBalancing.detach(pinRoot: config.bpfRoot)
             balancerDetached = true
         }
+        // The same for the kernel's HTTP enforcement: its sockops link leaves the cgroup.
+        var l7Detached = false
+        if FileManager.default.fileExists(atPath: L7Enforcement.linkDirectory(pinRoot: config.bpfRoot)) {
+            try L7Enforcement.detach(pinRoot: config.bpfRoot)
+            l7Detached = true
+        }
         BPFFS.removeAll(root: config.bpfRoot)
         // Only a socket: the path is configuration, and may name something else by mistake.
         var info = stat()
@@ -45,6 +51,7 @@ public struct Cleaner {
         if !keepState { try? FileManager.default.removeItem(atPath: config.stateDir) }
         return "removed \(detached) tc programs, \(pins) pinned objects under \(config.bpfRoot)"
             + (balancerDetached ? ", the socket load balancer's cgroup hooks" : "")
+            + (l7Detached ? ", the HTTP enforcement's sockops hook" : "")
             + (keepState ? "" : ", state in \(config.stateDir)")
     }
 

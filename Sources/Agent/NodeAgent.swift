@@ -37,6 +37,10 @@ public final class NodeAgent: Sendable {
     let serviceDatapath: (any ServiceDatapath)?
     /// The socket load balancer the daemon started (`services.enabled`); its maps are `serviceDatapath`.
     let serviceLoadBalancing: SocketLoadBalancing?
+    /// The kernel's HTTP enforcement (`L7/`); nil when it could not start or failed its self-test, with the reason
+    /// in `l7Problem`: HTTP rules are then refused.
+    let l7: L7Enforcement?
+    let l7Problem: String?
     /// Where the connections of backends that left a service are ended, one change after the other.
     let connectionTermination = DispatchQueue(label: "nodeagent.service-connection-termination")
 
@@ -59,6 +63,7 @@ public final class NodeAgent: Sendable {
         var maxEntries = config.mapSizes.merging(registry.mapSizes) { explicit, _ in explicit }
         maxEntries.removeValue(forKey: PolicyMapLayout.outerMap)
         datapath = try Datapath(root: config.bpfRoot, maxEntries: maxEntries)
+        (l7, l7Problem) = Self.startL7(config: config, maxEntries: maxEntries)
         for name in datapath.object.replacedPins {
             logger.warning(
                 "a pinned map had another layout or size; replaced it with an empty one",
@@ -121,8 +126,9 @@ public final class NodeAgent: Sendable {
         cluster?.stop()
         registry.stopAll()
         observability.stop()
-        // Only the descriptors close: the pinned links and maps go on translating services.
+        // Only the descriptors close: the pinned links and maps go on translating services and deciding requests.
         serviceLoadBalancing?.stop()
+        l7?.stop()
     }
 
     /// Every route the agent serves: its own and the enabled plugins'.

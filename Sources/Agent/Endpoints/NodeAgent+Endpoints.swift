@@ -204,6 +204,7 @@ extension NodeAgent {
         for address in endpoint.addresses { try ipcache.remove(address) }
         try endpointDatapath.removePolicyMap(endpoint.id)
         state.realized[endpoint.id] = nil
+        forgetHTTP(endpoint: endpoint.id, in: &state)
         state.endpoints[endpoint.id] = nil
         return try state.identities.release(endpoint.identity)
     }

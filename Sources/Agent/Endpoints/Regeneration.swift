@@ -98,6 +98,7 @@ extension NodeAgent {
                 try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove)
                 state.realized[endpoint.id] = policy.entries
             }
+            try realizeHTTP(policy.http, for: endpoint, in: &state)
             var updated = endpoint
             updated.enforceIngress = policy.enforceIngress
             updated.enforceEgress = policy.enforceEgress

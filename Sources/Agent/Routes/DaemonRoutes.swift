@@ -54,6 +54,7 @@ extension NodeAgent {
         ]
         if let cluster = clusterHealth() { health["cluster"] = cluster }
         health["services"] = servicesHealth()
+        health["l7"] = l7Health()
         return .object(health)
     }
 

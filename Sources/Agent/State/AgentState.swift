@@ -18,6 +18,8 @@ struct AgentState: Sendable {
     private static func nextVersion() -> UInt64 { versions.add(1, ordering: .relaxed).newValue }
     /// What each endpoint's policy map holds, by slot.
     var realized: [UInt32: [PolicyEntry.Key: PolicyEntry]] = [:]
+    /// What the L7 maps hold for each endpoint with HTTP rules.
+    var realizedHTTP: [UInt32: RealizedHTTP] = [:]
     /// Addresses of this node (identity host) currently in the ipcache.
     var hostAddresses: Set<IPAddress> = []
     /// Services by id (`Services/NodeAgent+Services.swift`); outside `version`, which nothing of them derives from.

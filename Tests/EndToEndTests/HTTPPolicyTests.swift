@@ -1,0 +1,185 @@
+import AgentAPI
+import Foundation
+import Glibc
+import XCTest
+
+/// The seed article's L7 policy (`l7-policy-backend-api.yaml`, applied verbatim) decided in the kernel: backend-api
+/// runs a real HTTP/1.1 server in the agent's cgroup, where the agent's sockops program enrolls its connections; web
+/// and admin pods send real requests with curl. The server's access log proves a refused request never reached it.
+final class HTTPPolicyTests: EndToEndTestCase {
+    private struct Setup {
+        var topology: Topology
+        var agent: AgentProcess
+        var backend: Pod
+        var frontend: Pod
+        var webOther: Pod
+        var admin: Pod
+        var outsider: Pod
+        var server: HTTPServer
+    }
+
+    private func makeSetup() throws -> Setup {
+        let topology = try makeTopology()
+        let agent = try startAgent(in: topology)
+        let backend = try topology.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
+        let frontend = try topology.addPod(namespace: "web-tier", name: "frontend", dualStack: false)
+        let webOther = try topology.addPod(namespace: "web-tier", name: "web-other", dualStack: false)
+        let admin = try topology.addPod(namespace: "api-tier", name: "admin-tool", dualStack: false)
+        let outsider = try topology.addPod(namespace: "data-tier", name: "postgres", dualStack: false)
+        for (id, pod) in [backend, frontend, webOther, admin, outsider].enumerated() {
+            _ = try agent.registerEndpoint(id: id + 1, pod: pod, labels: SeedPods.labels[pod.name]!)
+        }
+        let server = try HTTPServer(on: backend, port: 8080, agent: agent, topology: topology)
+        let imported = try agent.nodectl("policy", "import", try fixture("l7-policy-backend-api.yaml"))
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        return Setup(
+            topology: topology, agent: agent, backend: backend, frontend: frontend, webOther: webOther, admin: admin,
+            outsider: outsider, server: server)
+    }
+
+    /// The article's promises, one request each, and the server's log of what reached it.
+    func testTheArticlesPolicyDecidesEachRequestInTheKernel() throws {
+        let s = try makeSetup()
+        let url = "http://\(s.backend.ipv4):8080"
+        let publicGet = try curl(from: s.frontend, "\(url)/api/v1/public/items")
+        XCTAssertEqual(publicGet.code, "200", "GET public from web-tier: \(publicGet)")
+        let otherGet = try curl(from: s.webOther, "\(url)/api/v1/public/other")
+        XCTAssertEqual(otherGet.code, "200", "any web-tier pod: \(otherGet)")
+        let adminGet = try curl(from: s.frontend, "\(url)/api/v1/admin/users")
+        XCTAssertEqual(adminGet.code, "403", "GET admin from web-tier: \(adminGet)")
+        XCTAssertEqual(adminGet.body, "Access denied\r\n")
+        let webPost = try curl(from: s.frontend, "\(url)/api/v1/admin/users", post: "name=x")
+        XCTAssertEqual(webPost.code, "403", "POST admin from web-tier: \(webPost)")
+        let adminPost = try curl(from: s.admin, "\(url)/api/v1/admin/users", post: "name=y")
+        XCTAssertEqual(adminPost.code, "200", "POST admin from admin-tool: \(adminPost)")
+        let adminPublic = try curl(from: s.admin, "\(url)/api/v1/public/items")
+        XCTAssertEqual(adminPublic.code, "200", "GET public from admin-tool: \(adminPublic)")
+        let query = try curl(from: s.frontend, "\(url)/api/v1/publicx")
+        XCTAssertEqual(query.code, "403", "the whole path must match: \(query)")
+        let outsider = try curl(from: s.outsider, "\(url)/api/v1/public/items", timeout: 2)
+        XCTAssertEqual(outsider.exit, 28, "a pod outside both is dropped at L4 (curl times out): \(outsider)")
+
+        let log = try s.server.requests()
+        XCTAssertEqual(
+            log,
+            [
+                "GET /api/v1/public/items", "GET /api/v1/public/other", "POST /api/v1/admin/users",
+                "GET /api/v1/public/items",
+            ], "only the allowed requests reached the server")
+
+        // Every decision is a flow with its HTTP part.
+        let flows = try s.agent.flows("last=10000").filter { $0["l7"] != nil }
+        let denied = flows.filter { $0["verdict"] == "DROPPED" }
+        XCTAssertTrue(
+            denied.contains { $0["l7"]?["http"]?["url"]?.stringValue?.contains("/api/v1/admin/users") ?? false },
+            "a dropped l7 flow for the refused request: \(flows)")
+        XCTAssertTrue(
+            flows.contains { $0["verdict"] == "FORWARDED" && $0["l7"]?["http"]?["method"] == "POST" },
+            "a forwarded l7 flow for the admin tool's POST: \(flows)")
+    }
+
+    /// Deleting the policy takes the HTTP rules out of the kernel at once: the refused request passes.
+    func testAPolicyChangeReachesRequestsAtOnce() throws {
+        let s = try makeSetup()
+        let url = "http://\(s.backend.ipv4):8080/api/v1/admin/users"
+        XCTAssertEqual(try curl(from: s.frontend, url).code, "403")
+        XCTAssertEqual(try s.agent.api(.DELETE, "/v1/policy").status, 200)
+        XCTAssertEqual(try curl(from: s.frontend, url).code, "200", "no policy: no HTTP rule")
+    }
+
+    /// HTTP rules on an agent whose kernel cannot enforce them are refused by name (501), never applied at L4 only.
+    func testTheStatusNamesTheKernelEnforcement() throws {
+        let s = try makeSetup()
+        let health = try s.agent.getJSON("/v1/healthz")
+        XCTAssertEqual(health["l7"]?["state"], "running", "\(health["l7"] ?? nil)")
+    }
+
+    private struct Answer: CustomStringConvertible {
+        var exit: Int32
+        var code: String
+        var body: String
+        var description: String { "exit \(exit), HTTP \(code), body \(body.debugDescription)" }
+    }
+
+    private func curl(from pod: Pod, _ url: String, post: String? = nil, timeout: Int = 5) throws -> Answer {
+        let out = "\(Topology.temporaryDirectory)/na-curl-\(UInt32.random(in: 0...UInt32.max))"
+        defer { unlink(out) }
+        var arguments = [
+            "nsenter", "--net=\(Netns.path(pod.netns))", "--", "curl", "-s", "-o", out, "-w", "%{http_code}",
+            "--max-time", "\(timeout)",
+        ]
+        if let post { arguments += ["-X", "POST", "--data", post] }
+        let result = try Shell.capture(arguments + [url], timeout: TimeInterval(timeout + 5))
+        let body = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        return Answer(exit: result.status, code: result.stdout, body: body)
+    }
+}
+
+/// Python's HTTP/1.1 server (keep-alive) in a pod and the agent's cgroup, writing "METHOD PATH" for every request
+/// it reads to its log.
+private struct HTTPServer {
+    let log: String
+
+    init(on pod: Pod, port: UInt16, agent: AgentProcess, topology: Topology) throws {
+        let directory = try topology.run.temporaryDirectory("http-\(pod.name)")
+        let script = "\(directory)/server.py"
+        log = "\(directory)/access.log"
+        let ready = "\(directory)/ready"
+        try Self.script.write(toFile: script, atomically: true, encoding: .utf8)
+        let command = TestCgroup.command(
+            ["python3", script, "\(port)", log, ready], netns: pod.netns, cgroup: agent.cgroupRoot)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        nonisolated(unsafe) let server = process
+        topology.onDestroy {
+            server.terminate()
+            server.waitUntilExit()
+        }
+        let deadline = Date() + 5
+        while !FileManager.default.fileExists(atPath: ready) {
+            guard process.isRunning, Date() < deadline else {
+                throw AgentHarnessError("HTTP server on \(pod) port \(port) did not start")
+            }
+            usleep(20_000)
+        }
+    }
+
+    /// "METHOD PATH" of every request the server read, in order.
+    func requests() throws -> [String] {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map(String.init)
+    }
+
+    static let script = """
+        import http.server, sys
+        port, log, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                with open(log, "a") as f:
+                    f.write(f"{self.command} {self.path}\\n")
+                body = f"ok {self.command} {self.path}\\n".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = answer
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        open(ready, "w").close()
+        server.serve_forever()
+        """
+}
