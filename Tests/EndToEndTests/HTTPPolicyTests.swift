@@ -18,7 +18,7 @@ final class HTTPPolicyTests: EndToEndTestCase {
         var server: HTTPServer
     }
 
-    private func makeSetup() throws -> Setup {
+    private func makeSetup(importPolicy: Bool = true) throws -> Setup {
         let topology = try makeTopology()
         let agent = try startAgent(in: topology)
         let backend = try topology.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
@@ -30,8 +30,7 @@ final class HTTPPolicyTests: EndToEndTestCase {
             _ = try agent.registerEndpoint(id: id + 1, pod: pod, labels: SeedPods.labels[pod.name]!)
         }
         let server = try HTTPServer(on: backend, port: 8080, agent: agent, topology: topology)
-        let imported = try agent.nodectl("policy", "import", try fixture("l7-policy-backend-api.yaml"))
-        XCTAssertEqual(imported.status, 0, imported.stderr)
+        if importPolicy { try self.importPolicy(agent) }
         return Setup(
             topology: topology, agent: agent, backend: backend, frontend: frontend, webOther: webOther, admin: admin,
             outsider: outsider, server: server)
@@ -77,6 +76,87 @@ final class HTTPPolicyTests: EndToEndTestCase {
             flows.contains { $0["verdict"] == "FORWARDED" && $0["l7"]?["http"]?["method"] == "POST" },
             "a forwarded l7 flow for the admin tool's POST: \(flows)")
     }
+
+    private func importPolicy(_ agent: AgentProcess) throws {
+        let imported = try agent.nodectl("policy", "import", try fixture("l7-policy-backend-api.yaml"))
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+    }
+
+    /// A keep-alive connection accepted before the port had HTTP rules is not left unchecked: it is reset when
+    /// the rules arrive, and the client's next connection is decided request by request.
+    func testAConnectionAcceptedBeforeTheRulesIsResetNotLeftUnchecked() throws {
+        let s = try makeSetup(importPolicy: false)
+        let directory = try s.topology.run.temporaryDirectory("keepalive")
+        let go = "\(directory)/go"
+        let script = "\(directory)/client.py"
+        try Self.keepAliveClient.write(toFile: script, atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try Shell.executablePath("nsenter"))
+        process.arguments = [
+            "--net=\(Netns.path(s.frontend.netns))", "--", "python3", script, s.backend.ipv4, "8080", go,
+        ]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        defer { if process.isRunning { process.terminate() } }
+        // The first request went through before any policy.
+        let deadline = Date() + 10
+        while try s.server.requests().isEmpty && Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(try s.server.requests(), ["GET /api/v1/admin/users"])
+        try importPolicy(s.agent)
+        FileManager.default.createFile(atPath: go, contents: nil)
+        process.waitUntilExit()
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(printed.split(separator: "\n").first, "first 200", printed)
+        XCTAssertTrue(
+            printed.contains("second reset") || printed.contains("second closed") || printed.contains("second 403"),
+            "the old connection's second request is refused or the connection is gone: \(printed)")
+        XCTAssertEqual(
+            try s.server.requests(), ["GET /api/v1/admin/users"], "the second request never reached the server")
+        XCTAssertEqual(try curl(from: s.frontend, "http://\(s.backend.ipv4):8080/api/v1/admin/users").code, "403")
+    }
+
+    /// Sends GET /api/v1/admin/users on one connection, waits for the file argv[3], then sends it again on the same
+    /// connection; prints "first <status>" and "second <status|reset|closed>".
+    static let keepAliveClient = """
+        import os, socket, sys, time
+        ip, port, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+        s = socket.create_connection((ip, port), timeout=5)
+        request = f"GET /api/v1/admin/users HTTP/1.1\\r\\nHost: {ip}\\r\\n\\r\\n".encode()
+
+        def status():
+            data = b""
+            while b"\\r\\n\\r\\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return "closed"
+                data += chunk
+            head, _, rest = data.partition(b"\\r\\n\\r\\n")
+            length = 0
+            for line in head.split(b"\\r\\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(rest) < length:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                rest += chunk
+            return head.split(b" ")[1].decode()
+
+        s.sendall(request)
+        print("first", status(), flush=True)
+        while not os.path.exists(go):
+            time.sleep(0.02)
+        try:
+            s.sendall(request)
+            print("second", status(), flush=True)
+        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+            print("second reset", flush=True)
+        except socket.timeout:
+            print("second timeout", flush=True)
+        """
 
     /// Deleting the policy takes the HTTP rules out of the kernel at once: the refused request passes.
     func testAPolicyChangeReachesRequestsAtOnce() throws {

@@ -40,6 +40,17 @@ extension NodeAgent {
             try l7.datapath.apply(
                 endpoint: endpoint.id, identity: endpoint.identity, addresses: endpoint.addresses, ports: http)
             state.realizedHTTP[endpoint.id] = wanted
+            // Ports (or addresses) new to the maps may hold connections accepted before: never left unchecked.
+            let before = Set((current?.ports ?? []).map(\.port))
+            let gained = Set(http.map(\.port)).subtracting(current?.addresses == endpoint.addresses ? before : [])
+            if !gained.isEmpty {
+                let reset = try L7ConnectionReset.reset(addresses: endpoint.addresses, ports: gained)
+                if reset > 0 {
+                    logger.info(
+                        "reset connections accepted before their port had HTTP rules",
+                        metadata: ["endpoint": "\(endpoint.id)", "ports": "\(gained.sorted())", "reset": "\(reset)"])
+                }
+            }
         }
     }
 

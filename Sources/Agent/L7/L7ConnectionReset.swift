@@ -1,0 +1,40 @@
+import AgentAPI
+import Glibc
+import Netlink
+
+/// Connections accepted before their port had HTTP rules were never enrolled by the sockops program (it enrolls
+/// sockets as they are accepted), so their requests would go on unchecked. When a port of an endpoint gains HTTP
+/// rules, its established server sockets are found in every network namespace (sock_diag) and destroyed: the
+/// client sees a reset and connects again, and the new connection is enrolled.
+enum L7ConnectionReset {
+    /// Destroys the established TCP sockets bound to one of `addresses` and one of `ports`; returns how many.
+    /// Throws when the kernel cannot destroy sockets (CONFIG_INET_DIAG_DESTROY), naming what stays open.
+    static func reset(addresses: [IPAddress], ports: Set<UInt16>) throws(AgentError) -> Int {
+        guard !addresses.isEmpty, !ports.isEmpty else { return 0 }
+        let locals = Set(addresses)
+        var destroyed = 0
+        var refusal: AgentError?
+        for path in NetworkNamespace.all() {
+            guard let diag = try? SocketDiag(namespace: path) else { continue }
+            for family in Set(addresses.map(\.family)) {
+                // A namespace may go away while it is searched: the others are still searched.
+                guard let sockets = try? diag.connectedSockets(proto: UInt8(IPPROTO_TCP), family: family) else {
+                    continue
+                }
+                for socket in sockets where locals.contains(socket.local) && ports.contains(socket.localPort) {
+                    do {
+                        if try diag.destroy(socket) { destroyed += 1 }
+                    } catch let error as AgentError where error.errno == EOPNOTSUPP {
+                        refusal = AgentError.unsupported(
+                            "the kernel cannot destroy sockets (CONFIG_INET_DIAG_DESTROY): connections accepted on "
+                                + "ports \(ports.sorted()) before their HTTP rules stay open")
+                    } catch {
+                        continue
+                    }
+                }
+            }
+        }
+        if let refusal { throw refusal }
+        return destroyed
+    }
+}
