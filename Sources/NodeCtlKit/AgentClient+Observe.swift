@@ -21,6 +21,11 @@ public struct FlowSelection: Sendable, Equatable {
     /// RFC 3339 or unix seconds.
     public var since: String?
     public var last: Int?
+    /// `l7` (HTTP request decisions) or `l3-l4`.
+    public var type: String?
+    public var httpMethod: String?
+    /// A regex the whole request-target must match.
+    public var httpPath: String?
 
     public init() {}
 
@@ -43,6 +48,9 @@ public struct FlowSelection: Sendable, Equatable {
         add("protocol", transport)
         add("reason", reason)
         add("since", since)
+        add("type", type)
+        add("http-method", httpMethod)
+        add("http-path", httpPath)
         add("last", last.map(String.init))
         return query
     }

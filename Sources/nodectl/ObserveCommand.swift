@@ -66,6 +66,17 @@ struct ObserveCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Only flows since this time (RFC 3339 or unix seconds).", valueName: "time"))
     var since: String?
 
+    @Option(help: "l7 (HTTP request decisions) or l3-l4 (connection verdicts).")
+    var type: String?
+
+    @Option(name: .customLong("http-method"), help: "HTTP requests with this method (GET, POST, ...).")
+    var httpMethod: String?
+
+    @Option(
+        name: .customLong("http-path"),
+        help: ArgumentHelp("HTTP requests whose path (with query) this regex matches whole.", valueName: "regex"))
+    var httpPath: String?
+
     @Option(help: "Show the last N matching flows (default 100; with -f, none unless given).")
     var last: Int?
 
@@ -104,6 +115,9 @@ struct ObserveCommand: ParsableCommand {
         selection.reason = reason
         selection.since = since
         selection.last = last
+        selection.type = type
+        selection.httpMethod = httpMethod
+        selection.httpPath = httpPath
         return selection
     }
 

@@ -72,6 +72,32 @@ final class FlowQueryTests: XCTestCase {
         XCTAssertEqual(try select(["since": "3000"]), [world], "at or after")
     }
 
+    /// `type`, `http-method` and `http-path` select HTTP request decisions (flows with an `l7` part).
+    func testHTTPRequestFiltersSelectL7Flows() throws {
+        var get = FlowFixtures.flow(.forwarded, time: 4_000_000_000_000)
+        get.l7 = Flow.L7(method: "GET", url: "/api/v1/public/items?x=1", host: "backend", ruleIndex: 0)
+        var post = FlowFixtures.flow(.dropped, reason: 230, time: 5_000_000_000_000)
+        post.l7 = Flow.L7(method: "POST", url: "/api/v1/admin/users", host: "", ruleIndex: nil)
+        let all = FlowFixtures.all + [get, post]
+        func select(_ query: [String: String]) throws -> [Flow] {
+            all.filter(try FlowQuery(query: query, reasons: FlowFixtures.reasons).filter.matches)
+        }
+        XCTAssertEqual(try select(["type": "l7"]), [get, post])
+        XCTAssertEqual(try select(["type": "L3-L4"]), FlowFixtures.all)
+        XCTAssertEqual(try select(["http-method": "post"]), [post])
+        XCTAssertEqual(try select(["http-path": "/api/v1/public/.*"]), [get], "the query is part of the path")
+        XCTAssertEqual(try select(["http-path": "/api/v1/public/items"]), [], "the whole path must match")
+        XCTAssertEqual(try select(["http-path": "/api/v1/(admin|public)/.*", "verdict": "DROPPED"]), [post])
+        for (query, field) in [
+            (["type": "l8"], "type"), (["http-method": "G T"], "http-method"), (["http-path": "(a"], "http-path"),
+            (["http-path": "a(?=b)"], "http-path"),
+        ] {
+            XCTAssertThrowsError(try FlowQuery(query: query, reasons: FlowFixtures.reasons), "\(query)") { error in
+                XCTAssertEqual((error as? AgentError)?.field, field, "\(query)")
+            }
+        }
+    }
+
     func testLabelsMatchOnOneSideWithOptionalSource() throws {
         let (allowed, denied, world) = (FlowFixtures.allowed, FlowFixtures.denied, FlowFixtures.toWorld)
         XCTAssertEqual(try select(["label": "k8s:app=backend-api"]), [allowed, denied])

@@ -1,4 +1,5 @@
 import DatapathCore
+import Policy
 
 /// Which flows a query or a follower wants; every condition given must hold (an empty filter takes every flow).
 public struct FlowFilter: Sendable, Equatable {
@@ -20,6 +21,31 @@ public struct FlowFilter: Sendable, Equatable {
     public var reasonCode: UInt16?
     /// Only flows at or after this wall-clock time (nanoseconds since the epoch).
     public var since: Int64?
+    /// Only HTTP request decisions (`l7`) or only connection verdicts (`l3-l4`).
+    public var type: FlowType?
+    /// HTTP request decisions with this method (compared case-insensitively).
+    public var httpMethod: String?
+    /// HTTP request decisions whose request-target the regex matches whole (the syntax of policy `path` rules).
+    public var httpPath: HTTPPathMatch?
+
+    /// `type=` of a flow query, as Hubble's `--type l7`.
+    public enum FlowType: String, Sendable, Equatable, CaseIterable {
+        case l7
+        case l34 = "l3-l4"
+    }
+
+    /// A path regex, compiled once for the query.
+    public struct HTTPPathMatch: Sendable, Equatable {
+        public var pattern: String
+        var automaton: ByteDFA
+
+        public init(_ pattern: String) throws(HTTPRegexError) {
+            self.pattern = pattern
+            automaton = try HTTPRegex.compile(pattern)
+        }
+
+        public func matches(_ path: String) -> Bool { automaton.matches(path.utf8) }
+    }
 
     public init() {}
 
@@ -65,6 +91,9 @@ public struct FlowFilter: Sendable, Equatable {
 
     public func matches(_ flow: Flow) -> Bool {
         if let verdict, flow.verdict != verdict { return false }
+        if let type, (type == .l7) != (flow.l7 != nil) { return false }
+        if let httpMethod, flow.l7.map({ $0.method.caseInsensitiveEquals(httpMethod) }) != true { return false }
+        if let httpPath, flow.l7.map({ httpPath.matches($0.url) }) != true { return false }
         if let since, flow.time < since { return false }
         if let reasonCode, flow.reasonCode != reasonCode { return false }
         if let proto, flow.proto != proto { return false }

@@ -12,7 +12,7 @@ public struct FlowQuery: Sendable, Equatable {
 
     public static let parameters: [String] = [
         "verdict", "from-endpoint", "to-endpoint", "from-pod", "to-pod", "pod", "label", "ip", "from-ip", "to-ip",
-        "port", "protocol", "reason", "since", "last", "follow",
+        "port", "protocol", "reason", "since", "last", "follow", "type", "http-method", "http-path",
     ]
 
     public init(filter: FlowFilter = FlowFilter(), last: Int? = nil, follow: Bool = false) {
@@ -31,6 +31,25 @@ public struct FlowQuery: Sendable, Equatable {
             case "FORWARDED", "ALLOWED": filter.verdict = .forwarded
             case "DROPPED", "DENIED": filter.verdict = .dropped
             default: throw .invalidField("verdict", "expected FORWARDED, DROPPED or ALLOWED, got \"\(text)\"")
+            }
+        }
+        if let text = query["type"] {
+            guard let type = FlowFilter.FlowType(rawValue: text.lowercased()) else {
+                throw .invalidField("type", "expected l7 or l3-l4, got \"\(text)\"")
+            }
+            filter.type = type
+        }
+        if let text = query["http-method"] {
+            guard !text.isEmpty, text.allSatisfy({ $0.isLetter && $0.isASCII }) else {
+                throw .invalidField("http-method", "expected an HTTP method such as GET, got \"\(text)\"")
+            }
+            filter.httpMethod = text
+        }
+        if let text = query["http-path"] {
+            do {
+                filter.httpPath = try FlowFilter.HTTPPathMatch(text)
+            } catch {
+                throw .invalidField("http-path", "\(text): \(error.message)")
             }
         }
         filter.fromEndpoint = try Self.endpoint(query, "from-endpoint")
@@ -140,5 +159,5 @@ public struct FlowQuery: Sendable, Equatable {
 }
 
 extension String {
-    fileprivate func caseInsensitiveEquals(_ other: String) -> Bool { lowercased() == other.lowercased() }
+    func caseInsensitiveEquals(_ other: String) -> Bool { lowercased() == other.lowercased() }
 }
