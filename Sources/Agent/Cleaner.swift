@@ -38,6 +38,13 @@ public struct Cleaner {
             try SocketLoadBalancing.detach(pinRoot: config.bpfRoot)
             balancerDetached = true
         }
+        // Likewise the HTTP enforcement's sockops link; its sockhash lets go of parser, verdict and sockets with
+        // its last pin.
+        var l7Detached = false
+        if FileManager.default.fileExists(atPath: L7Enforcement.linkDirectory(pinRoot: config.bpfRoot)) {
+            try L7Enforcement.detach(pinRoot: config.bpfRoot)
+            l7Detached = true
+        }
         BPFFS.removeAll(root: config.bpfRoot)
         // Only a socket: the path is configuration, and may name something else by mistake.
         var info = stat()
@@ -45,6 +52,7 @@ public struct Cleaner {
         if !keepState { try? FileManager.default.removeItem(atPath: config.stateDir) }
         return "removed \(detached) tc programs, \(pins) pinned objects under \(config.bpfRoot)"
             + (balancerDetached ? ", the socket load balancer's cgroup hooks" : "")
+            + (l7Detached ? ", the HTTP enforcement's cgroup hook" : "")
             + (keepState ? "" : ", state in \(config.stateDir)")
     }
 

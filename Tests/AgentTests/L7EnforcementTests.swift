@@ -189,6 +189,17 @@ final class L7EnforcementTests: XCTestCase {
         assertRefused(try pods.session([get("/private"), "read"])[0])
     }
 
+    func testEnforcementGoesOnWithoutTheAgentAndEndsWithDetach() throws {
+        try applyRules()
+        enforcement?.stop()
+        enforcement = nil
+        // Only the pins hold it now.
+        assertRefused(try pods.session([get("/private"), "read"])[0])
+        try L7Enforcement.detach(pinRoot: pinRoot)
+        assertServed(try pods.session([get("/private"), "read"])[0], "ok /private\n")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(pinRoot)/na_l7_socks"))
+    }
+
     func testRemovedRulesLeaveNewConnectionsUnchecked() throws {
         try applyRules()
         assertRefused(try pods.session([get("/private"), "read"])[0])
