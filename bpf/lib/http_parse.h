@@ -53,7 +53,7 @@ static __always_inline void na_http_path_byte(struct na_l7_scratch *s, __u32 i, 
 		s->req.seg_other = 1;
 }
 
-/* Whether header line [start, colon) is called name (lower case, len bytes), case-insensitively. */
+/* Whether [start, colon) is name (lower case, len bytes), case-insensitively: a header name, or a value. */
 static __always_inline bool na_http_name_is(const struct na_l7_scratch *s, __u32 start, __u32 colon,
 					    const char *name, __u32 len)
 {
@@ -116,7 +116,10 @@ static __always_inline void na_http_header(struct na_l7_scratch *s, __u32 start,
 		s->req.has_cl = 1;
 		s->req.content_length = v;
 	} else if (na_http_name_is(s, start, colon, "transfer-encoding", 17)) {
+		if (s->req.has_te)
+			s->req.reason = NA_DROP_L7_FRAMING;
 		s->req.has_te = 1;
+		s->req.te_chunked = na_http_name_is(s, off, off + len, "chunked", 7);
 	} else if (na_http_name_is(s, start, colon, "upgrade", 7)) {
 		s->req.reason = NA_DROP_L7_PROTOCOL;
 	}
@@ -240,7 +243,8 @@ static __always_inline void na_http_parse(struct na_l7_scratch *s)
 		s->req.reason = NA_DROP_L7_MALFORMED;
 		return;
 	}
-	if (s->req.has_te)
+	/* Only chunked, and never beside a Content-Length (RFC 9112 6.1: the pair is how requests are smuggled). */
+	if (s->req.has_te && (s->req.has_cl || !s->req.te_chunked))
 		s->req.reason = NA_DROP_L7_FRAMING;
 }
 
