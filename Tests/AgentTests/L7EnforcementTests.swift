@@ -123,6 +123,33 @@ final class L7EnforcementTests: XCTestCase {
         XCTAssertEqual(pods.serverLog(), ["POST /upload HTTP/1.1 body=hello world", "GET /ok HTTP/1.1"])
     }
 
+    func testChunkedBodyReachesTheServerAndTheNextRequestIsDecided() throws {
+        try applyRules()
+        let post =
+            "send:POST /upload HTTP/1.1|Host: pod|Transfer-Encoding: chunked||5|hello|6;x=y| world|0|Trailer: t||"
+        let answers = try pods.session([post, "read", get("/ok"), "read", get("/private"), "read"])
+        assertServed(answers[0], "got hello world")
+        assertServed(answers[1], "ok /ok\n")
+        assertRefused(answers[2])
+        let slow = try pods.session(["slow:POST /upload HTTP/1.1|Transfer-Encoding: chunked||3|abc|0||", "read"])
+        assertServed(slow[0], "got abc")
+        XCTAssertEqual(
+            pods.serverLog(),
+            ["POST /upload HTTP/1.1 body=hello world", "GET /ok HTTP/1.1", "POST /upload HTTP/1.1 body=abc"])
+    }
+
+    func testTransferEncodingsOtherThanChunkedAndChunkedWithLengthAreRefused() throws {
+        try applyRules()
+        let both = "send:POST /upload HTTP/1.1|Transfer-Encoding: chunked|Content-Length: 5|\(Self.agent)||5|hello|0||"
+        assertRefused(try pods.session([both, "read"])[0])
+        let gzip = "send:POST /upload HTTP/1.1|Transfer-Encoding: gzip, chunked|\(Self.agent)||5|hello|0||"
+        assertRefused(try pods.session([gzip, "read"])[0])
+        // A chunk that is not one, after an allowed head: the rest of the connection is refused.
+        let broken = "send:POST /upload HTTP/1.1|Transfer-Encoding: chunked||zz|hello|0||"
+        XCTAssertNil(try pods.session([broken, "read"])[0]["body"])
+        XCTAssertEqual(pods.serverLog(), [])
+    }
+
     func testHTTP2PriorKnowledgeTLSAndAmbiguousPathsAreRefused() throws {
         try applyRules()
         // Rules 2 and 3 match these paths byte for byte: only the ambiguity checks stand in the way.

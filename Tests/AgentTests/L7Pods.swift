@@ -69,7 +69,8 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
             if FileManager.default.fileExists(atPath: ready.path) { return }
             usleep(50_000)
         }
-        throw ScratchError("the HTTP server did not start")
+        let errors = (try? String(contentsOf: serverErrors, encoding: .utf8)) ?? ""
+        throw ScratchError("the HTTP server did not start: \(errors)")
     }
 
     /// The request lines the server read, in order.
@@ -138,7 +139,7 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
         }
     }
 
-    /// HTTP/1.1 with keep-alive; every request line it reads goes to the log, bodies are echoed back.
+    /// HTTP/1.1 with keep-alive; every request line it reads goes to the log, bodies (by length or chunked) are echoed.
     static let serverScript = """
         import http.server, socketserver, sys
         port, log, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3]
@@ -163,8 +164,22 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
                 self.record()
                 self.answer(b"ok " + self.path.encode() + b"\\n")
 
+            def chunked(self):
+                body = b""
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0], 16)
+                    if size == 0:
+                        while self.rfile.readline() not in (b"\\r\\n", b""):
+                            pass
+                        return body
+                    body += self.rfile.read(size)
+                    self.rfile.readline()
+
             def do_POST(self):
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if self.headers.get("Transfer-Encoding") == "chunked":
+                    body = self.chunked()
+                else:
+                    body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 self.record(" body=" + body.decode())
                 self.answer(b"got " + body)
 
