@@ -73,6 +73,18 @@ final class L7EnforcementTests: XCTestCase {
         XCTAssertEqual(pods.serverLog(), ["GET /ok HTTP/1.1"])
     }
 
+    func testIPv6RequestsAreDecidedToo() throws {
+        let rules = [HTTPRuleProgram(ruleID: 100, method: literal("GET"), path: literal("/ok"))]
+        try enforcement!.datapath.apply(
+            endpoint: 9, identity: 4242, addresses: [IPAddress(pods.serverIP)!, IPAddress(pods.serverIPv6)!],
+            ports: [HTTPPortPolicy(port: pods.port, rules: rules, peers: [0: .rules(1)])])
+        assertServed(try pods.session([get("/ok"), "read"], to: pods.serverIPv6)[0], "ok /ok\n")
+        assertRefused(try pods.session([get("/private"), "read"], to: pods.serverIPv6)[0])
+        // The same server, reached over IPv4 (an IPv4-mapped address on its socket), meets the same rules.
+        assertRefused(try pods.session([get("/private"), "read"])[0])
+        XCTAssertEqual(pods.serverLog(), ["GET /ok HTTP/1.1"])
+    }
+
     func testKeepAliveConnectionIsDroppedAfterARefusal() throws {
         try applyRules()
         let answers = try pods.session([get("/ok"), "read", get("/private"), "read", get("/ok"), "read"])

@@ -22,6 +22,9 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
     private var subnet: String { "10.251.\(Int(tag.suffix(2), radix: 16)!)" }
     var serverIP: String { "\(subnet).10" }
     var clientIP: String { "\(subnet).11" }
+    private var subnet6: String { "fd00:251:\(tag)" }
+    var serverIPv6: String { "\(subnet6)::10" }
+    var clientIPv6: String { "\(subnet6)::11" }
     var accessLog: URL { scripts.appendingPathComponent("access.log") }
     /// What the server wrote to stderr (tracebacks), for failure messages.
     var serverErrors: URL { scripts.appendingPathComponent("server.err") }
@@ -39,9 +42,10 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
                 to: scripts.appendingPathComponent("client.py"), atomically: true, encoding: .utf8)
             try addNamespace(nodeNetns)
             try ScratchNetns.ip(["netns", "exec", nodeNetns, "sysctl", "-qw", "net.ipv4.ip_forward=1"])
+            try ScratchNetns.ip(["netns", "exec", nodeNetns, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
             try ScratchNetns.ip(["-n", nodeNetns, "link", "set", "lo", "up"])
-            try addPod(serverNetns, address: serverIP, host: "l7\(tag)s")
-            try addPod(clientNetns, address: clientIP, host: "l7\(tag)c")
+            try addPod(serverNetns, address: serverIP, address6: serverIPv6, host: "l7\(tag)s")
+            try addPod(clientNetns, address: clientIP, address6: clientIPv6, host: "l7\(tag)c")
         } catch {
             destroy()
             throw error
@@ -79,14 +83,15 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
         return text.split(separator: "\n").map(String.init)
     }
 
-    /// One client connection running `steps` (see `clientScript`); what it read, one entry per "read" step.
-    func session(_ steps: [String]) throws -> [[String: Any]] {
+    /// One client connection to `host` (the server's IPv4 address unless given) running `steps` (see
+    /// `clientScript`); what it read, one entry per "read" step.
+    func session(_ steps: [String], to host: String? = nil) throws -> [[String: Any]] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         process.arguments =
             [
                 "netns", "exec", clientNetns, "/usr/bin/python3", scripts.appendingPathComponent("client.py").path,
-                serverIP, String(port),
+                host ?? serverIP, String(port),
             ] + steps
         let output = Pipe()
         process.standardOutput = output
@@ -121,7 +126,7 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
         namespaces.append(name)
     }
 
-    private func addPod(_ netns: String, address: String, host: String) throws {
+    private func addPod(_ netns: String, address: String, address6: String, host: String) throws {
         try addNamespace(netns)
         try ScratchNetns.ip([
             "-n", nodeNetns, "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", netns,
@@ -129,11 +134,14 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
         for command in [
             "link set lo up", "link set eth0 up", "address add \(address)/32 dev eth0",
             "route add \(subnet).1 dev eth0 scope link", "route add default via \(subnet).1 dev eth0",
+            "address add \(address6)/128 dev eth0 nodad", "route add \(subnet6)::1 dev eth0",
+            "route add ::/0 via \(subnet6)::1 dev eth0",
         ] {
             try ScratchNetns.ip(["-n", netns] + command.split(separator: " ").map(String.init))
         }
         for command in [
             "link set \(host) up", "address add \(subnet).1/32 dev \(host)", "route add \(address)/32 dev \(host)",
+            "address add \(subnet6)::1/128 dev \(host) nodad", "route add \(address6)/128 dev \(host)",
         ] {
             try ScratchNetns.ip(["-n", nodeNetns] + command.split(separator: " ").map(String.init))
         }
@@ -141,7 +149,7 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
 
     /// HTTP/1.1 with keep-alive; every request line it reads goes to the log, bodies (by length or chunked) are echoed.
     static let serverScript = """
-        import http.server, socketserver, sys
+        import http.server, socket, socketserver, sys
         port, log, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -189,8 +197,14 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
         class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
             daemon_threads = True
             allow_reuse_address = True
+            address_family = socket.AF_INET6
 
-        server = Server(("0.0.0.0", port), Handler)
+            def server_bind(self):
+                # Dual stack: IPv4 clients arrive as IPv4-mapped addresses on this IPv6 socket.
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+                super().server_bind()
+
+        server = Server(("::", port), Handler)
         open(ready, "w").close()
         server.serve_forever()
         """
