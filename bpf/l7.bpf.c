@@ -148,17 +148,30 @@ int na_l7_verdict(struct __sk_buff *skb)
 		na_metrics_count(NA_DROP_L7_CONN_DENIED, NA_DIR_INGRESS, len);
 		return SK_DROP;
 	}
-	if (conn->phase == NA_L7_PHASE_BODY) {
-		conn->body_left = conn->body_left > len ? conn->body_left - len : 0;
-		if (!conn->body_left)
-			conn->phase = NA_L7_PHASE_HEAD;
-		return SK_PASS;
-	}
-
 	port = na_l7_port_of(conn);
 	peer = na_ipcache_identity(conn->remote, conn->family);
 	if (pending)
 		return na_l7_refuse(skb, conn, &cookie, port, peer, NULL, pending, off, len);
+
+	switch (conn->phase) {
+	case NA_L7_PHASE_BODY:
+	case NA_L7_PHASE_CHUNK_DATA:
+		conn->body_left = conn->body_left > len ? conn->body_left - len : 0;
+		if (!conn->body_left)
+			conn->phase = conn->phase == NA_L7_PHASE_BODY ? NA_L7_PHASE_HEAD : NA_L7_PHASE_CHUNK_END;
+		return SK_PASS;
+	case NA_L7_PHASE_CHUNK_SIZE:
+		conn->body_left = conn->chunk;
+		conn->phase = conn->chunk ? NA_L7_PHASE_CHUNK_DATA : NA_L7_PHASE_TRAILER;
+		return SK_PASS;
+	case NA_L7_PHASE_CHUNK_END:
+		conn->phase = NA_L7_PHASE_CHUNK_SIZE;
+		return SK_PASS;
+	case NA_L7_PHASE_TRAILER:
+		conn->phase = NA_L7_PHASE_HEAD;
+		return SK_PASS;
+	}
+
 	s = bpf_map_lookup_elem(&na_l7_scratch, &zero);
 	n = len - 1;
 	if (!s || n >= NA_L7_HEAD_MAX)
@@ -177,7 +190,9 @@ int na_l7_verdict(struct __sk_buff *skb)
 	} else if (!na_l7_allows(s, port->ruleset, peer, &index, &rule_id)) {
 		return na_l7_refuse(skb, conn, &cookie, port, peer, s, NA_DROP_L7_POLICY, off, len);
 	}
-	if (s->req.has_cl && s->req.content_length) {
+	if (s->req.te_chunked) {
+		conn->phase = NA_L7_PHASE_CHUNK_SIZE;
+	} else if (s->req.has_cl && s->req.content_length) {
 		conn->phase = NA_L7_PHASE_BODY;
 		conn->body_left = s->req.content_length;
 	}
