@@ -18,7 +18,7 @@ final class HTTPPolicyTests: EndToEndTestCase {
         var server: HTTPServer
     }
 
-    private func makeSetup(importPolicy: Bool = true) throws -> Setup {
+    private func makeSetup(importPolicy: Bool = true, acceptDelay: Double = 0) throws -> Setup {
         let topology = try makeTopology()
         let agent = try startAgent(in: topology)
         let backend = try topology.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
@@ -29,7 +29,8 @@ final class HTTPPolicyTests: EndToEndTestCase {
         for (id, pod) in [backend, frontend, webOther, admin, outsider].enumerated() {
             _ = try agent.registerEndpoint(id: id + 1, pod: pod, labels: SeedPods.labels[pod.name]!)
         }
-        let server = try HTTPServer(on: backend, port: 8080, agent: agent, topology: topology)
+        let server = try HTTPServer(
+            on: backend, port: 8080, agent: agent, topology: topology, acceptDelay: acceptDelay)
         if importPolicy { try self.importPolicy(agent) }
         return Setup(
             topology: topology, agent: agent, backend: backend, frontend: frontend, webOther: webOther, admin: admin,
@@ -158,6 +159,63 @@ final class HTTPPolicyTests: EndToEndTestCase {
             print("second timeout", flush=True)
         """
 
+    /// A request that arrives before the server accepted its connection is decided once the socket is accepted
+    /// (the stream parser runs then): the 403 comes when the server accepts, and the request never reaches it.
+    func testARequestSentBeforeTheServerAcceptsIsRefusedWhenItAccepts() throws {
+        let s = try makeSetup(acceptDelay: 2)
+        let answer = try curl(from: s.frontend, "http://\(s.backend.ipv4):8080/api/v1/admin/users", timeout: 8)
+        XCTAssertEqual(answer.code, "403", "\(answer)")
+        XCTAssertEqual(answer.body, "Access denied\r\n")
+        XCTAssertEqual(try s.server.requests(), [], "the refused request never reached the server")
+    }
+
+    /// After the 403 the connection is closed by the agent even when the client keeps it open: every later byte
+    /// would be dropped anyway, and the server should not hold a dead connection.
+    func testARefusedRequestsConnectionIsClosedAfterThe403() throws {
+        let s = try makeSetup()
+        let directory = try s.topology.run.temporaryDirectory("refused")
+        let script = "\(directory)/client.py"
+        try Self.lingeringClient.write(toFile: script, atomically: true, encoding: .utf8)
+        let result = try Shell.capture(
+            ["nsenter", "--net=\(Netns.path(s.frontend.netns))", "--", "python3", script, s.backend.ipv4, "8080"],
+            timeout: 15)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.first, "403", "\(result)")
+        XCTAssertTrue(lines.last == "closed" || lines.last == "reset", "the connection ends: \(result)")
+        let seconds = Double(lines.dropFirst().first ?? "") ?? 99
+        XCTAssertLessThan(seconds, 2, "closed within a moment of the 403: \(result)")
+    }
+
+    /// Sends a refused request, reads the answer's head and keeps the connection open: prints the status, the
+    /// seconds until the connection ended, and "closed" or "reset" (or "open" after 5 s). The request is short:
+    /// its 403 (written over the request's bytes) has no body.
+    static let lingeringClient = """
+        import socket, sys, time
+        ip, port = sys.argv[1], int(sys.argv[2])
+        s = socket.create_connection((ip, port), timeout=5)
+        s.sendall(f"GET /api/v1/admin/users HTTP/1.1\\r\\nHost: {ip}\\r\\n\\r\\n".encode())
+        data = b""
+        while b"\\r\\n\\r\\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        print(data.split(b" ")[1].decode() if data else "none", flush=True)
+        started = time.monotonic()
+        outcome = "open"
+        try:
+            while time.monotonic() - started < 5:
+                if not s.recv(4096):
+                    outcome = "closed"
+                    break
+        except ConnectionResetError:
+            outcome = "reset"
+        except socket.timeout:
+            pass
+        print(f"{time.monotonic() - started:.3f}", flush=True)
+        print(outcome, flush=True)
+        """
+
     /// Deleting the policy takes the HTTP rules out of the kernel at once: the refused request passes.
     func testAPolicyChangeReachesRequestsAtOnce() throws {
         let s = try makeSetup()
@@ -200,14 +258,15 @@ final class HTTPPolicyTests: EndToEndTestCase {
 private struct HTTPServer {
     let log: String
 
-    init(on pod: Pod, port: UInt16, agent: AgentProcess, topology: Topology) throws {
+    /// `acceptDelay`: seconds the server waits before its first accept (connections queue meanwhile).
+    init(on pod: Pod, port: UInt16, agent: AgentProcess, topology: Topology, acceptDelay: Double = 0) throws {
         let directory = try topology.run.temporaryDirectory("http-\(pod.name)")
         let script = "\(directory)/server.py"
         log = "\(directory)/access.log"
         let ready = "\(directory)/ready"
         try Self.script.write(toFile: script, atomically: true, encoding: .utf8)
         let command = TestCgroup.command(
-            ["python3", script, "\(port)", log, ready], netns: pod.netns, cgroup: agent.cgroupRoot)
+            ["python3", script, "\(port)", log, ready, "\(acceptDelay)"], netns: pod.netns, cgroup: agent.cgroupRoot)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: command[0])
         process.arguments = Array(command.dropFirst())
@@ -235,8 +294,8 @@ private struct HTTPServer {
     }
 
     static let script = """
-        import http.server, sys
-        port, log, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+        import http.server, sys, time
+        port, log, ready, delay = int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -261,7 +320,14 @@ private struct HTTPServer {
             def log_message(self, *args):
                 pass
 
-        server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
+        class Server(http.server.ThreadingHTTPServer):
+            def get_request(self):
+                global delay
+                time.sleep(delay)
+                delay = 0
+                return super().get_request()
+
+        server = Server(("0.0.0.0", port), Handler)
         open(ready, "w").close()
         server.serve_forever()
         """
