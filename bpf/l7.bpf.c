@@ -29,6 +29,7 @@
 #include <bpf/bpf_endian.h>
 #include "nodeagent_abi.h"
 #include "l7_maps.h"
+#include "l7_bounds.h"
 #include "ipcache.h"
 #include "http_frame.h"
 #include "http_parse.h"
@@ -173,10 +174,10 @@ int na_l7_verdict(struct __sk_buff *skb)
 	}
 
 	s = bpf_map_lookup_elem(&na_l7_scratch, &zero);
-	n = len - 1;
-	if (!s || n >= NA_L7_HEAD_MAX)
+	if (!s || len == 0 || len > NA_L7_HEAD_MAX)
 		return na_l7_refuse(skb, conn, &cookie, port, peer, NULL, NA_DROP_L7_HEAD_TOO_LARGE, off, len);
-	if (bpf_skb_load_bytes(skb, off, s->head, n + 1) < 0)
+	n = na_l7_bounded(len, NA_L7_HEAD_MAX);
+	if (bpf_skb_load_bytes(skb, off, s->head, n) < 0)
 		return na_l7_refuse(skb, conn, &cookie, port, peer, NULL, NA_DROP_L7_MALFORMED, off, len);
 	__builtin_memset(&s->req, 0, sizeof(s->req));
 	s->req.len = len;
