@@ -22,6 +22,15 @@
  *   the 403 is written over the refused bytes (l7_deny.h).
  * - bpf_sk_redirect_hash to the message's own socket without BPF_F_INGRESS
  *   sends it back to the client, and SK_DROP keeps it from the application.
+ * - The answer goes out as soon as the request is decided: behind pipelined
+ *   requests the server has not answered yet it overtakes their answers. And
+ *   a socket still in the accept queue has nothing to send it with yet: its
+ *   403 is lost (the client sees no answer, the request never reaches the
+ *   server either way).
+ * - An enrolled socket's blocking read can fail with EAGAIN: with a stream
+ *   parser, tcp_bpf_recvmsg_parser wakes for bytes strparser has not framed
+ *   yet and finds its queue empty. Servers on non-blocking sockets (epoll)
+ *   read again; a blocking reader without a timeout takes it as an error.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
