@@ -209,14 +209,16 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
         server.serve_forever()
         """
 
+    /// How long a read waits comes from NODEAGENT_L7_CLIENT_TIMEOUT (seconds, default 1.5: the refused cases wait
+    /// it out); an emulated kernel (kernel-matrix.sh under TCG) needs about 8.
     /// Steps: "send:<text>" (\\r\\n written as |), "slow:<text>" (one byte per segment), "big:<bytes>" (a GET with
     /// one header of that many bytes), "read" (one answer: status, body, or "timeout"/"closed").
     static let clientScript = """
-        import json, socket, sys, time
+        import json, os, socket, sys, time
         host, port, steps = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
         sock = socket.create_connection((host, port), timeout=5)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(1.5)
+        sock.settimeout(float(os.environ.get("NODEAGENT_L7_CLIENT_TIMEOUT", "1.5")))
         buf, out = b"", []
 
         def wire(text):

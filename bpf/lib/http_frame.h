@@ -6,6 +6,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "l7_maps.h"
+#include "l7_bounds.h"
 
 #define NA_HTTP_SCAN_CHUNK 64
 
@@ -58,10 +59,7 @@ static long na_http_scan_chunk(__u32 index, void *data)
 		return 1;
 	if (n > NA_HTTP_SCAN_CHUNK)
 		n = NA_HTTP_SCAN_CHUNK;
-	/* Opaque to clang, so the check below stays and the verifier sees a length in [1, 64]. */
-	asm volatile("" : "+r"(n));
-	if (n < 1 || n > NA_HTTP_SCAN_CHUNK)
-		return 1;
+	n = na_l7_bounded(n, NA_HTTP_SCAN_CHUNK);
 	if (bpf_skb_load_bytes(s->skb, s->base + s->pos, s->buf, n) < 0)
 		return 1;
 	s->n = n;
@@ -96,9 +94,9 @@ static __always_inline int na_http_chunk_line(struct __sk_buff *skb, struct na_l
 	__u32 size = 0, digits = 0;
 	bool extension = false;
 
-	asm volatile("" : "+r"(n));
-	if (n < 1 || n > NA_HTTP_CHUNK_LINE_MAX)
+	if (n < 1)
 		return 0;
+	n = na_l7_bounded(n, NA_HTTP_CHUNK_LINE_MAX);
 	if (bpf_skb_load_bytes(skb, conn->msg_off, line, n) < 0)
 		return 0;
 	for (__u32 i = 0; i + 1 < NA_HTTP_CHUNK_LINE_MAX; i++) {
