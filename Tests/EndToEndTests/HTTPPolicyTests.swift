@@ -87,77 +87,49 @@ final class HTTPPolicyTests: EndToEndTestCase {
     /// the rules arrive, and the client's next connection is decided request by request.
     func testAConnectionAcceptedBeforeTheRulesIsResetNotLeftUnchecked() throws {
         let s = try makeSetup(importPolicy: false)
-        let directory = try s.topology.run.temporaryDirectory("keepalive")
-        let go = "\(directory)/go"
-        let script = "\(directory)/client.py"
-        try Self.keepAliveClient.write(toFile: script, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try Shell.executablePath("nsenter"))
-        process.arguments = [
-            "--net=\(Netns.path(s.frontend.netns))", "--", "python3", script, s.backend.ipv4, "8080", go,
-        ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        defer { if process.isRunning { process.terminate() } }
+        let client = try KeepAliveSteps(
+            from: s.frontend, to: s.backend, topology: s.topology,
+            steps: ["GET /api/v1/admin/users", "wait", "GET /api/v1/admin/users"])
         // The first request went through before any policy.
-        let deadline = Date() + 10
-        while try s.server.requests().isEmpty && Date() < deadline { usleep(20_000) }
+        try client.waitUntilServed(s.server, count: 1)
         XCTAssertEqual(try s.server.requests(), ["GET /api/v1/admin/users"])
         try importPolicy(s.agent)
-        FileManager.default.createFile(atPath: go, contents: nil)
-        process.waitUntilExit()
-        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        XCTAssertEqual(printed.split(separator: "\n").first, "first 200", printed)
+        let printed = try client.resume()
+        XCTAssertEqual(printed.first, "200", "\(printed)")
         XCTAssertTrue(
-            printed.contains("second reset") || printed.contains("second closed") || printed.contains("second 403"),
+            ["reset", "closed", "403"].contains(printed.last ?? ""),
             "the old connection's second request is refused or the connection is gone: \(printed)")
         XCTAssertEqual(
             try s.server.requests(), ["GET /api/v1/admin/users"], "the second request never reached the server")
         XCTAssertEqual(try curl(from: s.frontend, "http://\(s.backend.ipv4):8080/api/v1/admin/users").code, "403")
     }
 
-    /// Sends GET /api/v1/admin/users on one connection, waits for the file argv[3], then sends it again on the same
-    /// connection; prints "first <status>" and "second <status|reset|closed>".
-    static let keepAliveClient = """
-        import os, socket, sys, time
-        ip, port, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-        s = socket.create_connection((ip, port), timeout=5)
-        request = f"GET /api/v1/admin/users HTTP/1.1\\r\\nHost: {ip}\\r\\n\\r\\n".encode()
-
-        def status():
-            data = b""
-            while b"\\r\\n\\r\\n" not in data:
-                chunk = s.recv(4096)
-                if not chunk:
-                    return "closed"
-                data += chunk
-            head, _, rest = data.partition(b"\\r\\n\\r\\n")
-            length = 0
-            for line in head.split(b"\\r\\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            while len(rest) < length:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                rest += chunk
-            return head.split(b" ")[1].decode()
-
-        s.sendall(request)
-        print("first", status(), flush=True)
-        while not os.path.exists(go):
-            time.sleep(0.02)
-        try:
-            s.sendall(request)
-            print("second", status(), flush=True)
-        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
-            print("second reset", flush=True)
-        except socket.timeout:
-            print("second timeout", flush=True)
-        """
+    /// SIGKILL while a keep-alive connection is open: the kernel goes on deciding its requests with the agent gone
+    /// (programs and maps are pinned), new connections too, and so after the restart.
+    func testRequestsAreDecidedWhileTheAgentIsDownAndAfterItRestarts() throws {
+        let s = try makeSetup()
+        let client = try KeepAliveSteps(
+            from: s.frontend, to: s.backend, topology: s.topology,
+            steps: ["GET /api/v1/public/before", "wait", "GET /api/v1/public/during", "GET /api/v1/admin/during"])
+        try client.waitUntilServed(s.server, count: 1)
+        s.agent.kill(signal: SIGKILL)
+        XCTAssertNotNil(s.agent.waitForExit(timeout: 10), "the agent is gone")
+        let printed = try client.resume()
+        XCTAssertEqual(printed, ["200", "200", "403"], "the open connection, decided with the agent down")
+        let url = "http://\(s.backend.ipv4):8080"
+        XCTAssertEqual(try curl(from: s.frontend, "\(url)/api/v1/public/new").code, "200", "a new connection")
+        XCTAssertEqual(try curl(from: s.frontend, "\(url)/api/v1/admin/new").code, "403")
+        try s.agent.start()
+        XCTAssertEqual(try s.agent.getJSON("/v1/healthz")["l7"]?["state"], "running")
+        XCTAssertEqual(try curl(from: s.frontend, "\(url)/api/v1/admin/after").code, "403", "after the restart")
+        XCTAssertEqual(try curl(from: s.frontend, "\(url)/api/v1/public/after").code, "200")
+        XCTAssertEqual(
+            try s.server.requests(),
+            [
+                "GET /api/v1/public/before", "GET /api/v1/public/during", "GET /api/v1/public/new",
+                "GET /api/v1/public/after",
+            ])
+    }
 
     /// A request that arrives before the server accepted its connection is decided once the socket is accepted
     /// (the stream parser runs then): the 403 comes when the server accepts, and the request never reaches it.
@@ -330,5 +302,85 @@ private struct HTTPServer {
         server = Server(("0.0.0.0", port), Handler)
         open(ready, "w").close()
         server.serve_forever()
+        """
+}
+
+/// A client in a pod holding one keep-alive connection to port 8080 of a server pod: it sends each step's request
+/// ("GET /path") and prints the answer's status (or "reset", "closed", "timeout"); at "wait" it pauses until
+/// `resume()`.
+private final class KeepAliveSteps {
+    private let process = Process()
+    private let output = Pipe()
+    private let go: String
+
+    init(from pod: Pod, to server: Pod, topology: Topology, steps: [String]) throws {
+        let directory = try topology.run.temporaryDirectory("steps-\(UInt32.random(in: 0...UInt32.max))")
+        go = "\(directory)/go"
+        let script = "\(directory)/client.py"
+        try Self.script.write(toFile: script, atomically: true, encoding: .utf8)
+        process.executableURL = URL(fileURLWithPath: try Shell.executablePath("nsenter"))
+        process.arguments =
+            ["--net=\(Netns.path(pod.netns))", "--", "python3", script, server.ipv4, "8080", go] + steps
+        process.standardOutput = output
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit { if process.isRunning { process.terminate() } }
+
+    /// Waits until the server has read `count` requests.
+    func waitUntilServed(_ server: HTTPServer, count: Int) throws {
+        let deadline = Date() + 10
+        while try server.requests().count < count && Date() < deadline { usleep(20_000) }
+    }
+
+    /// Lets the client go on past "wait" and returns every status it printed.
+    func resume() throws -> [String] {
+        FileManager.default.createFile(atPath: go, contents: nil)
+        process.waitUntilExit()
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return printed.split(separator: "\n").map(String.init)
+    }
+
+    static let script = """
+        import os, socket, sys, time
+        ip, port, go, steps = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+        s = socket.create_connection((ip, port), timeout=5)
+
+        def status():
+            data = b""
+            while b"\\r\\n\\r\\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return "closed"
+                data += chunk
+            head, _, rest = data.partition(b"\\r\\n\\r\\n")
+            length = 0
+            for line in head.split(b"\\r\\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(rest) < length:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                rest += chunk
+            return head.split(b" ")[1].decode()
+
+        for step in steps:
+            if step == "wait":
+                while not os.path.exists(go):
+                    time.sleep(0.02)
+                continue
+            method, path = step.split(" ", 1)
+            try:
+                s.sendall(f"{method} {path} HTTP/1.1\\r\\nHost: {ip}\\r\\n\\r\\n".encode())
+                print(status(), flush=True)
+            except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+                print("reset", flush=True)
+                break
+            except socket.timeout:
+                print("timeout", flush=True)
+                break
         """
 }
