@@ -197,11 +197,37 @@ final class HTTPPolicyTests: EndToEndTestCase {
         XCTAssertEqual(try curl(from: s.frontend, url).code, "200", "no policy: no HTTP rule")
     }
 
-    /// HTTP rules on an agent whose kernel cannot enforce them are refused by name (501), never applied at L4 only.
+    /// healthz and `nodectl status` say HTTP rules are enforced in the kernel.
     func testTheStatusNamesTheKernelEnforcement() throws {
-        let s = try makeSetup()
+        let s = try makeSetup(importPolicy: false)
         let health = try s.agent.getJSON("/v1/healthz")
         XCTAssertEqual(health["l7"]?["state"], "running", "\(health["l7"] ?? nil)")
+        let status = try s.agent.nodectl("status")
+        XCTAssertTrue(status.stdout.contains("enforced in the kernel"), status.stdout)
+    }
+
+    /// When the start-up self-test fails (here: the sockops program attached to a cgroup the agent is not in, so
+    /// its test connection is never enrolled), HTTP rules are refused with 501 naming why, the status says so,
+    /// and policies without HTTP rules still apply: never an L4-only fallback.
+    func testHTTPRulesAreRefusedByNameWhenTheSelfTestFails() throws {
+        let topology = try makeTopology()
+        let elsewhere = try TestCgroup.create("na\(topology.tag)-elsewhere")
+        defer { TestCgroup.remove(elsewhere) }
+        // The last --cgroup-root wins over the one the harness passes (and runs the agent in).
+        let agent = try startAgent(in: topology, extraArguments: ["--cgroup-root", elsewhere])
+        let health = try agent.getJSON("/v1/healthz")
+        XCTAssertEqual(health["l7"]?["state"], "unavailable", "\(health["l7"] ?? nil)")
+        let reason = health["l7"]?["reason"]?.stringValue ?? ""
+        XCTAssertTrue(reason.contains("self-test"), reason)
+        let imported = try agent.nodectl("policy", "import", try fixture("l7-policy-backend-api.yaml"))
+        XCTAssertNotEqual(imported.status, 0)
+        XCTAssertTrue(imported.stderr.contains("cannot be enforced"), imported.stderr)
+        let answer = try agent.api(.GET, "/v1/policy")
+        XCTAssertEqual(answer.json?["policies"]?.arrayValue?.count ?? 0, 0, "nothing of it applied: \(answer)")
+        let status = try agent.nodectl("status")
+        XCTAssertTrue(status.stdout.contains("refused:"), status.stdout)
+        let plain = try agent.nodectl("policy", "import", try fixture("allow-traffic-policy.yaml"))
+        XCTAssertEqual(plain.status, 0, plain.stderr)
     }
 
     private struct Answer: CustomStringConvertible {

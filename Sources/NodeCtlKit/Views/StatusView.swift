@@ -36,6 +36,15 @@ public enum StatusView {
                         : "not running (services.enabled \(Cells.text(services["enabled"])))"
                 ))
         }
+        if let l7 = health["l7"] {
+            fields.append(
+                (
+                    "HTTP rules",
+                    l7["state"]?.stringValue == "running"
+                        ? "enforced in the kernel (sockops at cgroup \(Cells.text(l7["cgroup-root"])))"
+                        : "refused: \(Cells.text(l7["reason"]))"
+                ))
+        }
         if let cluster = health["cluster"] { fields += ClusterViews.healthFields(cluster) }
 
         var out = Cells.fieldList(fields)
