@@ -197,6 +197,52 @@ final class HTTPPolicyTests: EndToEndTestCase {
         XCTAssertEqual(try curl(from: s.frontend, url).code, "200", "no policy: no HTTP rule")
     }
 
+    /// `headers` (present, names in any case) and `headerMatches` (exact value), and `host`, decided in the kernel.
+    func testHeaderAndHostRequirementsAreDecidedInTheKernel() throws {
+        let s = try makeSetup(importPolicy: false)
+        let policy: JSON = [
+            "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+            "metadata": ["name": "headers", "namespace": "api-tier"],
+            "spec": [
+                "endpointSelector": ["matchLabels": ["app": "backend-api"]],
+                "ingress": [
+                    [
+                        "fromEndpoints": [["matchLabels": ["k8s:io.kubernetes.pod.namespace": "web-tier"]]],
+                        "toPorts": [
+                            [
+                                "ports": [["port": "8080", "protocol": "TCP"]],
+                                "rules": [
+                                    "http": [
+                                        [
+                                            "method": "GET", "path": "/h/.*", "host": "api\\.example\\.com",
+                                            "headers": ["X-Token"],
+                                            "headerMatches": [["name": "X-Env", "value": "prod"]],
+                                        ]
+                                    ]
+                                ],
+                            ]
+                        ],
+                    ]
+                ],
+            ],
+        ]
+        XCTAssertEqual(try s.agent.api(.PUT, "/v1/policy", policy).status, 200)
+        let url = "http://\(s.backend.ipv4):8080/h/x"
+        let host = "Host: api.example.com"
+        XCTAssertEqual(try curl(from: s.frontend, url, headers: [host, "X-Token: t", "X-Env: prod"]).code, "200")
+        XCTAssertEqual(
+            try curl(from: s.frontend, url, headers: [host, "x-token: t", "x-env: prod"]).code, "200",
+            "header names in any case")
+        XCTAssertEqual(try curl(from: s.frontend, url, headers: [host, "X-Env: prod"]).code, "403", "no X-Token")
+        XCTAssertEqual(
+            try curl(from: s.frontend, url, headers: [host, "X-Token: t", "X-Env: production"]).code, "403",
+            "the value must be exact")
+        XCTAssertEqual(
+            try curl(from: s.frontend, url, headers: ["Host: other.example.com", "X-Token: t", "X-Env: prod"]).code,
+            "403", "another host")
+        XCTAssertEqual(try s.server.requests(), ["GET /h/x", "GET /h/x"])
+    }
+
     /// healthz and `nodectl status` say HTTP rules are enforced in the kernel.
     func testTheStatusNamesTheKernelEnforcement() throws {
         let s = try makeSetup(importPolicy: false)
@@ -237,7 +283,9 @@ final class HTTPPolicyTests: EndToEndTestCase {
         var description: String { "exit \(exit), HTTP \(code), body \(body.debugDescription)" }
     }
 
-    private func curl(from pod: Pod, _ url: String, post: String? = nil, timeout: Int = 5) throws -> Answer {
+    private func curl(
+        from pod: Pod, _ url: String, post: String? = nil, headers: [String] = [], timeout: Int = 5
+    ) throws -> Answer {
         let out = "\(Topology.temporaryDirectory)/na-curl-\(UInt32.random(in: 0...UInt32.max))"
         defer { unlink(out) }
         var arguments = [
@@ -245,6 +293,7 @@ final class HTTPPolicyTests: EndToEndTestCase {
             "--max-time", "\(timeout)",
         ]
         if let post { arguments += ["-X", "POST", "--data", post] }
+        for header in headers { arguments += ["-H", header] }
         let result = try Shell.capture(arguments + [url], timeout: TimeInterval(timeout + 5))
         let body = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         return Answer(exit: result.status, code: result.stdout, body: body)
