@@ -314,24 +314,7 @@ private struct HTTPServer {
         try Self.script.write(toFile: script, atomically: true, encoding: .utf8)
         let command = TestCgroup.command(
             ["python3", script, "\(port)", log, ready, "\(acceptDelay)"], netns: pod.netns, cgroup: agent.cgroupRoot)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        nonisolated(unsafe) let server = process
-        topology.onDestroy {
-            server.terminate()
-            server.waitUntilExit()
-        }
-        let deadline = Date() + 5
-        while !FileManager.default.fileExists(atPath: ready) {
-            guard process.isRunning, Date() < deadline else {
-                throw AgentHarnessError("HTTP server on \(pod) port \(port) did not start")
-            }
-            usleep(20_000)
-        }
+        try ReadyServer.start(command, ready: ready, topology: topology, what: "HTTP server on \(pod) port \(port)")
     }
 
     /// "METHOD PATH" of every request the server read, in order.
