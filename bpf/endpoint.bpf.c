@@ -7,7 +7,8 @@
  * to_netdev and from_netdev, which masquerade pod traffic leaving the
  * cluster (nat.h); they live in this object to share its maps. Packets a pod
  * sends to a service frontend are translated to a backend on the way
- * (lb_xlate.h), and the replies back to the frontend.
+ * (lb_xlate.h), and the replies back to the frontend; a frontend without
+ * backends answers with a refusal (lb_reject.h).
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -28,8 +29,8 @@
 #include "events.h"
 #include "icmp.h"
 #include "nat.h"
-#include "lb_maps.h"
 #include "lb_xlate.h"
+#include "lb_reject.h"
 
 /*
  * Counts the verdict, reports drops (once per flow and interval) and sampled
@@ -60,6 +61,17 @@ static __always_inline int na_deliver(struct __sk_buff *skb, struct na_ctx *ctx,
 	if (ret == 0 && ctx->dir == NA_DIR_INGRESS)
 		ret = na_lb_xlate_from_backend(skb, ctx);
 	return na_finish(ctx, ret, new_flow && ret == 0);
+}
+
+/*
+ * A packet service translation refused: counted and reported as any drop,
+ * then answered when no backend takes it (the client fails at once).
+ */
+static __always_inline int na_lb_refused(struct __sk_buff *skb, const struct na_ctx *ctx, int ret)
+{
+	int verdict = na_finish(ctx, ret, false);
+
+	return ret == -NA_DROP_NO_SERVICE ? na_lb_reject(skb, &ctx->pkt) : verdict;
 }
 
 /*
@@ -116,7 +128,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	if (dir == NA_DIR_EGRESS) {
 		ret = na_lb_xlate_to_backend(skb, &ctx);
 		if (ret < 0)
-			return na_finish(&ctx, ret, false);
+			return na_lb_refused(skb, &ctx, ret);
 	}
 	/*
 	 * Established and reply packets need no identity: resolve it only for new

@@ -52,8 +52,10 @@ final class ServiceTCTranslationTests: XCTestCase {
     /// In RFC 5952 text, as the client prints the sources of its answers.
     private var frontend6: String { IPAddress("fd00:96::\(pods.tag)")!.description }
 
-    private func service(id: UInt32, frontend: String, proto: UInt8, ipv6: Bool = false) -> LoadBalancedService {
-        let port = proto == IPProtocol.tcp ? ServicePods.tcpPort : ServicePods.udpPort
+    private func service(id: UInt32, frontend: String, proto: UInt8, ipv6: Bool = false, port: UInt16? = nil)
+        -> LoadBalancedService
+    {
+        let port = port ?? (proto == IPProtocol.tcp ? ServicePods.tcpPort : ServicePods.udpPort)
         return LoadBalancedService(
             id: id, frontend: ServiceFrontend(address: IPAddress(frontend)!, port: port, proto: proto),
             backends: [1, 2].map {
@@ -117,16 +119,40 @@ final class ServiceTCTranslationTests: XCTestCase {
         try checkUDP(frontend6)
     }
 
-    func testPacketsToAFrontendWithoutBackendsAreDroppedAndCounted() throws {
-        var empty = service(id: 5, frontend: frontend4, proto: IPProtocol.tcp)
-        empty.backends = []
-        try balancer.apply(empty)
-        let answer = try client(["refuse", frontend4, String(ServicePods.tcpPort)])
-        XCTAssertNotEqual(answer["tcp"] as? String, "connected")
+    /// The number of packets from_endpoint counted as sent to a service without backends.
+    private func noServiceDrops() throws -> UInt64 {
         let metrics = try TypedMap<na_metrics_key, na_metrics_value>(XCTUnwrap(object.map(named: "na_metrics")))
         let key = na_metrics_key(
             reason: UInt16(NA_DROP_NO_SERVICE.rawValue), direction: UInt8(NA_DIR_EGRESS.rawValue), pad: 0)
-        let dropped = try metrics.lookupPerCPU(key)?.reduce(0) { $0 + $1.packets } ?? 0
-        XCTAssertGreaterThan(dropped, 0, "the SYNs were dropped as to a service without backends")
+        return try metrics.lookupPerCPU(key)?.reduce(0) { $0 + $1.packets } ?? 0
+    }
+
+    /// A connect() to a frontend without backends fails with ECONNREFUSED (a RST from the frontend), and a
+    /// connected UDP socket's request ends in ECONNREFUSED (a port unreachable quoting it), both long before any
+    /// retry or timeout, as the socket hooks refuse them; every refused packet is counted with its reason. The
+    /// TCP and the UDP service share the port the client tries.
+    private func checkRefused(_ frontend: String, ids: (UInt32, UInt32)) throws {
+        for (id, proto) in [(ids.0, IPProtocol.tcp), (ids.1, IPProtocol.udp)] {
+            var empty = service(id: id, frontend: frontend, proto: proto, port: ServicePods.tcpPort)
+            empty.backends = []
+            try balancer.apply(empty)
+        }
+        let before = try noServiceDrops()
+        let answer = try client(["refuse", frontend, String(ServicePods.tcpPort)])
+        XCTAssertEqual(answer["tcp"] as? String, "ECONNREFUSED", "\(frontend): \(answer)")
+        XCTAssertLessThan(answer["tcp_ms"] as? Double ?? .infinity, 500, "refused at once: \(answer)")
+        XCTAssertEqual(answer["udp_connected"] as? String, "ECONNREFUSED", "\(frontend): \(answer)")
+        XCTAssertLessThan(answer["udp_connected_ms"] as? Double ?? .infinity, 500, "refused at once: \(answer)")
+        // The SYN, the unconnected socket's datagram and the connected socket's one.
+        let refused = try noServiceDrops() - before
+        XCTAssertEqual(refused, 3, "the refused packets are counted as to a service without backends")
+    }
+
+    func testConnectionsToAFrontendWithoutBackendsAreRefusedAtOnceAndCounted() throws {
+        try checkRefused(frontend4, ids: (5, 6))
+    }
+
+    func testIPv6ConnectionsToAFrontendWithoutBackendsAreRefusedAtOnce() throws {
+        try checkRefused(frontend6, ids: (7, 8))
     }
 }

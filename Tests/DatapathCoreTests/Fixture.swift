@@ -32,6 +32,7 @@ enum Verdict: Sendable, Equatable, CustomStringConvertible {
 
     static let TC_ACT_OK: UInt32 = 0
     static let TC_ACT_SHOT: UInt32 = 2
+    static let TC_ACT_REDIRECT: UInt32 = 7
 
     var isPass: Bool {
         if case .pass = self { return true }

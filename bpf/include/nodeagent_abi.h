@@ -451,8 +451,9 @@ struct na_lb_aff_match_key {
  * carries NA_CT_SERVICE while the pod's packets on that tuple are translated,
  * and only replies matching such an entry are translated back: a reverse half
  * the LRU still holds after the flow ended never touches a later flow that
- * reuses the tuple without the service. A frontend with no backend taking new
- * flows drops with NA_DROP_NO_SERVICE.
+ * reuses the tuple without the service. A packet to a frontend with no backend
+ * taking new flows counts as a drop with NA_DROP_NO_SERVICE and is answered
+ * with a refusal (lb_reject.h).
  */
 struct na_lb_flow {
 	__u8 addr[16];       /* forward half: the backend; reverse half: the frontend */
