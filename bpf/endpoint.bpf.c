@@ -3,9 +3,10 @@
  * endpoint.bpf.c: L3/L4 policy enforcement for one endpoint (pod), attached
  * with tc to the host side of its veth. Packets from the endpoint arrive on
  * the host veth's ingress hook (from_endpoint), packets to it leave through
- * its egress hook (to_endpoint). The node's external interface carries
+ * its egress hook (to_endpoint). The node's external interfaces carry
  * to_netdev and from_netdev, which masquerade pod traffic leaving the
- * cluster (nat.h); they live in this object to share its maps. Packets a pod
+ * cluster (nat.h) and translate services for clients outside (lb_netdev.h);
+ * they live in this object to share its maps. Packets a pod
  * sends to a service frontend are translated to a backend on the way
  * (lb_xlate.h), and the replies back to the frontend; a frontend without
  * backends answers with a refusal (lb_reject.h).
@@ -31,6 +32,7 @@
 #include "nat.h"
 #include "lb_xlate.h"
 #include "lb_reject.h"
+#include "lb_netdev.h"
 
 /*
  * Counts the verdict, reports drops (once per flow and interval) and sampled
@@ -161,18 +163,41 @@ int to_endpoint(struct __sk_buff *skb)
 	return na_handle(skb, NA_DIR_INGRESS);
 }
 
-/* Packets leaving the node through its external interface (tc egress): source NAT. */
-SEC("tc")
-int to_netdev(struct __sk_buff *skb)
+/* NAT's halves of the netdev programs, functions of their own: each has its own stack beside the load balancer's. */
+__attribute__((noinline)) int na_netdev_nat_egress(struct __sk_buff *skb)
 {
 	return na_nat_egress(skb);
 }
 
-/* Packets arriving on the node's external interface (tc ingress): replies of masqueraded flows. */
+__attribute__((noinline)) int na_netdev_nat_ingress(struct __sk_buff *skb)
+{
+	return na_nat_ingress(skb);
+}
+
+/*
+ * Packets leaving the node through an external interface (tc egress): replies
+ * of a service's backend to a client outside get the frontend back as their
+ * source (lb_netdev.h); source NAT for the rest.
+ */
+SEC("tc")
+int to_netdev(struct __sk_buff *skb)
+{
+	int ret = na_lb_netdev_egress(skb);
+
+	return ret == NA_LB_NETDEV_PASS ? na_netdev_nat_egress(skb) : ret;
+}
+
+/*
+ * Packets arriving on an external interface (tc ingress): to a NodePort,
+ * external or load balancer frontend, translated to a backend (lb_netdev.h);
+ * otherwise the replies of masqueraded flows.
+ */
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
-	return na_nat_ingress(skb);
+	int ret = na_lb_netdev_ingress(skb);
+
+	return ret == NA_LB_NETDEV_PASS ? na_netdev_nat_ingress(skb) : ret;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

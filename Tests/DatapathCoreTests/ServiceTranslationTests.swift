@@ -47,7 +47,8 @@ final class ServiceTranslationTests: XCTestCase {
 
     /// A service at frontend:port with the backends given (address, port), all taking new flows.
     func addService(
-        _ frontend: String, port: UInt16, proto: UInt8 = Proto.tcp, backends list: [(String, UInt16)]
+        _ frontend: String, port: UInt16, proto: UInt8 = Proto.tcp, backends list: [(String, UInt16)],
+        flags: UInt16 = 0
     ) throws {
         let address = try XCTUnwrap(IPAddress(frontend))
         var key = na_lb_service_key()
@@ -75,6 +76,7 @@ final class ServiceTranslationTests: XCTestCase {
         var head = na_lb_service_value()
         head.service_id = Self.serviceID
         head.count = UInt16(list.count)
+        head.flags = flags
         try services.update(key, head)
     }
 

@@ -353,6 +353,7 @@ struct na_lb_service_key {
 
 /* na_lb_service_value.flags (slot 0) */
 #define NA_LB_F_BANK1 (1U << 0)  /* the backend slots in use are bank 1's */
+#define NA_LB_F_EXTERNAL (1U << 1)  /* NodePort, ExternalIPs, LoadBalancer: also for traffic from outside */
 
 struct na_lb_service_value {
 	__u32 backend_id;        /* backend slots: the backend */

@@ -19,6 +19,9 @@
 #include "consts.h"
 #include "parse.h"
 
+/* In na_lb_reject_packet's kind: the packet came in from outside and its answer goes back out. */
+#define NA_REJECT_OUT (1U << 16)
+
 /* The most of the refused datagram an ICMP error quotes: its IP headers and the 8 bytes of its UDP header. */
 #define NA_REJECT_QUOTE_MAX 124
 #define NA_REJECT_TTL 64
@@ -253,7 +256,8 @@ static __always_inline int na_rej_udp(struct __sk_buff *skb, __u32 l3_off, __u32
  * Turns the refused packet (family and protocol in kind: family << 8 |
  * protocol) into its answer and sends that back out of the pod's veth into
  * the pod (bpf_redirect_peer: the host side's peer, from its tc ingress), so
- * to_endpoint never judges it. A GSO packet, one with VLAN tags or one the
+ * to_endpoint never judges it; with NA_REJECT_OUT in kind (a packet from
+ * outside, lb_netdev.h), back out of the interface it came in through. A GSO packet, one with VLAN tags or one the
  * answer cannot be built for is only dropped.
  *
  * A global function: the verifier checks it once, on its own, instead of in
@@ -262,7 +266,7 @@ static __always_inline int na_rej_udp(struct __sk_buff *skb, __u32 l3_off, __u32
 __attribute__((noinline)) int na_lb_reject_packet(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off,
 						  __u32 end, __u32 kind)
 {
-	bool v4 = (kind >> 8) == NA_FAMILY_IPV4;
+	bool v4 = ((kind >> 8) & 0xff) == NA_FAMILY_IPV4;
 	struct na_rej_scratch *s;
 	__u32 zero = 0;
 	__u8 mac;
@@ -295,6 +299,8 @@ __attribute__((noinline)) int na_lb_reject_packet(struct __sk_buff *skb, __u32 l
 	}
 	if (bpf_skb_store_bytes(skb, 0, s->mac, sizeof(s->mac), 0) < 0)
 		return TC_ACT_SHOT;
+	if (kind & NA_REJECT_OUT)
+		return bpf_redirect(skb->ifindex, 0);
 	return bpf_redirect_peer(skb->ifindex, 0);
 }
 
