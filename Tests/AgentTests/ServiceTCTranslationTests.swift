@@ -119,6 +119,19 @@ final class ServiceTCTranslationTests: XCTestCase {
         try checkUDP(frontend6)
     }
 
+    /// ClientIP affinity where packets are translated: keyed by the client pod's address, so its 20 connections (20
+    /// source ports) all reach the backend its first one reached.
+    func testClientIPAffinityKeepsTheClientOnOneBackend() throws {
+        var sticky = service(id: 9, frontend: frontend4, proto: IPProtocol.tcp)
+        sticky.affinityTimeout = 60
+        try balancer.apply(sticky)
+        let answer = try client(["tcp", frontend4, String(ServicePods.tcpPort), "20"])
+        XCTAssertEqual(answer["errors"] as? [String: Int], [:], "\(answer)")
+        let names = answer["names"] as? [String: Int] ?? [:]
+        XCTAssertEqual(names.count, 1, "every connection reached the same backend: \(names)")
+        XCTAssertEqual(names.values.reduce(0, +), 20)
+    }
+
     /// The number of packets from_endpoint counted as sent to a service without backends.
     private func noServiceDrops() throws -> UInt64 {
         let metrics = try TypedMap<na_metrics_key, na_metrics_value>(XCTUnwrap(object.map(named: "na_metrics")))

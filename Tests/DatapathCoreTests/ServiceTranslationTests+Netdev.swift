@@ -69,3 +69,66 @@ extension ServiceTranslationTests {
         XCTAssertEqual(after.packets - before.packets, 1)
     }
 }
+
+/// ClientIP affinity on the tc path: keyed by the client's address, as Cilium's per-packet path keys it.
+extension ServiceTranslationTests {
+    /// The service with `timeout` seconds of ClientIP affinity (slot 0's affinity_timeout) and every backend in
+    /// na_lb_aff_match, as the agent writes them for backends taking new connections.
+    private func setAffinity(_ frontend: String, port: UInt16, timeout: UInt32, backends ids: [UInt32]) throws {
+        let address = try XCTUnwrap(IPAddress(frontend))
+        var key = na_lb_service_key()
+        setTupleBytes(&key.addr, address.keyBytes)
+        key.family = address.family.rawValue
+        key.proto = Proto.tcp
+        key.port = port.bigEndian
+        let services = try TypedMap<na_lb_service_key, na_lb_service_value>(
+            XCTUnwrap(h.object.map(named: "na_lb_services")))
+        var head = try XCTUnwrap(try services.lookup(key))
+        head.affinity_timeout = timeout
+        try services.update(key, head)
+        let match = try TypedMap<na_lb_aff_match_key, UInt8>(XCTUnwrap(h.object.map(named: "na_lb_aff_match")))
+        for id in ids { try match.update(na_lb_aff_match_key(backend_id: id, service_id: Self.serviceID), 1) }
+    }
+
+    func testClientIPAffinityKeepsEachClientAddressOnOneBackendOfTheTCPath() throws {
+        let pool = ["10.0.2.20", "10.0.2.21", "10.0.2.22", "10.0.2.23"]
+        try h.addIPCache("10.0.2.0/24", identity: Net.peerIdentity)
+        try addService(
+            Self.nodeAddress, port: 30080, backends: pool.map { ($0, 8080) }, flags: UInt16(NA_LB_F_EXTERNAL))
+        try setAffinity(Self.nodeAddress, port: 30080, timeout: 60, backends: [100, 101, 102, 103])
+        defer { _ = try? clearAffinity() }
+
+        var perClient: [String: Set<[UInt8]>] = [:]
+        for client in (1...8).map({ "192.0.2.\($0)" }) {
+            for sport in UInt16(41000)..<41010 {
+                let syn = ServiceFrame.checksummed(.tcp(client, Self.nodeAddress, sport: sport, dport: 30080))
+                let (retval, out) = try run(.fromNetdev, syn)
+                XCTAssertEqual(retval, Verdict.TC_ACT_OK)
+                perClient[client, default: []].insert(out.destination)
+            }
+        }
+        for (client, chosen) in perClient {
+            XCTAssertEqual(chosen.count, 1, "10 connections of \(client) went to one backend")
+        }
+        XCTAssertGreaterThan(Set(perClient.values.compactMap(\.first)).count, 1, "8 clients use more than one backend")
+
+        // A backend that no longer takes new connections is not kept.
+        let client = "192.0.2.1"
+        let kept = try XCTUnwrap(perClient[client]?.first)
+        let keptID = UInt32(100 + pool.firstIndex { bytes($0) == kept }!)
+        let match = try TypedMap<na_lb_aff_match_key, UInt8>(XCTUnwrap(h.object.map(named: "na_lb_aff_match")))
+        _ = try match.delete(na_lb_aff_match_key(backend_id: keptID, service_id: Self.serviceID))
+        for sport in UInt16(42000)..<42010 {
+            let (_, out) = try run(
+                .fromNetdev, ServiceFrame.checksummed(.tcp(client, Self.nodeAddress, sport: sport, dport: 30080)))
+            XCTAssertNotEqual(out.destination, kept, "a drained backend gets no new flow of its client")
+        }
+    }
+
+    private func clearAffinity() throws {
+        for name in ["na_lb_aff_ip", "na_lb_aff_match"] {
+            let map = try XCTUnwrap(h.object.map(named: name), name)
+            for key in try map.keys() { try map.delete(key: key) }
+        }
+    }
+}

@@ -424,6 +424,19 @@ struct na_lb_affinity_value {
 };
 
 /*
+ * na_lb_aff_ip (LRU): ClientIP session affinity where a packet is translated
+ * (lb_xlate.h: pods outside the cgroup root, clients outside the node): the
+ * client is its source address, as in Cilium's per-packet path. A client
+ * address and a service -> the backend and when, checked as na_lb_affinity's.
+ */
+struct na_lb_aff_ip_key {
+	__u8 addr[16];       /* the client; IPv4 in the first four bytes */
+	__u32 service_id;
+	__u8 family;
+	__u8 pad[3];
+};
+
+/*
  * na_lb_aff_match: a backend and a service -> 1 while the backend takes
  * the service's new connections (active, weight above 0). Written by the agent
  * with each backend set: slots alone cannot answer "is it still a backend of

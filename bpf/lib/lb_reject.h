@@ -110,6 +110,10 @@ struct na_rej_scratch {
 	struct na_rej_icmp icmp;
 	__u8 mac[12];
 	__u8 quote[NA_REJECT_QUOTE_MAX];
+	/* The arguments, kept here rather than in registers the helper calls would make the compiler spill. */
+	__u32 l4_off;
+	__u32 end;
+	__u32 kind;
 };
 
 /* One answer's scratch space per CPU. */
@@ -182,10 +186,11 @@ static __always_inline __s64 na_rej_ip(struct __sk_buff *skb, __u32 l3_off, bool
  * segment whose TCP header follows the base IP header is answered, so a
  * CHECKSUM_PARTIAL packet's checksum location stays where the reply has it.
  */
-static __always_inline int na_rej_tcp(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off, __u32 end,
-				      bool v4, struct na_rej_scratch *s)
+static __always_inline int na_rej_tcp(struct __sk_buff *skb, __u32 l3_off, struct na_rej_scratch *s)
 {
+	bool v4 = ((s->kind >> 8) & 0xff) == NA_FAMILY_IPV4;
 	__u32 iplen = v4 ? sizeof(struct na_rej_ipv4) : sizeof(struct na_rej_ipv6);
+	__u32 l4_off = s->l4_off;
 	struct na_rej_tcp *in = &s->in, *out = &s->out;
 	__u32 seglen;
 	__s64 sum;
@@ -202,7 +207,7 @@ static __always_inline int na_rej_tcp(struct __sk_buff *skb, __u32 l3_off, __u32
 		out->seq = in->ack;
 		out->flags = NA_TCP_RST;
 	} else {
-		seglen = end - l4_off - (in->doff >> 4) * 4;
+		seglen = s->end - l4_off - (in->doff >> 4) * 4;
 		seglen += (in->flags & NA_TCP_SYN ? 1 : 0) + (in->flags & NA_TCP_FIN ? 1 : 0);
 		out->ack = bpf_htonl(bpf_ntohl(in->seq) + seglen);
 		out->flags = NA_TCP_RST | NA_TCP_ACK;
@@ -221,12 +226,12 @@ static __always_inline int na_rej_tcp(struct __sk_buff *skb, __u32 l3_off, __u32
  * header: what the client's kernel needs to find the socket (RFC 1122
  * 3.2.2, RFC 4443 3.1). The frame is grown or cut to the reply's length.
  */
-static __always_inline int na_rej_udp(struct __sk_buff *skb, __u32 l3_off, __u32 l4_off, bool v4,
-				      struct na_rej_scratch *s)
+static __always_inline int na_rej_udp(struct __sk_buff *skb, __u32 l3_off, struct na_rej_scratch *s)
 {
+	bool v4 = ((s->kind >> 8) & 0xff) == NA_FAMILY_IPV4;
 	__u32 iplen = v4 ? sizeof(struct na_rej_ipv4) : sizeof(struct na_rej_ipv6);
 	struct na_rej_icmp *icmp = &s->icmp;
-	__u32 len = l4_off - l3_off + 8;
+	__u32 len = s->l4_off - l3_off + 8;
 	__s64 sum;
 
 	/* Separate tests, so the verifier sees both bounds of the length the helpers take. */
@@ -275,20 +280,28 @@ __attribute__((noinline)) int na_lb_reject_packet(struct __sk_buff *skb, __u32 l
 	s = bpf_map_lookup_elem(&na_lb_rej_buf, &zero);
 	if (!s || l3_off != NA_ETH_HLEN || skb->gso_size)
 		return TC_ACT_SHOT;
+	s->l4_off = l4_off;
+	s->end = end;
+	s->kind = kind;
 	if (bpf_skb_load_bytes(skb, 0, s->mac, sizeof(s->mac)) < 0)
 		return TC_ACT_SHOT;
 	__builtin_memset(&s->a, 0, sizeof(s->a));
+	/*
+	 * The IP header is at NA_ETH_HLEN: a constant, like the arguments kept in
+	 * s, keeps this stack small (from_endpoint's and this function's together
+	 * must fit in 512 bytes).
+	 */
 	if (v4)
-		ret = bpf_skb_load_bytes(skb, l3_off + 12, s->a.src, 4) |
-		      bpf_skb_load_bytes(skb, l3_off + 16, s->a.dst, 4);
+		ret = bpf_skb_load_bytes(skb, NA_ETH_HLEN + 12, s->a.src, 4) |
+		      bpf_skb_load_bytes(skb, NA_ETH_HLEN + 16, s->a.dst, 4);
 	else
-		ret = bpf_skb_load_bytes(skb, l3_off + 8, &s->a, sizeof(s->a));
+		ret = bpf_skb_load_bytes(skb, NA_ETH_HLEN + 8, &s->a, sizeof(s->a));
 	if (ret < 0)
 		return TC_ACT_SHOT;
-	if ((kind & 0xff) == NA_IPPROTO_TCP)
-		ret = na_rej_tcp(skb, l3_off, l4_off, end, v4, s);
+	if ((s->kind & 0xff) == NA_IPPROTO_TCP)
+		ret = na_rej_tcp(skb, NA_ETH_HLEN, s);
 	else
-		ret = na_rej_udp(skb, l3_off, l4_off, v4, s);
+		ret = na_rej_udp(skb, NA_ETH_HLEN, s);
 	if (ret < 0)
 		return TC_ACT_SHOT;
 #pragma unroll
@@ -299,7 +312,7 @@ __attribute__((noinline)) int na_lb_reject_packet(struct __sk_buff *skb, __u32 l
 	}
 	if (bpf_skb_store_bytes(skb, 0, s->mac, sizeof(s->mac), 0) < 0)
 		return TC_ACT_SHOT;
-	if (kind & NA_REJECT_OUT)
+	if (s->kind & NA_REJECT_OUT)
 		return bpf_redirect(skb->ifindex, 0);
 	return bpf_redirect_peer(skb->ifindex, 0);
 }

@@ -3,7 +3,8 @@
  * lb_xlate.h: per-packet service translation in the endpoint programs, for
  * traffic no socket hook translated (design and map layouts in
  * nodeagent_abi.h): frontend to backend for what a pod sends, backend to
- * frontend for the replies it receives.
+ * frontend for the replies it receives. ClientIP affinity keys on the
+ * client's address (na_lb_aff_ip).
  */
 #ifndef NA_LB_XLATE_H
 #define NA_LB_XLATE_H
@@ -29,6 +30,18 @@ struct {
 	__type(value, struct na_lb_flow);
 } na_lb_flows SEC(".maps");
 
+#ifndef NA_LB_AFF_IP_MAX_ENTRIES
+#define NA_LB_AFF_IP_MAX_ENTRIES 65536
+#endif
+
+/* ClientIP affinity of translated flows: a client address and a service -> the backend and its last use. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NA_LB_AFF_IP_MAX_ENTRIES);
+	__type(key, struct na_lb_aff_ip_key);
+	__type(value, struct na_lb_affinity_value);
+} na_lb_aff_ip SEC(".maps");
+
 /* The flow's hash for Maglev: the whole 5-tuple, both address families. */
 static __always_inline __u32 na_lb_hash(const struct na_pkt *pkt)
 {
@@ -44,6 +57,32 @@ static __always_inline __u32 na_lb_hash(const struct na_pkt *pkt)
 	h = na_nat_mix(h, ((__u32)pkt->sport << 16) | pkt->dport);
 	h = na_nat_mix(h, pkt->proto);
 	return na_nat_fmix(h);
+}
+
+/*
+ * The backend the client had for the service within its ClientIP affinity
+ * timeout, when that backend still takes new connections (its last use
+ * becomes now); NULL otherwise. akey is left filled, for recording a new choice.
+ */
+static __always_inline struct na_lb_backend *na_lb_affinity_ip(const struct na_ctx *ctx,
+							    const struct na_lb_service_value *svc,
+							    struct na_lb_aff_ip_key *akey, __u32 *id)
+{
+	struct na_lb_affinity_value *aval;
+	struct na_lb_backend *backend;
+
+	__builtin_memcpy(akey->addr, ctx->pkt.saddr, 16);
+	akey->service_id = svc->service_id;
+	akey->family = ctx->pkt.family;
+	aval = bpf_map_lookup_elem(&na_lb_aff_ip, akey);
+	if (!aval || ctx->now - aval->last_used > svc->affinity_timeout)
+		return NULL;
+	backend = lb_affinity_check(aval->backend_id, svc->service_id);
+	if (!backend)
+		return NULL;
+	*id = aval->backend_id;
+	aval->last_used = ctx->now;
+	return backend;
 }
 
 /*
@@ -118,8 +157,10 @@ static __always_inline int na_lb_flow_backend(struct na_ctx *ctx, struct na_lb_s
 					      struct na_lb_flow *fwd)
 {
 	const struct na_pkt *pkt = &ctx->pkt;
+	struct na_lb_affinity_value aval = {};
 	struct na_lb_flow rev = {}, *known;
-	struct na_lb_backend *backend;
+	struct na_lb_aff_ip_key akey = {};
+	struct na_lb_backend *backend = NULL;
 	struct na_ct_key fkey, rkey;
 	__u32 id = 0;
 
@@ -137,9 +178,18 @@ static __always_inline int na_lb_flow_backend(struct na_ctx *ctx, struct na_lb_s
 		return 0;
 	if (svc->count == 0)
 		return -NA_DROP_NO_SERVICE;
-	backend = na_lb_select(key, svc, pkt, &id);
-	if (!backend)
-		return -NA_DROP_NO_SERVICE;
+	if (svc->affinity_timeout)
+		backend = na_lb_affinity_ip(ctx, svc, &akey, &id);
+	if (!backend) {
+		backend = na_lb_select(key, svc, pkt, &id);
+		if (!backend)
+			return -NA_DROP_NO_SERVICE;
+		if (svc->affinity_timeout) {
+			aval.backend_id = id;
+			aval.last_used = ctx->now;
+			bpf_map_update_elem(&na_lb_aff_ip, &akey, &aval, BPF_ANY);
+		}
+	}
 	__builtin_memcpy(fwd->addr, backend->addr, 16);
 	fwd->port = backend->port;
 	fwd->backend_id = id;
