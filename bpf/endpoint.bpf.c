@@ -55,13 +55,16 @@ static __always_inline int na_finish(const struct na_ctx *ctx, int ret, bool new
 
 /*
  * The verdict for a tracked packet: an allowed one to the endpoint first
- * gets a service frontend back as its source when it is a backend's reply.
+ * gets a service frontend back as its source when it is a backend's reply;
+ * one from the endpoint takes the hairpin rewrites when it reaches itself.
  */
 static __always_inline int na_deliver(struct __sk_buff *skb, struct na_ctx *ctx, int ret,
 				      bool new_flow)
 {
 	if (ret == 0 && ctx->dir == NA_DIR_INGRESS)
 		ret = na_lb_xlate_from_backend(skb, ctx);
+	else if (ret == 0)
+		ret = na_lb_hairpin_egress(skb, ctx);
 	return na_finish(ctx, ret, new_flow && ret == 0);
 }
 
@@ -142,7 +145,14 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	remote = dir == NA_DIR_EGRESS ? ctx.pkt.daddr : ctx.pkt.saddr;
 	ctx.remote_identity = na_ipcache_identity(remote, ctx.pkt.family);
 
-	ret = na_policy_verdict(&ctx, ep, dir, ctx.pkt.dport);
+	/* A pod reaching itself through a service (lb_xlate.h): a pod's traffic to itself is always allowed. */
+	if (dir == NA_DIR_INGRESS && na_lb_hairpin_addr(ctx.pkt.saddr, ctx.pkt.family)) {
+		ctx.remote_identity = ep->identity;
+		ctx.rule_id = 0;
+		ret = 0;
+	} else {
+		ret = na_policy_verdict(&ctx, ep, dir, ctx.pkt.dport);
+	}
 	if (ret < 0)
 		return na_finish(&ctx, ret, false);
 	ret = na_ct_create(&ctx, ep);

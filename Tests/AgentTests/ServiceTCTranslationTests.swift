@@ -63,13 +63,13 @@ final class ServiceTCTranslationTests: XCTestCase {
             })
     }
 
-    /// The pods' client script in the client pod's namespace only: no cgroup is joined.
-    private func client(_ arguments: [String]) throws -> [String: Any] {
+    /// The pods' client script in the client pod's namespace (or `netns`) only: no cgroup is joined.
+    private func client(_ arguments: [String], netns: String? = nil) throws -> [String: Any] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
         process.arguments =
             [
-                "--net=/var/run/netns/\(pods.clientNetns)", "--", "/usr/bin/python3",
+                "--net=/var/run/netns/\(netns ?? pods.clientNetns)", "--", "/usr/bin/python3",
                 pods.scripts.appendingPathComponent("client.py").path,
             ]
             + arguments
@@ -130,6 +130,34 @@ final class ServiceTCTranslationTests: XCTestCase {
         let names = answer["names"] as? [String: Int] ?? [:]
         XCTAssertEqual(names.count, 1, "every connection reached the same backend: \(names)")
         XCTAssertEqual(names.values.reduce(0, +), 20)
+    }
+
+    /// Hairpin: the first backend reaches a service backed only by itself, from outside any cgroup, through its own
+    /// host-side veth's programs; its connections complete and see the frontend as their peer.
+    func testABackendReachesAServiceBackedOnlyByItself() throws {
+        let host = "sl\(pods.tag)h1"
+        let ifindex = try ScratchNetns.run(in: pods.nodeNetns) { if_nametoindex(host) }
+        var endpoint = na_endpoint_info()
+        endpoint.ep_id = 2
+        endpoint.identity = 257
+        endpoint.flags = UInt32(NA_EP_HAS_IPV4) | UInt32(NA_EP_HAS_IPV6)
+        setTupleBytes(&endpoint.ipv4, IPAddress(pods.ipv4(1))!.bytes)
+        setTupleBytes(&endpoint.ipv6, IPAddress(pods.ipv6(1))!.bytes)
+        try TypedMap<UInt32, na_endpoint_info>(XCTUnwrap(object.map(named: "na_endpoints"))).update(ifindex, endpoint)
+        let programs = try (
+            XCTUnwrap(object.program(named: "from_endpoint")), XCTUnwrap(object.program(named: "to_endpoint"))
+        )
+        try ScratchNetns.run(in: pods.nodeNetns) {
+            try TC.attach(programs.0, ifindex: Int32(ifindex), point: .ingress)
+            try TC.attach(programs.1, ifindex: Int32(ifindex), point: .egress)
+        }
+        var itself = service(id: 10, frontend: frontend4, proto: IPProtocol.tcp)
+        itself.backends = [ServiceBackend(address: IPAddress(pods.ipv4(1))!, port: ServicePods.tcpPort)]
+        try balancer.apply(itself)
+        let answer = try client(["tcp", frontend4, String(ServicePods.tcpPort), "5"], netns: pods.backendNetns(1))
+        XCTAssertEqual(answer["errors"] as? [String: Int], [:], "\(answer)")
+        XCTAssertEqual(answer["names"] as? [String: Int], ["b1": 5], "\(answer)")
+        XCTAssertEqual(answer["peers"] as? [String: Int], ["\(frontend4):\(ServicePods.tcpPort)": 5], "\(answer)")
     }
 
     /// The number of packets from_endpoint counted as sent to a service without backends.

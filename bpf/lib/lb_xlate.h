@@ -287,4 +287,56 @@ static __always_inline int na_lb_xlate_from_backend(struct __sk_buff *skb, struc
 	return na_nat_rewrite(skb, pkt, &loc, true, pkt->saddr, addr, pkt->sport, port);
 }
 
+/*
+ * Hairpin: a pod whose flow to a frontend was sent to itself. Its answer to
+ * its own address would never leave the pod, so the flow's packets reach it
+ * from NA_LB_HAIRPIN_IPV4 (Cilium's IPv4 service loopback address, link-local:
+ * only this node can send from it) and its answers to that address come out,
+ * where they go back to the pod's address and to_endpoint gives them the
+ * frontend back as any backend's reply. IPv4 only.
+ */
+#define NA_LB_HAIRPIN_IPV4 0xa9fe2a01  /* 169.254.42.1 */
+
+static __always_inline bool na_lb_hairpin_addr(const __u8 *addr, __u8 family)
+{
+	__be32 a;
+
+	__builtin_memcpy(&a, addr, 4);
+	return family == NA_FAMILY_IPV4 && a == bpf_htonl(NA_LB_HAIRPIN_IPV4);
+}
+
+/*
+ * from_endpoint, once the packet is allowed: a translated packet to the pod's
+ * own address leaves from the hairpin address, and the pod's answer to the
+ * hairpin address goes back to the pod's own (ports unchanged). ctx->pkt
+ * keeps what conntrack and the flow event saw. Returns 0 or a negative drop
+ * reason.
+ */
+static __always_inline int na_lb_hairpin_egress(struct __sk_buff *skb, const struct na_ctx *ctx)
+{
+	const struct na_pkt *pkt = &ctx->pkt;
+	__u8 from[16] = {}, to[16] = {};
+	struct na_nat_loc loc;
+	__be32 hairpin = bpf_htonl(NA_LB_HAIRPIN_IPV4);
+	bool source;
+
+	if (pkt->family != NA_FAMILY_IPV4)
+		return 0;
+	if (ctx->lb_xlated && na_addr_equal(pkt->saddr, pkt->daddr, 1)) {
+		source = true;
+		__builtin_memcpy(from, pkt->saddr, 4);
+		__builtin_memcpy(to, &hairpin, 4);
+	} else if (na_lb_hairpin_addr(pkt->daddr, pkt->family)) {
+		source = false;
+		__builtin_memcpy(from, pkt->daddr, 4);
+		__builtin_memcpy(to, pkt->saddr, 4);
+	} else {
+		return 0;
+	}
+	loc.l3_off = pkt->l3_off;
+	loc.l4_off = pkt->l4_off;
+	loc.icmp_type = 0;
+	return na_nat_rewrite(skb, pkt, &loc, source, from, to, 0, 0);
+}
+
 #endif /* NA_LB_XLATE_H */
