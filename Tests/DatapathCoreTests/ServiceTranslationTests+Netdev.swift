@@ -112,17 +112,26 @@ extension ServiceTranslationTests {
         }
         XCTAssertGreaterThan(Set(perClient.values.compactMap(\.first)).count, 1, "8 clients use more than one backend")
 
-        // A backend that no longer takes new connections is not kept.
+        // The client's backend leaves the service (a new set under new ids, as the agent swaps one in, and no
+        // affinity match for it): the client's affinity entry still names it, and is not followed.
         let client = "192.0.2.1"
         let kept = try XCTUnwrap(perClient[client]?.first)
         let keptID = UInt32(100 + pool.firstIndex { bytes($0) == kept }!)
+        let remaining = pool.filter { bytes($0) != kept }
+        try addService(
+            Self.nodeAddress, port: 30080, backends: remaining.map { ($0, 8080) }, flags: UInt16(NA_LB_F_EXTERNAL),
+            firstID: 200)
+        try setAffinity(Self.nodeAddress, port: 30080, timeout: 60, backends: [200, 201, 202])
         let match = try TypedMap<na_lb_aff_match_key, UInt8>(XCTUnwrap(h.object.map(named: "na_lb_aff_match")))
         _ = try match.delete(na_lb_aff_match_key(backend_id: keptID, service_id: Self.serviceID))
+        var after: Set<[UInt8]> = []
         for sport in UInt16(42000)..<42010 {
             let (_, out) = try run(
                 .fromNetdev, ServiceFrame.checksummed(.tcp(client, Self.nodeAddress, sport: sport, dport: 30080)))
-            XCTAssertNotEqual(out.destination, kept, "a drained backend gets no new flow of its client")
+            XCTAssertNotEqual(out.destination, kept, "a backend gone from the service gets no new flow of its client")
+            after.insert(out.destination)
         }
+        XCTAssertEqual(after.count, 1, "the client sticks to its new backend: \(after)")
     }
 
     private func clearAffinity() throws {

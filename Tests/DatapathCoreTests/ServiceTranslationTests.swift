@@ -48,7 +48,7 @@ final class ServiceTranslationTests: XCTestCase {
     /// A service at frontend:port with the backends given (address, port), all taking new flows.
     func addService(
         _ frontend: String, port: UInt16, proto: UInt8 = Proto.tcp, backends list: [(String, UInt16)],
-        flags: UInt16 = 0
+        flags: UInt16 = 0, firstID: UInt32 = 100
     ) throws {
         let address = try XCTUnwrap(IPAddress(frontend))
         var key = na_lb_service_key()
@@ -57,7 +57,7 @@ final class ServiceTranslationTests: XCTestCase {
         key.proto = proto
         key.port = port.bigEndian
         for (index, (backendAddress, backendPort)) in list.enumerated() {
-            let id = UInt32(100 + index)
+            let id = firstID + UInt32(index)
             let backendIP = try XCTUnwrap(IPAddress(backendAddress))
             var backend = na_lb_backend()
             setTupleBytes(&backend.addr, backendIP.keyBytes)
