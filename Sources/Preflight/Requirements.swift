@@ -104,6 +104,9 @@ public enum Requirements {
             BPF_FUNC_redirect_peer, "bpf_redirect_peer", [.core],
             "sending a service's refusal back into the pod (Linux 5.10)"),
         helper(BPF_FUNC_redirect, "bpf_redirect", [.core], "sending a service's refusal back to a client outside"),
+        helper(
+            BPF_FUNC_fib_lookup, "bpf_fib_lookup", [.core],
+            "telling a service's backend on another node from a local one"),
         helper(BPF_FUNC_ringbuf_reserve, "bpf_ringbuf_reserve", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_submit, "bpf_ringbuf_submit", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_query, "bpf_ringbuf_query", [.core, .flows], "event backpressure"),

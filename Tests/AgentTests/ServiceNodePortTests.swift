@@ -190,6 +190,25 @@ final class ServiceNodePortTests: XCTestCase {
         XCTAssertTrue(try trackedIdentities(from: clientAddress).isEmpty, "no backend saw the client")
     }
 
+    /// A backend reached back through the underlay is another node's pod: its answers would bypass this node, so
+    /// the flow is dropped with its own reason instead of half-translated.
+    func testABackendOnAnotherNodeIsADropWithItsReason() throws {
+        let remote = "10.99.\(octet).5"
+        try ScratchNetns.ip(["-n", pods.nodeNetns, "route", "add", "10.99.\(octet).0/24", "via", clientAddress])
+        try balancer.apply(
+            LoadBalancedService(
+                id: 7,
+                frontend: ServiceFrontend(address: IPAddress(nodeAddress)!, port: Self.nodePort, proto: IPProtocol.tcp),
+                backends: [ServiceBackend(address: IPAddress(remote)!, port: 8080)], external: true))
+        let metrics = try TypedMap<na_metrics_key, na_metrics_value>(XCTUnwrap(object.map(named: "na_metrics")))
+        let key = na_metrics_key(
+            reason: UInt16(NA_DROP_LB_REMOTE_BACKEND.rawValue), direction: UInt8(NA_DIR_INGRESS.rawValue), pad: 0)
+        let answer = try client(["refuse", nodeAddress, String(Self.nodePort)])
+        XCTAssertNotEqual(answer["tcp"] as? String, "connected", "\(answer)")
+        let dropped = try metrics.lookupPerCPU(key)?.reduce(0) { $0 + $1.packets } ?? 0
+        XCTAssertGreaterThan(dropped, 0, "the SYNs were dropped as to a backend on another node")
+    }
+
     /// Ingress policy on the backends judges the client outside as world: allowing world lets it in, allowing only
     /// another identity drops it, and the drop names the client's address and identity.
     func testBackendIngressPolicySeesTheClientOutsideAsWorld() throws {

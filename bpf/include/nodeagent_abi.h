@@ -68,6 +68,8 @@ enum na_reason {
 	NA_DROP_L7_AMBIGUOUS_PATH = 234, /* dot segments, encoded dots or slashes, duplicate slashes */
 	NA_DROP_L7_FRAMING = 235,        /* unsupported Transfer-Encoding, or it together with Content-Length */
 	NA_DROP_L7_CONN_DENIED = 236,    /* bytes after a refused request on the same connection */
+	/* Ours: Cilium forwards such a flow to the other node (SNAT or DSR). */
+	NA_DROP_LB_REMOTE_BACKEND = 245, /* a client outside to a service backend on another node: not forwarded yet */
 };
 
 /* Address families as carried in keys (same values as AF_INET / AF_INET6). */

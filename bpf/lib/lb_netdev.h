@@ -6,8 +6,9 @@
  * backend, and the backend's replies leave with the frontend as their source.
  * No source NAT: the backend (a pod of this node) sees the real client, and
  * to_endpoint's conntrack and policy judge the flow by the client's identity
- * (Cilium's default for local backends). The flow's two halves live in
- * na_lb_flows as lb_xlate.h keeps them.
+ * (Cilium's default for local backends); a backend on another node is a
+ * drop for now. The flow's two halves live in na_lb_flows as lb_xlate.h
+ * keeps them.
  */
 #ifndef NA_LB_NETDEV_H
 #define NA_LB_NETDEV_H
@@ -44,6 +45,36 @@ static __always_inline int na_lb_netdev_parse(struct __sk_buff *skb, struct na_c
 }
 
 /*
+ * Whether the backend is reached back through the interface the packet came
+ * in on: another node's pod. Its answers would go to the client straight from
+ * that node, without the frontend as their source, so such flows are dropped
+ * (NA_DROP_LB_REMOTE_BACKEND) until they are forwarded with source NAT or DSR.
+ */
+static __always_inline bool na_lb_remote_backend(struct __sk_buff *skb, const struct na_pkt *pkt,
+						 const struct na_lb_flow *fwd)
+{
+	struct bpf_fib_lookup fib = {};
+	long ret;
+
+	fib.ifindex = skb->ifindex;
+	fib.l4_protocol = pkt->proto;
+	fib.sport = pkt->sport;
+	fib.dport = fwd->port;
+	if (pkt->family == NA_FAMILY_IPV4) {
+		fib.family = NA_FAMILY_IPV4;
+		__builtin_memcpy(&fib.ipv4_src, pkt->saddr, 4);
+		__builtin_memcpy(&fib.ipv4_dst, fwd->addr, 4);
+	} else {
+		fib.family = NA_FAMILY_IPV6;
+		__builtin_memcpy(fib.ipv6_src, pkt->saddr, 16);
+		__builtin_memcpy(fib.ipv6_dst, fwd->addr, 16);
+	}
+	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	return (ret == BPF_FIB_LKUP_RET_SUCCESS || ret == BPF_FIB_LKUP_RET_NO_NEIGH) &&
+	       fib.ifindex == skb->ifindex;
+}
+
+/*
  * from_netdev: a packet from outside to an external frontend leaves for the
  * flow's backend. Returns 1 when translated, 0 when it is no such packet
  * (left to NAT and the kernel), or a negative drop reason.
@@ -70,6 +101,8 @@ static __always_inline int na_lb_from_netdev(struct __sk_buff *skb, struct na_ct
 	ret = na_lb_flow_backend(ctx, &key, svc, &fwd);
 	if (ret <= 0)
 		return ret;
+	if (na_lb_remote_backend(skb, pkt, &fwd))
+		return -NA_DROP_LB_REMOTE_BACKEND;
 	loc.l3_off = pkt->l3_off;
 	loc.l4_off = pkt->l4_off;
 	loc.icmp_type = 0;
