@@ -49,24 +49,25 @@ static __always_inline int na_lb_netdev_parse(struct __sk_buff *skb, struct na_c
  * in on: another node's pod. Its answers would go to the client straight from
  * that node, without the frontend as their source, so such flows are dropped
  * (NA_DROP_LB_REMOTE_BACKEND) until they are forwarded with source NAT or DSR.
+ * A global function: the 64-byte FIB query gets a stack frame of its own
+ * (Linux 6.1 counts every frame of a call chain, rounded up to 32 bytes,
+ * against the 512 the chain may use).
  */
-static __always_inline bool na_lb_remote_backend(struct __sk_buff *skb, const struct na_pkt *pkt,
-						 const struct na_lb_flow *fwd)
+__attribute__((noinline)) int na_lb_remote_backend(struct __sk_buff *skb, const struct na_lb_flow *fwd,
+						   __u32 family)
 {
 	struct bpf_fib_lookup fib = {};
 	long ret;
 
+	/* A global function's pointer argument may be NULL as far as the verifier knows. */
+	if (!fwd)
+		return 0;
 	fib.ifindex = skb->ifindex;
-	fib.l4_protocol = pkt->proto;
-	fib.sport = pkt->sport;
-	fib.dport = fwd->port;
-	if (pkt->family == NA_FAMILY_IPV4) {
+	if (family == NA_FAMILY_IPV4) {
 		fib.family = NA_FAMILY_IPV4;
-		__builtin_memcpy(&fib.ipv4_src, pkt->saddr, 4);
 		__builtin_memcpy(&fib.ipv4_dst, fwd->addr, 4);
 	} else {
 		fib.family = NA_FAMILY_IPV6;
-		__builtin_memcpy(fib.ipv6_src, pkt->saddr, 16);
 		__builtin_memcpy(fib.ipv6_dst, fwd->addr, 16);
 	}
 	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
@@ -101,7 +102,7 @@ static __always_inline int na_lb_from_netdev(struct __sk_buff *skb, struct na_ct
 	ret = na_lb_flow_backend(ctx, &key, svc, &fwd);
 	if (ret <= 0)
 		return ret;
-	if (na_lb_remote_backend(skb, pkt, &fwd))
+	if (na_lb_remote_backend(skb, &fwd, pkt->family))
 		return -NA_DROP_LB_REMOTE_BACKEND;
 	loc.l3_off = pkt->l3_off;
 	loc.l4_off = pkt->l4_off;
