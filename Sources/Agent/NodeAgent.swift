@@ -45,6 +45,8 @@ public final class NodeAgent: Sendable {
     let deniedHTTPConnections = L7DeniedConnections()
     /// Where the connections of backends that left a service are ended, one change after the other.
     let connectionTermination = DispatchQueue(label: "nodeagent.service-connection-termination")
+    /// The external interfaces carrying the netdev programs for services (`attachServiceDevices`).
+    let serviceDevices = Mutex<[String]>([])
 
     public init(
         config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox,

@@ -98,6 +98,15 @@ public enum Requirements {
         helper(BPF_FUNC_l3_csum_replace, "bpf_l3_csum_replace", [.core, .nat], "NAT's IP checksum update"),
         helper(BPF_FUNC_l4_csum_replace, "bpf_l4_csum_replace", [.core, .nat], "NAT's TCP/UDP checksum update"),
         helper(BPF_FUNC_csum_diff, "bpf_csum_diff", [.core], "IPv6 address rewrites' checksum (service translation)"),
+        helper(BPF_FUNC_skb_load_bytes, "bpf_skb_load_bytes", [.core], "refusing a service without backends"),
+        helper(BPF_FUNC_skb_change_tail, "bpf_skb_change_tail", [.core], "refusing a service without backends"),
+        helper(
+            BPF_FUNC_redirect_peer, "bpf_redirect_peer", [.core],
+            "sending a service's refusal back into the pod (Linux 5.10)"),
+        helper(BPF_FUNC_redirect, "bpf_redirect", [.core], "sending a service's refusal back to a client outside"),
+        helper(
+            BPF_FUNC_fib_lookup, "bpf_fib_lookup", [.core],
+            "telling a service's backend on another node from a local one"),
         helper(BPF_FUNC_ringbuf_reserve, "bpf_ringbuf_reserve", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_submit, "bpf_ringbuf_submit", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_query, "bpf_ringbuf_query", [.core, .flows], "event backpressure"),

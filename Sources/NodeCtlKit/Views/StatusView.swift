@@ -35,6 +35,8 @@ public enum StatusView {
                             + "(\(Cells.text(services["backend-selection"])) backend selection)"
                         : "not running (services.enabled \(Cells.text(services["enabled"])))"
                 ))
+            let devices = services["devices"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            fields.append(("Service devices", devices.isEmpty ? "none" : devices.joined(separator: ", ")))
         }
         if let l7 = health["l7"] {
             fields.append(

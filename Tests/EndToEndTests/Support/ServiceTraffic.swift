@@ -35,7 +35,7 @@ struct ServiceTraffic {
     /// `outsideCgroup` runs it in the pod's network namespace only, where no socket hook translates: the
     /// endpoint programs' per-packet translation then does.
     func client(
-        _ mode: String, from pod: Pod, to ip: String, port: UInt16, count: Int, agent: AgentProcess,
+        _ mode: String, from pod: any NetworkHost, to ip: String, port: UInt16, count: Int, agent: AgentProcess,
         outsideCgroup: Bool = false
     ) throws -> JSON {
         let arguments = ["python3", clientScript, mode, ip, "\(port)", "\(count)"]
