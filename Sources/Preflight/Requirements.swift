@@ -123,6 +123,21 @@ public enum Requirements {
         helper(
             BPF_FUNC_set_retval, "bpf_set_retval", [.services], "refusing a service without backends (Linux 5.18)",
             of: BPF_PROG_TYPE_CGROUP_SOCK_ADDR),
+        // HTTP rules decided in the kernel (bpf/l7.bpf.c): never needed to start. Without them the agent refuses
+        // HTTP rules with 501 (its start-up self-test says why), so they are reported, not required.
+        map(BPF_MAP_TYPE_SOCKHASH, [], "HTTP rules: the server sockets whose requests the kernel decides"),
+        Requirement(
+            .programType(BPF_PROG_TYPE_SOCK_OPS.rawValue), [],
+            "HTTP rules: enrolling server sockets as they are accepted"),
+        Requirement(.programType(BPF_PROG_TYPE_SK_SKB.rawValue), [], "HTTP rules: framing and deciding each request"),
+        helper(
+            BPF_FUNC_sock_hash_update, "bpf_sock_hash_update", [], "HTTP rules: enrolling a server socket",
+            of: BPF_PROG_TYPE_SOCK_OPS),
+        helper(
+            BPF_FUNC_sk_redirect_hash, "bpf_sk_redirect_hash", [], "HTTP rules: the 403 sent back on the connection",
+            of: BPF_PROG_TYPE_SK_SKB),
+        helper(
+            BPF_FUNC_loop, "bpf_loop", [], "HTTP rules: walking request heads (Linux 5.17)", of: BPF_PROG_TYPE_SK_SKB),
         Requirement(.sysctl(Sysctl.jitEnable), [], "JIT-compiled programs; without, they run in the interpreter"),
         Requirement(.sysctl(Sysctl.unprivilegedBPFDisabled), [], "informational: the agent runs privileged"),
     ]
