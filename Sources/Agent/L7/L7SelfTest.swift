@@ -1,3 +1,4 @@
+import CGlibc
 import DatapathCore
 import Foundation
 import Glibc
