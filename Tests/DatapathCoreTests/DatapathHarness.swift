@@ -15,7 +15,8 @@ final class DatapathHarness: Sendable {
 
     /// Small maps keep each load quick and light; sizes do not change the programs' logic.
     static let testSizes: [String: UInt32] = [
-        "na_ct": 4096, "na_ipcache": 1024, "na_endpoints": 64, "na_policy": 64, "na_frags": 256, "na_metrics": 512,
+        "na_ct": 4096, "na_ipcache": 1024, "na_ipcache_host": 1024, "na_endpoints": 64, "na_policy": 64,
+        "na_frags": 256, "na_metrics": 512,
     ]
 
     nonisolated(unsafe) private static var loaded: Result<DatapathHarness, any Error>?
@@ -29,6 +30,7 @@ final class DatapathHarness: Sendable {
     let object: BPFObject
     let endpoints: TypedMap<UInt32, na_endpoint_info>
     let ipcache: TypedMap<na_ipcache_key, na_ipcache_value>
+    let ipcacheHosts: TypedMap<na_ipcache_key, na_ipcache_value>
     let policy: TypedMap<UInt32, UInt32>
     let conntrack: TypedMap<na_ct_key, na_ct_value>
     let metrics: TypedMap<na_metrics_key, na_metrics_value>
@@ -47,6 +49,7 @@ final class DatapathHarness: Sendable {
         self.object = object
         endpoints = try TypedMap(map("na_endpoints"))
         ipcache = try TypedMap(map("na_ipcache"))
+        ipcacheHosts = try TypedMap(map("na_ipcache_host"))
         policy = try TypedMap(map("na_policy"))
         conntrack = try TypedMap(map("na_ct"))
         metrics = try TypedMap(map("na_metrics"))
@@ -60,7 +63,9 @@ final class DatapathHarness: Sendable {
     /// Empties every map a fixture sets up, and the ring buffer; metrics and event counters are compared
     /// as deltas instead.
     func reset() throws {
-        for map in [endpoints.map, ipcache.map, policy.map, conntrack.map, frags.map, dropAggregation.map] {
+        for map in [
+            endpoints.map, ipcache.map, ipcacheHosts.map, policy.map, conntrack.map, frags.map, dropAggregation.map,
+        ] {
             for key in try map.keys() { try map.delete(key: key) }
         }
         try config.update(0, na_config())
@@ -103,10 +108,12 @@ final class DatapathHarness: Sendable {
 
     private func flag(_ flags: UInt32, _ bit: UInt32, _ on: Bool) -> UInt32 { on ? flags | bit : flags & ~bit }
 
-    /// Adds an ipcache entry for `cidr` ("10.0.2.0/24", "fd00::7/128").
+    /// The ipcache as the agent writes it: trie and host hash.
+    var ipcacheWriter: IPCache { get throws { try IPCache(trie: ipcache.map, hosts: ipcacheHosts.map) } }
+
+    /// Adds an ipcache entry for `cidr` ("10.0.2.0/24", "fd00::7/128") as the agent does.
     func addIPCache(_ cidr: String, identity: UInt32) throws {
-        let prefix = try XCTUnwrap(IPPrefix(cidr), cidr)
-        try ipcache.update(na_ipcache_key(prefix), na_ipcache_value(identity: identity, flags: 0))
+        try ipcacheWriter.set(try XCTUnwrap(IPPrefix(cidr), cidr), identity: identity)
     }
 
     /// Packets and bytes counted under (reason, direction), summed over CPUs.

@@ -18,6 +18,7 @@ final class EndpointProgramTests: XCTestCase {
     func testNeighborDiscoveryFixtures() throws { try run(ndFixtures) }
     func testRevocationFixtures() throws { try run(revocationFixtures) }
     func testHostTrafficFixtures() throws { try run(hostTrafficFixtures) }
+    func testIPCacheHostFixtures() throws { try run(ipcacheHostFixtures) }
 
     /// The kernel refuses test packets shorter than an Ethernet header (bpf_test_init: size < ETH_HLEN is
     /// EINVAL), and untagged IPv4/IPv6 frames shorter than their IP header (bpf_prog_test_run_skb), so those

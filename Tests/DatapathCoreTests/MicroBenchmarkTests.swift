@@ -111,7 +111,8 @@ private final class MicroBench {
         guard let program = object.program(named: "from_endpoint"),
             let endpoints = object.map(named: "na_endpoints"), let ipcache = object.map(named: "na_ipcache"),
             let outer = object.map(named: "na_policy"), let conntrack = object.map(named: "na_ct"),
-            let config = object.map(named: "na_config"), let events = object.map(named: "na_events")
+            let config = object.map(named: "na_config"), let events = object.map(named: "na_events"),
+            let hosts = object.map(named: IPCache.hostName)
         else { throw MicroBenchError("the endpoint object lacks a program or map the benchmark needs") }
         self.program = program
         self.conntrack = conntrack
@@ -140,7 +141,7 @@ private final class MicroBench {
             valueSize: MemoryLayout<na_policy_value>.size, maxEntries: max(16384, entries + 16),
             flags: UInt32(BPF_F_NO_PREALLOC))
         let rules = try TypedMap<na_policy_key, na_policy_value>(policy)
-        let cache = try TypedMap<na_ipcache_key, na_ipcache_value>(ipcache)
+        let cache = try IPCache(trie: ipcache, hosts: hosts)
         for index in 0..<entries {
             let identity = Self.firstIdentity + UInt32(index)
             var key = na_policy_key()
@@ -150,7 +151,7 @@ private final class MicroBench {
             key.protocol = 6
             key.dport = Self.port.bigEndian
             try rules.update(key, na_policy_value(rule_id: identity, flags: 0))
-            try cache.update(Self.ipcacheKey(Self.address(index)), na_ipcache_value(identity: identity, flags: 0))
+            try cache.set(IPAddress(family: .ipv4, bytes: Self.address(index)), identity: identity)
         }
         try TypedMap<UInt32, UInt32>(outer).update(Self.endpointID, UInt32(bitPattern: policy.fd))
 
@@ -182,10 +183,6 @@ private final class MicroBench {
     /// 10.128.0.0 + index.
     static func address(_ index: Int) -> [UInt8] {
         [10, UInt8(128 + (index >> 16) & 0x7f), UInt8((index >> 8) & 0xff), UInt8(index & 0xff)]
-    }
-
-    static func ipcacheKey(_ address: [UInt8]) -> na_ipcache_key {
-        na_ipcache_key(IPAddress(family: .ipv4, bytes: address))
     }
 
     /// Runs one pass and returns the kernel's duration of every test run, in ns per packet.

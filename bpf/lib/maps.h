@@ -26,6 +26,20 @@ struct {
 } na_ipcache SEC(".maps");
 
 /*
+ * ipcache host entries (/32, /128) again, keyed exactly as in na_ipcache: one hash lookup answers a known peer
+ * however many entries the trie holds, where the trie's walk grows with them. A host entry is always the longest
+ * prefix, so a hit gives the trie's answer; the agent writes both (DatapathCore's IPCache) and refills this one
+ * from the trie at start.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, NA_IPCACHE_MAX_ENTRIES);
+	__type(key, struct na_ipcache_key);
+	__type(value, struct na_ipcache_value);
+} na_ipcache_host SEC(".maps");
+
+/*
  * Template of one endpoint's policy: (identity, direction, protocol, port)
  * prefixes -> allow/deny. Sizes rather than types: clang emits only a forward
  * declaration for types two pointers deep (values -> inner -> key), which

@@ -104,29 +104,3 @@ struct EndpointDatapath {
         TC.detachAll(ifindex: ifindex)
     }
 }
-
-/// The ipcache: which identity an address or prefix has.
-struct IPCache {
-    let datapath: Datapath
-
-    static func key(_ address: IPAddress, prefix: Int? = nil) -> na_ipcache_key {
-        na_ipcache_key(IPPrefix(address: address, length: prefix ?? address.bitLength))
-    }
-
-    func set(_ address: IPAddress, prefix: Int? = nil, identity: UInt32) throws {
-        var value = na_ipcache_value()
-        value.identity = identity
-        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
-        try map.update(Self.key(address, prefix: prefix), value)
-    }
-
-    func remove(_ address: IPAddress, prefix: Int? = nil) throws {
-        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
-        try map.delete(Self.key(address, prefix: prefix))
-    }
-
-    func lookupExact(_ address: IPAddress) throws -> UInt32? {
-        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
-        return try map.lookup(Self.key(address))?.identity
-    }
-}

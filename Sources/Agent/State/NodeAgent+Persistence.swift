@@ -215,17 +215,14 @@ extension NodeAgent {
     /// an address the node lost while the agent was down. Prefix identities (CIDR rules) are the plugin's business.
     private func removeOrphanedAddresses(_ state: AgentState) throws {
         let owned = Set(state.endpoints.values.flatMap(\.addresses)).union(remoteAddresses)
-        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
-        for (key, value) in try map.entries() {
-            guard let prefix = key.prefix, prefix.length == prefix.address.bitLength else { continue }
+        for (prefix, identity) in try ipcache.entries() where prefix.length == prefix.address.bitLength {
             let address = prefix.address
-            let identity = value.identity
             let endpointIdentity = identity >= IdentityAllocator.firstLocal && identity < UInt32(NA_ID_LOCAL_CIDR_BASE)
             let hostIdentity = identity == UInt32(NA_ID_HOST.rawValue)
             if (endpointIdentity && !owned.contains(address))
                 || (hostIdentity && !state.hostAddresses.contains(address))
             {
-                _ = try map.delete(key)
+                try ipcache.remove(address)
             }
         }
     }
