@@ -55,6 +55,8 @@ private enum MicroPass: String, CaseIterable {
     case hot = "established, one flow repeated"
     /// SYN to a port no rule allows, spread over the identities: conntrack miss, policy miss, drop reported.
     case newDenied = "new connection, denied (SYN)"
+    /// SYNs of as many new flows, all to one address: the lookups' maps as large, but their entries hot in cache.
+    case newOneDestination = "new connection, one destination"
 
     var expectedVerdict: UInt32 { self == .newDenied ? 2 : 0 }  // TC_ACT_SHOT : TC_ACT_OK
 }
@@ -95,6 +97,7 @@ private final class MicroBench {
     let object: BPFObject
     let program: BPFProgram
     let policy: BPFMap
+    let exactPolicy: BPFMap
     let conntrack: BPFMap
     let ringBuffer: OpaquePointer
     let syn: [[UInt8]]
@@ -110,7 +113,8 @@ private final class MicroBench {
         object = try BPFObject.load(embedded: "endpoint", pinDirectory: nil, maxEntries: ["na_policy": 16])
         guard let program = object.program(named: "from_endpoint"),
             let endpoints = object.map(named: "na_endpoints"), let ipcache = object.map(named: "na_ipcache"),
-            let outer = object.map(named: "na_policy"), let conntrack = object.map(named: "na_ct"),
+            let outer = object.map(named: "na_policy"), let outerExact = object.map(named: "na_policy_exact"),
+            let conntrack = object.map(named: "na_ct"),
             let config = object.map(named: "na_config"), let events = object.map(named: "na_events"),
             let hosts = object.map(named: IPCache.hostName)
         else { throw MicroBenchError("the endpoint object lacks a program or map the benchmark needs") }
@@ -140,7 +144,13 @@ private final class MicroBench {
             type: .lpmTrie, name: "na_pol_bench", keySize: MemoryLayout<na_policy_key>.size,
             valueSize: MemoryLayout<na_policy_value>.size, maxEntries: max(16384, entries + 16),
             flags: UInt32(BPF_F_NO_PREALLOC))
-        let rules = try TypedMap<na_policy_key, na_policy_value>(policy)
+        // As the agent writes them (EndpointDatapath.applyPolicy): full-length keys in the endpoint's hash, the
+        // trie left with what is shorter (here nothing).
+        exactPolicy = try BPFMap.create(
+            type: .hash, name: "na_polh_bench", keySize: MemoryLayout<na_policy_key>.size,
+            valueSize: MemoryLayout<na_policy_value>.size, maxEntries: max(16384, entries + 16),
+            flags: UInt32(BPF_F_NO_PREALLOC))
+        let rules = try TypedMap<na_policy_key, na_policy_value>(exactPolicy)
         let cache = try IPCache(trie: ipcache, hosts: hosts)
         for index in 0..<entries {
             let identity = Self.firstIdentity + UInt32(index)
@@ -154,6 +164,7 @@ private final class MicroBench {
             try cache.set(IPAddress(family: .ipv4, bytes: Self.address(index)), identity: identity)
         }
         try TypedMap<UInt32, UInt32>(outer).update(Self.endpointID, UInt32(bitPattern: policy.fd))
+        try TypedMap<UInt32, UInt32>(outerExact).update(Self.endpointID, UInt32(bitPattern: exactPolicy.fd))
 
         // Flow k goes from its own source port to one of the listed addresses, spread over all of them.
         let targets = (0..<flows).map { Self.address(($0 &* 7919) % entries) }
@@ -204,6 +215,9 @@ private final class MicroBench {
             }
             return [Double(result.durationNs)]
         case .newDenied: return try each(denied, expect: pass.expectedVerdict)
+        case .newOneDestination:
+            for key in try conntrack.keys() { _ = try conntrack.delete(key: key) }
+            return try each(synOne, expect: pass.expectedVerdict)
         }
     }
 

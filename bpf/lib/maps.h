@@ -61,6 +61,28 @@ struct {
 	__array(values, struct na_policy_inner);
 } na_policy SEC(".maps");
 
+/*
+ * Template of one endpoint's full-length policy keys (identity, direction, protocol and all 16 port bits: prefix
+ * NA_POLICY_PREFIX_PORT), which the agent writes here instead of into the trie: a full-length key is always the
+ * longest prefix, so a hit is the trie's answer in one hash lookup, and the trie keeps only what is shorter (any
+ * port, port ranges, any protocol), however many peers the policy names.
+ */
+struct na_policy_exact_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, NA_POLICY_MAX_ENTRIES);
+	__uint(key_size, sizeof(struct na_policy_key));
+	__uint(value_size, sizeof(struct na_policy_value));
+};
+
+/* Policy, full-length keys: endpoint id -> that endpoint's hash (absent: everything is in the trie). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, NA_ENDPOINTS_MAX_ENTRIES);
+	__type(key, __u32);
+	__array(values, struct na_policy_exact_inner);
+} na_policy_exact SEC(".maps");
+
 /* Conntrack: 5-tuple and direction of the first packet -> flow state, lifetime and counters. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -17,6 +17,12 @@ struct EndpointDatapath {
             maxEntries: policyMapEntries, flags: InnerMapTemplate.noPrealloc)
     }
 
+    var exactTemplate: InnerMapTemplate {
+        InnerMapTemplate(
+            type: .hash, keySize: MemoryLayout<na_policy_key>.size, valueSize: MemoryLayout<na_policy_value>.size,
+            maxEntries: policyMapEntries, flags: InnerMapTemplate.noPrealloc)
+    }
+
     /// The endpoint's policy map, created (and pinned) when it does not exist yet.
     func policyMap(_ id: UInt32, create: Bool = true) throws -> TypedMap<na_policy_key, na_policy_value>? {
         guard
@@ -27,25 +33,64 @@ struct EndpointDatapath {
         return try TypedMap(map)
     }
 
+    /// The endpoint's hash of full-length keys, created (and pinned) when `create` and it does not exist yet.
+    func exactPolicyMap(_ id: UInt32, create: Bool) throws -> TypedMap<na_policy_key, na_policy_value>? {
+        guard
+            let map = try datapath.innerMap(
+                outer: PolicyMapLayout.exactOuterMap, key: id, name: PolicyMapLayout.exactMapName(endpoint: id),
+                create: create ? exactTemplate : nil)
+        else { return nil }
+        return try TypedMap(map)
+    }
+
     /// Writes `add` (new or changed slots) before removing `remove`, so the map never passes through a state with
-    /// fewer allowed or denied flows than both the old and the new policy agree on.
+    /// fewer allowed or denied flows than both the old and the new policy agree on. Full-length slots go to the
+    /// endpoint's hash, the others to its trie; a removed full-length slot is deleted from both (pins of an agent
+    /// without the hash have it in the trie).
     func applyPolicy(_ id: UInt32, add: [PolicyEntry], remove: [PolicyEntry.Key]) throws {
-        guard let map = try policyMap(id) else { return }
+        guard let trie = try policyMap(id) else { return }
+        let exact = try exactPolicyMap(id, create: add.contains { PolicyMapLayout.isExact($0.key) })
         for entry in add {
-            try map.update(PolicyMapLayout.key(entry.key), PolicyMapLayout.value(entry))
+            let key = PolicyMapLayout.key(entry.key)
+            if let exact, PolicyMapLayout.isExact(entry.key) {
+                try exact.update(key, PolicyMapLayout.value(entry))
+            } else {
+                try trie.update(key, PolicyMapLayout.value(entry))
+            }
         }
         for slot in remove {
-            try map.delete(PolicyMapLayout.key(slot))
+            let key = PolicyMapLayout.key(slot)
+            if PolicyMapLayout.isExact(slot) { try exact?.delete(key) }
+            try trie.delete(key)
         }
     }
 
-    /// What the endpoint's policy map holds now (after a restart, the truth to diff against).
+    /// What the endpoint's policy maps hold now (after a restart, the truth to diff against); the hash wins over
+    /// a full-length copy in the trie, as in the datapath.
     func realizedPolicy(_ id: UInt32) throws -> [PolicyEntry.Key: PolicyEntry] {
-        guard let map = try policyMap(id, create: false) else { return [:] }
-        return PolicyEntry.byKey(try map.entries().map { PolicyMapLayout.entry(key: $0.key, value: $0.value) })
+        guard let trie = try policyMap(id, create: false) else { return [:] }
+        let exact = try exactPolicyMap(id, create: false)?.entries() ?? []
+        return PolicyEntry.byKey(
+            (try trie.entries() + exact).map { PolicyMapLayout.entry(key: $0.key, value: $0.value) })
+    }
+
+    /// Moves the full-length entries a trie holds (pins of an agent without the hash) into the hash, each written
+    /// there before it leaves the trie. Returns how many moved.
+    @discardableResult
+    func moveExactEntriesOutOfTrie(_ id: UInt32) throws -> Int {
+        guard let trie = try policyMap(id, create: false) else { return 0 }
+        let full = try trie.entries().filter { $0.key.prefixlen == UInt32(NA_POLICY_PREFIX_PORT) }
+        guard !full.isEmpty, let exact = try exactPolicyMap(id, create: true) else { return 0 }
+        for (key, value) in full {
+            try exact.update(key, value)
+            try trie.delete(key)
+        }
+        return full.count
     }
 
     func removePolicyMap(_ id: UInt32) throws {
+        try datapath.removeInnerMap(
+            outer: PolicyMapLayout.exactOuterMap, key: id, name: PolicyMapLayout.exactMapName(endpoint: id))
         try datapath.removeInnerMap(
             outer: PolicyMapLayout.outerMap, key: id, name: PolicyMapLayout.mapName(endpoint: id))
     }

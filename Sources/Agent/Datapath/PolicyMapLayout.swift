@@ -9,6 +9,17 @@ enum PolicyMapLayout {
 
     static func mapName(endpoint id: UInt32) -> String { String(format: "\(namePrefix)%05u", id) }
 
+    /// The endpoint's hash of full-length keys beside its trie (`na_policy_exact` in bpf/lib/maps.h).
+    static let exactNamePrefix = "na_polh_"
+    static let exactOuterMap = "na_policy_exact"
+
+    static func exactMapName(endpoint id: UInt32) -> String { String(format: "\(exactNamePrefix)%05u", id) }
+
+    /// Whether the slot's key is full length (one protocol, one port): those live in the endpoint's hash, where one
+    /// lookup finds them, and never make the trie deeper. Always the longest prefix, so the datapath's answer is
+    /// the same as from one trie holding everything.
+    static func isExact(_ slot: PolicyEntry.Key) -> Bool { slot.proto != 0 && slot.bits == 16 }
+
     static func key(_ slot: PolicyEntry.Key) -> na_policy_key {
         var key = na_policy_key()
         key.identity = slot.identity.bigEndian

@@ -103,6 +103,7 @@ extension NodeAgent {
                     endpoint.enforceEgress = row.enforceEgress
                 }
                 state.endpoints[endpoint.id] = endpoint
+                try endpointDatapath.moveExactEntriesOutOfTrie(endpoint.id)
                 state.realized[endpoint.id] = try endpointDatapath.realizedPolicy(endpoint.id)
                 restoredCount += 1
             }
@@ -201,10 +202,11 @@ extension NodeAgent {
             endpointDatapath.detachPrograms(ifindex: row.ifindex)
             try endpointDatapath.removeEndpointInfo(ifindex: row.ifindex)
         }
-        let ids = Set(state.endpoints.keys.map { PolicyMapLayout.mapName(endpoint: $0) })
-        for name in datapath.pinnedInnerMapNames(prefix: PolicyMapLayout.namePrefix) where !ids.contains(name) {
-            if let id = UInt32(name.dropFirst(PolicyMapLayout.namePrefix.count)) {
-                try endpointDatapath.removePolicyMap(id)
+        for prefix in [PolicyMapLayout.namePrefix, PolicyMapLayout.exactNamePrefix] {
+            for name in datapath.pinnedInnerMapNames(prefix: prefix) {
+                if let id = UInt32(name.dropFirst(prefix.count)), state.endpoints[id] == nil {
+                    try endpointDatapath.removePolicyMap(id)
+                }
             }
         }
         try removeOrphanedAddresses(state)
