@@ -41,13 +41,13 @@ final class PolicyExactMapTests: XCTestCase {
         try endpoints.applyPolicy(5, add: [exact, anyPeer, range, anyPort], remove: [])
 
         let trie = try XCTUnwrap(try endpoints.policyMap(5, create: false))
-        let hash = try XCTUnwrap(try endpoints.exactPolicyMap(5, create: false))
+        let hash = try XCTUnwrap(try endpoints.exactPolicyMap(5))
         XCTAssertEqual(
             Set(try hash.entries().map { PolicyMapLayout.entry(key: $0.key, value: $0.value) }),
-            [exact, anyPeer])
+            [exact])
         XCTAssertEqual(
             Set(try trie.entries().map { PolicyMapLayout.entry(key: $0.key, value: $0.value) }),
-            [range, anyPort])
+            [range, anyPort, anyPeer])
         XCTAssertEqual(try endpoints.realizedPolicy(5), PolicyEntry.byKey([exact, anyPeer, range, anyPort]))
 
         try endpoints.applyPolicy(5, add: [], remove: [exact.key, range.key])
@@ -55,7 +55,7 @@ final class PolicyExactMapTests: XCTestCase {
 
         try endpoints.removePolicyMap(5)
         XCTAssertNil(try endpoints.policyMap(5, create: false))
-        XCTAssertNil(try endpoints.exactPolicyMap(5, create: false))
+        XCTAssertNil(try endpoints.exactPolicyMap(5))
         XCTAssertNil(try TypedMap<UInt32, UInt32>(datapath.map(PolicyMapLayout.exactOuterMap)).lookup(5))
         XCTAssertFalse(
             FileManager.default.fileExists(atPath: "\(pinRoot)/\(PolicyMapLayout.exactMapName(endpoint: 5))"))
@@ -71,7 +71,7 @@ final class PolicyExactMapTests: XCTestCase {
         for item in [exact, other, range] {
             try trie.update(PolicyMapLayout.key(item.key), PolicyMapLayout.value(item))
         }
-        XCTAssertNil(try endpoints.exactPolicyMap(6, create: false))
+        XCTAssertNil(try endpoints.exactPolicyMap(6))
         XCTAssertEqual(try endpoints.realizedPolicy(6), PolicyEntry.byKey([exact, other, range]))
         // A remove of a full-length key before the move reaches the trie's copy.
         try endpoints.applyPolicy(6, add: [], remove: [other.key])
@@ -81,5 +81,22 @@ final class PolicyExactMapTests: XCTestCase {
         XCTAssertEqual(Set(try trie.entries().map { PolicyMapLayout.entry(key: $0.key, value: $0.value) }), [range])
         XCTAssertEqual(try endpoints.realizedPolicy(6), PolicyEntry.byKey([exact, range]))
         XCTAssertEqual(try endpoints.moveExactEntriesOutOfTrie(6), 0)
+    }
+
+    func testTheHashIsSizedToWhatItHoldsAndGrowsWithoutLosingEntries() throws {
+        let endpoints = EndpointDatapath(datapath: datapath, policyMapEntries: 1024)
+        let first = (0..<20).map { entry(1000 + UInt32($0), 6, 80, bits: 16) }
+        try endpoints.applyPolicy(7, add: first, remove: [])
+        XCTAssertEqual(try XCTUnwrap(try endpoints.exactPolicyMap(7)).map.info.maxEntries, 64)
+
+        let more = (20..<300).map { entry(1000 + UInt32($0), 6, 80, bits: 16) }
+        try endpoints.applyPolicy(7, add: more, remove: [])
+        let grown = try XCTUnwrap(try endpoints.exactPolicyMap(7))
+        XCTAssertEqual(grown.map.info.maxEntries, 1024)
+        let outer = try TypedMap<UInt32, UInt32>(datapath.map(PolicyMapLayout.exactOuterMap))
+        XCTAssertEqual(try outer.lookup(7), grown.map.info.id)
+        let pin = "\(pinRoot)/\(PolicyMapLayout.exactMapName(endpoint: 7))"
+        XCTAssertEqual(try BPFMap.openPinned(pin)?.info.id, grown.map.info.id)
+        XCTAssertEqual(try endpoints.realizedPolicy(7), PolicyEntry.byKey(first + more))
     }
 }

@@ -90,9 +90,9 @@ final class DatapathHarness: Sendable {
         try self.program(program).testRun(packet: packet).retval
     }
 
-    /// Creates the endpoint's inner policy maps as the agent does (full-length keys in the hash, the rest in the
-    /// trie; `exactInHash: false` puts everything in the trie, as an agent without the hash did), fills them and
-    /// installs them in na_policy and na_policy_exact.
+    /// Creates the endpoint's inner policy maps as the agent does (full-length keys of one peer identity in the
+    /// hash, the rest in the trie; `exactInHash: false` puts everything in the trie, as an agent without the hash
+    /// did), fills them and installs them in na_policy and na_policy_exact.
     func installPolicy(endpoint id: UInt32, _ entries: [PolicyEntry], exactInHash: Bool? = nil) throws {
         let exactInHash = exactInHash ?? Self.exactPoliciesInHash
         let inner = try BPFMap.create(
@@ -104,7 +104,7 @@ final class DatapathHarness: Sendable {
         let trie = try TypedMap<na_policy_key, na_policy_value>(inner)
         let exact = try TypedMap<na_policy_key, na_policy_value>(hash)
         for entry in entries {
-            let full = exactInHash && entry.key.prefixlen == UInt32(NA_POLICY_PREFIX_PORT)
+            let full = exactInHash && entry.identity != 0 && entry.key.prefixlen == UInt32(NA_POLICY_PREFIX_PORT)
             try (full ? exact : trie).update(entry.key, entry.value)
         }
         try policy.update(id, UInt32(bitPattern: inner.fd))

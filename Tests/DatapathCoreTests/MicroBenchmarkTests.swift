@@ -144,11 +144,13 @@ private final class MicroBench {
             type: .lpmTrie, name: "na_pol_bench", keySize: MemoryLayout<na_policy_key>.size,
             valueSize: MemoryLayout<na_policy_value>.size, maxEntries: max(16384, entries + 16),
             flags: UInt32(BPF_F_NO_PREALLOC))
-        // As the agent writes them (EndpointDatapath.applyPolicy): full-length keys in the endpoint's hash, the
-        // trie left with what is shorter (here nothing).
+        // As the agent writes them (EndpointDatapath.applyPolicy): full-length keys of one peer in the endpoint's
+        // hash, sized to a power of two with room to double, the trie left with the rest (here nothing).
+        var hashSize = 64
+        while hashSize < 2 * entries { hashSize *= 2 }
         exactPolicy = try BPFMap.create(
             type: .hash, name: "na_polh_bench", keySize: MemoryLayout<na_policy_key>.size,
-            valueSize: MemoryLayout<na_policy_value>.size, maxEntries: max(16384, entries + 16),
+            valueSize: MemoryLayout<na_policy_value>.size, maxEntries: hashSize,
             flags: UInt32(BPF_F_NO_PREALLOC))
         let rules = try TypedMap<na_policy_key, na_policy_value>(exactPolicy)
         let cache = try IPCache(trie: ipcache, hosts: hosts)

@@ -29,7 +29,7 @@ let policyExactFixtures: [Fixture] = [
             Step(.fromEndpoint, .tcp(Net.ep4, Net.peer4, dport: 443), .drop(NA_DROP_POLICY)),
         ]),
     Fixture(
-        "an exact deny for any peer in the hash wins over an allow of the peer in the trie",
+        "an exact deny for any peer wins over an allow of the peer",
         setup: Setup(policy: [.egress(Net.peerIdentity, Proto.tcp), .egress(0, Proto.tcp, 80, deny: true)]),
         [
             Step(.fromEndpoint, .tcp(Net.ep4, Net.peer4, dport: 80), .drop(NA_DROP_POLICY_DENY)),

@@ -62,10 +62,11 @@ struct {
 } na_policy SEC(".maps");
 
 /*
- * Template of one endpoint's full-length policy keys (identity, direction, protocol and all 16 port bits: prefix
- * NA_POLICY_PREFIX_PORT), which the agent writes here instead of into the trie: a full-length key is always the
- * longest prefix, so a hit is the trie's answer in one hash lookup, and the trie keeps only what is shorter (any
- * port, port ranges, any protocol), however many peers the policy names.
+ * Template of one endpoint's full-length policy keys of one peer identity (identity, direction, protocol and all
+ * 16 port bits: prefix NA_POLICY_PREFIX_PORT), which the agent writes here instead of into the trie: a full-length
+ * key is always the longest prefix, so a hit is the trie's answer in one hash lookup, and the trie keeps what is
+ * shorter (any port, port ranges, any protocol) and the any-peer keys, however many peers the policy names.
+ * The agent sizes each to what it holds.
  */
 struct na_policy_exact_inner {
 	__uint(type, BPF_MAP_TYPE_HASH);

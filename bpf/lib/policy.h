@@ -10,8 +10,9 @@
 
 /*
  * The longest prefix of key among the endpoint's entries: its full-length entry from the hash when there (the
- * longest possible), else the trie's match. The trie may hold full-length entries too (pins of an agent that had
- * no hash); the agent deletes a key from both, so the two never disagree.
+ * longest possible), else the trie's match. The hash holds full-length keys of one peer identity; the trie
+ * everything else, and full-length keys too in pins of an agent that had no hash (the agent deletes a key from
+ * both, so the two never disagree).
  */
 static __always_inline struct na_policy_value *na_policy_lookup(void *trie, void *exact,
 								const struct na_policy_key *key)
@@ -56,7 +57,7 @@ static __always_inline int na_policy_check(__u32 ep_id, __u32 identity, __u8 dir
 		return -NA_DROP_POLICY_DENY;
 	}
 	key.identity = 0;
-	any = na_policy_lookup(inner, hash, &key);
+	any = bpf_map_lookup_elem(inner, &key);  /* any-peer keys are never in the hash */
 	if (any && (any->flags & NA_POLICY_DENY)) {
 		*rule_id = any->rule_id;
 		return -NA_DROP_POLICY_DENY;

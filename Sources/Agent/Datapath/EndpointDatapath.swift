@@ -17,10 +17,13 @@ struct EndpointDatapath {
             maxEntries: policyMapEntries, flags: InnerMapTemplate.noPrealloc)
     }
 
-    var exactTemplate: InnerMapTemplate {
-        InnerMapTemplate(
-            type: .hash, keySize: MemoryLayout<na_policy_key>.size, valueSize: MemoryLayout<na_policy_value>.size,
-            maxEntries: policyMapEntries, flags: InnerMapTemplate.noPrealloc)
+    /// The hash's size for `count` entries: a power of two with room to double before it must grow again, at most
+    /// the trie's size. The kernel allocates a hash's buckets for its maximum up front (a 16,384-entry hash costs
+    /// 256 KiB however empty), so each endpoint's hash is sized to what it holds rather than to the trie's limit.
+    static func exactCapacity(for count: Int, limit: Int) -> Int {
+        var capacity = 64
+        while capacity < 2 * count && capacity < limit { capacity *= 2 }
+        return min(capacity, limit)
     }
 
     /// The endpoint's policy map, created (and pinned) when it does not exist yet.
@@ -33,14 +36,43 @@ struct EndpointDatapath {
         return try TypedMap(map)
     }
 
-    /// The endpoint's hash of full-length keys, created (and pinned) when `create` and it does not exist yet.
-    func exactPolicyMap(_ id: UInt32, create: Bool) throws -> TypedMap<na_policy_key, na_policy_value>? {
+    /// The endpoint's hash of full-length keys (nil: it has none).
+    func exactPolicyMap(_ id: UInt32) throws -> TypedMap<na_policy_key, na_policy_value>? {
         guard
             let map = try datapath.innerMap(
                 outer: PolicyMapLayout.exactOuterMap, key: id, name: PolicyMapLayout.exactMapName(endpoint: id),
-                create: create ? exactTemplate : nil)
+                create: nil)
         else { return nil }
         return try TypedMap(map)
+    }
+
+    /// The endpoint's hash with room for `adding` more entries: created at the size it needs, or replaced by a
+    /// larger copy swapped into the outer map in one update, so the datapath never sees it without its entries.
+    private func exactPolicyMap(
+        _ id: UInt32, room adding: Int, current: TypedMap<na_policy_key, na_policy_value>?
+    ) throws -> TypedMap<na_policy_key, na_policy_value> {
+        let held = try current?.map.countEntries() ?? 0
+        let needed = min(held + adding, policyMapEntries)
+        if let current, current.map.info.maxEntries >= needed { return current }
+        let capacity = Self.exactCapacity(for: held + adding, limit: policyMapEntries)
+        let name = PolicyMapLayout.exactMapName(endpoint: id)
+        guard let current else {
+            let template = InnerMapTemplate(
+                type: .hash, keySize: MemoryLayout<na_policy_key>.size,
+                valueSize: MemoryLayout<na_policy_value>.size, maxEntries: capacity, flags: InnerMapTemplate.noPrealloc)
+            guard
+                let map = try datapath.innerMap(
+                    outer: PolicyMapLayout.exactOuterMap, key: id, name: name, create: template)
+            else { throw AgentError.datapath("creating the policy hash of endpoint \(id)") }
+            return try TypedMap(map)
+        }
+        let larger = try BPFMap.create(
+            type: .hash, name: name, keySize: MemoryLayout<na_policy_key>.size,
+            valueSize: MemoryLayout<na_policy_value>.size, maxEntries: capacity, flags: InnerMapTemplate.noPrealloc)
+        let typed = try TypedMap<na_policy_key, na_policy_value>(larger)
+        for (key, value) in try current.entries() { try typed.update(key, value) }
+        try datapath.replaceInnerMap(outer: PolicyMapLayout.exactOuterMap, key: id, name: name, with: larger)
+        return typed
     }
 
     /// Writes `add` (new or changed slots) before removing `remove`, so the map never passes through a state with
@@ -49,7 +81,9 @@ struct EndpointDatapath {
     /// without the hash have it in the trie).
     func applyPolicy(_ id: UInt32, add: [PolicyEntry], remove: [PolicyEntry.Key]) throws {
         guard let trie = try policyMap(id) else { return }
-        let exact = try exactPolicyMap(id, create: add.contains { PolicyMapLayout.isExact($0.key) })
+        var exact = try exactPolicyMap(id)
+        let exactAdds = add.count { PolicyMapLayout.isExact($0.key) }
+        if exactAdds > 0 { exact = try exactPolicyMap(id, room: exactAdds, current: exact) }
         for entry in add {
             let key = PolicyMapLayout.key(entry.key)
             if let exact, PolicyMapLayout.isExact(entry.key) {
@@ -69,7 +103,7 @@ struct EndpointDatapath {
     /// a full-length copy in the trie, as in the datapath.
     func realizedPolicy(_ id: UInt32) throws -> [PolicyEntry.Key: PolicyEntry] {
         guard let trie = try policyMap(id, create: false) else { return [:] }
-        let exact = try exactPolicyMap(id, create: false)?.entries() ?? []
+        let exact = try exactPolicyMap(id)?.entries() ?? []
         return PolicyEntry.byKey(
             (try trie.entries() + exact).map { PolicyMapLayout.entry(key: $0.key, value: $0.value) })
     }
@@ -79,8 +113,11 @@ struct EndpointDatapath {
     @discardableResult
     func moveExactEntriesOutOfTrie(_ id: UInt32) throws -> Int {
         guard let trie = try policyMap(id, create: false) else { return 0 }
-        let full = try trie.entries().filter { $0.key.prefixlen == UInt32(NA_POLICY_PREFIX_PORT) }
-        guard !full.isEmpty, let exact = try exactPolicyMap(id, create: true) else { return 0 }
+        let full = try trie.entries().filter {
+            PolicyMapLayout.isExact(PolicyMapLayout.entry(key: $0.key, value: $0.value).key)
+        }
+        guard !full.isEmpty else { return 0 }
+        let exact = try exactPolicyMap(id, room: full.count, current: try exactPolicyMap(id))
         for (key, value) in full {
             try exact.update(key, value)
             try trie.delete(key)

@@ -15,10 +15,11 @@ enum PolicyMapLayout {
 
     static func exactMapName(endpoint id: UInt32) -> String { String(format: "\(exactNamePrefix)%05u", id) }
 
-    /// Whether the slot's key is full length (one protocol, one port): those live in the endpoint's hash, where one
-    /// lookup finds them, and never make the trie deeper. Always the longest prefix, so the datapath's answer is
-    /// the same as from one trie holding everything.
-    static func isExact(_ slot: PolicyEntry.Key) -> Bool { slot.proto != 0 && slot.bits == 16 }
+    /// Whether the slot lives in the endpoint's hash: a full-length key (one protocol, one port) of one peer
+    /// identity, where one lookup finds it and the trie never grows with the number of peers. Always the longest
+    /// prefix, so the datapath answers as from one trie holding everything. Keys for any peer (identity 0) stay in
+    /// the trie: there are as many as ports, not peers, and the datapath's any-peer lookup then needs no hash.
+    static func isExact(_ slot: PolicyEntry.Key) -> Bool { slot.identity != 0 && slot.proto != 0 && slot.bits == 16 }
 
     static func key(_ slot: PolicyEntry.Key) -> na_policy_key {
         var key = na_policy_key()
