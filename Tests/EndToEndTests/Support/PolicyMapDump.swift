@@ -47,6 +47,14 @@ enum PolicyMapDump {
         }
     }
 
+    /// Endpoint `id`'s policy: its trie (`na_pol_<id>`) and, when it has one, its hash of full-length keys
+    /// (`na_polh_<id>`).
+    static func read(endpoint id: Int, root: String) throws -> [Row] {
+        let hash = "\(root)/na_polh_\(String(format: "%05d", id))"
+        let exact = FileManager.default.fileExists(atPath: hash) ? try read(pin: hash) : []
+        return try read(pin: "\(root)/na_pol_\(String(format: "%05d", id))") + exact
+    }
+
     static func read(pin: String) throws -> [Row] {
         let output = try Shell.run(["bpftool", "-j", "map", "dump", "pinned", pin])
         let entries = try JSON.parse(output).arrayValue ?? []
