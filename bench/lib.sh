@@ -233,7 +233,9 @@ bench_agent_start() {
     exec {poll}<&"${BENCH_POLL[0]}"
     read -r line <&"$poll"
     started=$(date +%s%N)
-    nsenter --net="/var/run/netns/$AGENT_NODE" "$AGENT" --socket "$AGENT_SOCK" --state-dir "$AGENT_DIR/state" \
+    # Inside its cgroup root, as an agent on a node is inside the whole hierarchy: its L7 self-test needs that.
+    sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$AGENT_CGROUP" \
+        nsenter --net="/var/run/netns/$AGENT_NODE" "$AGENT" --socket "$AGENT_SOCK" --state-dir "$AGENT_DIR/state" \
         --bpf-root "$AGENT_BPF" --cgroup-root "$AGENT_CGROUP" "$@" >>"$AGENT_DIR/agent.log" 2>&1 </dev/null &
     AGENT_PID=$!
     read -r ready <&"$poll" || ready=timeout

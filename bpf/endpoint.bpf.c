@@ -3,11 +3,13 @@
  * endpoint.bpf.c: L3/L4 policy enforcement for one endpoint (pod), attached
  * with tc to the host side of its veth. Packets from the endpoint arrive on
  * the host veth's ingress hook (from_endpoint), packets to it leave through
- * its egress hook (to_endpoint). The node's external interface carries
+ * its egress hook (to_endpoint). The node's external interfaces carry
  * to_netdev and from_netdev, which masquerade pod traffic leaving the
- * cluster (nat.h); they live in this object to share its maps. Packets a pod
+ * cluster (nat.h) and translate services for clients outside (lb_netdev.h);
+ * they live in this object to share its maps. Packets a pod
  * sends to a service frontend are translated to a backend on the way
- * (lb_xlate.h), and the replies back to the frontend.
+ * (lb_xlate.h), and the replies back to the frontend; a frontend without
+ * backends answers with a refusal (lb_reject.h).
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -28,8 +30,9 @@
 #include "events.h"
 #include "icmp.h"
 #include "nat.h"
-#include "lb_maps.h"
 #include "lb_xlate.h"
+#include "lb_reject.h"
+#include "lb_netdev.h"
 
 /*
  * Counts the verdict, reports drops (once per flow and interval) and sampled
@@ -52,14 +55,28 @@ static __always_inline int na_finish(const struct na_ctx *ctx, int ret, bool new
 
 /*
  * The verdict for a tracked packet: an allowed one to the endpoint first
- * gets a service frontend back as its source when it is a backend's reply.
+ * gets a service frontend back as its source when it is a backend's reply;
+ * one from the endpoint takes the hairpin rewrites when it reaches itself.
  */
 static __always_inline int na_deliver(struct __sk_buff *skb, struct na_ctx *ctx, int ret,
 				      bool new_flow)
 {
 	if (ret == 0 && ctx->dir == NA_DIR_INGRESS)
 		ret = na_lb_xlate_from_backend(skb, ctx);
+	else if (ret == 0)
+		ret = na_lb_hairpin_egress(skb, ctx);
 	return na_finish(ctx, ret, new_flow && ret == 0);
+}
+
+/*
+ * A packet service translation refused: counted and reported as any drop,
+ * then answered when no backend takes it (the client fails at once).
+ */
+static __always_inline int na_lb_refused(struct __sk_buff *skb, const struct na_ctx *ctx, int ret)
+{
+	int verdict = na_finish(ctx, ret, false);
+
+	return ret == -NA_DROP_NO_SERVICE ? na_lb_reject(skb, &ctx->pkt) : verdict;
 }
 
 /*
@@ -116,7 +133,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	if (dir == NA_DIR_EGRESS) {
 		ret = na_lb_xlate_to_backend(skb, &ctx);
 		if (ret < 0)
-			return na_finish(&ctx, ret, false);
+			return na_lb_refused(skb, &ctx, ret);
 	}
 	/*
 	 * Established and reply packets need no identity: resolve it only for new
@@ -128,7 +145,14 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	remote = dir == NA_DIR_EGRESS ? ctx.pkt.daddr : ctx.pkt.saddr;
 	ctx.remote_identity = na_ipcache_identity(remote, ctx.pkt.family);
 
-	ret = na_policy_verdict(&ctx, ep, dir, ctx.pkt.dport);
+	/* A pod reaching itself through a service (lb_xlate.h): a pod's traffic to itself is always allowed. */
+	if (dir == NA_DIR_INGRESS && na_lb_hairpin_addr(ctx.pkt.saddr, ctx.pkt.family)) {
+		ctx.remote_identity = ep->identity;
+		ctx.rule_id = 0;
+		ret = 0;
+	} else {
+		ret = na_policy_verdict(&ctx, ep, dir, ctx.pkt.dport);
+	}
 	if (ret < 0)
 		return na_finish(&ctx, ret, false);
 	ret = na_ct_create(&ctx, ep);
@@ -149,18 +173,41 @@ int to_endpoint(struct __sk_buff *skb)
 	return na_handle(skb, NA_DIR_INGRESS);
 }
 
-/* Packets leaving the node through its external interface (tc egress): source NAT. */
-SEC("tc")
-int to_netdev(struct __sk_buff *skb)
+/* NAT's halves of the netdev programs, functions of their own: each has its own stack beside the load balancer's. */
+__attribute__((noinline)) int na_netdev_nat_egress(struct __sk_buff *skb)
 {
 	return na_nat_egress(skb);
 }
 
-/* Packets arriving on the node's external interface (tc ingress): replies of masqueraded flows. */
+__attribute__((noinline)) int na_netdev_nat_ingress(struct __sk_buff *skb)
+{
+	return na_nat_ingress(skb);
+}
+
+/*
+ * Packets leaving the node through an external interface (tc egress): replies
+ * of a service's backend to a client outside get the frontend back as their
+ * source (lb_netdev.h); source NAT for the rest.
+ */
+SEC("tc")
+int to_netdev(struct __sk_buff *skb)
+{
+	int ret = na_lb_netdev_egress(skb);
+
+	return ret == NA_LB_NETDEV_PASS ? na_netdev_nat_egress(skb) : ret;
+}
+
+/*
+ * Packets arriving on an external interface (tc ingress): to a NodePort,
+ * external or load balancer frontend, translated to a backend (lb_netdev.h);
+ * otherwise the replies of masqueraded flows.
+ */
 SEC("tc")
 int from_netdev(struct __sk_buff *skb)
 {
-	return na_nat_ingress(skb);
+	int ret = na_lb_netdev_ingress(skb);
+
+	return ret == NA_LB_NETDEV_PASS ? na_netdev_nat_ingress(skb) : ret;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -22,6 +22,15 @@
  *   the 403 is written over the refused bytes (l7_deny.h).
  * - bpf_sk_redirect_hash to the message's own socket without BPF_F_INGRESS
  *   sends it back to the client, and SK_DROP keeps it from the application.
+ * - The answer goes out as soon as the request is decided: behind pipelined
+ *   requests the server has not answered yet it overtakes their answers. And
+ *   a socket still in the accept queue has nothing to send it with yet: its
+ *   403 is lost (the client sees no answer, the request never reaches the
+ *   server either way).
+ * - An enrolled socket's blocking read can fail with EAGAIN: with a stream
+ *   parser, tcp_bpf_recvmsg_parser wakes for bytes strparser has not framed
+ *   yet and finds its queue empty. Servers on non-blocking sockets (epoll)
+ *   read again; a blocking reader without a timeout takes it as an error.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -29,6 +38,7 @@
 #include <bpf/bpf_endian.h>
 #include "nodeagent_abi.h"
 #include "l7_maps.h"
+#include "l7_bounds.h"
 #include "ipcache.h"
 #include "http_frame.h"
 #include "http_parse.h"
@@ -148,22 +158,35 @@ int na_l7_verdict(struct __sk_buff *skb)
 		na_metrics_count(NA_DROP_L7_CONN_DENIED, NA_DIR_INGRESS, len);
 		return SK_DROP;
 	}
-	if (conn->phase == NA_L7_PHASE_BODY) {
-		conn->body_left = conn->body_left > len ? conn->body_left - len : 0;
-		if (!conn->body_left)
-			conn->phase = NA_L7_PHASE_HEAD;
-		return SK_PASS;
-	}
-
 	port = na_l7_port_of(conn);
 	peer = na_ipcache_identity(conn->remote, conn->family);
 	if (pending)
 		return na_l7_refuse(skb, conn, &cookie, port, peer, NULL, pending, off, len);
+
+	switch (conn->phase) {
+	case NA_L7_PHASE_BODY:
+	case NA_L7_PHASE_CHUNK_DATA:
+		conn->body_left = conn->body_left > len ? conn->body_left - len : 0;
+		if (!conn->body_left)
+			conn->phase = conn->phase == NA_L7_PHASE_BODY ? NA_L7_PHASE_HEAD : NA_L7_PHASE_CHUNK_END;
+		return SK_PASS;
+	case NA_L7_PHASE_CHUNK_SIZE:
+		conn->body_left = conn->chunk;
+		conn->phase = conn->chunk ? NA_L7_PHASE_CHUNK_DATA : NA_L7_PHASE_TRAILER;
+		return SK_PASS;
+	case NA_L7_PHASE_CHUNK_END:
+		conn->phase = NA_L7_PHASE_CHUNK_SIZE;
+		return SK_PASS;
+	case NA_L7_PHASE_TRAILER:
+		conn->phase = NA_L7_PHASE_HEAD;
+		return SK_PASS;
+	}
+
 	s = bpf_map_lookup_elem(&na_l7_scratch, &zero);
-	n = len - 1;
-	if (!s || n >= NA_L7_HEAD_MAX)
+	if (!s || len == 0 || len > NA_L7_HEAD_MAX)
 		return na_l7_refuse(skb, conn, &cookie, port, peer, NULL, NA_DROP_L7_HEAD_TOO_LARGE, off, len);
-	if (bpf_skb_load_bytes(skb, off, s->head, n + 1) < 0)
+	n = na_l7_bounded(len, NA_L7_HEAD_MAX);
+	if (bpf_skb_load_bytes(skb, off, s->head, n) < 0)
 		return na_l7_refuse(skb, conn, &cookie, port, peer, NULL, NA_DROP_L7_MALFORMED, off, len);
 	__builtin_memset(&s->req, 0, sizeof(s->req));
 	s->req.len = len;
@@ -177,7 +200,9 @@ int na_l7_verdict(struct __sk_buff *skb)
 	} else if (!na_l7_allows(s, port->ruleset, peer, &index, &rule_id)) {
 		return na_l7_refuse(skb, conn, &cookie, port, peer, s, NA_DROP_L7_POLICY, off, len);
 	}
-	if (s->req.has_cl && s->req.content_length) {
+	if (s->req.te_chunked) {
+		conn->phase = NA_L7_PHASE_CHUNK_SIZE;
+	} else if (s->req.has_cl && s->req.content_length) {
 		conn->phase = NA_L7_PHASE_BODY;
 		conn->body_left = s->req.content_length;
 	}

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Runs the kernel-dependent tests of an already built test bundle on the running kernel and prints one
 # `matrix:` line per result, which scripts/kernel-matrix.sh collects: the verifier's instruction counts, the
-# BPF_PROG_TEST_RUN fixture suites, the services' real-traffic suites and the seed scenario with real traffic. It runs both on the host and inside the
-# guests kernel-matrix.sh boots (from the host's root, mounted read-only), so it writes only under /tmp. Needs root.
+# BPF_PROG_TEST_RUN fixture suites, the services' and the HTTP enforcement's real-traffic suites and the seed
+# scenario with real traffic. It runs both on the host and inside the guests kernel-matrix.sh boots (from the
+# host's root, mounted read-only), so it writes only under /tmp. Needs root.
 # Usage: kernel-matrix-runner.sh <repository>
 set -u
 repo=${1:?usage: kernel-matrix-runner.sh <repository>}
@@ -20,7 +21,11 @@ fixtures="$fixtures,DatapathCoreTests.RingBufferReaderTests,ConntrackGCTests.Dat
 fixtures="$fixtures,DatapathCoreTests.ServiceTranslationTests,AgentTests.MaglevDatapathTests"
 # The services' real-traffic suites: the socket hooks (which BPF_PROG_TEST_RUN cannot run) and the per-packet path.
 services="AgentTests.SocketLoadBalancerTests,AgentTests.SocketTerminationTests,AgentTests.ServiceTCTranslationTests"
+# HTTP rules decided in the kernel (sockops + sk_skb, which BPF_PROG_TEST_RUN cannot run): the object, its
+# self-test and real requests between pods.
+l7="AgentTests.L7SelfTestTests,AgentTests.L7EnforcementTests,AgentTests.L7MapEntriesTests"
 endtoend="EndToEndTests.SeedScenarioTests/testSeedPoliciesEnforceTheReachabilityMatrix"
+endtoend="$endtoend,EndToEndTests.HTTPPolicyTests/testTheArticlesPolicyDecidesEachRequestInTheKernel"
 
 status=0
 # Runs one group, then prints its verdict from XCTest's totals: `matrix: group=<g> result=pass|fail executed=<n>
@@ -54,6 +59,7 @@ run_group() {
 run_group verifier "$verifier"
 run_group fixtures "$fixtures"
 run_group services "$services"
+run_group l7 "$l7"
 run_group endtoend "$endtoend"
 rm -rf "$logs"
 echo "matrix: done status=$status"

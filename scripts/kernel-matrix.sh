@@ -155,8 +155,8 @@ done
 results=$(mktemp)
 {
     echo "| Kernel | Package | Run | Programs loaded | Verifier instructions (headroom) | Fixtures | Services" \
-        "| End-to-end |"
-    echo "|---|---|---|---|---|---|---|---|"
+        "| HTTP rules (L7) | End-to-end |"
+    echo "|---|---|---|---|---|---|---|---|---|"
     for kernel in "${kernels[@]}"; do
         r="$cache/logs/$kernel.log.results"
         release=$(sed -n 's/^matrix: kernel=//p' "$r" | head -1)
@@ -172,7 +172,7 @@ results=$(mktemp)
         run=host
         [ -z "$accel" ] || run="qemu $accel"
         echo "| $release | ${versions[$kernel]} | $run | $programs | ${insns:-none}" \
-            "| $(group fixtures) | $(group services) | $(group endtoend) |"
+            "| $(group fixtures) | $(group services) | $(group l7) | $(group endtoend) |"
     done
 } >"$results"
 cat "$results"

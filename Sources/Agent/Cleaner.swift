@@ -38,7 +38,8 @@ public struct Cleaner {
             try SocketLoadBalancing.detach(pinRoot: config.bpfRoot)
             balancerDetached = true
         }
-        // The same for the kernel's HTTP enforcement: its sockops link leaves the cgroup.
+        // Likewise the HTTP enforcement's sockops link; its sockhash lets go of parser, verdict and sockets with
+        // its last pin.
         var l7Detached = false
         if FileManager.default.fileExists(atPath: L7Enforcement.linkDirectory(pinRoot: config.bpfRoot)) {
             try L7Enforcement.detach(pinRoot: config.bpfRoot)
@@ -51,7 +52,7 @@ public struct Cleaner {
         if !keepState { try? FileManager.default.removeItem(atPath: config.stateDir) }
         return "removed \(detached) tc programs, \(pins) pinned objects under \(config.bpfRoot)"
             + (balancerDetached ? ", the socket load balancer's cgroup hooks" : "")
-            + (l7Detached ? ", the HTTP enforcement's sockops hook" : "")
+            + (l7Detached ? ", the HTTP enforcement's cgroup hook" : "")
             + (keepState ? "" : ", state in \(config.stateDir)")
     }
 

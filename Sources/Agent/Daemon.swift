@@ -50,6 +50,8 @@ public final class Daemon: Sendable {
             // Plugins first: restoring regenerates every policy map, and CIDR rules need the plugin that holds
             // prefix identities (rebuilt from the pinned ipcache when it starts).
             agent.startPlugins()
+            // After the plugins: NAT attaches the same programs to its interface.
+            agent.attachServiceDevices()
             try agent.restore()
             let server = RESTServer(
                 socketPath: config.socketPath, router: Router(routes: agent.routes),

@@ -41,8 +41,12 @@ public final class NodeAgent: Sendable {
     /// in `l7Problem`: HTTP rules are then refused.
     let l7: L7Enforcement?
     let l7Problem: String?
+    /// Closes the connections of refused HTTP requests (see `L7DeniedConnections`).
+    let deniedHTTPConnections = L7DeniedConnections()
     /// Where the connections of backends that left a service are ended, one change after the other.
     let connectionTermination = DispatchQueue(label: "nodeagent.service-connection-termination")
+    /// The external interfaces carrying the netdev programs for services (`attachServiceDevices`).
+    let serviceDevices = Mutex<[String]>([])
 
     public init(
         config: AgentConfig, plugins: [any DatapathPlugin], logLevel: LogLevelBox,

@@ -22,12 +22,18 @@ final class Observability: Sendable {
         var reader: FlowReader?
         do {
             let last = Mutex<FlowContext?>(nil)
-            let created = try FlowReader(datapath: agent.datapath, store: flows) { [weak agent] in
-                guard let agent else { return nil }
-                let context = FlowContext.snapshot(of: agent, reusing: last.withLock { $0 })
-                last.withLock { $0 = context }
-                return context
-            }
+            let created = try FlowReader(
+                datapath: agent.datapath, store: flows,
+                context: { [weak agent] in
+                    guard let agent else { return nil }
+                    let context = FlowContext.snapshot(of: agent, reusing: last.withLock { $0 })
+                    last.withLock { $0 = context }
+                    return context
+                },
+                decided: { [weak agent] flows in
+                    guard let agent, agent.l7 != nil else { return }
+                    agent.deniedHTTPConnections.closeLater(flows)
+                })
             try created.start()
             reader = created
         } catch {

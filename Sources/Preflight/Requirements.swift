@@ -98,6 +98,15 @@ public enum Requirements {
         helper(BPF_FUNC_l3_csum_replace, "bpf_l3_csum_replace", [.core, .nat], "NAT's IP checksum update"),
         helper(BPF_FUNC_l4_csum_replace, "bpf_l4_csum_replace", [.core, .nat], "NAT's TCP/UDP checksum update"),
         helper(BPF_FUNC_csum_diff, "bpf_csum_diff", [.core], "IPv6 address rewrites' checksum (service translation)"),
+        helper(BPF_FUNC_skb_load_bytes, "bpf_skb_load_bytes", [.core], "refusing a service without backends"),
+        helper(BPF_FUNC_skb_change_tail, "bpf_skb_change_tail", [.core], "refusing a service without backends"),
+        helper(
+            BPF_FUNC_redirect_peer, "bpf_redirect_peer", [.core],
+            "sending a service's refusal back into the pod (Linux 5.10)"),
+        helper(BPF_FUNC_redirect, "bpf_redirect", [.core], "sending a service's refusal back to a client outside"),
+        helper(
+            BPF_FUNC_fib_lookup, "bpf_fib_lookup", [.core],
+            "telling a service's backend on another node from a local one"),
         helper(BPF_FUNC_ringbuf_reserve, "bpf_ringbuf_reserve", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_submit, "bpf_ringbuf_submit", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_query, "bpf_ringbuf_query", [.core, .flows], "event backpressure"),
@@ -114,6 +123,21 @@ public enum Requirements {
         helper(
             BPF_FUNC_set_retval, "bpf_set_retval", [.services], "refusing a service without backends (Linux 5.18)",
             of: BPF_PROG_TYPE_CGROUP_SOCK_ADDR),
+        // HTTP rules decided in the kernel (bpf/l7.bpf.c): never needed to start. Without them the agent refuses
+        // HTTP rules with 501 (its start-up self-test says why), so they are reported, not required.
+        map(BPF_MAP_TYPE_SOCKHASH, [], "HTTP rules: the server sockets whose requests the kernel decides"),
+        Requirement(
+            .programType(BPF_PROG_TYPE_SOCK_OPS.rawValue), [],
+            "HTTP rules: enrolling server sockets as they are accepted"),
+        Requirement(.programType(BPF_PROG_TYPE_SK_SKB.rawValue), [], "HTTP rules: framing and deciding each request"),
+        helper(
+            BPF_FUNC_sock_hash_update, "bpf_sock_hash_update", [], "HTTP rules: enrolling a server socket",
+            of: BPF_PROG_TYPE_SOCK_OPS),
+        helper(
+            BPF_FUNC_sk_redirect_hash, "bpf_sk_redirect_hash", [], "HTTP rules: the 403 sent back on the connection",
+            of: BPF_PROG_TYPE_SK_SKB),
+        helper(
+            BPF_FUNC_loop, "bpf_loop", [], "HTTP rules: walking request heads (Linux 5.17)", of: BPF_PROG_TYPE_SK_SKB),
         Requirement(.sysctl(Sysctl.jitEnable), [], "JIT-compiled programs; without, they run in the interpreter"),
         Requirement(.sysctl(Sysctl.unprivilegedBPFDisabled), [], "informational: the agent runs privileged"),
     ]

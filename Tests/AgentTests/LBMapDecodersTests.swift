@@ -147,5 +147,16 @@ final class LBMapDecodersTests: XCTestCase {
         XCTAssertEqual(decoded["value"]?["backend-id"]?.intValue, Int64(id8))
         let idle = try XCTUnwrap(decoded["value"]?["idle-seconds"]?.intValue)
         XCTAssertTrue((5...6).contains(idle), "idle \(idle)")
+
+        // The tc path's affinity, by client address.
+        let byAddress = try TypedMap<na_lb_aff_ip_key, na_lb_affinity_value>(datapath.map("na_lb_aff_ip"))
+        var clientKey = na_lb_aff_ip_key()
+        setTupleBytes(&clientKey.addr, IPAddress("fd00::7")!.keyBytes)
+        clientKey.family = IPAddress.Family.ipv6.rawValue
+        clientKey.service_id = 12
+        try byAddress.update(clientKey, na_lb_affinity_value(backend_id: id8, last_used: MonotonicClock.seconds()))
+        let client = try XCTUnwrap(try entries("na_lb_aff_ip").first)
+        XCTAssertEqual(client["key"], ["client": "fd00::7", "service-id": 12])
+        XCTAssertEqual(client["value"]?["backend-id"]?.intValue, Int64(id8))
     }
 }

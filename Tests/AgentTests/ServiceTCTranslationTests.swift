@@ -52,8 +52,10 @@ final class ServiceTCTranslationTests: XCTestCase {
     /// In RFC 5952 text, as the client prints the sources of its answers.
     private var frontend6: String { IPAddress("fd00:96::\(pods.tag)")!.description }
 
-    private func service(id: UInt32, frontend: String, proto: UInt8, ipv6: Bool = false) -> LoadBalancedService {
-        let port = proto == IPProtocol.tcp ? ServicePods.tcpPort : ServicePods.udpPort
+    private func service(id: UInt32, frontend: String, proto: UInt8, ipv6: Bool = false, port: UInt16? = nil)
+        -> LoadBalancedService
+    {
+        let port = port ?? (proto == IPProtocol.tcp ? ServicePods.tcpPort : ServicePods.udpPort)
         return LoadBalancedService(
             id: id, frontend: ServiceFrontend(address: IPAddress(frontend)!, port: port, proto: proto),
             backends: [1, 2].map {
@@ -61,13 +63,13 @@ final class ServiceTCTranslationTests: XCTestCase {
             })
     }
 
-    /// The pods' client script in the client pod's namespace only: no cgroup is joined.
-    private func client(_ arguments: [String]) throws -> [String: Any] {
+    /// The pods' client script in the client pod's namespace (or `netns`) only: no cgroup is joined.
+    private func client(_ arguments: [String], netns: String? = nil) throws -> [String: Any] {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/nsenter")
         process.arguments =
             [
-                "--net=/var/run/netns/\(pods.clientNetns)", "--", "/usr/bin/python3",
+                "--net=/var/run/netns/\(netns ?? pods.clientNetns)", "--", "/usr/bin/python3",
                 pods.scripts.appendingPathComponent("client.py").path,
             ]
             + arguments
@@ -117,16 +119,81 @@ final class ServiceTCTranslationTests: XCTestCase {
         try checkUDP(frontend6)
     }
 
-    func testPacketsToAFrontendWithoutBackendsAreDroppedAndCounted() throws {
-        var empty = service(id: 5, frontend: frontend4, proto: IPProtocol.tcp)
-        empty.backends = []
-        try balancer.apply(empty)
-        let answer = try client(["refuse", frontend4, String(ServicePods.tcpPort)])
-        XCTAssertNotEqual(answer["tcp"] as? String, "connected")
+    /// ClientIP affinity where packets are translated: keyed by the client pod's address, so its 20 connections (20
+    /// source ports) all reach the backend its first one reached.
+    func testClientIPAffinityKeepsTheClientOnOneBackend() throws {
+        var sticky = service(id: 9, frontend: frontend4, proto: IPProtocol.tcp)
+        sticky.affinityTimeout = 60
+        try balancer.apply(sticky)
+        let answer = try client(["tcp", frontend4, String(ServicePods.tcpPort), "20"])
+        XCTAssertEqual(answer["errors"] as? [String: Int], [:], "\(answer)")
+        let names = answer["names"] as? [String: Int] ?? [:]
+        XCTAssertEqual(names.count, 1, "every connection reached the same backend: \(names)")
+        XCTAssertEqual(names.values.reduce(0, +), 20)
+    }
+
+    /// Hairpin: the first backend reaches a service backed only by itself, from outside any cgroup, through its own
+    /// host-side veth's programs; its connections complete and see the frontend as their peer.
+    func testABackendReachesAServiceBackedOnlyByItself() throws {
+        let host = "sl\(pods.tag)h1"
+        let ifindex = try ScratchNetns.run(in: pods.nodeNetns) { if_nametoindex(host) }
+        var endpoint = na_endpoint_info()
+        endpoint.ep_id = 2
+        endpoint.identity = 257
+        endpoint.flags = UInt32(NA_EP_HAS_IPV4) | UInt32(NA_EP_HAS_IPV6)
+        setTupleBytes(&endpoint.ipv4, IPAddress(pods.ipv4(1))!.bytes)
+        setTupleBytes(&endpoint.ipv6, IPAddress(pods.ipv6(1))!.bytes)
+        try TypedMap<UInt32, na_endpoint_info>(XCTUnwrap(object.map(named: "na_endpoints"))).update(ifindex, endpoint)
+        let programs = try (
+            XCTUnwrap(object.program(named: "from_endpoint")), XCTUnwrap(object.program(named: "to_endpoint"))
+        )
+        try ScratchNetns.run(in: pods.nodeNetns) {
+            try TC.attach(programs.0, ifindex: Int32(ifindex), point: .ingress)
+            try TC.attach(programs.1, ifindex: Int32(ifindex), point: .egress)
+        }
+        var itself = service(id: 10, frontend: frontend4, proto: IPProtocol.tcp)
+        itself.backends = [ServiceBackend(address: IPAddress(pods.ipv4(1))!, port: ServicePods.tcpPort)]
+        try balancer.apply(itself)
+        let answer = try client(["tcp", frontend4, String(ServicePods.tcpPort), "5"], netns: pods.backendNetns(1))
+        XCTAssertEqual(answer["errors"] as? [String: Int], [:], "\(answer)")
+        XCTAssertEqual(answer["names"] as? [String: Int], ["b1": 5], "\(answer)")
+        XCTAssertEqual(answer["peers"] as? [String: Int], ["\(frontend4):\(ServicePods.tcpPort)": 5], "\(answer)")
+    }
+
+    /// The number of packets from_endpoint counted as sent to a service without backends.
+    private func noServiceDrops() throws -> UInt64 {
         let metrics = try TypedMap<na_metrics_key, na_metrics_value>(XCTUnwrap(object.map(named: "na_metrics")))
         let key = na_metrics_key(
             reason: UInt16(NA_DROP_NO_SERVICE.rawValue), direction: UInt8(NA_DIR_EGRESS.rawValue), pad: 0)
-        let dropped = try metrics.lookupPerCPU(key)?.reduce(0) { $0 + $1.packets } ?? 0
-        XCTAssertGreaterThan(dropped, 0, "the SYNs were dropped as to a service without backends")
+        return try metrics.lookupPerCPU(key)?.reduce(0) { $0 + $1.packets } ?? 0
+    }
+
+    /// A connect() to a frontend without backends fails with ECONNREFUSED (a RST from the frontend), and a
+    /// connected UDP socket's request ends in ECONNREFUSED (a port unreachable quoting it), both long before any
+    /// retry or timeout, as the socket hooks refuse them; every refused packet is counted with its reason. The
+    /// TCP and the UDP service share the port the client tries.
+    private func checkRefused(_ frontend: String, ids: (UInt32, UInt32)) throws {
+        for (id, proto) in [(ids.0, IPProtocol.tcp), (ids.1, IPProtocol.udp)] {
+            var empty = service(id: id, frontend: frontend, proto: proto, port: ServicePods.tcpPort)
+            empty.backends = []
+            try balancer.apply(empty)
+        }
+        let before = try noServiceDrops()
+        let answer = try client(["refuse", frontend, String(ServicePods.tcpPort)])
+        XCTAssertEqual(answer["tcp"] as? String, "ECONNREFUSED", "\(frontend): \(answer)")
+        XCTAssertLessThan(answer["tcp_ms"] as? Double ?? .infinity, 500, "refused at once: \(answer)")
+        XCTAssertEqual(answer["udp_connected"] as? String, "ECONNREFUSED", "\(frontend): \(answer)")
+        XCTAssertLessThan(answer["udp_connected_ms"] as? Double ?? .infinity, 500, "refused at once: \(answer)")
+        // The SYN, the unconnected socket's datagram and the connected socket's one.
+        let refused = try noServiceDrops() - before
+        XCTAssertEqual(refused, 3, "the refused packets are counted as to a service without backends")
+    }
+
+    func testConnectionsToAFrontendWithoutBackendsAreRefusedAtOnceAndCounted() throws {
+        try checkRefused(frontend4, ids: (5, 6))
+    }
+
+    func testIPv6ConnectionsToAFrontendWithoutBackendsAreRefusedAtOnce() throws {
+        try checkRefused(frontend6, ids: (7, 8))
     }
 }

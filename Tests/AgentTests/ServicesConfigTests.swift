@@ -41,6 +41,19 @@ final class ServicesConfigTests: XCTestCase {
         }
     }
 
+    /// `devices` when given (an empty list: none), else the NAT plugin's interface, else none.
+    func testDevicesDefaultToTheNATPluginsInterface() throws {
+        XCTAssertEqual(try config("{}").services.effectiveDevices(plugins: [:]), [])
+        let nat = try config(#"{"plugins": {"nat": {"interface": "ens5"}}}"#)
+        XCTAssertNil(nat.services.devices)
+        XCTAssertEqual(nat.services.effectiveDevices(plugins: nat.plugins), ["ens5"])
+        let both = try config(
+            #"{"plugins": {"nat": {"interface": "ens5"}}, "services": {"devices": ["eth1", "eth2"]}}"#)
+        XCTAssertEqual(both.services.effectiveDevices(plugins: both.plugins), ["eth1", "eth2"])
+        let none = try config(#"{"plugins": {"nat": {"interface": "ens5"}}, "services": {"devices": []}}"#)
+        XCTAssertEqual(none.services.effectiveDevices(plugins: none.plugins), [])
+    }
+
     func testBadValuesAreRefusedNamingTheField() {
         let cases: [(String, String, String)] = [
             (#"{"services": true}"#, "services", "expected an object"),
@@ -51,6 +64,11 @@ final class ServicesConfigTests: XCTestCase {
             (#"{"services": {"backend-selection": "hash"}}"#, "services.backend-selection", "random, maglev"),
             (#"{"services": {"maglev-table-size": 16384}}"#, "services.maglev-table-size", "251, 509"),
             (#"{"services": {"maglev-table-size": 262139}}"#, "services.maglev-table-size", "out of range"),
+            (#"{"services": {"devices": "eth0"}}"#, "services.devices", "expected an array"),
+            (#"{"services": {"devices": ["eth0", 3]}}"#, "services.devices[1]", "expected a string"),
+            (#"{"services": {"devices": ["a/b"]}}"#, "services.devices[0]", "not an interface name"),
+            (#"{"services": {"devices": [""]}}"#, "services.devices[0]", "not an interface name"),
+            (#"{"services": {"devices": ["sixteen-chars-xx"]}}"#, "services.devices[0]", "not an interface name"),
         ]
         for (text, field, message) in cases {
             XCTAssertThrowsError(try config(text), text) { error in

@@ -90,6 +90,8 @@ final class SocketLoadBalancerTests: SocketLoadBalancerTestCase {
         XCTAssertLessThan(answer["tcp_ms"] as? Double ?? .infinity, 100)
         let udp = try pods.client(["refuse", frontend, "53"])
         XCTAssertEqual(udp["udp"] as? String, "ECONNREFUSED")
+        // A connected socket fails at connect(): the same error the tc path's port unreachable gives it.
+        XCTAssertEqual(udp["udp_connected"] as? String, "ECONNREFUSED")
         // Backends that only keep their connections do not count.
         try datapath.apply(service(frontend: frontend, backends: [1], states: [1: .terminating]))
         let terminating = try pods.client(["refuse", frontend, String(ServicePods.tcpPort)])

@@ -20,9 +20,13 @@ enum Program: String, Sendable {
     case fromEndpoint = "from_endpoint"
     /// tc egress of the host-side veth: traffic to the endpoint (ingress direction).
     case toEndpoint = "to_endpoint"
+    /// tc ingress of an external interface: traffic from outside the node (ingress direction).
+    case fromNetdev = "from_netdev"
+    /// tc egress of an external interface: traffic leaving the node (egress direction).
+    case toNetdev = "to_netdev"
 
     var direction: UInt32 {
-        self == .fromEndpoint ? NA_DIR_EGRESS.rawValue : NA_DIR_INGRESS.rawValue
+        self == .fromEndpoint || self == .toNetdev ? NA_DIR_EGRESS.rawValue : NA_DIR_INGRESS.rawValue
     }
 }
 
@@ -32,6 +36,7 @@ enum Verdict: Sendable, Equatable, CustomStringConvertible {
 
     static let TC_ACT_OK: UInt32 = 0
     static let TC_ACT_SHOT: UInt32 = 2
+    static let TC_ACT_REDIRECT: UInt32 = 7
 
     var isPass: Bool {
         if case .pass = self { return true }

@@ -4,8 +4,8 @@ import XCTest
 
 /// Per-packet service translation in the endpoint programs (bpf/lib/lb_xlate.h) with BPF_PROG_TEST_RUN: a packet
 /// the endpoint sends to a frontend leaves for a backend with valid checksums, conntrack and policy see the
-/// backend, later packets of the flow keep it, replies come back from the frontend, and a frontend without
-/// backends is a counted drop.
+/// backend, later packets of the flow keep it, replies come back from the frontend; a frontend without backends
+/// (`+Reject`) answers with a refusal.
 ///
 /// Services are written into the load balancer maps as the agent's `SocketLoadBalancer` writes them (slot 0, the
 /// backend slots of bank 0, the backends); the agent's writer itself is exercised in AgentTests.
@@ -14,7 +14,7 @@ final class ServiceTranslationTests: XCTestCase {
     static let frontend6 = "fd00:96::10"
     static let serviceID: UInt32 = 7
 
-    private var h: DatapathHarness!
+    var h: DatapathHarness!
     private var services: TypedMap<na_lb_service_key, na_lb_service_value>!
     private var backends: TypedMap<UInt32, na_lb_backend>!
 
@@ -46,8 +46,9 @@ final class ServiceTranslationTests: XCTestCase {
     }
 
     /// A service at frontend:port with the backends given (address, port), all taking new flows.
-    private func addService(
-        _ frontend: String, port: UInt16, proto: UInt8 = Proto.tcp, backends list: [(String, UInt16)]
+    func addService(
+        _ frontend: String, port: UInt16, proto: UInt8 = Proto.tcp, backends list: [(String, UInt16)],
+        flags: UInt16 = 0, firstID: UInt32 = 100
     ) throws {
         let address = try XCTUnwrap(IPAddress(frontend))
         var key = na_lb_service_key()
@@ -56,7 +57,7 @@ final class ServiceTranslationTests: XCTestCase {
         key.proto = proto
         key.port = port.bigEndian
         for (index, (backendAddress, backendPort)) in list.enumerated() {
-            let id = UInt32(100 + index)
+            let id = firstID + UInt32(index)
             let backendIP = try XCTUnwrap(IPAddress(backendAddress))
             var backend = na_lb_backend()
             setTupleBytes(&backend.addr, backendIP.keyBytes)
@@ -75,15 +76,16 @@ final class ServiceTranslationTests: XCTestCase {
         var head = na_lb_service_value()
         head.service_id = Self.serviceID
         head.count = UInt16(list.count)
+        head.flags = flags
         try services.update(key, head)
     }
 
-    private func run(_ program: Program, _ frame: [UInt8]) throws -> (retval: UInt32, out: ServiceFrame) {
+    func run(_ program: Program, _ frame: [UInt8]) throws -> (retval: UInt32, out: ServiceFrame) {
         let result = try h.program(program.rawValue).testRun(packet: frame)
         return (result.retval, try XCTUnwrap(ServiceFrame(result.packetOut), "\(program) returned no TCP/UDP frame"))
     }
 
-    private func bytes(_ text: String) -> [UInt8] { text.contains(":") ? ipv6Address(text) : ipv4Address(text) }
+    func bytes(_ text: String) -> [UInt8] { text.contains(":") ? ipv6Address(text) : ipv4Address(text) }
 
     func testTCPSynToAFrontendLeavesForTheBackendWithValidChecksumsAndPolicySeesTheBackend() throws {
         try addService(Self.frontend4, port: 80, backends: [(Net.peer4, 8080)])
@@ -236,19 +238,6 @@ final class ServiceTranslationTests: XCTestCase {
         XCTAssertEqual(retval, Verdict.TC_ACT_OK)
         XCTAssertEqual(out.destination, bytes(Self.frontend4))
         XCTAssertEqual(out.dport, 80)
-    }
-
-    func testAFrontendWithoutBackendsIsDroppedWithItsReason() throws {
-        try addService(Self.frontend4, port: 80, backends: [])
-        let reason = NA_DROP_NO_SERVICE.rawValue
-        let before = try h.metric(reason: reason, direction: NA_DIR_EGRESS.rawValue)
-        let syn = ServiceFrame.checksummed(.tcp(Net.ep4, Self.frontend4, sport: 40000, dport: 80))
-        XCTAssertEqual(try h.run(Program.fromEndpoint.rawValue, syn), Verdict.TC_ACT_SHOT)
-        let after = try h.metric(reason: reason, direction: NA_DIR_EGRESS.rawValue)
-        XCTAssertEqual(after.packets - before.packets, 1)
-        let events = try h.drainEvents()
-        XCTAssertEqual(events.map { UInt32($0.reason) }, [reason], "one drop event naming the reason")
-        XCTAssertEqual(try h.conntrack.map.keys().count, 0, "nothing tracked")
     }
 
     func testAnotherAddressAndPortOfTheFrontendIsNotTranslated() throws {

@@ -18,7 +18,7 @@ final class HTTPPolicyTests: EndToEndTestCase {
         var server: HTTPServer
     }
 
-    private func makeSetup(importPolicy: Bool = true) throws -> Setup {
+    private func makeSetup(importPolicy: Bool = true, acceptDelay: Double = 0) throws -> Setup {
         let topology = try makeTopology()
         let agent = try startAgent(in: topology)
         let backend = try topology.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
@@ -29,7 +29,8 @@ final class HTTPPolicyTests: EndToEndTestCase {
         for (id, pod) in [backend, frontend, webOther, admin, outsider].enumerated() {
             _ = try agent.registerEndpoint(id: id + 1, pod: pod, labels: SeedPods.labels[pod.name]!)
         }
-        let server = try HTTPServer(on: backend, port: 8080, agent: agent, topology: topology)
+        let server = try HTTPServer(
+            on: backend, port: 8080, agent: agent, topology: topology, acceptDelay: acceptDelay)
         if importPolicy { try self.importPolicy(agent) }
         return Setup(
             topology: topology, agent: agent, backend: backend, frontend: frontend, webOther: webOther, admin: admin,
@@ -86,44 +87,323 @@ final class HTTPPolicyTests: EndToEndTestCase {
     /// the rules arrive, and the client's next connection is decided request by request.
     func testAConnectionAcceptedBeforeTheRulesIsResetNotLeftUnchecked() throws {
         let s = try makeSetup(importPolicy: false)
-        let directory = try s.topology.run.temporaryDirectory("keepalive")
-        let go = "\(directory)/go"
-        let script = "\(directory)/client.py"
-        try Self.keepAliveClient.write(toFile: script, atomically: true, encoding: .utf8)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try Shell.executablePath("nsenter"))
-        process.arguments = [
-            "--net=\(Netns.path(s.frontend.netns))", "--", "python3", script, s.backend.ipv4, "8080", go,
-        ]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        defer { if process.isRunning { process.terminate() } }
+        let client = try KeepAliveSteps(
+            from: s.frontend, to: s.backend, topology: s.topology,
+            steps: ["GET /api/v1/admin/users", "wait", "GET /api/v1/admin/users"])
         // The first request went through before any policy.
-        let deadline = Date() + 10
-        while try s.server.requests().isEmpty && Date() < deadline { usleep(20_000) }
+        try client.waitUntilServed(s.server, count: 1)
         XCTAssertEqual(try s.server.requests(), ["GET /api/v1/admin/users"])
         try importPolicy(s.agent)
-        FileManager.default.createFile(atPath: go, contents: nil)
-        process.waitUntilExit()
-        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        XCTAssertEqual(printed.split(separator: "\n").first, "first 200", printed)
+        let printed = try client.resume()
+        XCTAssertEqual(printed.first, "200", "\(printed)")
         XCTAssertTrue(
-            printed.contains("second reset") || printed.contains("second closed") || printed.contains("second 403"),
+            ["reset", "closed", "403"].contains(printed.last ?? ""),
             "the old connection's second request is refused or the connection is gone: \(printed)")
         XCTAssertEqual(
             try s.server.requests(), ["GET /api/v1/admin/users"], "the second request never reached the server")
         XCTAssertEqual(try curl(from: s.frontend, "http://\(s.backend.ipv4):8080/api/v1/admin/users").code, "403")
     }
 
-    /// Sends GET /api/v1/admin/users on one connection, waits for the file argv[3], then sends it again on the same
-    /// connection; prints "first <status>" and "second <status|reset|closed>".
-    static let keepAliveClient = """
-        import os, socket, sys, time
-        ip, port, go = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    /// SIGKILL while a keep-alive connection is open: the kernel goes on deciding its requests with the agent gone
+    /// (programs and maps are pinned), new connections too, and so after the restart.
+    func testRequestsAreDecidedWhileTheAgentIsDownAndAfterItRestarts() throws {
+        let s = try makeSetup()
+        let client = try KeepAliveSteps(
+            from: s.frontend, to: s.backend, topology: s.topology,
+            steps: ["GET /api/v1/public/before", "wait", "GET /api/v1/public/during", "GET /api/v1/admin/during"])
+        try client.waitUntilServed(s.server, count: 1)
+        s.agent.kill(signal: SIGKILL)
+        XCTAssertNotNil(s.agent.waitForExit(timeout: 10), "the agent is gone")
+        let printed = try client.resume()
+        XCTAssertEqual(printed, ["200", "200", "403"], "the open connection, decided with the agent down")
+        let url = "http://\(s.backend.ipv4):8080"
+        XCTAssertEqual(try curl(from: s.frontend, "\(url)/api/v1/public/new").code, "200", "a new connection")
+        XCTAssertEqual(try curl(from: s.frontend, "\(url)/api/v1/admin/new").code, "403")
+        try s.agent.start()
+        XCTAssertEqual(try s.agent.getJSON("/v1/healthz")["l7"]?["state"], "running")
+        XCTAssertEqual(try curl(from: s.frontend, "\(url)/api/v1/admin/after").code, "403", "after the restart")
+        XCTAssertEqual(try curl(from: s.frontend, "\(url)/api/v1/public/after").code, "200")
+        XCTAssertEqual(
+            try s.server.requests(),
+            [
+                "GET /api/v1/public/before", "GET /api/v1/public/during", "GET /api/v1/public/new",
+                "GET /api/v1/public/after",
+            ])
+    }
+
+    /// A request that arrives before the server accepted its connection is decided once the socket is accepted
+    /// (the stream parser runs then): the 403 comes when the server accepts, and the request never reaches it.
+    func testARequestSentBeforeTheServerAcceptsIsRefusedWhenItAccepts() throws {
+        let s = try makeSetup(acceptDelay: 2)
+        let answer = try curl(from: s.frontend, "http://\(s.backend.ipv4):8080/api/v1/admin/users", timeout: 8)
+        XCTAssertEqual(answer.code, "403", "\(answer)")
+        XCTAssertEqual(answer.body, "Access denied\r\n")
+        XCTAssertEqual(try s.server.requests(), [], "the refused request never reached the server")
+    }
+
+    /// After the 403 the connection is closed by the agent even when the client keeps it open: every later byte
+    /// would be dropped anyway, and the server should not hold a dead connection.
+    func testARefusedRequestsConnectionIsClosedAfterThe403() throws {
+        let s = try makeSetup()
+        let directory = try s.topology.run.temporaryDirectory("refused")
+        let script = "\(directory)/client.py"
+        try Self.lingeringClient.write(toFile: script, atomically: true, encoding: .utf8)
+        let result = try Shell.capture(
+            ["nsenter", "--net=\(Netns.path(s.frontend.netns))", "--", "python3", script, s.backend.ipv4, "8080"],
+            timeout: 15)
+        let lines = result.stdout.split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.first, "403", "\(result)")
+        XCTAssertTrue(lines.last == "closed" || lines.last == "reset", "the connection ends: \(result)")
+        let seconds = Double(lines.dropFirst().first ?? "") ?? 99
+        XCTAssertLessThan(seconds, 2, "closed within a moment of the 403: \(result)")
+    }
+
+    /// Sends a refused request, reads the answer's head and keeps the connection open: prints the status, the
+    /// seconds until the connection ended, and "closed" or "reset" (or "open" after 5 s). The request is short:
+    /// its 403 (written over the request's bytes) has no body.
+    static let lingeringClient = """
+        import socket, sys, time
+        ip, port = sys.argv[1], int(sys.argv[2])
         s = socket.create_connection((ip, port), timeout=5)
-        request = f"GET /api/v1/admin/users HTTP/1.1\\r\\nHost: {ip}\\r\\n\\r\\n".encode()
+        s.sendall(f"GET /api/v1/admin/users HTTP/1.1\\r\\nHost: {ip}\\r\\n\\r\\n".encode())
+        data = b""
+        while b"\\r\\n\\r\\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        print(data.split(b" ")[1].decode() if data else "none", flush=True)
+        started = time.monotonic()
+        outcome = "open"
+        try:
+            while time.monotonic() - started < 5:
+                if not s.recv(4096):
+                    outcome = "closed"
+                    break
+        except ConnectionResetError:
+            outcome = "reset"
+        except socket.timeout:
+            pass
+        print(f"{time.monotonic() - started:.3f}", flush=True)
+        print(outcome, flush=True)
+        """
+
+    /// Deleting the policy takes the HTTP rules out of the kernel at once: the refused request passes.
+    func testAPolicyChangeReachesRequestsAtOnce() throws {
+        let s = try makeSetup()
+        let url = "http://\(s.backend.ipv4):8080/api/v1/admin/users"
+        XCTAssertEqual(try curl(from: s.frontend, url).code, "403")
+        XCTAssertEqual(try s.agent.api(.DELETE, "/v1/policy?all=true").status, 200)
+        XCTAssertEqual(try curl(from: s.frontend, url).code, "200", "no policy: no HTTP rule")
+    }
+
+    /// `headers` (present, names in any case) and `headerMatches` (exact value), and `host`, decided in the kernel.
+    func testHeaderAndHostRequirementsAreDecidedInTheKernel() throws {
+        let s = try makeSetup(importPolicy: false)
+        let policy: JSON = [
+            "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+            "metadata": ["name": "headers", "namespace": "api-tier"],
+            "spec": [
+                "endpointSelector": ["matchLabels": ["app": "backend-api"]],
+                "ingress": [
+                    [
+                        "fromEndpoints": [["matchLabels": ["k8s:io.kubernetes.pod.namespace": "web-tier"]]],
+                        "toPorts": [
+                            [
+                                "ports": [["port": "8080", "protocol": "TCP"]],
+                                "rules": [
+                                    "http": [
+                                        [
+                                            "method": "GET", "path": "/h/.*", "host": "api\\.example\\.com",
+                                            "headers": ["X-Token"],
+                                            "headerMatches": [["name": "X-Env", "value": "prod"]],
+                                        ]
+                                    ]
+                                ],
+                            ]
+                        ],
+                    ]
+                ],
+            ],
+        ]
+        XCTAssertEqual(try s.agent.api(.PUT, "/v1/policy", policy).status, 200)
+        let url = "http://\(s.backend.ipv4):8080/h/x"
+        let host = "Host: api.example.com"
+        XCTAssertEqual(try curl(from: s.frontend, url, headers: [host, "X-Token: t", "X-Env: prod"]).code, "200")
+        XCTAssertEqual(
+            try curl(from: s.frontend, url, headers: [host, "x-token: t", "x-env: prod"]).code, "200",
+            "header names in any case")
+        XCTAssertEqual(try curl(from: s.frontend, url, headers: [host, "X-Env: prod"]).code, "403", "no X-Token")
+        XCTAssertEqual(
+            try curl(from: s.frontend, url, headers: [host, "X-Token: t", "X-Env: production"]).code, "403",
+            "the value must be exact")
+        XCTAssertEqual(
+            try curl(from: s.frontend, url, headers: ["Host: other.example.com", "X-Token: t", "X-Env: prod"]).code,
+            "403", "another host")
+        XCTAssertEqual(try s.server.requests(), ["GET /h/x", "GET /h/x"])
+    }
+
+    /// healthz and `nodectl status` say HTTP rules are enforced in the kernel.
+    func testTheStatusNamesTheKernelEnforcement() throws {
+        let s = try makeSetup(importPolicy: false)
+        let health = try s.agent.getJSON("/v1/healthz")
+        XCTAssertEqual(health["l7"]?["state"], "running", "\(health["l7"] ?? nil)")
+        let status = try s.agent.nodectl("status")
+        XCTAssertTrue(status.stdout.contains("enforced in the kernel"), status.stdout)
+    }
+
+    /// When the start-up self-test fails (here: the sockops program attached to a cgroup the agent is not in, so
+    /// its test connection is never enrolled), HTTP rules are refused with 501 naming why, the status says so,
+    /// and policies without HTTP rules still apply: never an L4-only fallback.
+    func testHTTPRulesAreRefusedByNameWhenTheSelfTestFails() throws {
+        let topology = try makeTopology()
+        let elsewhere = try TestCgroup.create("na\(topology.tag)-elsewhere")
+        defer { TestCgroup.remove(elsewhere) }
+        // The last --cgroup-root wins over the one the harness passes (and runs the agent in).
+        let agent = try startAgent(in: topology, extraArguments: ["--cgroup-root", elsewhere])
+        let health = try agent.getJSON("/v1/healthz")
+        XCTAssertEqual(health["l7"]?["state"], "unavailable", "\(health["l7"] ?? nil)")
+        let reason = health["l7"]?["reason"]?.stringValue ?? ""
+        XCTAssertTrue(reason.contains("self-test"), reason)
+        let imported = try agent.nodectl("policy", "import", try fixture("l7-policy-backend-api.yaml"))
+        XCTAssertNotEqual(imported.status, 0)
+        XCTAssertTrue(imported.stderr.contains("cannot be enforced"), imported.stderr)
+        let answer = try agent.api(.GET, "/v1/policy")
+        XCTAssertEqual(answer.json?["policies"]?.arrayValue?.count ?? 0, 0, "nothing of it applied: \(answer)")
+        let status = try agent.nodectl("status")
+        XCTAssertTrue(status.stdout.contains("refused:"), status.stdout)
+        let plain = try agent.nodectl("policy", "import", try fixture("allow-traffic-policy.yaml"))
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+    }
+
+    private struct Answer: CustomStringConvertible {
+        var exit: Int32
+        var code: String
+        var body: String
+        var description: String { "exit \(exit), HTTP \(code), body \(body.debugDescription)" }
+    }
+
+    private func curl(
+        from pod: Pod, _ url: String, post: String? = nil, headers: [String] = [], timeout: Int = 5
+    ) throws -> Answer {
+        let out = "\(Topology.temporaryDirectory)/na-curl-\(UInt32.random(in: 0...UInt32.max))"
+        defer { unlink(out) }
+        var arguments = [
+            "nsenter", "--net=\(Netns.path(pod.netns))", "--", "curl", "-s", "-o", out, "-w", "%{http_code}",
+            "--max-time", "\(timeout)",
+        ]
+        if let post { arguments += ["-X", "POST", "--data", post] }
+        for header in headers { arguments += ["-H", header] }
+        let result = try Shell.capture(arguments + [url], timeout: TimeInterval(timeout + 5))
+        let body = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        return Answer(exit: result.status, code: result.stdout, body: body)
+    }
+}
+
+/// Python's HTTP/1.1 server (keep-alive) in a pod and the agent's cgroup, writing "METHOD PATH" for every request
+/// it reads to its log.
+private struct HTTPServer {
+    let log: String
+
+    /// `acceptDelay`: seconds the server waits before its first accept (connections queue meanwhile).
+    init(on pod: Pod, port: UInt16, agent: AgentProcess, topology: Topology, acceptDelay: Double = 0) throws {
+        let directory = try topology.run.temporaryDirectory("http-\(pod.name)")
+        let script = "\(directory)/server.py"
+        log = "\(directory)/access.log"
+        let ready = "\(directory)/ready"
+        try Self.script.write(toFile: script, atomically: true, encoding: .utf8)
+        let command = TestCgroup.command(
+            ["python3", script, "\(port)", log, ready, "\(acceptDelay)"], netns: pod.netns, cgroup: agent.cgroupRoot)
+        try ReadyServer.start(command, ready: ready, topology: topology, what: "HTTP server on \(pod) port \(port)")
+    }
+
+    /// "METHOD PATH" of every request the server read, in order.
+    func requests() throws -> [String] {
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map(String.init)
+    }
+
+    static let script = """
+        import http.server, sys, time
+        port, log, ready, delay = int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # A blocking read of a socket enrolled for HTTP enforcement can fail with EAGAIN while bytes wait for
+            # the stream parser (tcp_bpf_recvmsg_parser); with a timeout Python polls and reads again.
+            timeout = 30
+
+            def answer(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                with open(log, "a") as f:
+                    f.write(f"{self.command} {self.path}\\n")
+                body = f"ok {self.command} {self.path}\\n".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PUT = do_DELETE = answer
+
+            def log_message(self, *args):
+                pass
+
+        class Server(http.server.ThreadingHTTPServer):
+            def get_request(self):
+                global delay
+                time.sleep(delay)
+                delay = 0
+                return super().get_request()
+
+        server = Server(("0.0.0.0", port), Handler)
+        open(ready, "w").close()
+        server.serve_forever()
+        """
+}
+
+/// A client in a pod holding one keep-alive connection to port 8080 of a server pod: it sends each step's request
+/// ("GET /path") and prints the answer's status (or "reset", "closed", "timeout"); at "wait" it pauses until
+/// `resume()`.
+private final class KeepAliveSteps {
+    private let process = Process()
+    private let output = Pipe()
+    private let go: String
+
+    init(from pod: Pod, to server: Pod, topology: Topology, steps: [String]) throws {
+        let directory = try topology.run.temporaryDirectory("steps-\(UInt32.random(in: 0...UInt32.max))")
+        go = "\(directory)/go"
+        let script = "\(directory)/client.py"
+        try Self.script.write(toFile: script, atomically: true, encoding: .utf8)
+        process.executableURL = URL(fileURLWithPath: try Shell.executablePath("nsenter"))
+        process.arguments =
+            ["--net=\(Netns.path(pod.netns))", "--", "python3", script, server.ipv4, "8080", go] + steps
+        process.standardOutput = output
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+    }
+
+    deinit { if process.isRunning { process.terminate() } }
+
+    /// Waits until the server has read `count` requests.
+    func waitUntilServed(_ server: HTTPServer, count: Int) throws {
+        let deadline = Date() + 10
+        while try server.requests().count < count && Date() < deadline { usleep(20_000) }
+    }
+
+    /// Lets the client go on past "wait" and returns every status it printed.
+    func resume() throws -> [String] {
+        FileManager.default.createFile(atPath: go, contents: nil)
+        process.waitUntilExit()
+        let printed = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return printed.split(separator: "\n").map(String.init)
+    }
+
+    static let script = """
+        import os, socket, sys, time
+        ip, port, go, steps = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4:]
+        s = socket.create_connection((ip, port), timeout=5)
 
         def status():
             data = b""
@@ -145,121 +425,20 @@ final class HTTPPolicyTests: EndToEndTestCase {
                 rest += chunk
             return head.split(b" ")[1].decode()
 
-        s.sendall(request)
-        print("first", status(), flush=True)
-        while not os.path.exists(go):
-            time.sleep(0.02)
-        try:
-            s.sendall(request)
-            print("second", status(), flush=True)
-        except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
-            print("second reset", flush=True)
-        except socket.timeout:
-            print("second timeout", flush=True)
-        """
-
-    /// Deleting the policy takes the HTTP rules out of the kernel at once: the refused request passes.
-    func testAPolicyChangeReachesRequestsAtOnce() throws {
-        let s = try makeSetup()
-        let url = "http://\(s.backend.ipv4):8080/api/v1/admin/users"
-        XCTAssertEqual(try curl(from: s.frontend, url).code, "403")
-        XCTAssertEqual(try s.agent.api(.DELETE, "/v1/policy").status, 200)
-        XCTAssertEqual(try curl(from: s.frontend, url).code, "200", "no policy: no HTTP rule")
-    }
-
-    /// HTTP rules on an agent whose kernel cannot enforce them are refused by name (501), never applied at L4 only.
-    func testTheStatusNamesTheKernelEnforcement() throws {
-        let s = try makeSetup()
-        let health = try s.agent.getJSON("/v1/healthz")
-        XCTAssertEqual(health["l7"]?["state"], "running", "\(health["l7"] ?? nil)")
-    }
-
-    private struct Answer: CustomStringConvertible {
-        var exit: Int32
-        var code: String
-        var body: String
-        var description: String { "exit \(exit), HTTP \(code), body \(body.debugDescription)" }
-    }
-
-    private func curl(from pod: Pod, _ url: String, post: String? = nil, timeout: Int = 5) throws -> Answer {
-        let out = "\(Topology.temporaryDirectory)/na-curl-\(UInt32.random(in: 0...UInt32.max))"
-        defer { unlink(out) }
-        var arguments = [
-            "nsenter", "--net=\(Netns.path(pod.netns))", "--", "curl", "-s", "-o", out, "-w", "%{http_code}",
-            "--max-time", "\(timeout)",
-        ]
-        if let post { arguments += ["-X", "POST", "--data", post] }
-        let result = try Shell.capture(arguments + [url], timeout: TimeInterval(timeout + 5))
-        let body = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-        return Answer(exit: result.status, code: result.stdout, body: body)
-    }
-}
-
-/// Python's HTTP/1.1 server (keep-alive) in a pod and the agent's cgroup, writing "METHOD PATH" for every request
-/// it reads to its log.
-private struct HTTPServer {
-    let log: String
-
-    init(on pod: Pod, port: UInt16, agent: AgentProcess, topology: Topology) throws {
-        let directory = try topology.run.temporaryDirectory("http-\(pod.name)")
-        let script = "\(directory)/server.py"
-        log = "\(directory)/access.log"
-        let ready = "\(directory)/ready"
-        try Self.script.write(toFile: script, atomically: true, encoding: .utf8)
-        let command = TestCgroup.command(
-            ["python3", script, "\(port)", log, ready], netns: pod.netns, cgroup: agent.cgroupRoot)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: command[0])
-        process.arguments = Array(command.dropFirst())
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        nonisolated(unsafe) let server = process
-        topology.onDestroy {
-            server.terminate()
-            server.waitUntilExit()
-        }
-        let deadline = Date() + 5
-        while !FileManager.default.fileExists(atPath: ready) {
-            guard process.isRunning, Date() < deadline else {
-                throw AgentHarnessError("HTTP server on \(pod) port \(port) did not start")
-            }
-            usleep(20_000)
-        }
-    }
-
-    /// "METHOD PATH" of every request the server read, in order.
-    func requests() throws -> [String] {
-        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-        return text.split(separator: "\n").map(String.init)
-    }
-
-    static let script = """
-        import http.server, sys
-        port, log, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def answer(self):
-                length = int(self.headers.get("Content-Length") or 0)
-                if length:
-                    self.rfile.read(length)
-                with open(log, "a") as f:
-                    f.write(f"{self.command} {self.path}\\n")
-                body = f"ok {self.command} {self.path}\\n".encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = do_PUT = do_DELETE = answer
-
-            def log_message(self, *args):
-                pass
-
-        server = http.server.ThreadingHTTPServer(("0.0.0.0", port), Handler)
-        open(ready, "w").close()
-        server.serve_forever()
+        for step in steps:
+            if step == "wait":
+                while not os.path.exists(go):
+                    time.sleep(0.02)
+                continue
+            method, path = step.split(" ", 1)
+            try:
+                s.sendall(f"{method} {path} HTTP/1.1\\r\\nHost: {ip}\\r\\n\\r\\n".encode())
+                print(status(), flush=True)
+            except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+                print("reset", flush=True)
+                break
+            except socket.timeout:
+                print("timeout", flush=True)
+                break
         """
 }

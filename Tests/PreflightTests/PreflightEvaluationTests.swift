@@ -23,9 +23,13 @@ final class PreflightEvaluationTests: XCTestCase {
                 "helper bpf_map_update_elem", "helper bpf_map_delete_elem", "helper bpf_ktime_get_ns",
                 "helper bpf_get_prandom_u32", "helper bpf_skb_pull_data", "helper bpf_skb_store_bytes",
                 "helper bpf_l3_csum_replace", "helper bpf_l4_csum_replace", "helper bpf_csum_diff",
+                "helper bpf_skb_load_bytes", "helper bpf_skb_change_tail", "helper bpf_redirect_peer",
+                "helper bpf_redirect", "helper bpf_fib_lookup",
                 "helper bpf_ringbuf_reserve", "helper bpf_ringbuf_submit", "helper bpf_ringbuf_query",
                 "program-type cgroup_sock_addr", "helper bpf_get_socket_cookie", "helper bpf_get_netns_cookie",
-                "helper bpf_set_retval", "sysctl net.core.bpf_jit_enable", "sysctl kernel.unprivileged_bpf_disabled",
+                "helper bpf_set_retval", "map-type sockhash", "program-type sock_ops", "program-type sk_skb",
+                "helper bpf_sock_hash_update", "helper bpf_sk_redirect_hash", "helper bpf_loop",
+                "sysctl net.core.bpf_jit_enable", "sysctl kernel.unprivileged_bpf_disabled",
             ])
         XCTAssertEqual(
             report.lines().prefix(5),

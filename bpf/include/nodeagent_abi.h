@@ -68,6 +68,8 @@ enum na_reason {
 	NA_DROP_L7_AMBIGUOUS_PATH = 234, /* dot segments, encoded dots or slashes, duplicate slashes */
 	NA_DROP_L7_FRAMING = 235,        /* unsupported Transfer-Encoding, or it together with Content-Length */
 	NA_DROP_L7_CONN_DENIED = 236,    /* bytes after a refused request on the same connection */
+	/* Ours: Cilium forwards such a flow to the other node (SNAT or DSR). */
+	NA_DROP_LB_REMOTE_BACKEND = 245, /* a client outside to a service backend on another node: not forwarded yet */
 };
 
 /* Address families as carried in keys (same values as AF_INET / AF_INET6). */
@@ -353,6 +355,7 @@ struct na_lb_service_key {
 
 /* na_lb_service_value.flags (slot 0) */
 #define NA_LB_F_BANK1 (1U << 0)  /* the backend slots in use are bank 1's */
+#define NA_LB_F_EXTERNAL (1U << 1)  /* NodePort, ExternalIPs, LoadBalancer: also for traffic from outside */
 
 struct na_lb_service_value {
 	__u32 backend_id;        /* backend slots: the backend */
@@ -423,6 +426,19 @@ struct na_lb_affinity_value {
 };
 
 /*
+ * na_lb_aff_ip (LRU): ClientIP session affinity where a packet is translated
+ * (lb_xlate.h: pods outside the cgroup root, clients outside the node): the
+ * client is its source address, as in Cilium's per-packet path. A client
+ * address and a service -> the backend and when, checked as na_lb_affinity's.
+ */
+struct na_lb_aff_ip_key {
+	__u8 addr[16];       /* the client; IPv4 in the first four bytes */
+	__u32 service_id;
+	__u8 family;
+	__u8 pad[3];
+};
+
+/*
  * na_lb_aff_match: a backend and a service -> 1 while the backend takes
  * the service's new connections (active, weight above 0). Written by the agent
  * with each backend set: slots alone cannot answer "is it still a backend of
@@ -451,8 +467,9 @@ struct na_lb_aff_match_key {
  * carries NA_CT_SERVICE while the pod's packets on that tuple are translated,
  * and only replies matching such an entry are translated back: a reverse half
  * the LRU still holds after the flow ended never touches a later flow that
- * reuses the tuple without the service. A frontend with no backend taking new
- * flows drops with NA_DROP_NO_SERVICE.
+ * reuses the tuple without the service. A packet to a frontend with no backend
+ * taking new flows counts as a drop with NA_DROP_NO_SERVICE and is answered
+ * with a refusal (lb_reject.h).
  */
 struct na_lb_flow {
 	__u8 addr[16];       /* forward half: the backend; reverse half: the frontend */

@@ -89,6 +89,7 @@
 /* ICMP types. */
 #define NA_ICMP_ECHOREPLY 0
 #define NA_ICMP_DEST_UNREACH 3
+#define NA_ICMP_PORT_UNREACH 3      /* its code for a closed port */
 #define NA_ICMP_SOURCE_QUENCH 4
 #define NA_ICMP_REDIRECT 5
 #define NA_ICMP_ECHO 8
@@ -96,6 +97,8 @@
 #define NA_ICMP_PARAMETERPROB 12
 
 /* ICMPv6 types. */
+#define NA_ICMPV6_DEST_UNREACH 1
+#define NA_ICMPV6_PORT_UNREACH 4    /* its code for a closed port */
 #define NA_ICMPV6_ERROR_MAX 127     /* types 0-127 are errors */
 #define NA_ICMPV6_ECHO_REQUEST 128
 #define NA_ICMPV6_ECHO_REPLY 129

@@ -6,6 +6,7 @@
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include "l7_maps.h"
+#include "l7_bounds.h"
 
 #define NA_HTTP_SCAN_CHUNK 64
 
@@ -58,10 +59,7 @@ static long na_http_scan_chunk(__u32 index, void *data)
 		return 1;
 	if (n > NA_HTTP_SCAN_CHUNK)
 		n = NA_HTTP_SCAN_CHUNK;
-	/* Opaque to clang, so the check below stays and the verifier sees a length in [1, 64]. */
-	asm volatile("" : "+r"(n));
-	if (n < 1 || n > NA_HTTP_SCAN_CHUNK)
-		return 1;
+	n = na_l7_bounded(n, NA_HTTP_SCAN_CHUNK);
 	if (bpf_skb_load_bytes(s->skb, s->base + s->pos, s->buf, n) < 0)
 		return 1;
 	s->n = n;
@@ -72,10 +70,66 @@ static long na_http_scan_chunk(__u32 index, void *data)
 	return 0;
 }
 
+#define NA_HTTP_CHUNK_LINE_MAX 32  /* a chunk-size line, extensions and CRLF included */
+
+static __always_inline int na_http_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c |= 0x20;
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/*
+ * A chunk-size line: hex digits, optional extensions after ';', CRLF. Its
+ * length once complete (conn->chunk set to the size), 0 while incomplete, or
+ * -1 when it is not one (or longer than 32 bytes, or the size over 256 MiB).
+ */
+static __always_inline int na_http_chunk_line(struct __sk_buff *skb, struct na_l7_conn *conn, __u32 avail)
+{
+	char line[NA_HTTP_CHUNK_LINE_MAX];
+	__u32 n = avail < NA_HTTP_CHUNK_LINE_MAX ? avail : NA_HTTP_CHUNK_LINE_MAX;
+	__u32 size = 0, digits = 0;
+	bool extension = false;
+
+	if (n < 1)
+		return 0;
+	n = na_l7_bounded(n, NA_HTTP_CHUNK_LINE_MAX);
+	if (bpf_skb_load_bytes(skb, conn->msg_off, line, n) < 0)
+		return 0;
+	for (__u32 i = 0; i + 1 < NA_HTTP_CHUNK_LINE_MAX; i++) {
+		int v;
+
+		if (i + 1 >= n)
+			break;
+		if (line[i] == '\r' && line[i + 1] == '\n') {
+			if (!digits)
+				return -1;
+			conn->chunk = size;
+			return i + 2;
+		}
+		if (extension)
+			continue;
+		if (line[i] == ';') {
+			extension = true;
+			continue;
+		}
+		v = na_http_hex(line[i]);
+		if (v < 0 || digits >= 7)
+			return -1;
+		size = size * 16 + v;
+		digits++;
+	}
+	return n < NA_HTTP_CHUNK_LINE_MAX ? 0 : -1;
+}
+
 /*
  * The stream parser. Returns the length of the message that starts at the
- * connection's current offset (a request head, a piece of body, or what a
- * refused connection sends), or 0 while a head is incomplete.
+ * connection's current offset (a request head, a piece of body, a chunk-size
+ * line or its CRLF, the trailers, or what a refused connection sends), or 0
+ * while one of them is incomplete.
  */
 static __always_inline int na_http_frame(struct __sk_buff *skb, struct na_l7_conn *conn)
 {
@@ -87,7 +141,8 @@ static __always_inline int na_http_frame(struct __sk_buff *skb, struct na_l7_con
 		conn->msg_off = conn->leftover && conn->leftover <= skb->len ? skb->len - conn->leftover : 0;
 		conn->leftover = 0;
 		conn->scanned = 0;
-		conn->match = 0;
+		/* Trailers end at an empty line, which may be the first: as if a head's CRLF had just been seen. */
+		conn->match = conn->phase == NA_L7_PHASE_TRAILER ? 2 : 0;
 		conn->pending = 0;
 		conn->fresh = 0;
 	}
@@ -95,14 +150,40 @@ static __always_inline int na_http_frame(struct __sk_buff *skb, struct na_l7_con
 		return 0;
 	avail = skb->len - conn->msg_off;
 
-	if (conn->phase == NA_L7_PHASE_DENIED)
+	switch (conn->phase) {
+	case NA_L7_PHASE_DENIED:
 		goto whole;
-	if (conn->phase == NA_L7_PHASE_BODY) {
+	case NA_L7_PHASE_BODY:
+	case NA_L7_PHASE_CHUNK_DATA:
 		conn->msg_len = avail < conn->body_left ? avail : conn->body_left;
 		return conn->msg_len;
+	case NA_L7_PHASE_CHUNK_SIZE: {
+		int len = na_http_chunk_line(skb, conn, avail);
+
+		if (len < 0) {
+			conn->pending = NA_DROP_L7_FRAMING;
+			goto whole;
+		}
+		conn->msg_len = len;
+		return len;
+	}
+	case NA_L7_PHASE_CHUNK_END: {
+		char crlf[2];
+
+		if (avail < 2)
+			return 0;
+		if (bpf_skb_load_bytes(skb, conn->msg_off, crlf, 2) < 0)
+			return 0;
+		if (crlf[0] != '\r' || crlf[1] != '\n') {
+			conn->pending = NA_DROP_L7_FRAMING;
+			goto whole;
+		}
+		conn->msg_len = 2;
+		return 2;
+	}
 	}
 
-	if (conn->scanned == 0) {
+	if (conn->phase == NA_L7_PHASE_HEAD && conn->scanned == 0) {
 		if (bpf_skb_load_bytes(skb, conn->msg_off, &first, 1) < 0)
 			return 0;
 		/* A TLS record (ClientHello) or anything but a method token: refused before waiting for a head. */

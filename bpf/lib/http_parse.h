@@ -53,7 +53,7 @@ static __always_inline void na_http_path_byte(struct na_l7_scratch *s, __u32 i, 
 		s->req.seg_other = 1;
 }
 
-/* Whether header line [start, colon) is called name (lower case, len bytes), case-insensitively. */
+/* Whether [start, colon) is name (lower case, len bytes), case-insensitively: a header name, or a value. */
 static __always_inline bool na_http_name_is(const struct na_l7_scratch *s, __u32 start, __u32 colon,
 					    const char *name, __u32 len)
 {
@@ -116,10 +116,28 @@ static __always_inline void na_http_header(struct na_l7_scratch *s, __u32 start,
 		s->req.has_cl = 1;
 		s->req.content_length = v;
 	} else if (na_http_name_is(s, start, colon, "transfer-encoding", 17)) {
+		if (s->req.has_te)
+			s->req.reason = NA_DROP_L7_FRAMING;
 		s->req.has_te = 1;
+		s->req.te_chunked = na_http_name_is(s, off, off + len, "chunked", 7);
 	} else if (na_http_name_is(s, start, colon, "upgrade", 7)) {
 		s->req.reason = NA_DROP_L7_PROTOCOL;
 	}
+}
+
+/* Whether [v, end) is "HTTP/1.0" or "HTTP/1.1" followed by CR (end is the LF). */
+static __always_inline bool na_http_version_ok(const struct na_l7_scratch *s, __u32 v, __u32 end)
+{
+	return end - v == 9 && na_http_at(s, v) == 'H' && na_http_at(s, v + 1) == 'T' && na_http_at(s, v + 2) == 'T' &&
+	       na_http_at(s, v + 3) == 'P' && na_http_at(s, v + 4) == '/' && na_http_at(s, v + 5) == '1' &&
+	       na_http_at(s, v + 6) == '.' && (na_http_at(s, v + 7) == '0' || na_http_at(s, v + 7) == '1') &&
+	       na_http_at(s, v + 8) == '\r';
+}
+
+/* The method is PRI: the HTTP/2 prior-knowledge preface ("PRI * HTTP/2.0"). */
+static __always_inline bool na_http_is_pri(const struct na_l7_scratch *s)
+{
+	return s->req.method_len == 3 && na_http_at(s, 0) == 'P' && na_http_at(s, 1) == 'R' && na_http_at(s, 2) == 'I';
 }
 
 /*
@@ -132,7 +150,8 @@ static long na_http_parse_byte(__u32 index, void *data)
 	__u32 i = index;
 	char c;
 
-	if (i >= s->req.len || s->req.reason)
+	/* A refusal found in the request line still reads it to its end: the flow shows the method and target. */
+	if (i >= s->req.len || (s->req.reason && s->req.phase >= 2))
 		return 1;
 	c = na_http_at(s, i);
 	switch (s->req.phase) {
@@ -167,16 +186,8 @@ static long na_http_parse_byte(__u32 index, void *data)
 		break;
 	case 2:
 		if (c == '\n') {
-			/* "HTTP/1.0" or "HTTP/1.1", then CR LF. */
-			__u32 v = s->req.line_start;
-			if (i - v != 9 || na_http_at(s, v) != 'H' || na_http_at(s, v + 1) != 'T' ||
-			    na_http_at(s, v + 2) != 'T' || na_http_at(s, v + 3) != 'P' || na_http_at(s, v + 4) != '/' ||
-			    na_http_at(s, v + 5) != '1' || na_http_at(s, v + 6) != '.' ||
-			    (na_http_at(s, v + 7) != '0' && na_http_at(s, v + 7) != '1') || na_http_at(s, v + 8) != '\r')
-				s->req.reason = s->req.method_len == 3 && na_http_at(s, 0) == 'P' && na_http_at(s, 1) == 'R' &&
-							    na_http_at(s, 2) == 'I'
-						    ? NA_DROP_L7_PROTOCOL
-						    : NA_DROP_L7_MALFORMED;
+			if (!na_http_version_ok(s, s->req.line_start, i))
+				s->req.reason = na_http_is_pri(s) ? NA_DROP_L7_PROTOCOL : NA_DROP_L7_MALFORMED;
 			s->req.phase = 3;
 			s->req.line_start = i + 1;
 			s->req.colon = 0;
@@ -195,7 +206,8 @@ static long na_http_parse_byte(__u32 index, void *data)
 			end--;
 			if (end == s->req.line_start)
 				return 1; /* the empty line: end of the head */
-			if (!s->req.colon || s->req.colon == s->req.line_start || s->req.lines >= NA_L7_HEADER_LINES_MAX) {
+			if (!s->req.colon || s->req.colon == s->req.line_start ||
+			    s->req.lines >= NA_L7_HEADER_LINES_MAX) {
 				s->req.reason = NA_DROP_L7_MALFORMED;
 				break;
 			}
@@ -231,7 +243,8 @@ static __always_inline void na_http_parse(struct na_l7_scratch *s)
 		s->req.reason = NA_DROP_L7_MALFORMED;
 		return;
 	}
-	if (s->req.has_te)
+	/* Only chunked, and never beside a Content-Length (RFC 9112 6.1: the pair is how requests are smuggled). */
+	if (s->req.has_te && (s->req.has_cl || !s->req.te_chunked))
 		s->req.reason = NA_DROP_L7_FRAMING;
 }
 

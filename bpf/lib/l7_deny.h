@@ -5,6 +5,7 @@
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
+#include "l7_bounds.h"
 
 /*
  * The answer must fill the refused message exactly: strparser hands the
@@ -41,9 +42,7 @@ static long na_l7_pad_chunk(__u32 index, void *data)
 		return 1;
 	if (n > sizeof(na_l7_spaces))
 		n = sizeof(na_l7_spaces);
-	asm volatile("" : "+r"(n));
-	if (n < 1 || n > sizeof(na_l7_spaces))
-		return 1;
+	n = na_l7_bounded(n, sizeof(na_l7_spaces));
 	if (bpf_skb_store_bytes(p->skb, p->off, na_l7_spaces, n, 0) < 0) {
 		p->failed = true;
 		return 1;

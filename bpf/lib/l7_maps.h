@@ -24,6 +24,10 @@ enum na_l7_phase {
 	NA_L7_PHASE_HEAD = 0,    /* the next message is a request head */
 	NA_L7_PHASE_BODY = 1,    /* Content-Length body bytes follow */
 	NA_L7_PHASE_DENIED = 2,  /* a request was refused: every later byte is dropped */
+	NA_L7_PHASE_CHUNK_SIZE = 3,  /* a chunk-size line of a chunked body */
+	NA_L7_PHASE_CHUNK_DATA = 4,  /* a chunk's data */
+	NA_L7_PHASE_CHUNK_END = 5,   /* the CRLF after a chunk's data */
+	NA_L7_PHASE_TRAILER = 6,     /* after the last chunk: trailer lines, then an empty line */
 };
 
 /*
@@ -48,7 +52,9 @@ struct na_l7_conn {
 	__u32 msg_len;     /* the current message's length, as the parser returned it */
 	__u32 leftover;    /* bytes that followed the last message in its skb */
 	__u32 scanned;     /* head bytes already scanned, so a slowly arriving head is scanned once */
-	__u32 body_left;   /* Content-Length bytes still to come */
+	__u32 body_left;   /* Content-Length or chunk bytes still to come */
+	__u32 chunk;       /* the size the parser read in the current chunk-size line */
+	__u32 pad2;
 };
 
 /* An endpoint's address and TCP port with HTTP rules -> its ruleset. */
@@ -113,6 +119,7 @@ struct na_http_req {
 	__u8 has_host;
 	__u8 has_cl;
 	__u8 has_te;
+	__u8 te_chunked;      /* Transfer-Encoding is exactly "chunked" */
 	/* the scan's state between bytes */
 	__u8 phase;           /* 0 method, 1 target, 2 version, 3 header lines */
 	__u8 in_query;

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* lb_slots.h: the one way to pick a random backend of a service, shared by the socket hooks and the tc path. */
+/* lb_slots.h: the one way to pick a random backend of a service, and to trust an affinity entry, for the socket
+ * hooks and the tc path alike. */
 #ifndef NA_LB_SLOTS_H
 #define NA_LB_SLOTS_H
 
@@ -27,6 +28,22 @@ static __always_inline struct na_lb_backend *lb_random_backend(struct na_lb_serv
 		return NULL;
 	*id = slot->backend_id;
 	return bpf_map_lookup_elem(&na_lb_backends, id);
+}
+
+/*
+ * The backend an affinity entry names, while it still takes the service's
+ * new connections (na_lb_aff_match): affinity never outlives a backend's
+ * removal or drain. NULL: pick anew.
+ */
+static __always_inline struct na_lb_backend *lb_affinity_check(__u32 backend_id, __u32 service_id)
+{
+	struct na_lb_aff_match_key mkey = {};
+
+	mkey.backend_id = backend_id;
+	mkey.service_id = service_id;
+	if (!bpf_map_lookup_elem(&na_lb_aff_match, &mkey))
+		return NULL;
+	return bpf_map_lookup_elem(&na_lb_backends, &mkey.backend_id);
 }
 
 #endif /* NA_LB_SLOTS_H */

@@ -3,7 +3,8 @@
  * lb_xlate.h: per-packet service translation in the endpoint programs, for
  * traffic no socket hook translated (design and map layouts in
  * nodeagent_abi.h): frontend to backend for what a pod sends, backend to
- * frontend for the replies it receives.
+ * frontend for the replies it receives. ClientIP affinity keys on the
+ * client's address (na_lb_aff_ip).
  */
 #ifndef NA_LB_XLATE_H
 #define NA_LB_XLATE_H
@@ -29,6 +30,18 @@ struct {
 	__type(value, struct na_lb_flow);
 } na_lb_flows SEC(".maps");
 
+#ifndef NA_LB_AFF_IP_MAX_ENTRIES
+#define NA_LB_AFF_IP_MAX_ENTRIES 65536
+#endif
+
+/* ClientIP affinity of translated flows: a client address and a service -> the backend and its last use. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NA_LB_AFF_IP_MAX_ENTRIES);
+	__type(key, struct na_lb_aff_ip_key);
+	__type(value, struct na_lb_affinity_value);
+} na_lb_aff_ip SEC(".maps");
+
 /* The flow's hash for Maglev: the whole 5-tuple, both address families. */
 static __always_inline __u32 na_lb_hash(const struct na_pkt *pkt)
 {
@@ -44,6 +57,32 @@ static __always_inline __u32 na_lb_hash(const struct na_pkt *pkt)
 	h = na_nat_mix(h, ((__u32)pkt->sport << 16) | pkt->dport);
 	h = na_nat_mix(h, pkt->proto);
 	return na_nat_fmix(h);
+}
+
+/*
+ * The backend the client had for the service within its ClientIP affinity
+ * timeout, when that backend still takes new connections (its last use
+ * becomes now); NULL otherwise. akey is left filled, for recording a new choice.
+ */
+static __always_inline struct na_lb_backend *na_lb_affinity_ip(const struct na_ctx *ctx,
+							    const struct na_lb_service_value *svc,
+							    struct na_lb_aff_ip_key *akey, __u32 *id)
+{
+	struct na_lb_affinity_value *aval;
+	struct na_lb_backend *backend;
+
+	__builtin_memcpy(akey->addr, ctx->pkt.saddr, 16);
+	akey->service_id = svc->service_id;
+	akey->family = ctx->pkt.family;
+	aval = bpf_map_lookup_elem(&na_lb_aff_ip, akey);
+	if (!aval || ctx->now - aval->last_used > svc->affinity_timeout)
+		return NULL;
+	backend = lb_affinity_check(aval->backend_id, svc->service_id);
+	if (!backend)
+		return NULL;
+	*id = aval->backend_id;
+	aval->last_used = ctx->now;
+	return backend;
 }
 
 /*
@@ -118,8 +157,10 @@ static __always_inline int na_lb_flow_backend(struct na_ctx *ctx, struct na_lb_s
 					      struct na_lb_flow *fwd)
 {
 	const struct na_pkt *pkt = &ctx->pkt;
+	struct na_lb_affinity_value aval = {};
 	struct na_lb_flow rev = {}, *known;
-	struct na_lb_backend *backend;
+	struct na_lb_aff_ip_key akey = {};
+	struct na_lb_backend *backend = NULL;
 	struct na_ct_key fkey, rkey;
 	__u32 id = 0;
 
@@ -137,9 +178,18 @@ static __always_inline int na_lb_flow_backend(struct na_ctx *ctx, struct na_lb_s
 		return 0;
 	if (svc->count == 0)
 		return -NA_DROP_NO_SERVICE;
-	backend = na_lb_select(key, svc, pkt, &id);
-	if (!backend)
-		return -NA_DROP_NO_SERVICE;
+	if (svc->affinity_timeout)
+		backend = na_lb_affinity_ip(ctx, svc, &akey, &id);
+	if (!backend) {
+		backend = na_lb_select(key, svc, pkt, &id);
+		if (!backend)
+			return -NA_DROP_NO_SERVICE;
+		if (svc->affinity_timeout) {
+			aval.backend_id = id;
+			aval.last_used = ctx->now;
+			bpf_map_update_elem(&na_lb_aff_ip, &akey, &aval, BPF_ANY);
+		}
+	}
 	__builtin_memcpy(fwd->addr, backend->addr, 16);
 	fwd->port = backend->port;
 	fwd->backend_id = id;
@@ -235,6 +285,58 @@ static __always_inline int na_lb_xlate_from_backend(struct __sk_buff *skb, struc
 	loc.l4_off = pkt->l4_off;
 	loc.icmp_type = 0;
 	return na_nat_rewrite(skb, pkt, &loc, true, pkt->saddr, addr, pkt->sport, port);
+}
+
+/*
+ * Hairpin: a pod whose flow to a frontend was sent to itself. Its answer to
+ * its own address would never leave the pod, so the flow's packets reach it
+ * from NA_LB_HAIRPIN_IPV4 (Cilium's IPv4 service loopback address, link-local:
+ * only this node can send from it) and its answers to that address come out,
+ * where they go back to the pod's address and to_endpoint gives them the
+ * frontend back as any backend's reply. IPv4 only.
+ */
+#define NA_LB_HAIRPIN_IPV4 0xa9fe2a01  /* 169.254.42.1 */
+
+static __always_inline bool na_lb_hairpin_addr(const __u8 *addr, __u8 family)
+{
+	__be32 a;
+
+	__builtin_memcpy(&a, addr, 4);
+	return family == NA_FAMILY_IPV4 && a == bpf_htonl(NA_LB_HAIRPIN_IPV4);
+}
+
+/*
+ * from_endpoint, once the packet is allowed: a translated packet to the pod's
+ * own address leaves from the hairpin address, and the pod's answer to the
+ * hairpin address goes back to the pod's own (ports unchanged). ctx->pkt
+ * keeps what conntrack and the flow event saw. Returns 0 or a negative drop
+ * reason.
+ */
+static __always_inline int na_lb_hairpin_egress(struct __sk_buff *skb, const struct na_ctx *ctx)
+{
+	const struct na_pkt *pkt = &ctx->pkt;
+	__u8 from[16] = {}, to[16] = {};
+	struct na_nat_loc loc;
+	__be32 hairpin = bpf_htonl(NA_LB_HAIRPIN_IPV4);
+	bool source;
+
+	if (pkt->family != NA_FAMILY_IPV4)
+		return 0;
+	if (ctx->lb_xlated && na_addr_equal(pkt->saddr, pkt->daddr, 1)) {
+		source = true;
+		__builtin_memcpy(from, pkt->saddr, 4);
+		__builtin_memcpy(to, &hairpin, 4);
+	} else if (na_lb_hairpin_addr(pkt->daddr, pkt->family)) {
+		source = false;
+		__builtin_memcpy(from, pkt->daddr, 4);
+		__builtin_memcpy(to, pkt->saddr, 4);
+	} else {
+		return 0;
+	}
+	loc.l3_off = pkt->l3_off;
+	loc.l4_off = pkt->l4_off;
+	loc.icmp_type = 0;
+	return na_nat_rewrite(skb, pkt, &loc, source, from, to, 0, 0);
 }
 
 #endif /* NA_LB_XLATE_H */

@@ -70,18 +70,13 @@ static __always_inline void sock_addr_write(struct bpf_sock_addr *ctx, __u8 fami
 static __always_inline struct na_lb_backend *lb_affinity_backend(const struct na_lb_affinity_key *akey, __u32 timeout,
 								 __u32 now)
 {
-	struct na_lb_aff_match_key mkey = {};
 	struct na_lb_affinity_value *aval;
 	struct na_lb_backend *backend;
 
 	aval = bpf_map_lookup_elem(&na_lb_affinity, akey);
 	if (!aval || now - aval->last_used > timeout)
 		return NULL;
-	mkey.backend_id = aval->backend_id;
-	mkey.service_id = akey->service_id;
-	if (!bpf_map_lookup_elem(&na_lb_aff_match, &mkey))
-		return NULL;
-	backend = bpf_map_lookup_elem(&na_lb_backends, &mkey.backend_id);
+	backend = lb_affinity_check(aval->backend_id, akey->service_id);
 	if (!backend)
 		return NULL;
 	/* Racing connects of one pod write the same or a newer second: a plain store is enough. */

@@ -14,6 +14,10 @@ public struct ServicesConfig: Sendable, Equatable {
     public var backendSelection = BackendSelection.Name.random
     /// Entries of each service's Maglev table: a prime, as Cilium accepts them (`--bpf-lb-maglev-table-size`).
     public var maglevTableSize = BackendSelection.defaultMaglevTableSize
+    /// The node's external interfaces whose tc hooks translate NodePort, ExternalIPs and LoadBalancer services for
+    /// clients outside the node (Cilium's `devices`); nil: the NAT plugin's `interface` when it names one, else
+    /// none. An empty list turns the default off.
+    public var devices: [String]?
 
     /// What the load balancer is told to use.
     public var selection: BackendSelection {
@@ -22,7 +26,7 @@ public struct ServicesConfig: Sendable, Equatable {
 
     /// Cilium's accepted Maglev table sizes: primes, each about twice the one before.
     public static let maglevTableSizes = [251, 509, 1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071]
-    static let keys: Set<String> = ["enabled", "cgroup-root", "backend-selection", "maglev-table-size"]
+    static let keys: Set<String> = ["enabled", "cgroup-root", "backend-selection", "maglev-table-size", "devices"]
 
     public init() {}
 
@@ -55,6 +59,23 @@ public struct ServicesConfig: Sendable, Equatable {
             }
             maglevTableSize = size
         }
+        if let value = object["devices"] {
+            devices = try value.requireArray("services.devices").enumerated().map { index, item throws(AgentError) in
+                let field = "services.devices[\(index)]"
+                let name = try item.requireString(field)
+                // IFNAMSIZ less its terminating zero; the kernel refuses '/', ':' and whitespace in names.
+                guard (1...15).contains(name.utf8.count), !name.contains(where: { "/: \t\n".contains($0) }) else {
+                    throw AgentError.invalidField(field, "\"\(name)\" is not an interface name")
+                }
+                return name
+            }
+        }
+    }
+
+    /// The devices in effect: `devices` when given, else the NAT plugin's interface (`plugins.nat.interface`).
+    public func effectiveDevices(plugins: JSON) -> [String] {
+        if let devices { return devices }
+        return plugins.objectValue?["nat"]?.objectValue?["interface"]?.stringValue.map { [$0] } ?? []
     }
 
     /// The section as `GET /v1/healthz` shows it beside whether the load balancer runs.

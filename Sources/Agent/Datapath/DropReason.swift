@@ -16,6 +16,7 @@ enum DropReason {
         case NA_DROP_CT_CREATE_FAILED.rawValue: "conntrack map full"
         case NA_DROP_FRAG_NOSUPPORT.rawValue: "fragmentation not supported"
         case NA_DROP_NO_SERVICE.rawValue: "service without backends"
+        case NA_DROP_LB_REMOTE_BACKEND.rawValue: "service backend on another node"
         case NA_DROP_NO_CONFIG.rawValue: "no endpoint configuration"
         case NA_DROP_NAT_NO_MAPPING.rawValue: "no NAT mapping"
         case NA_DROP_POLICY_DENY.rawValue: "policy deny rule"

@@ -22,7 +22,11 @@ extension NodeAgent {
         }
         if let failure = L7SelfTest.run(enforcement.datapath) {
             enforcement.stop()
-            return (nil, "\(failure)")
+            return (
+                nil,
+                "\(failure) (the test's sockets are the agent's own: its process must be under the cgroup root "
+                    + "\(config.services.cgroupRoot))"
+            )
         }
         return (enforcement, nil)
     }

@@ -11,7 +11,11 @@ final class FlowReader: Sendable {
     private let counter: MalformedCounter
 
     /// `context` gives the agent's current knowledge (nil once the agent is gone); it is asked once per batch.
-    init(datapath: Datapath, store: FlowStore, context: @escaping @Sendable () -> FlowContext?) throws {
+    /// `decided` sees every batch of flows once they are stored (the agent closes refused HTTP connections).
+    init(
+        datapath: Datapath, store: FlowStore, context: @escaping @Sendable () -> FlowContext?,
+        decided: @escaping @Sendable ([Flow]) -> Void = { _ in }
+    ) throws {
         let counter = MalformedCounter()
         reader = RingBufferReader(map: try datapath.map(Self.ringBuffer), threadName: "flow-reader") { records in
             var events: [FlowRecord] = []
@@ -25,12 +29,13 @@ final class FlowReader: Sendable {
             }
             guard !events.isEmpty, let context = context() else { return }
             let offset = WallClock.monotonicOffset()
-            store.append(
-                events.map { record in
-                    var flow = context.flow(from: record.event, wallOffset: offset)
-                    flow.l7 = record.l7
-                    return flow
-                })
+            let flows = events.map { record in
+                var flow = context.flow(from: record.event, wallOffset: offset)
+                flow.l7 = record.l7
+                return flow
+            }
+            store.append(flows)
+            decided(flows)
         }
         self.counter = counter
     }

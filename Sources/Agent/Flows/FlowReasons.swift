@@ -8,7 +8,7 @@ enum FlowReasons {
             NA_REASON_FORWARDED, NA_DROP_INVALID_SIP, NA_DROP_POLICY, NA_DROP_INVALID, NA_DROP_CT_CREATE_FAILED,
             NA_DROP_FRAG_NOSUPPORT, NA_DROP_NO_CONFIG, NA_DROP_NAT_NO_MAPPING, NA_DROP_POLICY_DENY, NA_DROP_NAT_NO_PORT,
             NA_DROP_ICMP_NO_FLOW, NA_DROP_ICMP_REDIRECT, NA_DROP_ND_ROUTER_ADVERT, NA_DROP_ND_TARGET, NA_DROP_MLD_QUERY,
-            NA_DROP_NO_SERVICE,
+            NA_DROP_NO_SERVICE, NA_DROP_LB_REMOTE_BACKEND,
         ]
         var names: [UInt16: String] = [:]
         for code in codes { names[UInt16(code.rawValue)] = DropReason.name(of: UInt16(code.rawValue)) }

@@ -51,23 +51,10 @@ public final class L7Enforcement: Sendable {
             try verdict.attach(to: socks, as: .streamVerdict)
             let directory = linkDirectory(pinRoot: pinRoot)
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            let link = try attach(sockops, cgroup: cgroupRoot, id: cgroupID, pin: "\(directory)/\(Self.sockops)")
+            let link = try BPFLink.attachPinned(
+                sockops, cgroup: cgroupRoot, cgroupID: cgroupID, pin: "\(directory)/\(Self.sockops)")
             return L7Enforcement(cgroupRoot: cgroupRoot, pinRoot: pinRoot, datapath: datapath, link: link)
         }
-    }
-
-    /// The pinned link when it attaches sockops to this cgroup, with `program` swapped in; a new pinned link
-    /// otherwise (which replaces the old pin, detaching it).
-    private static func attach(_ program: BPFProgram, cgroup: String, id: UInt64, pin: String) throws -> BPFLink {
-        if let pinned = try BPFLink.openPinned(pin), let attachment = try? pinned.cgroupAttachment(),
-            attachment.cgroupID == id, attachment.attachType == program.expectedAttachType
-        {
-            try pinned.update(program: program)
-            return pinned
-        }
-        let link = try BPFLink.attach(program, cgroup: cgroup)
-        try link.pin(at: pin)
-        return link
     }
 
     /// The agent is going away: its descriptors close, the pins stay and requests go on being decided.

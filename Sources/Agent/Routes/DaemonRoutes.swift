@@ -64,6 +64,7 @@ extension NodeAgent {
         var object = config.services.json.objectValue ?? [:]
         object["load-balancer"] = serviceLoadBalancing == nil ? "not running" : "running"
         if let serviceLoadBalancing { object["cgroup-root"] = .string(serviceLoadBalancing.cgroupRoot) }
+        object["devices"] = .array(serviceDevices.withLock { $0 }.map { .string($0) })
         return .object(object)
     }
 

@@ -52,6 +52,20 @@ enum LBMapDecoders {
                 )
             })
         datapath.registerDecoder(
+            prefix: "na_lb_aff_ip",
+            MapDecoder { key, value, _ in
+                let k: na_lb_aff_ip_key = valueFrom(key, at: 0)
+                let v: na_lb_affinity_value = valueFrom(value, at: 0)
+                let idle = Int64(MonotonicClock.seconds()) - Int64(v.last_used)
+                return (
+                    ["client": .string(address(family: k.family, k.addr)), "service-id": .int(Int64(k.service_id))],
+                    [
+                        "backend-id": .int(Int64(v.backend_id)), "last-used": .int(Int64(v.last_used)),
+                        "idle-seconds": .int(max(idle, 0)),
+                    ]
+                )
+            })
+        datapath.registerDecoder(
             prefix: "na_lb_aff_match",
             MapDecoder { key, _, _ in
                 let k: na_lb_aff_match_key = valueFrom(key, at: 0)
@@ -102,6 +116,10 @@ enum LBMapDecoders {
     }
 
     /// "10.0.0.7:8080" or "[fd00::7]:8080" from an address as the maps hold it and a port in network order.
+    private static func address<Bytes>(family: UInt8, _ addr: Bytes) -> String {
+        IPAddress(familyByte: family, key: tupleBytes(addr))?.description ?? "?"
+    }
+
     private static func text<Bytes>(family: UInt8, _ addr: Bytes, port: UInt16) -> String {
         guard let address = IPAddress(familyByte: family, key: tupleBytes(addr)) else { return "?" }
         return AddressPort(address: address, port: UInt16(bigEndian: port)).description

@@ -52,12 +52,19 @@ public struct LoadBalancedService: Hashable, Sendable {
     public var frontend: ServiceFrontend
     public var backends: [ServiceBackend]
     public var affinityTimeout: UInt32?
+    /// Translated for clients outside the node too, on its external interfaces (NodePort, ExternalIPs and
+    /// LoadBalancer services; a ClusterIP is for the cluster only).
+    public var external: Bool
 
-    public init(id: UInt32, frontend: ServiceFrontend, backends: [ServiceBackend], affinityTimeout: UInt32? = nil) {
+    public init(
+        id: UInt32, frontend: ServiceFrontend, backends: [ServiceBackend], affinityTimeout: UInt32? = nil,
+        external: Bool = false
+    ) {
         self.id = id
         self.frontend = frontend
         self.backends = backends
         self.affinityTimeout = affinityTimeout
+        self.external = external
     }
 }
 

@@ -44,7 +44,7 @@ struct ServiceSpec: Sendable, Equatable {
     var loadBalanced: LoadBalancedService {
         LoadBalancedService(
             id: id, frontend: frontend, backends: backends,
-            affinityTimeout: affinity == .clientIP ? affinityTimeout : nil)
+            affinityTimeout: affinity == .clientIP ? affinityTimeout : nil, external: kind != .clusterIP)
     }
 }
 

@@ -156,7 +156,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
             head.affinity_timeout = service.affinityTimeout ?? 0
             head.count = UInt16(counts.reduce(0, +))
             head.inactive = UInt16(ordered.count - taking.count)
-            head.flags = bank.flag
+            head.flags = bank.flag | (service.external ? UInt16(NA_LB_F_EXTERNAL) : 0)
             try services.update(key, head)
         } catch {
             // Slot 0 still names the old bank: undo what only the new set used.
@@ -220,7 +220,8 @@ public final class SocketLoadBalancer: ServiceDatapath {
         return LoadBalancedService(
             id: head.service_id, frontend: frontend,
             backends: listed.sorted { $0.position < $1.position }.map(\.backend),
-            affinityTimeout: head.affinity_timeout == 0 ? nil : head.affinity_timeout)
+            affinityTimeout: head.affinity_timeout == 0 ? nil : head.affinity_timeout,
+            external: head.flags & UInt16(NA_LB_F_EXTERNAL) != 0)
     }
 
     /// The ids the maps hold, after deleting slots no service's bank covers, backends no slot names and affinity

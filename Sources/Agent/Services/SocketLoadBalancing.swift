@@ -58,27 +58,16 @@ public final class SocketLoadBalancing: Sendable {
                 guard let program = object.program(named: name) else {
                     throw AgentError.datapath("object sock has no program \(name)")
                 }
-                links.append(try attach(program, cgroup: cgroupRoot, id: cgroupID, pin: "\(directory)/\(name)"))
+                // While an old and a new link both exist a call may pass both programs: the second sees a backend,
+                // not a frontend; `attachPinned` swaps the program into the pinned link instead where it can.
+                links.append(
+                    try BPFLink.attachPinned(
+                        program, cgroup: cgroupRoot, cgroupID: cgroupID, pin: "\(directory)/\(name)"))
             }
             return SocketLoadBalancing(
                 cgroupRoot: cgroupRoot, pinRoot: pinRoot, datapath: datapath, replacedPins: object.replacedPins,
                 links: links)
         }
-    }
-
-    /// The pinned link when it attaches this hook to this cgroup, with `program` swapped in; a new pinned link
-    /// otherwise.
-    private static func attach(_ program: BPFProgram, cgroup: String, id: UInt64, pin: String) throws -> BPFLink {
-        if let pinned = try BPFLink.openPinned(pin), let attachment = try? pinned.cgroupAttachment(),
-            attachment.cgroupID == id, attachment.attachType == program.expectedAttachType
-        {
-            try pinned.update(program: program)
-            return pinned
-        }
-        // While both links exist a call may pass both programs: the second sees a backend, not a frontend.
-        let link = try BPFLink.attach(program, cgroup: cgroup)
-        try link.pin(at: pin)
-        return link
     }
 
     /// The agent is going away: its descriptors close, the pinned links and maps stay and keep translating.

@@ -34,6 +34,24 @@ public final class BPFLink: Sendable {
         return BPFLink(adopting: fd)
     }
 
+    /// `program` attached to the cgroup `cgroupPath` (whose id is `cgroupID`) by the link pinned at `pin`: the
+    /// pinned link with `program` swapped in when it attaches this hook to this cgroup, so the hook never runs
+    /// without a program across a restart; otherwise a new link, pinned in the old one's place (which detaches
+    /// the old one).
+    public static func attachPinned(_ program: BPFProgram, cgroup cgroupPath: String, cgroupID: UInt64, pin: String)
+        throws -> BPFLink
+    {
+        if let pinned = try openPinned(pin), let attachment = try? pinned.cgroupAttachment(),
+            attachment.cgroupID == cgroupID, attachment.attachType == program.expectedAttachType
+        {
+            try pinned.update(program: program)
+            return pinned
+        }
+        let link = try attach(program, cgroup: cgroupPath)
+        try link.pin(at: pin)
+        return link
+    }
+
     /// Opens the link pinned at `path`, or nil when nothing is pinned there.
     public static func openPinned(_ path: String) throws -> BPFLink? {
         let fd = try bpfCall("opening pinned link \(path)", tolerating: [ENOENT]) { bpf_obj_get(path) }

@@ -53,7 +53,8 @@ public final class BPFObject: Sendable {
                 if let override = maxEntries[mapName] {
                     try bpfCall("setting max entries of \(mapName)") { bpf_map__set_max_entries(map, override) }
                 }
-                if let pinDirectory, !mapName.hasPrefix(".") {
+                // Internal maps (.rodata, named "<object>.rodata" by libbpf) are the object's own, never pinned.
+                if let pinDirectory, !mapName.contains(".") {
                     let path = "\(pinDirectory)/\(mapName)"
                     if try unpinIfIncompatible(map, at: path) { replaced.append(mapName) }
                     try bpfCall("setting pin path of \(mapName)") { bpf_map__set_pin_path(map, path) }

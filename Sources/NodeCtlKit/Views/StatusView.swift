@@ -35,6 +35,17 @@ public enum StatusView {
                             + "(\(Cells.text(services["backend-selection"])) backend selection)"
                         : "not running (services.enabled \(Cells.text(services["enabled"])))"
                 ))
+            let devices = services["devices"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            fields.append(("Service devices", devices.isEmpty ? "none" : devices.joined(separator: ", ")))
+        }
+        if let l7 = health["l7"] {
+            fields.append(
+                (
+                    "HTTP rules",
+                    l7["state"]?.stringValue == "running"
+                        ? "enforced in the kernel (sockops at cgroup \(Cells.text(l7["cgroup-root"])))"
+                        : "refused: \(Cells.text(l7["reason"]))"
+                ))
         }
         if let cluster = health["cluster"] { fields += ClusterViews.healthFields(cluster) }
 

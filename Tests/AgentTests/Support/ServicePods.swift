@@ -205,7 +205,8 @@ final class ServicePods: @unchecked Sendable {  // mutable state only from the t
 
     /// Modes: `tcp ADDR PORT N` (N connections: backend names, peers getpeername showed, errors), `udp ADDR PORT
     /// N` (N datagrams on an unconnected socket: names and reply sources; then one on a connected socket),
-    /// `refuse ADDR PORT` (one TCP connect and one UDP send: errno names and milliseconds), `hold ADDR PORT` (one
+    /// `refuse ADDR PORT` (one TCP connect, one UDP send, one request on a connected UDP socket: errno names and
+    /// milliseconds), `hold ADDR PORT` (one
     /// connection: prints the backend, then sends each stdin line and prints the answer).
     static let clientScript = """
         import errno, json, socket, sys, time
@@ -268,6 +269,19 @@ final class ServicePods: @unchecked Sendable {  // mutable state only from the t
                 out["udp"] = "sent"
             except OSError as e:
                 out["udp"] = err(e)
+            c = socket.socket(family, socket.SOCK_DGRAM)
+            c.settimeout(1)
+            start = time.monotonic()
+            try:
+                c.connect((addr, port))
+                c.send(b"q")
+                c.recv(256)
+                out["udp_connected"] = "answered"
+            except socket.timeout:
+                out["udp_connected"] = "timeout"
+            except OSError as e:
+                out["udp_connected"] = err(e)
+            out["udp_connected_ms"] = (time.monotonic() - start) * 1000
             print(json.dumps(out))
         elif mode == "hold":
             s = socket.socket(family, socket.SOCK_STREAM)

@@ -95,8 +95,10 @@ final class AgentProcess: @unchecked Sendable {
     static let defaultStartTimeout: TimeInterval =
         ProcessInfo.processInfo.environment["NODEAGENT_AGENT_START_TIMEOUT"].flatMap { TimeInterval($0) } ?? 10
 
-    /// Starts the daemon under `nsenter --net=<node namespace>` and waits until `GET /v1/healthz` answers 200;
-    /// throws with the tail of its stderr when it exits first or does not answer within `timeout`.
+    /// Starts the daemon under `nsenter --net=<node namespace>`, inside its cgroup root as an agent on a node is
+    /// inside the whole hierarchy (its L7 self-test needs its own sockets under the sockops program), and waits
+    /// until `GET /v1/healthz` answers 200; throws with the tail of its stderr when it exits first or does not
+    /// answer within `timeout`.
     func start(timeout: TimeInterval = AgentProcess.defaultStartTimeout) throws {
         guard !isRunning else { throw AgentHarnessError("agent already running (pid \(pid ?? 0))") }
         let starts = state.withLock { state -> Int in
@@ -104,8 +106,9 @@ final class AgentProcess: @unchecked Sendable {
             return state.starts
         }
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: try Shell.executablePath("nsenter"))
-        process.arguments = ["--net=\(Netns.path(nodeNetns))", binary] + arguments
+        let command = TestCgroup.command([binary] + arguments, netns: nodeNetns, cgroup: cgroupRoot)
+        process.executableURL = URL(fileURLWithPath: command[0])
+        process.arguments = Array(command.dropFirst())
         process.standardInput = FileHandle.nullDevice
         let banner = "=== start \(starts): \(binary) \(arguments.joined(separator: " "))\n"
         let out = try AgentProcess.appendHandle(stdoutPath, banner: banner)

@@ -20,26 +20,12 @@ struct ServiceTraffic {
     /// returns once it listens.
     func startServer(on pod: Pod, port: UInt16, in topology: Topology) throws {
         let ready = "\(directory)/ready-\(pod.name)-\(port)"
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try Shell.executablePath("nsenter"))
-        process.arguments = [
-            "--net=\(Netns.path(pod.netns))", "python3", serverScript, pod.name, "\(port)", ready,
-        ]
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        nonisolated(unsafe) let server = process
-        topology.onDestroy {
-            server.terminate()
-            server.waitUntilExit()
-        }
-        let deadline = Date() + 5
-        while !FileManager.default.fileExists(atPath: ready) {
-            guard process.isRunning, Date() < deadline else {
-                throw AgentHarnessError("server on \(pod) port \(port) did not start")
-            }
-            usleep(20_000)
-        }
+        try ReadyServer.start(
+            [
+                try Shell.executablePath("nsenter"), "--net=\(Netns.path(pod.netns))", "python3", serverScript,
+                pod.name,
+                "\(port)", ready,
+            ], ready: ready, topology: topology, what: "server on \(pod) port \(port)")
     }
 
     /// Runs the client in `pod` and `agent`'s cgroup: `mode` is `tcp` or `udp` (with `count` requests to
@@ -49,7 +35,7 @@ struct ServiceTraffic {
     /// `outsideCgroup` runs it in the pod's network namespace only, where no socket hook translates: the
     /// endpoint programs' per-packet translation then does.
     func client(
-        _ mode: String, from pod: Pod, to ip: String, port: UInt16, count: Int, agent: AgentProcess,
+        _ mode: String, from pod: any NetworkHost, to ip: String, port: UInt16, count: Int, agent: AgentProcess,
         outsideCgroup: Bool = false
     ) throws -> JSON {
         let arguments = ["python3", clientScript, mode, ip, "\(port)", "\(count)"]
