@@ -30,11 +30,9 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
 
     /// Rebuilds prefix → identity from the pinned ipcache, the datapath's own record of what it enforces.
     private func restoreFromIPCache(_ datapath: Datapath) throws {
-        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
         var found: [IPPrefix: UInt32] = [:]
-        for (key, value) in try map.entries() where value.identity >= Self.firstIdentity {
-            guard let prefix = key.prefix else { continue }
-            found[prefix] = value.identity
+        for (prefix, identity) in try IPCache(datapath: datapath).entries() where identity >= Self.firstIdentity {
+            found[prefix] = identity
         }
         state.withLock { state in
             state.byPrefix = found
@@ -47,7 +45,7 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
             guard let datapath = state.datapath else {
                 throw AgentError.unavailable("the cidr-policy plugin is not started")
             }
-            let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
+            let ipcache = try IPCache(datapath: datapath)
             var result: [IPPrefix: UInt32] = [:]
             // In the order of their text, so the numbers new prefixes get do not depend on hashing order.
             for prefix in prefixes.sorted(by: { $0.description < $1.description }) {
@@ -57,9 +55,7 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
                 }
                 let id = state.nextIdentity
                 state.nextIdentity &+= 1
-                var value = na_ipcache_value()
-                value.identity = id
-                try map.update(na_ipcache_key(prefix), value)
+                try ipcache.set(prefix, identity: id)
                 state.byPrefix[prefix] = id
                 result[prefix] = id
             }
@@ -70,9 +66,9 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
     public func release(keeping keep: Set<IPPrefix>) throws {
         try state.withLock { state in
             guard let datapath = state.datapath else { return }
-            let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
+            let ipcache = try IPCache(datapath: datapath)
             for (prefix, _) in state.byPrefix where !keep.contains(prefix) {
-                try map.delete(na_ipcache_key(prefix))
+                try ipcache.remove(prefix)
                 state.byPrefix[prefix] = nil
             }
         }

@@ -66,7 +66,10 @@ public final class NodeAgent: Sendable {
         try registry.configure(Self.claimingPodCIDRs(config.plugins, cluster: cluster, store: store, logger: logger))
         var maxEntries = config.mapSizes.merging(registry.mapSizes) { explicit, _ in explicit }
         maxEntries.removeValue(forKey: PolicyMapLayout.outerMap)
+        // The host hash holds a subset of the trie: sized with it unless sized itself.
+        if maxEntries[IPCache.hostName] == nil { maxEntries[IPCache.hostName] = maxEntries[IPCache.trieName] }
         datapath = try Datapath(root: config.bpfRoot, maxEntries: maxEntries)
+        try IPCache(datapath: datapath).syncHostEntries()
         (l7, l7Problem) = Self.startL7(config: config, maxEntries: maxEntries)
         for name in datapath.object.replacedPins {
             logger.warning(

@@ -15,8 +15,14 @@ final class DatapathHarness: Sendable {
 
     /// Small maps keep each load quick and light; sizes do not change the programs' logic.
     static let testSizes: [String: UInt32] = [
-        "na_ct": 4096, "na_ipcache": 1024, "na_endpoints": 64, "na_policy": 64, "na_frags": 256, "na_metrics": 512,
+        "na_ct": 4096, "na_ipcache": 1024, "na_ipcache_host": 1024, "na_endpoints": 64, "na_policy": 64,
+        "na_policy_exact": 64,
+        "na_frags": 256, "na_metrics": 512,
     ]
+
+    /// Where `installPolicy` puts full-length keys by default: the hash (as the agent), or the trie (as an agent
+    /// without the hash did); tests run one at a time.
+    nonisolated(unsafe) static var exactPoliciesInHash = true
 
     nonisolated(unsafe) private static var loaded: Result<DatapathHarness, any Error>?
 
@@ -29,7 +35,9 @@ final class DatapathHarness: Sendable {
     let object: BPFObject
     let endpoints: TypedMap<UInt32, na_endpoint_info>
     let ipcache: TypedMap<na_ipcache_key, na_ipcache_value>
+    let ipcacheHosts: TypedMap<na_ipcache_key, na_ipcache_value>
     let policy: TypedMap<UInt32, UInt32>
+    let policyExact: TypedMap<UInt32, UInt32>
     let conntrack: TypedMap<na_ct_key, na_ct_value>
     let metrics: TypedMap<na_metrics_key, na_metrics_value>
     let config: TypedMap<UInt32, na_config>
@@ -47,7 +55,9 @@ final class DatapathHarness: Sendable {
         self.object = object
         endpoints = try TypedMap(map("na_endpoints"))
         ipcache = try TypedMap(map("na_ipcache"))
+        ipcacheHosts = try TypedMap(map("na_ipcache_host"))
         policy = try TypedMap(map("na_policy"))
+        policyExact = try TypedMap(map("na_policy_exact"))
         conntrack = try TypedMap(map("na_ct"))
         metrics = try TypedMap(map("na_metrics"))
         config = try TypedMap(map("na_config"))
@@ -60,7 +70,10 @@ final class DatapathHarness: Sendable {
     /// Empties every map a fixture sets up, and the ring buffer; metrics and event counters are compared
     /// as deltas instead.
     func reset() throws {
-        for map in [endpoints.map, ipcache.map, policy.map, conntrack.map, frags.map, dropAggregation.map] {
+        for map in [
+            endpoints.map, ipcache.map, ipcacheHosts.map, policy.map, policyExact.map, conntrack.map, frags.map,
+            dropAggregation.map,
+        ] {
             for key in try map.keys() { try map.delete(key: key) }
         }
         try config.update(0, na_config())
@@ -77,14 +90,29 @@ final class DatapathHarness: Sendable {
         try self.program(program).testRun(packet: packet).retval
     }
 
-    /// Creates the endpoint's inner policy trie, fills it and installs it in na_policy.
-    func installPolicy(endpoint id: UInt32, _ entries: [PolicyEntry]) throws {
+    /// Creates the endpoint's inner policy maps as the agent does (full-length keys of one peer identity in the
+    /// hash, the rest in the trie; `exactInHash: false` puts everything in the trie, as an agent without the hash
+    /// did), fills them and installs them in na_policy and na_policy_exact.
+    func installPolicy(endpoint id: UInt32, _ entries: [PolicyEntry], exactInHash: Bool? = nil) throws {
+        let exactInHash = exactInHash ?? Self.exactPoliciesInHash
         let inner = try BPFMap.create(
             type: .lpmTrie, name: "na_pol_\(id)", keySize: MemoryLayout<na_policy_key>.size,
             valueSize: MemoryLayout<na_policy_value>.size, maxEntries: 16384, flags: UInt32(BPF_F_NO_PREALLOC))
+        let hash = try BPFMap.create(
+            type: .hash, name: "na_polh_\(id)", keySize: MemoryLayout<na_policy_key>.size,
+            valueSize: MemoryLayout<na_policy_value>.size, maxEntries: 16384, flags: UInt32(BPF_F_NO_PREALLOC))
         let trie = try TypedMap<na_policy_key, na_policy_value>(inner)
-        for entry in entries { try trie.update(entry.key, entry.value) }
+        let exact = try TypedMap<na_policy_key, na_policy_value>(hash)
+        for entry in entries {
+            let full = exactInHash && entry.identity != 0 && entry.key.prefixlen == UInt32(NA_POLICY_PREFIX_PORT)
+            try (full ? exact : trie).update(entry.key, entry.value)
+        }
         try policy.update(id, UInt32(bitPattern: inner.fd))
+        if exactInHash {
+            try policyExact.update(id, UInt32(bitPattern: hash.fd))
+        } else {
+            try policyExact.delete(id)
+        }
     }
 
     /// What the agent does when the endpoint's policy changes: a new policy map, then the endpoint's row with the
@@ -103,10 +131,12 @@ final class DatapathHarness: Sendable {
 
     private func flag(_ flags: UInt32, _ bit: UInt32, _ on: Bool) -> UInt32 { on ? flags | bit : flags & ~bit }
 
-    /// Adds an ipcache entry for `cidr` ("10.0.2.0/24", "fd00::7/128").
+    /// The ipcache as the agent writes it: trie and host hash.
+    var ipcacheWriter: IPCache { get throws { try IPCache(trie: ipcache.map, hosts: ipcacheHosts.map) } }
+
+    /// Adds an ipcache entry for `cidr` ("10.0.2.0/24", "fd00::7/128") as the agent does.
     func addIPCache(_ cidr: String, identity: UInt32) throws {
-        let prefix = try XCTUnwrap(IPPrefix(cidr), cidr)
-        try ipcache.update(na_ipcache_key(prefix), na_ipcache_value(identity: identity, flags: 0))
+        try ipcacheWriter.set(try XCTUnwrap(IPPrefix(cidr), cidr), identity: identity)
     }
 
     /// Packets and bytes counted under (reason, direction), summed over CPUs.

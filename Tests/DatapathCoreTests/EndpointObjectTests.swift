@@ -19,7 +19,11 @@ final class EndpointObjectTests: XCTestCase {
             "na_ipcache": (
                 .lpmTrie, MemoryLayout<na_ipcache_key>.size, MemoryLayout<na_ipcache_value>.size, 512_000, noPrealloc
             ),
+            "na_ipcache_host": (
+                .hash, MemoryLayout<na_ipcache_key>.size, MemoryLayout<na_ipcache_value>.size, 512_000, noPrealloc
+            ),
             "na_policy": (.hashOfMaps, 4, 4, 65535, 0),
+            "na_policy_exact": (.hashOfMaps, 4, 4, 65535, 0),
             "na_ct": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_ct_value>.size, 524_288, 0),
             "na_metrics": (
                 .perCPUHash, MemoryLayout<na_metrics_key>.size, MemoryLayout<na_metrics_value>.size, 1024, 0

@@ -18,6 +18,15 @@ final class EndpointProgramTests: XCTestCase {
     func testNeighborDiscoveryFixtures() throws { try run(ndFixtures) }
     func testRevocationFixtures() throws { try run(revocationFixtures) }
     func testHostTrafficFixtures() throws { try run(hostTrafficFixtures) }
+    func testIPCacheHostFixtures() throws { try run(ipcacheHostFixtures) }
+    func testPolicyExactFixtures() throws { try run(policyExactFixtures) }
+
+    /// The same verdicts with every policy key in the trie, as pinned by an agent that had no hash.
+    func testPolicyFixturesWithFullLengthKeysInTheTrie() throws {
+        DatapathHarness.exactPoliciesInHash = false
+        defer { DatapathHarness.exactPoliciesInHash = true }
+        try run(policyFixtures + policyExactFixtures)
+    }
 
     /// The kernel refuses test packets shorter than an Ethernet header (bpf_test_init: size < ETH_HLEN is
     /// EINVAL), and untagged IPv4/IPv6 frames shorter than their IP header (bpf_prog_test_run_skb), so those

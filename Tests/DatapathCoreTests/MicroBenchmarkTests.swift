@@ -55,6 +55,8 @@ private enum MicroPass: String, CaseIterable {
     case hot = "established, one flow repeated"
     /// SYN to a port no rule allows, spread over the identities: conntrack miss, policy miss, drop reported.
     case newDenied = "new connection, denied (SYN)"
+    /// SYNs of as many new flows, all to one address: the lookups' maps as large, but their entries hot in cache.
+    case newOneDestination = "new connection, one destination"
 
     var expectedVerdict: UInt32 { self == .newDenied ? 2 : 0 }  // TC_ACT_SHOT : TC_ACT_OK
 }
@@ -95,6 +97,7 @@ private final class MicroBench {
     let object: BPFObject
     let program: BPFProgram
     let policy: BPFMap
+    let exactPolicy: BPFMap
     let conntrack: BPFMap
     let ringBuffer: OpaquePointer
     let syn: [[UInt8]]
@@ -110,8 +113,10 @@ private final class MicroBench {
         object = try BPFObject.load(embedded: "endpoint", pinDirectory: nil, maxEntries: ["na_policy": 16])
         guard let program = object.program(named: "from_endpoint"),
             let endpoints = object.map(named: "na_endpoints"), let ipcache = object.map(named: "na_ipcache"),
-            let outer = object.map(named: "na_policy"), let conntrack = object.map(named: "na_ct"),
-            let config = object.map(named: "na_config"), let events = object.map(named: "na_events")
+            let outer = object.map(named: "na_policy"), let outerExact = object.map(named: "na_policy_exact"),
+            let conntrack = object.map(named: "na_ct"),
+            let config = object.map(named: "na_config"), let events = object.map(named: "na_events"),
+            let hosts = object.map(named: IPCache.hostName)
         else { throw MicroBenchError("the endpoint object lacks a program or map the benchmark needs") }
         self.program = program
         self.conntrack = conntrack
@@ -139,8 +144,16 @@ private final class MicroBench {
             type: .lpmTrie, name: "na_pol_bench", keySize: MemoryLayout<na_policy_key>.size,
             valueSize: MemoryLayout<na_policy_value>.size, maxEntries: max(16384, entries + 16),
             flags: UInt32(BPF_F_NO_PREALLOC))
-        let rules = try TypedMap<na_policy_key, na_policy_value>(policy)
-        let cache = try TypedMap<na_ipcache_key, na_ipcache_value>(ipcache)
+        // As the agent writes them (EndpointDatapath.applyPolicy): full-length keys of one peer in the endpoint's
+        // hash, sized to a power of two with room to double, the trie left with the rest (here nothing).
+        var hashSize = 64
+        while hashSize < 2 * entries { hashSize *= 2 }
+        exactPolicy = try BPFMap.create(
+            type: .hash, name: "na_polh_bench", keySize: MemoryLayout<na_policy_key>.size,
+            valueSize: MemoryLayout<na_policy_value>.size, maxEntries: hashSize,
+            flags: UInt32(BPF_F_NO_PREALLOC))
+        let rules = try TypedMap<na_policy_key, na_policy_value>(exactPolicy)
+        let cache = try IPCache(trie: ipcache, hosts: hosts)
         for index in 0..<entries {
             let identity = Self.firstIdentity + UInt32(index)
             var key = na_policy_key()
@@ -150,9 +163,10 @@ private final class MicroBench {
             key.protocol = 6
             key.dport = Self.port.bigEndian
             try rules.update(key, na_policy_value(rule_id: identity, flags: 0))
-            try cache.update(Self.ipcacheKey(Self.address(index)), na_ipcache_value(identity: identity, flags: 0))
+            try cache.set(IPAddress(family: .ipv4, bytes: Self.address(index)), identity: identity)
         }
         try TypedMap<UInt32, UInt32>(outer).update(Self.endpointID, UInt32(bitPattern: policy.fd))
+        try TypedMap<UInt32, UInt32>(outerExact).update(Self.endpointID, UInt32(bitPattern: exactPolicy.fd))
 
         // Flow k goes from its own source port to one of the listed addresses, spread over all of them.
         let targets = (0..<flows).map { Self.address(($0 &* 7919) % entries) }
@@ -184,10 +198,6 @@ private final class MicroBench {
         [10, UInt8(128 + (index >> 16) & 0x7f), UInt8((index >> 8) & 0xff), UInt8(index & 0xff)]
     }
 
-    static func ipcacheKey(_ address: [UInt8]) -> na_ipcache_key {
-        na_ipcache_key(IPAddress(family: .ipv4, bytes: address))
-    }
-
     /// Runs one pass and returns the kernel's duration of every test run, in ns per packet.
     func run(_ pass: MicroPass) throws -> [Double] {
         switch pass {
@@ -207,6 +217,9 @@ private final class MicroBench {
             }
             return [Double(result.durationNs)]
         case .newDenied: return try each(denied, expect: pass.expectedVerdict)
+        case .newOneDestination:
+            for key in try conntrack.keys() { _ = try conntrack.delete(key: key) }
+            return try each(synOne, expect: pass.expectedVerdict)
         }
     }
 

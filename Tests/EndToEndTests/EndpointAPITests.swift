@@ -209,7 +209,8 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertEqual(cacheBefore[hostPrefix(a.ipv4)], identityA)
         XCTAssertEqual(cacheBefore[hostPrefix(a.ipv6!)], identityA)
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(agent.bpfRoot)/na_pol_00001"))
-        XCTAssertFalse(try agent.mapEntries("na_pol_00001").isEmpty, "the policy gives endpoint 1 entries")
+        XCTAssertFalse(
+            try PolicyMapDump.read(endpoint: 1, root: agent.bpfRoot).isEmpty, "the policy gives endpoint 1 entries")
         XCTAssertTrue(try TCFilters.hasProgram("from_endpoint", on: a.hostInterface, "ingress", in: node))
         XCTAssertTrue(try TCFilters.hasProgram("to_endpoint", on: a.hostInterface, "egress", in: node))
 
@@ -224,6 +225,7 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertNil(cacheAfter[hostPrefix(a.ipv6!)], "\(cacheAfter)")
         XCTAssertNotNil(cacheAfter[hostPrefix(b.ipv4)], "the other endpoint stays")
         XCTAssertFalse(FileManager.default.fileExists(atPath: "\(agent.bpfRoot)/na_pol_00001"), "policy map unpinned")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(agent.bpfRoot)/na_polh_00001"), "policy hash unpinned")
         XCTAssertTrue(FileManager.default.fileExists(atPath: "\(agent.bpfRoot)/na_pol_00002"))
         let maps = try agent.getJSON("/v1/map")["maps"]?.arrayValue?.compactMap { $0["name"]?.stringValue } ?? []
         XCTAssertFalse(maps.contains("na_pol_00001"), "\(maps)")
@@ -460,7 +462,7 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertEqual(entries.count, 2, "default deny adds no entries, only enforcement: \(entries)")
 
         // The same entries, read straight from the pinned map by bpftool and decoded here from the ABI layout.
-        let kernel = try PolicyMapDump.read(pin: "\(agent.bpfRoot)/na_pol_00002")
+        let kernel = try PolicyMapDump.read(endpoint: 2, root: agent.bpfRoot)
         let api = Set(entries.map { PolicyMapDump.Row(apiEntry: $0) })
         XCTAssertEqual(api, Set(kernel), "GET /v1/endpoint/2/policy equals the kernel map")
         for entry in entries {
@@ -488,7 +490,7 @@ final class EndpointAPITests: EndToEndTestCase {
         try agent.registerEndpoint(id: 3, pod: postgres, labels: ["k8s:app=postgres"])
         try agent.waitForPolicyRevision()
         func kernelRows(_ id: Int) throws -> Set<PolicyMapDump.Row> {
-            Set(try PolicyMapDump.read(pin: "\(agent.bpfRoot)/na_pol_\(String(format: "%05d", id))"))
+            Set(try PolicyMapDump.read(endpoint: id, root: agent.bpfRoot))
         }
         let backendAlone = try kernelRows(2)
         let postgresRows = try kernelRows(3)

@@ -234,6 +234,53 @@ final class RestartTests: EndToEndTestCase {
         XCTAssertEqual(try AgentSnapshot.take(socketPath: agent.socketPath).differences(from: before), [])
     }
 
+    /// Pins as an agent without the hashes left them (full-length policy keys in the tries, `na_ipcache_host`
+    /// empty): the datapath alone still enforces them, and the agent adopts them at start (hashes refilled, tries
+    /// left with what is shorter) with the same policy and identities.
+    func testPinsOfAnAgentWithoutTheHashesAreAdopted() throws {
+        let seed = try makeSeed()
+        let agent = seed.agent
+        let root = agent.bpfRoot
+        func pin(_ prefix: String, _ id: Int) -> String { "\(root)/\(prefix)\(String(format: "%05d", id))" }
+        var before: [Int: Set<PolicyMapDump.Row>] = [:]
+        for id in 1...3 { before[id] = Set(try PolicyMapDump.read(endpoint: id, root: root)) }
+        let ipcacheBefore = try agent.ipcache()
+        agent.kill(signal: SIGKILL)
+        agent.waitForExit()
+
+        var moved = 0
+        for id in 1...3 where FileManager.default.fileExists(atPath: pin("na_polh_", id)) {
+            for (key, value) in try BPFTool.dump(pin("na_polh_", id)) {
+                try BPFTool.update(pin("na_pol_", id), key: key, value: value)
+                moved += 1
+            }
+            try BPFTool.delete("\(root)/na_policy_exact", key: withUnsafeBytes(of: UInt32(id).littleEndian, Array.init))
+            unlink(pin("na_polh_", id))
+        }
+        XCTAssertGreaterThan(moved, 0, "the seed's policy has full-length keys")
+        for (key, _) in try BPFTool.dump("\(root)/na_ipcache_host") {
+            try BPFTool.delete("\(root)/na_ipcache_host", key: key)
+        }
+
+        func assertSeedVerdicts(_ when: String) throws {
+            XCTAssertTrue(try tcpConnect(from: seed.frontend, to: seed.backend, port: 8080).passed, when)
+            XCTAssertFalse(try tcpConnect(from: seed.frontend, to: seed.backend, port: 9090, timeout: 0.5).passed, when)
+            XCTAssertFalse(
+                try tcpConnect(from: seed.frontend, to: seed.postgres, port: 5432, timeout: 0.5).passed, when)
+        }
+        try assertSeedVerdicts("the older layout, agent down")
+
+        try agent.start()
+        XCTAssertEqual(try agent.ipcache(), ipcacheBefore, "and the host hash holds the trie's hosts")
+        for id in 1...3 {
+            XCTAssertEqual(Set(try PolicyMapDump.read(endpoint: id, root: root)), before[id], "endpoint \(id)")
+            let trie = try PolicyMapDump.read(pin: pin("na_pol_", id))
+            let full = trie.filter { $0.identity != 0 && $0.proto != nil && $0.port != nil && $0.port == $0.endPort }
+            XCTAssertEqual(full, [], "endpoint \(id): full-length keys moved out of the trie")
+        }
+        try assertSeedVerdicts("adopted")
+    }
+
     /// State saved by earlier versions in one document is restored the same and rewritten one file per concern.
     func testSingleFileStateOfEarlierVersionsIsMigrated() throws {
         let seed = try makeSeed()

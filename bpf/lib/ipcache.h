@@ -5,7 +5,11 @@
 
 #include "maps.h"
 
-/* Longest-prefix match of addr in na_ipcache; addresses nobody claimed belong to WORLD. */
+/*
+ * The identity of addr: its host entry in na_ipcache_host when it has one (the longest prefix, found in one hash
+ * lookup), else the longest-prefix match in na_ipcache. The trie holds host entries too, so pins of an agent that
+ * had no hash still resolve. Addresses nobody claimed belong to WORLD.
+ */
 static __always_inline __u32 na_ipcache_identity(const __u8 *addr, __u8 family)
 {
 	struct na_ipcache_key key = {};
@@ -19,7 +23,9 @@ static __always_inline __u32 na_ipcache_identity(const __u8 *addr, __u8 family)
 		key.prefixlen = NA_IPCACHE_PREFIX_BASE + 128;
 		__builtin_memcpy(key.addr, addr, 16);
 	}
-	v = bpf_map_lookup_elem(&na_ipcache, &key);
+	v = bpf_map_lookup_elem(&na_ipcache_host, &key);
+	if (!v)
+		v = bpf_map_lookup_elem(&na_ipcache, &key);
 	return v ? v->identity : NA_ID_WORLD;
 }
 

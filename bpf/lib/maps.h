@@ -26,6 +26,20 @@ struct {
 } na_ipcache SEC(".maps");
 
 /*
+ * ipcache host entries (/32, /128) again, keyed exactly as in na_ipcache: one hash lookup answers a known peer
+ * however many entries the trie holds, where the trie's walk grows with them. A host entry is always the longest
+ * prefix, so a hit gives the trie's answer; the agent writes both (DatapathCore's IPCache) and refills this one
+ * from the trie at start.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, NA_IPCACHE_MAX_ENTRIES);
+	__type(key, struct na_ipcache_key);
+	__type(value, struct na_ipcache_value);
+} na_ipcache_host SEC(".maps");
+
+/*
  * Template of one endpoint's policy: (identity, direction, protocol, port)
  * prefixes -> allow/deny. Sizes rather than types: clang emits only a forward
  * declaration for types two pointers deep (values -> inner -> key), which
@@ -46,6 +60,29 @@ struct {
 	__type(key, __u32);
 	__array(values, struct na_policy_inner);
 } na_policy SEC(".maps");
+
+/*
+ * Template of one endpoint's full-length policy keys of one peer identity (identity, direction, protocol and all
+ * 16 port bits: prefix NA_POLICY_PREFIX_PORT), which the agent writes here instead of into the trie: a full-length
+ * key is always the longest prefix, so a hit is the trie's answer in one hash lookup, and the trie keeps what is
+ * shorter (any port, port ranges, any protocol) and the any-peer keys, however many peers the policy names.
+ * The agent sizes each to what it holds.
+ */
+struct na_policy_exact_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, NA_POLICY_MAX_ENTRIES);
+	__uint(key_size, sizeof(struct na_policy_key));
+	__uint(value_size, sizeof(struct na_policy_value));
+};
+
+/* Policy, full-length keys: endpoint id -> that endpoint's hash (absent: everything is in the trie). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);
+	__uint(max_entries, NA_ENDPOINTS_MAX_ENTRIES);
+	__type(key, __u32);
+	__array(values, struct na_policy_exact_inner);
+} na_policy_exact SEC(".maps");
 
 /* Conntrack: 5-tuple and direction of the first packet -> flow state, lifetime and counters. */
 struct {

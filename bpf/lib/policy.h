@@ -9,7 +9,25 @@
 #include "endpoint.h"
 
 /*
- * Looks up (identity, dir, proto, dport) in the endpoint's policy trie, then
+ * The longest prefix of key among the endpoint's entries: its full-length entry from the hash when there (the
+ * longest possible), else the trie's match. The hash holds full-length keys of one peer identity; the trie
+ * everything else, and full-length keys too in pins of an agent that had no hash (the agent deletes a key from
+ * both, so the two never disagree).
+ */
+static __always_inline struct na_policy_value *na_policy_lookup(void *trie, void *exact,
+								const struct na_policy_key *key)
+{
+	struct na_policy_value *v = NULL;
+
+	if (exact)
+		v = bpf_map_lookup_elem(exact, key);
+	if (!v)
+		v = bpf_map_lookup_elem(trie, key);
+	return v;
+}
+
+/*
+ * Looks up (identity, dir, proto, dport) in the endpoint's policy, then
  * the same for identity 0 (any peer). Each lookup returns its longest
  * matching prefix; a deny from either wins, then an allow from either.
  * Returns 0 (allowed) or -NA_DROP_POLICY_DENY / -NA_DROP_POLICY; *rule_id is
@@ -26,19 +44,20 @@ static __always_inline int na_policy_check(__u32 ep_id, __u32 identity, __u8 dir
 		.dport = dport,
 	};
 	struct na_policy_value *exact, *any;
-	void *inner;
+	void *inner, *hash;
 
 	inner = bpf_map_lookup_elem(&na_policy, &ep_id);
 	if (!inner)
 		return -NA_DROP_POLICY;  /* enforcing with no policy installed: default deny */
+	hash = bpf_map_lookup_elem(&na_policy_exact, &ep_id);
 
-	exact = bpf_map_lookup_elem(inner, &key);
+	exact = na_policy_lookup(inner, hash, &key);
 	if (exact && (exact->flags & NA_POLICY_DENY)) {
 		*rule_id = exact->rule_id;
 		return -NA_DROP_POLICY_DENY;
 	}
 	key.identity = 0;
-	any = bpf_map_lookup_elem(inner, &key);
+	any = bpf_map_lookup_elem(inner, &key);  /* any-peer keys are never in the hash */
 	if (any && (any->flags & NA_POLICY_DENY)) {
 		*rule_id = any->rule_id;
 		return -NA_DROP_POLICY_DENY;

@@ -39,13 +39,15 @@ enum CoreMapDecoders {
                 let innerID: UInt32 = valueFrom(value, at: 0)
                 return (["endpoint-id": .int(Int64(endpoint))], ["inner-map-id": .int(Int64(innerID))])
             })
-        datapath.registerDecoder(
-            prefix: PolicyMapLayout.namePrefix,
-            MapDecoder { key, value, _ in
-                let k: na_policy_key = valueFrom(key, at: 0)
-                let v: na_policy_value = valueFrom(value, at: 0)
-                return (PolicyMapLayout.json(of: k), PolicyMapLayout.json(of: v, ruleName: ruleName))
-            })
+        for prefix in [PolicyMapLayout.namePrefix, PolicyMapLayout.exactNamePrefix] {
+            datapath.registerDecoder(
+                prefix: prefix,
+                MapDecoder { key, value, _ in
+                    let k: na_policy_key = valueFrom(key, at: 0)
+                    let v: na_policy_value = valueFrom(value, at: 0)
+                    return (PolicyMapLayout.json(of: k), PolicyMapLayout.json(of: v, ruleName: ruleName))
+                })
+        }
         datapath.registerDecoder(
             prefix: "na_metrics",
             MapDecoder { key, value, map in

@@ -17,6 +17,15 @@ struct EndpointDatapath {
             maxEntries: policyMapEntries, flags: InnerMapTemplate.noPrealloc)
     }
 
+    /// The hash's size for `count` entries: a power of two with room to double before it must grow again, at most
+    /// the trie's size. The kernel allocates a hash's buckets for its maximum up front (a 16,384-entry hash costs
+    /// 256 KiB however empty), so each endpoint's hash is sized to what it holds rather than to the trie's limit.
+    static func exactCapacity(for count: Int, limit: Int) -> Int {
+        var capacity = 64
+        while capacity < 2 * count && capacity < limit { capacity *= 2 }
+        return min(capacity, limit)
+    }
+
     /// The endpoint's policy map, created (and pinned) when it does not exist yet.
     func policyMap(_ id: UInt32, create: Bool = true) throws -> TypedMap<na_policy_key, na_policy_value>? {
         guard
@@ -27,25 +36,98 @@ struct EndpointDatapath {
         return try TypedMap(map)
     }
 
+    /// The endpoint's hash of full-length keys (nil: it has none).
+    func exactPolicyMap(_ id: UInt32) throws -> TypedMap<na_policy_key, na_policy_value>? {
+        guard
+            let map = try datapath.innerMap(
+                outer: PolicyMapLayout.exactOuterMap, key: id, name: PolicyMapLayout.exactMapName(endpoint: id),
+                create: nil)
+        else { return nil }
+        return try TypedMap(map)
+    }
+
+    /// The endpoint's hash with room for `adding` more entries: created at the size it needs, or replaced by a
+    /// larger copy swapped into the outer map in one update, so the datapath never sees it without its entries.
+    private func exactPolicyMap(
+        _ id: UInt32, room adding: Int, current: TypedMap<na_policy_key, na_policy_value>?
+    ) throws -> TypedMap<na_policy_key, na_policy_value> {
+        let held = try current?.map.countEntries() ?? 0
+        let needed = min(held + adding, policyMapEntries)
+        if let current, current.map.info.maxEntries >= needed { return current }
+        let capacity = Self.exactCapacity(for: held + adding, limit: policyMapEntries)
+        let name = PolicyMapLayout.exactMapName(endpoint: id)
+        guard let current else {
+            let template = InnerMapTemplate(
+                type: .hash, keySize: MemoryLayout<na_policy_key>.size,
+                valueSize: MemoryLayout<na_policy_value>.size, maxEntries: capacity, flags: InnerMapTemplate.noPrealloc)
+            guard
+                let map = try datapath.innerMap(
+                    outer: PolicyMapLayout.exactOuterMap, key: id, name: name, create: template)
+            else { throw AgentError.datapath("creating the policy hash of endpoint \(id)") }
+            return try TypedMap(map)
+        }
+        let larger = try BPFMap.create(
+            type: .hash, name: name, keySize: MemoryLayout<na_policy_key>.size,
+            valueSize: MemoryLayout<na_policy_value>.size, maxEntries: capacity, flags: InnerMapTemplate.noPrealloc)
+        let typed = try TypedMap<na_policy_key, na_policy_value>(larger)
+        for (key, value) in try current.entries() { try typed.update(key, value) }
+        try datapath.replaceInnerMap(outer: PolicyMapLayout.exactOuterMap, key: id, name: name, with: larger)
+        return typed
+    }
+
     /// Writes `add` (new or changed slots) before removing `remove`, so the map never passes through a state with
-    /// fewer allowed or denied flows than both the old and the new policy agree on.
+    /// fewer allowed or denied flows than both the old and the new policy agree on. Full-length slots go to the
+    /// endpoint's hash, the others to its trie; a removed full-length slot is deleted from both (pins of an agent
+    /// without the hash have it in the trie).
     func applyPolicy(_ id: UInt32, add: [PolicyEntry], remove: [PolicyEntry.Key]) throws {
-        guard let map = try policyMap(id) else { return }
+        guard let trie = try policyMap(id) else { return }
+        var exact = try exactPolicyMap(id)
+        let exactAdds = add.count { PolicyMapLayout.isExact($0.key) }
+        if exactAdds > 0 { exact = try exactPolicyMap(id, room: exactAdds, current: exact) }
         for entry in add {
-            try map.update(PolicyMapLayout.key(entry.key), PolicyMapLayout.value(entry))
+            let key = PolicyMapLayout.key(entry.key)
+            if let exact, PolicyMapLayout.isExact(entry.key) {
+                try exact.update(key, PolicyMapLayout.value(entry))
+            } else {
+                try trie.update(key, PolicyMapLayout.value(entry))
+            }
         }
         for slot in remove {
-            try map.delete(PolicyMapLayout.key(slot))
+            let key = PolicyMapLayout.key(slot)
+            if PolicyMapLayout.isExact(slot) { try exact?.delete(key) }
+            try trie.delete(key)
         }
     }
 
-    /// What the endpoint's policy map holds now (after a restart, the truth to diff against).
+    /// What the endpoint's policy maps hold now (after a restart, the truth to diff against); the hash wins over
+    /// a full-length copy in the trie, as in the datapath.
     func realizedPolicy(_ id: UInt32) throws -> [PolicyEntry.Key: PolicyEntry] {
-        guard let map = try policyMap(id, create: false) else { return [:] }
-        return PolicyEntry.byKey(try map.entries().map { PolicyMapLayout.entry(key: $0.key, value: $0.value) })
+        guard let trie = try policyMap(id, create: false) else { return [:] }
+        let exact = try exactPolicyMap(id)?.entries() ?? []
+        return PolicyEntry.byKey(
+            (try trie.entries() + exact).map { PolicyMapLayout.entry(key: $0.key, value: $0.value) })
+    }
+
+    /// Moves the full-length entries a trie holds (pins of an agent without the hash) into the hash, each written
+    /// there before it leaves the trie. Returns how many moved.
+    @discardableResult
+    func moveExactEntriesOutOfTrie(_ id: UInt32) throws -> Int {
+        guard let trie = try policyMap(id, create: false) else { return 0 }
+        let full = try trie.entries().filter {
+            PolicyMapLayout.isExact(PolicyMapLayout.entry(key: $0.key, value: $0.value).key)
+        }
+        guard !full.isEmpty else { return 0 }
+        let exact = try exactPolicyMap(id, room: full.count, current: try exactPolicyMap(id))
+        for (key, value) in full {
+            try exact.update(key, value)
+            try trie.delete(key)
+        }
+        return full.count
     }
 
     func removePolicyMap(_ id: UInt32) throws {
+        try datapath.removeInnerMap(
+            outer: PolicyMapLayout.exactOuterMap, key: id, name: PolicyMapLayout.exactMapName(endpoint: id))
         try datapath.removeInnerMap(
             outer: PolicyMapLayout.outerMap, key: id, name: PolicyMapLayout.mapName(endpoint: id))
     }
@@ -102,31 +184,5 @@ struct EndpointDatapath {
 
     func detachPrograms(ifindex: Int32) {
         TC.detachAll(ifindex: ifindex)
-    }
-}
-
-/// The ipcache: which identity an address or prefix has.
-struct IPCache {
-    let datapath: Datapath
-
-    static func key(_ address: IPAddress, prefix: Int? = nil) -> na_ipcache_key {
-        na_ipcache_key(IPPrefix(address: address, length: prefix ?? address.bitLength))
-    }
-
-    func set(_ address: IPAddress, prefix: Int? = nil, identity: UInt32) throws {
-        var value = na_ipcache_value()
-        value.identity = identity
-        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
-        try map.update(Self.key(address, prefix: prefix), value)
-    }
-
-    func remove(_ address: IPAddress, prefix: Int? = nil) throws {
-        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
-        try map.delete(Self.key(address, prefix: prefix))
-    }
-
-    func lookupExact(_ address: IPAddress) throws -> UInt32? {
-        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
-        return try map.lookup(Self.key(address))?.identity
     }
 }

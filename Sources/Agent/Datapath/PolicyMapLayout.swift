@@ -9,6 +9,18 @@ enum PolicyMapLayout {
 
     static func mapName(endpoint id: UInt32) -> String { String(format: "\(namePrefix)%05u", id) }
 
+    /// The endpoint's hash of full-length keys beside its trie (`na_policy_exact` in bpf/lib/maps.h).
+    static let exactNamePrefix = "na_polh_"
+    static let exactOuterMap = "na_policy_exact"
+
+    static func exactMapName(endpoint id: UInt32) -> String { String(format: "\(exactNamePrefix)%05u", id) }
+
+    /// Whether the slot lives in the endpoint's hash: a full-length key (one protocol, one port) of one peer
+    /// identity, where one lookup finds it and the trie never grows with the number of peers. Always the longest
+    /// prefix, so the datapath answers as from one trie holding everything. Keys for any peer (identity 0) stay in
+    /// the trie: there are as many as ports, not peers, and the datapath's any-peer lookup then needs no hash.
+    static func isExact(_ slot: PolicyEntry.Key) -> Bool { slot.identity != 0 && slot.proto != 0 && slot.bits == 16 }
+
     static func key(_ slot: PolicyEntry.Key) -> na_policy_key {
         var key = na_policy_key()
         key.identity = slot.identity.bigEndian

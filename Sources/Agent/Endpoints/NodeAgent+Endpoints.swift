@@ -5,7 +5,7 @@ extension NodeAgent {
     var endpointDatapath: EndpointDatapath {
         EndpointDatapath(datapath: datapath, policyMapEntries: config.policyMapEntries)
     }
-    var ipcache: IPCache { IPCache(datapath: datapath) }
+    var ipcache: IPCache { get throws { try IPCache(datapath: datapath) } }
 
     /// Creates the endpoint, or updates it when `id` exists. Returns it and whether it was created.
     /// Idempotent: the same request again changes nothing. On any failure nothing of it stays applied.

@@ -103,6 +103,7 @@ extension NodeAgent {
                     endpoint.enforceEgress = row.enforceEgress
                 }
                 state.endpoints[endpoint.id] = endpoint
+                try endpointDatapath.moveExactEntriesOutOfTrie(endpoint.id)
                 state.realized[endpoint.id] = try endpointDatapath.realizedPolicy(endpoint.id)
                 restoredCount += 1
             }
@@ -201,10 +202,11 @@ extension NodeAgent {
             endpointDatapath.detachPrograms(ifindex: row.ifindex)
             try endpointDatapath.removeEndpointInfo(ifindex: row.ifindex)
         }
-        let ids = Set(state.endpoints.keys.map { PolicyMapLayout.mapName(endpoint: $0) })
-        for name in datapath.pinnedInnerMapNames(prefix: PolicyMapLayout.namePrefix) where !ids.contains(name) {
-            if let id = UInt32(name.dropFirst(PolicyMapLayout.namePrefix.count)) {
-                try endpointDatapath.removePolicyMap(id)
+        for prefix in [PolicyMapLayout.namePrefix, PolicyMapLayout.exactNamePrefix] {
+            for name in datapath.pinnedInnerMapNames(prefix: prefix) {
+                if let id = UInt32(name.dropFirst(prefix.count)), state.endpoints[id] == nil {
+                    try endpointDatapath.removePolicyMap(id)
+                }
             }
         }
         try removeOrphanedAddresses(state)
@@ -215,17 +217,14 @@ extension NodeAgent {
     /// an address the node lost while the agent was down. Prefix identities (CIDR rules) are the plugin's business.
     private func removeOrphanedAddresses(_ state: AgentState) throws {
         let owned = Set(state.endpoints.values.flatMap(\.addresses)).union(remoteAddresses)
-        let map: TypedMap<na_ipcache_key, na_ipcache_value> = try datapath.typedMap("na_ipcache")
-        for (key, value) in try map.entries() {
-            guard let prefix = key.prefix, prefix.length == prefix.address.bitLength else { continue }
+        for (prefix, identity) in try ipcache.entries() where prefix.length == prefix.address.bitLength {
             let address = prefix.address
-            let identity = value.identity
             let endpointIdentity = identity >= IdentityAllocator.firstLocal && identity < UInt32(NA_ID_LOCAL_CIDR_BASE)
             let hostIdentity = identity == UInt32(NA_ID_HOST.rawValue)
             if (endpointIdentity && !owned.contains(address))
                 || (hostIdentity && !state.hostAddresses.contains(address))
             {
-                _ = try map.delete(key)
+                try ipcache.remove(address)
             }
         }
     }

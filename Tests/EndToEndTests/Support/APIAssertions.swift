@@ -55,10 +55,21 @@ extension AgentProcess {
         return entries
     }
 
-    /// The ipcache as prefix → identity.
+    /// The ipcache as prefix → identity. Fails when the host hash the datapath reads first (`na_ipcache_host`)
+    /// does not hold exactly the trie's /32 and /128 entries.
     func ipcache() throws -> [String: Int64] {
+        let trie = try prefixIdentities("na_ipcache")
+        let hosts = try prefixIdentities("na_ipcache_host")
+        let trieHosts = trie.filter { $0.key.hasSuffix("/32") || $0.key.hasSuffix("/128") }
+        guard hosts == trieHosts else {
+            throw AgentHarnessError("na_ipcache_host \(hosts) differs from the host entries of na_ipcache \(trieHosts)")
+        }
+        return trie
+    }
+
+    private func prefixIdentities(_ map: String) throws -> [String: Int64] {
         var result: [String: Int64] = [:]
-        for entry in try mapEntries("na_ipcache") {
+        for entry in try mapEntries(map) {
             if let prefix = entry["key"]?["prefix"]?.stringValue, let identity = entry["value"]?["identity"]?.intValue {
                 result[prefix] = identity
             }

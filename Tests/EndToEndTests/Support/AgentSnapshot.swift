@@ -48,7 +48,8 @@ struct AgentSnapshot: Equatable, CustomStringConvertible {
         }
         let mapList = try get("/v1/map")["maps"]?.arrayValue ?? []
         let names = mapList.compactMap { $0["name"]?.stringValue }.filter {
-            ["na_endpoints", "na_ipcache", "na_policy"].contains($0) || $0.hasPrefix("na_pol_")
+            ["na_endpoints", "na_ipcache", "na_ipcache_host", "na_policy", "na_policy_exact"].contains($0)
+                || $0.hasPrefix("na_pol_") || $0.hasPrefix("na_polh_")
         }
         var maps: [String: [JSON]] = [:]
         for name in names {

@@ -47,22 +47,20 @@ enum PolicyMapDump {
         }
     }
 
-    static func read(pin: String) throws -> [Row] {
-        let output = try Shell.run(["bpftool", "-j", "map", "dump", "pinned", pin])
-        let entries = try JSON.parse(output).arrayValue ?? []
-        return try entries.map { entry in
-            guard let key = bytes(entry["key"]), let value = bytes(entry["value"]), key.count >= 12, value.count >= 8
-            else { throw AgentHarnessError("unexpected bpftool entry \(entry.serialized())") }
-            return Row(key: key, value: value)
-        }
+    /// Endpoint `id`'s policy: its trie (`na_pol_<id>`) and, when it has one, its hash of full-length keys
+    /// (`na_polh_<id>`).
+    static func read(endpoint id: Int, root: String) throws -> [Row] {
+        let hash = "\(root)/na_polh_\(String(format: "%05d", id))"
+        let exact = FileManager.default.fileExists(atPath: hash) ? try read(pin: hash) : []
+        return try read(pin: "\(root)/na_pol_\(String(format: "%05d", id))") + exact
     }
 
-    private static func bytes(_ value: JSON?) -> [UInt8]? {
-        value?.arrayValue?.map { item -> UInt8? in
-            guard let text = item.stringValue else { return nil }
-            return UInt8(text.hasPrefix("0x") ? String(text.dropFirst(2)) : text, radix: 16)
-        }.reduce(into: [UInt8]?([])) { result, byte in
-            if let byte { result?.append(byte) } else { result = nil }
+    static func read(pin: String) throws -> [Row] {
+        try BPFTool.dump(pin).map { entry in
+            guard entry.key.count >= 12, entry.value.count >= 8 else {
+                throw AgentHarnessError("unexpected policy map entry \(entry) in \(pin)")
+            }
+            return Row(key: entry.key, value: entry.value)
         }
     }
 

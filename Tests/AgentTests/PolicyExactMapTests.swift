@@ -1,0 +1,102 @@
+import AgentAPI
+import CNodeABI
+import DatapathCore
+import Glibc
+import Policy
+import XCTest
+
+@testable import Agent
+
+/// `EndpointDatapath`'s two policy maps per endpoint on real pinned kernel maps: full-length keys in the hash,
+/// the rest in the trie, read back as one policy, an older agent's trie adopted, both removed with the endpoint.
+final class PolicyExactMapTests: XCTestCase {
+    private var pinRoot = ""
+    private var datapath: Datapath!
+
+    override func setUpWithError() throws {
+        guard geteuid() == 0 else { throw XCTSkip("pinning BPF maps needs root") }
+        pinRoot = "/sys/fs/bpf/nodeagent-test-polexact-\(String(format: "%04x", UInt32.random(in: 0...0xffff)))"
+        datapath = try Datapath(root: pinRoot, maxEntries: ["na_ipcache": 1024, "na_ipcache_host": 1024])
+    }
+
+    override func tearDown() {
+        datapath = nil
+        if !pinRoot.isEmpty { BPFFS.removeAll(root: pinRoot) }
+    }
+
+    private func entry(_ identity: UInt32, _ proto: UInt8, _ port: UInt16, bits: UInt8, deny: Bool = false)
+        -> PolicyEntry
+    {
+        PolicyEntry(
+            identity: identity, direction: .egress, proto: proto, port: port, portPrefixBits: bits, deny: deny,
+            ruleIDs: [7])
+    }
+
+    func testFullLengthKeysGoToTheHashAndReadBackWithTheTrie() throws {
+        let endpoints = EndpointDatapath(datapath: datapath, policyMapEntries: 64)
+        let exact = entry(300, 6, 80, bits: 16)
+        let anyPeer = entry(0, 6, 443, bits: 16, deny: true)
+        let range = entry(300, 6, 7936, bits: 8)
+        let anyPort = entry(400, 17, 0, bits: 0)
+        try endpoints.applyPolicy(5, add: [exact, anyPeer, range, anyPort], remove: [])
+
+        let trie = try XCTUnwrap(try endpoints.policyMap(5, create: false))
+        let hash = try XCTUnwrap(try endpoints.exactPolicyMap(5))
+        XCTAssertEqual(
+            Set(try hash.entries().map { PolicyMapLayout.entry(key: $0.key, value: $0.value) }),
+            [exact])
+        XCTAssertEqual(
+            Set(try trie.entries().map { PolicyMapLayout.entry(key: $0.key, value: $0.value) }),
+            [range, anyPort, anyPeer])
+        XCTAssertEqual(try endpoints.realizedPolicy(5), PolicyEntry.byKey([exact, anyPeer, range, anyPort]))
+
+        try endpoints.applyPolicy(5, add: [], remove: [exact.key, range.key])
+        XCTAssertEqual(try endpoints.realizedPolicy(5), PolicyEntry.byKey([anyPeer, anyPort]))
+
+        try endpoints.removePolicyMap(5)
+        XCTAssertNil(try endpoints.policyMap(5, create: false))
+        XCTAssertNil(try endpoints.exactPolicyMap(5))
+        XCTAssertNil(try TypedMap<UInt32, UInt32>(datapath.map(PolicyMapLayout.exactOuterMap)).lookup(5))
+        XCTAssertFalse(
+            FileManager.default.fileExists(atPath: "\(pinRoot)/\(PolicyMapLayout.exactMapName(endpoint: 5))"))
+    }
+
+    func testAnOlderAgentsTrieIsMovedIntoTheHashAndRemovesReachBoth() throws {
+        let endpoints = EndpointDatapath(datapath: datapath, policyMapEntries: 64)
+        let exact = entry(300, 6, 80, bits: 16)
+        let other = entry(301, 6, 80, bits: 16)
+        let range = entry(300, 6, 7936, bits: 8)
+        // As an agent without the hash wrote them: everything in the trie.
+        let trie = try XCTUnwrap(try endpoints.policyMap(6))
+        for item in [exact, other, range] {
+            try trie.update(PolicyMapLayout.key(item.key), PolicyMapLayout.value(item))
+        }
+        XCTAssertNil(try endpoints.exactPolicyMap(6))
+        XCTAssertEqual(try endpoints.realizedPolicy(6), PolicyEntry.byKey([exact, other, range]))
+        // A remove of a full-length key before the move reaches the trie's copy.
+        try endpoints.applyPolicy(6, add: [], remove: [other.key])
+        XCTAssertEqual(try endpoints.realizedPolicy(6), PolicyEntry.byKey([exact, range]))
+
+        XCTAssertEqual(try endpoints.moveExactEntriesOutOfTrie(6), 1)
+        XCTAssertEqual(Set(try trie.entries().map { PolicyMapLayout.entry(key: $0.key, value: $0.value) }), [range])
+        XCTAssertEqual(try endpoints.realizedPolicy(6), PolicyEntry.byKey([exact, range]))
+        XCTAssertEqual(try endpoints.moveExactEntriesOutOfTrie(6), 0)
+    }
+
+    func testTheHashIsSizedToWhatItHoldsAndGrowsWithoutLosingEntries() throws {
+        let endpoints = EndpointDatapath(datapath: datapath, policyMapEntries: 1024)
+        let first = (0..<20).map { entry(1000 + UInt32($0), 6, 80, bits: 16) }
+        try endpoints.applyPolicy(7, add: first, remove: [])
+        XCTAssertEqual(try XCTUnwrap(try endpoints.exactPolicyMap(7)).map.info.maxEntries, 64)
+
+        let more = (20..<300).map { entry(1000 + UInt32($0), 6, 80, bits: 16) }
+        try endpoints.applyPolicy(7, add: more, remove: [])
+        let grown = try XCTUnwrap(try endpoints.exactPolicyMap(7))
+        XCTAssertEqual(grown.map.info.maxEntries, 1024)
+        let outer = try TypedMap<UInt32, UInt32>(datapath.map(PolicyMapLayout.exactOuterMap))
+        XCTAssertEqual(try outer.lookup(7), grown.map.info.id)
+        let pin = "\(pinRoot)/\(PolicyMapLayout.exactMapName(endpoint: 7))"
+        XCTAssertEqual(try BPFMap.openPinned(pin)?.info.id, grown.map.info.id)
+        XCTAssertEqual(try endpoints.realizedPolicy(7), PolicyEntry.byKey(first + more))
+    }
+}
