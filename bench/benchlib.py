@@ -443,7 +443,7 @@ def cmd_l7_goals(args):
                 ("p50", "p50_ms", None),
                 ("p99", "p99_ms", ("<=", 1.10) if keepalive else None),
                 ("CPU/req", "cpu_us_per_req", ("<=", 1.15)),
-                # Work the kernel defers to kworkers (sk_msg/strparser backlogs) is in no process counted above.
+                # Work the kernel defers to kworkers (the psock backlog) is in no process counted above.
                 ("machine CPU/req", "machine_us_per_req", None),
             )
             for label, key, goal in figures:
