@@ -424,6 +424,54 @@ def cmd_datapath_table(args):
     return 0
 
 
+def cmd_l7_goals(args):
+    """Issue 15's goals from bench/l7.sh's results, by medians of same-round ratios: l7 against l4 (req/s ≥ 0.90×
+    and p99 ≤ 1.10× on keep-alive, CPU per request ≤ 1.15× in both modes) and l7 against haproxy (better on every
+    figure: more req/s, lower p50, p99 and CPU per request)."""
+    rows = load(args.results)
+    out = ["Goals for HTTP rules in the kernel (l7), medians of same-round ratios [min–max over rounds]:"]
+    met_all = True
+    for mode, title in (("keepalive", "keep-alive"), ("close", "new connection per request")):
+        mine = [r for r in rows if r["mode"] == mode]
+        if not any(r["case"] == args.case for r in mine):
+            continue
+        checks = []
+        if any(r["case"] == args.l4 for r in mine):
+            keepalive = mode == "keepalive"
+            figures = (
+                ("req/s", "rps", (">=", 0.90) if keepalive else None),
+                ("p50", "p50_ms", None),
+                ("p99", "p99_ms", ("<=", 1.10) if keepalive else None),
+                ("CPU/req", "cpu_us_per_req", ("<=", 1.15)),
+                # Work the kernel defers to kworkers (the psock backlog) is in no process counted above.
+                ("machine CPU/req", "machine_us_per_req", None),
+            )
+            for label, key, goal in figures:
+                ratios = paired_ratios(mine, args.case, args.l4, key)
+                if not ratios:
+                    continue
+                cell = f"{label} {ratio_cell(ratios)}× l4"
+                if goal:
+                    op, bound = goal
+                    ok = med(ratios) >= bound if op == ">=" else med(ratios) <= bound
+                    met_all &= ok
+                    cell += f" (goal {op} {bound:.2f}: {'met' if ok else 'NOT met'})"
+                checks.append(cell)
+        if any(r["case"] == args.proxy for r in mine):
+            for label, key, better in (("req/s", "rps", ">"), ("p50", "p50_ms", "<"), ("p99", "p99_ms", "<"),
+                                       ("CPU/req", "cpu_us_per_req", "<")):
+                ratios = paired_ratios(mine, args.case, args.proxy, key)
+                if not ratios:
+                    continue
+                ok = med(ratios) > 1 if better == ">" else med(ratios) < 1
+                met_all &= ok
+                checks.append(f"{label} {ratio_cell(ratios)}× haproxy ({'better' if ok else 'NOT better'})")
+        out.append(f"  {title}: " + "; ".join(checks))
+    out.append(f"  all goals: {'met' if met_all else 'NOT all met'}")
+    print("\n".join(out))
+    return 0
+
+
 def cmd_api_table(args):
     """One table per group; the first case is the base (nginx). A group with a bare libmicrohttpd case ("mhd-...")
     gets a second ratio column against it: what the agent adds to the library it is built on."""
@@ -506,6 +554,13 @@ def main():
     api.add_argument("--load", default="")
     api.add_argument("--label", action="append", default=[])
     api.set_defaults(func=cmd_api_table)
+
+    l7 = sub.add_parser("l7-goals", help="issue 15's goals from bench/l7.sh's results")
+    l7.add_argument("results")
+    l7.add_argument("--case", default="l7")
+    l7.add_argument("--l4", default="l4")
+    l7.add_argument("--proxy", default="haproxy")
+    l7.set_defaults(func=cmd_l7_goals)
 
     timed = sub.add_parser("api-timed")
     timed.add_argument("--socket", required=True)

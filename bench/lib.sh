@@ -146,10 +146,18 @@ EOF
 # bench_start NETNS PIDFILE LOG CMD...: runs CMD in the background inside NETNS, appends its pid to PIDFILE and
 # to $BENCH_LAST_PID, and stops it on exit. `ip netns exec` execs CMD, so the pid is CMD's own. (Not to be
 # called in a command substitution: the cleanup would be registered in a subshell and lost.)
+# With BENCH_CGROUP set (a cgroup v2 directory, e.g. $AGENT_CGROUP) CMD starts inside that cgroup, as a pod's
+# processes are inside the agent's cgroup root on a node: the agent's cgroup programs (socket load balancer, the
+# sockops that enrolls server sockets of ports with HTTP rules) see only the sockets of processes in there.
 bench_start() {
     local ns=$1 pidfile=$2 log=$3
     shift 3
-    ip netns exec "$ns" "$@" >>"$log" 2>&1 </dev/null &
+    if [ -n "${BENCH_CGROUP:-}" ]; then
+        sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$BENCH_CGROUP" nsenter --net="/var/run/netns/$ns" "$@" \
+            >>"$log" 2>&1 </dev/null &
+    else
+        ip netns exec "$ns" "$@" >>"$log" 2>&1 </dev/null &
+    fi
     BENCH_LAST_PID=$!
     echo "$BENCH_LAST_PID" >>"$pidfile"
     bench_on_exit "kill $BENCH_LAST_PID; sleep 0.2; kill -9 $BENCH_LAST_PID"
