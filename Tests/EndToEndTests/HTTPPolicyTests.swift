@@ -324,14 +324,53 @@ private struct HTTPServer {
     }
 
     static let script = """
-        import http.server, sys, time
+        import http.server, select, socket, sys, time
         port, log, ready, delay = int(sys.argv[1]), sys.argv[2], sys.argv[3], float(sys.argv[4])
+
+        class Polling:
+            # Reads a socket without trusting its wakeups: an enrolled socket's read can fail with EAGAIN while
+            # bytes wait for the stream parser (tcp_bpf_recvmsg_parser), so an empty read is retried within 50 ms.
+
+            def __init__(self, sock):
+                self.sock, self.buf = sock, b""
+
+            def more(self):
+                while True:
+                    try:
+                        data = self.sock.recv(65536, socket.MSG_DONTWAIT)
+                    except (BlockingIOError, InterruptedError):
+                        select.select([self.sock], [], [], 0.05)
+                        continue
+                    except OSError:
+                        return False
+                    self.buf += data
+                    return bool(data)
+
+            def readline(self, limit=-1):
+                while b"\\n" not in self.buf and self.more():
+                    pass
+                end = self.buf.find(b"\\n")
+                n = len(self.buf) if end < 0 else end + 1
+                if limit >= 0:
+                    n = min(n, limit)
+                line, self.buf = self.buf[:n], self.buf[n:]
+                return line
+
+            def read(self, n):
+                while len(self.buf) < n and self.more():
+                    pass
+                out, self.buf = self.buf[:n], self.buf[n:]
+                return out
+
+            def close(self):
+                pass
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            # A blocking read of a socket enrolled for HTTP enforcement can fail with EAGAIN while bytes wait for
-            # the stream parser (tcp_bpf_recvmsg_parser); with a timeout Python polls and reads again.
-            timeout = 30
+
+            def setup(self):
+                super().setup()
+                self.rfile = Polling(self.connection)
 
             def answer(self):
                 length = int(self.headers.get("Content-Length") or 0)
