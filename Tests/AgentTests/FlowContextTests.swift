@@ -186,12 +186,12 @@ final class FlowContextTests: XCTestCase {
     }
 
     func testEveryReasonHasAName() {
-        XCTAssertEqual(FlowReasons.names.count, 17)
+        XCTAssertEqual(FlowReasons.names.count, 24)
         for (code, name) in FlowReasons.names {
             XCTAssertFalse(name.isEmpty)
             XCTAssertFalse(name.contains("unknown"), "\(code)")
             XCTAssertNotEqual(name, "reason \(code)", "every code of enum na_reason has a real name")
         }
-        XCTAssertEqual(Set(FlowReasons.names.values).count, 17, "names are unique, so reason=<name> is unambiguous")
+        XCTAssertEqual(Set(FlowReasons.names.values).count, 24, "names are unique, so reason=<name> is unambiguous")
     }
 }

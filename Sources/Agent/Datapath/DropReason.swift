@@ -21,6 +21,13 @@ enum DropReason {
         case NA_DROP_NAT_NO_MAPPING.rawValue: "no NAT mapping"
         case NA_DROP_POLICY_DENY.rawValue: "policy deny rule"
         case NA_DROP_NAT_NO_PORT.rawValue: "NAT ports exhausted"
+        case NA_DROP_L7_POLICY.rawValue: "HTTP request denied"
+        case NA_DROP_L7_MALFORMED.rawValue: "malformed HTTP request"
+        case NA_DROP_L7_HEAD_TOO_LARGE.rawValue: "HTTP request head too large"
+        case NA_DROP_L7_PROTOCOL.rawValue: "HTTP/2, TLS or upgrade on an HTTP port"
+        case NA_DROP_L7_AMBIGUOUS_PATH.rawValue: "ambiguous HTTP path"
+        case NA_DROP_L7_FRAMING.rawValue: "unsupported HTTP framing"
+        case NA_DROP_L7_CONN_DENIED.rawValue: "bytes after a denied HTTP request"
         default: "reason \(code)"
         }
     }

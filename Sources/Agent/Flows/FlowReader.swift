@@ -25,6 +25,8 @@ final class FlowReader: Sendable {
                     counter.add(1)
                     continue
                 }
+                // The L7 self-test's requests are the agent's own, not traffic anyone asked about.
+                guard event.event.ep_id != L7SelfTest.endpointID else { continue }
                 events.append(event)
             }
             guard !events.isEmpty, let context = context() else { return }
