@@ -70,17 +70,7 @@ extension PolicyParser {
                 "requires \(rule.headers.count) headers; at most \(HTTPHeaderRequirement.maxPerRule) "
                     + "(headers and headerMatches together) are allowed")
         }
-        if let field = r.child("fromEndpoints") {
-            var selectors: [LabelSelector] = []
-            for element in try field.array() {
-                var selector = try selector(element)
-                if let namespace, !selector.mentions(key: namespaceLabelKey) {
-                    selector = selector.adding(namespaceRequirement(namespace))
-                }
-                selectors.append(selector)
-            }
-            rule.endpoints = selectors
-        }
+        if let field = r.child("fromEndpoints") { rule.endpoints = try peerSelectors(field, namespace: namespace) }
         return rule
     }
 

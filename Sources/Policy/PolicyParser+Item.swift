@@ -37,6 +37,20 @@ extension PolicyParser {
         return hints
     }
 
+    /// A list of peer selectors (`fromEndpoints`, `toEndpoints`, an HTTP rule's own `fromEndpoints`). A selector
+    /// that says nothing about the namespace means the policy's own namespace.
+    static func peerSelectors(_ field: FieldReader, namespace: String?) throws(AgentError) -> [LabelSelector] {
+        var selectors: [LabelSelector] = []
+        for element in try field.array() {
+            var selector = try selector(element)
+            if let namespace, !selector.mentions(key: namespaceLabelKey) {
+                selector = selector.adding(namespaceRequirement(namespace))
+            }
+            selectors.append(selector)
+        }
+        return selectors
+    }
+
     /// One element of a section: peers and ports. Deny sections take the same peers and ports; HTTP rules are
     /// taken in ingress allow sections only (see `httpRules`).
     static func item(_ r: FieldReader, direction: Direction, deny: Bool, namespace: String?) throws(AgentError)
@@ -46,18 +60,7 @@ extension PolicyParser {
             allowed: itemFields(direction), unsupported: itemUnsupported(direction), hint: itemHints(direction))
         let p = direction == .ingress ? "from" : "to"
         var item = PolicyItem()
-        if let field = r.child("\(p)Endpoints") {
-            var selectors: [LabelSelector] = []
-            for element in try field.array() {
-                var selector = try selector(element)
-                // A peer selector that says nothing about the namespace means the policy's own namespace.
-                if let namespace, !selector.mentions(key: namespaceLabelKey) {
-                    selector = selector.adding(namespaceRequirement(namespace))
-                }
-                selectors.append(selector)
-            }
-            item.endpoints = selectors
-        }
+        if let field = r.child("\(p)Endpoints") { item.endpoints = try peerSelectors(field, namespace: namespace) }
         if let field = r.child("\(p)CIDR") {
             var cidrs: [IPPrefix] = []
             for element in try field.array() { cidrs.append(try cidr(element)) }
