@@ -67,6 +67,7 @@ final class Observability: Sendable {
     }
 
     var malformedRecords: UInt64 { running.withLock { $0.reader?.malformedRecords ?? 0 } }
+    var selfTestEvents: UInt64 { running.withLock { $0.reader?.selfTestEvents ?? 0 } }
 
     /// `routes` with request metrics recorded.
     func instrument(_ routes: [Route]) -> [Route] { apiMetrics.instrument(routes) }

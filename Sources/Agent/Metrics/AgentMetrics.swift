@@ -140,8 +140,9 @@ extension NodeAgent {
         let store = observability.flows.stats
         samples += [
             MetricSample(
-                name: "nodeagent_flows_received_total", value: Double(store.appended),
-                help: "Flow events the agent read and decoded.", type: "counter"),
+                name: "nodeagent_flows_received_total", value: Double(store.appended + observability.selfTestEvents),
+                help: "Flow events the agent read and decoded (its own start-up self-test's included, though not stored).",
+                type: "counter"),
             MetricSample(
                 name: "nodeagent_flow_buffer_flows", value: Double(store.buffered),
                 help: "Flows held in the agent's recent-flow buffer."),
