@@ -38,6 +38,12 @@ final class VerifierHeadroomTests: XCTestCase {
         try checkHeadroom(of: object)
     }
 
+    func testEveryHTTPPolicyProgramLeavesThirtyPercentOfTheComplexityLimit() throws {
+        let object = try BPFObject.load(embedded: "l7", pinDirectory: nil)
+        XCTAssertEqual(Set(object.programs.map(\.name)), ["na_l7_sockops", "na_l7_parser", "na_l7_verdict"])
+        try checkHeadroom(of: object)
+    }
+
     private func checkHeadroom(of object: BPFObject) throws {
         let kernel = Self.kernelRelease()
         for program in object.programs {

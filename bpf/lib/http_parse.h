@@ -68,41 +68,87 @@ static __always_inline bool na_http_name_is(const struct na_l7_scratch *s, __u32
 	return true;
 }
 
-/* A header line's value without the whitespace around it: [*off, *off + *len). */
+struct na_http_trim {
+	const struct na_l7_scratch *s;
+	__u32 a;
+	__u32 b;
+};
+
+/* bpf_loop callback: one step of trimming whitespace from both ends of [a, b). */
+static long na_http_trim_step(__u32 index, void *data)
+{
+	struct na_http_trim *t = data;
+	bool moved = false;
+	char c;
+
+	if (t->a < t->b) {
+		c = na_http_at(t->s, t->a);
+		if (c == ' ' || c == '\t') {
+			t->a++;
+			moved = true;
+		}
+	}
+	if (t->b > t->a) {
+		c = na_http_at(t->s, t->b - 1);
+		if (c == ' ' || c == '\t') {
+			t->b--;
+			moved = true;
+		}
+	}
+	return moved ? 0 : 1;
+}
+
+/* A header line's value without the whitespace around it (at most 16 bytes each side): [*off, *off + *len). */
 static __always_inline void na_http_value(const struct na_l7_scratch *s, __u32 colon, __u32 end, __u32 *off,
 					  __u32 *len)
 {
-	__u32 a = colon + 1, b = end;
+	struct na_http_trim t = { .s = s, .a = colon + 1, .b = end };
 
-	for (int i = 0; i < 16 && a < b; i++) {
-		char c = na_http_at(s, a);
-		if (c != ' ' && c != '\t')
-			break;
-		a++;
+	bpf_loop(16, na_http_trim_step, &t, 0);
+	*off = t.a;
+	*len = t.b > t.a ? t.b - t.a : 0;
+}
+
+#define NA_HTTP_HDR_HOST 1
+#define NA_HTTP_HDR_CONTENT_LENGTH 2
+#define NA_HTTP_HDR_TRANSFER_ENCODING 3
+#define NA_HTTP_HDR_UPGRADE 4
+
+/*
+ * Which of the headers the parser acts on a line names, by its length first: one comparison per line, not one
+ * per known name (the verifier explores every way each comparison can end, and they multiplied).
+ */
+static __always_inline __u32 na_http_header_kind(const struct na_l7_scratch *s, __u32 start, __u32 colon)
+{
+	switch (colon - start) {
+	case 4:
+		return na_http_name_is(s, start, colon, "host", 4) ? NA_HTTP_HDR_HOST : 0;
+	case 14:
+		return na_http_name_is(s, start, colon, "content-length", 14) ? NA_HTTP_HDR_CONTENT_LENGTH : 0;
+	case 17:
+		return na_http_name_is(s, start, colon, "transfer-encoding", 17) ? NA_HTTP_HDR_TRANSFER_ENCODING : 0;
+	case 7:
+		return na_http_name_is(s, start, colon, "upgrade", 7) ? NA_HTTP_HDR_UPGRADE : 0;
 	}
-	for (int i = 0; i < 16 && b > a; i++) {
-		char c = na_http_at(s, b - 1);
-		if (c != ' ' && c != '\t')
-			break;
-		b--;
-	}
-	*off = a;
-	*len = b - a;
+	return 0;
 }
 
 /* The headers the framing and the protocol checks depend on; the others are looked at only by rules. */
 static __always_inline void na_http_header(struct na_l7_scratch *s, __u32 start, __u32 colon, __u32 end)
 {
-	__u32 off, len;
+	__u32 kind, off, len;
 
 	na_http_value(s, colon, end, &off, &len);
-	if (na_http_name_is(s, start, colon, "host", 4)) {
+	kind = na_http_header_kind(s, start, colon);
+	if (!kind)
+		return;
+	if (kind == NA_HTTP_HDR_HOST) {
 		if (s->req.has_host)
 			s->req.reason = NA_DROP_L7_MALFORMED;
 		s->req.has_host = 1;
 		s->req.host_off = off;
 		s->req.host_len = len;
-	} else if (na_http_name_is(s, start, colon, "content-length", 14)) {
+	} else if (kind == NA_HTTP_HDR_CONTENT_LENGTH) {
 		__u32 v = 0;
 
 		if (s->req.has_cl || len == 0 || len > 9)
@@ -115,12 +161,12 @@ static __always_inline void na_http_header(struct na_l7_scratch *s, __u32 start,
 		}
 		s->req.has_cl = 1;
 		s->req.content_length = v;
-	} else if (na_http_name_is(s, start, colon, "transfer-encoding", 17)) {
+	} else if (kind == NA_HTTP_HDR_TRANSFER_ENCODING) {
 		if (s->req.has_te)
 			s->req.reason = NA_DROP_L7_FRAMING;
 		s->req.has_te = 1;
 		s->req.te_chunked = na_http_name_is(s, off, off + len, "chunked", 7);
-	} else if (na_http_name_is(s, start, colon, "upgrade", 7)) {
+	} else {
 		s->req.reason = NA_DROP_L7_PROTOCOL;
 	}
 }

@@ -120,6 +120,26 @@ static __always_inline bool na_l7_header_present(const struct na_l7_scratch *s, 
 	return h.found;
 }
 
+struct na_l7_header_reqs {
+	const struct na_l7_scratch *s;
+	const struct na_l7_rule *rule;
+	bool missing;
+};
+
+/* bpf_loop callback over a rule's header requirements: one loop the verifier checks once, not once per requirement. */
+static long na_l7_header_req(__u32 index, void *data)
+{
+	struct na_l7_header_reqs *r = data;
+
+	if (index >= r->rule->header_count || index >= NA_L7_MAX_HEADER_REQS)
+		return 1;
+	if (!na_l7_header_present(r->s, &r->rule->headers[index & (NA_L7_MAX_HEADER_REQS - 1)])) {
+		r->missing = true;
+		return 1;
+	}
+	return 0;
+}
+
 static __always_inline bool na_l7_rule_matches(const struct na_l7_scratch *s, const struct na_l7_rule *rule)
 {
 	if (!na_l7_dfa_accepts(s, rule->method_dfa, 0, s->req.method_len))
@@ -130,13 +150,11 @@ static __always_inline bool na_l7_rule_matches(const struct na_l7_scratch *s, co
 		return false;
 	if (!na_l7_dfa_accepts(s, rule->host_dfa, s->req.host_off, s->req.host_len))
 		return false;
-	for (int i = 0; i < NA_L7_MAX_HEADER_REQS; i++) {
-		if (i >= rule->header_count)
-			break;
-		if (!na_l7_header_present(s, &rule->headers[i]))
-			return false;
-	}
-	return true;
+	struct na_l7_header_reqs r = { .s = s, .rule = rule };
+
+	if (rule->header_count)
+		bpf_loop(NA_L7_MAX_HEADER_REQS, na_l7_header_req, &r, 0);
+	return !r.missing;
 }
 
 struct na_l7_rule_search {
