@@ -141,7 +141,7 @@ extension NodeAgent {
         samples += [
             MetricSample(
                 name: "nodeagent_flows_received_total", value: Double(store.appended + observability.selfTestEvents),
-                help: "Flow events the agent read and decoded (its own start-up self-test's included, though not stored).",
+                help: "Flow events the agent read and decoded (its start-up self-test's too, though not stored).",
                 type: "counter"),
             MetricSample(
                 name: "nodeagent_flow_buffer_flows", value: Double(store.buffered),
