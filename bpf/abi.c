@@ -14,6 +14,8 @@ _Static_assert(sizeof(struct na_metrics_key) == 4, "metrics key layout");
 _Static_assert(sizeof(struct na_flow_event) == 80, "flow event layout");
 _Static_assert(sizeof(struct na_endpoint_info) == 36, "endpoint info layout");
 _Static_assert(sizeof(struct na_config) == 32, "config layout");
+_Static_assert(sizeof(struct na_ct_sweep_args) == 40, "conntrack sweep arguments layout");
+_Static_assert(sizeof(struct na_ct_gc_owners) == 8192, "conntrack sweep owners bitmap layout");
 _Static_assert(sizeof(struct na_event_stats) == 16, "event stats layout");
 _Static_assert(sizeof(struct na_frag_key) == 40, "fragment key layout");
 _Static_assert(sizeof(struct na_frag_value) == 8, "fragment value layout");

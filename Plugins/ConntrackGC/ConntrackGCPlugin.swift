@@ -69,6 +69,11 @@ public final class ConntrackGCPlugin: DatapathPlugin {
         let datapath = context.datapath
         let sweeper = try ConntrackSweeper(
             conntrack: datapath.map("na_ct"), endpoints: try? datapath.map("na_endpoints"))
+        if let problem = sweeper.kernelSweepProblem {
+            context.logger.warning(
+                "conntrack sweeps read every entry into user space: the in-kernel sweep did not load",
+                metadata: ["error": "\(problem)"])
+        }
         let counter = CreationCounter(try? datapath.map("na_ct_created"))
         if counter == nil {
             context.logger.warning("na_ct_created is missing: no early sweeps on table pressure")
@@ -232,6 +237,10 @@ public final class ConntrackGCPlugin: DatapathPlugin {
             "max-entries": .int(Int64(snapshot.running?.sweeper.maxEntries ?? 0)),
             "runs": .int(Int64(snapshot.runs)),
         ]
+        if let sweeper = snapshot.running?.sweeper {
+            object["sweep"] = .string(sweeper.kernelSweep == nil ? "user space" : "kernel")
+            if let problem = sweeper.kernelSweepProblem { object["kernel-sweep-problem"] = .string(problem) }
+        }
         if let estimate = estimatedEntries() { object["estimated-entries"] = .int(Int64(estimate)) }
         if let error = snapshot.lastError { object["last-error"] = .string(error) }
         return .object(object)

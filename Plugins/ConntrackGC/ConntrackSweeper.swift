@@ -18,8 +18,10 @@ public struct SweepStats: Sendable, Equatable {
     public init() {}
 }
 
-/// Walks the conntrack map and deletes what is no longer needed, a batch of entries per syscall both ways
-/// (BPF_MAP_LOOKUP_BATCH, BPF_MAP_DELETE_BATCH), IPv4 and IPv6 alike: the key's family does not matter here.
+/// Walks the conntrack map and deletes what is no longer needed, IPv4 and IPv6 alike: the key's family does not
+/// matter here. The sweep runs in the kernel (``ConntrackKernelSweep``) when the kernel loads it; otherwise, and
+/// for purges and the confirmation of orphans, the walk reads a batch of entries per syscall and deletes in
+/// batches (BPF_MAP_LOOKUP_BATCH, BPF_MAP_DELETE_BATCH).
 ///
 /// Deleting the entries of a batch before reading the next is safe: the hash map's batch cursor is a bucket
 /// index, and the deleted entries all lie in buckets already read.
@@ -29,7 +31,12 @@ public struct ConntrackSweeper: Sendable {
     /// na_endpoints (ifindex → na_endpoint_info): the endpoints the datapath serves; nil disables the orphan check.
     public let endpoints: BPFMap?
 
-    public init(conntrack: BPFMap, endpoints: BPFMap?) throws {
+    /// The in-kernel sweep; nil when this kernel could not load it (`kernelSweepProblem` says why).
+    let kernelSweep: ConntrackKernelSweep?
+    public let kernelSweepProblem: String?
+
+    /// `inKernel: false` keeps every sweep in user space (the way to compare the two).
+    public init(conntrack: BPFMap, endpoints: BPFMap?, inKernel: Bool = true) throws {
         guard conntrack.info.keySize == MemoryLayout<na_ct_key>.size,
             conntrack.info.valueSize == MemoryLayout<na_ct_value>.size
         else {
@@ -43,6 +50,17 @@ public struct ConntrackSweeper: Sendable {
         }
         self.conntrack = conntrack
         self.endpoints = endpoints
+        var problem: String? = inKernel ? nil : "disabled"
+        var sweep: ConntrackKernelSweep?
+        if inKernel {
+            do {
+                sweep = try ConntrackKernelSweep(conntrack: conntrack)
+            } catch {
+                problem = "\(error)"
+            }
+        }
+        kernelSweep = sweep
+        kernelSweepProblem = problem
     }
 
     public var maxEntries: Int { conntrack.info.maxEntries }
@@ -56,28 +74,55 @@ public struct ConntrackSweeper: Sendable {
         let started = ContinuousClock.now
         let liveBefore = try liveEndpointIDs()
         var stats = SweepStats()
-        var suspects: [(key: [UInt8], owner: UInt32)] = []
-        try conntrack.forEachBatch { keys, values in
-            var doomed: [[UInt8]] = []
-            for index in keys.indices {
-                let value: na_ct_value = valueFrom(values[index], at: 0)
-                if value.lifetime < now {
-                    doomed.append(keys[index])
-                } else if let liveBefore, !liveBefore.contains(value.ep_id) {
-                    suspects.append((keys[index], value.ep_id))
-                }
+        if let kernelSweep {
+            let result = try kernelSweep.run(now: now, live: liveBefore)
+            stats.scanned = result.scanned
+            stats.expired = result.expired
+            if result.suspects > 0, let liveBefore {
+                stats.orphaned = try deleteOrphans(now: now, liveBefore: liveBefore)
             }
-            stats.scanned += keys.count
-            stats.expired += try conntrack.deleteBatch(doomed)
-            return true
-        }
-        if !suspects.isEmpty, let liveAfter = try liveEndpointIDs() {
-            stats.orphaned = try conntrack.deleteBatch(suspects.filter { !liveAfter.contains($0.owner) }.map(\.key))
+        } else {
+            var suspects: [(key: [UInt8], owner: UInt32)] = []
+            try conntrack.forEachBatch { keys, values in
+                var doomed: [[UInt8]] = []
+                for index in keys.indices {
+                    let value: na_ct_value = valueFrom(values[index], at: 0)
+                    if value.lifetime < now {
+                        doomed.append(keys[index])
+                    } else if let liveBefore, !liveBefore.contains(value.ep_id) {
+                        suspects.append((keys[index], value.ep_id))
+                    }
+                }
+                stats.scanned += keys.count
+                stats.expired += try conntrack.deleteBatch(doomed)
+                return true
+            }
+            if !suspects.isEmpty, let liveAfter = try liveEndpointIDs() {
+                stats.orphaned = try conntrack.deleteBatch(
+                    suspects.filter { !liveAfter.contains($0.owner) }.map(\.key))
+            }
         }
         stats.deleted = stats.expired + stats.orphaned
         stats.remaining = max(stats.scanned - stats.deleted, 0)
         stats.duration = ContinuousClock.now - started
         return stats
+    }
+
+    /// The entries the in-kernel sweep counted as suspects: live entries of endpoints missing before the sweep,
+    /// deleted when their endpoint is still missing now.
+    private func deleteOrphans(now: UInt32, liveBefore: Set<UInt32>) throws -> Int {
+        var suspects: [(key: [UInt8], owner: UInt32)] = []
+        try conntrack.forEachBatch { keys, values in
+            for index in keys.indices {
+                let value: na_ct_value = valueFrom(values[index], at: 0)
+                if value.lifetime >= now, !liveBefore.contains(value.ep_id) {
+                    suspects.append((keys[index], value.ep_id))
+                }
+            }
+            return true
+        }
+        guard !suspects.isEmpty, let liveAfter = try liveEndpointIDs() else { return 0 }
+        return try conntrack.deleteBatch(suspects.filter { !liveAfter.contains($0.owner) }.map(\.key))
     }
 
     /// Deletes every entry `select` picks, e.g. all of one endpoint's.

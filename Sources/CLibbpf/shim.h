@@ -108,6 +108,18 @@ static inline int cbpf_prog_test_run(int prog_fd, const void *data, __u32 size, 
 	return err;
 }
 
+/* BPF_PROG_TEST_RUN of a program that takes only a context (BPF_PROG_TYPE_SYSCALL): the kernel writes it back. */
+static inline int cbpf_prog_run_context(int prog_fd, void *ctx, __u32 size, __u32 *retval)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = ctx, .ctx_size_in = size);
+	int err;
+
+	err = bpf_prog_test_run_opts(prog_fd, &opts);
+	if (retval)
+		*retval = opts.retval;
+	return err;
+}
+
 /* The tc hook and attach options (LIBBPF_OPTS), reduced to what an endpoint needs. */
 static inline int cbpf_tc_hook_create(int ifindex, enum bpf_tc_attach_point point)
 {

@@ -15,12 +15,18 @@ final class BenchmarkTests: XCTestCase {
         let datapath = try loadDatapath(conntrackEntries: 1_048_576)
         try datapath.addEndpoint(id: 1, ifindex: 10)
         let map = try datapath.map("na_ct")
-        let sweeper = try ConntrackSweeper(conntrack: map, endpoints: datapath.map("na_endpoints"))
         let keys = Self.keys(count: Self.entries)
 
         var rows: [String] = []
+        // The agent's sweep (in the kernel) and its fallback (every entry read into user space), in the same run.
+        let modes = [("kernel", true), ("user space", false)]
         // Every n-th entry expired; 0: none (the steady cost of a sweep over long-lived flows).
-        for (label, expiredEvery) in [("100% expired", 1), ("10% expired", 10), ("none expired", 0)] {
+        let scenarios = [("100% expired", 1), ("10% expired", 10), ("none expired", 0)]
+        for ((mode, inKernel), (scenario, expiredEvery)) in modes.flatMap({ m in scenarios.map { (m, $0) } }) {
+            let sweeper = try ConntrackSweeper(
+                conntrack: map, endpoints: datapath.map("na_endpoints"), inKernel: inKernel)
+            XCTAssertEqual(sweeper.kernelSweepProblem, inKernel ? nil : "disabled")
+            let label = "\(mode), \(scenario)"
             var wall: [Double] = []
             var cpu: [Double] = []
             var last = SweepStats()
@@ -45,7 +51,7 @@ final class BenchmarkTests: XCTestCase {
             cpu.sort()
             let median = wall[wall.count / 2]
             rows.append(
-                "| \(label.padding(toLength: 13, withPad: " ", startingAt: 0)) "
+                "| \(label.padding(toLength: 24, withPad: " ", startingAt: 0)) "
                     + String(
                         format: "| %9d | %9d | %7.0f ms | %5.0f–%-5.0f ms | %11.0f | %7.0f ms |", last.scanned,
                         last.deleted, median * 1000, wall.first! * 1000, wall.last! * 1000,
@@ -57,13 +63,15 @@ final class BenchmarkTests: XCTestCase {
                 "Conntrack GC sweep of \(Self.entries) entries (na_ct max 1048576), \(Self.rounds) rounds each, "
                     + "\(ProcessInfo.processInfo.activeProcessorCount) CPUs, load average "
                     + (load?.joined(separator: " ") ?? "?"),
-                "| scenario      |   scanned |   deleted |    median |   min–max      |   entries/s |  CPU time |",
-                "|---------------|-----------|-----------|-----------|----------------|-------------|-----------|",
+                "| sweep, scenario          |   scanned |   deleted |    median |   min–max      |   entries/s "
+                    + "|  CPU time |",
+                "|--------------------------|-----------|-----------|-----------|----------------|-------------"
+                    + "|-----------|",
             ] + rows
             + ["Wall time from the sweep's own clock; CPU time (user + kernel) of the sweeping thread, median."]
         print(table.joined(separator: "\n"))
         fflush(nil)
-        _ = try sweeper.purge { _, _ in true }
+        _ = try ConntrackSweeper(conntrack: map, endpoints: nil, inKernel: false).purge { _, _ in true }
     }
 
     /// CPU time of the calling thread, syscalls included: what a sweep costs regardless of other load on the host.

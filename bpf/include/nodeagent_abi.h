@@ -181,6 +181,27 @@ struct na_ct_value {
 };
 
 /*
+ * The conntrack sweep's arguments and results (ct_gc.bpf.c, run by the agent with BPF_PROG_TEST_RUN): entries whose
+ * lifetime is before now are deleted in the kernel. With check_owners set, entries whose endpoint has no bit in
+ * na_ct_gc_owners (the agent's live endpoints when the sweep started) are counted as suspects, for the agent to
+ * confirm and delete.
+ */
+struct na_ct_sweep_args {
+	__u32 now;           /* CLOCK_MONOTONIC seconds */
+	__u32 check_owners;
+	__u64 scanned;
+	__u64 expired;       /* deleted */
+	__u64 suspects;      /* alive, owned by an endpoint not in the owners bitmap (or with an id beyond it) */
+	__u64 delete_failed; /* expired, but already gone when deleted (the datapath or a flush raced the sweep) */
+};
+
+#define NA_CT_GC_OWNER_IDS 65536 /* endpoint ids the owners bitmap covers: 0 to 65535 */
+
+struct na_ct_gc_owners {
+	__u8 bits[NA_CT_GC_OWNER_IDS / 8]; /* bit (id % 8) of byte (id / 8): endpoint id is live */
+};
+
+/*
  * Runtime configuration, one element of an array map written by the agent.
  * A lifetime of 0 means the default (8000/60/10/60 s as in Cilium). An element
  * that is all zero (never written) means defaults with drop events on; once

@@ -84,13 +84,7 @@ struct {
 	__array(values, struct na_policy_exact_inner);
 } na_policy_exact SEC(".maps");
 
-/* Conntrack: 5-tuple and direction of the first packet -> flow state, lifetime and counters. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, NA_CT_MAX_ENTRIES);
-	__type(key, struct na_ct_key);
-	__type(value, struct na_ct_value);
-} na_ct SEC(".maps");
+#include "ct_map.h"
 
 /* Conntrack entries created, one per-CPU counter: the agent's GC estimates how full na_ct is between sweeps. */
 struct {

@@ -28,10 +28,12 @@ public final class BPFObject: Sendable {
     public func program(named name: String) -> BPFProgram? { programs.first { $0.name == name } }
 
     /// Opens the embedded object `name`, applies `maxEntries` overrides, reuses or creates pins under
-    /// `pinDirectory` (nil: no pinning), and loads it. The libbpf object is closed afterwards: maps and
-    /// programs keep their own descriptors.
+    /// `pinDirectory` (nil: no pinning), and loads it. Maps named in `reusing` are those maps themselves, taken by
+    /// descriptor (their size and layout are the given map's; no pin is looked at). The libbpf object is closed
+    /// afterwards: maps and programs keep their own descriptors.
     public static func load(
-        embedded name: String, pinDirectory: String?, maxEntries: [String: UInt32] = [:]
+        embedded name: String, pinDirectory: String?, maxEntries: [String: UInt32] = [:],
+        reusing: [String: BPFMap] = [:]
     ) throws -> BPFObject {
         guard let elf = BPFObjects.object(named: name) else {
             throw AgentError.datapath("no BPF object named \(name) is embedded in this build")
@@ -50,6 +52,10 @@ public final class BPFObject: Sendable {
             var replaced: [String] = []
             for map in declared {
                 let mapName = String(cString: bpf_map__name(map))
+                if let existing = reusing[mapName] {
+                    try bpfCall("reusing map \(mapName)") { bpf_map__reuse_fd(map, existing.fd) }
+                    continue
+                }
                 if let override = maxEntries[mapName] {
                     try bpfCall("setting max entries of \(mapName)") { bpf_map__set_max_entries(map, override) }
                 }

@@ -66,4 +66,16 @@ public final class BPFProgram: Sendable {
         }
         return TestRunResult(retval: retval, durationNs: duration, packetOut: Array(out.prefix(Int(outSize))))
     }
+
+    /// Runs a program that takes only a context, such as a `SEC("syscall")` program, once with BPF_PROG_TEST_RUN:
+    /// the kernel hands it `context` and writes back what it left there. Returns the program's return code.
+    @discardableResult
+    public func run<Context>(context: inout Context) throws -> UInt32 {
+        var retval: UInt32 = 0
+        let size = UInt32(MemoryLayout<Context>.size)
+        try withUnsafeMutableBytes(of: &context) { raw throws in
+            _ = try bpfCall("running program \(name)") { cbpf_prog_run_context(fd, raw.baseAddress, size, &retval) }
+        }
+        return retval
+    }
 }
