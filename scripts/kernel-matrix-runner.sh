@@ -20,7 +20,7 @@ echo "matrix: kernel=$kernel"
 # suite that runs programs with BPF_PROG_TEST_RUN.
 verifier="DatapathCoreTests.VerifierHeadroomTests,DatapathCoreTests.EndpointObjectTests"
 fixtures="DatapathCoreTests.EndpointProgramTests,DatapathCoreTests.DropAggregationTests"
-fixtures="$fixtures,DatapathCoreTests.RingBufferReaderTests,ConntrackGCTests.DatapathCounterTests"
+fixtures="$fixtures,DatapathCoreTests.RingBufferReaderTests,ConntrackGCTests.DatapathCounterTests,ConntrackGCTests.SweepTests"
 fixtures="$fixtures,DatapathCoreTests.ServiceTranslationTests,AgentTests.MaglevDatapathTests"
 # The services' real-traffic suites: the socket hooks (which BPF_PROG_TEST_RUN cannot run) and the per-packet path.
 services="AgentTests.SocketLoadBalancerTests,AgentTests.SocketTerminationTests,AgentTests.ServiceTCTranslationTests"
