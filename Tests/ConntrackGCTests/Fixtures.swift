@@ -33,7 +33,8 @@ func ctValue(
     packets: UInt64 = 1, bytes: UInt64 = 60, policyGeneration: UInt32 = 0, now: UInt32 = MonotonicClock.seconds()
 ) -> na_ct_value {
     var value = na_ct_value()
-    value.lifetime = UInt32(Int64(now) + expiresIn)
+    // Clamped: on a machine up for less than the offset, a lifetime "before boot" is 0 (expired all the same).
+    value.lifetime = UInt32(clamping: Int64(now) + expiresIn)
     value.ep_id = endpoint
     value.src_identity = identity
     value.rule_id = ruleID
