@@ -90,7 +90,10 @@ public enum Requirements {
         helper(BPF_FUNC_map_lookup_elem, "bpf_map_lookup_elem", [.core], "every map read"),
         helper(BPF_FUNC_map_update_elem, "bpf_map_update_elem", [.core], "conntrack, metrics, NAT mappings"),
         helper(BPF_FUNC_map_delete_elem, "bpf_map_delete_elem", [.core], "conntrack"),
-        helper(BPF_FUNC_ktime_get_ns, "bpf_ktime_get_ns", [.core, .flows], "conntrack lifetimes, event times"),
+        helper(BPF_FUNC_ktime_get_ns, "bpf_ktime_get_ns", [.core, .flows], "event times"),
+        helper(
+            BPF_FUNC_ktime_get_coarse_ns, "bpf_ktime_get_coarse_ns", [.core],
+            "conntrack and NAT lifetimes (Linux 5.11)"),
         helper(BPF_FUNC_get_prandom_u32, "bpf_get_prandom_u32", [.core, .flows, .nat], "flow sampling, NAT ports"),
         helper(BPF_FUNC_skb_pull_data, "bpf_skb_pull_data", [.core], "reading headers beyond the linear data"),
         helper(BPF_FUNC_skb_store_bytes, "bpf_skb_store_bytes", [.core, .nat], "NAT's address and port rewrite"),

@@ -165,9 +165,9 @@ struct HarnessError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// CLOCK_MONOTONIC in seconds, the clock of conntrack lifetimes (bpf_ktime_get_ns).
+/// CLOCK_MONOTONIC_COARSE in seconds, the clock of conntrack lifetimes (bpf_ktime_get_coarse_ns).
 func monotonicSeconds() -> UInt32 {
     var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now)
     return UInt32(now.tv_sec)
 }
