@@ -8,11 +8,13 @@
 # maps and attaches nothing, so no interface is touched.
 #
 # Environment: SIZES (1,10000,100000), FLOWS (distinct packets per pass, 20000), ROUNDS (5), BENCH_OUT (directory
-# for the table and raw results), BENCH_NO_BUILD=1 (use the last test build).
+# for the table and raw results), BENCH_NO_BUILD=1 (use the last test build), COMPARE ("label=commit,...": each
+# commit's endpoint object is compiled from its bpf/ and measured beside this build's in the same rounds).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 SIZES=${SIZES:-1,10000,100000}
+COMPARE=${COMPARE:-}
 FLOWS=${FLOWS:-20000}
 ROUNDS=${ROUNDS:-5}
 bench_init
@@ -20,10 +22,23 @@ bench_packages python3
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 bench_build_tests
 
+# Other commits' endpoint objects, compiled as BuildTools/BPFCompile compiles this build's.
+OBJECTS=
+for item in ${COMPARE//,/ }; do
+    label=${item%%=*} commit=${item#*=}
+    mkdir -p "$BENCH_WORK/$label"
+    git -C "$(dirname "$0")/.." archive "$commit" bpf | tar -x -C "$BENCH_WORK/$label"
+    clang -target bpf -O2 -g -Wall -Werror -Wno-unused-function -I "$BENCH_WORK/$label/bpf/include" \
+        -I "$BENCH_WORK/$label/bpf/lib" -idirafter "/usr/include/$(uname -m)-linux-gnu" \
+        -c "$BENCH_WORK/$label/bpf/endpoint.bpf.c" -o "$BENCH_WORK/$label.o"
+    OBJECTS+="${OBJECTS:+,}$label=$BENCH_WORK/$label.o"
+done
+
 bench_log "machine: $(bench_machine)"
 bench_log "sizes $SIZES, $FLOWS packets per pass, $ROUNDS rounds"
 NODEAGENT_BENCH_SIZES=$SIZES NODEAGENT_BENCH_FLOWS=$FLOWS NODEAGENT_BENCH_ROUNDS=$ROUNDS \
-    NODEAGENT_BENCH_OUT=$BENCH_WORK/micro.tsv bench_test MicroBenchmarkTests "$BENCH_WORK/test.log" \
+    NODEAGENT_BENCH_OBJECTS=$OBJECTS NODEAGENT_BENCH_OUT=$BENCH_WORK/micro.tsv \
+    bench_test MicroBenchmarkTests "$BENCH_WORK/test.log" \
     || { tail -40 "$BENCH_WORK/test.log" >&2; bench_die "the benchmark test failed"; }
 grep -q "MicroBenchmarkTests.testFromEndpointCostAsPolicyGrows' passed" "$BENCH_WORK/test.log" \
     || { tail -40 "$BENCH_WORK/test.log" >&2; bench_die "the benchmark did not run (skipped?)"; }

@@ -128,8 +128,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	 * The clock is read only for packets that reach service translation and
 	 * conntrack (events read it on their own).
 	 */
-	ctx.now_ns = bpf_ktime_get_ns();
-	ctx.now = ctx.now_ns / NA_NSEC_PER_SEC;
+	na_ctx_clock(&ctx);
 	if (dir == NA_DIR_EGRESS) {
 		ret = na_lb_xlate_to_backend(skb, &ctx);
 		if (ret < 0)

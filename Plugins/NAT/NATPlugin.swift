@@ -178,12 +178,10 @@ public final class NATPlugin: DatapathPlugin {
     /// Drops because no port was free (na_metrics, reason NA_DROP_NAT_NO_PORT), summed over CPUs.
     func allocationFailures() -> UInt64 {
         guard let datapath = state.withLock({ $0.datapath }),
-            let map: TypedMap<na_metrics_key, na_metrics_value> = try? datapath.typedMap("na_metrics")
+            let map: TypedMap<UInt32, na_metrics_value> = try? datapath.typedMap("na_metrics")
         else { return 0 }
-        var key = na_metrics_key()
-        key.reason = UInt16(NA_DROP_NAT_NO_PORT.rawValue)
-        key.direction = UInt8(NA_DIR_EGRESS.rawValue)
-        return ((try? map.lookupPerCPU(key)) ?? nil)?.reduce(0) { $0 &+ $1.packets } ?? 0
+        let slot = na_metrics_slot(UInt16(NA_DROP_NAT_NO_PORT.rawValue), UInt8(NA_DIR_EGRESS.rawValue))
+        return ((try? map.lookupPerCPU(slot)) ?? nil)?.reduce(0) { $0 &+ $1.packets } ?? 0
     }
 
     public func status() -> JSON {

@@ -151,11 +151,15 @@ public struct InnerMapTemplate: Sendable {
 /// Turns a raw entry of a map into JSON fields.
 public struct MapDecoder: Sendable {
     public var decode: @Sendable (_ key: [UInt8], _ value: [UInt8], _ map: BPFMap) -> (key: JSON, value: JSON)
+    /// Which elements a dump leaves out: an array map has every key, and a slot that holds nothing is no entry.
+    public var omits: (@Sendable (_ value: [UInt8]) -> Bool)?
 
     public init(
+        omitting omits: (@Sendable (_ value: [UInt8]) -> Bool)? = nil,
         _ decode: @escaping @Sendable (_ key: [UInt8], _ value: [UInt8], _ map: BPFMap) -> (key: JSON, value: JSON)
     ) {
         self.decode = decode
+        self.omits = omits
     }
 }
 

@@ -3,7 +3,7 @@ import CLibbpf
 /// What each check concludes from the facts, in the words the report, the logs and the API show.
 extension PreflightReport {
     /// The oldest kernel the project supports; the programs' ring buffer alone needs 5.8.
-    static let supportedKernel = (5, 10)
+    static let supportedKernel = (5, 11)
 
     static func judge(_ requirement: Requirement, _ facts: KernelFeatures) -> (status: Status, detail: String) {
         let purpose = requirement.purpose

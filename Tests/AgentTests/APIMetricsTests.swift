@@ -89,5 +89,11 @@ final class APIMetricsTests: XCTestCase {
         XCTAssertThrowsError(try config.apply(file: ["metrics-address": "node.local:9100"])) {
             XCTAssertEqual(($0 as? AgentError)?.field, "metrics-address")
         }
+        // The verdict counters are an array the datapath indexes by (reason, direction): its size is not an option.
+        XCTAssertThrowsError(try config.apply(file: ["map-sizes": ["na_metrics": 64]])) {
+            XCTAssertEqual(($0 as? AgentError)?.field, "map-sizes.na_metrics")
+        }
+        try config.apply(file: ["map-sizes": ["na_ct": 4096]])
+        XCTAssertEqual(config.mapSizes, ["na_ct": 4096])
     }
 }

@@ -200,9 +200,8 @@ final class ServiceNodePortTests: XCTestCase {
                 id: 7,
                 frontend: ServiceFrontend(address: IPAddress(nodeAddress)!, port: Self.nodePort, proto: IPProtocol.tcp),
                 backends: [ServiceBackend(address: IPAddress(remote)!, port: 8080)], external: true))
-        let metrics = try TypedMap<na_metrics_key, na_metrics_value>(XCTUnwrap(object.map(named: "na_metrics")))
-        let key = na_metrics_key(
-            reason: UInt16(NA_DROP_LB_REMOTE_BACKEND.rawValue), direction: UInt8(NA_DIR_INGRESS.rawValue), pad: 0)
+        let metrics = try TypedMap<UInt32, na_metrics_value>(XCTUnwrap(object.map(named: "na_metrics")))
+        let key = na_metrics_slot(UInt16(NA_DROP_LB_REMOTE_BACKEND.rawValue), UInt8(NA_DIR_INGRESS.rawValue))
         let answer = try client(["refuse", nodeAddress, String(Self.nodePort)])
         XCTAssertNotEqual(answer["tcp"] as? String, "connected", "\(answer)")
         let dropped = try metrics.lookupPerCPU(key)?.reduce(0) { $0 + $1.packets } ?? 0

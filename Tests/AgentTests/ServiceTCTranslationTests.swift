@@ -162,9 +162,8 @@ final class ServiceTCTranslationTests: XCTestCase {
 
     /// The number of packets from_endpoint counted as sent to a service without backends.
     private func noServiceDrops() throws -> UInt64 {
-        let metrics = try TypedMap<na_metrics_key, na_metrics_value>(XCTUnwrap(object.map(named: "na_metrics")))
-        let key = na_metrics_key(
-            reason: UInt16(NA_DROP_NO_SERVICE.rawValue), direction: UInt8(NA_DIR_EGRESS.rawValue), pad: 0)
+        let metrics = try TypedMap<UInt32, na_metrics_value>(XCTUnwrap(object.map(named: "na_metrics")))
+        let key = na_metrics_slot(UInt16(NA_DROP_NO_SERVICE.rawValue), UInt8(NA_DIR_EGRESS.rawValue))
         return try metrics.lookupPerCPU(key)?.reduce(0) { $0 + $1.packets } ?? 0
     }
 

@@ -86,6 +86,39 @@ let conntrackFixtures: [Fixture] = [
         setup: Setup(conntrack: [(egressKey, ctEntry(lifetime: monotonicSeconds() + 1000))]),
         [Step(.toEndpoint, .tcp(Net.peer4, Net.ep4, sport: 80, dport: 40000, flags: [.syn, .ack]), .pass)]),
     Fixture(
+        "a reply costs one lookup: the ports pick which key is tried first, both are tried on a miss",
+        setup: Setup(conntrack: [
+            (egressKey, ctEntry(lifetime: monotonicSeconds() + 1000)),
+            (
+                ctKey(Net.peer4, Net.ep4, sport: 80, dport: 40000, proto: Proto.tcp, NA_DIR_INGRESS),
+                ctEntry(lifetime: monotonicSeconds() + 1000)
+            ),
+            (
+                ctKey(Net.peer4, Net.ep4, sport: 5555, dport: 8080, proto: Proto.tcp, NA_DIR_INGRESS),
+                ctEntry(lifetime: monotonicSeconds() + 1000)
+            ),
+        ]),
+        [
+            // From the lower port to the higher: the reversed key first. Both keys are live here (a simultaneous
+            // open), so the order decides: the egress flow's entry takes the packet, the ingress one does not.
+            Step(.toEndpoint, .tcp(Net.peer4, Net.ep4, sport: 80, dport: 40000, flags: .ack), .pass) { h, _ in
+                XCTAssertEqual(try h.conntrack.lookup(egressKey)?.packets, 1)
+                let ingress = ctKey(Net.peer4, Net.ep4, sport: 80, dport: 40000, proto: Proto.tcp, NA_DIR_INGRESS)
+                XCTAssertEqual(try h.conntrack.lookup(ingress)?.packets, 0)
+            },
+            // A request to a server's higher port guesses wrong (reply first) and finds its own entry second.
+            Step(.toEndpoint, .tcp(Net.peer4, Net.ep4, sport: 5555, dport: 8080, flags: .ack), .pass) { h, _ in
+                let key = ctKey(Net.peer4, Net.ep4, sport: 5555, dport: 8080, proto: Proto.tcp, NA_DIR_INGRESS)
+                XCTAssertEqual(try h.conntrack.lookup(key)?.packets, 1)
+            },
+            // And its answer, from the higher port to the lower, tries its own tuple first, then the reverse.
+            Step(.fromEndpoint, .tcp(Net.ep4, Net.peer4, sport: 8080, dport: 5555, flags: .ack), .pass) { h, _ in
+                let key = ctKey(Net.peer4, Net.ep4, sport: 5555, dport: 8080, proto: Proto.tcp, NA_DIR_INGRESS)
+                XCTAssertEqual(try h.conntrack.lookup(key)?.packets, 2)
+                XCTAssertEqual(try h.conntrack.lookup(key)?.flags, NA_CT_SEEN_REPLY | NA_CT_SEEN_NON_SYN)
+            },
+        ]),
+    Fixture(
         "IPv4 fragments: later fragments take the ports of the first",
         setup: Setup(policy: [.egress(Net.peerIdentity, Proto.udp, 53)]),
         [

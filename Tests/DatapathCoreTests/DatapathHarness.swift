@@ -17,7 +17,7 @@ final class DatapathHarness: Sendable {
     static let testSizes: [String: UInt32] = [
         "na_ct": 4096, "na_ipcache": 1024, "na_ipcache_host": 1024, "na_endpoints": 64, "na_policy": 64,
         "na_policy_exact": 64,
-        "na_frags": 256, "na_metrics": 512,
+        "na_frags": 256,
     ]
 
     /// Where `installPolicy` puts full-length keys by default: the hash (as the agent), or the trie (as an agent
@@ -39,7 +39,7 @@ final class DatapathHarness: Sendable {
     let policy: TypedMap<UInt32, UInt32>
     let policyExact: TypedMap<UInt32, UInt32>
     let conntrack: TypedMap<na_ct_key, na_ct_value>
-    let metrics: TypedMap<na_metrics_key, na_metrics_value>
+    let metrics: TypedMap<UInt32, na_metrics_value>
     let config: TypedMap<UInt32, na_config>
     let eventStats: TypedMap<UInt32, na_event_stats>
     let frags: TypedMap<na_frag_key, na_frag_value>
@@ -141,8 +141,7 @@ final class DatapathHarness: Sendable {
 
     /// Packets and bytes counted under (reason, direction), summed over CPUs.
     func metric(reason: UInt32, direction: UInt32) throws -> (packets: UInt64, bytes: UInt64) {
-        let key = na_metrics_key(reason: UInt16(reason), direction: UInt8(direction), pad: 0)
-        let values = try metrics.lookupPerCPU(key) ?? []
+        let values = try metrics.lookupPerCPU(na_metrics_slot(UInt16(reason), UInt8(direction))) ?? []
         return (values.reduce(0) { $0 + $1.packets }, values.reduce(0) { $0 + $1.bytes })
     }
 
@@ -166,9 +165,9 @@ struct HarnessError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// CLOCK_MONOTONIC in seconds, the clock of conntrack lifetimes (bpf_ktime_get_ns).
+/// CLOCK_MONOTONIC_COARSE in seconds, the clock of conntrack lifetimes (bpf_ktime_get_coarse_ns).
 func monotonicSeconds() -> UInt32 {
     var now = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &now)
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &now)
     return UInt32(now.tv_sec)
 }

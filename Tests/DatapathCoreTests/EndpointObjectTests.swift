@@ -25,9 +25,7 @@ final class EndpointObjectTests: XCTestCase {
             "na_policy": (.hashOfMaps, 4, 4, 65535, 0),
             "na_policy_exact": (.hashOfMaps, 4, 4, 65535, 0),
             "na_ct": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_ct_value>.size, 524_288, 0),
-            "na_metrics": (
-                .perCPUHash, MemoryLayout<na_metrics_key>.size, MemoryLayout<na_metrics_value>.size, 1024, 0
-            ),
+            "na_metrics": (.perCPUArray, 4, MemoryLayout<na_metrics_value>.size, Int(NA_METRICS_SLOTS), 0),
             "na_config": (.array, 4, MemoryLayout<na_config>.size, 1, 0),
             "na_events": (.ringBuffer, 0, 0, 1 << 20, 0),
             "na_event_stats": (.perCPUArray, 4, MemoryLayout<na_event_stats>.size, 1, 0),

@@ -11,7 +11,9 @@ import XCTest
 /// size, sizes are interleaved round by round, and every pass sends a different packet per test run so maps are
 /// walked for many keys, not kept hot for one. Environment: NODEAGENT_BENCH_SIZES (default "1,10000,100000"),
 /// NODEAGENT_BENCH_FLOWS (distinct packets per pass, default 10000), NODEAGENT_BENCH_ROUNDS (default 3),
-/// NODEAGENT_BENCH_OUT (a file that gets one tab-separated line per case, size and round).
+/// NODEAGENT_BENCH_OUT (a file that gets one tab-separated line per case, size and round), NODEAGENT_BENCH_OBJECTS
+/// ("label=path,..." of compiled endpoint objects, e.g. another commit's, each measured beside this build's in the
+/// same rounds: the way to compare two versions on a machine whose speed drifts).
 final class MicroBenchmarkTests: XCTestCase {
     func testFromEndpointCostAsPolicyGrows() throws {
         let env = ProcessInfo.processInfo.environment
@@ -21,7 +23,19 @@ final class MicroBenchmarkTests: XCTestCase {
         let rounds = Int(env["NODEAGENT_BENCH_ROUNDS"] ?? "") ?? 3
         XCTAssertFalse(sizes.isEmpty, "NODEAGENT_BENCH_SIZES names no size")
 
-        let benches = try sizes.map { try MicroBench(entries: $0, flows: flows) }
+        var objects: [(label: String, elf: [UInt8]?)] = [("", nil)]
+        for item in (env["NODEAGENT_BENCH_OBJECTS"] ?? "").split(separator: ",") {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let data = FileManager.default.contents(atPath: parts[1]) else {
+                throw MicroBenchError("NODEAGENT_BENCH_OBJECTS: \(item) is not label=path of a readable object")
+            }
+            objects.append((parts[0], [UInt8](data)))
+        }
+        if objects.count > 1 { objects[0].label = "this build" }
+        let benches = try objects.flatMap { object in
+            try sizes.map { try MicroBench(entries: $0, flows: flows, label: object.label, elf: object.elf) }
+        }
+        let columns = benches.map(\.column)
         var results: [MicroResult] = []
         for round in 1...max(rounds, 1) {
             // Rotate which size goes first, so a slow moment of the machine does not always hit the same one.
@@ -29,11 +43,11 @@ final class MicroBenchmarkTests: XCTestCase {
                 let bench = benches[(round - 1 + offset) % benches.count]
                 for pass in MicroPass.allCases {
                     let samples = try bench.run(pass)
-                    results.append(MicroResult(pass: pass, entries: bench.entries, round: round, samples: samples))
+                    results.append(MicroResult(pass: pass, column: bench.column, round: round, samples: samples))
                 }
             }
         }
-        let report = MicroReport(results: results, sizes: sizes, flows: flows, rounds: rounds)
+        let report = MicroReport(results: results, columns: columns, flows: flows, rounds: rounds)
         print(report.table())
         if let path = env["NODEAGENT_BENCH_OUT"] {
             try report.tsv().write(toFile: path, atomically: true, encoding: .utf8)
@@ -53,6 +67,8 @@ private enum MicroPass: String, CaseIterable {
     case oneDestination = "established, one destination"
     /// The same ACK repeated in the kernel: every map stays hot in cache.
     case hot = "established, one flow repeated"
+    /// That flow's answer at to_endpoint, repeated in the kernel: a reply's conntrack lookup, hot.
+    case hotReply = "reply, one flow repeated (to_endpoint)"
     /// SYN to a port no rule allows, spread over the identities: conntrack miss, policy miss, drop reported.
     case newDenied = "new connection, denied (SYN)"
     /// SYNs of as many new flows, all to one address: the lookups' maps as large, but their entries hot in cache.
@@ -64,7 +80,7 @@ private enum MicroPass: String, CaseIterable {
 /// Per-packet durations (ns) of one pass.
 private struct MicroResult {
     var pass: MicroPass
-    var entries: Int
+    var column: String
     var round: Int
     var samples: [Double]
 
@@ -94,24 +110,35 @@ private final class MicroBench {
 
     let entries: Int
     let flows: Int
+    /// "<entries> entries", after the object's label when several objects are compared.
+    let column: String
     let object: BPFObject
     let program: BPFProgram
+    let toEndpoint: BPFProgram
     let policy: BPFMap
     let exactPolicy: BPFMap
     let conntrack: BPFMap
     let ringBuffer: OpaquePointer
     let syn: [[UInt8]]
     let ack: [[UInt8]]
+    /// The answer to ack[0], from the peer's port to the endpoint's.
+    let reply: [UInt8]
     let synOne: [[UInt8]]
     let ackOne: [[UInt8]]
     let denied: [[UInt8]]
     let arp: [UInt8]
 
-    init(entries: Int, flows: Int) throws {
+    init(entries: Int, flows: Int, label: String = "", elf: [UInt8]? = nil) throws {
         self.entries = entries
         self.flows = flows
-        object = try BPFObject.load(embedded: "endpoint", pinDirectory: nil, maxEntries: ["na_policy": 16])
+        column = (label.isEmpty ? "" : "\(label): ") + "\(entries) entries"
+        object =
+            try elf.map {
+                try BPFObject.load(elf: $0, name: "endpoint", pinDirectory: nil, maxEntries: ["na_policy": 16])
+            }
+            ?? BPFObject.load(embedded: "endpoint", pinDirectory: nil, maxEntries: ["na_policy": 16])
         guard let program = object.program(named: "from_endpoint"),
+            let toEndpoint = object.program(named: "to_endpoint"),
             let endpoints = object.map(named: "na_endpoints"), let ipcache = object.map(named: "na_ipcache"),
             let outer = object.map(named: "na_policy"), let outerExact = object.map(named: "na_policy_exact"),
             let conntrack = object.map(named: "na_ct"),
@@ -119,6 +146,7 @@ private final class MicroBench {
             let hosts = object.map(named: IPCache.hostName)
         else { throw MicroBenchError("the endpoint object lacks a program or map the benchmark needs") }
         self.program = program
+        self.toEndpoint = toEndpoint
         self.conntrack = conntrack
         guard let ring = ring_buffer__new(events.fd, { _, _, _ in 0 }, nil, nil) else {
             throw MicroBenchError("ring_buffer__new on na_events: \(String(cString: strerror(errno)))")
@@ -176,6 +204,8 @@ private final class MicroBench {
         ack = (0..<flows).map {
             MicroPacket.tcp(from: Self.endpointAddress, to: targets[$0], sport: UInt16(10_000 + $0), flags: .ack)
         }
+        reply = MicroPacket.tcp(
+            from: targets[0], to: Self.endpointAddress, sport: Self.port, dport: 10_000, flags: .ack)
         let one = Self.address(0)
         synOne = (0..<flows).map {
             MicroPacket.tcp(from: Self.endpointAddress, to: one, sport: UInt16(10_000 + $0), flags: .syn)
@@ -210,8 +240,11 @@ private final class MicroBench {
         case .oneDestination:
             _ = try each(synOne, expect: 0)  // creates the flows; not part of the measurement
             return try each(ackOne, expect: pass.expectedVerdict)
-        case .hot:
-            let result = try program.testRun(packet: ack[0], repeat: UInt32(flows))
+        case .hot, .hotReply:
+            let result =
+                pass == .hot
+                ? try program.testRun(packet: ack[0], repeat: UInt32(flows))
+                : try toEndpoint.testRun(packet: reply, repeat: UInt32(flows))
             guard result.retval == pass.expectedVerdict else {
                 throw MicroBenchError("\(pass.rawValue): verdict \(result.retval), expected \(pass.expectedVerdict)")
             }
@@ -232,7 +265,7 @@ private final class MicroBench {
             let result = try program.testRun(packet: packet)
             guard result.retval == verdict else {
                 throw MicroBenchError(
-                    "packet \(index) with \(entries) entries: verdict \(result.retval), expected \(verdict)")
+                    "packet \(index) with \(column): verdict \(result.retval), expected \(verdict)")
             }
             samples.append(Double(result.durationNs))
         }
@@ -273,11 +306,12 @@ private enum MicroPacket {
         + [0, 1, 8, 0, 6, 4, 0, 1, 0x02, 0, 0, 0, 0, 0x01, 10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 10, 0, 0, 2]
 }
 
-/// The table bench/micro.sh shows: per case and size, the median over rounds of each round's median (and mean)
-/// ns per packet, the min–max over rounds, and the ratio of the largest size to the smallest.
+/// The table bench/micro.sh shows: per case and column (size, or object and size), the median over rounds of each
+/// round's median (and mean) ns per packet, the min–max over rounds, and the ratio of the last column to the first
+/// (the largest size to the smallest, or the last object to this build).
 private struct MicroReport {
     var results: [MicroResult]
-    var sizes: [Int]
+    var columns: [String]
     var flows: Int
     var rounds: Int
 
@@ -289,13 +323,13 @@ private struct MicroReport {
         let caseWidth = MicroPass.allCases.map(\.rawValue.count).max() ?? 30
         let header =
             "case".padding(toLength: caseWidth, withPad: " ", startingAt: 0)
-            + sizes.map { "  " + "\($0) entries".leftPad(26) }.joined() + "  " + "largest/smallest".leftPad(16)
+            + columns.map { "  " + $0.leftPad(26) }.joined() + "  " + "last/first".leftPad(16)
         lines.append(header)
         for pass in MicroPass.allCases {
             var row = pass.rawValue.padding(toLength: caseWidth, withPad: " ", startingAt: 0)
             var medians: [Double] = []
-            for size in sizes {
-                let mine = results.filter { $0.pass == pass && $0.entries == size }
+            for column in columns {
+                let mine = results.filter { $0.pass == pass && $0.column == column }
                 let perRound = mine.map(\.median)
                 let median = percentile(perRound, 0.5)
                 let mean = percentile(mine.map(\.mean), 0.5)
@@ -314,10 +348,10 @@ private struct MicroReport {
 
     func tsv() -> String {
         let rows = results.map { r in
-            "\(r.pass.rawValue)\t\(r.entries)\t\(r.round)\t\(String(format: "%.1f", r.median))\t"
+            "\(r.pass.rawValue)\t\(r.column)\t\(r.round)\t\(String(format: "%.1f", r.median))\t"
                 + String(format: "%.1f", r.mean)
         }
-        return (["case\tentries\tround\tmedian_ns\tmean_ns"] + rows).joined(separator: "\n") + "\n"
+        return (["case\tcolumn\tround\tmedian_ns\tmean_ns"] + rows).joined(separator: "\n") + "\n"
     }
 }
 

@@ -9,7 +9,8 @@ import XCTest
 final class DaemonTests: EndToEndTestCase {
     static let coreMaps = [
         "na_endpoints": "hash", "na_ipcache": "lpm_trie", "na_policy": "hash_of_maps", "na_ct": "lru_hash",
-        "na_metrics": "percpu_hash", "na_config": "array", "na_ipcache_host": "hash", "na_policy_exact": "hash_of_maps",
+        "na_metrics": "percpu_array", "na_config": "array", "na_ipcache_host": "hash",
+        "na_policy_exact": "hash_of_maps",
     ]
 
     /// Core maps a plugin manages; the rest belong to the core.

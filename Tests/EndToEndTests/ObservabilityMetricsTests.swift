@@ -32,6 +32,13 @@ final class ObservabilityMetricsTests: EndToEndTestCase {
             after.value("nodeagent_drop_packets_total", ["reason": "policy denied", "direction": "ingress"]),
             before.value("nodeagent_drop_packets_total", ["reason": "policy denied", "direction": "ingress"]),
             "dropped at the frontend's egress, never reaching the backend")
+        // The map dump lists the (reason, direction) slots that counted something, never the empty ones.
+        let dump = try s.agent.api(.GET, "/v1/map/na_metrics?limit=10000").json?["entries"]?.arrayValue ?? []
+        XCTAssertTrue(dump.allSatisfy { ($0["value"]?["packets"]?.intValue ?? 0) > 0 }, "\(dump)")
+        let dumped = dump.first { $0["key"]?["reason"] == "policy denied" && $0["key"]?["direction"] == "egress" }
+        XCTAssertEqual(
+            dumped?["value"]?["packets"]?.intValue.map(Double.init), after.value("nodeagent_drop_packets_total", drop))
+        XCTAssertEqual(dumped?["key"]?["reason-code"]?.intValue, 133, "\(dump)")
 
         // One socket, one flow: its drops within drop-event-interval (default 1s) are reported once.
         let flows = try s.agent.waitForFlows("protocol=UDP&port=5353&last=10000") { !$0.isEmpty }

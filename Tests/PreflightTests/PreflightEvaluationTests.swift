@@ -19,8 +19,9 @@ final class PreflightEvaluationTests: XCTestCase {
             [
                 "kernel-version", "bpffs", "program-type sched_cls", "tc-clsact", "tcx", "btf", "cgroup2",
                 "map-type hash", "map-type array", "map-type hash_of_maps", "map-type lpm_trie", "map-type lru_hash",
-                "map-type percpu_array", "map-type percpu_hash", "map-type ringbuf", "helper bpf_map_lookup_elem",
+                "map-type percpu_array", "map-type ringbuf", "helper bpf_map_lookup_elem",
                 "helper bpf_map_update_elem", "helper bpf_map_delete_elem", "helper bpf_ktime_get_ns",
+                "helper bpf_ktime_get_coarse_ns",
                 "helper bpf_get_prandom_u32", "helper bpf_skb_pull_data", "helper bpf_skb_store_bytes",
                 "helper bpf_l3_csum_replace", "helper bpf_l4_csum_replace", "helper bpf_csum_diff",
                 "helper bpf_skb_load_bytes", "helper bpf_skb_change_tail", "helper bpf_redirect_peer",
@@ -34,7 +35,7 @@ final class PreflightEvaluationTests: XCTestCase {
         XCTAssertEqual(
             report.lines().prefix(5),
             [
-                "ok       kernel-version: 6.1.0-28-amd64 (supported from 5.10); reported only: features are probed, "
+                "ok       kernel-version: 6.1.0-28-amd64 (supported from 5.11); reported only: features are probed, "
                     + "not inferred from the version",
                 "ok       bpffs (needed by core): /sys/fs/bpf/nodeagent is on bpffs",
                 "ok       program-type sched_cls (needed by core): the endpoint programs (tc)",
@@ -125,7 +126,7 @@ final class PreflightEvaluationTests: XCTestCase {
         XCTAssertEqual(
             report.lines().filter { $0.hasPrefix("missing  kernel-version") || $0.hasPrefix("missing  tcx") },
             [
-                "missing  kernel-version: 5.4.0-216-generic is older than the supported 5.10 (5.8 at the least, "
+                "missing  kernel-version: 5.4.0-216-generic is older than the supported 5.11 (5.8 at the least, "
                     + "for the BPF ring buffer); reported only: features are probed, not inferred from the version",
                 "missing  tcx: not available, before Linux 6.6 (not used: clsact is used)",
             ])

@@ -222,12 +222,36 @@ struct na_config {
 	__u32 drop_event_interval_ms;  /* one drop event per flow and reason per interval; 0: all */
 };
 
-/* Metrics: per-CPU counters keyed by reason and direction. */
+/*
+ * Metrics: per-CPU packet and byte counters in an array, one slot per
+ * (reason, direction): counting a packet indexes an array where a hash keyed
+ * by the pair had to hash and compare on every packet. Every reason is below
+ * NA_METRICS_REASONS; a slot that never counted anything stays zero.
+ */
+#define NA_METRICS_REASONS 256
+#define NA_METRICS_SLOTS (2 * NA_METRICS_REASONS)
+
+/* A (reason, direction) pair, as the readers name a slot. */
 struct na_metrics_key {
 	__u16 reason;    /* enum na_reason */
 	__u8 direction;  /* enum na_direction */
 	__u8 pad;
 };
+
+static inline __u32 na_metrics_slot(__u16 reason, __u8 direction)
+{
+	return (__u32)(direction & 1) * NA_METRICS_REASONS + (reason % NA_METRICS_REASONS);
+}
+
+static inline struct na_metrics_key na_metrics_key_of_slot(__u32 slot)
+{
+	struct na_metrics_key key = {
+		.reason = (__u16)(slot % NA_METRICS_REASONS),
+		.direction = (__u8)(slot / NA_METRICS_REASONS),
+	};
+
+	return key;
+}
 
 struct na_metrics_value {
 	__u64 packets;

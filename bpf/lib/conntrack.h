@@ -135,49 +135,72 @@ static __always_inline int na_ct_recheck(struct na_ctx *ctx, const struct na_end
 	return 0;
 }
 
+/* Internal to na_ct_lookup: no live entry under the key tried. */
+#define NA_CT_MISS 3
+
 /*
- * Looks the packet up as part of a flow it started (same tuple, same
- * direction) or as a reply (reversed tuple, other direction), updating the
- * entry it finds. A SYN on a closing entry is a new connection reusing the
- * tuple: it reports NA_CT_NEW so policy is evaluated again. An entry from an
- * older policy generation of the endpoint is re-checked first; a flow policy
- * no longer allows returns the drop reason (negative).
+ * Looks up one of the packet's two keys: its own tuple and direction
+ * (reply false) or the reversed tuple in the other direction (reply true),
+ * updating the entry it finds. A SYN on a closing entry of its own direction
+ * is a new connection reusing the tuple: NA_CT_NEW, so policy is evaluated
+ * again. An entry from an older policy generation of the endpoint is
+ * re-checked first; a flow policy no longer allows returns the drop reason.
  */
-static __always_inline int na_ct_lookup(struct na_ctx *ctx, const struct na_endpoint_info *ep)
+static __always_inline int na_ct_find(struct na_ctx *ctx, const struct na_endpoint_info *ep, bool reply)
 {
 	const struct na_pkt *pkt = &ctx->pkt;
 	struct na_ct_value *ct;
 	struct na_ct_key key;
 	int ret;
 
-	na_ct_key_fill(&key, pkt, ctx->dir, false);
+	na_ct_key_fill(&key, pkt, ctx->dir, reply);
 	ct = bpf_map_lookup_elem(&na_ct, &key);
-	if (na_ct_live(ct, ctx->now)) {
-		if (pkt->proto == NA_IPPROTO_TCP && (ct->flags & NA_CT_CLOSING) &&
-		    (pkt->tcp_flags & (NA_TCP_SYN | NA_TCP_ACK)) == NA_TCP_SYN)
-			return NA_CT_NEW;
-		if (ct->policy_revision != ep->policy_revision) {
-			ret = na_ct_recheck(ctx, ep, ct, false);
-			if (ret < 0)
-				return ret;
-		}
-		ctx->rule_id = ct->rule_id;
-		na_ct_touch(ct, ctx, false);
-		return NA_CT_ESTABLISHED;
+	if (!na_ct_live(ct, ctx->now))
+		return NA_CT_MISS;
+	if (!reply && pkt->proto == NA_IPPROTO_TCP && (ct->flags & NA_CT_CLOSING) &&
+	    (pkt->tcp_flags & (NA_TCP_SYN | NA_TCP_ACK)) == NA_TCP_SYN)
+		return NA_CT_NEW;
+	if (ct->policy_revision != ep->policy_revision) {
+		ret = na_ct_recheck(ctx, ep, ct, reply);
+		if (ret < 0)
+			return ret;
 	}
-	na_ct_key_fill(&key, pkt, ctx->dir, true);
-	ct = bpf_map_lookup_elem(&na_ct, &key);
-	if (na_ct_live(ct, ctx->now)) {
-		if (ct->policy_revision != ep->policy_revision) {
-			ret = na_ct_recheck(ctx, ep, ct, true);
-			if (ret < 0)
-				return ret;
-		}
-		ctx->rule_id = ct->rule_id;
-		na_ct_touch(ct, ctx, true);
-		return NA_CT_REPLY;
-	}
-	return NA_CT_NEW;
+	ctx->rule_id = ct->rule_id;
+	na_ct_touch(ct, ctx, reply);
+	return reply ? NA_CT_REPLY : NA_CT_ESTABLISHED;
+}
+
+/*
+ * Whether the packet is more likely a reply than part of a flow it started:
+ * from the lower port to the higher (a server's well-known port to a client's
+ * ephemeral one), and not a SYN opening a connection. Only the order of the
+ * two lookups depends on it.
+ */
+static __always_inline bool na_ct_reply_likely(const struct na_pkt *pkt)
+{
+	if (pkt->proto != NA_IPPROTO_TCP && pkt->proto != NA_IPPROTO_UDP)
+		return false;
+	if (pkt->proto == NA_IPPROTO_TCP && (pkt->tcp_flags & (NA_TCP_SYN | NA_TCP_ACK)) == NA_TCP_SYN)
+		return false;
+	return bpf_ntohs(pkt->sport) < bpf_ntohs(pkt->dport);
+}
+
+/*
+ * Looks the packet up as part of a flow it started (same tuple, same
+ * direction) or as a reply (reversed tuple, other direction); see na_ct_find.
+ * The key the ports make likelier is tried first, so most replies cost one
+ * lookup. Only when both a flow and its reverse are tracked (a simultaneous
+ * open) does the order decide which entry the packet belongs to.
+ */
+static __always_inline int na_ct_lookup(struct na_ctx *ctx, const struct na_endpoint_info *ep)
+{
+	bool reply = na_ct_reply_likely(&ctx->pkt);
+	int ret;
+
+	ret = na_ct_find(ctx, ep, reply);
+	if (ret == NA_CT_MISS)
+		ret = na_ct_find(ctx, ep, !reply);
+	return ret == NA_CT_MISS ? NA_CT_NEW : ret;
 }
 
 /* Counts a created entry; the slot is this CPU's own, so a plain increment is enough. */

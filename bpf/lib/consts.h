@@ -22,10 +22,6 @@
 #define NA_CT_MAX_ENTRIES 524288
 #endif
 
-#ifndef NA_METRICS_MAX_ENTRIES
-#define NA_METRICS_MAX_ENTRIES 1024
-#endif
-
 #ifndef NA_FRAGS_MAX_ENTRIES
 #define NA_FRAGS_MAX_ENTRIES 8192
 #endif

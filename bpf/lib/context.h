@@ -9,7 +9,7 @@
 struct na_ctx {
 	struct na_pkt pkt;
 	struct na_cfg cfg;
-	__u64 now_ns;           /* CLOCK_MONOTONIC, read before conntrack; 0 until then */
+	__u64 now_ns;           /* CLOCK_MONOTONIC_COARSE, read before conntrack (na_ctx_clock); 0 until then */
 	__u32 now;              /* the same in seconds, the unit of conntrack lifetimes */
 	__u32 ifindex;
 	__u32 len;              /* skb->len */
@@ -21,5 +21,18 @@ struct na_ctx {
 	__u8 dir;               /* enum na_direction */
 	__u8 lb_xlated;         /* from_endpoint took it from a service frontend to a backend */
 };
+
+/*
+ * Reads the clock of conntrack, NAT, affinity and drop aggregation: CLOCK_MONOTONIC
+ * at tick resolution (bpf_ktime_get_coarse_ns, Linux 5.11), the clock the agent
+ * compares lifetimes with (MonotonicClock). Lifetimes count whole seconds, and
+ * the precise clock cost a quarter of an established packet's time; flow events
+ * still carry a precise timestamp of their own.
+ */
+static __always_inline void na_ctx_clock(struct na_ctx *ctx)
+{
+	ctx->now_ns = bpf_ktime_get_coarse_ns();
+	ctx->now = ctx->now_ns / NA_NSEC_PER_SEC;
+}
 
 #endif /* NA_CONTEXT_H */

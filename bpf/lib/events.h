@@ -46,7 +46,7 @@ static __always_inline void na_event_emit(const struct na_ctx *ctx, __u16 reason
 		na_event_account(true);
 		return;
 	}
-	e->timestamp_ns = ctx->now_ns ? ctx->now_ns : bpf_ktime_get_ns();
+	e->timestamp_ns = bpf_ktime_get_ns();  /* precise: ctx->now_ns is at tick resolution */
 	__builtin_memcpy(e->saddr, pkt->saddr, 16);
 	__builtin_memcpy(e->daddr, pkt->daddr, 16);
 	e->sport = pkt->sport;
@@ -99,7 +99,7 @@ static __always_inline bool na_drop_event_due(const struct na_ctx *ctx, __u16 re
 	key.reason = reason;
 	key.pad2 = 0;
 	key.ep_id = ctx->ep_id;
-	now = ctx->now_ns ? ctx->now_ns : bpf_ktime_get_ns();
+	now = ctx->now_ns ? ctx->now_ns : bpf_ktime_get_coarse_ns();  /* one clock for every drop of the map */
 	last = bpf_map_lookup_elem(&na_drop_agg, &key);
 	if (last) {
 		if (now - *last < ctx->cfg.drop_interval_ns)

@@ -57,8 +57,7 @@ static __always_inline int na_icmp_error_check(struct __sk_buff *skb, struct na_
 	ret = na_parse_quoted(skb, &ctx->pkt, &inner);
 	if (ret < 0)
 		return ret;
-	ctx->now_ns = bpf_ktime_get_ns();
-	ctx->now = ctx->now_ns / NA_NSEC_PER_SEC;
+	na_ctx_clock(ctx);
 	/* An error about an error, or about a later fragment, names no flow (RFC 1122 3.2.2). */
 	if (inner.kind == NA_PKT_FLOW && inner.frag != NA_FRAG_LATER && na_icmp_related(ctx, &inner))
 		return 0;

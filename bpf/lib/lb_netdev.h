@@ -39,8 +39,7 @@ static __always_inline int na_lb_netdev_parse(struct __sk_buff *skb, struct na_c
 		return -1;
 	if (na_frag_track(&ctx->pkt) < 0)
 		return -1;
-	ctx->now_ns = bpf_ktime_get_ns();
-	ctx->now = ctx->now_ns / NA_NSEC_PER_SEC;
+	na_ctx_clock(ctx);
 	return 0;
 }
 

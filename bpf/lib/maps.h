@@ -94,11 +94,11 @@ struct {
 	__type(value, __u64);
 } na_ct_created SEC(".maps");
 
-/* Verdict counters: (reason, direction) -> packets and bytes, per CPU. */
+/* Verdict counters: slot of (reason, direction) (na_metrics_slot) -> packets and bytes, per CPU. */
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, NA_METRICS_MAX_ENTRIES);
-	__type(key, struct na_metrics_key);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NA_METRICS_SLOTS);
+	__type(key, __u32);
 	__type(value, struct na_metrics_value);
 } na_metrics SEC(".maps");
 

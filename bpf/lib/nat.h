@@ -391,8 +391,7 @@ static __always_inline void na_nat_ctx_init(struct __sk_buff *skb, struct na_ctx
 	ctx->dir = dir;
 	ctx->len = skb->len;
 	ctx->ifindex = skb->ifindex;
-	ctx->now_ns = bpf_ktime_get_ns();
-	ctx->now = ctx->now_ns / NA_NSEC_PER_SEC;
+	na_ctx_clock(ctx);
 	na_config_load(&ctx->cfg);
 }
 

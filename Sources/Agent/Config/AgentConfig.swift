@@ -85,6 +85,10 @@ public struct AgentConfig: Sendable {
             case "map-sizes":
                 guard let sizes = value.objectValue else { throw AgentError.invalidField(key, "expected an object") }
                 for (name, size) in sizes {
+                    // One slot per (reason, direction), indexed by the datapath: a smaller array would lose counts.
+                    guard name != "na_metrics" else {
+                        throw AgentError.invalidField("\(key).\(name)", "na_metrics has a fixed size")
+                    }
                     mapSizes[name] = UInt32(try size.requireInt("\(key).\(name)", in: 1...16_777_216))
                 }
             case "plugins": plugins = value

@@ -50,8 +50,10 @@ enum CoreMapDecoders {
         }
         datapath.registerDecoder(
             prefix: "na_metrics",
-            MapDecoder { key, value, map in
-                let k: na_metrics_key = valueFrom(key, at: 0)
+            MapDecoder(
+                omitting: { $0.allSatisfy { $0 == 0 } }  // a slot that never counted anything
+            ) { key, value, map in
+                let k = na_metrics_key_of_slot(valueFrom(key, at: 0))
                 var packets: UInt64 = 0
                 var bytes: UInt64 = 0
                 for cpu in 0..<map.valueCount {

@@ -37,8 +37,9 @@ extension NodeAgent {
                 map.valueCount == 1
                 ? MemoryLayout<na_metrics_value>.size : (MemoryLayout<na_metrics_value>.size + 7) & ~7
             try map.forEachBatch { keys, values in
-                for (keyBytes, valueBytes) in zip(keys, values) {
-                    let key: na_metrics_key = valueFrom(keyBytes, at: 0)
+                // The array holds a slot for every (reason, direction); one that never counted is not a sample.
+                for (keyBytes, valueBytes) in zip(keys, values) where valueBytes.contains(where: { $0 != 0 }) {
+                    let key = na_metrics_key_of_slot(valueFrom(keyBytes, at: 0))
                     let direction = key.direction == UInt8(NA_DIR_EGRESS.rawValue) ? "egress" : "ingress"
                     var sum = totals[VerdictKey(reason: key.reason, direction: direction)] ?? (0, 0)
                     for cpu in 0..<map.valueCount {

@@ -47,6 +47,7 @@ struct MapRoutes {
                 break
             }
             guard let value = try map.lookup(key: key) else { continue }  // deleted meanwhile
+            if decoder?.omits?(value) == true { continue }
             if let decoder {
                 let decoded = decoder.decode(key, value, map)
                 entries.append(["key": decoded.key, "value": decoded.value])

@@ -17,7 +17,6 @@ final class NATHarness {
 
     static let smallMaps: [String: UInt32] = [
         "na_ct": 4096, "na_nat": 8192, "na_ipcache": 1024, "na_endpoints": 64, "na_policy": 64, "na_frags": 256,
-        "na_metrics": 64,
     ]
 
     /// Skips unless root (loading BPF programs needs CAP_BPF and CAP_NET_ADMIN).
@@ -79,11 +78,9 @@ final class NATHarness {
 
     /// Packets counted in na_metrics for (reason, direction), all CPUs.
     func dropped(_ reason: na_reason, direction: na_direction = NA_DIR_EGRESS) throws -> UInt64 {
-        let map: TypedMap<na_metrics_key, na_metrics_value> = try datapath.typedMap("na_metrics")
-        var key = na_metrics_key()
-        key.reason = UInt16(reason.rawValue)
-        key.direction = UInt8(direction.rawValue)
-        return try map.lookupPerCPU(key)?.reduce(0) { $0 + $1.packets } ?? 0
+        let map: TypedMap<UInt32, na_metrics_value> = try datapath.typedMap("na_metrics")
+        let slot = na_metrics_slot(UInt16(reason.rawValue), UInt8(direction.rawValue))
+        return try map.lookupPerCPU(slot)?.reduce(0) { $0 + $1.packets } ?? 0
     }
 
     /// Flow events written to the ring buffer so far, all CPUs.
