@@ -38,13 +38,14 @@ public final class BPFObject: Sendable {
         guard let elf = BPFObjects.object(named: name) else {
             throw AgentError.datapath("no BPF object named \(name) is embedded in this build")
         }
-        return try load(elf: elf, name: name, pinDirectory: pinDirectory, maxEntries: maxEntries)
+        return try load(elf: elf, name: name, pinDirectory: pinDirectory, maxEntries: maxEntries, reusing: reusing)
     }
 
     /// As `load(embedded:)`, for an object given as bytes: another build's object, which the micro benchmark
     /// compares with this build's in one run.
     public static func load(
-        elf: [UInt8], name: String, pinDirectory: String?, maxEntries: [String: UInt32] = [:]
+        elf: [UInt8], name: String, pinDirectory: String?, maxEntries: [String: UInt32] = [:],
+        reusing: [String: BPFMap] = [:]
     ) throws -> BPFObject {
         try LibbpfLog.capturing { () throws in
             guard let object = elf.withUnsafeBytes({ cbpf_object_open_mem($0.baseAddress, $0.count, name) }) else {
