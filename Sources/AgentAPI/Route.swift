@@ -56,6 +56,11 @@ public struct Route: Sendable {
     /// two matching patterns differ, a literal beats a parameter ("/v1/policy/trace" over "/v1/policy/{name}").
     func match(_ path: [Substring]) -> (parameters: [String: String], rank: [Bool])? {
         guard path.count == segments.count else { return nil }
+        // Most routes differ from a request in a literal: tell so before allocating anything (every request is
+        // tried against every route).
+        for (segment, component) in zip(segments, path) {
+            if case .literal(let literal) = segment, literal != component { return nil }
+        }
         var parameters: [String: String] = [:]
         var rank: [Bool] = []
         rank.reserveCapacity(segments.count)
