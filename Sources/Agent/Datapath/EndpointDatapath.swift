@@ -26,6 +26,35 @@ struct EndpointDatapath {
         return min(capacity, limit)
     }
 
+    /// The hash of full-length keys for an endpoint that holds none yet.
+    var exactTemplate: InnerMapTemplate {
+        InnerMapTemplate(
+            type: .hash, keySize: MemoryLayout<na_policy_key>.size, valueSize: MemoryLayout<na_policy_value>.size,
+            maxEntries: Self.exactCapacity(for: 0, limit: policyMapEntries), flags: InnerMapTemplate.noPrealloc)
+    }
+
+    /// Empty policy maps (trie and hash) under endpoint ids no endpoint has yet, two outer-map updates for all of
+    /// them: an endpoint created under one of these ids then fills maps already in place and waits for no RCU grace
+    /// period. The datapath never reads them before an endpoint row names the id. Returns the ids that have both.
+    func provisionPolicyMaps(_ ids: [UInt32]) throws -> Set<UInt32> {
+        let tries = try datapath.insertInnerMaps(
+            outer: PolicyMapLayout.outerMap, keys: ids, name: PolicyMapLayout.mapName(endpoint:), template: template)
+        let hashes = try datapath.insertInnerMaps(
+            outer: PolicyMapLayout.exactOuterMap, keys: tries, name: PolicyMapLayout.exactMapName(endpoint:),
+            template: exactTemplate)
+        return Set(hashes)
+    }
+
+    /// Removes every entry of the endpoint's policy maps, keeping the maps in place.
+    func clearPolicyMaps(_ id: UInt32) throws {
+        for map in [try policyMap(id, create: false), try exactPolicyMap(id)].compactMap({ $0 }) {
+            try map.map.deleteBatch(try map.map.keys())
+        }
+    }
+
+    /// How many endpoints the outer policy map holds at most.
+    var policyMapSlots: Int { (try? datapath.map(PolicyMapLayout.outerMap).info.maxEntries) ?? 0 }
+
     /// The endpoint's policy map, created (and pinned) when it does not exist yet.
     func policyMap(_ id: UInt32, create: Bool = true) throws -> TypedMap<na_policy_key, na_policy_value>? {
         guard
@@ -57,9 +86,8 @@ struct EndpointDatapath {
         let capacity = Self.exactCapacity(for: held + adding, limit: policyMapEntries)
         let name = PolicyMapLayout.exactMapName(endpoint: id)
         guard let current else {
-            let template = InnerMapTemplate(
-                type: .hash, keySize: MemoryLayout<na_policy_key>.size,
-                valueSize: MemoryLayout<na_policy_value>.size, maxEntries: capacity, flags: InnerMapTemplate.noPrealloc)
+            var template = exactTemplate
+            template.maxEntries = capacity
             guard
                 let map = try datapath.innerMap(
                     outer: PolicyMapLayout.exactOuterMap, key: id, name: name, create: template)
