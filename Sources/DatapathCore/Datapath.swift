@@ -176,6 +176,21 @@ public final class Datapath: Sendable {
         if !root.isEmpty { unlink("\(root)/\(name)") }
     }
 
+    /// Removes inner maps (each from its outer map, and its pin) all at once: each outer-map delete waits for an RCU
+    /// grace period, and deletes waiting on threads of their own share one.
+    public func removeInnerMaps(_ maps: [(outer: String, key: UInt32, name: String)]) throws {
+        let failure = Mutex<(any Error)?>(nil)
+        DispatchQueue.concurrentPerform(iterations: maps.count) { index in
+            let map = maps[index]
+            do {
+                try removeInnerMap(outer: map.outer, key: map.key, name: map.name)
+            } catch {
+                failure.withLock { $0 = $0 ?? error }
+            }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
+    }
+
     /// Names of inner maps pinned under the root whose names start with `prefix` (for restore).
     public func pinnedInnerMapNames(prefix: String) -> [String] {
         guard !root.isEmpty, let names = try? FileManager.default.contentsOfDirectory(atPath: root) else { return [] }

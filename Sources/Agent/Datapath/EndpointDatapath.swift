@@ -153,11 +153,12 @@ struct EndpointDatapath {
         return full.count
     }
 
+    /// Removes the endpoint's trie and hash, both outer-map deletes waiting for one grace period together.
     func removePolicyMap(_ id: UInt32) throws {
-        try datapath.removeInnerMap(
-            outer: PolicyMapLayout.exactOuterMap, key: id, name: PolicyMapLayout.exactMapName(endpoint: id))
-        try datapath.removeInnerMap(
-            outer: PolicyMapLayout.outerMap, key: id, name: PolicyMapLayout.mapName(endpoint: id))
+        try datapath.removeInnerMaps([
+            (PolicyMapLayout.exactOuterMap, id, PolicyMapLayout.exactMapName(endpoint: id)),
+            (PolicyMapLayout.outerMap, id, PolicyMapLayout.mapName(endpoint: id)),
+        ])
     }
 
     func writeEndpointInfo(_ endpoint: Endpoint) throws {
