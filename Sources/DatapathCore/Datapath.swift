@@ -176,6 +176,14 @@ public final class Datapath: Sendable {
         if !root.isEmpty { unlink("\(root)/\(name)") }
     }
 
+    /// Lets go of the descriptor of the inner map pinned as `<root>/<name>`: the map stays pinned and in its outer
+    /// map, and `innerMap` opens it again from the pin. Each map held open costs a descriptor, and thousands of
+    /// endpoints' maps would otherwise reach the process's limit. Nothing happens without pins (nothing to reopen).
+    public func closeInnerMap(name: String) {
+        guard !root.isEmpty else { return }
+        innerMaps.withLock { _ = $0.removeValue(forKey: name) }
+    }
+
     /// Removes inner maps (each from its outer map, and its pin) all at once: each outer-map delete waits for an RCU
     /// grace period, and deletes waiting on threads of their own share one.
     public func removeInnerMaps(_ maps: [(outer: String, key: UInt32, name: String)]) throws {

@@ -42,6 +42,8 @@ struct EndpointDatapath {
         let hashes = try datapath.insertInnerMaps(
             outer: PolicyMapLayout.exactOuterMap, keys: tries, name: PolicyMapLayout.exactMapName(endpoint:),
             template: exactTemplate)
+        // Opened again from their pins by the endpoints that get full-length entries; the others never need them.
+        for id in hashes { closeExactPolicyMap(id) }
         return Set(hashes)
     }
 
@@ -50,6 +52,13 @@ struct EndpointDatapath {
         for map in [try policyMap(id, create: false), try exactPolicyMap(id)].compactMap({ $0 }) {
             try map.map.deleteBatch(try map.map.keys())
         }
+        closeExactPolicyMap(id)
+    }
+
+    /// Lets go of the descriptor of the endpoint's hash, which stays in place: held open only while it has entries,
+    /// so a node of endpoints without full-length slots holds one descriptor per endpoint, not two.
+    func closeExactPolicyMap(_ id: UInt32) {
+        datapath.closeInnerMap(name: PolicyMapLayout.exactMapName(endpoint: id))
     }
 
     /// How many endpoints the outer policy map holds at most.
@@ -109,8 +118,9 @@ struct EndpointDatapath {
     /// without the hash have it in the trie).
     func applyPolicy(_ id: UInt32, add: [PolicyEntry], remove: [PolicyEntry.Key]) throws {
         guard let trie = try policyMap(id) else { return }
-        var exact = try exactPolicyMap(id)
         let exactAdds = add.count { PolicyMapLayout.isExact($0.key) }
+        // The hash is opened only for full-length slots: an endpoint without any never holds its descriptor.
+        var exact = exactAdds > 0 || remove.contains(where: PolicyMapLayout.isExact) ? try exactPolicyMap(id) : nil
         if exactAdds > 0 { exact = try exactPolicyMap(id, room: exactAdds, current: exact) }
         for entry in add {
             let key = PolicyMapLayout.key(entry.key)
@@ -132,6 +142,7 @@ struct EndpointDatapath {
     func realizedPolicy(_ id: UInt32) throws -> [PolicyEntry.Key: PolicyEntry] {
         guard let trie = try policyMap(id, create: false) else { return [:] }
         let exact = try exactPolicyMap(id)?.entries() ?? []
+        if exact.isEmpty { closeExactPolicyMap(id) }
         return PolicyEntry.byKey(
             (try trie.entries() + exact).map { PolicyMapLayout.entry(key: $0.key, value: $0.value) })
     }

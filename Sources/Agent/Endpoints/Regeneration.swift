@@ -104,6 +104,9 @@ extension NodeAgent {
             if !add.isEmpty || !remove.isEmpty || current.isEmpty {
                 try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove)
                 state.realized[endpoint.id] = policy.entries
+                if !policy.entries.keys.contains(where: PolicyMapLayout.isExact) {
+                    endpointDatapath.closeExactPolicyMap(endpoint.id)
+                }
             }
             try realizeHTTP(policy.http, for: endpoint, in: &state)
             var updated = endpoint
