@@ -169,6 +169,20 @@ public final class Datapath: Sendable {
         innerMaps.withLock { $0[name] = inner }
     }
 
+    /// `replaceInnerMap` for several maps of `outer`, all put in place by one batch update: one grace period.
+    public func replaceInnerMaps(outer: String, _ maps: [(key: UInt32, name: String, map: BPFMap)]) throws {
+        guard !maps.isEmpty else { return }
+        try map(outer).updateBatch(
+            keys: maps.map { bytesOf($0.key) }, values: maps.map { bytesOf(UInt32(bitPattern: $0.map.fd)) })
+        for item in maps {
+            if !root.isEmpty {
+                unlink("\(root)/\(item.name)")
+                try item.map.pin(at: "\(root)/\(item.name)")
+            }
+            innerMaps.withLock { $0[item.name] = item.map }
+        }
+    }
+
     /// Removes the inner map under `key` from `outer` and its pin.
     public func removeInnerMap(outer: String, key: UInt32, name: String) throws {
         _ = try TypedMap<UInt32, UInt32>(map(outer)).delete(key)

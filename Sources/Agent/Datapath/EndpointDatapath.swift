@@ -112,6 +112,27 @@ struct EndpointDatapath {
         return typed
     }
 
+    /// Replaces, in one outer-map update for all, each hash that has no room for its endpoint's coming full-length
+    /// slots (`adding`, as `applyPolicy` counts them) by a larger copy, which `applyPolicy` then finds big enough.
+    func growExactPolicyMaps(_ needs: [(id: UInt32, adding: Int)]) throws {
+        var larger: [(key: UInt32, name: String, map: BPFMap)] = []
+        for (id, adding) in needs where adding > 0 {
+            guard let current = try exactPolicyMap(id) else { continue }  // created at its size by `applyPolicy`
+            let held = try current.map.countEntries()
+            guard current.map.info.maxEntries < min(held + adding, policyMapEntries) else { continue }
+            let name = PolicyMapLayout.exactMapName(endpoint: id)
+            let map = try BPFMap.create(
+                type: .hash, name: name, keySize: MemoryLayout<na_policy_key>.size,
+                valueSize: MemoryLayout<na_policy_value>.size,
+                maxEntries: Self.exactCapacity(for: held + adding, limit: policyMapEntries),
+                flags: InnerMapTemplate.noPrealloc)
+            let typed = try TypedMap<na_policy_key, na_policy_value>(map)
+            for (key, value) in try current.entries() { try typed.update(key, value) }
+            larger.append((id, name, map))
+        }
+        try datapath.replaceInnerMaps(outer: PolicyMapLayout.exactOuterMap, larger)
+    }
+
     /// Writes `add` (new or changed slots) before removing `remove`, so the map never passes through a state with
     /// fewer allowed or denied flows than both the old and the new policy agree on. Full-length slots go to the
     /// endpoint's hash, the others to its trie; a removed full-length slot is deleted from both (pins of an agent

@@ -98,9 +98,13 @@ extension NodeAgent {
         let revision = state.policy.revision
         var generation: UInt32?
         var changed = 0
-        for (endpoint, policy) in desired {
+        let diffs = desired.map { PolicyEntry.diff(from: state.realized[$0.0.id] ?? [:], to: $0.1.entries) }
+        // Hashes too small for what comes are replaced together: one grace period rather than one each (a new peer
+        // of many endpoints would otherwise grow each of their hashes in turn).
+        try endpointDatapath.growExactPolicyMaps(
+            zip(desired, diffs).map { ($0.0.id, $1.upsert.count { PolicyMapLayout.isExact($0.key) }) })
+        for ((endpoint, policy), (add, remove)) in zip(desired, diffs) {
             let current = state.realized[endpoint.id] ?? [:]
-            let (add, remove) = PolicyEntry.diff(from: current, to: policy.entries)
             if !add.isEmpty || !remove.isEmpty || current.isEmpty {
                 try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove)
                 state.realized[endpoint.id] = policy.entries
