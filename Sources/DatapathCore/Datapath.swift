@@ -106,6 +106,58 @@ public final class Datapath: Sendable {
         return inner
     }
 
+    /// Creates an empty inner map from `template` under each of `keys` in `outer` that holds none yet, pinned as
+    /// `<root>/<name(key)>`, all inserted by one batch update. The kernel waits for an RCU grace period after every
+    /// update call of a map-in-map (10-15 ms, whatever the batch's size), so maps made ahead of need in one call
+    /// spare each later `innerMap` that wait. Returns the keys that hold a map now.
+    @discardableResult
+    public func insertInnerMaps(
+        outer: String, keys: [UInt32], name: (UInt32) -> String, template: InnerMapTemplate
+    ) throws -> [UInt32] {
+        let outerMap = try TypedMap<UInt32, UInt32>(map(outer))
+        var made: [(key: UInt32, name: String, map: BPFMap)] = []
+        var present: [UInt32] = []
+        for key in keys {
+            let mapName = name(key)
+            if innerMaps.withLock({ $0[mapName] }) != nil {
+                present.append(key)
+                continue
+            }
+            let pinPath = root.isEmpty ? nil : "\(root)/\(mapName)"
+            let pinned = try pinPath.flatMap { path throws in try BPFMap.openPinned(path) }
+            let current = try outerMap.lookup(key)
+            if let pinned, current == pinned.info.id {
+                innerMaps.withLock { $0[mapName] = pinned }
+                present.append(key)
+                continue
+            }
+            guard current == nil else { continue }  // another map is there: not this call's
+            // Pinned before it is inserted: a crash in between leaves a pin that a restart finds and inserts.
+            let map =
+                try pinned
+                ?? BPFMap.create(
+                    type: template.type, name: mapName, keySize: template.keySize, valueSize: template.valueSize,
+                    maxEntries: template.maxEntries, flags: template.flags)
+            if pinned == nil, let pinPath { try map.pin(at: pinPath) }
+            made.append((key, mapName, map))
+        }
+        guard !made.isEmpty else { return present }
+        do {
+            try outerMap.map.updateBatch(
+                keys: made.map { bytesOf($0.key) }, values: made.map { bytesOf(UInt32(bitPattern: $0.map.fd)) })
+        } catch {
+            for item in made {
+                _ = try? outerMap.delete(item.key)
+                if !root.isEmpty { unlink("\(root)/\(item.name)") }
+            }
+            throw error
+        }
+        innerMaps.withLock { cache in
+            for item in made { cache[item.name] = item.map }
+        }
+        return present + made.map(\.key)
+    }
+
     /// Puts `inner` under `key` in `outer` in place of the map there (one update: lookups see the old map or the new
     /// one, never none) and pins it as `<root>/<name>` instead, e.g. a larger copy of a map that filled up.
     public func replaceInnerMap(outer: String, key: UInt32, name: String, with inner: BPFMap) throws {
@@ -117,11 +169,48 @@ public final class Datapath: Sendable {
         innerMaps.withLock { $0[name] = inner }
     }
 
+    /// `replaceInnerMap` for several maps of `outer`, all put in place by one batch update: one grace period.
+    public func replaceInnerMaps(outer: String, _ maps: [(key: UInt32, name: String, map: BPFMap)]) throws {
+        guard !maps.isEmpty else { return }
+        try map(outer).updateBatch(
+            keys: maps.map { bytesOf($0.key) }, values: maps.map { bytesOf(UInt32(bitPattern: $0.map.fd)) })
+        for item in maps {
+            if !root.isEmpty {
+                unlink("\(root)/\(item.name)")
+                try item.map.pin(at: "\(root)/\(item.name)")
+            }
+            innerMaps.withLock { $0[item.name] = item.map }
+        }
+    }
+
     /// Removes the inner map under `key` from `outer` and its pin.
     public func removeInnerMap(outer: String, key: UInt32, name: String) throws {
         _ = try TypedMap<UInt32, UInt32>(map(outer)).delete(key)
         innerMaps.withLock { _ = $0.removeValue(forKey: name) }
         if !root.isEmpty { unlink("\(root)/\(name)") }
+    }
+
+    /// Lets go of the descriptor of the inner map pinned as `<root>/<name>`: the map stays pinned and in its outer
+    /// map, and `innerMap` opens it again from the pin. Each map held open costs a descriptor, and thousands of
+    /// endpoints' maps would otherwise reach the process's limit. Nothing happens without pins (nothing to reopen).
+    public func closeInnerMap(name: String) {
+        guard !root.isEmpty else { return }
+        innerMaps.withLock { _ = $0.removeValue(forKey: name) }
+    }
+
+    /// Removes inner maps (each from its outer map, and its pin) all at once: each outer-map delete waits for an RCU
+    /// grace period, and deletes waiting on threads of their own share one.
+    public func removeInnerMaps(_ maps: [(outer: String, key: UInt32, name: String)]) throws {
+        let failure = Mutex<(any Error)?>(nil)
+        DispatchQueue.concurrentPerform(iterations: maps.count) { index in
+            let map = maps[index]
+            do {
+                try removeInnerMap(outer: map.outer, key: map.key, name: map.name)
+            } catch {
+                failure.withLock { $0 = $0 ?? error }
+            }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
     }
 
     /// Names of inner maps pinned under the root whose names start with `prefix` (for restore).

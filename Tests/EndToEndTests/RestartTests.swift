@@ -342,7 +342,13 @@ final class RestartTests: EndToEndTestCase {
             file: file, line: line)
         let pins = Set(
             (try FileManager.default.contentsOfDirectory(atPath: agent.bpfRoot)).filter { $0.hasPrefix("na_pol_") })
-        XCTAssertEqual(pins, Set(snapshot.policyMaps), "round \(round): pins", file: file, line: line)
+        // Beside the endpoints' maps, spares made ahead of creates: empty, and a bounded number of them.
+        XCTAssertTrue(pins.isSuperset(of: snapshot.policyMaps), "round \(round): pins", file: file, line: line)
+        let spares = pins.subtracting(snapshot.policyMaps)
+        XCTAssertLessThanOrEqual(spares.count, 2 * 64 + 8, "round \(round): spares", file: file, line: line)
+        for spare in spares {
+            XCTAssertEqual(snapshot.maps[spare], [], "round \(round): \(spare) is empty", file: file, line: line)
+        }
         let endpointAddresses = Set(endpoints.compactMap { $0["addressing"]?["ipv4"]?.stringValue }.map { "\($0)/32" })
         let cached = Set(
             (snapshot.maps["na_ipcache"] ?? []).filter { ($0["value"]?["identity"]?.intValue ?? 0) >= 256 }

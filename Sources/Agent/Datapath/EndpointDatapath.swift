@@ -26,6 +26,44 @@ struct EndpointDatapath {
         return min(capacity, limit)
     }
 
+    /// The hash of full-length keys for an endpoint that holds none yet.
+    var exactTemplate: InnerMapTemplate {
+        InnerMapTemplate(
+            type: .hash, keySize: MemoryLayout<na_policy_key>.size, valueSize: MemoryLayout<na_policy_value>.size,
+            maxEntries: Self.exactCapacity(for: 0, limit: policyMapEntries), flags: InnerMapTemplate.noPrealloc)
+    }
+
+    /// Empty policy maps (trie and hash) under endpoint ids no endpoint has yet, two outer-map updates for all of
+    /// them: an endpoint created under one of these ids then fills maps already in place and waits for no RCU grace
+    /// period. The datapath never reads them before an endpoint row names the id. Returns the ids that have both.
+    func provisionPolicyMaps(_ ids: [UInt32]) throws -> Set<UInt32> {
+        let tries = try datapath.insertInnerMaps(
+            outer: PolicyMapLayout.outerMap, keys: ids, name: PolicyMapLayout.mapName(endpoint:), template: template)
+        let hashes = try datapath.insertInnerMaps(
+            outer: PolicyMapLayout.exactOuterMap, keys: tries, name: PolicyMapLayout.exactMapName(endpoint:),
+            template: exactTemplate)
+        // Opened again from their pins by the endpoints that get full-length entries; the others never need them.
+        for id in hashes { closeExactPolicyMap(id) }
+        return Set(hashes)
+    }
+
+    /// Removes every entry of the endpoint's policy maps, keeping the maps in place.
+    func clearPolicyMaps(_ id: UInt32) throws {
+        for map in [try policyMap(id, create: false), try exactPolicyMap(id)].compactMap({ $0 }) {
+            try map.map.deleteBatch(try map.map.keys())
+        }
+        closeExactPolicyMap(id)
+    }
+
+    /// Lets go of the descriptor of the endpoint's hash, which stays in place: held open only while it has entries,
+    /// so a node of endpoints without full-length slots holds one descriptor per endpoint, not two.
+    func closeExactPolicyMap(_ id: UInt32) {
+        datapath.closeInnerMap(name: PolicyMapLayout.exactMapName(endpoint: id))
+    }
+
+    /// How many endpoints the outer policy map holds at most.
+    var policyMapSlots: Int { (try? datapath.map(PolicyMapLayout.outerMap).info.maxEntries) ?? 0 }
+
     /// The endpoint's policy map, created (and pinned) when it does not exist yet.
     func policyMap(_ id: UInt32, create: Bool = true) throws -> TypedMap<na_policy_key, na_policy_value>? {
         guard
@@ -57,9 +95,8 @@ struct EndpointDatapath {
         let capacity = Self.exactCapacity(for: held + adding, limit: policyMapEntries)
         let name = PolicyMapLayout.exactMapName(endpoint: id)
         guard let current else {
-            let template = InnerMapTemplate(
-                type: .hash, keySize: MemoryLayout<na_policy_key>.size,
-                valueSize: MemoryLayout<na_policy_value>.size, maxEntries: capacity, flags: InnerMapTemplate.noPrealloc)
+            var template = exactTemplate
+            template.maxEntries = capacity
             guard
                 let map = try datapath.innerMap(
                     outer: PolicyMapLayout.exactOuterMap, key: id, name: name, create: template)
@@ -75,14 +112,36 @@ struct EndpointDatapath {
         return typed
     }
 
+    /// Replaces, in one outer-map update for all, each hash that has no room for its endpoint's coming full-length
+    /// slots (`adding`, as `applyPolicy` counts them) by a larger copy, which `applyPolicy` then finds big enough.
+    func growExactPolicyMaps(_ needs: [(id: UInt32, adding: Int)]) throws {
+        var larger: [(key: UInt32, name: String, map: BPFMap)] = []
+        for (id, adding) in needs where adding > 0 {
+            guard let current = try exactPolicyMap(id) else { continue }  // created at its size by `applyPolicy`
+            let held = try current.map.countEntries()
+            guard current.map.info.maxEntries < min(held + adding, policyMapEntries) else { continue }
+            let name = PolicyMapLayout.exactMapName(endpoint: id)
+            let map = try BPFMap.create(
+                type: .hash, name: name, keySize: MemoryLayout<na_policy_key>.size,
+                valueSize: MemoryLayout<na_policy_value>.size,
+                maxEntries: Self.exactCapacity(for: held + adding, limit: policyMapEntries),
+                flags: InnerMapTemplate.noPrealloc)
+            let typed = try TypedMap<na_policy_key, na_policy_value>(map)
+            for (key, value) in try current.entries() { try typed.update(key, value) }
+            larger.append((id, name, map))
+        }
+        try datapath.replaceInnerMaps(outer: PolicyMapLayout.exactOuterMap, larger)
+    }
+
     /// Writes `add` (new or changed slots) before removing `remove`, so the map never passes through a state with
     /// fewer allowed or denied flows than both the old and the new policy agree on. Full-length slots go to the
     /// endpoint's hash, the others to its trie; a removed full-length slot is deleted from both (pins of an agent
     /// without the hash have it in the trie).
     func applyPolicy(_ id: UInt32, add: [PolicyEntry], remove: [PolicyEntry.Key]) throws {
         guard let trie = try policyMap(id) else { return }
-        var exact = try exactPolicyMap(id)
         let exactAdds = add.count { PolicyMapLayout.isExact($0.key) }
+        // The hash is opened only for full-length slots: an endpoint without any never holds its descriptor.
+        var exact = exactAdds > 0 || remove.contains(where: PolicyMapLayout.isExact) ? try exactPolicyMap(id) : nil
         if exactAdds > 0 { exact = try exactPolicyMap(id, room: exactAdds, current: exact) }
         for entry in add {
             let key = PolicyMapLayout.key(entry.key)
@@ -104,6 +163,7 @@ struct EndpointDatapath {
     func realizedPolicy(_ id: UInt32) throws -> [PolicyEntry.Key: PolicyEntry] {
         guard let trie = try policyMap(id, create: false) else { return [:] }
         let exact = try exactPolicyMap(id)?.entries() ?? []
+        if exact.isEmpty { closeExactPolicyMap(id) }
         return PolicyEntry.byKey(
             (try trie.entries() + exact).map { PolicyMapLayout.entry(key: $0.key, value: $0.value) })
     }
@@ -125,11 +185,12 @@ struct EndpointDatapath {
         return full.count
     }
 
+    /// Removes the endpoint's trie and hash, both outer-map deletes waiting for one grace period together.
     func removePolicyMap(_ id: UInt32) throws {
-        try datapath.removeInnerMap(
-            outer: PolicyMapLayout.exactOuterMap, key: id, name: PolicyMapLayout.exactMapName(endpoint: id))
-        try datapath.removeInnerMap(
-            outer: PolicyMapLayout.outerMap, key: id, name: PolicyMapLayout.mapName(endpoint: id))
+        try datapath.removeInnerMaps([
+            (PolicyMapLayout.exactOuterMap, id, PolicyMapLayout.exactMapName(endpoint: id)),
+            (PolicyMapLayout.outerMap, id, PolicyMapLayout.mapName(endpoint: id)),
+        ])
     }
 
     func writeEndpointInfo(_ endpoint: Endpoint) throws {

@@ -47,10 +47,13 @@ extension NodeAgent {
             // What a rollback needs besides the endpoint: not a copy of the whole state, which would cost a copy of
             // every endpoint on each change once anything mutates it.
             let undo = (identities: state.identities, hostAddresses: state.hostAddresses)
+            // Its spare maps, if it has them, are the endpoint's from here on (a rollback removes them).
+            state.sparePolicyMaps.remove(id)
             do {
                 let endpoint = try realize(
                     id: id, request: request, ifindex: ifindex, previous: previous, state: &state)
                 try persistEndpoint(endpoint, state)
+                if previous == nil { provisionSparePolicyMaps(after: id, &state) }
                 publish(endpoint, previous: previous, state)
                 refreshHostAddressesIfDue(&state)
                 registry.broadcast(

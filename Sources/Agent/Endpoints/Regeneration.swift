@@ -75,28 +75,42 @@ extension NodeAgent {
         // Service backends outside any pod get prefix identities only where the cidr-policy plugin gives them. A
         // host prefix that is a pod's address is left out: the pod's own ipcache entry is that key, and peer
         // selection reaches the pod through its identity.
-        let podHosts = Set(
-            state.endpoints.values.flatMap(\.addresses).map { IPPrefix(address: $0, length: $0.bitLength) })
-        let prefixes = state.policy.cidrPrefixes.union(prefixProvider == nil ? [] : services.allPrefixes)
-            .subtracting(podHosts)
+        var prefixes = state.policy.cidrPrefixes.union(prefixProvider == nil ? [] : services.allPrefixes)
+        if !prefixes.isEmpty {
+            prefixes.subtract(
+                state.endpoints.values.flatMap(\.addresses).map { IPPrefix(address: $0, length: $0.bitLength) })
+        }
         let prefixIDs = try prefixIdentityIDs(prefixes)
-        let peers = PolicyPeers(
-            try state.identityList + prefixIDs.map { try Self.prefixIdentity($0.key, id: $0.value) },
-            services: services.resolved(prefixIDs: prefixIDs), namedPorts: namedPortsByIdentity(state),
-            addresses: addressesByIdentity(state))
-        let targets = state.endpoints.values.filter { only?.contains($0.id) ?? true }
+        // What is read from every endpoint (named ports, addresses) only where some rule needs it, and nothing of
+        // the peers without rules: an endpoint create on a node with thousands would pay for it every time.
+        let peers =
+            state.policy.rules.isEmpty
+            ? PolicyPeers([])
+            : PolicyPeers(
+                try state.identityList + prefixIDs.map { try Self.prefixIdentity($0.key, id: $0.value) },
+                services: services.resolved(prefixIDs: prefixIDs),
+                namedPorts: state.policy.usesNamedPorts ? namedPortsByIdentity(state) : [:],
+                addresses: state.policy.selectsPodsByAddress ? addressesByIdentity(state) : [:])
+        let targets = only.map { $0.compactMap { state.endpoints[$0] } } ?? Array(state.endpoints.values)
         let desired = targets.sorted { $0.id < $1.id }.map { ($0, desiredPolicy(for: $0, in: state, peers: peers)) }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
         for (endpoint, policy) in desired { try checkHTTPRulesEnforceable(policy.http, endpoint: endpoint.id) }
         let revision = state.policy.revision
         var generation: UInt32?
         var changed = 0
-        for (endpoint, policy) in desired {
+        let diffs = desired.map { PolicyEntry.diff(from: state.realized[$0.0.id] ?? [:], to: $0.1.entries) }
+        // Hashes too small for what comes are replaced together: one grace period rather than one each (a new peer
+        // of many endpoints would otherwise grow each of their hashes in turn).
+        try endpointDatapath.growExactPolicyMaps(
+            zip(desired, diffs).map { ($0.0.id, $1.upsert.count { PolicyMapLayout.isExact($0.key) }) })
+        for ((endpoint, policy), (add, remove)) in zip(desired, diffs) {
             let current = state.realized[endpoint.id] ?? [:]
-            let (add, remove) = PolicyEntry.diff(from: current, to: policy.entries)
             if !add.isEmpty || !remove.isEmpty || current.isEmpty {
                 try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove)
                 state.realized[endpoint.id] = policy.entries
+                if !policy.entries.keys.contains(where: PolicyMapLayout.isExact) {
+                    endpointDatapath.closeExactPolicyMap(endpoint.id)
+                }
             }
             try realizeHTTP(policy.http, for: endpoint, in: &state)
             var updated = endpoint

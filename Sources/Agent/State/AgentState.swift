@@ -20,6 +20,8 @@ struct AgentState: Sendable {
     var realized: [UInt32: [PolicyEntry.Key: PolicyEntry]] = [:]
     /// What the L7 maps hold for each endpoint with HTTP rules.
     var realizedHTTP: [UInt32: RealizedHTTP] = [:]
+    /// Endpoint ids without an endpoint whose policy maps are already in place, empty (`SparePolicyMaps.swift`).
+    var sparePolicyMaps: Set<UInt32> = []
     /// Addresses of this node (identity host) currently in the ipcache.
     var hostAddresses: Set<IPAddress> = []
     /// Services by id (`Services/NodeAgent+Services.swift`); outside `version`, which nothing of them derives from.

@@ -121,7 +121,7 @@ extension NodeAgent {
             }
             try programRemoteEndpoints(state)
             try refreshHostAddresses(&state)
-            try removeOrphanedRows(state)
+            try removeOrphanedRows(&state)
             if migrated {
                 try persistPolicy(state)
                 for endpoint in state.endpoints.values { try persistEndpoint(endpoint, state) }
@@ -195,18 +195,29 @@ extension NodeAgent {
         "id", "interface-index", "state", "policy-revision", "identity", "policy-enforcement", "version",
     ]
 
-    /// Endpoint rows and policy maps in the datapath that no endpoint in state owns (left by a crash mid-change).
-    private func removeOrphanedRows(_ state: AgentState) throws {
+    /// Endpoint rows and policy maps in the datapath that no endpoint in state owns (left by a crash mid-change, or
+    /// spare maps of the agent before, which are kept as spares again, emptied, up to what creates will use).
+    private func removeOrphanedRows(_ state: inout AgentState) throws {
         let known = Set(state.endpoints.values.map(\.ifindex))
         for row in try endpointDatapath.endpointRows() where !known.contains(row.ifindex) {
             endpointDatapath.detachPrograms(ifindex: row.ifindex)
             try endpointDatapath.removeEndpointInfo(ifindex: row.ifindex)
         }
+        var orphans: Set<UInt32> = []
         for prefix in [PolicyMapLayout.namePrefix, PolicyMapLayout.exactNamePrefix] {
             for name in datapath.pinnedInnerMapNames(prefix: prefix) {
-                if let id = UInt32(name.dropFirst(prefix.count)), state.endpoints[id] == nil {
-                    try endpointDatapath.removePolicyMap(id)
-                }
+                if let id = UInt32(name.dropFirst(prefix.count)), state.endpoints[id] == nil { orphans.insert(id) }
+            }
+        }
+        for id in orphans.sorted() {
+            let keep = state.sparePolicyMaps.count < Self.spareLimit
+            if keep, try endpointDatapath.policyMap(id, create: false) != nil,
+                try endpointDatapath.exactPolicyMap(id) != nil
+            {
+                try endpointDatapath.clearPolicyMaps(id)
+                state.sparePolicyMaps.insert(id)
+            } else {
+                try endpointDatapath.removePolicyMap(id)
             }
         }
         try removeOrphanedAddresses(state)

@@ -10,8 +10,16 @@ struct AgentSnapshot: Equatable, CustomStringConvertible {
     /// Map name → every entry, all pages.
     var maps: [String: [JSON]]
 
-    /// Names of the per-endpoint policy maps.
-    var policyMaps: [String] { maps.keys.filter { $0.hasPrefix("na_pol_") }.sorted() }
+    /// Names of the per-endpoint policy maps in use: an endpoint's, or holding entries. Left out are the empty maps
+    /// the agent keeps under ids no endpoint has yet (spares made ahead of creates).
+    var policyMaps: [String] {
+        let ids = Set((endpoints.arrayValue ?? []).compactMap { $0["id"]?.intValue })
+        return maps.keys.filter { name in
+            guard name.hasPrefix("na_pol_") else { return false }
+            let owned = Int64(name.dropFirst("na_pol_".count)).map { ids.contains($0) } ?? true
+            return owned || !(maps[name]?.isEmpty ?? true)
+        }.sorted()
+    }
 
     var description: String {
         "endpoints: \(endpoints)\nidentities: \(identities)\npolicy: \(policy)\nmaps: "

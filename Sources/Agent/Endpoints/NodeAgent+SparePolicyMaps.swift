@@ -1,0 +1,50 @@
+import DatapathCore
+
+/// Policy maps made ahead of the endpoints that will use them.
+///
+/// An endpoint's policy maps live in the hash-of-maps `na_policy` and `na_policy_exact` under its id, and the kernel
+/// waits for an RCU grace period after every update of a map-in-map (10-15 ms, more than everything else a create
+/// does). One batch update waits once for any number of maps, so the agent keeps empty maps in place under the ids
+/// the next creates will most likely use: those following the id just created (clients that number endpoints in
+/// sequence) and the lowest free ones (the CNI plugin takes the lowest free id). A create under a spare id fills
+/// maps already in place. The datapath never reads a spare: it looks policy up by the id of an endpoint row.
+extension NodeAgent {
+    /// How many ids ahead of the last create get spare maps, and how many lowest free ids.
+    static let spareWindow: UInt32 = 64
+    static let spareLowestFree = 8
+    /// At most this many spares: clients whose ids leave gaps would otherwise leave a window of them behind each.
+    static let spareLimit = 2 * Int(spareWindow) + spareLowestFree
+
+    /// Makes spare maps for the ids the next creates will most likely use after endpoint `id` was created, once
+    /// half a window of them is missing, so one grace period serves many creates. Best effort: a failure leaves
+    /// those creates the ordinary way. Spares never take more than half of the outer map's slots, which endpoints
+    /// need first, nor more than `spareLimit`.
+    func provisionSparePolicyMaps(after id: UInt32, _ state: inout AgentState) {
+        var wanted: [UInt32] = []
+        var candidate = id
+        while wanted.count < Int(Self.spareWindow), candidate < Self.maxEndpointID {
+            candidate += 1
+            if state.endpoints[candidate] == nil { wanted.append(candidate) }
+        }
+        var lowest: [UInt32] = []
+        candidate = 0
+        while lowest.count < Self.spareLowestFree, candidate < Self.maxEndpointID {
+            candidate += 1
+            if state.endpoints[candidate] == nil { lowest.append(candidate) }
+        }
+        let missing = Set(wanted + lowest).subtracting(state.sparePolicyMaps)
+        guard missing.count >= Int(Self.spareWindow) / 2 else { return }
+        let datapath = endpointDatapath
+        guard state.sparePolicyMaps.count + missing.count <= Self.spareLimit,
+            state.endpoints.count + state.sparePolicyMaps.count + missing.count <= datapath.policyMapSlots / 2
+        else { return }
+        do {
+            state.sparePolicyMaps.formUnion(try datapath.provisionPolicyMaps(missing.sorted()))
+        } catch {
+            logger.warning("making spare policy maps failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// The highest endpoint id the API accepts.
+    static let maxEndpointID: UInt32 = 65535
+}
