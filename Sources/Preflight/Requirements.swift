@@ -140,6 +140,13 @@ public enum Requirements {
             of: BPF_PROG_TYPE_SK_SKB),
         helper(
             BPF_FUNC_loop, "bpf_loop", [], "HTTP rules: walking request heads (Linux 5.17)", of: BPF_PROG_TYPE_SK_SKB),
+        // The conntrack sweep in the kernel (bpf/ct_gc.bpf.c): never needed to start. Without it the conntrack-gc
+        // plugin sweeps from user space (its status says which), so it is reported, not required.
+        Requirement(
+            .programType(BPF_PROG_TYPE_SYSCALL.rawValue), [], "the conntrack sweep run in the kernel (Linux 5.14)"),
+        helper(
+            BPF_FUNC_for_each_map_elem, "bpf_for_each_map_elem", [], "the conntrack sweep walking na_ct (Linux 5.13)",
+            of: BPF_PROG_TYPE_SYSCALL),
         Requirement(.sysctl(Sysctl.jitEnable), [], "JIT-compiled programs; without, they run in the interpreter"),
         Requirement(.sysctl(Sysctl.unprivilegedBPFDisabled), [], "informational: the agent runs privileged"),
     ]
