@@ -11,7 +11,7 @@ bundle="$repo/.build/debug/nodeagentPackageTests.xctest"
 export PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # An emulated guest is slow: the HTTP enforcement tests' clients wait longer for each answer (and as long for the
 # silence of a refused one).
-export NODEAGENT_L7_CLIENT_TIMEOUT=${NODEAGENT_L7_CLIENT_TIMEOUT:-6}
+export NODEAGENT_L7_CLIENT_TIMEOUT=${NODEAGENT_L7_CLIENT_TIMEOUT:-12}
 logs=$(mktemp -d /tmp/kernel-matrix.XXXXXX)
 kernel=$(uname -r)
 echo "matrix: kernel=$kernel"

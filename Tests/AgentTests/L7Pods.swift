@@ -209,8 +209,10 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
         server.serve_forever()
         """
 
-    /// How long a read waits comes from NODEAGENT_L7_CLIENT_TIMEOUT (seconds, default 1.5: the refused cases wait
-    /// it out); an emulated kernel (kernel-matrix.sh under TCG) needs about 8.
+    /// How long a read waits comes from NODEAGENT_L7_CLIENT_TIMEOUT (seconds, default 5: every read expects an
+    /// answer, and a request sent a byte per segment on a loaded machine can take seconds to be framed, the kernel's
+    /// stream parser deferring to a worker while the server holds its socket); an emulated kernel (kernel-matrix.sh
+    /// under TCG) gets 12.
     /// Steps: "send:<text>" (\\r\\n written as |), "slow:<text>" (one byte per segment), "big:<bytes>" (a GET with
     /// one header of that many bytes), "read" (one answer: status, body, or "timeout"/"closed").
     static let clientScript = """
@@ -218,7 +220,7 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
         host, port, steps = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
         sock = socket.create_connection((host, port), timeout=5)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(float(os.environ.get("NODEAGENT_L7_CLIENT_TIMEOUT", "1.5")))
+        sock.settimeout(float(os.environ.get("NODEAGENT_L7_CLIENT_TIMEOUT", "5")))
         buf, out = b"", []
 
         def wire(text):
