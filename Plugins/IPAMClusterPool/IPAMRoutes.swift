@@ -107,7 +107,7 @@ struct IPAMRoutes {
 
     /// The `expiration` header: true makes the allocation expire unless an endpoint claims it in time.
     static func expiring(_ request: APIRequest) throws(AgentError) -> Bool {
-        guard let raw = request.headers["expiration"] else { return false }
+        guard let raw = request.header("expiration") else { return false }
         switch raw.lowercased() {
         case "true", "1": return true
         case "false", "0", "": return false

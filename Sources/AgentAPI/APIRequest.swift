@@ -30,25 +30,47 @@ public struct APIRequest: Sendable {
     /// The decoded path, without the query string.
     public var path: String
     public var query: [String: String]
-    /// Header names lower-cased.
-    public var headers: [String: String]
     public var body: [UInt8]
     /// Values of the route pattern's `{name}` segments, filled in by the router.
     public var pathParameters: [String: String]
-    public var peer: PeerCredentials?
+    /// Headers and the caller's credentials are looked up when a handler asks: most requests never do, and the
+    /// server would otherwise build a dictionary and make a syscall for each.
+    private let headerLookup: @Sendable (String) -> String?
+    private let peerLookup: @Sendable () -> PeerCredentials?
 
+    /// A request with its headers given (names in any case).
     public init(
         method: HTTPMethod, path: String, query: [String: String] = [:], headers: [String: String] = [:],
         body: [UInt8] = [], pathParameters: [String: String] = [:], peer: PeerCredentials? = nil
     ) {
+        let lowered = Dictionary(
+            headers.map { ($0.key.lowercased(), $0.value) }, uniquingKeysWith: { first, _ in first })
+        self.init(
+            method: method, path: path, query: query, body: body, pathParameters: pathParameters,
+            header: { lowered[$0] }, peer: { peer })
+    }
+
+    /// A request whose headers and credentials the server looks up on demand. `header` is given lower-case names;
+    /// both are called only while the handler runs.
+    public init(
+        method: HTTPMethod, path: String, query: [String: String], body: [UInt8],
+        pathParameters: [String: String] = [:],
+        header: @escaping @Sendable (String) -> String?, peer: @escaping @Sendable () -> PeerCredentials?
+    ) {
         self.method = method
         self.path = path
         self.query = query
-        self.headers = headers
         self.body = body
         self.pathParameters = pathParameters
-        self.peer = peer
+        headerLookup = header
+        peerLookup = peer
     }
+
+    /// The value of header `name`, whatever its case; the first one when the header is repeated.
+    public func header(_ name: String) -> String? { headerLookup(name.lowercased()) }
+
+    /// The credentials of the process at the other end of the Unix socket (SO_PEERCRED), when there is one.
+    public var peer: PeerCredentials? { peerLookup() }
 
     /// The body parsed as JSON; 400 `invalid-json` when it is empty or malformed.
     public func jsonBody() throws(AgentError) -> JSON {

@@ -48,19 +48,19 @@ final class ServerCore: Sendable {
         if context.tooLarge {
             return finish(.error(.payloadTooLarge(limit: maxBodyBytes)), connection, method, url, context)
         }
-        let peer = PeerCredentials(socket: cmhd_connection_fd(connection))
         let response: APIResponse
         if let httpMethod = HTTPMethod(rawValue: method) {
+            // The handler runs within this call, while MHD's connection (and its socket) are alive.
+            let live = LiveConnection(connection)
             let request = APIRequest(
                 method: httpMethod, path: url,
-                query: connectionValues(connection, kind: .GET_ARGUMENT_KIND, lowercaseKeys: false),
-                headers: connectionValues(connection, kind: .HEADER_KIND, lowercaseKeys: true),
-                body: context.body, peer: peer)
+                query: connectionValues(connection, kind: .GET_ARGUMENT_KIND),
+                body: context.body, header: { live.header($0) }, peer: { live.peer })
             response = router.route(request)
         } else {
             response = router.methodNotAllowed(method, path: url)
         }
-        return finish(response, connection, method, url, context, peer: peer)
+        return finish(response, connection, method, url, context)
     }
 
     /// MHD's request-completed callback: releases the request's context.
@@ -72,11 +72,11 @@ final class ServerCore: Sendable {
 
     private func finish(
         _ response: APIResponse, _ connection: OpaquePointer, _ method: String, _ url: String,
-        _ context: RequestContext, peer: PeerCredentials? = nil
+        _ context: RequestContext
     ) -> MHD_Result {
         let result = queue(response, on: connection, waker: waker)
         log(
-            response, method: method, path: url, peer: peer ?? PeerCredentials(socket: cmhd_connection_fd(connection)),
+            response, method: method, path: url, peer: { PeerCredentials(socket: cmhd_connection_fd(connection)) },
             context: context, queued: result == .YES)
         return result
     }
@@ -85,8 +85,8 @@ final class ServerCore: Sendable {
     /// metadata is built only when the level is logged: reads are most requests, and their debug lines are off by
     /// default.
     private func log(
-        _ response: APIResponse, method: String, path: String, peer: PeerCredentials?, context: RequestContext,
-        queued: Bool
+        _ response: APIResponse, method: String, path: String, peer: () -> PeerCredentials?,
+        context: RequestContext, queued: Bool
     ) {
         let level: Logger.Level
         if response.status >= 500 || !queued {
@@ -101,7 +101,7 @@ final class ServerCore: Sendable {
             "method": "\(method)", "path": "\(path)", "status": "\(response.status)",
             "duration-us": "\((ContinuousClock.now - context.started).microseconds)",
         ]
-        if let peer {
+        if let peer = peer() {
             metadata["uid"] = "\(peer.uid)"
             metadata["gid"] = "\(peer.gid)"
             metadata["pid"] = "\(peer.pid)"
@@ -116,4 +116,18 @@ extension Duration {
     fileprivate var microseconds: Int64 {
         components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000
     }
+}
+
+/// MHD's connection while the access handler runs, for the request's on-demand lookups.
+private struct LiveConnection: @unchecked Sendable {
+    let connection: OpaquePointer
+
+    init(_ connection: OpaquePointer) { self.connection = connection }
+
+    /// MHD compares header names without regard to case.
+    func header(_ name: String) -> String? {
+        MHD_lookup_connection_value(connection, .HEADER_KIND, name).map { String(cString: $0) }
+    }
+
+    var peer: PeerCredentials? { PeerCredentials(socket: cmhd_connection_fd(connection)) }
 }

@@ -15,7 +15,7 @@ enum TestRoutes {
             .get("/v1/request") { request in
                 .json([
                     "query": .object(request.query.mapValues(JSON.string)),
-                    "x-test": JSON(request.headers["x-test"]),
+                    "x-test": JSON(request.header("X-Test")),
                     "peer": request.peer.map { ["uid": JSON($0.uid), "gid": JSON($0.gid), "pid": JSON($0.pid)] } ?? nil,
                 ])
             },
