@@ -30,7 +30,8 @@ final class PreflightEvaluationTests: XCTestCase {
                 "program-type cgroup_sock_addr", "helper bpf_get_socket_cookie", "helper bpf_get_netns_cookie",
                 "helper bpf_set_retval", "map-type sockhash", "program-type sock_ops", "program-type sk_skb",
                 "helper bpf_sock_hash_update", "helper bpf_sk_redirect_hash", "helper bpf_loop",
-                "program-type syscall", "helper bpf_for_each_map_elem", "sysctl net.core.bpf_jit_enable", "sysctl kernel.unprivileged_bpf_disabled",
+                "program-type syscall", "helper bpf_for_each_map_elem", "sysctl net.core.bpf_jit_enable",
+                "sysctl kernel.unprivileged_bpf_disabled",
             ])
         XCTAssertEqual(
             report.lines().prefix(5),
