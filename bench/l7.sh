@@ -154,26 +154,7 @@ case_on() {
 
 # --- the rounds ------------------------------------------------------------------------------------------------
 
-IFS=, read -r -a case_list <<<"$CASES"
-bench_log "machine: $(bench_machine)"
-bench_log "$ROUNDS rounds x ${#case_list[@]} cases x 2 modes x ${DURATION}s"
-for ((round = 1; round <= ROUNDS; round++)); do
-    for ((i = 0; i < ${#case_list[@]}; i++)); do
-        # Rotate the order every round, so no case always runs first (or right after a heavy one).
-        name=${case_list[$(((i + round - 1) % ${#case_list[@]}))]}
-        case_on "$name"
-        url=$(case_url "$name")
-        for mode in keepalive close; do
-            extra=()
-            [ "$mode" = close ] && extra=(-H "Connection: close")
-            bench_py run --case "$name" --mode "$mode" --round "$round" --pids-file "$PIDS" \
-                --output "$BENCH_WORK/wrk-$name-$mode-$round.txt" -- \
-                ip netns exec "$CLIENT" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "${extra[@]}" \
-                "$url" >>"$RESULTS"
-            bench_log "round $round $name $mode: $(tail -1 "$RESULTS" | bench_py brief)"
-        done
-    done
-done
+bench_wrk_rounds "$PIDS"
 policies
 
 labels=(--label "base=agent, no policy (baseline)" --label "l4=nodeagent, seed L4 policies"

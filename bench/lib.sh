@@ -215,6 +215,35 @@ bench_machine() {
 
 bench_py() { python3 "$BENCH_DIR/benchlib.py" "$@"; }
 
+# The interleaved rounds of a wrk benchmark between two pods: every case of $CASES, $ROUNDS rounds, each with
+# keep-alive and with a new connection per request, the order rotated every round so no case always runs first
+# (or right after a heavy one). The caller defines case_on NAME and case_url NAME, and case_off NAME when a case
+# must be undone; wrk runs in $CLIENT with $THREADS, $CONNECTIONS and $DURATION, results are appended to $RESULTS.
+# $1: the file naming the processes whose CPU is counted.
+bench_wrk_rounds() {
+    local pids=$1 case_list round i name url mode extra
+    IFS=, read -r -a case_list <<<"$CASES"
+    bench_log "machine: $(bench_machine)"
+    bench_log "$ROUNDS rounds x ${#case_list[@]} cases x 2 modes x ${DURATION}s"
+    for ((round = 1; round <= ROUNDS; round++)); do
+        for ((i = 0; i < ${#case_list[@]}; i++)); do
+            name=${case_list[$(((i + round - 1) % ${#case_list[@]}))]}
+            case_on "$name"
+            url=$(case_url "$name")
+            for mode in keepalive close; do
+                extra=()
+                [ "$mode" = close ] && extra=(-H "Connection: close")
+                bench_py run --case "$name" --mode "$mode" --round "$round" --pids-file "$pids" \
+                    --output "$BENCH_WORK/wrk-$name-$mode-$round.txt" -- \
+                    ip netns exec "$CLIENT" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+                    "${extra[@]}" "$url" >>"$RESULTS"
+                bench_log "round $round $name $mode: $(tail -1 "$RESULTS" | bench_py brief)"
+            done
+            if declare -F case_off >/dev/null; then case_off "$name"; fi
+        done
+    done
+}
+
 # bench_agent_start NODE DIR [ARGS...]: runs nodeagent inside the node namespace with a private socket
 # (DIR/agent.sock), state directory (DIR/state) and pin root (/sys/fs/bpf/<prefix>-agent), as the end-to-end
 # tests do, and waits until GET /v1/healthz answers. Its socket load balancer attaches to a cgroup of the bench's
