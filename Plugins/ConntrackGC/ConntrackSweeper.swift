@@ -79,10 +79,10 @@ public struct ConntrackSweeper: Sendable {
             stats.scanned = result.scanned
             stats.expired = result.expired
             if result.suspects > 0, let liveBefore {
-                stats.orphaned = try deleteOrphans(now: now, liveBefore: liveBefore)
+                stats.orphaned = try deleteStillOrphaned(try suspects(now: now, liveBefore: liveBefore))
             }
         } else {
-            var suspects: [(key: [UInt8], owner: UInt32)] = []
+            var suspects: [Suspect] = []
             try conntrack.forEachBatch { keys, values in
                 var doomed: [[UInt8]] = []
                 for index in keys.indices {
@@ -97,10 +97,7 @@ public struct ConntrackSweeper: Sendable {
                 stats.expired += try conntrack.deleteBatch(doomed)
                 return true
             }
-            if !suspects.isEmpty, let liveAfter = try liveEndpointIDs() {
-                stats.orphaned = try conntrack.deleteBatch(
-                    suspects.filter { !liveAfter.contains($0.owner) }.map(\.key))
-            }
+            stats.orphaned = try deleteStillOrphaned(suspects)
         }
         stats.deleted = stats.expired + stats.orphaned
         stats.remaining = max(stats.scanned - stats.deleted, 0)
@@ -108,10 +105,13 @@ public struct ConntrackSweeper: Sendable {
         return stats
     }
 
-    /// The entries the in-kernel sweep counted as suspects: live entries of endpoints missing before the sweep,
-    /// deleted when their endpoint is still missing now.
-    private func deleteOrphans(now: UInt32, liveBefore: Set<UInt32>) throws -> Int {
-        var suspects: [(key: [UInt8], owner: UInt32)] = []
+    /// A live entry whose endpoint was missing when the walk began, and that endpoint.
+    private typealias Suspect = (key: [UInt8], owner: UInt32)
+
+    /// The entries the in-kernel sweep counted as suspects, found again: live entries of endpoints missing before
+    /// the sweep.
+    private func suspects(now: UInt32, liveBefore: Set<UInt32>) throws -> [Suspect] {
+        var suspects: [Suspect] = []
         try conntrack.forEachBatch { keys, values in
             for index in keys.indices {
                 let value: na_ct_value = valueFrom(values[index], at: 0)
@@ -121,6 +121,11 @@ public struct ConntrackSweeper: Sendable {
             }
             return true
         }
+        return suspects
+    }
+
+    /// Deletes the suspects whose endpoint is still missing now that the walk is over; returns how many.
+    private func deleteStillOrphaned(_ suspects: [Suspect]) throws -> Int {
         guard !suspects.isEmpty, let liveAfter = try liveEndpointIDs() else { return 0 }
         return try conntrack.deleteBatch(suspects.filter { !liveAfter.contains($0.owner) }.map(\.key))
     }
