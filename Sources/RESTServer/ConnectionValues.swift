@@ -1,3 +1,4 @@
+import AgentAPI
 import CMicroHTTPD
 
 /// Collects one kind of a connection's key/value pairs (e.g. query arguments) into a dictionary.
@@ -22,8 +23,19 @@ func connectionValues(_ connection: OpaquePointer, kind: MHD_ValueKind) -> [Stri
     return collector.values
 }
 
-/// The request's Content-Length, when present. MHD itself rejects malformed values before calling the handler.
-func contentLength(_ connection: OpaquePointer) -> Int? {
-    guard let raw = MHD_lookup_connection_value(connection, .HEADER_KIND, "Content-Length") else { return nil }
-    return Int(String(cString: raw))
+/// MHD's connection while the access handler runs: what a request's handler and log line may look up on demand.
+struct LiveConnection: @unchecked Sendable {
+    let connection: OpaquePointer
+
+    init(_ connection: OpaquePointer) { self.connection = connection }
+
+    /// MHD compares header names without regard to case.
+    func header(_ name: String) -> String? {
+        MHD_lookup_connection_value(connection, .HEADER_KIND, name).map { String(cString: $0) }
+    }
+
+    /// The request's Content-Length, when present. MHD itself rejects malformed values before calling the handler.
+    var contentLength: Int? { header("Content-Length").flatMap { Int($0) } }
+
+    var peer: PeerCredentials? { PeerCredentials(socket: cmhd_connection_fd(connection)) }
 }

@@ -25,7 +25,7 @@ final class ServerCore: Sendable {
         uploadSize: UnsafeMutablePointer<Int>, slot: UnsafeMutablePointer<UnsafeMutableRawPointer?>
     ) -> MHD_Result {
         guard let raw = slot.pointee else {
-            let length = contentLength(connection)
+            let length = LiveConnection(connection).contentLength
             let context = RequestContext(expectedLength: min(length ?? 0, maxBodyBytes))
             slot.pointee = Unmanaged.passRetained(context).toOpaque()
             if let length, length > maxBodyBytes {
@@ -76,7 +76,7 @@ final class ServerCore: Sendable {
     ) -> MHD_Result {
         let result = queue(response, on: connection, waker: waker)
         log(
-            response, method: method, path: url, peer: { PeerCredentials(socket: cmhd_connection_fd(connection)) },
+            response, method: method, path: url, peer: { LiveConnection(connection).peer },
             context: context, queued: result == .YES)
         return result
     }
@@ -116,18 +116,4 @@ extension Duration {
     fileprivate var microseconds: Int64 {
         components.seconds * 1_000_000 + components.attoseconds / 1_000_000_000_000
     }
-}
-
-/// MHD's connection while the access handler runs, for the request's on-demand lookups.
-private struct LiveConnection: @unchecked Sendable {
-    let connection: OpaquePointer
-
-    init(_ connection: OpaquePointer) { self.connection = connection }
-
-    /// MHD compares header names without regard to case.
-    func header(_ name: String) -> String? {
-        MHD_lookup_connection_value(connection, .HEADER_KIND, name).map { String(cString: $0) }
-    }
-
-    var peer: PeerCredentials? { PeerCredentials(socket: cmhd_connection_fd(connection)) }
 }
