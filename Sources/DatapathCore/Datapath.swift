@@ -161,12 +161,7 @@ public final class Datapath: Sendable {
     /// Puts `inner` under `key` in `outer` in place of the map there (one update: lookups see the old map or the new
     /// one, never none) and pins it as `<root>/<name>` instead, e.g. a larger copy of a map that filled up.
     public func replaceInnerMap(outer: String, key: UInt32, name: String, with inner: BPFMap) throws {
-        try TypedMap<UInt32, UInt32>(map(outer)).update(key, UInt32(bitPattern: inner.fd))
-        if !root.isEmpty {
-            unlink("\(root)/\(name)")
-            try inner.pin(at: "\(root)/\(name)")
-        }
-        innerMaps.withLock { $0[name] = inner }
+        try replaceInnerMaps(outer: outer, [(key, name, inner)])
     }
 
     /// `replaceInnerMap` for several maps of `outer`, all put in place by one batch update: one grace period.

@@ -138,6 +138,8 @@ static __always_inline void na_http_header(struct na_l7_scratch *s, __u32 start,
 {
 	__u32 kind, off, len;
 
+	/* Trimmed for every line, the ones no check needs too: trimming after the kind is known, in each of its
+	 * branches, cost the verifier twice the instructions (327,212 against 141,628 before the trim loop). */
 	na_http_value(s, colon, end, &off, &len);
 	kind = na_http_header_kind(s, start, colon);
 	if (!kind)
