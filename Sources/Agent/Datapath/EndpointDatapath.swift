@@ -103,13 +103,22 @@ struct EndpointDatapath {
             else { throw AgentError.datapath("creating the policy hash of endpoint \(id)") }
             return try TypedMap(map)
         }
+        let larger = try largerCopy(of: current, name: name, capacity: capacity)
+        try datapath.replaceInnerMap(outer: PolicyMapLayout.exactOuterMap, key: id, name: name, with: larger)
+        return try TypedMap(larger)
+    }
+
+    /// A copy of the endpoint's hash `current` with room for `capacity` entries, not yet in the outer map.
+    private func largerCopy(
+        of current: TypedMap<na_policy_key, na_policy_value>, name: String, capacity: Int
+    ) throws -> BPFMap {
+        let shape = exactTemplate
         let larger = try BPFMap.create(
-            type: .hash, name: name, keySize: MemoryLayout<na_policy_key>.size,
-            valueSize: MemoryLayout<na_policy_value>.size, maxEntries: capacity, flags: InnerMapTemplate.noPrealloc)
+            type: shape.type, name: name, keySize: shape.keySize, valueSize: shape.valueSize, maxEntries: capacity,
+            flags: shape.flags)
         let typed = try TypedMap<na_policy_key, na_policy_value>(larger)
         for (key, value) in try current.entries() { try typed.update(key, value) }
-        try datapath.replaceInnerMap(outer: PolicyMapLayout.exactOuterMap, key: id, name: name, with: larger)
-        return typed
+        return larger
     }
 
     /// Replaces, in one outer-map update for all, each hash that has no room for its endpoint's coming full-length
@@ -121,14 +130,8 @@ struct EndpointDatapath {
             let held = try current.map.countEntries()
             guard current.map.info.maxEntries < min(held + adding, policyMapEntries) else { continue }
             let name = PolicyMapLayout.exactMapName(endpoint: id)
-            let map = try BPFMap.create(
-                type: .hash, name: name, keySize: MemoryLayout<na_policy_key>.size,
-                valueSize: MemoryLayout<na_policy_value>.size,
-                maxEntries: Self.exactCapacity(for: held + adding, limit: policyMapEntries),
-                flags: InnerMapTemplate.noPrealloc)
-            let typed = try TypedMap<na_policy_key, na_policy_value>(map)
-            for (key, value) in try current.entries() { try typed.update(key, value) }
-            larger.append((id, name, map))
+            let capacity = Self.exactCapacity(for: held + adding, limit: policyMapEntries)
+            larger.append((id, name, try largerCopy(of: current, name: name, capacity: capacity)))
         }
         try datapath.replaceInnerMaps(outer: PolicyMapLayout.exactOuterMap, larger)
     }
