@@ -50,23 +50,14 @@ enum CoreMapDecoders {
         }
         datapath.registerDecoder(
             prefix: "na_metrics",
-            MapDecoder(
-                omitting: { $0.allSatisfy { $0 == 0 } }  // a slot that never counted anything
-            ) { key, value, map in
-                let k = na_metrics_key_of_slot(valueFrom(key, at: 0))
-                var packets: UInt64 = 0
-                var bytes: UInt64 = 0
-                for cpu in 0..<map.valueCount {
-                    let v: na_metrics_value = valueFrom(value, at: cpu * 16)
-                    packets &+= v.packets
-                    bytes &+= v.bytes
-                }
+            MapDecoder(omitting: MetricsSlot.unused) { key, value, map in
+                let slot = MetricsSlot(key: key, value: value, cpus: map.valueCount)
                 return (
                     [
-                        "reason": .string(DropReason.name(of: k.reason)), "reason-code": .int(Int64(k.reason)),
-                        "direction": .string(k.direction == UInt8(NA_DIR_EGRESS.rawValue) ? "egress" : "ingress"),
+                        "reason": .string(DropReason.name(of: slot.reason)), "reason-code": .int(Int64(slot.reason)),
+                        "direction": .string(slot.direction),
                     ],
-                    ["packets": .int(Int64(bitPattern: packets)), "bytes": .int(Int64(bitPattern: bytes))]
+                    ["packets": .int(Int64(bitPattern: slot.packets)), "bytes": .int(Int64(bitPattern: slot.bytes))]
                 )
             })
         datapath.registerDecoder(

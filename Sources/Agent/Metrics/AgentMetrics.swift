@@ -33,21 +33,14 @@ extension NodeAgent {
         }
         do {
             let map = try datapath.map("na_metrics")
-            let stride =
-                map.valueCount == 1
-                ? MemoryLayout<na_metrics_value>.size : (MemoryLayout<na_metrics_value>.size + 7) & ~7
             try map.forEachBatch { keys, values in
-                // The array holds a slot for every (reason, direction); one that never counted is not a sample.
-                for (keyBytes, valueBytes) in zip(keys, values) where valueBytes.contains(where: { $0 != 0 }) {
-                    let key = na_metrics_key_of_slot(valueFrom(keyBytes, at: 0))
-                    let direction = key.direction == UInt8(NA_DIR_EGRESS.rawValue) ? "egress" : "ingress"
-                    var sum = totals[VerdictKey(reason: key.reason, direction: direction)] ?? (0, 0)
-                    for cpu in 0..<map.valueCount {
-                        let value: na_metrics_value = valueFrom(valueBytes, at: cpu * stride)
-                        sum.packets &+= value.packets
-                        sum.bytes &+= value.bytes
-                    }
-                    totals[VerdictKey(reason: key.reason, direction: direction)] = sum
+                for (keyBytes, valueBytes) in zip(keys, values) where !MetricsSlot.unused(valueBytes) {
+                    let slot = MetricsSlot(key: keyBytes, value: valueBytes, cpus: map.valueCount)
+                    let key = VerdictKey(reason: slot.reason, direction: slot.direction)
+                    var sum = totals[key] ?? (0, 0)
+                    sum.packets &+= slot.packets
+                    sum.bytes &+= slot.bytes
+                    totals[key] = sum
                 }
                 return true
             }
