@@ -167,14 +167,35 @@ final class L7EnforcementTests: XCTestCase {
         // Rules 2 and 3 match these paths byte for byte: only the ambiguity checks stand in the way.
         assertRefused(try pods.session([get("//ok"), "read"])[0])
         assertRefused(try pods.session([get("/a/%2E%2e/ok"), "read"])[0])
-        // The HTTP/2 preface is 24 bytes, too short for any answer: the connection just gets nothing.
+        // The HTTP/2 preface (24 bytes) gets the shortest answer, a status line: an HTTP/2 client reads it as a
+        // protocol error, and the server never sees the preface.
         let preface = try pods.session(["send:PRI * HTTP/2.0||SM||", "read"])
-        XCTAssertNil(preface[0]["status"], "\(preface)")
+        XCTAssertEqual(preface[0]["status"] as? Int, 403, "\(preface)")
         let hello = try pods.session([
             "send:\u{16}\u{03}\u{01}\u{02}\u{05}hello and more bytes of a ClientHello", "read",
         ])
-        XCTAssertNil(hello[0]["status"], "\(hello)")
+        XCTAssertNotEqual(hello[0]["status"] as? Int, 200, "\(hello)")
         XCTAssertEqual(pods.serverLog(), [])
+    }
+
+    /// A refused request shorter than the full answer gets the longest 403 that fits in its bytes: down to a status
+    /// line for the shortest well-formed head (18 bytes).
+    func testShortRefusedRequestsStillGetA403() throws {
+        try applyRules()
+        let shortest = try pods.session(["send:GET / HTTP/1.1||", "read"])
+        XCTAssertEqual(shortest[0]["status"] as? Int, 403, "18 bytes: \(shortest)")
+        let terse = try pods.session(["send:GET /private HTTP/1.1|Host: pod||", "read"])
+        XCTAssertEqual(terse[0]["status"] as? Int, 403, "36 bytes: \(terse)")
+        XCTAssertEqual((terse[0]["headers"] as? [String: String])?["content-length"], "0", "\(terse)")
+        let empty = try pods.session(["send:GET /private HTTP/1.1|Host: pod|Accept: */*||", "read"])
+        XCTAssertEqual(empty[0]["status"] as? Int, 403, "49 bytes: \(empty)")
+        XCTAssertEqual(empty[0]["body"] as? String, "", "\(empty)")
+        let withBody = try pods.session(["send:GET /private HTTP/1.1|Host: pod|User-Agent: curl/7.88.1||", "read"])
+        XCTAssertEqual(withBody[0]["status"] as? Int, 403, "61 bytes: \(withBody)")
+        XCTAssertEqual(withBody[0]["body"] as? String, "Access denied\r\n", "\(withBody)")
+        // Under every answer, the request reached nobody; an allowed short request is served as before.
+        assertServed(try pods.session(["send:GET /ok HTTP/1.1||", "read"])[0], "ok /ok\n")
+        XCTAssertEqual(pods.serverLog(), ["GET /ok HTTP/1.1"])
     }
 
     func testUnrestrictedPeerPassesEveryRequestAndAPeerWithoutEntryNone() throws {

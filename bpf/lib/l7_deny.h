@@ -12,19 +12,40 @@
  * redirected skb to the socket as [offset, offset + full_len) of the message
  * it framed, whatever bpf_skb_change_tail did to the skb (checked on 6.18: a
  * 22-byte request rewritten into an 80-byte answer reached the client as its
- * first 22 bytes). So the status line and headers are written at the start,
- * the end of the head and the body at the end, and the space in between is
- * optional whitespace after the last header value (RFC 9110 5.5).
+ * first 22 bytes). So each answer is a head written at the start and a tail at
+ * the end, and the space in between is spaces where HTTP allows any number of
+ * them: optional whitespace after the last header value (RFC 9110 5.5), or the
+ * reason phrase itself (RFC 9112 4).
+ *
+ * The longest answer that fits is sent, from the full one down to a status
+ * line alone:
+ * - 80 bytes and more (every curl or browser request): Content-Length 15,
+ *   Connection: close and the body "Access denied\r\n";
+ * - 61 to 79: the same without Connection: close (the connection closes all
+ *   the same);
+ * - 45 to 60, and 35 to 44: an empty body by Content-Length;
+ * - 17 to 34: a status line and nothing else, the body ending with the
+ *   connection (RFC 9112 6.3), which the agent closes after a refusal. The
+ *   shortest well-formed request head ("GET / HTTP/1.1\r\n\r\n") is 18 bytes.
+ * A shorter refused message gets no answer, only the closed connection.
  */
-static const char na_l7_403_head[] = "HTTP/1.1 403 Forbidden\r\nContent-Length: 15\r\nConnection: close";
-static const char na_l7_403_tail[] = "\r\n\r\nAccess denied\r\n";
-/* For requests too short to hold the full answer: no body, so it fits in 45 bytes. */
-static const char na_l7_403_short_head[] = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0";
-static const char na_l7_403_short_tail[] = "\r\n\r\n";
+#define NA_L7_ANSWER(name, head_text, tail_text)                  \
+	static const char name##_head[] = head_text;               \
+	static const char name##_tail[] = tail_text;
+NA_L7_ANSWER(na_l7_403_full, "HTTP/1.1 403 Forbidden\r\nContent-Length: 15\r\nConnection: close",
+	     "\r\n\r\nAccess denied\r\n")
+NA_L7_ANSWER(na_l7_403_body, "HTTP/1.1 403 Forbidden\r\nContent-Length: 15", "\r\n\r\nAccess denied\r\n")
+NA_L7_ANSWER(na_l7_403_empty, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0", "\r\n\r\n")
+NA_L7_ANSWER(na_l7_403_terse, "HTTP/1.1 403 \r\nContent-Length:0", "\r\n\r\n")
+NA_L7_ANSWER(na_l7_403_line, "HTTP/1.1 403 ", "\r\n\r\n")
+#undef NA_L7_ANSWER
+
 static const char na_l7_spaces[256] = { [0 ... 255] = ' ' };
 
-#define NA_L7_403_LEN (sizeof(na_l7_403_head) - 1 + sizeof(na_l7_403_tail) - 1)
-#define NA_L7_403_SHORT_LEN (sizeof(na_l7_403_short_head) - 1 + sizeof(na_l7_403_short_tail) - 1)
+/* The length of an answer, its head and tail without their terminating NULs. */
+#define NA_L7_ANSWER_LEN(name) (sizeof(name##_head) - 1 + sizeof(name##_tail) - 1)
+#define NA_L7_403_LEN NA_L7_ANSWER_LEN(na_l7_403_full)
+#define NA_L7_403_MIN_LEN NA_L7_ANSWER_LEN(na_l7_403_line)
 
 struct na_l7_pad {
 	struct __sk_buff *skb;
@@ -51,35 +72,48 @@ static long na_l7_pad_chunk(__u32 index, void *data)
 	return 0;
 }
 
+/* Writes an answer's head and tail over [off, off + len), true when both went in. */
+#define NA_L7_WRITE_ENDS(skb, off, len, name)                                                                   \
+	(bpf_skb_store_bytes(skb, off, name##_head, sizeof(name##_head) - 1, 0) == 0 &&                          \
+	 bpf_skb_store_bytes(skb, (off) + (len) - (sizeof(name##_tail) - 1), name##_tail, sizeof(name##_tail) - 1, \
+			     0) == 0)
+
 /*
- * Overwrites the message [off, off + len) with the 403. False when the
- * message is too short for any answer (under 45 bytes) or a write failed:
- * the caller drops it instead.
+ * Overwrites the message [off, off + len) with the longest 403 that fits.
+ * False when the message is too short for any answer (under 17 bytes) or a
+ * write failed: the caller drops it instead.
  */
 static __always_inline bool na_l7_write_403(struct __sk_buff *skb, __u32 off, __u32 len)
 {
 	struct na_l7_pad pad = { .skb = skb };
-	const char *head = na_l7_403_head, *tail = na_l7_403_tail;
-	__u32 head_len = sizeof(na_l7_403_head) - 1, tail_len = sizeof(na_l7_403_tail) - 1;
+	__u32 head_len, tail_len;
+	bool written;
 
-	if (len > NA_L7_HEAD_MAX)
+	if (len > NA_L7_HEAD_MAX || len < NA_L7_403_MIN_LEN)
 		return false;
-	if (len < NA_L7_403_LEN) {
-		if (len < NA_L7_403_SHORT_LEN)
-			return false;
-		if (bpf_skb_store_bytes(skb, off, na_l7_403_short_head, sizeof(na_l7_403_short_head) - 1, 0) < 0)
-			return false;
-		if (bpf_skb_store_bytes(skb, off + len - (sizeof(na_l7_403_short_tail) - 1), na_l7_403_short_tail,
-					sizeof(na_l7_403_short_tail) - 1, 0) < 0)
-			return false;
-		head_len = sizeof(na_l7_403_short_head) - 1;
-		tail_len = sizeof(na_l7_403_short_tail) - 1;
+	if (len >= NA_L7_403_LEN) {
+		written = NA_L7_WRITE_ENDS(skb, off, len, na_l7_403_full);
+		head_len = sizeof(na_l7_403_full_head) - 1;
+		tail_len = sizeof(na_l7_403_full_tail) - 1;
+	} else if (len >= NA_L7_ANSWER_LEN(na_l7_403_body)) {
+		written = NA_L7_WRITE_ENDS(skb, off, len, na_l7_403_body);
+		head_len = sizeof(na_l7_403_body_head) - 1;
+		tail_len = sizeof(na_l7_403_body_tail) - 1;
+	} else if (len >= NA_L7_ANSWER_LEN(na_l7_403_empty)) {
+		written = NA_L7_WRITE_ENDS(skb, off, len, na_l7_403_empty);
+		head_len = sizeof(na_l7_403_empty_head) - 1;
+		tail_len = sizeof(na_l7_403_empty_tail) - 1;
+	} else if (len >= NA_L7_ANSWER_LEN(na_l7_403_terse)) {
+		written = NA_L7_WRITE_ENDS(skb, off, len, na_l7_403_terse);
+		head_len = sizeof(na_l7_403_terse_head) - 1;
+		tail_len = sizeof(na_l7_403_terse_tail) - 1;
 	} else {
-		if (bpf_skb_store_bytes(skb, off, head, head_len, 0) < 0)
-			return false;
-		if (bpf_skb_store_bytes(skb, off + len - tail_len, tail, tail_len, 0) < 0)
-			return false;
+		written = NA_L7_WRITE_ENDS(skb, off, len, na_l7_403_line);
+		head_len = sizeof(na_l7_403_line_head) - 1;
+		tail_len = sizeof(na_l7_403_line_tail) - 1;
 	}
+	if (!written)
+		return false;
 	pad.off = off + head_len;
 	pad.end = off + len - tail_len;
 	bpf_loop(NA_L7_HEAD_MAX / sizeof(na_l7_spaces) + 1, na_l7_pad_chunk, &pad, 0);
