@@ -181,6 +181,44 @@ final class ClusterHTTPPolicyTests: EndToEndTestCase {
         ],
     ]
 
+    /// Identity numbers are reused (the lowest free one): the admin tool's number, released while node A's agent
+    /// was stopped, goes to a pod outside both peer sets. Node A's list on its return names the number with other
+    /// labels than it knew: the new labels hold, not the admin tool's rights.
+    func testANumberReleasedAndReusedWhileANodeWasAwayLosesItsFormerRights() throws {
+        let n = try makeNodes()
+        let backend = try n.nodeA.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
+        try n.a.registerEndpoint(id: 1, pod: backend, labels: ["k8s:app=backend-api"])
+        let server = try HTTPServer(on: backend, port: 8080, agent: n.a, topology: n.nodeA)
+        let url = "http://\(backend.ipv4):8080/api/v1/admin/x"
+        let imported = try n.a.nodectl("policy", "import", try fixture("l7-policy-backend-api.yaml"))
+        XCTAssertEqual(imported.status, 0, imported.stderr)
+        try waitForPolicy(on: [n.a, n.b])
+        let admin = try n.nodeB.addPod(namespace: "api-tier", name: "admin-tool", dualStack: false)
+        let adminID = try XCTUnwrap(
+            try n.b.registerEndpoint(id: 11, pod: admin, labels: ["k8s:role=admin-tool"])["identity"]?["id"]?.intValue)
+        try waitForRemote(admin, identity: adminID, on: n.a)
+        XCTAssertEqual(try curl(from: admin, url, post: "from=admin").code, "200")
+
+        XCTAssertNotNil(n.a.stop(), "node A's agent stopped")
+        let deleted = try n.b.api(.DELETE, "/v1/endpoint/11")
+        XCTAssertTrue((200..<300).contains(deleted.status), "\(deleted)")
+        try waitForIdentity(adminID, known: false, on: n.b, timeout: 15)
+        let intruder = try n.nodeB.addPod(namespace: "data-tier", name: "intruder", dualStack: false)
+        let intruderID = try XCTUnwrap(
+            try n.b.registerEndpoint(id: 12, pod: intruder, labels: ["k8s:app=intruder"])["identity"]?["id"]?.intValue)
+        XCTAssertEqual(intruderID, adminID, "the lowest free number is the admin tool's former one")
+
+        try n.a.start()
+        try waitForRemote(intruder, identity: intruderID, on: n.a)
+        try eventually("node A knows identity \(intruderID) by its new labels") {
+            let labels = try n.a.getJSON("/v1/identity/\(intruderID)")["labels"]?.arrayValue ?? []
+            return labels.contains("k8s:app=intruder")
+        }
+        let answer = try curl(from: intruder, url, post: "from=intruder", timeout: 2)
+        XCTAssertEqual(answer.exit, 28, "outside both peer sets, dropped at L4: \(answer)")
+        XCTAssertEqual(try server.requests(), ["POST /api/v1/admin/x"], "only the admin tool's request was served")
+    }
+
     // MARK: - Helpers
 
     /// Waits until every agent runs the cluster's newest policy revision (the one the first agent shows).
