@@ -147,11 +147,22 @@ final class ClusterHTTPPolicyTests: EndToEndTestCase {
         XCTAssertEqual(lateAdmin.code, "403", "only its rule: \(lateAdmin)")
         XCTAssertEqual(try curl(from: web, "\(url)/api/v1/late/x").code, "403", "not the web tier's rule")
 
+        // The peer's identity is read for each request: a label change on node B reaches the next request of a
+        // keep-alive connection already open to node A (the port stays open at L3/L4, only the rule is lost).
+        let kept = try KeepAliveSteps(
+            from: late, to: backend, topology: n.nodeB,
+            steps: ["GET /api/v1/late/kept", "wait", "GET /api/v1/late/kept"])
+        try kept.waitUntilServed(server, count: 7)
+        try patchLabels(of: 16, on: n.b, ["delete": ["k8s:app=late-client"], "add": ["k8s:app=late-other"]])
+        let relabelled = try XCTUnwrap(try n.b.getJSON("/v1/endpoint/16")["identity"]?["id"]?.intValue)
+        try waitForRemote(late, identity: relabelled, on: n.a)
+        XCTAssertEqual(try kept.resume(), ["200", "403"], "the open connection's next request, under the new labels")
+
         XCTAssertEqual(
             try server.requests(),
             [
                 "GET /api/v1/admin/early", "GET /api/v1/public/x", "POST /api/v1/admin/x", "POST /api/v1/admin/y",
-                "POST /api/v1/admin/z", "GET /api/v1/late/x",
+                "POST /api/v1/admin/z", "GET /api/v1/late/x", "GET /api/v1/late/kept",
             ], "only the allowed requests reached the server")
     }
 
