@@ -110,7 +110,17 @@ final class ClusterHTTPPolicyTests: EndToEndTestCase {
             try !l7Peers(of: n.a).contains(oldAdmin)
         }
 
-        // A new pod with the admin tool's labels, on node B: allowed again under whatever number it gets.
+        // The number is free again and the lowest: the next new label set gets it, and with it none of the admin
+        // tool's rights on node A.
+        let reuser = try n.nodeB.addPod(namespace: "data-tier", name: "reuser", dualStack: false)
+        let reused = try XCTUnwrap(
+            try n.b.registerEndpoint(id: 17, pod: reuser, labels: ["k8s:app=reuser"])["identity"]?["id"]?.intValue)
+        XCTAssertEqual(reused, oldAdmin, "the admin tool's former number is reused")
+        try waitForRemote(reuser, identity: reused, on: n.a)
+        let reuserPost = try curl(from: reuser, "\(url)/api/v1/admin/x", post: "from=reuser", timeout: 2)
+        XCTAssertEqual(reuserPost.exit, 28, "the reused number is outside both peer sets: \(reuserPost)")
+
+        // A new pod with the admin tool's labels, on node B: allowed again under its new number.
         let admin2 = try n.nodeB.addPod(namespace: "api-tier", name: "admin-tool-2", dualStack: false)
         let endpoint = try n.b.registerEndpoint(id: 15, pod: admin2, labels: ["k8s:role=admin-tool"])
         let newAdmin = try XCTUnwrap(endpoint["identity"]?["id"]?.intValue)
