@@ -43,7 +43,7 @@ final class ClusterHTTPPolicyTests: EndToEndTestCase {
         // Imported on node B: the policy reaches node A through etcd.
         let imported = try n.b.nodectl("policy", "import", try fixture("l7-policy-backend-api.yaml"))
         XCTAssertEqual(imported.status, 0, imported.stderr)
-        try waitForPolicy(on: [n.a, n.b])
+        try waitForPolicy(from: n.b, on: [n.a, n.b])
         let printed = try open.resume()
         XCTAssertEqual(printed.first, "200", "before the policy: \(printed)")
         XCTAssertTrue(
@@ -147,7 +147,7 @@ final class ClusterHTTPPolicyTests: EndToEndTestCase {
         // node B must still get the rule.
         let answer = try n.b.api(.PUT, "/v1/policy", Self.lateRulePolicy)
         XCTAssertEqual(answer.status, 200, "\(answer)")
-        try waitForPolicy(on: [n.a, n.b])
+        try waitForPolicy(from: n.b, on: [n.a, n.b])
         let late = try n.nodeB.addPod(namespace: "api-tier", name: "late-client", dualStack: false)
         let lateEndpoint = try n.b.registerEndpoint(id: 16, pod: late, labels: ["k8s:app=late-client"])
         try waitForRemote(late, identity: try XCTUnwrap(lateEndpoint["identity"]?["id"]?.intValue), on: n.a)
@@ -213,7 +213,7 @@ final class ClusterHTTPPolicyTests: EndToEndTestCase {
         let url = "http://\(backend.ipv4):8080/api/v1/admin/x"
         let imported = try n.a.nodectl("policy", "import", try fixture("l7-policy-backend-api.yaml"))
         XCTAssertEqual(imported.status, 0, imported.stderr)
-        try waitForPolicy(on: [n.a, n.b])
+        try waitForPolicy(from: n.a, on: [n.a, n.b])
         let admin = try n.nodeB.addPod(namespace: "api-tier", name: "admin-tool", dualStack: false)
         let adminID = try XCTUnwrap(
             try n.b.registerEndpoint(id: 11, pod: admin, labels: ["k8s:role=admin-tool"])["identity"]?["id"]?.intValue)
@@ -242,9 +242,11 @@ final class ClusterHTTPPolicyTests: EndToEndTestCase {
 
     // MARK: - Helpers
 
-    /// Waits until every agent runs the cluster's newest policy revision (the one the first agent shows).
-    private func waitForPolicy(on agents: [AgentProcess], timeout: TimeInterval = 10) throws {
-        let revision = try XCTUnwrap(try agents[0].getJSON("/v1/policy")["revision"]?.intValue)
+    /// Waits until every agent runs the revision `writer` answered a policy change with (it shows it once applied).
+    private func waitForPolicy(from writer: AgentProcess, on agents: [AgentProcess], timeout: TimeInterval = 10)
+        throws
+    {
+        let revision = try XCTUnwrap(try writer.getJSON("/v1/policy")["revision"]?.intValue)
         for agent in agents {
             try eventually("policy revision \(revision)", timeout: timeout) {
                 try agent.getJSON("/v1/policy")["revision"]?.intValue == revision
