@@ -33,6 +33,27 @@ extension IdentityAllocator {
         return true
     }
 
+    /// `learn` for what the store says now, which wins over what this node learned before: a number learned for
+    /// other labels, or these labels learned under another number, is forgotten first and returned in `replaced`.
+    /// The store released that identity and numbered again (the lowest free number is reused) while this node did
+    /// not watch, across a restart or a lost watch, and its list shows only the outcome; keeping the old pair would
+    /// give the number's new pods the old labels' rights. Identities this node's endpoints hold stay a conflict.
+    public mutating func learnFromStore(_ identity: Identity) throws(AgentError) -> (
+        learned: Bool, replaced: [Identity]
+    ) {
+        let labels = filter.apply(identity.labels)
+        var replaced: [Identity] = []
+        if let known = learned[identity.id], known != labels, references(identity.id) == 0,
+            let gone = forget(identity.id)
+        {
+            replaced.append(gone)
+        }
+        if let other = learnedByLabels[labels], other != identity.id, references(other) == 0, let gone = forget(other) {
+            replaced.append(gone)
+        }
+        return (try learn(identity), replaced)
+    }
+
     /// Forgets a cluster identity the store released; returns it when it was known. An identity this node still
     /// holds stays listed through its local references until they go.
     @discardableResult

@@ -13,20 +13,31 @@ extension PolicyRepository {
         }
     }
 
-    /// Rules with an item (allow or deny, either direction) that selects one of `identities` as a peer. When those
-    /// identities appear or go away, only the endpoints these rules select can get a different policy.
+    /// Rules with an item (allow or deny, either direction) that selects one of `identities` as a peer, or with an
+    /// HTTP rule whose own `fromEndpoints` does. When those identities appear or go away, only the endpoints these
+    /// rules select can get a different policy. The HTTP rules count on their own: under an item that selects any
+    /// peer (no peer field) the item's L3/L4 entry is the wildcard and never changes, but the rule's peers are
+    /// identities, listed one by one in the port's HTTP policy.
     public func rulesSelectingPeers(_ identities: [Identity]) -> [PolicyRule] {
         guard !identities.isEmpty else { return [] }
         let universe = PeerUniverse(identities)
         let ids = Set(identities.map(\.id))
+        func selects(_ item: PolicyItem) -> Bool { !ids.isDisjoint(with: universe.identities(for: item)) }
         return rules.map(\.rule).filter { rule in
             Direction.allCases.contains { direction in
                 [false, true].contains { deny in
                     (rule.section(direction, deny: deny) ?? []).contains { item in
-                        !ids.isDisjoint(with: universe.identities(for: item))
+                        selects(item) || item.httpRulePeers.contains { selects(PolicyItem(endpoints: $0)) }
                     }
                 }
             }
         }
+    }
+}
+
+extension PolicyItem {
+    /// The `fromEndpoints` of the item's HTTP rules that have one.
+    var httpRulePeers: [[LabelSelector]] {
+        (ports ?? []).flatMap { $0.http ?? [] }.compactMap(\.endpoints)
     }
 }

@@ -64,4 +64,34 @@ final class IdentityAllocatorClusterTests: XCTestCase {
             "a restored number must match the cluster's labels")
         XCTAssertEqual(allocator.learnedIdentities.map(\.id), [500])
     }
+
+    /// The store's list after this node missed a release and a new allocation: the store's pair replaces the one
+    /// learned before, by number and by labels, unless an endpoint of this node holds it.
+    func testTheStoresNumberingReplacesWhatWasLearnedBeforeUnlessHeldHere() throws {
+        var allocator = clusterAllocator()
+        try allocator.learn(Identity(id: 500, labels: web))
+        try allocator.learn(Identity(id: 501, labels: db))
+        let admin = labels("k8s:role=admin", "k8s:io.kubernetes.pod.namespace=prod")
+
+        // 500 went from web to admin.
+        let renumbered = try allocator.learnFromStore(Identity(id: 500, labels: admin))
+        XCTAssertTrue(renumbered.learned)
+        XCTAssertEqual(renumbered.replaced, [Identity(id: 500, labels: web)])
+        XCTAssertEqual(allocator.identity(id: 500)?.labels, admin)
+        XCTAssertNil(allocator.identity(labels: web))
+        // db's labels now have 502; 501 is gone with them.
+        let moved = try allocator.learnFromStore(Identity(id: 502, labels: db))
+        XCTAssertEqual(moved.replaced, [Identity(id: 501, labels: db)])
+        XCTAssertEqual(allocator.learnedIdentities.map(\.id), [500, 502])
+        // The same pair again changes nothing.
+        let again = try allocator.learnFromStore(Identity(id: 502, labels: db))
+        XCTAssertFalse(again.learned)
+        XCTAssertEqual(again.replaced, [])
+
+        // Held by an endpoint here: still a conflict, and nothing is forgotten.
+        _ = try allocator.acquire(admin)
+        XCTAssertEqual(
+            try XCTUnwrap(agentError { try allocator.learnFromStore(Identity(id: 500, labels: web)) }).status, 409)
+        XCTAssertEqual(allocator.identity(id: 500)?.labels, admin)
+    }
 }

@@ -168,4 +168,33 @@ final class PolicyRepositoryTests: XCTestCase {
         }
         XCTAssertEqual(repo.rulesSelectingPeers([]), [])
     }
+
+    /// An HTTP rule's own `fromEndpoints` under an item open to any peer: the item's wildcard entry does not change
+    /// when a peer appears, the rule's identity set does, so the rule is one a new peer of that selector affects.
+    func testRulesSelectingPeersIncludeThoseWhoseHTTPRulesSelectThem() throws {
+        func rule(_ name: String, http: String) -> String {
+            policy(
+                name,
+                spec: #"""
+                    {"endpointSelector": {"matchLabels": {"app": "\#(name)"}}, "ingress": [{"toPorts": [{
+                     "ports": [{"port": "8080", "protocol": "TCP"}], "rules": {"http": [\#(http)]}}]}]}
+                    """#)
+        }
+        var repo = PolicyRepository()
+        try repo.apply(
+            JSON.parse(
+                """
+                [\(rule("for-x", http: #"{"method": "POST", "fromEndpoints": [{"matchLabels": {"app": "x"}}]}"#)),
+                 \(rule("for-y", http: #"{"method": "POST", "fromEndpoints": [{"matchLabels": {"app": "y"}}]}"#)),
+                 \(rule("for-anyone", http: #"{"method": "GET"}"#))]
+                """))
+        let x = Identity(id: 300, labels: labels("k8s:app=x", "k8s:io.kubernetes.pod.namespace=web-tier"))
+        let selecting = repo.rulesSelectingPeers([x])
+        XCTAssertEqual(selecting.count, 1, "\(selecting.map(\.endpointSelector))")
+        XCTAssertTrue(
+            selecting.first?.endpointSelector.matches(
+                labels("k8s:app=for-x", "k8s:io.kubernetes.pod.namespace=web-tier")) ?? false)
+        let elsewhere = Identity(id: 301, labels: labels("k8s:app=x", "k8s:io.kubernetes.pod.namespace=data-tier"))
+        XCTAssertEqual(repo.rulesSelectingPeers([elsewhere]), [], "the rule's selector is the policy's namespace's")
+    }
 }

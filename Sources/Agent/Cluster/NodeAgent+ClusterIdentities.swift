@@ -31,7 +31,17 @@ extension NodeAgent {
                     return
                 }
                 do {
-                    if try state.identities.learn(identity) { changed.append(identity) }
+                    let (learned, replaced) = try state.identities.learnFromStore(identity)
+                    for gone in replaced {
+                        cluster.logger.info(
+                            "cluster identity replaced: released and numbered again while this node did not watch",
+                            metadata: [
+                                "identity": "\(gone.id)", "labels": "\(gone.labels)",
+                                "now": "\(identity.id) \(identity.labels)",
+                            ])
+                    }
+                    changed += replaced
+                    if learned { changed.append(identity) }
                 } catch {
                     cluster.logger.error(
                         "cluster identity conflicts with this node's", metadata: ["error": "\(error.message)"])
