@@ -3,34 +3,38 @@
  * l7.bpf.c: HTTP/1.x policy decided in the kernel, per request, before the
  * server application reads it. A sockops program at the agent's cgroup v2
  * root enrolls server sockets whose local address and port have HTTP rules
- * (na_l7_ports) into na_l7_socks; the stream parser attached to that sockhash
- * frames each connection's bytes into request heads and body pieces, and the
- * stream verdict decides every head against the port's ruleset. A refused
- * head becomes a 403 sent back on the same socket, and the connection's later
- * bytes are dropped.
+ * (na_l7_ports) into na_l7_socks; the stream verdict attached to that
+ * sockhash alone (the kernel's verdict-only mode: no stream parser) sees each
+ * skb as it arrives, frames the requests in it and decides every head against
+ * the port's ruleset. A refused head becomes a 403 sent back on the same
+ * socket, and the connection's later bytes are dropped.
  *
- * How the kernel behaves here (checked on 6.18 before this was written):
- * - The parser sees each message's skb from the start of the segment the
- *   message began in, not from the message: strparser keeps the offset in its
- *   control block, out of the program's reach. A pipelined second request in
- *   the same segment was framed from the first one's bytes. The verdict
- *   therefore records how many bytes followed each message, and the parser's
- *   next call derives the next message's offset from the skb's length
- *   (struct na_l7_conn).
- * - A redirected message leaves as [offset, offset + full_len) of its skb;
- *   growing it with bpf_skb_change_tail does not lengthen what is sent, so
- *   the 403 is written over the refused bytes (l7_deny.h).
+ * Why no stream parser: strparser frames bytes in the softirq only while the
+ * application does not hold the socket, and otherwise leaves them to a kernel
+ * worker the request then waits for (about one keep-alive request in eight
+ * under load). The verdict-only mode reads every skb as it arrives.
+ *
+ * How the kernel behaves here (checked on 6.18):
+ * - A passed or redirected skb is delivered as [0, skb->len) after the
+ *   program's changes: bytes put in front with bpf_skb_change_head, or cut at
+ *   the end with bpf_skb_change_tail, are what the application or the client
+ *   reads.
+ * - The kernel counts a dropped or redirected skb's length, and what the
+ *   application reads of a passed one, as read (copied_seq). Every byte that
+ *   arrived must be counted once: a held skb is emptied before it is dropped
+ *   (its bytes count when they pass), and a 403 is written over the refused
+ *   bytes at their length, never resized.
+ * - So an skb with allowed requests and then a refused one passes only the
+ *   allowed bytes, and the refused one gets no answer: the 403 would reach the
+ *   client before the answers to the requests in front of it. The connection
+ *   is closed instead (the agent destroys it), as for any refusal.
+ * - A message not complete at the end of an skb is held in na_l7_hold and the
+ *   skb's copy of it dropped; the next skb gets it back in front.
  * - bpf_sk_redirect_hash to the message's own socket without BPF_F_INGRESS
  *   sends it back to the client, and SK_DROP keeps it from the application.
- * - The answer goes out as soon as the request is decided: behind pipelined
- *   requests the server has not answered yet it overtakes their answers. And
- *   a socket still in the accept queue has nothing to send it with yet: its
- *   403 is lost (the client sees no answer, the request never reaches the
- *   server either way).
- * - An enrolled socket's blocking read can fail with EAGAIN: with a stream
- *   parser, tcp_bpf_recvmsg_parser wakes for bytes strparser has not framed
- *   yet and finds its queue empty. Servers on non-blocking sockets (epoll)
- *   read again; a blocking reader without a timeout takes it as an error.
+ * - A socket still in the accept queue has nothing to send a 403 with yet: it
+ *   is lost (the client sees no answer, the request never reaches the server
+ *   either way).
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -48,6 +52,8 @@
 
 #define NA_AF_INET 2
 #define NA_AF_INET6 10
+/* Messages one skb may carry: at least 2 bytes each (a chunk's CRLF), and an skb is at most 64 KiB. */
+#define NA_L7_SKB_STEPS_MAX 32768
 
 /* Reads a sockops address into bytes; an IPv4-mapped IPv6 address counts as IPv4. */
 static __always_inline __u8 na_l7_sockops_addr(__u32 family, __u32 ip4, __u32 w0, __u32 w1, __u32 w2, __u32 w3,
@@ -78,16 +84,14 @@ static __always_inline struct na_l7_port_value *na_l7_port_of(const struct na_l7
 	return bpf_map_lookup_elem(&na_l7_ports, &key);
 }
 
-/* Refuses the current message: the 403 back to the client (or nothing, when it cannot fit), later bytes dropped. */
-static __always_inline int na_l7_refuse(struct __sk_buff *skb, struct na_l7_conn *conn, __u64 *cookie,
-					const struct na_l7_port_value *port, __u32 peer, const struct na_l7_scratch *s,
-					__u16 reason, __u32 off, __u32 len)
+/* Deletes whatever a closing connection still held. */
+static __always_inline void na_l7_forget_held(__u64 cookie)
 {
-	conn->phase = NA_L7_PHASE_DENIED;
-	na_l7_emit(conn, port, peer, s, reason, 255, 0, len);
-	if (!na_l7_write_403(skb, off, len))
-		return SK_DROP;
-	return bpf_sk_redirect_hash(skb, &na_l7_socks, cookie, 0);
+	for (__u32 piece = 0; piece < NA_L7_HOLD_PIECES; piece++) {
+		struct na_l7_hold_key key = { .cookie = cookie, .piece = piece };
+
+		bpf_map_delete_elem(&na_l7_hold, &key);
+	}
 }
 
 SEC("sockops")
@@ -98,6 +102,17 @@ int na_l7_sockops(struct bpf_sock_ops *skops)
 	__u64 cookie;
 	__u32 family;
 
+	cookie = bpf_get_socket_cookie(skops);
+	if (skops->op == BPF_SOCK_OPS_STATE_CB) {
+		/* A connection that closes with part of a message held leaves nothing behind. */
+		if (skops->args[1] == BPF_TCP_CLOSE) {
+			struct na_l7_conn *held = bpf_map_lookup_elem(&na_l7_conns, &cookie);
+
+			if (held && held->held)
+				na_l7_forget_held(cookie);
+		}
+		return 1;
+	}
 	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
 		return 1;
 	family = skops->family;
@@ -116,89 +131,88 @@ int na_l7_sockops(struct bpf_sock_ops *skops)
 	if (!bpf_map_lookup_elem(&na_l7_ports, &key))
 		return 1;
 	conn.fresh = 1;
-	cookie = bpf_get_socket_cookie(skops);
 	if (bpf_map_update_elem(&na_l7_conns, &cookie, &conn, BPF_ANY) < 0)
 		return 1;
-	bpf_sock_hash_update(skops, &na_l7_socks, &cookie, BPF_NOEXIST);
+	if (bpf_sock_hash_update(skops, &na_l7_socks, &cookie, BPF_NOEXIST) == 0)
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	return 1;
 }
 
-SEC("sk_skb/stream_parser")
-int na_l7_parser(struct __sk_buff *skb)
-{
-	__u64 cookie = bpf_get_socket_cookie(skb);
-	struct na_l7_conn *conn;
+/* What walking one skb's messages ended with. */
+enum na_l7_skb_end {
+	NA_L7_SKB_MORE = 0,    /* the walk was cut short (more messages than it may take) */
+	NA_L7_SKB_DONE = 1,    /* every byte belongs to an allowed message */
+	NA_L7_SKB_HOLD = 2,    /* the message at off is incomplete: hold [off, skb->len) */
+	NA_L7_SKB_REFUSE = 3,  /* the message at off is refused, for reason */
+};
 
-	conn = bpf_map_lookup_elem(&na_l7_conns, &cookie);
-	if (!conn)
-		return skb->len;
-	return na_http_frame(skb, conn);
+/*
+ * The walk over one skb's messages. Where it is and how it ended live in the
+ * connection (map memory, unknown to the verifier) rather than here: the
+ * verifier checks a bpf_loop callback until its states repeat, and values it
+ * knows exactly never do.
+ */
+struct na_l7_skb_walk {
+	struct __sk_buff *skb;
+	struct na_l7_conn *conn;  /* msg_off: where the message being framed starts */
+	__u32 peer;
+};
+
+/* Refuses the message at conn->msg_off: the decision reported, every later byte of the connection dropped. */
+static __always_inline long na_l7_skb_refuse(struct na_l7_skb_walk *w, const struct na_l7_port_value *port,
+					      const struct na_l7_scratch *s, __u16 reason, __u32 len)
+{
+	w->conn->phase = NA_L7_PHASE_DENIED;
+	na_l7_emit(w->skb, w->conn, port, w->peer, s, reason, 255, 0, len);
+	w->conn->refused = reason;
+	w->conn->walk_end = NA_L7_SKB_REFUSE;
+	return 1;
 }
 
-SEC("sk_skb/stream_verdict")
-int na_l7_verdict(struct __sk_buff *skb)
+/*
+ * Decides the request head [conn->msg_off, + conn->msg_len) of the skb: 0 when
+ * some rule allows it (the connection then expects its body), else the reason
+ * it is refused for. Either way the decision is reported. A global function:
+ * the verifier checks it once, on its own, rather than at every place and in
+ * every state the walk over an skb reaches it.
+ */
+__noinline int na_l7_decide_head(struct __sk_buff *skb, __u32 peer)
 {
 	__u64 cookie = bpf_get_socket_cookie(skb);
-	struct na_l7_scratch *s;
 	struct na_l7_port_value *port;
+	struct na_l7_scratch *s;
 	struct na_l7_conn *conn;
-	__u32 off, len, n, zero = 0, peer, index, rule_id;
-	__u16 pending;
+	__u32 len, n, zero = 0, rule_index, rule_id;
 
 	conn = bpf_map_lookup_elem(&na_l7_conns, &cookie);
 	if (!conn)
-		return SK_DROP;
-	off = conn->msg_off;
+		return NA_DROP_L7_MALFORMED;
 	len = conn->msg_len;
-	pending = conn->pending;
-	conn->fresh = 1;
-	conn->leftover = skb->len > off + len ? skb->len - off - len : 0;
-
-	if (conn->phase == NA_L7_PHASE_DENIED) {
-		na_metrics_count(NA_DROP_L7_CONN_DENIED, NA_DIR_INGRESS, len);
-		return SK_DROP;
-	}
 	port = na_l7_port_of(conn);
-	peer = na_ipcache_identity(conn->remote, conn->family);
-	if (pending)
-		return na_l7_refuse(skb, conn, &cookie, port, peer, NULL, pending, off, len);
-
-	switch (conn->phase) {
-	case NA_L7_PHASE_BODY:
-	case NA_L7_PHASE_CHUNK_DATA:
-		conn->body_left = conn->body_left > len ? conn->body_left - len : 0;
-		if (!conn->body_left)
-			conn->phase = conn->phase == NA_L7_PHASE_BODY ? NA_L7_PHASE_HEAD : NA_L7_PHASE_CHUNK_END;
-		return SK_PASS;
-	case NA_L7_PHASE_CHUNK_SIZE:
-		conn->body_left = conn->chunk;
-		conn->phase = conn->chunk ? NA_L7_PHASE_CHUNK_DATA : NA_L7_PHASE_TRAILER;
-		return SK_PASS;
-	case NA_L7_PHASE_CHUNK_END:
-		conn->phase = NA_L7_PHASE_CHUNK_SIZE;
-		return SK_PASS;
-	case NA_L7_PHASE_TRAILER:
-		conn->phase = NA_L7_PHASE_HEAD;
-		return SK_PASS;
-	}
-
 	s = bpf_map_lookup_elem(&na_l7_scratch, &zero);
-	if (!s || len == 0 || len > NA_L7_HEAD_MAX)
-		return na_l7_refuse(skb, conn, &cookie, port, peer, NULL, NA_DROP_L7_HEAD_TOO_LARGE, off, len);
+	if (!s || len == 0 || len > NA_L7_HEAD_MAX) {
+		na_l7_emit(skb, conn, port, peer, NULL, NA_DROP_L7_HEAD_TOO_LARGE, 255, 0, len);
+		return NA_DROP_L7_HEAD_TOO_LARGE;
+	}
 	n = na_l7_bounded(len, NA_L7_HEAD_MAX);
-	if (bpf_skb_load_bytes(skb, off, s->head, n) < 0)
-		return na_l7_refuse(skb, conn, &cookie, port, peer, NULL, NA_DROP_L7_MALFORMED, off, len);
+	if (bpf_skb_load_bytes(skb, conn->msg_off, s->head, n) < 0) {
+		na_l7_emit(skb, conn, port, peer, NULL, NA_DROP_L7_MALFORMED, 255, 0, len);
+		return NA_DROP_L7_MALFORMED;
+	}
 	__builtin_memset(&s->req, 0, sizeof(s->req));
 	s->req.len = len;
 	na_http_parse(s);
-	if (s->req.reason)
-		return na_l7_refuse(skb, conn, &cookie, port, peer, s, s->req.reason, off, len);
+	if (s->req.reason) {
+		na_l7_emit(skb, conn, port, peer, s, s->req.reason, 255, 0, len);
+		return s->req.reason;
+	}
 	/* The port lost its HTTP rules while the connection was open: L3/L4 policy alone decides now. */
 	if (!port) {
-		index = 255;
+		rule_index = 255;
 		rule_id = 0;
-	} else if (!na_l7_allows(s, port->ruleset, peer, &index, &rule_id)) {
-		return na_l7_refuse(skb, conn, &cookie, port, peer, s, NA_DROP_L7_POLICY, off, len);
+	} else if (!na_l7_allows(s, port->ruleset, peer, &rule_index, &rule_id)) {
+		na_l7_emit(skb, conn, port, peer, s, NA_DROP_L7_POLICY, 255, 0, len);
+		return NA_DROP_L7_POLICY;
 	}
 	if (s->req.te_chunked) {
 		conn->phase = NA_L7_PHASE_CHUNK_SIZE;
@@ -206,8 +220,259 @@ int na_l7_verdict(struct __sk_buff *skb)
 		conn->phase = NA_L7_PHASE_BODY;
 		conn->body_left = s->req.content_length;
 	}
-	na_l7_emit(conn, port, peer, s, 0, index, rule_id, len);
-	return SK_PASS;
+	na_l7_emit(skb, conn, port, peer, s, 0, rule_index, rule_id, len);
+	return 0;
 }
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
+/* bpf_loop callback: frames and decides the next message of the skb. */
+static long na_l7_skb_step(__u32 index, void *data)
+{
+	struct na_l7_skb_walk *w = data;
+	struct __sk_buff *skb = w->skb;
+	struct na_l7_conn *conn = w->conn;
+	struct na_l7_port_value *port;
+	__u32 len;
+	int framed, reason;
+
+	if (conn->msg_off >= skb->len) {
+		conn->walk_end = NA_L7_SKB_DONE;
+		return 1;
+	}
+	framed = na_http_frame(skb, conn);
+	if (framed <= 0) {
+		conn->walk_end = NA_L7_SKB_HOLD;
+		return 1;
+	}
+	len = framed;
+	conn->fresh = 1;
+	port = na_l7_port_of(conn);
+	if (conn->pending)
+		return na_l7_skb_refuse(w, port, NULL, conn->pending, len);
+
+	switch (conn->phase) {
+	case NA_L7_PHASE_BODY:
+	case NA_L7_PHASE_CHUNK_DATA:
+		conn->body_left = conn->body_left > len ? conn->body_left - len : 0;
+		if (!conn->body_left)
+			conn->phase = conn->phase == NA_L7_PHASE_BODY ? NA_L7_PHASE_HEAD : NA_L7_PHASE_CHUNK_END;
+		conn->msg_off += len;
+		return 0;
+	case NA_L7_PHASE_CHUNK_SIZE:
+		conn->body_left = conn->chunk;
+		conn->phase = conn->chunk ? NA_L7_PHASE_CHUNK_DATA : NA_L7_PHASE_TRAILER;
+		conn->msg_off += len;
+		return 0;
+	case NA_L7_PHASE_CHUNK_END:
+		conn->phase = NA_L7_PHASE_CHUNK_SIZE;
+		conn->msg_off += len;
+		return 0;
+	case NA_L7_PHASE_TRAILER:
+		conn->phase = NA_L7_PHASE_HEAD;
+		conn->msg_off += len;
+		return 0;
+	}
+
+	conn->msg_len = len;
+	reason = na_l7_decide_head(skb, w->peer);
+	if (reason) {
+		conn->phase = NA_L7_PHASE_DENIED;
+		conn->refused = reason;
+		conn->walk_end = NA_L7_SKB_REFUSE;
+		return 1;
+	}
+	conn->msg_off += len;
+	return 0;
+}
+
+/* Refuses what this skb brings before anything of it was framed: nothing passes, nothing more will. */
+static __always_inline int na_l7_refuse_skb(struct __sk_buff *skb, struct na_l7_conn *conn, __u32 peer, __u16 reason, __u32 len)
+{
+	conn->phase = NA_L7_PHASE_DENIED;
+	na_l7_emit(skb, conn, na_l7_port_of(conn), peer, NULL, reason, 255, 0, len);
+	return SK_DROP;
+}
+
+/*
+ * Empties an skb of at most NA_L7_HEAD_MAX bytes, pulling its bytes off the
+ * front (bpf_skb_change_tail refuses lengths below the headers' offsets). The
+ * kernel counts a dropped skb's length as read by the application
+ * (copied_seq): emptied, a held skb counts nothing when dropped, and its bytes
+ * count once, when they pass.
+ */
+static __always_inline bool na_l7_empty(struct __sk_buff *skb)
+{
+	for (int i = 0; i < NA_L7_HEAD_MAX / 4095 + 1; i++) {
+		__u32 n = skb->len;
+
+		if (n == 0)
+			return true;
+		if (bpf_skb_adjust_room(skb, -(__s32)(n > 4095 ? 4095 : n), 0, 0) < 0)
+			return false;
+	}
+	return skb->len == 0;
+}
+
+/* One piece of held bytes: [piece * NA_L7_HOLD_PIECE, ...) of the n held, at base in the skb. */
+struct na_l7_hold_walk {
+	struct __sk_buff *skb;
+	__u64 cookie;
+	__u32 base;
+	__u32 n;
+	bool failed;
+};
+
+static __always_inline __u32 na_l7_piece_len(const struct na_l7_hold_walk *h, __u32 at)
+{
+	__u32 len = h->n - at;
+
+	return na_l7_bounded(len > NA_L7_HOLD_PIECE ? NA_L7_HOLD_PIECE : len, 4096);
+}
+
+/* bpf_loop callback: writes piece index of the held bytes back into the skb, and forgets it. */
+static long na_l7_unhold_piece(__u32 index, void *data)
+{
+	struct na_l7_hold_walk *h = data;
+	struct na_l7_hold_key key = { .cookie = h->cookie, .piece = index };
+	__u32 at = index * NA_L7_HOLD_PIECE, len;
+	char *piece;
+
+	if (index >= NA_L7_HOLD_PIECES || at >= h->n)
+		return 1;
+	len = na_l7_piece_len(h, at);
+	piece = bpf_map_lookup_elem(&na_l7_hold, &key);
+	if (!piece || len > NA_L7_HOLD_PIECE || bpf_skb_store_bytes(h->skb, h->base + at, piece, len, 0) < 0)
+		h->failed = true;
+	bpf_map_delete_elem(&na_l7_hold, &key);
+	return h->failed;
+}
+
+/* bpf_loop callback: keeps piece index of the bytes to hold. */
+static long na_l7_hold_piece(__u32 index, void *data)
+{
+	struct na_l7_hold_walk *h = data;
+	struct na_l7_hold_key key = { .cookie = h->cookie, .piece = index };
+	struct na_l7_scratch *s;
+	__u32 at = index * NA_L7_HOLD_PIECE, len, zero = 0;
+
+	if (index >= NA_L7_HOLD_PIECES || at >= h->n)
+		return 1;
+	len = na_l7_piece_len(h, at);
+	s = bpf_map_lookup_elem(&na_l7_scratch, &zero);
+	if (!s || len > NA_L7_HOLD_PIECE || bpf_skb_load_bytes(h->skb, h->base + at, s->head, len) < 0 ||
+	    bpf_map_update_elem(&na_l7_hold, &key, s->head, BPF_ANY) < 0) {
+		h->failed = true;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Puts the connection's held bytes back in front of the skb. False when they
+ * cannot be (gone, or the skb cannot grow by them): the head is then too large
+ * for the kernel to hold.
+ */
+static __always_inline bool na_l7_unhold(struct __sk_buff *skb, struct na_l7_conn *conn, __u64 *cookie)
+{
+	struct na_l7_hold_walk h = { .skb = skb, .cookie = *cookie, .n = conn->held };
+
+	conn->held = 0;
+	if (h.n < 1 || h.n > NA_L7_HEAD_MAX || bpf_skb_change_head(skb, h.n, 0) < 0)
+		h.failed = true;
+	/* Every piece is deleted, even once one failed. */
+	bpf_loop(NA_L7_HOLD_PIECES, na_l7_unhold_piece, &h, 0);
+	return !h.failed;
+}
+
+/* Holds [off, skb->len), an incomplete message, until the next skb. False when it cannot be held. */
+static __always_inline bool na_l7_hold_rest(struct __sk_buff *skb, struct na_l7_conn *conn, __u64 *cookie,
+					    __u32 off)
+{
+	struct na_l7_hold_walk h = { .skb = skb, .cookie = *cookie, .base = off };
+
+	if (off >= skb->len || skb->len - off > NA_L7_HEAD_MAX)
+		return false;
+	h.n = skb->len - off;
+	bpf_loop(NA_L7_HOLD_PIECES, na_l7_hold_piece, &h, 0);
+	if (h.failed)
+		return false;
+	conn->held = h.n;
+	return true;
+}
+
+/*
+ * The skb, nothing of which passed, becomes the 403 back to the client: the
+ * longest answer that fits in its bytes, padded to their length. Not resized:
+ * the kernel counts a redirected skb's length as read by the application
+ * (copied_seq), and a length other than what arrived leaves the connection
+ * with bytes it takes for unread, which it closes with a reset.
+ */
+static __always_inline int na_l7_answer(struct __sk_buff *skb, __u64 *cookie)
+{
+	if (!na_l7_write_403(skb, 0, skb->len))
+		return SK_DROP;
+	return bpf_sk_redirect_hash(skb, &na_l7_socks, cookie, 0);
+}
+
+SEC("sk_skb/stream_verdict")
+int na_l7_verdict(struct __sk_buff *skb)
+{
+	__u64 cookie = bpf_get_socket_cookie(skb);
+	struct na_l7_skb_walk w = { .skb = skb };
+	struct na_l7_conn *conn;
+	__u32 off;
+
+	conn = bpf_map_lookup_elem(&na_l7_conns, &cookie);
+	if (!conn)
+		return SK_DROP;
+	if (conn->phase == NA_L7_PHASE_DENIED) {
+		na_metrics_count(NA_DROP_L7_CONN_DENIED, NA_DIR_INGRESS, skb->len);
+		return SK_DROP;
+	}
+	w.conn = conn;
+	w.peer = na_ipcache_identity(conn->remote, conn->family);
+	if (conn->held) {
+		/* A head this skb cannot finish within the limit: refused, and this skb carries the answer. */
+		if (conn->held + skb->len > NA_L7_HEAD_MAX) {
+			na_l7_forget_held(cookie);
+			conn->held = 0;
+			na_l7_refuse_skb(skb, conn, w.peer, NA_DROP_L7_HEAD_TOO_LARGE, skb->len);
+			return na_l7_answer(skb, &cookie);
+		}
+		if (!na_l7_unhold(skb, conn, &cookie))
+			return na_l7_refuse_skb(skb, conn, w.peer, NA_DROP_L7_HEAD_TOO_LARGE, skb->len);
+	}
+
+	conn->msg_off = 0;
+	conn->walk_end = NA_L7_SKB_MORE;
+	bpf_loop(NA_L7_SKB_STEPS_MAX, na_l7_skb_step, &w, 0);
+	off = conn->msg_off;
+	switch (conn->walk_end) {
+	case NA_L7_SKB_DONE:
+		return SK_PASS;
+	case NA_L7_SKB_HOLD:
+		if (!na_l7_hold_rest(skb, conn, &cookie, off))
+			return na_l7_refuse_skb(skb, conn, w.peer, NA_DROP_L7_HEAD_TOO_LARGE, skb->len);
+		/*
+		 * Nothing of this skb passes now. The kernel counts a dropped skb's
+		 * length as read by the application (copied_seq): emptied, it counts
+		 * nothing, and the held bytes count once, when they pass.
+		 */
+		if (off == 0)
+			return na_l7_empty(skb) ? SK_DROP : na_l7_refuse_skb(skb, conn, w.peer, NA_DROP_L7_FRAMING, 0);
+		/* The allowed messages in front pass; the held bytes come back with the next skb. */
+		if (bpf_skb_change_tail(skb, off, 0) < 0) {
+			na_l7_forget_held(cookie);
+			conn->held = 0;
+			return na_l7_refuse_skb(skb, conn, w.peer, NA_DROP_L7_FRAMING, skb->len);
+		}
+		return SK_PASS;
+	case NA_L7_SKB_REFUSE:
+		if (off > 0) {
+			/* Behind allowed requests not answered yet: they pass, the refused one gets no answer. */
+			return bpf_skb_change_tail(skb, off, 0) < 0 ? SK_DROP : SK_PASS;
+		}
+		return na_l7_answer(skb, &cookie);
+	}
+	return na_l7_refuse_skb(skb, conn, w.peer, NA_DROP_L7_FRAMING, skb->len);
+}
+

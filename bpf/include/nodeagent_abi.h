@@ -559,6 +559,7 @@ struct na_lb_flow {
 #define NA_L7_HEADER_NAME_MAX 64
 #define NA_L7_HEADER_VALUE_MAX 128
 #define NA_L7_HEAD_MAX 16384          /* request head limit (bytes, request line included) */
+#define NA_L7_HOLD_MAX_ENTRIES 4096   /* connections with an unfinished head held at once */
 #define NA_L7_DFA_MAX_STATES 16384    /* na_l7_dfa entries; state 0 is the dead state */
 #define NA_L7_EVENT_METHOD_MAX 16
 #define NA_L7_EVENT_PATH_MAX 128

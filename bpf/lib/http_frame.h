@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* http_frame.h: the stream parser's framing of an HTTP/1.x byte stream into heads and body pieces. */
+/* http_frame.h: framing an HTTP/1.x byte stream into heads and body pieces, one message at a time. */
 #ifndef NA_HTTP_FRAME_H
 #define NA_HTTP_FRAME_H
 
@@ -82,6 +82,50 @@ static __always_inline int na_http_hex(char c)
 	return -1;
 }
 
+struct na_http_chunk_scan {
+	struct na_l7_conn *conn;
+	__u32 n;        /* bytes in line */
+	int result;     /* the line's length once its CRLF is seen, -1 when it is not one, 0 while unknown */
+	__u8 digits;
+	__u8 extension;
+	char line[NA_HTTP_CHUNK_LINE_MAX];
+};
+
+/*
+ * bpf_loop callback: byte index of a chunk-size line. The size is summed in
+ * conn->chunk, map memory whose value the verifier does not follow: summed in
+ * a register, every digit's range would be a state of its own.
+ */
+static long na_http_chunk_byte(__u32 index, void *data)
+{
+	struct na_http_chunk_scan *c = data;
+	char a, b;
+	int v;
+
+	if (index + 1 >= c->n || index + 1 >= NA_HTTP_CHUNK_LINE_MAX)
+		return 1;
+	a = c->line[index & (NA_HTTP_CHUNK_LINE_MAX - 1)];
+	b = c->line[(index + 1) & (NA_HTTP_CHUNK_LINE_MAX - 1)];
+	if (a == '\r' && b == '\n') {
+		c->result = c->digits ? index + 2 : -1;
+		return 1;
+	}
+	if (c->extension)
+		return 0;
+	if (a == ';') {
+		c->extension = 1;
+		return 0;
+	}
+	v = na_http_hex(a);
+	if (v < 0 || c->digits >= 7) {
+		c->result = -1;
+		return 1;
+	}
+	c->conn->chunk = c->conn->chunk * 16 + v;
+	c->digits++;
+	return 0;
+}
+
 /*
  * A chunk-size line: hex digits, optional extensions after ';', CRLF. Its
  * length once complete (conn->chunk set to the size), 0 while incomplete, or
@@ -89,47 +133,29 @@ static __always_inline int na_http_hex(char c)
  */
 static __always_inline int na_http_chunk_line(struct __sk_buff *skb, struct na_l7_conn *conn, __u32 avail)
 {
-	char line[NA_HTTP_CHUNK_LINE_MAX];
+	struct na_http_chunk_scan c = { .conn = conn };
 	__u32 n = avail < NA_HTTP_CHUNK_LINE_MAX ? avail : NA_HTTP_CHUNK_LINE_MAX;
-	__u32 size = 0, digits = 0;
-	bool extension = false;
 
 	if (n < 1)
 		return 0;
 	n = na_l7_bounded(n, NA_HTTP_CHUNK_LINE_MAX);
-	if (bpf_skb_load_bytes(skb, conn->msg_off, line, n) < 0)
+	if (bpf_skb_load_bytes(skb, conn->msg_off, c.line, n) < 0)
 		return 0;
-	for (__u32 i = 0; i + 1 < NA_HTTP_CHUNK_LINE_MAX; i++) {
-		int v;
-
-		if (i + 1 >= n)
-			break;
-		if (line[i] == '\r' && line[i + 1] == '\n') {
-			if (!digits)
-				return -1;
-			conn->chunk = size;
-			return i + 2;
-		}
-		if (extension)
-			continue;
-		if (line[i] == ';') {
-			extension = true;
-			continue;
-		}
-		v = na_http_hex(line[i]);
-		if (v < 0 || digits >= 7)
-			return -1;
-		size = size * 16 + v;
-		digits++;
-	}
+	c.n = n;
+	conn->chunk = 0;
+	bpf_loop(NA_HTTP_CHUNK_LINE_MAX, na_http_chunk_byte, &c, 0);
+	if (c.result)
+		return c.result;
 	return n < NA_HTTP_CHUNK_LINE_MAX ? 0 : -1;
 }
 
 /*
- * The stream parser. Returns the length of the message that starts at the
- * connection's current offset (a request head, a piece of body, a chunk-size
- * line or its CRLF, the trailers, or what a refused connection sends), or 0
- * while one of them is incomplete.
+ * Returns the length of the message that starts at conn->msg_off in the skb
+ * (a request head, a piece of body, a chunk-size line or its CRLF, the
+ * trailers, or what a refused connection sends), or 0 while it is incomplete:
+ * its bytes are then held and the scan goes on where it stopped once the next
+ * skb puts them back in front (conn->fresh stays clear until a message is
+ * complete).
  */
 static __always_inline int na_http_frame(struct __sk_buff *skb, struct na_l7_conn *conn)
 {
@@ -138,8 +164,6 @@ static __always_inline int na_http_frame(struct __sk_buff *skb, struct na_l7_con
 	__u8 first;
 
 	if (conn->fresh) {
-		conn->msg_off = conn->leftover && conn->leftover <= skb->len ? skb->len - conn->leftover : 0;
-		conn->leftover = 0;
 		conn->scanned = 0;
 		/* Trailers end at an empty line, which may be the first: as if a head's CRLF had just been seen. */
 		conn->match = conn->phase == NA_L7_PHASE_TRAILER ? 2 : 0;

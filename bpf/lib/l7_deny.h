@@ -42,6 +42,9 @@ NA_L7_ANSWER(na_l7_403_line, "HTTP/1.1 403 ", "\r\n\r\n")
 
 static const char na_l7_spaces[256] = { [0 ... 255] = ' ' };
 
+/* The longest skb an answer is written over: 64 KiB, what TCP receive offload makes at most. */
+#define NA_L7_ANSWER_MAX 65536
+
 /* The length of an answer, its head and tail without their terminating NULs. */
 #define NA_L7_ANSWER_LEN(name) (sizeof(name##_head) - 1 + sizeof(name##_tail) - 1)
 #define NA_L7_403_LEN NA_L7_ANSWER_LEN(na_l7_403_full)
@@ -54,21 +57,26 @@ struct na_l7_pad {
 	bool failed;
 };
 
+/*
+ * bpf_loop callback: spaces over the index-th 256 bytes from p->off. The
+ * position comes from the index, which the verifier does not know, rather
+ * than from a counter it would know exactly at every step (and check each).
+ */
 static long na_l7_pad_chunk(__u32 index, void *data)
 {
 	struct na_l7_pad *p = data;
-	__u32 n = p->end - p->off;
+	__u32 at = p->off + index * sizeof(na_l7_spaces), n;
 
-	if (p->off >= p->end)
+	if (index >= NA_L7_ANSWER_MAX / sizeof(na_l7_spaces) || at >= p->end)
 		return 1;
+	n = p->end - at;
 	if (n > sizeof(na_l7_spaces))
 		n = sizeof(na_l7_spaces);
 	n = na_l7_bounded(n, sizeof(na_l7_spaces));
-	if (bpf_skb_store_bytes(p->skb, p->off, na_l7_spaces, n, 0) < 0) {
+	if (bpf_skb_store_bytes(p->skb, at, na_l7_spaces, n, 0) < 0) {
 		p->failed = true;
 		return 1;
 	}
-	p->off += n;
 	return 0;
 }
 
@@ -89,7 +97,7 @@ static __always_inline bool na_l7_write_403(struct __sk_buff *skb, __u32 off, __
 	__u32 head_len, tail_len;
 	bool written;
 
-	if (len > NA_L7_HEAD_MAX || len < NA_L7_403_MIN_LEN)
+	if (len > NA_L7_ANSWER_MAX || len < NA_L7_403_MIN_LEN)
 		return false;
 	if (len >= NA_L7_403_LEN) {
 		written = NA_L7_WRITE_ENDS(skb, off, len, na_l7_403_full);
@@ -116,7 +124,7 @@ static __always_inline bool na_l7_write_403(struct __sk_buff *skb, __u32 off, __
 		return false;
 	pad.off = off + head_len;
 	pad.end = off + len - tail_len;
-	bpf_loop(NA_L7_HEAD_MAX / sizeof(na_l7_spaces) + 1, na_l7_pad_chunk, &pad, 0);
+	bpf_loop(NA_L7_ANSWER_MAX / sizeof(na_l7_spaces), na_l7_pad_chunk, &pad, 0);
 	return !pad.failed;
 }
 

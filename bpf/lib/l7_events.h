@@ -6,22 +6,32 @@
 #include "events.h"
 #include "metrics.h"
 #include "http_parse.h"
+#include "l7_bounds.h"
 
-/* Copies [off, off + len) of the head, cut to max bytes; returns the bytes copied. */
-static __always_inline __u16 na_l7_copy(char *dst, __u32 max, const struct na_l7_scratch *s, __u32 off, __u32 len)
+/*
+ * Copies [off, off + len) of the head, which starts at base in the skb, cut
+ * to max bytes (a power of two); returns the bytes copied. One helper call
+ * rather than a loop over the scratch copy: the verifier checks a loop's every
+ * step at every place a decision is reported.
+ */
+static __always_inline __u16 na_l7_copy(struct __sk_buff *skb, char *dst, __u32 max, __u32 base, __u32 off,
+					__u32 len)
 {
-	__u32 i;
+	__u32 n = len < max ? len : max;
 
-	for (i = 0; i < NA_L7_EVENT_PATH_MAX; i++) {
-		if (i >= max || i >= len)
-			break;
-		dst[i] = na_http_at(s, off + i);
-	}
-	return i;
+	if (n == 0)
+		return 0;
+	n = na_l7_bounded(n, max);
+	if (bpf_skb_load_bytes(skb, base + off, dst, n) < 0)
+		return 0;
+	return n;
 }
 
-/* Reports a decision: r is nil for bytes refused before any head could be read (the reason says why). */
-static __always_inline void na_l7_emit(const struct na_l7_conn *conn, const struct na_l7_port_value *port,
+/*
+ * Reports a decision: s is nil for bytes refused before any head could be read (the reason says why); else the
+ * head it read is at conn->msg_off in the skb.
+ */
+static __always_inline void na_l7_emit(struct __sk_buff *skb, const struct na_l7_conn *conn, const struct na_l7_port_value *port,
 				       __u32 peer, const struct na_l7_scratch *s, __u16 reason, __u32 rule_index,
 				       __u32 rule_id, __u32 len)
 {
@@ -52,10 +62,13 @@ static __always_inline void na_l7_emit(const struct na_l7_conn *conn, const stru
 	e->flow.length = len;
 	e->rule_index = rule_index;
 	if (s && s->req.method_len) {
-		e->method_len = na_l7_copy(e->method, NA_L7_EVENT_METHOD_MAX, s, 0, s->req.method_len);
-		e->path_len = na_l7_copy(e->path, NA_L7_EVENT_PATH_MAX, s, s->req.target_off, s->req.target_len);
+		__u32 base = conn->msg_off;
+
+		e->method_len = na_l7_copy(skb, e->method, NA_L7_EVENT_METHOD_MAX, base, 0, s->req.method_len);
+		e->path_len = na_l7_copy(skb, e->path, NA_L7_EVENT_PATH_MAX, base, s->req.target_off, s->req.target_len);
 		if (s->req.has_host)
-			e->host_len = na_l7_copy(e->host, NA_L7_EVENT_HOST_MAX, s, s->req.host_off, s->req.host_len);
+			e->host_len = na_l7_copy(skb, e->host, NA_L7_EVENT_HOST_MAX, base, s->req.host_off,
+						 s->req.host_len);
 	}
 	bpf_ringbuf_submit(e, na_event_wakeup(reason));
 	na_event_account(false);

@@ -31,11 +31,11 @@ enum na_l7_phase {
 };
 
 /*
- * One enrolled connection. The stream parser sees each message's skb from
- * the start of the segment it began in, not from where the message starts
- * (strparser keeps that offset to itself), so the verdict remembers how many
- * bytes followed the message it decided and the parser's next call works out
- * the next message's offset from it.
+ * One enrolled connection. The stream verdict sees each skb as it arrives
+ * (no stream parser: the kernel's verdict-only mode) and frames the requests
+ * in it itself; a message that is not complete at the end of an skb (a head
+ * split over segments, a chunk-size line) is held in na_l7_hold and put back
+ * in front of the next skb.
  */
 struct na_l7_conn {
 	__u8 local[16];
@@ -44,17 +44,17 @@ struct na_l7_conn {
 	__be16 remote_port;
 	__u8 family;
 	__u8 phase;        /* enum na_l7_phase */
-	__u8 fresh;        /* the parser's next call starts a message */
+	__u8 fresh;        /* the next message framed is a new one: its scan starts over */
 	__u8 match;        /* how much of CRLF CRLF the scan has seen at scanned */
-	__u16 pending;     /* reason the parser already refused the message for, 0: none */
-	__u16 pad;
-	__u32 msg_off;     /* where the current message starts in the parser's skb */
-	__u32 msg_len;     /* the current message's length, as the parser returned it */
-	__u32 leftover;    /* bytes that followed the last message in its skb */
+	__u16 pending;     /* reason the framing already refused the message for, 0: none */
+	__u16 refused;     /* the reason the verdict's walk over an skb refused a message for */
+	__u32 msg_off;     /* where the current message starts in the skb */
+	__u32 msg_len;     /* the current message's length, once framed */
+	__u32 held;        /* bytes of an unfinished message held in na_l7_hold */
 	__u32 scanned;     /* head bytes already scanned, so a slowly arriving head is scanned once */
 	__u32 body_left;   /* Content-Length or chunk bytes still to come */
-	__u32 chunk;       /* the size the parser read in the current chunk-size line */
-	__u32 pad2;
+	__u32 chunk;       /* the size read in the current chunk-size line */
+	__u32 walk_end;    /* how the verdict's walk over an skb ended (l7.bpf.c) */
 };
 
 /* An endpoint's address and TCP port with HTTP rules -> its ruleset. */
@@ -89,7 +89,7 @@ struct {
 	__type(value, struct na_l7_dfa_state);
 } na_l7_dfa SEC(".maps");
 
-/* Enrolled server sockets by socket cookie; the stream parser and verdict are attached to it. */
+/* Enrolled server sockets by socket cookie; the stream verdict is attached to it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SOCKHASH);
 	__uint(max_entries, NA_L7_SOCKS_MAX_ENTRIES);
@@ -104,6 +104,31 @@ struct {
 	__type(key, __u64);
 	__type(value, struct na_l7_conn);
 } na_l7_conns SEC(".maps");
+
+/*
+ * The unfinished message of a connection, in pieces by (socket cookie, piece
+ * index), until the bytes that finish it arrive; conn->held says how many
+ * bytes there are. Allocated only while some connection has one, and deleted
+ * when they are put back or the connection closes. Pieces, because the kernel
+ * allocates an element of a hash without preallocation from caches of at most
+ * 4 KiB (6.1 and later).
+ */
+#define NA_L7_HOLD_PIECE 3968
+#define NA_L7_HOLD_PIECES ((NA_L7_HEAD_MAX + NA_L7_HOLD_PIECE - 1) / NA_L7_HOLD_PIECE)
+
+struct na_l7_hold_key {
+	__u64 cookie;
+	__u32 piece;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, NA_L7_HOLD_MAX_ENTRIES * NA_L7_HOLD_PIECES);
+	__type(key, struct na_l7_hold_key);
+	__type(value, char[NA_L7_HOLD_PIECE]);
+} na_l7_hold SEC(".maps");
 
 /* What the verdict reads of a request head; offsets index the head's copy beside it in the scratch. */
 struct na_http_req {

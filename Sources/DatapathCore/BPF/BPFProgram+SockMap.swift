@@ -32,4 +32,30 @@ extension BPFProgram {
             bpf_prog_detach2(fd, map.fd, attachment.attachType)
         }
     }
+
+    /// Detaches whatever program is attached to `map` as `attachment`, whoever attached it (a pinned map an earlier
+    /// version of the agent left behind). Returns how many were detached. Kernels that cannot say which programs a
+    /// sockmap has (before 6.0) report none.
+    @discardableResult
+    public static func detachAll(from map: BPFMap, as attachment: SockMapAttachment) throws -> Int {
+        var ids = [UInt32](repeating: 0, count: 4)
+        var count = UInt32(ids.count)
+        let queried = try bpfCall("listing the programs of map \(map.name)", tolerating: [EINVAL, EOPNOTSUPP]) {
+            bpf_prog_query(map.fd, attachment.attachType, 0, nil, &ids, &count)
+        }
+        guard queried >= 0 else { return 0 }
+        var detached = 0
+        for id in ids.prefix(Int(count)) {
+            let fd = try bpfCall("opening program \(id) of map \(map.name)", tolerating: [ENOENT]) {
+                bpf_prog_get_fd_by_id(id)
+            }
+            guard fd >= 0 else { continue }
+            defer { close(fd) }
+            let rc = try bpfCall("detaching program \(id) from map \(map.name)", tolerating: [ENOENT]) {
+                bpf_prog_detach2(fd, map.fd, attachment.attachType)
+            }
+            if rc >= 0 { detached += 1 }
+        }
+        return detached
+    }
 }
