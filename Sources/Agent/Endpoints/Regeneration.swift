@@ -49,15 +49,26 @@ extension NodeAgent {
         state.identities.identity(id: endpoint.identity)?.labels ?? endpoint.labels
     }
 
-    /// The endpoints any of `rules` applies to.
+    /// The endpoints any of `rules` applies to. Policy selects an endpoint by its identity's labels, so each
+    /// identity is matched once, however many endpoints share it.
     func endpoints(selectedBy rules: [PolicyRule], in state: AgentState) -> Set<UInt32> {
         guard !rules.isEmpty else { return [] }
-        let selectors = Set(rules.map(\.endpointSelector))
-        return Set(
-            state.endpoints.values.filter { endpoint in
-                let labels = policyLabels(of: endpoint, in: state)
-                return selectors.contains { $0.matches(labels) }
-            }.map(\.id))
+        let index = SelectorIndex(Set(rules.map(\.endpointSelector)))
+        var selected: [UInt32: Bool] = [:]
+        var result: Set<UInt32> = []
+        for endpoint in state.endpoints.values {
+            let matches: Bool
+            if let known = selected[endpoint.identity] {
+                matches = known
+            } else if let identity = state.identities.identity(id: endpoint.identity) {
+                matches = index.matchesAny(identity.labels)
+                selected[endpoint.identity] = matches
+            } else {
+                matches = index.matchesAny(endpoint.labels)
+            }
+            if matches { result.insert(endpoint.id) }
+        }
+        return result
     }
 
     /// The endpoints whose policy can change when `identities` appear or go away: those selected by a rule that
