@@ -77,11 +77,22 @@ extension NodeAgent {
         endpoints(selectedBy: state.policy.rulesSelectingPeers(identities), in: state)
     }
 
-    /// Computes every endpoint's policy (or only those in `only`, when the caller knows no other endpoint's policy
-    /// can differ) against `state.policy`, checks capacity before touching anything, then updates only the endpoints
-    /// whose result changed (adds before removes), giving exactly those a new policy generation, which makes the
-    /// datapath re-check their established flows. Every endpoint is stamped with the current revision.
-    func regenerateAll(_ state: inout AgentState, reason: String, only: Set<UInt32>? = nil) throws {
+    /// What peer selection reads besides the rules: every identity (prefix identities included), the backends of
+    /// the services rules name, and where some rule needs them the named ports and pod addresses of each identity.
+    struct PolicyPeerInputs {
+        var identities: [Identity] = []
+        var services: [ServiceReference: [UInt32]] = [:]
+        var namedPorts: [UInt32: [NamedPort]] = [:]
+        var addresses: [UInt32: [IPAddress]] = [:]
+
+        var peers: PolicyPeers {
+            PolicyPeers(identities, services: services, namedPorts: namedPorts, addresses: addresses)
+        }
+    }
+
+    /// The peer inputs of a regeneration, and the CIDR prefixes (policy's and service backends') it holds
+    /// identities for.
+    func policyPeerInputs(_ state: AgentState) throws -> (PolicyPeerInputs, prefixes: Set<IPPrefix>) {
         let services = servicePeers(in: state)
         // Service backends outside any pod get prefix identities only where the cidr-policy plugin gives them. A
         // host prefix that is a pod's address is left out: the pod's own ipcache entry is that key, and peer
@@ -94,16 +105,49 @@ extension NodeAgent {
         let prefixIDs = try prefixIdentityIDs(prefixes)
         // What is read from every endpoint (named ports, addresses) only where some rule needs it, and nothing of
         // the peers without rules: an endpoint create on a node with thousands would pay for it every time.
-        let peers =
-            state.policy.rules.isEmpty
-            ? PolicyPeers([])
-            : PolicyPeers(
-                try state.identityList + prefixIDs.map { try Self.prefixIdentity($0.key, id: $0.value) },
-                services: services.resolved(prefixIDs: prefixIDs),
-                namedPorts: state.policy.usesNamedPorts ? namedPortsByIdentity(state) : [:],
-                addresses: state.policy.selectsPodsByAddress ? addressesByIdentity(state) : [:])
-        let targets = only.map { $0.compactMap { state.endpoints[$0] } } ?? Array(state.endpoints.values)
-        let desired = targets.sorted { $0.id < $1.id }.map { ($0, desiredPolicy(for: $0, in: state, peers: peers)) }
+        guard !state.policy.rules.isEmpty else { return (PolicyPeerInputs(), prefixes) }
+        let inputs = PolicyPeerInputs(
+            identities: try state.identityList + prefixIDs.map { try Self.prefixIdentity($0.key, id: $0.value) },
+            services: services.resolved(prefixIDs: prefixIDs),
+            namedPorts: state.policy.usesNamedPorts ? namedPortsByIdentity(state) : [:],
+            addresses: state.policy.selectsPodsByAddress ? addressesByIdentity(state) : [:])
+        return (inputs, prefixes)
+    }
+
+    /// Computes every endpoint's policy (or only those in `only`, when the caller knows no other endpoint's policy
+    /// can differ) against `state.policy`, checks capacity before touching anything, then updates only the endpoints
+    /// whose result changed (adds before removes), giving exactly those a new policy generation, which makes the
+    /// datapath re-check their established flows. Every endpoint is stamped with the current revision.
+    ///
+    /// `delta`: endpoints (besides `only`) whose policy can differ only in the entries of peer identities that
+    /// appeared or went away; they get just those entries recomputed where that is exact (`policy(of:afterPeers:)`),
+    /// the full computation otherwise. Ignored when `only` is nil: every endpoint is then computed in full.
+    func regenerateAll(
+        _ state: inout AgentState, reason: String, only: Set<UInt32>? = nil, delta: PeerDelta? = nil
+    ) throws {
+        let (inputs, prefixes) = try policyPeerInputs(state)
+        let delta = only == nil ? nil : delta
+        let full = only ?? Set(state.endpoints.keys)
+        let targets = full.union(delta?.endpoints ?? []).compactMap { state.endpoints[$0] }.sorted { $0.id < $1.id }
+        // Both built only when some endpoint needs them: a new pod no rule selects needs neither.
+        var fullPeers: PolicyPeers?
+        var changedPeers: PolicyPeers?
+        var incremental = 0
+        var desired: [(Endpoint, DesiredPolicy)] = []
+        for endpoint in targets {
+            if let delta, delta.endpoints.contains(endpoint.id), !full.contains(endpoint.id) {
+                if changedPeers == nil { changedPeers = deltaPeers(delta.identities, like: inputs) }
+                if let policy = policy(
+                    of: endpoint, afterPeers: delta.identities, in: state, peers: changedPeers!)
+                {
+                    desired.append((endpoint, policy))
+                    incremental += 1
+                    continue
+                }
+            }
+            if fullPeers == nil { fullPeers = inputs.peers }
+            desired.append((endpoint, desiredPolicy(for: endpoint, in: state, peers: fullPeers!)))
+        }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
         for (endpoint, policy) in desired { try checkHTTPRulesEnforceable(policy.http, endpoint: endpoint.id) }
         let revision = state.policy.revision
@@ -150,8 +194,13 @@ extension NodeAgent {
         }
         // Only now that no map refers to them any more may prefixes that left the policy lose their identities.
         try prefixProvider?.release(keeping: prefixes)
+        incrementalRegenerations.add(incremental, ordering: .relaxed)
         logger.debug(
-            "regenerated", metadata: ["reason": "\(reason)", "changed": "\(changed)", "revision": "\(revision)"])
+            "regenerated",
+            metadata: [
+                "reason": "\(reason)", "changed": "\(changed)", "incremental": "\(incremental)",
+                "revision": "\(revision)",
+            ])
     }
 
     /// Gives every endpoint a new policy generation, so the datapath re-checks all established flows: for a change
