@@ -33,36 +33,44 @@ extension NodeAgent {
     /// The callers give no delta where other inputs change with the peers (named ports, pod addresses an
     /// `ipBlock` selects, service backends): those endpoints take the full path.
     func policy(
-        of endpoint: Endpoint, afterPeers changed: Set<UInt32>, in state: AgentState, peers: PolicyPeers
+        of endpoint: Endpoint, afterPeers changed: Set<UInt32>, in state: AgentState, peers: PolicyPeers,
+        rules: RuleIndex?
     ) -> DesiredPolicy? {
         guard let realized = state.realized[endpoint.id], endpoint.policyGeneration != 0,
             endpoint.policyRevision == state.policy.revision, state.realizedHTTP[endpoint.id] == nil
         else { return nil }
         let mode = runtime.withLock { $0.policyEnforcement }
-        let resolved = state.policy.resolve(
-            endpoint: policyLabels(of: endpoint, in: state), peers: peers, mode: mode, namedPorts: endpoint.namedPorts)
+        let labels = policyLabels(of: endpoint, in: state)
+        let resolved = PolicyCompiler.resolve(
+            rules: rules?.selecting(labels) ?? state.policy.rules, endpoint: labels, peers: peers, mode: mode,
+            namedPorts: endpoint.namedPorts)
         guard resolved.http.isEmpty, resolved.ingressEnforced == endpoint.enforceIngress,
             resolved.egressEnforced == endpoint.enforceEgress
         else { return nil }
-        var entries = realized.filter { !changed.contains($0.key.identity) }
+        var before: [PolicyEntry.Key: PolicyEntry] = [:]
+        var anyPeerBefore: [PolicyEntry.Key: PolicyEntry] = [:]
+        for (key, entry) in realized {
+            if changed.contains(key.identity) {
+                before[key] = entry
+            } else if key.identity == 0 {
+                anyPeerBefore[key] = entry
+            }
+        }
+        var after: [PolicyEntry.Key: PolicyEntry] = [:]
         var anyPeer: [PolicyEntry.Key: PolicyEntry] = [:]
         for entry in resolved.entries {
             if changed.contains(entry.identity) {
-                entries[entry.key] = entry.mapped
+                after[entry.key] = entry.mapped
             } else if entry.identity == 0 {
                 anyPeer[entry.key] = entry.mapped
             }
         }
-        guard anyPeer == realized.filter({ $0.key.identity == 0 }) else { return nil }
+        guard anyPeer == anyPeerBefore else { return nil }
+        var entries = realized
+        for key in before.keys where after[key] == nil { entries[key] = nil }
+        entries.merge(after) { $1 }
         return DesiredPolicy(
-            entries: entries, enforceIngress: resolved.ingressEnforced, enforceEgress: resolved.egressEnforced)
-    }
-
-    /// The peers a delta is resolved against: of the changed identities those the full set has (the ones that exist
-    /// now), with the same service backends, named ports and pod addresses as the full set.
-    func deltaPeers(_ changed: Set<UInt32>, like full: PolicyPeerInputs) -> PolicyPeers {
-        PolicyPeers(
-            full.identities.filter { changed.contains($0.id) }, services: full.services, namedPorts: full.namedPorts,
-            addresses: full.addresses)
+            entries: entries, enforceIngress: resolved.ingressEnforced, enforceEgress: resolved.egressEnforced,
+            changes: PolicyEntry.diff(from: before, to: after))
     }
 }

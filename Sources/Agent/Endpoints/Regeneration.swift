@@ -10,14 +10,35 @@ extension NodeAgent {
         var enforceEgress: Bool
         /// The ports with ingress HTTP rules and what the L7 datapath decides on them.
         var http: [HTTPPortPolicy] = []
+        /// The changes from the realized entries, when they are known without comparing every entry (an update for
+        /// changed peers only); nil: `PolicyEntry.diff` of the whole map.
+        var changes: (upsert: [PolicyEntry], remove: [PolicyEntry.Key])? = nil
+    }
+
+    /// The repository's rules filed by endpoint selector (`SelectorIndex`), so that finding the few rules that
+    /// select an endpoint does not match all of them. Build one per regeneration: it holds that revision's rules.
+    struct RuleIndex {
+        let rules: [IndexedRule]
+        let index: SelectorIndex
+
+        init(_ repository: PolicyRepository) {
+            rules = repository.rules
+            index = SelectorIndex(rules.map(\.rule.endpointSelector))
+        }
+
+        /// The rules whose selector matches `labels`, in the repository's order (which numbers HTTP rule bits).
+        func selecting(_ labels: LabelSet) -> [IndexedRule] { index.matching(labels).map { rules[$0] } }
     }
 
     /// `peers` prepared once serve every endpoint of one regeneration; nil prepares them for this endpoint alone.
-    func desiredPolicy(for endpoint: Endpoint, in state: AgentState, peers: PolicyPeers? = nil) -> DesiredPolicy {
+    /// `rules`, when given, finds the rules that select the endpoint; the compiler matches them all otherwise.
+    func desiredPolicy(
+        for endpoint: Endpoint, in state: AgentState, peers: PolicyPeers? = nil, rules: RuleIndex? = nil
+    ) -> DesiredPolicy {
         let mode = runtime.withLock { $0.policyEnforcement }
         let labels = policyLabels(of: endpoint, in: state)
-        let resolved = state.policy.resolve(
-            endpoint: labels,
+        let resolved = PolicyCompiler.resolve(
+            rules: rules?.selecting(labels) ?? state.policy.rules, endpoint: labels,
             peers: peers
                 ?? PolicyPeers(
                     state.identityList, services: servicePeers(in: state).resolved(prefixIDs: [:]),
@@ -53,7 +74,7 @@ extension NodeAgent {
     /// identity is matched once, however many endpoints share it.
     func endpoints(selectedBy rules: [PolicyRule], in state: AgentState) -> Set<UInt32> {
         guard !rules.isEmpty else { return [] }
-        let index = SelectorIndex(Set(rules.map(\.endpointSelector)))
+        let index = SelectorIndex(Array(Set(rules.map(\.endpointSelector))))
         var selected: [UInt32: Bool] = [:]
         var result: Set<UInt32> = []
         for endpoint in state.endpoints.values {
@@ -77,16 +98,35 @@ extension NodeAgent {
         endpoints(selectedBy: state.policy.rulesSelectingPeers(identities), in: state)
     }
 
-    /// What peer selection reads besides the rules: every identity (prefix identities included), the backends of
-    /// the services rules name, and where some rule needs them the named ports and pod addresses of each identity.
+    /// What peer selection reads besides the rules: every identity (the allocator's, and prefix identities), the
+    /// backends of the services rules name, and where some rule needs them the named ports and pod addresses of
+    /// each identity. The allocator's identities are listed only for a full set of peers: listing them all costs
+    /// more than an update for one changed peer.
     struct PolicyPeerInputs {
-        var identities: [Identity] = []
+        var identities: IdentityAllocator
+        var prefixIdentities: [Identity] = []
         var services: [ServiceReference: [UInt32]] = [:]
         var namedPorts: [UInt32: [NamedPort]] = [:]
         var addresses: [UInt32: [IPAddress]] = [:]
+        /// No rules: no peer is read.
+        var empty = false
 
+        /// Every identity as peer.
         var peers: PolicyPeers {
-            PolicyPeers(identities, services: services, namedPorts: namedPorts, addresses: addresses)
+            guard !empty else { return PolicyPeers([]) }
+            return PolicyPeers(
+                identities.identities + prefixIdentities, services: services, namedPorts: namedPorts,
+                addresses: addresses)
+        }
+
+        /// Of `changed`, those that exist now (as `peers` has them), with the same services, named ports and pod
+        /// addresses.
+        func peers(among changed: Set<UInt32>) -> PolicyPeers {
+            guard !empty else { return PolicyPeers([]) }
+            return PolicyPeers(
+                changed.sorted().compactMap { identities.identity(id: $0) }
+                    + prefixIdentities.filter { changed.contains($0.id) },
+                services: services, namedPorts: namedPorts, addresses: addresses)
         }
     }
 
@@ -105,9 +145,12 @@ extension NodeAgent {
         let prefixIDs = try prefixIdentityIDs(prefixes)
         // What is read from every endpoint (named ports, addresses) only where some rule needs it, and nothing of
         // the peers without rules: an endpoint create on a node with thousands would pay for it every time.
-        guard !state.policy.rules.isEmpty else { return (PolicyPeerInputs(), prefixes) }
+        guard !state.policy.rules.isEmpty else {
+            return (PolicyPeerInputs(identities: state.identities, empty: true), prefixes)
+        }
         let inputs = PolicyPeerInputs(
-            identities: try state.identityList + prefixIDs.map { try Self.prefixIdentity($0.key, id: $0.value) },
+            identities: state.identities,
+            prefixIdentities: try prefixIDs.map { try Self.prefixIdentity($0.key, id: $0.value) },
             services: services.resolved(prefixIDs: prefixIDs),
             namedPorts: state.policy.usesNamedPorts ? namedPortsByIdentity(state) : [:],
             addresses: state.policy.selectsPodsByAddress ? addressesByIdentity(state) : [:])
@@ -133,27 +176,36 @@ extension NodeAgent {
         var fullPeers: PolicyPeers?
         var changedPeers: PolicyPeers?
         var incremental = 0
+        let ruleIndex = targets.isEmpty || state.policy.rules.isEmpty ? nil : RuleIndex(state.policy)
         var desired: [(Endpoint, DesiredPolicy)] = []
         for endpoint in targets {
             if let delta, delta.endpoints.contains(endpoint.id), !full.contains(endpoint.id) {
-                if changedPeers == nil { changedPeers = deltaPeers(delta.identities, like: inputs) }
+                if changedPeers == nil { changedPeers = inputs.peers(among: delta.identities) }
                 if let policy = policy(
-                    of: endpoint, afterPeers: delta.identities, in: state, peers: changedPeers!)
+                    of: endpoint, afterPeers: delta.identities, in: state, peers: changedPeers!, rules: ruleIndex)
                 {
                     desired.append((endpoint, policy))
                     incremental += 1
                     continue
                 }
             }
-            if fullPeers == nil { fullPeers = inputs.peers }
-            desired.append((endpoint, desiredPolicy(for: endpoint, in: state, peers: fullPeers!)))
+            // An endpoint no rule selects reads no peer (the compiler stops before).
+            let selected = ruleIndex.map { !$0.selecting(policyLabels(of: endpoint, in: state)).isEmpty } ?? false
+            if fullPeers == nil && selected { fullPeers = inputs.peers }
+            desired.append(
+                (
+                    endpoint,
+                    desiredPolicy(for: endpoint, in: state, peers: fullPeers ?? PolicyPeers([]), rules: ruleIndex)
+                ))
         }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
         for (endpoint, policy) in desired { try checkHTTPRulesEnforceable(policy.http, endpoint: endpoint.id) }
         let revision = state.policy.revision
         var generation: UInt32?
         var changed = 0
-        let diffs = desired.map { PolicyEntry.diff(from: state.realized[$0.0.id] ?? [:], to: $0.1.entries) }
+        let diffs = desired.map {
+            $0.1.changes ?? PolicyEntry.diff(from: state.realized[$0.0.id] ?? [:], to: $0.1.entries)
+        }
         // Hashes too small for what comes are replaced together: one grace period rather than one each (a new peer
         // of many endpoints would otherwise grow each of their hashes in turn).
         try endpointDatapath.growExactPolicyMaps(
@@ -161,7 +213,7 @@ extension NodeAgent {
         for ((endpoint, policy), (add, remove)) in zip(desired, diffs) {
             let current = state.realized[endpoint.id] ?? [:]
             if !add.isEmpty || !remove.isEmpty || current.isEmpty {
-                try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove)
+                try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove, grown: true)
                 state.realized[endpoint.id] = policy.entries
                 if !policy.entries.keys.contains(where: PolicyMapLayout.isExact) {
                     endpointDatapath.closeExactPolicyMap(endpoint.id)
