@@ -113,7 +113,13 @@ final class IncrementalRegenerationTests: XCTestCase {
         var problems: [String] = []
         var total = 0
         for endpoint in state.endpoints.values.sorted(by: { $0.id < $1.id }) {
-            let full = agent.desiredPolicy(for: endpoint, in: state, peers: peers)
+            // Every rule matched, not only those the repository's selector index finds.
+            let resolved = state.policy.resolve(
+                endpoint: agent.policyLabels(of: endpoint, in: state), peers: peers,
+                mode: agent.runtime.withLock { $0.policyEnforcement }, namedPorts: endpoint.namedPorts)
+            let full = NodeAgent.DesiredPolicy(
+                entries: PolicyEntry.byKey(resolved.entries.map(\.mapped)), enforceIngress: resolved.ingressEnforced,
+                enforceEgress: resolved.egressEnforced, http: resolved.http)
             total += full.entries.count
             let kernel = try agent.endpointDatapath.realizedPolicy(endpoint.id)
             if kernel != full.entries {

@@ -33,8 +33,7 @@ extension NodeAgent {
     /// The callers give no delta where other inputs change with the peers (named ports, pod addresses an
     /// `ipBlock` selects, service backends): those endpoints take the full path.
     func policy(
-        of endpoint: Endpoint, afterPeers changed: Set<UInt32>, in state: AgentState, peers: PolicyPeers,
-        rules: RuleIndex?
+        of endpoint: Endpoint, afterPeers changed: Set<UInt32>, in state: AgentState, peers: PolicyPeers
     ) -> DesiredPolicy? {
         guard let realized = state.realized[endpoint.id], endpoint.policyGeneration != 0,
             endpoint.policyRevision == state.policy.revision, state.realizedHTTP[endpoint.id] == nil
@@ -42,7 +41,7 @@ extension NodeAgent {
         let mode = runtime.withLock { $0.policyEnforcement }
         let labels = policyLabels(of: endpoint, in: state)
         let resolved = PolicyCompiler.resolve(
-            rules: rules?.selecting(labels) ?? state.policy.rules, endpoint: labels, peers: peers, mode: mode,
+            rules: state.policy.rules(selecting: labels), endpoint: labels, peers: peers, mode: mode,
             namedPorts: endpoint.namedPorts)
         guard resolved.http.isEmpty, resolved.ingressEnforced == endpoint.enforceIngress,
             resolved.egressEnforced == endpoint.enforceEgress

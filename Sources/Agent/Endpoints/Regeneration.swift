@@ -15,30 +15,12 @@ extension NodeAgent {
         var changes: (upsert: [PolicyEntry], remove: [PolicyEntry.Key])? = nil
     }
 
-    /// The repository's rules filed by endpoint selector (`SelectorIndex`), so that finding the few rules that
-    /// select an endpoint does not match all of them. Build one per regeneration: it holds that revision's rules.
-    struct RuleIndex {
-        let rules: [IndexedRule]
-        let index: SelectorIndex
-
-        init(_ repository: PolicyRepository) {
-            rules = repository.rules
-            index = SelectorIndex(rules.map(\.rule.endpointSelector))
-        }
-
-        /// The rules whose selector matches `labels`, in the repository's order (which numbers HTTP rule bits).
-        func selecting(_ labels: LabelSet) -> [IndexedRule] { index.matching(labels).map { rules[$0] } }
-    }
-
     /// `peers` prepared once serve every endpoint of one regeneration; nil prepares them for this endpoint alone.
-    /// `rules`, when given, finds the rules that select the endpoint; the compiler matches them all otherwise.
-    func desiredPolicy(
-        for endpoint: Endpoint, in state: AgentState, peers: PolicyPeers? = nil, rules: RuleIndex? = nil
-    ) -> DesiredPolicy {
+    func desiredPolicy(for endpoint: Endpoint, in state: AgentState, peers: PolicyPeers? = nil) -> DesiredPolicy {
         let mode = runtime.withLock { $0.policyEnforcement }
         let labels = policyLabels(of: endpoint, in: state)
         let resolved = PolicyCompiler.resolve(
-            rules: rules?.selecting(labels) ?? state.policy.rules, endpoint: labels,
+            rules: state.policy.rules(selecting: labels), endpoint: labels,
             peers: peers
                 ?? PolicyPeers(
                     state.identityList, services: servicePeers(in: state).resolved(prefixIDs: [:]),
@@ -176,13 +158,12 @@ extension NodeAgent {
         var fullPeers: PolicyPeers?
         var changedPeers: PolicyPeers?
         var incremental = 0
-        let ruleIndex = targets.isEmpty || state.policy.rules.isEmpty ? nil : RuleIndex(state.policy)
         var desired: [(Endpoint, DesiredPolicy)] = []
         for endpoint in targets {
             if let delta, delta.endpoints.contains(endpoint.id), !full.contains(endpoint.id) {
                 if changedPeers == nil { changedPeers = inputs.peers(among: delta.identities) }
                 if let policy = policy(
-                    of: endpoint, afterPeers: delta.identities, in: state, peers: changedPeers!, rules: ruleIndex)
+                    of: endpoint, afterPeers: delta.identities, in: state, peers: changedPeers!)
                 {
                     desired.append((endpoint, policy))
                     incremental += 1
@@ -190,12 +171,12 @@ extension NodeAgent {
                 }
             }
             // An endpoint no rule selects reads no peer (the compiler stops before).
-            let selected = ruleIndex.map { !$0.selecting(policyLabels(of: endpoint, in: state)).isEmpty } ?? false
+            let selected = !state.policy.rules(selecting: policyLabels(of: endpoint, in: state)).isEmpty
             if fullPeers == nil && selected { fullPeers = inputs.peers }
             desired.append(
                 (
                     endpoint,
-                    desiredPolicy(for: endpoint, in: state, peers: fullPeers ?? PolicyPeers([]), rules: ruleIndex)
+                    desiredPolicy(for: endpoint, in: state, peers: fullPeers ?? PolicyPeers([]))
                 ))
         }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
