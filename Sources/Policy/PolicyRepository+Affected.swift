@@ -19,14 +19,15 @@ extension PolicyRepository {
         guard !identities.isEmpty else { return [] }
         let universe = PeerUniverse(identities)
         let ids = Set(identities.map(\.id))
-        return rules.map(\.rule).filter { rule in
+        // Filtered before mapping: copying every rule out of the table cost more than the matching.
+        return rules.filter { indexed in
             Direction.allCases.contains { direction in
                 [false, true].contains { deny in
-                    (rule.section(direction, deny: deny) ?? []).contains { item in
+                    (indexed.rule.section(direction, deny: deny) ?? []).contains { item in
                         !ids.isDisjoint(with: universe.identities(for: item))
                     }
                 }
             }
-        }
+        }.map(\.rule)
     }
 }

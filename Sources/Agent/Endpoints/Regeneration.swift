@@ -59,17 +59,22 @@ extension NodeAgent {
         let index = SelectorIndex(Array(Set(rules.map(\.endpointSelector))))
         var selected: [UInt32: Bool] = [:]
         var result: Set<UInt32> = []
-        for endpoint in state.endpoints.values {
+        // By index: a for-in over the values copies every endpoint (a retain of each of its fields) to read one.
+        let endpoints = state.endpoints.values
+        var position = endpoints.startIndex
+        while position != endpoints.endIndex {
+            defer { position = endpoints.index(after: position) }
+            let identity = endpoints[position].identity
             let matches: Bool
-            if let known = selected[endpoint.identity] {
+            if let known = selected[identity] {
                 matches = known
-            } else if let identity = state.identities.identity(id: endpoint.identity) {
-                matches = index.matchesAny(identity.labels)
-                selected[endpoint.identity] = matches
+            } else if let labels = state.identities.identity(id: identity)?.labels {
+                matches = index.matchesAny(labels)
+                selected[identity] = matches
             } else {
-                matches = index.matchesAny(endpoint.labels)
+                matches = index.matchesAny(endpoints[position].labels)
             }
-            if matches { result.insert(endpoint.id) }
+            if matches { result.insert(endpoints[position].id) }
         }
         return result
     }
@@ -221,9 +226,13 @@ extension NodeAgent {
             state.endpoints[endpoint.id] = updated
         }
         // The others' policy is the same under the new revision; their rows and generations stay as they are.
-        for var endpoint in state.endpoints.values where endpoint.policyRevision != revision {
-            endpoint.policyRevision = revision
-            state.endpoints[endpoint.id] = endpoint
+        // Changed in place: copying each endpoint out to look at its revision cost a create more than its policy.
+        var position = state.endpoints.values.startIndex
+        while position != state.endpoints.values.endIndex {
+            if state.endpoints.values[position].policyRevision != revision {
+                state.endpoints.values[position].policyRevision = revision
+            }
+            position = state.endpoints.values.index(after: position)
         }
         // Only now that no map refers to them any more may prefixes that left the policy lose their identities.
         try prefixProvider?.release(keeping: prefixes)
