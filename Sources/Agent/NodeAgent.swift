@@ -23,6 +23,8 @@ public final class NodeAgent: Sendable {
     /// The last policy generation handed to an endpoint (see `Endpoint.policyGeneration`). Outside `state` so a
     /// rolled-back change never hands out a generation twice; starts above every generation the datapath holds.
     let policyGenerations: Atomic<UInt32>
+    /// Endpoints whose policy was updated for changed peers only (`Regeneration+PeerDelta.swift`), since start.
+    let incrementalRegenerations = Atomic<Int>(0)
     /// When an endpoint change last read the node's addresses (nil: never).
     let hostAddressesRefreshed = Mutex<ContinuousClock.Instant?>(nil)
     /// This node's part in a cluster; nil when the agent runs standalone.

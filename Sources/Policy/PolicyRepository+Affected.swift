@@ -23,15 +23,16 @@ extension PolicyRepository {
         let universe = PeerUniverse(identities)
         let ids = Set(identities.map(\.id))
         func selects(_ item: PolicyItem) -> Bool { !ids.isDisjoint(with: universe.identities(for: item)) }
-        return rules.map(\.rule).filter { rule in
+        // Filtered before mapping: copying every rule out of the table cost more than the matching.
+        return rules.filter { indexed in
             Direction.allCases.contains { direction in
                 [false, true].contains { deny in
-                    (rule.section(direction, deny: deny) ?? []).contains { item in
+                    (indexed.rule.section(direction, deny: deny) ?? []).contains { item in
                         selects(item) || item.httpRulePeers.contains { selects(PolicyItem(endpoints: $0)) }
                     }
                 }
             }
-        }
+        }.map(\.rule)
     }
 }
 

@@ -2,7 +2,9 @@
 extension PolicyRepository {
     /// True when some rule names a port (`port: http`): then an endpoint's named ports coming or going can change
     /// other endpoints' policy, not only its own.
-    public var usesNamedPorts: Bool {
+    public var usesNamedPorts: Bool { facts.usesNamedPorts }
+
+    static func usesNamedPorts(_ rules: [IndexedRule]) -> Bool {
         rules.contains { indexed in
             Direction.allCases.contains { direction in
                 [false, true].contains { deny in

@@ -1,8 +1,10 @@
 /// The services policies name in `toServices`, whose backends must be resolved before the policy can be enforced.
 extension PolicyRepository {
     /// Every service a rule names, in any section.
-    public var serviceReferences: Set<ServiceReference> {
-        Set(rules.flatMap { Self.serviceReferences(of: $0.rule) })
+    public var serviceReferences: Set<ServiceReference> { facts.serviceReferences }
+
+    static func serviceReferences(_ rules: [IndexedRule]) -> Set<ServiceReference> {
+        Set(rules.flatMap { serviceReferences(of: $0.rule) })
     }
 
     /// The rules naming any of `services` in `toServices`: their endpoints' policy follows those services' backends.

@@ -18,6 +18,17 @@ public struct PolicyRepository: Sendable {
     private var nextRuleID: UInt32 = 1
     /// Every rule, by document key then position; rebuilt on change.
     public private(set) var rules: [IndexedRule] = []
+    /// The endpoint selectors of `rules`, position for position.
+    private var selectors = SelectorIndex([])
+    /// What the agent asks of the rules as a whole on every endpoint change, worked out once per change of them.
+    private(set) var facts = RuleFacts()
+
+    struct RuleFacts: Sendable {
+        var usesNamedPorts = false
+        var selectsPodsByAddress = false
+        var cidrPrefixes: Set<IPPrefix> = []
+        var serviceReferences: Set<ServiceReference> = []
+    }
 
     public init() {}
 
@@ -119,6 +130,12 @@ public struct PolicyRepository: Sendable {
         PolicyCompiler.resolve(rules: rules, endpoint: labels, identities: identities, mode: mode)
     }
 
+    /// The rules whose endpoint selector matches `labels`, in the order of `rules` (which numbers HTTP rule bits),
+    /// found through an index rather than by matching every rule.
+    public func rules(selecting labels: LabelSet) -> [IndexedRule] {
+        selectors.matching(labels).map { rules[$0] }
+    }
+
     /// The policy of an endpoint, peers prepared once for many endpoints (see `PolicyPeers`); `namedPorts` are
     /// the endpoint's own.
     public func resolve(
@@ -172,6 +189,10 @@ public struct PolicyRepository: Sendable {
             namesByID[id] = nil
         }
         rules = indexed
+        selectors = SelectorIndex(indexed.map(\.rule.endpointSelector))
+        facts = RuleFacts(
+            usesNamedPorts: Self.usesNamedPorts(indexed), selectsPodsByAddress: Self.selectsPodsByAddress(indexed),
+            cidrPrefixes: Self.cidrPrefixes(indexed), serviceReferences: Self.serviceReferences(indexed))
         revision += 1
     }
 

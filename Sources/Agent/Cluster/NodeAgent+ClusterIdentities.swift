@@ -66,9 +66,12 @@ extension NodeAgent {
             }
             guard !changed.isEmpty else { return }
             do {
+                // Other nodes' identities change nothing but their own entries (named ports and pod addresses are
+                // read from local endpoints only; remote service backends follow the ipcache, not this).
                 try regenerateAll(
-                    &state, reason: "cluster identities changed",
-                    only: endpointsAffected(byPeers: changed, in: state))
+                    &state, reason: "cluster identities changed", only: [],
+                    delta: PeerDelta(
+                        identities: Set(changed.map(\.id)), endpoints: endpointsAffected(byPeers: changed, in: state)))
                 try persistClusterCache(state)
             } catch {
                 logger.error("regeneration after a cluster identity change failed", metadata: ["error": "\(error)"])

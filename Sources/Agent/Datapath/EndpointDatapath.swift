@@ -139,13 +139,17 @@ struct EndpointDatapath {
     /// Writes `add` (new or changed slots) before removing `remove`, so the map never passes through a state with
     /// fewer allowed or denied flows than both the old and the new policy agree on. Full-length slots go to the
     /// endpoint's hash, the others to its trie; a removed full-length slot is deleted from both (pins of an agent
-    /// without the hash have it in the trie).
-    func applyPolicy(_ id: UInt32, add: [PolicyEntry], remove: [PolicyEntry.Key]) throws {
+    /// without the hash have it in the trie). `grown`: the caller made room for these adds with
+    /// `growExactPolicyMaps`, so an existing hash is not counted again (a batch walk of the hash in the kernel, which
+    /// for the endpoints a new peer reaches cost more than writing their entries).
+    func applyPolicy(_ id: UInt32, add: [PolicyEntry], remove: [PolicyEntry.Key], grown: Bool = false) throws {
         guard let trie = try policyMap(id) else { return }
         let exactAdds = add.count { PolicyMapLayout.isExact($0.key) }
         // The hash is opened only for full-length slots: an endpoint without any never holds its descriptor.
         var exact = exactAdds > 0 || remove.contains(where: PolicyMapLayout.isExact) ? try exactPolicyMap(id) : nil
-        if exactAdds > 0 { exact = try exactPolicyMap(id, room: exactAdds, current: exact) }
+        if exactAdds > 0 && !(grown && exact != nil) {
+            exact = try exactPolicyMap(id, room: exactAdds, current: exact)
+        }
         for entry in add {
             let key = PolicyMapLayout.key(entry.key)
             if let exact, PolicyMapLayout.isExact(entry.key) {

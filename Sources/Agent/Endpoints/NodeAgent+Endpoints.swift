@@ -119,14 +119,17 @@ extension NodeAgent {
             }
         }
         // Besides this endpoint, only endpoints whose rules select an identity that appeared or went away can get a
-        // different policy.
+        // different policy, and only in that identity's entries, unless the endpoint also follows a service whose
+        // backends this endpoint joins or leaves.
         try regenerateAll(
             &state, reason: previous == nil ? "endpoint \(id) created" : "endpoint \(id) updated",
             only: unknownPeerChanged
                 ? nil
-                : endpointsAffected(byPeers: peersChanged, in: state).union([id]).union(
-                    endpointsAffected(
-                        byBackendAddresses: endpoint.addresses + (previous?.addresses ?? []), in: state)))
+                : endpointsAffected(byBackendAddresses: endpoint.addresses + (previous?.addresses ?? []), in: state)
+                    .union([id]),
+            delta: PeerDelta(
+                identities: Set(peersChanged.map(\.id)), endpoints: endpointsAffected(byPeers: peersChanged, in: state))
+        )
         endpoint = state.endpoints[id]!
         for address in endpoint.addresses {
             try ipcache.set(address, identity: endpoint.identity)
@@ -182,11 +185,12 @@ extension NodeAgent {
             let anyAffected =
                 state.policy.selectsPodsByAddress || (state.policy.usesNamedPorts && !endpoint.namedPorts.isEmpty)
             if try removeEndpoint(endpoint, state: &state) {
-                // Its identity is gone: endpoints whose rules selected it lose their entries.
+                // Its identity is gone: endpoints whose rules selected it lose its entries.
                 try regenerateAll(
-                    &state, reason: "endpoint \(id) deleted",
-                    only: anyAffected
-                        ? nil : identity.map { endpointsAffected(byPeers: [$0], in: state).union(backendOf) })
+                    &state, reason: "endpoint \(id) deleted", only: anyAffected || identity == nil ? nil : backendOf,
+                    delta: identity.map {
+                        PeerDelta(identities: [$0.id], endpoints: endpointsAffected(byPeers: [$0], in: state))
+                    })
             } else if anyAffected || !backendOf.isEmpty {
                 try regenerateAll(&state, reason: "endpoint \(id) deleted", only: anyAffected ? nil : backendOf)
             }

@@ -10,14 +10,17 @@ extension NodeAgent {
         var enforceEgress: Bool
         /// The ports with ingress HTTP rules and what the L7 datapath decides on them.
         var http: [HTTPPortPolicy] = []
+        /// The changes from the realized entries, when they are known without comparing every entry (an update for
+        /// changed peers only); nil: `PolicyEntry.diff` of the whole map.
+        var changes: (upsert: [PolicyEntry], remove: [PolicyEntry.Key])? = nil
     }
 
     /// `peers` prepared once serve every endpoint of one regeneration; nil prepares them for this endpoint alone.
     func desiredPolicy(for endpoint: Endpoint, in state: AgentState, peers: PolicyPeers? = nil) -> DesiredPolicy {
         let mode = runtime.withLock { $0.policyEnforcement }
         let labels = policyLabels(of: endpoint, in: state)
-        let resolved = state.policy.resolve(
-            endpoint: labels,
+        let resolved = PolicyCompiler.resolve(
+            rules: state.policy.rules(selecting: labels), endpoint: labels,
             peers: peers
                 ?? PolicyPeers(
                     state.identityList, services: servicePeers(in: state).resolved(prefixIDs: [:]),
@@ -49,15 +52,31 @@ extension NodeAgent {
         state.identities.identity(id: endpoint.identity)?.labels ?? endpoint.labels
     }
 
-    /// The endpoints any of `rules` applies to.
+    /// The endpoints any of `rules` applies to. Policy selects an endpoint by its identity's labels, so each
+    /// identity is matched once, however many endpoints share it.
     func endpoints(selectedBy rules: [PolicyRule], in state: AgentState) -> Set<UInt32> {
         guard !rules.isEmpty else { return [] }
-        let selectors = Set(rules.map(\.endpointSelector))
-        return Set(
-            state.endpoints.values.filter { endpoint in
-                let labels = policyLabels(of: endpoint, in: state)
-                return selectors.contains { $0.matches(labels) }
-            }.map(\.id))
+        let index = SelectorIndex(Array(Set(rules.map(\.endpointSelector))))
+        var selected: [UInt32: Bool] = [:]
+        var result: Set<UInt32> = []
+        // By index: a for-in over the values copies every endpoint (a retain of each of its fields) to read one.
+        let endpoints = state.endpoints.values
+        var position = endpoints.startIndex
+        while position != endpoints.endIndex {
+            defer { position = endpoints.index(after: position) }
+            let identity = endpoints[position].identity
+            let matches: Bool
+            if let known = selected[identity] {
+                matches = known
+            } else if let labels = state.identities.identity(id: identity)?.labels {
+                matches = index.matchesAny(labels)
+                selected[identity] = matches
+            } else {
+                matches = index.matchesAny(endpoints[position].labels)
+            }
+            if matches { result.insert(endpoints[position].id) }
+        }
+        return result
     }
 
     /// The endpoints whose policy can change when `identities` appear or go away: those selected by a rule that
@@ -66,11 +85,41 @@ extension NodeAgent {
         endpoints(selectedBy: state.policy.rulesSelectingPeers(identities), in: state)
     }
 
-    /// Computes every endpoint's policy (or only those in `only`, when the caller knows no other endpoint's policy
-    /// can differ) against `state.policy`, checks capacity before touching anything, then updates only the endpoints
-    /// whose result changed (adds before removes), giving exactly those a new policy generation, which makes the
-    /// datapath re-check their established flows. Every endpoint is stamped with the current revision.
-    func regenerateAll(_ state: inout AgentState, reason: String, only: Set<UInt32>? = nil) throws {
+    /// What peer selection reads besides the rules: every identity (the allocator's, and prefix identities), the
+    /// backends of the services rules name, and where some rule needs them the named ports and pod addresses of
+    /// each identity. The allocator's identities are listed only for a full set of peers: listing them all costs
+    /// more than an update for one changed peer.
+    struct PolicyPeerInputs {
+        var identities: IdentityAllocator
+        var prefixIdentities: [Identity] = []
+        var services: [ServiceReference: [UInt32]] = [:]
+        var namedPorts: [UInt32: [NamedPort]] = [:]
+        var addresses: [UInt32: [IPAddress]] = [:]
+        /// No rules: no peer is read.
+        var empty = false
+
+        /// Every identity as peer.
+        var peers: PolicyPeers {
+            guard !empty else { return PolicyPeers([]) }
+            return PolicyPeers(
+                identities.identities + prefixIdentities, services: services, namedPorts: namedPorts,
+                addresses: addresses)
+        }
+
+        /// Of `changed`, those that exist now (as `peers` has them), with the same services, named ports and pod
+        /// addresses.
+        func peers(among changed: Set<UInt32>) -> PolicyPeers {
+            guard !empty else { return PolicyPeers([]) }
+            return PolicyPeers(
+                changed.sorted().compactMap { identities.identity(id: $0) }
+                    + prefixIdentities.filter { changed.contains($0.id) },
+                services: services, namedPorts: namedPorts, addresses: addresses)
+        }
+    }
+
+    /// The peer inputs of a regeneration, and the CIDR prefixes (policy's and service backends') it holds
+    /// identities for.
+    func policyPeerInputs(_ state: AgentState) throws -> (PolicyPeerInputs, prefixes: Set<IPPrefix>) {
         let services = servicePeers(in: state)
         // Service backends outside any pod get prefix identities only where the cidr-policy plugin gives them. A
         // host prefix that is a pod's address is left out: the pod's own ipcache entry is that key, and peer
@@ -83,22 +132,66 @@ extension NodeAgent {
         let prefixIDs = try prefixIdentityIDs(prefixes)
         // What is read from every endpoint (named ports, addresses) only where some rule needs it, and nothing of
         // the peers without rules: an endpoint create on a node with thousands would pay for it every time.
-        let peers =
-            state.policy.rules.isEmpty
-            ? PolicyPeers([])
-            : PolicyPeers(
-                try state.identityList + prefixIDs.map { try Self.prefixIdentity($0.key, id: $0.value) },
-                services: services.resolved(prefixIDs: prefixIDs),
-                namedPorts: state.policy.usesNamedPorts ? namedPortsByIdentity(state) : [:],
-                addresses: state.policy.selectsPodsByAddress ? addressesByIdentity(state) : [:])
-        let targets = only.map { $0.compactMap { state.endpoints[$0] } } ?? Array(state.endpoints.values)
-        let desired = targets.sorted { $0.id < $1.id }.map { ($0, desiredPolicy(for: $0, in: state, peers: peers)) }
+        guard !state.policy.rules.isEmpty else {
+            return (PolicyPeerInputs(identities: state.identities, empty: true), prefixes)
+        }
+        let inputs = PolicyPeerInputs(
+            identities: state.identities,
+            prefixIdentities: try prefixIDs.map { try Self.prefixIdentity($0.key, id: $0.value) },
+            services: services.resolved(prefixIDs: prefixIDs),
+            namedPorts: state.policy.usesNamedPorts ? namedPortsByIdentity(state) : [:],
+            addresses: state.policy.selectsPodsByAddress ? addressesByIdentity(state) : [:])
+        return (inputs, prefixes)
+    }
+
+    /// Computes every endpoint's policy (or only those in `only`, when the caller knows no other endpoint's policy
+    /// can differ) against `state.policy`, checks capacity before touching anything, then updates only the endpoints
+    /// whose result changed (adds before removes), giving exactly those a new policy generation, which makes the
+    /// datapath re-check their established flows. Every endpoint is stamped with the current revision.
+    ///
+    /// `delta`: endpoints (besides `only`) whose policy can differ only in the entries of peer identities that
+    /// appeared or went away; they get just those entries recomputed where that is exact (`policy(of:afterPeers:)`),
+    /// the full computation otherwise. Ignored when `only` is nil: every endpoint is then computed in full.
+    func regenerateAll(
+        _ state: inout AgentState, reason: String, only: Set<UInt32>? = nil, delta: PeerDelta? = nil
+    ) throws {
+        let (inputs, prefixes) = try policyPeerInputs(state)
+        let delta = only == nil ? nil : delta
+        let full = only ?? Set(state.endpoints.keys)
+        let targets = full.union(delta?.endpoints ?? []).compactMap { state.endpoints[$0] }.sorted { $0.id < $1.id }
+        // Both built only when some endpoint needs them: a new pod no rule selects needs neither.
+        var fullPeers: PolicyPeers?
+        var changedPeers: PolicyPeers?
+        var incremental = 0
+        var desired: [(Endpoint, DesiredPolicy)] = []
+        for endpoint in targets {
+            if let delta, delta.endpoints.contains(endpoint.id), !full.contains(endpoint.id) {
+                if changedPeers == nil { changedPeers = inputs.peers(among: delta.identities) }
+                if let policy = policy(
+                    of: endpoint, afterPeers: delta.identities, in: state, peers: changedPeers!)
+                {
+                    desired.append((endpoint, policy))
+                    incremental += 1
+                    continue
+                }
+            }
+            // An endpoint no rule selects reads no peer (the compiler stops before).
+            let selected = !state.policy.rules(selecting: policyLabels(of: endpoint, in: state)).isEmpty
+            if fullPeers == nil && selected { fullPeers = inputs.peers }
+            desired.append(
+                (
+                    endpoint,
+                    desiredPolicy(for: endpoint, in: state, peers: fullPeers ?? PolicyPeers([]))
+                ))
+        }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
         for (endpoint, policy) in desired { try checkHTTPRulesEnforceable(policy.http, endpoint: endpoint.id) }
         let revision = state.policy.revision
         var generation: UInt32?
         var changed = 0
-        let diffs = desired.map { PolicyEntry.diff(from: state.realized[$0.0.id] ?? [:], to: $0.1.entries) }
+        let diffs = desired.map {
+            $0.1.changes ?? PolicyEntry.diff(from: state.realized[$0.0.id] ?? [:], to: $0.1.entries)
+        }
         // Hashes too small for what comes are replaced together: one grace period rather than one each (a new peer
         // of many endpoints would otherwise grow each of their hashes in turn).
         try endpointDatapath.growExactPolicyMaps(
@@ -106,7 +199,7 @@ extension NodeAgent {
         for ((endpoint, policy), (add, remove)) in zip(desired, diffs) {
             let current = state.realized[endpoint.id] ?? [:]
             if !add.isEmpty || !remove.isEmpty || current.isEmpty {
-                try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove)
+                try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove, grown: true)
                 state.realized[endpoint.id] = policy.entries
                 if !policy.entries.keys.contains(where: PolicyMapLayout.isExact) {
                     endpointDatapath.closeExactPolicyMap(endpoint.id)
@@ -133,14 +226,23 @@ extension NodeAgent {
             state.endpoints[endpoint.id] = updated
         }
         // The others' policy is the same under the new revision; their rows and generations stay as they are.
-        for var endpoint in state.endpoints.values where endpoint.policyRevision != revision {
-            endpoint.policyRevision = revision
-            state.endpoints[endpoint.id] = endpoint
+        // Changed in place: copying each endpoint out to look at its revision cost a create more than its policy.
+        var position = state.endpoints.values.startIndex
+        while position != state.endpoints.values.endIndex {
+            if state.endpoints.values[position].policyRevision != revision {
+                state.endpoints.values[position].policyRevision = revision
+            }
+            position = state.endpoints.values.index(after: position)
         }
         // Only now that no map refers to them any more may prefixes that left the policy lose their identities.
         try prefixProvider?.release(keeping: prefixes)
+        incrementalRegenerations.add(incremental, ordering: .relaxed)
         logger.debug(
-            "regenerated", metadata: ["reason": "\(reason)", "changed": "\(changed)", "revision": "\(revision)"])
+            "regenerated",
+            metadata: [
+                "reason": "\(reason)", "changed": "\(changed)", "incremental": "\(incremental)",
+                "revision": "\(revision)",
+            ])
     }
 
     /// Gives every endpoint a new policy generation, so the datapath re-checks all established flows: for a change
