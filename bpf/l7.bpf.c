@@ -84,8 +84,15 @@ static __always_inline struct na_l7_port_value *na_l7_port_of(const struct na_l7
 	return bpf_map_lookup_elem(&na_l7_ports, &key);
 }
 
+/* The connection's peer identity, from the ipcache. A function of its own, as the others the verdict calls
+ * outside its walk: what they keep on the stack then counts only on their own chains of calls. */
+static __noinline __u32 na_l7_peer(const struct na_l7_conn *conn)
+{
+	return na_ipcache_identity(conn->remote, conn->family);
+}
+
 /* Deletes whatever a closing connection still held. */
-static __always_inline void na_l7_forget_held(__u64 cookie)
+static __noinline void na_l7_forget_held(__u64 cookie)
 {
 	for (__u32 piece = 0; piece < NA_L7_HOLD_PIECES; piece++) {
 		struct na_l7_hold_key key = { .cookie = cookie, .piece = piece };
@@ -169,6 +176,12 @@ static __always_inline long na_l7_skb_refuse(struct na_l7_skb_walk *w, const str
 	return 1;
 }
 
+/* Parses the head in the scratch; on its own for the same reason as na_l7_peer. */
+static __noinline void na_l7_parse(struct na_l7_scratch *s)
+{
+	na_http_parse(s);
+}
+
 /*
  * Decides the request head [conn->msg_off, + conn->msg_len) of the skb: 0 when
  * some rule allows it (the connection then expects its body), else the reason
@@ -201,7 +214,7 @@ __noinline int na_l7_decide_head(struct __sk_buff *skb, __u32 peer)
 	}
 	__builtin_memset(&s->req, 0, sizeof(s->req));
 	s->req.len = len;
-	na_http_parse(s);
+	na_l7_parse(s);
 	if (s->req.reason) {
 		na_l7_emit(skb, conn, port, peer, s, s->req.reason, 255, 0, len);
 		return s->req.reason;
@@ -371,7 +384,7 @@ static long na_l7_hold_piece(__u32 index, void *data)
  * cannot be (gone, or the skb cannot grow by them): the head is then too large
  * for the kernel to hold.
  */
-static __always_inline bool na_l7_unhold(struct __sk_buff *skb, struct na_l7_conn *conn, __u64 *cookie)
+static __noinline bool na_l7_unhold(struct __sk_buff *skb, struct na_l7_conn *conn, __u64 *cookie)
 {
 	struct na_l7_hold_walk h = { .skb = skb, .cookie = *cookie, .n = conn->held };
 
@@ -384,7 +397,7 @@ static __always_inline bool na_l7_unhold(struct __sk_buff *skb, struct na_l7_con
 }
 
 /* Holds [off, skb->len), an incomplete message, until the next skb. False when it cannot be held. */
-static __always_inline bool na_l7_hold_rest(struct __sk_buff *skb, struct na_l7_conn *conn, __u64 *cookie,
+static __noinline bool na_l7_hold_rest(struct __sk_buff *skb, struct na_l7_conn *conn, __u64 *cookie,
 					    __u32 off)
 {
 	struct na_l7_hold_walk h = { .skb = skb, .cookie = *cookie, .base = off };
@@ -406,7 +419,7 @@ static __always_inline bool na_l7_hold_rest(struct __sk_buff *skb, struct na_l7_
  * (copied_seq), and a length other than what arrived leaves the connection
  * with bytes it takes for unread, which it closes with a reset.
  */
-static __always_inline int na_l7_answer(struct __sk_buff *skb, __u64 *cookie)
+static __noinline int na_l7_answer(struct __sk_buff *skb, __u64 *cookie)
 {
 	if (!na_l7_write_403(skb, 0, skb->len))
 		return SK_DROP;
@@ -429,7 +442,7 @@ int na_l7_verdict(struct __sk_buff *skb)
 		return SK_DROP;
 	}
 	w.conn = conn;
-	w.peer = na_ipcache_identity(conn->remote, conn->family);
+	w.peer = na_l7_peer(conn);
 	if (conn->held) {
 		/* A head this skb cannot finish within the limit: refused, and this skb carries the answer. */
 		if (conn->held + skb->len > NA_L7_HEAD_MAX) {

@@ -155,9 +155,11 @@ static __always_inline int na_http_chunk_line(struct __sk_buff *skb, struct na_l
  * trailers, or what a refused connection sends), or 0 while it is incomplete:
  * its bytes are then held and the scan goes on where it stopped once the next
  * skb puts them back in front (conn->fresh stays clear until a message is
- * complete).
+ * complete). A function of its own: its scan buffers then take no room on
+ * the stack of the calls that decide a head (6.1 allows 512 bytes for a
+ * whole chain of calls, callbacks included).
  */
-static __always_inline int na_http_frame(struct __sk_buff *skb, struct na_l7_conn *conn)
+static __noinline int na_http_frame(struct __sk_buff *skb, struct na_l7_conn *conn)
 {
 	struct na_http_scan scan = {};
 	__u32 avail;
