@@ -298,7 +298,8 @@ static long na_l7_skb_step(__u32 index, void *data)
 }
 
 /* Refuses what this skb brings before anything of it was framed: nothing passes, nothing more will. */
-static __always_inline int na_l7_refuse_skb(struct __sk_buff *skb, struct na_l7_conn *conn, __u32 peer, __u16 reason, __u32 len)
+static __always_inline int na_l7_refuse_skb(struct __sk_buff *skb, struct na_l7_conn *conn, __u32 peer, __u16 reason,
+					    __u32 len)
 {
 	conn->phase = NA_L7_PHASE_DENIED;
 	na_l7_emit(skb, conn, na_l7_port_of(conn), peer, NULL, reason, 255, 0, len);

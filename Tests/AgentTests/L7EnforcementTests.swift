@@ -119,6 +119,38 @@ final class L7EnforcementTests: XCTestCase {
         XCTAssertEqual(pods.serverLog(), ["GET /ok HTTP/1.1", "GET /ok HTTP/1.1"])
     }
 
+    /// A head that has not ended is held in the kernel until it does; a connection that closes first leaves
+    /// nothing held behind.
+    func testAConnectionClosingWithAHeadUnfinishedLeavesNothingHeld() throws {
+        try applyRules()
+        let held = try XCTUnwrap(try BPFMap.openPinned("\(pinRoot)/na_l7_hold"))
+        let pods = self.pods!
+        let answer = Mutex<String?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            let got = try? pods.session(["send:GET /ok HTTP/1.1|Host: p", "slow:od|", "read"])
+            let text = got.map { "\($0)" } ?? "no session"
+            answer.withLock { $0 = text }
+            done.signal()
+        }
+        // While the client waits for an answer, the head's bytes are held in the kernel.
+        var seen = 0
+        let start = Date()
+        while seen == 0, Date().timeIntervalSince(start) < 3 {
+            seen = try held.count()
+            usleep(20_000)
+        }
+        XCTAssertGreaterThan(seen, 0, "nothing of the unfinished head was held")
+        done.wait()
+        let got = answer.withLock { $0 } ?? ""
+        XCTAssertTrue(got.contains("timeout") && !got.contains("status"), "an unfinished head was answered: \(got)")
+        // The client has closed: its socket's held pieces go with it.
+        let deadline = Date().addingTimeInterval(2)
+        while try held.count() > 0, Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(try held.count(), 0, "pieces of a closed connection's head are still held")
+        XCTAssertEqual(pods.serverLog(), [])
+    }
+
     func testHeadOverTheLimitIsRefused() throws {
         try applyRules()
         let answers = try pods.session(["big:32768", "read"])

@@ -86,15 +86,16 @@ struct na_http_chunk_scan {
 	struct na_l7_conn *conn;
 	__u32 n;        /* bytes in line */
 	int result;     /* the line's length once its CRLF is seen, -1 when it is not one, 0 while unknown */
-	__u8 digits;
-	__u8 extension;
 	char line[NA_HTTP_CHUNK_LINE_MAX];
 };
 
 /*
- * bpf_loop callback: byte index of a chunk-size line. The size is summed in
- * conn->chunk, map memory whose value the verifier does not follow: summed in
- * a register, every digit's range would be a state of its own.
+ * bpf_loop callback: byte index of a chunk-size line. Everything that changes
+ * from one byte to the next is in the connection (map memory): the size in
+ * conn->chunk, whether an extension began in conn->match. Before 6.7 the
+ * verifier checks a callback as if it ran once, and takes out the branches
+ * that one run cannot reach: a digit count kept here would be 0 to it, and a
+ * line of digits would never end.
  */
 static long na_http_chunk_byte(__u32 index, void *data)
 {
@@ -106,23 +107,28 @@ static long na_http_chunk_byte(__u32 index, void *data)
 		return 1;
 	a = c->line[index & (NA_HTTP_CHUNK_LINE_MAX - 1)];
 	b = c->line[(index + 1) & (NA_HTTP_CHUNK_LINE_MAX - 1)];
+	/* Every byte before this one was a digit or in an extension after at least one: index > 0 is a size. */
 	if (a == '\r' && b == '\n') {
-		c->result = c->digits ? index + 2 : -1;
+		c->result = index ? index + 2 : -1;
 		return 1;
 	}
-	if (c->extension)
+	if (c->conn->match)
 		return 0;
 	if (a == ';') {
-		c->extension = 1;
+		if (!index) {
+			c->result = -1;
+			return 1;
+		}
+		c->conn->match = 1;
 		return 0;
 	}
 	v = na_http_hex(a);
-	if (v < 0 || c->digits >= 7) {
+	/* Outside an extension, index is the number of digits before this one. */
+	if (v < 0 || index >= 7) {
 		c->result = -1;
 		return 1;
 	}
 	c->conn->chunk = c->conn->chunk * 16 + v;
-	c->digits++;
 	return 0;
 }
 
@@ -143,6 +149,7 @@ static __always_inline int na_http_chunk_line(struct __sk_buff *skb, struct na_l
 		return 0;
 	c.n = n;
 	conn->chunk = 0;
+	conn->match = 0;
 	bpf_loop(NA_HTTP_CHUNK_LINE_MAX, na_http_chunk_byte, &c, 0);
 	if (c.result)
 		return c.result;
