@@ -12,27 +12,7 @@ import XCTest
 /// test's own) goes through endpoint creates, deletes and label changes under a varied policy, and after each
 /// step every endpoint's policy maps, read back from the kernel, and its realized state must be what a full
 /// regeneration from scratch computes.
-final class IncrementalRegenerationTests: XCTestCase {
-    private var tag = ""
-    private var bpfRoot = ""
-    private var stateDir = ""
-    private var scratch: ScratchNetns?
-
-    override func setUpWithError() throws {
-        try XCTSkipUnless(getuid() == 0, "loading the datapath and pinning maps needs root")
-        tag = String(format: "%08x", UInt32.random(in: 0...UInt32.max))
-        bpfRoot = "/sys/fs/bpf/na-test-\(tag)"
-        stateDir = "/tmp/na-agenttests-\(tag)"
-    }
-
-    override func tearDown() {
-        scratch?.destroy()
-        scratch = nil
-        if !bpfRoot.isEmpty { BPFFS.removeAll(root: bpfRoot) }
-        if !stateDir.isEmpty { try? FileManager.default.removeItem(atPath: stateDir) }
-        XCTAssertFalse(!bpfRoot.isEmpty && FileManager.default.fileExists(atPath: bpfRoot), "\(bpfRoot) left behind")
-    }
-
+final class IncrementalRegenerationTests: ScratchAgentTestCase {
     func testPeerChangesLeaveEveryEndpointAsAFullRegenerationWould() throws {
         var config = AgentConfig()
         config.bpfRoot = bpfRoot

@@ -12,26 +12,7 @@ import XCTest
 /// openapi/openapi.yaml against the agent itself: a real `NodeAgent` (datapath loaded, maps pinned under a
 /// private bpf root, the plugins the daemon links) must serve exactly the operations the spec lists, and every
 /// answer it gives must fit the schema the spec documents for that operation and status.
-final class RouteSpecParityTests: XCTestCase {
-    private var bpfRoot = ""
-    private var stateDir = ""
-    private var scratch: ScratchNetns?
-
-    override func setUpWithError() throws {
-        try XCTSkipUnless(getuid() == 0, "loading the datapath and pinning maps needs root")
-        let tag = String(format: "%08x", UInt32.random(in: 0...UInt32.max))
-        bpfRoot = "/sys/fs/bpf/na-test-\(tag)"
-        stateDir = "/tmp/na-agenttests-\(tag)"
-    }
-
-    override func tearDown() {
-        scratch?.destroy()
-        scratch = nil
-        if !bpfRoot.isEmpty { BPFFS.removeAll(root: bpfRoot) }
-        if !stateDir.isEmpty { try? FileManager.default.removeItem(atPath: stateDir) }
-        XCTAssertFalse(!bpfRoot.isEmpty && FileManager.default.fileExists(atPath: bpfRoot), "\(bpfRoot) left behind")
-    }
-
+final class RouteSpecParityTests: ScratchAgentTestCase {
     private func makeAgent() throws -> NodeAgent {
         var config = AgentConfig()
         config.bpfRoot = bpfRoot

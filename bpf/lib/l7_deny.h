@@ -86,6 +86,14 @@ static long na_l7_pad_chunk(__u32 index, void *data)
 	 bpf_skb_store_bytes(skb, (off) + (len) - (sizeof(name##_tail) - 1), name##_tail, sizeof(name##_tail) - 1, \
 			     0) == 0)
 
+/* Writes answer name's ends over the message, noting whether they went in and how long they are. */
+#define NA_L7_WRITE_ANSWER(name)                                        \
+	do {                                                            \
+		written = NA_L7_WRITE_ENDS(skb, off, len, name);        \
+		head_len = sizeof(name##_head) - 1;                     \
+		tail_len = sizeof(name##_tail) - 1;                     \
+	} while (0)
+
 /*
  * Overwrites the message [off, off + len) with the longest 403 that fits.
  * False when the message is too short for any answer (under 17 bytes) or a
@@ -99,27 +107,16 @@ static __always_inline bool na_l7_write_403(struct __sk_buff *skb, __u32 off, __
 
 	if (len > NA_L7_ANSWER_MAX || len < NA_L7_403_MIN_LEN)
 		return false;
-	if (len >= NA_L7_403_LEN) {
-		written = NA_L7_WRITE_ENDS(skb, off, len, na_l7_403_full);
-		head_len = sizeof(na_l7_403_full_head) - 1;
-		tail_len = sizeof(na_l7_403_full_tail) - 1;
-	} else if (len >= NA_L7_ANSWER_LEN(na_l7_403_body)) {
-		written = NA_L7_WRITE_ENDS(skb, off, len, na_l7_403_body);
-		head_len = sizeof(na_l7_403_body_head) - 1;
-		tail_len = sizeof(na_l7_403_body_tail) - 1;
-	} else if (len >= NA_L7_ANSWER_LEN(na_l7_403_empty)) {
-		written = NA_L7_WRITE_ENDS(skb, off, len, na_l7_403_empty);
-		head_len = sizeof(na_l7_403_empty_head) - 1;
-		tail_len = sizeof(na_l7_403_empty_tail) - 1;
-	} else if (len >= NA_L7_ANSWER_LEN(na_l7_403_terse)) {
-		written = NA_L7_WRITE_ENDS(skb, off, len, na_l7_403_terse);
-		head_len = sizeof(na_l7_403_terse_head) - 1;
-		tail_len = sizeof(na_l7_403_terse_tail) - 1;
-	} else {
-		written = NA_L7_WRITE_ENDS(skb, off, len, na_l7_403_line);
-		head_len = sizeof(na_l7_403_line_head) - 1;
-		tail_len = sizeof(na_l7_403_line_tail) - 1;
-	}
+	if (len >= NA_L7_403_LEN)
+		NA_L7_WRITE_ANSWER(na_l7_403_full);
+	else if (len >= NA_L7_ANSWER_LEN(na_l7_403_body))
+		NA_L7_WRITE_ANSWER(na_l7_403_body);
+	else if (len >= NA_L7_ANSWER_LEN(na_l7_403_empty))
+		NA_L7_WRITE_ANSWER(na_l7_403_empty);
+	else if (len >= NA_L7_ANSWER_LEN(na_l7_403_terse))
+		NA_L7_WRITE_ANSWER(na_l7_403_terse);
+	else
+		NA_L7_WRITE_ANSWER(na_l7_403_line);
 	if (!written)
 		return false;
 	pad.off = off + head_len;
