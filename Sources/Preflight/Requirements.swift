@@ -140,6 +140,15 @@ public enum Requirements {
             of: BPF_PROG_TYPE_SK_SKB),
         helper(
             BPF_FUNC_loop, "bpf_loop", [], "HTTP rules: walking request heads (Linux 5.17)", of: BPF_PROG_TYPE_SK_SKB),
+        helper(
+            BPF_FUNC_skb_change_head, "bpf_skb_change_head", [], "HTTP rules: a held head put back before its end",
+            of: BPF_PROG_TYPE_SK_SKB),
+        helper(
+            BPF_FUNC_skb_adjust_room, "bpf_skb_adjust_room", [], "HTTP rules: emptying the bytes held for later",
+            of: BPF_PROG_TYPE_SK_SKB),
+        helper(
+            BPF_FUNC_sock_ops_cb_flags_set, "bpf_sock_ops_cb_flags_set", [],
+            "HTTP rules: freeing what a closing connection held", of: BPF_PROG_TYPE_SOCK_OPS),
         // The conntrack sweep in the kernel (bpf/ct_gc.bpf.c): never needed to start. Without it the conntrack-gc
         // plugin sweeps from user space (its status says which), so it is reported, not required.
         Requirement(

@@ -30,6 +30,7 @@ final class PreflightEvaluationTests: XCTestCase {
                 "program-type cgroup_sock_addr", "helper bpf_get_socket_cookie", "helper bpf_get_netns_cookie",
                 "helper bpf_set_retval", "map-type sockhash", "program-type sock_ops", "program-type sk_skb",
                 "helper bpf_sock_hash_update", "helper bpf_sk_redirect_hash", "helper bpf_loop",
+                "helper bpf_skb_change_head", "helper bpf_skb_adjust_room", "helper bpf_sock_ops_cb_flags_set",
                 "program-type syscall", "helper bpf_for_each_map_elem", "sysctl net.core.bpf_jit_enable",
                 "sysctl kernel.unprivileged_bpf_disabled",
             ])
