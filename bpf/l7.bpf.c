@@ -149,8 +149,8 @@ int na_l7_sockops(struct bpf_sock_ops *skops)
 enum na_l7_skb_end {
 	NA_L7_SKB_MORE = 0,    /* the walk was cut short (more messages than it may take) */
 	NA_L7_SKB_DONE = 1,    /* every byte belongs to an allowed message */
-	NA_L7_SKB_HOLD = 2,    /* the message at off is incomplete: hold [off, skb->len) */
-	NA_L7_SKB_REFUSE = 3,  /* the message at off is refused, for reason */
+	NA_L7_SKB_HOLD = 2,    /* the message at msg_off is incomplete: hold [msg_off, skb->len) */
+	NA_L7_SKB_REFUSE = 3,  /* the message at msg_off is refused (its decision already reported) */
 };
 
 /*
@@ -165,14 +165,11 @@ struct na_l7_skb_walk {
 	__u32 peer;
 };
 
-/* Refuses the message at conn->msg_off: the decision reported, every later byte of the connection dropped. */
-static __always_inline long na_l7_skb_refuse(struct na_l7_skb_walk *w, const struct na_l7_port_value *port,
-					      const struct na_l7_scratch *s, __u16 reason, __u32 len)
+/* Ends the walk at the message at conn->msg_off, refused (its decision reported): every later byte is dropped. */
+static __always_inline long na_l7_skb_refused(struct na_l7_conn *conn)
 {
-	w->conn->phase = NA_L7_PHASE_DENIED;
-	na_l7_emit(w->skb, w->conn, port, w->peer, s, reason, 255, 0, len);
-	w->conn->refused = reason;
-	w->conn->walk_end = NA_L7_SKB_REFUSE;
+	conn->phase = NA_L7_PHASE_DENIED;
+	conn->walk_end = NA_L7_SKB_REFUSE;
 	return 1;
 }
 
@@ -243,9 +240,8 @@ static long na_l7_skb_step(__u32 index, void *data)
 	struct na_l7_skb_walk *w = data;
 	struct __sk_buff *skb = w->skb;
 	struct na_l7_conn *conn = w->conn;
-	struct na_l7_port_value *port;
 	__u32 len;
-	int framed, reason;
+	int framed;
 
 	if (conn->msg_off >= skb->len) {
 		conn->walk_end = NA_L7_SKB_DONE;
@@ -258,9 +254,10 @@ static long na_l7_skb_step(__u32 index, void *data)
 	}
 	len = framed;
 	conn->fresh = 1;
-	port = na_l7_port_of(conn);
-	if (conn->pending)
-		return na_l7_skb_refuse(w, port, NULL, conn->pending, len);
+	if (conn->pending) {
+		na_l7_emit(skb, conn, na_l7_port_of(conn), w->peer, NULL, conn->pending, 255, 0, len);
+		return na_l7_skb_refused(conn);
+	}
 
 	switch (conn->phase) {
 	case NA_L7_PHASE_BODY:
@@ -286,13 +283,8 @@ static long na_l7_skb_step(__u32 index, void *data)
 	}
 
 	conn->msg_len = len;
-	reason = na_l7_decide_head(skb, w->peer);
-	if (reason) {
-		conn->phase = NA_L7_PHASE_DENIED;
-		conn->refused = reason;
-		conn->walk_end = NA_L7_SKB_REFUSE;
-		return 1;
-	}
+	if (na_l7_decide_head(skb, w->peer))
+		return na_l7_skb_refused(conn);
 	conn->msg_off += len;
 	return 0;
 }
@@ -306,6 +298,9 @@ static __always_inline int na_l7_refuse_skb(struct __sk_buff *skb, struct na_l7_
 	return SK_DROP;
 }
 
+/* The most bpf_skb_adjust_room takes off an sk_skb's front in one call. */
+#define NA_L7_PULL_MAX 4095
+
 /*
  * Empties an skb of at most NA_L7_HEAD_MAX bytes, pulling its bytes off the
  * front (bpf_skb_change_tail refuses lengths below the headers' offsets). The
@@ -315,12 +310,12 @@ static __always_inline int na_l7_refuse_skb(struct __sk_buff *skb, struct na_l7_
  */
 static __always_inline bool na_l7_empty(struct __sk_buff *skb)
 {
-	for (int i = 0; i < NA_L7_HEAD_MAX / 4095 + 1; i++) {
+	for (int i = 0; i < NA_L7_HEAD_MAX / NA_L7_PULL_MAX + 1; i++) {
 		__u32 n = skb->len;
 
 		if (n == 0)
 			return true;
-		if (bpf_skb_adjust_room(skb, -(__s32)(n > 4095 ? 4095 : n), 0, 0) < 0)
+		if (bpf_skb_adjust_room(skb, -(__s32)(n > NA_L7_PULL_MAX ? NA_L7_PULL_MAX : n), 0, 0) < 0)
 			return false;
 	}
 	return skb->len == 0;
@@ -415,10 +410,8 @@ static __noinline bool na_l7_hold_rest(struct __sk_buff *skb, struct na_l7_conn 
 
 /*
  * The skb, nothing of which passed, becomes the 403 back to the client: the
- * longest answer that fits in its bytes, padded to their length. Not resized:
- * the kernel counts a redirected skb's length as read by the application
- * (copied_seq), and a length other than what arrived leaves the connection
- * with bytes it takes for unread, which it closes with a reset.
+ * longest answer that fits in its bytes, padded to their length, never resized
+ * (l7_deny.h says why).
  */
 static __noinline int na_l7_answer(struct __sk_buff *skb, __u64 *cookie)
 {
@@ -466,11 +459,7 @@ int na_l7_verdict(struct __sk_buff *skb)
 	case NA_L7_SKB_HOLD:
 		if (!na_l7_hold_rest(skb, conn, &cookie, off))
 			return na_l7_refuse_skb(skb, conn, w.peer, NA_DROP_L7_HEAD_TOO_LARGE, skb->len);
-		/*
-		 * Nothing of this skb passes now. The kernel counts a dropped skb's
-		 * length as read by the application (copied_seq): emptied, it counts
-		 * nothing, and the held bytes count once, when they pass.
-		 */
+		/* Nothing of this skb passes now: emptied before the drop (na_l7_empty says why). */
 		if (off == 0)
 			return na_l7_empty(skb) ? SK_DROP : na_l7_refuse_skb(skb, conn, w.peer, NA_DROP_L7_FRAMING, 0);
 		/* The allowed messages in front pass; the held bytes come back with the next skb. */

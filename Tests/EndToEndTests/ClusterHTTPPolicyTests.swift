@@ -15,6 +15,13 @@ final class ClusterHTTPPolicyTests: EndToEndTestCase {
         var nodeB: Topology { cluster.nodes[1] }
     }
 
+    /// backend-api on node A, endpoint 1, with its HTTP server on 8080.
+    private func startBackend(on n: Nodes) throws -> (Pod, HTTPServer) {
+        let backend = try n.nodeA.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
+        try n.a.registerEndpoint(id: 1, pod: backend, labels: ["k8s:app=backend-api"])
+        return (backend, try HTTPServer(on: backend, port: 8080, agent: n.a, topology: n.nodeA))
+    }
+
     /// Two nodes and a three-member etcd; identities nobody uses are released within about two seconds.
     private func makeNodes() throws -> Nodes {
         let cluster = try makeCluster(nodes: 2)
@@ -26,9 +33,7 @@ final class ClusterHTTPPolicyTests: EndToEndTestCase {
 
     func testTheArticlesHTTPRulesHoldForPodsOfAnotherNodeAsTheirIdentitiesComeAndGo() throws {
         let n = try makeNodes()
-        let backend = try n.nodeA.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
-        try n.a.registerEndpoint(id: 1, pod: backend, labels: ["k8s:app=backend-api"])
-        let server = try HTTPServer(on: backend, port: 8080, agent: n.a, topology: n.nodeA)
+        let (backend, server) = try startBackend(on: n)
         let url = "http://\(backend.ipv4):8080"
 
         // A web pod of node B holds a keep-alive connection from before the policy.
@@ -207,9 +212,7 @@ final class ClusterHTTPPolicyTests: EndToEndTestCase {
     /// labels than it knew: the new labels hold, not the admin tool's rights.
     func testANumberReleasedAndReusedWhileANodeWasAwayLosesItsFormerRights() throws {
         let n = try makeNodes()
-        let backend = try n.nodeA.addPod(namespace: "api-tier", name: "backend-api", dualStack: false)
-        try n.a.registerEndpoint(id: 1, pod: backend, labels: ["k8s:app=backend-api"])
-        let server = try HTTPServer(on: backend, port: 8080, agent: n.a, topology: n.nodeA)
+        let (backend, server) = try startBackend(on: n)
         let url = "http://\(backend.ipv4):8080/api/v1/admin/x"
         let imported = try n.a.nodectl("policy", "import", try fixture("l7-policy-backend-api.yaml"))
         XCTAssertEqual(imported.status, 0, imported.stderr)

@@ -8,13 +8,13 @@
 #include "l7_bounds.h"
 
 /*
- * The answer must fill the refused message exactly: strparser hands the
- * redirected skb to the socket as [offset, offset + full_len) of the message
- * it framed, whatever bpf_skb_change_tail did to the skb (checked on 6.18: a
- * 22-byte request rewritten into an 80-byte answer reached the client as its
- * first 22 bytes). So each answer is a head written at the start and a tail at
- * the end, and the space in between is spaces where HTTP allows any number of
- * them: optional whitespace after the last header value (RFC 9110 5.5), or the
+ * The answer takes the place of the refused bytes at their length: the kernel
+ * counts a redirected skb's length as read by the application (copied_seq),
+ * and an answer of another length would leave the connection with bytes it
+ * takes for unread (it then closes with a reset, perhaps before the answer
+ * left). So each answer is a head written at the start and a tail at the end,
+ * and the space in between is spaces where HTTP allows any number of them:
+ * optional whitespace after the last header value (RFC 9110 5.5), or the
  * reason phrase itself (RFC 9112 4).
  *
  * The longest answer that fits is sent, from the full one down to a status

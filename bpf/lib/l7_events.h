@@ -31,9 +31,9 @@ static __always_inline __u16 na_l7_copy(struct __sk_buff *skb, char *dst, __u32 
  * Reports a decision: s is nil for bytes refused before any head could be read (the reason says why); else the
  * head it read is at conn->msg_off in the skb.
  */
-static __always_inline void na_l7_emit(struct __sk_buff *skb, const struct na_l7_conn *conn, const struct na_l7_port_value *port,
-				       __u32 peer, const struct na_l7_scratch *s, __u16 reason, __u32 rule_index,
-				       __u32 rule_id, __u32 len)
+static __always_inline void na_l7_emit(struct __sk_buff *skb, const struct na_l7_conn *conn,
+				       const struct na_l7_port_value *port, __u32 peer, const struct na_l7_scratch *s,
+				       __u16 reason, __u32 rule_index, __u32 rule_id, __u32 len)
 {
 	struct na_l7_event *e;
 

@@ -47,7 +47,7 @@ struct na_l7_conn {
 	__u8 fresh;        /* the next message framed is a new one: its scan starts over */
 	__u8 match;        /* how much of CRLF CRLF the scan has seen at scanned */
 	__u16 pending;     /* reason the framing already refused the message for, 0: none */
-	__u16 refused;     /* the reason the verdict's walk over an skb refused a message for */
+	__u16 pad;
 	__u32 msg_off;     /* where the current message starts in the skb */
 	__u32 msg_len;     /* the current message's length, once framed */
 	__u32 held;        /* bytes of an unfinished message held in na_l7_hold */

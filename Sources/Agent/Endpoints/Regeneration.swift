@@ -16,11 +16,14 @@ extension NodeAgent {
     }
 
     /// `peers` prepared once serve every endpoint of one regeneration; nil prepares them for this endpoint alone.
-    func desiredPolicy(for endpoint: Endpoint, in state: AgentState, peers: PolicyPeers? = nil) -> DesiredPolicy {
+    /// `rules`: the rules selecting the endpoint, when the caller has them already.
+    func desiredPolicy(
+        for endpoint: Endpoint, in state: AgentState, peers: PolicyPeers? = nil, rules: [IndexedRule]? = nil
+    ) -> DesiredPolicy {
         let mode = runtime.withLock { $0.policyEnforcement }
         let labels = policyLabels(of: endpoint, in: state)
         let resolved = PolicyCompiler.resolve(
-            rules: state.policy.rules(selecting: labels), endpoint: labels,
+            rules: rules ?? state.policy.rules(selecting: labels), endpoint: labels,
             peers: peers
                 ?? PolicyPeers(
                     state.identityList, services: servicePeers(in: state).resolved(prefixIDs: [:]),
@@ -176,12 +179,12 @@ extension NodeAgent {
                 }
             }
             // An endpoint no rule selects reads no peer (the compiler stops before).
-            let selected = !state.policy.rules(selecting: policyLabels(of: endpoint, in: state)).isEmpty
-            if fullPeers == nil && selected { fullPeers = inputs.peers }
+            let rules = state.policy.rules(selecting: policyLabels(of: endpoint, in: state))
+            if fullPeers == nil && !rules.isEmpty { fullPeers = inputs.peers }
             desired.append(
                 (
                     endpoint,
-                    desiredPolicy(for: endpoint, in: state, peers: fullPeers ?? PolicyPeers([]))
+                    desiredPolicy(for: endpoint, in: state, peers: fullPeers ?? PolicyPeers([]), rules: rules)
                 ))
         }
         try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
