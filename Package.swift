@@ -45,7 +45,7 @@ let package = Package(
         .target(name: "BPFObjects", plugins: ["BPFCompile"]),
 
         // JSON through jansson, and the request/response/route vocabulary shared by the API layers.
-        .target(name: "AgentAPI", dependencies: ["CJansson"]),
+        .target(name: "AgentAPI", dependencies: ["CJansson", "CGlibc"]),
 
         // Kernel preflight: the features the agent needs, probed through libbpf, and the report on them.
         .target(name: "Preflight", dependencies: ["CLibbpf", "AgentAPI"]),
