@@ -25,10 +25,12 @@ let package = Package(
             name: "CMicroHTTPD", pkgConfig: "libmicrohttpd", providers: [.apt(["libmicrohttpd-dev"])]),
         .systemLibrary(name: "CJansson", pkgConfig: "jansson", providers: [.apt(["libjansson-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        // libcurl's headers (libcurl4-openssl-dev); the library itself is loaded on first use.
+        .target(name: "CCurl", linkerSettings: [.linkedLibrary("dl")]),
         .systemLibrary(
             name: "CNetlink", pkgConfig: "libnl-route-3.0", providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
-        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        // sd_notify, with libsystemd loaded only when a service manager listens.
+        .target(name: "CSystemd", linkerSettings: [.linkedLibrary("dl")]),
         // glibc interfaces the Glibc module leaves out (mallopt).
         .systemLibrary(name: "CGlibc"),
 
@@ -45,7 +47,7 @@ let package = Package(
         .target(name: "BPFObjects", plugins: ["BPFCompile"]),
 
         // JSON through jansson, and the request/response/route vocabulary shared by the API layers.
-        .target(name: "AgentAPI", dependencies: ["CJansson"]),
+        .target(name: "AgentAPI", dependencies: ["CJansson", "CGlibc"]),
 
         // Kernel preflight: the features the agent needs, probed through libbpf, and the report on them.
         .target(name: "Preflight", dependencies: ["CLibbpf", "AgentAPI"]),
@@ -87,7 +89,10 @@ let package = Package(
             dependencies: [
                 "Agent", "Preflight", .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ] + datapathPlugins.map { .target(name: $0) }),
+            ] + datapathPlugins.map { .target(name: $0) },
+            // Relative relocations packed (DT_RELR): the loader reads a few KiB instead of a 1.9 MiB table at
+            // every start, and those pages stay resident. gold cannot pack them; lld can.
+            linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),
 
         // HTTP requests through libcurl (Unix socket or TCP, TLS), buffered or streamed.
         .target(name: "HTTPClient", dependencies: ["CCurl"]),

@@ -311,15 +311,17 @@ def cmd_wait_ready(args):
 
 
 def cmd_memory(args):
-    """VmRSS and VmHWM of a process, in MiB, and its CPU seconds: "rss hwm cpu"."""
+    """VmRSS and VmHWM of a process, in MiB, its CPU seconds, and VmRSS split into anonymous memory (heap, stacks)
+    and file pages (the executable, libraries, mapped BPF maps): "rss hwm cpu anon file"."""
     values = {}
     with open(f"/proc/{args.pid}/status") as f:
         for line in f:
             key, _, rest = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
+            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile"):
                 values[key] = int(rest.split()[0]) / 1024.0
     rss, hwm = values.get("VmRSS", float("nan")), values.get("VmHWM", float("nan"))
-    print(f"{rss:.1f} {hwm:.1f} {cpu_seconds(args.pid):.2f}")
+    anon, file = values.get("RssAnon", float("nan")), values.get("RssFile", float("nan"))
+    print(f"{rss:.1f} {hwm:.1f} {cpu_seconds(args.pid):.2f} {anon:.1f} {file:.1f}")
     return 0
 
 

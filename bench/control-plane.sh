@@ -85,10 +85,10 @@ timed() { # LABEL FILE: runs the requests, appends the summary
     bench_log "$1: $(tail -1 "$RESULTS" | bench_py brief)"
 }
 memory() { # LABEL
-    local rss hwm cpu
-    read -r rss hwm cpu < <(bench_py memory "$AGENT_PID")
+    local rss hwm cpu anon file
+    read -r rss hwm cpu anon file < <(bench_py memory "$AGENT_PID")
     echo "{\"label\": \"memory: $1\", \"rss_mib\": $rss, \"hwm_mib\": $hwm, \"cpu_s\": $cpu}" >>"$RESULTS"
-    bench_log "memory $1: VmRSS $rss MiB, VmHWM $hwm MiB, CPU $cpu s"
+    bench_log "memory $1: VmRSS $rss MiB (anonymous $anon, file $file), VmHWM $hwm MiB, CPU $cpu s"
 }
 
 bench_log "machine: $(bench_machine)"

@@ -3,9 +3,10 @@
 # systemd's unit checker, and a bpffs at /sys/fs/bpf. Safe to run again.
 set -euo pipefail
 
-# libsystemd-dev: sd_notify for Type=notify; systemd: systemd-analyze verify of deploy/systemd in scripts/test.sh.
+# libsystemd0 (loaded for sd_notify under Type=notify) comes with Debian.
+# systemd: systemd-analyze verify of deploy/systemd in scripts/test.sh.
 # etcd-server, etcd-client, openssl: the real etcd the EtcdClient tests start, and their TLS certificates.
-packages=(libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev libsystemd-dev
+packages=(libbpf-dev libelf-dev zlib1g-dev libmicrohttpd-dev libjansson-dev libcurl4-openssl-dev
     libnl-3-dev libnl-route-3-dev pkg-config iproute2 util-linux curl socat python3-pip netcat-openbsd iptables
     containernetworking-plugins systemd bpftool etcd-server etcd-client openssl)
 missing=()

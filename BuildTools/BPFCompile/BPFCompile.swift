@@ -16,11 +16,13 @@ struct BPFCompile: BuildToolPlugin {
             .filter { FileManager.default.fileExists(atPath: $0) }
         let work = context.pluginWorkDirectoryURL
         var commands: [Command] = []
-        var objects: [URL] = []
+        var names: [String] = []
         for source in sources {
             let name = String(source.dropLast(".bpf.c".count))
+            names.append(name)
+            // Only the Swift file is declared: a declared object would become a resource of the target.
             let object = work.appending(path: "\(name).bpf.o")
-            objects.append(object)
+            let swift = work.appending(path: "EmbeddedBPF_\(name).swift")
             var args = [
                 "-target", "bpf", "-O2", "-g", "-Wall", "-Werror", "-Wno-unused-function",
                 "-I", bpfDir.appending(path: "include").path, "-I", bpfDir.appending(path: "lib").path,
@@ -29,14 +31,15 @@ struct BPFCompile: BuildToolPlugin {
             args += ["-c", bpfDir.appending(path: source).path, "-o", object.path]
             commands.append(
                 .buildCommand(
-                    displayName: "Compiling BPF program \(source)", executable: clang, arguments: args,
-                    inputFiles: [bpfDir.appending(path: source)] + headers, outputFiles: [object]))
+                    displayName: "Compiling BPF program \(source)", executable: embed,
+                    arguments: ["object", name, swift.path, object.path, clang.path] + args,
+                    inputFiles: [bpfDir.appending(path: source)] + headers, outputFiles: [swift]))
         }
-        let output = work.appending(path: "EmbeddedBPFObjects.swift")
+        let table = work.appending(path: "EmbeddedBPFObjects.swift")
         commands.append(
             .buildCommand(
-                displayName: "Embedding BPF objects", executable: embed,
-                arguments: [output.path] + objects.map(\.path), inputFiles: objects, outputFiles: [output]))
+                displayName: "Listing BPF objects", executable: embed, arguments: ["table", table.path] + names,
+                inputFiles: [], outputFiles: [table]))
         return commands
     }
 

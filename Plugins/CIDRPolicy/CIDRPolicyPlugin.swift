@@ -1,5 +1,5 @@
 import DatapathCore
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// CIDR and entity policies: every prefix a policy names (toCIDR, toCIDRSet with its `except` ranges, and the

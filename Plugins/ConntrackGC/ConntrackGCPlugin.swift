@@ -1,5 +1,6 @@
 import DatapathCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Synchronization
 
 /// Garbage collection of the conntrack table (na_ct), as Cilium's CT GC does it.
@@ -39,7 +40,7 @@ public final class ConntrackGCPlugin: DatapathPlugin {
     private let state: Mutex<State>
     /// Serializes walks that delete (scheduled, pressure, endpoint removal, API flush): each reads and deletes in
     /// batches, and two at once would only race each other for the same entries.
-    private let walking = NSLock()
+    private let walking = Mutex(())
 
     public init() {
         let config = ConntrackGCConfig()
@@ -139,7 +140,7 @@ public final class ConntrackGCPlugin: DatapathPlugin {
         guard let running = state.withLock({ $0.running }) else {
             throw AgentError.unavailable("conntrack-gc is not running")
         }
-        return try walking.withLock { try sweepWalking(running) }
+        return try walking.withLock { _ in try sweepWalking(running) }
     }
 
     /// The sweep proper; the caller holds `walking`.
@@ -182,8 +183,10 @@ public final class ConntrackGCPlugin: DatapathPlugin {
     /// that walk resets the baseline. Returns whether it swept.
     @discardableResult
     public func checkPressure() -> Bool {
-        guard walking.try() else { return false }
-        defer { walking.unlock() }
+        walking.withLockIfAvailable { _ in checkPressureWalking() } ?? false
+    }
+
+    private func checkPressureWalking() -> Bool {
         let (running, fill, config, lastInstant) = state.withLock { ($0.running, $0.fill, $0.config, $0.lastInstant) }
         guard let running else { return false }
         guard let fill else { return (try? sweepWalking(running)) != nil }
@@ -202,14 +205,14 @@ public final class ConntrackGCPlugin: DatapathPlugin {
     @discardableResult
     public func flush(endpoint id: UInt32) throws -> SweepStats {
         let sweeper = try sweeper()
-        return try walking.withLock { try sweeper.purge(endpoint: id) }
+        return try walking.withLock { _ in try sweeper.purge(endpoint: id) }
     }
 
     /// Deletes every entry.
     @discardableResult
     public func flushAll() throws -> SweepStats {
         let sweeper = try sweeper()
-        return try walking.withLock { try sweeper.purge { _, _ in true } }
+        return try walking.withLock { _ in try sweeper.purge { _, _ in true } }
     }
 
     /// Seconds until the next scheduled sweep, as the adaptive interval stands.

@@ -1,5 +1,5 @@
 import DatapathCore
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// The IPAM service: the node's pod CIDRs, the allocation table, its durable ledger and the endpoints that use

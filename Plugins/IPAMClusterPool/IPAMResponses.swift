@@ -1,5 +1,7 @@
+import AgentAPI
 import DatapathCore
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// The JSON the IPAM routes answer with. Allocation answers follow Cilium's IPAMResponse (`address`,
 /// `host-addressing`, and per family `ip`, `gateway`, `cidrs`, `expiration-uuid`); ENI-only fields such as
@@ -100,9 +102,6 @@ enum IPAMResponses {
 
     /// RFC 3339 in UTC with milliseconds.
     static func timestamp(_ ms: Int64) -> String {
-        let formatter = ISO8601DateFormatter()
-        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        return formatter.string(from: Date(timeIntervalSince1970: Double(ms) / 1000))
+        RFC3339.format(nanoseconds: ms * 1_000_000, fractionDigits: 3)
     }
 }

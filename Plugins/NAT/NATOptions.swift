@@ -1,5 +1,6 @@
+import AgentAPI
 import DatapathCore
-import Foundation
+import FoundationEssentials
 
 /// The options of the NAT plugin (`plugins.nat.*` in the agent config).
 ///
@@ -77,7 +78,7 @@ public struct NATOptions: Sendable, Equatable {
             field, "expected \"FIRST-LAST\" with 1 ≤ FIRST ≤ LAST ≤ 65535, got \(value.serialized())")
         guard let text = value.stringValue else { throw problem }
         let parts = text.split(separator: "-", omittingEmptySubsequences: false).map {
-            $0.trimmingCharacters(in: .whitespaces)
+            $0.trimmedWhitespace
         }
         guard parts.count == 1 || parts.count == 2, let first = UInt16(parts[0]),
             let last = UInt16(parts[parts.count - 1]),

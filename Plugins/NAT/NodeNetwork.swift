@@ -1,5 +1,5 @@
 import DatapathCore
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// What the plugin reads about the node's network namespace.

@@ -1,5 +1,5 @@
 import DatapathCore
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// `nodeagent cleanup`: removes the agent's tc programs from every interface, its pinned maps, its socket and state.

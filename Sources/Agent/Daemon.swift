@@ -1,6 +1,7 @@
 import CGlibc
 import DatapathCore
-import Foundation
+import FoundationEssentials
+import Glibc
 import Logging
 import Preflight
 import RESTServer

@@ -1,5 +1,6 @@
 import DatapathCore
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Logging
 import Preflight
 import Synchronization

@@ -5,15 +5,16 @@
 public enum RFC3339 {
     private static let nanosPerSecond: Int64 = 1_000_000_000
 
-    /// `nanoseconds` since the epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
-    public static func format(nanoseconds: Int64) -> String {
+    /// `nanoseconds` since the epoch as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, the fraction cut to `fractionDigits`
+    /// (1 to 9).
+    public static func format(nanoseconds: Int64, fractionDigits: Int = 9) -> String {
         let (seconds, nanos) = floorDivide(nanoseconds, nanosPerSecond)
         let (days, secondOfDay) = floorDivide(seconds, 86_400)
         let (year, month, day) = civil(fromDays: days)
-        let fraction = String(nanos)
         return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):"
             + "\(pad(secondOfDay % 3600 / 60, 2)):\(pad(secondOfDay % 60, 2))."
-            + String(repeating: "0", count: 9 - fraction.count) + fraction + "Z"
+            + nanos.zeroPadded(to: 9).prefix(max(1, min(fractionDigits, 9)))
+            + "Z"
     }
 
     /// Nanoseconds since the epoch for `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` (a lower-case `t`/`z` or a space
@@ -123,8 +124,5 @@ public enum RFC3339 {
         return (q, r)
     }
 
-    private static func pad(_ value: Int64, _ width: Int) -> String {
-        let text = String(value)
-        return text.count >= width ? text : String(repeating: "0", count: width - text.count) + text
-    }
+    private static func pad(_ value: Int64, _ width: Int) -> String { value.zeroPadded(to: width) }
 }

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The BPF objects compiled from bpf/*.bpf.c at build time and carried inside the binary.
 public enum BPFObjects {

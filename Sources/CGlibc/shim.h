@@ -10,8 +10,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+/* Names the calling thread (the kernel keeps 15 bytes); prctl is variadic and does not import. */
+static inline int cglibc_name_thread(const char *name)
+{
+	return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+}
 
 /* Caps how many malloc arenas the process may create; returns 1 on success (mallopt's convention). */
 static inline int cglibc_limit_malloc_arenas(int arenas)

@@ -1,5 +1,5 @@
 import AgentAPI
-import Foundation
+import FoundationEssentials
 import HTTPClient
 
 /// The `cluster` section of the agent's configuration: which cluster this node belongs to, under which name and

@@ -1,6 +1,7 @@
 import AgentAPI
 import EtcdClient
-import Foundation
+import FoundationEssentials
+import Glibc
 import Policy
 
 /// The cluster's policy repository in etcd: one key per document (the document as submitted) and a revision key

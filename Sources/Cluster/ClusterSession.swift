@@ -1,6 +1,7 @@
 import AgentAPI
+import Dispatch
 import EtcdClient
-import Foundation
+import FoundationEssentials
 import Logging
 import Synchronization
 
@@ -105,12 +106,10 @@ public final class ClusterSession: Sendable {
 
     /// Starts keeping the lease alive and the owned keys written, on a thread of its own.
     public func start() {
-        let thread = Thread { [self] in
+        BackgroundThread.start(name: "etcd-session") { [self] in
             run()
             finished.signal()
         }
-        thread.name = "etcd-session"
-        thread.start()
     }
 
     /// Stops the thread. `revoke` also deletes every key of the lease at once (a node leaving for good); without

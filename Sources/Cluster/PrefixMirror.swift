@@ -1,6 +1,7 @@
 import AgentAPI
+import Dispatch
 import EtcdClient
-import Foundation
+import FoundationEssentials
 import Logging
 import Synchronization
 
@@ -81,12 +82,10 @@ public final class PrefixMirror: Sendable {
 
     /// Starts listing and watching on a thread of its own.
     public func start() {
-        let thread = Thread { [self] in
+        BackgroundThread.start(name: "etcd-mirror") { [self] in
             run()
             finished.signal()
         }
-        thread.name = "etcd-mirror"
-        thread.start()
     }
 
     /// Stops the watch; no handler call happens after it returns.

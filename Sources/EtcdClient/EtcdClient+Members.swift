@@ -1,5 +1,6 @@
 import AgentAPI
-import Foundation
+import Dispatch
+import FoundationEssentials
 import HTTPClient
 import Synchronization
 

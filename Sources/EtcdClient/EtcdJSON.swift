@@ -1,5 +1,5 @@
 import AgentAPI
-import Foundation
+import FoundationEssentials
 
 /// How the gateway spells etcd's protobuf messages in JSON (proto3 JSON mapping): `bytes` fields are base64,
 /// 64-bit integers are strings, and fields at their default value (0, false, "", the first enum value such as

@@ -1,5 +1,7 @@
 import AgentAPI
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import HTTPClient
 import Synchronization
 
@@ -47,7 +49,7 @@ public final class EtcdWatch: Sendable {
     }
 
     func start() {
-        let thread = Thread { [self] in
+        BackgroundThread.start(name: "etcd-watch") { [self] in
             state.withLock { $0.thread = pthread_self() }
             run()
             state.withLock {
@@ -56,8 +58,6 @@ public final class EtcdWatch: Sendable {
             }
             finished.signal()
         }
-        thread.name = "etcd-watch"
-        thread.start()
     }
 
     /// Ends the watch and its request; returns once the watch thread is done (at once when called from a

@@ -31,8 +31,10 @@ public final class CurlTransfer {
     /// A transfer of `request` to `baseURL` + `request.target` ("http://localhost" when `options` name a Unix
     /// socket, whose host part then only fills the Host header). Nothing is sent before `start` or `step`.
     public init(_ request: HTTPRequest, baseURL: String, options: TransferOptions) throws(TransferError) {
-        _ = CurlTransfer.globalInit
-        guard let easy = curl_easy_init(), let multi = curl_multi_init() else {
+        if let failure = nc_curl_load() {
+            throw TransferError(kind: .failed, detail: String(cString: failure))
+        }
+        guard let easy = nc_curl_easy_init(), let multi = nc_curl_multi_init() else {
             throw TransferError(kind: .failed, detail: "libcurl could not create a transfer")
         }
         self.easy = easy
@@ -40,16 +42,16 @@ public final class CurlTransfer {
         waker = TransferWaker(multi: multi)
         errorBuffer.initialize(repeating: 0, count: Int(CURL_ERROR_SIZE))
         configure(request, url: baseURL + request.target, options: options)
-        curl_multi_add_handle(multi, easy)
+        nc_curl_multi_add_handle(multi, easy)
     }
 
     deinit {
         // No wake-up may reach the multi handle once it is gone.
         waker.invalidate()
-        curl_multi_remove_handle(multi, easy)
-        curl_easy_cleanup(easy)
-        curl_multi_cleanup(multi)
-        curl_slist_free_all(headerList)
+        nc_curl_multi_remove_handle(multi, easy)
+        nc_curl_easy_cleanup(easy)
+        nc_curl_multi_cleanup(multi)
+        nc_curl_slist_free_all(headerList)
         errorBuffer.deallocate()
     }
 
@@ -62,7 +64,7 @@ public final class CurlTransfer {
     /// Connects and sends as far as the socket takes it; the error when that already failed.
     public func start() -> TransferError? {
         var running: Int32 = 0
-        curl_multi_perform(multi, &running)
+        nc_curl_multi_perform(multi, &running)
         return completion()?.error
     }
 
@@ -71,14 +73,14 @@ public final class CurlTransfer {
         let deadline = ContinuousClock.now + timeout
         while true {
             var running: Int32 = 0
-            curl_multi_perform(multi, &running)
+            nc_curl_multi_perform(multi, &running)
             if let outcome = completion() { return .finished(outcome.error) }
             if receiver.takeProgress() { return .progressed }
             if waker.takeWoken() { return .idle }
             let left = deadline - ContinuousClock.now
             guard left > .zero else { return .idle }
             var ready: Int32 = 0
-            curl_multi_poll(multi, nil, 0, Int32(max(1, left.milliseconds)), &ready)
+            nc_curl_multi_poll(multi, nil, 0, Int32(max(1, left.milliseconds)), &ready)
         }
     }
 
@@ -104,7 +106,7 @@ public final class CurlTransfer {
     private func completion() -> Completion? {
         if finished { return Completion(error: nil) }
         var left: Int32 = 0
-        while let message = curl_multi_info_read(multi, &left) {
+        while let message = nc_curl_multi_info_read(multi, &left) {
             guard message.pointee.msg == CURLMSG_DONE else { continue }
             finished = true
             let code = message.pointee.data.result
@@ -115,7 +117,7 @@ public final class CurlTransfer {
 
     /// libcurl's failure sorted into what a caller decides by, with libcurl's own text and the system's errno.
     private func error(for code: CURLcode) -> TransferError {
-        let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: curl_easy_strerror(code))
+        let detail = errorBuffer[0] != 0 ? String(cString: errorBuffer) : String(cString: nc_curl_easy_strerror(code))
         var osErrno = 0
         nc_curl_get_long(easy, CURLINFO_OS_ERRNO, &osErrno)
         // The bytes of request heads libcurl wrote; 0 when the connection (or its TLS handshake) never came up.
@@ -176,7 +178,7 @@ public final class CurlTransfer {
             nc_curl_set_string(easy, CURLOPT_COPYPOSTFIELDS, "")
             headers.append("Content-Type:")
         }
-        for header in headers { headerList = curl_slist_append(headerList, header) }
+        for header in headers { headerList = nc_curl_slist_append(headerList, header) }
         nc_curl_set_pointer(easy, CURLOPT_HTTPHEADER, headerList)
         let context = Unmanaged.passUnretained(receiver).toOpaque()
         nc_curl_set_callback(easy, CURLOPT_HEADERFUNCTION, receiveHeader)
@@ -184,8 +186,6 @@ public final class CurlTransfer {
         nc_curl_set_callback(easy, CURLOPT_WRITEFUNCTION, receiveBody)
         nc_curl_set_pointer(easy, CURLOPT_WRITEDATA, context)
     }
-
-    private static let globalInit: Void = { curl_global_init(Int(CURL_GLOBAL_DEFAULT)) }()
 }
 
 /// What libcurl's callbacks fill in: the response head line by line, and body bytes.

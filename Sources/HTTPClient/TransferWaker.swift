@@ -21,7 +21,7 @@ public final class TransferWaker: Sendable {
         state.withLock { state in
             state.woken = true
             if let multi = state.multi, let handle = UnsafeMutableRawPointer(bitPattern: multi) {
-                curl_multi_wakeup(handle)
+                nc_curl_multi_wakeup(handle)
             }
         }
     }

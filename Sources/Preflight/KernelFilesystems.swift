@@ -1,5 +1,6 @@
+import AgentAPI
 import CLibbpf
-import Foundation
+import FoundationEssentials
 
 /// The kernel filesystems the agent looks at, told apart by statfs(2)'s magic (include/uapi/linux/magic.h).
 public enum KernelFilesystems {
@@ -25,7 +26,7 @@ public enum KernelFilesystems {
 
     /// The one wording of a pin root off bpffs, from the preflight and from the datapath's own last check alike.
     public static func notOnBPFFS(_ root: String) -> String {
-        let parent = (root as NSString).deletingLastPathComponent
+        let parent = FilePath.parent(of: root)
         return "\(root) is not on a BPF filesystem (mount one with: mount -t bpf bpf \(parent))"
     }
 
@@ -35,7 +36,7 @@ public enum KernelFilesystems {
     public static func pinRootState(_ root: String) -> PinRootState {
         var path = root
         while !FileManager.default.fileExists(atPath: path) && path != "/" && !path.isEmpty {
-            path = (path as NSString).deletingLastPathComponent
+            path = FilePath.parent(of: path)
         }
         if isBPFFS(path) { return .onBPFFS }
         if root.hasPrefix(bpfMountPoint + "/") && !isBPFFS(bpfMountPoint) { return .mountedAtStart }

@@ -1,5 +1,7 @@
+import AgentAPI
 import CLibbpf
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 
 /// The running kernel's features, asked of the kernel itself: libbpf's probes load a tiny program or create a
@@ -74,7 +76,7 @@ public struct LiveKernelProbe: KernelProbe {
     /// its filter are gone when the thread ends.
     static func probeClsact() -> Availability {
         let result = ResultBox()
-        let thread = Thread {
+        BackgroundThread.start(name: "probe-clsact") {
             defer { result.done.signal() }
             let unshared = cbpf_unshare_net()
             guard unshared == 0 else {
@@ -96,7 +98,6 @@ public struct LiveKernelProbe: KernelProbe {
             }
             result.value = .available
         }
-        thread.start()
         result.done.wait()
         return result.value
     }

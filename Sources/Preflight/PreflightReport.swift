@@ -77,7 +77,7 @@ public struct PreflightReport: Sendable, Equatable {
     public func lines(onlyMissing: Bool = false) -> [String] {
         (onlyMissing ? missing : items).map { item in
             let needed = item.required ? " (needed by \(item.neededBy.map(\.rawValue).joined(separator: ", ")))" : ""
-            let status = item.status.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+            let status = item.status.rawValue.padded(to: 8)
             return "\(status) \(item.name)\(needed): \(item.detail)"
         }
     }

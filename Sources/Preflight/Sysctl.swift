@@ -1,4 +1,5 @@
-import Foundation
+import AgentAPI
+import FoundationEssentials
 
 /// The sysctls the preflight reports, read from /proc/sys.
 public enum Sysctl {
@@ -7,7 +8,7 @@ public enum Sysctl {
 
     /// The value of a sysctl by dotted name, trimmed; nil when the kernel has no such file.
     static func read(_ name: String) -> String? {
-        let path = "/proc/sys/" + name.replacingOccurrences(of: ".", with: "/")
-        return (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        let path = "/proc/sys/" + name.replacing(".", with: "/")
+        return (try? String(contentsOfFile: path, encoding: .utf8))?.trimmedWhitespace
     }
 }

@@ -1,5 +1,7 @@
+import AgentAPI
 import CMicroHTTPD
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Synchronization
 
 /// Wakes streaming connections that were parked because their source had nothing to send.
@@ -35,7 +37,7 @@ final class StreamWaker: Sendable {
     /// Starts the thread that resumes parked connections.
     func start() {
         state.withLock { $0.started = true }
-        let thread = Thread { [self] in
+        BackgroundThread.start(name: "rest-stream-waker") { [self] in
             let nanoseconds =
                 Int(interval.components.seconds) * 1_000_000_000
                 + Int(interval.components.attoseconds / 1_000_000_000)
@@ -45,8 +47,6 @@ final class StreamWaker: Sendable {
             }
             finished.signal()
         }
-        thread.name = "rest-stream-waker"
-        thread.start()
     }
 
     /// Whether the server is shutting down; streams then end instead of parking.

@@ -3,7 +3,7 @@ import ArgumentParser
 import CIDRPolicy
 import ConntrackGC
 import DatapathCore
-import Foundation
+import FoundationEssentials
 import IPAMClusterPool
 import Logging
 import NAT

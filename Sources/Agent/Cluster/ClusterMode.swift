@@ -2,7 +2,7 @@ import AgentAPI
 import Cluster
 import DatapathCore
 import EtcdClient
-import Foundation
+import FoundationEssentials
 import Logging
 import Synchronization
 

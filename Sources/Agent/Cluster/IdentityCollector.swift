@@ -1,6 +1,7 @@
 import AgentAPI
 import Cluster
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Logging
 import Synchronization
 
@@ -17,7 +18,7 @@ final class IdentityCollector: Sendable {
 
     func start(_ gc: ClusterIdentityGC, logger: Logger) {
         guard !started.exchange(true, ordering: .relaxed) else { return }
-        let thread = Thread { [self] in
+        BackgroundThread.start(name: "identity-gc") { [self] in
             var gc = gc
             let milliseconds = Int(interval / .milliseconds(1))
             while !stopped.load(ordering: .relaxed) {
@@ -34,8 +35,6 @@ final class IdentityCollector: Sendable {
             }
             finished.signal()
         }
-        thread.name = "identity-gc"
-        thread.start()
     }
 
     func stop() {

@@ -1,7 +1,7 @@
 import AgentAPI
 import Cluster
 import EtcdClient
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// Joining the cluster once the API serves: the session writes this node's entries, and four watches keep the

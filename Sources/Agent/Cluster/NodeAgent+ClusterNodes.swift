@@ -2,7 +2,7 @@ import AgentAPI
 import Cluster
 import DatapathCore
 import EtcdClient
-import Foundation
+import FoundationEssentials
 
 /// Nodes in cluster mode: each node registers itself (name, address, pod CIDRs) under its lease; every node keeps
 /// a route to each other node's pod CIDRs through that node's address (native routing), and drops the routes of

@@ -2,7 +2,7 @@ import AgentAPI
 import Cluster
 import DatapathCore
 import EtcdClient
-import Foundation
+import FoundationEssentials
 import Policy
 
 /// The policy in cluster mode lives in etcd (`ClusterPolicies`): an import or delete on any node is validated
@@ -151,7 +151,7 @@ extension NodeAgent {
                     "policy revision \(written.revision) is stored in etcd for the cluster, but this node's watch of "
                         + "etcd has not delivered it within \(Self.clusterPolicyApplyTimeout)")
             }
-            Thread.sleep(forTimeInterval: 0.005)
+            BackgroundThread.sleep(.milliseconds(5))
         }
     }
 }

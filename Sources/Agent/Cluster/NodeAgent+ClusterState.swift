@@ -1,7 +1,7 @@
 import AgentAPI
 import Cluster
 import DatapathCore
-import Foundation
+import FoundationEssentials
 import Policy
 
 /// What this node last knew of the cluster, kept in the state directory: an agent restarting while etcd is out of

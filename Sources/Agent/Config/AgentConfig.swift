@@ -1,6 +1,6 @@
 import Cluster
 import DatapathCore
-import Foundation
+import FoundationEssentials
 import Policy
 import Preflight
 

@@ -1,5 +1,5 @@
 import DatapathCore
-import Foundation
+import FoundationEssentials
 import Policy
 
 /// Programs one endpoint into the datapath: its policy map, its row in na_endpoints, its addresses in the ipcache,

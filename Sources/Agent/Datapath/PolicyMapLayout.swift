@@ -1,3 +1,4 @@
+import AgentAPI
 import DatapathCore
 import Policy
 
@@ -7,13 +8,13 @@ enum PolicyMapLayout {
     static let namePrefix = "na_pol_"
     static let outerMap = "na_policy"
 
-    static func mapName(endpoint id: UInt32) -> String { String(format: "\(namePrefix)%05u", id) }
+    static func mapName(endpoint id: UInt32) -> String { namePrefix + id.zeroPadded(to: 5) }
 
     /// The endpoint's hash of full-length keys beside its trie (`na_policy_exact` in bpf/lib/maps.h).
     static let exactNamePrefix = "na_polh_"
     static let exactOuterMap = "na_policy_exact"
 
-    static func exactMapName(endpoint id: UInt32) -> String { String(format: "\(exactNamePrefix)%05u", id) }
+    static func exactMapName(endpoint id: UInt32) -> String { exactNamePrefix + id.zeroPadded(to: 5) }
 
     /// Whether the slot lives in the endpoint's hash: a full-length key (one protocol, one port) of one peer
     /// identity, where one lookup finds it and the trie never grows with the number of peers. Always the longest

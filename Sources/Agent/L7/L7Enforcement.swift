@@ -1,5 +1,5 @@
 import DatapathCore
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// HTTP enforcement in the kernel: the `l7` object's maps pinned under the agent's pin root, its sockops program

@@ -1,6 +1,8 @@
+import AgentAPI
 import CGlibc
 import DatapathCore
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import Netlink
 import Policy
@@ -27,7 +29,7 @@ public enum L7SelfTest {
     public static func run(_ datapath: L7Datapath, timeout: Double = 2) -> Failure? {
         let box = Box()
         let done = DispatchSemaphore(value: 0)
-        let thread = Thread {
+        BackgroundThread.start(name: "l7-self-test") {
             defer { done.signal() }
             do { try check(datapath, timeout: timeout) } catch let failure as Failure {
                 box.failure = failure
@@ -35,7 +37,6 @@ public enum L7SelfTest {
                 box.failure = Failure(step: "setup", detail: "\(error)")
             }
         }
-        thread.start()
         done.wait()
         return box.failure
     }

@@ -1,7 +1,7 @@
 import Cluster
 import DatapathCore
 import EtcdClient
-import Foundation
+import FoundationEssentials
 
 /// The cluster mode's part of `/v1/metrics`: etcd requests by kind and outcome, the session's writes, the
 /// watches' failures and re-lists and how long ago each last heard from etcd, and what the node knows of the

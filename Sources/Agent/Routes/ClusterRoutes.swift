@@ -1,6 +1,7 @@
 import AgentAPI
 import DatapathCore
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// `GET /v1/cluster/nodes`: the nodes this agent knows, itself first. Like `cilium-dbg node list` it answers in
 /// both modes: standalone, the list holds only this node and `cluster` is false, so a script need not tell the

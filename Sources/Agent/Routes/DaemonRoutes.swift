@@ -1,5 +1,5 @@
 import DatapathCore
-import Foundation
+import FoundationEssentials
 import Logging
 
 /// `GET /v1/healthz` (with `kernel`, the preflight the daemon ran before starting), `GET|PATCH /v1/config`.

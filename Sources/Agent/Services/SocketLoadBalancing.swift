@@ -1,5 +1,5 @@
 import DatapathCore
-import Foundation
+import FoundationEssentials
 import Synchronization
 
 /// The socket load balancer in the kernel: the `sock` object's maps pinned under the agent's pin root, its eight

@@ -1,6 +1,6 @@
 import CGlibc
 import DatapathCore
-import Foundation
+import FoundationEssentials
 import Policy
 
 /// Saving the agent's state after every change, and restoring it at start before the API serves.

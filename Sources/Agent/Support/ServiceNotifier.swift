@@ -2,8 +2,9 @@ import CSystemd
 import Logging
 
 /// Tells the service manager where the agent is in its life (`Type=notify` units): READY=1 once the API serves
-/// restored state, STOPPING=1 when shutdown begins. libsystemd's `sd_notify` sends to `$NOTIFY_SOCKET` and does
-/// nothing when it is unset, so the same binary runs under systemd, in a container or by hand.
+/// restored state, STOPPING=1 when shutdown begins. libsystemd's `sd_notify` sends to `$NOTIFY_SOCKET`; without it
+/// nothing is sent and libsystemd is not even loaded, so the same binary runs under systemd, in a container or by
+/// hand.
 struct ServiceNotifier: Sendable {
     /// A state change the manager understands (sd_notify(3)).
     struct State: Sendable, Equatable {
@@ -24,7 +25,7 @@ struct ServiceNotifier: Sendable {
     func notify(_ states: State...) -> Bool {
         let message = states.map(\.message).joined(separator: "\n")
         // unset_environment = 0: the variable stays for STOPPING=1 later; the agent starts no children.
-        let result = sd_notify(0, message)
+        let result = nc_sd_notify(0, message)
         if result < 0 {
             logger.warning(
                 "cannot notify the service manager", metadata: ["message": "\(message)", "errno": "\(-result)"])

@@ -1,4 +1,6 @@
-import Foundation
+import AgentAPI
+import FoundationEssentials
+import Glibc
 import Logging
 import Synchronization
 
@@ -35,26 +37,27 @@ public struct StructuredLogHandler: LogHandler {
             line += " \(key)=\(Self.quote(value.description))"
         }
         line += "\n"
-        FileHandle.standardError.write(Data(line.utf8))
+        // One write(2) per line to descriptor 2, so that lines from several threads do not interleave.
+        var bytes = Array(line.utf8)[...]
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return }
+            bytes = bytes.dropFirst(written)
+        }
     }
 
     static func quote(_ text: String) -> String {
         let plain = !text.isEmpty && text.allSatisfy { $0.isLetter || $0.isNumber || "-_./:@".contains($0) }
         if plain { return text }
-        let escaped = text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-            .replacingOccurrences(of: "\n", with: "\\n")
+        let escaped = text.replacing("\\", with: "\\\\").replacing("\"", with: "\\\"").replacing("\n", with: "\\n")
         return "\"\(escaped)\""
     }
 
     static func timestamp() -> String {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
-        var tm = tm()
-        var seconds = now.tv_sec
-        gmtime_r(&seconds, &tm)
-        return String(
-            format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-            tm.tm_min, tm.tm_sec, now.tv_nsec / 1_000_000)
+        return RFC3339.format(nanoseconds: Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec), fractionDigits: 3)
     }
 }
 

@@ -1,5 +1,6 @@
+import AgentAPI
 import CLibbpf
-import Foundation
+import FoundationEssentials
 import Glibc
 import Preflight
 
@@ -15,7 +16,7 @@ public enum BPFFS {
     /// Makes sure `root` (e.g. /sys/fs/bpf/nodeagent) exists on bpffs: mounts bpffs at /sys/fs/bpf when nothing
     /// is mounted there and `root` lies below it, then creates `root`.
     public static func prepare(root: String) throws {
-        let parent = (root as NSString).deletingLastPathComponent
+        let parent = FilePath.parent(of: root)
         if !isBPFFS(parent) && !isBPFFS(root) {
             if root.hasPrefix(defaultMountPoint + "/") && !isBPFFS(defaultMountPoint) {
                 try mountBPFFS(at: defaultMountPoint)

@@ -1,5 +1,5 @@
 import CLibbpf
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// A BPF link attaching a program to a cgroup v2 directory, owning its descriptor.

@@ -1,6 +1,6 @@
 import BPFObjects
 import CLibbpf
-import Foundation
+import FoundationEssentials
 import Glibc
 import Synchronization
 

@@ -1,5 +1,6 @@
+import AgentAPI
 import CLibbpf
-import Foundation
+import FoundationEssentials
 import Glibc
 import Logging
 import Synchronization
@@ -24,7 +25,7 @@ enum LibbpfLog {
     static func install() { _ = installed }
 
     static func receive(level: Int32, _ message: String) {
-        var text = Substring(message.trimmingCharacters(in: .whitespacesAndNewlines))
+        var text = Substring(message.trimmedWhitespace)
         if text.hasPrefix("libbpf: ") { text = text.dropFirst("libbpf: ".count) }
         let line = String(text)
         let thread = pthread_self()

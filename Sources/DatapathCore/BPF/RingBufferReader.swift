@@ -1,5 +1,7 @@
+import AgentAPI
 import CLibbpf
-import Foundation
+import Dispatch
+import FoundationEssentials
 import Glibc
 import Synchronization
 
@@ -57,12 +59,10 @@ public final class RingBufferReader: Sendable {
             control.withLock { $0.started = false }
             throw error
         }
-        let thread = Thread { [self] in
+        BackgroundThread.start(name: threadName) { [self] in
             run(ring)
             finished.signal()
         }
-        thread.name = threadName
-        thread.start()
     }
 
     /// Stops the thread and releases the ring buffer; waits at most about one poll timeout. Idempotent. A started

@@ -1,5 +1,5 @@
 import CLibbpf
-import Foundation
+import FoundationEssentials
 import Glibc
 import Preflight
 

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// The IPv4 default route of the calling thread's network namespace, as `/proc/net/route` lists it (the file
 /// follows the reader's namespace).

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Marks the directories the agent owns, so `nodeagent cleanup` removes only those: a mistyped `--state-dir /` or
@@ -63,7 +63,7 @@ public enum Ownership {
         do {
             entries = try FileManager.default.contentsOfDirectory(atPath: path)
         } catch {
-            return "cannot be listed: \(error.localizedDescription)"
+            return "cannot be listed: \(error)"
         }
         if let foreign = entries.sorted().first(where: { !isAgents($0) }) {
             return "has no \(marker) marker and holds \(foreign), which is not the agent's"

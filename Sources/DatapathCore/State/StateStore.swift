@@ -1,4 +1,5 @@
-import Foundation
+import AgentAPI
+import FoundationEssentials
 import Glibc
 
 /// Durable JSON documents in a state directory (the agent's, or a plugin's own).
@@ -29,7 +30,7 @@ public struct StateStore: Sendable {
     /// Writes a document already serialized.
     public func write(_ name: String, bytes: [UInt8]) throws {
         let final = path(name)
-        let parent = (final as NSString).deletingLastPathComponent
+        let parent = FilePath.parent(of: final)
         if parent != directory && !FileManager.default.fileExists(atPath: parent) { try Self.createDirectory(parent) }
         try DurableFile.replace(final, with: bytes, syncDirectory: syncsDirectory)
     }

@@ -67,7 +67,7 @@ public enum FlowViews {
         let month = months[Int(parts.tm_mon) % 12]
         let day = parts.tm_mday < 10 ? " \(parts.tm_mday)" : "\(parts.tm_mday)"
         return "\(month) \(day) \(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))."
-            + String(repeating: "0", count: 3 - String(millis).count) + String(millis)
+            + millis.zeroPadded(to: 3)
     }
 
     private static func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : "\(n)" }
