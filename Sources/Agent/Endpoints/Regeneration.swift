@@ -219,9 +219,14 @@ extension NodeAgent {
             $0.1.changes ?? PolicyEntry.diff(from: state.realized[$0.0.id] ?? [:], to: $0.1.entries)
         }
         // Hashes too small for what comes are replaced together: one grace period rather than one each (a new peer
-        // of many endpoints would otherwise grow each of their hashes in turn).
+        // of many endpoints would otherwise grow each of their hashes in turn). Each hash holds the realized
+        // full-length entries, counted here rather than in the kernel.
         try endpointDatapath.growExactPolicyMaps(
-            zip(desired, diffs).map { ($0.0.id, $1.upsert.count { PolicyMapLayout.isExact($0.key) }) })
+            zip(desired, diffs).map { endpoint, diff in
+                let adding = diff.upsert.count { PolicyMapLayout.isExact($0.key) }
+                let held = adding == 0 ? nil : state.realized[endpoint.0.id]?.keys.count(where: PolicyMapLayout.isExact)
+                return (endpoint.0.id, adding, held)
+            })
         for ((endpoint, policy), (add, remove)) in zip(desired, diffs) {
             // Not held in a variable: a second reference to the realized entries would copy them on the change.
             if !add.isEmpty || !remove.isEmpty || state.realized[endpoint.id]?.isEmpty ?? true {
