@@ -18,6 +18,7 @@ extension PolicyRepository {
     /// rules select can get a different policy. The HTTP rules count on their own: under an item that selects any
     /// peer (no peer field) the item's L3/L4 entry is the wildcard and never changes, but the rule's peers are
     /// identities, listed one by one in the port's HTTP policy.
+    ///
     /// Found through `PeerRuleIndex`, which narrows the rules to those that may name one of the identities.
     public func rulesSelectingPeers(_ identities: [Identity]) -> [PolicyRule] {
         guard !identities.isEmpty else { return [] }
