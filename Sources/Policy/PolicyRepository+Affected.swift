@@ -18,21 +18,36 @@ extension PolicyRepository {
     /// rules select can get a different policy. The HTTP rules count on their own: under an item that selects any
     /// peer (no peer field) the item's L3/L4 entry is the wildcard and never changes, but the rule's peers are
     /// identities, listed one by one in the port's HTTP policy.
+    ///
+    /// Found through `PeerRuleIndex`, which narrows the rules to those that may name one of the identities.
     public func rulesSelectingPeers(_ identities: [Identity]) -> [PolicyRule] {
         guard !identities.isEmpty else { return [] }
         let universe = PeerUniverse(identities)
+        let selects = Self.peerTest(identities, universe)
+        return peerRules.candidates(for: identities, in: universe).map { rules[$0].rule }.filter(selects)
+    }
+
+    /// The same answer as `rulesSelectingPeers`, every rule tested: what the index must agree with.
+    func rulesSelectingPeersByScan(_ identities: [Identity]) -> [PolicyRule] {
+        guard !identities.isEmpty else { return [] }
+        let selects = Self.peerTest(identities, PeerUniverse(identities))
+        // Filtered before mapping: copying every rule out of the table cost more than the matching.
+        return rules.filter { selects($0.rule) }.map(\.rule)
+    }
+
+    /// Whether a rule selects one of `identities` as a peer.
+    private static func peerTest(_ identities: [Identity], _ universe: PeerUniverse) -> (PolicyRule) -> Bool {
         let ids = Set(identities.map(\.id))
         func selects(_ item: PolicyItem) -> Bool { !ids.isDisjoint(with: universe.identities(for: item)) }
-        // Filtered before mapping: copying every rule out of the table cost more than the matching.
-        return rules.filter { indexed in
+        return { rule in
             Direction.allCases.contains { direction in
                 [false, true].contains { deny in
-                    (indexed.rule.section(direction, deny: deny) ?? []).contains { item in
+                    (rule.section(direction, deny: deny) ?? []).contains { item in
                         selects(item) || item.httpRulePeers.contains { selects(PolicyItem(endpoints: $0)) }
                     }
                 }
             }
-        }.map(\.rule)
+        }
     }
 }
 

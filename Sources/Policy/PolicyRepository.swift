@@ -20,6 +20,8 @@ public struct PolicyRepository: Sendable {
     public private(set) var rules: [IndexedRule] = []
     /// The endpoint selectors of `rules`, position for position.
     private var selectors = SelectorIndex([])
+    /// `rules` by the peers they name.
+    private(set) var peerRules = PeerRuleIndex([])
     /// What the agent asks of the rules as a whole on every endpoint change, worked out once per change of them.
     private(set) var facts = RuleFacts()
 
@@ -190,6 +192,7 @@ public struct PolicyRepository: Sendable {
         }
         rules = indexed
         selectors = SelectorIndex(indexed.map(\.rule.endpointSelector))
+        peerRules = PeerRuleIndex(indexed)
         facts = RuleFacts(
             usesNamedPorts: Self.usesNamedPorts(indexed), selectsPodsByAddress: Self.selectsPodsByAddress(indexed),
             cidrPrefixes: Self.cidrPrefixes(indexed), serviceReferences: Self.serviceReferences(indexed))

@@ -4,10 +4,11 @@
 /// each selector against each label set cost a create on a node with 1,000 identities and 500 rules many
 /// milliseconds.
 ///
-/// A selector with an `In` requirement is filed under that requirement's key and each of its values (the first such
-/// requirement: the one its `matchLabels` wrote, before the namespace the parser appends); a label set can only
-/// satisfy it with one of those values, so it is looked up by the values it has for the key. Selectors without one
-/// are matched against every label set.
+/// A selector with an `In` requirement is filed under that requirement's key and each of its values; a label set can
+/// only satisfy it with one of those values, so it is looked up by the values it has for the key. Of several `In`
+/// requirements the one whose values the fewest selectors share is chosen: `tier=web` in every namespace's policies
+/// is filed under the policy's namespace, so a web pod is matched against its namespace's selectors only, not
+/// against every one naming `tier=web`. Selectors without one are matched against every label set.
 public struct SelectorIndex: Sendable {
     private struct Key: Hashable {
         let source: String?
@@ -21,8 +22,22 @@ public struct SelectorIndex: Sendable {
 
     public init(_ selectors: [LabelSelector]) {
         self.selectors = selectors
+        // How many selectors each key and value would be filed under, to pick the narrowest requirement.
+        var sharing: [Key: [String: Int]] = [:]
+        for selector in selectors {
+            for requirement in selector.requirements where requirement.op == .in {
+                let key = Key(source: requirement.source, key: requirement.key)
+                for value in requirement.values { sharing[key, default: [:]][value, default: 0] += 1 }
+            }
+        }
+        func width(_ requirement: SelectorRequirement) -> Int {
+            let counts = sharing[Key(source: requirement.source, key: requirement.key)] ?? [:]
+            return requirement.values.reduce(0) { $0 + (counts[$1] ?? 0) }
+        }
         for (position, selector) in selectors.enumerated() {
-            guard let requirement = selector.requirements.first(where: { $0.op == .in }) else {
+            // The first of equally narrow requirements: the one `matchLabels` wrote, before the namespace.
+            let requirements = selector.requirements.filter { $0.op == .in }
+            guard let requirement = requirements.min(by: { width($0) < width($1) }) else {
                 unfiled.append(position)
                 continue
             }

@@ -99,4 +99,26 @@ final class PolicyExactMapTests: XCTestCase {
         XCTAssertEqual(try BPFMap.openPinned(pin)?.info.id, grown.map.info.id)
         XCTAssertEqual(try endpoints.realizedPolicy(7), PolicyEntry.byKey(first + more))
     }
+
+    /// Grown by the caller's count of what the hash holds, without counting in the kernel; a count that falls
+    /// short leaves the hash full, and the writes grow it then, losing nothing.
+    func testGrowthByTheCallersCountAndByAFullHash() throws {
+        let endpoints = EndpointDatapath(datapath: datapath, policyMapEntries: 1024)
+        let first = (0..<60).map { entry(1000 + UInt32($0), 6, 80, bits: 16) }
+        try endpoints.applyPolicy(8, add: first, remove: [])
+        XCTAssertEqual(try XCTUnwrap(try endpoints.exactPolicyMap(8)).map.info.maxEntries, 128)
+
+        let second = (60..<140).map { entry(1000 + UInt32($0), 6, 80, bits: 16) }
+        try endpoints.growExactPolicyMaps([(8, second.count, 60)])
+        XCTAssertEqual(try XCTUnwrap(try endpoints.exactPolicyMap(8)).map.info.maxEntries, 512)
+        try endpoints.applyPolicy(8, add: second, remove: [], grown: true)
+
+        // Told the hash is empty: no growth, so the writes find it full after 372 more.
+        let third = (140..<540).map { entry(1000 + UInt32($0), 6, 80, bits: 16) }
+        try endpoints.growExactPolicyMaps([(8, third.count, 0)])
+        XCTAssertEqual(try XCTUnwrap(try endpoints.exactPolicyMap(8)).map.info.maxEntries, 512)
+        try endpoints.applyPolicy(8, add: third, remove: [], grown: true)
+        XCTAssertEqual(try XCTUnwrap(try endpoints.exactPolicyMap(8)).map.info.maxEntries, 1024)
+        XCTAssertEqual(try endpoints.realizedPolicy(8), PolicyEntry.byKey(first + second + third))
+    }
 }

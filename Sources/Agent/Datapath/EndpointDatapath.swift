@@ -123,11 +123,14 @@ struct EndpointDatapath {
 
     /// Replaces, in one outer-map update for all, each hash that has no room for its endpoint's coming full-length
     /// slots (`adding`, as `applyPolicy` counts them) by a larger copy, which `applyPolicy` then finds big enough.
-    func growExactPolicyMaps(_ needs: [(id: UInt32, adding: Int)]) throws {
+    /// `held`: how many entries the caller knows the hash holds (its realized full-length slots); nil counts them
+    /// in the kernel, a walk of every bucket that for the fifty endpoints a new peer reaches cost a create more
+    /// than a millisecond. Should the caller's count fall short, `applyPolicy` grows the hash when it is full.
+    func growExactPolicyMaps(_ needs: [(id: UInt32, adding: Int, held: Int?)]) throws {
         var larger: [(key: UInt32, name: String, map: BPFMap)] = []
-        for (id, adding) in needs where adding > 0 {
+        for (id, adding, known) in needs where adding > 0 {
             guard let current = try exactPolicyMap(id) else { continue }  // created at its size by `applyPolicy`
-            let held = try current.map.countEntries()
+            let held = try known ?? current.map.countEntries()
             guard current.map.info.maxEntries < min(held + adding, policyMapEntries) else { continue }
             let name = PolicyMapLayout.exactMapName(endpoint: id)
             let capacity = Self.exactCapacity(for: held + adding, limit: policyMapEntries)
@@ -152,8 +155,14 @@ struct EndpointDatapath {
         }
         for entry in add {
             let key = PolicyMapLayout.key(entry.key)
-            if let exact, PolicyMapLayout.isExact(entry.key) {
-                try exact.update(key, PolicyMapLayout.value(entry))
+            if let current = exact, PolicyMapLayout.isExact(entry.key) {
+                do {
+                    try current.update(key, PolicyMapLayout.value(entry))
+                } catch let error as AgentError where grown && error.errno == E2BIG {
+                    // Full although grown for these adds: the count it was grown by fell short.
+                    exact = try exactPolicyMap(id, room: exactAdds, current: current)
+                    try exact?.update(key, PolicyMapLayout.value(entry))
+                }
             } else {
                 try trie.update(key, PolicyMapLayout.value(entry))
             }

@@ -65,11 +65,18 @@ extension NodeAgent {
             }
         }
         guard anyPeer == anyPeerBefore else { return nil }
-        var entries = realized
-        for key in before.keys where after[key] == nil { entries[key] = nil }
-        entries.merge(after) { $1 }
+        let gone = before.keys.count { after[$0] == nil }
+        let new = after.keys.count { before[$0] == nil }
         return DesiredPolicy(
-            entries: entries, enforceIngress: resolved.ingressEnforced, enforceEgress: resolved.egressEnforced,
-            changes: PolicyEntry.diff(from: before, to: after))
+            changes: PolicyEntry.diff(from: before, to: after), count: realized.count - gone + new,
+            enforceIngress: resolved.ingressEnforced, enforceEgress: resolved.egressEnforced)
+    }
+}
+
+extension [PolicyEntry.Key: PolicyEntry] {
+    /// The realized entries after `upsert` was written and `remove` removed, changed in place.
+    mutating func apply(upsert: [PolicyEntry], remove: [PolicyEntry.Key]) {
+        for entry in upsert { self[entry.key] = entry }
+        for key in remove { removeValue(forKey: key) }
     }
 }

@@ -4,15 +4,38 @@ import Policy
 /// Turning the policy repository into each endpoint's policy map.
 extension NodeAgent {
     struct DesiredPolicy {
-        /// As the endpoint's policy map should hold them (`PolicyEntry.mapped`).
+        /// As the endpoint's policy map should hold them (`PolicyEntry.mapped`); empty when `changes` are given.
         var entries: [PolicyEntry.Key: PolicyEntry]
         var enforceIngress: Bool
         var enforceEgress: Bool
         /// The ports with ingress HTTP rules and what the L7 datapath decides on them.
         var http: [HTTPPortPolicy] = []
         /// The changes from the realized entries, when they are known without comparing every entry (an update for
-        /// changed peers only); nil: `PolicyEntry.diff` of the whole map.
+        /// changed peers only), applied to the realized entries in place rather than replacing them with a copy;
+        /// nil: `entries` are the whole map, `PolicyEntry.diff` gives the changes.
         var changes: (upsert: [PolicyEntry], remove: [PolicyEntry.Key])? = nil
+        /// How many entries the map holds afterwards.
+        var count: Int
+
+        init(entries: [PolicyEntry.Key: PolicyEntry], enforceIngress: Bool, enforceEgress: Bool, http: [HTTPPortPolicy])
+        {
+            self.entries = entries
+            self.enforceIngress = enforceIngress
+            self.enforceEgress = enforceEgress
+            self.http = http
+            count = entries.count
+        }
+
+        init(
+            changes: (upsert: [PolicyEntry], remove: [PolicyEntry.Key]), count: Int, enforceIngress: Bool,
+            enforceEgress: Bool
+        ) {
+            entries = [:]
+            self.changes = changes
+            self.count = count
+            self.enforceIngress = enforceIngress
+            self.enforceEgress = enforceEgress
+        }
     }
 
     /// `peers` prepared once serve every endpoint of one regeneration; nil prepares them for this endpoint alone.
@@ -187,7 +210,7 @@ extension NodeAgent {
                     desiredPolicy(for: endpoint, in: state, peers: fullPeers ?? PolicyPeers([]), rules: rules)
                 ))
         }
-        try checkCapacity(desired.map { ($0.0.id, $0.1.entries.count) })
+        try checkCapacity(desired.map { ($0.0.id, $0.1.count) })
         for (endpoint, policy) in desired { try checkHTTPRulesEnforceable(policy.http, endpoint: endpoint.id) }
         let revision = state.policy.revision
         var generation: UInt32?
@@ -196,15 +219,27 @@ extension NodeAgent {
             $0.1.changes ?? PolicyEntry.diff(from: state.realized[$0.0.id] ?? [:], to: $0.1.entries)
         }
         // Hashes too small for what comes are replaced together: one grace period rather than one each (a new peer
-        // of many endpoints would otherwise grow each of their hashes in turn).
+        // of many endpoints would otherwise grow each of their hashes in turn). Each hash holds the realized
+        // full-length entries, counted here rather than in the kernel.
         try endpointDatapath.growExactPolicyMaps(
-            zip(desired, diffs).map { ($0.0.id, $1.upsert.count { PolicyMapLayout.isExact($0.key) }) })
+            zip(desired, diffs).map { endpoint, diff in
+                let adding = diff.upsert.count { PolicyMapLayout.isExact($0.key) }
+                let held = adding == 0 ? nil : state.realized[endpoint.0.id]?.keys.count(where: PolicyMapLayout.isExact)
+                return (endpoint.0.id, adding, held)
+            })
         for ((endpoint, policy), (add, remove)) in zip(desired, diffs) {
-            let current = state.realized[endpoint.id] ?? [:]
-            if !add.isEmpty || !remove.isEmpty || current.isEmpty {
+            // Not held in a variable: a second reference to the realized entries would copy them on the change.
+            if !add.isEmpty || !remove.isEmpty || state.realized[endpoint.id]?.isEmpty ?? true {
                 try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove, grown: true)
-                state.realized[endpoint.id] = policy.entries
-                if !policy.entries.keys.contains(where: PolicyMapLayout.isExact) {
+                if policy.changes != nil {
+                    state.realized[endpoint.id, default: [:]].apply(upsert: add, remove: remove)
+                } else {
+                    state.realized[endpoint.id] = policy.entries
+                }
+                // Only a removal can leave the hash without full-length entries.
+                if (policy.changes == nil || remove.contains(where: PolicyMapLayout.isExact))
+                    && !(state.realized[endpoint.id] ?? [:]).keys.contains(where: PolicyMapLayout.isExact)
+                {
                     endpointDatapath.closeExactPolicyMap(endpoint.id)
                 }
             }
