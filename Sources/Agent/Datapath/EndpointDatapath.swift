@@ -1,5 +1,6 @@
 import DatapathCore
 import FoundationEssentials
+import Glibc
 import Policy
 
 /// Programs one endpoint into the datapath: its policy map, its row in na_endpoints, its addresses in the ipcache,
