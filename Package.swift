@@ -91,8 +91,16 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ] + datapathPlugins.map { .target(name: $0) },
             // Relative relocations packed (DT_RELR): the loader reads a few KiB instead of a 1.9 MiB table at
-            // every start, and those pages stay resident. gold cannot pack them; lld can.
-            linkerSettings: [.unsafeFlags(["-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs"])]),
+            // every start, and those pages stay resident. gold cannot pack them; lld can. The functions the agent
+            // runs are laid out together (`BuildTools/nodeagent.order`, scripts/symbol-order.sh): the kernel maps
+            // code 64 KiB around each fault, so code used sparsely across the binary would be resident nearly whole.
+            linkerSettings: [
+                .unsafeFlags([
+                    "-use-ld=lld", "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
+                    "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/BuildTools/nodeagent.order",
+                    "-Xlinker", "--no-warn-symbol-ordering",
+                ])
+            ]),
 
         // HTTP requests through libcurl (Unix socket or TCP, TLS), buffered or streamed.
         .target(name: "HTTPClient", dependencies: ["CCurl"]),
@@ -148,3 +156,8 @@ let package = Package(
                 name: $0, dependencies: ["DatapathCore"], path: "Plugins/\($0)")
         }
 )
+
+// Each function in a section of its own, so that the symbol ordering above can lay out the agent's code by use.
+for target in package.targets where target.type == .regular || target.type == .executable {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.unsafeFlags(["-Xfrontend", "-function-sections"])]
+}
