@@ -15,6 +15,23 @@ extension NetlinkSocket {
         try check(rtnl_addr_add(socket, object, 0), "adding \(address)/\(prefix) to interface \(index)")
     }
 
+    /// Every IPv4 and IPv6 address of the namespace's links, from one address dump (RTM_GETADDR): no link is
+    /// listed, so a node with thousands of pod interfaces and a few addresses costs a few addresses (getifaddrs
+    /// lists every link with its statistics as well, megabytes for 2,000 links).
+    public func allAddresses() throws -> [IPAddress] {
+        var cache: OpaquePointer?
+        try check(rtnl_addr_alloc_cache(socket, &cache), "listing addresses")
+        defer { nl_cache_free(cache) }
+        return Self.objects(in: cache).compactMap { object in
+            let family = rtnl_addr_get_family(object)
+            guard family == AF_INET || family == AF_INET6, let local = rtnl_addr_get_local(object),
+                let bytes = nl_addr_get_binary_addr(local), Int(nl_addr_get_len(local)) == (family == AF_INET ? 4 : 16)
+            else { return nil }
+            let buffer = UnsafeRawBufferPointer(start: bytes, count: Int(nl_addr_get_len(local)))
+            return IPAddress(family: family == AF_INET ? .ipv4 : .ipv6, bytes: Array(buffer))
+        }
+    }
+
     /// The addresses of the link with index `index`, IPv4 and IPv6, as `address/len`.
     public func addresses(of index: Int32) throws -> [String] {
         var cache: OpaquePointer?

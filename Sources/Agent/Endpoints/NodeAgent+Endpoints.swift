@@ -287,13 +287,11 @@ extension NodeAgent {
             return
         }
         Self.hostAddressReads.async { [self] in
-            let addresses = HostAddresses.current()
-            self.state.withLock { state in
-                do {
-                    try useHostAddresses(addresses, &state)
-                } catch {
-                    logger.warning("reading the node's addresses failed", metadata: ["error": "\(error)"])
-                }
+            do {
+                let addresses = try HostAddresses.current()
+                try self.state.withLock { state in try useHostAddresses(addresses, &state) }
+            } catch {
+                logger.warning("reading the node's addresses failed", metadata: ["error": "\(error)"])
             }
         }
     }
@@ -303,7 +301,7 @@ extension NodeAgent {
 
     /// Keeps the node's own addresses in the ipcache as identity host, so traffic from the node is not "world".
     func refreshHostAddresses(_ state: inout AgentState) throws {
-        try useHostAddresses(HostAddresses.current(), &state)
+        try useHostAddresses(try HostAddresses.current(), &state)
     }
 
     private func useHostAddresses(_ addresses: [IPAddress], _ state: inout AgentState) throws {
