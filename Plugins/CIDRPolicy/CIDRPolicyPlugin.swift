@@ -74,6 +74,8 @@ public final class CIDRPolicyPlugin: DatapathPlugin, PrefixIdentityProvider {
         }
     }
 
+    public var heldPrefixes: Set<IPPrefix> { state.withLock { Set($0.byPrefix.keys) } }
+
     public func status() -> JSON {
         let count = state.withLock { $0.byPrefix.count }
         return ["prefixes": .int(Int64(count))]

@@ -33,7 +33,7 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
         XCTAssertGreaterThanOrEqual(incremental, deltaSteps, "endpoints updated for changed peers only")
     }
 
-    private static let interfaces = 14
+    private static let interfaces = 15
 
     /// The steps; returns the mismatches, how many endpoints took the incremental path, and how many steps could.
     private static func churn(_ agent: NodeAgent, http: Bool) throws -> ([String], Int, Int) {
@@ -68,6 +68,10 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
             ("delete 9, the bad pod", true, { _ = try agent.deleteEndpoint(id: 9) }),
             ("create 12, a db pod of ns-a", true, { try put(agent, 12, "ns-a", ["app=db", "replica=2"]) }),
             ("delete 10, the pod with named ports", false, { _ = try agent.deleteEndpoint(id: 10) }),
+            // A pod on an address a /32 names takes that key of the ipcache: the prefix's identity goes, and comes
+            // back (a new one) when the pod leaves; endpoints whose rules name the prefix must follow both ways.
+            ("create 14 on the address a /32 names", false, { try put(agent, 14, "ns-b", ["app=other"]) }),
+            ("delete 14, the /32 is a prefix again", false, { _ = try agent.deleteEndpoint(id: 14) }),
         ]
         for (step, delta, action) in steps {
             try action()
@@ -180,6 +184,7 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
                    {"toEndpoints": [{"matchLabels": {"app": "api"}}]},
                    {"toEntities": ["host", "cluster"], "toPorts": [{"ports": [{"port": "443", "protocol": "TCP"}]}]},
                    {"toCIDR": ["192.0.2.0/24"], "toPorts": [{"ports": [{"port": "80", "protocol": "TCP"}]}]},
+                   {"toCIDR": ["10.77.0.14/32"], "toPorts": [{"ports": [{"port": "8443", "protocol": "TCP"}]}]},
                    {"toCIDRSet": [{"cidr": "198.51.100.0/24", "except": ["198.51.100.128/25"]}]}],
                  "egressDeny": [
                    {"toEndpoints": [{"matchLabels": {"app": "bad", "k8s:io.kubernetes.pod.namespace": "ns-b"}}]}]}},

@@ -178,10 +178,17 @@ extension NodeAgent {
     /// `delta`: endpoints (besides `only`) whose policy can differ only in the entries of peer identities that
     /// appeared or went away; they get just those entries recomputed where that is exact (`policy(of:afterPeers:)`),
     /// the full computation otherwise. Ignored when `only` is nil: every endpoint is then computed in full.
+    ///
+    /// A peer change that also changes which CIDR prefixes hold identities (a pod on an address a `/32` names takes
+    /// that ipcache key from the prefix, and gives it back when it leaves) changes the peers of every endpoint whose
+    /// rules name the prefix, which neither `only` nor `delta` covers: every endpoint is then computed in full.
     func regenerateAll(
         _ state: inout AgentState, reason: String, only: Set<UInt32>? = nil, delta: PeerDelta? = nil
     ) throws {
+        let heldBefore = delta == nil ? nil : prefixProvider?.heldPrefixes
         let (inputs, prefixes) = try policyPeerInputs(state)
+        let prefixesChanged = heldBefore.map { $0 != prefixes } ?? false
+        let only = prefixesChanged ? nil : only
         let delta = only == nil ? nil : delta
         let full = only ?? Set(state.endpoints.keys)
         let targets = full.union(delta?.endpoints ?? []).compactMap { state.endpoints[$0] }.sorted { $0.id < $1.id }

@@ -7,4 +7,6 @@ public protocol PrefixIdentityProvider: AnyObject, Sendable {
     func acquire(prefixes: Set<IPPrefix>) throws -> [IPPrefix: UInt32]
     /// Releases every prefix not in `keep`: its ipcache entry and its identity.
     func release(keeping keep: Set<IPPrefix>) throws
+    /// The prefixes that have an identity now.
+    var heldPrefixes: Set<IPPrefix> { get }
 }
