@@ -39,15 +39,7 @@ extension PolicyRepository {
     private static func peerTest(_ identities: [Identity], _ universe: PeerUniverse) -> (PolicyRule) -> Bool {
         let ids = Set(identities.map(\.id))
         func selects(_ item: PolicyItem) -> Bool { !ids.isDisjoint(with: universe.identities(for: item)) }
-        return { rule in
-            Direction.allCases.contains { direction in
-                [false, true].contains { deny in
-                    (rule.section(direction, deny: deny) ?? []).contains { item in
-                        selects(item) || item.httpRulePeers.contains { selects(PolicyItem(endpoints: $0)) }
-                    }
-                }
-            }
-        }
+        return { rule in rule.peerItems.contains(where: selects) }
     }
 }
 

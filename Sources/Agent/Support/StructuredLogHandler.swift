@@ -1,5 +1,5 @@
 import AgentAPI
-import FoundationEssentials
+import DatapathCore
 import Glibc
 import Logging
 import Synchronization
@@ -37,14 +37,9 @@ public struct StructuredLogHandler: LogHandler {
             line += " \(key)=\(Self.quote(value.description))"
         }
         line += "\n"
-        // One write(2) per line to descriptor 2, so that lines from several threads do not interleave.
-        var bytes = Array(line.utf8)[...]
-        while !bytes.isEmpty {
-            let written = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else { return }
-            bytes = bytes.dropFirst(written)
-        }
+        // One write(2) per line to descriptor 2, so that lines from several threads do not interleave; a log line
+        // that cannot be written has nowhere to be reported.
+        try? DurableFile.writeAll(2, Array(line.utf8), path: "standard error")
     }
 
     static func quote(_ text: String) -> String {
