@@ -21,14 +21,6 @@ public enum BackgroundThread {
         pthread_detach(thread)
     }
 
-    /// Sleeps the calling thread for `duration`.
-    public static func sleep(_ duration: Duration) {
-        var request = timespec(
-            tv_sec: Int(duration.components.seconds), tv_nsec: Int(duration.components.attoseconds / 1_000_000_000))
-        var left = timespec()
-        while nanosleep(&request, &left) == -1 && errno == EINTR { request = left }
-    }
-
     private final class Body {
         let name: String
         let run: @Sendable () -> Void

@@ -3,6 +3,7 @@ import Cluster
 import DatapathCore
 import EtcdClient
 import FoundationEssentials
+import Glibc
 import Policy
 
 /// The policy in cluster mode lives in etcd (`ClusterPolicies`): an import or delete on any node is validated
@@ -151,7 +152,7 @@ extension NodeAgent {
                     "policy revision \(written.revision) is stored in etcd for the cluster, but this node's watch of "
                         + "etcd has not delivered it within \(Self.clusterPolicyApplyTimeout)")
             }
-            BackgroundThread.sleep(.milliseconds(5))
+            usleep(5_000)
         }
     }
 }
