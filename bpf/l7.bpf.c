@@ -179,14 +179,38 @@ static __noinline void na_l7_parse(struct na_l7_scratch *s)
 	na_http_parse(s);
 }
 
+/* What na_l7_decide_head returns when a head read in one pass cannot be decided that way. */
+#define NA_L7_UNDECIDED (-1)
+
 /*
- * Decides the request head [conn->msg_off, + conn->msg_len) of the skb: 0 when
- * some rule allows it (the connection then expects its body), else the reason
- * it is refused for. Either way the decision is reported. A global function:
- * the verifier checks it once, on its own, rather than at every place and in
- * every state the walk over an skb reaches it.
+ * The most bytes one pass over a new head reads: more than nearly every
+ * request head is, little enough that a large body behind it in the skb is
+ * not copied for nothing.
  */
-__noinline int na_l7_decide_head(struct __sk_buff *skb, __u32 peer)
+#define NA_L7_ONE_PASS_MAX 4096
+
+/*
+ * Decides a request head at conn->msg_off in the skb: 0 when some rule allows
+ * it (the connection then expects its body), else the reason it is refused
+ * for. Either way the decision is reported.
+ *
+ * framed: the framing found the head, conn->msg_len bytes. Else the head is
+ * a new one at the start of what the skb has left, not framed yet, and is
+ * read in one pass: the parse, which reads it byte by byte anyway, finds
+ * where it ends, and the framing's own scan for that is saved. That pass
+ * decides only a head the parse accepts whole within the bytes it read; it
+ * returns NA_L7_UNDECIDED, having reported nothing and changed nothing of the
+ * connection, for anything else (a head not complete in this skb, longer than
+ * NA_L7_ONE_PASS_MAX, or malformed), which the framing then takes, so that a
+ * refusal and its reason never depend on how the bytes were segmented. An
+ * accepted head ends at the first CRLF CRLF, where the framing's scan would
+ * have ended it: the request line holds no CR or LF, and every header line
+ * ends in CRLF.
+ *
+ * A global function: the verifier checks it once, on its own, rather than at
+ * every place and in every state the walk over an skb reaches it.
+ */
+__noinline int na_l7_decide_head(struct __sk_buff *skb, __u32 peer, __u32 framed)
 {
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct na_l7_port_value *port;
@@ -197,24 +221,44 @@ __noinline int na_l7_decide_head(struct __sk_buff *skb, __u32 peer)
 	conn = bpf_map_lookup_elem(&na_l7_conns, &cookie);
 	if (!conn)
 		return NA_DROP_L7_MALFORMED;
-	len = conn->msg_len;
-	port = na_l7_port_of(conn);
 	s = bpf_map_lookup_elem(&na_l7_scratch, &zero);
-	if (!s || len == 0 || len > NA_L7_HEAD_MAX) {
-		na_l7_emit(skb, conn, port, peer, NULL, NA_DROP_L7_HEAD_TOO_LARGE, 255, 0, len);
-		return NA_DROP_L7_HEAD_TOO_LARGE;
-	}
-	n = na_l7_bounded(len, NA_L7_HEAD_MAX);
-	if (bpf_skb_load_bytes(skb, conn->msg_off, s->head, n) < 0) {
-		na_l7_emit(skb, conn, port, peer, NULL, NA_DROP_L7_MALFORMED, 255, 0, len);
-		return NA_DROP_L7_MALFORMED;
-	}
-	__builtin_memset(&s->req, 0, sizeof(s->req));
-	s->req.len = len;
-	na_l7_parse(s);
-	if (s->req.reason) {
-		na_l7_emit(skb, conn, port, peer, s, s->req.reason, 255, 0, len);
-		return s->req.reason;
+	if (!framed) {
+		if (!s || conn->msg_off >= skb->len)
+			return NA_L7_UNDECIDED;
+		len = skb->len - conn->msg_off;
+		if (len > NA_L7_ONE_PASS_MAX)
+			len = NA_L7_ONE_PASS_MAX;
+		n = na_l7_bounded(len, NA_L7_ONE_PASS_MAX);
+		if (bpf_skb_load_bytes(skb, conn->msg_off, s->head, n) < 0)
+			return NA_L7_UNDECIDED;
+		__builtin_memset(&s->req, 0, sizeof(s->req));
+		s->req.len = n;
+		na_l7_parse(s);
+		if (s->req.reason || !s->req.head_end)
+			return NA_L7_UNDECIDED;
+		len = s->req.head_end;
+		s->req.len = len;
+		conn->msg_len = len;
+		port = na_l7_port_of(conn);
+	} else {
+		len = conn->msg_len;
+		port = na_l7_port_of(conn);
+		if (!s || len == 0 || len > NA_L7_HEAD_MAX) {
+			na_l7_emit(skb, conn, port, peer, NULL, NA_DROP_L7_HEAD_TOO_LARGE, 255, 0, len);
+			return NA_DROP_L7_HEAD_TOO_LARGE;
+		}
+		n = na_l7_bounded(len, NA_L7_HEAD_MAX);
+		if (bpf_skb_load_bytes(skb, conn->msg_off, s->head, n) < 0) {
+			na_l7_emit(skb, conn, port, peer, NULL, NA_DROP_L7_MALFORMED, 255, 0, len);
+			return NA_DROP_L7_MALFORMED;
+		}
+		__builtin_memset(&s->req, 0, sizeof(s->req));
+		s->req.len = len;
+		na_l7_parse(s);
+		if (s->req.reason) {
+			na_l7_emit(skb, conn, port, peer, s, s->req.reason, 255, 0, len);
+			return s->req.reason;
+		}
 	}
 	/* The port lost its HTTP rules while the connection was open: L3/L4 policy alone decides now. */
 	if (!port) {
@@ -246,6 +290,16 @@ static long na_l7_skb_step(__u32 index, void *data)
 	if (conn->msg_off >= skb->len) {
 		conn->walk_end = NA_L7_SKB_DONE;
 		return 1;
+	}
+	/* A new head: read in one pass where it can be (na_l7_decide_head says when). */
+	if (conn->fresh && conn->phase == NA_L7_PHASE_HEAD) {
+		framed = na_l7_decide_head(skb, w->peer, 0);
+		if (framed != NA_L7_UNDECIDED) {
+			if (framed)
+				return na_l7_skb_refused(conn);
+			conn->msg_off += conn->msg_len;
+			return 0;
+		}
 	}
 	framed = na_http_frame(skb, conn);
 	if (framed <= 0) {
@@ -283,7 +337,7 @@ static long na_l7_skb_step(__u32 index, void *data)
 	}
 
 	conn->msg_len = len;
-	if (na_l7_decide_head(skb, w->peer))
+	if (na_l7_decide_head(skb, w->peer, 1))
 		return na_l7_skb_refused(conn);
 	conn->msg_off += len;
 	return 0;

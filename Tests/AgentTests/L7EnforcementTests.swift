@@ -158,6 +158,17 @@ final class L7EnforcementTests: XCTestCase {
         XCTAssertEqual(pods.serverLog(), [])
     }
 
+    /// Heads one read of a new head takes whole (up to 4,096 bytes) and longer ones, which the framing takes over
+    /// (the pods' MTU splits them over segments too), are decided alike; a refusal after them still gets its 403.
+    func testLongAllowedHeadsAreServedOnAKeptConnection() throws {
+        try applyRules()
+        // A big:N head is 38 + N bytes: 4,096, 4,097 and 12,038.
+        let answers = try pods.session(["big:4058", "read", "big:4059", "read", "big:12000", "read", get("/x"), "read"])
+        for answer in answers.prefix(3) { assertServed(answer, "ok /ok\n") }
+        assertRefused(answers[3])
+        XCTAssertEqual(pods.serverLog(), Array(repeating: "GET /ok HTTP/1.1", count: 3))
+    }
+
     func testContentLengthBodyReachesTheServerAndTheNextRequestIsDecided() throws {
         try applyRules()
         let post = "send:POST /upload HTTP/1.1|Host: pod|Content-Length: 11||hello world"

@@ -252,8 +252,10 @@ static long na_http_parse_byte(__u32 index, void *data)
 				break;
 			}
 			end--;
-			if (end == s->req.line_start)
-				return 1; /* the empty line: end of the head */
+			if (end == s->req.line_start) {
+				s->req.head_end = i + 1; /* the empty line: end of the head */
+				return 1;
+			}
 			if (!s->req.colon || s->req.colon == s->req.line_start ||
 			    s->req.lines >= NA_L7_HEADER_LINES_MAX) {
 				s->req.reason = NA_DROP_L7_MALFORMED;

@@ -140,6 +140,7 @@ struct na_http_req {
 	__u32 host_len;
 	__u32 content_length;
 	__u32 lines;          /* header lines recorded in the scratch */
+	__u32 head_end;       /* where the empty line ending the head ends, once the parse reached it; 0 before */
 	__u16 reason;         /* why the head is refused whatever the rules say, 0: it is not */
 	__u8 has_host;
 	__u8 has_cl;
