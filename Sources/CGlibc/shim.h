@@ -7,6 +7,8 @@
 #include <linux/sockios.h>
 #include <malloc.h>
 #include <net/if.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -18,6 +20,21 @@
 static inline int cglibc_name_thread(const char *name)
 {
 	return prctl(PR_SET_NAME, (unsigned long)name, 0, 0, 0);
+}
+
+#ifndef SCHED_BATCH
+#define SCHED_BATCH 3 /* <sched.h> defines it only under _GNU_SOURCE */
+#endif
+
+/*
+ * Makes the calling thread batch work (SCHED_BATCH): it keeps its fair share of the CPU but does not preempt the
+ * thread running when it wakes. Returns 0 or an errno.
+ */
+static inline int cglibc_thread_batch(void)
+{
+	struct sched_param param = { .sched_priority = 0 };
+
+	return pthread_setschedparam(pthread_self(), SCHED_BATCH, &param);
 }
 
 /* Caps how many malloc arenas the process may create; returns 1 on success (mallopt's convention). */

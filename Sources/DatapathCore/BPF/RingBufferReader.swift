@@ -11,6 +11,8 @@ import Synchronization
 /// long. Records that one poll returns are delivered together, in ring order, after the poll: a handler that needs
 /// a lock or a snapshot takes it once per batch, not once per record. The handler runs on the reader's thread; while
 /// it runs, the kernel keeps filling the ring (and counts what does not fit as lost), so it should be quick.
+/// The thread is batch work to the scheduler (`BackgroundThread.Scheduling.batch`): the records wait in the ring
+/// for it anyway, and waking to a batch of them it must not preempt the requests that made them.
 public final class RingBufferReader: Sendable {
     /// Gets the records of one poll, each the raw bytes the BPF program submitted.
     public typealias Handler = @Sendable (_ records: [[UInt8]]) -> Void
@@ -59,7 +61,7 @@ public final class RingBufferReader: Sendable {
             control.withLock { $0.started = false }
             throw error
         }
-        BackgroundThread.start(name: threadName) { [self] in
+        BackgroundThread.start(name: threadName, scheduling: .batch) { [self] in
             run(ring)
             finished.signal()
         }
