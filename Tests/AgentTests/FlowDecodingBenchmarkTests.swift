@@ -1,0 +1,159 @@
+import DatapathCore
+import Foundation
+import Glibc
+import Policy
+import XCTest
+
+@testable import Agent
+
+/// The flow reader's cost per HTTP request: synthetic `na_l7_event` records (a GET of a 25-byte path with a Host,
+/// between two local pods with labels, over 50 keep-alive connections) go through the reader's own per-batch work,
+/// `FlowIngest` (decode, flows with the context, store, the refused-connection hook), after being copied as the ring
+/// buffer's callback copies them. Prints CPU and wall nanoseconds per flow; asserts only that every flow was stored
+/// as it should be, never a time.
+///
+/// Skipped unless NODEAGENT_BENCH=1 (bench/micro.sh runs it in release mode). Environment: NODEAGENT_BENCH_FLOWS
+/// (flows per round, default 200000), NODEAGENT_BENCH_BATCH (records per ring poll, default 64),
+/// NODEAGENT_BENCH_ROUNDS (default 5).
+final class FlowDecodingBenchmarkTests: XCTestCase {
+    private static let path = "/api/v1/public/items/0042"
+    private static let host = "backend-api:8080"
+
+    func testFlowDecodingCostPerHTTPRequest() throws {
+        let env = ProcessInfo.processInfo.environment
+        guard env["NODEAGENT_BENCH"] == "1" else { throw XCTSkip("a benchmark: set NODEAGENT_BENCH=1 to run it") }
+        let flows = max(Int(env["NODEAGENT_BENCH_FLOWS"] ?? "") ?? 200_000, 1)
+        let batch = max(Int(env["NODEAGENT_BENCH_BATCH"] ?? "") ?? 64, 1)
+        let rounds = max(Int(env["NODEAGENT_BENCH_ROUNDS"] ?? "") ?? 5, 1)
+
+        let fixture = try Self.fixture()
+        let records = (0..<50).map { Self.record(sourcePort: UInt16(40_000 + $0), fixture) }
+        let store = FlowStore(capacity: 4096)
+        let refused = L7DeniedConnections()
+        let ingest = FlowIngest(store: store, context: { fixture.context }, decided: { refused.closeLater($0) })
+
+        var cpu: [Double] = []
+        var wall: [Double] = []
+        for _ in 0..<rounds {
+            let started = (cpu: Self.threadCPUSeconds(), wall: ContinuousClock.now)
+            var pending: [[UInt8]] = []
+            for index in 0..<flows {
+                // As the ring buffer's callback hands over each record.
+                records[index % records.count].withUnsafeBytes { pending.append(Array($0)) }
+                if pending.count == batch || index == flows - 1 {
+                    ingest.ingest(pending)
+                    pending.removeAll()
+                }
+            }
+            let elapsed = ContinuousClock.now - started.wall
+            cpu.append((Self.threadCPUSeconds() - started.cpu) * 1e9 / Double(flows))
+            wall.append(Double(elapsed.components.attoseconds / 1_000_000_000) / Double(flows))
+            wall[wall.count - 1] += Double(elapsed.components.seconds) * 1e9 / Double(flows)
+        }
+
+        XCTAssertEqual(store.stats.appended, UInt64(flows * rounds), "every flow is stored")
+        XCTAssertEqual(ingest.malformedRecords, 0)
+        let last = try XCTUnwrap(store.recent(matching: FlowFilter(), last: 1).first)
+        XCTAssertEqual(last.source.pod, "web-tier/frontend")
+        XCTAssertEqual(last.source.labels, ["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier"])
+        XCTAssertEqual(last.destination.pod, "api-tier/backend-api")
+        XCTAssertEqual(last.destination.endpoint, 2)
+        XCTAssertEqual(last.destination.port, 8080)
+        XCTAssertEqual(last.rule, "api-tier/backend-api-http ingress[0]")
+        XCTAssertEqual(last.l7, Flow.L7(method: "GET", url: Self.path, host: Self.host, ruleIndex: 0))
+
+        cpu.sort()
+        wall.sort()
+        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3)
+        print(
+            String(
+                format: "bench: flow decoding: %d flows x %d rounds, %d records per batch: CPU %.0f ns/flow median "
+                    + "(%.0f-%.0f), wall %.0f ns/flow median; load average %@", flows, rounds, batch,
+                cpu[cpu.count / 2], cpu.first!, cpu.last!, wall[wall.count / 2],
+                load?.joined(separator: " ") ?? "?"))
+        fflush(nil)
+    }
+
+    private struct Fixture {
+        var context: FlowContext
+        var frontend: UInt32
+        var backend: UInt32
+        var ruleID: UInt32
+    }
+
+    /// Two local pods with labels and identities, and an ingress rule on the server whose name flows carry.
+    private static func fixture() throws -> Fixture {
+        var identities = IdentityAllocator()
+        let frontend = try identities.acquire(
+            LabelSet(parsing: ["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier"])
+        ).id
+        let backend = try identities.acquire(
+            LabelSet(parsing: ["k8s:app=backend-api", "k8s:io.kubernetes.pod.namespace=api-tier"])
+        ).id
+        var policy = PolicyRepository()
+        try policy.apply([
+            "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+            "metadata": ["name": "backend-api-http", "namespace": "api-tier"],
+            "spec": [
+                "endpointSelector": ["matchLabels": ["app": "backend-api"]],
+                "ingress": [["fromEndpoints": [["matchLabels": ["app": "frontend"]]]]],
+            ],
+        ])
+        let ruleID = try XCTUnwrap(policy.ruleNames.first { $0.value == "api-tier/backend-api-http ingress[0]" }?.key)
+        func endpoint(_ id: UInt32, _ ip: String, _ labels: [String], _ pod: String, _ identity: UInt32) throws
+            -> Endpoint
+        {
+            Endpoint(
+                id: id, interfaceName: "lxc\(id)", ifindex: Int32(id + 10), ipv4: IPAddress(ip), ipv6: nil,
+                labels: try LabelSet(parsing: labels), k8sNamespace: labels[1].split(separator: "=")[1].description,
+                k8sPodName: pod, containerID: "container-\(id)", identity: identity, state: .ready,
+                policyRevision: 1, enforceIngress: true, enforceEgress: true)
+        }
+        let endpoints: [UInt32: Endpoint] = [
+            1: try endpoint(
+                1, "10.244.1.1", ["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier"], "frontend",
+                frontend),
+            2: try endpoint(
+                2, "10.244.1.2", ["k8s:app=backend-api", "k8s:io.kubernetes.pod.namespace=api-tier"], "backend-api",
+                backend),
+        ]
+        let context = FlowContext(endpoints: endpoints, identities: identities, policy: policy, version: 1)
+        return Fixture(context: context, frontend: frontend, backend: backend, ruleID: ruleID)
+    }
+
+    /// An allowed GET as the kernel reports it: ingress, from the server endpoint's point of view.
+    private static func record(sourcePort: UInt16, _ fixture: Fixture) -> [UInt8] {
+        var http = na_l7_event()
+        http.flow.timestamp_ns = 5_000_000_000
+        setTupleBytes(&http.flow.saddr, [10, 244, 1, 1])
+        setTupleBytes(&http.flow.daddr, [10, 244, 1, 2])
+        http.flow.sport = sourcePort.bigEndian
+        http.flow.dport = UInt16(8080).bigEndian
+        http.flow.proto = 6
+        http.flow.family = UInt8(NA_FAMILY_IPV4)
+        http.flow.direction = UInt8(NA_DIR_INGRESS.rawValue)
+        http.flow.verdict = UInt8(NA_VERDICT_FORWARDED.rawValue)
+        http.flow.kind = UInt16(NA_EVENT_L7_HTTP.rawValue)
+        http.flow.ep_id = 2
+        http.flow.src_identity = fixture.frontend
+        http.flow.dst_identity = fixture.backend
+        http.flow.rule_id = fixture.ruleID
+        http.flow.ifindex = 12
+        http.flow.length = 120
+        http.method_len = 3
+        setTupleBytes(&http.method, Array("GET".utf8))
+        http.path_len = UInt16(path.utf8.count)
+        setTupleBytes(&http.path, Array(path.utf8))
+        http.host_len = UInt16(host.utf8.count)
+        setTupleBytes(&http.host, Array(host.utf8))
+        http.rule_index = 0
+        return bytesOf(http)
+    }
+
+    /// CPU time of the calling thread: what the decoding costs whatever else runs on the machine.
+    private static func threadCPUSeconds() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+}
