@@ -8,7 +8,7 @@ import XCTest
 
 /// The flow reader's cost per HTTP request: synthetic `na_l7_event` records (a GET of a 25-byte path with a Host,
 /// between two local pods with labels, over 50 keep-alive connections) go through the reader's own per-batch work,
-/// `FlowIngest` (decode, flows with the context, store, the refused-connection hook), after being copied as the ring
+/// `FlowIngest` (decode, flows with the context, store, the refused-request hook), after being copied as the ring
 /// buffer's callback copies them. Prints CPU and wall nanoseconds per flow; asserts only that every flow was stored
 /// as it should be, never a time.
 ///
@@ -29,8 +29,8 @@ final class FlowDecodingBenchmarkTests: XCTestCase {
         let fixture = try Self.fixture()
         let records = (0..<50).map { Self.record(sourcePort: UInt16(40_000 + $0), fixture) }
         let store = FlowStore(capacity: 4096)
-        let refused = L7DeniedConnections()
-        let ingest = FlowIngest(store: store, context: { fixture.context }, decided: { refused.closeLater($0) })
+        let denied = L7DeniedConnections()
+        let ingest = FlowIngest(store: store, context: { fixture.context }, refused: { denied.closeLater($0) })
 
         var cpu: [Double] = []
         var wall: [Double] = []

@@ -2,24 +2,26 @@ import DatapathCore
 import Synchronization
 
 /// What the flow reader does with each batch of ring-buffer records: decodes them, sets aside malformed records
-/// and the self-test's, turns the rest into flows with the agent's current knowledge, stores them, and hands them
-/// to `decided`. Apart from the ring so that the per-flow work can be measured and tested without a kernel.
+/// and the self-test's, turns the rest into flows with the agent's current knowledge, stores them, and hands the
+/// refused HTTP requests among them to `refused`. Apart from the ring so that the per-flow work can be measured and
+/// tested without a kernel.
 final class FlowIngest: Sendable {
     private let store: FlowStore
     private let context: @Sendable () -> FlowContext?
-    private let decided: @Sendable ([Flow]) -> Void
+    private let refused: @Sendable ([Flow]) -> Void
     private let malformed = Atomic<UInt64>(0)
     private let ownEvents = Atomic<UInt64>(0)
 
     /// `context` gives the agent's current knowledge (nil once the agent is gone); it is asked once per batch.
-    /// `decided` sees every batch of flows once they are stored (the agent closes refused HTTP connections).
+    /// `refused` gets the HTTP requests the kernel refused (verdict DROPPED with an `l7` part) of each batch that
+    /// has any, once they are stored: the agent closes their connections.
     init(
         store: FlowStore, context: @escaping @Sendable () -> FlowContext?,
-        decided: @escaping @Sendable ([Flow]) -> Void = { _ in }
+        refused: @escaping @Sendable ([Flow]) -> Void = { _ in }
     ) {
         self.store = store
         self.context = context
-        self.decided = decided
+        self.refused = refused
     }
 
     /// Takes one batch of records, in ring order.
@@ -40,13 +42,15 @@ final class FlowIngest: Sendable {
         }
         guard !events.isEmpty, let context = context() else { return }
         let offset = WallClock.monotonicOffset()
+        var refusedFlows: [Flow] = []
         let flows = events.map { record in
             var flow = context.flow(from: record.event, wallOffset: offset)
             flow.l7 = record.l7
+            if flow.l7 != nil, flow.verdict == .dropped { refusedFlows.append(flow) }
             return flow
         }
         store.append(flows)
-        decided(flows)
+        if !refusedFlows.isEmpty { refused(refusedFlows) }
     }
 
     /// Records too short for what their kind announces (an ABI mismatch).

@@ -9,12 +9,12 @@ final class FlowReader: Sendable {
     private let ingest: FlowIngest
 
     /// `context` gives the agent's current knowledge (nil once the agent is gone); it is asked once per batch.
-    /// `decided` sees every batch of flows once they are stored (the agent closes refused HTTP connections).
+    /// `refused` gets the HTTP requests the kernel refused, once they are stored (see `FlowIngest`).
     init(
         datapath: Datapath, store: FlowStore, context: @escaping @Sendable () -> FlowContext?,
-        decided: @escaping @Sendable ([Flow]) -> Void = { _ in }
+        refused: @escaping @Sendable ([Flow]) -> Void = { _ in }
     ) throws {
-        let ingest = FlowIngest(store: store, context: context, decided: decided)
+        let ingest = FlowIngest(store: store, context: context, refused: refused)
         reader = RingBufferReader(map: try datapath.map(Self.ringBuffer), threadName: "flow-reader") { records in
             ingest.ingest(records)
         }
