@@ -61,18 +61,25 @@ final class FlowIngestTests: XCTestCase {
 
     private var stored: [Flow] { store.recent(matching: FlowFilter(), last: 100) }
 
+    /// Records as one read of the ring hands them over.
+    private func batch(_ records: [[UInt8]]) -> RingBufferRecords {
+        var batch = RingBufferRecords()
+        for record in records { record.withUnsafeBytes { batch.append($0) } }
+        return batch
+    }
+
     func testABatchIsStoredInOrderWithoutMalformedOrSelfTestRecords() {
         let ingest = ingest()
         let refusedRecord = http(time: 5, path: Array("/private".utf8), reason: NA_DROP_L7_POLICY)
         ingest.ingest(
-            [
+            batch([
                 bytesOf(header(time: 1)),
                 Array(bytesOf(header(time: 2)).prefix(10)),
                 http(time: 3, path: Array("/self".utf8), endpoint: L7SelfTest.endpointID),
                 http(time: 4, path: Array("/ok".utf8)),
                 refusedRecord,
                 Array(refusedRecord.prefix(MemoryLayout<na_flow_event>.size)),
-            ])
+            ]))
         let times = stored.map(\.time)  // the event's time plus the wall-clock offset
         XCTAssertEqual(times.map { $0 - times[0] }, [0, 3, 4])
         XCTAssertEqual(stored.map { $0.l7?.url }, [nil, "/ok", "/private"])
@@ -87,14 +94,14 @@ final class FlowIngestTests: XCTestCase {
         let ingest = ingest()
         var dropped = header(time: 2, reason: NA_DROP_POLICY)
         dropped.kind = UInt16(NA_EVENT_L34.rawValue)
-        ingest.ingest([http(time: 1, path: Array("/ok".utf8)), bytesOf(dropped)])
+        ingest.ingest(batch([http(time: 1, path: Array("/ok".utf8)), bytesOf(dropped)]))
         XCTAssertEqual(stored.map(\.verdict), [.forwarded, .dropped])
         XCTAssertEqual(refusedBatches.flows.withLock { $0.count }, 0, "a dropped connection is not a refused request")
     }
 
     func testNothingIsStoredWithoutAContextButRecordsAreStillCounted() {
         let ingest = ingest(context: nil)
-        ingest.ingest([bytesOf(header(time: 1)), [1, 2, 3]])
+        ingest.ingest(batch([bytesOf(header(time: 1)), [1, 2, 3]]))
         XCTAssertEqual(store.stats.appended, 0)
         XCTAssertEqual(ingest.malformedRecords, 1)
     }
@@ -103,15 +110,15 @@ final class FlowIngestTests: XCTestCase {
         let ingest = ingest()
         let invalid: [UInt8] = [0x2F, 0xFF]
         ingest.ingest(
-            [
+            batch([
                 http(time: 1, path: Array("/a1".utf8)),
                 http(time: 2, path: Array("/a1".utf8)),
                 http(time: 3, method: "POST", path: Array("/a2".utf8), host: ""),
                 http(time: 4, path: Array("/a1".utf8), host: "pod:8080"),
                 http(time: 5, path: invalid),
                 http(time: 6, path: invalid),
-            ])
-        ingest.ingest([http(time: 7, path: Array("/a1".utf8))])
+            ]))
+        ingest.ingest(batch([http(time: 7, path: Array("/a1".utf8))]))
         XCTAssertEqual(stored.map { $0.l7?.method }, ["GET", "GET", "POST", "GET", "GET", "GET", "GET"])
         XCTAssertEqual(stored.map { $0.l7?.url }, ["/a1", "/a1", "/a2", "/a1", "/\u{FFFD}", "/\u{FFFD}", "/a1"])
         XCTAssertEqual(stored.map { $0.l7?.host }, ["pod", "pod", "", "pod:8080", "pod", "pod", "pod"])

@@ -12,7 +12,8 @@ final class FlowIngest: Sendable {
     private let malformed = Atomic<UInt64>(0)
     private let ownEvents = Atomic<UInt64>(0)
 
-    /// `context` gives the agent's current knowledge (nil once the agent is gone); it is asked once per batch.
+    /// `context` gives the agent's current knowledge (nil once the agent is gone: records are then only counted);
+    /// it is asked once per batch.
     /// `refused` gets the HTTP requests the kernel refused (verdict DROPPED with an `l7` part) of each batch that
     /// has any, once they are stored: the agent closes their connections.
     init(
@@ -25,31 +26,32 @@ final class FlowIngest: Sendable {
     }
 
     /// Takes one batch of records, in ring order.
-    func ingest(_ records: [[UInt8]]) {
-        var events: [FlowRecord] = []
-        events.reserveCapacity(records.count)
-        for record in records {
-            guard let event = FlowRecord(record) else {
+    func ingest(_ records: RingBufferRecords) {
+        guard !records.isEmpty else { return }
+        let context = context()
+        let offset = WallClock.monotonicOffset()
+        var flows: [Flow] = []
+        flows.reserveCapacity(records.count)
+        var refusedFlows: [Flow] = []
+        var texts = L7Texts()
+        records.forEachUnsafeRecord { bytes in
+            guard var record = FlowRecord(bytes, texts: &texts) else {
                 malformed.add(1, ordering: .relaxed)
-                continue
+                return
             }
             // The L7 self-test's requests are the agent's own, not traffic anyone asked about.
-            guard event.event.ep_id != L7SelfTest.endpointID else {
+            guard record.event.ep_id != L7SelfTest.endpointID else {
                 ownEvents.add(1, ordering: .relaxed)
-                continue
+                return
             }
-            events.append(event)
+            guard let context else { return }
+            // Made in place in the array, so that the flow is not copied again.
+            flows.append(context.flow(from: record.event, wallOffset: offset))
+            let last = flows.count - 1
+            flows[last].l7 = record.l7.take()
+            if flows[last].l7 != nil, flows[last].verdict == .dropped { refusedFlows.append(flows[last]) }
         }
-        guard !events.isEmpty, let context = context() else { return }
-        let offset = WallClock.monotonicOffset()
-        var refusedFlows: [Flow] = []
-        let flows = events.map { record in
-            var flow = context.flow(from: record.event, wallOffset: offset)
-            flow.l7 = record.l7
-            if flow.l7 != nil, flow.verdict == .dropped { refusedFlows.append(flow) }
-            return flow
-        }
-        store.append(flows)
+        store.append(consume flows)
         if !refusedFlows.isEmpty { refused(refusedFlows) }
     }
 
