@@ -15,7 +15,9 @@ import XCTest
 /// Skipped unless NODEAGENT_BENCH=1 (bench/micro.sh runs it in release mode). Environment:
 /// NODEAGENT_BENCH_DECODE_FLOWS (flows per round, default 200000), NODEAGENT_BENCH_DECODE_BATCH (records per read of
 /// the ring, default 400: the datapath wakes the reader once an eighth of its 1 MiB ring, about 420 HTTP records, is
-/// waiting), NODEAGENT_BENCH_DECODE_ROUNDS (default 5).
+/// waiting), NODEAGENT_BENCH_DECODE_ROUNDS (default 5), NODEAGENT_BENCH_DECODE_CLIENTS (default 0: the frontend pod
+/// is the client; N: N clients outside the node (world), each from an address of its own, the reader's worst case
+/// once N is past the 4096 peers a context remembers).
 final class FlowDecodingBenchmarkTests: XCTestCase {
     private static let path = "/api/v1/public/items/0042"
     private static let host = "backend-api:8080"
@@ -26,9 +28,13 @@ final class FlowDecodingBenchmarkTests: XCTestCase {
         let flows = max(Int(env["NODEAGENT_BENCH_DECODE_FLOWS"] ?? "") ?? 200_000, 1)
         let batch = max(Int(env["NODEAGENT_BENCH_DECODE_BATCH"] ?? "") ?? 400, 1)
         let rounds = max(Int(env["NODEAGENT_BENCH_DECODE_ROUNDS"] ?? "") ?? 5, 1)
+        let clients = max(Int(env["NODEAGENT_BENCH_DECODE_CLIENTS"] ?? "") ?? 0, 0)
 
         let fixture = try Self.fixture()
-        let records = (0..<50).map { Self.record(sourcePort: UInt16(40_000 + $0), fixture) }
+        let records =
+            clients == 0
+            ? (0..<50).map { Self.record(sourcePort: UInt16(40_000 + $0), fixture) }
+            : (0..<clients).map { Self.record(sourcePort: 40_000, fixture, worldClient: $0) }
         let store = FlowStore(capacity: 4096)
         let denied = L7DeniedConnections()
         let ingest = FlowIngest(store: store, context: { fixture.context }, refused: { denied.closeLater($0) })
@@ -55,8 +61,14 @@ final class FlowDecodingBenchmarkTests: XCTestCase {
         XCTAssertEqual(store.stats.appended, UInt64(flows * rounds), "every flow is stored")
         XCTAssertEqual(ingest.malformedRecords, 0)
         let last = try XCTUnwrap(store.recent(matching: FlowFilter(), last: 1).first)
-        XCTAssertEqual(last.source.pod, "web-tier/frontend")
-        XCTAssertEqual(last.source.labels, ["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier"])
+        if clients == 0 {
+            XCTAssertEqual(last.source.pod, "web-tier/frontend")
+            XCTAssertEqual(last.source.labels, ["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier"])
+        } else {
+            let client = (flows - 1) % clients
+            XCTAssertEqual(last.source.name, "world")
+            XCTAssertEqual(last.source.ip.description, "10.250.\(client / 256 % 256).\(client % 256)")
+        }
         XCTAssertEqual(last.destination.pod, "api-tier/backend-api")
         XCTAssertEqual(last.destination.endpoint, 2)
         XCTAssertEqual(last.destination.port, 8080)
@@ -68,10 +80,10 @@ final class FlowDecodingBenchmarkTests: XCTestCase {
         let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3)
         print(
             String(
-                format: "bench: flow decoding: %d flows x %d rounds, %d records per batch: CPU %.0f ns/flow median "
-                    + "(%.0f-%.0f), wall %.0f ns/flow median; load average %@", flows, rounds, batch,
-                cpu[cpu.count / 2], cpu.first!, cpu.last!, wall[wall.count / 2],
-                load?.joined(separator: " ") ?? "?"))
+                format: "bench: flow decoding: %d flows x %d rounds, %d records per batch, %@: CPU %.0f ns/flow "
+                    + "median (%.0f-%.0f), wall %.0f ns/flow median; load average %@", flows, rounds, batch,
+                clients == 0 ? "pod to pod" : "\(clients) world clients", cpu[cpu.count / 2], cpu.first!,
+                cpu.last!, wall[wall.count / 2], load?.joined(separator: " ") ?? "?"))
         fflush(nil)
     }
 
@@ -122,11 +134,15 @@ final class FlowDecodingBenchmarkTests: XCTestCase {
         return Fixture(context: context, frontend: frontend, backend: backend, ruleID: ruleID)
     }
 
-    /// An allowed GET as the kernel reports it: ingress, from the server endpoint's point of view.
-    private static func record(sourcePort: UInt16, _ fixture: Fixture) -> [UInt8] {
+    /// An allowed GET as the kernel reports it: ingress, from the server endpoint's point of view; from the frontend
+    /// pod, or from a client outside the node (`worldClient`: which one).
+    private static func record(sourcePort: UInt16, _ fixture: Fixture, worldClient: Int? = nil) -> [UInt8] {
         var http = na_l7_event()
         http.flow.timestamp_ns = 5_000_000_000
         setTupleBytes(&http.flow.saddr, [10, 244, 1, 1])
+        if let client = worldClient {
+            setTupleBytes(&http.flow.saddr, [10, 250, UInt8(client / 256 % 256), UInt8(client % 256)])
+        }
         setTupleBytes(&http.flow.daddr, [10, 244, 1, 2])
         http.flow.sport = sourcePort.bigEndian
         http.flow.dport = UInt16(8080).bigEndian
@@ -136,7 +152,7 @@ final class FlowDecodingBenchmarkTests: XCTestCase {
         http.flow.verdict = UInt8(NA_VERDICT_FORWARDED.rawValue)
         http.flow.kind = UInt16(NA_EVENT_L7_HTTP.rawValue)
         http.flow.ep_id = 2
-        http.flow.src_identity = fixture.frontend
+        http.flow.src_identity = worldClient == nil ? fixture.frontend : 2  // reserved:world
         http.flow.dst_identity = fixture.backend
         http.flow.rule_id = fixture.ruleID
         http.flow.ifindex = 12
