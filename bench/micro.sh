@@ -5,7 +5,9 @@
 # so the maps are walked for many keys; plus new connections all to one destination (the maps as large, their
 # entries hot), which separates the cost of the maps' size from that of reaching many peers. The work is
 # Tests/DatapathCoreTests/MicroBenchmarkTests.swift, run in release mode; it loads its own unpinned copies of the
-# maps and attaches nothing, so no interface is touched.
+# maps and attaches nothing, so no interface is touched. Then the flow reader's CPU per HTTP request flow
+# (Tests/AgentTests/FlowDecodingBenchmarkTests.swift: synthetic records through the reader's own decoding, no
+# kernel), from the same test build.
 #
 # Environment: SIZES (1,10000,100000), FLOWS (distinct packets per pass, 20000), ROUNDS (5), BENCH_OUT (directory
 # for the table and raw results), BENCH_NO_BUILD=1 (use the last test build), COMPARE ("label=commit,...": each
@@ -42,12 +44,19 @@ NODEAGENT_BENCH_SIZES=$SIZES NODEAGENT_BENCH_FLOWS=$FLOWS NODEAGENT_BENCH_ROUNDS
     || { tail -40 "$BENCH_WORK/test.log" >&2; bench_die "the benchmark test failed"; }
 grep -q "MicroBenchmarkTests.testFromEndpointCostAsPolicyGrows' passed" "$BENCH_WORK/test.log" \
     || { tail -40 "$BENCH_WORK/test.log" >&2; bench_die "the benchmark did not run (skipped?)"; }
+bench_test FlowDecodingBenchmarkTests "$BENCH_WORK/flow-decoding.log" \
+    || { tail -40 "$BENCH_WORK/flow-decoding.log" >&2; bench_die "the flow decoding benchmark failed"; }
+grep -q "testFlowDecodingCostPerHTTPRequest' passed" "$BENCH_WORK/flow-decoding.log" \
+    || { tail -40 "$BENCH_WORK/flow-decoding.log" >&2; bench_die "the flow decoding benchmark did not run"; }
 
 {
     echo "micro: from_endpoint under BPF_PROG_TEST_RUN; $(bench_machine)"
     echo "Each test run is one packet (repeat=1): the kernel's duration includes its timer, so the ARP row is the"
     echo "floor of a run; 'one flow repeated' is one ACK run $FLOWS times in the kernel (everything hot in cache)."
     sed -n '/^=== from_endpoint/,/^=== end/p' "$BENCH_WORK/test.log" | grep -v '^=== end'
+    echo
+    echo "The flow reader per HTTP request (GET between two local pods, records copied as the ring hands them over):"
+    grep "^bench: flow decoding" "$BENCH_WORK/flow-decoding.log"
 } | tee "$BENCH_WORK/micro.txt"
 if [ -n "${BENCH_OUT:-}" ]; then
     mkdir -p "$BENCH_OUT"

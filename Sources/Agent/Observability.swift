@@ -30,7 +30,7 @@ final class Observability: Sendable {
                     last.withLock { $0 = context }
                     return context
                 },
-                decided: { [weak agent] flows in
+                refused: { [weak agent] flows in
                     guard let agent, agent.l7 != nil else { return }
                     agent.deniedHTTPConnections.closeLater(flows)
                 })

@@ -185,6 +185,174 @@ final class FlowContextTests: XCTestCase {
         XCTAssertEqual(flow.destination.pod, "api-tier/backend-api")
     }
 
+    // A context makes each peer once and gives it back for later flows: the cases below prove that what it is
+    // keyed by tells apart every peer that differs.
+
+    func testTheSameAddressWithAnotherIdentityIsAnotherPeer() {
+        let context = context
+        let first = context.flow(
+            from: event(
+                from: "10.244.1.1", to: "10.244.1.2", sourceIdentity: frontendIdentity,
+                destinationIdentity: backendIdentity),
+            wallOffset: 0)
+        let second = context.flow(
+            from: event(
+                from: "10.244.1.1", to: "10.244.1.2", sourceIdentity: backendIdentity, destinationIdentity: 2),
+            wallOffset: 0)
+        XCTAssertEqual(first.source.labels, ["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier"])
+        XCTAssertEqual(second.source.identity, backendIdentity)
+        XCTAssertEqual(second.source.labels, ["k8s:app=backend-api", "k8s:io.kubernetes.pod.namespace=api-tier"])
+        XCTAssertEqual(second.source.pod, "web-tier/frontend", "the address still names the endpoint")
+        XCTAssertEqual(second.destination.identity, 2)
+        XCTAssertEqual(second.destination.labels, ["reserved:world"])
+    }
+
+    func testTheSameIdentityFromAnotherAddressIsAnotherPeer() {
+        let context = context
+        let local = context.flow(
+            from: event(
+                from: "10.244.1.2", to: "10.244.1.1", egress: false, endpoint: 1, sourceIdentity: backendIdentity,
+                destinationIdentity: frontendIdentity),
+            wallOffset: 0)
+        let elsewhere = context.flow(
+            from: event(
+                from: "10.244.9.9", to: "10.244.1.1", egress: false, endpoint: 1, sourceIdentity: backendIdentity,
+                destinationIdentity: frontendIdentity),
+            wallOffset: 0)
+        XCTAssertEqual(local.source.pod, "api-tier/backend-api")
+        XCTAssertEqual(local.source.endpoint, 2)
+        XCTAssertEqual(elsewhere.source.ip.description, "10.244.9.9")
+        XCTAssertNil(elsewhere.source.pod, "no endpoint has the address")
+        XCTAssertNil(elsewhere.source.endpoint)
+        XCTAssertEqual(elsewhere.source.name, "10.244.9.9")
+        XCTAssertEqual(elsewhere.source.labels, local.source.labels, "the identity's labels, whatever the address")
+
+        // IPv6: addresses that differ only in their last byte.
+        let v6 = ["fd00::1", "fd00::2"].map { address in
+            var flow = event(from: address, to: "fd00::ff", sourceIdentity: 2, destinationIdentity: 2)
+            flow.family = UInt8(NA_FAMILY_IPV6)
+            return context.flow(from: flow, wallOffset: 0).source.ip.description
+        }
+        XCTAssertEqual(v6, ["fd00::1", "fd00::2"])
+    }
+
+    func testAnIPv4AddressIsItsFirstFourBytes() {
+        let context = context
+        var padded = event(
+            from: "10.244.1.1", to: "10.244.1.2", sourceIdentity: frontendIdentity, destinationIdentity: backendIdentity
+        )
+        withUnsafeMutableBytes(of: &padded.saddr) { $0[4] = 0xAA }
+        let clean = event(
+            from: "10.244.1.1", to: "10.244.1.2", sourceIdentity: frontendIdentity, destinationIdentity: backendIdentity
+        )
+        XCTAssertEqual(context.flow(from: padded, wallOffset: 0), context.flow(from: clean, wallOffset: 0))
+        XCTAssertEqual(context.flow(from: padded, wallOffset: 0).source.ip.description, "10.244.1.1")
+    }
+
+    func testTheReportingEndpointStandsInOnlyForItsOwnSide() {
+        let context = context
+        // Egress from endpoint 1 with a source no endpoint has (spoofed): the source is endpoint 1's.
+        let spoofed = context.flow(
+            from: event(
+                from: "10.66.6.6", to: "10.244.1.2", endpoint: 1, sourceIdentity: frontendIdentity,
+                destinationIdentity: backendIdentity),
+            wallOffset: 0)
+        // The same source address and identity reported by endpoint 2: endpoint 2 stands in.
+        let spoofedAtTwo = context.flow(
+            from: event(
+                from: "10.66.6.6", to: "10.244.1.1", endpoint: 2, sourceIdentity: frontendIdentity,
+                destinationIdentity: frontendIdentity),
+            wallOffset: 0)
+        // And arriving (ingress) at endpoint 2: the reporting endpoint is the destination's, the source has none.
+        let arriving = context.flow(
+            from: event(
+                from: "10.66.6.6", to: "10.244.1.2", egress: false, endpoint: 2, sourceIdentity: frontendIdentity,
+                destinationIdentity: backendIdentity),
+            wallOffset: 0)
+        XCTAssertEqual(spoofed.source.pod, "web-tier/frontend")
+        XCTAssertEqual(spoofed.source.endpoint, 1)
+        XCTAssertEqual(spoofedAtTwo.source.pod, "api-tier/backend-api")
+        XCTAssertEqual(spoofedAtTwo.source.endpoint, 2)
+        XCTAssertNil(arriving.source.pod)
+        XCTAssertNil(arriving.source.endpoint)
+        XCTAssertEqual(arriving.source.name, "10.66.6.6")
+        XCTAssertEqual(arriving.destination.pod, "api-tier/backend-api")
+    }
+
+    func testAContextTakenAfterAPodIsRenamedShowsTheNewName() {
+        let before = context
+        let event = event(
+            from: "10.244.1.1", to: "10.244.1.2", sourceIdentity: frontendIdentity, destinationIdentity: backendIdentity
+        )
+        XCTAssertEqual(before.flow(from: event, wallOffset: 0).source.pod, "web-tier/frontend")
+        endpoints[1]?.k8sPodName = "frontend-7d4b9"
+        let after = context
+        XCTAssertEqual(after.flow(from: event, wallOffset: 0).source.pod, "web-tier/frontend-7d4b9")
+        XCTAssertEqual(after.flow(from: event, wallOffset: 0).source.name, "web-tier/frontend-7d4b9")
+        XCTAssertEqual(
+            before.flow(from: event, wallOffset: 0).source.pod, "web-tier/frontend", "a context is a snapshot")
+    }
+
+    func testChangingOneFlowsPeerLeavesOtherFlowsAsTheyWere() {
+        let context = context
+        let event = event(
+            from: "10.244.1.1", to: "10.244.1.2", sourceIdentity: frontendIdentity, destinationIdentity: backendIdentity
+        )
+        var first = context.flow(from: event, wallOffset: 0)
+        let second = context.flow(from: event, wallOffset: 0)
+        first.source.pod = "elsewhere/other"
+        first.source.labels.append("k8s:extra=1")
+        XCTAssertEqual(first.source.pod, "elsewhere/other")
+        XCTAssertEqual(first.source.labels.last, "k8s:extra=1")
+        XCTAssertNotEqual(first, second)
+        XCTAssertEqual(second.source.pod, "web-tier/frontend")
+        XCTAssertEqual(context.flow(from: event, wallOffset: 0).source.pod, "web-tier/frontend")
+        XCTAssertEqual(context.flow(from: event, wallOffset: 0).source.labels.count, 2)
+    }
+
+    func testPortsAreEachFlowsOwn() {
+        let context = context
+        let ports = (0..<3).map { index in
+            var event = event(
+                from: "10.244.1.1", to: "10.244.1.2", sourceIdentity: frontendIdentity,
+                destinationIdentity: backendIdentity)
+            event.sport = UInt16(50_000 + index).bigEndian
+            event.dport = UInt16(80 + index).bigEndian
+            let flow = context.flow(from: event, wallOffset: 0)
+            return [flow.source.port, flow.destination.port]
+        }
+        XCTAssertEqual(ports, [[50_000, 80], [50_001, 81], [50_002, 82]])
+    }
+
+    /// Whatever came before, a context gives each event the flow a new context would make for it.
+    func testRememberedPeersEqualNewlyMadeOnes() {
+        let shared = context
+        let addresses = ["10.244.1.1", "10.244.1.2", "10.66.6.6", "93.184.216.34", "198.51.100.10", "198.51.100.77"]
+        let identities = [frontendIdentity, backendIdentity, 2, UInt32(NA_ID_LOCAL_CIDR_BASE) + 3, 0]
+        // Every pairing of the lists above comes up, most of them more than once.
+        for index in 0..<720 {
+            let event = event(
+                from: addresses[index % 6], to: addresses[index / 6 % 6], egress: index / 36 % 2 == 0,
+                endpoint: UInt32(index / 72 % 4), sourceIdentity: identities[index * 7 % 5],
+                destinationIdentity: identities[(index * 3 + 1) % 5])
+            XCTAssertEqual(shared.flow(from: event, wallOffset: 0), context.flow(from: event, wallOffset: 0))
+        }
+    }
+
+    func testMorePeersThanTheMemoKeepsAreStillEachTheirOwn() {
+        let context = context
+        for index in 0..<5000 {
+            let address = "203.0.\(index / 256).\(index % 256)"
+            let flow = context.flow(
+                from: event(from: "10.244.1.1", to: address, sourceIdentity: frontendIdentity, destinationIdentity: 2),
+                wallOffset: 0)
+            if flow.destination.ip.description != address || flow.source.pod != "web-tier/frontend" {
+                XCTFail("flow \(index): \(flow)")
+                break
+            }
+        }
+    }
+
     func testEveryReasonHasAName() {
         XCTAssertEqual(FlowReasons.names.count, 24)
         for (code, name) in FlowReasons.names {

@@ -23,6 +23,19 @@ final class FlowStoreTests: XCTestCase {
         XCTAssertEqual(store.stats, FlowStore.Stats(appended: 7, buffered: 4, followers: 0, droppedForFollowers: 0))
     }
 
+    func testBatchesLargerThanTheRingKeepTheirNewest() {
+        let store = FlowStore(capacity: 3)
+        store.append(flows(0..<8))
+        XCTAssertEqual(store.recent(matching: FlowFilter(), last: 10).map(\.time), [5, 6, 7])
+        let batch = flows(8..<10)
+        store.append(batch)
+        XCTAssertEqual(batch.map(\.time), [8, 9], "the caller's flows stay as they were")
+        XCTAssertEqual(store.recent(matching: FlowFilter(), last: 10).map(\.time), [7, 8, 9])
+        store.append(flows(10..<13))
+        XCTAssertEqual(store.recent(matching: FlowFilter(), last: 10).map(\.time), [10, 11, 12])
+        XCTAssertEqual(store.stats, FlowStore.Stats(appended: 13, buffered: 3, followers: 0, droppedForFollowers: 0))
+    }
+
     func testRecentFiltersBeforeCounting() {
         let store = FlowStore(capacity: 10)
         store.append(flows(0..<3, verdict: .forwarded) + flows(3..<5) + flows(5..<6, verdict: .forwarded))

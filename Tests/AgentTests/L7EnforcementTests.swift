@@ -269,7 +269,7 @@ final class L7EnforcementTests: XCTestCase {
         let records = Mutex<[FlowRecord]>([])
         let events = try XCTUnwrap(try BPFMap.openPinned("\(pinRoot)/na_events"))
         let reader = RingBufferReader(map: events, pollTimeout: .milliseconds(20)) { batch in
-            records.withLock { $0 += batch.compactMap(FlowRecord.init) }
+            records.withLock { $0 += batch.compactMap { FlowRecord(Array($0)) } }
         }
         try reader.start()
         defer { reader.stop() }

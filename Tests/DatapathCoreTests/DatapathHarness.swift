@@ -155,7 +155,7 @@ final class DatapathHarness: Sendable {
     func drainEvents() throws -> [na_flow_event] {
         try events.drain().map { record in
             guard record.count >= MemoryLayout<na_flow_event>.size else { return na_flow_event() }
-            return valueFrom(record, at: 0)
+            return record.withUnsafeBytes { $0.loadUnaligned(as: na_flow_event.self) }
         }
     }
 }

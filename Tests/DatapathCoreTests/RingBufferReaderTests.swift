@@ -29,7 +29,7 @@ final class RingBufferReaderTests: XCTestCase {
         let datapath = try loadDatapath()
         let received = Mutex<[[UInt8]]>([])
         let reader = RingBufferReader(map: try datapath.map("na_events"), pollTimeout: .milliseconds(100)) { records in
-            received.withLock { $0 += records }
+            received.withLock { $0 += records.map { Array($0) } }
         }
         try reader.start()
         try reader.start()  // a second start does nothing

@@ -14,39 +14,6 @@ public struct Flow: Sendable, Equatable {
         case egress
     }
 
-    /// One end of the flow, as addressed in the packet.
-    public struct Peer: Sendable, Equatable {
-        public var ip: IPAddress
-        /// The L4 port; for ICMP echo, the identifier on the side that chose it (0 on the other).
-        public var port: UInt16
-        public var identity: UInt32
-        /// The identity's labels (`k8s:app=frontend`), empty when the agent does not know the identity.
-        public var labels: [String]
-        /// The local endpoint with this address (or the one that reported the flow, for its own side).
-        public var endpoint: UInt32?
-        /// `namespace/name` of the pod behind `endpoint`, when it has one.
-        public var pod: String?
-        /// The node of a pod on another node (cluster mode), whose `pod` comes from the cluster's ipcache.
-        public var node: String?
-        /// What people call this end: the pod, else the reserved identity's name (`world`, `host`), a CIDR, or
-        /// the address.
-        public var name: String
-
-        public init(
-            ip: IPAddress, port: UInt16, identity: UInt32, labels: [String] = [], endpoint: UInt32? = nil,
-            pod: String? = nil, name: String? = nil, node: String? = nil
-        ) {
-            self.ip = ip
-            self.port = port
-            self.identity = identity
-            self.labels = labels
-            self.endpoint = endpoint
-            self.pod = pod
-            self.node = node
-            self.name = name ?? pod ?? ip.description
-        }
-    }
-
     /// Wall-clock time of the verdict, nanoseconds since the Unix epoch.
     public var time: Int64
     public var verdict: Verdict

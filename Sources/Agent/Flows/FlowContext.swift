@@ -8,9 +8,10 @@ import Synchronization
 ///
 /// Taken from the agent's state under its lock as copies of the collections, which costs a few reference counts
 /// (they are copy-on-write), so the flow reader never holds the lock while it decodes or indexes. A context serves
-/// until the state's version moves: the address index and the peers' labels and pod names are worked out once for
-/// all the events it decodes, not for each.
-struct FlowContext: Sendable {
+/// until the state's version moves: the address index and each peer (its address, labels, pod and name) are worked
+/// out once for all the events it decodes, not for each. A class, so that handing it to each batch costs one
+/// reference count rather than one per collection it holds.
+final class FlowContext: Sendable {
     let endpoints: [UInt32: Endpoint]
     let identities: IdentityAllocator
     let policy: PolicyRepository
@@ -43,6 +44,12 @@ struct FlowContext: Sendable {
 
     /// The agent's current context: `previous` again while the state has not changed since it was taken.
     static func snapshot(of agent: NodeAgent, reusing previous: FlowContext?) -> FlowContext {
+        // Asked for every batch of events: compare the versions before copying anything.
+        if let previous, agent.state.withLock({ $0.version }) == previous.version,
+            (agent.cluster?.view.withLock { $0.remoteRevision } ?? 0) == previous.remoteRevision
+        {
+            return previous
+        }
         let (endpoints, identities, policy, version) = agent.state.withLock { state in
             (state.endpoints, state.identities, state.policy, state.version)
         }
@@ -57,37 +64,74 @@ struct FlowContext: Sendable {
     func flow(from event: na_flow_event, wallOffset: Int64) -> Flow {
         let family: IPAddress.Family = event.family == UInt8(NA_FAMILY_IPV6) ? .ipv6 : .ipv4
         let egress = event.direction == UInt8(NA_DIR_EGRESS.rawValue)
-        let source = IPAddress(family: family, bytes: tupleBytes(event.saddr))
-        let destination = IPAddress(family: family, bytes: tupleBytes(event.daddr))
-        let reporter = event.ep_id == 0 ? nil : event.ep_id
+        // The reporting endpoint stands for its own side when no endpoint has the address (0: none).
+        let sourceKey = PeerKey(
+            event.saddr, family: family, identity: event.src_identity, fallbackEndpoint: egress ? event.ep_id : 0)
+        let destinationKey = PeerKey(
+            event.daddr, family: family, identity: event.dst_identity, fallbackEndpoint: egress ? 0 : event.ep_id)
+        var (source, destination) = memo.entries.withLock { entries in
+            (
+                peer(sourceKey, address: event.saddr, memo: &entries),
+                peer(destinationKey, address: event.daddr, memo: &entries)
+            )
+        }
+        source.port = UInt16(bigEndian: event.sport)
+        destination.port = UInt16(bigEndian: event.dport)
         return Flow(
             time: Int64(bitPattern: event.timestamp_ns) &+ wallOffset,
             verdict: event.verdict == UInt8(NA_VERDICT_DROPPED.rawValue) ? .dropped : .forwarded,
             reasonCode: event.reason, reason: DropReason.name(of: event.reason),
-            direction: egress ? .egress : .ingress, proto: event.proto,
-            source: peer(
-                source, port: UInt16(bigEndian: event.sport), identity: event.src_identity,
-                fallbackEndpoint: egress ? reporter : nil),
-            destination: peer(
-                destination, port: UInt16(bigEndian: event.dport), identity: event.dst_identity,
-                fallbackEndpoint: egress ? nil : reporter),
+            direction: egress ? .egress : .ingress, proto: event.proto, source: source, destination: destination,
             endpoint: event.ep_id, ifindex: event.ifindex, length: event.length, ruleID: event.rule_id,
             rule: event.rule_id == 0 ? nil : policy.ruleName(event.rule_id))
+    }
+
+    /// One end, its port 0: made once per context for each address, identity and fallback endpoint.
+    private func peer<Address>(_ key: PeerKey, address: Address, memo: inout PeerMemo.Entries) -> Flow.Peer {
+        if memo.recent?.key == key { return memo.recent!.peer }
+        if memo.older?.key == key {
+            swap(&memo.recent, &memo.older)
+            return memo.recent!.peer
+        }
+        let peer: Flow.Peer
+        if let known = memo.peers[key] {
+            peer = known
+        } else {
+            let ip = withUnsafeBytes(of: address) { IPAddress(family: key.family, bytes: Array($0)) }
+            peer = makePeer(
+                ip, identity: key.identity, fallbackEndpoint: key.fallbackEndpoint == 0 ? nil : key.fallbackEndpoint,
+                memo: &memo)
+            // Peers from many addresses (the world's) would otherwise grow the memo without bound until the next
+            // context.
+            if memo.peers.count >= PeerMemo.limit { memo.peers.removeAll(keepingCapacity: true) }
+            memo.peers[key] = peer
+        }
+        swap(&memo.recent, &memo.older)
+        memo.recent = (key, peer)
+        return peer
     }
 
     /// One end: the local endpoint with that address, else (for the reporting endpoint's own side, e.g. a spoofed
     /// source) the reporting endpoint, else a pod of another node; its pod; the identity's labels; and a name
     /// people recognise.
-    private func peer(_ ip: IPAddress, port: UInt16, identity: UInt32, fallbackEndpoint: UInt32?) -> Flow.Peer {
+    private func makePeer(
+        _ ip: IPAddress, identity: UInt32, fallbackEndpoint: UInt32?, memo: inout PeerMemo.Entries
+    ) -> Flow.Peer {
         let endpointID = byAddress[ip] ?? fallbackEndpoint
         let endpoint = endpointID.flatMap { endpoints[$0] }
-        var labels = memo.labels(of: identity) { identities.identity(id: identity)?.labels.strings ?? [] }
+        var labels: [String]
+        if let known = memo.labels[identity] {
+            labels = known
+        } else {
+            labels = identities.identity(id: identity)?.labels.strings ?? []
+            memo.labels[identity] = labels
+        }
         var prefix: String?
         if labels.isEmpty, identity >= UInt32(NA_ID_LOCAL_CIDR_BASE), let match = prefixes.longestMatch(ip) {
             prefix = match
             labels = ["cidr:\(match)", "reserved:world"]
         }
-        var pod = endpoint.flatMap { endpoint in memo.pod(of: endpoint.id) { endpoint.podName } }
+        var pod = endpoint?.podName
         var node: String?
         if endpoint == nil, let remote = remote[ip] {
             node = remote.node
@@ -95,36 +139,59 @@ struct FlowContext: Sendable {
         }
         let name = pod ?? prefix ?? ReservedIdentity.name(of: identity) ?? ip.description
         return Flow.Peer(
-            ip: ip, port: port, identity: identity, labels: labels, endpoint: endpoint?.id, pod: pod, name: name,
+            ip: ip, port: 0, identity: identity, labels: labels, endpoint: endpoint?.id, pod: pod, name: name,
             node: node)
     }
 }
 
-/// Label strings by identity and pod names by endpoint, made once per context: a busy node reports tens of
-/// thousands of flows a second between the same few peers, and building these strings for each was most of the
-/// flow reader's work.
+/// What a flow's end depends on in a context, its port aside: the address as the event carries it (only the first
+/// 4 bytes for IPv4), the identity, and the endpoint that stands for that side when no endpoint has the address.
+/// Plain integers, so finding a known peer builds no address and no array.
+private struct PeerKey: Hashable {
+    let high: UInt64
+    let low: UInt64
+    let family: IPAddress.Family
+    let identity: UInt32
+    /// 0: none, as in the event's `ep_id`.
+    let fallbackEndpoint: UInt32
+
+    /// `address`: the event's 16-byte address field.
+    init<Address>(_ address: Address, family: IPAddress.Family, identity: UInt32, fallbackEndpoint: UInt32) {
+        let (high, low) = withUnsafeBytes(of: address) { raw in
+            (raw.loadUnaligned(as: UInt64.self), raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+        }
+        // The mask is ff ff ff ff 00 00 00 00 in memory whatever the byte order: the IPv4 address's 4 bytes.
+        self.high = family == .ipv4 ? high & UInt64(bigEndian: 0xffff_ffff_0000_0000) : high
+        self.low = family == .ipv4 ? 0 : low
+        self.family = family
+        self.identity = identity
+        self.fallbackEndpoint = fallbackEndpoint
+    }
+}
+
+/// Finished peers, and label strings by identity, made once per context: a busy node reports tens of thousands of
+/// flows a second between the same few peers, and building an end's address, strings and arrays for each flow was
+/// most of the flow reader's work.
 private final class PeerMemo: Sendable {
-    private let state = Mutex<(labels: [UInt32: [String]], pods: [UInt32: String?])>(([:], [:]))
+    /// Peers kept at most; past it the memo starts again (4096 peers take at most about a megabyte).
+    static let limit = 4096
 
-    func labels(of identity: UInt32, _ make: () -> [String]) -> [String] {
-        if let known = state.withLock({ $0.labels[identity] }) { return known }
-        let labels = make()
-        state.withLock { $0.labels[identity] = labels }
-        return labels
+    struct Entries {
+        var peers: [PeerKey: Flow.Peer] = [:]
+        var labels: [UInt32: [String]] = [:]
+        /// The last two peers found, looked at before `peers`: flow after flow is between the same two ends, and
+        /// comparing keys costs less than hashing them.
+        var recent: (key: PeerKey, peer: Flow.Peer)?
+        var older: (key: PeerKey, peer: Flow.Peer)?
     }
 
-    func pod(of endpoint: UInt32, _ make: () -> String?) -> String? {
-        if let known = state.withLock({ $0.pods[endpoint] }) { return known }
-        let pod = make()
-        state.withLock { $0.pods[endpoint] = pod }
-        return pod
-    }
+    let entries = Mutex(Entries())
 }
 
 /// Which policy prefix a CIDR identity stands for. The CIDR policy plugin gives every prefix that policies name
 /// (except ranges included) its own identity in the ipcache, so the most specific of those prefixes holding an
 /// address is the one whose identity the datapath found. Built on first use: most batches have no CIDR peers.
-/// (Used only by the flow reader's thread, hence unchecked.)
+/// (Used only under the peer memo's lock, hence unchecked.)
 private final class PrefixMatcher: @unchecked Sendable {
     private let policy: PolicyRepository
     private lazy var sorted: [IPPrefix] = policy.cidrPrefixes.sorted { $0.length > $1.length }

@@ -12,9 +12,9 @@ public final class FlowStore: Sendable {
     private let state: Mutex<State>
 
     private struct State {
-        var ring: [Flow?]
+        /// Grows to `capacity`, then each new flow takes the oldest one's slot.
+        var ring: [Flow] = []
         var next = 0  // slot the next flow goes to
-        var count = 0
         var appended: UInt64 = 0
         var followers: [UInt64: Follower] = [:]
         var nextFollower: UInt64 = 1
@@ -46,20 +46,21 @@ public final class FlowStore: Sendable {
         precondition(capacity > 0 && followerQueueLimit > 0)
         self.capacity = capacity
         self.followerQueueLimit = followerQueueLimit
-        state = Mutex(State(ring: [Flow?](repeating: nil, count: capacity)))
+        var state = State()
+        state.ring.reserveCapacity(capacity)
+        self.state = Mutex(state)
     }
 
     /// Adds flows (oldest first), overwriting the oldest in the ring, and queues them for followers.
-    public func append(_ flows: [Flow]) {
+    ///
+    /// Takes the flows over: once the ring is full each is swapped with the flow it overwrites, so storing one
+    /// copies no strings or arrays, and the overwritten flows are freed after the lock is released.
+    public func append(_ flows: consuming [Flow]) {
         guard !flows.isEmpty else { return }
+        var flows = consume flows  // a closure cannot capture the parameter itself
         let limit = followerQueueLimit
         state.withLock { state in
-            for flow in flows {
-                state.ring[state.next] = flow
-                state.next = (state.next + 1) % capacity
-                state.count = min(state.count + 1, capacity)
-                state.appended += 1
-            }
+            // Followers first: the swap below leaves the overwritten flows in `flows`.
             for id in Array(state.followers.keys) {
                 var follower = state.followers.removeValue(forKey: id)!
                 for flow in flows where follower.filter.matches(flow) {
@@ -78,6 +79,15 @@ public final class FlowStore: Sendable {
                 }
                 state.followers[id] = follower
             }
+            for index in flows.indices {
+                if state.ring.count < capacity {
+                    state.ring.append(flows[index])
+                } else {
+                    swap(&state.ring[state.next], &flows[index])
+                }
+                state.next = state.next + 1 == capacity ? 0 : state.next + 1
+            }
+            state.appended += UInt64(flows.count)
         }
     }
 
@@ -103,7 +113,7 @@ public final class FlowStore: Sendable {
     public var stats: Stats {
         state.withLock { state in
             Stats(
-                appended: state.appended, buffered: state.count, followers: state.followers.count,
+                appended: state.appended, buffered: state.ring.count, followers: state.followers.count,
                 droppedForFollowers: state.droppedForFollowers)
         }
     }
@@ -140,9 +150,9 @@ public final class FlowStore: Sendable {
     private static func recent(_ state: State, filter: FlowFilter, last: Int) -> [Flow] {
         var result: [Flow] = []
         var index = state.next
-        for _ in 0..<state.count {
+        for _ in 0..<state.ring.count {
             index = (index - 1 + state.ring.count) % state.ring.count
-            guard let flow = state.ring[index] else { continue }
+            let flow = state.ring[index]
             if filter.matches(flow) {
                 result.append(flow)
                 if result.count == last { break }

@@ -3,11 +3,11 @@ import Glibc
 import Synchronization
 
 /// A reader of a BPF ring buffer map (records the datapath submits with `bpf_ringbuf_submit`), through
-/// libbpf's `ring_buffer`. Each record comes back as its raw bytes; decode them with `valueFrom(_:at:)`.
+/// libbpf's `ring_buffer`. Each record comes back as its raw bytes (see `RingBufferRecords`).
 public final class BPFRingBuffer: Sendable {
     /// Where libbpf's callback puts the records of one drain; only touched while `state` is locked.
     private final class RecordSink {
-        var records: [[UInt8]] = []
+        var records = RingBufferRecords()
     }
 
     private struct State {
@@ -29,7 +29,7 @@ public final class BPFRingBuffer: Sendable {
             { context, data, size in
                 guard let context, let data else { return 0 }
                 let sink = Unmanaged<RecordSink>.fromOpaque(context).takeUnretainedValue()
-                sink.records.append(Array(UnsafeRawBufferPointer(start: data, count: size)))
+                sink.records.append(UnsafeRawBufferPointer(start: data, count: size))
                 return 0
             }, Unmanaged.passUnretained(sink).toOpaque(), nil)
         guard let handle else {
@@ -44,19 +44,25 @@ public final class BPFRingBuffer: Sendable {
     }
 
     /// Every record available now, oldest first, without waiting.
-    public func drain() throws -> [[UInt8]] {
-        try collect(waitingMilliseconds: nil)
+    public func drain() throws -> RingBufferRecords {
+        var records = RingBufferRecords()
+        try collect(waitingMilliseconds: nil, into: &records)
+        return records
     }
 
-    /// Waits up to `timeoutMilliseconds` for records (-1: indefinitely), then returns what is available.
-    public func poll(timeoutMilliseconds: Int32) throws -> [[UInt8]] {
-        try collect(waitingMilliseconds: timeoutMilliseconds)
+    /// Waits up to `timeoutMilliseconds` for records (-1: indefinitely), then puts what is available into
+    /// `records`, emptied first: a reader that polls again and again reuses its buffer.
+    public func poll(timeoutMilliseconds: Int32, into records: inout RingBufferRecords) throws {
+        try collect(waitingMilliseconds: timeoutMilliseconds, into: &records)
     }
 
-    private func collect(waitingMilliseconds timeout: Int32?) throws -> [[UInt8]] {
+    private func collect(waitingMilliseconds timeout: Int32?, into records: inout RingBufferRecords) throws {
+        records.removeAll()
         let name = map.name
-        return try state.withLock { state throws in
-            defer { state.sink.records.removeAll() }
+        try state.withLock { state throws in
+            // The callback appends to the sink's records: lend it `records` for this read.
+            swap(&state.sink.records, &records)
+            defer { swap(&state.sink.records, &records) }
             let handle = state.handle
             if let timeout {
                 try bpfCall("polling ring buffer \(name)") { ring_buffer__poll(handle, timeout) }
@@ -67,7 +73,6 @@ public final class BPFRingBuffer: Sendable {
             } else {
                 try bpfCall("reading ring buffer \(name)") { ring_buffer__consume(handle) }
             }
-            return state.sink.records
         }
     }
 }

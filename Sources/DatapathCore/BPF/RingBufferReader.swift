@@ -15,7 +15,7 @@ import Synchronization
 /// for it anyway, and waking to a batch of them it must not preempt the requests that made them.
 public final class RingBufferReader: Sendable {
     /// Gets the records of one poll, each the raw bytes the BPF program submitted.
-    public typealias Handler = @Sendable (_ records: [[UInt8]]) -> Void
+    public typealias Handler = @Sendable (_ records: RingBufferRecords) -> Void
 
     public let map: BPFMap
     public let pollTimeout: Duration
@@ -90,10 +90,10 @@ public final class RingBufferReader: Sendable {
         let timeoutMS = Int32(
             clamping: pollTimeout.components.seconds * 1000 + pollTimeout.components.attoseconds / 1_000_000_000_000_000
         )
+        var records = RingBufferRecords()
         while !isStopping {
-            let records: [[UInt8]]
             do {
-                records = try ring.poll(timeoutMilliseconds: max(timeoutMS, 1))
+                try ring.poll(timeoutMilliseconds: max(timeoutMS, 1), into: &records)
             } catch {
                 control.withLock { control in
                     control.pollErrors += 1
