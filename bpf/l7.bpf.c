@@ -111,12 +111,19 @@ int na_l7_sockops(struct bpf_sock_ops *skops)
 
 	cookie = bpf_get_socket_cookie(skops);
 	if (skops->op == BPF_SOCK_OPS_STATE_CB) {
-		/* A connection that closes with part of a message held leaves nothing behind. */
+		/*
+		 * A closed connection leaves nothing behind: what it held of a message,
+		 * and its state. Left to the LRU, the state of closed connections
+		 * filled na_l7_conns within seconds at a connection per request, and
+		 * every new connection then evicted some entry, at times a live one.
+		 */
 		if (skops->args[1] == BPF_TCP_CLOSE) {
 			struct na_l7_conn *held = bpf_map_lookup_elem(&na_l7_conns, &cookie);
 
 			if (held && held->held)
 				na_l7_forget_held(cookie);
+			if (held)
+				bpf_map_delete_elem(&na_l7_conns, &cookie);
 		}
 		return 1;
 	}
@@ -474,6 +481,31 @@ static __noinline int na_l7_answer(struct __sk_buff *skb, __u64 *cookie)
 	return bpf_sk_redirect_hash(skb, &na_l7_socks, cookie, 0);
 }
 
+/*
+ * Makes an enrolled connection's state anew from the skb's socket, when it
+ * has none: the LRU let it go (more connections open at once than the map
+ * holds). It starts where a new connection starts, at a head: bytes in the
+ * middle of a body then do not read as one, and the connection is refused,
+ * which is failing closed, where dropping them would leave it hanging.
+ */
+static __always_inline void na_l7_conn_again(struct __sk_buff *skb, __u64 *cookie)
+{
+	struct na_l7_conn conn = {};
+	__u32 family = skb->family;
+
+	if (family != NA_AF_INET && family != NA_AF_INET6)
+		return;
+	conn.family = na_l7_sockops_addr(family, skb->local_ip4, skb->local_ip6[0], skb->local_ip6[1],
+					  skb->local_ip6[2], skb->local_ip6[3], conn.local);
+	na_l7_sockops_addr(family, skb->remote_ip4, skb->remote_ip6[0], skb->remote_ip6[1], skb->remote_ip6[2],
+			   skb->remote_ip6[3], conn.remote);
+	/* As in sockops: local_port in host order, remote_port in network order in the upper half. */
+	conn.local_port = bpf_htons((__u16)skb->local_port);
+	conn.remote_port = bpf_htons((__u16)(bpf_ntohl(skb->remote_port) & 0xffff));
+	conn.fresh = 1;
+	bpf_map_update_elem(&na_l7_conns, cookie, &conn, BPF_NOEXIST);
+}
+
 SEC("sk_skb/stream_verdict")
 int na_l7_verdict(struct __sk_buff *skb)
 {
@@ -483,8 +515,12 @@ int na_l7_verdict(struct __sk_buff *skb)
 	__u32 off;
 
 	conn = bpf_map_lookup_elem(&na_l7_conns, &cookie);
-	if (!conn)
-		return SK_DROP;
+	if (!conn) {
+		na_l7_conn_again(skb, &cookie);
+		conn = bpf_map_lookup_elem(&na_l7_conns, &cookie);
+		if (!conn)
+			return SK_DROP;
+	}
 	if (conn->phase == NA_L7_PHASE_DENIED) {
 		na_metrics_count(NA_DROP_L7_CONN_DENIED, NA_DIR_INGRESS, skb->len);
 		return SK_DROP;

@@ -151,6 +151,45 @@ final class L7EnforcementTests: XCTestCase {
         XCTAssertEqual(pods.serverLog(), [])
     }
 
+    /// A connection's framing state goes when it closes (left to the LRU, closed connections' states filled the
+    /// map and evicted live ones); one whose state went while it was open (more connections at once than the map
+    /// holds) gets a new one at its next request, decided as a new connection's, never dropped in silence.
+    func testConnectionStateLeavesWithTheConnectionAndComesBackWhenLost() throws {
+        try applyRules()
+        let conns = try XCTUnwrap(try BPFMap.openPinned("\(pinRoot)/na_l7_conns"))
+        assertServed(try pods.session([get("/ok"), "read"])[0], "ok /ok\n")
+        var deadline = Date().addingTimeInterval(2)
+        while try conns.count() > 0, Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(try conns.count(), 0, "a closed connection's state is still in na_l7_conns")
+        // The next kept connection's state, dropped while the client waits between its requests.
+        let dropped = Mutex<Int>(-1)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var keys: [[UInt8]] = []
+            let start = Date()
+            while keys.isEmpty, Date().timeIntervalSince(start) < 1.2 {
+                keys = (try? conns.keys()) ?? []
+                usleep(20_000)
+            }
+            for key in keys { _ = try? conns.delete(key: key) }
+            dropped.withLock { $0 = keys.count }
+            done.signal()
+        }
+        let got = try pods.session([get("/ok"), "read", "sleep:1.5", get("/ok"), "read", get("/x"), "read"])
+        done.wait()
+        XCTAssertEqual(dropped.withLock { $0 }, 1, "the open connection had no state, or others had")
+        XCTAssertEqual(got.count, 3, "\(got)")
+        guard got.count == 3 else { return }
+        assertServed(got[0], "ok /ok\n")
+        assertServed(got[1], "ok /ok\n")
+        assertRefused(got[2])
+        // Closed (the client, and the agent's side after the refusal): no state left.
+        deadline = Date().addingTimeInterval(2)
+        while try conns.count() > 0, Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(try conns.count(), 0, "a closed connection's state is still in na_l7_conns")
+        XCTAssertEqual(pods.serverLog(), Array(repeating: "GET /ok HTTP/1.1", count: 3))
+    }
+
     func testHeadOverTheLimitIsRefused() throws {
         try applyRules()
         let answers = try pods.session(["big:32768", "read"])

@@ -214,7 +214,7 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
     /// stream parser deferring to a worker while the server holds its socket); an emulated kernel (kernel-matrix.sh
     /// under TCG) gets 12.
     /// Steps: "send:<text>" (\\r\\n written as |), "slow:<text>" (one byte per segment), "big:<bytes>" (a GET with
-    /// one header of that many bytes), "read" (one answer: status, body, or "timeout"/"closed").
+    /// one header of that many bytes), "sleep:<seconds>", "read" (one answer: status, body, or "timeout"/"closed").
     static let clientScript = """
         import json, os, socket, sys, time
         host, port, steps = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
@@ -258,6 +258,8 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
                         time.sleep(0.003)
                 elif kind == "big":
                     sock.sendall(b"GET /ok HTTP/1.1\\r\\nHost: x\\r\\nX-Big: " + b"a" * int(arg) + b"\\r\\n\\r\\n")
+                elif kind == "sleep":
+                    time.sleep(float(arg))
                 elif kind == "read":
                     out.append(read())
             except socket.timeout:
