@@ -17,6 +17,11 @@
 # Reported: req/s, p50, p99 (wrk --latency), CPU per request, same-round ratios to `base`, and the issue's goals
 # (l7 against l4 and against haproxy).
 #
+# Three wrk modes (MODES): keep-alive and a new connection per request, each at saturation (closed loop), and
+# `paced`: keep-alive with each connection waiting PACE_MS after every answer, so that every case is offered the
+# same rate (~18,000 req/s here), below what the slowest (haproxy) serves: at saturation each case's latency is that
+# of its own throughput (haproxy admits ~0.6x the requests, and its queue is shorter for it), paced they compare at
+# the same load.
 # Environment: ROUNDS (5), DURATION (seconds per run, 8), CASES (comma list, all above), THREADS (2),
 # CONNECTIONS (50), ALLOWED_FLOW_SAMPLING (the agent's runtime option, 1 by default), BENCH_OUT (directory for
 # the table and raw results), NODEAGENT_BIN, NODECTL_BIN, BENCH_NO_BUILD=1 (use existing binaries).
@@ -26,6 +31,7 @@ source "$(dirname "$0")/lib.sh"
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-8}
 CASES=${CASES:-base,l4,l7,haproxy}
+MODES=${MODES:-keepalive close paced}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-50}
 FIXTURES=$REPO_DIR/Tests/EndToEndTests/Fixtures

@@ -219,20 +219,27 @@ bench_py() { python3 "$BENCH_DIR/benchlib.py" "$@"; }
 # keep-alive and with a new connection per request, the order rotated every round so no case always runs first
 # (or right after a heavy one). The caller defines case_on NAME and case_url NAME, and case_off NAME when a case
 # must be undone; wrk runs in $CLIENT with $THREADS, $CONNECTIONS and $DURATION, results are appended to $RESULTS.
+# $MODES (default "keepalive close") may add `paced`: keep-alive, each connection waiting $PACE_MS (2) ms after
+# every answer before its next request (wrk's Lua `delay`), so that every case is offered about the same request
+# rate, below what the slowest can serve: latencies compared at the same load rather than at each one's saturation.
 # $1: the file naming the processes whose CPU is counted.
 bench_wrk_rounds() {
-    local pids=$1 case_list round i name url mode extra
+    local pids=$1 case_list round i name url mode extra modes pace_script
     IFS=, read -r -a case_list <<<"$CASES"
+    read -r -a modes <<<"${MODES:-keepalive close}"
+    pace_script=$BENCH_WORK/pace.lua
+    echo "function delay() return ${PACE_MS:-2} end" >"$pace_script"
     bench_log "machine: $(bench_machine)"
-    bench_log "$ROUNDS rounds x ${#case_list[@]} cases x 2 modes x ${DURATION}s"
+    bench_log "$ROUNDS rounds x ${#case_list[@]} cases x ${#modes[@]} modes (${modes[*]}) x ${DURATION}s"
     for ((round = 1; round <= ROUNDS; round++)); do
         for ((i = 0; i < ${#case_list[@]}; i++)); do
             name=${case_list[$(((i + round - 1) % ${#case_list[@]}))]}
             case_on "$name"
             url=$(case_url "$name")
-            for mode in keepalive close; do
+            for mode in "${modes[@]}"; do
                 extra=()
                 [ "$mode" = close ] && extra=(-H "Connection: close")
+                [ "$mode" = paced ] && extra=(-s "$pace_script")
                 bench_py run --case "$name" --mode "$mode" --round "$round" --pids-file "$pids" \
                     --output "$BENCH_WORK/wrk-$name-$mode-$round.txt" -- \
                     ip netns exec "$CLIENT" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
