@@ -70,6 +70,17 @@ final class FlowContextTests: XCTestCase {
 
     private var context: FlowContext { FlowContext(endpoints: endpoints, identities: identities, policy: policy) }
 
+    /// The flow `context` makes of an event between two addresses, with the identities (source, destination).
+    private func decode(
+        _ context: FlowContext, from source: String, to destination: String, egress: Bool = true,
+        endpoint: UInt32 = 1, identities: (UInt32, UInt32)
+    ) -> Flow {
+        let event = event(
+            from: source, to: destination, egress: egress, endpoint: endpoint, sourceIdentity: identities.0,
+            destinationIdentity: identities.1)
+        return context.flow(from: event, wallOffset: 0)
+    }
+
     func testPodToPodDropIsEnrichedOnBothSides() {
         let flow = context.flow(
             from: event(
@@ -209,16 +220,9 @@ final class FlowContextTests: XCTestCase {
 
     func testTheSameIdentityFromAnotherAddressIsAnotherPeer() {
         let context = context
-        let local = context.flow(
-            from: event(
-                from: "10.244.1.2", to: "10.244.1.1", egress: false, endpoint: 1, sourceIdentity: backendIdentity,
-                destinationIdentity: frontendIdentity),
-            wallOffset: 0)
-        let elsewhere = context.flow(
-            from: event(
-                from: "10.244.9.9", to: "10.244.1.1", egress: false, endpoint: 1, sourceIdentity: backendIdentity,
-                destinationIdentity: frontendIdentity),
-            wallOffset: 0)
+        let identities = (backendIdentity, frontendIdentity)
+        let local = decode(context, from: "10.244.1.2", to: "10.244.1.1", egress: false, identities: identities)
+        let elsewhere = decode(context, from: "10.244.9.9", to: "10.244.1.1", egress: false, identities: identities)
         XCTAssertEqual(local.source.pod, "api-tier/backend-api")
         XCTAssertEqual(local.source.endpoint, 2)
         XCTAssertEqual(elsewhere.source.ip.description, "10.244.9.9")
@@ -252,23 +256,16 @@ final class FlowContextTests: XCTestCase {
     func testTheReportingEndpointStandsInOnlyForItsOwnSide() {
         let context = context
         // Egress from endpoint 1 with a source no endpoint has (spoofed): the source is endpoint 1's.
-        let spoofed = context.flow(
-            from: event(
-                from: "10.66.6.6", to: "10.244.1.2", endpoint: 1, sourceIdentity: frontendIdentity,
-                destinationIdentity: backendIdentity),
-            wallOffset: 0)
+        let spoofed = decode(
+            context, from: "10.66.6.6", to: "10.244.1.2", endpoint: 1, identities: (frontendIdentity, backendIdentity))
         // The same source address and identity reported by endpoint 2: endpoint 2 stands in.
-        let spoofedAtTwo = context.flow(
-            from: event(
-                from: "10.66.6.6", to: "10.244.1.1", endpoint: 2, sourceIdentity: frontendIdentity,
-                destinationIdentity: frontendIdentity),
-            wallOffset: 0)
+        let spoofedAtTwo = decode(
+            context, from: "10.66.6.6", to: "10.244.1.1", endpoint: 2, identities: (frontendIdentity, frontendIdentity)
+        )
         // And arriving (ingress) at endpoint 2: the reporting endpoint is the destination's, the source has none.
-        let arriving = context.flow(
-            from: event(
-                from: "10.66.6.6", to: "10.244.1.2", egress: false, endpoint: 2, sourceIdentity: frontendIdentity,
-                destinationIdentity: backendIdentity),
-            wallOffset: 0)
+        let arriving = decode(
+            context, from: "10.66.6.6", to: "10.244.1.2", egress: false, endpoint: 2,
+            identities: (frontendIdentity, backendIdentity))
         XCTAssertEqual(spoofed.source.pod, "web-tier/frontend")
         XCTAssertEqual(spoofed.source.endpoint, 1)
         XCTAssertEqual(spoofedAtTwo.source.pod, "api-tier/backend-api")
