@@ -55,8 +55,8 @@
 /* Messages one skb may carry: at least 2 bytes each (a chunk's CRLF), and an skb is at most 64 KiB. */
 #define NA_L7_SKB_STEPS_MAX 32768
 
-/* Reads a sockops address into bytes; an IPv4-mapped IPv6 address counts as IPv4. */
-static __always_inline __u8 na_l7_sockops_addr(__u32 family, __u32 ip4, __u32 w0, __u32 w1, __u32 w2, __u32 w3,
+/* Reads a socket's address, as program contexts give it, into bytes; an IPv4-mapped IPv6 address counts as IPv4. */
+static __always_inline __u8 na_l7_socket_addr(__u32 family, __u32 ip4, __u32 w0, __u32 w1, __u32 w2, __u32 w3,
 						__u8 *out)
 {
 	if (family == NA_AF_INET) {
@@ -73,6 +73,32 @@ static __always_inline __u8 na_l7_sockops_addr(__u32 family, __u32 ip4, __u32 w0
 	__builtin_memcpy(out + 12, &w3, 4);
 	return NA_FAMILY_IPV6;
 }
+
+/*
+ * Fills a new connection's state (conn, zeroed) with its socket's addresses
+ * and ports, read from a program context that names them alike (struct
+ * bpf_sock_ops in sockops, struct __sk_buff in the verdict); false for a
+ * family other than IPv4 and IPv6. local_port is in host order; remote_port
+ * holds the port in network byte order in its upper half on little-endian
+ * machines. A macro: the two contexts are different types, and their fields
+ * must be read from the context itself.
+ */
+#define NA_L7_CONN_OF(ctx, conn)                                                                                      \
+	({                                                                                                            \
+		__u32 family_ = (ctx)->family;                                                                        \
+		bool known_ = family_ == NA_AF_INET || family_ == NA_AF_INET6;                                        \
+		if (known_) {                                                                                         \
+			(conn)->family = na_l7_socket_addr(family_, (ctx)->local_ip4, (ctx)->local_ip6[0],         \
+							    (ctx)->local_ip6[1], (ctx)->local_ip6[2],         \
+							    (ctx)->local_ip6[3], (conn)->local);              \
+			na_l7_socket_addr(family_, (ctx)->remote_ip4, (ctx)->remote_ip6[0], (ctx)->remote_ip6[1],  \
+					   (ctx)->remote_ip6[2], (ctx)->remote_ip6[3], (conn)->remote);               \
+			(conn)->local_port = bpf_htons((__u16)(ctx)->local_port);                                    \
+			(conn)->remote_port = bpf_htons((__u16)(bpf_ntohl((ctx)->remote_port) & 0xffff));           \
+			(conn)->fresh = 1;                                                                            \
+		}                                                                                                     \
+		known_;                                                                                               \
+	})
 
 static __always_inline struct na_l7_port_value *na_l7_port_of(const struct na_l7_conn *conn)
 {
@@ -105,9 +131,7 @@ SEC("sockops")
 int na_l7_sockops(struct bpf_sock_ops *skops)
 {
 	struct na_l7_conn conn = {};
-	struct na_l7_port_key key = {};
 	__u64 cookie;
-	__u32 family;
 
 	cookie = bpf_get_socket_cookie(skops);
 	if (skops->op == BPF_SOCK_OPS_STATE_CB) {
@@ -129,22 +153,8 @@ int na_l7_sockops(struct bpf_sock_ops *skops)
 	}
 	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
 		return 1;
-	family = skops->family;
-	if (family != NA_AF_INET && family != NA_AF_INET6)
+	if (!NA_L7_CONN_OF(skops, &conn) || !na_l7_port_of(&conn))
 		return 1;
-	conn.family = na_l7_sockops_addr(family, skops->local_ip4, skops->local_ip6[0], skops->local_ip6[1],
-					  skops->local_ip6[2], skops->local_ip6[3], conn.local);
-	na_l7_sockops_addr(family, skops->remote_ip4, skops->remote_ip6[0], skops->remote_ip6[1],
-			   skops->remote_ip6[2], skops->remote_ip6[3], conn.remote);
-	conn.local_port = bpf_htons((__u16)skops->local_port);
-	/* remote_port holds the port in network byte order in its upper half on little-endian machines. */
-	conn.remote_port = bpf_htons((__u16)(bpf_ntohl(skops->remote_port) & 0xffff));
-	__builtin_memcpy(key.addr, conn.local, 16);
-	key.port = conn.local_port;
-	key.family = conn.family;
-	if (!bpf_map_lookup_elem(&na_l7_ports, &key))
-		return 1;
-	conn.fresh = 1;
 	if (bpf_map_update_elem(&na_l7_conns, &cookie, &conn, BPF_ANY) < 0)
 		return 1;
 	if (bpf_sock_hash_update(skops, &na_l7_socks, &cookie, BPF_NOEXIST) == 0)
@@ -220,7 +230,7 @@ static __noinline void na_l7_parse(struct na_l7_scratch *s)
 __noinline int na_l7_decide_head(struct __sk_buff *skb, __u32 peer, __u32 framed)
 {
 	__u64 cookie = bpf_get_socket_cookie(skb);
-	struct na_l7_port_value *port;
+	struct na_l7_port_value *port = NULL;
 	struct na_l7_scratch *s;
 	struct na_l7_conn *conn;
 	__u32 len, n, zero = 0, rule_index, rule_id;
@@ -229,43 +239,40 @@ __noinline int na_l7_decide_head(struct __sk_buff *skb, __u32 peer, __u32 framed
 	if (!conn)
 		return NA_DROP_L7_MALFORMED;
 	s = bpf_map_lookup_elem(&na_l7_scratch, &zero);
-	if (!framed) {
-		if (!s || conn->msg_off >= skb->len)
-			return NA_L7_UNDECIDED;
-		len = skb->len - conn->msg_off;
-		if (len > NA_L7_ONE_PASS_MAX)
-			len = NA_L7_ONE_PASS_MAX;
-		n = na_l7_bounded(len, NA_L7_ONE_PASS_MAX);
-		if (bpf_skb_load_bytes(skb, conn->msg_off, s->head, n) < 0)
-			return NA_L7_UNDECIDED;
-		__builtin_memset(&s->req, 0, sizeof(s->req));
-		s->req.len = n;
-		na_l7_parse(s);
-		if (s->req.reason || !s->req.head_end)
-			return NA_L7_UNDECIDED;
-		len = s->req.head_end;
-		s->req.len = len;
-		conn->msg_len = len;
-		port = na_l7_port_of(conn);
-	} else {
+	if (framed) {
 		len = conn->msg_len;
 		port = na_l7_port_of(conn);
 		if (!s || len == 0 || len > NA_L7_HEAD_MAX) {
 			na_l7_emit(skb, conn, port, peer, NULL, NA_DROP_L7_HEAD_TOO_LARGE, 255, 0, len);
 			return NA_DROP_L7_HEAD_TOO_LARGE;
 		}
-		n = na_l7_bounded(len, NA_L7_HEAD_MAX);
-		if (bpf_skb_load_bytes(skb, conn->msg_off, s->head, n) < 0) {
-			na_l7_emit(skb, conn, port, peer, NULL, NA_DROP_L7_MALFORMED, 255, 0, len);
-			return NA_DROP_L7_MALFORMED;
-		}
-		__builtin_memset(&s->req, 0, sizeof(s->req));
+	} else {
+		if (!s || conn->msg_off >= skb->len)
+			return NA_L7_UNDECIDED;
+		len = skb->len - conn->msg_off;
+		if (len > NA_L7_ONE_PASS_MAX)
+			len = NA_L7_ONE_PASS_MAX;
+	}
+	n = na_l7_bounded(len, NA_L7_HEAD_MAX);
+	if (bpf_skb_load_bytes(skb, conn->msg_off, s->head, n) < 0) {
+		if (!framed)
+			return NA_L7_UNDECIDED;
+		na_l7_emit(skb, conn, port, peer, NULL, NA_DROP_L7_MALFORMED, 255, 0, len);
+		return NA_DROP_L7_MALFORMED;
+	}
+	__builtin_memset(&s->req, 0, sizeof(s->req));
+	s->req.len = len;
+	na_l7_parse(s);
+	if (!framed) {
+		if (s->req.reason || !s->req.head_end)
+			return NA_L7_UNDECIDED;
+		len = s->req.head_end;
 		s->req.len = len;
-		na_l7_parse(s);
-		if (s->req.reason) {
-			na_l7_emit(skb, conn, port, peer, s, s->req.reason, 255, 0, len);
-			return s->req.reason;
-		}
+		conn->msg_len = len;
+		port = na_l7_port_of(conn);
+	} else if (s->req.reason) {
+		na_l7_emit(skb, conn, port, peer, s, s->req.reason, 255, 0, len);
+		return s->req.reason;
 	}
 	/* The port lost its HTTP rules while the connection was open: L3/L4 policy alone decides now. */
 	if (!port) {
@@ -491,19 +498,9 @@ static __noinline int na_l7_answer(struct __sk_buff *skb, __u64 *cookie)
 static __always_inline void na_l7_conn_again(struct __sk_buff *skb, __u64 *cookie)
 {
 	struct na_l7_conn conn = {};
-	__u32 family = skb->family;
 
-	if (family != NA_AF_INET && family != NA_AF_INET6)
-		return;
-	conn.family = na_l7_sockops_addr(family, skb->local_ip4, skb->local_ip6[0], skb->local_ip6[1],
-					  skb->local_ip6[2], skb->local_ip6[3], conn.local);
-	na_l7_sockops_addr(family, skb->remote_ip4, skb->remote_ip6[0], skb->remote_ip6[1], skb->remote_ip6[2],
-			   skb->remote_ip6[3], conn.remote);
-	/* As in sockops: local_port in host order, remote_port in network order in the upper half. */
-	conn.local_port = bpf_htons((__u16)skb->local_port);
-	conn.remote_port = bpf_htons((__u16)(bpf_ntohl(skb->remote_port) & 0xffff));
-	conn.fresh = 1;
-	bpf_map_update_elem(&na_l7_conns, cookie, &conn, BPF_NOEXIST);
+	if (NA_L7_CONN_OF(skb, &conn))
+		bpf_map_update_elem(&na_l7_conns, cookie, &conn, BPF_NOEXIST);
 }
 
 SEC("sk_skb/stream_verdict")
