@@ -54,7 +54,6 @@ final class FlowContext: Sendable {
             (state.endpoints, state.identities, state.policy, state.version)
         }
         let (remoteRevision, remote) = agent.cluster?.view.withLock { ($0.remoteRevision, $0.remote) } ?? (0, [:])
-        if let previous, previous.version == version, previous.remoteRevision == remoteRevision { return previous }
         return FlowContext(
             endpoints: endpoints, identities: identities, policy: policy, remote: remote, version: version,
             remoteRevision: remoteRevision)
