@@ -26,11 +26,18 @@ enum NetlinkAddress {
     /// destination is.
     static func text(_ address: OpaquePointer, family: Int32) -> String {
         var buffer = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        let length = Int(nl_addr_get_len(address))
-        guard length == (family == AF_INET6 ? 16 : 4), let bytes = nl_addr_get_binary_addr(address),
-            inet_ntop(family, bytes, &buffer, socklen_t(buffer.count)) != nil
+        guard let bytes = bytes(address, family: family),
+            inet_ntop(family, bytes.baseAddress, &buffer, socklen_t(buffer.count)) != nil
         else { return family == AF_INET6 ? "::" : "0.0.0.0" }
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The address's bytes, valid while `address` is: 4 for IPv4, 16 for IPv6; nil when it has not its family's
+    /// length (an empty address).
+    static func bytes(_ address: OpaquePointer, family: Int32) -> UnsafeRawBufferPointer? {
+        let length = Int(nl_addr_get_len(address))
+        guard length == (family == AF_INET6 ? 16 : 4), let bytes = nl_addr_get_binary_addr(address) else { return nil }
+        return UnsafeRawBufferPointer(start: bytes, count: length)
     }
 
     /// `address/len`.

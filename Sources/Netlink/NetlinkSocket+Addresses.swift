@@ -19,30 +19,31 @@ extension NetlinkSocket {
     /// listed, so a node with thousands of pod interfaces and a few addresses costs a few addresses (getifaddrs
     /// lists every link with its statistics as well, megabytes for 2,000 links).
     public func allAddresses() throws -> [IPAddress] {
-        var cache: OpaquePointer?
-        try check(rtnl_addr_alloc_cache(socket, &cache), "listing addresses")
-        defer { nl_cache_free(cache) }
-        return Self.objects(in: cache).compactMap { object in
-            let family = rtnl_addr_get_family(object)
-            guard family == AF_INET || family == AF_INET6, let local = rtnl_addr_get_local(object),
-                let bytes = nl_addr_get_binary_addr(local), Int(nl_addr_get_len(local)) == (family == AF_INET ? 4 : 16)
-            else { return nil }
-            let buffer = UnsafeRawBufferPointer(start: bytes, count: Int(nl_addr_get_len(local)))
-            return IPAddress(family: family == AF_INET ? .ipv4 : .ipv6, bytes: Array(buffer))
+        try addressDump { _, family, local in
+            NetlinkAddress.bytes(local, family: family).map {
+                IPAddress(family: family == AF_INET ? .ipv4 : .ipv6, bytes: Array($0))
+            }
         }
     }
 
     /// The addresses of the link with index `index`, IPv4 and IPv6, as `address/len`.
     public func addresses(of index: Int32) throws -> [String] {
+        try addressDump { object, family, local in
+            guard rtnl_addr_get_ifindex(object) == index else { return nil }
+            return "\(NetlinkAddress.text(local, family: family))/\(rtnl_addr_get_prefixlen(object))"
+        }
+    }
+
+    /// `each` of the namespace's IPv4 and IPv6 addresses (the address object, its family and its local address),
+    /// from one address dump; nil results are left out.
+    private func addressDump<T>(_ each: (OpaquePointer, Int32, OpaquePointer) -> T?) throws -> [T] {
         var cache: OpaquePointer?
         try check(rtnl_addr_alloc_cache(socket, &cache), "listing addresses")
         defer { nl_cache_free(cache) }
         return Self.objects(in: cache).compactMap { object in
             let family = rtnl_addr_get_family(object)
-            guard rtnl_addr_get_ifindex(object) == index, family == AF_INET || family == AF_INET6,
-                let local = rtnl_addr_get_local(object)
-            else { return nil }
-            return "\(NetlinkAddress.text(local, family: family))/\(rtnl_addr_get_prefixlen(object))"
+            guard family == AF_INET || family == AF_INET6, let local = rtnl_addr_get_local(object) else { return nil }
+            return each(object, family, local)
         }
     }
 }
