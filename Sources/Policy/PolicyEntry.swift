@@ -17,8 +17,45 @@ public struct PolicyEntry: Hashable, Sendable {
     public var portPrefixBits: UInt8
     /// True: the datapath drops matching traffic, whatever allows it.
     public var deny: Bool
+    /// The rules that produced the entry. One rule, as nearly every entry has (and every entry a map holds), is
+    /// kept in place: an array each would be a heap block per entry, as much again as the entry.
+    private var rules: Rules
+
+    private enum Rules: Hashable, Sendable {
+        case none
+        case one(UInt32)
+        /// Two or more, ascending.
+        case many([UInt32])
+
+        init(_ ids: [UInt32]) {
+            switch ids.count {
+            case 0: self = .none
+            case 1: self = .one(ids[0])
+            default: self = .many(ids)
+            }
+        }
+    }
+
     /// The rules that produced the entry, ascending.
-    public var ruleIDs: [UInt32]
+    public var ruleIDs: [UInt32] {
+        get {
+            switch rules {
+            case .none: []
+            case .one(let id): [id]
+            case .many(let ids): ids
+            }
+        }
+        set { rules = Rules(newValue) }
+    }
+
+    /// The rule the map records for the entry: it has room for one, the lowest number (0: none).
+    public var ruleID: UInt32 {
+        switch rules {
+        case .none: 0
+        case .one(let id): id
+        case .many(let ids): ids.min() ?? 0
+        }
+    }
 
     public init(
         identity: UInt32, direction: Direction, proto: UInt8 = 0, port: UInt16 = 0, portPrefixBits: UInt8 = 0,
@@ -31,7 +68,7 @@ public struct PolicyEntry: Hashable, Sendable {
         self.port = port
         self.portPrefixBits = portPrefixBits
         self.deny = deny
-        self.ruleIDs = ruleIDs
+        self.rules = Rules(ruleIDs)
     }
 
     /// The map key's prefix length: 40, or 48 + port bits.

@@ -102,14 +102,14 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
                 endpoint: agent.policyLabels(of: endpoint, in: state), peers: peers,
                 mode: agent.runtime.withLock { $0.policyEnforcement }, namedPorts: endpoint.namedPorts)
             let full = NodeAgent.DesiredPolicy(
-                entries: PolicyEntry.byKey(resolved.entries.map(\.mapped)), enforceIngress: resolved.ingressEnforced,
+                entries: PolicyMapEntries(resolved.entries.map(\.mapped)), enforceIngress: resolved.ingressEnforced,
                 enforceEgress: resolved.egressEnforced, http: resolved.http)
             total += full.entries.count
             let kernel = try agent.endpointDatapath.realizedPolicy(endpoint.id)
             if kernel != full.entries {
                 problems.append("\(step): endpoint \(endpoint.id)'s maps: \(difference(kernel, full.entries))")
             }
-            let realized = state.realized[endpoint.id] ?? [:]
+            let realized = state.realized[endpoint.id] ?? []
             if realized != full.entries || state.realized[endpoint.id] == nil {
                 problems.append("\(step): endpoint \(endpoint.id) realized: \(difference(realized, full.entries))")
             }
@@ -127,11 +127,9 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
         return problems
     }
 
-    private static func difference(_ have: [PolicyEntry.Key: PolicyEntry], _ want: [PolicyEntry.Key: PolicyEntry])
-        -> String
-    {
-        let extra = have.filter { want[$0.key] != $0.value }.values.map { "\($0)" }.sorted()
-        let missing = want.filter { have[$0.key] != $0.value }.values.map { "\($0)" }.sorted()
+    private static func difference(_ have: PolicyMapEntries, _ want: PolicyMapEntries) -> String {
+        let extra = have.filter { want[$0.key] != $0 }.map { "\($0)" }.sorted()
+        let missing = want.filter { have[$0.key] != $0 }.map { "\($0)" }.sorted()
         return "extra \(extra), missing \(missing)"
     }
 

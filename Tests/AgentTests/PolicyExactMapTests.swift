@@ -48,10 +48,10 @@ final class PolicyExactMapTests: XCTestCase {
         XCTAssertEqual(
             Set(try trie.entries().map { PolicyMapLayout.entry(key: $0.key, value: $0.value) }),
             [range, anyPort, anyPeer])
-        XCTAssertEqual(try endpoints.realizedPolicy(5), PolicyEntry.byKey([exact, anyPeer, range, anyPort]))
+        XCTAssertEqual(try endpoints.realizedPolicy(5), PolicyMapEntries([exact, anyPeer, range, anyPort]))
 
         try endpoints.applyPolicy(5, add: [], remove: [exact.key, range.key])
-        XCTAssertEqual(try endpoints.realizedPolicy(5), PolicyEntry.byKey([anyPeer, anyPort]))
+        XCTAssertEqual(try endpoints.realizedPolicy(5), PolicyMapEntries([anyPeer, anyPort]))
 
         try endpoints.removePolicyMap(5)
         XCTAssertNil(try endpoints.policyMap(5, create: false))
@@ -72,14 +72,14 @@ final class PolicyExactMapTests: XCTestCase {
             try trie.update(PolicyMapLayout.key(item.key), PolicyMapLayout.value(item))
         }
         XCTAssertNil(try endpoints.exactPolicyMap(6))
-        XCTAssertEqual(try endpoints.realizedPolicy(6), PolicyEntry.byKey([exact, other, range]))
+        XCTAssertEqual(try endpoints.realizedPolicy(6), PolicyMapEntries([exact, other, range]))
         // A remove of a full-length key before the move reaches the trie's copy.
         try endpoints.applyPolicy(6, add: [], remove: [other.key])
-        XCTAssertEqual(try endpoints.realizedPolicy(6), PolicyEntry.byKey([exact, range]))
+        XCTAssertEqual(try endpoints.realizedPolicy(6), PolicyMapEntries([exact, range]))
 
         XCTAssertEqual(try endpoints.moveExactEntriesOutOfTrie(6), 1)
         XCTAssertEqual(Set(try trie.entries().map { PolicyMapLayout.entry(key: $0.key, value: $0.value) }), [range])
-        XCTAssertEqual(try endpoints.realizedPolicy(6), PolicyEntry.byKey([exact, range]))
+        XCTAssertEqual(try endpoints.realizedPolicy(6), PolicyMapEntries([exact, range]))
         XCTAssertEqual(try endpoints.moveExactEntriesOutOfTrie(6), 0)
     }
 
@@ -97,7 +97,7 @@ final class PolicyExactMapTests: XCTestCase {
         XCTAssertEqual(try outer.lookup(7), grown.map.info.id)
         let pin = "\(pinRoot)/\(PolicyMapLayout.exactMapName(endpoint: 7))"
         XCTAssertEqual(try BPFMap.openPinned(pin)?.info.id, grown.map.info.id)
-        XCTAssertEqual(try endpoints.realizedPolicy(7), PolicyEntry.byKey(first + more))
+        XCTAssertEqual(try endpoints.realizedPolicy(7), PolicyMapEntries(first + more))
     }
 
     /// Grown by the caller's count of what the hash holds, without counting in the kernel; a count that falls
@@ -119,6 +119,6 @@ final class PolicyExactMapTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(try endpoints.exactPolicyMap(8)).map.info.maxEntries, 512)
         try endpoints.applyPolicy(8, add: third, remove: [], grown: true)
         XCTAssertEqual(try XCTUnwrap(try endpoints.exactPolicyMap(8)).map.info.maxEntries, 1024)
-        XCTAssertEqual(try endpoints.realizedPolicy(8), PolicyEntry.byKey(first + second + third))
+        XCTAssertEqual(try endpoints.realizedPolicy(8), PolicyMapEntries(first + second + third))
     }
 }

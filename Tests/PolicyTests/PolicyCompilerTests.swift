@@ -271,14 +271,13 @@ final class PolicyCompilerTests: XCTestCase {
         bDenied.deny = true
         var aRenamed = a
         aRenamed.ruleIDs = [1, 4]
-        let (upsert, remove) = PolicyEntry.diff(
-            from: PolicyEntry.byKey([a, b, c]), to: PolicyEntry.byKey([aRenamed, bDenied]))
+        let (upsert, remove) = PolicyMapEntries.diff(from: [a, b, c], to: [aRenamed, bDenied])
         XCTAssertEqual(upsert, [aRenamed, bDenied])
         XCTAssertEqual(remove, [c.key])
-        let (none, gone) = PolicyEntry.diff(from: PolicyEntry.byKey([a, b]), to: PolicyEntry.byKey([b, a]))
+        let (none, gone) = PolicyMapEntries.diff(from: [a, b], to: [b, a])
         XCTAssertEqual(none, [])
         XCTAssertEqual(gone, [])
-        XCTAssertEqual(PolicyEntry.diff(from: [:], to: PolicyEntry.byKey([a])).upsert, [a])
+        XCTAssertEqual(PolicyMapEntries.diff(from: [], to: [a]).upsert, [a])
         // The map keeps one rule per key: the lowest.
         XCTAssertEqual(aRenamed.mapped.ruleIDs, [1])
         XCTAssertEqual(aRenamed.ruleID, 1)

@@ -177,12 +177,12 @@ struct EndpointDatapath {
 
     /// What the endpoint's policy maps hold now (after a restart, the truth to diff against); the hash wins over
     /// a full-length copy in the trie, as in the datapath.
-    func realizedPolicy(_ id: UInt32) throws -> [PolicyEntry.Key: PolicyEntry] {
-        guard let trie = try policyMap(id, create: false) else { return [:] }
+    func realizedPolicy(_ id: UInt32) throws -> PolicyMapEntries {
+        guard let trie = try policyMap(id, create: false) else { return [] }
         let exact = try exactPolicyMap(id)?.entries() ?? []
         if exact.isEmpty { closeExactPolicyMap(id) }
-        return PolicyEntry.byKey(
-            (try trie.entries() + exact).map { PolicyMapLayout.entry(key: $0.key, value: $0.value) })
+        return PolicyMapEntries(
+            (try trie.entries() + exact).lazy.map { PolicyMapLayout.entry(key: $0.key, value: $0.value) })
     }
 
     /// Moves the full-length entries a trie holds (pins of an agent without the hash) into the hash, each written

@@ -46,37 +46,16 @@ extension NodeAgent {
         guard resolved.http.isEmpty, resolved.ingressEnforced == endpoint.enforceIngress,
             resolved.egressEnforced == endpoint.enforceEgress
         else { return nil }
-        var before: [PolicyEntry.Key: PolicyEntry] = [:]
-        var anyPeerBefore: [PolicyEntry.Key: PolicyEntry] = [:]
-        for (key, entry) in realized {
-            if changed.contains(key.identity) {
-                before[key] = entry
-            } else if key.identity == 0 {
-                anyPeerBefore[key] = entry
-            }
-        }
-        var after: [PolicyEntry.Key: PolicyEntry] = [:]
-        var anyPeer: [PolicyEntry.Key: PolicyEntry] = [:]
-        for entry in resolved.entries {
-            if changed.contains(entry.identity) {
-                after[entry.key] = entry.mapped
-            } else if entry.identity == 0 {
-                anyPeer[entry.key] = entry.mapped
-            }
-        }
+        let before = PolicyMapEntries(realized.lazy.filter { changed.contains($0.identity) })
+        let anyPeerBefore = PolicyMapEntries(realized.lazy.filter { $0.identity == 0 })
+        let after = PolicyMapEntries(resolved.entries.lazy.filter { changed.contains($0.identity) }.map(\.mapped))
+        let anyPeer = PolicyMapEntries(resolved.entries.lazy.filter { $0.identity == 0 }.map(\.mapped))
         guard anyPeer == anyPeerBefore else { return nil }
-        let gone = before.keys.count { after[$0] == nil }
-        let new = after.keys.count { before[$0] == nil }
+        let changes = PolicyMapEntries.diff(from: before, to: after)
+        let gone = changes.remove.count
+        let new = changes.upsert.count { before[$0.key] == nil }
         return DesiredPolicy(
-            changes: PolicyEntry.diff(from: before, to: after), count: realized.count - gone + new,
+            changes: changes, count: realized.count - gone + new,
             enforceIngress: resolved.ingressEnforced, enforceEgress: resolved.egressEnforced)
-    }
-}
-
-extension [PolicyEntry.Key: PolicyEntry] {
-    /// The realized entries after `upsert` was written and `remove` removed, changed in place.
-    mutating func apply(upsert: [PolicyEntry], remove: [PolicyEntry.Key]) {
-        for entry in upsert { self[entry.key] = entry }
-        for key in remove { removeValue(forKey: key) }
     }
 }

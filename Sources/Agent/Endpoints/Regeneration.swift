@@ -5,7 +5,7 @@ import Policy
 extension NodeAgent {
     struct DesiredPolicy {
         /// As the endpoint's policy map should hold them (`PolicyEntry.mapped`); empty when `changes` are given.
-        var entries: [PolicyEntry.Key: PolicyEntry]
+        var entries: PolicyMapEntries
         var enforceIngress: Bool
         var enforceEgress: Bool
         /// The ports with ingress HTTP rules and what the L7 datapath decides on them.
@@ -17,8 +17,7 @@ extension NodeAgent {
         /// How many entries the map holds afterwards.
         var count: Int
 
-        init(entries: [PolicyEntry.Key: PolicyEntry], enforceIngress: Bool, enforceEgress: Bool, http: [HTTPPortPolicy])
-        {
+        init(entries: PolicyMapEntries, enforceIngress: Bool, enforceEgress: Bool, http: [HTTPPortPolicy]) {
             self.entries = entries
             self.enforceIngress = enforceIngress
             self.enforceEgress = enforceEgress
@@ -30,7 +29,7 @@ extension NodeAgent {
             changes: (upsert: [PolicyEntry], remove: [PolicyEntry.Key]), count: Int, enforceIngress: Bool,
             enforceEgress: Bool
         ) {
-            entries = [:]
+            entries = []
             self.changes = changes
             self.count = count
             self.enforceIngress = enforceIngress
@@ -53,7 +52,7 @@ extension NodeAgent {
                     namedPorts: namedPortsByIdentity(state), addresses: addressesByIdentity(state)),
             mode: mode, namedPorts: endpoint.namedPorts)
         return DesiredPolicy(
-            entries: PolicyEntry.byKey(resolved.entries.map(\.mapped)), enforceIngress: resolved.ingressEnforced,
+            entries: PolicyMapEntries(resolved.entries.lazy.map(\.mapped)), enforceIngress: resolved.ingressEnforced,
             enforceEgress: resolved.egressEnforced, http: resolved.http)
     }
 
@@ -223,7 +222,7 @@ extension NodeAgent {
         var generation: UInt32?
         var changed = 0
         let diffs = desired.map {
-            $0.1.changes ?? PolicyEntry.diff(from: state.realized[$0.0.id] ?? [:], to: $0.1.entries)
+            $0.1.changes ?? PolicyMapEntries.diff(from: state.realized[$0.0.id] ?? [], to: $0.1.entries)
         }
         // Hashes too small for what comes are replaced together: one grace period rather than one each (a new peer
         // of many endpoints would otherwise grow each of their hashes in turn). Each hash holds the realized
@@ -231,7 +230,7 @@ extension NodeAgent {
         try endpointDatapath.growExactPolicyMaps(
             zip(desired, diffs).map { endpoint, diff in
                 let adding = diff.upsert.count { PolicyMapLayout.isExact($0.key) }
-                let held = adding == 0 ? nil : state.realized[endpoint.0.id]?.keys.count(where: PolicyMapLayout.isExact)
+                let held = adding == 0 ? nil : state.realized[endpoint.0.id]?.count { PolicyMapLayout.isExact($0.key) }
                 return (endpoint.0.id, adding, held)
             })
         for ((endpoint, policy), (add, remove)) in zip(desired, diffs) {
@@ -239,13 +238,13 @@ extension NodeAgent {
             if !add.isEmpty || !remove.isEmpty || state.realized[endpoint.id]?.isEmpty ?? true {
                 try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove, grown: true)
                 if policy.changes != nil {
-                    state.realized[endpoint.id, default: [:]].apply(upsert: add, remove: remove)
+                    state.realized[endpoint.id, default: []].apply(upsert: add, remove: remove)
                 } else {
                     state.realized[endpoint.id] = policy.entries
                 }
                 // Only a removal can leave the hash without full-length entries.
                 if (policy.changes == nil || remove.contains(where: PolicyMapLayout.isExact))
-                    && !(state.realized[endpoint.id] ?? [:]).keys.contains(where: PolicyMapLayout.isExact)
+                    && !(state.realized[endpoint.id] ?? []).contains { PolicyMapLayout.isExact($0.key) }
                 {
                     endpointDatapath.closeExactPolicyMap(endpoint.id)
                 }

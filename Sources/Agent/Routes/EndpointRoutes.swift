@@ -114,7 +114,7 @@ extension NodeAgent {
         try state.withLock { state in
             guard let endpoint = state.endpoints[id] else { throw AgentError.notFound("endpoint \(id) does not exist") }
             // Read back from the kernel map: this is what the datapath holds, not what the agent intended.
-            let entries = try endpointDatapath.realizedPolicy(id).values.sorted { $0.key < $1.key }
+            let entries = try endpointDatapath.realizedPolicy(id)
             let desired = desiredPolicy(for: endpoint, in: state)
             return [
                 "endpoint": .int(Int64(id)), "revision": .int(Int64(endpoint.policyRevision)),

@@ -17,7 +17,7 @@ struct AgentState: Sendable {
     private static let versions = Atomic<UInt64>(0)
     private static func nextVersion() -> UInt64 { versions.add(1, ordering: .relaxed).newValue }
     /// What each endpoint's policy map holds, by slot.
-    var realized: [UInt32: [PolicyEntry.Key: PolicyEntry]] = [:]
+    var realized: [UInt32: PolicyMapEntries] = [:]
     /// What the L7 maps hold for each endpoint with HTTP rules.
     var realizedHTTP: [UInt32: RealizedHTTP] = [:]
     /// Endpoint ids without an endpoint whose policy maps are already in place, empty (`SparePolicyMaps.swift`).
