@@ -74,9 +74,20 @@ public struct APIRequest: Sendable {
 
     /// The body parsed as JSON; 400 `invalid-json` when it is empty or malformed.
     public func jsonBody() throws(AgentError) -> JSON {
+        try checkBodyPresent()
+        return try JSON.parse(body)
+    }
+
+    /// The body as `JSON.parse(_:elements:)` reads it: an array's elements handed to `element` one at a time (nil
+    /// returned), any other document returned whole.
+    public func jsonBody(elements element: (JSON) throws(AgentError) -> Void) throws(AgentError) -> JSON? {
+        try checkBodyPresent()
+        return try JSON.parse(body, elements: element)
+    }
+
+    private func checkBodyPresent() throws(AgentError) {
         if body.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) {
             throw .invalidJSON("request body is empty; expected a JSON document")
         }
-        return try JSON.parse(body)
     }
 }

@@ -22,7 +22,92 @@ extension JSON {
         }
         guard let root else { throw AgentError.invalidJSON(describe(error)) }
         defer { json_decref(root) }
-        return JSON(jansson: root)
+        return JSON(releasing: root)
+    }
+
+    /// Parses one JSON document like ``parse(_:)-([UInt8])``, except that an array's elements are parsed one at a
+    /// time and handed to `body` in order, each gone before the next is read: a large array (hundreds of policy
+    /// documents in one request) then never exists whole as a tree, only as its text and one element. Returns nil
+    /// for an array, and any other document whole.
+    ///
+    /// Errors are those of ``parse(_:)-([UInt8])`` for the same text, and text that is not valid JSON fails with
+    /// them even when `body` threw first for an earlier element; `body` may have seen elements ahead of the fault.
+    public static func parse(_ bytes: [UInt8], elements body: (JSON) throws(AgentError) -> Void) throws(AgentError)
+        -> JSON?
+    {
+        var position = skippingSpace(bytes, from: 0)
+        guard position < bytes.count, bytes[position] == UInt8(ascii: "[") else { return try parse(bytes) }
+        var handed = 0
+        var bodyFailed = false
+        do throws(AgentError) {
+            position = skippingSpace(bytes, from: position + 1)
+            if position < bytes.count && bytes[position] == UInt8(ascii: "]") {
+                position = skippingSpace(bytes, from: position + 1)
+            } else {
+                while true {
+                    var error = json_error_t()
+                    // Stops after one value and reports how far it read; the rest of the array is read here.
+                    let flags = Int(JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_DISABLE_EOF_CHECK)
+                    let element = bytes.withUnsafeBufferPointer { buffer in
+                        withChars(UnsafeBufferPointer(rebasing: buffer[position...])) {
+                            json_loadb($0, $1, flags, &error)
+                        }
+                    }
+                    guard let element else { throw AgentError.invalidJSON("element \(handed)") }
+                    position += Int(error.position)
+                    let value = JSON(releasing: element)
+                    json_decref(element)
+                    // As deep as the limit allows on its own, one level too deep inside the array; only an element
+                    // of that many bytes can be.
+                    if Int(error.position) >= 2 * maxDepth && value.nestingLevels >= maxDepth {
+                        throw AgentError.invalidJSON("depth")
+                    }
+                    handed += 1
+                    bodyFailed = true
+                    try body(value)
+                    bodyFailed = false
+                    position = skippingSpace(bytes, from: position)
+                    guard position < bytes.count else { throw AgentError.invalidJSON("end of the array") }
+                    let separator = bytes[position]
+                    position = skippingSpace(bytes, from: position + 1)
+                    if separator == UInt8(ascii: "]") { break }
+                    guard separator == UInt8(ascii: ",") else { throw AgentError.invalidJSON("separator") }
+                }
+            }
+            guard position == bytes.count else { throw AgentError.invalidJSON("trailing data") }
+            return nil
+        } catch {
+            // Text that is not JSON fails as the whole parse fails, wherever the fault is.
+            let whole = try parse(bytes)
+            if bodyFailed { throw error }
+            // JSON this reading could not follow: the rest from the whole tree.
+            guard case .array(let elements) = whole else { return whole }
+            for element in elements.dropFirst(handed) { try body(element) }
+            return nil
+        }
+    }
+
+    /// jansson's limit on nested arrays and objects (`JSON_PARSER_MAX_DEPTH`).
+    static let maxDepth = 2048
+
+    /// Levels of arrays and objects in the value, 0 for a scalar.
+    private var nestingLevels: Int {
+        switch self {
+        case .array(let elements): 1 + (elements.lazy.map(\.nestingLevels).max() ?? 0)
+        case .object(let members): 1 + (members.values.lazy.map(\.nestingLevels).max() ?? 0)
+        default: 0
+        }
+    }
+
+    /// The position of the first byte from `start` on that is not JSON white space.
+    private static func skippingSpace(_ bytes: [UInt8], from start: Int) -> Int {
+        var position = start
+        while position < bytes.count,
+            bytes[position] == 0x20 || bytes[position] == 0x09 || bytes[position] == 0x0A || bytes[position] == 0x0D
+        {
+            position += 1
+        }
+        return position
     }
 
     /// Parses UTF-8 text; see ``parse(_:)-([UInt8])``.
@@ -58,13 +143,16 @@ extension JSON {
         }
         var message = "invalid JSON at line \(error.line), column \(error.column) (byte \(error.position)): \(text)"
         if text.hasPrefix("maximum parsing depth reached") {
-            message += " (documents may nest at most 2048 levels)"
+            message += " (documents may nest at most \(maxDepth) levels)"
         }
         return message
     }
 
-    /// Converts a jansson value; recursion depth is bounded by the parser's depth limit.
-    private init(jansson value: UnsafeMutablePointer<json_t>) {
+    /// Converts a jansson value that nothing else refers to, releasing each member and element of it as soon as it
+    /// is converted: a parsed tree and its conversion are each several times the size of the text, and a large
+    /// request or state file would otherwise hold both at once. Recursion depth is bounded by the parser's depth
+    /// limit.
+    private init(releasing value: UnsafeMutablePointer<json_t>) {
         switch value.pointee.type {
         case JSON_OBJECT:
             var members: [String: JSON] = [:]
@@ -76,7 +164,9 @@ extension JSON {
                         start: json_object_iter_key(current), count: json_object_iter_key_len(current)),
                     as: UTF8.self)
                 if let member = json_object_iter_value(current) {
-                    members[key] = JSON(jansson: member)
+                    members[key] = JSON(releasing: member)
+                    // Replacing a member's value leaves the iteration as it was; null is a static value.
+                    json_object_iter_set_new(value, current, json_null())
                 }
                 iter = json_object_iter_next(value, current)
             }
@@ -86,7 +176,10 @@ extension JSON {
             var elements: [JSON] = []
             elements.reserveCapacity(count)
             for index in 0..<count {
-                if let element = json_array_get(value, index) { elements.append(JSON(jansson: element)) }
+                if let element = json_array_get(value, index) {
+                    elements.append(JSON(releasing: element))
+                    json_array_set_new(value, index, json_null())
+                }
             }
             self = .array(elements)
         case JSON_STRING:

@@ -13,17 +13,39 @@ public enum PolicyParser {
     /// several of either (an array). One invalid document rejects them all; in an array, paths start with the
     /// element's index (`[1].spec.egress[0]`, `[2].items[0].spec`). The same key twice in one request is an error.
     public static func parse(_ json: JSON) throws(AgentError) -> [PolicyDocument] {
-        var documents: [(path: String, document: PolicyDocument)] = []
         switch json {
         case .array(let elements):
-            if elements.isEmpty { throw AgentError.invalidField("policies", "expected at least one policy document") }
+            var documents: [(path: String, document: PolicyDocument)] = []
             for (i, element) in elements.enumerated() { documents += try listed(element, path: "[\(i)]") }
+            return try unique(documents, elements: elements.count)
         case .object:
-            documents = try listed(json, path: "")
+            return try unique(try listed(json, path: ""), elements: 1)
         default:
             throw AgentError.invalidField(
                 "policies", "expected a policy object or an array of them, got \(json.typeName)")
         }
+    }
+
+    /// The same for a document read by `read` (`JSON.parse(_:elements:)`, `APIRequest.jsonBody(elements:)`): an
+    /// array's elements are parsed into documents as they are read, so the whole array is never a tree at once.
+    public static func parse(
+        reading read: (_ element: (JSON) throws(AgentError) -> Void) throws(AgentError) -> JSON?
+    ) throws(AgentError) -> [PolicyDocument] {
+        var documents: [(path: String, document: PolicyDocument)] = []
+        var count = 0
+        let whole = try read { (element: JSON) throws(AgentError) in
+            documents += try listed(element, path: "[\(count)]")
+            count += 1
+        }
+        if let whole { return try parse(whole) }
+        return try unique(documents, elements: count)
+    }
+
+    /// The documents of a request of `elements` array elements (1 for a single document), each key once.
+    private static func unique(_ documents: [(path: String, document: PolicyDocument)], elements: Int)
+        throws(AgentError) -> [PolicyDocument]
+    {
+        if elements == 0 { throw AgentError.invalidField("policies", "expected at least one policy document") }
         var seen: [PolicyKey: String] = [:]
         for (path, document) in documents {
             if let first = seen[document.key] {

@@ -13,15 +13,18 @@ extension NodeAgent {
                 }
                 return APIResponse(status: 200, body: body, contentType: "application/json")
             },
-            .put("/v1/policy") { [self] request in .json(try putPolicy(try request.jsonBody())) },
+            .put("/v1/policy") { [self] request in .json(try putPolicy(request)) },
             .delete("/v1/policy") { [self] request in .json(try deletePolicy(request)) },
             .get("/v1/policy/trace") { [self] request in .json(try trace(request)) },
         ]
     }
 
     /// Validates every document first (one bad document rejects the request), then applies them as one revision.
-    func putPolicy(_ body: JSON) throws -> JSON {
-        try importPolicies(try PolicyParser.parse(body))
+    /// An array of documents is parsed one element at a time, and no value tree of the body is left when the import
+    /// starts: for hundreds of documents the tree is as big as the compiled policy of every endpoint.
+    func putPolicy(_ request: APIRequest) throws -> JSON {
+        let documents = try PolicyParser.parse(reading: request.jsonBody(elements:))
+        return try importPolicies(documents)
     }
 
     func deletePolicy(_ request: APIRequest) throws -> JSON {
