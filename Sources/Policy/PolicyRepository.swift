@@ -82,16 +82,14 @@ public struct PolicyRepository: Sendable {
     }
 
     /// Re-creates the state saved before a restart: documents as stored, the rule table and the revision.
-    public mutating func restore(documents: [JSON], ruleNames: [UInt32: String], revision: UInt64)
-        throws(AgentError)
-    {
+    public mutating func restore(documents: [PolicyDocument], ruleNames: [UInt32: String], revision: UInt64) {
         var restored = PolicyRepository()
         for (id, name) in ruleNames where id > 0 {
             restored.idsByName[name] = id
             restored.namesByID[id] = name
         }
         restored.nextRuleID = (ruleNames.keys.max() ?? 0) + 1
-        if !documents.isEmpty { try restored.apply(.array(documents)) }
+        restored.add(documents)
         restored.revision = revision
         self = restored
     }
@@ -102,11 +100,13 @@ public struct PolicyRepository: Sendable {
     /// Documents as they were submitted, by key: what `GET /v1/policy` lists.
     public var storedJSON: [JSON] { documents.map(\.json) }
 
-    /// The same as one serialized JSON array, spliced from the documents' stored text without parsing them.
-    public var storedJSONArray: [UInt8] {
+    /// The same as one serialized JSON array, spliced from the documents' stored text without parsing them;
+    /// `first`, serialized JSON, goes ahead of them.
+    public func storedJSONArray(after first: [UInt8]? = nil) -> [UInt8] {
         var bytes: [UInt8] = [UInt8(ascii: "[")]
+        if let first { bytes += first }
         for (index, document) in documents.enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            if index > 0 || first != nil { bytes.append(UInt8(ascii: ",")) }
             bytes += document.source
         }
         bytes.append(UInt8(ascii: "]"))

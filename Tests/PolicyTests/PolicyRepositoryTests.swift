@@ -82,7 +82,8 @@ final class PolicyRepositoryTests: XCTestCase {
         let saved = (repo.storedJSON, repo.ruleNames, repo.revision)
 
         var restored = PolicyRepository()
-        try restored.restore(documents: saved.0, ruleNames: saved.1, revision: saved.2)
+        restored.restore(
+            documents: try saved.0.map { try PolicyParser.parseDocument($0) }, ruleNames: saved.1, revision: saved.2)
         XCTAssertEqual(restored.revision, saved.2)
         XCTAssertEqual(restored.ruleNames, saved.1)
         XCTAssertEqual(restored.documents, repo.documents)
@@ -92,6 +93,17 @@ final class PolicyRepositoryTests: XCTestCase {
         let newIDs = Set(restored.ruleNames.keys).subtracting(saved.1.keys)
         XCTAssertEqual(newIDs.count, 2)
         XCTAssertTrue(newIDs.allSatisfy { $0 > saved.1.keys.max()! })
+    }
+
+    func testStoredArraySplicesTheDocumentsAfterAnOptionalFirstElement() throws {
+        var repo = PolicyRepository()
+        XCTAssertEqual(try JSON.parse(repo.storedJSONArray()), [])
+        XCTAssertEqual(try JSON.parse(repo.storedJSONArray(after: Array(#"{"h":1}"#.utf8))), [["h": 1]])
+        try repo.apply(JSON.parse(policy("a", namespace: "ns1", spec: spec)))
+        try repo.apply(JSON.parse(policy("b", namespace: "ns1", spec: spec)))
+        XCTAssertEqual(try JSON.parse(repo.storedJSONArray()), .array(repo.storedJSON))
+        XCTAssertEqual(
+            try JSON.parse(repo.storedJSONArray(after: Array(#"{"h":1}"#.utf8))), .array([["h": 1]] + repo.storedJSON))
     }
 
     func testEntryJSON() throws {

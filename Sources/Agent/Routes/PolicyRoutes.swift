@@ -8,7 +8,7 @@ extension NodeAgent {
             .get("/v1/policy") { [self] _ in
                 // {"policies":[...],"revision":N}, the documents spliced in as stored.
                 let body = state.withLock { state in
-                    Array(#"{"policies":"#.utf8) + state.policy.storedJSONArray
+                    Array(#"{"policies":"#.utf8) + state.policy.storedJSONArray()
                         + Array(#","revision":\#(state.policy.revision)}"#.utf8)
                 }
                 return APIResponse(status: 200, body: body, contentType: "application/json")

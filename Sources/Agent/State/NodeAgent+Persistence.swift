@@ -5,10 +5,11 @@ import Policy
 
 /// Saving the agent's state after every change, and restoring it at start before the API serves.
 ///
-/// The policy (documents, rule names, revision) is one document; each endpoint is a document of its own under
-/// `endpoints/`, carrying its identity's number and labels, so identities need no document: they exist because
-/// endpoints hold them. A change writes only what it changed, one atomic file replacement, which keeps the cost of
-/// an endpoint change independent of how many endpoints there are.
+/// The policy is one document, an array: a header (rule names, revision), then the policy documents as they were
+/// submitted, read back one at a time (version 2 held them inside the header). Each endpoint is a document of its
+/// own under `endpoints/`, carrying its identity's number and labels, so identities need no document: they exist
+/// because endpoints hold them. A change writes only what it changed, one atomic file replacement, which keeps the
+/// cost of an endpoint change independent of how many endpoints there are.
 extension NodeAgent {
     static let policyDocument = "policy"
     static let endpointDirectory = "endpoints"
@@ -25,15 +26,12 @@ extension NodeAgent {
     func persistPolicy(_ state: AgentState) throws {
         let names = state.policy.ruleNames.map { ("\($0.key)", JSON.string($0.value)) }
         let header: JSON = [
-            "version": 2, "revision": .int(Int64(state.policy.revision)),
+            "version": 3, "revision": .int(Int64(state.policy.revision)),
             "rule-names": .object(Dictionary(uniqueKeysWithValues: names)),
         ]
         // The documents are spliced in as stored: turning hundreds of them back into values to serialize them again
         // would cost more than the rest of a one-rule change.
-        var bytes = header.serializedBytes()
-        bytes.removeLast()  // the object's closing brace
-        bytes += Array(#","documents":"#.utf8) + state.policy.storedJSONArray + [UInt8(ascii: "}")]
-        try store.write(Self.policyDocument, bytes: bytes)
+        try store.write(Self.policyDocument, bytes: state.policy.storedJSONArray(after: header.serializedBytes()))
     }
 
     func persistEndpoint(_ endpoint: Endpoint, _ state: AgentState) throws {
@@ -52,22 +50,15 @@ extension NodeAgent {
     /// throughout: entries are only added, then stale ones removed, never cleared first (fail closed).
     func restore() throws {
         try state.withLock { state in
-            let (policy, records, migrated) = try readSavedState()
-            if let policy {
-                let revision = UInt64(policy["revision"]?.intValue ?? 0)
-                var names: [UInt32: String] = [:]
-                for (id, name) in policy["rule-names"]?.objectValue ?? [:] {
-                    if let number = UInt32(id), let text = name.stringValue { names[number] = text }
-                }
-                try state.policy.restore(
-                    documents: policy["documents"]?.arrayValue ?? [], ruleNames: names, revision: revision)
-            }
+            let legacy = try store.read(AgentState.documentName)
+            let migrated = legacy != nil
+            try restoreSavedPolicy(legacy: legacy, into: &state)
             try restoreClusterCache(&state)
             var restoredCount = 0
             var vanished: [(endpoint: Endpoint, reason: String)] = []
             var rows: [Int32: EndpointDatapath.Row] = [:]
             for row in try endpointDatapath.endpointRows() { rows[row.ifindex] = row }
-            for item in records {
+            for item in try savedEndpoints(legacy: legacy) {
                 var endpoint: Endpoint
                 do {
                     endpoint = try restoredEndpoint(item, identities: &state.identities)
@@ -138,10 +129,37 @@ extension NodeAgent {
         try restoreServices()
     }
 
-    /// The saved policy and endpoint records; from the single document of earlier versions when that is what the
-    /// directory holds (`migrated` then says to write them in the current layout).
-    private func readSavedState() throws -> (policy: JSON?, endpoints: [JSON], migrated: Bool) {
-        if let legacy = try store.read(AgentState.documentName) {
+    /// The saved policy, into `state`: from the policy document, its documents parsed one at a time (no tree of
+    /// hundreds of them at once), or from the single document of earlier versions (`legacy`).
+    private func restoreSavedPolicy(legacy: JSON?, into state: inout AgentState) throws {
+        var first: JSON?
+        var documents: [PolicyDocument] = []
+        let whole: JSON?
+        if let legacy {
+            whole = legacy["policy"]
+        } else {
+            whole = try store.read(Self.policyDocument) { (element: JSON) throws(AgentError) in
+                guard first != nil else { return first = element }
+                documents.append(try PolicyParser.parseDocument(element, path: "[\(documents.count + 1)]"))
+            }
+        }
+        guard let header = whole ?? first else { return }
+        // Version 2, and the single document of earlier versions, held the documents inside the header.
+        if let saved = header["documents"]?.arrayValue {
+            documents = saved.isEmpty ? [] : try PolicyParser.parse(.array(saved))
+        }
+        var names: [UInt32: String] = [:]
+        for (id, name) in header["rule-names"]?.objectValue ?? [:] {
+            if let number = UInt32(id), let text = name.stringValue { names[number] = text }
+        }
+        state.policy.restore(
+            documents: documents, ruleNames: names, revision: UInt64(header["revision"]?.intValue ?? 0))
+    }
+
+    /// The saved endpoint records; from the single document of earlier versions (`legacy`) when that is what the
+    /// directory holds.
+    private func savedEndpoints(legacy: JSON?) throws -> [JSON] {
+        if let legacy {
             var labelsByIdentity: [Int64: JSON] = [:]
             for item in legacy["identities"]?.arrayValue ?? [] {
                 if let id = item["id"]?.intValue { labelsByIdentity[id] = item["labels"] ?? [] }
@@ -151,12 +169,11 @@ extension NodeAgent {
                 object["identity"] = ["id": .int(id), "labels": labelsByIdentity[id] ?? []]
                 return .object(object)
             }
-            return (legacy["policy"], endpoints, true)
+            return endpoints
         }
-        let endpoints = try store.names(in: Self.endpointDirectory).compactMap { name in
+        return try store.names(in: Self.endpointDirectory).compactMap { name in
             try store.read("\(Self.endpointDirectory)/\(name)")
         }
-        return (try store.read(Self.policyDocument), endpoints, false)
     }
 
     /// An endpoint from its saved record, holding its identity again: the same number for the same labels.

@@ -45,6 +45,18 @@ public struct StateStore: Sendable {
         }
     }
 
+    /// The document `name` as `JSON.parse(_:elements:)` reads it: an array's elements are handed to `element` one
+    /// at a time and nil returned, any other document is returned whole; nil too when it was never written. What
+    /// `element` throws is reported as the file being unreadable.
+    public func read(_ name: String, elements element: (JSON) throws(AgentError) -> Void) throws -> JSON? {
+        guard let bytes = try DurableFile.read(path(name)) else { return nil }
+        do {
+            return try JSON.parse(bytes, elements: element)
+        } catch {
+            throw AgentError.internal("state file \(path(name)) is unreadable: \(error.message)")
+        }
+    }
+
     /// Removes the document `name`; one that does not exist is not an error.
     public func remove(_ name: String) throws {
         guard unlink(path(name)) == 0 || errno == ENOENT else { throw DurableFile.failure("removing \(path(name))") }
