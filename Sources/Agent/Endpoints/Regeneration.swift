@@ -210,30 +210,33 @@ extension NodeAgent {
             // An endpoint no rule selects reads no peer (the compiler stops before).
             let rules = state.policy.rules(selecting: policyLabels(of: endpoint, in: state))
             if fullPeers == nil && !rules.isEmpty { fullPeers = inputs.peers }
-            desired.append(
-                (
-                    endpoint,
-                    desiredPolicy(for: endpoint, in: state, peers: fullPeers ?? PolicyPeers([]), rules: rules)
-                ))
+            var policy = desiredPolicy(for: endpoint, in: state, peers: fullPeers ?? PolicyPeers([]), rules: rules)
+            // A result equal to what the map holds shares the realized entries' storage: a full regeneration, where
+            // most endpoints come out unchanged, would otherwise hold every endpoint's entries twice.
+            if let realized = state.realized[endpoint.id], realized == policy.entries { policy.entries = realized }
+            desired.append((endpoint, policy))
         }
         try checkCapacity(desired.map { ($0.0.id, $0.1.count) })
         for (endpoint, policy) in desired { try checkHTTPRulesEnforceable(policy.http, endpoint: endpoint.id) }
         let revision = state.policy.revision
         var generation: UInt32?
         var changed = 0
-        let diffs = desired.map {
-            $0.1.changes ?? PolicyMapEntries.diff(from: state.realized[$0.0.id] ?? [], to: $0.1.entries)
-        }
         // Hashes too small for what comes are replaced together: one grace period rather than one each (a new peer
         // of many endpoints would otherwise grow each of their hashes in turn). Each hash holds the realized
-        // full-length entries, counted here rather than in the kernel.
+        // full-length entries, counted here rather than in the kernel. The writes are counted, not listed: listed
+        // for every endpoint at once, a first import would hold each entry twice.
         try endpointDatapath.growExactPolicyMaps(
-            zip(desired, diffs).map { endpoint, diff in
-                let adding = diff.upsert.count { PolicyMapLayout.isExact($0.key) }
-                let held = adding == 0 ? nil : state.realized[endpoint.0.id]?.count { PolicyMapLayout.isExact($0.key) }
-                return (endpoint.0.id, adding, held)
+            desired.map { endpoint, policy in
+                let realized = state.realized[endpoint.id] ?? []
+                let adding =
+                    policy.changes?.upsert.count { PolicyMapLayout.isExact($0.key) }
+                    ?? policy.entries.count { PolicyMapLayout.isExact($0.key) && realized[$0.key] != $0 }
+                let held = adding == 0 ? nil : realized.count { PolicyMapLayout.isExact($0.key) }
+                return (endpoint.id, adding, held)
             })
-        for ((endpoint, policy), (add, remove)) in zip(desired, diffs) {
+        for (endpoint, policy) in desired {
+            let (add, remove) =
+                policy.changes ?? PolicyMapEntries.diff(from: state.realized[endpoint.id] ?? [], to: policy.entries)
             // Not held in a variable: a second reference to the realized entries would copy them on the change.
             if !add.isEmpty || !remove.isEmpty || state.realized[endpoint.id]?.isEmpty ?? true {
                 try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove, grown: true)
