@@ -42,6 +42,10 @@ let conntrackFixtures: [Fixture] = [
             Step(.fromEndpoint, .tcp(Net.ep6, Net.peer6, sport: 8080, dport: 5555, flags: [.syn, .ack]), .pass),
             Step(.toEndpoint, .tcp(Net.peer6, Net.ep6, sport: 5555, dport: 8080, flags: .ack), .pass),
             Step(.fromEndpoint, .tcp(Net.ep6, Net.peer6, sport: 8080, dport: 5556, flags: .syn), .drop(NA_DROP_POLICY)),
+            // A SYN is never a reply: on the reverse of the tracked flow's tuple it opens a connection of its own,
+            // which egress policy refuses, while the flow's own packets still pass.
+            Step(.fromEndpoint, .tcp(Net.ep6, Net.peer6, sport: 8080, dport: 5555, flags: .syn), .drop(NA_DROP_POLICY)),
+            Step(.fromEndpoint, .tcp(Net.ep6, Net.peer6, sport: 8080, dport: 5555, flags: .ack), .pass),
         ]),
     Fixture(
         "ICMP echo: the reply with the request's id passes, others go to policy",

@@ -157,8 +157,7 @@ static __always_inline int na_ct_find(struct na_ctx *ctx, const struct na_endpoi
 	ct = bpf_map_lookup_elem(&na_ct, &key);
 	if (!na_ct_live(ct, ctx->now))
 		return NA_CT_MISS;
-	if (!reply && pkt->proto == NA_IPPROTO_TCP && (ct->flags & NA_CT_CLOSING) &&
-	    (pkt->tcp_flags & (NA_TCP_SYN | NA_TCP_ACK)) == NA_TCP_SYN)
+	if (!reply && (ct->flags & NA_CT_CLOSING) && na_pkt_opens_tcp(pkt))
 		return NA_CT_NEW;
 	if (ct->policy_revision != ep->policy_revision) {
 		ret = na_ct_recheck(ctx, ep, ct, reply);
@@ -180,7 +179,7 @@ static __always_inline bool na_ct_reply_likely(const struct na_pkt *pkt)
 {
 	if (pkt->proto != NA_IPPROTO_TCP && pkt->proto != NA_IPPROTO_UDP)
 		return false;
-	if (pkt->proto == NA_IPPROTO_TCP && (pkt->tcp_flags & (NA_TCP_SYN | NA_TCP_ACK)) == NA_TCP_SYN)
+	if (na_pkt_opens_tcp(pkt))
 		return false;
 	return bpf_ntohs(pkt->sport) < bpf_ntohs(pkt->dport);
 }
@@ -191,14 +190,22 @@ static __always_inline bool na_ct_reply_likely(const struct na_pkt *pkt)
  * The key the ports make likelier is tried first, so most replies cost one
  * lookup. Only when both a flow and its reverse are tracked (a simultaneous
  * open) does the order decide which entry the packet belongs to.
+ *
+ * A SYN without ACK is never a reply (the answer to a SYN carries an ACK), so
+ * it is looked up as a flow of its own only: a new connection costs one cold
+ * lookup rather than two. Its reverse is tracked only in a simultaneous open,
+ * whose second SYN then goes to policy like any new connection (the handshake
+ * still completes, through the SYN-ACK, which is a reply), or when a tuple is
+ * reused in the other direction, which must not pass as a reply.
  */
 static __always_inline int na_ct_lookup(struct na_ctx *ctx, const struct na_endpoint_info *ep)
 {
-	bool reply = na_ct_reply_likely(&ctx->pkt);
+	const struct na_pkt *pkt = &ctx->pkt;
+	bool reply = na_ct_reply_likely(pkt);
 	int ret;
 
 	ret = na_ct_find(ctx, ep, reply);
-	if (ret == NA_CT_MISS)
+	if (ret == NA_CT_MISS && !na_pkt_opens_tcp(pkt))
 		ret = na_ct_find(ctx, ep, !reply);
 	return ret == NA_CT_MISS ? NA_CT_NEW : ret;
 }

@@ -159,8 +159,7 @@ static __always_inline __u32 na_nat_next_flags(const struct na_nat_entry *e,
 {
 	__u32 flags = e->flags;
 
-	if (!reply && pkt->proto == NA_IPPROTO_TCP && (flags & NA_CT_CLOSING) &&
-	    (pkt->tcp_flags & (NA_TCP_SYN | NA_TCP_ACK)) == NA_TCP_SYN)
+	if (!reply && (flags & NA_CT_CLOSING) && na_pkt_opens_tcp(pkt))
 		flags &= NA_NAT_TRACKED;
 	flags |= na_ct_packet_flags(pkt);
 	if (reply)

@@ -42,6 +42,12 @@ struct na_pkt {
 	__u32 end;       /* offset just past the IP datagram; Ethernet padding lies beyond */
 };
 
+/* A TCP SYN without ACK: a connection opening (the answer to one carries an ACK). */
+static __always_inline bool na_pkt_opens_tcp(const struct na_pkt *pkt)
+{
+	return pkt->proto == NA_IPPROTO_TCP && (pkt->tcp_flags & (NA_TCP_SYN | NA_TCP_ACK)) == NA_TCP_SYN;
+}
+
 /*
  * Returns a pointer to len bytes at offset off of the packet, or NULL when
  * the packet is shorter. Headers outside the linear part of the skb are pulled
