@@ -14,11 +14,7 @@ import XCTest
 /// regeneration from scratch computes.
 final class IncrementalRegenerationTests: ScratchAgentTestCase {
     func testPeerChangesLeaveEveryEndpointAsAFullRegenerationWould() throws {
-        var config = AgentConfig()
-        config.bpfRoot = bpfRoot
-        config.stateDir = stateDir
-        config.socketPath = "\(stateDir)/agent.sock"
-        let agent = try NodeAgent(config: config, plugins: [CIDRPolicyPlugin()], logLevel: LogLevelBox(.info))
+        let agent = try NodeAgent(config: agentConfig, plugins: [CIDRPolicyPlugin()], logLevel: LogLevelBox(.info))
         let netns = try ScratchNetns(name: "na-incr-\(tag)")
         scratch = netns
         for i in 0..<Self.interfaces { try netns.addVethPair("nai\(i)a", "nai\(i)b") }

@@ -10,11 +10,7 @@ import XCTest
 /// the layout of version 2 (the documents inside the header) still read.
 final class PolicyPersistenceTests: ScratchAgentTestCase {
     private func agent() throws -> NodeAgent {
-        var config = AgentConfig()
-        config.bpfRoot = bpfRoot
-        config.stateDir = stateDir
-        config.socketPath = "\(stateDir)/agent.sock"
-        return try NodeAgent(config: config, plugins: [], logLevel: LogLevelBox(.info))
+        try NodeAgent(config: agentConfig, plugins: [], logLevel: LogLevelBox(.info))
     }
 
     private static let documents = """

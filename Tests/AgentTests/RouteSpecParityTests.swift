@@ -14,10 +14,7 @@ import XCTest
 /// answer it gives must fit the schema the spec documents for that operation and status.
 final class RouteSpecParityTests: ScratchAgentTestCase {
     private func makeAgent() throws -> NodeAgent {
-        var config = AgentConfig()
-        config.bpfRoot = bpfRoot
-        config.stateDir = stateDir
-        config.socketPath = "\(stateDir)/agent.sock"
+        var config = agentConfig
         // IPAM answers 503 until a pod CIDR is configured; with one, its answers can be checked.
         config.plugins = ["ipam": ["pod-cidr-ipv4": "10.8.0.0/24", "pod-cidr-ipv6": "fd08::/120"]]
         // The plugins the nodeagent executable links (linkedPlugins() in Sources/nodeagent/main.swift).
