@@ -288,7 +288,9 @@ final class RestartTests: EndToEndTestCase {
         let before = try AgentSnapshot.take(socketPath: agent.socketPath)
         XCTAssertEqual(agent.stop(), .exited(0))
         let state = agent.stateDirectory
-        let policy = try JSON.parse(try String(contentsOfFile: "\(state)/policy.json", encoding: .utf8))
+        // The current layout: a header, then the documents.
+        let saved = try JSON.parse(try String(contentsOfFile: "\(state)/policy.json", encoding: .utf8)).arrayValue ?? []
+        let header = saved.first ?? [:]
         var endpoints: [JSON] = []
         var identities: [Int64: JSON] = [:]
         for name in try FileManager.default.contentsOfDirectory(atPath: "\(state)/endpoints").sorted() {
@@ -305,8 +307,8 @@ final class RestartTests: EndToEndTestCase {
             "version": 1, "endpoints": .array(endpoints),
             "identities": .array(identities.keys.sorted().map { identities[$0]! }),
             "policy": [
-                "revision": policy["revision"] ?? 0, "documents": policy["documents"] ?? [],
-                "rule-names": policy["rule-names"] ?? [:],
+                "revision": header["revision"] ?? 0, "documents": .array(Array(saved.dropFirst())),
+                "rule-names": header["rule-names"] ?? [:],
             ],
         ]
         try FileManager.default.removeItem(atPath: "\(state)/endpoints")
