@@ -86,7 +86,7 @@ public struct APIRequest: Sendable {
     }
 
     private func checkBodyPresent() throws(AgentError) {
-        if body.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) {
+        if body.allSatisfy(JSON.isSpace) {
             throw .invalidJSON("request body is empty; expected a JSON document")
         }
     }

@@ -99,14 +99,15 @@ extension JSON {
         }
     }
 
+    /// JSON's white space: space, tab, line feed, carriage return.
+    public static func isSpace(_ byte: UInt8) -> Bool {
+        byte == 0x20 || byte == 0x09 || byte == 0x0A || byte == 0x0D
+    }
+
     /// The position of the first byte from `start` on that is not JSON white space.
     private static func skippingSpace(_ bytes: [UInt8], from start: Int) -> Int {
         var position = start
-        while position < bytes.count,
-            bytes[position] == 0x20 || bytes[position] == 0x09 || bytes[position] == 0x0A || bytes[position] == 0x0D
-        {
-            position += 1
-        }
+        while position < bytes.count, isSpace(bytes[position]) { position += 1 }
         return position
     }
 

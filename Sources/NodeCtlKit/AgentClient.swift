@@ -46,7 +46,7 @@ public struct AgentClient: Sendable {
 
     func decode(_ response: HTTPResponse, method: HTTPMethod, path: String) throws(ClientError) -> JSON {
         guard response.isSuccess else { throw .server(Self.agentError(from: response)) }
-        if response.body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return .null }
+        if response.body.allSatisfy(JSON.isSpace) { return .null }
         do {
             return try JSON.parse(response.body)
         } catch {
