@@ -15,9 +15,10 @@ public enum PolicyParser {
     public static func parse(_ json: JSON) throws(AgentError) -> [PolicyDocument] {
         switch json {
         case .array(let elements):
-            var documents: [(path: String, document: PolicyDocument)] = []
-            for (i, element) in elements.enumerated() { documents += try listed(element, path: "[\(i)]") }
-            return try unique(documents, elements: elements.count)
+            return try parse(reading: { (each: (JSON) throws(AgentError) -> Void) throws(AgentError) -> JSON? in
+                for element in elements { try each(element) }
+                return nil
+            })
         case .object:
             return try unique(try listed(json, path: ""), elements: 1)
         default:

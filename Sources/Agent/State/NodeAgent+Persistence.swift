@@ -134,19 +134,23 @@ extension NodeAgent {
     private func restoreSavedPolicy(legacy: JSON?, into state: inout AgentState) throws {
         var first: JSON?
         var documents: [PolicyDocument] = []
+        // Each stored document as it was submitted, one at a time; `position` names it in an error.
+        func add(_ element: JSON, at position: Int) throws(AgentError) {
+            documents.append(try PolicyParser.parseDocument(element, path: "[\(position)]"))
+        }
         let whole: JSON?
         if let legacy {
             whole = legacy["policy"]
         } else {
             whole = try store.read(Self.policyDocument) { (element: JSON) throws(AgentError) in
                 guard first != nil else { return first = element }
-                documents.append(try PolicyParser.parseDocument(element, path: "[\(documents.count + 1)]"))
+                try add(element, at: documents.count + 1)
             }
         }
         guard let header = whole ?? first else { return }
         // Version 2, and the single document of earlier versions, held the documents inside the header.
         if let saved = header["documents"]?.arrayValue {
-            documents = saved.isEmpty ? [] : try PolicyParser.parse(.array(saved))
+            for (position, element) in saved.enumerated() { try add(element, at: position) }
         }
         var names: [UInt32: String] = [:]
         for (id, name) in header["rule-names"]?.objectValue ?? [:] {

@@ -37,21 +37,22 @@ public struct StateStore: Sendable {
 
     /// The document `name`, or nil when it was never written.
     public func read(_ name: String) throws -> JSON? {
-        guard let bytes = try DurableFile.read(path(name)) else { return nil }
-        do {
-            return try JSON.parse(bytes)
-        } catch {
-            throw AgentError.internal("state file \(path(name)) is unreadable: \(error.message)")
-        }
+        try read(name) { (bytes) throws(AgentError) in try JSON.parse(bytes) }
     }
 
     /// The document `name` as `JSON.parse(_:elements:)` reads it: an array's elements are handed to `element` one
     /// at a time and nil returned, any other document is returned whole; nil too when it was never written. What
     /// `element` throws is reported as the file being unreadable.
     public func read(_ name: String, elements element: (JSON) throws(AgentError) -> Void) throws -> JSON? {
+        try read(name) { (bytes) throws(AgentError) in try JSON.parse(bytes, elements: element) }
+    }
+
+    /// The file of document `name` through `parse`, nil when it was never written; what fails is the file being
+    /// unreadable.
+    private func read(_ name: String, parse: ([UInt8]) throws(AgentError) -> JSON?) throws -> JSON? {
         guard let bytes = try DurableFile.read(path(name)) else { return nil }
         do {
-            return try JSON.parse(bytes, elements: element)
+            return try parse(bytes)
         } catch {
             throw AgentError.internal("state file \(path(name)) is unreadable: \(error.message)")
         }
