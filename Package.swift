@@ -146,7 +146,9 @@ let package = Package(
             name: "ClusterTests", dependencies: ["Cluster", "EtcdClient", "EtcdTestSupport", "Policy", "AgentAPI"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["AgentAPI", "NodeCtlKit", "HTTPClient", .product(name: "Yams", package: "Yams")]),
+            dependencies: [
+                "AgentAPI", "NodeCtlKit", "HTTPClient", "DatapathCore", .product(name: "Yams", package: "Yams"),
+            ]),
         .testTarget(
             name: "AgentTests",
             dependencies: [

@@ -75,6 +75,156 @@ def machine_busy_seconds():
     return (user + nice + system + irq + softirq + steal) / TICK
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# BPF program run time
+
+
+BPF_SYSCALL = {"x86_64": 321, "aarch64": 280}
+BPF_ENABLE_STATS = 32
+BPF_STATS_RUN_TIME = 0
+
+
+def bpf_enable_stats():
+    """Turns on the kernel's per-program run time accounting (BPF_ENABLE_STATS) for as long as the returned
+    descriptor stays open; every program run then also pays for two clock reads."""
+    import struct
+
+    fd, _ = bpf_call(BPF_ENABLE_STATS, struct.pack("I", BPF_STATS_RUN_TIME))
+    return fd
+
+
+def bpf_run_times():
+    """program id -> (name, run_time_ns, run_cnt) for every loaded program, from bpftool."""
+    out = json.loads(subprocess.check_output(["bpftool", "-j", "prog", "show"]))
+    return {p["id"]: (p.get("name", "?"), p.get("run_time_ns", 0), p.get("run_cnt", 0)) for p in out}
+
+
+def bpf_run_delta(before, after):
+    """name -> [ns, runs] spent by the programs that ran between two bpf_run_times() snapshots."""
+    spent = {}
+    for pid, (name, ns, runs) in after.items():
+        if pid in before and runs > before[pid][2]:
+            entry = spent.setdefault(name, [0, 0])
+            entry[0] += ns - before[pid][1]
+            entry[1] += runs - before[pid][2]
+    return spent
+
+
+BPF_OBJ_PIN = 6
+BPF_OBJ_GET = 7
+BPF_LINK_DETACH = 34
+BPF_PROG_QUERY = 16
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_OBJ_GET_INFO_BY_FD = 15
+BPF_TCX = {"ingress": 46, "egress": 47}
+
+
+def bpf_call(cmd, attr):
+    """bpf(2) with attr (bytes, zero-padded to 128); returns (result, attr as the kernel left it)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(attr.ljust(128, b"\0"))
+    rc = libc.syscall(BPF_SYSCALL[os.uname().machine], cmd, buf, 128)
+    if rc < 0:
+        raise OSError(ctypes.get_errno(), f"bpf command {cmd}")
+    return rc, buf.raw
+
+
+def tcx_programs(ifindex, point):
+    """(id, name) of the programs in the tcx list at point (ingress or egress) of ifindex in this process's network
+    namespace, in the order they run; empty on a kernel without tcx (Linux 6.6)."""
+    import ctypes
+    import struct
+
+    ids = (ctypes.c_uint32 * 64)()
+    try:
+        query = struct.pack("IIIIQI", ifindex, BPF_TCX[point], 0, 0, ctypes.addressof(ids), len(ids))
+        _, out = bpf_call(BPF_PROG_QUERY, query)
+    except OSError:
+        return []
+    programs = []
+    for prog_id in ids[: struct.unpack_from("I", out, 24)[0]]:
+        fd = bpf_prog_fd(prog_id)
+        info = ctypes.create_string_buffer(256)
+        try:
+            bpf_call(BPF_OBJ_GET_INFO_BY_FD, struct.pack("IIQ", fd, 256, ctypes.addressof(info)))
+        finally:
+            os.close(fd)
+        programs.append((prog_id, info.raw[64:80].split(b"\0")[0].decode()))  # bpf_prog_info.name
+    return programs
+
+
+def bpf_prog_fd(prog_id):
+    import struct
+
+    fd, _ = bpf_call(BPF_PROG_GET_FD_BY_ID, struct.pack("I", prog_id))
+    return fd
+
+
+def enter_netns(name):
+    import ctypes
+
+    fd = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, 0x40000000) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+    finally:
+        os.close(fd)
+
+
+def cmd_tc_to_clsact(args):
+    """Moves the agent's program on a tc hook from its tcx link (pinned in the agent's link directory) to a clsact
+    filter at the agent's handle and priority, what a kernel before Linux 6.6 runs: the filter goes in first, then
+    the link is detached and its pin removed."""
+    import ctypes
+    import socket
+    import struct
+    import tempfile
+
+    enter_netns(args.netns)
+    ifindex = socket.if_nametoindex(args.dev)
+    link_pin = ctypes.create_string_buffer(f"{args.links}/{ifindex}_{args.point}".encode())
+    link, _ = bpf_call(BPF_OBJ_GET, struct.pack("Q", ctypes.addressof(link_pin)))
+    info = ctypes.create_string_buffer(64)
+    bpf_call(BPF_OBJ_GET_INFO_BY_FD, struct.pack("IIQ", link, 64, ctypes.addressof(info)))
+    prog = bpf_prog_fd(struct.unpack_from("I", info.raw, 8)[0])  # bpf_link_info.prog_id
+    pin_dir = tempfile.mkdtemp(dir="/sys/fs/bpf")
+    pin = ctypes.create_string_buffer(f"{pin_dir}/prog".encode())
+    try:
+        bpf_call(BPF_OBJ_PIN, struct.pack("QI", ctypes.addressof(pin), prog))
+        subprocess.run(["tc", "qdisc", "add", "dev", args.dev, "clsact"], capture_output=True)
+        subprocess.run(
+            ["tc", "filter", "add", "dev", args.dev, args.point, "prio", "1", "handle", "0x4e41", "bpf", "da",
+             "object-pinned", pin.value.decode()],
+            check=True,
+        )
+    finally:
+        if os.path.exists(pin.value):
+            os.unlink(pin.value)
+        os.rmdir(pin_dir)
+    bpf_call(BPF_LINK_DETACH, struct.pack("I", link))
+    os.unlink(link_pin.value)
+    os.close(link)
+    os.close(prog)
+    return 0
+
+
+def cmd_tc_programs(args):
+    """The programs on a tc hook of an interface in a network namespace: clsact filters (as tc shows them) and
+    the tcx list, one "tcx <name>" line per program."""
+    import socket
+
+    filters = subprocess.run(
+        ["tc", "-n", args.netns, "filter", "show", "dev", args.dev, args.point], capture_output=True, text=True
+    ).stdout
+    enter_netns(args.netns)
+    print(filters, end="")
+    for _, name in tcx_programs(socket.if_nametoindex(args.dev), args.point):
+        print(f"tcx {name}")
+    return 0
+
+
 def read_pids(path):
     if not path or not os.path.exists(path):
         return []
@@ -120,12 +270,17 @@ def cmd_run(args):
     roots = read_pids(args.pids_file)
     before_tree = tree(roots)
     before = {pid: cpu_seconds(pid) for pid in before_tree}
+    stats_fd = bpf_enable_stats() if args.bpf_stats else None
+    programs0 = bpf_run_times() if args.bpf_stats else {}
     busy0, t0 = machine_busy_seconds(), time.monotonic()
     times0 = os.times()
     child = subprocess.Popen(args.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out, _ = child.communicate()
     elapsed = time.monotonic() - t0
     busy1 = machine_busy_seconds()
+    programs = bpf_run_delta(programs0, bpf_run_times()) if args.bpf_stats else {}
+    if stats_fd is not None:
+        os.close(stats_fd)
     after_tree = tree(roots)
     by_name = {}
     for pid in after_tree:
@@ -157,6 +312,11 @@ def cmd_run(args):
     n = max(result["requests"], 1)
     result["cpu_us_per_req"] = (daemons + client) * 1e6 / n
     result["machine_us_per_req"] = (busy1 - busy0) * 1e6 / n
+    if args.bpf_stats:
+        # Time inside the BPF programs themselves (helpers and map operations included), per request and per run.
+        result["bpf_by_program"] = {k: {"ns": v[0], "runs": v[1]} for k, v in sorted(programs.items())}
+        result["bpf_ns_per_req"] = sum(v[0] for v in programs.values()) / n
+        result["bpf_runs_per_req"] = sum(v[1] for v in programs.values()) / n
     print(json.dumps(result))
     return 0
 
@@ -379,6 +539,15 @@ MODE_TITLES = (
 )
 
 
+def bpf_cells(rows):
+    """The BPF program time cells of a case's rows: µs per request, ns per program run ("–" without programs)."""
+    ran = [r for r in rows if r.get("bpf_runs_per_req")]
+    if not ran:
+        return "– | –"
+    per_run = [r["bpf_ns_per_req"] / r["bpf_runs_per_req"] for r in ran]
+    return f"{span([r['bpf_ns_per_req'] / 1000 for r in ran], 2)} | {span(per_run)}"
+
+
 def cmd_datapath_table(args):
     rows = load(args.results)
     labels = dict(item.split("=", 1) for item in args.label)
@@ -391,11 +560,13 @@ def cmd_datapath_table(args):
             continue
         rounds = len({r["round"] for r in mine})
         out.append(f"\n{title}: {args.load}, {rounds} rounds, medians [min–max]; ×base = same-round ratio")
+        # With BPF_STATS=1: the programs' own time per request, and per run (one program run per packet and hook).
+        bpf = any("bpf_ns_per_req" in r for r in mine)
         out.append(
             "| case | req/s | req/s ×base | p50 ms | p99 ms | p99 ×base | CPU µs/req | CPU ×base "
-            "| machine CPU µs/req | errors |"
+            "| machine CPU µs/req | errors |" + (" BPF µs/req | BPF ns/run |" if bpf else "")
         )
-        out.append("|---|---|---|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if bpf else ""))
         for case in cases:
             cr = [r for r in mine if r["case"] == case]
             if not cr:
@@ -408,6 +579,7 @@ def cmd_datapath_table(args):
                 f"| {span([r['p50_ms'] for r in cr], 3)} | {span([r['p99_ms'] for r in cr], 3)} "
                 f"| {ratio_cell(p99_ratio)} | {span([r['cpu_us_per_req'] for r in cr], 1)} | {ratio_cell(cpu_ratio)} "
                 f"| {span([r['machine_us_per_req'] for r in cr], 1)} | {sum(r['errors'] for r in cr)} |"
+                + (f" {bpf_cells(cr)} |" if bpf else "")
             )
             if case == args.goal_case and rps_ratio and p99_ratio:
                 rr, pr, cr_ = med(rps_ratio), med(p99_ratio), med(cpu_ratio)
@@ -523,7 +695,8 @@ def cmd_brief(args):
         if "samples_ms" in r:
             print(f"n={r['n']} median {r['median_ms']:.1f} ms, max {r['max_ms']:.1f} ms, total {r['total_ms']:.0f} ms")
             return 0
-        print(f"{r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms, {r['cpu_us_per_req']:.1f} CPU µs/req, "
+        bpf = f", BPF {r['bpf_ns_per_req'] / 1000:.2f} µs/req" if r.get("bpf_runs_per_req") else ""
+        print(f"{r['rps']:,.0f} req/s, p99 {r['p99_ms']:.2f} ms, {r['cpu_us_per_req']:.1f} CPU µs/req{bpf}, "
               f"{r['errors']} errors")
     return 0
 
@@ -547,8 +720,24 @@ def main():
     run.add_argument("--pids-file", help="pids of the daemons whose CPU counts (their children count too)")
     run.add_argument("--output", help="file for the load generator's own output")
     run.add_argument("--h2load-log", help="h2load --log-file path, for latency percentiles")
+    run.add_argument(
+        "--bpf-stats", action="store_true", help="also account the run time of every BPF program that ran"
+    )
     run.add_argument("argv", nargs=argparse.REMAINDER, help="-- the load generator's command line")
     run.set_defaults(func=cmd_run)
+
+    tcp = sub.add_parser("tc-programs", help="the programs on a tc hook: clsact filters and the tcx list")
+    tcp.add_argument("netns")
+    tcp.add_argument("dev")
+    tcp.add_argument("point", choices=["ingress", "egress"])
+    tcp.set_defaults(func=cmd_tc_programs)
+
+    move = sub.add_parser("tc-to-clsact", help="move the agent's program on a tc hook from tcx to a clsact filter")
+    move.add_argument("netns")
+    move.add_argument("dev")
+    move.add_argument("point", choices=["ingress", "egress"])
+    move.add_argument("--links", required=True, help="the agent's tcx link directory (<pin root>/tc-links)")
+    move.set_defaults(func=cmd_tc_to_clsact)
 
     table = sub.add_parser("datapath-table")
     table.add_argument("results")

@@ -100,8 +100,8 @@ memory "started, empty"
 timed "endpoint create, no policy" endpoints
 # The last endpoint must be enforced by now: its interface has both programs.
 last_if=${BENCH_PREFIX}d$((ENDPOINTS - 1))
-[[ $(tc -n "$NODE" filter show dev "$last_if" ingress) == *from_endpoint* ]] || bench_die "no program on $last_if"
-[[ $(tc -n "$NODE" filter show dev "$last_if" egress) == *to_endpoint* ]] || bench_die "no program on $last_if egress"
+[[ $(bench_py tc-programs "$NODE" "$last_if" ingress) == *from_endpoint* ]] || bench_die "no program on $last_if"
+[[ $(bench_py tc-programs "$NODE" "$last_if" egress) == *to_endpoint* ]] || bench_die "no program on $last_if egress"
 memory "$ENDPOINTS endpoints"
 
 for ((round = 1; round <= ROUNDS; round++)); do

@@ -4,6 +4,8 @@
 # new connection per request, so a slow moment of this shared machine hits all of them alike:
 #   base          no policy at all
 #   agent         nodeagent enforcing the seed article's policies (default-deny + allow frontend -> backend:8080)
+#   agent-clsact  the same, its four programs moved from the tcx lists (Linux 6.6) to clsact filters, as kernels
+#                 before 6.6 run them (the kernel's classifier layers around each program are the difference)
 #   ipt           the same policy as iptables rules in the node's FORWARD chain behind 10,000 other rules, the
 #                 ESTABLISHED rule last (what a naive per-rule engine does)
 #   ipt-estfirst  the same, ESTABLISHED rule first
@@ -14,13 +16,15 @@
 # Environment: ROUNDS (3), DURATION (seconds per run, 10), CASES (comma list, all above), THREADS (2),
 # CONNECTIONS (50), RULES (10000), ALLOWED_FLOW_SAMPLING (the agent's runtime option: 1 reports every allowed new
 # connection, the default; N one in N; 0 none), BENCH_OUT (directory for the table and raw results), NODEAGENT_BIN,
-# NODECTL_BIN, BENCH_NO_BUILD=1 (use existing binaries).
+# NODECTL_BIN, BENCH_NO_BUILD=1 (use existing binaries), BPF_STATS=1 (also the time spent inside BPF programs per
+# request and per program run, from the kernel's run-time accounting, which adds two clock reads to every run and
+# so slows the agent case a little).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
-CASES=${CASES:-base,agent,ipt,ipt-estfirst,proxy,proxy2}
+CASES=${CASES:-base,agent,agent-clsact,ipt,ipt-estfirst,proxy,proxy2}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-50}
 RULES=${RULES:-10000}
@@ -28,7 +32,7 @@ FIXTURES=$REPO_DIR/Tests/EndToEndTests/Fixtures
 
 bench_init
 bench_packages wrk nginx-light haproxy iptables nftables python3 curl iproute2 util-linux
-[[ ,$CASES, == *,agent,* ]] && bench_build_agent
+[[ ,$CASES, == *,agent* ]] && bench_build_agent
 
 NODE=$BENCH_PREFIX-node
 CLIENT=$BENCH_PREFIX-client
@@ -92,7 +96,7 @@ fi
 # The node namespace must be back to plain forwarding before `base`: no tc programs, no netfilter rules.
 assert_plain() {
     local filters
-    filters=$(tc -n "$NODE" filter show dev "$CLIENT_IF" ingress; tc -n "$NODE" filter show dev "$SERVER_IF" egress)
+    filters=$(bench_py tc-programs "$NODE" "$CLIENT_IF" ingress; bench_py tc-programs "$NODE" "$SERVER_IF" egress)
     [ -z "$filters" ] || bench_die "tc programs left on the pod interfaces: $filters"
     [ -z "$(ip netns exec "$NODE" nft list ruleset)" ] || bench_die "netfilter rules left in $NODE"
 }
@@ -112,6 +116,17 @@ agent_on() {
 
 agent_off() {
     bench_agent_remove
+}
+
+# The agent's programs moved to clsact filters at its handle and priority, where `nodeagent cleanup` finds them.
+agent_clsact_on() {
+    agent_on
+    local dev point
+    for dev in "$CLIENT_IF" "$SERVER_IF"; do
+        for point in ingress egress; do
+            bench_py tc-to-clsact "$NODE" "$dev" "$point" --links "$AGENT_BPF/tc-links"
+        done
+    done
 }
 
 # The policy as iptables rules in the node's FORWARD chain (default DROP): RULES allow rules for other clients
@@ -145,10 +160,11 @@ case_on() {
     case $1 in
         base) assert_plain ;;
         agent) agent_on ;;
+        agent-clsact) agent_clsact_on ;;
         ipt) ipt_on last ;;
         ipt-estfirst) ipt_on first ;;
         proxy | proxy2) ;;
-        *) bench_die "unknown case $1 (known: base, agent, ipt, ipt-estfirst, proxy, proxy2)" ;;
+        *) bench_die "unknown case $1 (known: base, agent, agent-clsact, ipt, ipt-estfirst, proxy, proxy2)" ;;
     esac
     cat "$PIDS" >>"$PIDS.now"
     local target
@@ -157,14 +173,14 @@ case_on() {
     # Enforcing cases must drop what the policy does not allow: nothing listens on 9090, so without policy the
     # connection is refused (curl exit 7), with it the SYN is dropped and curl times out (exit 28).
     local rc=0 want=7
-    [[ $1 == agent || $1 == ipt* ]] && want=28
+    [[ $1 == agent* || $1 == ipt* ]] && want=28
     ip netns exec "$CLIENT" curl -s -o /dev/null --connect-timeout 1 "http://$SERVER_IP:9090/" || rc=$?
     [ "$rc" = "$want" ] || bench_die "$1: a connection to port 9090 ended with curl exit $rc, expected $want"
 }
 
 case_off() {
     case $1 in
-        agent) agent_off ;;
+        agent | agent-clsact) agent_off ;;
         ipt | ipt-estfirst) ipt_off ;;
     esac
 }
@@ -184,6 +200,7 @@ bench_wrk_rounds "$PIDS.now"
 table=$(bench_py datapath-table "$RESULTS" --cases "$CASES" --baseline base --goal-case agent \
     --load "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s" \
     --label "base=no policy (baseline)" --label "agent=nodeagent, seed L4 policies" \
+    --label "agent-clsact=nodeagent, its programs on clsact filters" \
     --label "ipt=iptables, $RULES rules before the allow, ESTABLISHED last" \
     --label "ipt-estfirst=iptables, $RULES rules, ESTABLISHED first" \
     --label "proxy=haproxy in the server pod (one sidecar)" --label "proxy2=haproxy in both pods (two sidecars)")

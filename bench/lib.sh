@@ -224,7 +224,8 @@ bench_py() { python3 "$BENCH_DIR/benchlib.py" "$@"; }
 # rate, below what the slowest can serve: latencies compared at the same load rather than at each one's saturation.
 # $1: the file naming the processes whose CPU is counted.
 bench_wrk_rounds() {
-    local pids=$1 case_list round i name url mode extra modes pace_script
+    local pids=$1 case_list round i name url mode extra modes pace_script stats=()
+    [ "${BPF_STATS:-0}" = 1 ] && stats=(--bpf-stats)
     IFS=, read -r -a case_list <<<"$CASES"
     read -r -a modes <<<"${MODES:-keepalive close}"
     pace_script=$BENCH_WORK/pace.lua
@@ -240,7 +241,7 @@ bench_wrk_rounds() {
                 extra=()
                 [ "$mode" = close ] && extra=(-H "Connection: close")
                 [ "$mode" = paced ] && extra=(-s "$pace_script")
-                bench_py run --case "$name" --mode "$mode" --round "$round" --pids-file "$pids" \
+                bench_py run --case "$name" --mode "$mode" --round "$round" --pids-file "$pids" "${stats[@]}" \
                     --output "$BENCH_WORK/wrk-$name-$mode-$round.txt" -- \
                     ip netns exec "$CLIENT" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
                     "${extra[@]}" "$url" >>"$RESULTS"

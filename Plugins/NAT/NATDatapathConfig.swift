@@ -57,6 +57,6 @@ struct NATDatapathConfig {
     }
 
     func detach(ifindex: Int32) {
-        TC.detachAll(ifindex: ifindex)
+        datapath.detachTC(ifindex: ifindex)
     }
 }

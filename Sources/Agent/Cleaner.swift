@@ -24,9 +24,10 @@ public struct Cleaner {
                 message: "refusing to clean up, nothing was removed: " + refusals.joined(separator: "; "))
         }
         var detached = 0
+        let links = TC.linkDirectory(pinRoot: config.bpfRoot)
         for (index, _) in Self.interfaces() {
-            for point in TCAttachPoint.allCases where TC.isAttached(ifindex: index, point: point) {
-                if (try? TC.detach(ifindex: index, point: point)) == true { detached += 1 }
+            for point in TCAttachPoint.allCases where TC.isAttached(ifindex: index, point: point, links: links) {
+                if (try? TC.detach(ifindex: index, point: point, links: links)) == true { detached += 1 }
             }
         }
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: config.bpfRoot)) ?? []

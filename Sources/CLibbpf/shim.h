@@ -14,7 +14,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
+#include <unistd.h>
 
 /* Log sink for libbpf's messages: libbpf hands out a format and a va_list. */
 typedef void (*cbpf_log_fn)(int level, const char *msg);
@@ -160,6 +162,78 @@ static inline int cbpf_tc_query(int ifindex, enum bpf_tc_attach_point point, __u
 	return err < 0 ? err : (int)opts.prog_id;
 }
 
+/*
+ * tcx (Linux 6.6): the tc hooks' own list of programs, run without the clsact qdisc's classifier. libbpf 1.1
+ * predates it: a link is made with its bpf_link_create and the new attach types' numbers, and the list is read
+ * with bpf(2) directly, in the 6.6 layout of BPF_PROG_QUERY (libbpf's would let the kernel write past the end
+ * of its own bpf_attr).
+ */
+#define CBPF_TCX_INGRESS 46
+#define CBPF_TCX_EGRESS 47
+#define CBPF_LINK_TYPE_TCX 11
+
+struct cbpf_tcx_query_attr {
+	__u32 target_ifindex;
+	__u32 attach_type;
+	__u32 query_flags;
+	__u32 attach_flags;
+	__u64 prog_ids;
+	__u32 count;
+	__u32 pad;
+	__u64 prog_attach_flags;
+	__u64 link_ids;
+	__u64 link_attach_flags;
+	__u64 revision;
+};
+
+/*
+ * The ids of the programs on the hook, in the order they run: how many there are (at most capacity are
+ * written), or -errno (-EINVAL: a kernel without tcx).
+ */
+static inline int cbpf_tcx_query(int ifindex, __u32 attach_type, __u32 *ids, __u32 capacity)
+{
+	struct cbpf_tcx_query_attr attr;
+	long rc;
+
+	memset(&attr, 0, sizeof(attr));
+	attr.target_ifindex = (__u32)ifindex;
+	attr.attach_type = attach_type;
+	attr.prog_ids = (__u64)(unsigned long)ids;
+	attr.count = capacity;
+	rc = syscall(__NR_bpf, BPF_PROG_QUERY, &attr, sizeof(attr));
+	return rc < 0 ? -errno : (int)attr.count;
+}
+
+/* A link attaching prog_fd at the end of the hook's list: its descriptor, or -errno. */
+static inline int cbpf_tcx_link_create(int prog_fd, int ifindex, __u32 attach_type)
+{
+	int fd = bpf_link_create(prog_fd, ifindex, (enum bpf_attach_type)attach_type, NULL);
+
+	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * The tcx half of a link's info: its program, interface and hook. ifindex is 0 once the interface is gone (the
+ * link is defunct then). Returns 0, -EINVAL for a link of another type, or -errno.
+ */
+static inline int cbpf_link_tcx_info(int link_fd, __u32 *prog_id, __u32 *ifindex, __u32 *attach_type)
+{
+	struct bpf_link_info info;
+	__u32 len = sizeof(info), fields[2];
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(link_fd, &info, &len))
+		return -errno;
+	if (info.type != CBPF_LINK_TYPE_TCX)
+		return -EINVAL;
+	/* The union's tcx member (6.6): ifindex, then attach_type, where these headers put cgroup's. */
+	memcpy(fields, &info.cgroup, sizeof(fields));
+	*prog_id = info.prog_id;
+	*ifindex = fields[0];
+	*attach_type = fields[1];
+	return 0;
+}
+
 /* Removes the clsact qdisc (both directions) from an interface. */
 static inline int cbpf_tc_hook_destroy(int ifindex)
 {
@@ -198,16 +272,6 @@ static inline int cbpf_load_probe_sched_cls(void)
 	int fd = bpf_prog_load(BPF_PROG_TYPE_SCHED_CLS, "na_probe", "GPL", insns, 2, NULL);
 
 	return fd < 0 ? -errno : fd;
-}
-
-/* Whether the kernel knows tcx attachment (BPF_TCX_INGRESS, 46, Linux 6.6; newer than these uapi headers): a
- * query on loopback (ifindex 1 in every namespace) answers 0 there and -EINVAL before. Reads only. */
-static inline int cbpf_probe_tcx(void)
-{
-	__u32 count = 0;
-	int err = bpf_prog_query(1, (enum bpf_attach_type)46, 0, NULL, NULL, &count);
-
-	return err < 0 ? -errno : 0;
 }
 
 /* The cgroup half of a link's info (bpf_link_info's anonymous union does not import into Swift). cgroup_id is 0

@@ -62,9 +62,10 @@ public struct LiveKernelProbe: KernelProbe {
         ids.reduce(into: [:]) { $0[$1] = denied.map(Availability.unprobed) ?? Availability(libbpfProbe: body($1)) }
     }
 
-    /// tcx answers a read-only query on loopback where the kernel knows it (see `cbpf_probe_tcx`).
+    /// tcx answers a read-only query of loopback's ingress hook (ifindex 1 in every namespace) where the kernel
+    /// knows it, since Linux 6.6, and EINVAL before.
     static func probeTCX() -> Availability {
-        switch cbpf_probe_tcx() {
+        switch cbpf_tcx_query(1, UInt32(CBPF_TCX_INGRESS), nil, 0) {
         case 0: .available
         case -EINVAL: .unavailable
         case let error: .unprobed(errnoText(-error))

@@ -75,8 +75,8 @@ public enum Requirements {
         Requirement(.kernelVersion, [], "reported only: features are probed, not inferred from the version"),
         Requirement(.bpffs, [.core], "maps are pinned there so they outlive an agent restart"),
         Requirement(.programType(BPF_PROG_TYPE_SCHED_CLS.rawValue), [.core], "the endpoint programs (tc)"),
-        Requirement(.clsact, [.core], "endpoint programs attach to a clsact qdisc"),
-        Requirement(.tcx, [], "not used: clsact is used"),
+        Requirement(.clsact, [.core], "endpoint programs attach to a clsact qdisc where there is no tcx"),
+        Requirement(.tcx, [], "the tc programs attach there when it is present; clsact otherwise"),
         Requirement(.btf, [], "nothing needs it today: the programs use no CO-RE relocations"),
         Requirement(
             .cgroup2, [], "the socket load balancer mounts cgroup v2 at services.cgroup-root when no mount is there"),

@@ -95,12 +95,12 @@ final class ServiceNodePortTests: XCTestCase {
         let ifindexes = backendIfindexes
         try ScratchNetns.run(in: pods.nodeNetns) {
             for ifindex in ifindexes {
-                try TC.attach(programs.0, ifindex: Int32(ifindex), point: .ingress)
-                try TC.attach(programs.1, ifindex: Int32(ifindex), point: .egress)
+                try TC.attach(programs.0, ifindex: Int32(ifindex), point: .ingress, links: nil)
+                try TC.attach(programs.1, ifindex: Int32(ifindex), point: .egress, links: nil)
             }
             let device = Int32(if_nametoindex(underlay))
-            try TC.attach(programs.2, ifindex: device, point: .ingress)
-            try TC.attach(programs.3, ifindex: device, point: .egress)
+            try TC.attach(programs.2, ifindex: device, point: .ingress, links: nil)
+            try TC.attach(programs.3, ifindex: device, point: .egress, links: nil)
         }
         balancer = try SocketLoadBalancer(object: object)
     }

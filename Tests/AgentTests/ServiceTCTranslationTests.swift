@@ -37,8 +37,8 @@ final class ServiceTCTranslationTests: XCTestCase {
             XCTUnwrap(object.program(named: "from_endpoint")), XCTUnwrap(object.program(named: "to_endpoint"))
         )
         try ScratchNetns.run(in: pods.nodeNetns) {
-            try TC.attach(programs.0, ifindex: Int32(ifindex), point: .ingress)
-            try TC.attach(programs.1, ifindex: Int32(ifindex), point: .egress)
+            try TC.attach(programs.0, ifindex: Int32(ifindex), point: .ingress, links: nil)
+            try TC.attach(programs.1, ifindex: Int32(ifindex), point: .egress, links: nil)
         }
     }
 
@@ -148,8 +148,8 @@ final class ServiceTCTranslationTests: XCTestCase {
             XCTUnwrap(object.program(named: "from_endpoint")), XCTUnwrap(object.program(named: "to_endpoint"))
         )
         try ScratchNetns.run(in: pods.nodeNetns) {
-            try TC.attach(programs.0, ifindex: Int32(ifindex), point: .ingress)
-            try TC.attach(programs.1, ifindex: Int32(ifindex), point: .egress)
+            try TC.attach(programs.0, ifindex: Int32(ifindex), point: .ingress, links: nil)
+            try TC.attach(programs.1, ifindex: Int32(ifindex), point: .egress, links: nil)
         }
         var itself = service(id: 10, frontend: frontend4, proto: IPProtocol.tcp)
         itself.backends = [ServiceBackend(address: IPAddress(pods.ipv4(1))!, port: ServicePods.tcpPort)]

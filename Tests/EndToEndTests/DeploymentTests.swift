@@ -182,9 +182,7 @@ final class DeploymentTests: EndToEndTestCase {
             "the agent runs with the listed capabilities only")
         try agent.registerEndpoint(id: 1, pod: client, labels: ["k8s:app=client"])
         try agent.registerEndpoint(id: 2, pod: server, labels: ["k8s:app=server"])
-        let filters = try Shell.run(
-            ["nsenter", "--net=\(Netns.path(topology.nodeNetns))", "tc", "filter", "show", "dev"]
-                + [client.hostInterface, "ingress"])
+        let filters = try TCFilters.show(client.hostInterface, "ingress", in: topology.nodeNetns)
         XCTAssertTrue(filters.contains("from_endpoint"), "the endpoint program is attached: \(filters)")
         let imported = try agent.nodectl("policy", "import", try fixture("default-deny-all.yaml"))
         XCTAssertEqual(imported.status, 0, imported.stderr)

@@ -257,7 +257,7 @@ final class NodeCtlKitOutputTests: XCTestCase {
                 ],
                 [
                     "name": "tcx", "status": "ok", "required": false, "needed-by": [],
-                    "detail": "available (not used: clsact is used)",
+                    "detail": "available",
                 ],
             ],
         ]
@@ -269,7 +269,7 @@ final class NodeCtlKitOutputTests: XCTestCase {
             Status:    missing
             CHECK   STATUS    NEEDED BY   DETAIL
             bpffs   missing   core        /x/nodeagent is not on a BPF filesystem
-            tcx     ok        -           available (not used: clsact is used)
+            tcx     ok        -           available
 
             """)
         // healthz's form: statuses by name, details only for what is not ok.

@@ -101,11 +101,7 @@ final class RestartTests: EndToEndTestCase {
         }
         // The programs stayed attached through every restart: the same kernel objects enforce.
         for pod in [seed.frontend, seed.backend, seed.postgres] {
-            let filters = try Shell.run(
-                [
-                    "ip", "netns", "exec", seed.topology.nodeNetns, "tc", "filter", "show", "dev", pod.hostInterface,
-                    "ingress",
-                ])
+            let filters = try TCFilters.show(pod.hostInterface, "ingress", in: seed.topology.nodeNetns)
             XCTAssertTrue(filters.contains("from_endpoint"), "\(pod.hostInterface): \(filters)")
         }
     }

@@ -42,8 +42,8 @@ final class PreflightEvaluationTests: XCTestCase {
                 "ok       bpffs (needed by core): /sys/fs/bpf/nodeagent is on bpffs",
                 "ok       program-type sched_cls (needed by core): the endpoint programs (tc)",
                 "ok       tc-clsact (needed by core): a clsact qdisc takes a SCHED_CLS filter (endpoint programs "
-                    + "attach to a clsact qdisc)",
-                "ok       tcx: available (not used: clsact is used)",
+                    + "attach to a clsact qdisc where there is no tcx)",
+                "ok       tcx: available (the tc programs attach there when it is present; clsact otherwise)",
             ])
     }
 
@@ -130,7 +130,8 @@ final class PreflightEvaluationTests: XCTestCase {
             [
                 "missing  kernel-version: 5.4.0-216-generic is older than the supported 5.11 (5.8 at the least, "
                     + "for the BPF ring buffer); reported only: features are probed, not inferred from the version",
-                "missing  tcx: not available, before Linux 6.6 (not used: clsact is used)",
+                "missing  tcx: not available, before Linux 6.6 (the tc programs attach there when it is present; "
+                    + "clsact otherwise)",
             ])
     }
 
@@ -155,7 +156,8 @@ final class PreflightEvaluationTests: XCTestCase {
             report.lines().filter { $0.hasPrefix("unknown") },
             [
                 "unknown  tc-clsact (needed by core): could not be probed, a network namespace for the probe: "
-                    + "Operation not permitted (errno 1) (endpoint programs attach to a clsact qdisc)"
+                    + "Operation not permitted (errno 1) (endpoint programs attach to a clsact qdisc where there is "
+                    + "no tcx)"
             ])
     }
 

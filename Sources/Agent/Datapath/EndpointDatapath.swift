@@ -261,6 +261,6 @@ struct EndpointDatapath {
     }
 
     func detachPrograms(ifindex: Int32) {
-        TC.detachAll(ifindex: ifindex)
+        datapath.detachTC(ifindex: ifindex)
     }
 }

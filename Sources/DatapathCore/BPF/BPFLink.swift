@@ -2,7 +2,7 @@ import CLibbpf
 import FoundationEssentials
 import Glibc
 
-/// A BPF link attaching a program to a cgroup v2 directory, owning its descriptor.
+/// A BPF link attaching a program to a cgroup v2 directory (or to a tcx hook, `TCXLinks`), owning its descriptor.
 ///
 /// A link pinned in bpffs keeps the program attached after the agent exits, however it exits, so what the program
 /// does goes on while no agent runs; the attachment ends when the last pin and descriptor are gone. A restarted
@@ -11,7 +11,7 @@ public final class BPFLink: Sendable {
     private let descriptor: OwnedFD
     public var fd: Int32 { descriptor.raw }
 
-    private init(adopting fd: Int32) { descriptor = OwnedFD(fd) }
+    init(adopting fd: Int32) { descriptor = OwnedFD(fd) }
 
     /// What the kernel says the link attaches.
     public struct CgroupAttachment: Equatable, Sendable {

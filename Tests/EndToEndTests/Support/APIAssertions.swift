@@ -1,4 +1,5 @@
 import AgentAPI
+import DatapathCore
 import Foundation
 import Glibc
 import XCTest
@@ -97,11 +98,18 @@ extension AgentProcess {
     }
 }
 
-/// tc filters on the node side, read with `tc -n <namespace> filter show`.
+/// Programs on the node side's tc hooks: clsact filters, read with `tc -n <namespace> filter show`, and the tcx
+/// list where the kernel has one (iproute2 does not show it), one line "tcx bpf <name>" per program.
 enum TCFilters {
-    /// What `tc filter show dev <interface> <point>` prints in namespace `netns` (point: ingress or egress).
+    /// The hooks' programs of `interface` in namespace `netns` (point: ingress or egress).
     static func show(_ interface: String, _ point: String, in netns: String) throws -> String {
-        try Shell.run(["tc", "-n", netns, "filter", "show", "dev", interface, point])
+        let filters = try Shell.run(["tc", "-n", netns, "filter", "show", "dev", interface, point])
+        let tcx = try Netns.perform(in: netns) { () throws -> [String] in
+            let index = if_nametoindex(interface)
+            guard index != 0 else { return [] }
+            return try TC.tcxProgramNames(ifindex: Int32(index), point: point == "ingress" ? .ingress : .egress)
+        }
+        return ([filters] + tcx.map { "tcx bpf \($0)" }).joined(separator: "\n")
     }
 
     /// Whether a BPF program named `program` is attached at `point` of `interface`.
