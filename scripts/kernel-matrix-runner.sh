@@ -22,8 +22,10 @@ verifier="DatapathCoreTests.VerifierHeadroomTests,DatapathCoreTests.EndpointObje
 fixtures="DatapathCoreTests.EndpointProgramTests,DatapathCoreTests.DropAggregationTests"
 fixtures="$fixtures,DatapathCoreTests.RingBufferReaderTests,ConntrackGCTests.DatapathCounterTests,ConntrackGCTests.SweepTests"
 fixtures="$fixtures,DatapathCoreTests.ServiceTranslationTests,AgentTests.MaglevDatapathTests"
-# The services' real-traffic suites: the socket hooks (which BPF_PROG_TEST_RUN cannot run) and the per-packet path.
+# The services' real-traffic suites: the socket hooks (which BPF_PROG_TEST_RUN cannot run) and the per-packet path,
+# and how tc programs attach (a tcx link from 6.6, a clsact filter before).
 services="AgentTests.SocketLoadBalancerTests,AgentTests.SocketTerminationTests,AgentTests.ServiceTCTranslationTests"
+services="$services,AgentTests.TCAttachTests/testOneLinkOfOursIsAttachedGivenANewProgramInPlaceAndDetached"
 # HTTP rules decided in the kernel (sockops + sk_skb, which BPF_PROG_TEST_RUN cannot run): the object, its
 # self-test and real requests between pods.
 l7="AgentTests.L7SelfTestTests,AgentTests.L7EnforcementTests,AgentTests.L7MapEntriesTests"

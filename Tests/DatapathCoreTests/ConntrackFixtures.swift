@@ -86,6 +86,32 @@ let conntrackFixtures: [Fixture] = [
                 .drop(NA_DROP_POLICY))
         ]),
     Fixture(
+        "a SYN on an expired entry's tuple is a new flow: denied, the entry is left as it was; allowed, it becomes the "
+            + "new flow's",
+        setup: Setup(
+            policy: [.egress(Net.peerIdentity, Proto.tcp, 80)],
+            conntrack: [(egressKey, staleEntry()), (deniedStaleKey, staleEntry())]),
+        [
+            Step(.fromEndpoint, .tcp(Net.ep4, Net.peer4, sport: 40001, dport: 81, flags: .syn), .drop(NA_DROP_POLICY))
+            { h, _ in
+                let entry = try XCTUnwrap(h.conntrack.lookup(deniedStaleKey))
+                XCTAssertEqual(entry.lifetime, staleEntry().lifetime)
+                XCTAssertEqual(entry.packets, 500)
+                XCTAssertEqual(entry.rule_id, 99)
+            },
+            Step(.fromEndpoint, .tcp(Net.ep4, Net.peer4, sport: 40000, dport: 80, flags: .syn), .pass) { h, _ in
+                try expectCT(h, egressKey, flags: 0, lifetime: 60, packets: 1)
+                let entry = try XCTUnwrap(h.conntrack.lookup(egressKey))
+                XCTAssertEqual(entry.rule_id, 7)
+                XCTAssertEqual(entry.src_identity, Net.peerIdentity)
+                XCTAssertEqual(entry.policy_revision, 1)
+                XCTAssertGreaterThanOrEqual(entry.created, monotonicSeconds() - 2)
+            },
+            Step(.toEndpoint, .tcp(Net.peer4, Net.ep4, sport: 80, dport: 40000, flags: [.syn, .ack]), .pass) { h, _ in
+                try expectCT(h, egressKey, flags: NA_CT_SEEN_REPLY, lifetime: 60, packets: 2)
+            },
+        ]),
+    Fixture(
         "a live entry lets the reply through",
         setup: Setup(conntrack: [(egressKey, ctEntry(lifetime: monotonicSeconds() + 1000))]),
         [Step(.toEndpoint, .tcp(Net.peer4, Net.ep4, sport: 80, dport: 40000, flags: [.syn, .ack]), .pass)]),
@@ -178,6 +204,23 @@ func ctKey(
     key.family = UInt8(v6 ? NA_FAMILY_IPV6 : NA_FAMILY_IPV4)
     key.direction = UInt8(direction.rawValue)
     return key
+}
+
+let deniedStaleKey = ctKey(Net.ep4, Net.peer4, sport: 40001, dport: 81, proto: Proto.tcp, NA_DIR_EGRESS)
+
+/// Five seconds ago, fixed once for the setup and the checks alike.
+let staleLifetime: UInt32 = monotonicSeconds() > 5 ? monotonicSeconds() - 5 : 0
+
+/// An entry of a flow long over: expired, closing, with state of its own that a new flow must not inherit.
+func staleEntry() -> na_ct_value {
+    var value = ctEntry(lifetime: staleLifetime)
+    value.flags = UInt32(NA_CT_SEEN_NON_SYN | NA_CT_SEEN_REPLY | NA_CT_CLOSING)
+    value.src_identity = 4242
+    value.rule_id = 99
+    value.created = 1
+    value.packets = 500
+    value.bytes = 70_000
+    return value
 }
 
 func ctEntry(lifetime: UInt32) -> na_ct_value {

@@ -155,10 +155,15 @@ static __always_inline int na_ct_find(struct na_ctx *ctx, const struct na_endpoi
 
 	na_ct_key_fill(&key, pkt, ctx->dir, reply);
 	ct = bpf_map_lookup_elem(&na_ct, &key);
-	if (!na_ct_live(ct, ctx->now))
+	if (!na_ct_live(ct, ctx->now)) {
+		if (!reply)
+			ctx->ct_stale = ct;
 		return NA_CT_MISS;
-	if (!reply && (ct->flags & NA_CT_CLOSING) && na_pkt_opens_tcp(pkt))
+	}
+	if (!reply && (ct->flags & NA_CT_CLOSING) && na_pkt_opens_tcp(pkt)) {
+		ctx->ct_stale = ct;
 		return NA_CT_NEW;
+	}
 	if (ct->policy_revision != ep->policy_revision) {
 		ret = na_ct_recheck(ctx, ep, ct, reply);
 		if (ret < 0)
@@ -221,13 +226,20 @@ static __always_inline void na_ct_count_created(void)
 		*created += 1;
 }
 
-/* Creates (or replaces an expired or closing) entry for a new flow the endpoint's policy allows. */
+/*
+ * Creates the entry of a new flow the endpoint's policy allows. An expired or
+ * closing entry of the same tuple (a client reusing a port, as every client
+ * opening connections fast does) is rewritten in place: replacing it through
+ * the map would take a node from the LRU and give the old one back, both on
+ * cold memory, for every such connection. Its lookup set the entry's LRU
+ * reference bit already.
+ */
 static __always_inline int na_ct_create(const struct na_ctx *ctx, const struct na_endpoint_info *ep)
 {
+	struct na_ct_value *stale = ctx->ct_stale;
 	struct na_ct_value ct = {};
 	struct na_ct_key key;
 
-	na_ct_key_fill(&key, &ctx->pkt, ctx->dir, false);
 	ct.flags = na_ct_packet_flags(&ctx->pkt) | (ctx->lb_xlated ? NA_CT_SERVICE : 0);
 	ct.lifetime = ctx->now + na_ct_lifetime(&ctx->cfg, ctx->pkt.proto, ct.flags);
 	ct.ep_id = ctx->ep_id;
@@ -237,8 +249,13 @@ static __always_inline int na_ct_create(const struct na_ctx *ctx, const struct n
 	ct.policy_revision = ep->policy_revision;
 	ct.packets = 1;
 	ct.bytes = ctx->len;
-	if (bpf_map_update_elem(&na_ct, &key, &ct, BPF_ANY) < 0)
-		return -NA_DROP_CT_CREATE_FAILED;
+	if (stale) {
+		*stale = ct;
+	} else {
+		na_ct_key_fill(&key, &ctx->pkt, ctx->dir, false);
+		if (bpf_map_update_elem(&na_ct, &key, &ct, BPF_ANY) < 0)
+			return -NA_DROP_CT_CREATE_FAILED;
+	}
 	na_ct_count_created();
 	return 0;
 }
