@@ -92,8 +92,8 @@ let conntrackFixtures: [Fixture] = [
             policy: [.egress(Net.peerIdentity, Proto.tcp, 80)],
             conntrack: [(egressKey, staleEntry()), (deniedStaleKey, staleEntry())]),
         [
-            Step(.fromEndpoint, .tcp(Net.ep4, Net.peer4, sport: 40001, dport: 81, flags: .syn), .drop(NA_DROP_POLICY))
-            { h, _ in
+            Step(.fromEndpoint, .tcp(Net.ep4, Net.peer4, sport: 40001, dport: 81, flags: .syn), .drop(NA_DROP_POLICY)) {
+                h, _ in
                 let entry = try XCTUnwrap(h.conntrack.lookup(deniedStaleKey))
                 XCTAssertEqual(entry.lifetime, staleEntry().lifetime)
                 XCTAssertEqual(entry.packets, 500)
