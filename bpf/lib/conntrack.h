@@ -146,7 +146,8 @@ static __always_inline int na_ct_recheck(struct na_ctx *ctx, const struct na_end
  * again. An entry from an older policy generation of the endpoint is
  * re-checked first; a flow policy no longer allows returns the drop reason.
  */
-static __always_inline int na_ct_find(struct na_ctx *ctx, const struct na_endpoint_info *ep, bool reply)
+static __always_inline int na_ct_find(struct na_ctx *ctx, const struct na_endpoint_info *ep, bool reply,
+				      struct na_ct_value **stale)
 {
 	const struct na_pkt *pkt = &ctx->pkt;
 	struct na_ct_value *ct;
@@ -157,11 +158,11 @@ static __always_inline int na_ct_find(struct na_ctx *ctx, const struct na_endpoi
 	ct = bpf_map_lookup_elem(&na_ct, &key);
 	if (!na_ct_live(ct, ctx->now)) {
 		if (!reply)
-			ctx->ct_stale = ct;
+			*stale = ct;
 		return NA_CT_MISS;
 	}
 	if (!reply && (ct->flags & NA_CT_CLOSING) && na_pkt_opens_tcp(pkt)) {
-		ctx->ct_stale = ct;
+		*stale = ct;
 		return NA_CT_NEW;
 	}
 	if (ct->policy_revision != ep->policy_revision) {
@@ -203,15 +204,16 @@ static __always_inline bool na_ct_reply_likely(const struct na_pkt *pkt)
  * still completes, through the SYN-ACK, which is a reply), or when a tuple is
  * reused in the other direction, which must not pass as a reply.
  */
-static __always_inline int na_ct_lookup(struct na_ctx *ctx, const struct na_endpoint_info *ep)
+static __always_inline int na_ct_lookup(struct na_ctx *ctx, const struct na_endpoint_info *ep,
+					struct na_ct_value **stale)
 {
 	const struct na_pkt *pkt = &ctx->pkt;
 	bool reply = na_ct_reply_likely(pkt);
 	int ret;
 
-	ret = na_ct_find(ctx, ep, reply);
+	ret = na_ct_find(ctx, ep, reply, stale);
 	if (ret == NA_CT_MISS && !na_pkt_opens_tcp(pkt))
-		ret = na_ct_find(ctx, ep, !reply);
+		ret = na_ct_find(ctx, ep, !reply, stale);
 	return ret == NA_CT_MISS ? NA_CT_NEW : ret;
 }
 
@@ -234,9 +236,9 @@ static __always_inline void na_ct_count_created(void)
  * cold memory, for every such connection. Its lookup set the entry's LRU
  * reference bit already.
  */
-static __always_inline int na_ct_create(const struct na_ctx *ctx, const struct na_endpoint_info *ep)
+static __always_inline int na_ct_create(const struct na_ctx *ctx, const struct na_endpoint_info *ep,
+					struct na_ct_value *stale)
 {
-	struct na_ct_value *stale = ctx->ct_stale;
 	struct na_ct_value ct = {};
 	struct na_ct_key key;
 

@@ -10,7 +10,6 @@ struct na_ctx {
 	struct na_pkt pkt;
 	struct na_cfg cfg;
 	__u64 now_ns;           /* CLOCK_MONOTONIC_COARSE, read before conntrack (na_ctx_clock); 0 until then */
-	struct na_ct_value *ct_stale;  /* the packet's own tuple's entry when expired or closing: a new flow's home */
 	__u32 now;              /* the same in seconds, the unit of conntrack lifetimes */
 	__u32 ifindex;
 	__u32 len;              /* skb->len */
