@@ -90,7 +90,6 @@ static __always_inline int na_lb_refused(struct __sk_buff *skb, const struct na_
  */
 static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 {
-	struct na_ct_value *stale = NULL;  /* the tuple's expired or closing entry: na_ct_create rewrites it */
 	const struct na_endpoint_info *ep;
 	struct na_ctx ctx = {};
 	const __u8 *remote;
@@ -139,7 +138,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	 * Established and reply packets need no identity: resolve it only for new
 	 * flows, and for flows whose endpoint's policy changed since (re-checked).
 	 */
-	ret = na_ct_lookup(&ctx, ep, &stale);
+	ret = na_ct_lookup(&ctx, ep);
 	if (ret != NA_CT_NEW)
 		return na_deliver(skb, &ctx, ret < 0 ? ret : 0, false);
 	remote = dir == NA_DIR_EGRESS ? ctx.pkt.daddr : ctx.pkt.saddr;
@@ -155,7 +154,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	}
 	if (ret < 0)
 		return na_finish(&ctx, ret, false);
-	ret = na_ct_create(&ctx, ep, stale);
+	ret = na_ct_create(&ctx, ep);
 	return na_deliver(skb, &ctx, ret, ret == 0);
 }
 
