@@ -64,7 +64,7 @@ public struct LiveKernelProbe: KernelProbe {
 
     /// tcx answers a read-only query of loopback's ingress hook (ifindex 1 in every namespace) where the kernel
     /// knows it, since Linux 6.6, and EINVAL before.
-    static func probeTCX() -> Availability {
+    public static func probeTCX() -> Availability {
         switch cbpf_tcx_query(1, UInt32(CBPF_TCX_INGRESS), nil, 0) {
         case 0: .available
         case -EINVAL: .unavailable

@@ -19,22 +19,26 @@ public final class BPFProgram: Sendable {
 
     /// The kernel's id of the program (what tc reports as attached).
     public func id() throws -> UInt32 {
+        try Self.info(fd: fd, of: "program \(name)").info.id
+    }
+
+    /// What the kernel says of the program behind `fd`, and how many bytes of it the kernel filled in (a kernel
+    /// older than these headers knows a shorter struct).
+    static func info(fd: Int32, of what: String) throws -> (info: bpf_prog_info, length: Int) {
         var info = bpf_prog_info()
         var length = UInt32(MemoryLayout<bpf_prog_info>.size)
-        try bpfCall("reading info of program \(name)") { bpf_obj_get_info_by_fd(fd, &info, &length) }
-        return info.id
+        try bpfCall("reading info of \(what)") { bpf_obj_get_info_by_fd(fd, &info, &length) }
+        return (info, Int(length))
     }
 
     /// How many instructions the verifier processed to accept the program (`verified_insns`), the figure the
     /// kernel compares with its complexity limit of 1,000,000 (BPF_COMPLEXITY_LIMIT_INSNS). nil when the kernel
     /// does not report it: the field exists since Linux 5.16 and an older kernel leaves it zero.
     public func verifiedInstructions() throws -> UInt32? {
-        var info = bpf_prog_info()
-        var length = UInt32(MemoryLayout<bpf_prog_info>.size)
-        try bpfCall("reading info of program \(name)") { bpf_obj_get_info_by_fd(fd, &info, &length) }
+        let (info, length) = try Self.info(fd: fd, of: "program \(name)")
         // The kernel copies back only the prefix of the struct it knows; a shorter answer has no such field.
         let end = MemoryLayout<bpf_prog_info>.offset(of: \bpf_prog_info.verified_insns)! + MemoryLayout<UInt32>.size
-        guard Int(length) >= end, info.verified_insns > 0 else { return nil }
+        guard length >= end, info.verified_insns > 0 else { return nil }
         return info.verified_insns
     }
 

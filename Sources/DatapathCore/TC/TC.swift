@@ -1,6 +1,7 @@
 import CGlibc
 import CLibbpf
 import Glibc
+import Preflight
 
 /// Which tc hook of an interface.
 public enum TCAttachPoint: String, Sendable, CaseIterable {
@@ -28,8 +29,8 @@ public enum TC {
     /// ("Parent Qdisc doesn't exists", EINVAL), no interface (ENODEV). Nothing to remove, nothing to report.
     static let absent: Set<Int32> = [ENOENT, EINVAL, ENODEV]
 
-    /// Whether programs go to tcx: the kernel answers a query of loopback's tcx ingress hook (EINVAL before 6.6).
-    public static let usesTCX: Bool = cbpf_tcx_query(1, UInt32(CBPF_TCX_INGRESS), nil, 0) >= 0
+    /// Whether programs go to tcx: where the preflight's probe finds it (Linux 6.6).
+    public static let usesTCX: Bool = LiveKernelProbe.probeTCX() == .available
 
     /// Where the tcx links of a pin root are pinned.
     public static func linkDirectory(pinRoot: String) -> String { "\(pinRoot)/tc-links" }
@@ -76,9 +77,7 @@ public enum TC {
         return try ids.prefix(Int(count)).map { id in
             let fd = try bpfCall("opening program \(id)") { bpf_prog_get_fd_by_id(id) }
             defer { close(fd) }
-            var info = bpf_prog_info()
-            var length = UInt32(MemoryLayout<bpf_prog_info>.size)
-            try bpfCall("reading info of program \(id)") { bpf_obj_get_info_by_fd(fd, &info, &length) }
+            let info = try BPFProgram.info(fd: fd, of: "program \(id)").info
             return withUnsafeBytes(of: info.name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
         }
     }

@@ -1,6 +1,4 @@
-import AgentAPI
 import CLibbpf
-import FoundationEssentials
 import Glibc
 import Synchronization
 
@@ -75,11 +73,7 @@ struct TCXLinks {
             return
         }
         do {
-            do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            } catch {
-                throw AgentError.datapath("creating the tc link directory \(directory): \(error)")
-            }
+            try BPFFS.prepare(root: directory)
             try link.pin(at: "\(directory)/\(name(ifindex, point))")
         } catch {
             _ = try? link.detach()
