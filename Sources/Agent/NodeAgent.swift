@@ -139,6 +139,8 @@ public final class NodeAgent: Sendable {
         // Only the descriptors close: the pinned links and maps go on translating services and deciding requests.
         serviceLoadBalancing?.stop()
         l7?.stop()
+        // Hooks not yet moved stay on their clsact filters, which run the same programs.
+        datapath.tcxMoves.stop()
     }
 
     /// Every route the agent serves: its own and the enabled plugins'.

@@ -11,12 +11,15 @@ public final class Datapath: Sendable {
     public let object: BPFObject
     private let catalog = Mutex(MapCatalog())
     private let innerMaps = Mutex<[String: BPFMap]>([:])
+    /// tc hooks attached without waiting, on their way to tcx links (`attachTC(waiting: false)`).
+    public let tcxMoves: TCXMoves
 
     /// Loads the embedded `endpoint` object, pinning its maps under `root` (reusing maps already pinned there).
     public init(root: String, maxEntries: [String: UInt32] = [:], objectName: String = "endpoint") throws {
         try BPFFS.prepare(root: root)
         try Ownership.markBPFRoot(root)
         self.root = root
+        tcxMoves = TCXMoves(links: TC.linkDirectory(pinRoot: root))
         object = try BPFObject.load(embedded: objectName, pinDirectory: root, maxEntries: maxEntries)
         catalog.withLock { catalog in
             for map in object.maps { catalog.owners[map.name] = "core" }
@@ -26,6 +29,7 @@ public final class Datapath: Sendable {
     /// Loads without pinning (tests).
     public init(unpinned objectName: String = "endpoint", maxEntries: [String: UInt32] = [:]) throws {
         root = ""
+        tcxMoves = TCXMoves(links: nil)
         object = try BPFObject.load(embedded: objectName, pinDirectory: nil, maxEntries: maxEntries)
         catalog.withLock { catalog in
             for map in object.maps { catalog.owners[map.name] = "core" }

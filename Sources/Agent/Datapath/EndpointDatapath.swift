@@ -256,8 +256,10 @@ struct EndpointDatapath {
         }
     }
 
+    /// Attaches the endpoint's programs without waiting for tcx links: creates keep their pace while endpoints
+    /// churn, and the hooks move onto links once they stop (`TCXMoves`).
     func attachPrograms(ifindex: Int32) throws {
-        try datapath.attachTC(ingress: Self.fromEndpoint, egress: Self.toEndpoint, ifindex: ifindex)
+        try datapath.attachTC(ingress: Self.fromEndpoint, egress: Self.toEndpoint, ifindex: ifindex, waiting: false)
     }
 
     func detachPrograms(ifindex: Int32) {

@@ -4,15 +4,21 @@ extension Datapath {
     public var tcLinks: String? { root.isEmpty ? nil : TC.linkDirectory(pinRoot: root) }
 
     /// Attaches the object's programs named `ingress` and `egress` to the interface's two tc hooks, atomically
-    /// replacing programs of ours already there.
-    public func attachTC(ingress: String, egress: String, ifindex: Int32) throws {
-        try TC.attach(program(ingress), ifindex: ifindex, point: .ingress, links: tcLinks)
-        try TC.attach(program(egress), ifindex: ifindex, point: .egress, links: tcLinks)
+    /// replacing programs of ours already there. `waiting` false: without waiting for the kernel, on clsact filters
+    /// moved onto tcx links once hooks stop changing (`tcxMoves`), for interfaces that come and go with endpoints.
+    public func attachTC(ingress: String, egress: String, ifindex: Int32, waiting: Bool = true) throws {
+        for (name, point) in [(ingress, TCAttachPoint.ingress), (egress, .egress)] {
+            if waiting {
+                try TC.attach(program(name), ifindex: ifindex, point: point, links: tcLinks)
+            } else {
+                try tcxMoves.attach(program(name), ifindex: ifindex, point: point)
+            }
+        }
     }
 
     /// Detaches ours from both hooks of the interface; a hook (or interface) already without them is nothing to do.
     public func detachTC(ifindex: Int32) {
-        TC.detachAll(ifindex: ifindex, links: tcLinks)
+        tcxMoves.detach(ifindex: ifindex)
     }
 }
 

@@ -45,6 +45,19 @@ public enum TC {
         try detachFilter(ifindex: ifindex, point: point)
     }
 
+    /// Attaches `program` at `point` of `ifindex` without waiting for the kernel: swapped into our tcx link when
+    /// the hook has one, else as our clsact filter. Returns true when the hook is left on a filter that `attach`
+    /// would move onto a link (see `TCXMoves`).
+    static func attachWithoutWaiting(
+        _ program: BPFProgram, ifindex: Int32, point: TCAttachPoint, links: String?
+    ) throws -> Bool {
+        if usesTCX, try TCXLinks(directory: links).replace(with: program, ifindex: ifindex, point: point) {
+            return false
+        }
+        try attachFilter(program, ifindex: ifindex, point: point)
+        return usesTCX
+    }
+
     /// Removes ours from `point` of `ifindex`: the tcx link and the clsact filter. Returns false when none was
     /// attached, the interface has no hook or is gone: not an error, and nothing is logged.
     @discardableResult
@@ -58,6 +71,11 @@ public enum TC {
     /// is none (or no hook to hold one).
     public static func attachedProgramID(ifindex: Int32, point: TCAttachPoint, links: String?) -> UInt32? {
         if usesTCX, let id = try? TCXLinks(directory: links).programID(ifindex: ifindex, point: point) { return id }
+        return filterProgramID(ifindex: ifindex, point: point)
+    }
+
+    /// The id of the program our clsact filter at `point` of `ifindex` runs, or nil when there is none.
+    static func filterProgramID(ifindex: Int32, point: TCAttachPoint) -> UInt32? {
         let (rc, messages) = LibbpfLog.holding { cbpf_tc_query(ifindex, point.libbpf, handle, priority) }
         if rc < 0 && !absent.contains(-rc) {
             LibbpfLog.warn(messages, context: "querying tc \(point.rawValue) of ifindex \(ifindex)")

@@ -62,10 +62,7 @@ struct TCXLinks {
     /// Attaches `program`: the link already on the hook gets it swapped in, atomically; otherwise a new link,
     /// pinned where a stale one (its interface gone and the index given to another) would have been.
     func attach(_ program: BPFProgram, ifindex: Int32, point: TCAttachPoint) throws {
-        if let link = try link(ifindex, point) {
-            try link.update(program: program)
-            return
-        }
+        if try replace(with: program, ifindex: ifindex, point: point) { return }
         let link = try BPFLink.attachTCX(program, ifindex: ifindex, point: point)
         guard let directory else {
             let key = unpinnedKey(ifindex, point)
@@ -79,6 +76,13 @@ struct TCXLinks {
             _ = try? link.detach()
             throw error
         }
+    }
+
+    /// Swaps `program` into the link already on the hook, atomically; false when the hook has none of ours.
+    func replace(with program: BPFProgram, ifindex: Int32, point: TCAttachPoint) throws -> Bool {
+        guard let link = try link(ifindex, point) else { return false }
+        try link.update(program: program)
+        return true
     }
 
     /// Detaches ours from the hook and removes its pin; false when there was none.

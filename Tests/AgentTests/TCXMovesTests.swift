@@ -1,0 +1,141 @@
+import DatapathCore
+import Foundation
+import Glibc
+import XCTest
+
+/// Hooks attached without waiting for the kernel: on a clsact filter at once, on a tcx link once hooks stop
+/// changing, never with neither, and never moved when the agent no longer wants them there.
+final class TCXMovesTests: XCTestCase {
+    private var netns: ScratchNetns!
+    private let interface = "tcm0"
+    private var ifindex: Int32 = 0
+    private var pins = ""
+
+    override func setUpWithError() throws {
+        netns = try ScratchNetns(name: "na-tcm-\(getpid())")
+        pins = "/sys/fs/bpf/na-tcm-\(getpid())"
+        try FileManager.default.createDirectory(atPath: pins, withIntermediateDirectories: true)
+        try netns.addVethPair(interface, "tcm1")
+        let name = interface
+        ifindex = try netns.run { Int32(if_nametoindex(name)) }
+        XCTAssertGreaterThan(ifindex, 0)
+    }
+
+    override func tearDown() {
+        netns?.destroy()
+        netns = nil
+        try? FileManager.default.removeItem(atPath: pins)
+    }
+
+    private var links: String { "\(pins)/links" }
+
+    private func program(_ name: String = "from_endpoint") throws -> (BPFObject, BPFProgram) {
+        let object = try BPFObject.load(
+            embedded: "endpoint", pinDirectory: nil,
+            maxEntries: ["na_ct": 4096, "na_lb_flows": 4096, "na_ipcache": 64, "na_endpoints": 8, "na_policy": 8])
+        return (object, try XCTUnwrap(object.program(named: name)))
+    }
+
+    /// Whether `tc filter show` lists a bpf filter on the interface's ingress hook.
+    private func hasFilter() throws -> Bool {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/sbin/tc")
+        process.arguments = ["-n", netns.name, "filter", "show", "dev", interface, "ingress"]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return text.contains("bpf")
+    }
+
+    private func tcxNames() throws -> [String] {
+        let index = ifindex
+        return try netns.run { try TC.tcxProgramNames(ifindex: index, point: .ingress) }
+    }
+
+    private func attached() throws -> UInt32? {
+        let (index, links) = (ifindex, links)
+        return try netns.run { TC.attachedProgramID(ifindex: index, point: .ingress, links: links) }
+    }
+
+    private func attach(_ program: BPFProgram, _ moves: TCXMoves) throws {
+        let index = ifindex
+        try netns.run { try moves.attach(program, ifindex: index, point: .ingress) }
+    }
+
+    func testAHookGoesOnAFilterAtOnceAndOntoALinkOnceHooksStopChanging() throws {
+        let ((_, first), (_, second)) = (try program(), try program())
+        let moves = TCXMoves(links: links, quiet: .milliseconds(300))
+        defer { moves.stop() }
+        try attach(first, moves)
+        XCTAssertEqual(try attached(), try first.id())
+        guard TC.usesTCX else {
+            XCTAssertTrue(try hasFilter(), "a clsact filter before Linux 6.6, and nothing to move")
+            return XCTAssertEqual(moves.waiting, 0)
+        }
+        XCTAssertTrue(try hasFilter(), "the program is on a filter before the attach returns")
+        XCTAssertEqual(try tcxNames(), [])
+        XCTAssertEqual(moves.waiting, 1)
+
+        let deadline = Date().addingTimeInterval(10)
+        while moves.waiting > 0 && Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(moves.waiting, 0, "moved within 10 s of a quiet period of 0.3 s")
+        XCTAssertEqual(try tcxNames(), ["from_endpoint"])
+        XCTAssertFalse(try hasFilter(), "the filter is gone once the link is in place")
+        XCTAssertEqual(try attached(), try first.id())
+        XCTAssertTrue(FileManager.default.fileExists(atPath: "\(links)/\(ifindex)_ingress"))
+
+        // A hook on a link gets the next program swapped in, with nothing left to move.
+        try attach(second, moves)
+        XCTAssertEqual(moves.waiting, 0)
+        XCTAssertFalse(try hasFilter())
+        XCTAssertEqual(try tcxNames(), ["from_endpoint"])
+        XCTAssertEqual(try attached(), try second.id())
+    }
+
+    func testNothingMovesWhileHooksKeepChangingAndMoveAllMovesAtOnce() throws {
+        guard TC.usesTCX else { throw XCTSkip("this kernel has no tcx (Linux 6.6)") }
+        let ((_, first), (_, second)) = (try program(), try program())
+        let moves = TCXMoves(links: links, quiet: .seconds(3600))
+        defer { moves.stop() }
+        try attach(first, moves)
+        try attach(second, moves)
+        usleep(300_000)
+        XCTAssertEqual(moves.waiting, 1, "one hook, waiting with its latest program")
+        XCTAssertEqual(try tcxNames(), [], "no move before the hooks have been quiet")
+        XCTAssertEqual(try attached(), try second.id())
+
+        try netns.run { moves.moveAll() }
+        XCTAssertEqual(moves.waiting, 0)
+        XCTAssertEqual(try tcxNames(), ["from_endpoint"])
+        XCTAssertFalse(try hasFilter())
+        XCTAssertEqual(try attached(), try second.id(), "the link runs the latest program")
+    }
+
+    func testADetachedHookOrAFilterRemovedBehindTheAgentsBackIsNotMoved() throws {
+        guard TC.usesTCX else { throw XCTSkip("this kernel has no tcx (Linux 6.6)") }
+        let (_, program) = try program()
+        let moves = TCXMoves(links: links, quiet: .seconds(3600))
+        defer { moves.stop() }
+        let index = ifindex
+
+        try attach(program, moves)
+        try netns.run { moves.detach(ifindex: index) }
+        XCTAssertEqual(moves.waiting, 0, "a detached hook has no move left")
+        XCTAssertFalse(try hasFilter())
+        XCTAssertNil(try attached())
+
+        // The filter goes, then the move comes: the hook is left as found.
+        try attach(program, moves)
+        XCTAssertEqual(moves.waiting, 1)
+        let tc = URL(fileURLWithPath: "/usr/sbin/tc")
+        try Process.run(tc, arguments: ["-n", netns.name, "filter", "del", "dev", interface, "ingress"])
+            .waitUntilExit()
+        XCTAssertFalse(try hasFilter())
+        try netns.run { moves.moveAll() }
+        XCTAssertEqual(moves.waiting, 0)
+        XCTAssertEqual(try tcxNames(), [], "no link for a hook whose filter is no longer ours")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "\(links)/\(index)_ingress"))
+    }
+}
