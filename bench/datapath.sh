@@ -112,6 +112,28 @@ agent_on() {
     bench_nodectl policy import "$FIXTURES/default-deny-all.yaml" "$FIXTURES/allow-traffic-policy.yaml" >/dev/null
     bench_api PATCH /v1/config "{\"allowed-flow-sampling\":${ALLOWED_FLOW_SAMPLING:-1}}" >/dev/null
     echo "$AGENT_PID" >>"$PIDS.now"
+    # On Linux 6.6 and later the agent attaches clsact filters at once and moves each hook onto a tcx link a second
+    # after hooks stop changing: the rounds measure what a steady node runs.
+    if bench_kernel_has_tcx; then
+        bench_wait_for 20 agent_on_links || bench_die "the agent's tc hooks did not move onto tcx links"
+    fi
+}
+
+bench_kernel_has_tcx() {
+    local major minor
+    IFS=. read -r major minor _ <<<"$(uname -r)"
+    [ "$major" -gt 6 ] || { [ "$major" -eq 6 ] && [ "${minor%%[!0-9]*}" -ge 6 ]; }
+}
+
+# Every hook of the two pod interfaces on a tcx link, none left on the agent's clsact filter (handle 0x4e41).
+agent_on_links() {
+    local dev point programs
+    for dev in "$CLIENT_IF" "$SERVER_IF"; do
+        for point in ingress egress; do
+            programs=$(bench_py tc-programs "$NODE" "$dev" "$point")
+            [[ $programs == *tcx* && $programs != *0x4e41* ]] || return 1
+        done
+    done
 }
 
 agent_off() {
