@@ -129,6 +129,17 @@ timed "endpoint create, $RULES rules in force" extra
 timed "endpoint delete, $RULES rules in force" extra-delete
 memory "after changes"
 
+# The agent moves hooks from clsact filters to tcx links a second after hooks stop changing, one at a time: idle
+# is measured once every endpoint's two hooks are there (an agent older than that makes no link directory).
+moves_from=$SECONDS
+if bench_kernel_has_tcx && bench_wait_for 5 test -d "$AGENT_BPF/tc-links"; then
+    until [ "$(find "$AGENT_BPF/tc-links" -mindepth 1 2>/dev/null | wc -l)" -ge $((2 * ENDPOINTS)) ]; do
+        [ $((SECONDS - moves_from)) -lt 600 ] || bench_die "the agent's tc hooks did not all move onto tcx links"
+        sleep 0.2
+    done
+    echo "{\"label\": \"tcx moves\", \"seconds\": $((SECONDS - moves_from))}" >>"$RESULTS"
+    bench_log "every hook on a tcx link $((SECONDS - moves_from)) s after the last endpoint change"
+fi
 cpu0=$(bench_py memory "$AGENT_PID" | cut -d' ' -f3)
 sleep 10
 cpu1=$(bench_py memory "$AGENT_PID" | cut -d' ' -f3)
@@ -180,6 +191,9 @@ restarts = [r["ready_ms"] for r in rows if r["label"] == "restart to ready"]
 if restarts:
     print(f"| restart to ready, {endpoints} endpoints + {rules} rules restored | {span(restarts, 0)} ms "
           f"over {len(restarts)} restarts |")
+for r in rows:
+    if r["label"] == "tcx moves":
+        print(f"| every hook on a tcx link, after the last endpoint change | {r['seconds']} s |")
 for r in rows:
     if r["label"] == "idle CPU over 10 s":
         print(f"| idle CPU | {r['percent']} % of a core |")

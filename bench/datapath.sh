@@ -119,12 +119,6 @@ agent_on() {
     fi
 }
 
-bench_kernel_has_tcx() {
-    local major minor
-    IFS=. read -r major minor _ <<<"$(uname -r)"
-    [ "$major" -gt 6 ] || { [ "$major" -eq 6 ] && [ "${minor%%[!0-9]*}" -ge 6 ]; }
-}
-
 # Every hook of the two pod interfaces on a tcx link, none left on the agent's clsact filter (handle 0x4e41).
 agent_on_links() {
     local dev point programs

@@ -213,6 +213,13 @@ bench_machine() {
         "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 }
 
+# Whether the kernel has tcx (Linux 6.6), where the agent moves its tc hooks from clsact filters to tcx links.
+bench_kernel_has_tcx() {
+    local major minor
+    IFS=. read -r major minor _ <<<"$(uname -r)"
+    [ "$major" -gt 6 ] || { [ "$major" -eq 6 ] && [ "${minor%%[!0-9]*}" -ge 6 ]; }
+}
+
 bench_py() { python3 "$BENCH_DIR/benchlib.py" "$@"; }
 
 # The interleaved rounds of a wrk benchmark between two pods: every case of $CASES, $ROUNDS rounds, each with

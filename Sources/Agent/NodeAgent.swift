@@ -148,6 +148,22 @@ public final class NodeAgent: Sendable {
         observability.instrument(
             DaemonRoutes(agent: self).routes + ClusterRoutes(agent: self).routes + MapRoutes(datapath: datapath).routes
                 + IPCacheRoute(agent: self).routes + endpointRoutes + identityRoutes + policyRoutes + serviceRoutes
-                + registry.routes + observabilityRoutes)
+                + registry.routes + observabilityRoutes
+        )
+        .map(postponingTCXMoves)
+    }
+
+    /// A request that changes anything postpones the moves of tc hooks onto tcx links (`TCXMoves`): each holds the
+    /// rtnl lock through an RCU grace period and nothing the API answers waits for it, so moves run while the agent
+    /// is idle.
+    private func postponingTCXMoves(_ route: Route) -> Route {
+        guard route.method != .GET else { return route }
+        var route = route
+        let (handler, moves) = (route.handler, datapath.tcxMoves)
+        route.handler = { request in
+            moves.postpone()
+            return try handler(request)
+        }
+        return route
     }
 }

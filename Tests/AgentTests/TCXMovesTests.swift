@@ -113,6 +113,24 @@ final class TCXMovesTests: XCTestCase {
         XCTAssertEqual(try attached(), try second.id(), "the link runs the latest program")
     }
 
+    func testPostponingHoldsMovesBack() throws {
+        guard TC.usesTCX else { throw XCTSkip("this kernel has no tcx (Linux 6.6)") }
+        let (_, program) = try program()
+        let moves = TCXMoves(links: links, quiet: .seconds(2))
+        defer { moves.stop() }
+        try attach(program, moves)
+        // Three seconds of other work, a request every 100 ms: longer than the quiet period, never quiet.
+        for _ in 0..<30 {
+            moves.postpone()
+            usleep(100_000)
+        }
+        XCTAssertEqual(moves.waiting, 1)
+        XCTAssertEqual(try tcxNames(), [], "no move while the agent is busy")
+        let deadline = Date().addingTimeInterval(15)
+        while moves.waiting > 0 && Date() < deadline { usleep(50_000) }
+        XCTAssertEqual(try tcxNames(), ["from_endpoint"], "moved once the agent went quiet")
+    }
+
     func testADetachedHookOrAFilterRemovedBehindTheAgentsBackIsNotMoved() throws {
         guard TC.usesTCX else { throw XCTSkip("this kernel has no tcx (Linux 6.6)") }
         let (_, program) = try program()

@@ -10,8 +10,9 @@ import Synchronization
 /// a two-core machine, where a clsact filter takes a fraction of a millisecond. An endpoint has two hooks, so
 /// attaching through links capped endpoint creates at ~34 a second. Here `attach` puts a program on our clsact
 /// filter (or swaps it into the hook's link, which waits for nothing), and a thread of its own moves hooks from
-/// filters to links once `quiet` has passed without an attach or detach: one hook at a time, stopping as soon as
-/// hooks change again, so a burst of creates never queues behind a move and a steady node ends up on links.
+/// filters to links once `quiet` has passed without an attach, detach or `postpone()`: one hook at a time, stopping
+/// as soon as hooks change again, so a burst of creates never queues behind a move and a steady node ends up on
+/// links.
 ///
 /// A move creates the link before it removes the filter, and a hook's tcx programs run before its filters (ours
 /// never hand a packet on), so no packet meets neither. Only a filter of ours still running the program it was
@@ -78,6 +79,11 @@ public final class TCXMoves: Sendable {
         }
     }
 
+    /// Starts the quiet period again, as a hook change does: for other work whose requests a move would slow.
+    public func postpone() {
+        state.withLock { $0.lastChange = .now }
+    }
+
     /// How many hooks wait on a filter for their move.
     public var waiting: Int { state.withLock { $0.waiting.count } }
 
@@ -106,7 +112,7 @@ public final class TCXMoves: Sendable {
         if start {
             let wake = wake
             // Holds the object only while it asks for or makes a move: it ends once the object is gone.
-            BackgroundThread.start(name: "tcx-moves") { [weak self] in
+            BackgroundThread.start(name: "tcx-moves", scheduling: .batch) { [weak self] in
                 while true {
                     guard let next = self?.nextMove() else { return }
                     switch next {
