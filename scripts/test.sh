@@ -25,7 +25,8 @@ echo "Swift sources: formatted, within 120 columns"
 swift build --build-tests
 
 # The kernel preflight on this machine's kernel, as the agent runs it at start (other kernels: the hand-run
-# scripts/kernel-matrix.sh, results in KERNELS.md). The verifier-headroom check is VerifierHeadroomTests below.
+# scripts/kernel-matrix.sh, results in KERNELS.md). The verifier-headroom check is VerifierHeadroomTests below, and
+# StackDepthTests holds every call chain's stack to what Linux 6.1 accepts whatever kernel runs the tests.
 "$(swift build --show-bin-path)/nodeagent" preflight
 
 # systemd-analyze verify, in a scratch root holding the distribution's units, ours and the built agent at the path
