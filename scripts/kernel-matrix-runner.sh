@@ -46,7 +46,7 @@ run_group() {
     executed=$(echo "$totals" | sed -n 's/.*Executed \([0-9]*\) tests\{0,1\},.*/\1/p')
     failures=$(echo "$totals" | sed -n 's/.*with \([0-9]*\) failures\{0,1\}.*/\1/p')
     skipped=$(grep -c "' skipped (" "$log")
-    grep "^verifier: " "$log" | sed 's/^/matrix: /'
+    grep -E "^(verifier|stack): " "$log" | sed "s/^/matrix: /"
     result=pass
     # A skipped test proves nothing about the kernel, so it does not count as passed.
     if [ "$code" -ne 0 ] || [ -z "$executed" ] || [ "${failures:-1}" -ne 0 ] || [ "$skipped" -ne 0 ]; then
