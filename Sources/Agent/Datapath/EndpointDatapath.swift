@@ -204,10 +204,18 @@ struct EndpointDatapath {
 
     /// Removes the endpoint's trie and hash, both outer-map deletes waiting for one grace period together.
     func removePolicyMap(_ id: UInt32) throws {
-        try datapath.removeInnerMaps([
-            (PolicyMapLayout.exactOuterMap, id, PolicyMapLayout.exactMapName(endpoint: id)),
-            (PolicyMapLayout.outerMap, id, PolicyMapLayout.mapName(endpoint: id)),
-        ])
+        try removePolicyMaps([id])
+    }
+
+    /// Removes the policy maps of every id in `ids`, waiting for one grace period for all of them.
+    func removePolicyMaps(_ ids: [UInt32]) throws {
+        try datapath.removeInnerMaps(
+            ids.flatMap { id in
+                [
+                    (PolicyMapLayout.exactOuterMap, id, PolicyMapLayout.exactMapName(endpoint: id)),
+                    (PolicyMapLayout.outerMap, id, PolicyMapLayout.mapName(endpoint: id)),
+                ]
+            })
     }
 
     func writeEndpointInfo(_ endpoint: Endpoint) throws {

@@ -50,6 +50,7 @@ extension NodeAgent {
             let undo = (identities: state.identities, hostAddresses: state.hostAddresses)
             // Its spare maps, if it has them, are the endpoint's from here on (a rollback removes them).
             state.sparePolicyMaps.remove(id)
+            state.retiredPolicyMaps.remove(id)
             do {
                 let endpoint = try realize(
                     id: id, request: request, ifindex: ifindex, previous: previous, state: &state)
@@ -210,7 +211,7 @@ extension NodeAgent {
         endpointDatapath.detachPrograms(ifindex: endpoint.ifindex)
         try endpointDatapath.removeEndpointInfo(ifindex: endpoint.ifindex)
         for address in endpoint.addresses { try ipcache.remove(address) }
-        try endpointDatapath.removePolicyMap(endpoint.id)
+        try retirePolicyMaps(endpoint.id, &state)
         state.realized[endpoint.id] = nil
         forgetHTTP(endpoint: endpoint.id, in: &state)
         state.endpoints[endpoint.id] = nil

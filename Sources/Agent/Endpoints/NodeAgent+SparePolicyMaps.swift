@@ -22,7 +22,9 @@ extension NodeAgent {
     func provisionSparePolicyMaps(after id: UInt32, _ state: inout AgentState) {
         // Ids looked up without copying the endpoint out: on a node of 10,000 endpoints numbered from 1, finding
         // the lowest free ids looks at every one.
-        func free(_ id: UInt32) -> Bool { state.endpoints.index(forKey: id) == nil }
+        func free(_ id: UInt32) -> Bool {
+            state.endpoints.index(forKey: id) == nil && !state.retiredPolicyMaps.contains(id)
+        }
         var wanted: [UInt32] = []
         var candidate = id
         while wanted.count < Int(Self.spareWindow), candidate < Self.maxEndpointID {
@@ -50,6 +52,34 @@ extension NodeAgent {
         } catch {
             logger.warning("making spare policy maps failed", metadata: ["error": "\(error)"])
         }
+    }
+
+    /// How many deleted endpoints' maps wait to be removed together (`retirePolicyMaps`).
+    static let retireBatch = 32
+
+    /// Takes the policy maps of a deleted endpoint out of use without waiting for the kernel: emptied, they stay in
+    /// place as a spare for the next endpoint under that id (the CNI plugin takes the lowest free id) while spares
+    /// are fewer than `spareLimit`; beyond that they wait, empty, until `retireBatch` of them are removed in one
+    /// batch, a grace period for all (a delete waited for one of its own). Either way the datapath reads them no
+    /// more: it looks policy up by the id of an endpoint row, and the row is gone. An endpoint created under a
+    /// waiting id takes its maps back.
+    func retirePolicyMaps(_ id: UInt32, _ state: inout AgentState) throws {
+        let datapath = endpointDatapath
+        guard try datapath.policyMap(id, create: false) != nil, try datapath.exactPolicyMap(id) != nil else {
+            return try datapath.removePolicyMap(id)
+        }
+        try datapath.clearPolicyMaps(id)
+        if state.sparePolicyMaps.count < Self.spareLimit {
+            state.sparePolicyMaps.insert(id)
+            return
+        }
+        state.retiredPolicyMaps.insert(id)
+        // Waiting maps hold slots of the outer map, which endpoints need first.
+        let slotsUsed = state.endpoints.count + state.sparePolicyMaps.count + state.retiredPolicyMaps.count
+        let nearlyFull = slotsUsed + Self.retireBatch >= datapath.policyMapSlots
+        guard state.retiredPolicyMaps.count >= Self.retireBatch || nearlyFull else { return }
+        try datapath.removePolicyMaps(state.retiredPolicyMaps.sorted())
+        state.retiredPolicyMaps.removeAll()
     }
 
     /// The highest endpoint id the API accepts.

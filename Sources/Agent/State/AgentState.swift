@@ -22,6 +22,8 @@ struct AgentState: Sendable {
     var realizedHTTP: [UInt32: RealizedHTTP] = [:]
     /// Endpoint ids without an endpoint whose policy maps are already in place, empty (`SparePolicyMaps.swift`).
     var sparePolicyMaps: Set<UInt32> = []
+    /// Ids of deleted endpoints whose emptied policy maps wait to be removed with others (`retirePolicyMaps`).
+    var retiredPolicyMaps: Set<UInt32> = []
     /// Addresses of this node (identity host) currently in the ipcache.
     var hostAddresses: Set<IPAddress> = []
     /// Services by id (`Services/NodeAgent+Services.swift`); outside `version`, which nothing of them derives from.
