@@ -7,58 +7,9 @@ import XCTest
 /// Our programs on an interface's tc hooks: through a pinned tcx link where the kernel has tcx (one link of ours
 /// per hook, its program swapped in place, attached after this process lets go of it, another tool's programs left
 /// alone, an older agent's clsact filter taken over), clsact filters before.
-final class TCAttachTests: XCTestCase {
-    private var netns: ScratchNetns!
-    private let interface = "tca0"
-    private var ifindex: Int32 = 0
-    private var pins = ""
-
-    override func setUpWithError() throws {
-        netns = try ScratchNetns(name: "na-tca-\(getpid())")
-        pins = "/sys/fs/bpf/na-tca-\(getpid())"
-        try FileManager.default.createDirectory(atPath: pins, withIntermediateDirectories: true)
-        try netns.addVethPair(interface, "tca1")
-        let name = interface
-        ifindex = try netns.run { Int32(if_nametoindex(name)) }
-        XCTAssertGreaterThan(ifindex, 0)
-    }
-
-    override func tearDown() {
-        netns?.destroy()
-        netns = nil
-        try? FileManager.default.removeItem(atPath: pins)
-    }
-
+final class TCAttachTests: TCHookTestCase {
+    override class var tag: String { "tca" }
     private var links: String { "\(pins)/ours" }
-
-    private func load() throws -> BPFObject {
-        try BPFObject.load(
-            embedded: "endpoint", pinDirectory: nil,
-            maxEntries: ["na_ct": 4096, "na_lb_flows": 4096, "na_ipcache": 64, "na_endpoints": 8, "na_policy": 8])
-    }
-
-    /// What `tc filter show` prints for the interface's ingress hook.
-    private func filters() throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/tc")
-        process.arguments = ["-n", netns.name, "filter", "show", "dev", interface, "ingress"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return text
-    }
-
-    private func tcxNames() throws -> [String] {
-        let index = ifindex
-        return try netns.run { try TC.tcxProgramNames(ifindex: index, point: .ingress) }
-    }
-
-    private func attached(_ links: String) throws -> UInt32? {
-        let index = ifindex
-        return try netns.run { TC.attachedProgramID(ifindex: index, point: .ingress, links: links) }
-    }
 
     func testOneLinkOfOursIsAttachedGivenANewProgramInPlaceAndDetached() throws {
         let (first, second) = (try load(), try load())

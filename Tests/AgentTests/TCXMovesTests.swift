@@ -5,59 +5,18 @@ import XCTest
 
 /// Hooks attached without waiting for the kernel: on a clsact filter at once, on a tcx link once hooks stop
 /// changing, never with neither, and never moved when the agent no longer wants them there.
-final class TCXMovesTests: XCTestCase {
-    private var netns: ScratchNetns!
-    private let interface = "tcm0"
-    private var ifindex: Int32 = 0
-    private var pins = ""
-
-    override func setUpWithError() throws {
-        netns = try ScratchNetns(name: "na-tcm-\(getpid())")
-        pins = "/sys/fs/bpf/na-tcm-\(getpid())"
-        try FileManager.default.createDirectory(atPath: pins, withIntermediateDirectories: true)
-        try netns.addVethPair(interface, "tcm1")
-        let name = interface
-        ifindex = try netns.run { Int32(if_nametoindex(name)) }
-        XCTAssertGreaterThan(ifindex, 0)
-    }
-
-    override func tearDown() {
-        netns?.destroy()
-        netns = nil
-        try? FileManager.default.removeItem(atPath: pins)
-    }
-
+final class TCXMovesTests: TCHookTestCase {
+    override class var tag: String { "tcm" }
     private var links: String { "\(pins)/links" }
 
     private func program(_ name: String = "from_endpoint") throws -> (BPFObject, BPFProgram) {
-        let object = try BPFObject.load(
-            embedded: "endpoint", pinDirectory: nil,
-            maxEntries: ["na_ct": 4096, "na_lb_flows": 4096, "na_ipcache": 64, "na_endpoints": 8, "na_policy": 8])
+        let object = try load()
         return (object, try XCTUnwrap(object.program(named: name)))
     }
 
-    /// Whether `tc filter show` lists a bpf filter on the interface's ingress hook.
-    private func hasFilter() throws -> Bool {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/sbin/tc")
-        process.arguments = ["-n", netns.name, "filter", "show", "dev", interface, "ingress"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        try process.run()
-        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return text.contains("bpf")
-    }
-
-    private func tcxNames() throws -> [String] {
-        let index = ifindex
-        return try netns.run { try TC.tcxProgramNames(ifindex: index, point: .ingress) }
-    }
-
-    private func attached() throws -> UInt32? {
-        let (index, links) = (ifindex, links)
-        return try netns.run { TC.attachedProgramID(ifindex: index, point: .ingress, links: links) }
-    }
+    /// Whether a bpf filter is on the interface's ingress hook.
+    private func hasFilter() throws -> Bool { try filters().contains("bpf") }
+    private func attached() throws -> UInt32? { try attached(links) }
 
     private func attach(_ program: BPFProgram, _ moves: TCXMoves) throws {
         let index = ifindex
