@@ -27,7 +27,10 @@
  * - So an skb with allowed requests and then a refused one passes only the
  *   allowed bytes, and the refused one gets no answer: the 403 would reach the
  *   client before the answers to the requests in front of it. The connection
- *   is closed instead (the agent destroys it), as for any refusal.
+ *   is closed instead (the agent destroys it), as for any refusal. The same
+ *   holds for a refused request in a later skb while the server has written
+ *   nothing since bytes last passed to it (its socket's write_seq, read
+ *   through bpf_skc_to_tcp_sock): the request in front is not answered yet.
  * - A message not complete at the end of an skb is held in na_l7_hold and the
  *   skb's copy of it dropped; the next skb gets it back in front.
  * - bpf_sk_redirect_hash to the message's own socket without BPF_F_INGRESS
@@ -476,6 +479,46 @@ static __noinline bool na_l7_hold_rest(struct __sk_buff *skb, struct na_l7_conn 
 	return true;
 }
 
+/* The part of the kernel's tcp_sock the verdict reads, placed by CO-RE from the kernel's BTF. */
+struct tcp_sock {
+	__u32 write_seq;
+} __attribute__((preserve_access_index));
+
+/* How far the server application has written on the skb's connection (its socket's write_seq); 0 unknown. */
+static __always_inline __u32 na_l7_written(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct tcp_sock *tp;
+
+	if (!sk)
+		return 0;
+	tp = bpf_skc_to_tcp_sock(sk);
+	return tp ? tp->write_seq : 0;
+}
+
+/* Bytes of the skb pass to the server: what it has written by now marks where its answers to them start. */
+static __always_inline int na_l7_pass(struct __sk_buff *skb, struct na_l7_conn *conn)
+{
+	conn->passed = 1;
+	conn->written_at = na_l7_written(skb);
+	return SK_PASS;
+}
+
+/*
+ * Whether a 403 sent now could reach the client ahead of an answer: some bytes
+ * passed to the server, and it has written nothing since (or what it wrote
+ * cannot be read), so its answer to them is still to come.
+ */
+static __always_inline bool na_l7_answer_pending(struct __sk_buff *skb, struct na_l7_conn *conn)
+{
+	__u32 written;
+
+	if (!conn->passed)
+		return false;
+	written = na_l7_written(skb);
+	return written == 0 || written == conn->written_at;
+}
+
 /*
  * The skb, nothing of which passed, becomes the 403 back to the client: the
  * longest answer that fits in its bytes, padded to their length, never resized
@@ -542,7 +585,7 @@ int na_l7_verdict(struct __sk_buff *skb)
 	off = conn->msg_off;
 	switch (conn->walk_end) {
 	case NA_L7_SKB_DONE:
-		return SK_PASS;
+		return na_l7_pass(skb, conn);
 	case NA_L7_SKB_HOLD:
 		if (!na_l7_hold_rest(skb, conn, &cookie, off))
 			return na_l7_refuse_skb(skb, conn, w.peer, NA_DROP_L7_HEAD_TOO_LARGE, skb->len);
@@ -555,14 +598,19 @@ int na_l7_verdict(struct __sk_buff *skb)
 			conn->held = 0;
 			return na_l7_refuse_skb(skb, conn, w.peer, NA_DROP_L7_FRAMING, skb->len);
 		}
-		return SK_PASS;
+		return na_l7_pass(skb, conn);
 	case NA_L7_SKB_REFUSE:
 		if (off > 0) {
 			/* Behind allowed requests not answered yet: they pass, the refused one gets no answer. */
 			return bpf_skb_change_tail(skb, off, 0) < 0 ? SK_DROP : SK_PASS;
 		}
+		/* Behind a request of an earlier skb the server has not answered yet: no answer either. */
+		if (na_l7_answer_pending(skb, conn))
+			return SK_DROP;
 		return na_l7_answer(skb, &cookie);
 	}
 	return na_l7_refuse_skb(skb, conn, w.peer, NA_DROP_L7_FRAMING, skb->len);
 }
 
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

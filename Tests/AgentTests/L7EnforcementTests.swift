@@ -109,6 +109,30 @@ final class L7EnforcementTests: XCTestCase {
         XCTAssertEqual(pods.serverLog(), ["GET /ok HTTP/1.1", "GET /ok HTTP/1.1"])
     }
 
+    func testARefusedRequestInALaterSegmentWaitsForNoAnswerAheadOfIt() throws {
+        let rules = [HTTPRuleProgram(ruleID: 100, method: literal("GET"), path: literal("/slow"))]
+        try enforcement!.datapath.apply(
+            endpoint: 9, identity: 4242, addresses: [IPAddress(pods.serverIP)!],
+            ports: [HTTPPortPolicy(port: pods.port, rules: rules, peers: [0: .rules(0b1)])])
+        // The server takes half a second to answer /slow; the refused request comes in its own segment before that.
+        // A 403 sent now would be read as the answer to /slow: the refused request gets none, /slow gets its own.
+        let answers = try pods.session([
+            "send:GET /slow HTTP/1.1|Host: a||", "sleep:0.1", "send:GET /private HTTP/1.1|Host: b|\(Self.agent)||",
+            "read", "read",
+        ])
+        XCTAssertEqual(answers.count, 2)
+        assertServed(answers[0], "ok /slow\n")
+        XCTAssertNil(answers[1]["status"], "the refused request was answered: \(answers[1])")
+        XCTAssertEqual(pods.serverLog(), ["GET /slow HTTP/1.1"])
+
+        // Once the server has answered, a refused request on the same kind of connection gets its 403.
+        let sequential = try pods.session([
+            "send:GET /slow HTTP/1.1|Host: a||", "read", "send:GET /private HTTP/1.1|Host: b|\(Self.agent)||", "read",
+        ])
+        assertServed(sequential[0], "ok /slow\n")
+        assertRefused(sequential[1])
+    }
+
     func testRequestsArrivingOneBytePerSegmentAreFramedAndDecided() throws {
         try applyRules()
         let allowed = try pods.session(["slow:GET /ok HTTP/1.1|Host: pod||", "read", "slow:GET /ok HTTP/1.1||", "read"])

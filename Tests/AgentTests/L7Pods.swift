@@ -149,7 +149,7 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
 
     /// HTTP/1.1 with keep-alive; every request line it reads goes to the log, bodies (by length or chunked) are echoed.
     static let serverScript = """
-        import http.server, socket, socketserver, sys
+        import http.server, socket, socketserver, sys, time
         port, log, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -170,6 +170,8 @@ final class L7Pods: @unchecked Sendable {  // mutable state only from the test's
 
             def do_GET(self):
                 self.record()
+                if self.path == "/slow":
+                    time.sleep(0.5)
                 self.answer(b"ok " + self.path.encode() + b"\\n")
 
             def chunked(self):

@@ -47,7 +47,7 @@ struct na_l7_conn {
 	__u8 fresh;        /* the next message framed is a new one: its scan starts over */
 	__u8 match;        /* how much of CRLF CRLF the scan has seen at scanned */
 	__u16 pending;     /* reason the framing already refused the message for, 0: none */
-	__u16 pad;
+	__u16 passed;      /* some bytes of the connection passed to the server (written_at says when) */
 	__u32 msg_off;     /* where the current message starts in the skb */
 	__u32 msg_len;     /* the current message's length, once framed */
 	__u32 held;        /* bytes of an unfinished message held in na_l7_hold */
@@ -55,6 +55,7 @@ struct na_l7_conn {
 	__u32 body_left;   /* Content-Length or chunk bytes still to come */
 	__u32 chunk;       /* the size read in the current chunk-size line */
 	__u32 walk_end;    /* how the verdict's walk over an skb ended (l7.bpf.c) */
+	__u32 written_at;  /* what the server had written (write_seq) when bytes last passed to it */
 };
 
 /* An endpoint's address and TCP port with HTTP rules -> its ruleset. */
