@@ -139,6 +139,9 @@ public enum Requirements {
             BPF_FUNC_sk_redirect_hash, "bpf_sk_redirect_hash", [], "HTTP rules: the 403 sent back on the connection",
             of: BPF_PROG_TYPE_SK_SKB),
         helper(
+            BPF_FUNC_skc_to_tcp_sock, "bpf_skc_to_tcp_sock", [],
+            "HTTP rules: no 403 ahead of an answer the server still owes", of: BPF_PROG_TYPE_SK_SKB),
+        helper(
             BPF_FUNC_loop, "bpf_loop", [], "HTTP rules: walking request heads (Linux 5.17)", of: BPF_PROG_TYPE_SK_SKB),
         helper(
             BPF_FUNC_skb_change_head, "bpf_skb_change_head", [], "HTTP rules: a held head put back before its end",
