@@ -11,7 +11,7 @@ public final class Datapath: Sendable {
     public let object: BPFObject
     private let catalog = Mutex(MapCatalog())
     private let innerMaps = Mutex<[String: BPFMap]>([:])
-    /// tc hooks attached without waiting, on their way to tcx links (`attachTC(waiting: false)`).
+    /// tc hooks attached without waiting, on their way to tcx links (`attachTC(deferringLinks: true)`).
     public let tcxMoves: TCXMoves
 
     /// Loads the embedded `endpoint` object, pinning its maps under `root` (reusing maps already pinned there).
@@ -182,13 +182,6 @@ public final class Datapath: Sendable {
             }
             innerMaps.withLock { $0[item.name] = item.map }
         }
-    }
-
-    /// Removes the inner map under `key` from `outer` and its pin.
-    public func removeInnerMap(outer: String, key: UInt32, name: String) throws {
-        _ = try TypedMap<UInt32, UInt32>(map(outer)).delete(key)
-        innerMaps.withLock { _ = $0.removeValue(forKey: name) }
-        if !root.isEmpty { unlink("\(root)/\(name)") }
     }
 
     /// Lets go of the descriptor of the inner map pinned as `<root>/<name>`: the map stays pinned and in its outer

@@ -39,9 +39,9 @@ struct CallChainStack {
         var depth = 0
         var fromFrame = [Int?](repeating: nil, count: 11)  // what a register holds: r10 plus this, or nil
         fromFrame[10] = 0
-        var index = range(function: function).lowerBound
-        let end = range(function: function).upperBound
-        while index < end {
+        let body = range(function: function)
+        var index = body.lowerBound
+        while index < body.upperBound {
             let insn = program.instructions[index]
             let (dst, src) = (Int(insn.destination), Int(insn.source))
             index += 1

@@ -48,12 +48,13 @@ struct EndpointDatapath {
         return Set(hashes)
     }
 
-    /// Removes every entry of the endpoint's policy maps, keeping the maps in place.
-    func clearPolicyMaps(_ id: UInt32) throws {
-        for map in [try policyMap(id, create: false), try exactPolicyMap(id)].compactMap({ $0 }) {
-            try map.map.deleteBatch(try map.map.keys())
-        }
+    /// Removes every entry of the endpoint's policy maps, keeping the maps in place; false, emptying nothing, when
+    /// either map is not there.
+    func clearPolicyMaps(_ id: UInt32) throws -> Bool {
+        guard let trie = try policyMap(id, create: false), let hash = try exactPolicyMap(id) else { return false }
+        for map in [trie, hash] { try map.map.deleteBatch(try map.map.keys()) }
         closeExactPolicyMap(id)
+        return true
     }
 
     /// Lets go of the descriptor of the endpoint's hash, which stays in place: held open only while it has entries,
@@ -267,7 +268,8 @@ struct EndpointDatapath {
     /// Attaches the endpoint's programs without waiting for tcx links: creates keep their pace while endpoints
     /// churn, and the hooks move onto links once they stop (`TCXMoves`).
     func attachPrograms(ifindex: Int32) throws {
-        try datapath.attachTC(ingress: Self.fromEndpoint, egress: Self.toEndpoint, ifindex: ifindex, waiting: false)
+        try datapath.attachTC(
+            ingress: Self.fromEndpoint, egress: Self.toEndpoint, ifindex: ifindex, deferringLinks: true)
     }
 
     func detachPrograms(ifindex: Int32) {

@@ -62,13 +62,10 @@ extension NodeAgent {
     /// are fewer than `spareLimit`; beyond that they wait, empty, until `retireBatch` of them are removed in one
     /// batch, a grace period for all (a delete waited for one of its own). Either way the datapath reads them no
     /// more: it looks policy up by the id of an endpoint row, and the row is gone. An endpoint created under a
-    /// waiting id takes its maps back.
+    /// waiting id takes its maps back. Maps missing either half are removed at once.
     func retirePolicyMaps(_ id: UInt32, _ state: inout AgentState) throws {
         let datapath = endpointDatapath
-        guard try datapath.policyMap(id, create: false) != nil, try datapath.exactPolicyMap(id) != nil else {
-            return try datapath.removePolicyMap(id)
-        }
-        try datapath.clearPolicyMaps(id)
+        guard try datapath.clearPolicyMaps(id) else { return try datapath.removePolicyMap(id) }
         if state.sparePolicyMaps.count < Self.spareLimit {
             state.sparePolicyMaps.insert(id)
             return
@@ -77,8 +74,13 @@ extension NodeAgent {
         // Waiting maps hold slots of the outer map, which endpoints need first.
         let slotsUsed = state.endpoints.count + state.sparePolicyMaps.count + state.retiredPolicyMaps.count
         let nearlyFull = slotsUsed + Self.retireBatch >= datapath.policyMapSlots
-        guard state.retiredPolicyMaps.count >= Self.retireBatch || nearlyFull else { return }
-        try datapath.removePolicyMaps(state.retiredPolicyMaps.sorted())
+        if state.retiredPolicyMaps.count >= Self.retireBatch || nearlyFull { try removeRetiredPolicyMaps(&state) }
+    }
+
+    /// Removes every waiting map of `retirePolicyMaps` in one batch.
+    func removeRetiredPolicyMaps(_ state: inout AgentState) throws {
+        guard !state.retiredPolicyMaps.isEmpty else { return }
+        try endpointDatapath.removePolicyMaps(state.retiredPolicyMaps.sorted())
         state.retiredPolicyMaps.removeAll()
     }
 

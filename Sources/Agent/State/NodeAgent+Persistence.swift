@@ -230,17 +230,9 @@ extension NodeAgent {
                 if let id = UInt32(name.dropFirst(prefix.count)), state.endpoints[id] == nil { orphans.insert(id) }
             }
         }
-        for id in orphans.sorted() {
-            let keep = state.sparePolicyMaps.count < Self.spareLimit
-            if keep, try endpointDatapath.policyMap(id, create: false) != nil,
-                try endpointDatapath.exactPolicyMap(id) != nil
-            {
-                try endpointDatapath.clearPolicyMaps(id)
-                state.sparePolicyMaps.insert(id)
-            } else {
-                try endpointDatapath.removePolicyMap(id)
-            }
-        }
+        // As a delete leaves them: spares up to their limit, the rest removed (in batches, then the remainder).
+        for id in orphans.sorted() { try retirePolicyMaps(id, &state) }
+        try removeRetiredPolicyMaps(&state)
         try removeOrphanedAddresses(state)
     }
 

@@ -44,16 +44,13 @@ extension BPFProgram {
         var functions = [bpf_func_info](repeating: bpf_func_info(), count: Int(sizes.nr_func_info))
         try raw.withUnsafeMutableBytes { insns in
             try functions.withUnsafeMutableBytes { funcs in
-                var info = bpf_prog_info()
-                info.xlated_prog_len = UInt32(insns.count)
-                info.xlated_prog_insns = UInt64(UInt(bitPattern: insns.baseAddress))
-                info.nr_func_info = UInt32(funcs.count / MemoryLayout<bpf_func_info>.size)
-                info.func_info_rec_size = UInt32(MemoryLayout<bpf_func_info>.size)
-                info.func_info = UInt64(UInt(bitPattern: funcs.baseAddress))
-                var length = UInt32(MemoryLayout<bpf_prog_info>.size)
-                try bpfCall("reading the instructions of program \(name)") {
-                    bpf_obj_get_info_by_fd(fd, &info, &length)
-                }
+                var request = bpf_prog_info()
+                request.xlated_prog_len = UInt32(insns.count)
+                request.xlated_prog_insns = UInt64(UInt(bitPattern: insns.baseAddress))
+                request.nr_func_info = UInt32(funcs.count / MemoryLayout<bpf_func_info>.size)
+                request.func_info_rec_size = UInt32(MemoryLayout<bpf_func_info>.size)
+                request.func_info = UInt64(UInt(bitPattern: funcs.baseAddress))
+                _ = try Self.info(fd: fd, of: "the instructions of program \(name)", request: request)
             }
         }
         let instructions = raw.map { insn in

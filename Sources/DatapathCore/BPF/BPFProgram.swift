@@ -23,9 +23,12 @@ public final class BPFProgram: Sendable {
     }
 
     /// What the kernel says of the program behind `fd`, and how many bytes of it the kernel filled in (a kernel
-    /// older than these headers knows a shorter struct).
-    static func info(fd: Int32, of what: String) throws -> (info: bpf_prog_info, length: Int) {
-        var info = bpf_prog_info()
+    /// older than these headers knows a shorter struct). `request` names buffers for the arrays the kernel should
+    /// copy out too (instructions, function info), and their sizes.
+    static func info(
+        fd: Int32, of what: String, request: bpf_prog_info = bpf_prog_info()
+    ) throws -> (info: bpf_prog_info, length: Int) {
+        var info = request
         var length = UInt32(MemoryLayout<bpf_prog_info>.size)
         try bpfCall("reading info of \(what)") { bpf_obj_get_info_by_fd(fd, &info, &length) }
         return (info, Int(length))

@@ -4,14 +4,15 @@ extension Datapath {
     public var tcLinks: String? { root.isEmpty ? nil : TC.linkDirectory(pinRoot: root) }
 
     /// Attaches the object's programs named `ingress` and `egress` to the interface's two tc hooks, atomically
-    /// replacing programs of ours already there. `waiting` false: without waiting for the kernel, on clsact filters
-    /// moved onto tcx links once hooks stop changing (`tcxMoves`), for interfaces that come and go with endpoints.
-    public func attachTC(ingress: String, egress: String, ifindex: Int32, waiting: Bool = true) throws {
+    /// replacing programs of ours already there. `deferringLinks`: without waiting for the kernel, on clsact
+    /// filters moved onto tcx links once hooks stop changing (`tcxMoves`), for interfaces that come and go with
+    /// endpoints.
+    public func attachTC(ingress: String, egress: String, ifindex: Int32, deferringLinks: Bool = false) throws {
         for (name, point) in [(ingress, TCAttachPoint.ingress), (egress, .egress)] {
-            if waiting {
-                try TC.attach(program(name), ifindex: ifindex, point: point, links: tcLinks)
-            } else {
+            if deferringLinks {
                 try tcxMoves.attach(program(name), ifindex: ifindex, point: point)
+            } else {
+                try TC.attach(program(name), ifindex: ifindex, point: point, links: tcLinks)
             }
         }
     }
