@@ -6,6 +6,8 @@
 #   agent         nodeagent enforcing the seed article's policies (default-deny + allow frontend -> backend:8080)
 #   agent-clsact  the same, its four programs moved from the tcx lists (Linux 6.6) to clsact filters, as kernels
 #                 before 6.6 run them (the kernel's classifier layers around each program are the difference)
+#   agent-kernel  the agent with `host-routing: kernel`: packets between the pods through the node's IP stack and
+#                 both pods' programs, as before the agent delivered them itself (`bpf`, the default, in `agent`)
 #   ipt           the same policy as iptables rules in the node's FORWARD chain behind 10,000 other rules, the
 #                 ESTABLISHED rule last (what a naive per-rule engine does)
 #   ipt-estfirst  the same, ESTABLISHED rule first
@@ -24,7 +26,7 @@ source "$(dirname "$0")/lib.sh"
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
-CASES=${CASES:-base,agent,agent-clsact,ipt,ipt-estfirst,proxy,proxy2}
+CASES=${CASES:-base,agent,agent-kernel,agent-clsact,ipt,ipt-estfirst,proxy,proxy2}
 THREADS=${THREADS:-2}
 CONNECTIONS=${CONNECTIONS:-50}
 RULES=${RULES:-10000}
@@ -130,6 +132,12 @@ agent_on_links() {
     done
 }
 
+# The agent leaving delivery between the pods to the node's routing.
+agent_kernel_on() {
+    agent_on
+    bench_api PATCH /v1/config '{"host-routing":"kernel"}' >/dev/null
+}
+
 agent_off() {
     bench_agent_remove
 }
@@ -177,10 +185,12 @@ case_on() {
         base) assert_plain ;;
         agent) agent_on ;;
         agent-clsact) agent_clsact_on ;;
+        agent-kernel) agent_kernel_on ;;
         ipt) ipt_on last ;;
         ipt-estfirst) ipt_on first ;;
         proxy | proxy2) ;;
-        *) bench_die "unknown case $1 (known: base, agent, agent-clsact, ipt, ipt-estfirst, proxy, proxy2)" ;;
+        *) bench_die "unknown case $1 (known: base, agent, agent-kernel, agent-clsact, ipt, ipt-estfirst, proxy," \
+            "proxy2)" ;;
     esac
     cat "$PIDS" >>"$PIDS.now"
     local target
@@ -196,7 +206,7 @@ case_on() {
 
 case_off() {
     case $1 in
-        agent | agent-clsact) agent_off ;;
+        agent | agent-clsact | agent-kernel) agent_off ;;
         ipt | ipt-estfirst) ipt_off ;;
     esac
 }

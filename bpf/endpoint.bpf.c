@@ -33,6 +33,7 @@
 #include "lb_xlate.h"
 #include "lb_reject.h"
 #include "lb_netdev.h"
+#include "local_delivery.h"
 
 /*
  * Counts the verdict, reports drops (once per flow and interval) and sampled
@@ -86,19 +87,18 @@ static __always_inline int na_lb_refused(struct __sk_buff *skb, const struct na_
  * sends to a service frontend to a backend, then conntrack (which re-checks
  * flows whose endpoint's policy changed), then policy for new flows (by the
  * remote address's identity), which are tracked once allowed. An allowed
- * reply from a service backend gets the frontend back as its source.
+ * reply from a service backend gets the frontend back as its source. ifindex:
+ * the endpoint's host-side interface (the packet's own, except in deliver_local).
  */
-static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
+static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifindex)
 {
 	const struct na_endpoint_info *ep;
 	struct na_ctx ctx = {};
 	const __u8 *remote;
-	__u32 ifindex;
 	int ret;
 
 	ctx.dir = dir;
 	ctx.len = skb->len;
-	ifindex = skb->ifindex;
 	ctx.ifindex = ifindex;
 	na_config_load(&ctx.cfg);
 
@@ -158,18 +158,45 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir)
 	return na_deliver(skb, &ctx, ret, ret == 0);
 }
 
-/* Packets the endpoint sends (tc ingress of its host-side veth). */
+/*
+ * Packets the endpoint sends (tc ingress of its host-side veth). One its
+ * policy let out goes on to deliver_local (local_delivery.h), which returns
+ * here only when its slot is empty.
+ */
 SEC("tc")
 int from_endpoint(struct __sk_buff *skb)
 {
-	return na_handle(skb, NA_DIR_EGRESS);
+	int ret = na_handle(skb, NA_DIR_EGRESS, skb->ifindex);
+
+	if (ret == TC_ACT_OK)
+		bpf_tail_call(skb, &na_local_prog, 0);
+	return ret;
 }
 
 /* Packets sent to the endpoint (tc egress of its host-side veth). */
 SEC("tc")
 int to_endpoint(struct __sk_buff *skb)
 {
-	return na_handle(skb, NA_DIR_INGRESS);
+	return na_handle(skb, NA_DIR_INGRESS, skb->ifindex);
+}
+
+/*
+ * A packet from_endpoint let out, when it is for another endpoint of this
+ * node: that endpoint's ingress verdict, then straight into its pod
+ * (local_delivery.h). Any other packet goes on to the node's stack.
+ */
+SEC("tc")
+int deliver_local(struct __sk_buff *skb)
+{
+	__u32 ifindex = na_local_route(skb);
+	int ret;
+
+	if (!ifindex)
+		return TC_ACT_OK;
+	ret = na_handle(skb, NA_DIR_INGRESS, ifindex);
+	if (ret != TC_ACT_OK)
+		return ret;
+	return na_local_forward(skb, ifindex);
 }
 
 /* NAT's halves of the netdev programs, functions of their own: each has its own stack beside the load balancer's. */

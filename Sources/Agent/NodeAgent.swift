@@ -111,8 +111,10 @@ public final class NodeAgent: Sendable {
 
     /// The runtime options the datapath reads from na_config: drops produce events (at most one per flow and
     /// `drop-event-interval`), allowed new connections one in `allowed-flow-sampling` (none for 0), and whether
-    /// the node's own traffic meets ingress policy.
+    /// the node's own traffic meets ingress policy; and `host-routing`, which fills or empties the slot
+    /// from_endpoint hands packets for local endpoints to.
     func writeDatapathSettings(_ options: RuntimeOptions) throws {
+        try endpointDatapath.setLocalDelivery(options.hostRouting == .bpf)
         let map: TypedMap<UInt32, na_config> = try datapath.typedMap("na_config")
         var value = try map.lookup(0) ?? na_config()
         let sampling = options.allowedFlowSampling

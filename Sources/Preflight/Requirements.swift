@@ -85,7 +85,10 @@ public enum Requirements {
         map(BPF_MAP_TYPE_HASH_OF_MAPS, [.core], "na_policy, one policy map per endpoint"),
         map(BPF_MAP_TYPE_LPM_TRIE, [.core, .cidrPolicy, .nat], "na_ipcache, the policy maps, na_nat_cluster"),
         map(BPF_MAP_TYPE_LRU_HASH, [.core, .conntrackGC, .nat], "na_ct, na_drop_agg, na_frags, na_nat"),
-        map(BPF_MAP_TYPE_PERCPU_ARRAY, [.core, .conntrackGC, .flows], "na_ct_created, na_event_stats, na_metrics"),
+        map(
+            BPF_MAP_TYPE_PERCPU_ARRAY, [.core, .conntrackGC, .flows],
+            "na_ct_created, na_event_stats, na_metrics, na_local_fib"),
+        map(BPF_MAP_TYPE_PROG_ARRAY, [.core], "na_local_prog: delivery between two endpoints of the node"),
         map(BPF_MAP_TYPE_RINGBUF, [.core, .flows], "na_events: flow and drop events"),
         helper(BPF_FUNC_map_lookup_elem, "bpf_map_lookup_elem", [.core], "every map read"),
         helper(BPF_FUNC_map_update_elem, "bpf_map_update_elem", [.core], "conntrack, metrics, NAT mappings"),
@@ -104,11 +107,12 @@ public enum Requirements {
         helper(BPF_FUNC_skb_change_tail, "bpf_skb_change_tail", [.core], "refusing a service without backends"),
         helper(
             BPF_FUNC_redirect_peer, "bpf_redirect_peer", [.core],
-            "sending a service's refusal back into the pod (Linux 5.10)"),
+            "delivery into a pod of the node, and a service's refusal back into the pod (Linux 5.10)"),
         helper(BPF_FUNC_redirect, "bpf_redirect", [.core], "sending a service's refusal back to a client outside"),
         helper(
             BPF_FUNC_fib_lookup, "bpf_fib_lookup", [.core],
-            "telling a service's backend on another node from a local one"),
+            "finding a packet's destination pod on the node; a service's backend on another node from a local one"),
+        helper(BPF_FUNC_tail_call, "bpf_tail_call", [.core], "handing a packet for a pod of the node to deliver_local"),
         helper(BPF_FUNC_ringbuf_reserve, "bpf_ringbuf_reserve", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_submit, "bpf_ringbuf_submit", [.core, .flows], "flow and drop events"),
         helper(BPF_FUNC_ringbuf_query, "bpf_ringbuf_query", [.core, .flows], "event backpressure"),

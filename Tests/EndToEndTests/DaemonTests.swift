@@ -158,7 +158,7 @@ final class DaemonTests: EndToEndTestCase {
         XCTAssertEqual(patched.status, 200, "\(patched)")
         let full: JSON = [
             "policy-enforcement": "always", "log-level": "debug", "allowed-flow-sampling": 1,
-            "drop-event-interval": "1s", "allow-localhost": "always",
+            "drop-event-interval": "1s", "allow-localhost": "always", "host-routing": "bpf",
         ]
         XCTAssertEqual(patched.json, full, "the full new config")
         for bad: JSON in [-1, 1_000_001, "all", 1.5] {

@@ -16,7 +16,8 @@ final class DatapathOptionsTests: EndToEndTestCase {
         XCTAssertEqual(initial["drop-event-interval"], "1s")
         XCTAssertEqual(initial["allow-localhost"], "always")
         XCTAssertEqual(
-            try agent.getJSON("/v1/healthz")["datapath"], ["drop-event-interval": "1s", "allow-localhost": "always"])
+            try agent.getJSON("/v1/healthz")["datapath"],
+            ["drop-event-interval": "1s", "allow-localhost": "always", "host-routing": "bpf"])
         XCTAssertEqual(try naConfig(agent)["drop-event-interval-ms"], 1000)
         XCTAssertEqual(try naConfig(agent)["localhost-policy"], false)
 
@@ -48,7 +49,8 @@ final class DatapathOptionsTests: EndToEndTestCase {
         }
         XCTAssertEqual(try naConfig(agent)["localhost-policy"], true)
         XCTAssertEqual(
-            try agent.getJSON("/v1/healthz")["datapath"], ["drop-event-interval": "3600s", "allow-localhost": "policy"])
+            try agent.getJSON("/v1/healthz")["datapath"],
+            ["drop-event-interval": "3600s", "allow-localhost": "policy", "host-routing": "bpf"])
 
         XCTAssertEqual(agent.stop(), .exited(0))
         try agent.start()

@@ -287,11 +287,12 @@ final class NodeCtlKitOutputTests: XCTestCase {
     func testStatusShowsTheDatapathOptions() {
         let health: JSON = [
             "status": "ok", "endpoints": 0, "policy-revision": 0, "plugins": [],
-            "datapath": ["drop-event-interval": "1s", "allow-localhost": "always"],
+            "datapath": ["drop-event-interval": "1s", "allow-localhost": "always", "host-routing": "bpf"],
         ]
         let rendered = StatusView.render(health)
         XCTAssertTrue(rendered.contains("Drop events:      one per flow every 1s\n"), rendered)
         XCTAssertTrue(rendered.contains("Allow localhost:  always\n"), rendered)
+        XCTAssertTrue(rendered.contains("Host routing:     bpf\n"), rendered)
         let every: JSON = ["datapath": ["drop-event-interval": "0s", "allow-localhost": "policy"]]
         XCTAssertTrue(StatusView.render(every).contains("Drop events:      every drop\n"), StatusView.render(every))
     }

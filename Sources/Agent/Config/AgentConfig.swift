@@ -121,11 +121,18 @@ public struct RuntimeOptions: Sendable, Equatable {
     /// Whether the node's own traffic to its pods (identity host: kubelet probes) passes their ingress policy
     /// (`always`, Cilium's default) or is subject to it like any peer (`policy`).
     public var allowLocalhost = AllowLocalhost.always
+    /// How a packet from one endpoint reaches another endpoint of this node once both policies allow it: `bpf`
+    /// (Cilium's BPF host routing) hands it from the source's tc hook straight into the destination pod, past the
+    /// node's IP stack and netfilter; `kernel` leaves it to the node's routing, as before. Either way both
+    /// endpoints' policies decide it in the kernel.
+    public var hostRouting = HostRouting.bpf
 
     public enum AllowLocalhost: String, Sendable, CaseIterable { case always, policy }
+    public enum HostRouting: String, Sendable, CaseIterable { case bpf, kernel }
 
     static let keys: Set<String> = [
         "policy-enforcement", "log-level", "allowed-flow-sampling", "drop-event-interval", "allow-localhost",
+        "host-routing",
     ]
     static let maxAllowedFlowSampling = 1_000_000
     static let maxDropEventInterval = 3_600_000
@@ -136,7 +143,7 @@ public struct RuntimeOptions: Sendable, Equatable {
         [
             "policy-enforcement": .string(policyEnforcement.rawValue), "log-level": .string(logLevel.rawValue),
             "allowed-flow-sampling": .int(Int64(allowedFlowSampling)), "drop-event-interval": dropEventInterval.json,
-            "allow-localhost": .string(allowLocalhost.rawValue),
+            "allow-localhost": .string(allowLocalhost.rawValue), "host-routing": .string(hostRouting.rawValue),
         ]
     }
 
@@ -159,6 +166,8 @@ public struct RuntimeOptions: Sendable, Equatable {
                 next.dropEventInterval = try Milliseconds(value, field: key, max: Self.maxDropEventInterval)
             case "allow-localhost":
                 next.allowLocalhost = try value.requireEnum(key, AllowLocalhost.self)
+            case "host-routing":
+                next.hostRouting = try value.requireEnum(key, HostRouting.self)
             default:
                 continue  // checked above
             }

@@ -11,6 +11,20 @@ struct EndpointDatapath {
 
     static let fromEndpoint = "from_endpoint"
     static let toEndpoint = "to_endpoint"
+    static let deliverLocal = "deliver_local"
+    static let localDeliveryMap = "na_local_prog"
+
+    /// Puts deliver_local into the slot from_endpoint tail-calls (on: packets between endpoints of this node go
+    /// straight into the destination pod after its ingress verdict) or empties it (off: the node's routing and
+    /// to_endpoint deliver them). The slot is in a pinned map, so it holds while the agent is down.
+    func setLocalDelivery(_ on: Bool) throws {
+        let slots: TypedMap<UInt32, UInt32> = try datapath.typedMap(Self.localDeliveryMap)
+        if on {
+            try slots.update(0, UInt32(bitPattern: try datapath.program(Self.deliverLocal).fd))
+        } else {
+            _ = try slots.delete(0)
+        }
+    }
 
     var template: InnerMapTemplate {
         InnerMapTemplate(

@@ -50,6 +50,7 @@ extension NodeAgent {
             "datapath": [
                 "drop-event-interval": options.dropEventInterval.json,
                 "allow-localhost": .string(options.allowLocalhost.rawValue),
+                "host-routing": .string(options.hostRouting.rawValue),
             ],
         ]
         if let cluster = clusterHealth() { health["cluster"] = cluster }
@@ -78,7 +79,7 @@ extension NodeAgent {
         logLevel.value = Logger.Level(rawValue: after.logLevel.rawValue) ?? .info
         if before.allowedFlowSampling != after.allowedFlowSampling
             || before.dropEventInterval != after.dropEventInterval
-            || before.allowLocalhost != after.allowLocalhost
+            || before.allowLocalhost != after.allowLocalhost || before.hostRouting != after.hostRouting
         {
             try writeDatapathSettings(after)
         }

@@ -23,6 +23,7 @@ public enum StatusView {
             let drops = interval.map { $0 == "0s" || $0 == "0ms" ? "every drop" : "one per flow every \($0)" }
             fields.append(("Drop events", drops ?? "unknown"))
             fields.append(("Allow localhost", Cells.text(datapath["allow-localhost"])))
+            fields.append(("Host routing", Cells.text(datapath["host-routing"])))
         }
 
         if let services = health["services"] {

@@ -1,0 +1,165 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * local_delivery.h: a packet from one endpoint to another endpoint of this node, handed by the datapath straight
+ * into the destination pod (Cilium's BPF host routing) instead of through the node's IP stack.
+ *
+ * from_endpoint, once the source's policy let a packet out, tail-calls deliver_local through na_local_prog.
+ * That program asks the node's routing table where the packet would go (bpf_fib_lookup); when the answer is another
+ * endpoint's host-side interface, it decides the destination's ingress policy as to_endpoint would, then does what
+ * forwarding would have done (TTL or hop limit down by one, the node's MAC as source and the pod's as destination)
+ * and puts the packet on the pod's side of that veth (bpf_redirect_peer). The node's IP stack, its netfilter
+ * hooks and the host side's egress hook never see it, and a packet costs one program run instead of two.
+ *
+ * Everything else returns to the node's stack unchanged: an empty slot (the agent's `host-routing: kernel`), a
+ * destination that is not an endpoint, no neighbor entry yet (the stack resolves it), fragments, the last hop of
+ * a TTL, VLAN tags, IPv6 neighbor discovery, link-local and multicast destinations, a packet for another MAC,
+ * one larger than the destination's MTU. Those take the path they took before: the node's routing, then
+ * to_endpoint.
+ */
+#ifndef NA_LOCAL_DELIVERY_H
+#define NA_LOCAL_DELIVERY_H
+
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include "consts.h"
+#include "maps.h"
+
+#define NA_AF_INET 2
+#define NA_AF_INET6 10
+#define NA_PACKET_HOST 0
+#define NA_IPV4_FRAG_BITS 0x3fff  /* more-fragments flag and offset, host order */
+
+/* Slot 0: deliver_local, or empty when the node's stack delivers between endpoints. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} na_local_prog SEC(".maps");
+
+/* One routing question per CPU: 64 bytes a stack already at the verifier's limit has no room for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct bpf_fib_lookup);
+} na_local_fib SEC(".maps");
+
+/* Fills the routing question from an IPv4 header at NA_ETH_HLEN; false when forwarding would not apply. */
+static __always_inline bool na_local_fib_ipv4(struct __sk_buff *skb, struct bpf_fib_lookup *fib)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	__u8 *ip = data + NA_ETH_HLEN;
+
+	if ((void *)(ip + 20) > end || (ip[0] >> 4) != 4)
+		return false;
+	if (((ip[6] << 8) | ip[7]) & NA_IPV4_FRAG_BITS || ip[8] <= 1)
+		return false;
+	fib->family = NA_AF_INET;
+	fib->tos = ip[1];
+	fib->l4_protocol = ip[9];
+	fib->ipv4_src = *(__be32 *)(ip + 12);
+	fib->ipv4_dst = *(__be32 *)(ip + 16);
+	return true;
+}
+
+/* The same from an IPv6 header: its next header must be the transport (no fragments), not neighbor discovery. */
+static __always_inline bool na_local_fib_ipv6(struct __sk_buff *skb, struct bpf_fib_lookup *fib)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	__u8 *ip = data + NA_ETH_HLEN;
+	__u8 next;
+	int i;
+
+	if ((void *)(ip + 41) > end || (ip[0] >> 4) != 6 || ip[7] <= 1)
+		return false;
+	/* Multicast (ff00::/8) and link-local (fe80::/10) destinations stay on their link. */
+	if (ip[24] == 0xff || (ip[24] == 0xfe && (ip[25] & 0xc0) == 0x80))
+		return false;
+	next = ip[6];
+	if (next == NA_IPPROTO_ICMPV6 && ip[40] >= NA_ICMPV6_MLD_QUERY)
+		return false;
+	if (next != NA_IPPROTO_TCP && next != NA_IPPROTO_UDP && next != NA_IPPROTO_ICMPV6 &&
+	    next != NA_IPPROTO_SCTP)
+		return false;
+	fib->family = NA_AF_INET6;
+	fib->flowinfo = *(__be32 *)ip & bpf_htonl(0x0fffffff);
+	fib->l4_protocol = next;
+#pragma unroll
+	for (i = 0; i < 4; i++) {
+		fib->ipv6_src[i] = *(__u32 *)(ip + 8 + 4 * i);
+		fib->ipv6_dst[i] = *(__u32 *)(ip + 24 + 4 * i);
+	}
+	return true;
+}
+
+/*
+ * The host-side interface of the endpoint the node would forward this packet to, with the packet's MACs already
+ * those forwarding would give it; 0 when the packet is not one to deliver here (see the top of this file).
+ *
+ * A global function: the verifier checks it once, on its own.
+ */
+__attribute__((noinline)) int na_local_route(struct __sk_buff *skb)
+{
+	struct bpf_fib_lookup *fib;
+	__u32 zero = 0, ifindex;
+	__u8 *data;
+	bool ok;
+
+	if (skb->pkt_type != NA_PACKET_HOST || skb->vlan_present)
+		return 0;
+	fib = bpf_map_lookup_elem(&na_local_fib, &zero);
+	if (!fib)
+		return 0;
+	__builtin_memset(fib, 0, sizeof(*fib));
+	if (skb->protocol == bpf_htons(NA_ETH_P_IP))
+		ok = na_local_fib_ipv4(skb, fib);
+	else if (skb->protocol == bpf_htons(NA_ETH_P_IPV6))
+		ok = na_local_fib_ipv6(skb, fib);
+	else
+		ok = false;
+	if (!ok)
+		return 0;
+	/* tot_len 0: the helper checks the packet against the MTU of the interface it finds, GSO aware. */
+	fib->ifindex = skb->ifindex;
+	if (bpf_fib_lookup(skb, fib, sizeof(*fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
+		return 0;
+	ifindex = fib->ifindex;
+	if (ifindex == skb->ifindex || !bpf_map_lookup_elem(&na_endpoints, &ifindex))
+		return 0;
+	data = (void *)(long)skb->data;
+	if ((void *)(data + 12) > (void *)(long)skb->data_end)
+		return 0;
+	__builtin_memcpy(data, fib->dmac, 6);
+	__builtin_memcpy(data + 6, fib->smac, 6);
+	return ifindex;
+}
+
+/*
+ * Forwards an allowed packet to the endpoint behind host-side interface ifindex: one hop off its TTL (hop limit),
+ * then onto the veth's pod side. Written in place, as the kernel's ip_decrease_ttl does: the header is in the
+ * linear data (na_local_route read it there) and the helpers' copies cost more than the write. A global function,
+ * as na_local_route.
+ */
+__attribute__((noinline)) int na_local_forward(struct __sk_buff *skb, __u32 ifindex)
+{
+	__u8 *ip = (__u8 *)(long)skb->data + NA_ETH_HLEN;
+	__u32 check;
+
+	/* Never so (na_local_route read further), but the node's stack and to_endpoint could still deliver it. */
+	if ((void *)(ip + 20) > (void *)(long)skb->data_end)
+		return TC_ACT_OK;
+	if (skb->protocol == bpf_htons(NA_ETH_P_IP)) {
+		/* TTL is the high byte of its 16-bit word of the header: the checksum gains what it loses. */
+		check = *(__u16 *)(ip + 10) + bpf_htons(0x0100);
+		*(__u16 *)(ip + 10) = check + (check >= 0xffff);
+		ip[8]--;
+	} else {
+		ip[7]--;
+	}
+	return bpf_redirect_peer(ifindex, 0);
+}
+
+#endif /* NA_LOCAL_DELIVERY_H */
