@@ -12,7 +12,8 @@ final class EndpointObjectTests: XCTestCase {
     func testObjectDeclaresTheContractMapsAndPrograms() throws {
         let object = try BPFObject.load(embedded: "endpoint", pinDirectory: nil)
         XCTAssertEqual(
-            Set(object.programs.map(\.name)), ["from_endpoint", "to_endpoint", "from_netdev", "to_netdev"])
+            Set(object.programs.map(\.name)),
+            ["from_endpoint", "to_endpoint", "deliver_local", "from_netdev", "to_netdev"])
         let noPrealloc = UInt32(BPF_F_NO_PREALLOC)
         let expected: [String: (BPFMapType, Int, Int, Int, UInt32)] = [
             "na_endpoints": (.hash, 4, MemoryLayout<na_endpoint_info>.size, 65535, 0),
@@ -55,6 +56,9 @@ final class EndpointObjectTests: XCTestCase {
             "na_lb_aff_ip": (
                 .lruHash, MemoryLayout<na_lb_aff_ip_key>.size, MemoryLayout<na_lb_affinity_value>.size, 65536, 0
             ),
+            // local_delivery.h: the slot from_endpoint tail-calls deliver_local through, and its FIB scratch.
+            "na_local_prog": (.progArray, 4, 4, 1, 0),
+            "na_local_fib": (.perCPUArray, 4, MemoryLayout<bpf_fib_lookup>.size, 1, 0),
         ]
         XCTAssertEqual(Set(object.maps.map(\.name)), Set(expected.keys))
         for map in object.maps {

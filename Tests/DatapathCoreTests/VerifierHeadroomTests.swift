@@ -23,7 +23,8 @@ final class VerifierHeadroomTests: XCTestCase {
         // The sizes the agent loads with by default (its maps at their declared sizes, nothing pinned).
         let object = try BPFObject.load(embedded: "endpoint", pinDirectory: nil)
         XCTAssertEqual(
-            Set(object.programs.map(\.name)), ["from_endpoint", "to_endpoint", "from_netdev", "to_netdev"])
+            Set(object.programs.map(\.name)),
+            ["from_endpoint", "to_endpoint", "deliver_local", "from_netdev", "to_netdev"])
         try checkHeadroom(of: object)
     }
 

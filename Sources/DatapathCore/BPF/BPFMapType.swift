@@ -4,6 +4,7 @@ import CLibbpf
 public enum BPFMapType: UInt32, Sendable, CaseIterable {
     case hash = 1
     case array = 2
+    case progArray = 3
     case perCPUHash = 5
     case perCPUArray = 6
     case lruHash = 9
@@ -15,6 +16,7 @@ public enum BPFMapType: UInt32, Sendable, CaseIterable {
         switch self {
         case .hash: "hash"
         case .array: "array"
+        case .progArray: "prog_array"
         case .perCPUHash: "percpu_hash"
         case .perCPUArray: "percpu_array"
         case .lruHash: "lru_hash"
