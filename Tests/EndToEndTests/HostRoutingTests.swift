@@ -101,6 +101,11 @@ final class HostRoutingTests: EndToEndTestCase {
         return hops ? value : nil
     }
 
+    /// The filled slots of the program array from_endpoint tail-calls through, as the agent's metrics count them.
+    private func slotsFilled(_ p: Pods) throws -> Double? {
+        try p.agent.scrape().value("nodeagent_map_entries", ["map": "na_local_prog"])
+    }
+
     func testPodToPodTrafficSkipsTheNodesStackAndStillMeetsIngressPolicy() throws {
         let p = try makePods()
         XCTAssertEqual(try p.agent.getJSON("/v1/config")["host-routing"], "bpf", "the default")
@@ -127,8 +132,11 @@ final class HostRoutingTests: EndToEndTestCase {
         let drop = try XCTUnwrap(flows.last { $0["verdict"] == "DROPPED" && $0["direction"] == "ingress" })
         XCTAssertEqual(drop["destination"]?["identity"], p.serverIdentity, "the server's ingress verdict: \(drop)")
 
+        XCTAssertEqual(try slotsFilled(p), 1, "deliver_local in its slot")
+
         // With the node's routing the same traffic leaves through the server's host-side interface.
         try p.agent.setConfig(["host-routing": "kernel"])
+        XCTAssertEqual(try slotsFilled(p), 0, "the slot emptied")
         let routed = try serverInterfaceCount(p, connections: 10)
         XCTAssertGreaterThanOrEqual(routed, 50, "every packet to the server through its host-side interface")
         XCTAssertEqual(try arrivingTTL(p, ipv6: false), 63)
