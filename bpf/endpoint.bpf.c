@@ -36,6 +36,23 @@
 #include "local_delivery.h"
 
 /*
+ * Whether from_endpoint may hand an allowed packet to deliver_local, from what
+ * na_handle left in skb->cb: conntrack's answer plus one (0: none, the packet
+ * never got there) and the matched entry's flags. A new flow, a packet of a flow the
+ * endpoint opened, or a reply in a flow deliver_local opened (NA_CT_DIRECT) may;
+ * a reply in a flow the node's stack delivered goes back through the stack,
+ * whose netfilter NAT may have to give it the address its client sent to.
+ */
+static __always_inline bool na_onward(const struct __sk_buff *skb)
+{
+	__u32 ct = skb->cb[0];
+
+	if (ct == NA_CT_NEW + 1 || ct == NA_CT_ESTABLISHED + 1)
+		return true;
+	return ct == NA_CT_REPLY + 1 && (skb->cb[1] & NA_CT_DIRECT);
+}
+
+/*
  * Counts the verdict, reports drops (once per flow and interval) and sampled
  * new flows, turns the reason into a tc action.
  */
@@ -88,9 +105,14 @@ static __always_inline int na_lb_refused(struct __sk_buff *skb, const struct na_
  * flows whose endpoint's policy changed), then policy for new flows (by the
  * remote address's identity), which are tracked once allowed. An allowed
  * reply from a service backend gets the frontend back as its source. ifindex:
- * the endpoint's host-side interface (the packet's own, except in deliver_local).
+ * the endpoint's host-side interface (the packet's own, except in deliver_local,
+ * which passes direct).
+ *
+ * A packet from the endpoint leaves what conntrack said of it in skb->cb
+ * (na_onward, which from_endpoint clears first): stores to the context, which
+ * the verifier does not track, so they add no states to this function.
  */
-static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifindex)
+static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifindex, bool direct)
 {
 	const struct na_endpoint_info *ep;
 	struct na_ctx ctx = {};
@@ -98,6 +120,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifin
 	int ret;
 
 	ctx.dir = dir;
+	ctx.direct = direct;
 	ctx.len = skb->len;
 	ctx.ifindex = ifindex;
 	na_config_load(&ctx.cfg);
@@ -139,8 +162,13 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifin
 	 * flows, and for flows whose endpoint's policy changed since (re-checked).
 	 */
 	ret = na_ct_lookup(&ctx, ep);
-	if (ret != NA_CT_NEW)
+	if (ret != NA_CT_NEW) {
+		if (dir == NA_DIR_EGRESS) {
+			skb->cb[0] = ret + 1;
+			skb->cb[1] = ctx.ct_flags;
+		}
 		return na_deliver(skb, &ctx, ret < 0 ? ret : 0, false);
+	}
 	remote = dir == NA_DIR_EGRESS ? ctx.pkt.daddr : ctx.pkt.saddr;
 	ctx.remote_identity = na_ipcache_identity(remote, ctx.pkt.family);
 
@@ -154,21 +182,26 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifin
 	}
 	if (ret < 0)
 		return na_finish(&ctx, ret, false);
+	if (dir == NA_DIR_EGRESS)
+		skb->cb[0] = NA_CT_NEW + 1;
 	ret = na_ct_create(&ctx, ep);
 	return na_deliver(skb, &ctx, ret, ret == 0);
 }
 
 /*
  * Packets the endpoint sends (tc ingress of its host-side veth). One its
- * policy let out goes on to deliver_local (local_delivery.h), which returns
- * here only when its slot is empty.
+ * policy let out goes on to deliver_local (local_delivery.h) unless it is a
+ * reply the node's stack must see (na_handle); the tail call returns here only
+ * when the slot is empty.
  */
 SEC("tc")
 int from_endpoint(struct __sk_buff *skb)
 {
-	int ret = na_handle(skb, NA_DIR_EGRESS, skb->ifindex);
+	int ret;
 
-	if (ret == TC_ACT_OK)
+	skb->cb[0] = 0;
+	ret = na_handle(skb, NA_DIR_EGRESS, skb->ifindex, false);
+	if (ret == TC_ACT_OK && na_onward(skb))
 		bpf_tail_call(skb, &na_local_prog, 0);
 	return ret;
 }
@@ -177,7 +210,7 @@ int from_endpoint(struct __sk_buff *skb)
 SEC("tc")
 int to_endpoint(struct __sk_buff *skb)
 {
-	return na_handle(skb, NA_DIR_INGRESS, skb->ifindex);
+	return na_handle(skb, NA_DIR_INGRESS, skb->ifindex, false);
 }
 
 /*
@@ -193,7 +226,7 @@ int deliver_local(struct __sk_buff *skb)
 
 	if (!ifindex)
 		return TC_ACT_OK;
-	ret = na_handle(skb, NA_DIR_INGRESS, ifindex);
+	ret = na_handle(skb, NA_DIR_INGRESS, ifindex, true);
 	if (ret != TC_ACT_OK)
 		return ret;
 	return na_local_forward(skb, ifindex);

@@ -63,7 +63,8 @@ public struct ConntrackEntry: Sendable {
 public enum ConntrackFlags {
     static let named: [(UInt32, String)] = [
         (UInt32(NA_CT_SEEN_NON_SYN), "seen-non-syn"), (UInt32(NA_CT_CLOSING), "closing"),
-        (UInt32(NA_CT_SEEN_REPLY), "seen-reply"), (UInt32(NA_CT_NAT), "nat"),
+        (UInt32(NA_CT_SEEN_REPLY), "seen-reply"), (UInt32(NA_CT_NAT), "nat"), (UInt32(NA_CT_SERVICE), "service"),
+        (UInt32(NA_CT_DIRECT), "direct"),
     ]
 
     /// Names of the bits set, in bit order; unknown bits as "0x…".

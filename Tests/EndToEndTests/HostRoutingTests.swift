@@ -147,6 +147,28 @@ final class HostRoutingTests: EndToEndTestCase {
         XCTAssertLessThanOrEqual(try serverInterfaceCount(p, connections: 10), 4, "back past the stack")
     }
 
+    /// A kube-proxy-style DNAT in the node's netfilter (a ClusterIP, a hostPort): the request reaches the server
+    /// through the node's stack, so its replies must go back the same way for netfilter to give them the address the
+    /// client sent to; delivered straight to the client they would come from the server's own address.
+    func testRepliesOfAFlowTheNodesNATDeliveredGoBackThroughTheNode() throws {
+        let p = try makePods()
+        let frontend = "10.96.0.99"
+        _ = try Shell.run([
+            "ip", "netns", "exec", p.topology.nodeNetns, "iptables", "-t", "nat", "-A", "PREROUTING", "-d",
+            "\(frontend)/32", "-p", "tcp", "--dport", "80", "-j", "DNAT", "--to-destination", "\(p.server.ipv4):8080",
+        ])
+        for i in 0..<5 {
+            let result = try tcpConnect(from: p.client.netns, to: frontend, port: 80)
+            XCTAssertTrue(result.passed, "connection \(i) through the node's DNAT: \(result)")
+        }
+        XCTAssertTrue(try tcpConnect(from: p.other, to: p.server, port: 8080).dropped, "policy still holds")
+        XCTAssertLessThanOrEqual(
+            try serverInterfaceCount(p, connections: 4), 4, "pod to pod still goes straight in")
+        let entries = try p.agent.api(.GET, "/v1/ct").json?["entries"]?.arrayValue ?? []
+        let direct = entries.filter { ($0["flags"]?.arrayValue ?? []).contains("direct") }
+        XCTAssertFalse(direct.isEmpty, "the flows deliver_local opened are marked: \(entries.prefix(3))")
+    }
+
     func testDirectDeliveryKeepsWorkingWhileTheAgentIsDown() throws {
         let p = try makePods()
         XCTAssertTrue(try tcpConnect(from: p.client, to: p.server, port: 8080).passed)

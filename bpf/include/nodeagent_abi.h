@@ -166,6 +166,12 @@ struct na_ct_key {
 #define NA_CT_NAT (1U << 3)
 /* The flow's latest packet from the pod went to a service frontend (lb_xlate.h): replies get the frontend back. */
 #define NA_CT_SERVICE (1U << 4)
+/*
+ * An ingress entry whose opening packet deliver_local handed to the pod (local_delivery.h): its replies may go
+ * the same way. Replies of a flow the node's stack delivered take the stack back, where its netfilter NAT (a
+ * kube-proxy ClusterIP, a hostPort) gives them the address their client sent to.
+ */
+#define NA_CT_DIRECT (1U << 5)
 
 struct na_ct_value {
 	__u32 lifetime;      /* absolute expiry, CLOCK_MONOTONIC seconds */

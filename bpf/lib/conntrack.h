@@ -236,7 +236,8 @@ static __always_inline int na_ct_create(const struct na_ctx *ctx, const struct n
 	struct na_ct_value ct = {}, *stale;
 	struct na_ct_key key;
 
-	ct.flags = na_ct_packet_flags(&ctx->pkt) | (ctx->lb_xlated ? NA_CT_SERVICE : 0);
+	ct.flags = na_ct_packet_flags(&ctx->pkt) | (ctx->lb_xlated ? NA_CT_SERVICE : 0) |
+		   (ctx->direct ? NA_CT_DIRECT : 0);
 	ct.lifetime = ctx->now + na_ct_lifetime(&ctx->cfg, ctx->pkt.proto, ct.flags);
 	ct.ep_id = ctx->ep_id;
 	ct.src_identity = ctx->remote_identity;

@@ -20,6 +20,7 @@ struct na_ctx {
 	__u32 ct_flags;         /* the matched conntrack entry's flags after this packet, 0 when none */
 	__u8 dir;               /* enum na_direction */
 	__u8 lb_xlated;         /* from_endpoint took it from a service frontend to a backend */
+	__u8 direct;            /* deliver_local decides it (local_delivery.h): a new flow's entry gets NA_CT_DIRECT */
 };
 
 /*

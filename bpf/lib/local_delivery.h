@@ -14,7 +14,9 @@
  * destination that is not an endpoint, no neighbor entry yet (the stack resolves it), fragments, the last hop of
  * a TTL, VLAN tags, IPv6 neighbor discovery, link-local and multicast destinations, a packet for another MAC,
  * one larger than the destination's MTU. Those take the path they took before: the node's routing, then
- * to_endpoint.
+ * to_endpoint. So does a reply in a flow whose opening packet the node's stack delivered (from_endpoint never
+ * hands it over): that stack's netfilter may have translated the request (a kube-proxy ClusterIP, a hostPort) and
+ * must see the reply to translate it back. Flows deliver_local opened carry NA_CT_DIRECT.
  */
 #ifndef NA_LOCAL_DELIVERY_H
 #define NA_LOCAL_DELIVERY_H
