@@ -105,14 +105,16 @@ static __always_inline int na_lb_refused(struct __sk_buff *skb, const struct na_
  * flows whose endpoint's policy changed), then policy for new flows (by the
  * remote address's identity), which are tracked once allowed. An allowed
  * reply from a service backend gets the frontend back as its source. ifindex:
- * the endpoint's host-side interface (the packet's own, except in deliver_local,
- * which passes direct).
+ * the endpoint's host-side interface (the packet's own, except in deliver_local);
+ * found: its na_endpoints row when the caller has it (deliver_local), NULL to
+ * look it up here. A given row also marks the packet as delivered directly.
  *
  * A packet from the endpoint leaves what conntrack said of it in skb->cb
  * (na_onward, which from_endpoint clears first): stores to the context, which
  * the verifier does not track, so they add no states to this function.
  */
-static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifindex, bool direct)
+static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifindex,
+				     const struct na_endpoint_info *found)
 {
 	const struct na_endpoint_info *ep;
 	struct na_ctx ctx = {};
@@ -120,7 +122,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifin
 	int ret;
 
 	ctx.dir = dir;
-	ctx.direct = direct;
+	ctx.direct = found != NULL;
 	ctx.len = skb->len;
 	ctx.ifindex = ifindex;
 	na_config_load(&ctx.cfg);
@@ -133,7 +135,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifin
 	if (ctx.pkt.kind == NA_PKT_ND)
 		return na_finish(&ctx, na_nd_check(skb, &ctx), false);
 
-	ep = bpf_map_lookup_elem(&na_endpoints, &ifindex);
+	ep = found ? found : bpf_map_lookup_elem(&na_endpoints, &ifindex);
 	if (!ep)
 		return na_finish(&ctx, -NA_DROP_NO_CONFIG, false);
 	ctx.ep_id = ep->ep_id;
@@ -200,7 +202,7 @@ int from_endpoint(struct __sk_buff *skb)
 	int ret;
 
 	skb->cb[0] = 0;
-	ret = na_handle(skb, NA_DIR_EGRESS, skb->ifindex, false);
+	ret = na_handle(skb, NA_DIR_EGRESS, skb->ifindex, NULL);
 	if (ret == TC_ACT_OK && na_onward(skb))
 		bpf_tail_call(skb, &na_local_prog, 0);
 	return ret;
@@ -210,7 +212,7 @@ int from_endpoint(struct __sk_buff *skb)
 SEC("tc")
 int to_endpoint(struct __sk_buff *skb)
 {
-	return na_handle(skb, NA_DIR_INGRESS, skb->ifindex, false);
+	return na_handle(skb, NA_DIR_INGRESS, skb->ifindex, NULL);
 }
 
 /*
@@ -221,12 +223,14 @@ int to_endpoint(struct __sk_buff *skb)
 SEC("tc")
 int deliver_local(struct __sk_buff *skb)
 {
+	const struct na_endpoint_info *ep;
 	__u32 ifindex = na_local_route(skb);
 	int ret;
 
-	if (!ifindex)
+	ep = ifindex ? bpf_map_lookup_elem(&na_endpoints, &ifindex) : NULL;
+	if (!ep)
 		return TC_ACT_OK;
-	ret = na_handle(skb, NA_DIR_INGRESS, ifindex, true);
+	ret = na_handle(skb, NA_DIR_INGRESS, ifindex, ep);
 	if (ret != TC_ACT_OK)
 		return ret;
 	return na_local_forward(skb, ifindex);

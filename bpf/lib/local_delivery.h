@@ -98,16 +98,16 @@ static __always_inline bool na_local_fib_ipv6(struct __sk_buff *skb, struct bpf_
 }
 
 /*
- * The host-side interface of the endpoint the node would forward this packet to, with the packet's MACs already
- * those forwarding would give it; 0 when the packet is not one to deliver here (see the top of this file).
+ * The interface the node would forward this packet out of, other than the one it came in on, with the routing
+ * answer (MACs included) left in na_local_fib for na_local_forward; 0 when forwarding does not apply (see the top
+ * of this file). Whether that interface is an endpoint's is deliver_local's to ask.
  *
  * A global function: the verifier checks it once, on its own.
  */
 __attribute__((noinline)) int na_local_route(struct __sk_buff *skb)
 {
 	struct bpf_fib_lookup *fib;
-	__u32 zero = 0, ifindex;
-	__u8 *data;
+	__u32 zero = 0;
 	bool ok;
 
 	if (skb->pkt_type != NA_PACKET_HOST || skb->vlan_present)
@@ -128,31 +128,27 @@ __attribute__((noinline)) int na_local_route(struct __sk_buff *skb)
 	fib->ifindex = skb->ifindex;
 	if (bpf_fib_lookup(skb, fib, sizeof(*fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
 		return 0;
-	ifindex = fib->ifindex;
-	if (ifindex == skb->ifindex || !bpf_map_lookup_elem(&na_endpoints, &ifindex))
-		return 0;
-	data = (void *)(long)skb->data;
-	if ((void *)(data + 12) > (void *)(long)skb->data_end)
-		return 0;
-	__builtin_memcpy(data, fib->dmac, 6);
-	__builtin_memcpy(data + 6, fib->smac, 6);
-	return ifindex;
+	return fib->ifindex == skb->ifindex ? 0 : fib->ifindex;
 }
 
 /*
- * Forwards an allowed packet to the endpoint behind host-side interface ifindex: one hop off its TTL (hop limit),
- * then onto the veth's pod side. Written in place, as the kernel's ip_decrease_ttl does: the header is in the
- * linear data (na_local_route read it there) and the helpers' copies cost more than the write. A global function,
- * as na_local_route.
+ * Forwards an allowed packet to the endpoint behind host-side interface ifindex, as the node would have: the MACs
+ * of na_local_route's answer, one hop off its TTL (hop limit), then onto the veth's pod side. Written in place, as
+ * the kernel's ip_decrease_ttl does: the header is in the linear data (na_local_route read it there) and the
+ * helpers' copies cost more than the write. A global function, as na_local_route.
  */
 __attribute__((noinline)) int na_local_forward(struct __sk_buff *skb, __u32 ifindex)
 {
-	__u8 *ip = (__u8 *)(long)skb->data + NA_ETH_HLEN;
-	__u32 check;
+	__u8 *data = (__u8 *)(long)skb->data, *ip = data + NA_ETH_HLEN;
+	const struct bpf_fib_lookup *fib;
+	__u32 zero = 0, check;
 
+	fib = bpf_map_lookup_elem(&na_local_fib, &zero);
 	/* Never so (na_local_route read further), but the node's stack and to_endpoint could still deliver it. */
-	if ((void *)(ip + 20) > (void *)(long)skb->data_end)
+	if (!fib || (void *)(ip + 20) > (void *)(long)skb->data_end)
 		return TC_ACT_OK;
+	__builtin_memcpy(data, fib->dmac, 6);
+	__builtin_memcpy(data + 6, fib->smac, 6);
 	if (skb->protocol == bpf_htons(NA_ETH_P_IP)) {
 		/* TTL is the high byte of its 16-bit word of the header: the checksum gains what it loses. */
 		check = *(__u16 *)(ip + 10) + bpf_htons(0x0100);
