@@ -612,5 +612,4 @@ int na_l7_verdict(struct __sk_buff *skb)
 	return na_l7_refuse_skb(skb, conn, w.peer, NA_DROP_L7_FRAMING, skb->len);
 }
 
-
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
