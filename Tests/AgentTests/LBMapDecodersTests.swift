@@ -64,6 +64,25 @@ final class LBMapDecodersTests: XCTestCase {
         XCTAssertEqual(counts["na_lb_aff_match"], 2)
         XCTAssertEqual(counts["na_lb_revnat"], 0)
         XCTAssertEqual(counts["na_lb_affinity"], 0)
+        let words = Int64(NA_LB_PORTS_COMPLETE) + 1
+        XCTAssertEqual(counts["na_lb_ports"], words, "an array counts every word")
+    }
+
+    func testFrontendPortsDecode() throws {
+        try balancer.apply(web)
+        var dns = web
+        dns.id = 13
+        dns.frontend = ServiceFrontend(address: IPAddress("10.96.0.10")!, port: 53, proto: IPProtocol.udp)
+        try balancer.apply(dns)
+        let words = try entries("na_lb_ports")
+        XCTAssertEqual(words.count, 3)
+        XCTAssertEqual(
+            words.first { $0["key"]?["protocol"] == "TCP" },
+            ["key": ["protocol": "TCP", "first-port": 64], "value": ["ports": [80]]])
+        XCTAssertEqual(
+            words.first { $0["key"]?["protocol"] == "UDP" },
+            ["key": ["protocol": "UDP", "first-port": 0], "value": ["ports": [53]]])
+        XCTAssertTrue(words.contains { $0["key"] == ["complete": true] })
     }
 
     func testServicesAndBackendsDecode() throws {

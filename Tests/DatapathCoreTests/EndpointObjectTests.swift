@@ -50,6 +50,7 @@ final class EndpointObjectTests: XCTestCase {
             ),
             "na_lb_aff_match": (.hash, MemoryLayout<na_lb_aff_match_key>.size, 1, 65536, 0),
             "na_lb_maglev": (.hashOfMaps, 4, 4, 65536, noPrealloc),
+            "na_lb_ports": (.array, 4, 8, Int(NA_LB_PORTS_COMPLETE) + 1, 0),
             "na_lb_flows": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_lb_flow>.size, 262_144, 0),
             // lb_reject.h's scratch space for building a refusal: never read outside the datapath.
             "na_lb_rej_buf": (.perCPUArray, 4, 308, 1, 0),

@@ -160,6 +160,11 @@ private final class MicroBench {
         settings.flags = UInt32(NA_CFG_EVENTS_DROPPED) | UInt32(NA_CFG_EVENTS_ALLOWED)
         settings.allowed_sample_rate = 1
         try TypedMap<UInt32, na_config>(config).update(0, settings)
+        // The frontend ports as the agent's load balancer leaves them with no service (objects from before the map
+        // lack it, and look every packet up in na_lb_services).
+        if let ports = object.map(named: "na_lb_ports") {
+            try TypedMap<UInt32, UInt64>(ports).update(UInt32(NA_LB_PORTS_COMPLETE), 1)
+        }
 
         var endpoint = na_endpoint_info()
         endpoint.ep_id = Self.endpointID

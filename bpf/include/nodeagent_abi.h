@@ -418,6 +418,19 @@ struct na_lb_service_value {
 	__u16 flags;             /* slot 0: NA_LB_F_* */
 };
 
+/*
+ * na_lb_ports: the ports some frontend serves, one bit per protocol and port,
+ * so that from_endpoint looks a packet up in na_lb_services only when its
+ * destination port is one of them. Bit (port % 64) of word
+ * NA_LB_PORT_WORD(proto, port) is set while a TCP (UDP) frontend has that port
+ * (host order). Word NA_LB_PORTS_COMPLETE is nonzero once the agent has written
+ * the bit of every frontend the maps hold; until then (a map new on this node)
+ * every packet is looked up, as if each bit were set.
+ */
+#define NA_LB_PORT_WORDS 1024  /* 65,536 ports in 64-bit words */
+#define NA_LB_PORT_WORD(proto, port) (((proto) == 17 /* UDP */ ? NA_LB_PORT_WORDS : 0) + ((port) >> 6))
+#define NA_LB_PORTS_COMPLETE (2 * NA_LB_PORT_WORDS)
+
 /* A backend's state, numbered in the order of the API's names. */
 enum na_lb_backend_state {
 	NA_LB_BACKEND_ACTIVE = 0,

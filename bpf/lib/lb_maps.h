@@ -67,6 +67,14 @@ struct {
 	__type(value, __u8);
 } na_lb_aff_match SEC(".maps");
 
+/* Frontend ports: a bit per protocol and port some frontend serves (layout in nodeagent_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NA_LB_PORTS_COMPLETE + 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} na_lb_ports SEC(".maps");
+
 /*
  * Template of one service's Maglev table: element 0 the size M, 1..M backend
  * ids. BPF_F_INNER_MAP lets each table have its own size (the kernel then

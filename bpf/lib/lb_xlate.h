@@ -207,6 +207,27 @@ reverse:
 }
 
 /*
+ * Whether some frontend may serve the packet's protocol and destination port:
+ * false only once na_lb_ports is complete and the port's bit is clear, so most
+ * packets (replies to a client's ephemeral port, traffic to ports no service
+ * has) skip the lookup in na_lb_services. Two array lookups, which the
+ * verifier inlines.
+ */
+static __always_inline bool na_lb_port_served(__u8 proto, __be16 port)
+{
+	__u32 index = NA_LB_PORTS_COMPLETE;
+	__u16 p = bpf_ntohs(port);
+	__u64 *word;
+
+	word = bpf_map_lookup_elem(&na_lb_ports, &index);
+	if (!word || !*word)
+		return true;
+	index = NA_LB_PORT_WORD(proto, p);
+	word = bpf_map_lookup_elem(&na_lb_ports, &index);
+	return !word || ((*word >> (p & 63)) & 1);
+}
+
+/*
  * Whether the packet answers a flow opened towards the pod: a frontend may be
  * a real address (a node's), and a pod's reply to a client there whose port
  * happens to be the service's stays the reply it is.
@@ -235,6 +256,8 @@ static __always_inline int na_lb_xlate_to_backend(struct __sk_buff *skb, struct 
 	int ret;
 
 	if (pkt->proto != NA_IPPROTO_TCP && pkt->proto != NA_IPPROTO_UDP)
+		return 0;
+	if (!na_lb_port_served(pkt->proto, pkt->dport))
 		return 0;
 	__builtin_memcpy(key.addr, pkt->daddr, 16);
 	key.family = pkt->family;

@@ -71,6 +71,20 @@ enum LBMapDecoders {
                 let k: na_lb_aff_match_key = valueFrom(key, at: 0)
                 return (["backend-id": .int(Int64(k.backend_id)), "service-id": .int(Int64(k.service_id))], [:])
             })
+        // Words with no bit set are left out; the last word says whether the agent has written every frontend's.
+        datapath.registerDecoder(
+            prefix: "na_lb_ports",
+            MapDecoder(omitting: { $0.allSatisfy { $0 == 0 } }) { key, value, _ in
+                let index: UInt32 = valueFrom(key, at: 0)
+                let word: UInt64 = valueFrom(value, at: 0)
+                guard index < UInt32(NA_LB_PORTS_COMPLETE) else { return (["complete": .bool(true)], [:]) }
+                let udp = index >= UInt32(NA_LB_PORT_WORDS)
+                let first = Int64(index % UInt32(NA_LB_PORT_WORDS)) * 64
+                let ports = (0..<64).filter { word >> UInt64($0) & 1 == 1 }.map { JSON.int(first + Int64($0)) }
+                return (
+                    ["protocol": .string(udp ? "UDP" : "TCP"), "first-port": .int(first)], ["ports": .array(ports)]
+                )
+            })
     }
 
     /// The frontend and the slot: 0 for the service, else the slot's place (1...) in its bank.

@@ -13,13 +13,16 @@ import Synchronization
 /// in as many slots as its weight asks (`LBSlotBank.slotCounts`). With a ClientIP affinity timeout the hooks
 /// first send a pod back to the backend it had (`na_lb_affinity`), while `na_lb_aff_match`, written here
 /// with each set (new pairs before the flip, old ones deleted after it), says that backend still takes the
-/// service's new connections.
+/// service's new connections. `na_lb_ports` (`LBFrontendPorts`) has the bit of every frontend's port from before its
+/// slot 0 is written until after it is deleted.
 public final class SocketLoadBalancer: ServiceDatapath {
     let services: TypedMap<na_lb_service_key, na_lb_service_value>
     let backends: TypedMap<UInt32, na_lb_backend>
     let revnat: TypedMap<na_lb_revnat_key, na_lb_revnat_value>
     let affinityMatch: TypedMap<na_lb_aff_match_key, UInt8>
     private let ids: Mutex<LBBackendIDs>
+    /// Taken inside `ids`'s lock, by the writers that hold it.
+    private let ports: Mutex<LBFrontendPorts>
     /// `na_lb_maglev` when the object has it, and the tables kept there while backends are chosen by Maglev.
     let maglevMap: BPFMap?
     let maglev = Mutex<MaglevTables?>(nil)
@@ -31,23 +34,27 @@ public final class SocketLoadBalancer: ServiceDatapath {
             guard let services = object.map(named: "na_lb_services"),
                 let backends = object.map(named: "na_lb_backends"),
                 let revnat = object.map(named: "na_lb_revnat"),
-                let match = object.map(named: "na_lb_aff_match")
+                let match = object.map(named: "na_lb_aff_match"), let ports = object.map(named: "na_lb_ports")
             else { throw AgentError.datapath("object \(object.name) has no load balancer maps") }
             return (
                 services: try TypedMap<na_lb_service_key, na_lb_service_value>(services),
                 backends: try TypedMap<UInt32, na_lb_backend>(backends),
                 revnat: try TypedMap<na_lb_revnat_key, na_lb_revnat_value>(revnat),
-                match: try TypedMap<na_lb_aff_match_key, UInt8>(match)
+                match: try TypedMap<na_lb_aff_match_key, UInt8>(match), ports: ports
             )
         }
         let learned = try datapathCall("reading the load balancer maps") {
             try SocketLoadBalancer.reconcile(services: maps.services, backends: maps.backends, match: maps.match)
         }
+        let ports = try datapathCall("writing the frontend ports") {
+            try LBFrontendPorts(map: maps.ports, frontends: learned.frontends)
+        }
         services = maps.services
         backends = maps.backends
         revnat = maps.revnat
         affinityMatch = maps.match
-        ids = Mutex(learned)
+        ids = Mutex(learned.ids)
+        self.ports = Mutex(ports)
         maglevMap = object.map(named: "na_lb_maglev")
     }
 
@@ -67,6 +74,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
             try datapathCall("removing service \(service.frontend)") {
                 guard let current = try services.lookup(key) else { return }
                 try services.delete(key)
+                try ports.withLock { try $0.remove(service.frontend) }
                 let bank = LBSlotBank(flags: current.flags)
                 var released = Set<UInt32>()
                 for index in 0..<(Int(current.count) + Int(current.inactive)) {
@@ -129,6 +137,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
         var acquired: [(id: UInt32, isNew: Bool)] = []
         var written: [na_lb_service_key] = []
         var matches = Set<LBAffinityPair>()
+        var portAdded = false
         do {
             for (_, backend) in ordered {
                 let identity = LBBackendIdentity(backend, proto: service.frontend.proto)
@@ -157,9 +166,14 @@ public final class SocketLoadBalancer: ServiceDatapath {
             head.count = UInt16(counts.reduce(0, +))
             head.inactive = UInt16(ordered.count - taking.count)
             head.flags = bank.flag | (service.external ? UInt16(NA_LB_F_EXTERNAL) : 0)
+            if current == nil {
+                try ports.withLock { try $0.add(service.frontend) }
+                portAdded = true
+            }
             try services.update(key, head)
         } catch {
             // Slot 0 still names the old bank: undo what only the new set used.
+            if portAdded { try? ports.withLock { try $0.remove(service.frontend) } }
             for slotKey in written { _ = try? services.delete(slotKey) }
             for match in matches where !oldMatches.contains(match) { _ = try? affinityMatch.delete(match.key) }
             let kept = Set(oldIDs)
@@ -225,11 +239,11 @@ public final class SocketLoadBalancer: ServiceDatapath {
     }
 
     /// The ids the maps hold, after deleting slots no service's bank covers, backends no slot names and affinity
-    /// pairs no slot taking new connections backs.
+    /// pairs no slot taking new connections backs; and the frontends whose slot 0 the maps hold.
     private static func reconcile(
         services: TypedMap<na_lb_service_key, na_lb_service_value>, backends: TypedMap<UInt32, na_lb_backend>,
         match: TypedMap<na_lb_aff_match_key, UInt8>
-    ) throws -> LBBackendIDs {
+    ) throws -> (ids: LBBackendIDs, frontends: [ServiceFrontend]) {
         var ids = LBBackendIDs(capacity: UInt32(backends.map.info.maxEntries))
         let entries = try services.entries()
         var heads: [ServiceFrontend: na_lb_service_value] = [:]
@@ -258,7 +272,7 @@ public final class SocketLoadBalancer: ServiceDatapath {
         }
         for id in known.keys where !ids.isUsed(id) { try backends.delete(id) }
         for pair in try match.entries() where !backed.contains(LBAffinityPair(pair.key)) { try match.delete(pair.key) }
-        return ids
+        return (ids, Array(heads.keys))
     }
 }
 

@@ -18,6 +18,7 @@ public final class SocketLoadBalancing: Sendable {
     /// The maps, pinned by these names.
     public static let mapNames = [
         "na_lb_services", "na_lb_backends", "na_lb_revnat", "na_lb_affinity", "na_lb_aff_match", "na_lb_maglev",
+        "na_lb_ports",
     ]
 
     public let cgroupRoot: String
