@@ -106,15 +106,15 @@ static __always_inline int na_lb_refused(struct __sk_buff *skb, const struct na_
  * remote address's identity), which are tracked once allowed. An allowed
  * reply from a service backend gets the frontend back as its source. ifindex:
  * the endpoint's host-side interface (the packet's own, except in deliver_local);
- * found: its na_endpoints row when the caller has it (deliver_local), NULL to
- * look it up here. A given row also marks the packet as delivered directly.
+ * direct: deliver_local decides the packet (a new flow's entry is marked so).
+ * The endpoint's row is looked up here in either case: from na_ep_slots an
+ * inlined array read, so deliver_local's own check costs little.
  *
  * A packet from the endpoint leaves what conntrack said of it in skb->cb
  * (na_onward, which from_endpoint clears first): stores to the context, which
  * the verifier does not track, so they add no states to this function.
  */
-static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifindex,
-				     const struct na_endpoint_info *found)
+static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifindex, bool direct)
 {
 	const struct na_endpoint_info *ep;
 	struct na_ctx ctx = {};
@@ -122,7 +122,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifin
 	int ret;
 
 	ctx.dir = dir;
-	ctx.direct = found != NULL;
+	ctx.direct = direct;
 	ctx.len = skb->len;
 	ctx.ifindex = ifindex;
 	na_config_load(&ctx.cfg);
@@ -135,11 +135,18 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifin
 	if (ctx.pkt.kind == NA_PKT_ND)
 		return na_finish(&ctx, na_nd_check(skb, &ctx), false);
 
-	ep = found ? found : bpf_map_lookup_elem(&na_endpoints, &ifindex);
+	ep = na_endpoint_row(ifindex);
 	if (!ep)
 		return na_finish(&ctx, -NA_DROP_NO_CONFIG, false);
+	/*
+	 * The row is read here only: the rest of the verdict works on the copy
+	 * in ctx, so the verifier need not follow a row from na_ep_slots and one
+	 * from na_endpoints through it as two kinds of pointer.
+	 */
 	ctx.ep_id = ep->ep_id;
 	ctx.ep_identity = ep->identity;
+	ctx.ep_flags = (__u8)ep->flags;
+	ctx.ep_revision = ep->policy_revision;
 	if (dir == NA_DIR_EGRESS && !na_source_valid(ep, &ctx.pkt))
 		return na_finish(&ctx, -NA_DROP_INVALID_SIP, false);
 
@@ -163,7 +170,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifin
 	 * Established and reply packets need no identity: resolve it only for new
 	 * flows, and for flows whose endpoint's policy changed since (re-checked).
 	 */
-	ret = na_ct_lookup(&ctx, ep);
+	ret = na_ct_lookup(&ctx);
 	if (ret != NA_CT_NEW) {
 		if (dir == NA_DIR_EGRESS) {
 			skb->cb[0] = ret + 1;
@@ -176,17 +183,17 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifin
 
 	/* A pod reaching itself through a service (lb_xlate.h): a pod's traffic to itself is always allowed. */
 	if (dir == NA_DIR_INGRESS && na_lb_hairpin_addr(ctx.pkt.saddr, ctx.pkt.family)) {
-		ctx.remote_identity = ep->identity;
+		ctx.remote_identity = ctx.ep_identity;
 		ctx.rule_id = 0;
 		ret = 0;
 	} else {
-		ret = na_policy_verdict(&ctx, ep, dir, ctx.pkt.dport);
+		ret = na_policy_verdict(&ctx, dir, ctx.pkt.dport);
 	}
 	if (ret < 0)
 		return na_finish(&ctx, ret, false);
 	if (dir == NA_DIR_EGRESS)
 		skb->cb[0] = NA_CT_NEW + 1;
-	ret = na_ct_create(&ctx, ep);
+	ret = na_ct_create(&ctx);
 	return na_deliver(skb, &ctx, ret, ret == 0);
 }
 
@@ -202,7 +209,7 @@ int from_endpoint(struct __sk_buff *skb)
 	int ret;
 
 	skb->cb[0] = 0;
-	ret = na_handle(skb, NA_DIR_EGRESS, skb->ifindex, NULL);
+	ret = na_handle(skb, NA_DIR_EGRESS, skb->ifindex, false);
 	if (ret == TC_ACT_OK && na_onward(skb))
 		bpf_tail_call(skb, &na_local_prog, 0);
 	return ret;
@@ -212,7 +219,7 @@ int from_endpoint(struct __sk_buff *skb)
 SEC("tc")
 int to_endpoint(struct __sk_buff *skb)
 {
-	return na_handle(skb, NA_DIR_INGRESS, skb->ifindex, NULL);
+	return na_handle(skb, NA_DIR_INGRESS, skb->ifindex, false);
 }
 
 /*
@@ -223,14 +230,12 @@ int to_endpoint(struct __sk_buff *skb)
 SEC("tc")
 int deliver_local(struct __sk_buff *skb)
 {
-	const struct na_endpoint_info *ep;
 	__u32 ifindex = na_local_route(skb);
 	int ret;
 
-	ep = ifindex ? bpf_map_lookup_elem(&na_endpoints, &ifindex) : NULL;
-	if (!ep)
+	if (!ifindex || !na_endpoint_row(ifindex))
 		return TC_ACT_OK;
-	ret = na_handle(skb, NA_DIR_INGRESS, ifindex, ep);
+	ret = na_handle(skb, NA_DIR_INGRESS, ifindex, true);
 	if (ret != TC_ACT_OK)
 		return ret;
 	return na_local_forward(skb, ifindex);

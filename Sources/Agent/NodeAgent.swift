@@ -73,6 +73,7 @@ public final class NodeAgent: Sendable {
         if maxEntries[IPCache.hostName] == nil { maxEntries[IPCache.hostName] = maxEntries[IPCache.trieName] }
         datapath = try Datapath(root: config.bpfRoot, maxEntries: maxEntries)
         try IPCache(datapath: datapath).syncHostEntries()
+        try datapath.endpointSlots.restore()
         (l7, l7Problem) = Self.startL7(config: config, maxEntries: maxEntries)
         for name in datapath.object.replacedPins {
             logger.warning(
@@ -143,6 +144,8 @@ public final class NodeAgent: Sendable {
         l7?.stop()
         // Hooks not yet moved stay on their clsact filters, which run the same programs.
         datapath.tcxMoves.stop()
+        // Slots not filled yet stay invalid: packets read those rows from na_endpoints.
+        datapath.endpointSlots.stop()
     }
 
     /// Every route the agent serves: its own and the enabled plugins'.

@@ -14,7 +14,9 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/membarrier.h>
 
 /* Names the calling thread (the kernel keeps 15 bytes); prctl is variadic and does not import. */
 static inline int cglibc_name_thread(const char *name)
@@ -74,6 +76,17 @@ static inline int cglibc_interface_driver(const char *name, char *driver, size_t
 	if (rc == 0)
 		snprintf(driver, size, "%s", info.driver);
 	return rc;
+}
+
+/*
+ * Waits until every CPU has passed through a quiescent state: an RCU grace period (membarrier's
+ * MEMBARRIER_CMD_GLOBAL is synchronize_rcu()), after which no BPF program that started before the call is still
+ * running. Returns 0, or -errno (-EINVAL on a nohz_full kernel, where the command is refused). Exists because
+ * syscall is variadic and glibc has no membarrier wrapper.
+ */
+static inline int cglibc_synchronize_rcu(void)
+{
+	return syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) < 0 ? -errno : 0;
 }
 
 #endif

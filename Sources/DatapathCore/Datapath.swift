@@ -13,6 +13,8 @@ public final class Datapath: Sendable {
     private let innerMaps = Mutex<[String: BPFMap]>([:])
     /// tc hooks attached without waiting, on their way to tcx links (`attachTC(deferringLinks: true)`).
     public let tcxMoves: TCXMoves
+    /// Copies of the endpoint rows the programs read without a hash lookup (`na_ep_slots`).
+    public let endpointSlots: EndpointSlots
 
     /// Loads the embedded `endpoint` object, pinning its maps under `root` (reusing maps already pinned there).
     public init(root: String, maxEntries: [String: UInt32] = [:], objectName: String = "endpoint") throws {
@@ -21,6 +23,7 @@ public final class Datapath: Sendable {
         self.root = root
         tcxMoves = TCXMoves(links: TC.linkDirectory(pinRoot: root))
         object = try BPFObject.load(embedded: objectName, pinDirectory: root, maxEntries: maxEntries)
+        endpointSlots = try EndpointSlots(object: object)
         catalog.withLock { catalog in
             for map in object.maps { catalog.owners[map.name] = "core" }
         }
@@ -31,6 +34,7 @@ public final class Datapath: Sendable {
         root = ""
         tcxMoves = TCXMoves(links: nil)
         object = try BPFObject.load(embedded: objectName, pinDirectory: nil, maxEntries: maxEntries)
+        endpointSlots = try EndpointSlots(object: object)
         catalog.withLock { catalog in
             for map in object.maps { catalog.owners[map.name] = "core" }
         }

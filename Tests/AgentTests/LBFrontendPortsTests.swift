@@ -9,8 +9,6 @@ import XCTest
 /// complete from the start, rebuilt by a restarted agent; and from_endpoint (BPF_PROG_TEST_RUN) translating a
 /// packet to a frontend only when its port's bit is set or the map is not complete.
 final class LBFrontendPortsTests: XCTestCase {
-    /// BPF_PROG_TEST_RUN runs tc programs on loopback, ifindex 1 (see DatapathHarness in DatapathCoreTests).
-    static let ifindex: UInt32 = 1
     static let client = "10.0.1.5"
     static let frontend = ServiceFrontend(address: IPAddress("10.96.0.10")!, port: 80, proto: IPProtocol.tcp)
     static let backend = "10.0.5.1"
@@ -21,16 +19,9 @@ final class LBFrontendPortsTests: XCTestCase {
 
     override func setUpWithError() throws {
         guard geteuid() == 0 else { throw XCTSkip("loading BPF programs needs root") }
-        object = try BPFObject.load(
-            embedded: "endpoint", pinDirectory: nil,
+        object = try TestRunEndpoint.load(
+            client: Self.client,
             maxEntries: ["na_ct": 4096, "na_lb_flows": 4096, "na_ipcache": 64, "na_endpoints": 8, "na_policy": 8])
-        var endpoint = na_endpoint_info()
-        endpoint.ep_id = 12
-        endpoint.identity = 256
-        endpoint.flags = UInt32(NA_EP_HAS_IPV4)  // no enforcement: every flow is allowed and tracked
-        setTupleBytes(&endpoint.ipv4, IPAddress(Self.client)!.bytes)
-        try TypedMap<UInt32, na_endpoint_info>(XCTUnwrap(object.map(named: "na_endpoints")))
-            .update(Self.ifindex, endpoint)
         ports = try TypedMap(XCTUnwrap(object.map(named: "na_lb_ports")))
         balancer = try SocketLoadBalancer(object: object)
     }

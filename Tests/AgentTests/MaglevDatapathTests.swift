@@ -9,8 +9,6 @@ import XCTest
 /// translation, with BPF_PROG_TEST_RUN: flows spread over every backend, and removing one of ten backends moves
 /// the flows of that backend and (almost) no others.
 final class MaglevDatapathTests: XCTestCase {
-    /// BPF_PROG_TEST_RUN runs tc programs on loopback, ifindex 1 (see DatapathHarness in DatapathCoreTests).
-    static let ifindex: UInt32 = 1
     static let client = "10.0.1.5"
     static let frontend = ServiceFrontend(address: IPAddress("10.96.0.10")!, port: 80, proto: IPProtocol.tcp)
 
@@ -19,15 +17,9 @@ final class MaglevDatapathTests: XCTestCase {
 
     override func setUpWithError() throws {
         guard geteuid() == 0 else { throw XCTSkip("loading BPF programs needs root") }
-        object = try BPFObject.load(
-            embedded: "endpoint", pinDirectory: nil,
+        object = try TestRunEndpoint.load(
+            client: Self.client,
             maxEntries: ["na_ct": 8192, "na_lb_flows": 8192, "na_ipcache": 64, "na_endpoints": 8, "na_policy": 8])
-        var endpoint = na_endpoint_info()
-        endpoint.ep_id = 12
-        endpoint.identity = 256
-        endpoint.flags = UInt32(NA_EP_HAS_IPV4)  // no enforcement: every flow is allowed and tracked
-        setTupleBytes(&endpoint.ipv4, IPAddress(Self.client)!.bytes)
-        try TypedMap<UInt32, na_endpoint_info>(map("na_endpoints")).update(Self.ifindex, endpoint)
         balancer = try SocketLoadBalancer(object: object)
         try balancer.useBackendSelection(.maglev(tableSize: BackendSelection.defaultMaglevTableSize))
     }

@@ -16,7 +16,7 @@ final class DatapathHarness: Sendable {
     /// Small maps keep each load quick and light; sizes do not change the programs' logic.
     static let testSizes: [String: UInt32] = [
         "na_ct": 4096, "na_ipcache": 1024, "na_ipcache_host": 1024, "na_endpoints": 64, "na_policy": 64,
-        "na_policy_exact": 64,
+        "na_policy_exact": 64, "na_ep_slots": 64,
         "na_frags": 256,
     ]
 
@@ -34,6 +34,7 @@ final class DatapathHarness: Sendable {
 
     let object: BPFObject
     let endpoints: TypedMap<UInt32, na_endpoint_info>
+    let slots: TypedMap<UInt32, na_endpoint_info>
     let ipcache: TypedMap<na_ipcache_key, na_ipcache_value>
     let ipcacheHosts: TypedMap<na_ipcache_key, na_ipcache_value>
     let policy: TypedMap<UInt32, UInt32>
@@ -54,6 +55,7 @@ final class DatapathHarness: Sendable {
         }
         self.object = object
         endpoints = try TypedMap(map("na_endpoints"))
+        slots = try TypedMap(map("na_ep_slots"))
         ipcache = try TypedMap(map("na_ipcache"))
         ipcacheHosts = try TypedMap(map("na_ipcache_host"))
         policy = try TypedMap(map("na_policy"))
@@ -76,6 +78,7 @@ final class DatapathHarness: Sendable {
         ] {
             for key in try map.keys() { try map.delete(key: key) }
         }
+        for key in try slots.map.keys() { try slots.map.update(key: key, value: bytesOf(na_endpoint_info())) }
         try config.update(0, na_config())
         _ = try events.drain()
     }
@@ -115,6 +118,17 @@ final class DatapathHarness: Sendable {
         }
     }
 
+    /// An endpoint row as the programs find it once the agent has filled its slot (`EndpointSlots`): in
+    /// `na_endpoints` and, valid, in `na_ep_slots`. Fixtures run one at a time, so no packet reads the slot while
+    /// it changes.
+    func writeEndpoint(_ ifindex: UInt32, _ info: na_endpoint_info) throws {
+        try endpoints.update(ifindex, info)
+        guard ifindex < UInt32(slots.map.info.maxEntries) else { return }
+        var slot = info
+        slot.flags |= UInt32(NA_EP_SLOT_VALID)
+        try slots.update(ifindex, slot)
+    }
+
     /// What the agent does when the endpoint's policy changes: a new policy map, then the endpoint's row with the
     /// next policy generation (and the enforcement flags given, when given).
     func changePolicy(
@@ -126,7 +140,7 @@ final class DatapathHarness: Sendable {
         if let enforceIngress { info.flags = flag(info.flags, UInt32(NA_EP_ENFORCE_INGRESS), enforceIngress) }
         if let enforceEgress { info.flags = flag(info.flags, UInt32(NA_EP_ENFORCE_EGRESS), enforceEgress) }
         info.policy_revision += 1
-        try endpoints.update(ifindex, info)
+        try writeEndpoint(ifindex, info)
     }
 
     private func flag(_ flags: UInt32, _ bit: UInt32, _ on: Bool) -> UInt32 { on ? flags | bit : flags & ~bit }

@@ -17,6 +17,7 @@ final class EndpointObjectTests: XCTestCase {
         let noPrealloc = UInt32(BPF_F_NO_PREALLOC)
         let expected: [String: (BPFMapType, Int, Int, Int, UInt32)] = [
             "na_endpoints": (.hash, 4, MemoryLayout<na_endpoint_info>.size, 65535, 0),
+            "na_ep_slots": (.array, 4, MemoryLayout<na_endpoint_info>.size, Int(NA_EP_SLOTS), 0),
             "na_ipcache": (
                 .lpmTrie, MemoryLayout<na_ipcache_key>.size, MemoryLayout<na_ipcache_value>.size, 512_000, noPrealloc
             ),

@@ -158,7 +158,7 @@ struct Setup: Sendable {
                 info.flags |= UInt32(NA_EP_HAS_IPV6)
                 setTupleBytes(&info.ipv6, ipv6Address(v6))
             }
-            try h.endpoints.update(endpoint.ifindex, info)
+            try h.writeEndpoint(endpoint.ifindex, info)
         }
         for entry in ipcache { try h.addIPCache(entry.cidr, identity: entry.identity) }
         if let policy { try h.installPolicy(endpoint: Net.epID, policy) }

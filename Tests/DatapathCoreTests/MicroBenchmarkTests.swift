@@ -172,6 +172,10 @@ private final class MicroBench {
         endpoint.flags = UInt32(NA_EP_ENFORCE_INGRESS | NA_EP_ENFORCE_EGRESS | NA_EP_HAS_IPV4)
         withUnsafeMutableBytes(of: &endpoint.ipv4) { $0.copyBytes(from: Self.endpointAddress) }
         try TypedMap<UInt32, na_endpoint_info>(endpoints).update(Self.ifindex, endpoint)
+        // Its slot filled, as the agent's EndpointSlots leaves it (objects from before the slots lack them).
+        let slots = try EndpointSlots(object: object)
+        slots.publish(Self.ifindex)
+        guard slots.fillAll() else { throw MicroBenchError("the kernel refused an RCU grace period") }
 
         policy = try BPFMap.create(
             type: .lpmTrie, name: "na_pol_bench", keySize: MemoryLayout<na_policy_key>.size,

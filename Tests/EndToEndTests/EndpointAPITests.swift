@@ -72,6 +72,16 @@ final class EndpointAPITests: EndToEndTestCase {
         XCTAssertEqual(try agent.ipcache()[hostPrefix(a.ipv6!)], secondIdentity)
         let row = try agent.mapEntries("na_endpoints").first
         XCTAssertEqual(row?["value"]?["identity"]?.intValue, secondIdentity, "\(row ?? .null)")
+        // Its slot (the copy the programs read without a hash lookup) holds the new row once a grace period passed.
+        var slots: [JSON] = []
+        for _ in 0..<50 {
+            slots = try agent.mapEntries("na_ep_slots")
+            if slots.first?["value"] == row?["value"] { break }
+            usleep(100_000)
+        }
+        XCTAssertEqual(slots.count, 1, "\(slots)")
+        XCTAssertEqual(slots.first?["key"], row?["key"])
+        XCTAssertEqual(slots.first?["value"], row?["value"], "the slot holds the row na_endpoints holds")
 
         // The same id on another interface is another pod: refused, and the endpoint stays where it was.
         assertAPIError(

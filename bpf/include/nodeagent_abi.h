@@ -100,6 +100,19 @@ struct na_ipcache_value {
 #define NA_EP_ENFORCE_EGRESS (1U << 1)
 #define NA_EP_HAS_IPV4 (1U << 2)
 #define NA_EP_HAS_IPV6 (1U << 3)
+#define NA_EP_SLOT_VALID (1U << 31)  /* na_ep_slots only: the slot holds the interface's row */
+
+/*
+ * na_ep_slots: the rows of na_endpoints again, in an array indexed by
+ * ifindex (below NA_EP_SLOTS), whose lookup the verifier inlines where a hash
+ * lookup is a function call. A slot counts only while NA_EP_SLOT_VALID is set;
+ * otherwise, and for higher ifindexes, the programs read na_endpoints. An
+ * array element is rewritten in place, not swapped as a hash element is, so
+ * the agent never changes a slot a packet may be reading: it clears the bit
+ * (a one-byte change) before the row changes in na_endpoints, lets an RCU
+ * grace period pass, then writes the new row and sets the bit again.
+ */
+#define NA_EP_SLOTS 65536
 
 /*
  * Endpoint table keyed by the ifindex of the host-side interface.

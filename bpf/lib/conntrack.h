@@ -111,8 +111,7 @@ static __always_inline bool na_ct_live(const struct na_ct_value *ct, __u32 now)
  * open a new flow in the other direction, which that direction's policy may
  * allow, and revive the connection.
  */
-static __always_inline int na_ct_recheck(struct na_ctx *ctx, const struct na_endpoint_info *ep,
-					 struct na_ct_value *ct, bool reply)
+static __always_inline int na_ct_recheck(struct na_ctx *ctx, struct na_ct_value *ct, bool reply)
 {
 	const struct na_pkt *pkt = &ctx->pkt;
 	__u8 dir = ctx->dir;
@@ -126,12 +125,12 @@ static __always_inline int na_ct_recheck(struct na_ctx *ctx, const struct na_end
 		dir = dir == NA_DIR_EGRESS ? NA_DIR_INGRESS : NA_DIR_EGRESS;
 		dport = pkt->sport;
 	}
-	ret = na_policy_verdict(ctx, ep, dir, dport);
+	ret = na_policy_verdict(ctx, dir, dport);
 	if (ret < 0)
 		return ret;
 	ct->src_identity = ctx->remote_identity;
 	ct->rule_id = ctx->rule_id;
-	ct->policy_revision = ep->policy_revision;
+	ct->policy_revision = ctx->ep_revision;
 	return 0;
 }
 
@@ -146,7 +145,7 @@ static __always_inline int na_ct_recheck(struct na_ctx *ctx, const struct na_end
  * again. An entry from an older policy generation of the endpoint is
  * re-checked first; a flow policy no longer allows returns the drop reason.
  */
-static __always_inline int na_ct_find(struct na_ctx *ctx, const struct na_endpoint_info *ep, bool reply)
+static __always_inline int na_ct_find(struct na_ctx *ctx, bool reply)
 {
 	const struct na_pkt *pkt = &ctx->pkt;
 	struct na_ct_value *ct;
@@ -159,8 +158,8 @@ static __always_inline int na_ct_find(struct na_ctx *ctx, const struct na_endpoi
 		return NA_CT_MISS;
 	if (!reply && (ct->flags & NA_CT_CLOSING) && na_pkt_opens_tcp(pkt))
 		return NA_CT_NEW;
-	if (ct->policy_revision != ep->policy_revision) {
-		ret = na_ct_recheck(ctx, ep, ct, reply);
+	if (ct->policy_revision != ctx->ep_revision) {
+		ret = na_ct_recheck(ctx, ct, reply);
 		if (ret < 0)
 			return ret;
 	}
@@ -198,15 +197,15 @@ static __always_inline bool na_ct_reply_likely(const struct na_pkt *pkt)
  * still completes, through the SYN-ACK, which is a reply), or when a tuple is
  * reused in the other direction, which must not pass as a reply.
  */
-static __always_inline int na_ct_lookup(struct na_ctx *ctx, const struct na_endpoint_info *ep)
+static __always_inline int na_ct_lookup(struct na_ctx *ctx)
 {
 	const struct na_pkt *pkt = &ctx->pkt;
 	bool reply = na_ct_reply_likely(pkt);
 	int ret;
 
-	ret = na_ct_find(ctx, ep, reply);
+	ret = na_ct_find(ctx, reply);
 	if (ret == NA_CT_MISS && !na_pkt_opens_tcp(pkt))
-		ret = na_ct_find(ctx, ep, !reply);
+		ret = na_ct_find(ctx, !reply);
 	return ret == NA_CT_MISS ? NA_CT_NEW : ret;
 }
 
@@ -231,7 +230,7 @@ static __always_inline void na_ct_count_created(void)
  * through policy, where one more pointer to track cost 6.1's verifier a
  * quarter more states.
  */
-static __always_inline int na_ct_create(const struct na_ctx *ctx, const struct na_endpoint_info *ep)
+static __always_inline int na_ct_create(const struct na_ctx *ctx)
 {
 	struct na_ct_value ct = {}, *stale;
 	struct na_ct_key key;
@@ -243,7 +242,7 @@ static __always_inline int na_ct_create(const struct na_ctx *ctx, const struct n
 	ct.src_identity = ctx->remote_identity;
 	ct.rule_id = ctx->rule_id;
 	ct.created = ctx->now;
-	ct.policy_revision = ep->policy_revision;
+	ct.policy_revision = ctx->ep_revision;
 	ct.packets = 1;
 	ct.bytes = ctx->len;
 	na_ct_key_fill(&key, &ctx->pkt, ctx->dir, false);

@@ -15,12 +15,14 @@ struct na_ctx {
 	__u32 len;              /* skb->len */
 	__u32 ep_id;            /* 0 until the endpoint is known */
 	__u32 ep_identity;
+	__u32 ep_revision;      /* the endpoint row's policy_revision */
 	__u32 remote_identity;  /* 0 until resolved */
 	__u32 rule_id;          /* policy rule that decided, 0 when none */
 	__u32 ct_flags;         /* the matched conntrack entry's flags after this packet, 0 when none */
 	__u8 dir;               /* enum na_direction */
 	__u8 lb_xlated;         /* from_endpoint took it from a service frontend to a backend */
 	__u8 direct;            /* deliver_local decides it (local_delivery.h): a new flow's entry gets NA_CT_DIRECT */
+	__u8 ep_flags;          /* the endpoint row's NA_EP_* flags (all in the low byte but NA_EP_SLOT_VALID) */
 };
 
 /*

@@ -39,10 +39,24 @@ static __always_inline bool na_source_valid(const struct na_endpoint_info *ep,
 	return (ep->flags & NA_EP_HAS_IPV6) && na_addr_equal(pkt->saddr, ep->ipv6, 4);
 }
 
-/* Whether the endpoint enforces policy in direction dir. */
-static __always_inline bool na_enforces(const struct na_endpoint_info *ep, __u8 dir)
+/*
+ * The endpoint row of the host-side interface ifindex: its na_ep_slots slot
+ * while valid (an inlined array lookup), na_endpoints otherwise.
+ */
+static __always_inline const struct na_endpoint_info *na_endpoint_row(__u32 ifindex)
 {
-	return ep->flags & (dir == NA_DIR_EGRESS ? NA_EP_ENFORCE_EGRESS : NA_EP_ENFORCE_INGRESS);
+	const struct na_endpoint_info *ep;
+
+	ep = bpf_map_lookup_elem(&na_ep_slots, &ifindex);
+	if (ep && (ep->flags & NA_EP_SLOT_VALID))
+		return ep;
+	return bpf_map_lookup_elem(&na_endpoints, &ifindex);
+}
+
+/* Whether an endpoint with these NA_EP_* flags enforces policy in direction dir. */
+static __always_inline bool na_enforces(__u32 flags, __u8 dir)
+{
+	return flags & (dir == NA_DIR_EGRESS ? NA_EP_ENFORCE_EGRESS : NA_EP_ENFORCE_INGRESS);
 }
 
 #endif /* NA_ENDPOINT_H */

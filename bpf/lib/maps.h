@@ -16,6 +16,14 @@ struct {
 	__type(value, struct na_endpoint_info);
 } na_endpoints SEC(".maps");
 
+/* The same rows by ifindex, read while valid (layout and protocol in nodeagent_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NA_EP_SLOTS);
+	__type(key, __u32);
+	__type(value, struct na_endpoint_info);
+} na_ep_slots SEC(".maps");
+
 /* ipcache: longest-prefix match from a remote address to its security identity. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);

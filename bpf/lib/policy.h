@@ -81,11 +81,10 @@ static __always_inline int na_policy_check(__u32 ep_id, __u32 identity, __u8 dir
  * NA_CFG_LOCALHOST_POLICY, like Cilium's allow-localhost=always.
  * Sets ctx->rule_id to the deciding rule (0: none).
  */
-static __always_inline int na_policy_verdict(struct na_ctx *ctx, const struct na_endpoint_info *ep,
-					     __u8 dir, __be16 dport)
+static __always_inline int na_policy_verdict(struct na_ctx *ctx, __u8 dir, __be16 dport)
 {
 	ctx->rule_id = 0;
-	if (!na_enforces(ep, dir))
+	if (!na_enforces(ctx->ep_flags, dir))
 		return 0;
 	if (dir == NA_DIR_INGRESS && ctx->remote_identity == NA_ID_HOST &&
 	    !(ctx->cfg.flags & NA_CFG_LOCALHOST_POLICY))

@@ -3,25 +3,14 @@ import DatapathCore
 /// JSON views of the core maps' entries, for `GET /v1/map/{name}`.
 enum CoreMapDecoders {
     static func register(on datapath: Datapath, ruleName: @escaping @Sendable (UInt32) -> String?) {
+        datapath.registerDecoder(prefix: "na_endpoints", MapDecoder { key, value, _ in endpointRow(key, value) })
+        // Slots count only while valid: the others are left out of a dump.
         datapath.registerDecoder(
-            prefix: "na_endpoints",
-            MapDecoder { key, value, _ in
-                let ifindex: UInt32 = valueFrom(key, at: 0)
+            prefix: "na_ep_slots",
+            MapDecoder(omitting: { value in
                 let info: na_endpoint_info = valueFrom(value, at: 0)
-                var object: [String: JSON] = [
-                    "endpoint-id": .int(Int64(info.ep_id)), "identity": .int(Int64(info.identity)),
-                    "policy-revision": .int(Int64(info.policy_revision)),
-                    "enforce-ingress": .bool(info.flags & UInt32(NA_EP_ENFORCE_INGRESS) != 0),
-                    "enforce-egress": .bool(info.flags & UInt32(NA_EP_ENFORCE_EGRESS) != 0),
-                ]
-                if info.flags & UInt32(NA_EP_HAS_IPV4) != 0 {
-                    object["ipv4"] = .string(IPAddress(family: .ipv4, bytes: tupleBytes(info.ipv4)).description)
-                }
-                if info.flags & UInt32(NA_EP_HAS_IPV6) != 0 {
-                    object["ipv6"] = .string(IPAddress(family: .ipv6, bytes: tupleBytes(info.ipv6)).description)
-                }
-                return (["ifindex": .int(Int64(ifindex))], .object(object))
-            })
+                return info.flags & UInt32(NA_EP_SLOT_VALID) == 0
+            }) { key, value, _ in endpointRow(key, value) })
         datapath.registerDecoder(
             prefix: "na_ipcache",
             MapDecoder { key, value, _ in
@@ -77,5 +66,24 @@ enum CoreMapDecoders {
                     ]
                 )
             })
+    }
+
+    /// A row of `na_endpoints`, or a valid slot of `na_ep_slots` (the same row), by the host-side ifindex.
+    static func endpointRow(_ key: [UInt8], _ value: [UInt8]) -> (key: JSON, value: JSON) {
+        let ifindex: UInt32 = valueFrom(key, at: 0)
+        let info: na_endpoint_info = valueFrom(value, at: 0)
+        var object: [String: JSON] = [
+            "endpoint-id": .int(Int64(info.ep_id)), "identity": .int(Int64(info.identity)),
+            "policy-revision": .int(Int64(info.policy_revision)),
+            "enforce-ingress": .bool(info.flags & UInt32(NA_EP_ENFORCE_INGRESS) != 0),
+            "enforce-egress": .bool(info.flags & UInt32(NA_EP_ENFORCE_EGRESS) != 0),
+        ]
+        if info.flags & UInt32(NA_EP_HAS_IPV4) != 0 {
+            object["ipv4"] = .string(IPAddress(family: .ipv4, bytes: tupleBytes(info.ipv4)).description)
+        }
+        if info.flags & UInt32(NA_EP_HAS_IPV6) != 0 {
+            object["ipv6"] = .string(IPAddress(family: .ipv6, bytes: tupleBytes(info.ipv6)).description)
+        }
+        return (["ifindex": .int(Int64(ifindex))], .object(object))
     }
 }

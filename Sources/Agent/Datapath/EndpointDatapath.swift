@@ -251,12 +251,18 @@ struct EndpointDatapath {
         }
         info.flags = flags
         let map: TypedMap<UInt32, na_endpoint_info> = try datapath.typedMap("na_endpoints")
-        try map.update(UInt32(endpoint.ifindex), info)
+        let ifindex = UInt32(bitPattern: endpoint.ifindex)
+        if let current = try map.lookup(ifindex), bytesOf(current) == bytesOf(info) { return }
+        // Packets read the row from na_endpoints while it changes; its slot is filled again after a grace period.
+        try datapath.endpointSlots.withdraw(ifindex)
+        try map.update(ifindex, info)
+        datapath.endpointSlots.publish(ifindex)
     }
 
     func removeEndpointInfo(ifindex: Int32) throws {
         let map: TypedMap<UInt32, na_endpoint_info> = try datapath.typedMap("na_endpoints")
-        try map.delete(UInt32(ifindex))
+        try datapath.endpointSlots.withdraw(UInt32(bitPattern: ifindex))
+        try map.delete(UInt32(bitPattern: ifindex))
     }
 
     /// One endpoint row as the datapath holds it.
