@@ -24,11 +24,12 @@ import Synchronization
 /// grace period (`nohz_full`), slots are never filled and every packet reads `na_endpoints`.
 public final class EndpointSlots: Sendable {
     private struct State {
-        /// Slots to fill, by ifindex, with the `withdrawals` count each was asked under.
+        /// Slots to fill, by ifindex, with the `withdrawals` count each was asked under. A withdrawal removes its
+        /// slot's request, so a request still here unchanged after a grace period was made before it began, and
+        /// so was the slot's last withdrawal (a writer withdraws before it asks).
         var pending: [UInt32: UInt64] = [:]
-        /// `withdraw` calls so far: a slot is filled only after a grace period that began after its last one.
+        /// `withdraw` calls so far.
         var withdrawals: UInt64 = 0
-        var lastWithdrawal: [UInt32: UInt64] = [:]
         var started = false
         var stopped = false
         var refused = false
@@ -57,7 +58,6 @@ public final class EndpointSlots: Sendable {
         try writing.withLock { _ in
             state.withLock { state in
                 state.withdrawals += 1
-                state.lastWithdrawal[ifindex] = state.withdrawals
                 state.pending[ifindex] = nil
             }
             guard var row = try slots.lookup(ifindex), row.flags & UInt32(NA_EP_SLOT_VALID) != 0 else { return }
@@ -130,7 +130,7 @@ public final class EndpointSlots: Sendable {
         }
     }
 
-    /// One round: a grace period, then every slot asked for before it whose last withdrawal came before it too.
+    /// One round: a grace period, then every slot asked for before it and not withdrawn since.
     private func fill() -> Bool {
         guard let rows, let slots else { return true }
         let asked = state.withLock { $0.pending }
@@ -149,9 +149,7 @@ public final class EndpointSlots: Sendable {
         writing.withLock { _ in
             for (ifindex, generation) in asked {
                 let due = state.withLock { state -> Bool in
-                    guard state.pending[ifindex] == generation,
-                        (state.lastWithdrawal[ifindex] ?? 0) <= generation
-                    else { return false }
+                    guard state.pending[ifindex] == generation else { return false }
                     state.pending[ifindex] = nil
                     return true
                 }
