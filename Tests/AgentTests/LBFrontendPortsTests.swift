@@ -35,13 +35,12 @@ final class LBFrontendPortsTests: XCTestCase {
     }
 
     /// The word holding the bit of `port` for `proto`.
-    private func word(_ proto: UInt8, _ port: UInt16) -> UInt32 {
-        (proto == IPProtocol.udp ? UInt32(NA_LB_PORT_WORDS) : 0) + UInt32(port / 64)
-    }
+    private func word(_ proto: UInt8, _ port: UInt16) -> UInt32 { LBFrontendPorts.Port(proto: proto, port: port).word }
 
     /// Whether the bit of `port` for `proto` is set.
     private func bit(_ proto: UInt8, _ port: UInt16) throws -> Bool {
-        (try ports.lookup(word(proto, port)) ?? 0) >> UInt64(port % 64) & 1 == 1
+        let port = LBFrontendPorts.Port(proto: proto, port: port)
+        return (try ports.lookup(port.word) ?? 0) & port.bit != 0
     }
 
     private var complete: Bool { get throws { (try ports.lookup(UInt32(NA_LB_PORTS_COMPLETE)) ?? 0) != 0 } }
@@ -49,11 +48,9 @@ final class LBFrontendPortsTests: XCTestCase {
     /// Every set bit, as (protocol, port).
     private func setBits() throws -> Set<[UInt16]> {
         var found = Set<[UInt16]>()
-        for entry in try ports.entries() where entry.key < UInt32(NA_LB_PORTS_COMPLETE) && entry.value != 0 {
-            let proto: UInt16 = entry.key >= UInt32(NA_LB_PORT_WORDS) ? 17 : 6
-            let base = UInt16(entry.key % UInt32(NA_LB_PORT_WORDS)) * 64
-            for offset in 0..<64 where entry.value >> UInt64(offset) & 1 == 1 {
-                found.insert([proto, base + UInt16(offset)])
+        for entry in try ports.entries() where entry.key < UInt32(NA_LB_PORTS_COMPLETE) {
+            for port in LBFrontendPorts.Port.set(in: entry.value, at: entry.key) {
+                found.insert([UInt16(port.proto), port.port])
             }
         }
         return found
@@ -65,11 +62,8 @@ final class LBFrontendPortsTests: XCTestCase {
             let map = try XCTUnwrap(object.map(named: name))
             for key in try map.keys() { try map.delete(key: key) }
         }
-        let port = { (p: UInt16) in [UInt8(p >> 8), UInt8(p & 0xff)] }
-        var ip: [UInt8] = [0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0]
-        ip += IPAddress(Self.client)!.bytes + Self.frontend.address.bytes
-        let tcp = port(sport) + port(80) + [0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]
-        let frame = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00] + ip + tcp
+        let frame = TestRunEndpoint.syn(
+            from: Self.client, to: Self.frontend.address, sport: sport, dport: Self.frontend.port)
         let program = try XCTUnwrap(object.program(named: "from_endpoint"))
         let result = try program.testRun(packet: frame)
         XCTAssertEqual(result.retval, 0, "TC_ACT_OK")

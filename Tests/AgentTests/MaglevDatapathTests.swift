@@ -34,13 +34,9 @@ final class MaglevDatapathTests: XCTestCase {
             })
     }
 
-    /// An Ethernet + IPv4 + TCP SYN from the client to the frontend (checksums do not matter to the choice).
+    /// A SYN from the client to the frontend.
     private func syn(sport: UInt16) -> [UInt8] {
-        let port = { (p: UInt16) in [UInt8(p >> 8), UInt8(p & 0xff)] }
-        var ip: [UInt8] = [0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0]
-        ip += IPAddress(Self.client)!.bytes + Self.frontend.address.bytes
-        let tcp = port(sport) + port(80) + [0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]
-        return [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00] + ip + tcp
+        TestRunEndpoint.syn(from: Self.client, to: Self.frontend.address, sport: sport, dport: Self.frontend.port)
     }
 
     /// The backend (last address byte) each of `count` new flows went to, by client port.

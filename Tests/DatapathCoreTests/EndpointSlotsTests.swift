@@ -133,10 +133,7 @@ final class EndpointSlotsTests: XCTestCase {
 
     /// from_endpoint's verdict on a TCP SYN from 10.0.1.5 to 10.0.9.9:80.
     private func verdictOfSYN(sport: UInt16) throws -> UInt32 {
-        let port = { (p: UInt16) in [UInt8(p >> 8), UInt8(p & 0xff)] }
-        let ip: [UInt8] = [0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0, 10, 0, 1, 5, 10, 0, 9, 9]
-        let tcp = port(sport) + port(80) + [0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]
-        let frame = [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00] + ip + tcp
+        let frame = Packet.tcp("10.0.1.5", "10.0.9.9", sport: sport, dport: 80).bytes
         return try XCTUnwrap(object.program(named: "from_endpoint")).testRun(packet: frame).retval
     }
 }

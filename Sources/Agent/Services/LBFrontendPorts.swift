@@ -8,23 +8,25 @@ import DatapathCore
 /// packet some frontend serves never skips the lookup. The map counts as complete (its last word nonzero) once
 /// `init` has written the bit of every frontend the maps hold; until then the programs look every packet up.
 struct LBFrontendPorts {
-    /// A protocol and port in host order, and where its bit lives.
+    /// A protocol and port in host order, and where its bit lives (`NA_LB_PORT_WORD`, which Swift cannot import).
     struct Port: Hashable {
         var proto: UInt8
         var port: UInt16
 
-        init(_ frontend: ServiceFrontend) {
-            proto = frontend.proto
-            port = frontend.port
-        }
-
         var word: UInt32 { (proto == IPProtocol.udp ? UInt32(NA_LB_PORT_WORDS) : 0) + UInt32(port >> 6) }
         var bit: UInt64 { 1 << UInt64(port & 63) }
+
+        /// The ports whose bits are set in `word` at `index` (below `NA_LB_PORTS_COMPLETE`), in port order.
+        static func set(in word: UInt64, at index: UInt32) -> [Port] {
+            let proto = index >= UInt32(NA_LB_PORT_WORDS) ? IPProtocol.udp : IPProtocol.tcp
+            let first = UInt16(index % UInt32(NA_LB_PORT_WORDS)) * 64
+            return (0..<64).filter { word >> UInt64($0) & 1 == 1 }.map { Port(proto: proto, port: first + $0) }
+        }
     }
 
     private let map: TypedMap<UInt32, UInt64>
     /// How many frontends the maps hold on each port.
-    private(set) var frontends: [Port: Int] = [:]
+    private var frontends: [Port: Int] = [:]
 
     /// Over the map, holding `frontends` (every frontend whose slot 0 the maps hold). Each word is written whole with
     /// the bits of those frontends, then the map is marked complete: a word read while this runs holds every bit it
@@ -64,4 +66,8 @@ struct LBFrontendPorts {
         let word = try map.lookup(port.word) ?? 0
         try map.update(port.word, set ? word | port.bit : word & ~port.bit)
     }
+}
+
+extension LBFrontendPorts.Port {
+    init(_ frontend: ServiceFrontend) { self.init(proto: frontend.proto, port: frontend.port) }
 }

@@ -80,7 +80,7 @@ enum LBMapDecoders {
                 guard index < UInt32(NA_LB_PORTS_COMPLETE) else { return (["complete": .bool(true)], [:]) }
                 let udp = index >= UInt32(NA_LB_PORT_WORDS)
                 let first = Int64(index % UInt32(NA_LB_PORT_WORDS)) * 64
-                let ports = (0..<64).filter { word >> UInt64($0) & 1 == 1 }.map { JSON.int(first + Int64($0)) }
+                let ports = LBFrontendPorts.Port.set(in: word, at: index).map { JSON.int(Int64($0.port)) }
                 return (
                     ["protocol": .string(udp ? "UDP" : "TCP"), "first-port": .int(first)], ["ports": .array(ports)]
                 )

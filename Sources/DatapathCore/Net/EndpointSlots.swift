@@ -100,12 +100,6 @@ public final class EndpointSlots: Sendable {
     /// Slots asked for and not filled yet.
     public var waiting: Int { state.withLock { $0.pending.count } }
 
-    /// Fills every waiting slot now, after one grace period; false when the kernel refused it.
-    @discardableResult
-    public func fillAll() -> Bool {
-        fill()
-    }
-
     /// Ends the filler thread; waiting slots stay empty, and packets read `na_endpoints`.
     public func stop() {
         state.withLock { $0.stopped = true }
@@ -125,13 +119,15 @@ public final class EndpointSlots: Sendable {
                 // Rows often change in bursts (a policy change regenerates many endpoints): one grace period
                 // serves every slot asked for within this wait.
                 _ = wake.wait(timeout: .now() + .milliseconds(20))
-                guard self?.fill() == true else { return }
+                guard self?.fillAll() == true else { return }
             }
         }
     }
 
-    /// One round: a grace period, then every slot asked for before it and not withdrawn since.
-    private func fill() -> Bool {
+    /// Fills every slot asked for and not withdrawn since, after one grace period (the filler thread's round, or a
+    /// caller's that will not wait for it); false when the kernel refused the grace period.
+    @discardableResult
+    public func fillAll() -> Bool {
         guard let rows, let slots else { return true }
         let asked = state.withLock { $0.pending }
         guard !asked.isEmpty else { return true }

@@ -19,4 +19,13 @@ enum TestRunEndpoint {
         try TypedMap<UInt32, na_endpoint_info>(XCTUnwrap(object.map(named: "na_endpoints"))).update(ifindex, endpoint)
         return object
     }
+
+    /// An Ethernet + IPv4 + TCP SYN from `client` to `destination` (checksums do not matter to the programs).
+    static func syn(from client: String, to destination: IPAddress, sport: UInt16, dport: UInt16) -> [UInt8] {
+        let port = { (p: UInt16) in [UInt8(p >> 8), UInt8(p & 0xff)] }
+        var ip: [UInt8] = [0x45, 0, 0, 40, 0, 1, 0, 0, 64, 6, 0, 0]
+        ip += IPAddress(client)!.bytes + destination.bytes
+        let tcp = port(sport) + port(dport) + [0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02, 0xff, 0xff, 0, 0, 0, 0]
+        return [2, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 1, 0x08, 0x00] + ip + tcp
+    }
 }
