@@ -1,3 +1,4 @@
+import AgentAPI
 import CLibbpf
 import CNodeABI
 import DatapathCore
@@ -37,6 +38,7 @@ final class DatapathHarness: Sendable {
     let slots: TypedMap<UInt32, na_endpoint_info>
     let ipcache: TypedMap<na_ipcache_key, na_ipcache_value>
     let ipcacheHosts: TypedMap<na_ipcache_key, na_ipcache_value>
+    let ipcacheV4: TypedMap<UInt32, na_ipcache_v4_bucket>
     let policy: TypedMap<UInt32, UInt32>
     let policyExact: TypedMap<UInt32, UInt32>
     let conntrack: TypedMap<na_ct_key, na_ct_value>
@@ -58,6 +60,7 @@ final class DatapathHarness: Sendable {
         slots = try TypedMap(map("na_ep_slots"))
         ipcache = try TypedMap(map("na_ipcache"))
         ipcacheHosts = try TypedMap(map("na_ipcache_host"))
+        ipcacheV4 = try TypedMap(map("na_ipcache_v4"))
         policy = try TypedMap(map("na_policy"))
         policyExact = try TypedMap(map("na_policy_exact"))
         conntrack = try TypedMap(map("na_ct"))
@@ -72,6 +75,7 @@ final class DatapathHarness: Sendable {
     /// Empties every map a fixture sets up, and the ring buffer; metrics and event counters are compared
     /// as deltas instead.
     func reset() throws {
+        try clearIPCacheTable()
         for map in [
             endpoints.map, ipcache.map, ipcacheHosts.map, policy.map, policyExact.map, conntrack.map, frags.map,
             dropAggregation.map,
@@ -146,7 +150,27 @@ final class DatapathHarness: Sendable {
     private func flag(_ flags: UInt32, _ bit: UInt32, _ on: Bool) -> UInt32 { on ? flags | bit : flags & ~bit }
 
     /// The ipcache as the agent writes it: trie and host hash.
-    var ipcacheWriter: IPCache { get throws { try IPCache(trie: ipcache.map, hosts: ipcacheHosts.map) } }
+    var ipcacheWriter: IPCache {
+        get throws { try IPCache(trie: ipcache.map, hosts: ipcacheHosts.map, v4: ipcacheV4.map) }
+    }
+
+    /// Empties the buckets of `na_ipcache_v4` that hold (or may hold) `address`, or every IPv4 host address of the
+    /// ipcache maps, leaving the hash and trie to answer for them (as for addresses a full bucket has no room for).
+    /// Only `IPCache` fills the table, with addresses it writes to the maps, so no other bucket has a valid entry;
+    /// the table's 65,536 buckets are not walked, which under an emulated kernel would cost seconds per fixture.
+    func clearIPCacheTable(only address: IPAddress? = nil) throws {
+        var buckets = Set<UInt32>()
+        if let word = address?.ipcacheV4Word { buckets.insert(na_ipcache_v4_bucket_of(word)) }
+        if address == nil {
+            for key in try ipcache.map.keys() + ipcacheHosts.map.keys() {
+                let parsed: na_ipcache_key = valueFrom(key, at: 0)
+                guard let prefix = parsed.prefix, prefix.length == 32, let word = prefix.address.ipcacheV4Word
+                else { continue }
+                buckets.insert(na_ipcache_v4_bucket_of(word))
+            }
+        }
+        for bucket in buckets { try ipcacheV4.update(bucket, na_ipcache_v4_bucket()) }
+    }
 
     /// Adds an ipcache entry for `cidr` ("10.0.2.0/24", "fd00::7/128") as the agent does.
     func addIPCache(_ cidr: String, identity: UInt32) throws {

@@ -24,6 +24,7 @@ final class EndpointObjectTests: XCTestCase {
             "na_ipcache_host": (
                 .hash, MemoryLayout<na_ipcache_key>.size, MemoryLayout<na_ipcache_value>.size, 512_000, noPrealloc
             ),
+            "na_ipcache_v4": (.array, 4, MemoryLayout<na_ipcache_v4_bucket>.size, Int(NA_IPCACHE_V4_BUCKETS), 0),
             "na_policy": (.hashOfMaps, 4, 4, 65535, 0),
             "na_policy_exact": (.hashOfMaps, 4, 4, 65535, 0),
             "na_ct": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_ct_value>.size, 524_288, 0),

@@ -2,8 +2,9 @@ import CNodeABI
 import DatapathCore
 import XCTest
 
-/// The ipcache's host hash (`na_ipcache_host`) in front of the trie: the hash answers for the addresses it holds,
-/// the trie for the rest, and pins of an agent that wrote only the trie still resolve.
+/// The ipcache's IPv4 table (`na_ipcache_v4`) in front of its host hash (`na_ipcache_host`), in front of the trie:
+/// each answers for the addresses it holds, the next one for the rest, and pins of an agent that wrote only the
+/// trie still resolve.
 let ipcacheHostFixtures: [Fixture] = [
     Fixture(
         "a host entry only in the trie (pins of an agent without the hash) still resolves",
@@ -13,6 +14,7 @@ let ipcacheHostFixtures: [Fixture] = [
                 .fromEndpoint, .tcp(Net.ep4, Net.peer4, dport: 80), .pass,
                 before: Step.Change { h in
                     for key in try h.ipcacheHosts.map.keys() { try h.ipcacheHosts.map.delete(key: key) }
+                    try h.clearIPCacheTable()
                 }),
             Step(.fromEndpoint, .tcp(Net.ep6, Net.peer6, dport: 80), .pass),
             Step(.fromEndpoint, .tcp(Net.ep4, Net.peer4, dport: 81), .drop(NA_DROP_POLICY)),
@@ -27,6 +29,7 @@ let ipcacheHostFixtures: [Fixture] = [
                 before: Step.Change { h in
                     let key = na_ipcache_key(try XCTUnwrap(IPAddress(Net.peer4)))
                     try h.ipcacheHosts.update(key, na_ipcache_value(identity: Net.subnetIdentity, flags: 0))
+                    try h.clearIPCacheTable()
                 }
             ) { _, events in XCTAssertEqual(events.first?.dst_identity, Net.subnetIdentity) },
             Step(.fromEndpoint, .tcp(Net.ep6, Net.peer6, dport: 80), .pass),
@@ -51,6 +54,35 @@ let ipcacheHostFixtures: [Fixture] = [
                 XCTAssertNil(try h.ipcacheHosts.lookup(na_ipcache_key(try XCTUnwrap(IPAddress(Net.peer4)))))
                 XCTAssertNil(try h.ipcache.lookup(na_ipcache_key(try XCTUnwrap(IPAddress(Net.peer4)))))
             },
+        ]),
+    Fixture(
+        "the IPv4 table answers before the hash, and only while an entry is valid",
+        setup: Setup(policy: [.egress(Net.peerIdentity, Proto.tcp, 80)]),
+        [
+            // The hash says the subnet's identity, which no entry allows; the table's valid entry (written by Setup)
+            // still says the peer's.
+            Step(
+                .fromEndpoint, .tcp(Net.ep4, Net.peer4, dport: 80), .pass,
+                before: Step.Change { h in
+                    let key = na_ipcache_key(try XCTUnwrap(IPAddress(Net.peer4)))
+                    try h.ipcacheHosts.update(key, na_ipcache_value(identity: Net.subnetIdentity, flags: 0))
+                }),
+            // The same entry without its valid bit is not read: the hash answers.
+            Step(
+                .fromEndpoint, .tcp(Net.ep4, Net.peer4, sport: 40001, dport: 80), .drop(NA_DROP_POLICY),
+                before: Step.Change { h in
+                    let word = try XCTUnwrap(IPAddress(Net.peer4)?.ipcacheV4Word)
+                    let index = na_ipcache_v4_bucket_of(word)
+                    var bucket = try XCTUnwrap(h.ipcacheV4.lookup(index))
+                    withUnsafeMutableBytes(of: &bucket.entries) { raw in
+                        let entries = raw.bindMemory(to: na_ipcache_v4_entry.self)
+                        for i in entries.indices where entries[i].addr == word {
+                            entries[i].identity &= ~UInt32(NA_IPCACHE_V4_VALID)
+                        }
+                    }
+                    try h.ipcacheV4.update(index, bucket)
+                }
+            ) { _, events in XCTAssertEqual(events.first?.dst_identity, Net.subnetIdentity) },
         ]),
 ]
 

@@ -190,7 +190,7 @@ private final class MicroBench {
             valueSize: MemoryLayout<na_policy_value>.size, maxEntries: hashSize,
             flags: UInt32(BPF_F_NO_PREALLOC))
         let rules = try TypedMap<na_policy_key, na_policy_value>(exactPolicy)
-        let cache = try IPCache(trie: ipcache, hosts: hosts)
+        let cache = try IPCache(trie: ipcache, hosts: hosts, v4: object.map(named: IPCache.v4Name))
         for index in 0..<entries {
             let identity = Self.firstIdentity + UInt32(index)
             var key = na_policy_key()

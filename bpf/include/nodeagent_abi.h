@@ -95,6 +95,39 @@ struct na_ipcache_value {
 	__u32 flags;
 };
 
+/*
+ * na_ipcache_v4: the IPv4 host entries of na_ipcache_host again, in buckets of
+ * NA_IPCACHE_V4_WAYS entries that an address's hash picks (na_ipcache_v4_bucket_of),
+ * so a known peer costs the datapath one cache line where a hash lookup reads
+ * its bucket and then its element. An entry counts only while
+ * NA_IPCACHE_V4_VALID is set in its identity word, which programs read before
+ * the address. A withdrawn entry keeps NA_IPCACHE_V4_STALE until an RCU grace
+ * period has passed, and is not reused before. Addresses a full bucket has no
+ * room for are in na_ipcache_host only, where programs look on a miss.
+ */
+#define NA_IPCACHE_V4_BUCKET_BITS 16
+#define NA_IPCACHE_V4_BUCKETS (1U << NA_IPCACHE_V4_BUCKET_BITS)
+#define NA_IPCACHE_V4_WAYS 8
+#define NA_IPCACHE_V4_VALID (1U << 31)
+#define NA_IPCACHE_V4_STALE (1U << 30)
+/* Identities at or above it are not kept in the table (none are: identities are 24-bit, local CIDR ones 1 << 24). */
+#define NA_IPCACHE_V4_IDENTITY_MASK (NA_IPCACHE_V4_STALE - 1)
+
+struct na_ipcache_v4_entry {
+	__u32 identity;  /* with NA_IPCACHE_V4_VALID or NA_IPCACHE_V4_STALE */
+	__u32 addr;      /* the address's four bytes in packet order, loaded as the CPU loads them */
+};
+
+struct na_ipcache_v4_bucket {
+	struct na_ipcache_v4_entry entries[NA_IPCACHE_V4_WAYS];
+};
+
+/* The bucket of an address (its four bytes as na_ipcache_v4_entry.addr holds them): Fibonacci hashing. */
+static inline __u32 na_ipcache_v4_bucket_of(__u32 addr)
+{
+	return (addr * 0x9E3779B1U) >> (32 - NA_IPCACHE_V4_BUCKET_BITS);
+}
+
 /* na_endpoint_info.flags */
 #define NA_EP_ENFORCE_INGRESS (1U << 0)
 #define NA_EP_ENFORCE_EGRESS (1U << 1)

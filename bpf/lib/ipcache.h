@@ -6,9 +6,37 @@
 #include "maps.h"
 
 /*
- * The identity of addr: its host entry in na_ipcache_host when it has one (the longest prefix, found in one hash
- * lookup), else the longest-prefix match in na_ipcache. The trie holds host entries too, so pins of an agent that
- * had no hash still resolve. Addresses nobody claimed belong to WORLD.
+ * The identity of an IPv4 host entry in na_ipcache_v4 (nodeagent_abi.h), or 0 when its bucket has none for addr:
+ * the eight entries of one cache line. Each entry's identity word is read before its address, so an entry counts
+ * only with the address written before its valid bit was set.
+ */
+static __always_inline __u32 na_ipcache_v4_identity(const __u8 *addr)
+{
+	const struct na_ipcache_v4_bucket *bucket;
+	__u32 a, index, identity;
+	int i;
+
+	__builtin_memcpy(&a, addr, 4);
+	index = na_ipcache_v4_bucket_of(a);
+	bucket = bpf_map_lookup_elem(&na_ipcache_v4, &index);
+	if (!bucket)
+		return 0;
+#pragma unroll
+	for (i = 0; i < NA_IPCACHE_V4_WAYS; i++) {
+		identity = *(volatile const __u32 *)&bucket->entries[i].identity;
+		if (!(identity & NA_IPCACHE_V4_VALID))
+			continue;
+		if (*(volatile const __u32 *)&bucket->entries[i].addr == a)
+			return identity & NA_IPCACHE_V4_IDENTITY_MASK;
+	}
+	return 0;
+}
+
+/*
+ * The identity of addr: an IPv4 host entry from na_ipcache_v4 when its bucket holds it; else its host entry in
+ * na_ipcache_host when it has one (the longest prefix, found in one hash lookup), else the longest-prefix match in
+ * na_ipcache. The trie holds host entries too, so pins of an agent that had no hash still resolve. Addresses
+ * nobody claimed belong to WORLD.
  */
 static __always_inline __u32 na_ipcache_identity(const __u8 *addr, __u8 family)
 {
@@ -17,6 +45,10 @@ static __always_inline __u32 na_ipcache_identity(const __u8 *addr, __u8 family)
 
 	key.family = family;
 	if (family == NA_FAMILY_IPV4) {
+		__u32 identity = na_ipcache_v4_identity(addr);
+
+		if (identity)
+			return identity;
 		key.prefixlen = NA_IPCACHE_PREFIX_BASE + 32;
 		__builtin_memcpy(key.addr, addr, 4);
 	} else {

@@ -21,6 +21,22 @@ enum CoreMapDecoders {
                     ["identity": .int(Int64(v.identity)), "flags": .int(Int64(v.flags))]
                 )
             })
+        // Buckets without a valid entry are left out; the others list their valid entries.
+        datapath.registerDecoder(
+            prefix: IPCache.v4Name,
+            MapDecoder(omitting: { value in IPCache.tableEntries(of: valueFrom(value, at: 0)).isEmpty }) {
+                key, value, _ in
+                let entries = IPCache.tableEntries(of: valueFrom(value, at: 0))
+                return (
+                    ["bucket": .int(Int64(valueFrom(key, at: 0) as UInt32))],
+                    [
+                        "entries": .array(
+                            entries.map {
+                                ["address": .string($0.address.description), "identity": .int(Int64($0.identity))]
+                            })
+                    ]
+                )
+            })
         datapath.registerDecoder(
             prefix: "na_policy",
             MapDecoder { key, value, _ in

@@ -8,4 +8,16 @@ extension IPAddress {
 
     /// The 16-byte form used in map keys.
     public var keyBytes: [UInt8] { bytes + [UInt8](repeating: 0, count: 16 - bytes.count) }
+
+    /// An IPv4 address's four bytes as `na_ipcache_v4` entries hold them (loaded as the CPU loads them, as the
+    /// programs load them from the packet); nil for IPv6.
+    public var ipcacheV4Word: UInt32? {
+        guard family == .ipv4, bytes.count == 4 else { return nil }
+        return bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt32.self) }
+    }
+
+    /// The IPv4 address whose `ipcacheV4Word` is `word`.
+    public init(ipcacheV4Word word: UInt32) {
+        self.init(family: .ipv4, bytes: withUnsafeBytes(of: word) { Array($0) })
+    }
 }
