@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "AgentAPI", dependencies: ["CJansson", "CGlibc"]),
 
         // Kernel preflight: the features the agent needs, probed through libbpf, and the report on them.
-        .target(name: "Preflight", dependencies: ["CLibbpf", "AgentAPI"]),
+        .target(name: "Preflight", dependencies: ["CLibbpf", "AgentAPI", "CGlibc"]),
         .testTarget(name: "PreflightTests", dependencies: ["Preflight", "AgentAPI", "CLibbpf"]),
 
         // Datapath-manager core: BPF objects, maps, programs, pinning, tc attachment, plugin registry.

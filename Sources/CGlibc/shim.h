@@ -89,4 +89,18 @@ static inline int cglibc_synchronize_rcu(void)
 	return syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) < 0 ? -errno : 0;
 }
 
+/*
+ * Whether cglibc_synchronize_rcu would be honoured, without waiting for a grace period: 1 when membarrier's
+ * MEMBARRIER_CMD_QUERY lists MEMBARRIER_CMD_GLOBAL (the kernel leaves it out on nohz_full CPUs), 0 when not,
+ * -errno when membarrier itself is missing (CONFIG_MEMBARRIER off: -ENOSYS).
+ */
+static inline int cglibc_grace_period_offered(void)
+{
+	long commands = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+
+	if (commands < 0)
+		return -errno;
+	return (commands & MEMBARRIER_CMD_GLOBAL) ? 1 : 0;
+}
+
 #endif

@@ -16,6 +16,9 @@ public struct KernelFeatures: Sendable, Equatable {
     public var clsact: Availability
     /// tcx attachment (6.6+): reported, not used.
     public var tcx: Availability
+    /// RCU grace periods on request (membarrier's global command), which the array copies of endpoint rows and
+    /// IPv4 ipcache entries wait for before an element is reused.
+    public var gracePeriod: Availability
     /// By `bpf_prog_type`, `bpf_map_type` and `bpf_func_id` (helpers as seen from SCHED_CLS programs).
     public var programTypes: [UInt32: Availability]
     public var mapTypes: [UInt32: Availability]
@@ -25,7 +28,7 @@ public struct KernelFeatures: Sendable, Equatable {
 
     public init(
         release: String, btf: Bool, pinRoot: String, pinRootState: PinRootState, cgroup2: String?,
-        clsact: Availability, tcx: Availability, programTypes: [UInt32: Availability],
+        clsact: Availability, tcx: Availability, gracePeriod: Availability, programTypes: [UInt32: Availability],
         mapTypes: [UInt32: Availability], helpers: [UInt32: Availability], sysctls: [String: String]
     ) {
         self.release = release
@@ -35,6 +38,7 @@ public struct KernelFeatures: Sendable, Equatable {
         self.cgroup2 = cgroup2
         self.clsact = clsact
         self.tcx = tcx
+        self.gracePeriod = gracePeriod
         self.programTypes = programTypes
         self.mapTypes = mapTypes
         self.helpers = helpers

@@ -1,4 +1,5 @@
 import AgentAPI
+import CGlibc
 import CLibbpf
 import Dispatch
 import FoundationEssentials
@@ -23,7 +24,7 @@ public struct LiveKernelProbe: KernelProbe {
             release: Self.release(), btf: FileManager.default.fileExists(atPath: "/sys/kernel/btf/vmlinux"),
             pinRoot: pinRoot, pinRootState: KernelFilesystems.pinRootState(pinRoot),
             cgroup2: KernelFilesystems.cgroup2Mount(),
-            clsact: Self.probeClsact(), tcx: Self.probeTCX(),
+            clsact: Self.probeClsact(), tcx: Self.probeTCX(), gracePeriod: Self.probeGracePeriod(),
             programTypes: Self.probe(Requirements.programTypes, denied: programsDenied) {
                 libbpf_probe_bpf_prog_type(bpf_prog_type(rawValue: $0), nil)
             },
@@ -68,6 +69,15 @@ public struct LiveKernelProbe: KernelProbe {
         switch cbpf_tcx_query(1, UInt32(CBPF_TCX_INGRESS), nil, 0) {
         case 0: .available
         case -EINVAL: .unavailable
+        case let error: .unprobed(errnoText(-error))
+        }
+    }
+
+    /// membarrier's query, which waits for nothing: the global command is offered or not.
+    static func probeGracePeriod() -> Availability {
+        switch cglibc_grace_period_offered() {
+        case 1: .available
+        case 0, -ENOSYS: .unavailable
         case let error: .unprobed(errnoText(-error))
         }
     }

@@ -47,6 +47,12 @@ extension PreflightReport {
         case .tcx:
             return availability(
                 facts.tcx, ok: "available", purpose: purpose, missing: "not available, before Linux 6.6 (\(purpose))")
+        case .gracePeriod:
+            return availability(
+                facts.gracePeriod, ok: "membarrier(MEMBARRIER_CMD_GLOBAL) is offered", purpose: purpose,
+                missing: "membarrier(MEMBARRIER_CMD_GLOBAL) is not offered (nohz_full CPUs, or no CONFIG_MEMBARRIER): "
+                    + "packets read endpoint rows and IPv4 ipcache entries from their hashes, slower, enforced the same"
+            )
         case .programType(let id):
             return object(facts.programTypes[id], purpose, of: id)
         case .mapType(let id):

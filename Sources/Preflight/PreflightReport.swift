@@ -103,6 +103,7 @@ public struct PreflightReport: Sendable, Equatable {
         case .cgroup2: "cgroup2"
         case .clsact: "tc-clsact"
         case .tcx: "tcx"
+        case .gracePeriod: "rcu-grace-period"
         // libbpf's names, as bpftool prints them.
         case .programType(let id):
             "program-type " + (libbpf_bpf_prog_type_str(bpf_prog_type(rawValue: id)).map(String.init) ?? "\(id)")

@@ -45,6 +45,8 @@ public enum Check: Sendable, Hashable {
     case cgroup2
     case clsact
     case tcx
+    /// RCU grace periods on request (membarrier).
+    case gracePeriod
     case programType(UInt32)
     case mapType(UInt32)
     /// A helper by `bpf_func_id`, with the name the programs call it by (libbpf has no table of helper names) and
@@ -78,6 +80,9 @@ public enum Requirements {
         Requirement(.clsact, [.core], "endpoint programs attach to a clsact qdisc where there is no tcx"),
         Requirement(.tcx, [], "the tc programs attach there when it is present; clsact otherwise"),
         Requirement(.btf, [], "nothing needs it today: the programs use no CO-RE relocations"),
+        Requirement(
+            .gracePeriod, [],
+            "endpoint rows and IPv4 ipcache entries are read from arrays, whose elements are reused only after one"),
         Requirement(
             .cgroup2, [], "the socket load balancer mounts cgroup v2 at services.cgroup-root when no mount is there"),
         map(BPF_MAP_TYPE_HASH, [.core], "na_endpoints"),

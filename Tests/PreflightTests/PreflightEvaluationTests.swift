@@ -17,7 +17,8 @@ final class PreflightEvaluationTests: XCTestCase {
         XCTAssertEqual(
             report.items.map(\.name),
             [
-                "kernel-version", "bpffs", "program-type sched_cls", "tc-clsact", "tcx", "btf", "cgroup2",
+                "kernel-version", "bpffs", "program-type sched_cls", "tc-clsact", "tcx", "btf", "rcu-grace-period",
+                "cgroup2",
                 "map-type hash", "map-type array", "map-type hash_of_maps", "map-type lpm_trie", "map-type lru_hash",
                 "map-type percpu_array", "map-type prog_array", "map-type ringbuf", "helper bpf_map_lookup_elem",
                 "helper bpf_map_update_elem", "helper bpf_map_delete_elem", "helper bpf_ktime_get_ns",
@@ -45,6 +46,23 @@ final class PreflightEvaluationTests: XCTestCase {
                 "ok       tc-clsact (needed by core): a clsact qdisc takes a SCHED_CLS filter (endpoint programs "
                     + "attach to a clsact qdisc where there is no tcx)",
                 "ok       tcx: available (the tc programs attach there when it is present; clsact otherwise)",
+            ])
+    }
+
+    func testWithoutGracePeriodsNothingIsRefusedAndTheReportSaysWhatSlowsDown() {
+        var kernel = RecordedKernels.complete()
+        kernel.gracePeriod = .unavailable
+        let report = PreflightReport.evaluate(kernel, for: standalone)
+        XCTAssertTrue(report.passed)
+        XCTAssertEqual(
+            report.items.filter { $0.status != .ok },
+            [
+                .init(
+                    name: "rcu-grace-period", status: .missing, neededBy: [],
+                    detail:
+                        "membarrier(MEMBARRIER_CMD_GLOBAL) is not offered (nohz_full CPUs, or no CONFIG_MEMBARRIER): "
+                        + "packets read endpoint rows and IPv4 ipcache entries from their hashes, slower, enforced the "
+                        + "same")
             ])
     }
 

@@ -9,7 +9,7 @@ enum RecordedKernels {
         KernelFeatures(
             release: release, btf: true, pinRoot: "/sys/fs/bpf/nodeagent", pinRootState: .onBPFFS,
             cgroup2: "/sys/fs/cgroup",
-            clsact: .available, tcx: .available,
+            clsact: .available, tcx: .available, gracePeriod: .available,
             programTypes: all(Requirements.programTypes), mapTypes: all(Requirements.mapTypes),
             helpers: all(Requirements.helpers.map(\.id)),
             sysctls: [Sysctl.jitEnable: "1", Sysctl.unprivilegedBPFDisabled: "2"])
