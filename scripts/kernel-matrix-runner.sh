@@ -24,7 +24,7 @@ fixtures="DatapathCoreTests.EndpointProgramTests,DatapathCoreTests.DropAggregati
 fixtures="$fixtures,DatapathCoreTests.RingBufferReaderTests,ConntrackGCTests.DatapathCounterTests,ConntrackGCTests.SweepTests"
 fixtures="$fixtures,DatapathCoreTests.ServiceTranslationTests,AgentTests.MaglevDatapathTests"
 fixtures="$fixtures,AgentTests.LBFrontendPortsTests,DatapathCoreTests.EndpointSlotsTests"
-fixtures="$fixtures,DatapathCoreTests.IPCacheV4TableTests,DatapathCoreTests.IPCacheHostTests"
+fixtures="$fixtures,DatapathCoreTests.IPCacheV4TableTests,DatapathCoreTests.IPCacheHostTests,DatapathCoreTests.PolicyTableTests"
 # The services' real-traffic suites: the socket hooks (which BPF_PROG_TEST_RUN cannot run) and the per-packet path,
 # and how tc programs attach (a tcx link from 6.6, a clsact filter before).
 services="AgentTests.SocketLoadBalancerTests,AgentTests.SocketTerminationTests,AgentTests.ServiceTCTranslationTests"
@@ -44,7 +44,7 @@ run_group() {
     group=$1
     filter=$2
     log="$logs/$group.log"
-    (cd "$repo" && timeout 900 "$bundle" "$filter") >"$log" 2>&1
+    (cd "$repo" && timeout 1800 "$bundle" "$filter") >"$log" 2>&1
     code=$?
     totals=$(grep -E "Executed [0-9]+ tests?," "$log" | tail -1)
     executed=$(echo "$totals" | sed -n 's/.*Executed \([0-9]*\) tests\{0,1\},.*/\1/p')

@@ -86,7 +86,10 @@ public enum Requirements {
         Requirement(
             .cgroup2, [], "the socket load balancer mounts cgroup v2 at services.cgroup-root when no mount is there"),
         map(BPF_MAP_TYPE_HASH, [.core], "na_endpoints"),
-        map(BPF_MAP_TYPE_ARRAY, [.core, .nat], "na_config, na_nat_config, na_ep_slots, na_lb_ports, na_ipcache_v4"),
+        map(
+            BPF_MAP_TYPE_ARRAY, [.core, .nat],
+            "na_config, na_nat_config, na_ep_slots, na_lb_ports, na_ipcache_v4, na_ptable, na_ptable_ep, "
+                + "na_ptable_ovf"),
         map(BPF_MAP_TYPE_HASH_OF_MAPS, [.core], "na_policy, one policy map per endpoint"),
         map(BPF_MAP_TYPE_LPM_TRIE, [.core, .cidrPolicy, .nat], "na_ipcache, the policy maps, na_nat_cluster"),
         map(BPF_MAP_TYPE_LRU_HASH, [.core, .conntrackGC, .nat], "na_ct, na_drop_agg, na_frags, na_nat"),

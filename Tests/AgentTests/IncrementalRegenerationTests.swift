@@ -92,6 +92,7 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
         let peers = try agent.policyPeerInputs(state).0.peers
         var problems: [String] = []
         var total = 0
+        let tableEntries = try agent.endpointDatapath.policyTable.entries()
         for endpoint in state.endpoints.values.sorted(by: { $0.id < $1.id }) {
             // Every rule matched, not only those the repository's selector index finds.
             let resolved = state.policy.resolve(
@@ -104,6 +105,21 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
             let kernel = try agent.endpointDatapath.realizedPolicy(endpoint.id)
             if kernel != full.entries {
                 problems.append("\(step): endpoint \(endpoint.id)'s maps: \(difference(kernel, full.entries))")
+            }
+            // The policy table holds the same full-length keys (no bucket of a test's few keys is ever full).
+            let table = tableEntries.filter { $0.ep_id == endpoint.id }
+            let tableKeys = Set(table.map { [$0.identity, $0.meta & ~UInt32(NA_POLICY_TABLE_VALID), $0.rule_id] })
+            let hashKeys = Set(
+                full.entries.filter { PolicyMapLayout.isExact($0.key) }.map { entry -> [UInt32] in
+                    let key = PolicyMapLayout.key(entry.key)
+                    let deny = entry.deny ? UInt32(NA_POLICY_TABLE_DENY) : 0
+                    return [
+                        entry.identity, na_policy_table_key(key.direction, key.protocol, key.dport) | deny,
+                        entry.ruleID,
+                    ]
+                })
+            if tableKeys != hashKeys || table.count != tableKeys.count {
+                problems.append("\(step): endpoint \(endpoint.id)'s policy table: \(tableKeys) against \(hashKeys)")
             }
             let realized = state.realized[endpoint.id] ?? []
             if realized != full.entries || state.realized[endpoint.id] == nil {

@@ -121,4 +121,47 @@ final class PolicyExactMapTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(try endpoints.exactPolicyMap(8)).map.info.maxEntries, 1024)
         XCTAssertEqual(try endpoints.realizedPolicy(8), PolicyMapEntries(first + second + third))
     }
+
+    /// The policy table (`na_ptable`) as `applyPolicy`, `clearPolicyMaps` and a restore's `rebuild` leave it: the
+    /// endpoint's full-length keys, values as in its hash, and nothing of an endpoint whose maps are emptied.
+    func testThePolicyTableHoldsWhatTheHashHolds() throws {
+        let endpoints = EndpointDatapath(datapath: datapath, policyMapEntries: 64)
+        let table = try endpoints.policyTable
+        let states: TypedMap<UInt32, UInt32> = try datapath.typedMap(PolicyTable.stateName)
+        func held(_ id: UInt32) throws -> Set<[UInt32]> {
+            Set(try table.entries().filter { $0.ep_id == id }.map { [$0.identity, $0.rule_id, $0.meta] })
+        }
+        func row(_ item: PolicyEntry) -> [UInt32] {
+            let key = PolicyMapLayout.key(item.key)
+            let meta = na_policy_table_key(key.direction, key.protocol, key.dport)
+            return [item.identity, item.ruleID, meta | UInt32(NA_POLICY_TABLE_VALID)]
+        }
+        try table.rebuild([:])
+        let exact = entry(300, 6, 80, bits: 16)
+        let other = entry(301, 17, 53, bits: 16)
+        let range = entry(300, 6, 7936, bits: 8)
+        try endpoints.applyPolicy(9, add: [exact, other, range], remove: [])
+        XCTAssertEqual(try held(9), [row(exact), row(other)])
+        XCTAssertEqual(try states.lookup(9), UInt32(NA_POLICY_TABLE_COMPLETE))
+
+        // A changed rule replaces the entry; a removed key leaves.
+        var changed = exact
+        changed.ruleIDs = [8]
+        try endpoints.applyPolicy(9, add: [changed], remove: [other.key])
+        XCTAssertEqual(try held(9), [row(changed)])
+
+        // Emptied for the next endpoint under the id: nothing of it is left, and the id is complete.
+        XCTAssertTrue(try endpoints.clearPolicyMaps(9))
+        XCTAssertEqual(try held(9), [])
+        XCTAssertEqual(try states.lookup(9), UInt32(NA_POLICY_TABLE_COMPLETE))
+
+        // A restore suspends the table, then makes it what the endpoints' policies hold.
+        try endpoints.applyPolicy(10, add: [exact], remove: [])
+        try table.suspend()
+        XCTAssertEqual(try states.lookup(10), UInt32(NA_POLICY_TABLE_UNKNOWN))
+        XCTAssertEqual(try table.rebuild([11: [(PolicyMapLayout.key(other.key), PolicyMapLayout.value(other))]]), 1)
+        XCTAssertEqual(try held(10), [])
+        XCTAssertEqual(try held(11), [row(other)])
+        XCTAssertEqual(try states.lookup(10), UInt32(NA_POLICY_TABLE_COMPLETE))
+    }
 }

@@ -190,6 +190,7 @@ private final class MicroBench {
             valueSize: MemoryLayout<na_policy_value>.size, maxEntries: hashSize,
             flags: UInt32(BPF_F_NO_PREALLOC))
         let rules = try TypedMap<na_policy_key, na_policy_value>(exactPolicy)
+        var tableEntries: [(key: na_policy_key, value: na_policy_value)] = []
         let cache = try IPCache(trie: ipcache, hosts: hosts, v4: object.map(named: IPCache.v4Name))
         for index in 0..<entries {
             let identity = Self.firstIdentity + UInt32(index)
@@ -200,10 +201,17 @@ private final class MicroBench {
             key.protocol = 6
             key.dport = Self.port.bigEndian
             try rules.update(key, na_policy_value(rule_id: identity, flags: 0))
+            tableEntries.append((key, na_policy_value(rule_id: identity, flags: 0)))
             try cache.set(IPAddress(family: .ipv4, bytes: Self.address(index)), identity: identity)
         }
         try TypedMap<UInt32, UInt32>(outer).update(Self.endpointID, UInt32(bitPattern: policy.fd))
         try TypedMap<UInt32, UInt32>(outerExact).update(Self.endpointID, UInt32(bitPattern: exactPolicy.fd))
+        // The keys again in the policy table, as the agent leaves it (objects from before the table lack it).
+        if let table = object.map(named: PolicyTable.name), let states = object.map(named: PolicyTable.stateName),
+            let overflows = object.map(named: PolicyTable.overflowName)
+        {
+            try PolicyTable(table: table, states: states, overflows: overflows).rebuild([Self.endpointID: tableEntries])
+        }
 
         // Flow k goes from its own source port to one of the listed addresses, spread over all of them.
         let targets = (0..<flows).map { Self.address(($0 &* 7919) % entries) }

@@ -50,9 +50,7 @@ final class PreflightEvaluationTests: XCTestCase {
     }
 
     func testWithoutGracePeriodsNothingIsRefusedAndTheReportSaysWhatSlowsDown() {
-        var kernel = RecordedKernels.complete()
-        kernel.gracePeriod = .unavailable
-        let report = PreflightReport.evaluate(kernel, for: standalone)
+        let report = PreflightReport.evaluate(RecordedKernels.withoutGracePeriods(), for: standalone)
         XCTAssertTrue(report.passed)
         XCTAssertEqual(
             report.items.filter { $0.status != .ok },

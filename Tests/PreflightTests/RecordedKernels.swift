@@ -21,6 +21,13 @@ enum RecordedKernels {
         return kernel
     }
 
+    /// A kernel with `nohz_full` CPUs, which refuse membarrier's global command.
+    static func withoutGracePeriods() -> KernelFeatures {
+        var kernel = complete()
+        kernel.gracePeriod = .unavailable
+        return kernel
+    }
+
     /// A pin root in an ordinary directory: nothing mounted there, and not below /sys/fs/bpf.
     static func withoutBPFFS() -> KernelFeatures {
         var kernel = complete()

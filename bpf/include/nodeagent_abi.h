@@ -189,6 +189,59 @@ struct na_policy_value {
 	__u32 flags;
 };
 
+/*
+ * na_ptable: the full-length keys of every endpoint's policy hash (na_policy_exact) again, four to a
+ * 64-byte bucket that na_policy_table_bucket_of picks, so a new peer's verdict costs one cache line where a hash
+ * lookup reads a bucket and then an element. As in na_ipcache_v4, an entry counts only while
+ * NA_POLICY_TABLE_VALID is set in its first word, which programs read before the rest; a withdrawn entry stays
+ * NA_POLICY_TABLE_STALE until an RCU grace period has passed. A key a full bucket has no room for stays in the
+ * hash only, and its bucket's bit in na_ptable_ovf is set. A miss goes on to the hash when that bit is set, or
+ * when na_ptable_ep does not say the endpoint is NA_POLICY_TABLE_COMPLETE (while the agent restores, every key
+ * of every hash is in the table or in an overflowed bucket's hash).
+ */
+#define NA_POLICY_TABLE_BUCKET_BITS 17
+#define NA_POLICY_TABLE_BUCKETS (1U << NA_POLICY_TABLE_BUCKET_BITS)
+#define NA_POLICY_TABLE_WAYS 4
+#define NA_POLICY_TABLE_VALID (1U << 31)
+#define NA_POLICY_TABLE_STALE (1U << 30)
+#define NA_POLICY_TABLE_DENY (1U << 29)
+/* The key part of meta: direction in bit 24, protocol in bits 16-23, the port's two bytes as the packet has them. */
+#define NA_POLICY_TABLE_KEY_MASK 0x1FFFFFFU
+
+/* na_ptable_ep values: unknown (a miss goes on to the hash), or complete. */
+#define NA_POLICY_TABLE_UNKNOWN 0
+#define NA_POLICY_TABLE_COMPLETE 1
+/* na_ptable_ovf: a bit per bucket, 64 to an element. */
+#define NA_POLICY_TABLE_OVF_WORDS (NA_POLICY_TABLE_BUCKETS / 64)
+
+struct na_policy_table_entry {
+	__u32 meta;      /* NA_POLICY_TABLE_VALID / _STALE / _DENY and na_policy_table_key */
+	__u32 identity;  /* the peer's, host order */
+	__u32 ep_id;
+	__u32 rule_id;
+};
+
+struct na_policy_table_bucket {
+	struct na_policy_table_entry entries[NA_POLICY_TABLE_WAYS];
+};
+
+/* The key part of an entry's meta word; dport as in na_policy_key (network order, loaded as the CPU loads it). */
+static inline __u32 na_policy_table_key(__u8 direction, __u8 protocol, __u16 dport)
+{
+	return (__u32)(direction & 1) << 24 | (__u32)protocol << 16 | dport;
+}
+
+/* The bucket of a key: its three parts mixed (a multiply-xorshift finalizer), then the top bits. */
+static inline __u32 na_policy_table_bucket_of(__u32 ep_id, __u32 identity, __u32 key)
+{
+	__u32 h = identity * 0x9E3779B1U ^ ep_id * 0x85EBCA77U ^ key * 0xC2B2AE3DU;
+
+	h ^= h >> 16;
+	h *= 0x7FEB352DU;
+	h ^= h >> 15;
+	return h >> (32 - NA_POLICY_TABLE_BUCKET_BITS);
+}
+
 /* Conntrack key: a 5-tuple as seen at the enforcement point plus direction. */
 struct na_ct_key {
 	__u8 saddr[16];

@@ -92,6 +92,30 @@ struct na_policy_exact_inner {
 	__uint(value_size, sizeof(struct na_policy_value));
 };
 
+/* Every endpoint's full-length policy keys in buckets of one cache line each (nodeagent_abi.h), before the hash. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NA_POLICY_TABLE_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct na_policy_table_bucket);
+} na_ptable SEC(".maps");
+
+/* A bit per na_ptable bucket that a key found full: misses there go on to the hash. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NA_POLICY_TABLE_OVF_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} na_ptable_ovf SEC(".maps");
+
+/* Endpoint id -> whether na_ptable holds all of its hash's keys but those of overflowed buckets. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NA_ENDPOINTS_MAX_ENTRIES + 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} na_ptable_ep SEC(".maps");
+
 /* Policy, full-length keys: endpoint id -> that endpoint's hash (absent: everything is in the trie). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH_OF_MAPS);

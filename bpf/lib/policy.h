@@ -27,9 +27,56 @@ static __always_inline struct na_policy_value *na_policy_lookup(void *trie, void
 }
 
 /*
+ * The endpoint's entry for a full-length key from na_ptable (nodeagent_abi.h) into *value: 1 when its bucket
+ * holds it, 0 when not. Each entry's meta word is read first; the rest only while its valid bit is set.
+ */
+static __always_inline int na_policy_table_find(__u32 index, __u32 ep_id, __u32 identity, __u32 key,
+						struct na_policy_value *value)
+{
+	const struct na_policy_table_bucket *bucket;
+	__u32 meta;
+	int i;
+
+	bucket = bpf_map_lookup_elem(&na_ptable, &index);
+	if (!bucket)
+		return 0;
+#pragma unroll
+	for (i = 0; i < NA_POLICY_TABLE_WAYS; i++) {
+		meta = *(volatile const __u32 *)&bucket->entries[i].meta;
+		if ((meta & (NA_POLICY_TABLE_VALID | NA_POLICY_TABLE_KEY_MASK)) != (NA_POLICY_TABLE_VALID | key))
+			continue;
+		if (*(volatile const __u32 *)&bucket->entries[i].identity != identity ||
+		    *(volatile const __u32 *)&bucket->entries[i].ep_id != ep_id)
+			continue;
+		value->rule_id = *(volatile const __u32 *)&bucket->entries[i].rule_id;
+		value->flags = (meta & NA_POLICY_TABLE_DENY) ? NA_POLICY_DENY : 0;
+		return 1;
+	}
+	return 0;
+}
+
+/*
+ * Whether a miss in bucket index of na_ptable is a miss of the endpoint's hash too: the table holds every
+ * full-length key of the endpoint's hash but those of overflowed buckets, and this one is not.
+ */
+static __always_inline bool na_policy_table_decides(__u32 ep_id, __u32 index)
+{
+	const __u32 *state = bpf_map_lookup_elem(&na_ptable_ep, &ep_id);
+	__u32 word = index / 64;
+	const __u64 *overflow;
+
+	if (!state || *state != NA_POLICY_TABLE_COMPLETE)
+		return false;
+	overflow = bpf_map_lookup_elem(&na_ptable_ovf, &word);
+	return overflow && !(*overflow & (1ULL << (index % 64)));
+}
+
+/*
  * Looks up (identity, dir, proto, dport) in the endpoint's policy, then
  * the same for identity 0 (any peer). Each lookup returns its longest
- * matching prefix; a deny from either wins, then an allow from either.
+ * matching prefix: the peer's full-length key from na_ptable, else from
+ * the endpoint's hash (not looked at when the table holds all of its keys of that bucket),
+ * else the trie's match. A deny from either wins, then an allow from either.
  * Returns 0 (allowed) or -NA_DROP_POLICY_DENY / -NA_DROP_POLICY; *rule_id is
  * the deciding entry's rule.
  */
@@ -43,17 +90,27 @@ static __always_inline int na_policy_check(__u32 ep_id, __u32 identity, __u8 dir
 		.protocol = proto,
 		.dport = dport,
 	};
-	struct na_policy_value *exact, *any;
+	struct na_policy_value peer = {}, *found, *any;
+	__u32 bits = na_policy_table_key(dir, proto, dport);
+	__u32 index = na_policy_table_bucket_of(ep_id, identity, bits);
+	bool have;
 	void *inner, *hash;
 
 	inner = bpf_map_lookup_elem(&na_policy, &ep_id);
 	if (!inner)
 		return -NA_DROP_POLICY;  /* enforcing with no policy installed: default deny */
-	hash = bpf_map_lookup_elem(&na_policy_exact, &ep_id);
 
-	exact = na_policy_lookup(inner, hash, &key);
-	if (exact && (exact->flags & NA_POLICY_DENY)) {
-		*rule_id = exact->rule_id;
+	have = na_policy_table_find(index, ep_id, identity, bits, &peer);
+	if (!have) {
+		hash = na_policy_table_decides(ep_id, index) ? NULL : bpf_map_lookup_elem(&na_policy_exact, &ep_id);
+		found = na_policy_lookup(inner, hash, &key);
+		if (found) {
+			peer = *found;
+			have = true;
+		}
+	}
+	if (have && (peer.flags & NA_POLICY_DENY)) {
+		*rule_id = peer.rule_id;
 		return -NA_DROP_POLICY_DENY;
 	}
 	key.identity = 0;
@@ -62,8 +119,8 @@ static __always_inline int na_policy_check(__u32 ep_id, __u32 identity, __u8 dir
 		*rule_id = any->rule_id;
 		return -NA_DROP_POLICY_DENY;
 	}
-	if (exact) {
-		*rule_id = exact->rule_id;
+	if (have) {
+		*rule_id = peer.rule_id;
 		return 0;
 	}
 	if (any) {

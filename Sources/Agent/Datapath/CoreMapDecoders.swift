@@ -24,9 +24,9 @@ enum CoreMapDecoders {
         // Buckets without a valid entry are left out; the others list their valid entries.
         datapath.registerDecoder(
             prefix: IPCache.v4Name,
-            MapDecoder(omitting: { value in IPCache.tableEntries(of: valueFrom(value, at: 0)).isEmpty }) {
+            MapDecoder(omitting: { value in IPCache.tableEntries(ofBucket: value).isEmpty }) {
                 key, value, _ in
-                let entries = IPCache.tableEntries(of: valueFrom(value, at: 0))
+                let entries = IPCache.tableEntries(ofBucket: value)
                 return (
                     ["bucket": .int(Int64(valueFrom(key, at: 0) as UInt32))],
                     [
@@ -36,6 +36,45 @@ enum CoreMapDecoders {
                             })
                     ]
                 )
+            })
+        // Buckets without a valid entry are left out; the others list their entries as policy keys and values.
+        datapath.registerDecoder(
+            prefix: PolicyTable.name,
+            MapDecoder(omitting: { PolicyTable.validEntries(ofBucket: $0).isEmpty }) { key, value, _ in
+                let entries = PolicyTable.validEntries(ofBucket: value).map { entry -> JSON in
+                    let policyKey = na_policy_key(
+                        prefixlen: UInt32(NA_POLICY_PREFIX_PORT), identity: entry.identity.bigEndian,
+                        direction: UInt8((entry.meta >> 24) & 1), protocol: UInt8((entry.meta >> 16) & 0xff),
+                        dport: UInt16(entry.meta & 0xffff))
+                    let policyValue = na_policy_value(
+                        rule_id: entry.rule_id,
+                        flags: entry.meta & UInt32(NA_POLICY_TABLE_DENY) != 0 ? UInt32(NA_POLICY_DENY) : 0)
+                    var object = PolicyMapLayout.json(of: policyKey).objectValue ?? [:]
+                    object["endpoint-id"] = .int(Int64(entry.ep_id))
+                    for (name, item) in PolicyMapLayout.json(of: policyValue, ruleName: ruleName).objectValue ?? [:] {
+                        object[name] = item
+                    }
+                    return .object(object)
+                }
+                return (["bucket": .int(Int64(valueFrom(key, at: 0) as UInt32))], ["entries": .array(entries)])
+            })
+        // Endpoint ids whose misses go on to their hash while the agent restores (complete ones, the rule, are left
+        // out).
+        datapath.registerDecoder(
+            prefix: PolicyTable.stateName,
+            MapDecoder(omitting: { valueFrom($0, at: 0) as UInt32 == UInt32(NA_POLICY_TABLE_COMPLETE) }) {
+                key, _, _ in (["endpoint-id": .int(Int64(valueFrom(key, at: 0) as UInt32))], ["state": "unknown"])
+            })
+        // The buckets a key found full, by their word of 64 (words without a bit set are left out).
+        datapath.registerDecoder(
+            prefix: PolicyTable.overflowName,
+            MapDecoder(omitting: { valueFrom($0, at: 0) as UInt64 == 0 }) { key, value, _ in
+                let word: UInt32 = valueFrom(key, at: 0)
+                let bits: UInt64 = valueFrom(value, at: 0)
+                let buckets = (0..<UInt32(64)).filter { bits & (1 << UInt64($0)) != 0 }.map {
+                    JSON.int(Int64(word * 64 + $0))
+                }
+                return (["word": .int(Int64(word))], ["buckets": .array(buckets)])
             })
         datapath.registerDecoder(
             prefix: "na_policy",

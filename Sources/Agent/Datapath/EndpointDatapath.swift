@@ -66,6 +66,7 @@ struct EndpointDatapath {
     /// either map is not there.
     func clearPolicyMaps(_ id: UInt32) throws -> Bool {
         guard let trie = try policyMap(id, create: false), let hash = try exactPolicyMap(id) else { return false }
+        try policyTable.clear(endpoint: id, keys: try hash.entries().map(\.key))
         for map in [trie, hash] { try map.map.deleteBatch(try map.map.keys()) }
         closeExactPolicyMap(id)
         return true
@@ -76,6 +77,9 @@ struct EndpointDatapath {
     func closeExactPolicyMap(_ id: UInt32) {
         datapath.closeInnerMap(name: PolicyMapLayout.exactMapName(endpoint: id))
     }
+
+    /// The endpoints' full-length keys in cache-line buckets, in front of their hashes.
+    var policyTable: PolicyTable { get throws { try PolicyTable(datapath: datapath) } }
 
     /// How many endpoints the outer policy map holds at most.
     var policyMapSlots: Int { (try? datapath.map(PolicyMapLayout.outerMap).info.maxEntries) ?? 0 }
@@ -169,6 +173,7 @@ struct EndpointDatapath {
         if exactAdds > 0 && !(grown && exact != nil) {
             exact = try exactPolicyMap(id, room: exactAdds, current: exact)
         }
+        var table: [(key: na_policy_key, value: na_policy_value?)] = []
         for entry in add {
             let key = PolicyMapLayout.key(entry.key)
             if let current = exact, PolicyMapLayout.isExact(entry.key) {
@@ -179,10 +184,15 @@ struct EndpointDatapath {
                     exact = try exactPolicyMap(id, room: exactAdds, current: current)
                     try exact?.update(key, PolicyMapLayout.value(entry))
                 }
+                table.append((key, PolicyMapLayout.value(entry)))
             } else {
                 try trie.update(key, PolicyMapLayout.value(entry))
             }
         }
+        // The table after the hash's adds and before its removals: a key it drops is already absent from the
+        // hash's point of view only once the hash drops it too, right after.
+        table += remove.filter(PolicyMapLayout.isExact).map { (PolicyMapLayout.key($0), nil) }
+        if !table.isEmpty { try policyTable.apply(endpoint: id, table) }
         for slot in remove {
             let key = PolicyMapLayout.key(slot)
             if PolicyMapLayout.isExact(slot) { try exact?.delete(key) }
@@ -224,6 +234,10 @@ struct EndpointDatapath {
 
     /// Removes the policy maps of every id in `ids`, waiting for one grace period for all of them.
     func removePolicyMaps(_ ids: [UInt32]) throws {
+        let table = try policyTable
+        for id in ids {
+            try table.clear(endpoint: id, keys: try exactPolicyMap(id)?.entries().map(\.key) ?? [])
+        }
         try datapath.removeInnerMaps(
             ids.flatMap { id in
                 [

@@ -52,6 +52,8 @@ extension NodeAgent {
         try state.withLock { state in
             let legacy = try store.read(AgentState.documentName)
             let migrated = legacy != nil
+            // Until every endpoint's policy is back, the programs look every full-length key up in its hash too.
+            try endpointDatapath.policyTable.suspend()
             try restoreSavedPolicy(legacy: legacy, into: &state)
             try restoreClusterCache(&state)
             var restoredCount = 0
@@ -113,6 +115,12 @@ extension NodeAgent {
             try programRemoteEndpoints(state)
             try refreshHostAddresses(&state)
             try removeOrphanedRows(&state)
+            try endpointDatapath.policyTable.rebuild(
+                state.realized.mapValues { entries in
+                    entries.filter { PolicyMapLayout.isExact($0.key) }.map {
+                        (PolicyMapLayout.key($0.key), PolicyMapLayout.value($0))
+                    }
+                })
             if migrated {
                 try persistPolicy(state)
                 for endpoint in state.endpoints.values { try persistEndpoint(endpoint, state) }

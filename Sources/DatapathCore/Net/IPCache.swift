@@ -74,9 +74,9 @@ public struct IPCache {
         try v4?.entries() ?? []
     }
 
-    /// The valid entries of one bucket of the table (map dumps).
-    public static func tableEntries(of bucket: na_ipcache_v4_bucket) -> [(address: IPAddress, identity: UInt32)] {
-        IPCacheV4Table.valid(in: bucket)
+    /// The valid entries of one bucket of the table (map dumps: `value` is the bucket's bytes).
+    public static func tableEntries(ofBucket value: [UInt8]) -> [(address: IPAddress, identity: UInt32)] {
+        IPCacheV4Table.validEntries(ofBucket: value)
     }
 
     /// The entry for exactly this address (a host entry), not a covering prefix.

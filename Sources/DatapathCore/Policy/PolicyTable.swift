@@ -1,0 +1,132 @@
+import CNodeABI
+
+/// `na_ptable`: every endpoint's full-length policy keys (those of its hash in `na_policy_exact`) again,
+/// four to a bucket of one cache line, so a new connection to a new peer costs the datapath one cold line for its
+/// verdict where the hash's lookup read a bucket and an element (~400 ns at 100,000 peers, BENCHMARKS.md §2).
+/// The hashes stay the entries' home; how entries change while packets read them is `BucketTable`'s.
+///
+/// A key its bucket has no room for stays in the hash only, and the bucket's bit in `na_ptable_ovf` is set (until the
+/// next start). `na_ptable_ep` says per endpoint id whether the table holds every key of its hash but those of
+/// overflowed buckets (`NA_POLICY_TABLE_COMPLETE`, not while the agent restores): then a miss in a bucket without
+/// the bit is a miss of the hash too, and the programs go straight to the trie. Written by `EndpointDatapath`
+/// beside the hash: new and changed keys after it, removed ones before.
+public struct PolicyTable {
+    public static let name = "na_ptable"
+    public static let stateName = "na_ptable_ep"
+    public static let overflowName = "na_ptable_ovf"
+
+    private let table: BucketTable<na_policy_table_entry>
+    private let states: TypedMap<UInt32, UInt32>
+    private let overflows: TypedMap<UInt32, UInt64>
+
+    public init(datapath: Datapath) throws {
+        try self.init(
+            table: datapath.map(Self.name), states: datapath.map(Self.stateName),
+            overflows: datapath.map(Self.overflowName))
+    }
+
+    /// Over the maps of a loaded object (benchmarks and tests that load one without a `Datapath`).
+    public init(table: BPFMap, states: BPFMap, overflows: BPFMap) throws {
+        self.table = try BucketTable(
+            table, ways: Int(NA_POLICY_TABLE_WAYS), word: \.meta, valid: UInt32(NA_POLICY_TABLE_VALID),
+            stale: UInt32(NA_POLICY_TABLE_STALE))
+        self.states = try TypedMap(states)
+        self.overflows = try TypedMap(overflows)
+    }
+
+    /// The table's change for one full-length key of an endpoint: set to `value`, or withdrawn (nil).
+    public static func change(endpoint id: UInt32, _ key: na_policy_key, _ value: na_policy_value?)
+        -> BucketTable<na_policy_table_entry>.Change
+    {
+        let identity = UInt32(bigEndian: key.identity)
+        let keyBits = na_policy_table_key(key.direction, key.protocol, key.dport)
+        let entry = value.map {
+            na_policy_table_entry(
+                meta: keyBits | ($0.flags & UInt32(NA_POLICY_DENY) != 0 ? UInt32(NA_POLICY_TABLE_DENY) : 0),
+                identity: identity, ep_id: id, rule_id: $0.rule_id)
+        }
+        return .init(bucket: na_policy_table_bucket_of(id, identity, keyBits), entry: entry) {
+            $0.meta & UInt32(NA_POLICY_TABLE_KEY_MASK) == keyBits && $0.identity == identity && $0.ep_id == id
+        }
+    }
+
+    /// Applies an endpoint's changes of full-length keys (`nil`: removed); a bucket one of them finds full gets its
+    /// overflow bit before any entry is withdrawn.
+    public func apply(endpoint id: UInt32, _ changes: [(key: na_policy_key, value: na_policy_value?)]) throws {
+        try table.apply(changes.map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
+    }
+
+    private func markOverflowed(_ buckets: [UInt32]) throws {
+        for (word, indexes) in Dictionary(grouping: buckets, by: { $0 / 64 }) {
+            let bits = indexes.reduce(try overflows.lookup(word) ?? 0) { $0 | 1 << UInt64($1 % 64) }
+            try overflows.update(word, bits)
+        }
+    }
+
+    /// An endpoint id whose policy maps were emptied or removed: its entries are withdrawn, and the table holds all
+    /// of nothing (`NA_POLICY_TABLE_COMPLETE`) for the next endpoint under the id.
+    public func clear(endpoint id: UInt32, keys: [na_policy_key]) throws {
+        try table.apply(keys.map { Self.change(endpoint: id, $0, nil) })
+        try states.update(id, UInt32(NA_POLICY_TABLE_COMPLETE))
+    }
+
+    /// Start of a restore: until `rebuild`, every endpoint's miss goes on to its hash, as entries move and
+    /// regenerate.
+    public func suspend() throws {
+        try states.map.updateBatch(
+            keys: (0..<UInt32(states.map.info.maxEntries)).map(bytesOf),
+            values: Array(repeating: bytesOf(UInt32(NA_POLICY_TABLE_UNKNOWN)), count: states.map.info.maxEntries))
+    }
+
+    /// End of a restore: the table holds exactly the full-length entries of `endpoints` (by id) that their buckets
+    /// have room for, only the buckets that lack room have their overflow bit, and every id is complete (ids without
+    /// an endpoint hold nothing). Returns how many entries it withdrew.
+    @discardableResult
+    public func rebuild(_ endpoints: [UInt32: [(key: na_policy_key, value: na_policy_value)]]) throws -> Int {
+        var wanted: [[UInt8]: UInt32] = [:]
+        var changes: [BucketTable<na_policy_table_entry>.Change] = []
+        for (id, entries) in endpoints {
+            for (key, value) in entries {
+                let change = Self.change(endpoint: id, key, value)
+                guard var entry = change.entry else { continue }
+                entry.meta |= UInt32(NA_POLICY_TABLE_VALID)
+                wanted[bytesOf(entry)] = change.bucket
+                changes.append(change)
+            }
+        }
+        var kept = Set<[UInt8]>()
+        let withdrawn = try table.prune { index, entry in
+            let bytes = bytesOf(entry)
+            guard wanted[bytes] == index else { return false }
+            return kept.insert(bytes).inserted
+        }
+        let words = overflows.map.info.maxEntries
+        try overflows.map.updateBatch(
+            keys: (0..<UInt32(words)).map(bytesOf), values: Array(repeating: bytesOf(UInt64(0)), count: words))
+        try table.apply(changes, overflow: markOverflowed)
+        let count = states.map.info.maxEntries
+        try states.map.updateBatch(
+            keys: (0..<UInt32(count)).map(bytesOf),
+            values: Array(repeating: bytesOf(UInt32(NA_POLICY_TABLE_COMPLETE)), count: count))
+        return withdrawn
+    }
+
+    /// The buckets whose overflow bit is set.
+    public func overflowedBuckets() throws -> [UInt32] {
+        try overflows.entries().flatMap { word, bits in
+            (0..<UInt32(64)).filter { bits & (1 << UInt64($0)) != 0 }.map { word * 64 + $0 }
+        }
+    }
+
+    /// A bucket's valid entries (`value`: the bucket's bytes, as a map dump gives them).
+    public static func validEntries(ofBucket value: [UInt8]) -> [na_policy_table_entry] {
+        BucketTable<na_policy_table_entry>.entries(ofBucket: value).filter {
+            $0.meta & UInt32(NA_POLICY_TABLE_VALID) != 0
+        }
+    }
+
+    /// The valid entries: endpoint, peer identity, direction, protocol, port, rule and whether it denies.
+    public func entries() throws -> [na_policy_table_entry] {
+        try table.validEntries().map(\.entry)
+    }
+}

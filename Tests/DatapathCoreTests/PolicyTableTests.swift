@@ -1,0 +1,129 @@
+import CNodeABI
+import DatapathCore
+import Glibc
+import XCTest
+
+/// `na_ptable` in front of the endpoints' policy hashes, run through `from_endpoint`: a valid entry decides,
+/// a complete endpoint's miss skips its hash, an incomplete one's goes on to it; and `PolicyTable` keeping it.
+final class PolicyTableTests: XCTestCase {
+    private var h: DatapathHarness!
+    private var table: PolicyTable!
+    private var states: TypedMap<UInt32, UInt32>!
+    private var overflows: TypedMap<UInt32, UInt64>!
+
+    override func setUpWithError() throws {
+        guard geteuid() == 0 else { throw XCTSkip("loading BPF programs needs root") }
+        h = try DatapathHarness.shared()
+        try h.reset()
+        let map = try XCTUnwrap(h.object.map(named: PolicyTable.name))
+        let stateMap = try XCTUnwrap(h.object.map(named: PolicyTable.stateName))
+        let overflowMap = try XCTUnwrap(h.object.map(named: PolicyTable.overflowName))
+        table = try PolicyTable(table: map, states: stateMap, overflows: overflowMap)
+        states = try TypedMap(stateMap)
+        overflows = try TypedMap(overflowMap)
+        try Setup(policy: []).apply(to: h)
+    }
+
+    override func tearDownWithError() throws {
+        guard let table else { return }
+        // The harness's other fixtures find no entry of theirs here and every endpoint's misses going on to its hash.
+        try table.clear(endpoint: Net.epID, keys: try table.entries().map { entry in key(entry.identity, entry.meta) })
+        try states.update(Net.epID, UInt32(NA_POLICY_TABLE_UNKNOWN))
+        for word in try table.overflowedBuckets().map({ $0 / 64 }) { try overflows.update(word, 0) }
+    }
+
+    private func key(_ identity: UInt32, _ meta: UInt32) -> na_policy_key {
+        na_policy_key(
+            prefixlen: UInt32(NA_POLICY_PREFIX_PORT), identity: identity.bigEndian,
+            direction: UInt8((meta >> 24) & 1), protocol: UInt8((meta >> 16) & 0xff), dport: UInt16(meta & 0xffff))
+    }
+
+    private func key(_ identity: UInt32, port: UInt16) -> na_policy_key {
+        na_policy_key(
+            prefixlen: UInt32(NA_POLICY_PREFIX_PORT), identity: identity.bigEndian,
+            direction: UInt8(NA_DIR_EGRESS.rawValue), protocol: Proto.tcp, dport: port.bigEndian)
+    }
+
+    private func syn(port: UInt16, sport: UInt16) throws -> UInt32 {
+        try h.run("from_endpoint", Packet.tcp(Net.ep4, Net.peer4, sport: sport, dport: port).bytes)
+    }
+
+    private func installHash(_ entries: [(na_policy_key, na_policy_value)]) throws {
+        try h.installPolicy(
+            endpoint: Net.epID,
+            entries.map {
+                var entry = PolicyEntry.egress(
+                    UInt32(bigEndian: $0.0.identity), $0.0.protocol, UInt16(bigEndian: $0.0.dport),
+                    deny: $0.1.flags != 0)
+                entry.ruleID = $0.1.rule_id
+                return entry
+            })
+    }
+
+    func testAValidEntryDecidesAndACompleteEndpointsMissSkipsItsHash() throws {
+        let allow = na_policy_value(rule_id: 7, flags: 0)
+        // The hash allows 80 and 81; the table holds 80 only and says it holds everything: 81 is refused.
+        try installHash([(key(Net.peerIdentity, port: 80), allow), (key(Net.peerIdentity, port: 81), allow)])
+        try table.apply(endpoint: Net.epID, [(key(Net.peerIdentity, port: 80), allow)])
+        try states.update(Net.epID, UInt32(NA_POLICY_TABLE_COMPLETE))
+        XCTAssertEqual(try syn(port: 80, sport: 40001), Verdict.TC_ACT_OK)
+        XCTAssertEqual(try syn(port: 81, sport: 40002), Verdict.TC_ACT_SHOT)
+        // The bucket of 81's key marked as one a key found full: the miss goes on to the hash, which allows.
+        let bits = na_policy_table_key(UInt8(NA_DIR_EGRESS.rawValue), Proto.tcp, UInt16(81).bigEndian)
+        let bucket = na_policy_table_bucket_of(Net.epID, Net.peerIdentity, bits)
+        try overflows.update(bucket / 64, 1 << UInt64(bucket % 64))
+        XCTAssertEqual(try syn(port: 81, sport: 40003), Verdict.TC_ACT_OK)
+        // So does every miss of an endpoint that is not complete (while the agent restores).
+        try overflows.update(bucket / 64, 0)
+        XCTAssertEqual(try syn(port: 81, sport: 40004), Verdict.TC_ACT_SHOT)
+        try states.update(Net.epID, UInt32(NA_POLICY_TABLE_UNKNOWN))
+        XCTAssertEqual(try syn(port: 81, sport: 40005), Verdict.TC_ACT_OK)
+    }
+
+    func testTheTablesEntryWinsOverTheHashAndAWithdrawnOneCountsNoMore() throws {
+        // The hash allows 80; the table denies it: the table is read first.
+        try installHash([(key(Net.peerIdentity, port: 80), na_policy_value(rule_id: 7, flags: 0))])
+        try table.apply(
+            endpoint: Net.epID, [(key(Net.peerIdentity, port: 80), na_policy_value(rule_id: 9, flags: 1))])
+        try states.update(Net.epID, UInt32(NA_POLICY_TABLE_COMPLETE))
+        XCTAssertEqual(try syn(port: 80, sport: 40001), Verdict.TC_ACT_SHOT)
+        XCTAssertEqual(try h.drainEvents().last?.rule_id, 9)
+        // Withdrawn, and the endpoint no longer complete: the hash answers again.
+        try states.update(Net.epID, UInt32(NA_POLICY_TABLE_UNKNOWN))
+        try table.apply(endpoint: Net.epID, [(key(Net.peerIdentity, port: 80), nil)])
+        XCTAssertEqual(try table.entries().count, 0)
+        XCTAssertEqual(try syn(port: 80, sport: 40002), Verdict.TC_ACT_OK)
+    }
+
+    func testAChangedValueReplacesTheEntryAndAFullBucketMarksTheEndpoint() throws {
+        try table.rebuild([:])
+        XCTAssertEqual(try states.lookup(Net.epID), UInt32(NA_POLICY_TABLE_COMPLETE))
+        try table.apply(endpoint: Net.epID, [(key(Net.peerIdentity, port: 80), na_policy_value(rule_id: 7, flags: 0))])
+        try table.apply(endpoint: Net.epID, [(key(Net.peerIdentity, port: 80), na_policy_value(rule_id: 8, flags: 1))])
+        XCTAssertEqual(
+            try table.entries().map { [$0.identity, $0.ep_id, $0.rule_id, $0.meta & UInt32(NA_POLICY_TABLE_DENY)] },
+            [[Net.peerIdentity, Net.epID, 8, UInt32(NA_POLICY_TABLE_DENY)]])
+
+        // Five identities whose key on port 80 share one bucket: the fifth finds no room.
+        let bits = na_policy_table_key(UInt8(NA_DIR_EGRESS.rawValue), Proto.tcp, UInt16(80).bigEndian)
+        let target = na_policy_table_bucket_of(Net.epID, 1000, bits)
+        var identities: [UInt32] = []
+        var identity: UInt32 = 1000
+        while identities.count < 5 {
+            if na_policy_table_bucket_of(Net.epID, identity, bits) == target { identities.append(identity) }
+            identity += 1
+        }
+        try table.apply(
+            endpoint: Net.epID, identities.map { (key($0, port: 80), na_policy_value(rule_id: $0, flags: 0)) })
+        XCTAssertEqual(try table.entries().count { $0.rule_id >= 1000 }, 4)
+        XCTAssertEqual(try table.overflowedBuckets(), [target])
+
+        // A start clears the bit when everything fits.
+        try table.rebuild([
+            Net.epID: identities.prefix(4).map { (key($0, port: 80), na_policy_value(rule_id: $0, flags: 0)) }
+        ])
+        XCTAssertEqual(try states.lookup(Net.epID), UInt32(NA_POLICY_TABLE_COMPLETE))
+        XCTAssertEqual(try table.entries().count, 4)
+        XCTAssertEqual(try table.overflowedBuckets(), [])
+    }
+}
