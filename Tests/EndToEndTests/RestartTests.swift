@@ -273,6 +273,9 @@ final class RestartTests: EndToEndTestCase {
             XCTAssertEqual(full, [], "endpoint \(id): full-length keys moved out of the trie")
         }
         try assertSeedVerdicts("adopted")
+        let held = try assertPolicyTable(
+            AgentSnapshot.take(socketPath: agent.socketPath), endpoints: [1, 2, 3], "adopted")
+        XCTAssertGreaterThan(held, 0, "the table holds the moved keys")
     }
 
     /// State saved by earlier versions in one document is restored the same and rewritten one file per concern.
@@ -355,10 +358,40 @@ final class RestartTests: EndToEndTestCase {
             XCTAssertEqual(
                 rowIdentity, endpoint["identity"]?["id"], "round \(round): \(endpoint)", file: file, line: line)
         }
+        try assertPolicyTable(snapshot, endpoints: ids, "round \(round)", file: file, line: line)
         // A second restart from the state just restored changes nothing.
         try agent.restart()
         XCTAssertEqual(
             try AgentSnapshot.take(socketPath: agent.socketPath).differences(from: snapshot), [],
             "round \(round): restoring again", file: file, line: line)
+    }
+
+    /// The policy table (`na_ptable`) holds every endpoint's full-length keys as its hash does (no bucket of a
+    /// test's few keys is full), and nothing of any other endpoint id. Returns how many entries it holds.
+    @discardableResult
+    private func assertPolicyTable(
+        _ snapshot: AgentSnapshot, endpoints ids: Set<Int64>, _ when: String, file: StaticString = #filePath,
+        line: UInt = #line
+    ) throws -> Int {
+        var table: [Int64: Set<String>] = [:]
+        for bucket in snapshot.maps["na_ptable"] ?? [] {
+            for entry in bucket["value"]?["entries"]?.arrayValue ?? [] {
+                var object = entry.objectValue ?? [:]
+                let id = object.removeValue(forKey: "endpoint-id")?.intValue ?? -1
+                table[id, default: []].insert(JSON.object(object).serialized())
+            }
+        }
+        for id in ids {
+            let hash = Set(
+                (snapshot.maps[String(format: "na_polh_%05d", id)] ?? []).map { entry -> String in
+                    var object = entry["key"]?.objectValue ?? [:]
+                    for (name, item) in entry["value"]?.objectValue ?? [:] { object[name] = item }
+                    return JSON.object(object).serialized()
+                })
+            XCTAssertEqual(table[id] ?? [], hash, "\(when): endpoint \(id)'s policy table", file: file, line: line)
+        }
+        XCTAssertEqual(
+            Set(table.keys).subtracting(ids), [], "\(when): table entries of no endpoint", file: file, line: line)
+        return table.values.reduce(0) { $0 + $1.count }
     }
 }

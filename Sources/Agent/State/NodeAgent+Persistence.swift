@@ -115,9 +115,17 @@ extension NodeAgent {
             try programRemoteEndpoints(state)
             try refreshHostAddresses(&state)
             try removeOrphanedRows(&state)
+            let realized = state.realized
             try endpointDatapath.policyTable.rebuild(
-                state.realized.mapValues { entries in
-                    entries.filter { PolicyMapLayout.isExact($0.key) }.map {
+                Array(realized.keys),
+                holds: { id, key, value in
+                    guard let entry = realized[id]?[PolicyMapLayout.entry(key: key, value: value).key] else {
+                        return false
+                    }
+                    return PolicyMapLayout.isExact(entry.key) && bytesOf(PolicyMapLayout.value(entry)) == bytesOf(value)
+                },
+                entries: { id in
+                    (realized[id] ?? []).filter { PolicyMapLayout.isExact($0.key) }.map {
                         (PolicyMapLayout.key($0.key), PolicyMapLayout.value($0))
                     }
                 })

@@ -78,37 +78,49 @@ public struct PolicyTable {
             values: Array(repeating: bytesOf(UInt32(NA_POLICY_TABLE_UNKNOWN)), count: states.map.info.maxEntries))
     }
 
-    /// End of a restore: the table holds exactly the full-length entries of `endpoints` (by id) that their buckets
-    /// have room for, only the buckets that lack room have their overflow bit, and every id is complete (ids without
-    /// an endpoint hold nothing). Returns how many entries it withdrew.
+    /// End of a restore: the table holds exactly the full-length entries of the endpoints (`ids`) that their
+    /// buckets have room for, only the buckets that lack room have their overflow bit, and every id is complete
+    /// (ids without an endpoint hold nothing). `holds` says whether an endpoint's policy has a key with that value;
+    /// `entries` gives an endpoint's full-length entries, asked for one endpoint at a time so that the start of an
+    /// agent with many endpoints never holds all of them at once. Returns how many entries it withdrew.
     @discardableResult
-    public func rebuild(_ endpoints: [UInt32: [(key: na_policy_key, value: na_policy_value)]]) throws -> Int {
-        var wanted: [[UInt8]: UInt32] = [:]
-        var changes: [BucketTable<na_policy_table_entry>.Change] = []
-        for (id, entries) in endpoints {
-            for (key, value) in entries {
-                let change = Self.change(endpoint: id, key, value)
-                guard var entry = change.entry else { continue }
-                entry.meta |= UInt32(NA_POLICY_TABLE_VALID)
-                wanted[bytesOf(entry)] = change.bucket
-                changes.append(change)
-            }
-        }
-        var kept = Set<[UInt8]>()
+    public func rebuild(
+        _ ids: [UInt32], holds: (UInt32, na_policy_key, na_policy_value) -> Bool,
+        entries: (UInt32) -> [(key: na_policy_key, value: na_policy_value)]
+    ) throws -> Int {
         let withdrawn = try table.prune { index, entry in
-            let bytes = bytesOf(entry)
-            guard wanted[bytes] == index else { return false }
-            return kept.insert(bytes).inserted
+            let key = na_policy_key(
+                prefixlen: UInt32(NA_POLICY_PREFIX_PORT), identity: entry.identity.bigEndian,
+                direction: UInt8((entry.meta >> 24) & 1), protocol: UInt8((entry.meta >> 16) & 0xff),
+                dport: UInt16(entry.meta & 0xffff))
+            let value = na_policy_value(
+                rule_id: entry.rule_id,
+                flags: entry.meta & UInt32(NA_POLICY_TABLE_DENY) != 0 ? UInt32(NA_POLICY_DENY) : 0)
+            return na_policy_table_bucket_of(entry.ep_id, entry.identity, entry.meta & UInt32(NA_POLICY_TABLE_KEY_MASK))
+                == index && holds(entry.ep_id, key, value)
         }
         let words = overflows.map.info.maxEntries
         try overflows.map.updateBatch(
             keys: (0..<UInt32(words)).map(bytesOf), values: Array(repeating: bytesOf(UInt64(0)), count: words))
-        try table.apply(changes, overflow: markOverflowed)
+        for id in ids {
+            try table.apply(entries(id).map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
+        }
         let count = states.map.info.maxEntries
         try states.map.updateBatch(
             keys: (0..<UInt32(count)).map(bytesOf),
             values: Array(repeating: bytesOf(UInt32(NA_POLICY_TABLE_COMPLETE)), count: count))
         return withdrawn
+    }
+
+    /// `rebuild` from every endpoint's full-length entries at hand (tests and benchmarks).
+    @discardableResult
+    public func rebuild(_ endpoints: [UInt32: [(key: na_policy_key, value: na_policy_value)]]) throws -> Int {
+        try rebuild(
+            Array(endpoints.keys),
+            holds: { id, key, value in
+                endpoints[id]?.contains { bytesOf($0.key) == bytesOf(key) && bytesOf($0.value) == bytesOf(value) }
+                    ?? false
+            }, entries: { endpoints[$0] ?? [] })
     }
 
     /// The buckets whose overflow bit is set.

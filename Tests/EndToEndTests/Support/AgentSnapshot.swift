@@ -56,7 +56,7 @@ struct AgentSnapshot: Equatable, CustomStringConvertible {
         }
         let mapList = try get("/v1/map")["maps"]?.arrayValue ?? []
         let names = mapList.compactMap { $0["name"]?.stringValue }.filter {
-            ["na_endpoints", "na_ipcache", "na_ipcache_host", "na_policy", "na_policy_exact"].contains($0)
+            ["na_endpoints", "na_ipcache", "na_ipcache_host", "na_policy", "na_policy_exact", "na_ptable"].contains($0)
                 || $0.hasPrefix("na_pol_") || $0.hasPrefix("na_polh_")
         }
         var maps: [String: [JSON]] = [:]
