@@ -42,6 +42,26 @@ extension BPFMap {
         return keys.count
     }
 
+    /// Writes one `value` under every index of an array map below `count` (all of them by default), in batches of
+    /// 4,096 whose buffers are the only memory it takes: no array per entry, as `updateBatch` takes them.
+    public func fill(_ value: [UInt8], count: Int? = nil) throws {
+        let total = count ?? info.maxEntries
+        guard info.keySize == 4, value.count == info.valueSize, valueCount == 1 else {
+            throw AgentError.datapath("map \(name): fill needs an array map and a \(info.valueSize)-byte value")
+        }
+        let values = [UInt8]((0..<min(total, 4096)).map { _ in value }.joined())
+        var start = 0
+        while start < total {
+            let chunk = min(4096, total - start)
+            let keys = [UInt8]((start..<start + chunk).map { withUnsafeBytes(of: UInt32($0)) { Array($0) } }.joined())
+            let slice = Array(values.prefix(chunk * value.count))
+            if try updateChunk(keys, slice, count: chunk) < 0 {
+                for index in start..<start + chunk { try update(key: bytesOf(UInt32(index)), value: value) }
+            }
+            start += chunk
+        }
+    }
+
     /// One BPF_MAP_UPDATE_BATCH call, repeated after EINTR for the entries not yet written.
     /// Returns -1 when the kernel has no batch update for this map (nothing was written then).
     private func updateChunk(_ keys: [UInt8], _ values: [UInt8], count total: Int) throws -> Int {

@@ -73,9 +73,7 @@ public struct PolicyTable {
     /// Start of a restore: until `rebuild`, every endpoint's miss goes on to its hash, as entries move and
     /// regenerate.
     public func suspend() throws {
-        try states.map.updateBatch(
-            keys: (0..<UInt32(states.map.info.maxEntries)).map(bytesOf),
-            values: Array(repeating: bytesOf(UInt32(NA_POLICY_TABLE_UNKNOWN)), count: states.map.info.maxEntries))
+        try states.map.fill(bytesOf(UInt32(NA_POLICY_TABLE_UNKNOWN)))
     }
 
     /// End of a restore: the table holds exactly the full-length entries of the endpoints (`ids`) that their
@@ -99,16 +97,11 @@ public struct PolicyTable {
             return na_policy_table_bucket_of(entry.ep_id, entry.identity, entry.meta & UInt32(NA_POLICY_TABLE_KEY_MASK))
                 == index && holds(entry.ep_id, key, value)
         }
-        let words = overflows.map.info.maxEntries
-        try overflows.map.updateBatch(
-            keys: (0..<UInt32(words)).map(bytesOf), values: Array(repeating: bytesOf(UInt64(0)), count: words))
+        try overflows.map.fill(bytesOf(UInt64(0)))
         for id in ids {
             try table.apply(entries(id).map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
         }
-        let count = states.map.info.maxEntries
-        try states.map.updateBatch(
-            keys: (0..<UInt32(count)).map(bytesOf),
-            values: Array(repeating: bytesOf(UInt32(NA_POLICY_TABLE_COMPLETE)), count: count))
+        try states.map.fill(bytesOf(UInt32(NA_POLICY_TABLE_COMPLETE)))
         return withdrawn
     }
 
