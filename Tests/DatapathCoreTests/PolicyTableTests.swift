@@ -27,15 +27,9 @@ final class PolicyTableTests: XCTestCase {
     override func tearDownWithError() throws {
         guard let table else { return }
         // The harness's other fixtures find no entry of theirs here and every endpoint's misses going on to its hash.
-        try table.clear(endpoint: Net.epID, keys: try table.entries().map { entry in key(entry.identity, entry.meta) })
+        try table.clear(endpoint: Net.epID, keys: try table.entries().map { PolicyTable.policy(of: $0).key })
         try states.update(Net.epID, UInt32(NA_POLICY_TABLE_UNKNOWN))
         for word in try table.overflowedBuckets().map({ $0 / 64 }) { try overflows.update(word, 0) }
-    }
-
-    private func key(_ identity: UInt32, _ meta: UInt32) -> na_policy_key {
-        na_policy_key(
-            prefixlen: UInt32(NA_POLICY_PREFIX_PORT), identity: identity.bigEndian,
-            direction: UInt8((meta >> 24) & 1), protocol: UInt8((meta >> 16) & 0xff), dport: UInt16(meta & 0xffff))
     }
 
     private func key(_ identity: UInt32, port: UInt16) -> na_policy_key {

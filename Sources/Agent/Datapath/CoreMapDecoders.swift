@@ -42,13 +42,7 @@ enum CoreMapDecoders {
             prefix: PolicyTable.name,
             MapDecoder(omitting: { PolicyTable.validEntries(ofBucket: $0).isEmpty }) { key, value, _ in
                 let entries = PolicyTable.validEntries(ofBucket: value).map { entry -> JSON in
-                    let policyKey = na_policy_key(
-                        prefixlen: UInt32(NA_POLICY_PREFIX_PORT), identity: entry.identity.bigEndian,
-                        direction: UInt8((entry.meta >> 24) & 1), protocol: UInt8((entry.meta >> 16) & 0xff),
-                        dport: UInt16(entry.meta & 0xffff))
-                    let policyValue = na_policy_value(
-                        rule_id: entry.rule_id,
-                        flags: entry.meta & UInt32(NA_POLICY_TABLE_DENY) != 0 ? UInt32(NA_POLICY_DENY) : 0)
+                    let (policyKey, policyValue) = PolicyTable.policy(of: entry)
                     var object = PolicyMapLayout.json(of: policyKey).objectValue ?? [:]
                     object["endpoint-id"] = .int(Int64(entry.ep_id))
                     for (name, item) in PolicyMapLayout.json(of: policyValue, ruleName: ruleName).objectValue ?? [:] {

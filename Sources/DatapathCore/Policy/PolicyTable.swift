@@ -87,13 +87,7 @@ public struct PolicyTable {
         entries: (UInt32) -> [(key: na_policy_key, value: na_policy_value)]
     ) throws -> Int {
         let withdrawn = try table.prune { index, entry in
-            let key = na_policy_key(
-                prefixlen: UInt32(NA_POLICY_PREFIX_PORT), identity: entry.identity.bigEndian,
-                direction: UInt8((entry.meta >> 24) & 1), protocol: UInt8((entry.meta >> 16) & 0xff),
-                dport: UInt16(entry.meta & 0xffff))
-            let value = na_policy_value(
-                rule_id: entry.rule_id,
-                flags: entry.meta & UInt32(NA_POLICY_TABLE_DENY) != 0 ? UInt32(NA_POLICY_DENY) : 0)
+            let (key, value) = Self.policy(of: entry)
             return na_policy_table_bucket_of(entry.ep_id, entry.identity, entry.meta & UInt32(NA_POLICY_TABLE_KEY_MASK))
                 == index && holds(entry.ep_id, key, value)
         }
@@ -121,6 +115,18 @@ public struct PolicyTable {
         try overflows.entries().flatMap { word, bits in
             (0..<UInt32(64)).filter { bits & (1 << UInt64($0)) != 0 }.map { word * 64 + $0 }
         }
+    }
+
+    /// An entry as the endpoint's hash holds it: its full-length key and its value.
+    public static func policy(of entry: na_policy_table_entry) -> (key: na_policy_key, value: na_policy_value) {
+        let key = na_policy_key(
+            prefixlen: UInt32(NA_POLICY_PREFIX_PORT), identity: entry.identity.bigEndian,
+            direction: UInt8((entry.meta >> 24) & 1), protocol: UInt8((entry.meta >> 16) & 0xff),
+            dport: UInt16(entry.meta & 0xffff))
+        let value = na_policy_value(
+            rule_id: entry.rule_id,
+            flags: entry.meta & UInt32(NA_POLICY_TABLE_DENY) != 0 ? UInt32(NA_POLICY_DENY) : 0)
+        return (key, value)
     }
 
     /// A bucket's valid entries (`value`: the bucket's bytes, as a map dump gives them).
