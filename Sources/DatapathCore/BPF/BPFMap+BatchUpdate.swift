@@ -53,7 +53,9 @@ extension BPFMap {
         var start = 0
         while start < total {
             let chunk = min(4096, total - start)
-            let keys = [UInt8]((start..<start + chunk).map { withUnsafeBytes(of: UInt32($0)) { Array($0) } }.joined())
+            var keys: [UInt8] = []
+            keys.reserveCapacity(chunk * 4)
+            for index in start..<start + chunk { withUnsafeBytes(of: UInt32(index)) { keys.append(contentsOf: $0) } }
             let slice = Array(values.prefix(chunk * value.count))
             if try updateChunk(keys, slice, count: chunk) < 0 {
                 for index in start..<start + chunk { try update(key: bytesOf(UInt32(index)), value: value) }

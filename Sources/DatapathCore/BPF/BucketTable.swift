@@ -19,7 +19,6 @@ private let bucketWrites = Mutex(())
 public struct BucketTable<Entry: BitwiseCopyable> {
     private let map: BPFMap
     public let buckets: UInt32
-    private let ways: Int
     private let word: WritableKeyPath<Entry, UInt32>
     private let valid: UInt32
     private let stale: UInt32
@@ -30,7 +29,6 @@ public struct BucketTable<Entry: BitwiseCopyable> {
         }
         self.map = map
         buckets = UInt32(map.info.maxEntries)
-        self.ways = ways
         self.word = word
         self.valid = valid
         self.stale = stale

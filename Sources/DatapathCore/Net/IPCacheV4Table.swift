@@ -67,10 +67,12 @@ struct IPCacheV4Table {
             guard wanted[entry.addr] == identity, na_ipcache_v4_bucket_of(entry.addr) == index else { return false }
             return kept.insert(entry.addr).inserted
         }
-        for (word, identity) in wanted where !kept.contains(word) && Self.fits(identity) {
-            let entry = na_ipcache_v4_entry(identity: identity, addr: word)
-            if try table.set(na_ipcache_v4_bucket_of(word), entry, matches: { $0.addr == word }) { changed += 1 }
+        let missing = wanted.filter { !kept.contains($0.key) && Self.fits($0.value) }.map { word, identity in
+            BucketTable<na_ipcache_v4_entry>.Change(
+                bucket: na_ipcache_v4_bucket_of(word), entry: na_ipcache_v4_entry(identity: identity, addr: word),
+                matches: { $0.addr == word })
         }
+        changed += try table.apply(missing).count { $0 }
         return changed
     }
 }
