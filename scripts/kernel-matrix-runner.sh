@@ -19,7 +19,7 @@ echo "matrix: kernel=$kernel"
 # The suites of each group, as XCTest filters (Module.Class or Module.Class/test). The fixture group is every
 # suite that runs programs with BPF_PROG_TEST_RUN.
 verifier="DatapathCoreTests.VerifierHeadroomTests,DatapathCoreTests.EndpointObjectTests"
-verifier="$verifier,DatapathCoreTests.StackDepthTests"
+verifier="$verifier,DatapathCoreTests.StackDepthTests,DatapathCoreTests.KernelBTFTests"
 fixtures="DatapathCoreTests.EndpointProgramTests,DatapathCoreTests.DropAggregationTests"
 fixtures="$fixtures,DatapathCoreTests.RingBufferReaderTests,ConntrackGCTests.DatapathCounterTests,ConntrackGCTests.SweepTests"
 fixtures="$fixtures,DatapathCoreTests.ServiceTranslationTests,AgentTests.MaglevDatapathTests"

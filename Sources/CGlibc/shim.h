@@ -17,6 +17,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/membarrier.h>
+#include <linux/memfd.h>
 
 /* Names the calling thread (the kernel keeps 15 bytes); prctl is variadic and does not import. */
 static inline int cglibc_name_thread(const char *name)
@@ -101,6 +102,12 @@ static inline int cglibc_grace_period_offered(void)
 	if (commands < 0)
 		return -errno;
 	return (commands & MEMBARRIER_CMD_GLOBAL) ? 1 : 0;
+}
+
+/* An anonymous file that closes on exec (memfd_create, declared by <sys/mman.h> only under _GNU_SOURCE). */
+static inline int cglibc_memfd(const char *name)
+{
+	return (int)syscall(SYS_memfd_create, name, MFD_CLOEXEC);
 }
 
 #endif

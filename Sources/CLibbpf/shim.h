@@ -9,7 +9,9 @@
 
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <linux/bpf.h>
+#include <linux/btf.h>
 #include <linux/pkt_cls.h>
 #include <errno.h>
 #include <stdio.h>
@@ -17,6 +19,19 @@
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
+
+/*
+ * libbpf's btf.h defines the BTF kinds newer than the first ones again, as macros, for an older <linux/btf.h>.
+ * <linux/btf.h> has them all as enumerators here, and both forms of a name make it ambiguous to Swift.
+ */
+#undef BTF_KIND_FUNC
+#undef BTF_KIND_FUNC_PROTO
+#undef BTF_KIND_VAR
+#undef BTF_KIND_DATASEC
+#undef BTF_KIND_FLOAT
+#undef BTF_KIND_DECL_TAG
+#undef BTF_KIND_TYPE_TAG
+#undef BTF_KIND_ENUM64
 
 /* Log sink for libbpf's messages: libbpf hands out a format and a va_list. */
 typedef void (*cbpf_log_fn)(int level, const char *msg);
@@ -45,10 +60,14 @@ static inline void cbpf_set_log_sink(cbpf_log_fn fn)
 	libbpf_set_print(fn ? cbpf_print_trampoline : NULL);
 }
 
-/* bpf_object__open_mem with an object name (LIBBPF_OPTS). */
-static inline struct bpf_object *cbpf_object_open_mem(const void *buf, size_t size, const char *name)
+/*
+ * bpf_object__open_mem with an object name and, unless NULL, the BTF its CO-RE relocations are resolved against
+ * instead of the kernel's whole BTF (LIBBPF_OPTS).
+ */
+static inline struct bpf_object *cbpf_object_open_mem(const void *buf, size_t size, const char *name,
+							const char *btf_custom_path)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name);
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .object_name = name, .btf_custom_path = btf_custom_path);
 	struct bpf_object *obj = bpf_object__open_mem(buf, size, &opts);
 
 	return libbpf_get_error(obj) ? NULL : obj;
