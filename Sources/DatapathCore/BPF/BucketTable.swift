@@ -13,7 +13,8 @@ private let bucketWrites = Mutex(())
 /// - an entry is filled in two writes, everything but the valid bit first, then the valid bit;
 /// - a withdrawn entry (removed, or replaced by one of another value) is marked `stale` and not reused until an RCU
 ///   grace period (`cglibc_synchronize_rcu`) has passed since, so no packet that saw it valid is still running.
-///   The writer waits for one only when a bucket has no free entry left.
+///   The writer waits for one only when a bucket has no free entry left and no grace period began since the
+///   table's last withdrawals (`GracePeriods`): then every stale entry is free.
 ///
 /// A bucket with no room leaves an entry to the hash, where programs look on a miss.
 public struct BucketTable<Entry: BitwiseCopyable> {
@@ -22,8 +23,13 @@ public struct BucketTable<Entry: BitwiseCopyable> {
     private let word: WritableKeyPath<Entry, UInt32>
     private let valid: UInt32
     private let stale: UInt32
+    /// Waits out an RCU grace period; false when the kernel offers none.
+    private let gracePeriod: () -> Bool
 
-    public init(_ map: BPFMap, ways: Int, word: WritableKeyPath<Entry, UInt32>, valid: UInt32, stale: UInt32) throws {
+    public init(
+        _ map: BPFMap, ways: Int, word: WritableKeyPath<Entry, UInt32>, valid: UInt32, stale: UInt32,
+        gracePeriod: @escaping () -> Bool = { cglibc_synchronize_rcu() == 0 }
+    ) throws {
         guard map.info.valueSize == ways * MemoryLayout<Entry>.stride, map.info.keySize == 4 else {
             throw AgentError.datapath("\(map.name) is not an array of \(ways) \(Entry.self) per bucket")
         }
@@ -32,6 +38,7 @@ public struct BucketTable<Entry: BitwiseCopyable> {
         self.word = word
         self.valid = valid
         self.stale = stale
+        self.gracePeriod = gracePeriod
     }
 
     public func isValid(_ entry: Entry) -> Bool { entry[keyPath: word] & valid != 0 }
@@ -68,6 +75,7 @@ public struct BucketTable<Entry: BitwiseCopyable> {
             var filled: [UInt32: [Int]] = [:]
             var withdrawals: [UInt32: [Int]] = [:]
             var results = [Bool](repeating: true, count: changes.count)
+            // This call's withdrawals are written at its end: every stale entry it reads is older than the call.
             for (number, change) in changes.enumerated() {
                 guard change.bucket < buckets else {
                     results[number] = change.entry == nil
@@ -88,8 +96,9 @@ public struct BucketTable<Entry: BitwiseCopyable> {
                 if let new = wanted {
                     let taken = filled[change.bucket] ?? []
                     var free = entries.indices.first { isFree(entries[$0]) && !taken.contains($0) }
-                    if free == nil, entries.contains(where: isStale), cglibc_synchronize_rcu() == 0 {
-                        // Stale since an earlier call: written to the map before this grace period began.
+                    if free == nil, entries.contains(where: isStale),
+                        GracePeriods.staleAreFree(map: map.info.id) || GracePeriods.wait(gracePeriod)
+                    {
                         entries = entries.map(freed)
                         free = entries.indices.first { isFree(entries[$0]) && !taken.contains($0) }
                     }
@@ -111,7 +120,10 @@ public struct BucketTable<Entry: BitwiseCopyable> {
             }
             if !full.isEmpty { try overflow(full) }
             for (index, slots) in withdrawals { for slot in slots { withdraw(&loaded[index]![slot]) } }
-            if !withdrawals.isEmpty { try store(withdrawals.keys.map { ($0, loaded[$0]!) }) }
+            if !withdrawals.isEmpty {
+                try store(withdrawals.keys.map { ($0, loaded[$0]!) })
+                GracePeriods.withdrew(map: map.info.id)
+            }
             return results
         }
     }
@@ -147,7 +159,8 @@ public struct BucketTable<Entry: BitwiseCopyable> {
                 if changed { try store(index, entries) }
                 if entries.contains(where: isStale) { withStale[index] = entries }
             }
-            if !withStale.isEmpty, cglibc_synchronize_rcu() == 0 {
+            if withdrawn > 0 { GracePeriods.withdrew(map: map.info.id) }
+            if !withStale.isEmpty, GracePeriods.wait(gracePeriod) {
                 for (index, entries) in withStale { try store(index, entries.map(freed)) }
             }
             return withdrawn
