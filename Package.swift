@@ -40,11 +40,11 @@ let package = Package(
             publicHeadersPath: "include"),
 
         // Build-time compilation of bpf/*.bpf.c into objects embedded in the agent.
-        .executableTarget(name: "BPFEmbed", path: "BuildTools/BPFEmbed"),
+        .executableTarget(name: "BPFEmbed", dependencies: ["CZlib"], path: "BuildTools/BPFEmbed"),
         .plugin(
             name: "BPFCompile", capability: .buildTool(), dependencies: ["BPFEmbed"],
             path: "BuildTools/BPFCompile"),
-        .target(name: "BPFObjects", plugins: ["BPFCompile"]),
+        .target(name: "BPFObjects", dependencies: ["CZlib"], plugins: ["BPFCompile"]),
 
         // JSON through jansson, and the request/response/route vocabulary shared by the API layers.
         .target(name: "AgentAPI", dependencies: ["CJansson", "CGlibc"]),

@@ -1,13 +1,15 @@
 import Foundation
 import PackagePlugin
 
-/// Compiles every bpf/*.bpf.c with the toolchain's clang for the BPF target and embeds the objects
-/// into the target it is applied to, so the agent carries its programs and needs no compiler at run time.
+/// Compiles every bpf/*.bpf.c with the toolchain's clang for the BPF target and embeds the objects (without their
+/// DWARF, which libbpf does not read) into the target it is applied to, so the agent carries its programs and needs
+/// no compiler at run time.
 @main
 struct BPFCompile: BuildToolPlugin {
     func createBuildCommands(context: PluginContext, target: Target) throws -> [Command] {
         let bpfDir = context.package.directoryURL.appending(path: "bpf")
         let clang = try context.tool(named: "clang").url
+        let objcopy = try context.tool(named: "llvm-objcopy").url
         let embed = try context.tool(named: "BPFEmbed").url
         let files = try FileManager.default.contentsOfDirectory(atPath: bpfDir.path)
         let sources = files.filter { $0.hasSuffix(".bpf.c") }.sorted()
@@ -32,7 +34,7 @@ struct BPFCompile: BuildToolPlugin {
             commands.append(
                 .buildCommand(
                     displayName: "Compiling BPF program \(source)", executable: embed,
-                    arguments: ["object", name, swift.path, object.path, clang.path] + args,
+                    arguments: ["object", name, swift.path, object.path, objcopy.path, clang.path] + args,
                     inputFiles: [bpfDir.appending(path: source)] + headers, outputFiles: [swift]))
         }
         let table = work.appending(path: "EmbeddedBPFObjects.swift")
