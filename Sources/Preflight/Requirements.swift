@@ -79,7 +79,9 @@ public enum Requirements {
         Requirement(.programType(BPF_PROG_TYPE_SCHED_CLS.rawValue), [.core], "the endpoint programs (tc)"),
         Requirement(.clsact, [.core], "endpoint programs attach to a clsact qdisc where there is no tcx"),
         Requirement(.tcx, [], "the tc programs attach there when it is present; clsact otherwise"),
-        Requirement(.btf, [], "nothing needs it today: the programs use no CO-RE relocations"),
+        Requirement(
+            .btf, [],
+            "HTTP rules: the verdict reads the server socket's tcp_sock.write_seq, placed from the kernel's BTF"),
         Requirement(
             .gracePeriod, [],
             "endpoint rows and IPv4 ipcache entries are read from arrays, whose elements are reused only after one"),
@@ -89,7 +91,7 @@ public enum Requirements {
         map(
             BPF_MAP_TYPE_ARRAY, [.core, .nat],
             "na_config, na_nat_config, na_ep_slots, na_lb_ports, na_ipcache_v4, na_ptable, na_ptable_ep, "
-                + "na_ptable_ovf"),
+                + "na_ptable_ovf, na_ptable_ports"),
         map(BPF_MAP_TYPE_HASH_OF_MAPS, [.core], "na_policy, one policy map per endpoint"),
         map(BPF_MAP_TYPE_LPM_TRIE, [.core, .cidrPolicy, .nat], "na_ipcache, the policy maps, na_nat_cluster"),
         map(BPF_MAP_TYPE_LRU_HASH, [.core, .conntrackGC, .nat], "na_ct, na_drop_agg, na_frags, na_nat"),

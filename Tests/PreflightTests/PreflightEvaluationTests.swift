@@ -72,8 +72,8 @@ final class PreflightEvaluationTests: XCTestCase {
             [
                 .init(
                     name: "btf", status: .missing, neededBy: [],
-                    detail: "/sys/kernel/btf/vmlinux is absent (CONFIG_DEBUG_INFO_BTF); nothing needs it today: the "
-                        + "programs use no CO-RE relocations")
+                    detail: "/sys/kernel/btf/vmlinux is absent (CONFIG_DEBUG_INFO_BTF); HTTP rules: the verdict reads "
+                        + "the server socket's tcp_sock.write_seq, placed from the kernel's BTF")
             ])
     }
 
