@@ -143,6 +143,11 @@ final class PolicyExactMapTests: XCTestCase {
         try endpoints.applyPolicy(9, add: [exact, other, range], remove: [])
         XCTAssertEqual(try held(9), [row(exact), row(other)])
         XCTAssertEqual(try states.lookup(9), UInt32(NA_POLICY_TABLE_COMPLETE))
+        // The ports of the full-length keys are named (the range's is not: it is in the trie).
+        XCTAssertEqual(
+            try table.namedPorts().bits,
+            [exact, other].map { PolicyTable.portBit(PolicyMapLayout.key($0.key)) }.sorted())
+        XCTAssertTrue(try table.namedPorts().complete)
 
         // A changed rule replaces the entry; a removed key leaves.
         var changed = exact
@@ -163,5 +168,36 @@ final class PolicyExactMapTests: XCTestCase {
         XCTAssertEqual(try held(10), [])
         XCTAssertEqual(try held(11), [row(other)])
         XCTAssertEqual(try states.lookup(10), UInt32(NA_POLICY_TABLE_COMPLETE))
+    }
+
+    private func portKey(_ direction: na_direction, _ proto: UInt8, _ port: UInt16) -> na_policy_key {
+        na_policy_key(
+            prefixlen: UInt32(NA_POLICY_PREFIX_PORT), identity: UInt32(1000).bigEndian,
+            direction: UInt8(direction.rawValue),
+            protocol: proto, dport: port.bigEndian)
+    }
+
+    /// The policy table's port filter through `GET /v1/map/na_ptable_ports`: the ports the keys name, with their
+    /// direction and protocol, and the word that says the map is complete.
+    func testTheNamedPortsReadBackWithTheirDirectionAndProtocol() throws {
+        CoreMapDecoders.register(on: datapath, ruleName: { _ in nil })
+        let allow = na_policy_value(rule_id: 1, flags: 0)
+        try PolicyTable(datapath: datapath).rebuild([
+            7: [
+                (portKey(NA_DIR_EGRESS, IPProtocol.tcp, 8080), allow),
+                (portKey(NA_DIR_INGRESS, IPProtocol.udp, 53), allow),
+                (portKey(NA_DIR_INGRESS, IPProtocol.icmp, 8), allow),
+            ]
+        ])
+        let response = Router(routes: MapRoutes(datapath: datapath).routes).route(
+            APIRequest(method: .GET, path: "/v1/map/na_ptable_ports", query: [:]))
+        XCTAssertEqual(response.status, 200)
+        let entries = try JSON.parse(response.body)["entries"]?.arrayValue ?? []
+        let ports = entries.flatMap { $0["value"]?["ports"]?.arrayValue ?? [] }.map {
+            "\($0["direction"]?.stringValue ?? "?") \($0["protocol"]?.stringValue ?? "?") \($0["port"]?.intValue ?? -1)"
+        }
+        XCTAssertEqual(Set(ports), ["egress TCP 8080", "ingress UDP 53", "ingress other 8"])
+        XCTAssertEqual(entries.filter { $0["value"]?["complete"] == .bool(true) }.count, 1)
+        XCTAssertEqual(entries.count, 4, "three words with a port, and the complete word")
     }
 }

@@ -210,7 +210,9 @@ private final class MicroBench {
         if let table = object.map(named: PolicyTable.name), let states = object.map(named: PolicyTable.stateName),
             let overflows = object.map(named: PolicyTable.overflowName)
         {
-            try PolicyTable(table: table, states: states, overflows: overflows).rebuild([Self.endpointID: tableEntries])
+            try PolicyTable(
+                table: table, states: states, overflows: overflows, ports: object.map(named: PolicyTable.portsName)
+            ).rebuild([Self.endpointID: tableEntries])
         }
 
         // Flow k goes from its own source port to one of the listed addresses, spread over all of them.

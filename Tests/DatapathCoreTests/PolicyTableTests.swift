@@ -10,6 +10,7 @@ final class PolicyTableTests: XCTestCase {
     private var table: PolicyTable!
     private var states: TypedMap<UInt32, UInt32>!
     private var overflows: TypedMap<UInt32, UInt64>!
+    private var portMap: BPFMap!
 
     override func setUpWithError() throws {
         guard geteuid() == 0 else { throw XCTSkip("loading BPF programs needs root") }
@@ -18,7 +19,8 @@ final class PolicyTableTests: XCTestCase {
         let map = try XCTUnwrap(h.object.map(named: PolicyTable.name))
         let stateMap = try XCTUnwrap(h.object.map(named: PolicyTable.stateName))
         let overflowMap = try XCTUnwrap(h.object.map(named: PolicyTable.overflowName))
-        table = try PolicyTable(table: map, states: stateMap, overflows: overflowMap)
+        portMap = try XCTUnwrap(h.object.map(named: PolicyTable.portsName))
+        table = try PolicyTable(table: map, states: stateMap, overflows: overflowMap, ports: portMap)
         states = try TypedMap(stateMap)
         overflows = try TypedMap(overflowMap)
         try Setup(policy: []).apply(to: h)
@@ -30,6 +32,7 @@ final class PolicyTableTests: XCTestCase {
         try table.clear(endpoint: Net.epID, keys: try table.entries().map { PolicyTable.policy(of: $0).key })
         try states.update(Net.epID, UInt32(NA_POLICY_TABLE_UNKNOWN))
         for word in try table.overflowedBuckets().map({ $0 / 64 }) { try overflows.update(word, 0) }
+        try h.reset()
     }
 
     private func key(_ identity: UInt32, port: UInt16) -> na_policy_key {
@@ -72,6 +75,47 @@ final class PolicyTableTests: XCTestCase {
         XCTAssertEqual(try syn(port: 81, sport: 40004), Verdict.TC_ACT_SHOT)
         try states.update(Net.epID, UInt32(NA_POLICY_TABLE_UNKNOWN))
         XCTAssertEqual(try syn(port: 81, sport: 40005), Verdict.TC_ACT_OK)
+    }
+
+    /// `na_ptable_ports`: a port no full-length key names skips the table and the hash once the map is complete, the
+    /// trie's any-peer keys still count there, and `rebuild` leaves exactly the bits of the keys it is given.
+    func testAPortNoFullLengthKeyNamesSkipsTheTableAndTheHash() throws {
+        let allow = na_policy_value(rule_id: 9, flags: 0)
+        let ports = try TypedMap<UInt32, UInt64>(portMap)
+        let complete = UInt32(NA_POLICY_PORTS_COMPLETE)
+        func bit(_ port: UInt16) -> UInt32 { PolicyTable.portBit(key(Net.peerIdentity, port: port)) }
+        try h.installPolicy(
+            endpoint: Net.epID,
+            [
+                PolicyEntry.egress(Net.peerIdentity, Proto.tcp, 80),
+                PolicyEntry.egress(Net.peerIdentity, Proto.tcp, 82),
+                PolicyEntry.egress(0, Proto.tcp, 83),
+            ])
+        try table.rebuild([Net.epID: [(key(Net.peerIdentity, port: 80), allow)]])
+        XCTAssertEqual(try table.namedPorts().bits, [bit(80)])
+        XCTAssertTrue(try table.namedPorts().complete)
+        XCTAssertEqual(try syn(port: 80, sport: 41001), Verdict.TC_ACT_OK)
+        XCTAssertEqual(try syn(port: 83, sport: 41002), Verdict.TC_ACT_OK, "any-peer keys are in the trie")
+
+        // 82 is in the hash and, through apply, in the table with its bit set.
+        try table.apply(endpoint: Net.epID, [(key(Net.peerIdentity, port: 82), allow)])
+        XCTAssertEqual(try table.namedPorts().bits, [bit(80), bit(82)])
+        XCTAssertEqual(try syn(port: 82, sport: 41003), Verdict.TC_ACT_OK)
+        // Without its bit, the table and the hash that hold it are not read.
+        try ports.update(bit(82) / 64, 1 << UInt64(bit(80) % 64))
+        XCTAssertEqual(try syn(port: 82, sport: 41004), Verdict.TC_ACT_SHOT)
+        // A map not complete (new on the node, or a restore under way) names every port.
+        try table.suspend()
+        XCTAssertFalse(try table.namedPorts().complete)
+        XCTAssertEqual(try syn(port: 82, sport: 41005), Verdict.TC_ACT_OK)
+        try ports.update(complete, 1)
+
+        // A rebuild without 82 leaves 80's bit alone: the map is exact again.
+        try ports.update(bit(82) / 64, (1 << UInt64(bit(80) % 64)) | (1 << UInt64(bit(82) % 64)))
+        try table.rebuild([Net.epID: [(key(Net.peerIdentity, port: 80), allow)]])
+        XCTAssertEqual(try table.namedPorts().bits, [bit(80)])
+        XCTAssertEqual(try syn(port: 82, sport: 41006), Verdict.TC_ACT_SHOT)
+        XCTAssertEqual(try syn(port: 80, sport: 41007), Verdict.TC_ACT_OK)
     }
 
     func testTheTablesEntryWinsOverTheHashAndAWithdrawnOneCountsNoMore() throws {

@@ -274,7 +274,8 @@ final class RestartTests: EndToEndTestCase {
         }
         try assertSeedVerdicts("adopted")
         let held = try assertPolicyTable(
-            AgentSnapshot.take(socketPath: agent.socketPath), endpoints: [1, 2, 3], "adopted")
+            AgentSnapshot.take(socketPath: agent.socketPath, alsoMaps: ["na_ptable_ports"]), endpoints: [1, 2, 3],
+            "adopted")
         XCTAssertGreaterThan(held, 0, "the table holds the moved keys")
     }
 
@@ -328,7 +329,7 @@ final class RestartTests: EndToEndTestCase {
     private func assertConsistent(_ agent: AgentProcess, round: Int, file: StaticString = #filePath, line: UInt = #line)
         throws
     {
-        let snapshot = try AgentSnapshot.take(socketPath: agent.socketPath)
+        let snapshot = try AgentSnapshot.take(socketPath: agent.socketPath, alsoMaps: ["na_ptable_ports"])
         let endpoints = snapshot.endpoints.arrayValue ?? []
         let ids = Set(endpoints.compactMap { $0["id"]?.intValue })
         let rows = snapshot.maps["na_endpoints"] ?? []
@@ -362,8 +363,8 @@ final class RestartTests: EndToEndTestCase {
         // A second restart from the state just restored changes nothing.
         try agent.restart()
         XCTAssertEqual(
-            try AgentSnapshot.take(socketPath: agent.socketPath).differences(from: snapshot), [],
-            "round \(round): restoring again", file: file, line: line)
+            try AgentSnapshot.take(socketPath: agent.socketPath, alsoMaps: ["na_ptable_ports"]).differences(
+                from: snapshot), [], "round \(round): restoring again", file: file, line: line)
     }
 
     /// The policy table (`na_ptable`) holds every endpoint's full-length keys as its hash does (no bucket of a
@@ -374,8 +375,12 @@ final class RestartTests: EndToEndTestCase {
         line: UInt = #line
     ) throws -> Int {
         var table: [Int64: Set<String>] = [:]
+        var ports: Set<String> = []
         for bucket in snapshot.maps["na_ptable"] ?? [] {
             for entry in bucket["value"]?["entries"]?.arrayValue ?? [] {
+                // The filter's classes: TCP, UDP, SCTP and every other protocol together.
+                let proto = entry["protocol"]?.stringValue ?? "?"
+                ports.insert(Self.port(entry, protocol: ["TCP", "UDP", "SCTP"].contains(proto) ? proto : "other"))
                 var object = entry.objectValue ?? [:]
                 let id = object.removeValue(forKey: "endpoint-id")?.intValue ?? -1
                 table[id, default: []].insert(JSON.object(object).serialized())
@@ -392,6 +397,21 @@ final class RestartTests: EndToEndTestCase {
         }
         XCTAssertEqual(
             Set(table.keys).subtracting(ids), [], "\(when): table entries of no endpoint", file: file, line: line)
+        // Every table entry's port is named in the port filter, which is complete (restored).
+        let words = snapshot.maps["na_ptable_ports"] ?? []
+        let named = Set(
+            words.flatMap { $0["value"]?["ports"]?.arrayValue ?? [] }.map {
+                Self.port($0, protocol: $0["protocol"]?.stringValue ?? "?")
+            })
+        XCTAssertEqual(ports.subtracting(named), [], "\(when): table ports the filter hides", file: file, line: line)
+        XCTAssertTrue(
+            words.contains { $0["value"]?["complete"] == .bool(true) }, "\(when): port filter not complete",
+            file: file, line: line)
         return table.values.reduce(0) { $0 + $1.count }
+    }
+
+    /// "egress TCP 8080" for a policy key or a port filter entry.
+    private static func port(_ entry: JSON, protocol: String) -> String {
+        "\(entry["direction"]?.stringValue ?? "?") \(`protocol`) \(entry["port"]?.intValue ?? -1)"
     }
 }

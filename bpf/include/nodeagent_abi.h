@@ -214,6 +214,25 @@ struct na_policy_value {
 /* na_ptable_ovf: a bit per bucket, 64 to an element. */
 #define NA_POLICY_TABLE_OVF_WORDS (NA_POLICY_TABLE_BUCKETS / 64)
 
+/*
+ * na_ptable_ports: a bit per direction, protocol and port (host order) that some endpoint's full-length key names,
+ * in na_ptable or in its hash, so that a new flow to a port no such key names reads neither: ranges and any-peer
+ * keys are in the trie, which is asked as before. A bit is set before the first key that names it is written and
+ * cleared only when the agent rebuilds the map at start. Word NA_POLICY_PORTS_COMPLETE is nonzero once the map
+ * holds the bit of every key the maps hold; until then (a map new on this node, an agent restoring) every port
+ * counts as named.
+ */
+#define NA_POLICY_PORTS_WORDS 8192  /* 2 directions x 4 protocol classes x 65,536 ports, 64 to a word */
+#define NA_POLICY_PORTS_COMPLETE NA_POLICY_PORTS_WORDS
+
+/* A port's bit in na_ptable_ports: TCP, UDP and SCTP have their own 65,536; every other protocol shares a fourth. */
+static inline __u32 na_policy_port_bit(__u8 direction, __u8 protocol, __u16 port)
+{
+	__u32 class = protocol == 6 ? 0 : protocol == 17 ? 1 : protocol == 132 ? 2 : 3;
+
+	return (__u32)(direction & 1) << 18 | class << 16 | port;
+}
+
 struct na_policy_table_entry {
 	__u32 meta;      /* NA_POLICY_TABLE_VALID / _STALE / _DENY and na_policy_table_key */
 	__u32 identity;  /* the peer's, host order */

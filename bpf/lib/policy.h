@@ -72,13 +72,33 @@ static __always_inline bool na_policy_table_decides(__u32 ep_id, __u32 index)
 }
 
 /*
+ * Whether some full-length key may name (dir, proto, dport): false only once na_ptable_ports is complete and the
+ * port's bit is clear, so a new flow to a port no such key names skips na_ptable and the hash. Two array lookups,
+ * which the verifier inlines.
+ */
+static __always_inline bool na_policy_port_named(__u8 dir, __u8 proto, __be16 dport)
+{
+	__u32 index = NA_POLICY_PORTS_COMPLETE;
+	__u32 bit = na_policy_port_bit(dir, proto, bpf_ntohs(dport));
+	const __u64 *word;
+
+	word = bpf_map_lookup_elem(&na_ptable_ports, &index);
+	if (!word || !*word)
+		return true;
+	index = bit / 64;
+	word = bpf_map_lookup_elem(&na_ptable_ports, &index);
+	return !word || ((*word >> (bit % 64)) & 1);
+}
+
+/*
  * Looks up (identity, dir, proto, dport) in the endpoint's policy, then
  * the same for identity 0 (any peer). Each lookup returns its longest
  * matching prefix: the peer's full-length key from na_ptable, else from
- * the endpoint's hash (not looked at when the table holds all of its keys of that bucket),
- * else the trie's match. A deny from either wins, then an allow from either.
- * Returns 0 (allowed) or -NA_DROP_POLICY_DENY / -NA_DROP_POLICY; *rule_id is
- * the deciding entry's rule.
+ * the endpoint's hash (not looked at when the table holds all of its keys of
+ * that bucket), else the trie's match; neither the table nor the hash when no
+ * full-length key names the port. A deny from either wins, then an allow from
+ * either. Returns 0 (allowed) or -NA_DROP_POLICY_DENY / -NA_DROP_POLICY;
+ * *rule_id is the deciding entry's rule.
  */
 static __always_inline int na_policy_check(__u32 ep_id, __u32 identity, __u8 dir, __u8 proto,
 					   __be16 dport, __u32 *rule_id)
@@ -100,9 +120,14 @@ static __always_inline int na_policy_check(__u32 ep_id, __u32 identity, __u8 dir
 	if (!inner)
 		return -NA_DROP_POLICY;  /* enforcing with no policy installed: default deny */
 
-	have = na_policy_table_find(index, ep_id, identity, bits, &peer);
+	have = false;
+	hash = NULL;
+	if (na_policy_port_named(dir, proto, dport)) {
+		have = na_policy_table_find(index, ep_id, identity, bits, &peer);
+		if (!have && !na_policy_table_decides(ep_id, index))
+			hash = bpf_map_lookup_elem(&na_policy_exact, &ep_id);
+	}
 	if (!have) {
-		hash = na_policy_table_decides(ep_id, index) ? NULL : bpf_map_lookup_elem(&na_policy_exact, &ep_id);
 		found = na_policy_lookup(inner, hash, &key);
 		if (found) {
 			peer = *found;

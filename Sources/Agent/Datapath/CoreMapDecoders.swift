@@ -70,6 +70,25 @@ enum CoreMapDecoders {
                 }
                 return (["word": .int(Int64(word))], ["buckets": .array(buckets)])
             })
+        // The ports some full-length key names, by their word of 64 (words without a bit set are left out), and the
+        // word that says the map is complete.
+        datapath.registerDecoder(
+            prefix: PolicyTable.portsName,
+            MapDecoder(omitting: { valueFrom($0, at: 0) as UInt64 == 0 }) { key, value, _ in
+                let word: UInt32 = valueFrom(key, at: 0)
+                guard word < UInt32(NA_POLICY_PORTS_WORDS) else {
+                    return (["word": .int(Int64(word))], ["complete": true])
+                }
+                // The fourth protocol class holds every protocol but TCP, UDP and SCTP.
+                let classes = [IPProtocol.tcp, IPProtocol.udp, IPProtocol.sctp].map(IPProtocol.name) + ["other"]
+                let ports = PolicyTable.bits([(word, valueFrom(value, at: 0))]).map { bit -> JSON in
+                    .object([
+                        "direction": .string(bit >> 18 == 0 ? "ingress" : "egress"),
+                        "protocol": .string(classes[Int((bit >> 16) & 3)]), "port": .int(Int64(bit & 0xffff)),
+                    ])
+                }
+                return (["word": .int(Int64(word))], ["ports": .array(ports)])
+            })
         datapath.registerDecoder(
             prefix: "na_policy",
             MapDecoder { key, value, _ in

@@ -1,4 +1,9 @@
 import CNodeABI
+import Synchronization
+
+/// Read-modify-writes of `na_ptable_ports` words, one at a time in the process: a bit lost to a concurrent write
+/// would hide a key from the programs.
+private let portWrites = Mutex(())
 
 /// `na_ptable`: every endpoint's full-length policy keys (those of its hash in `na_policy_exact`) again,
 /// four to a bucket of one cache line, so a new connection to a new peer costs the datapath one cold line for its
@@ -10,28 +15,41 @@ import CNodeABI
 /// overflowed buckets (`NA_POLICY_TABLE_COMPLETE`, not while the agent restores): then a miss in a bucket without
 /// the bit is a miss of the hash too, and the programs go straight to the trie. Written by `EndpointDatapath`
 /// beside the hash: new and changed keys after it, removed ones before.
+///
+/// `na_ptable_ports` has a bit per direction, protocol and port that some key of the table or the hashes names, set
+/// before the first such key is written to the table and cleared only by `rebuild`: a new flow to a port no key
+/// names reads neither the table nor the hash.
 public struct PolicyTable {
     public static let name = "na_ptable"
     public static let stateName = "na_ptable_ep"
     public static let overflowName = "na_ptable_ovf"
+    public static let portsName = "na_ptable_ports"
 
     private let table: BucketTable<na_policy_table_entry>
     private let states: TypedMap<UInt32, UInt32>
     private let overflows: TypedMap<UInt32, UInt64>
+    /// nil for an object from before the map (the micro benchmark's older builds).
+    private let ports: TypedMap<UInt32, UInt64>?
 
     public init(datapath: Datapath) throws {
         try self.init(
             table: datapath.map(Self.name), states: datapath.map(Self.stateName),
-            overflows: datapath.map(Self.overflowName))
+            overflows: datapath.map(Self.overflowName), ports: datapath.map(Self.portsName))
     }
 
     /// Over the maps of a loaded object (benchmarks and tests that load one without a `Datapath`).
-    public init(table: BPFMap, states: BPFMap, overflows: BPFMap) throws {
+    public init(table: BPFMap, states: BPFMap, overflows: BPFMap, ports: BPFMap?) throws {
         self.table = try BucketTable(
             table, ways: Int(NA_POLICY_TABLE_WAYS), word: \.meta, valid: UInt32(NA_POLICY_TABLE_VALID),
             stale: UInt32(NA_POLICY_TABLE_STALE))
         self.states = try TypedMap(states)
         self.overflows = try TypedMap(overflows)
+        self.ports = try ports.map { try TypedMap($0) }
+    }
+
+    /// A key's bit in `na_ptable_ports`.
+    public static func portBit(_ key: na_policy_key) -> UInt32 {
+        na_policy_port_bit(key.direction, key.protocol, UInt16(bigEndian: key.dport))
     }
 
     /// The table's change for one full-length key of an endpoint: set to `value`, or withdrawn (nil).
@@ -53,7 +71,20 @@ public struct PolicyTable {
     /// Applies an endpoint's changes of full-length keys (`nil`: removed); a bucket one of them finds full gets its
     /// overflow bit before any entry is withdrawn.
     public func apply(endpoint id: UInt32, _ changes: [(key: na_policy_key, value: na_policy_value?)]) throws {
+        try name(ports: changes.filter { $0.value != nil }.map { Self.portBit($0.key) })
         try table.apply(changes.map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
+    }
+
+    /// Sets the bits of `na_ptable_ports` not set yet.
+    private func name(ports bits: [UInt32]) throws {
+        guard let ports, !bits.isEmpty else { return }
+        try portWrites.withLock { _ in
+            for (word, indexes) in Dictionary(grouping: bits, by: { $0 / 64 }) {
+                let old = try ports.lookup(word) ?? 0
+                let new = indexes.reduce(old) { $0 | 1 << UInt64($1 % 64) }
+                if new != old { try ports.update(word, new) }
+            }
+        }
     }
 
     private func markOverflowed(_ buckets: [UInt32]) throws {
@@ -74,13 +105,15 @@ public struct PolicyTable {
     /// regenerate.
     public func suspend() throws {
         try states.map.fill(bytesOf(UInt32(NA_POLICY_TABLE_UNKNOWN)))
+        try ports?.update(UInt32(NA_POLICY_PORTS_COMPLETE), 0)
     }
 
     /// End of a restore: the table holds exactly the full-length entries of the endpoints (`ids`) that their
     /// buckets have room for, only the buckets that lack room have their overflow bit, and every id is complete
     /// (ids without an endpoint hold nothing). `holds` says whether an endpoint's policy has a key with that value;
     /// `entries` gives an endpoint's full-length entries, asked for one endpoint at a time so that the start of an
-    /// agent with many endpoints never holds all of them at once. Returns how many entries it withdrew.
+    /// agent with many endpoints never holds all of them at once. `na_ptable_ports` ends with exactly the bits of
+    /// those entries, and complete. Returns how many entries it withdrew.
     @discardableResult
     public func rebuild(
         _ ids: [UInt32], holds: (UInt32, na_policy_key, na_policy_value) -> Bool,
@@ -92,10 +125,25 @@ public struct PolicyTable {
                 == index && holds(entry.ep_id, key, value)
         }
         try overflows.map.fill(bytesOf(UInt64(0)))
+        var named = [UInt64](repeating: 0, count: Int(NA_POLICY_PORTS_WORDS))
         for id in ids {
-            try table.apply(entries(id).map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
+            let endpoint = entries(id)
+            for (key, _) in endpoint {
+                let bit = Self.portBit(key)
+                named[Int(bit / 64)] |= 1 << UInt64(bit % 64)
+            }
+            try table.apply(endpoint.map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
         }
         try states.map.fill(bytesOf(UInt32(NA_POLICY_TABLE_COMPLETE)))
+        if let ports {
+            try portWrites.withLock { _ in
+                for (word, bits) in try ports.entries()
+                where word < UInt32(NA_POLICY_PORTS_WORDS) && bits != named[Int(word)] {
+                    try ports.update(word, named[Int(word)])
+                }
+                try ports.update(UInt32(NA_POLICY_PORTS_COMPLETE), 1)
+            }
+        }
         return withdrawn
     }
 
@@ -110,11 +158,25 @@ public struct PolicyTable {
             }, entries: { endpoints[$0] ?? [] })
     }
 
+    /// The bits `na_ptable_ports` has set (as `na_policy_port_bit` packs direction, protocol class and port), and
+    /// whether it is complete.
+    public func namedPorts() throws -> (bits: [UInt32], complete: Bool) {
+        guard let ports else { return ([], false) }
+        let words = try ports.entries()
+        let complete = words.contains { $0.key == UInt32(NA_POLICY_PORTS_COMPLETE) && $0.value != 0 }
+        return (Self.bits(words.filter { $0.key < UInt32(NA_POLICY_PORTS_COMPLETE) }), complete)
+    }
+
     /// The buckets whose overflow bit is set.
     public func overflowedBuckets() throws -> [UInt32] {
-        try overflows.entries().flatMap { word, bits in
+        Self.bits(try overflows.entries())
+    }
+
+    /// The set bits of 64-bit words, as `word * 64 + bit`.
+    public static func bits(_ words: [(key: UInt32, value: UInt64)]) -> [UInt32] {
+        words.flatMap { word, bits in
             (0..<UInt32(64)).filter { bits & (1 << UInt64($0)) != 0 }.map { word * 64 + $0 }
-        }
+        }.sorted()
     }
 
     /// An entry as the endpoint's hash holds it: its full-length key and its value.

@@ -44,8 +44,8 @@ struct AgentSnapshot: Equatable, CustomStringConvertible {
         return out
     }
 
-    /// Reads everything over one keep-alive connection.
-    static func take(socketPath: String) throws -> AgentSnapshot {
+    /// Reads everything over one keep-alive connection; `extra` names maps to read beside the usual ones.
+    static func take(socketPath: String, alsoMaps extra: Set<String> = []) throws -> AgentSnapshot {
         let client = try KeepAliveClient(socketPath: socketPath)
         func get(_ path: String) throws -> JSON {
             let response = try client.request("GET", path)
@@ -57,6 +57,7 @@ struct AgentSnapshot: Equatable, CustomStringConvertible {
         let mapList = try get("/v1/map")["maps"]?.arrayValue ?? []
         let names = mapList.compactMap { $0["name"]?.stringValue }.filter {
             ["na_endpoints", "na_ipcache", "na_ipcache_host", "na_policy", "na_policy_exact", "na_ptable"].contains($0)
+                || extra.contains($0)
                 || $0.hasPrefix("na_pol_") || $0.hasPrefix("na_polh_")
         }
         var maps: [String: [JSON]] = [:]
