@@ -64,10 +64,7 @@ enum CoreMapDecoders {
             prefix: PolicyTable.overflowName,
             MapDecoder(omitting: { valueFrom($0, at: 0) as UInt64 == 0 }) { key, value, _ in
                 let word: UInt32 = valueFrom(key, at: 0)
-                let bits: UInt64 = valueFrom(value, at: 0)
-                let buckets = (0..<UInt32(64)).filter { bits & (1 << UInt64($0)) != 0 }.map {
-                    JSON.int(Int64(word * 64 + $0))
-                }
+                let buckets = PolicyTable.bits([(word, valueFrom(value, at: 0))]).map { JSON.int(Int64($0)) }
                 return (["word": .int(Int64(word))], ["buckets": .array(buckets)])
             })
         // The ports some full-length key names, by their word of 64 (words without a bit set are left out), and the

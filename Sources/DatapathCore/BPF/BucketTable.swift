@@ -47,6 +47,12 @@ public struct BucketTable<Entry: BitwiseCopyable> {
 
     private func isFree(_ entry: Entry) -> Bool { !isValid(entry) && !isStale(entry) }
 
+    /// Whether every stale entry of the table may be reused: a grace period began after its last withdrawals, or
+    /// one is waited out now. False when the kernel refuses one.
+    private func staleAreFree() -> Bool {
+        GracePeriods.staleAreFree(map: map.info.id) || GracePeriods.wait(gracePeriod)
+    }
+
     /// One change: `entry` becomes the bucket's valid entry of its key (`matches`), or with `entry` nil the
     /// bucket's valid entry of the key is withdrawn.
     public struct Change {
@@ -96,9 +102,7 @@ public struct BucketTable<Entry: BitwiseCopyable> {
                 if let new = wanted {
                     let taken = filled[change.bucket] ?? []
                     var free = entries.indices.first { isFree(entries[$0]) && !taken.contains($0) }
-                    if free == nil, entries.contains(where: isStale),
-                        GracePeriods.staleAreFree(map: map.info.id) || GracePeriods.wait(gracePeriod)
-                    {
+                    if free == nil, entries.contains(where: isStale), staleAreFree() {
                         entries = entries.map(freed)
                         free = entries.indices.first { isFree(entries[$0]) && !taken.contains($0) }
                     }
@@ -160,7 +164,7 @@ public struct BucketTable<Entry: BitwiseCopyable> {
                 if entries.contains(where: isStale) { withStale[index] = entries }
             }
             if withdrawn > 0 { GracePeriods.withdrew(map: map.info.id) }
-            if !withStale.isEmpty, GracePeriods.wait(gracePeriod) {
+            if !withStale.isEmpty, staleAreFree() {
                 for (index, entries) in withStale { try store(index, entries.map(freed)) }
             }
             return withdrawn

@@ -78,19 +78,20 @@ public struct PolicyTable {
     /// Sets the bits of `na_ptable_ports` not set yet.
     private func name(ports bits: [UInt32]) throws {
         guard let ports, !bits.isEmpty else { return }
-        try portWrites.withLock { _ in
-            for (word, indexes) in Dictionary(grouping: bits, by: { $0 / 64 }) {
-                let old = try ports.lookup(word) ?? 0
-                let new = indexes.reduce(old) { $0 | 1 << UInt64($1 % 64) }
-                if new != old { try ports.update(word, new) }
-            }
-        }
+        try portWrites.withLock { _ in try Self.set(bits, in: ports) }
     }
 
+    /// Called by the table's `apply` under its lock, which serializes these writes too.
     private func markOverflowed(_ buckets: [UInt32]) throws {
-        for (word, indexes) in Dictionary(grouping: buckets, by: { $0 / 64 }) {
-            let bits = indexes.reduce(try overflows.lookup(word) ?? 0) { $0 | 1 << UInt64($1 % 64) }
-            try overflows.update(word, bits)
+        try Self.set(buckets, in: overflows)
+    }
+
+    /// Sets `bits` (`word * 64 + bit`) in a map of 64-bit words, writing only the words that change.
+    private static func set(_ bits: [UInt32], in words: TypedMap<UInt32, UInt64>) throws {
+        for (word, indexes) in Dictionary(grouping: bits, by: { $0 / 64 }) {
+            let old = try words.lookup(word) ?? 0
+            let new = indexes.reduce(old) { $0 | 1 << UInt64($1 % 64) }
+            if new != old { try words.update(word, new) }
         }
     }
 
