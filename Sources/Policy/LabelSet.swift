@@ -45,10 +45,9 @@ public struct LabelSet: Hashable, Sendable {
     }
 
     /// Values of the labels with `key`, from `source` only, or from any source when `source` is nil.
-    public func values(forKey key: String, source: String?) -> [String] {
-        labels.compactMap { label in
-            label.key == key && (source == nil || label.source == source) ? label.value : nil
-        }
+    /// Read in place: selectors ask this for every label set they are matched against.
+    public func values(forKey key: String, source: String?) -> some Collection<String> {
+        labels.lazy.filter { $0.key == key && (source == nil || $0.source == source) }.map(\.value)
     }
 
     /// This set with `label` added, replacing any label of the same source and key.

@@ -40,6 +40,30 @@ public struct PolicyMapEntries: RandomAccessCollection, Equatable, Sendable, Exp
         return position < entries.count && entries[position].key == key ? entries[position] : nil
     }
 
+    /// The entries of the peers `identities`, as a map of their own. Keys are ordered by direction, then identity,
+    /// so each identity's entries are two runs found by binary search: the cost follows the identities asked for,
+    /// not the size of the map.
+    public func entries(of identities: Set<UInt32>) -> PolicyMapEntries {
+        var found: [PolicyEntry] = []
+        let ordered = identities.sorted()
+        for direction in Direction.allCases.sorted(by: { $0.rawValue < $1.rawValue }) {
+            for identity in ordered {
+                var position = firstPosition(
+                    notBelow: PolicyEntry.Key(identity: identity, direction: direction, proto: 0, port: 0, bits: 0))
+                while position < entries.count, entries[position].identity == identity,
+                    entries[position].direction == direction
+                {
+                    found.append(entries[position])
+                    position += 1
+                }
+            }
+        }
+        return PolicyMapEntries(ordered: found)
+    }
+
+    /// Entries already ascending by key, no key twice.
+    private init(ordered: [PolicyEntry]) { self.entries = ordered }
+
     /// The map after `upsert` was written and `remove` removed (a key in both ends removed), changed in place.
     public mutating func apply(upsert: [PolicyEntry], remove: [PolicyEntry.Key]) {
         guard !upsert.isEmpty || !remove.isEmpty else { return }

@@ -59,6 +59,25 @@ final class PolicyMapEntriesTests: XCTestCase {
         }
     }
 
+    /// The entries of some identities, both directions, equal a filter over the whole map.
+    func testEntriesOfIdentitiesEqualAFilterOverTheMap() {
+        var generator = SystemRandomNumberGenerator()
+        let all = (0..<400).map { _ in
+            PolicyEntry(
+                identity: UInt32.random(in: 0..<30, using: &generator),
+                direction: Bool.random(using: &generator) ? .ingress : .egress,
+                proto: [0, 6, 17].randomElement(using: &generator)!, port: 0)
+        }
+        let map = PolicyMapEntries(all + [entry(70_000, 80), entry(UInt32.max)])
+        for asked: Set<UInt32> in [[], [0], [29], [3, 7, 11], [31], [UInt32.max, 70_000], Set(0..<30)] {
+            let found = map.entries(of: asked)
+            XCTAssertEqual(Array(found), map.filter { asked.contains($0.identity) }, "\(asked.sorted())")
+            XCTAssertEqual(found, PolicyMapEntries(Array(found)), "in key order")
+        }
+        XCTAssertTrue(map.entries(of: [0]).contains { $0.direction == .egress })
+        XCTAssertTrue(map.entries(of: [0]).contains { $0.direction == .ingress })
+    }
+
     func testAnEntryOfOneRuleKeepsItAndOfSeveralTheLowestInTheMap() {
         var several = entry(4)
         several.ruleIDs = [2, 7]

@@ -46,8 +46,8 @@ extension NodeAgent {
         guard resolved.http.isEmpty, resolved.ingressEnforced == endpoint.enforceIngress,
             resolved.egressEnforced == endpoint.enforceEgress
         else { return nil }
-        let before = PolicyMapEntries(realized.lazy.filter { changed.contains($0.identity) })
-        let anyPeerBefore = PolicyMapEntries(realized.lazy.filter { $0.identity == 0 })
+        let before = realized.entries(of: changed)
+        let anyPeerBefore = realized.entries(of: [0])
         let after = PolicyMapEntries(resolved.entries.lazy.filter { changed.contains($0.identity) }.map(\.mapped))
         let anyPeer = PolicyMapEntries(resolved.entries.lazy.filter { $0.identity == 0 }.map(\.mapped))
         guard anyPeer == anyPeerBefore else { return nil }
