@@ -23,18 +23,28 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
         // HTTP rules are only accepted while the kernel's L7 enforcement runs.
         let http = agent.l7 != nil
         if !http { print("L7 enforcement unavailable (\(agent.l7Problem ?? "?")): the HTTP rule is left out") }
-        let (problems, incremental, deltaSteps) = try netns.run { try Self.churn(agent, http: http) }
+        let (problems, incremental, deltaSteps, kept) = try netns.run { try Self.churn(agent, http: http) }
         for problem in problems { XCTFail(problem) }
         // The series must have taken the incremental path, or it proved nothing about it.
         XCTAssertGreaterThanOrEqual(incremental, deltaSteps, "endpoints updated for changed peers only")
+        // And maps must have gained allow entries only, or the generation rule was not tried both ways.
+        XCTAssertGreaterThan(kept, 3, "maps changed with their generation kept")
     }
 
     private static let interfaces = 15
 
-    /// The steps; returns the mismatches, how many endpoints took the incremental path, and how many steps could.
-    private static func churn(_ agent: NodeAgent, http: Bool) throws -> ([String], Int, Int) {
+    /// The steps; returns the mismatches, how many endpoints took the incremental path, how many steps could, and
+    /// how many times an endpoint's map changed while its generation stayed.
+    private static func churn(_ agent: NodeAgent, http: Bool) throws -> ([String], Int, Int, Int) {
         var problems: [String] = []
-        func check(_ step: String) throws { problems += try mismatches(agent, step: step) }
+        var kept = 0
+        var previous = agent.state.withLock { $0 }
+        func check(_ step: String) throws {
+            problems += try mismatches(agent, step: step)
+            let after = agent.state.withLock { $0 }
+            problems += generationMismatches(previous, after, step: step, kept: &kept)
+            previous = after
+        }
         for (id, ns, labels, ports) in [
             (1, "ns-a", ["app=db"], [("metrics", 9100)]), (2, "ns-a", ["app=web"], []), (3, "ns-a", ["app=api"], []),
             (4, "ns-b", ["app=db"], []), (5, "ns-b", ["app=web", "tier=front"], []), (6, "ns-a", ["app=cache"], []),
@@ -82,7 +92,31 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
         try check("create 13 under an ipBlock")
         _ = try agent.deleteEndpoint(id: 5)
         try check("delete 5 under an ipBlock")
-        return (problems, incremental, deltaSteps)
+        return (problems, incremental, deltaSteps, kept)
+    }
+
+    /// An endpoint's generation moves exactly when a flow its map allowed may be refused now (an entry gone or
+    /// changed, a deny entry of a new key) or its enforcement changed: the datapath re-checks established flows
+    /// only then. A map that gained allow entries only keeps it (counted in `kept`).
+    private static func generationMismatches(
+        _ before: AgentState, _ after: AgentState, step: String, kept: inout Int
+    ) -> [String] {
+        var problems: [String] = []
+        for (id, old) in before.endpoints where old.policyGeneration != 0 {
+            guard let new = after.endpoints[id] else { continue }
+            let was = before.realized[id] ?? []
+            let now = after.realized[id] ?? []
+            let refuses =
+                was.contains { now[$0.key] != $0 } || now.contains { $0.deny && was[$0.key] == nil }
+                || old.enforceIngress != new.enforceIngress || old.enforceEgress != new.enforceEgress
+            let moved = new.policyGeneration != old.policyGeneration
+            if refuses != moved {
+                let what = moved ? "moved" : "stayed"
+                problems.append("\(step): endpoint \(id)'s generation \(what) (refuses: \(refuses))")
+            }
+            if !moved && was != now { kept += 1 }
+        }
+        return problems
     }
 
     /// Every endpoint's maps (read from the kernel), realized entries, enforcement and HTTP policy against a full

@@ -129,7 +129,8 @@ final class RevocationTests: EndToEndTestCase {
         XCTAssertGreaterThan(afterOther[3] ?? 0, initial[3] ?? 0, "c's did")
         XCTAssertTrue(kept.exchange(), "after a policy for another namespace")
 
-        // A new allow on the server for another port: b's map changes, the connection's allow stays.
+        // A new allow on the server for another port: b's map gains an allow entry, which refuses nothing, so no
+        // generation moves and established flows are not re-checked.
         try lab.agent.importPolicies([
             networkPolicy(
                 "lab", "b-debug",
@@ -139,15 +140,22 @@ final class RevocationTests: EndToEndTestCase {
                 ])
         ])
         let afterDebug = try generations(lab.agent)
-        XCTAssertEqual(afterDebug[1], afterOther[1], "a's policy did not change")
-        XCTAssertGreaterThan(afterDebug[2] ?? 0, afterOther[2] ?? 0, "b's did")
-        XCTAssertEqual(afterDebug[3], afterOther[3])
-        XCTAssertTrue(kept.exchange(), "after a change to the server's own policy map (re-checked, still allowed)")
+        XCTAssertEqual(afterDebug, afterOther, "an added allow moves no generation")
+        XCTAssertTrue(kept.exchange(), "after an allow added to the server's own policy map")
+
+        // The same allow removed: b's map loses an entry, its generation moves, and the connection is re-checked and
+        // still allowed.
+        try deletePolicy(lab.agent, "b-debug")
+        let afterRemoval = try generations(lab.agent)
+        XCTAssertEqual(afterRemoval[1], afterDebug[1], "a's policy did not change")
+        XCTAssertGreaterThan(afterRemoval[2] ?? 0, afterDebug[2] ?? 0, "b's did")
+        XCTAssertEqual(afterRemoval[3], afterDebug[3])
+        XCTAssertTrue(kept.exchange(), "after a removal from the server's own policy map (re-checked, still allowed)")
         XCTAssertTrue(kept.exchange(), "and after")
 
         // Nothing in policy changes: no generation moves.
         try lab.agent.setConfig(["log-level": "debug"])
-        XCTAssertEqual(try generations(lab.agent), afterDebug)
+        XCTAssertEqual(try generations(lab.agent), afterRemoval)
         XCTAssertTrue(kept.exchange(), "after a config change")
     }
 }

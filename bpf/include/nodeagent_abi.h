@@ -150,8 +150,10 @@ static inline __u32 na_ipcache_v4_bucket_of(__u32 addr)
 /*
  * Endpoint table keyed by the ifindex of the host-side interface.
  * policy_revision is the endpoint's policy generation: it moves (never back)
- * exactly when its policy map or its enforcement flags change, and conntrack
- * entries remember the generation they were allowed under.
+ * when its enforcement flags change or its policy map changes in a way that
+ * can refuse a flow it allowed (an entry removed or changed, a deny entry
+ * added; allow entries of new keys leave it), and conntrack entries remember
+ * the generation they were allowed under.
  */
 struct na_endpoint_info {
 	__u32 ep_id;

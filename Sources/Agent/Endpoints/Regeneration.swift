@@ -171,8 +171,9 @@ extension NodeAgent {
 
     /// Computes every endpoint's policy (or only those in `only`, when the caller knows no other endpoint's policy
     /// can differ) against `state.policy`, checks capacity before touching anything, then updates only the endpoints
-    /// whose result changed (adds before removes), giving exactly those a new policy generation, which makes the
-    /// datapath re-check their established flows. Every endpoint is stamped with the current revision.
+    /// whose result changed (adds before removes), giving those whose change may refuse a flow allowed before a new
+    /// policy generation (`mayRefuseAllowedFlows`), which makes the datapath re-check their established flows.
+    /// Every endpoint is stamped with the current revision.
     ///
     /// `delta`: endpoints (besides `only`) whose policy can differ only in the entries of peer identities that
     /// appeared or went away; they get just those entries recomputed where that is exact (`policy(of:afterPeers:)`),
@@ -237,6 +238,7 @@ extension NodeAgent {
         for (endpoint, policy) in desired {
             let (add, remove) =
                 policy.changes ?? PolicyMapEntries.diff(from: state.realized[endpoint.id] ?? [], to: policy.entries)
+            let refuses = Self.mayRefuseAllowedFlows(add: add, remove: remove, realized: state.realized[endpoint.id])
             // Not held in a variable: a second reference to the realized entries would copy them on the change.
             if !add.isEmpty || !remove.isEmpty || state.realized[endpoint.id]?.isEmpty ?? true {
                 try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove, grown: true)
@@ -257,7 +259,7 @@ extension NodeAgent {
             updated.enforceIngress = policy.enforceIngress
             updated.enforceEgress = policy.enforceEgress
             updated.policyRevision = revision
-            if !add.isEmpty || !remove.isEmpty || endpoint.policyGeneration == 0
+            if refuses || endpoint.policyGeneration == 0
                 || updated.enforceIngress != endpoint.enforceIngress || updated.enforceEgress != endpoint.enforceEgress
             {
                 if generation == nil { generation = nextPolicyGeneration() }
@@ -266,10 +268,9 @@ extension NodeAgent {
             if updated.state == .regenerating || updated.state == .waitingForIdentity {
                 updated.state = .ready
             }
-            if updated != endpoint || !add.isEmpty || !remove.isEmpty {
-                try endpointDatapath.writeEndpointInfo(updated)
-                changed += 1
-            }
+            // The row holds the endpoint's fields only: a map that gained allow entries leaves it as it is.
+            if updated != endpoint { try endpointDatapath.writeEndpointInfo(updated) }
+            if !add.isEmpty || !remove.isEmpty { changed += 1 }
             state.endpoints[endpoint.id] = updated
         }
         // The others' policy is the same under the new revision; their rows and generations stay as they are.
@@ -301,6 +302,19 @@ extension NodeAgent {
             try endpointDatapath.writeEndpointInfo(endpoint)
             state.endpoints[endpoint.id] = endpoint
         }
+    }
+
+    /// Whether a change of an endpoint's map (`add` written, `remove` deleted, over `realized`) can refuse a flow
+    /// the map allowed before: a removed entry, an entry of a key the map held (its verdict may differ), or a deny
+    /// entry. Only then does the endpoint need a new policy generation, which makes the datapath re-check every
+    /// established flow of it. Allow entries of new keys refuse nothing: a new peer of fifty endpoints (a pod
+    /// created) leaves their generations, rows and established flows as they are.
+    static func mayRefuseAllowedFlows(
+        add: [PolicyEntry], remove: [PolicyEntry.Key], realized: PolicyMapEntries?
+    ) -> Bool {
+        if !remove.isEmpty || add.contains(where: \.deny) { return true }
+        guard let realized else { return false }
+        return add.contains { realized[$0.key] != nil }
     }
 
     /// A policy generation no endpoint had before (0 is skipped: it means "none yet").
