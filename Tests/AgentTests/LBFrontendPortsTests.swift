@@ -15,14 +15,14 @@ final class LBFrontendPortsTests: XCTestCase {
 
     private var object: BPFObject!
     private var balancer: SocketLoadBalancer!
-    private var ports: TypedMap<UInt32, UInt64>!
+    private var ports: BitWords!
 
     override func setUpWithError() throws {
         guard geteuid() == 0 else { throw XCTSkip("loading BPF programs needs root") }
         object = try TestRunEndpoint.load(
             client: Self.client,
             maxEntries: ["na_ct": 4096, "na_lb_flows": 4096, "na_ipcache": 64, "na_endpoints": 8, "na_policy": 8])
-        ports = try TypedMap(XCTUnwrap(object.map(named: "na_lb_ports")))
+        ports = try BitWords(XCTUnwrap(object.map(named: "na_lb_ports")), words: UInt32(NA_LB_PORTS_COMPLETE))
         balancer = try SocketLoadBalancer(object: object)
     }
 
@@ -35,25 +35,24 @@ final class LBFrontendPortsTests: XCTestCase {
     }
 
     /// The word holding the bit of `port` for `proto`.
-    private func word(_ proto: UInt8, _ port: UInt16) -> UInt32 { LBFrontendPorts.Port(proto: proto, port: port).word }
+    private func word(_ proto: UInt8, _ port: UInt16) -> UInt32 {
+        LBFrontendPorts.Port(proto: proto, port: port).index / 64
+    }
 
     /// Whether the bit of `port` for `proto` is set.
     private func bit(_ proto: UInt8, _ port: UInt16) throws -> Bool {
-        let port = LBFrontendPorts.Port(proto: proto, port: port)
-        return (try ports.lookup(port.word) ?? 0) & port.bit != 0
+        try ports.read().bits.contains(LBFrontendPorts.Port(proto: proto, port: port).index)
     }
 
-    private var complete: Bool { get throws { (try ports.lookup(UInt32(NA_LB_PORTS_COMPLETE)) ?? 0) != 0 } }
+    private var complete: Bool { get throws { try ports.read().complete } }
 
     /// Every set bit, as (protocol, port).
     private func setBits() throws -> Set<[UInt16]> {
-        var found = Set<[UInt16]>()
-        for entry in try ports.entries() where entry.key < UInt32(NA_LB_PORTS_COMPLETE) {
-            for port in LBFrontendPorts.Port.set(in: entry.value, at: entry.key) {
-                found.insert([UInt16(port.proto), port.port])
-            }
-        }
-        return found
+        Set(
+            try ports.read().bits.map {
+                let port = LBFrontendPorts.Port(index: $0)
+                return [UInt16(port.proto), port.port]
+            })
     }
 
     /// Where from_endpoint sends a TCP SYN from the client to 10.96.0.10:80: the destination address and port.
@@ -98,10 +97,10 @@ final class LBFrontendPortsTests: XCTestCase {
     /// drops the bits of frontends gone while no agent ran.
     func testARestartedAgentRebuildsTheBits() throws {
         try balancer.apply(service())
-        try ports.update(word(17, 69), 1 << 5)  // UDP 69, which no frontend has
-        try ports.update(word(6, 80), 0)  // TCP 80's bit lost
+        try ports.map.update(word(17, 69), 1 << 5)  // UDP 69, which no frontend has
+        try ports.map.update(word(6, 80), 0)  // TCP 80's bit lost
         XCTAssertEqual(try setBits(), [[17, 69]])
-        try ports.update(UInt32(NA_LB_PORTS_COMPLETE), 0)
+        try ports.map.update(UInt32(NA_LB_PORTS_COMPLETE), 0)
 
         balancer = try SocketLoadBalancer(object: object)
         XCTAssertEqual(try setBits(), [[6, 80]])
@@ -119,12 +118,12 @@ final class LBFrontendPortsTests: XCTestCase {
         XCTAssertEqual(destination.address, backend)
         XCTAssertEqual(destination.port, 8080)
 
-        try ports.update(word(6, 80), 0)  // the bit of TCP 80 cleared behind the agent's back
+        try ports.map.update(word(6, 80), 0)  // the bit of TCP 80 cleared behind the agent's back
         destination = try destinationOfSYN(sport: 40001)
         XCTAssertEqual(destination.address, Self.frontend.address.bytes, "the lookup was skipped")
         XCTAssertEqual(destination.port, 80)
 
-        try ports.update(UInt32(NA_LB_PORTS_COMPLETE), 0)
+        try ports.map.update(UInt32(NA_LB_PORTS_COMPLETE), 0)
         destination = try destinationOfSYN(sport: 40002)
         XCTAssertEqual(destination.address, backend, "an incomplete map says nothing")
         XCTAssertEqual(destination.port, 8080)

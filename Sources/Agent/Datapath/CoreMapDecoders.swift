@@ -64,7 +64,7 @@ enum CoreMapDecoders {
             prefix: PolicyTable.overflowName,
             MapDecoder(omitting: { valueFrom($0, at: 0) as UInt64 == 0 }) { key, value, _ in
                 let word: UInt32 = valueFrom(key, at: 0)
-                let buckets = PolicyTable.bits([(word, valueFrom(value, at: 0))]).map { JSON.int(Int64($0)) }
+                let buckets = BitWords.bits([(word, valueFrom(value, at: 0))]).map { JSON.int(Int64($0)) }
                 return (["word": .int(Int64(word))], ["buckets": .array(buckets)])
             })
         // The ports some full-length key names, by their word of 64 (words without a bit set are left out), and the
@@ -78,7 +78,7 @@ enum CoreMapDecoders {
                 }
                 // The fourth protocol class holds every protocol but TCP, UDP and SCTP.
                 let classes = [IPProtocol.tcp, IPProtocol.udp, IPProtocol.sctp].map(IPProtocol.name) + ["other"]
-                let ports = PolicyTable.bits([(word, valueFrom(value, at: 0))]).map { bit -> JSON in
+                let ports = BitWords.bits([(word, valueFrom(value, at: 0))]).map { bit -> JSON in
                     .object([
                         "direction": .string(bit >> 18 == 0 ? "ingress" : "egress"),
                         "protocol": .string(classes[Int((bit >> 16) & 3)]), "port": .int(Int64(bit & 0xffff)),

@@ -8,23 +8,30 @@ import DatapathCore
 /// packet some frontend serves never skips the lookup. The map counts as complete (its last word nonzero) once
 /// `init` has written the bit of every frontend the maps hold; until then the programs look every packet up.
 struct LBFrontendPorts {
-    /// A protocol and port in host order, and where its bit lives (`NA_LB_PORT_WORD`, which Swift cannot import).
+    /// A protocol and port in host order.
     struct Port: Hashable {
         var proto: UInt8
         var port: UInt16
 
-        var word: UInt32 { (proto == IPProtocol.udp ? UInt32(NA_LB_PORT_WORDS) : 0) + UInt32(port >> 6) }
-        var bit: UInt64 { 1 << UInt64(port & 63) }
+        /// TCP's ports, then UDP's: bit `index` is where `NA_LB_PORT_WORD` (which Swift cannot import) puts it.
+        private static let perProtocol = UInt32(NA_LB_PORT_WORDS) * 64
 
-        /// The ports whose bits are set in `word` at `index` (below `NA_LB_PORTS_COMPLETE`), in port order.
-        static func set(in word: UInt64, at index: UInt32) -> [Port] {
-            let proto = index >= UInt32(NA_LB_PORT_WORDS) ? IPProtocol.udp : IPProtocol.tcp
-            let first = UInt16(index % UInt32(NA_LB_PORT_WORDS)) * 64
-            return (0..<64).filter { word >> UInt64($0) & 1 == 1 }.map { Port(proto: proto, port: first + $0) }
+        var index: UInt32 { (proto == IPProtocol.udp ? Self.perProtocol : 0) + UInt32(port) }
+
+        init(proto: UInt8, port: UInt16) {
+            self.proto = proto
+            self.port = port
+        }
+
+        /// The port of bit `index` (below `NA_LB_PORTS_COMPLETE` * 64).
+        init(index: UInt32) {
+            self.init(
+                proto: index >= Self.perProtocol ? IPProtocol.udp : IPProtocol.tcp,
+                port: UInt16(index % Self.perProtocol))
         }
     }
 
-    private let map: TypedMap<UInt32, UInt64>
+    private let map: BitWords
     /// How many frontends the maps hold on each port.
     private var frontends: [Port: Int] = [:]
 
@@ -32,21 +39,15 @@ struct LBFrontendPorts {
     /// the bits of those frontends, then the map is marked complete: a word read while this runs holds every bit it
     /// needs, before as after, so only bits of frontends gone while no agent ran are dropped.
     init(map: BPFMap, frontends: some Sequence<ServiceFrontend>) throws {
-        self.map = try TypedMap(map)
+        self.map = try BitWords(map, words: UInt32(NA_LB_PORTS_COMPLETE))
         for frontend in frontends { self.frontends[Port(frontend), default: 0] += 1 }
-        var words = [UInt64](repeating: 0, count: Int(NA_LB_PORTS_COMPLETE))
-        for port in self.frontends.keys { words[Int(port.word)] |= port.bit }
-        let current = Dictionary(try self.map.entries().map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
-        for (index, word) in words.enumerated() where current[UInt32(index)] != word {
-            try self.map.update(UInt32(index), word)
-        }
-        if current[UInt32(NA_LB_PORTS_COMPLETE)] != 1 { try self.map.update(UInt32(NA_LB_PORTS_COMPLETE), 1) }
+        try self.map.rewrite(exactly: self.frontends.keys.map(\.index))
     }
 
     /// A frontend is about to be written: its port's bit goes in first.
     mutating func add(_ frontend: ServiceFrontend) throws {
         let port = Port(frontend)
-        if frontends[port, default: 0] == 0 { try write(port, set: true) }
+        if frontends[port, default: 0] == 0 { try map.set([port.index]) }
         frontends[port, default: 0] += 1
     }
 
@@ -58,13 +59,8 @@ struct LBFrontendPorts {
             frontends[port] = count - 1
             return
         }
-        try write(port, set: false)
+        try map.clear([port.index])
         frontends[port] = nil
-    }
-
-    private func write(_ port: Port, set: Bool) throws {
-        let word = try map.lookup(port.word) ?? 0
-        try map.update(port.word, set ? word | port.bit : word & ~port.bit)
     }
 }
 

@@ -80,7 +80,7 @@ enum LBMapDecoders {
                 guard index < UInt32(NA_LB_PORTS_COMPLETE) else { return (["complete": .bool(true)], [:]) }
                 let udp = index >= UInt32(NA_LB_PORT_WORDS)
                 let first = Int64(index % UInt32(NA_LB_PORT_WORDS)) * 64
-                let ports = LBFrontendPorts.Port.set(in: word, at: index).map { JSON.int(Int64($0.port)) }
+                let ports = BitWords.bits([(index, word)]).map { JSON.int(Int64(LBFrontendPorts.Port(index: $0).port)) }
                 return (
                     ["protocol": .string(udp ? "UDP" : "TCP"), "first-port": .int(first)], ["ports": .array(ports)]
                 )

@@ -27,9 +27,9 @@ public struct PolicyTable {
 
     private let table: BucketTable<na_policy_table_entry>
     private let states: TypedMap<UInt32, UInt32>
-    private let overflows: TypedMap<UInt32, UInt64>
+    private let overflows: BitWords
     /// nil for an object from before the map (the micro benchmark's older builds).
-    private let ports: TypedMap<UInt32, UInt64>?
+    private let ports: BitWords?
 
     public init(datapath: Datapath) throws {
         try self.init(
@@ -43,8 +43,8 @@ public struct PolicyTable {
             table, ways: Int(NA_POLICY_TABLE_WAYS), word: \.meta, valid: UInt32(NA_POLICY_TABLE_VALID),
             stale: UInt32(NA_POLICY_TABLE_STALE))
         self.states = try TypedMap(states)
-        self.overflows = try TypedMap(overflows)
-        self.ports = try ports.map { try TypedMap($0) }
+        self.overflows = try BitWords(overflows)
+        self.ports = try ports.map { try BitWords($0, words: UInt32(NA_POLICY_PORTS_WORDS)) }
     }
 
     /// A key's bit in `na_ptable_ports`.
@@ -78,21 +78,12 @@ public struct PolicyTable {
     /// Sets the bits of `na_ptable_ports` not set yet.
     private func name(ports bits: [UInt32]) throws {
         guard let ports, !bits.isEmpty else { return }
-        try portWrites.withLock { _ in try Self.set(bits, in: ports) }
+        try portWrites.withLock { _ in try ports.set(bits) }
     }
 
     /// Called by the table's `apply` under its lock, which serializes these writes too.
     private func markOverflowed(_ buckets: [UInt32]) throws {
-        try Self.set(buckets, in: overflows)
-    }
-
-    /// Sets `bits` (`word * 64 + bit`) in a map of 64-bit words, writing only the words that change.
-    private static func set(_ bits: [UInt32], in words: TypedMap<UInt32, UInt64>) throws {
-        for (word, indexes) in Dictionary(grouping: bits, by: { $0 / 64 }) {
-            let old = try words.lookup(word) ?? 0
-            let new = indexes.reduce(old) { $0 | 1 << UInt64($1 % 64) }
-            if new != old { try words.update(word, new) }
-        }
+        try overflows.set(buckets)
     }
 
     /// An endpoint id whose policy maps were emptied or removed: its entries are withdrawn, and the table holds all
@@ -106,7 +97,7 @@ public struct PolicyTable {
     /// regenerate.
     public func suspend() throws {
         try states.map.fill(bytesOf(UInt32(NA_POLICY_TABLE_UNKNOWN)))
-        try ports?.update(UInt32(NA_POLICY_PORTS_COMPLETE), 0)
+        try ports?.setComplete(false)
     }
 
     /// End of a restore: the table holds exactly the full-length entries of the endpoints (`ids`) that their
@@ -125,26 +116,15 @@ public struct PolicyTable {
             return na_policy_table_bucket_of(entry.ep_id, entry.identity, entry.meta & UInt32(NA_POLICY_TABLE_KEY_MASK))
                 == index && holds(entry.ep_id, key, value)
         }
-        try overflows.map.fill(bytesOf(UInt64(0)))
-        var named = [UInt64](repeating: 0, count: Int(NA_POLICY_PORTS_WORDS))
+        try overflows.rewrite(exactly: [])
+        var named: Set<UInt32> = []
         for id in ids {
             let endpoint = entries(id)
-            for (key, _) in endpoint {
-                let bit = Self.portBit(key)
-                named[Int(bit / 64)] |= 1 << UInt64(bit % 64)
-            }
+            for (key, _) in endpoint { named.insert(Self.portBit(key)) }
             try table.apply(endpoint.map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
         }
         try states.map.fill(bytesOf(UInt32(NA_POLICY_TABLE_COMPLETE)))
-        if let ports {
-            try portWrites.withLock { _ in
-                for (word, bits) in try ports.entries()
-                where word < UInt32(NA_POLICY_PORTS_WORDS) && bits != named[Int(word)] {
-                    try ports.update(word, named[Int(word)])
-                }
-                try ports.update(UInt32(NA_POLICY_PORTS_COMPLETE), 1)
-            }
-        }
+        if let ports { try portWrites.withLock { _ in try ports.rewrite(exactly: named) } }
         return withdrawn
     }
 
@@ -162,22 +142,12 @@ public struct PolicyTable {
     /// The bits `na_ptable_ports` has set (as `na_policy_port_bit` packs direction, protocol class and port), and
     /// whether it is complete.
     public func namedPorts() throws -> (bits: [UInt32], complete: Bool) {
-        guard let ports else { return ([], false) }
-        let words = try ports.entries()
-        let complete = words.contains { $0.key == UInt32(NA_POLICY_PORTS_COMPLETE) && $0.value != 0 }
-        return (Self.bits(words.filter { $0.key < UInt32(NA_POLICY_PORTS_COMPLETE) }), complete)
+        try ports?.read() ?? ([], false)
     }
 
     /// The buckets whose overflow bit is set.
     public func overflowedBuckets() throws -> [UInt32] {
-        Self.bits(try overflows.entries())
-    }
-
-    /// The set bits of 64-bit words, as `word * 64 + bit`.
-    public static func bits(_ words: [(key: UInt32, value: UInt64)]) -> [UInt32] {
-        words.flatMap { word, bits in
-            (0..<UInt32(64)).filter { bits & (1 << UInt64($0)) != 0 }.map { word * 64 + $0 }
-        }.sorted()
+        try overflows.read().bits
     }
 
     /// An entry as the endpoint's hash holds it: its full-length key and its value.
