@@ -23,14 +23,14 @@ public struct BitWords {
     }
 
     /// Sets `bits`.
-    public func set(_ bits: some Sequence<UInt32>) throws { try change(bits) { $0 | $1 } }
+    public func set(_ bits: [UInt32]) throws { try change(bits) { $0 | $1 } }
 
     /// Clears `bits`.
-    public func clear(_ bits: some Sequence<UInt32>) throws { try change(bits) { $0 & ~$1 } }
+    public func clear(_ bits: [UInt32]) throws { try change(bits) { $0 & ~$1 } }
 
     /// Rewrites the bit words to hold exactly `bits`, then marks the map complete. A word read meanwhile holds its
     /// old bits or its new ones: what a program needs of it in both, it finds.
-    public func rewrite(exactly bits: some Sequence<UInt32>) throws {
+    public func rewrite(exactly bits: [UInt32]) throws {
         var wanted = [UInt64](repeating: 0, count: Int(words))
         for bit in bits { wanted[Int(bit / 64)] |= 1 << UInt64(bit % 64) }
         for (word, value) in try map.entries() where word < words && value != wanted[Int(word)] {
@@ -59,7 +59,7 @@ public struct BitWords {
         }.sorted()
     }
 
-    private func change(_ bits: some Sequence<UInt32>, _ combine: (UInt64, UInt64) -> UInt64) throws {
+    private func change(_ bits: [UInt32], _ combine: (UInt64, UInt64) -> UInt64) throws {
         var masks: [UInt32: UInt64] = [:]
         for bit in bits { masks[bit / 64, default: 0] |= 1 << UInt64(bit % 64) }
         for (word, mask) in masks {

@@ -124,7 +124,7 @@ public struct PolicyTable {
             try table.apply(endpoint.map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
         }
         try states.map.fill(bytesOf(UInt32(NA_POLICY_TABLE_COMPLETE)))
-        if let ports { try portWrites.withLock { _ in try ports.rewrite(exactly: named) } }
+        if let ports { try portWrites.withLock { _ in try ports.rewrite(exactly: Array(named)) } }
         return withdrawn
     }
 
