@@ -14,21 +14,9 @@ struct LBFrontendPorts {
         var port: UInt16
 
         /// TCP's ports, then UDP's: bit `index` is where `NA_LB_PORT_WORD` (which Swift cannot import) puts it.
-        private static let perProtocol = UInt32(NA_LB_PORT_WORDS) * 64
+        fileprivate static let perProtocol = UInt32(NA_LB_PORT_WORDS) * 64
 
         var index: UInt32 { (proto == IPProtocol.udp ? Self.perProtocol : 0) + UInt32(port) }
-
-        init(proto: UInt8, port: UInt16) {
-            self.proto = proto
-            self.port = port
-        }
-
-        /// The port of bit `index` (below `NA_LB_PORTS_COMPLETE` * 64).
-        init(index: UInt32) {
-            self.init(
-                proto: index >= Self.perProtocol ? IPProtocol.udp : IPProtocol.tcp,
-                port: UInt16(index % Self.perProtocol))
-        }
     }
 
     private let map: BitWords
@@ -66,4 +54,10 @@ struct LBFrontendPorts {
 
 extension LBFrontendPorts.Port {
     init(_ frontend: ServiceFrontend) { self.init(proto: frontend.proto, port: frontend.port) }
+
+    /// The port of bit `index` (below `NA_LB_PORTS_COMPLETE` * 64).
+    init(index: UInt32) {
+        self.init(
+            proto: index >= Self.perProtocol ? IPProtocol.udp : IPProtocol.tcp, port: UInt16(index % Self.perProtocol))
+    }
 }

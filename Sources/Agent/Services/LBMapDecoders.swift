@@ -78,11 +78,11 @@ enum LBMapDecoders {
                 let index: UInt32 = valueFrom(key, at: 0)
                 let word: UInt64 = valueFrom(value, at: 0)
                 guard index < UInt32(NA_LB_PORTS_COMPLETE) else { return (["complete": .bool(true)], [:]) }
-                let udp = index >= UInt32(NA_LB_PORT_WORDS)
-                let first = Int64(index % UInt32(NA_LB_PORT_WORDS)) * 64
+                let first = LBFrontendPorts.Port(index: index * 64)
                 let ports = BitWords.bits([(index, word)]).map { JSON.int(Int64(LBFrontendPorts.Port(index: $0).port)) }
                 return (
-                    ["protocol": .string(udp ? "UDP" : "TCP"), "first-port": .int(first)], ["ports": .array(ports)]
+                    ["protocol": .string(IPProtocol.name(of: first.proto)), "first-port": .int(Int64(first.port))],
+                    ["ports": .array(ports)]
                 )
             })
     }
