@@ -8,7 +8,7 @@ import XCTest
 final class FlowContextTests: XCTestCase {
     private var identities = IdentityAllocator()
     private var policy = PolicyRepository()
-    private var endpoints: [UInt32: Endpoint] = [:]
+    private var endpoints = EndpointTable()
     private var frontendIdentity: UInt32 = 0
     private var backendIdentity: UInt32 = 0
 

@@ -122,7 +122,7 @@ final class FlowDecodingBenchmarkTests: XCTestCase {
                 k8sPodName: pod, containerID: "container-\(id)", identity: identity, state: .ready,
                 policyRevision: 1, enforceIngress: true, enforceEgress: true)
         }
-        let endpoints: [UInt32: Endpoint] = [
+        let endpoints: EndpointTable = [
             1: try endpoint(
                 1, "10.244.1.1", ["k8s:app=frontend", "k8s:io.kubernetes.pod.namespace=web-tier"], "frontend",
                 frontend),

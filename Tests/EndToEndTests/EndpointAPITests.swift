@@ -123,6 +123,18 @@ final class EndpointAPITests: EndToEndTestCase {
         assertAPIError(try agent.api(.GET, "/v1/endpoint/2"), status: 404, code: "not-found")
         XCTAssertEqual(try agent.getJSON("/v1/endpoint/1"), first, "the owner is untouched")
         XCTAssertEqual(try agent.mapEntries("na_endpoints").count, 1)
+
+        // An address the owner gives up is free for another endpoint, and no longer the owner's to take back.
+        let moved = changeRequest(a).setting("addressing", ["ipv4": .string("10.244.99.1")])
+        XCTAssertEqual(try agent.api(.PUT, "/v1/endpoint/1", moved).status, 200)
+        XCTAssertEqual(try agent.api(.PUT, "/v1/endpoint/2", sameIPv4).status, 201, "a's old IPv4 is free")
+        assertAPIError(
+            try agent.api(.PUT, "/v1/endpoint/1", changeRequest(a)), status: 409, code: "conflict",
+            field: "addressing.ipv4", mentions: [a.ipv4, "endpoint 2"])
+        // So is the interface of a deleted endpoint.
+        XCTAssertEqual(try agent.api(.DELETE, "/v1/endpoint/1").status, 200)
+        let onA = changeRequest(a).setting("addressing", ["ipv4": .string("10.244.99.2")])
+        XCTAssertEqual(try agent.api(.PUT, "/v1/endpoint/3", onA).status, 201, "a's interface is free")
     }
 
     func testBadFieldsAre400NamingTheFieldAndCreateNothing() throws {

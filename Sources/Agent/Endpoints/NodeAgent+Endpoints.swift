@@ -21,16 +21,14 @@ extension NodeAgent {
                         field: "interface-name")
                 }
             }
-            // Runs over every endpoint on every change: nothing in the loop may allocate.
-            let wanted = [request.ipv4, request.ipv6].compactMap { $0 }
-            for other in state.endpoints.values where other.id != id {
-                if other.interfaceName == request.interfaceName {
-                    throw AgentError.conflict(
-                        "interface \(request.interfaceName) belongs to endpoint \(other.id)", field: "interface-name")
-                }
-                for address in wanted where other.ipv4 == address || other.ipv6 == address {
+            if let other = state.endpoints.id(onInterface: request.interfaceName), other != id {
+                throw AgentError.conflict(
+                    "interface \(request.interfaceName) belongs to endpoint \(other)", field: "interface-name")
+            }
+            for address in [request.ipv4, request.ipv6].compactMap({ $0 }) {
+                if let other = state.endpoints.id(withAddress: address), other != id {
                     let field = address.family == .ipv4 ? "addressing.ipv4" : "addressing.ipv6"
-                    throw AgentError.conflict("address \(address) belongs to endpoint \(other.id)", field: field)
+                    throw AgentError.conflict("address \(address) belongs to endpoint \(other)", field: field)
                 }
             }
             guard let ifindex = Interfaces.index(of: request.interfaceName) else {

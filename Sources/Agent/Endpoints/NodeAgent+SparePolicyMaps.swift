@@ -23,7 +23,7 @@ extension NodeAgent {
         // Ids looked up without copying the endpoint out: on a node of 10,000 endpoints numbered from 1, finding
         // the lowest free ids looks at every one.
         func free(_ id: UInt32) -> Bool {
-            state.endpoints.index(forKey: id) == nil && !state.retiredPolicyMaps.contains(id)
+            !state.endpoints.contains(id: id) && !state.retiredPolicyMaps.contains(id)
         }
         var wanted: [UInt32] = []
         var candidate = id

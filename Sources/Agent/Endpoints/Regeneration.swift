@@ -274,14 +274,7 @@ extension NodeAgent {
             state.endpoints[endpoint.id] = updated
         }
         // The others' policy is the same under the new revision; their rows and generations stay as they are.
-        // Changed in place: copying each endpoint out to look at its revision cost a create more than its policy.
-        var position = state.endpoints.values.startIndex
-        while position != state.endpoints.values.endIndex {
-            if state.endpoints.values[position].policyRevision != revision {
-                state.endpoints.values[position].policyRevision = revision
-            }
-            position = state.endpoints.values.index(after: position)
-        }
+        state.endpoints.setPolicyRevision(revision)
         // Only now that no map refers to them any more may prefixes that left the policy lose their identities.
         try prefixProvider?.release(keeping: prefixes)
         incrementalRegenerations.add(incremental, ordering: .relaxed)

@@ -8,11 +8,11 @@ import Synchronization
 ///
 /// Taken from the agent's state under its lock as copies of the collections, which costs a few reference counts
 /// (they are copy-on-write), so the flow reader never holds the lock while it decodes or indexes. A context serves
-/// until the state's version moves: the address index and each peer (its address, labels, pod and name) are worked
-/// out once for all the events it decodes, not for each. A class, so that handing it to each batch costs one
-/// reference count rather than one per collection it holds.
+/// until the state's version moves: each peer (its address, labels, pod and name) is worked out once for all the
+/// events it decodes, not for each, and endpoints are found by address through the table's own index. A class, so
+/// that handing it to each batch costs one reference count rather than one per collection it holds.
 final class FlowContext: Sendable {
-    let endpoints: [UInt32: Endpoint]
+    let endpoints: EndpointTable
     let identities: IdentityAllocator
     let policy: PolicyRepository
     /// Other nodes' pods (cluster mode), which name a peer no local endpoint holds.
@@ -20,12 +20,11 @@ final class FlowContext: Sendable {
     /// The `AgentState.version` and `ClusterView.remoteRevision` this context was taken at.
     let version: UInt64
     let remoteRevision: UInt64
-    private let byAddress: [IPAddress: UInt32]
     private let prefixes: PrefixMatcher
     private let memo = PeerMemo()
 
     init(
-        endpoints: [UInt32: Endpoint], identities: IdentityAllocator, policy: PolicyRepository,
+        endpoints: EndpointTable, identities: IdentityAllocator, policy: PolicyRepository,
         remote: [IPAddress: RemoteEndpoint] = [:], version: UInt64 = 0, remoteRevision: UInt64 = 0
     ) {
         self.endpoints = endpoints
@@ -34,11 +33,6 @@ final class FlowContext: Sendable {
         self.remote = remote
         self.version = version
         self.remoteRevision = remoteRevision
-        var byAddress: [IPAddress: UInt32] = [:]
-        for endpoint in endpoints.values {
-            for address in endpoint.addresses { byAddress[address] = endpoint.id }
-        }
-        self.byAddress = byAddress
         prefixes = PrefixMatcher(policy: policy)
     }
 
@@ -116,7 +110,7 @@ final class FlowContext: Sendable {
     private func makePeer(
         _ ip: IPAddress, identity: UInt32, fallbackEndpoint: UInt32?, memo: inout PeerMemo.Entries
     ) -> Flow.Peer {
-        let endpointID = byAddress[ip] ?? fallbackEndpoint
+        let endpointID = endpoints.id(withAddress: ip) ?? fallbackEndpoint
         let endpoint = endpointID.flatMap { endpoints[$0] }
         var labels: [String]
         if let known = memo.labels[identity] {

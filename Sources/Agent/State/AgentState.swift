@@ -7,7 +7,7 @@ import Synchronization
 struct AgentState: Sendable {
     static let documentName = "agent-state"
 
-    var endpoints: [UInt32: Endpoint] = [:] { didSet { version = Self.nextVersion() } }
+    var endpoints = EndpointTable() { didSet { version = Self.nextVersion() } }
     var identities: IdentityAllocator { didSet { version = Self.nextVersion() } }
     var policy = PolicyRepository() { didSet { version = Self.nextVersion() } }
     /// Changes with every change of `endpoints`, `identities` or `policy`, and names one content of them: numbers
@@ -40,11 +40,7 @@ struct AgentState: Sendable {
 
     func ruleName(_ id: UInt32) -> String? { policy.ruleName(id) }
 
-    func endpoint(onInterface name: String) -> Endpoint? { endpoints.values.first { $0.interfaceName == name } }
-
-    func endpoint(withAddress address: IPAddress) -> Endpoint? {
-        endpoints.values.first { $0.ipv4 == address || $0.ipv6 == address }
-    }
+    func endpoint(withAddress address: IPAddress) -> Endpoint? { endpoints.endpoint(withAddress: address) }
 
     /// Identities that policy peers are evaluated against: every allocated one plus the reserved ones.
     var identityList: [Identity] { identities.identities }
