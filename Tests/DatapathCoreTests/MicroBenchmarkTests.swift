@@ -71,10 +71,13 @@ private enum MicroPass: String, CaseIterable {
     case hotReply = "reply, one flow repeated (to_endpoint)"
     /// SYN to a port no rule allows, spread over the identities: conntrack miss, policy miss, drop reported.
     case newDenied = "new connection, denied (SYN)"
+    /// SYN to a port only another peer is allowed on, spread over the identities: the port is named, so the policy
+    /// table's bucket is read and shows the key absent.
+    case newDeniedNamed = "new connection, denied, named port"
     /// SYNs of as many new flows, all to one address: the lookups' maps as large, but their entries hot in cache.
     case newOneDestination = "new connection, one destination"
 
-    var expectedVerdict: UInt32 { self == .newDenied ? 2 : 0 }  // TC_ACT_SHOT : TC_ACT_OK
+    var expectedVerdict: UInt32 { self == .newDenied || self == .newDeniedNamed ? 2 : 0 }  // TC_ACT_SHOT : TC_ACT_OK
 }
 
 /// Per-packet durations (ns) of one pass.
@@ -107,6 +110,9 @@ private final class MicroBench {
     static let firstIdentity: UInt32 = 1000
     static let port: UInt16 = 8080
     static let deniedPort: UInt16 = 9090
+    /// A port one peer outside the spread ones is allowed on, so that it is named for every endpoint key lookup.
+    static let namedPort: UInt16 = 9091
+    static let namedPortIdentity: UInt32 = 999
 
     let entries: Int
     let flows: Int
@@ -126,6 +132,7 @@ private final class MicroBench {
     let synOne: [[UInt8]]
     let ackOne: [[UInt8]]
     let denied: [[UInt8]]
+    let deniedNamed: [[UInt8]]
     let arp: [UInt8]
 
     init(entries: Int, flows: Int, label: String = "", elf: [UInt8]? = nil) throws {
@@ -204,6 +211,14 @@ private final class MicroBench {
             tableEntries.append((key, na_policy_value(rule_id: identity, flags: 0)))
             try cache.set(IPAddress(family: .ipv4, bytes: Self.address(index)), identity: identity)
         }
+        var named = na_policy_key()
+        named.prefixlen = UInt32(NA_POLICY_PREFIX_PORT)
+        named.identity = Self.namedPortIdentity.bigEndian
+        named.direction = UInt8(NA_DIR_EGRESS.rawValue)
+        named.protocol = 6
+        named.dport = Self.namedPort.bigEndian
+        try rules.update(named, na_policy_value(rule_id: Self.namedPortIdentity, flags: 0))
+        tableEntries.append((named, na_policy_value(rule_id: Self.namedPortIdentity, flags: 0)))
         try TypedMap<UInt32, UInt32>(outer).update(Self.endpointID, UInt32(bitPattern: policy.fd))
         try TypedMap<UInt32, UInt32>(outerExact).update(Self.endpointID, UInt32(bitPattern: exactPolicy.fd))
         // The keys again in the policy table, as the agent leaves it (objects from before the table lack it).
@@ -235,6 +250,11 @@ private final class MicroBench {
         denied = (0..<flows).map {
             MicroPacket.tcp(
                 from: Self.endpointAddress, to: targets[$0], sport: UInt16(10_000 + $0), dport: Self.deniedPort,
+                flags: .syn)
+        }
+        deniedNamed = (0..<flows).map {
+            MicroPacket.tcp(
+                from: Self.endpointAddress, to: targets[$0], sport: UInt16(10_000 + $0), dport: Self.namedPort,
                 flags: .syn)
         }
         arp = MicroPacket.arp
@@ -269,6 +289,7 @@ private final class MicroBench {
             }
             return [Double(result.durationNs)]
         case .newDenied: return try each(denied, expect: pass.expectedVerdict)
+        case .newDeniedNamed: return try each(deniedNamed, expect: pass.expectedVerdict)
         case .newOneDestination:
             for key in try conntrack.keys() { _ = try conntrack.delete(key: key) }
             return try each(synOne, expect: pass.expectedVerdict)
