@@ -64,13 +64,18 @@ final class EndpointTableTests: XCTestCase {
         let v6 = (0..<12).map { "fd00::\($0)" }
         for step in 0..<3000 {
             let id = UInt32.random(in: 1...8, using: &generator)
-            if Bool.random(using: &generator), reference[id] != nil {
+            if Int.random(in: 0..<6, using: &generator) == 0 {
+                let revision = UInt64.random(in: 1...3, using: &generator)
+                table.setPolicyRevision(revision)
+                for key in reference.keys { reference[key]?.policyRevision = revision }
+            } else if Bool.random(using: &generator), reference[id] != nil {
                 table[id] = nil
                 reference[id] = nil
             } else {
-                let candidate = endpoint(
+                var candidate = endpoint(
                     id, interfaces.randomElement(using: &generator)!, v4.randomElement(using: &generator),
                     Bool.random(using: &generator) ? v6.randomElement(using: &generator) : nil)
+                candidate.policyRevision = UInt64.random(in: 1...3, using: &generator)
                 // Only writes the agent would make: no other endpoint holds the interface or an address.
                 let taken = reference.values.contains { other in
                     other.id != id
@@ -93,6 +98,9 @@ final class EndpointTableTests: XCTestCase {
                     "step \(step): \(text)")
             }
             XCTAssertEqual(table.count, reference.count)
+            XCTAssertEqual(
+                Dictionary(uniqueKeysWithValues: table.map { ($0.key, $0.value.policyRevision) }),
+                reference.mapValues(\.policyRevision), "step \(step): policy revisions")
         }
     }
 
@@ -101,5 +109,28 @@ final class EndpointTableTests: XCTestCase {
         table.setPolicyRevision(5)
         XCTAssertEqual(table.values.map(\.policyRevision), [5, 5])
         XCTAssertEqual(table.id(onInterface: "lxc2"), 2)
+
+        // Every way an endpoint can come to lack the revision: a new one, one written back with another, one
+        // changed through the subscript. Each must be caught up by the next call, however the others stand.
+        table[3] = endpoint(3, "lxc3", "10.0.0.3")
+        table.setPolicyRevision(5)
+        XCTAssertEqual(table.values.map(\.policyRevision), [5, 5, 5])
+        var old = table[1]!
+        old.policyRevision = 4
+        table[1] = old
+        table.setPolicyRevision(5)
+        XCTAssertEqual(table[1]?.policyRevision, 5)
+        table[2]?.policyRevision = 9
+        table[3] = nil
+        table.setPolicyRevision(5)
+        XCTAssertEqual(table.values.map(\.policyRevision), [5, 5])
+        table.setPolicyRevision(6)
+        XCTAssertEqual(table.values.map(\.policyRevision), [6, 6])
+        table[1] = nil
+        table[2] = nil
+        table.setPolicyRevision(7)
+        table[4] = endpoint(4, "lxc4", nil)
+        table.setPolicyRevision(7)
+        XCTAssertEqual(table[4]?.policyRevision, 7)
     }
 }

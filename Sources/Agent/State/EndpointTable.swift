@@ -10,6 +10,9 @@ struct EndpointTable: Sendable, Sequence, ExpressibleByDictionaryLiteral {
     private var byID: [UInt32: Endpoint] = [:]
     private var byInterface: [String: UInt32] = [:]
     private var byAddress: [IPAddress: UInt32] = [:]
+    /// How many endpoints have each policy revision (one or two at a time): `setPolicyRevision` walks the endpoints
+    /// only when some lack the revision.
+    private var revisions: [UInt64: Int] = [:]
 
     init() {}
 
@@ -26,6 +29,11 @@ struct EndpointTable: Sendable, Sequence, ExpressibleByDictionaryLiteral {
         set {
             let old = byID[id]
             byID[id] = newValue
+            if let old {
+                revisions[old.policyRevision, default: 0] -= 1
+                if revisions[old.policyRevision] == 0 { revisions[old.policyRevision] = nil }
+            }
+            if let newValue { revisions[newValue.policyRevision, default: 0] += 1 }
             // Most writes change an endpoint's state or policy, not what the indexes hold.
             if let old, let newValue, old.interfaceName == newValue.interfaceName, old.ipv4 == newValue.ipv4,
                 old.ipv6 == newValue.ipv6
@@ -48,13 +56,16 @@ struct EndpointTable: Sendable, Sequence, ExpressibleByDictionaryLiteral {
     }
 
     /// Sets every endpoint's policy revision, in place: copying each endpoint out to look at its revision cost a
-    /// create more than its policy.
+    /// create more than its policy. Nothing to walk when every endpoint has it already (a change that moved no
+    /// revision, or one whose endpoints were all regenerated).
     mutating func setPolicyRevision(_ revision: UInt64) {
+        guard revisions[revision, default: 0] != byID.count else { return }
         var position = byID.values.startIndex
         while position != byID.values.endIndex {
             if byID.values[position].policyRevision != revision { byID.values[position].policyRevision = revision }
             position = byID.values.index(after: position)
         }
+        revisions = byID.isEmpty ? [:] : [revision: byID.count]
     }
 
     var values: Dictionary<UInt32, Endpoint>.Values { byID.values }
