@@ -7,10 +7,19 @@ public struct Router: Sendable {
     /// Told about handler errors that are not ``AgentError`` (they reach the client only as a generic 500),
     /// so the owner can log them.
     public var onUnexpectedError: (@Sendable (APIRequest, any Error) -> Void)?
+    /// The routes of each path that literal patterns (no `{name}` segment) name, written as "/" and its segments
+    /// joined by "/". A literal pattern outranks every parameter pattern of its path, so a request for exactly that
+    /// path has its matches in one lookup instead of a split of its path and a try of every route.
+    private let literalPaths: [String: [Route]]
 
     public init(routes: [Route], onUnexpectedError: (@Sendable (APIRequest, any Error) -> Void)? = nil) {
         self.routes = routes
         self.onUnexpectedError = onUnexpectedError
+        var literalPaths: [String: [Route]] = [:]
+        for route in routes where route.segments.allSatisfy({ if case .literal = $0 { true } else { false } }) {
+            literalPaths["/" + Route.pathSegments(route.pattern).joined(separator: "/"), default: []].append(route)
+        }
+        self.literalPaths = literalPaths
     }
 
     /// Every (method, pattern), in registration order.
@@ -18,13 +27,18 @@ public struct Router: Sendable {
 
     /// Finds the route and runs its handler; never throws: every failure becomes an error response.
     public func route(_ request: APIRequest) -> APIResponse {
-        let path = Route.pathSegments(request.path)
         var matches: [(route: Route, parameters: [String: String], rank: [Bool])] = []
-        for route in routes {
-            if let match = route.match(path) { matches.append((route, match.parameters, match.rank)) }
+        if let literal = literalPaths[request.path] {
+            let rank = [Bool](repeating: true, count: literal[0].segments.count)
+            matches = literal.map { ($0, [:], rank) }
+        } else {
+            let path = Route.pathSegments(request.path)
+            for route in routes {
+                if let match = route.match(path) { matches.append((route, match.parameters, match.rank)) }
+            }
+            guard !matches.isEmpty else { return .error(.notFound("no API path \(request.path)")) }
+            matches = Router.mostSpecific(matches)
         }
-        guard !matches.isEmpty else { return .error(.notFound("no API path \(request.path)")) }
-        matches = Router.mostSpecific(matches)
 
         var forMethod = matches.filter { $0.route.method == request.method }
         if forMethod.isEmpty, request.method == .HEAD {

@@ -57,6 +57,37 @@ final class RouterTests: XCTestCase {
         XCTAssertEqual(response.headers["Allow"], "GET, DELETE, HEAD")
     }
 
+    func testALiteralPathAnswersAsItsOtherSpellings() throws {
+        // A path exactly as a literal pattern writes it is found by lookup; the same path spelled otherwise (a
+        // trailing or doubled slash) goes through every route. Both must answer alike, for every method.
+        let router = Router(routes: [
+            .get("/v1/endpoint", handler: echo("list")),
+            .put("/v1/endpoint", handler: echo("put-list")),
+            .get("/v1/endpoint/{id}", handler: echo("get")),
+            .get("/v1/policy/{name}", handler: echo("policy")),
+            .get("/v1/policy/trace", handler: echo("trace")),
+            .post("/v1/policy/trace", handler: echo("trace-post")),
+            .get("/v1/healthz", handler: echo("health")),
+        ])
+        for path in ["/v1/endpoint", "/v1/policy/trace", "/v1/healthz"] {
+            for method in HTTPMethod.allCases {
+                let exact = router.route(APIRequest(method: method, path: path))
+                for other in [path + "/", "/" + path, path.replacingOccurrences(of: "/v1/", with: "/v1//")] {
+                    let spelled = router.route(APIRequest(method: method, path: other))
+                    XCTAssertEqual(exact.status, spelled.status, "\(method.rawValue) \(path) and \(other)")
+                    XCTAssertEqual(exact.headers["Allow"], spelled.headers["Allow"], "\(method.rawValue) \(path)")
+                    if exact.status == 200 {
+                        XCTAssertEqual(
+                            try body(exact)["route"], try body(spelled)["route"], "\(method.rawValue) \(path)")
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(
+            try body(router.route(APIRequest(method: .POST, path: "/v1/policy/trace")))["route"], "trace-post")
+        XCTAssertEqual(router.route(APIRequest(method: .DELETE, path: "/v1/healthz")).headers["Allow"], "GET, HEAD")
+    }
+
     func testHeadFallsBackToGet() throws {
         let response = router.route(APIRequest(method: .HEAD, path: "/v1/endpoint"))
         XCTAssertEqual(response.status, 200)
