@@ -20,6 +20,7 @@ final class RouterTests: XCTestCase {
             .get("/v1/policy/trace", handler: echo("trace")),
             .put("/v1/fail", handler: { _ in throw AgentError.invalidField("x", "bad") }),
             .post("/v1/boom", handler: { _ in throw Boom() }),
+            .post("/v1/policy/trace", handler: echo("trace-post")),
         ])
     }
 
@@ -60,16 +61,7 @@ final class RouterTests: XCTestCase {
     func testALiteralPathAnswersAsItsOtherSpellings() throws {
         // A path exactly as a literal pattern writes it is found by lookup; the same path spelled otherwise (a
         // trailing or doubled slash) goes through every route. Both must answer alike, for every method.
-        let router = Router(routes: [
-            .get("/v1/endpoint", handler: echo("list")),
-            .put("/v1/endpoint", handler: echo("put-list")),
-            .get("/v1/endpoint/{id}", handler: echo("get")),
-            .get("/v1/policy/{name}", handler: echo("policy")),
-            .get("/v1/policy/trace", handler: echo("trace")),
-            .post("/v1/policy/trace", handler: echo("trace-post")),
-            .get("/v1/healthz", handler: echo("health")),
-        ])
-        for path in ["/v1/endpoint", "/v1/policy/trace", "/v1/healthz"] {
+        for path in ["/v1/endpoint", "/v1/policy/trace", "/v1/fail"] {
             for method in HTTPMethod.allCases {
                 let exact = router.route(APIRequest(method: method, path: path))
                 for other in [path + "/", "/" + path, path.replacingOccurrences(of: "/v1/", with: "/v1//")] {
@@ -85,7 +77,7 @@ final class RouterTests: XCTestCase {
         }
         XCTAssertEqual(
             try body(router.route(APIRequest(method: .POST, path: "/v1/policy/trace")))["route"], "trace-post")
-        XCTAssertEqual(router.route(APIRequest(method: .DELETE, path: "/v1/healthz")).headers["Allow"], "GET, HEAD")
+        XCTAssertEqual(router.route(APIRequest(method: .DELETE, path: "/v1/endpoint")).headers["Allow"], "GET, HEAD")
     }
 
     func testHeadFallsBackToGet() throws {
@@ -114,7 +106,7 @@ final class RouterTests: XCTestCase {
 
     func testPatternsListed() {
         let patterns = router.patterns
-        XCTAssertEqual(patterns.count, 8)
+        XCTAssertEqual(patterns.count, 9)
         XCTAssertEqual(patterns[1].0, .GET)
         XCTAssertEqual(patterns[1].1, "/v1/endpoint/{id}")
     }
