@@ -79,7 +79,7 @@ extension NodeAgent {
             let changed = touched.filter { remote[$0] != before[$0] }
             guard !changed.isEmpty else { return }
             do {
-                let mine = changed.filter { state.endpoint(withAddress: $0) == nil }
+                let mine = changed.filter { state.endpoints.endpoint(withAddress: $0) == nil }
                 for address in mine where remote[address] == nil { try ipcache.remove(address) }
                 cluster.view.withLock { $0.remote = remote }
                 // A service backend that became or stopped being a remote pod is selected differently by

@@ -74,7 +74,8 @@ extension NodeAgent {
     /// Programs the restored remote pods (they are in the pinned ipcache already, unless it was replaced).
     func programRemoteEndpoints(_ state: AgentState) throws {
         guard let cluster else { return }
-        for (address, entry) in cluster.view.withLock({ $0.remote }) where state.endpoint(withAddress: address) == nil {
+        for (address, entry) in cluster.view.withLock({ $0.remote })
+        where state.endpoints.endpoint(withAddress: address) == nil {
             try ipcache.set(address, identity: entry.identity)
         }
     }

@@ -304,7 +304,7 @@ extension NodeAgent {
     }
 
     private func useHostAddresses(_ addresses: [IPAddress], _ state: inout AgentState) throws {
-        let current = Set(addresses.filter { address in state.endpoint(withAddress: address) == nil })
+        let current = Set(addresses.filter { address in state.endpoints.endpoint(withAddress: address) == nil })
         for address in current.subtracting(state.hostAddresses) {
             try ipcache.set(address, identity: UInt32(NA_ID_HOST.rawValue))
         }

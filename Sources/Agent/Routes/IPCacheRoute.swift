@@ -28,7 +28,7 @@ extension NodeAgent {
                 "address": .string(address.description), "identity": .int(Int64(value.identity)),
                 "labels": .array(labels.map(JSON.string)),
             ]
-            if let endpoint = state.endpoint(withAddress: address) {
+            if let endpoint = state.endpoints.endpoint(withAddress: address) {
                 object["source"] = "endpoint"
                 object["endpoint"] = .int(Int64(endpoint.id))
                 if let pod = endpoint.k8sPodName { object["pod"] = .string("\(endpoint.k8sNamespace ?? "")/\(pod)") }

@@ -78,7 +78,7 @@ extension NodeAgent {
             return peer(endpoint)
         }
         if let address = IPAddress(text) {
-            if let endpoint = state.endpoint(withAddress: address) { return peer(endpoint) }
+            if let endpoint = state.endpoints.endpoint(withAddress: address) { return peer(endpoint) }
             let identity =
                 state.hostAddresses.contains(address) ? UInt32(NA_ID_HOST.rawValue) : UInt32(NA_ID_WORLD.rawValue)
             let labels = state.identities.identity(id: identity)?.labels ?? LabelSet()

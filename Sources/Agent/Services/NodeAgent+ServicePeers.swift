@@ -38,7 +38,7 @@ extension NodeAgent {
         for service in state.services.values {
             guard let reference = service.spec.policyReference, wanted.contains(reference) else { continue }
             for backend in service.spec.backends {
-                if let endpoint = state.endpoint(withAddress: backend.address) {
+                if let endpoint = state.endpoints.endpoint(withAddress: backend.address) {
                     peers.identities[reference, default: []].insert(endpoint.identity)
                 } else if let pod = remote[backend.address] {
                     peers.identities[reference, default: []].insert(pod.identity)

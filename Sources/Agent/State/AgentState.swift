@@ -40,8 +40,6 @@ struct AgentState: Sendable {
 
     func ruleName(_ id: UInt32) -> String? { policy.ruleName(id) }
 
-    func endpoint(withAddress address: IPAddress) -> Endpoint? { endpoints.endpoint(withAddress: address) }
-
     /// Identities that policy peers are evaluated against: every allocated one plus the reserved ones.
     var identityList: [Identity] { identities.identities }
 }

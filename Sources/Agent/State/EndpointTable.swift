@@ -16,10 +16,6 @@ struct EndpointTable: Sendable, Sequence, ExpressibleByDictionaryLiteral {
 
     init() {}
 
-    init(_ endpoints: [UInt32: Endpoint]) {
-        for (id, endpoint) in endpoints { self[id] = endpoint }
-    }
-
     init(dictionaryLiteral elements: (UInt32, Endpoint)...) {
         for (id, endpoint) in elements { self[id] = endpoint }
     }
@@ -71,7 +67,6 @@ struct EndpointTable: Sendable, Sequence, ExpressibleByDictionaryLiteral {
     var values: Dictionary<UInt32, Endpoint>.Values { byID.values }
     var keys: Dictionary<UInt32, Endpoint>.Keys { byID.keys }
     var count: Int { byID.count }
-    var isEmpty: Bool { byID.isEmpty }
     func contains(id: UInt32) -> Bool { byID.index(forKey: id) != nil }
     func makeIterator() -> Dictionary<UInt32, Endpoint>.Iterator { byID.makeIterator() }
 
