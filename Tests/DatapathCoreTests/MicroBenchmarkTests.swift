@@ -201,24 +201,11 @@ private final class MicroBench {
         let cache = try IPCache(trie: ipcache, hosts: hosts, v4: object.map(named: IPCache.v4Name))
         for index in 0..<entries {
             let identity = Self.firstIdentity + UInt32(index)
-            var key = na_policy_key()
-            key.prefixlen = UInt32(NA_POLICY_PREFIX_PORT)
-            key.identity = identity.bigEndian
-            key.direction = UInt8(NA_DIR_EGRESS.rawValue)
-            key.protocol = 6
-            key.dport = Self.port.bigEndian
-            try rules.update(key, na_policy_value(rule_id: identity, flags: 0))
-            tableEntries.append((key, na_policy_value(rule_id: identity, flags: 0)))
+            tableEntries.append(Self.allow(identity, port: Self.port))
             try cache.set(IPAddress(family: .ipv4, bytes: Self.address(index)), identity: identity)
         }
-        var named = na_policy_key()
-        named.prefixlen = UInt32(NA_POLICY_PREFIX_PORT)
-        named.identity = Self.namedPortIdentity.bigEndian
-        named.direction = UInt8(NA_DIR_EGRESS.rawValue)
-        named.protocol = 6
-        named.dport = Self.namedPort.bigEndian
-        try rules.update(named, na_policy_value(rule_id: Self.namedPortIdentity, flags: 0))
-        tableEntries.append((named, na_policy_value(rule_id: Self.namedPortIdentity, flags: 0)))
+        tableEntries.append(Self.allow(Self.namedPortIdentity, port: Self.namedPort))
+        for entry in tableEntries { try rules.update(entry.key, entry.value) }
         try TypedMap<UInt32, UInt32>(outer).update(Self.endpointID, UInt32(bitPattern: policy.fd))
         try TypedMap<UInt32, UInt32>(outerExact).update(Self.endpointID, UInt32(bitPattern: exactPolicy.fd))
         // The keys again in the policy table, as the agent leaves it (objects from before the table lack it).
@@ -247,20 +234,25 @@ private final class MicroBench {
         ackOne = (0..<flows).map {
             MicroPacket.tcp(from: Self.endpointAddress, to: one, sport: UInt16(10_000 + $0), flags: .ack)
         }
-        denied = (0..<flows).map {
-            MicroPacket.tcp(
-                from: Self.endpointAddress, to: targets[$0], sport: UInt16(10_000 + $0), dport: Self.deniedPort,
-                flags: .syn)
+        let spreadSYNs = { (port: UInt16) in
+            (0..<flows).map {
+                MicroPacket.tcp(
+                    from: Self.endpointAddress, to: targets[$0], sport: UInt16(10_000 + $0), dport: port, flags: .syn)
+            }
         }
-        deniedNamed = (0..<flows).map {
-            MicroPacket.tcp(
-                from: Self.endpointAddress, to: targets[$0], sport: UInt16(10_000 + $0), dport: Self.namedPort,
-                flags: .syn)
-        }
+        denied = spreadSYNs(Self.deniedPort)
+        deniedNamed = spreadSYNs(Self.namedPort)
         arp = MicroPacket.arp
     }
 
     deinit { ring_buffer__free(ringBuffer) }
+
+    /// A full-length egress key allowing `identity` on TCP `port`, its rule numbered as the identity.
+    private static func allow(_ identity: UInt32, port: UInt16) -> (key: na_policy_key, value: na_policy_value) {
+        var entry = PolicyEntry.egress(identity, Proto.tcp, port)
+        entry.ruleID = identity
+        return (entry.key, entry.value)
+    }
 
     /// 10.128.0.0 + index.
     static func address(_ index: Int) -> [UInt8] {
