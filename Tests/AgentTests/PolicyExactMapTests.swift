@@ -200,4 +200,20 @@ final class PolicyExactMapTests: XCTestCase {
         XCTAssertEqual(entries.filter { $0["value"]?["complete"] == .bool(true) }.count, 1)
         XCTAssertEqual(entries.count, 4, "three words with a port, and the complete word")
     }
+
+    /// The peer filter through `GET /v1/map/na_ptable_peers`: exactly the bits of the keys' (port, peer) pairs, and
+    /// the word that says the map is complete.
+    func testTheNamedPeersReadBackAsTheirBits() throws {
+        CoreMapDecoders.register(on: datapath, ruleName: { _ in nil })
+        let allow = na_policy_value(rule_id: 1, flags: 0)
+        let keys = [portKey(NA_DIR_EGRESS, IPProtocol.tcp, 8080), portKey(NA_DIR_INGRESS, IPProtocol.udp, 53)]
+        try PolicyTable(datapath: datapath).rebuild([7: keys.map { ($0, allow) }])
+        let response = Router(routes: MapRoutes(datapath: datapath).routes).route(
+            APIRequest(method: .GET, path: "/v1/map/na_ptable_peers", query: [:]))
+        XCTAssertEqual(response.status, 200)
+        let entries = try JSON.parse(response.body)["entries"]?.arrayValue ?? []
+        let bits = entries.flatMap { $0["value"]?["bits"]?.arrayValue ?? [] }.compactMap { $0.intValue }
+        XCTAssertEqual(Set(bits), Set(keys.flatMap(PolicyTable.peerBits).map { Int64($0) }))
+        XCTAssertEqual(entries.filter { $0["value"]?["complete"] == .bool(true) }.count, 1)
+    }
 }

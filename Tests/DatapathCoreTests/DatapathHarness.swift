@@ -84,9 +84,13 @@ final class DatapathHarness: Sendable {
         }
         for key in try slots.map.keys() { try slots.map.update(key: key, value: bytesOf(na_endpoint_info())) }
         try config.update(0, na_config())
-        // No port filter in front of the policy table and hashes until a fixture writes one (PolicyTableTests).
+        // No port or peer filter in front of the policy table and hashes until a fixture writes one
+        // (PolicyTableTests).
         if let ports = object.map(named: PolicyTable.portsName) {
             try TypedMap<UInt32, UInt64>(ports).update(UInt32(NA_POLICY_PORTS_COMPLETE), 0)
+        }
+        if let peers = object.map(named: PolicyTable.peersName) {
+            try TypedMap<UInt32, UInt64>(peers).update(UInt32(NA_POLICY_PEERS_COMPLETE), 0)
         }
         _ = try events.drain()
     }

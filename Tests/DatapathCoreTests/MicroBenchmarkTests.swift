@@ -213,7 +213,8 @@ private final class MicroBench {
             let overflows = object.map(named: PolicyTable.overflowName)
         {
             try PolicyTable(
-                table: table, states: states, overflows: overflows, ports: object.map(named: PolicyTable.portsName)
+                table: table, states: states, overflows: overflows, ports: object.map(named: PolicyTable.portsName),
+                peers: object.map(named: PolicyTable.peersName)
             ).rebuild([Self.endpointID: tableEntries])
         }
 

@@ -11,6 +11,7 @@ final class PolicyTableTests: XCTestCase {
     private var states: TypedMap<UInt32, UInt32>!
     private var overflows: TypedMap<UInt32, UInt64>!
     private var portMap: BPFMap!
+    private var peerMap: BPFMap!
 
     override func setUpWithError() throws {
         guard geteuid() == 0 else { throw XCTSkip("loading BPF programs needs root") }
@@ -20,7 +21,9 @@ final class PolicyTableTests: XCTestCase {
         let stateMap = try XCTUnwrap(h.object.map(named: PolicyTable.stateName))
         let overflowMap = try XCTUnwrap(h.object.map(named: PolicyTable.overflowName))
         portMap = try XCTUnwrap(h.object.map(named: PolicyTable.portsName))
-        table = try PolicyTable(table: map, states: stateMap, overflows: overflowMap, ports: portMap)
+        peerMap = try XCTUnwrap(h.object.map(named: PolicyTable.peersName))
+        table = try PolicyTable(
+            table: map, states: stateMap, overflows: overflowMap, ports: portMap, peers: peerMap)
         states = try TypedMap(stateMap)
         overflows = try TypedMap(overflowMap)
         try Setup(policy: []).apply(to: h)
@@ -116,6 +119,64 @@ final class PolicyTableTests: XCTestCase {
         XCTAssertEqual(try table.namedPorts().bits, [bit(80)])
         XCTAssertEqual(try syn(port: 82, sport: 41006), Verdict.TC_ACT_SHOT)
         XCTAssertEqual(try syn(port: 80, sport: 41007), Verdict.TC_ACT_OK)
+    }
+
+    /// `na_ptable_peers`: on a named port, a peer no full-length key names skips the table and the hash once the
+    /// filter is complete; `apply` sets a new pair's bits before its entry, and `rebuild` leaves exactly those of the
+    /// keys it is given.
+    func testAPeerNoFullLengthKeyNamesOnANamedPortSkipsTheTableAndTheHash() throws {
+        let allow = na_policy_value(rule_id: 9, flags: 0)
+        let peers = try TypedMap<UInt32, UInt64>(peerMap)
+        // Another identity on port 80 whose bits do not cover the peer's (a Bloom filter may have them cover it).
+        let mine = Set(PolicyTable.peerBits(key(Net.peerIdentity, port: 80)))
+        let other = try XCTUnwrap(
+            (Net.peerIdentity + 1...Net.peerIdentity + 100).first {
+                !mine.isSubset(of: PolicyTable.peerBits(key($0, port: 80)))
+            })
+        let otherBits = PolicyTable.peerBits(key(other, port: 80))
+        try installHash([(key(Net.peerIdentity, port: 80), allow), (key(other, port: 80), allow)])
+        try table.rebuild([Net.epID: [(key(other, port: 80), allow)]])
+        XCTAssertEqual(try table.namedPeers().bits, Set(otherBits).sorted())
+        XCTAssertTrue(try table.namedPeers().complete)
+        // The port is named, the peer on it is not: neither the table nor the hash that allows it is read, though
+        // the endpoint's misses would go on to the hash.
+        try states.update(Net.epID, UInt32(NA_POLICY_TABLE_UNKNOWN))
+        XCTAssertEqual(try syn(port: 80, sport: 42001), Verdict.TC_ACT_SHOT)
+        XCTAssertEqual(try h.drainEvents().last?.reason, UInt16(NA_DROP_POLICY.rawValue))
+
+        // apply names the pair: its entry in the table decides.
+        try table.apply(endpoint: Net.epID, [(key(Net.peerIdentity, port: 80), allow)])
+        XCTAssertEqual(try table.namedPeers().bits, mine.union(otherBits).sorted())
+        XCTAssertEqual(try syn(port: 80, sport: 42002), Verdict.TC_ACT_OK)
+        // One of its two bits clear is enough to hide it.
+        let hidden = try XCTUnwrap(mine.subtracting(otherBits).first)
+        try peers.update(hidden / 64, try XCTUnwrap(peers.lookup(hidden / 64)) & ~(1 << UInt64(hidden % 64)))
+        XCTAssertEqual(try syn(port: 80, sport: 42003), Verdict.TC_ACT_SHOT)
+        // A filter not complete (new on the node, or a restore under way) names every pair.
+        try table.suspend()
+        XCTAssertFalse(try table.namedPeers().complete)
+        XCTAssertEqual(try syn(port: 80, sport: 42004), Verdict.TC_ACT_OK)
+
+        // A rebuild with the other identity only: the filter is exact again, and the peer hidden.
+        try table.rebuild([Net.epID: [(key(other, port: 80), allow)]])
+        XCTAssertEqual(try table.namedPeers().bits, Set(otherBits).sorted())
+        try states.update(Net.epID, UInt32(NA_POLICY_TABLE_UNKNOWN))
+        XCTAssertEqual(try syn(port: 80, sport: 42005), Verdict.TC_ACT_SHOT)
+    }
+
+    /// The filter is worth reading: 50 peers named on a port leave few of 10,000 others looking named there, and a
+    /// port's pairs fall in one line of 8 words.
+    func testFiftyNamedPeersLeaveFewOthersLookingNamed() {
+        let named = (0..<UInt32(50)).map { key(300_000 + $0 * 17, port: 8080) }
+        var bits = Set<UInt32>()
+        for key in named { bits.formUnion(PolicyTable.peerBits(key)) }
+        let lines = Set(bits.map { $0 / 512 })
+        XCTAssertEqual(lines.count, 1, "one line per port")
+        let others = (0..<UInt32(10_000)).map { key(500_000 + $0, port: 8080) }
+        let lookNamed = others.count { Set(PolicyTable.peerBits($0)).isSubset(of: bits) }
+        // Two bits of 512 per pair: about 3% expected.
+        XCTAssertLessThan(lookNamed, 600, "\(lookNamed) of 10,000 unnamed peers look named")
+        XCTAssertTrue(others.allSatisfy { Set(PolicyTable.peerBits($0).map { $0 / 64 }).count == 1 }, "one word")
     }
 
     func testTheTablesEntryWinsOverTheHashAndAWithdrawnOneCountsNoMore() throws {

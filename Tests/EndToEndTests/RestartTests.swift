@@ -274,7 +274,7 @@ final class RestartTests: EndToEndTestCase {
         }
         try assertSeedVerdicts("adopted")
         let held = try assertPolicyTable(
-            AgentSnapshot.take(socketPath: agent.socketPath, alsoMaps: ["na_ptable_ports"]), endpoints: [1, 2, 3],
+            AgentSnapshot.take(socketPath: agent.socketPath, alsoMaps: Self.filters), endpoints: [1, 2, 3],
             "adopted")
         XCTAssertGreaterThan(held, 0, "the table holds the moved keys")
     }
@@ -329,7 +329,7 @@ final class RestartTests: EndToEndTestCase {
     private func assertConsistent(_ agent: AgentProcess, round: Int, file: StaticString = #filePath, line: UInt = #line)
         throws
     {
-        let snapshot = try AgentSnapshot.take(socketPath: agent.socketPath, alsoMaps: ["na_ptable_ports"])
+        let snapshot = try AgentSnapshot.take(socketPath: agent.socketPath, alsoMaps: Self.filters)
         let endpoints = snapshot.endpoints.arrayValue ?? []
         let ids = Set(endpoints.compactMap { $0["id"]?.intValue })
         let rows = snapshot.maps["na_endpoints"] ?? []
@@ -363,7 +363,7 @@ final class RestartTests: EndToEndTestCase {
         // A second restart from the state just restored changes nothing.
         try agent.restart()
         XCTAssertEqual(
-            try AgentSnapshot.take(socketPath: agent.socketPath, alsoMaps: ["na_ptable_ports"]).differences(
+            try AgentSnapshot.take(socketPath: agent.socketPath, alsoMaps: Self.filters).differences(
                 from: snapshot), [], "round \(round): restoring again", file: file, line: line)
     }
 
@@ -407,8 +407,19 @@ final class RestartTests: EndToEndTestCase {
         XCTAssertTrue(
             words.contains { $0["value"]?["complete"] == .bool(true) }, "\(when): port filter not complete",
             file: file, line: line)
+        // So is the peer filter, which has bits set (the seed's policies name peers on ports).
+        let peerWords = snapshot.maps["na_ptable_peers"] ?? []
+        XCTAssertTrue(
+            peerWords.contains { $0["value"]?["complete"] == .bool(true) }, "\(when): peer filter not complete",
+            file: file, line: line)
+        XCTAssertTrue(
+            ports.isEmpty || peerWords.contains { !($0["value"]?["bits"]?.arrayValue ?? []).isEmpty },
+            "\(when): peer filter empty", file: file, line: line)
         return table.values.reduce(0) { $0 + $1.count }
     }
+
+    /// The maps beside the usual ones a snapshot takes here: the policy table's port and peer filters.
+    private static let filters: Set<String> = ["na_ptable_ports", "na_ptable_peers"]
 
     /// "egress TCP 8080" for a policy key or a port filter entry.
     private static func port(_ entry: JSON, protocol: String) -> String {

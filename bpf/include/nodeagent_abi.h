@@ -235,6 +235,36 @@ static inline __u32 na_policy_port_bit(__u8 direction, __u8 protocol, __u16 port
 	return (__u32)(direction & 1) << 18 | class << 16 | port;
 }
 
+/*
+ * na_ptable_peers: a Bloom filter of the (port, peer identity) pairs that full-length keys name, in na_ptable or
+ * in a hash, so that a new flow from or to a peer no such key names on a named port reads neither either: a denied
+ * peer costs its ipcache line alone. Each port (its na_ptable_ports bit) has a line of 8 words, shared with the
+ * ports whose bits hash to it; each pair two bits of one word of its port's line, which a filter read finds in the
+ * same cache line as the port's other peers. As in na_ptable_ports, bits are set before the first key that names
+ * the pair is written and cleared only when the agent rebuilds the map at start, and word
+ * NA_POLICY_PEERS_COMPLETE is nonzero once the map holds the bits of every key; until then every pair counts as
+ * named. A pair whose bits are set may still have no key (bits of other pairs): then the table and the hash say so.
+ */
+#define NA_POLICY_PEERS_LINE_BITS 13
+#define NA_POLICY_PEERS_WORDS (8U << NA_POLICY_PEERS_LINE_BITS)  /* 8,192 lines of 8 words: 512 KiB */
+#define NA_POLICY_PEERS_COMPLETE NA_POLICY_PEERS_WORDS
+
+/*
+ * Bit `which` (0 or 1) of a pair in na_ptable_peers: the port's line from its bit's top bits after a Fibonacci
+ * multiply, then the word and both bits from the pair mixed (a multiply-xorshift finalizer). Both bits are in one
+ * word.
+ */
+static inline __u32 na_policy_peer_bit(__u32 port_bit, __u32 identity, __u32 which)
+{
+	__u32 line = (port_bit * 0x9E3779B1U) >> (32 - NA_POLICY_PEERS_LINE_BITS);
+	__u32 h = identity * 0x85EBCA77U ^ port_bit * 0xC2B2AE3DU;
+
+	h ^= h >> 16;
+	h *= 0x7FEB352DU;
+	h ^= h >> 15;
+	return (line * 8 + (h & 7)) * 64 + ((h >> (3 + 6 * (which & 1))) & 63);
+}
+
 struct na_policy_table_entry {
 	__u32 meta;      /* NA_POLICY_TABLE_VALID / _STALE / _DENY and na_policy_table_key */
 	__u32 identity;  /* the peer's, host order */

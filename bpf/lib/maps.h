@@ -116,6 +116,14 @@ struct {
 	__type(value, __u64);
 } na_ptable_ports SEC(".maps");
 
+/* Two bits per (port, peer identity) pair some full-length key names (nodeagent_abi.h), then the complete word. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NA_POLICY_PEERS_COMPLETE + 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} na_ptable_peers SEC(".maps");
+
 /* Endpoint id -> whether na_ptable holds all of its hash's keys but those of overflowed buckets. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

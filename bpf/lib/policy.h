@@ -76,10 +76,9 @@ static __always_inline bool na_policy_table_decides(__u32 ep_id, __u32 index)
  * port's bit is clear, so a new flow to a port no such key names skips na_ptable and the hash. Two array lookups,
  * which the verifier inlines.
  */
-static __always_inline bool na_policy_port_named(__u8 dir, __u8 proto, __be16 dport)
+static __always_inline bool na_policy_port_named(__u32 bit)
 {
 	__u32 index = NA_POLICY_PORTS_COMPLETE;
-	__u32 bit = na_policy_port_bit(dir, proto, bpf_ntohs(dport));
 	const __u64 *word;
 
 	word = bpf_map_lookup_elem(&na_ptable_ports, &index);
@@ -91,12 +90,39 @@ static __always_inline bool na_policy_port_named(__u8 dir, __u8 proto, __be16 dp
 }
 
 /*
+ * Whether some full-length key may name the peer on the port (its bit): false only once na_ptable_peers is
+ * complete and one of the pair's two bits is clear. Two array lookups, both in lines the port's flows keep warm.
+ */
+static __always_inline bool na_policy_peer_named(__u32 port_bit, __u32 identity)
+{
+	__u32 first = na_policy_peer_bit(port_bit, identity, 0);
+	__u64 mask = 1ULL << (first % 64) | 1ULL << (na_policy_peer_bit(port_bit, identity, 1) % 64);
+	__u32 index = NA_POLICY_PEERS_COMPLETE;
+	const __u64 *word;
+
+	word = bpf_map_lookup_elem(&na_ptable_peers, &index);
+	if (!word || !*word)
+		return true;
+	index = first / 64;
+	word = bpf_map_lookup_elem(&na_ptable_peers, &index);
+	return !word || (*word & mask) == mask;
+}
+
+/* Whether na_ptable or the hash may hold the full-length key of (identity, dir, proto, dport). */
+static __always_inline bool na_policy_key_named(__u32 identity, __u8 dir, __u8 proto, __be16 dport)
+{
+	__u32 bit = na_policy_port_bit(dir, proto, bpf_ntohs(dport));
+
+	return na_policy_port_named(bit) && na_policy_peer_named(bit, identity);
+}
+
+/*
  * Looks up (identity, dir, proto, dport) in the endpoint's policy, then
  * the same for identity 0 (any peer). Each lookup returns its longest
  * matching prefix: the peer's full-length key from na_ptable, else from
  * the endpoint's hash (not looked at when the table holds all of its keys of
  * that bucket), else the trie's match; neither the table nor the hash when no
- * full-length key names the port. A deny from either wins, then an allow from
+ * full-length key names the port, or the peer on it. A deny from either wins, then an allow from
  * either. Returns 0 (allowed) or -NA_DROP_POLICY_DENY / -NA_DROP_POLICY;
  * *rule_id is the deciding entry's rule.
  */
@@ -122,7 +148,7 @@ static __always_inline int na_policy_check(__u32 ep_id, __u32 identity, __u8 dir
 
 	have = false;
 	hash = NULL;
-	if (na_policy_port_named(dir, proto, dport)) {
+	if (na_policy_key_named(identity, dir, proto, dport)) {
 		have = na_policy_table_find(index, ep_id, identity, bits, &peer);
 		if (!have && !na_policy_table_decides(ep_id, index))
 			hash = bpf_map_lookup_elem(&na_policy_exact, &ep_id);

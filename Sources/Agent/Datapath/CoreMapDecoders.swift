@@ -86,6 +86,17 @@ enum CoreMapDecoders {
                 }
                 return (["word": .int(Int64(word))], ["ports": .array(ports)])
             })
+        // The Bloom filter of (port, peer) pairs: its words with a bit set, their bits, and the complete word.
+        datapath.registerDecoder(
+            prefix: PolicyTable.peersName,
+            MapDecoder(omitting: { valueFrom($0, at: 0) as UInt64 == 0 }) { key, value, _ in
+                let word: UInt32 = valueFrom(key, at: 0)
+                guard word < UInt32(NA_POLICY_PEERS_WORDS) else {
+                    return (["word": .int(Int64(word))], ["complete": true])
+                }
+                let bits = BitWords.bits([(word, valueFrom(value, at: 0))]).map { JSON.int(Int64($0)) }
+                return (["word": .int(Int64(word))], ["bits": .array(bits)])
+            })
         datapath.registerDecoder(
             prefix: "na_policy",
             MapDecoder { key, value, _ in

@@ -31,8 +31,22 @@ public struct BitWords {
     /// Rewrites the bit words to hold exactly `bits`, then marks the map complete. A word read meanwhile holds its
     /// old bits or its new ones: what a program needs of it in both, it finds.
     public func rewrite(exactly bits: [UInt32]) throws {
-        var wanted = [UInt64](repeating: 0, count: Int(words))
-        for bit in bits { wanted[Int(bit / 64)] |= 1 << UInt64(bit % 64) }
+        var wanted = emptyWords
+        for bit in bits { Self.insert(bit, into: &wanted) }
+        try rewrite(words: wanted)
+    }
+
+    /// Words as `rewrite(words:)` takes them, every bit clear.
+    public var emptyWords: [UInt64] { [UInt64](repeating: 0, count: Int(words)) }
+
+    /// Sets `bit` in `words`.
+    public static func insert(_ bit: UInt32, into words: inout [UInt64]) {
+        words[Int(bit / 64)] |= 1 << UInt64(bit % 64)
+    }
+
+    /// `rewrite(exactly:)` of the bits of `wanted`, one value per bit word.
+    public func rewrite(words wanted: [UInt64]) throws {
+        precondition(wanted.count == Int(words), "one value per bit word")
         for (word, value) in try map.entries() where word < words && value != wanted[Int(word)] {
             try map.update(word, wanted[Int(word)])
         }

@@ -1,8 +1,8 @@
 import CNodeABI
 import Synchronization
 
-/// Read-modify-writes of `na_ptable_ports` words, one at a time in the process: a bit lost to a concurrent write
-/// would hide a key from the programs.
+/// Read-modify-writes of `na_ptable_ports` and `na_ptable_peers` words, one at a time in the process: a bit lost to
+/// a concurrent write would hide a key from the programs.
 private let portWrites = Mutex(())
 
 /// `na_ptable`: every endpoint's full-length policy keys (those of its hash in `na_policy_exact`) again,
@@ -18,38 +18,51 @@ private let portWrites = Mutex(())
 ///
 /// `na_ptable_ports` has a bit per direction, protocol and port that some key of the table or the hashes names, set
 /// before the first such key is written to the table and cleared only by `rebuild`: a new flow to a port no key
-/// names reads neither the table nor the hash.
+/// names reads neither the table nor the hash. `na_ptable_peers`, a Bloom filter of the (port, peer identity) pairs
+/// the keys name, is kept the same way: a new flow of a peer no key names on a named port reads neither either.
 public struct PolicyTable {
     public static let name = "na_ptable"
     public static let stateName = "na_ptable_ep"
     public static let overflowName = "na_ptable_ovf"
     public static let portsName = "na_ptable_ports"
+    public static let peersName = "na_ptable_peers"
 
     private let table: BucketTable<na_policy_table_entry>
     private let states: TypedMap<UInt32, UInt32>
     private let overflows: BitWords
     /// nil for an object from before the map (the micro benchmark's older builds).
     private let ports: BitWords?
+    /// nil for an object from before the map, as `ports`.
+    private let peers: BitWords?
 
     public init(datapath: Datapath) throws {
         try self.init(
             table: datapath.map(Self.name), states: datapath.map(Self.stateName),
-            overflows: datapath.map(Self.overflowName), ports: datapath.map(Self.portsName))
+            overflows: datapath.map(Self.overflowName), ports: datapath.map(Self.portsName),
+            peers: datapath.map(Self.peersName))
     }
 
     /// Over the maps of a loaded object (benchmarks and tests that load one without a `Datapath`).
-    public init(table: BPFMap, states: BPFMap, overflows: BPFMap, ports: BPFMap?) throws {
+    public init(table: BPFMap, states: BPFMap, overflows: BPFMap, ports: BPFMap?, peers: BPFMap?) throws {
         self.table = try BucketTable(
             table, ways: Int(NA_POLICY_TABLE_WAYS), word: \.meta, valid: UInt32(NA_POLICY_TABLE_VALID),
             stale: UInt32(NA_POLICY_TABLE_STALE))
         self.states = try TypedMap(states)
         self.overflows = try BitWords(overflows)
         self.ports = try ports.map { try BitWords($0, words: UInt32(NA_POLICY_PORTS_WORDS)) }
+        self.peers = try peers.map { try BitWords($0, words: UInt32(NA_POLICY_PEERS_WORDS)) }
     }
 
     /// A key's bit in `na_ptable_ports`.
     public static func portBit(_ key: na_policy_key) -> UInt32 {
         na_policy_port_bit(key.direction, key.protocol, UInt16(bigEndian: key.dport))
+    }
+
+    /// A key's two bits in `na_ptable_peers`.
+    public static func peerBits(_ key: na_policy_key) -> [UInt32] {
+        let port = portBit(key)
+        let identity = UInt32(bigEndian: key.identity)
+        return [na_policy_peer_bit(port, identity, 0), na_policy_peer_bit(port, identity, 1)]
     }
 
     /// The table's change for one full-length key of an endpoint: set to `value`, or withdrawn (nil).
@@ -71,14 +84,17 @@ public struct PolicyTable {
     /// Applies an endpoint's changes of full-length keys (`nil`: removed); a bucket one of them finds full gets its
     /// overflow bit before any entry is withdrawn.
     public func apply(endpoint id: UInt32, _ changes: [(key: na_policy_key, value: na_policy_value?)]) throws {
-        try name(ports: changes.filter { $0.value != nil }.map { Self.portBit($0.key) })
+        try name(changes.filter { $0.value != nil }.map(\.key))
         try table.apply(changes.map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
     }
 
-    /// Sets the bits of `na_ptable_ports` not set yet.
-    private func name(ports bits: [UInt32]) throws {
-        guard let ports, !bits.isEmpty else { return }
-        try portWrites.withLock { _ in try ports.set(bits) }
+    /// Sets the bits of `keys` in `na_ptable_ports` and `na_ptable_peers` not set yet.
+    private func name(_ keys: [na_policy_key]) throws {
+        guard !keys.isEmpty else { return }
+        try portWrites.withLock { _ in
+            try peers?.set(keys.flatMap(Self.peerBits))
+            try ports?.set(keys.map(Self.portBit))
+        }
     }
 
     /// Called by the table's `apply` under its lock, which serializes these writes too.
@@ -98,14 +114,15 @@ public struct PolicyTable {
     public func suspend() throws {
         try states.map.fill(bytesOf(UInt32(NA_POLICY_TABLE_UNKNOWN)))
         try ports?.setComplete(false)
+        try peers?.setComplete(false)
     }
 
     /// End of a restore: the table holds exactly the full-length entries of the endpoints (`ids`) that their
     /// buckets have room for, only the buckets that lack room have their overflow bit, and every id is complete
     /// (ids without an endpoint hold nothing). `holds` says whether an endpoint's policy has a key with that value;
     /// `entries` gives an endpoint's full-length entries, asked for one endpoint at a time so that the start of an
-    /// agent with many endpoints never holds all of them at once. `na_ptable_ports` ends with exactly the bits of
-    /// those entries, and complete. Returns how many entries it withdrew.
+    /// agent with many endpoints never holds all of them at once. `na_ptable_ports` and `na_ptable_peers` end with
+    /// exactly the bits of those entries, and complete. Returns how many entries it withdrew.
     @discardableResult
     public func rebuild(
         _ ids: [UInt32], holds: (UInt32, na_policy_key, na_policy_value) -> Bool,
@@ -118,13 +135,20 @@ public struct PolicyTable {
         }
         try overflows.rewrite(exactly: [])
         var named: Set<UInt32> = []
+        var pairs = peers?.emptyWords ?? []
         for id in ids {
             let endpoint = entries(id)
-            for (key, _) in endpoint { named.insert(Self.portBit(key)) }
+            for (key, _) in endpoint {
+                named.insert(Self.portBit(key))
+                if peers != nil { for bit in Self.peerBits(key) { BitWords.insert(bit, into: &pairs) } }
+            }
             try table.apply(endpoint.map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
         }
         try states.map.fill(bytesOf(UInt32(NA_POLICY_TABLE_COMPLETE)))
-        if let ports { try portWrites.withLock { _ in try ports.rewrite(exactly: Array(named)) } }
+        try portWrites.withLock { _ in
+            try peers?.rewrite(words: pairs)
+            try ports?.rewrite(exactly: Array(named))
+        }
         return withdrawn
     }
 
@@ -143,6 +167,11 @@ public struct PolicyTable {
     /// whether it is complete.
     public func namedPorts() throws -> (bits: [UInt32], complete: Bool) {
         try ports?.read() ?? ([], false)
+    }
+
+    /// The bits `na_ptable_peers` has set (as `na_policy_peer_bit` places them), and whether it is complete.
+    public func namedPeers() throws -> (bits: [UInt32], complete: Bool) {
+        try peers?.read() ?? ([], false)
     }
 
     /// The buckets whose overflow bit is set.
