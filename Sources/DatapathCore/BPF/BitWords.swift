@@ -1,5 +1,5 @@
 /// An array map of 64-bit words that programs read as bits: bit `n` is bit `n % 64` of word `n / 64`
-/// (`na_lb_ports`, `na_ptable_ports`, `na_ptable_ovf`).
+/// (`na_lb_ports`, `na_ptable_ports`, `na_ptable_peers`, `na_ptable_ovf`).
 ///
 /// A map may end with a complete word after its bit words: the programs trust a clear bit only while that word is
 /// nonzero, and take every bit as set until then (a map being rebuilt).
