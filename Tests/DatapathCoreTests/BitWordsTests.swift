@@ -42,6 +42,20 @@ final class BitWordsTests: XCTestCase {
         XCTAssertEqual(try bits.read().bits, [3, 70, 100])
     }
 
+    /// A map read in several batches: every word of every batch ends as asked, the complete word untouched but set.
+    func testARewriteOverManyBatchesLeavesExactlyItsBits() throws {
+        let bits = try BitWords(try words(2001), words: 2000)
+        let before = (0..<UInt32(2000)).filter { $0 % 3 == 0 }.map { $0 * 64 + $0 % 64 }
+        try bits.set(before)
+        var after: [UInt32] = (0..<UInt32(2000)).filter { $0 % 5 == 0 }.map { (word: UInt32) in
+            word * 64 + (word * 7) % 64
+        }
+        after.append(127_999)
+        try bits.rewrite(exactly: after)
+        XCTAssertEqual(try bits.read().bits, Set(after).sorted())
+        XCTAssertTrue(try bits.read().complete)
+    }
+
     func testBitsOfDumpedWordsAreAscending() {
         XCTAssertEqual(BitWords.bits([(key: 2, value: 1 << 1 | 1), (key: 0, value: 1 << 63)]), [63, 128, 129])
         XCTAssertEqual(BitWords.bits([(key: 7, value: 0)]), [])

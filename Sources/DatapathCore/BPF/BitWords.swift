@@ -31,24 +31,31 @@ public struct BitWords {
     /// Rewrites the bit words to hold exactly `bits`, then marks the map complete. A word read meanwhile holds its
     /// old bits or its new ones: what a program needs of it in both, it finds.
     public func rewrite(exactly bits: [UInt32]) throws {
-        var wanted = emptyWords
+        var wanted: [UInt32: UInt64] = [:]
         for bit in bits { Self.insert(bit, into: &wanted) }
         try rewrite(words: wanted)
     }
 
-    /// Words as `rewrite(words:)` takes them, every bit clear.
-    public var emptyWords: [UInt64] { [UInt64](repeating: 0, count: Int(words)) }
-
-    /// Sets `bit` in `words`.
-    public static func insert(_ bit: UInt32, into words: inout [UInt64]) {
-        words[Int(bit / 64)] |= 1 << UInt64(bit % 64)
+    /// Sets `bit` in `words` (word index to its bits).
+    public static func insert(_ bit: UInt32, into words: inout [UInt32: UInt64]) {
+        words[bit / 64, default: 0] |= 1 << UInt64(bit % 64)
     }
 
-    /// `rewrite(exactly:)` of the bits of `wanted`, one value per bit word.
-    public func rewrite(words wanted: [UInt64]) throws {
-        precondition(wanted.count == Int(words), "one value per bit word")
-        for (word, value) in try map.entries() where word < words && value != wanted[Int(word)] {
-            try map.update(word, wanted[Int(word)])
+    /// `rewrite(exactly:)` of the bits of `wanted` (word index to its bits; a word it lacks is clear). The map is
+    /// read a batch at a time, so a map of many words costs no copy of it.
+    public func rewrite(words wanted: [UInt32: UInt64]) throws {
+        let batched = try map.map.walkBatches(batchSize: 512) { keys, values, count in
+            for index in 0..<count {
+                let word = keys.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self) }
+                let value = values.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self) }
+                if word < words, value != wanted[word] ?? 0 { try map.update(word, wanted[word] ?? 0) }
+            }
+            return true
+        }
+        if !batched {
+            for (word, value) in try map.entries() where word < words && value != wanted[word] ?? 0 {
+                try map.update(word, wanted[word] ?? 0)
+            }
         }
         try setComplete(true)
     }

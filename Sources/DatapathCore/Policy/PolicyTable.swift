@@ -135,7 +135,7 @@ public struct PolicyTable {
         }
         try overflows.rewrite(exactly: [])
         var named: Set<UInt32> = []
-        var pairs = peers?.emptyWords ?? []
+        var pairs: [UInt32: UInt64] = [:]
         for id in ids {
             let endpoint = entries(id)
             for (key, _) in endpoint {
