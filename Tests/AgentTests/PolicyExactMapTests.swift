@@ -201,6 +201,20 @@ final class PolicyExactMapTests: XCTestCase {
         XCTAssertEqual(entries.count, 4, "three words with a port, and the complete word")
     }
 
+    /// The overflowed buckets through `GET /v1/map/na_ptable_ovf`: each word with a bit set, as its buckets.
+    func testOverflowedBucketsReadBackByTheirWord() throws {
+        CoreMapDecoders.register(on: datapath, ruleName: { _ in nil })
+        try TypedMap<UInt32, UInt64>(datapath.map(PolicyTable.overflowName)).update(3, 1 << 5 | 1 << 63)
+        let response = Router(routes: MapRoutes(datapath: datapath).routes).route(
+            APIRequest(method: .GET, path: "/v1/map/na_ptable_ovf", query: [:]))
+        XCTAssertEqual(response.status, 200)
+        let entries = try JSON.parse(response.body)["entries"]?.arrayValue ?? []
+        XCTAssertEqual(entries.count, 1, "words without a bit set are left out")
+        XCTAssertEqual(entries.first?["key"]?["word"], .int(3))
+        let buckets = (entries.first?["value"]?["buckets"]?.arrayValue ?? []).compactMap(\.intValue)
+        XCTAssertEqual(buckets, [197, 255], "bits 5 and 63 of word 3")
+    }
+
     /// The peer filter through `GET /v1/map/na_ptable_peers`: exactly the bits of the keys' (port, peer) pairs, and
     /// the word that says the map is complete.
     func testTheNamedPeersReadBackAsTheirBits() throws {

@@ -2,6 +2,19 @@ import DatapathCore
 
 /// JSON views of the core maps' entries, for `GET /v1/map/{name}`.
 enum CoreMapDecoders {
+    /// A `BitWords` map's decoder: each word with a bit set (the others are left out) as its bits, each through
+    /// `item`, under `name`; the complete word that follows `complete` bit words, when there is one, as such.
+    private static func bitWords(complete: UInt32?, _ name: String, _ item: @escaping @Sendable (UInt32) -> JSON)
+        -> MapDecoder
+    {
+        MapDecoder(omitting: { valueFrom($0, at: 0) as UInt64 == 0 }) { key, value, _ in
+            let word: UInt32 = valueFrom(key, at: 0)
+            if let complete, word >= complete { return (["word": .int(Int64(word))], ["complete": true]) }
+            let items = BitWords.bits([(word, valueFrom(value, at: 0))]).map(item)
+            return (["word": .int(Int64(word))], .object([name: .array(items)]))
+        }
+    }
+
     static func register(on datapath: Datapath, ruleName: @escaping @Sendable (UInt32) -> String?) {
         datapath.registerDecoder(prefix: "na_endpoints", MapDecoder { key, value, _ in endpointRow(key, value) })
         // Slots count only while valid: the others are left out of a dump.
@@ -59,44 +72,24 @@ enum CoreMapDecoders {
             MapDecoder(omitting: { valueFrom($0, at: 0) as UInt32 == UInt32(NA_POLICY_TABLE_COMPLETE) }) {
                 key, _, _ in (["endpoint-id": .int(Int64(valueFrom(key, at: 0) as UInt32))], ["state": "unknown"])
             })
-        // The buckets a key found full, by their word of 64 (words without a bit set are left out).
+        // The buckets a key found full, by their word of 64.
         datapath.registerDecoder(
-            prefix: PolicyTable.overflowName,
-            MapDecoder(omitting: { valueFrom($0, at: 0) as UInt64 == 0 }) { key, value, _ in
-                let word: UInt32 = valueFrom(key, at: 0)
-                let buckets = BitWords.bits([(word, valueFrom(value, at: 0))]).map { JSON.int(Int64($0)) }
-                return (["word": .int(Int64(word))], ["buckets": .array(buckets)])
-            })
-        // The ports some full-length key names, by their word of 64 (words without a bit set are left out), and the
-        // word that says the map is complete.
+            prefix: PolicyTable.overflowName, bitWords(complete: nil, "buckets") { .int(Int64($0)) })
+        // The ports some full-length key names, by their word of 64; the fourth protocol class holds every protocol
+        // but TCP, UDP and SCTP.
+        let classes = [IPProtocol.tcp, IPProtocol.udp, IPProtocol.sctp].map(IPProtocol.name) + ["other"]
         datapath.registerDecoder(
             prefix: PolicyTable.portsName,
-            MapDecoder(omitting: { valueFrom($0, at: 0) as UInt64 == 0 }) { key, value, _ in
-                let word: UInt32 = valueFrom(key, at: 0)
-                guard word < UInt32(NA_POLICY_PORTS_WORDS) else {
-                    return (["word": .int(Int64(word))], ["complete": true])
-                }
-                // The fourth protocol class holds every protocol but TCP, UDP and SCTP.
-                let classes = [IPProtocol.tcp, IPProtocol.udp, IPProtocol.sctp].map(IPProtocol.name) + ["other"]
-                let ports = BitWords.bits([(word, valueFrom(value, at: 0))]).map { bit -> JSON in
-                    .object([
-                        "direction": .string(bit >> 18 == 0 ? "ingress" : "egress"),
-                        "protocol": .string(classes[Int((bit >> 16) & 3)]), "port": .int(Int64(bit & 0xffff)),
-                    ])
-                }
-                return (["word": .int(Int64(word))], ["ports": .array(ports)])
+            bitWords(complete: UInt32(NA_POLICY_PORTS_WORDS), "ports") { bit in
+                .object([
+                    "direction": .string(bit >> 18 == 0 ? "ingress" : "egress"),
+                    "protocol": .string(classes[Int((bit >> 16) & 3)]), "port": .int(Int64(bit & 0xffff)),
+                ])
             })
-        // The Bloom filter of (port, peer) pairs: its words with a bit set, their bits, and the complete word.
+        // The Bloom filter of (port, peer) pairs: its set bits.
         datapath.registerDecoder(
             prefix: PolicyTable.peersName,
-            MapDecoder(omitting: { valueFrom($0, at: 0) as UInt64 == 0 }) { key, value, _ in
-                let word: UInt32 = valueFrom(key, at: 0)
-                guard word < UInt32(NA_POLICY_PEERS_WORDS) else {
-                    return (["word": .int(Int64(word))], ["complete": true])
-                }
-                let bits = BitWords.bits([(word, valueFrom(value, at: 0))]).map { JSON.int(Int64($0)) }
-                return (["word": .int(Int64(word))], ["bits": .array(bits)])
-            })
+            bitWords(complete: UInt32(NA_POLICY_PEERS_WORDS), "bits") { .int(Int64($0)) })
         datapath.registerDecoder(
             prefix: "na_policy",
             MapDecoder { key, value, _ in
