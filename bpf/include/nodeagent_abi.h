@@ -237,7 +237,7 @@ static inline __u32 na_policy_port_bit(__u8 direction, __u8 protocol, __u16 port
 
 /*
  * na_ptable_peers: a Bloom filter of the (port, peer identity) pairs that full-length keys name, in na_ptable or
- * in a hash, so that a new flow from or to a peer no such key names on a named port reads neither either: a denied
+ * in a hash, so that a new flow from or to a peer no such key names on a named port skips both as well: a denied
  * peer costs its ipcache line alone. Each port (its na_ptable_ports bit) has a line of 8 words, shared with the
  * ports whose bits hash to it; each pair two bits of one word of its port's line, which a filter read finds in the
  * same cache line as the port's other peers. As in na_ptable_ports, bits are set before the first key that names

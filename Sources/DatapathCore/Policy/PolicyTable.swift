@@ -19,7 +19,7 @@ private let portWrites = Mutex(())
 /// `na_ptable_ports` has a bit per direction, protocol and port that some key of the table or the hashes names, set
 /// before the first such key is written to the table and cleared only by `rebuild`: a new flow to a port no key
 /// names reads neither the table nor the hash. `na_ptable_peers`, a Bloom filter of the (port, peer identity) pairs
-/// the keys name, is kept the same way: a new flow of a peer no key names on a named port reads neither either.
+/// the keys name, is kept the same way: a new flow of a peer no key names on a named port skips both as well.
 public struct PolicyTable {
     public static let name = "na_ptable"
     public static let stateName = "na_ptable_ep"
