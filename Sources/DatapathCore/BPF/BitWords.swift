@@ -41,21 +41,11 @@ public struct BitWords {
         words[bit / 64, default: 0] |= 1 << UInt64(bit % 64)
     }
 
-    /// `rewrite(exactly:)` of the bits of `wanted` (word index to its bits; a word it lacks is clear). The map is
-    /// read a batch at a time, so a map of many words costs no copy of it.
+    /// `rewrite(exactly:)` of the bits of `wanted` (word index to its bits; a word it lacks is clear), reading the
+    /// map an entry at a time.
     public func rewrite(words wanted: [UInt32: UInt64]) throws {
-        let batched = try map.map.walkBatches(batchSize: 512) { keys, values, count in
-            for index in 0..<count {
-                let word = keys.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self) }
-                let value = values.withUnsafeBytes { $0.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self) }
-                if word < words, value != wanted[word] ?? 0 { try map.update(word, wanted[word] ?? 0) }
-            }
-            return true
-        }
-        if !batched {
-            for (word, value) in try map.entries() where word < words && value != wanted[word] ?? 0 {
-                try map.update(word, wanted[word] ?? 0)
-            }
+        try map.forEachEntry { word, value in
+            if word < words, value != wanted[word] ?? 0 { try map.update(word, wanted[word] ?? 0) }
         }
         try setComplete(true)
     }

@@ -39,6 +39,31 @@ public struct TypedMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: Sendable {
         try map.delete(key: bytesOf(key))
     }
 
+    /// Each entry in turn (first CPU's value for per-CPU maps), read in batches of `batchSize` where the kernel
+    /// allows, straight from the batch buffers: a map of many entries costs no copy of it.
+    public func forEachEntry(batchSize: Int = 512, _ body: (Key, Value) throws -> Void) throws {
+        let keySize = map.info.keySize
+        let batched = try map.walkBatches(batchSize: batchSize) { keys, values, count in
+            let valueStride = values.count / batchSize
+            try keys.withUnsafeBytes { k in
+                try values.withUnsafeBytes { v in
+                    for index in 0..<count {
+                        try body(
+                            k.loadUnaligned(fromByteOffset: index * keySize, as: Key.self),
+                            v.loadUnaligned(fromByteOffset: index * valueStride, as: Value.self))
+                    }
+                }
+            }
+            return true
+        }
+        if !batched {
+            try map.forEachBatch(batchSize: batchSize) { keys, values in
+                for (k, v) in zip(keys, values) { try body(valueFrom(k, at: 0), valueFrom(v, at: 0)) }
+                return true
+            }
+        }
+    }
+
     /// Every entry (first CPU's value for per-CPU maps), read in batches where the kernel allows.
     public func entries() throws -> [(key: Key, value: Value)] {
         var result: [(key: Key, value: Value)] = []
