@@ -97,7 +97,7 @@ public enum Requirements {
         map(BPF_MAP_TYPE_LRU_HASH, [.core, .conntrackGC, .nat], "na_ct, na_drop_agg, na_frags, na_nat"),
         map(
             BPF_MAP_TYPE_PERCPU_ARRAY, [.core, .conntrackGC, .flows],
-            "na_ct_created, na_event_stats, na_metrics, na_local_fib"),
+            "na_ct_created, na_event_stats, na_metrics, na_local_fib, na_local_routes"),
         map(BPF_MAP_TYPE_PROG_ARRAY, [.core], "na_local_prog: delivery between two endpoints of the node"),
         map(BPF_MAP_TYPE_RINGBUF, [.core, .flows], "na_events: flow and drop events"),
         helper(BPF_FUNC_map_lookup_elem, "bpf_map_lookup_elem", [.core], "every map read"),

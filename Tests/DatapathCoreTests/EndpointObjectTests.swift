@@ -64,9 +64,11 @@ final class EndpointObjectTests: XCTestCase {
             "na_lb_aff_ip": (
                 .lruHash, MemoryLayout<na_lb_aff_ip_key>.size, MemoryLayout<na_lb_affinity_value>.size, 65536, 0
             ),
-            // local_delivery.h: the slot from_endpoint tail-calls deliver_local through, and its FIB scratch.
+            // local_delivery.h: the slot from_endpoint tail-calls deliver_local through, its FIB scratch and the
+            // routing answers it keeps.
             "na_local_prog": (.progArray, 4, 4, 1, 0),
             "na_local_fib": (.perCPUArray, 4, MemoryLayout<bpf_fib_lookup>.size, 1, 0),
+            "na_local_routes": (.perCPUArray, 4, MemoryLayout<na_local_route>.size, Int(NA_LOCAL_ROUTE_SLOTS), 0),
         ]
         XCTAssertEqual(Set(object.maps.map(\.name)), Set(expected.keys))
         for map in object.maps {

@@ -147,6 +147,42 @@ final class HostRoutingTests: EndToEndTestCase {
         XCTAssertLessThanOrEqual(try serverInterfaceCount(p, connections: 10), 4, "back past the stack")
     }
 
+    /// deliver_local keeps the routing answers it got for about a second (na_local_routes): a route the node's
+    /// operator changes under pods that keep talking takes effect within that, as it would through the stack.
+    func testAChangedRouteToAPodTakesEffectWithinASecond() throws {
+        let p = try makePods()
+        let node = p.topology.nodeNetns
+        let routes = [
+            (family: "-4", prefix: "\(try p.server.address(ipv6: false))/32"),
+            (family: "-6", prefix: "\(try p.server.address(ipv6: true))/128"),
+        ]
+        for ipv6 in [false, true] {
+            XCTAssertTrue(try tcpConnect(from: p.client, to: p.server, port: 8080, ipv6: ipv6).passed)
+        }
+        XCTAssertLessThanOrEqual(try serverInterfaceCount(p, connections: 6), 4, "direct, answers kept")
+
+        for route in routes {
+            _ = try Shell.run(["ip", "-n", node, route.family, "route", "replace", "blackhole", route.prefix])
+        }
+        // One clock period is 2^30 ns: past it, no answer from before the change is used.
+        Thread.sleep(forTimeInterval: 1.2)
+        for ipv6 in [false, true] {
+            XCTAssertFalse(
+                try tcpConnect(from: p.client, to: p.server, port: 8080, ipv6: ipv6).passed,
+                "a blackholed pod address is not delivered to (ipv6: \(ipv6))")
+        }
+
+        for route in routes {
+            _ = try Shell.run([
+                "ip", "-n", node, route.family, "route", "replace", route.prefix, "dev", p.server.hostInterface,
+            ])
+        }
+        for ipv6 in [false, true] {
+            XCTAssertTrue(try tcpConnect(from: p.client, to: p.server, port: 8080, ipv6: ipv6).passed)
+        }
+        XCTAssertLessThanOrEqual(try serverInterfaceCount(p, connections: 6), 4, "direct again")
+    }
+
     /// A kube-proxy-style DNAT in the node's netfilter (a ClusterIP, a hostPort): the request reaches the server
     /// through the node's stack, so its replies must go back the same way for netfilter to give them the address the
     /// client sent to; delivered straight to the client they would come from the server's own address.

@@ -165,6 +165,29 @@ struct na_endpoint_info {
 };
 
 /*
+ * na_local_routes (local_delivery.h): a per-CPU cache of the node's routing answers for packets deliver_local
+ * handed to another endpoint, in NA_LOCAL_ROUTE_SLOTS slots an answer's (destination, incoming interface) hash
+ * picks. A slot answers only within the clock period it was written in (bpf_ktime_get_coarse_ns() >> 30, about a
+ * second) and while the endpoint row of out_ifindex still has ep_id; family 0 never answers.
+ */
+#define NA_LOCAL_ROUTE_BITS 8
+#define NA_LOCAL_ROUTE_SLOTS (1U << NA_LOCAL_ROUTE_BITS)
+#define NA_LOCAL_ROUTE_PERIOD_SHIFT 30
+
+struct na_local_route {
+	__u32 dst[4];       /* destination address in packet order (IPv4: dst[0]) */
+	__u32 in_ifindex;   /* the interface the packet came in on */
+	__u32 out_ifindex;  /* the endpoint's host-side interface the node routes it to */
+	__u32 ep_id;        /* the endpoint behind out_ifindex when the answer was written */
+	__u32 period;       /* clock period of the answer */
+	__u32 mtu;          /* out_ifindex's MTU */
+	__u8 family;        /* AF_INET, AF_INET6; 0: empty */
+	__u8 pad[3];
+	__u8 smac[6];       /* out_ifindex's MAC */
+	__u8 dmac[6];       /* the destination's MAC, from the node's neighbor table */
+};
+
+/*
  * Per-endpoint policy map (inner map of the policy hash-of-maps, keyed by
  * endpoint id): an LPM trie. prefixlen covers identity and direction (40
  * bits), then protocol (8 bits), then 0-16 bits of the destination port, so a

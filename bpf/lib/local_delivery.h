@@ -4,7 +4,8 @@
  * into the destination pod (Cilium's BPF host routing) instead of through the node's IP stack.
  *
  * from_endpoint, once the source's policy let a packet out, tail-calls deliver_local through na_local_prog.
- * That program asks the node's routing table where the packet would go (bpf_fib_lookup); when the answer is another
+ * That program asks the node's routing table where the packet would go (bpf_fib_lookup, its answers for endpoints
+ * kept per CPU for about a second in na_local_routes); when the answer is another
  * endpoint's host-side interface, it decides the destination's ingress policy as to_endpoint would, then does what
  * forwarding would have done (TTL or hop limit down by one, the node's MAC as source and the pod's as destination)
  * and puts the packet on the pod's side of that veth (bpf_redirect_peer). The node's IP stack, its netfilter
@@ -27,6 +28,7 @@
 #include <bpf/bpf_endian.h>
 #include "consts.h"
 #include "maps.h"
+#include "endpoint.h"
 
 #define NA_AF_INET 2
 #define NA_AF_INET6 10
@@ -48,6 +50,21 @@ struct {
 	__type(key, __u32);
 	__type(value, struct bpf_fib_lookup);
 } na_local_fib SEC(".maps");
+
+/*
+ * The routing answers of the last clock period for endpoints (nodeagent_abi.h): every packet between two pods asks
+ * the same question, and the FIB's trie walk and neighbor lookup cost several times a slot's read. Kept per
+ * (destination, incoming interface): a pod sends from its own addresses only (from_endpoint drops the rest), so
+ * for policy routing by source the incoming interface stands for the source. Routing by TOS or port between pods
+ * of one node would see one packet's answer serve the others of the period: such a node runs `host-routing: kernel`.
+ * A changed route, neighbor or MTU takes effect within the period; a deleted or replaced endpoint at once (its row).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NA_LOCAL_ROUTE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct na_local_route);
+} na_local_routes SEC(".maps");
 
 /* Fills the routing question from an IPv4 header at NA_ETH_HLEN; false when forwarding would not apply. */
 static __always_inline bool na_local_fib_ipv4(struct __sk_buff *skb, struct bpf_fib_lookup *fib)
@@ -97,17 +114,83 @@ static __always_inline bool na_local_fib_ipv6(struct __sk_buff *skb, struct bpf_
 	return true;
 }
 
+/* The slot of the question's destination and incoming interface: a Fibonacci hash of their words. */
+static __always_inline __u32 na_local_route_slot(const struct bpf_fib_lookup *fib, __u32 in_ifindex)
+{
+	__u32 h = in_ifindex;
+
+	if (fib->family == NA_AF_INET)
+		h ^= fib->ipv4_dst;
+	else
+		h ^= fib->ipv6_dst[0] ^ fib->ipv6_dst[1] ^ fib->ipv6_dst[2] ^ fib->ipv6_dst[3];
+	return (h * 0x9E3779B1U) >> (32 - NA_LOCAL_ROUTE_BITS);
+}
+
+static __always_inline bool na_local_route_same_dst(const struct na_local_route *r, const struct bpf_fib_lookup *fib)
+{
+	if (r->family != fib->family)
+		return false;
+	if (fib->family == NA_AF_INET)
+		return r->dst[0] == fib->ipv4_dst;
+	return ((r->dst[0] ^ fib->ipv6_dst[0]) | (r->dst[1] ^ fib->ipv6_dst[1]) | (r->dst[2] ^ fib->ipv6_dst[2]) |
+		(r->dst[3] ^ fib->ipv6_dst[3])) == 0;
+}
+
+/*
+ * Whether slot r answers the question in fib for this packet: same destination and incoming interface, same clock
+ * period, the endpoint still behind the interface, and the packet forwardable at the MTU as the helper would judge
+ * it (is_skb_forwardable: the MTU plus an Ethernet header and a VLAN tag, or any length for GSO).
+ */
+static __always_inline bool na_local_route_answers(const struct __sk_buff *skb, const struct na_local_route *r,
+						   const struct bpf_fib_lookup *fib, __u32 period)
+{
+	const struct na_endpoint_info *ep;
+
+	if (r->period != period || r->in_ifindex != skb->ifindex || !na_local_route_same_dst(r, fib))
+		return false;
+	if (skb->len > r->mtu + NA_ETH_HLEN + NA_VLAN_HLEN && !skb->gso_size)
+		return false;
+	ep = na_endpoint_row(r->out_ifindex);
+	return ep && ep->ep_id == r->ep_id;
+}
+
+/*
+ * Keeps a successful answer in slot r when it names an endpoint's interface and carries the interface's MTU (the
+ * helper gives it back since Linux 5.12). dst: the question's destination, which the helper overwrites with a
+ * route's gateway.
+ */
+static __always_inline void na_local_route_keep(struct na_local_route *r, const struct bpf_fib_lookup *fib,
+						const __u32 *dst, __u32 in_ifindex, __u32 period)
+{
+	const struct na_endpoint_info *ep = na_endpoint_row(fib->ifindex);
+
+	r->family = 0;
+	if (!ep || !fib->mtu_result)
+		return;
+	__builtin_memcpy(r->dst, dst, 16);
+	r->in_ifindex = in_ifindex;
+	r->out_ifindex = fib->ifindex;
+	r->ep_id = ep->ep_id;
+	r->period = period;
+	r->mtu = fib->mtu_result;
+	__builtin_memcpy(r->smac, fib->smac, 6);
+	__builtin_memcpy(r->dmac, fib->dmac, 6);
+	r->family = fib->family;
+}
+
 /*
  * The interface the node would forward this packet out of, other than the one it came in on, with the routing
- * answer (MACs included) left in na_local_fib for na_local_forward; 0 when forwarding does not apply (see the top
- * of this file). Whether that interface is an endpoint's is deliver_local's to ask.
+ * answer's MACs left in na_local_fib for na_local_forward; 0 when forwarding does not apply (see the top of this
+ * file). Whether that interface is an endpoint's is deliver_local's to ask. The answer comes from na_local_routes
+ * while its slot answers the question, from bpf_fib_lookup otherwise.
  *
  * A global function: the verifier checks it once, on its own.
  */
 __attribute__((noinline)) int na_local_route(struct __sk_buff *skb)
 {
+	struct na_local_route *r;
 	struct bpf_fib_lookup *fib;
-	__u32 zero = 0;
+	__u32 zero = 0, slot, period, dst[4];
 	bool ok;
 
 	if (skb->pkt_type != NA_PACKET_HOST || skb->vlan_present)
@@ -124,11 +207,25 @@ __attribute__((noinline)) int na_local_route(struct __sk_buff *skb)
 		ok = false;
 	if (!ok)
 		return 0;
+	period = bpf_ktime_get_coarse_ns() >> NA_LOCAL_ROUTE_PERIOD_SHIFT;
+	slot = na_local_route_slot(fib, skb->ifindex);
+	r = bpf_map_lookup_elem(&na_local_routes, &slot);
+	if (!r)
+		return 0;
+	if (na_local_route_answers(skb, r, fib, period)) {
+		__builtin_memcpy(fib->smac, r->smac, 6);
+		__builtin_memcpy(fib->dmac, r->dmac, 6);
+		return r->out_ifindex;
+	}
+	__builtin_memcpy(dst, fib->ipv6_dst, 16);  /* ipv4_dst is ipv6_dst[0] */
 	/* tot_len 0: the helper checks the packet against the MTU of the interface it finds, GSO aware. */
 	fib->ifindex = skb->ifindex;
 	if (bpf_fib_lookup(skb, fib, sizeof(*fib), 0) != BPF_FIB_LKUP_RET_SUCCESS)
 		return 0;
-	return fib->ifindex == skb->ifindex ? 0 : fib->ifindex;
+	if (fib->ifindex == skb->ifindex)
+		return 0;
+	na_local_route_keep(r, fib, dst, skb->ifindex, period);
+	return fib->ifindex;
 }
 
 /*
