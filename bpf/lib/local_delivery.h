@@ -156,15 +156,14 @@ static __always_inline bool na_local_route_answers(const struct __sk_buff *skb, 
 
 /*
  * Keeps a successful answer in slot r when it names an endpoint's interface and carries the interface's MTU (the
- * helper gives it back since Linux 5.12). dst: the question's destination, which the helper overwrites with a
- * route's gateway.
+ * helper gives it back since Linux 5.12); any other answer leaves the slot as it was, for the question it holds.
+ * dst: the question's destination, which the helper overwrites with a route's gateway.
  */
 static __always_inline void na_local_route_keep(struct na_local_route *r, const struct bpf_fib_lookup *fib,
 						const __u32 *dst, __u32 in_ifindex, __u32 period)
 {
 	const struct na_endpoint_info *ep = na_endpoint_row(fib->ifindex);
 
-	r->family = 0;
 	if (!ep || !fib->mtu_result)
 		return;
 	__builtin_memcpy(r->dst, dst, 16);
