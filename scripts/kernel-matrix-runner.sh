@@ -35,8 +35,10 @@ services="$services,AgentTests.TCAttachTests/testOneLinkOfOursIsAttachedGivenANe
 l7="AgentTests.L7SelfTestTests,AgentTests.L7EnforcementTests,AgentTests.L7MapEntriesTests"
 endtoend="EndToEndTests.SeedScenarioTests/testSeedPoliciesEnforceTheReachabilityMatrix"
 endtoend="$endtoend,EndToEndTests.HTTPPolicyTests/testTheArticlesPolicyDecidesEachRequestInTheKernel"
-# Delivery between pods of the node by the datapath (tail call, bpf_fib_lookup, bpf_redirect_peer).
+# Delivery between pods of the node by the datapath (tail call, bpf_fib_lookup and its kept answers,
+# bpf_redirect_peer).
 endtoend="$endtoend,EndToEndTests.HostRoutingTests/testPodToPodTrafficSkipsTheNodesStackAndStillMeetsIngressPolicy"
+endtoend="$endtoend,EndToEndTests.HostRoutingTests/testAChangedRouteToAPodTakesEffectWithinASecond"
 
 status=0
 # Runs one group, then prints its verdict from XCTest's totals: `matrix: group=<g> result=pass|fail executed=<n>
