@@ -96,10 +96,12 @@ struct na_ipcache_value {
 };
 
 /*
- * na_ipcache_v4: the IPv4 host entries of na_ipcache_host again, in buckets of
+ * na_ipcache_v4: the IPv4 host entries of na_ipcache_host again, in 64-byte buckets of
  * NA_IPCACHE_V4_WAYS entries that an address's hash picks (na_ipcache_v4_bucket_of),
- * so a known peer costs the datapath one cache line where a hash lookup reads
- * its bucket and then its element. An entry counts only while
+ * so a known peer costs the datapath one bucket where a hash lookup reads
+ * its bucket and then its element. (An array map's values start 56 bytes into a
+ * cache line on 6.18, so each bucket spans two lines; aligned buckets measured no
+ * faster, BENCHMARKS.md §2.) An entry counts only while
  * NA_IPCACHE_V4_VALID is set in its identity word, which programs read before
  * the address. A withdrawn entry keeps NA_IPCACHE_V4_STALE until an RCU grace
  * period has passed, and is not reused before. Addresses a full bucket has no
@@ -216,7 +218,7 @@ struct na_policy_value {
 
 /*
  * na_ptable: the full-length keys of every endpoint's policy hash (na_policy_exact) again, four to a
- * 64-byte bucket that na_policy_table_bucket_of picks, so a new peer's verdict costs one cache line where a hash
+ * 64-byte bucket that na_policy_table_bucket_of picks, so a new peer's verdict costs one bucket where a hash
  * lookup reads a bucket and then an element. As in na_ipcache_v4, an entry counts only while
  * NA_POLICY_TABLE_VALID is set in its first word, which programs read before the rest; a withdrawn entry stays
  * NA_POLICY_TABLE_STALE until an RCU grace period has passed. A key a full bucket has no room for stays in the

@@ -7,7 +7,7 @@
 
 /*
  * The identity of an IPv4 host entry in na_ipcache_v4 (nodeagent_abi.h), or 0 when its bucket has none for addr:
- * the eight entries of one cache line. Each entry's identity word is read before its address, so an entry counts
+ * the eight entries of one 64-byte bucket. Each entry's identity word is read before its address, so an entry counts
  * only with the address written before its valid bit was set.
  */
 static __always_inline __u32 na_ipcache_v4_identity(const __u8 *addr)

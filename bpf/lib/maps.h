@@ -47,7 +47,7 @@ struct {
 	__type(value, struct na_ipcache_value);
 } na_ipcache_host SEC(".maps");
 
-/* ipcache IPv4 host entries in buckets of one cache line each (nodeagent_abi.h), looked at before na_ipcache_host. */
+/* ipcache IPv4 host entries in 64-byte buckets (nodeagent_abi.h), looked at before na_ipcache_host. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, NA_IPCACHE_V4_BUCKETS);
@@ -92,7 +92,7 @@ struct na_policy_exact_inner {
 	__uint(value_size, sizeof(struct na_policy_value));
 };
 
-/* Every endpoint's full-length policy keys in buckets of one cache line each (nodeagent_abi.h), before the hash. */
+/* Every endpoint's full-length policy keys in 64-byte buckets (nodeagent_abi.h), before the hash. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, NA_POLICY_TABLE_BUCKETS);

@@ -6,7 +6,7 @@ import Synchronization
 private let bucketWrites = Mutex(())
 
 /// An array map of buckets of `ways` entries each, which the programs read without a lock: a copy of entries whose
-/// home is a hash, laid out so that a lookup costs one cache line (`na_ipcache_v4`, `na_ptable`).
+/// home is a hash, laid out so that a lookup reads one 64-byte bucket (`na_ipcache_v4`, `na_ptable`).
 ///
 /// An array element is rewritten in place, so no entry a packet may be reading is rewritten:
 /// - programs read an entry's flag word (`word`) first, and the rest only while `valid` is set there;

@@ -1,9 +1,9 @@
 import AgentAPI
 import CNodeABI
 
-/// `na_ipcache_v4`: the IPv4 host entries of `na_ipcache_host` again, eight to a bucket of one cache line that the
+/// `na_ipcache_v4`: the IPv4 host entries of `na_ipcache_host` again, eight to a 64-byte bucket that the
 /// address's hash picks (`na_ipcache_v4_bucket_of`). A new connection to a known peer then costs the datapath one
-/// cold line instead of a hash bucket and its element (~400 ns at 100,000 peers, BENCHMARKS.md §2). The hash stays
+/// cold bucket instead of a hash bucket and its element (~400 ns at 100,000 peers, BENCHMARKS.md §2). The hash stays
 /// the entries' home: an address a full bucket has no room for lives there only, and programs look there on a miss.
 /// How entries are filled and withdrawn while packets read them: `BucketTable`. Only `IPCache` writes it, after the
 /// hash on a set and before it on a removal.

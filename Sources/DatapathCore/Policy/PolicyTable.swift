@@ -6,7 +6,7 @@ import Synchronization
 private let portWrites = Mutex(())
 
 /// `na_ptable`: every endpoint's full-length policy keys (those of its hash in `na_policy_exact`) again,
-/// four to a bucket of one cache line, so a new connection to a new peer costs the datapath one cold line for its
+/// four to a 64-byte bucket, so a new connection to a new peer costs the datapath one cold bucket for its
 /// verdict where the hash's lookup read a bucket and an element (~400 ns at 100,000 peers, BENCHMARKS.md §2).
 /// The hashes stay the entries' home; how entries change while packets read them is `BucketTable`'s.
 ///
