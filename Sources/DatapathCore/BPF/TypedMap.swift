@@ -67,12 +67,7 @@ public struct TypedMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: Sendable {
     /// Every entry (first CPU's value for per-CPU maps), read in batches where the kernel allows.
     public func entries() throws -> [(key: Key, value: Value)] {
         var result: [(key: Key, value: Value)] = []
-        try map.forEachBatch { keys, values in
-            for (k, v) in zip(keys, values) {
-                result.append((valueFrom(k, at: 0), valueFrom(v, at: 0)))
-            }
-            return true
-        }
+        try forEachEntry(batchSize: 4096) { result.append(($0, $1)) }
         return result
     }
 }

@@ -97,23 +97,13 @@ public final class EndpointSlots: Sendable {
         for ifindex in current.keys where hasSlot(ifindex) && !right.contains(ifindex) { publish(ifindex) }
     }
 
-    /// The valid slots, read in batches of 1,024 and decoded only when valid: the array has 65,536 slots, which as
-    /// an array per key and value would take megabytes at every start.
+    /// The valid slots, read in batches of 1,024 straight from the batch buffers: the array has 65,536 slots, which
+    /// as an array per key and value would take megabytes at every start.
     private func validSlots() throws -> [(ifindex: UInt32, row: na_endpoint_info)] {
         guard let slots else { return [] }
         var valid: [(ifindex: UInt32, row: na_endpoint_info)] = []
-        let size = slots.map.info.valueSize
-        let batched = try slots.map.walkBatches(batchSize: 1024) { keys, values, count in
-            for item in 0..<count {
-                let row: na_endpoint_info = valueFrom(values, at: item * size)
-                if row.flags & UInt32(NA_EP_SLOT_VALID) != 0 { valid.append((valueFrom(keys, at: item * 4), row)) }
-            }
-            return true
-        }
-        if !batched {
-            valid = try slots.entries().filter { $0.value.flags & UInt32(NA_EP_SLOT_VALID) != 0 }.map {
-                ($0.key, $0.value)
-            }
+        try slots.forEachEntry(batchSize: 1024) { ifindex, row in
+            if row.flags & UInt32(NA_EP_SLOT_VALID) != 0 { valid.append((ifindex, row)) }
         }
         return valid
     }
