@@ -107,20 +107,22 @@ static __always_inline int na_lb_refused(struct __sk_buff *skb, const struct na_
  * reply from a service backend gets the frontend back as its source. ifindex:
  * the endpoint's host-side interface (the packet's own, except in deliver_local);
  * direct: deliver_local decides the packet (a new flow's entry is marked so).
- * The endpoint's row is looked up here in either case: from na_ep_slots an
- * inlined array read, so deliver_local's own check costs little.
+ * now_ns: the coarse clock when the caller read it already (deliver_local),
+ * 0 when na_handle reads it itself.
  *
  * A packet from the endpoint leaves what conntrack said of it in skb->cb
  * (na_onward, which from_endpoint clears first): stores to the context, which
  * the verifier does not track, so they add no states to this function.
  */
-static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifindex, bool direct)
+static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifindex, bool direct,
+				     __u64 now_ns)
 {
 	const struct na_endpoint_info *ep;
 	struct na_ctx ctx = {};
 	const __u8 *remote;
 	int ret;
 
+	ctx.now_ns = now_ns;
 	ctx.dir = dir;
 	ctx.direct = direct;
 	ctx.len = skb->len;
@@ -209,7 +211,7 @@ int from_endpoint(struct __sk_buff *skb)
 	int ret;
 
 	skb->cb[0] = 0;
-	ret = na_handle(skb, NA_DIR_EGRESS, skb->ifindex, false);
+	ret = na_handle(skb, NA_DIR_EGRESS, skb->ifindex, false, 0);
 	if (ret == TC_ACT_OK && na_onward(skb))
 		bpf_tail_call(skb, &na_local_prog, 0);
 	return ret;
@@ -219,23 +221,25 @@ int from_endpoint(struct __sk_buff *skb)
 SEC("tc")
 int to_endpoint(struct __sk_buff *skb)
 {
-	return na_handle(skb, NA_DIR_INGRESS, skb->ifindex, false);
+	return na_handle(skb, NA_DIR_INGRESS, skb->ifindex, false, 0);
 }
 
 /*
  * A packet from_endpoint let out, when it is for another endpoint of this
  * node: that endpoint's ingress verdict, then straight into its pod
- * (local_delivery.h). Any other packet goes on to the node's stack.
+ * (local_delivery.h). Any other packet goes on to the node's stack. One
+ * clock read serves the routing answers' period and conntrack.
  */
 SEC("tc")
 int deliver_local(struct __sk_buff *skb)
 {
-	__u32 ifindex = na_local_route(skb);
+	__u64 now_ns = bpf_ktime_get_coarse_ns();
+	__u32 ifindex = na_local_route(skb, now_ns);
 	int ret;
 
-	if (!ifindex || !na_endpoint_row(ifindex))
+	if (!ifindex)
 		return TC_ACT_OK;
-	ret = na_handle(skb, NA_DIR_INGRESS, ifindex, true);
+	ret = na_handle(skb, NA_DIR_INGRESS, ifindex, true, now_ns);
 	if (ret != TC_ACT_OK)
 		return ret;
 	return na_local_forward(skb, ifindex);

@@ -128,12 +128,9 @@ static __always_inline __u32 na_local_route_slot(const struct bpf_fib_lookup *fi
 
 static __always_inline bool na_local_route_same_dst(const struct na_local_route *r, const struct bpf_fib_lookup *fib)
 {
-	if (r->family != fib->family)
-		return false;
-	if (fib->family == NA_AF_INET)
-		return r->dst[0] == fib->ipv4_dst;
-	return ((r->dst[0] ^ fib->ipv6_dst[0]) | (r->dst[1] ^ fib->ipv6_dst[1]) | (r->dst[2] ^ fib->ipv6_dst[2]) |
-		(r->dst[3] ^ fib->ipv6_dst[3])) == 0;
+	/* ipv4_dst is ipv6_dst[0] */
+	return r->family == fib->family &&
+	       na_addr_equal((const __u8 *)r->dst, (const __u8 *)fib->ipv6_dst, fib->family == NA_AF_INET ? 1 : 4);
 }
 
 /*
@@ -155,16 +152,15 @@ static __always_inline bool na_local_route_answers(const struct __sk_buff *skb, 
 }
 
 /*
- * Keeps a successful answer in slot r when it names an endpoint's interface and carries the interface's MTU (the
- * helper gives it back since Linux 5.12); any other answer leaves the slot as it was, for the question it holds.
- * dst: the question's destination, which the helper overwrites with a route's gateway.
+ * Keeps a successful answer in slot r when it carries the interface's MTU (the helper gives it back since
+ * Linux 5.12); ep: the row of the endpoint the answer names. Any other answer leaves the slot as it was, for the
+ * question it holds. dst: the question's destination, which the helper overwrites with a route's gateway.
  */
 static __always_inline void na_local_route_keep(struct na_local_route *r, const struct bpf_fib_lookup *fib,
-						const __u32 *dst, __u32 in_ifindex, __u32 period)
+						const struct na_endpoint_info *ep, const __u32 *dst, __u32 in_ifindex,
+						__u32 period)
 {
-	const struct na_endpoint_info *ep = na_endpoint_row(fib->ifindex);
-
-	if (!ep || !fib->mtu_result)
+	if (!fib->mtu_result)
 		return;
 	__builtin_memcpy(r->dst, dst, 16);
 	r->in_ifindex = in_ifindex;
@@ -178,15 +174,16 @@ static __always_inline void na_local_route_keep(struct na_local_route *r, const 
 }
 
 /*
- * The interface the node would forward this packet out of, other than the one it came in on, with the routing
- * answer's MACs left in na_local_fib for na_local_forward; 0 when forwarding does not apply (see the top of this
- * file). Whether that interface is an endpoint's is deliver_local's to ask. The answer comes from na_local_routes
- * while its slot answers the question, from bpf_fib_lookup otherwise.
+ * The endpoint interface the node would forward this packet out of, other than the one it came in on, with the
+ * routing answer's MACs left in na_local_fib for na_local_forward; 0 when forwarding does not apply (see the top
+ * of this file) or the interface is not an endpoint's. The answer comes from na_local_routes while its slot
+ * answers the question, from bpf_fib_lookup otherwise. now_ns: the coarse clock, which picks the period.
  *
  * A global function: the verifier checks it once, on its own.
  */
-__attribute__((noinline)) int na_local_route(struct __sk_buff *skb)
+__attribute__((noinline)) int na_local_route(struct __sk_buff *skb, __u64 now_ns)
 {
+	const struct na_endpoint_info *ep;
 	struct na_local_route *r;
 	struct bpf_fib_lookup *fib;
 	__u32 zero = 0, slot, period, dst[4];
@@ -206,7 +203,7 @@ __attribute__((noinline)) int na_local_route(struct __sk_buff *skb)
 		ok = false;
 	if (!ok)
 		return 0;
-	period = bpf_ktime_get_coarse_ns() >> NA_LOCAL_ROUTE_PERIOD_SHIFT;
+	period = now_ns >> NA_LOCAL_ROUTE_PERIOD_SHIFT;
 	slot = na_local_route_slot(fib, skb->ifindex);
 	r = bpf_map_lookup_elem(&na_local_routes, &slot);
 	if (!r)
@@ -223,7 +220,10 @@ __attribute__((noinline)) int na_local_route(struct __sk_buff *skb)
 		return 0;
 	if (fib->ifindex == skb->ifindex)
 		return 0;
-	na_local_route_keep(r, fib, dst, skb->ifindex, period);
+	ep = na_endpoint_row(fib->ifindex);
+	if (!ep)
+		return 0;
+	na_local_route_keep(r, fib, ep, dst, skb->ifindex, period);
 	return fib->ifindex;
 }
 
