@@ -32,8 +32,8 @@ final class MicroBenchmarkTests: XCTestCase {
             objects.append((parts[0], [UInt8](data)))
         }
         if objects.count > 1 { objects[0].label = "this build" }
-        // The first object a process loads runs 30-120 ns slower per packet here than every later one (the same
-        // bytes measured twice, or the sizes in the other order): one is loaded first and kept, not measured.
+        // The first bench a process creates has at times run 30-150 ns slower per packet here than every later one
+        // (the memory its maps got, not its code): one is created first and kept, not measured.
         let unmeasured = try MicroBench(entries: 1, flows: 1)
         defer { withExtendedLifetime(unmeasured) {} }
         let benches = try objects.flatMap { object in
