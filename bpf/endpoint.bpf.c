@@ -122,7 +122,6 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifin
 	const __u8 *remote;
 	int ret;
 
-	ctx.now_ns = now_ns;
 	ctx.dir = dir;
 	ctx.direct = direct;
 	ctx.len = skb->len;
@@ -162,7 +161,7 @@ static __always_inline int na_handle(struct __sk_buff *skb, __u8 dir, __u32 ifin
 	 * The clock is read only for packets that reach service translation and
 	 * conntrack (events read it on their own).
 	 */
-	na_ctx_clock(&ctx);
+	na_ctx_clock_at(&ctx, now_ns ? now_ns : bpf_ktime_get_coarse_ns());
 	if (dir == NA_DIR_EGRESS) {
 		ret = na_lb_xlate_to_backend(skb, &ctx);
 		if (ret < 0)

@@ -9,7 +9,7 @@
 struct na_ctx {
 	struct na_pkt pkt;
 	struct na_cfg cfg;
-	__u64 now_ns;           /* CLOCK_MONOTONIC_COARSE, given or read before conntrack (na_ctx_clock); 0 until then */
+	__u64 now_ns;           /* CLOCK_MONOTONIC_COARSE, read before conntrack (na_ctx_clock); 0 until then */
 	__u32 now;              /* the same in seconds, the unit of conntrack lifetimes */
 	__u32 ifindex;
 	__u32 len;              /* skb->len */
@@ -30,14 +30,18 @@ struct na_ctx {
  * at tick resolution (bpf_ktime_get_coarse_ns, Linux 5.11), the clock the agent
  * compares lifetimes with (MonotonicClock). Lifetimes count whole seconds, and
  * the precise clock cost a quarter of an established packet's time; flow events
- * still carry a precise timestamp of their own. A clock the caller read for
- * this packet already (deliver_local's) is kept.
+ * still carry a precise timestamp of their own. na_ctx_clock_at takes a reading
+ * of that clock the caller made for this packet already.
  */
+static __always_inline void na_ctx_clock_at(struct na_ctx *ctx, __u64 now_ns)
+{
+	ctx->now_ns = now_ns;
+	ctx->now = now_ns / NA_NSEC_PER_SEC;
+}
+
 static __always_inline void na_ctx_clock(struct na_ctx *ctx)
 {
-	if (!ctx->now_ns)
-		ctx->now_ns = bpf_ktime_get_coarse_ns();
-	ctx->now = ctx->now_ns / NA_NSEC_PER_SEC;
+	na_ctx_clock_at(ctx, bpf_ktime_get_coarse_ns());
 }
 
 #endif /* NA_CONTEXT_H */
