@@ -13,7 +13,8 @@ import XCTest
 /// NODEAGENT_BENCH_FLOWS (distinct packets per pass, default 10000), NODEAGENT_BENCH_ROUNDS (default 3),
 /// NODEAGENT_BENCH_OUT (a file that gets one tab-separated line per case, size and round), NODEAGENT_BENCH_OBJECTS
 /// ("label=path,..." of compiled endpoint objects, e.g. another commit's, each measured beside this build's in the
-/// same rounds: the way to compare two versions on a machine whose speed drifts).
+/// same rounds: the way to compare two versions on a machine whose speed drifts), NODEAGENT_BENCH_FAMILY (4 or 6: the
+/// family of the endpoint's and the peers' addresses, default 4).
 final class MicroBenchmarkTests: XCTestCase {
     func testFromEndpointCostAsPolicyGrows() throws {
         let env = ProcessInfo.processInfo.environment
@@ -21,6 +22,7 @@ final class MicroBenchmarkTests: XCTestCase {
         let sizes = (env["NODEAGENT_BENCH_SIZES"] ?? "1,10000,100000").split(separator: ",").compactMap { Int($0) }
         let flows = min(Int(env["NODEAGENT_BENCH_FLOWS"] ?? "") ?? 10_000, 50_000)
         let rounds = Int(env["NODEAGENT_BENCH_ROUNDS"] ?? "") ?? 3
+        let family: IPAddress.Family = env["NODEAGENT_BENCH_FAMILY"] == "6" ? .ipv6 : .ipv4
         XCTAssertFalse(sizes.isEmpty, "NODEAGENT_BENCH_SIZES names no size")
 
         var objects: [(label: String, elf: [UInt8]?)] = [("", nil)]
@@ -34,10 +36,12 @@ final class MicroBenchmarkTests: XCTestCase {
         if objects.count > 1 { objects[0].label = "this build" }
         // The first bench a process creates has at times run 30-150 ns slower per packet here than every later one
         // (the memory its maps got, not its code): one is created first and kept, not measured.
-        let unmeasured = try MicroBench(entries: 1, flows: 1)
+        let unmeasured = try MicroBench(entries: 1, flows: 1, family: family)
         defer { withExtendedLifetime(unmeasured) {} }
         let benches = try objects.flatMap { object in
-            try sizes.map { try MicroBench(entries: $0, flows: flows, label: object.label, elf: object.elf) }
+            try sizes.map {
+                try MicroBench(entries: $0, flows: flows, family: family, label: object.label, elf: object.elf)
+            }
         }
         let columns = benches.map(\.column)
         var results: [MicroResult] = []
@@ -51,7 +55,7 @@ final class MicroBenchmarkTests: XCTestCase {
                 }
             }
         }
-        let report = MicroReport(results: results, columns: columns, flows: flows, rounds: rounds)
+        let report = MicroReport(results: results, columns: columns, flows: flows, rounds: rounds, family: family)
         print(report.table())
         if let path = env["NODEAGENT_BENCH_OUT"] {
             try report.tsv().write(toFile: path, atomically: true, encoding: .utf8)
@@ -110,7 +114,6 @@ private final class MicroBench {
     /// BPF_PROG_TEST_RUN runs tc programs on the loopback device (ifindex 1) of the caller's namespace.
     static let ifindex: UInt32 = 1
     static let endpointID: UInt32 = 1
-    static let endpointAddress: [UInt8] = [10, 0, 0, 1]
     static let firstIdentity: UInt32 = 1000
     static let port: UInt16 = 8080
     static let deniedPort: UInt16 = 9090
@@ -120,6 +123,9 @@ private final class MicroBench {
 
     let entries: Int
     let flows: Int
+    let family: IPAddress.Family
+    /// 10.0.0.1, or fd00::1 for IPv6.
+    let endpointAddress: [UInt8]
     /// "<entries> entries", after the object's label when several objects are compared.
     let column: String
     let object: BPFObject
@@ -139,9 +145,12 @@ private final class MicroBench {
     let deniedNamed: [[UInt8]]
     let arp: [UInt8]
 
-    init(entries: Int, flows: Int, label: String = "", elf: [UInt8]? = nil) throws {
+    init(entries: Int, flows: Int, family: IPAddress.Family, label: String = "", elf: [UInt8]? = nil) throws {
         self.entries = entries
         self.flows = flows
+        self.family = family
+        let source: [UInt8] = family == .ipv4 ? [10, 0, 0, 1] : [0xfd, 0] + Array(repeating: 0, count: 13) + [1]
+        endpointAddress = source
         column = (label.isEmpty ? "" : "\(label): ") + "\(entries) entries"
         object =
             try elf.map {
@@ -180,8 +189,14 @@ private final class MicroBench {
         var endpoint = na_endpoint_info()
         endpoint.ep_id = Self.endpointID
         endpoint.identity = 300
-        endpoint.flags = UInt32(NA_EP_ENFORCE_INGRESS | NA_EP_ENFORCE_EGRESS | NA_EP_HAS_IPV4)
-        withUnsafeMutableBytes(of: &endpoint.ipv4) { $0.copyBytes(from: Self.endpointAddress) }
+        endpoint.flags = UInt32(NA_EP_ENFORCE_INGRESS | NA_EP_ENFORCE_EGRESS)
+        if family == .ipv4 {
+            endpoint.flags |= UInt32(NA_EP_HAS_IPV4)
+            withUnsafeMutableBytes(of: &endpoint.ipv4) { $0.copyBytes(from: source) }
+        } else {
+            endpoint.flags |= UInt32(NA_EP_HAS_IPV6)
+            withUnsafeMutableBytes(of: &endpoint.ipv6) { $0.copyBytes(from: source) }
+        }
         try TypedMap<UInt32, na_endpoint_info>(endpoints).update(Self.ifindex, endpoint)
         // Its slot filled, as the agent's EndpointSlots leaves it (objects from before the slots lack them).
         let slots = try EndpointSlots(object: object)
@@ -206,7 +221,7 @@ private final class MicroBench {
         for index in 0..<entries {
             let identity = Self.firstIdentity + UInt32(index)
             tableEntries.append(Self.allow(identity, port: Self.port))
-            try cache.set(IPAddress(family: .ipv4, bytes: Self.address(index)), identity: identity)
+            try cache.set(IPAddress(family: family, bytes: Self.address(index, family)), identity: identity)
         }
         tableEntries.append(Self.allow(Self.namedPortIdentity, port: Self.namedPort))
         for entry in tableEntries { try rules.update(entry.key, entry.value) }
@@ -223,26 +238,26 @@ private final class MicroBench {
         }
 
         // Flow k goes from its own source port to one of the listed addresses, spread over all of them.
-        let targets = (0..<flows).map { Self.address(($0 &* 7919) % entries) }
+        let targets = (0..<flows).map { Self.address(($0 &* 7919) % entries, family) }
         syn = (0..<flows).map {
-            MicroPacket.tcp(from: Self.endpointAddress, to: targets[$0], sport: UInt16(10_000 + $0), flags: .syn)
+            MicroPacket.tcp(from: source, to: targets[$0], sport: UInt16(10_000 + $0), flags: .syn)
         }
         ack = (0..<flows).map {
-            MicroPacket.tcp(from: Self.endpointAddress, to: targets[$0], sport: UInt16(10_000 + $0), flags: .ack)
+            MicroPacket.tcp(from: source, to: targets[$0], sport: UInt16(10_000 + $0), flags: .ack)
         }
         reply = MicroPacket.tcp(
-            from: targets[0], to: Self.endpointAddress, sport: Self.port, dport: 10_000, flags: .ack)
-        let one = Self.address(0)
+            from: targets[0], to: source, sport: Self.port, dport: 10_000, flags: .ack)
+        let one = Self.address(0, family)
         synOne = (0..<flows).map {
-            MicroPacket.tcp(from: Self.endpointAddress, to: one, sport: UInt16(10_000 + $0), flags: .syn)
+            MicroPacket.tcp(from: source, to: one, sport: UInt16(10_000 + $0), flags: .syn)
         }
         ackOne = (0..<flows).map {
-            MicroPacket.tcp(from: Self.endpointAddress, to: one, sport: UInt16(10_000 + $0), flags: .ack)
+            MicroPacket.tcp(from: source, to: one, sport: UInt16(10_000 + $0), flags: .ack)
         }
         let spreadSYNs = { (port: UInt16) in
             (0..<flows).map {
                 MicroPacket.tcp(
-                    from: Self.endpointAddress, to: targets[$0], sport: UInt16(10_000 + $0), dport: port, flags: .syn)
+                    from: source, to: targets[$0], sport: UInt16(10_000 + $0), dport: port, flags: .syn)
             }
         }
         denied = spreadSYNs(Self.deniedPort)
@@ -259,9 +274,11 @@ private final class MicroBench {
         return (entry.key, entry.value)
     }
 
-    /// 10.128.0.0 + index.
-    static func address(_ index: Int) -> [UInt8] {
-        [10, UInt8(128 + (index >> 16) & 0x7f), UInt8((index >> 8) & 0xff), UInt8(index & 0xff)]
+    /// 10.128.0.0 + index, or fd00:0:0:80:: + index for IPv6.
+    static func address(_ index: Int, _ family: IPAddress.Family) -> [UInt8] {
+        let low = [UInt8((index >> 16) & 0xff), UInt8((index >> 8) & 0xff), UInt8(index & 0xff)]
+        guard family == .ipv6 else { return [10, 128 + low[0] & 0x7f, low[1], low[2]] }
+        return [0xfd, 0, 0, 0, 0, 0, 0, 0x80] + Array(repeating: 0, count: 5) + low
     }
 
     /// Runs one pass and returns the kernel's duration of every test run, in ns per packet.
@@ -311,8 +328,9 @@ private final class MicroBench {
     }
 }
 
-/// Frames as a pod sends them: Ethernet, IPv4, TCP with the options Linux puts on a SYN (74 bytes) or an ACK
-/// with timestamps (66 bytes). Checksums stay zero: the datapath does not check them.
+/// Frames as a pod sends them: Ethernet, IPv4 or IPv6 (by the addresses' length), TCP with the options Linux puts
+/// on a SYN (74 bytes over IPv4) or an ACK with timestamps (66 bytes). Checksums stay zero: the datapath does not
+/// check them.
 private enum MicroPacket {
     enum Flags: UInt8 {
         case syn = 0x02
@@ -329,13 +347,19 @@ private enum MicroPacket {
             ? [2, 4, 0x05, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7]
             : [1, 1, 8, 10, 0, 0, 0, 2, 0, 0, 0, 1]
         let tcpLength = 20 + options.count
-        var ip: [UInt8] = [0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, 6, 0, 0] + source + destination
-        let total = UInt16(20 + tcpLength)
-        (ip[2], ip[3]) = (UInt8(total >> 8), UInt8(total & 0xff))
+        let ip: [UInt8]
+        if source.count == 16 {
+            let payload = UInt16(tcpLength)
+            ip = [0x60, 0, 0, 0, UInt8(payload >> 8), UInt8(payload & 0xff), 6, 64] + source + destination
+        } else {
+            let total = UInt16(20 + tcpLength)
+            let header: [UInt8] = [0x45, 0, UInt8(total >> 8), UInt8(total & 0xff), 0x12, 0x34, 0x40, 0, 64, 6, 0, 0]
+            ip = header + source + destination
+        }
         var tcp: [UInt8] = [UInt8(sport >> 8), UInt8(sport & 0xff), UInt8(dport >> 8), UInt8(dport & 0xff)]
         tcp += [0, 0, 0x10, 0, 0, 0, flags == .ack ? 1 : 0, 0]  // sequence, acknowledgment
         tcp += [UInt8(tcpLength / 4) << 4, flags.rawValue, 0xfa, 0xf0, 0, 0, 0, 0] + options
-        return ethernet + [0x08, 0x00] + ip + tcp
+        return ethernet + (source.count == 16 ? [0x86, 0xdd] : [0x08, 0x00]) + ip + tcp
     }
 
     static let arp: [UInt8] =
@@ -351,10 +375,12 @@ private struct MicroReport {
     var columns: [String]
     var flows: Int
     var rounds: Int
+    var family: IPAddress.Family
 
     func table() -> String {
+        let packets = family == .ipv6 ? "IPv6 packets" : "packets"
         var lines = [
-            "=== from_endpoint BPF_PROG_TEST_RUN ns/packet: \(flows) distinct packets per pass, \(rounds) rounds",
+            "=== from_endpoint BPF_PROG_TEST_RUN ns/packet: \(flows) distinct \(packets) per pass, \(rounds) rounds",
             "    (median over rounds of the per-round median; [min-max over rounds]; mean per packet in braces)",
         ]
         let caseWidth = MicroPass.allCases.map(\.rawValue.count).max() ?? 30
