@@ -24,7 +24,7 @@ fixtures="DatapathCoreTests.EndpointProgramTests,DatapathCoreTests.DropAggregati
 fixtures="$fixtures,DatapathCoreTests.RingBufferReaderTests,ConntrackGCTests.DatapathCounterTests,ConntrackGCTests.SweepTests"
 fixtures="$fixtures,DatapathCoreTests.ServiceTranslationTests,AgentTests.MaglevDatapathTests"
 fixtures="$fixtures,AgentTests.LBFrontendPortsTests,DatapathCoreTests.EndpointSlotsTests"
-fixtures="$fixtures,DatapathCoreTests.IPCacheV4TableTests,DatapathCoreTests.IPCacheHostTests"
+fixtures="$fixtures,DatapathCoreTests.IPCacheTableTests,DatapathCoreTests.IPCacheHostTests"
 fixtures="$fixtures,DatapathCoreTests.PolicyTableTests"
 # The services' real-traffic suites: the socket hooks (which BPF_PROG_TEST_RUN cannot run) and the per-packet path,
 # and how tc programs attach (a tcx link from 6.6, a clsact filter before).

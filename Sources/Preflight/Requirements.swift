@@ -84,14 +84,14 @@ public enum Requirements {
             "HTTP rules: the verdict reads the server socket's tcp_sock.write_seq, placed from the kernel's BTF"),
         Requirement(
             .gracePeriod, [],
-            "endpoint rows and IPv4 ipcache entries are read from arrays, whose elements are reused only after one"),
+            "endpoint rows and ipcache host entries are read from arrays, whose elements are reused only after one"),
         Requirement(
             .cgroup2, [], "the socket load balancer mounts cgroup v2 at services.cgroup-root when no mount is there"),
         map(BPF_MAP_TYPE_HASH, [.core], "na_endpoints"),
         map(
             BPF_MAP_TYPE_ARRAY, [.core, .nat],
-            "na_config, na_nat_config, na_ep_slots, na_lb_ports, na_ipcache_v4, na_ptable, na_ptable_ep, "
-                + "na_ptable_ovf, na_ptable_ports, na_ptable_peers"),
+            "na_config, na_nat_config, na_ep_slots, na_lb_ports, na_ipcache_v4, na_ipcache_v6, na_ptable, "
+                + "na_ptable_ep, na_ptable_ovf, na_ptable_ports, na_ptable_peers"),
         map(BPF_MAP_TYPE_HASH_OF_MAPS, [.core], "na_policy, one policy map per endpoint"),
         map(BPF_MAP_TYPE_LPM_TRIE, [.core, .cidrPolicy, .nat], "na_ipcache, the policy maps, na_nat_cluster"),
         map(BPF_MAP_TYPE_LRU_HASH, [.core, .conntrackGC, .nat], "na_ct, na_drop_agg, na_frags, na_nat"),

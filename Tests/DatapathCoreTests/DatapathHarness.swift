@@ -39,6 +39,7 @@ final class DatapathHarness: Sendable {
     let ipcache: TypedMap<na_ipcache_key, na_ipcache_value>
     let ipcacheHosts: TypedMap<na_ipcache_key, na_ipcache_value>
     let ipcacheV4: TypedMap<UInt32, na_ipcache_v4_bucket>
+    let ipcacheV6: TypedMap<UInt32, na_ipcache_v6_bucket>
     let policy: TypedMap<UInt32, UInt32>
     let policyExact: TypedMap<UInt32, UInt32>
     let conntrack: TypedMap<na_ct_key, na_ct_value>
@@ -61,6 +62,7 @@ final class DatapathHarness: Sendable {
         ipcache = try TypedMap(map("na_ipcache"))
         ipcacheHosts = try TypedMap(map("na_ipcache_host"))
         ipcacheV4 = try TypedMap(map("na_ipcache_v4"))
+        ipcacheV6 = try TypedMap(map("na_ipcache_v6"))
         policy = try TypedMap(map("na_policy"))
         policyExact = try TypedMap(map("na_policy_exact"))
         conntrack = try TypedMap(map("na_ct"))
@@ -159,25 +161,31 @@ final class DatapathHarness: Sendable {
 
     /// The ipcache as the agent writes it: trie and host hash.
     var ipcacheWriter: IPCache {
-        get throws { try IPCache(trie: ipcache.map, hosts: ipcacheHosts.map, v4: ipcacheV4.map) }
+        get throws { try IPCache(trie: ipcache.map, hosts: ipcacheHosts.map, v4: ipcacheV4.map, v6: ipcacheV6.map) }
     }
 
-    /// Empties the buckets of `na_ipcache_v4` that hold (or may hold) `address`, or every IPv4 host address of the
-    /// ipcache maps, leaving the hash and trie to answer for them (as for addresses a full bucket has no room for).
-    /// Only `IPCache` fills the table, with addresses it writes to the maps, so no other bucket has a valid entry;
-    /// the table's 65,536 buckets are not walked, which under an emulated kernel would cost seconds per fixture.
+    /// Empties the buckets of `na_ipcache_v4` and `na_ipcache_v6` that hold (or may hold) `address`, or every host
+    /// address of the ipcache maps, leaving the hash and trie to answer for them (as for addresses a full bucket has
+    /// no room for). Only `IPCache` fills the tables, with addresses it writes to the maps, so no other bucket has a
+    /// valid entry; the tables' 65,536 buckets are not walked, which under an emulated kernel would cost seconds per
+    /// fixture.
     func clearIPCacheTable(only address: IPAddress? = nil) throws {
-        var buckets = Set<UInt32>()
-        if let word = address?.ipcacheV4Word { buckets.insert(na_ipcache_v4_bucket_of(word)) }
+        var addresses: [IPAddress] = address.map { [$0] } ?? []
         if address == nil {
             for key in try ipcache.map.keys() + ipcacheHosts.map.keys() {
                 let parsed: na_ipcache_key = valueFrom(key, at: 0)
-                guard let prefix = parsed.prefix, prefix.length == 32, let word = prefix.address.ipcacheV4Word
-                else { continue }
-                buckets.insert(na_ipcache_v4_bucket_of(word))
+                guard let prefix = parsed.prefix, prefix.length == prefix.address.bitLength else { continue }
+                addresses.append(prefix.address)
             }
         }
-        for bucket in buckets { try ipcacheV4.update(bucket, na_ipcache_v4_bucket()) }
+        var v4 = Set<UInt32>()
+        var v6 = Set<UInt32>()
+        for address in addresses {
+            if let word = address.ipcacheV4Word { v4.insert(na_ipcache_v4_bucket_of(word)) }
+            if let w = address.ipcacheV6Words { v6.insert(na_ipcache_v6_bucket_of(w.0, w.1, w.2, w.3)) }
+        }
+        for bucket in v4 { try ipcacheV4.update(bucket, na_ipcache_v4_bucket()) }
+        for bucket in v6 { try ipcacheV6.update(bucket, na_ipcache_v6_bucket()) }
     }
 
     /// Adds an ipcache entry for `cidr` ("10.0.2.0/24", "fd00::7/128") as the agent does.

@@ -25,6 +25,7 @@ final class EndpointObjectTests: XCTestCase {
                 .hash, MemoryLayout<na_ipcache_key>.size, MemoryLayout<na_ipcache_value>.size, 512_000, noPrealloc
             ),
             "na_ipcache_v4": (.array, 4, MemoryLayout<na_ipcache_v4_bucket>.size, Int(NA_IPCACHE_V4_BUCKETS), 0),
+            "na_ipcache_v6": (.array, 4, MemoryLayout<na_ipcache_v6_bucket>.size, Int(NA_IPCACHE_V6_BUCKETS), 0),
             "na_ptable": (.array, 4, MemoryLayout<na_policy_table_bucket>.size, Int(NA_POLICY_TABLE_BUCKETS), 0),
             "na_ptable_ep": (.array, 4, 4, 65536, 0),
             "na_ptable_ovf": (.array, 4, 8, Int(NA_POLICY_TABLE_OVF_WORDS), 0),

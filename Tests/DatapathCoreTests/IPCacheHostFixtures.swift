@@ -2,7 +2,8 @@ import CNodeABI
 import DatapathCore
 import XCTest
 
-/// The ipcache's IPv4 table (`na_ipcache_v4`) in front of its host hash (`na_ipcache_host`), in front of the trie:
+/// The ipcache's tables (`na_ipcache_v4`, `na_ipcache_v6`) in front of its host hash (`na_ipcache_host`), in front
+/// of the trie:
 /// each answers for the addresses it holds, the next one for the rest, and pins of an agent that wrote only the
 /// trie still resolve.
 let ipcacheHostFixtures: [Fixture] = [
@@ -81,6 +82,33 @@ let ipcacheHostFixtures: [Fixture] = [
                         }
                     }
                     try h.ipcacheV4.update(index, bucket)
+                }
+            ) { _, events in XCTAssertEqual(events.first?.dst_identity, Net.subnetIdentity) },
+        ]),
+    Fixture(
+        "the IPv6 table answers before the hash, and only while an entry is valid",
+        setup: Setup(policy: [.egress(Net.peerIdentity, Proto.tcp, 80)]),
+        [
+            Step(
+                .fromEndpoint, .tcp(Net.ep6, Net.peer6, dport: 80), .pass,
+                before: Step.Change { h in
+                    let key = na_ipcache_key(try XCTUnwrap(IPAddress(Net.peer6)))
+                    try h.ipcacheHosts.update(key, na_ipcache_value(identity: Net.subnetIdentity, flags: 0))
+                }),
+            Step(
+                .fromEndpoint, .tcp(Net.ep6, Net.peer6, sport: 40001, dport: 80), .drop(NA_DROP_POLICY),
+                before: Step.Change { h in
+                    let w = try XCTUnwrap(IPAddress(Net.peer6)?.ipcacheV6Words)
+                    let index = na_ipcache_v6_bucket_of(w.0, w.1, w.2, w.3)
+                    var bucket = try XCTUnwrap(h.ipcacheV6.lookup(index))
+                    withUnsafeMutableBytes(of: &bucket.entries) { raw in
+                        let entries = raw.bindMemory(to: na_ipcache_v6_entry.self)
+                        for i in entries.indices
+                        where IPAddress(ipcacheV6Words: entries[i].addr).description == Net.peer6 {
+                            entries[i].identity &= ~UInt32(NA_IPCACHE_V4_VALID)
+                        }
+                    }
+                    try h.ipcacheV6.update(index, bucket)
                 }
             ) { _, events in XCTAssertEqual(events.first?.dst_identity, Net.subnetIdentity) },
         ]),

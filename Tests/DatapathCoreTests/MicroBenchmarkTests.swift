@@ -217,7 +217,8 @@ private final class MicroBench {
             flags: UInt32(BPF_F_NO_PREALLOC))
         let rules = try TypedMap<na_policy_key, na_policy_value>(exactPolicy)
         var tableEntries: [(key: na_policy_key, value: na_policy_value)] = []
-        let cache = try IPCache(trie: ipcache, hosts: hosts, v4: object.map(named: IPCache.v4Name))
+        let cache = try IPCache(
+            trie: ipcache, hosts: hosts, v4: object.map(named: IPCache.v4Name), v6: object.map(named: IPCache.v6Name))
         for index in 0..<entries {
             let identity = Self.firstIdentity + UInt32(index)
             tableEntries.append(Self.allow(identity, port: Self.port))

@@ -130,6 +130,36 @@ static inline __u32 na_ipcache_v4_bucket_of(__u32 addr)
 	return (addr * 0x9E3779B1U) >> (32 - NA_IPCACHE_V4_BUCKET_BITS);
 }
 
+/*
+ * na_ipcache_v6: the IPv6 host entries of na_ipcache_host again, three to a 64-byte bucket that
+ * na_ipcache_v6_bucket_of picks; in every other way as na_ipcache_v4 (the same valid and stale bits in the identity
+ * word, read before the address; an address a full bucket has no room for is in na_ipcache_host only).
+ */
+#define NA_IPCACHE_V6_BUCKET_BITS 16
+#define NA_IPCACHE_V6_BUCKETS (1U << NA_IPCACHE_V6_BUCKET_BITS)
+#define NA_IPCACHE_V6_WAYS 3
+
+struct na_ipcache_v6_entry {
+	__u32 identity;  /* with NA_IPCACHE_V4_VALID or NA_IPCACHE_V4_STALE */
+	__u32 addr[4];   /* the address's sixteen bytes in packet order, as four words loaded as the CPU loads them */
+};
+
+struct na_ipcache_v6_bucket {
+	struct na_ipcache_v6_entry entries[NA_IPCACHE_V6_WAYS];
+	__u32 pad;
+};
+
+/* The bucket of an address (its four words as na_ipcache_v6_entry.addr holds them): a multiply-xorshift mix. */
+static inline __u32 na_ipcache_v6_bucket_of(__u32 a0, __u32 a1, __u32 a2, __u32 a3)
+{
+	__u32 h = a0 * 0x9E3779B1U ^ a1 * 0x85EBCA77U ^ a2 * 0xC2B2AE3DU ^ a3 * 0x27D4EB2FU;
+
+	h ^= h >> 16;
+	h *= 0x7FEB352DU;
+	h ^= h >> 15;
+	return h >> (32 - NA_IPCACHE_V6_BUCKET_BITS);
+}
+
 /* na_endpoint_info.flags */
 #define NA_EP_ENFORCE_INGRESS (1U << 0)
 #define NA_EP_ENFORCE_EGRESS (1U << 1)

@@ -55,6 +55,14 @@ struct {
 	__type(value, struct na_ipcache_v4_bucket);
 } na_ipcache_v4 SEC(".maps");
 
+/* ipcache IPv6 host entries in 64-byte buckets (nodeagent_abi.h), looked at before na_ipcache_host. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NA_IPCACHE_V6_BUCKETS);
+	__type(key, __u32);
+	__type(value, struct na_ipcache_v6_bucket);
+} na_ipcache_v6 SEC(".maps");
+
 /*
  * Template of one endpoint's policy: (identity, direction, protocol, port)
  * prefixes -> allow/deny. Sizes rather than types: clang emits only a forward

@@ -35,21 +35,26 @@ enum CoreMapDecoders {
                 )
             })
         // Buckets without a valid entry are left out; the others list their valid entries.
-        datapath.registerDecoder(
-            prefix: IPCache.v4Name,
-            MapDecoder(omitting: { value in IPCache.tableEntries(ofBucket: value).isEmpty }) {
-                key, value, _ in
-                let entries = IPCache.tableEntries(ofBucket: value)
-                return (
-                    ["bucket": .int(Int64(valueFrom(key, at: 0) as UInt32))],
-                    [
-                        "entries": .array(
-                            entries.map {
-                                ["address": .string($0.address.description), "identity": .int(Int64($0.identity))]
-                            })
-                    ]
-                )
-            })
+        for (name, family) in [(IPCache.v4Name, IPAddress.Family.ipv4), (IPCache.v6Name, .ipv6)] {
+            datapath.registerDecoder(
+                prefix: name,
+                MapDecoder(omitting: { value in IPCache.tableEntries(ofBucket: value, family: family).isEmpty }) {
+                    key, value, _ in
+                    let entries = IPCache.tableEntries(ofBucket: value, family: family)
+                    return (
+                        ["bucket": .int(Int64(valueFrom(key, at: 0) as UInt32))],
+                        [
+                            "entries": .array(
+                                entries.map {
+                                    [
+                                        "address": .string($0.address.description),
+                                        "identity": .int(Int64($0.identity)),
+                                    ]
+                                })
+                        ]
+                    )
+                })
+        }
         // Buckets without a valid entry are left out; the others list their entries as policy keys and values.
         datapath.registerDecoder(
             prefix: PolicyTable.name,

@@ -30,7 +30,10 @@ public struct BucketTable<Entry: BitwiseCopyable> {
         _ map: BPFMap, ways: Int, word: WritableKeyPath<Entry, UInt32>, valid: UInt32, stale: UInt32,
         gracePeriod: @escaping () -> Bool = { cglibc_synchronize_rcu() == 0 }
     ) throws {
-        guard map.info.valueSize == ways * MemoryLayout<Entry>.stride, map.info.keySize == 4 else {
+        // A bucket may end in padding shorter than an entry (na_ipcache_v6: three 20-byte entries in 64 bytes).
+        let stride = MemoryLayout<Entry>.stride
+        guard map.info.valueSize >= ways * stride, map.info.valueSize < (ways + 1) * stride, map.info.keySize == 4
+        else {
             throw AgentError.datapath("\(map.name) is not an array of \(ways) \(Entry.self) per bucket")
         }
         self.map = map

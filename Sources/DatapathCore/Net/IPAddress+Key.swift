@@ -20,4 +20,23 @@ extension IPAddress {
     public init(ipcacheV4Word word: UInt32) {
         self.init(family: .ipv4, bytes: withUnsafeBytes(of: word) { Array($0) })
     }
+
+    /// An IPv6 address's sixteen bytes as `na_ipcache_v6` entries hold them: four words, each loaded as the CPU
+    /// loads it; nil for IPv4.
+    public var ipcacheV6Words: (UInt32, UInt32, UInt32, UInt32)? {
+        guard family == .ipv6, bytes.count == 16 else { return nil }
+        return bytes.withUnsafeBytes {
+            (
+                $0.loadUnaligned(fromByteOffset: 0, as: UInt32.self),
+                $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self),
+                $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self),
+                $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self)
+            )
+        }
+    }
+
+    /// The IPv6 address whose `ipcacheV6Words` are `words`.
+    public init(ipcacheV6Words words: (UInt32, UInt32, UInt32, UInt32)) {
+        self.init(family: .ipv6, bytes: withUnsafeBytes(of: words) { Array($0) })
+    }
 }

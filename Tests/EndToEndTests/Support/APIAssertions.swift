@@ -57,8 +57,8 @@ extension AgentProcess {
     }
 
     /// The ipcache as prefix → identity. Fails when the host hash the datapath reads first (`na_ipcache_host`)
-    /// does not hold exactly the trie's /32 and /128 entries, or the IPv4 table in front of it (`na_ipcache_v4`)
-    /// not exactly the /32 ones (no bucket of a test's few addresses is ever full).
+    /// does not hold exactly the trie's /32 and /128 entries, or the tables in front of it (`na_ipcache_v4`,
+    /// `na_ipcache_v6`) not exactly the /32 and /128 ones (no bucket of a test's few addresses is ever full).
     func ipcache() throws -> [String: Int64] {
         let trie = try prefixIdentities("na_ipcache")
         let hosts = try prefixIdentities("na_ipcache_host")
@@ -66,18 +66,20 @@ extension AgentProcess {
         guard hosts == trieHosts else {
             throw AgentHarnessError("na_ipcache_host \(hosts) differs from the host entries of na_ipcache \(trieHosts)")
         }
-        var table: [String: Int64] = [:]
-        for bucket in try mapEntries("na_ipcache_v4") {
-            for entry in bucket["value"]?["entries"]?.arrayValue ?? [] {
-                if let address = entry["address"]?.stringValue, let identity = entry["identity"]?.intValue {
-                    table["\(address)/32"] = identity
+        for (map, length) in [("na_ipcache_v4", "/32"), ("na_ipcache_v6", "/128")] {
+            var table: [String: Int64] = [:]
+            for bucket in try mapEntries(map) {
+                for entry in bucket["value"]?["entries"]?.arrayValue ?? [] {
+                    if let address = entry["address"]?.stringValue, let identity = entry["identity"]?.intValue {
+                        table[address + length] = identity
+                    }
                 }
             }
-        }
-        let hosts4 = hosts.filter { $0.key.hasSuffix("/32") }
-        guard table == hosts4 else {
-            throw AgentHarnessError(
-                "na_ipcache_v4 \(table) differs from the IPv4 host entries of na_ipcache_host \(hosts4)")
+            let family = hosts.filter { $0.key.hasSuffix(length) }
+            guard table == family else {
+                throw AgentHarnessError(
+                    "\(map) \(table) differs from the \(length) entries of na_ipcache_host \(family)")
+            }
         }
         return trie
     }

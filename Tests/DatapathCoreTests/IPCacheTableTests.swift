@@ -4,9 +4,10 @@ import DatapathCore
 import Glibc
 import XCTest
 
-/// `na_ipcache_v4` as `IPCache` keeps it: a valid entry per IPv4 host entry its bucket has room for, withdrawn
-/// entries left stale until a grace period, and the hash answering for the rest (fixtures: IPCacheHostFixtures).
-final class IPCacheV4TableTests: XCTestCase {
+/// `na_ipcache_v4` and `na_ipcache_v6` as `IPCache` keeps them: a valid entry per host entry its bucket has room
+/// for, withdrawn entries left stale until a grace period, and the hash answering for the rest (fixtures:
+/// IPCacheHostFixtures).
+final class IPCacheTableTests: XCTestCase {
     private var h: DatapathHarness!
 
     override func setUpWithError() throws {
@@ -14,7 +15,8 @@ final class IPCacheV4TableTests: XCTestCase {
         h = try DatapathHarness.shared()
         try h.reset()
         // Stale entries an earlier test left in these buckets (the harness clears the buckets of what the maps hold).
-        for address in ["10.0.9.1", "10.0.9.2", "10.0.9.3"].compactMap(IPAddress.init) + Self.colliding {
+        let own = ["10.0.9.1", "10.0.9.2", "10.0.9.3", "fd00::9:1"].compactMap(IPAddress.init)
+        for address in own + Self.colliding + Self.colliding6 {
             try h.clearIPCacheTable(only: address)
         }
     }
@@ -35,6 +37,33 @@ final class IPCacheV4TableTests: XCTestCase {
             }
         }
     }
+
+    /// The raw entries of an IPv6 address's bucket: (address, identity word) of every entry ever filled.
+    private func bucket6(of address: IPAddress) throws -> [(address: String, word: UInt32)] {
+        let w = try XCTUnwrap(address.ipcacheV6Words)
+        let bucket = try h.ipcacheV6.lookup(na_ipcache_v6_bucket_of(w.0, w.1, w.2, w.3)) ?? na_ipcache_v6_bucket()
+        return withUnsafeBytes(of: bucket.entries) { raw in
+            raw.bindMemory(to: na_ipcache_v6_entry.self).filter { $0.identity != 0 }.map {
+                (IPAddress(ipcacheV6Words: $0.addr).description, $0.identity)
+            }
+        }
+    }
+
+    /// Four IPv6 addresses fd00::a:x that share a bucket, the first four found.
+    private static let colliding6: [IPAddress] = {
+        var seen: [UInt32: [IPAddress]] = [:]
+        for x in 1..<65536 {
+            let address = IPAddress(
+                family: .ipv6, bytes: [0xfd, 0] + [UInt8](repeating: 0, count: 10) + [0, 0x0a, 0, 0]
+            )
+            .with(lastTwoBytes: UInt16(x))
+            let w = address.ipcacheV6Words!
+            let index = na_ipcache_v6_bucket_of(w.0, w.1, w.2, w.3)
+            seen[index, default: []].append(address)
+            if seen[index]!.count == 4 { return seen[index]! }
+        }
+        return []
+    }()
 
     /// Ten addresses 10.b.y.z (b = 0...9) that share the bucket of 10.0.0.1, solved for rather than searched: an
     /// address word is lo + hi << 16 (lo = 10 | b << 8, hi = y | z << 8 as the CPU loads the bytes), so its bucket,
@@ -70,13 +99,37 @@ final class IPCacheV4TableTests: XCTestCase {
         XCTAssertNil(try h.ipcacheHosts.lookup(IPCache.key(peer)))
     }
 
-    func testOnlyIPv4HostEntriesOfIdentitiesItCanHoldAreInTheTable() throws {
+    func testOnlyHostEntriesOfIdentitiesItCanHoldAreInTheTables() throws {
         let cache = try h.ipcacheWriter
-        try cache.set(try address("fd00::9"), identity: 500)
+        try cache.set(try address("fd00::9:1"), identity: 500)
         try cache.set(try address("10.0.9.0"), prefix: 24, identity: 501)
+        try cache.set(try address("fd00::9:0"), prefix: 112, identity: 502)
         try cache.set(try address("10.0.9.7"), identity: 1 << 30)
-        XCTAssertEqual(try table(), [:])
+        XCTAssertEqual(try table(), ["fd00::9:1": 500])
         XCTAssertEqual(try h.ipcacheHosts.entries().count, 2)
+    }
+
+    func testAnIPv6IdentityChangeWithdrawsTheOldEntryAndAFullBucketLeavesAnAddressToTheHash() throws {
+        let cache = try h.ipcacheWriter
+        let peer = try address("fd00::9:1")
+        try cache.set(peer, identity: 500)
+        try cache.set(peer, identity: 501)
+        XCTAssertEqual(try table(), ["fd00::9:1": 501])
+        XCTAssertEqual(
+            try bucket6(of: peer).map(\.word), [UInt32(NA_IPCACHE_V4_STALE) | 500, UInt32(NA_IPCACHE_V4_VALID) | 501])
+        try cache.remove(peer)
+        XCTAssertEqual(try table(), [:])
+        XCTAssertNil(try h.ipcacheHosts.lookup(IPCache.key(peer)))
+
+        // Three share a bucket; the fourth is in the hash only, where the programs look on a miss.
+        let addresses = Self.colliding6
+        XCTAssertEqual(addresses.count, 4)
+        for (offset, address) in addresses.enumerated() { try cache.set(address, identity: 600 + UInt32(offset)) }
+        let entries = try table()
+        XCTAssertEqual(entries.count, 3)
+        XCTAssertEqual(Set(entries.keys), Set(addresses.prefix(3).map(\.description)))
+        XCTAssertEqual(try h.ipcacheHosts.lookup(IPCache.key(addresses[3]))?.identity, 603)
+        XCTAssertEqual(try bucket6(of: addresses[0]).count, 3)
     }
 
     func testAFullBucketLeavesAnAddressToTheHashAndReusesStaleEntriesAfterAGracePeriod() throws {
@@ -121,8 +174,23 @@ final class IPCacheV4TableTests: XCTestCase {
         try h.clearIPCacheTable(only: lost)
         XCTAssertEqual(try table(), ["10.0.9.1": 500, "10.0.9.3": 999])
 
-        XCTAssertEqual(try cache.syncHostEntries(), 2)
-        XCTAssertEqual(try table(), ["10.0.9.1": 500, "10.0.9.2": 501])
+        // And an IPv6 entry the table lost.
+        let lost6 = try address("fd00::9:1")
+        try cache.set(lost6, identity: 502)
+        try h.clearIPCacheTable(only: lost6)
+
+        XCTAssertEqual(try cache.syncHostEntries(), 3)
+        XCTAssertEqual(try table(), ["10.0.9.1": 500, "10.0.9.2": 501, "fd00::9:1": 502])
         XCTAssertEqual(try cache.syncHostEntries(), 0)
+    }
+}
+
+extension IPAddress {
+    /// The address with its last two bytes replaced by `value` (big-endian).
+    fileprivate func with(lastTwoBytes value: UInt16) -> IPAddress {
+        var bytes = self.bytes
+        bytes[bytes.count - 2] = UInt8(value >> 8)
+        bytes[bytes.count - 1] = UInt8(value & 0xff)
+        return IPAddress(family: family, bytes: bytes)
     }
 }
