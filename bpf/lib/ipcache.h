@@ -33,19 +33,18 @@ static __always_inline __u32 na_ipcache_v4_identity(const __u8 *addr)
 }
 
 /*
- * The identity of an IPv6 host entry in na_ipcache_v6 (nodeagent_abi.h), or 0 when its bucket has none for addr:
- * the three entries of one 64-byte bucket, each identity word read before its address, as in na_ipcache_v4.
+ * The identity of an IPv6 host entry in na_ipcache_v6 (nodeagent_abi.h), or 0 when its bucket has none for the
+ * address (its four words as na_ipcache_v6_entry.addr holds them): the three entries of one 64-byte bucket, each
+ * identity word read before its address, as in na_ipcache_v4. A global function, which the verifier checks once on
+ * its own and its callers as one call returning a number: inlined, its paths multiplied from_endpoint's by half
+ * again on Linux 6.1 (818,382 instructions against 533,112; 640,975 as a call).
  */
-static __always_inline __u32 na_ipcache_v6_identity(const __u8 *addr)
+__attribute__((noinline)) __u32 na_ipcache_v6_identity(__u32 a0, __u32 a1, __u32 a2, __u32 a3)
 {
 	const struct na_ipcache_v6_bucket *bucket;
-	__u32 a0, a1, a2, a3, index, identity;
+	__u32 index, identity;
 	int i;
 
-	__builtin_memcpy(&a0, addr, 4);
-	__builtin_memcpy(&a1, addr + 4, 4);
-	__builtin_memcpy(&a2, addr + 8, 4);
-	__builtin_memcpy(&a3, addr + 12, 4);
 	index = na_ipcache_v6_bucket_of(a0, a1, a2, a3);
 	bucket = bpf_map_lookup_elem(&na_ipcache_v6, &index);
 	if (!bucket)
@@ -84,8 +83,13 @@ static __always_inline __u32 na_ipcache_identity(const __u8 *addr, __u8 family)
 		key.prefixlen = NA_IPCACHE_PREFIX_BASE + 32;
 		__builtin_memcpy(key.addr, addr, 4);
 	} else {
-		__u32 identity = na_ipcache_v6_identity(addr);
+		__u32 a0, a1, a2, a3, identity;
 
+		__builtin_memcpy(&a0, addr, 4);
+		__builtin_memcpy(&a1, addr + 4, 4);
+		__builtin_memcpy(&a2, addr + 8, 4);
+		__builtin_memcpy(&a3, addr + 12, 4);
+		identity = na_ipcache_v6_identity(a0, a1, a2, a3);
 		if (identity)
 			return identity;
 		key.prefixlen = NA_IPCACHE_PREFIX_BASE + 128;
