@@ -188,6 +188,27 @@ final class DatapathHarness: Sendable {
         for bucket in v6 { try ipcacheV6.update(bucket, na_ipcache_v6_bucket()) }
     }
 
+    /// Clears the valid bit of `address`'s entry in its family's table (`na_ipcache_v4`, `na_ipcache_v6`) and
+    /// leaves the rest of the entry, as a withdrawal under way does. Both tables' entries are an identity word, then
+    /// the address's bytes in packet order.
+    func invalidateIPCacheTableEntry(_ address: IPAddress) throws {
+        let (map, index, stride, ways): (BPFMap, UInt32, Int, Int)
+        if let word = address.ipcacheV4Word {
+            (map, index) = (ipcacheV4.map, na_ipcache_v4_bucket_of(word))
+            (stride, ways) = (MemoryLayout<na_ipcache_v4_entry>.stride, Int(NA_IPCACHE_V4_WAYS))
+        } else {
+            let w = try XCTUnwrap(address.ipcacheV6Words)
+            (map, index) = (ipcacheV6.map, na_ipcache_v6_bucket_of(w.0, w.1, w.2, w.3))
+            (stride, ways) = (MemoryLayout<na_ipcache_v6_entry>.stride, Int(NA_IPCACHE_V6_WAYS))
+        }
+        var value = try XCTUnwrap(map.lookup(key: bytesOf(index)))
+        for slot in 0..<ways
+        where Array(value[slot * stride + 4..<slot * stride + 4 + address.bytes.count]) == address.bytes {
+            value[slot * stride + 3] &= 0x7f  // NA_IPCACHE_V4_VALID: bit 31 of a little-endian word
+        }
+        try map.update(key: bytesOf(index), value: value)
+    }
+
     /// Adds an ipcache entry for `cidr` ("10.0.2.0/24", "fd00::7/128") as the agent does.
     func addIPCache(_ cidr: String, identity: UInt32) throws {
         try ipcacheWriter.set(try XCTUnwrap(IPPrefix(cidr), cidr), identity: identity)

@@ -56,63 +56,31 @@ let ipcacheHostFixtures: [Fixture] = [
                 XCTAssertNil(try h.ipcache.lookup(na_ipcache_key(try XCTUnwrap(IPAddress(Net.peer4)))))
             },
         ]),
+    tableFixture("IPv4", endpoint: Net.ep4, peer: Net.peer4),
+    tableFixture("IPv6", endpoint: Net.ep6, peer: Net.peer6),
+]
+
+/// A family's table answers before the hash, and only while an entry is valid.
+private func tableFixture(_ family: String, endpoint: String, peer: String) -> Fixture {
     Fixture(
-        "the IPv4 table answers before the hash, and only while an entry is valid",
+        "the \(family) table answers before the hash, and only while an entry is valid",
         setup: Setup(policy: [.egress(Net.peerIdentity, Proto.tcp, 80)]),
         [
             // The hash says the subnet's identity, which no entry allows; the table's valid entry (written by Setup)
             // still says the peer's.
             Step(
-                .fromEndpoint, .tcp(Net.ep4, Net.peer4, dport: 80), .pass,
+                .fromEndpoint, .tcp(endpoint, peer, dport: 80), .pass,
                 before: Step.Change { h in
-                    let key = na_ipcache_key(try XCTUnwrap(IPAddress(Net.peer4)))
+                    let key = na_ipcache_key(try XCTUnwrap(IPAddress(peer)))
                     try h.ipcacheHosts.update(key, na_ipcache_value(identity: Net.subnetIdentity, flags: 0))
                 }),
             // The same entry without its valid bit is not read: the hash answers.
             Step(
-                .fromEndpoint, .tcp(Net.ep4, Net.peer4, sport: 40001, dport: 80), .drop(NA_DROP_POLICY),
-                before: Step.Change { h in
-                    let word = try XCTUnwrap(IPAddress(Net.peer4)?.ipcacheV4Word)
-                    let index = na_ipcache_v4_bucket_of(word)
-                    var bucket = try XCTUnwrap(h.ipcacheV4.lookup(index))
-                    withUnsafeMutableBytes(of: &bucket.entries) { raw in
-                        let entries = raw.bindMemory(to: na_ipcache_v4_entry.self)
-                        for i in entries.indices where entries[i].addr == word {
-                            entries[i].identity &= ~UInt32(NA_IPCACHE_V4_VALID)
-                        }
-                    }
-                    try h.ipcacheV4.update(index, bucket)
-                }
+                .fromEndpoint, .tcp(endpoint, peer, sport: 40001, dport: 80), .drop(NA_DROP_POLICY),
+                before: Step.Change { h in try h.invalidateIPCacheTableEntry(try XCTUnwrap(IPAddress(peer))) }
             ) { _, events in XCTAssertEqual(events.first?.dst_identity, Net.subnetIdentity) },
-        ]),
-    Fixture(
-        "the IPv6 table answers before the hash, and only while an entry is valid",
-        setup: Setup(policy: [.egress(Net.peerIdentity, Proto.tcp, 80)]),
-        [
-            Step(
-                .fromEndpoint, .tcp(Net.ep6, Net.peer6, dport: 80), .pass,
-                before: Step.Change { h in
-                    let key = na_ipcache_key(try XCTUnwrap(IPAddress(Net.peer6)))
-                    try h.ipcacheHosts.update(key, na_ipcache_value(identity: Net.subnetIdentity, flags: 0))
-                }),
-            Step(
-                .fromEndpoint, .tcp(Net.ep6, Net.peer6, sport: 40001, dport: 80), .drop(NA_DROP_POLICY),
-                before: Step.Change { h in
-                    let w = try XCTUnwrap(IPAddress(Net.peer6)?.ipcacheV6Words)
-                    let index = na_ipcache_v6_bucket_of(w.0, w.1, w.2, w.3)
-                    var bucket = try XCTUnwrap(h.ipcacheV6.lookup(index))
-                    withUnsafeMutableBytes(of: &bucket.entries) { raw in
-                        let entries = raw.bindMemory(to: na_ipcache_v6_entry.self)
-                        for i in entries.indices
-                        where IPAddress(ipcacheV6Words: entries[i].addr).description == Net.peer6 {
-                            entries[i].identity &= ~UInt32(NA_IPCACHE_V4_VALID)
-                        }
-                    }
-                    try h.ipcacheV6.update(index, bucket)
-                }
-            ) { _, events in XCTAssertEqual(events.first?.dst_identity, Net.subnetIdentity) },
-        ]),
-]
+        ])
+}
 
 /// `IPCache` keeps the hash equal to the trie's host entries.
 final class IPCacheHostTests: XCTestCase {
