@@ -149,15 +149,20 @@ struct na_ipcache_v6_bucket {
 	__u32 pad;
 };
 
+/* The finish of the tables' multiply-xorshift hashes: every input bit reaches the top bits the buckets take. */
+static inline __u32 na_hash_mix32(__u32 h)
+{
+	h ^= h >> 16;
+	h *= 0x7FEB352DU;
+	return h ^ (h >> 15);
+}
+
 /* The bucket of an address (its four words as na_ipcache_v6_entry.addr holds them): a multiply-xorshift mix. */
 static inline __u32 na_ipcache_v6_bucket_of(__u32 a0, __u32 a1, __u32 a2, __u32 a3)
 {
 	__u32 h = a0 * 0x9E3779B1U ^ a1 * 0x85EBCA77U ^ a2 * 0xC2B2AE3DU ^ a3 * 0x27D4EB2FU;
 
-	h ^= h >> 16;
-	h *= 0x7FEB352DU;
-	h ^= h >> 15;
-	return h >> (32 - NA_IPCACHE_V6_BUCKET_BITS);
+	return na_hash_mix32(h) >> (32 - NA_IPCACHE_V6_BUCKET_BITS);
 }
 
 /* na_endpoint_info.flags */
@@ -312,11 +317,8 @@ static inline __u32 na_policy_port_bit(__u8 direction, __u8 protocol, __u16 port
 static inline __u32 na_policy_peer_bit(__u32 port_bit, __u32 identity, __u32 which)
 {
 	__u32 line = (port_bit * 0x9E3779B1U) >> (32 - NA_POLICY_PEERS_LINE_BITS);
-	__u32 h = identity * 0x85EBCA77U ^ port_bit * 0xC2B2AE3DU;
+	__u32 h = na_hash_mix32(identity * 0x85EBCA77U ^ port_bit * 0xC2B2AE3DU);
 
-	h ^= h >> 16;
-	h *= 0x7FEB352DU;
-	h ^= h >> 15;
 	return (line * 8 + (h & 7)) * 64 + ((h >> (3 + 6 * (which & 1))) & 63);
 }
 
@@ -342,10 +344,7 @@ static inline __u32 na_policy_table_bucket_of(__u32 ep_id, __u32 identity, __u32
 {
 	__u32 h = identity * 0x9E3779B1U ^ ep_id * 0x85EBCA77U ^ key * 0xC2B2AE3DU;
 
-	h ^= h >> 16;
-	h *= 0x7FEB352DU;
-	h ^= h >> 15;
-	return h >> (32 - NA_POLICY_TABLE_BUCKET_BITS);
+	return na_hash_mix32(h) >> (32 - NA_POLICY_TABLE_BUCKET_BITS);
 }
 
 /* Conntrack key: a 5-tuple as seen at the enforcement point plus direction. */
