@@ -20,6 +20,8 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
         for i in 0..<Self.interfaces { try netns.addVethPair("nai\(i)a", "nai\(i)b") }
         agent.startPlugins()
         defer { agent.stop() }
+        // As the daemon starts it: the restore leaves the policy table's filters complete.
+        try agent.restore()
         // HTTP rules are only accepted while the kernel's L7 enforcement runs.
         let http = agent.l7 != nil
         if !http { print("L7 enforcement unavailable (\(agent.l7Problem ?? "?")): the HTTP rule is left out") }
@@ -38,6 +40,8 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
     private static func churn(_ agent: NodeAgent, http: Bool) throws -> ([String], Int, Int, Int) {
         var problems: [String] = []
         var kept = 0
+        // Every change that withdraws keys clears what they left in the policy table's filters.
+        agent.state.withLock { $0.policyFilters.interval = .zero }
         var previous = agent.state.withLock { $0 }
         func check(_ step: String) throws {
             problems += try mismatches(agent, step: step)
@@ -170,6 +174,31 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
             }
         }
         if !state.policy.rules.isEmpty && total < 20 { problems.append("\(step): only \(total) entries in all") }
+        problems += try filterMismatches(agent, state, step: step)
+        return problems
+    }
+
+    /// The policy table's filters hold exactly the bits of the realized full-length keys: none missing (a key the
+    /// datapath would skip), none left by a withdrawn key.
+    private static func filterMismatches(_ agent: NodeAgent, _ state: AgentState, step: String) throws -> [String] {
+        let keys = state.realized.values.flatMap { PolicyMapLayout.exactKeys($0.lazy.map(\.key)) }
+        let table = try agent.endpointDatapath.policyTable
+        let ports = try table.namedPorts()
+        let peers = try table.namedPeers()
+        var problems: [String] = []
+        if !ports.complete || !peers.complete { problems.append("\(step): a policy filter is not complete") }
+        let wantedPorts = Set(keys.map(PolicyTable.portBit))
+        if Set(ports.bits) != wantedPorts {
+            problems.append(
+                "\(step): port filter missing \(wantedPorts.subtracting(ports.bits).sorted()), "
+                    + "left \(Set(ports.bits).subtracting(wantedPorts).sorted())")
+        }
+        let wantedPeers = Set(keys.flatMap(PolicyTable.peerBits))
+        if Set(peers.bits) != wantedPeers {
+            problems.append(
+                "\(step): peer filter missing \(wantedPeers.subtracting(peers.bits).count) bits, "
+                    + "left \(Set(peers.bits).subtracting(wantedPeers).count)")
+        }
         return problems
     }
 

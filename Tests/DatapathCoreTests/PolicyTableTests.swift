@@ -164,6 +164,68 @@ final class PolicyTableTests: XCTestCase {
         XCTAssertEqual(try syn(port: 80, sport: 42005), Verdict.TC_ACT_SHOT)
     }
 
+    /// `refreshFilters` clears what withdrawn keys left in both filters and nothing a current key needs: the peer's
+    /// key withdrawn, its SYN skips the table again; the ports and lines the leftovers do not name stay as they are.
+    func testARefreshClearsWhatWithdrawnKeysLeftAndNothingACurrentKeyNeeds() throws {
+        let allow = na_policy_value(rule_id: 9, flags: 0)
+        let mine = Set(PolicyTable.peerBits(key(Net.peerIdentity, port: 80)))
+        // Another identity on 80 whose bits do not cover the peer's, and one on 81 whose line is not 80's.
+        let other = try XCTUnwrap(
+            (Net.peerIdentity + 1...Net.peerIdentity + 100).first {
+                !mine.isSubset(of: PolicyTable.peerBits(key($0, port: 80)))
+            })
+        let line80 = na_policy_peer_line(PolicyTable.portBit(key(other, port: 80)))
+        let port = try XCTUnwrap(
+            (UInt16(81)...UInt16(200)).first {
+                na_policy_peer_line(PolicyTable.portBit(key(other, port: $0))) != line80
+            })
+        let keys = [key(Net.peerIdentity, port: 80), key(other, port: 80), key(other, port: port)]
+        try table.rebuild([Net.epID: keys.map { ($0, allow) }])
+        // The peer's key and the other port's withdrawn, and noted; the bits stay until the refresh.
+        let withdrawn = [keys[0], keys[2]]
+        try table.apply(endpoint: Net.epID, withdrawn.map { ($0, nil) })
+        XCTAssertEqual(try table.namedPeers().bits, Set(keys.flatMap(PolicyTable.peerBits)).sorted())
+        XCTAssertEqual(try table.namedPorts().bits, Set(keys.map(PolicyTable.portBit)).sorted())
+        var leftovers = PolicyFilterLeftovers()
+        leftovers.add(withdrawn: withdrawn)
+        XCTAssertEqual(leftovers.peerLines.count, 2)
+
+        // A refresh that visits the other identity's key on 80 only: exactly its bits are left.
+        let cleared = try table.refreshFilters(leftovers) { visit in visit(keys[1]) }
+        XCTAssertEqual(try table.namedPeers().bits, Set(PolicyTable.peerBits(keys[1])).sorted())
+        XCTAssertEqual(try table.namedPorts().bits, [PolicyTable.portBit(keys[1])])
+        XCTAssertTrue(try table.namedPeers().complete)
+        XCTAssertTrue(try table.namedPorts().complete)
+        XCTAssertEqual(cleared.ports, 1, "the other port's bit")
+        XCTAssertGreaterThanOrEqual(cleared.peerWords, 1)
+        // The peer's SYN on 80 skips the table and the hash again, though its endpoint's misses would reach the hash
+        // (which still allows it: only the filter can refuse it here).
+        try installHash([(keys[0], allow), (keys[1], allow)])
+        try states.update(Net.epID, UInt32(NA_POLICY_TABLE_UNKNOWN))
+        XCTAssertEqual(try syn(port: 80, sport: 43001), Verdict.TC_ACT_SHOT)
+
+        // A refresh never clears what a current key needs: the peer named again, a refresh of the same leftovers
+        // that visits both keys keeps both.
+        try table.apply(endpoint: Net.epID, [(keys[0], allow)])
+        try table.refreshFilters(leftovers) { visit in
+            visit(keys[0])
+            visit(keys[1])
+        }
+        XCTAssertEqual(try table.namedPeers().bits, Set(keys.prefix(2).flatMap(PolicyTable.peerBits)).sorted())
+        XCTAssertEqual(try syn(port: 80, sport: 43002), Verdict.TC_ACT_OK)
+
+        // Leftovers name only what they name: a line they do not name keeps its bits though no key is visited.
+        var outside = PolicyFilterLeftovers()
+        outside.add(withdrawn: [keys[2]])
+        XCTAssertEqual(try table.refreshFilters(outside) { _ in }.peerWords, 0)
+        XCTAssertEqual(try table.namedPeers().bits, Set(keys.prefix(2).flatMap(PolicyTable.peerBits)).sorted())
+        XCTAssertEqual(try table.namedPorts().bits, [PolicyTable.portBit(keys[1])])
+        // And a filter not complete (a restore under way) is left to the restore's rebuild.
+        try table.suspend()
+        try table.refreshFilters(leftovers) { _ in }
+        XCTAssertEqual(try table.namedPeers().bits, Set(keys.prefix(2).flatMap(PolicyTable.peerBits)).sorted())
+    }
+
     /// The filter is worth reading: 50 peers named on a port leave few of 10,000 others looking named there, and a
     /// port's pairs fall in one line of 8 words.
     func testFiftyNamedPeersLeaveFewOthersLookingNamed() {

@@ -280,7 +280,8 @@ struct na_policy_value {
  * na_ptable_ports: a bit per direction, protocol and port (host order) that some endpoint's full-length key names,
  * in na_ptable or in its hash, so that a new flow to a port no such key names reads neither: ranges and any-peer
  * keys are in the trie, which is asked as before. A bit is set before the first key that names it is written and
- * cleared only when the agent rebuilds the map at start. Word NA_POLICY_PORTS_COMPLETE is nonzero once the map
+ * cleared after the last such key is gone: when the agent rebuilds the map at start, or refreshes the bits of
+ * withdrawn keys while no policy write runs. Word NA_POLICY_PORTS_COMPLETE is nonzero once the map
  * holds the bit of every key the maps hold; until then (a map new on this node, an agent restoring) every port
  * counts as named.
  */
@@ -301,7 +302,8 @@ static inline __u32 na_policy_port_bit(__u8 direction, __u8 protocol, __u16 port
  * peer costs its ipcache line alone. Each port (its na_ptable_ports bit) has a line of 8 words, shared with the
  * ports whose bits hash to it; each pair two bits of one word of its port's line, which a filter read finds in the
  * same cache line as the port's other peers. As in na_ptable_ports, bits are set before the first key that names
- * the pair is written and cleared only when the agent rebuilds the map at start, and word
+ * the pair is written and cleared after the last such key is gone (a rebuild, or a refresh of the lines of
+ * withdrawn keys), and word
  * NA_POLICY_PEERS_COMPLETE is nonzero once the map holds the bits of every key; until then every pair counts as
  * named. A pair whose bits are set may still have no key (bits of other pairs): then the table and the hash say so.
  */
@@ -309,14 +311,19 @@ static inline __u32 na_policy_port_bit(__u8 direction, __u8 protocol, __u16 port
 #define NA_POLICY_PEERS_WORDS (8U << NA_POLICY_PEERS_LINE_BITS)  /* 8,192 lines of 8 words: 512 KiB */
 #define NA_POLICY_PEERS_COMPLETE NA_POLICY_PEERS_WORDS
 
+/* A port's line in na_ptable_peers (its na_ptable_ports bit's top bits after a Fibonacci multiply). */
+static inline __u32 na_policy_peer_line(__u32 port_bit)
+{
+	return (port_bit * 0x9E3779B1U) >> (32 - NA_POLICY_PEERS_LINE_BITS);
+}
+
 /*
- * Bit `which` (0 or 1) of a pair in na_ptable_peers: the port's line from its bit's top bits after a Fibonacci
- * multiply, then the word and both bits from the pair mixed (a multiply-xorshift finalizer). Both bits are in one
- * word.
+ * Bit `which` (0 or 1) of a pair in na_ptable_peers: in the port's line, the word and both bits from the pair mixed
+ * (a multiply-xorshift finalizer). Both bits are in one word.
  */
 static inline __u32 na_policy_peer_bit(__u32 port_bit, __u32 identity, __u32 which)
 {
-	__u32 line = (port_bit * 0x9E3779B1U) >> (32 - NA_POLICY_PEERS_LINE_BITS);
+	__u32 line = na_policy_peer_line(port_bit);
 	__u32 h = na_hash_mix32(identity * 0x85EBCA77U ^ port_bit * 0xC2B2AE3DU);
 
 	return (line * 8 + (h & 7)) * 64 + ((h >> (3 + 6 * (which & 1))) & 63);

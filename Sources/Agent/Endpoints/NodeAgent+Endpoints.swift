@@ -195,6 +195,7 @@ extension NodeAgent {
                 try regenerateAll(&state, reason: "endpoint \(id) deleted", only: anyAffected ? nil : backendOf)
             }
             try forgetEndpoint(id)
+            refreshPolicyFiltersIfDue(&state)
             withdraw(endpoint, state)
             registry.broadcast(.endpointRemoved(id: id, addresses: endpoint.addresses.map(\.description)))
             logger.info("endpoint deleted", metadata: ["endpoint": "\(id)"])
@@ -210,6 +211,8 @@ extension NodeAgent {
         try endpointDatapath.removeEndpointInfo(ifindex: endpoint.ifindex)
         for address in endpoint.addresses { try ipcache.remove(address) }
         try retirePolicyMaps(endpoint.id, &state)
+        state.policyFilters.leftovers.add(
+            withdrawn: PolicyMapLayout.exactKeys((state.realized[endpoint.id] ?? []).lazy.map(\.key)))
         state.realized[endpoint.id] = nil
         forgetHTTP(endpoint: endpoint.id, in: &state)
         state.endpoints[endpoint.id] = nil

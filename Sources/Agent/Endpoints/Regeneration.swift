@@ -242,6 +242,7 @@ extension NodeAgent {
             // Not held in a variable: a second reference to the realized entries would copy them on the change.
             if !add.isEmpty || !remove.isEmpty || state.realized[endpoint.id]?.isEmpty ?? true {
                 try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove, grown: true)
+                state.policyFilters.leftovers.add(withdrawn: PolicyMapLayout.exactKeys(remove))
                 if policy.changes != nil {
                     state.realized[endpoint.id, default: []].apply(upsert: add, remove: remove)
                 } else {
@@ -278,6 +279,7 @@ extension NodeAgent {
         // Only now that no map refers to them any more may prefixes that left the policy lose their identities.
         try prefixProvider?.release(keeping: prefixes)
         incrementalRegenerations.add(incremental, ordering: .relaxed)
+        refreshPolicyFiltersIfDue(&state)
         logger.debug(
             "regenerated",
             metadata: [

@@ -50,6 +50,30 @@ public struct BitWords {
         try setComplete(true)
     }
 
+    /// Sets each word of `wanted` (word index to its bits) to its bits, writing only those that differ; the other
+    /// words stay as they are. Returns how many it wrote.
+    @discardableResult
+    public func replace(_ wanted: [UInt32: UInt64]) throws -> Int {
+        var written = 0
+        for (word, bits) in wanted where word < words {
+            guard try map.lookup(word) ?? 0 != bits else { continue }
+            try map.update(word, bits)
+            written += 1
+        }
+        return written
+    }
+
+    /// Whether the map is complete (always, without a complete word).
+    public func isComplete() throws -> Bool {
+        guard let completeWord else { return true }
+        return try map.lookup(completeWord) ?? 0 != 0
+    }
+
+    /// Whether `bit` is set.
+    public func isSet(_ bit: UInt32) throws -> Bool {
+        try (map.lookup(bit / 64) ?? 0) & (1 << UInt64(bit % 64)) != 0
+    }
+
     /// Marks the map complete or not (no effect on a map without a complete word).
     public func setComplete(_ complete: Bool) throws {
         guard let completeWord else { return }

@@ -17,9 +17,10 @@ private let portWrites = Mutex(())
 /// beside the hash: new and changed keys after it, removed ones before.
 ///
 /// `na_ptable_ports` has a bit per direction, protocol and port that some key of the table or the hashes names, set
-/// before the first such key is written to the table and cleared only by `rebuild`: a new flow to a port no key
-/// names reads neither the table nor the hash. `na_ptable_peers`, a Bloom filter of the (port, peer identity) pairs
-/// the keys name, is kept the same way: a new flow of a peer no key names on a named port skips both as well.
+/// before the first such key is written to the table and cleared by `rebuild` or `refreshFilters`: a new flow to a
+/// port no key names reads neither the table nor the hash. `na_ptable_peers`, a Bloom filter of the (port, peer
+/// identity) pairs the keys name, is kept the same way: a new flow of a peer no key names on a named port skips both
+/// as well.
 public struct PolicyTable {
     public static let name = "na_ptable"
     public static let stateName = "na_ptable_ep"
@@ -150,6 +151,45 @@ public struct PolicyTable {
             try ports?.rewrite(exactly: Array(named))
         }
         return withdrawn
+    }
+
+    /// Clears what `leftovers` names that no current key needs: each of its `na_ptable_ports` bits that no key
+    /// names, and each of its `na_ptable_peers` lines down to exactly the bits of the keys on its ports. `forEachKey`
+    /// visits every full-length key of every endpoint (those of the hashes, which the table holds again); the caller
+    /// holds off every other write of these keys meanwhile, so a key named after the visit cannot lose its bits. A
+    /// word a program reads meanwhile holds its old bits or its new ones, each with the bits of every current key.
+    /// Nothing is cleared while a restore has the filters incomplete (its `rebuild` makes them exact). Returns how
+    /// many port bits and peer words it cleared or wrote.
+    @discardableResult
+    public func refreshFilters(
+        _ leftovers: PolicyFilterLeftovers, forEachKey: ((na_policy_key) -> Void) -> Void
+    ) throws -> (ports: Int, peerWords: Int) {
+        guard !leftovers.isEmpty else { return (0, 0) }
+        var named: Set<UInt32> = []
+        var wanted: [UInt32: UInt64] = [:]
+        for line in leftovers.peerLines {
+            for word in line * 8..<line * 8 + 8 { wanted[word] = 0 }
+        }
+        forEachKey { key in
+            let port = Self.portBit(key)
+            if leftovers.ports.contains(port) { named.insert(port) }
+            if leftovers.peerLines.contains(na_policy_peer_line(port)) {
+                for bit in Self.peerBits(key) { BitWords.insert(bit, into: &wanted) }
+            }
+        }
+        let unnamed = leftovers.ports.subtracting(named)
+        return try portWrites.withLock { _ in
+            var cleared = (ports: 0, peerWords: 0)
+            if let ports, try ports.isComplete() {
+                let set = try unnamed.filter(ports.isSet)
+                try ports.clear(Array(set))
+                cleared.ports = set.count
+            }
+            if let peers, try peers.isComplete() {
+                cleared.peerWords = try peers.replace(wanted)
+            }
+            return cleared
+        }
     }
 
     /// `rebuild` from every endpoint's full-length entries at hand (tests and benchmarks).
