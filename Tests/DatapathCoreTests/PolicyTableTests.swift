@@ -226,6 +226,29 @@ final class PolicyTableTests: XCTestCase {
         XCTAssertEqual(try table.namedPeers().bits, Set(keys.prefix(2).flatMap(PolicyTable.peerBits)).sorted())
     }
 
+    /// Leftovers over more lines than one pass of `refreshFilters` takes: every pass leaves exactly its lines' keys.
+    func testARefreshOverManyLinesLeavesExactlyTheCurrentKeysBits() throws {
+        let allow = na_policy_value(rule_id: 9, flags: 0)
+        let keys = (UInt16(1000)..<UInt16(5000)).map { key(Net.peerIdentity + UInt32($0 % 7), port: $0) }
+        try table.rebuild([Net.epID: keys.map { ($0, allow) }])
+        let withdrawn = keys.filter { UInt16(bigEndian: $0.dport) % 2 == 1 }
+        let kept = keys.filter { UInt16(bigEndian: $0.dport) % 2 == 0 }
+        try table.apply(endpoint: Net.epID, withdrawn.map { ($0, nil) })
+        var leftovers = PolicyFilterLeftovers()
+        leftovers.add(withdrawn: withdrawn)
+        XCTAssertGreaterThan(leftovers.peerLines.count, PolicyTable.refreshLines, "more than one pass")
+        var visits = 0
+        let cleared = try table.refreshFilters(leftovers) { visit in
+            visits += 1
+            kept.forEach(visit)
+        }
+        let passes = (leftovers.peerLines.count + PolicyTable.refreshLines - 1) / PolicyTable.refreshLines
+        XCTAssertEqual(visits, 1 + passes, "one visit for the ports, one per pass of lines")
+        XCTAssertEqual(cleared.ports, withdrawn.count)
+        XCTAssertEqual(try table.namedPorts().bits, Set(kept.map(PolicyTable.portBit)).sorted())
+        XCTAssertEqual(try table.namedPeers().bits, Set(kept.flatMap(PolicyTable.peerBits)).sorted())
+    }
+
     /// The filter is worth reading: 50 peers named on a port leave few of 10,000 others looking named there, and a
     /// port's pairs fall in one line of 8 words.
     func testFiftyNamedPeersLeaveFewOthersLookingNamed() {

@@ -50,17 +50,11 @@ public struct BitWords {
         try setComplete(true)
     }
 
-    /// Sets each word of `wanted` (word index to its bits) to its bits, writing only those that differ; the other
-    /// words stay as they are. Returns how many it wrote.
-    @discardableResult
-    public func replace(_ wanted: [UInt32: UInt64]) throws -> Int {
-        var written = 0
-        for (word, bits) in wanted where word < words {
-            guard try map.lookup(word) ?? 0 != bits else { continue }
-            try map.update(word, bits)
-            written += 1
-        }
-        return written
+    /// Sets bit word `word` to `bits` if it holds others; true when it wrote.
+    public func replace(_ word: UInt32, _ bits: UInt64) throws -> Bool {
+        guard word < words, try map.lookup(word) ?? 0 != bits else { return false }
+        try map.update(word, bits)
+        return true
     }
 
     /// Whether the map is complete (always, without a complete word).

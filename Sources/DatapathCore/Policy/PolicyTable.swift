@@ -155,42 +155,58 @@ public struct PolicyTable {
 
     /// Clears what `leftovers` names that no current key needs: each of its `na_ptable_ports` bits that no key
     /// names, and each of its `na_ptable_peers` lines down to exactly the bits of the keys on its ports. `forEachKey`
-    /// visits every full-length key of every endpoint (those of the hashes, which the table holds again); the caller
-    /// holds off every other write of these keys meanwhile, so a key named after the visit cannot lose its bits. A
-    /// word a program reads meanwhile holds its old bits or its new ones, each with the bits of every current key.
-    /// Nothing is cleared while a restore has the filters incomplete (its `rebuild` makes them exact). Returns how
-    /// many port bits and peer words it cleared or wrote.
+    /// visits every full-length key of every endpoint (those of the hashes, which the table holds again); it is
+    /// called once per `refreshLines` lines, so that what the refresh holds stays small however many lines withdrawn
+    /// keys touched. The caller holds off every other write of these keys meanwhile, so a key named after a visit
+    /// cannot lose its bits. A word a program reads meanwhile holds its old bits or its new ones, each with the bits
+    /// of every current key. Nothing is cleared while a restore has the filters incomplete (its `rebuild` makes them
+    /// exact). Returns how many port bits it cleared and how many peer words it wrote.
     @discardableResult
     public func refreshFilters(
         _ leftovers: PolicyFilterLeftovers, forEachKey: ((na_policy_key) -> Void) -> Void
     ) throws -> (ports: Int, peerWords: Int) {
-        guard !leftovers.isEmpty else { return (0, 0) }
-        var named: Set<UInt32> = []
-        var wanted: [UInt32: UInt64] = [:]
-        for line in leftovers.peerLines {
-            for word in line * 8..<line * 8 + 8 { wanted[word] = 0 }
-        }
-        forEachKey { key in
-            let port = Self.portBit(key)
-            if leftovers.ports.contains(port) { named.insert(port) }
-            if leftovers.peerLines.contains(na_policy_peer_line(port)) {
-                for bit in Self.peerBits(key) { BitWords.insert(bit, into: &wanted) }
+        var cleared = (ports: 0, peerWords: 0)
+        if let ports, !leftovers.ports.isEmpty, try ports.isComplete() {
+            var named: Set<UInt32> = []
+            forEachKey { key in
+                let port = Self.portBit(key)
+                if leftovers.ports.contains(port) { named.insert(port) }
+            }
+            try portWrites.withLock { _ in
+                let unnamed = try leftovers.ports.subtracting(named).filter(ports.isSet)
+                try ports.clear(Array(unnamed))
+                cleared.ports = unnamed.count
             }
         }
-        let unnamed = leftovers.ports.subtracting(named)
-        return try portWrites.withLock { _ in
-            var cleared = (ports: 0, peerWords: 0)
-            if let ports, try ports.isComplete() {
-                let set = try unnamed.filter(ports.isSet)
-                try ports.clear(Array(set))
-                cleared.ports = set.count
+        guard let peers, try peers.isComplete() else { return cleared }
+        let lines = leftovers.peerLines.sorted()
+        for start in stride(from: 0, to: lines.count, by: Self.refreshLines) {
+            let chunk = lines[start..<min(start + Self.refreshLines, lines.count)]
+            var slot: [UInt32: Int] = [:]
+            for (offset, line) in chunk.enumerated() { slot[line] = offset * 8 }
+            var wanted = [UInt64](repeating: 0, count: chunk.count * 8)
+            forEachKey { key in
+                let port = Self.portBit(key)
+                guard let base = slot[na_policy_peer_line(port)] else { return }
+                let identity = UInt32(bigEndian: key.identity)
+                for which in UInt32(0)...1 {
+                    let bit = na_policy_peer_bit(port, identity, which)
+                    wanted[base + Int(bit / 64 % 8)] |= 1 << UInt64(bit % 64)
+                }
             }
-            if let peers, try peers.isComplete() {
-                cleared.peerWords = try peers.replace(wanted)
+            try portWrites.withLock { _ in
+                for (offset, line) in chunk.enumerated() {
+                    for word in 0..<8 where try peers.replace(line * 8 + UInt32(word), wanted[offset * 8 + word]) {
+                        cleared.peerWords += 1
+                    }
+                }
             }
-            return cleared
         }
+        return cleared
     }
+
+    /// How many `na_ptable_peers` lines one pass of `refreshFilters` refreshes (8 words each: 64 KiB of them).
+    public static let refreshLines = 1024
 
     /// `rebuild` from every endpoint's full-length entries at hand (tests and benchmarks).
     @discardableResult
