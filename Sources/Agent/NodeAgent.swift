@@ -26,6 +26,9 @@ public final class NodeAgent: Sendable {
     let policyGenerations: Atomic<UInt32>
     /// Endpoints whose policy was updated for changed peers only (`Regeneration+PeerDelta.swift`), since start.
     let incrementalRegenerations = Atomic<Int>(0)
+    /// What withdrawn policy keys left in the policy table's filters (`NodeAgent+PolicyFilters.swift`); taken only
+    /// under `state`'s lock.
+    let policyFilters = Mutex(PolicyFilterUpkeep())
     /// When an endpoint change last read the node's addresses (nil: never).
     let hostAddressesRefreshed = Mutex<ContinuousClock.Instant?>(nil)
     /// This node's part in a cluster; nil when the agent runs standalone.

@@ -41,7 +41,7 @@ final class IncrementalRegenerationTests: ScratchAgentTestCase {
         var problems: [String] = []
         var kept = 0
         // Every change that withdraws keys clears what they left in the policy table's filters.
-        agent.state.withLock { $0.policyFilters.interval = .zero }
+        agent.policyFilters.withLock { $0.interval = .zero }
         var previous = agent.state.withLock { $0 }
         func check(_ step: String) throws {
             problems += try mismatches(agent, step: step)

@@ -188,15 +188,17 @@ final class PolicyTableTests: XCTestCase {
         XCTAssertEqual(try table.namedPorts().bits, Set(keys.map(PolicyTable.portBit)).sorted())
         var leftovers = PolicyFilterLeftovers()
         leftovers.add(withdrawn: withdrawn)
-        XCTAssertEqual(leftovers.peerLines.count, 2)
+        XCTAssertEqual(leftovers.peerLineCount, 2)
 
-        // A refresh that visits the other identity's key on 80 only: exactly its bits are left.
-        let cleared = try table.refreshFilters(leftovers) { visit in visit(keys[1]) }
+        // A refresh that visits the other identity's key on 80 only: exactly its bits are left, and the leftovers
+        // are forgotten.
+        let cleared = try table.refreshFilters(&leftovers) { visit in visit(keys[1]) }
+        XCTAssertTrue(leftovers.isEmpty)
         XCTAssertEqual(try table.namedPeers().bits, Set(PolicyTable.peerBits(keys[1])).sorted())
         XCTAssertEqual(try table.namedPorts().bits, [PolicyTable.portBit(keys[1])])
         XCTAssertTrue(try table.namedPeers().complete)
         XCTAssertTrue(try table.namedPorts().complete)
-        XCTAssertEqual(cleared.ports, 1, "the other port's bit")
+        XCTAssertEqual(cleared.portWords, 1, "the word of the other port's bit")
         XCTAssertGreaterThanOrEqual(cleared.peerWords, 1)
         // The peer's SYN on 80 skips the table and the hash again, though its endpoint's misses would reach the hash
         // (which still allows it: only the filter can refuse it here).
@@ -207,22 +209,26 @@ final class PolicyTableTests: XCTestCase {
         // A refresh never clears what a current key needs: the peer named again, a refresh of the same leftovers
         // that visits both keys keeps both.
         try table.apply(endpoint: Net.epID, [(keys[0], allow)])
-        try table.refreshFilters(leftovers) { visit in
+        leftovers.add(withdrawn: withdrawn)
+        try table.refreshFilters(&leftovers) { visit in
             visit(keys[0])
             visit(keys[1])
         }
         XCTAssertEqual(try table.namedPeers().bits, Set(keys.prefix(2).flatMap(PolicyTable.peerBits)).sorted())
         XCTAssertEqual(try syn(port: 80, sport: 43002), Verdict.TC_ACT_OK)
 
-        // Leftovers name only what they name: a line they do not name keeps its bits though no key is visited.
+        // Leftovers note only what they note: the peer's key withdrawn again but not noted, a refresh of the other
+        // port's line leaves 80's line as it is.
+        try table.apply(endpoint: Net.epID, [(keys[0], nil)])
         var outside = PolicyFilterLeftovers()
         outside.add(withdrawn: [keys[2]])
-        XCTAssertEqual(try table.refreshFilters(outside) { _ in }.peerWords, 0)
+        XCTAssertEqual(try table.refreshFilters(&outside) { visit in visit(keys[1]) }.peerWords, 0)
         XCTAssertEqual(try table.namedPeers().bits, Set(keys.prefix(2).flatMap(PolicyTable.peerBits)).sorted())
         XCTAssertEqual(try table.namedPorts().bits, [PolicyTable.portBit(keys[1])])
         // And a filter not complete (a restore under way) is left to the restore's rebuild.
         try table.suspend()
-        try table.refreshFilters(leftovers) { _ in }
+        leftovers.add(withdrawn: withdrawn)
+        try table.refreshFilters(&leftovers) { _ in }
         XCTAssertEqual(try table.namedPeers().bits, Set(keys.prefix(2).flatMap(PolicyTable.peerBits)).sorted())
     }
 
@@ -236,15 +242,16 @@ final class PolicyTableTests: XCTestCase {
         try table.apply(endpoint: Net.epID, withdrawn.map { ($0, nil) })
         var leftovers = PolicyFilterLeftovers()
         leftovers.add(withdrawn: withdrawn)
-        XCTAssertGreaterThan(leftovers.peerLines.count, PolicyTable.refreshLines, "more than one pass")
+        XCTAssertGreaterThan(leftovers.peerLineCount, PolicyTable.refreshLines, "more than one pass")
+        let passes = Set(withdrawn.map { Int(na_policy_peer_line(PolicyTable.portBit($0))) / PolicyTable.refreshLines })
+        XCTAssertGreaterThan(passes.count, 1)
         var visits = 0
-        let cleared = try table.refreshFilters(leftovers) { visit in
+        let cleared = try table.refreshFilters(&leftovers) { visit in
             visits += 1
             kept.forEach(visit)
         }
-        let passes = (leftovers.peerLines.count + PolicyTable.refreshLines - 1) / PolicyTable.refreshLines
-        XCTAssertEqual(visits, 1 + passes, "one visit for the ports, one per pass of lines")
-        XCTAssertEqual(cleared.ports, withdrawn.count)
+        XCTAssertEqual(visits, 1 + passes.count, "one visit for the ports, one per pass of lines")
+        XCTAssertEqual(cleared.portWords, Set(withdrawn.map { PolicyTable.portBit($0) / 64 }).count)
         XCTAssertEqual(try table.namedPorts().bits, Set(kept.map(PolicyTable.portBit)).sorted())
         XCTAssertEqual(try table.namedPeers().bits, Set(kept.flatMap(PolicyTable.peerBits)).sorted())
     }

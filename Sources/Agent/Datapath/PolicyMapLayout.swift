@@ -22,9 +22,11 @@ enum PolicyMapLayout {
     /// the trie: there are as many as ports, not peers, and the datapath's any-peer lookup then needs no hash.
     static func isExact(_ slot: PolicyEntry.Key) -> Bool { slot.identity != 0 && slot.proto != 0 && slot.bits == 16 }
 
-    /// The datapath keys of the full-length slots among `slots`.
-    static func exactKeys(_ slots: some Sequence<PolicyEntry.Key>) -> [na_policy_key] {
-        slots.filter(isExact).map(key)
+    /// The datapath keys of the full-length slots among `slots`, computed as they are read.
+    static func exactKeys<Slots: Sequence<PolicyEntry.Key>>(_ slots: Slots)
+        -> LazyMapSequence<LazyFilterSequence<Slots>, na_policy_key>
+    {
+        slots.lazy.filter(isExact).map(key)
     }
 
     static func key(_ slot: PolicyEntry.Key) -> na_policy_key {

@@ -211,8 +211,9 @@ extension NodeAgent {
         try endpointDatapath.removeEndpointInfo(ifindex: endpoint.ifindex)
         for address in endpoint.addresses { try ipcache.remove(address) }
         try retirePolicyMaps(endpoint.id, &state)
-        state.policyFilters.leftovers.add(
-            withdrawn: PolicyMapLayout.exactKeys((state.realized[endpoint.id] ?? []).lazy.map(\.key)))
+        if let realized = state.realized[endpoint.id] {
+            policyFilters.withLock { $0.leftovers.add(withdrawn: PolicyMapLayout.exactKeys(realized.lazy.map(\.key))) }
+        }
         state.realized[endpoint.id] = nil
         forgetHTTP(endpoint: endpoint.id, in: &state)
         state.endpoints[endpoint.id] = nil

@@ -7,7 +7,8 @@ import Policy
 /// them to cover every current key. Left alone, a port whose peers come and go for days fills its line of the peer
 /// filter, and new flows of peers its policy refuses read the policy table again. The agent notes what each
 /// withdrawal leaves (`PolicyFilterLeftovers`) and clears it at the end of a change, at most once per `interval`:
-/// a refresh visits every endpoint's realized entries.
+/// a refresh visits every endpoint's realized entries. Kept outside `AgentState`, whose copies (a change's
+/// rollback point) would otherwise copy its buffers.
 struct PolicyFilterUpkeep: Sendable {
     var leftovers = PolicyFilterLeftovers()
     var lastRefresh: ContinuousClock.Instant?
@@ -17,31 +18,33 @@ struct PolicyFilterUpkeep: Sendable {
 extension NodeAgent {
     /// Clears the leftovers no current key needs, once `interval` has passed since the last refresh. Called under
     /// the state lock at the end of the changes that withdraw keys, so no other write of the keys runs meanwhile.
-    /// A failure is logged and the leftovers kept: bits left set cost new flows a table read, never a verdict.
+    /// A failure is logged and the leftovers forgotten: bits left set cost new flows a table read, never a verdict.
     func refreshPolicyFiltersIfDue(_ state: inout AgentState) {
-        let upkeep = state.policyFilters
-        guard !upkeep.leftovers.isEmpty else { return }
-        let now = ContinuousClock.now
-        if let last = upkeep.lastRefresh, now - last < upkeep.interval { return }
         let realized = state.realized
-        do {
-            let cleared = try endpointDatapath.policyTable.refreshFilters(upkeep.leftovers) { visit in
-                for entries in realized.values {
-                    for entry in entries where PolicyMapLayout.isExact(entry.key) {
-                        visit(PolicyMapLayout.key(entry.key))
+        let table: PolicyTable
+        do { table = try endpointDatapath.policyTable } catch { return }
+        policyFilters.withLock { upkeep in
+            guard !upkeep.leftovers.isEmpty else { return }
+            let now = ContinuousClock.now
+            if let last = upkeep.lastRefresh, now - last < upkeep.interval { return }
+            upkeep.lastRefresh = now
+            do {
+                let written = try table.refreshFilters(&upkeep.leftovers) { visit in
+                    for entries in realized.values {
+                        for entry in entries where PolicyMapLayout.isExact(entry.key) {
+                            visit(PolicyMapLayout.key(entry.key))
+                        }
                     }
                 }
+                logger.debug(
+                    "policy filters refreshed",
+                    metadata: [
+                        "port-words": "\(written.portWords)", "peer-words": "\(written.peerWords)",
+                        "duration": "\(ContinuousClock.now - now)",
+                    ])
+            } catch {
+                logger.warning("refreshing the policy filters failed", metadata: ["error": "\(error)"])
             }
-            state.policyFilters.leftovers = PolicyFilterLeftovers()
-            state.policyFilters.lastRefresh = now
-            logger.debug(
-                "policy filters refreshed",
-                metadata: [
-                    "ports-cleared": "\(cleared.ports)", "peer-words-written": "\(cleared.peerWords)",
-                    "duration": "\(ContinuousClock.now - now)",
-                ])
-        } catch {
-            logger.warning("refreshing the policy filters failed", metadata: ["error": "\(error)"])
         }
     }
 }

@@ -242,7 +242,7 @@ extension NodeAgent {
             // Not held in a variable: a second reference to the realized entries would copy them on the change.
             if !add.isEmpty || !remove.isEmpty || state.realized[endpoint.id]?.isEmpty ?? true {
                 try endpointDatapath.applyPolicy(endpoint.id, add: add, remove: remove, grown: true)
-                state.policyFilters.leftovers.add(withdrawn: PolicyMapLayout.exactKeys(remove))
+                policyFilters.withLock { $0.leftovers.add(withdrawn: PolicyMapLayout.exactKeys(remove)) }
                 if policy.changes != nil {
                     state.realized[endpoint.id, default: []].apply(upsert: add, remove: remove)
                 } else {

@@ -28,9 +28,6 @@ struct AgentState: Sendable {
     var hostAddresses: Set<IPAddress> = []
     /// Services by id (`Services/NodeAgent+Services.swift`); outside `version`, which nothing of them derives from.
     var services: [UInt32: Service] = [:]
-    /// The policy table's filter bits withdrawn keys may have left, until the next refresh
-    /// (`NodeAgent+PolicyFilters.swift`).
-    var policyFilters = PolicyFilterUpkeep()
 
     init(config: AgentConfig) {
         let filter = (try? config.identityIgnoredLabels.map { try LabelFilter(parsing: $0) }) ?? nil

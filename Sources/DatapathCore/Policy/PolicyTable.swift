@@ -153,59 +153,62 @@ public struct PolicyTable {
         return withdrawn
     }
 
-    /// Clears what `leftovers` names that no current key needs: each of its `na_ptable_ports` bits that no key
-    /// names, and each of its `na_ptable_peers` lines down to exactly the bits of the keys on its ports. `forEachKey`
-    /// visits every full-length key of every endpoint (those of the hashes, which the table holds again); it is
-    /// called once per `refreshLines` lines, so that what the refresh holds stays small however many lines withdrawn
-    /// keys touched. The caller holds off every other write of these keys meanwhile, so a key named after a visit
-    /// cannot lose its bits. A word a program reads meanwhile holds its old bits or its new ones, each with the bits
-    /// of every current key. Nothing is cleared while a restore has the filters incomplete (its `rebuild` makes them
-    /// exact). Returns how many port bits it cleared and how many peer words it wrote.
+    /// Clears what `leftovers` notes that no current key needs, then forgets it: each noted `na_ptable_ports` word
+    /// and `na_ptable_peers` line is rewritten to exactly the bits of the current keys. `forEachKey` visits every
+    /// full-length key of every endpoint (those of the hashes, which the table holds again); it is called once for
+    /// the ports and once per `refreshLines` lines that hold a noted one, and the words are computed in the
+    /// leftovers' own scratch, so a refresh allocates nothing. The caller holds off every other write of these keys
+    /// meanwhile, so a key named after a visit cannot lose its bits. A word a program reads meanwhile holds its old
+    /// bits or its new ones, each with the bits of every current key. Nothing is cleared while a restore has a filter
+    /// incomplete (its `rebuild` makes it exact). Returns how many port and peer words it wrote.
     @discardableResult
     public func refreshFilters(
-        _ leftovers: PolicyFilterLeftovers, forEachKey: ((na_policy_key) -> Void) -> Void
-    ) throws -> (ports: Int, peerWords: Int) {
-        var cleared = (ports: 0, peerWords: 0)
-        if let ports, !leftovers.ports.isEmpty, try ports.isComplete() {
-            var named: Set<UInt32> = []
+        _ leftovers: inout PolicyFilterLeftovers, forEachKey: ((na_policy_key) -> Void) -> Void
+    ) throws -> (portWords: Int, peerWords: Int) {
+        defer { leftovers.removeAll() }
+        guard !leftovers.isEmpty else { return (0, 0) }
+        var written = (portWords: 0, peerWords: 0)
+        if let ports, try ports.isComplete() {
             forEachKey { key in
                 let port = Self.portBit(key)
-                if leftovers.ports.contains(port) { named.insert(port) }
+                if leftovers.portWordNoted(port / 64) { leftovers.scratch[Int(port / 64)] |= 1 << UInt64(port % 64) }
             }
             try portWrites.withLock { _ in
-                let unnamed = try leftovers.ports.subtracting(named).filter(ports.isSet)
-                try ports.clear(Array(unnamed))
-                cleared.ports = unnamed.count
+                for word in UInt32(0)..<UInt32(NA_POLICY_PORTS_WORDS) where leftovers.portWordNoted(word) {
+                    if try ports.replace(word, leftovers.scratch[Int(word)]) { written.portWords += 1 }
+                }
             }
+            for index in leftovers.scratch.indices { leftovers.scratch[index] = 0 }
         }
-        guard let peers, try peers.isComplete() else { return cleared }
-        let lines = leftovers.peerLines.sorted()
-        for start in stride(from: 0, to: lines.count, by: Self.refreshLines) {
-            let chunk = lines[start..<min(start + Self.refreshLines, lines.count)]
-            var slot: [UInt32: Int] = [:]
-            for (offset, line) in chunk.enumerated() { slot[line] = offset * 8 }
-            var wanted = [UInt64](repeating: 0, count: chunk.count * 8)
+        guard let peers, try peers.isComplete() else { return written }
+        let lines = UInt32(NA_POLICY_PEERS_WORDS / 8)
+        for base in stride(from: UInt32(0), to: lines, by: Self.refreshLines) {
+            let end = min(base + UInt32(Self.refreshLines), lines)
+            guard (base..<end).contains(where: leftovers.peerLineNoted) else { continue }
             forEachKey { key in
                 let port = Self.portBit(key)
-                guard let base = slot[na_policy_peer_line(port)] else { return }
+                let line = na_policy_peer_line(port)
+                guard line >= base, line < end, leftovers.peerLineNoted(line) else { return }
                 let identity = UInt32(bigEndian: key.identity)
                 for which in UInt32(0)...1 {
                     let bit = na_policy_peer_bit(port, identity, which)
-                    wanted[base + Int(bit / 64 % 8)] |= 1 << UInt64(bit % 64)
+                    leftovers.scratch[Int(bit / 64 - base * 8)] |= 1 << UInt64(bit % 64)
                 }
             }
             try portWrites.withLock { _ in
-                for (offset, line) in chunk.enumerated() {
-                    for word in 0..<8 where try peers.replace(line * 8 + UInt32(word), wanted[offset * 8 + word]) {
-                        cleared.peerWords += 1
+                for line in base..<end where leftovers.peerLineNoted(line) {
+                    for word in line * 8..<line * 8 + 8
+                    where try peers.replace(word, leftovers.scratch[Int(word - base * 8)]) {
+                        written.peerWords += 1
                     }
                 }
             }
+            for index in leftovers.scratch.indices { leftovers.scratch[index] = 0 }
         }
-        return cleared
+        return written
     }
 
-    /// How many `na_ptable_peers` lines one pass of `refreshFilters` refreshes (8 words each: 64 KiB of them).
+    /// How many `na_ptable_peers` lines one pass of `refreshFilters` computes (8 words each: 64 KiB of them).
     public static let refreshLines = 1024
 
     /// `rebuild` from every endpoint's full-length entries at hand (tests and benchmarks).
