@@ -21,15 +21,13 @@ extension NodeAgent {
     /// A failure is logged and the leftovers forgotten: bits left set cost new flows a table read, never a verdict.
     func refreshPolicyFiltersIfDue(_ state: inout AgentState) {
         let realized = state.realized
-        let table: PolicyTable
-        do { table = try endpointDatapath.policyTable } catch { return }
         policyFilters.withLock { upkeep in
             guard !upkeep.leftovers.isEmpty else { return }
             let now = ContinuousClock.now
             if let last = upkeep.lastRefresh, now - last < upkeep.interval { return }
             upkeep.lastRefresh = now
             do {
-                let written = try table.refreshFilters(&upkeep.leftovers) { visit in
+                let written = try endpointDatapath.policyTable.refreshFilters(&upkeep.leftovers) { visit in
                     for entries in realized.values {
                         for entry in entries where PolicyMapLayout.isExact(entry.key) {
                             visit(PolicyMapLayout.key(entry.key))

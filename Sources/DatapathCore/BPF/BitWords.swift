@@ -63,11 +63,6 @@ public struct BitWords {
         return try map.lookup(completeWord) ?? 0 != 0
     }
 
-    /// Whether `bit` is set.
-    public func isSet(_ bit: UInt32) throws -> Bool {
-        try (map.lookup(bit / 64) ?? 0) & (1 << UInt64(bit % 64)) != 0
-    }
-
     /// Marks the map complete or not (no effect on a map without a complete word).
     public func setComplete(_ complete: Bool) throws {
         guard let completeWord else { return }
