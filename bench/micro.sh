@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Micro benchmark: BPF_PROG_TEST_RUN ns/packet of from_endpoint with 1, 10,000 and 100,000 policy entries and
 # identities (ipcache addresses), for a new connection (SYN: conntrack miss -> ipcache -> policy -> conntrack
-# create), an established one (ACK: conntrack hit), and a denied one, each pass sending a different packet per run
+# create), an established one (ACK: conntrack hit), and a denied one (also on a named port whose other peers came
+# and went, before and after the policy filters' refresh), each pass sending a different packet per run
 # so the maps are walked for many keys; plus new connections all to one destination (the maps as large, their
 # entries hot), which separates the cost of the maps' size from that of reaching many peers. The work is
 # Tests/DatapathCoreTests/MicroBenchmarkTests.swift, run in release mode; it loads its own unpinned copies of the

@@ -84,8 +84,15 @@ private enum MicroPass: String, CaseIterable {
     case newDeniedNamed = "new connection, denied, named port"
     /// SYNs of as many new flows, all to one address: the lookups' maps as large, but their entries hot in cache.
     case newOneDestination = "new connection, one destination"
+    /// SYN to a named port whose other peers came and went (`MicroBench.churn` keys written, then withdrawn): their
+    /// bits left in the peer filter's line make most peers look named, so the policy table's bucket is read.
+    case newDeniedChurned = "denied, named port, peers gone"
+    /// The same on a second such port after `PolicyTable.refreshFilters`: its line holds its one key's bits again.
+    case newDeniedRefreshed = "denied, named port, peers gone, refreshed"
 
-    var expectedVerdict: UInt32 { self == .newDenied || self == .newDeniedNamed ? 2 : 0 }  // TC_ACT_SHOT : TC_ACT_OK
+    var expectedVerdict: UInt32 {  // TC_ACT_SHOT : TC_ACT_OK
+        [.newDenied, .newDeniedNamed, .newDeniedChurned, .newDeniedRefreshed].contains(self) ? 2 : 0
+    }
 }
 
 /// Per-packet durations (ns) of one pass.
@@ -120,6 +127,10 @@ private final class MicroBench {
     /// A port one peer outside the spread ones is allowed on, so that it is named for every endpoint key lookup.
     static let namedPort: UInt16 = 9091
     static let namedPortIdentity: UInt32 = 999
+    /// How many other peers had keys on each of the two churned ports, withdrawn before the passes.
+    static let churn: UInt32 = 1000
+    /// The first identity of those peers: above every spread one.
+    static let churnIdentity: UInt32 = 900_000
 
     let entries: Int
     let flows: Int
@@ -143,6 +154,8 @@ private final class MicroBench {
     let ackOne: [[UInt8]]
     let denied: [[UInt8]]
     let deniedNamed: [[UInt8]]
+    let deniedChurned: [[UInt8]]
+    let deniedRefreshed: [[UInt8]]
     let arp: [UInt8]
 
     init(entries: Int, flows: Int, family: IPAddress.Family, label: String = "", elf: [UInt8]? = nil) throws {
@@ -225,6 +238,8 @@ private final class MicroBench {
             try cache.set(IPAddress(family: family, bytes: Self.address(index, family)), identity: identity)
         }
         tableEntries.append(Self.allow(Self.namedPortIdentity, port: Self.namedPort))
+        let (churned, refreshed) = Self.churnedPorts()
+        for port in [churned, refreshed] { tableEntries.append(Self.allow(Self.namedPortIdentity, port: port)) }
         for entry in tableEntries { try rules.update(entry.key, entry.value) }
         try TypedMap<UInt32, UInt32>(outer).update(Self.endpointID, UInt32(bitPattern: policy.fd))
         try TypedMap<UInt32, UInt32>(outerExact).update(Self.endpointID, UInt32(bitPattern: exactPolicy.fd))
@@ -232,10 +247,20 @@ private final class MicroBench {
         if let table = object.map(named: PolicyTable.name), let states = object.map(named: PolicyTable.stateName),
             let overflows = object.map(named: PolicyTable.overflowName)
         {
-            try PolicyTable(
+            let policyTable = try PolicyTable(
                 table: table, states: states, overflows: overflows, ports: object.map(named: PolicyTable.portsName),
-                peers: object.map(named: PolicyTable.peersName)
-            ).rebuild([Self.endpointID: tableEntries])
+                peers: object.map(named: PolicyTable.peersName))
+            try policyTable.rebuild([Self.endpointID: tableEntries])
+            // Peers that came and went on both churned ports: their keys written and withdrawn as a regeneration
+            // does, their bits left; then the second port's line refreshed.
+            for port in [churned, refreshed] {
+                let gone = (0..<Self.churn).map { Self.allow(Self.churnIdentity + $0, port: port) }
+                try policyTable.apply(endpoint: Self.endpointID, gone.map { ($0.key, $0.value) })
+                try policyTable.apply(endpoint: Self.endpointID, gone.map { ($0.key, nil) })
+            }
+            var leftovers = PolicyFilterLeftovers()
+            leftovers.add(withdrawn: (0..<Self.churn).map { Self.allow(Self.churnIdentity + $0, port: refreshed).key })
+            try policyTable.refreshFilters(&leftovers) { visit in tableEntries.forEach { visit($0.key) } }
         }
 
         // Flow k goes from its own source port to one of the listed addresses, spread over all of them.
@@ -263,10 +288,28 @@ private final class MicroBench {
         }
         denied = spreadSYNs(Self.deniedPort)
         deniedNamed = spreadSYNs(Self.namedPort)
+        deniedChurned = spreadSYNs(churned)
+        deniedRefreshed = spreadSYNs(refreshed)
         arp = MicroPacket.arp
     }
 
     deinit { ring_buffer__free(ringBuffer) }
+
+    /// Two ports above `namedPort` whose peer-filter lines are their own (not the spread peers' port's, not the named
+    /// port's, not each other's), so that only their own keys' bits are in them.
+    static func churnedPorts() -> (churned: UInt16, refreshed: UInt16) {
+        func line(_ port: UInt16) -> UInt32 {
+            na_policy_peer_line(na_policy_port_bit(UInt8(NA_DIR_EGRESS.rawValue), 6, port))
+        }
+        var taken: Set<UInt32> = [line(Self.port), line(Self.namedPort), line(Self.deniedPort)]
+        var ports: [UInt16] = []
+        var port = Self.namedPort
+        while ports.count < 2 {
+            port += 1
+            if taken.insert(line(port)).inserted { ports.append(port) }
+        }
+        return (ports[0], ports[1])
+    }
 
     /// A full-length egress key allowing `identity` on TCP `port`, its rule numbered as the identity.
     private static func allow(_ identity: UInt32, port: UInt16) -> (key: na_policy_key, value: na_policy_value) {
@@ -305,6 +348,8 @@ private final class MicroBench {
             return [Double(result.durationNs)]
         case .newDenied: return try each(denied, expect: pass.expectedVerdict)
         case .newDeniedNamed: return try each(deniedNamed, expect: pass.expectedVerdict)
+        case .newDeniedChurned: return try each(deniedChurned, expect: pass.expectedVerdict)
+        case .newDeniedRefreshed: return try each(deniedRefreshed, expect: pass.expectedVerdict)
         case .newOneDestination:
             for key in try conntrack.keys() { _ = try conntrack.delete(key: key) }
             return try each(synOne, expect: pass.expectedVerdict)
