@@ -204,7 +204,7 @@ final class DatapathHarness: Sendable {
         var value = try XCTUnwrap(map.lookup(key: bytesOf(index)))
         for slot in 0..<ways
         where Array(value[slot * stride + 4..<slot * stride + 4 + address.bytes.count]) == address.bytes {
-            value[slot * stride + 3] &= 0x7f  // NA_IPCACHE_V4_VALID: bit 31 of a little-endian word
+            value[slot * stride + 3] &= ~UInt8(NA_IPCACHE_V4_VALID >> 24)  // the top byte of a little-endian word
         }
         try map.update(key: bytesOf(index), value: value)
     }

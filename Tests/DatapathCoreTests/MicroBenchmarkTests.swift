@@ -253,13 +253,13 @@ private final class MicroBench {
             try policyTable.rebuild([Self.endpointID: tableEntries])
             // Peers that came and went on both churned ports: their keys written and withdrawn as a regeneration
             // does, their bits left; then the second port's line refreshed.
+            var leftovers = PolicyFilterLeftovers()
             for port in [churned, refreshed] {
                 let gone = (0..<Self.churn).map { Self.allow(Self.churnIdentity + $0, port: port) }
                 try policyTable.apply(endpoint: Self.endpointID, gone.map { ($0.key, $0.value) })
                 try policyTable.apply(endpoint: Self.endpointID, gone.map { ($0.key, nil) })
+                if port == refreshed { leftovers.add(withdrawn: gone.map(\.key)) }
             }
-            var leftovers = PolicyFilterLeftovers()
-            leftovers.add(withdrawn: (0..<Self.churn).map { Self.allow(Self.churnIdentity + $0, port: refreshed).key })
             try policyTable.refreshFilters(&leftovers) { visit in tableEntries.forEach { visit($0.key) } }
         }
 
@@ -298,9 +298,7 @@ private final class MicroBench {
     /// Two ports above `namedPort` whose peer-filter lines are their own (not the spread peers' port's, not the named
     /// port's, not each other's), so that only their own keys' bits are in them.
     static func churnedPorts() -> (churned: UInt16, refreshed: UInt16) {
-        func line(_ port: UInt16) -> UInt32 {
-            na_policy_peer_line(na_policy_port_bit(UInt8(NA_DIR_EGRESS.rawValue), 6, port))
-        }
+        func line(_ port: UInt16) -> UInt32 { na_policy_peer_line(PolicyTable.portBit(allow(0, port: port).key)) }
         var taken: Set<UInt32> = [line(Self.port), line(Self.namedPort), line(Self.deniedPort)]
         var ports: [UInt16] = []
         var port = Self.namedPort

@@ -169,6 +169,7 @@ public struct PolicyTable {
         guard !leftovers.isEmpty else { return (0, 0) }
         var written = (portWords: 0, peerWords: 0)
         if let ports, try ports.isComplete() {
+            Self.zero(&leftovers.scratch)
             forEachKey { key in
                 let port = Self.portBit(key)
                 if leftovers.portWordNoted(port / 64) { leftovers.scratch[Int(port / 64)] |= 1 << UInt64(port % 64) }
@@ -178,13 +179,13 @@ public struct PolicyTable {
                     if try ports.replace(word, leftovers.scratch[Int(word)]) { written.portWords += 1 }
                 }
             }
-            for index in leftovers.scratch.indices { leftovers.scratch[index] = 0 }
         }
         guard let peers, try peers.isComplete() else { return written }
         let lines = UInt32(NA_POLICY_PEERS_WORDS / 8)
         for base in stride(from: UInt32(0), to: lines, by: Self.refreshLines) {
             let end = min(base + UInt32(Self.refreshLines), lines)
             guard (base..<end).contains(where: leftovers.peerLineNoted) else { continue }
+            Self.zero(&leftovers.scratch)
             forEachKey { key in
                 let port = Self.portBit(key)
                 let line = na_policy_peer_line(port)
@@ -203,9 +204,13 @@ public struct PolicyTable {
                     }
                 }
             }
-            for index in leftovers.scratch.indices { leftovers.scratch[index] = 0 }
         }
         return written
+    }
+
+    /// Zeroes a refresh's words before a pass computes in them (a pass that threw left its own there).
+    private static func zero(_ words: inout [UInt64]) {
+        for index in words.indices { words[index] = 0 }
     }
 
     /// How many `na_ptable_peers` lines one pass of `refreshFilters` computes (8 words each: 64 KiB of them).
