@@ -53,14 +53,15 @@ verify_units
 # The tests in two groups at once, each test in its own namespaces, pins and ports: the long suites (thousands of
 # endpoints; the cluster suites with real etcd members and lease expiries; the agent restarts; the CNI and HTTP
 # enforcement suites with their servers and timeouts) spend most of their time waiting on the kernel, etcd and
-# timeouts rather than on the cores, so they run beside the rest. They run from the test bundle
+# timeouts rather than on the cores, so they run beside the rest. Schemathesis (a few minutes of generated API
+# requests) goes with them, which keeps the two groups about as long as each other. They run from the test bundle
 # itself, since a second `swift test` would wait for the first's lock on the build directory. Arguments (e.g.
 # --filter X) run one `swift test` as given instead.
 if [ $# -gt 0 ]; then
     exec swift test --skip-build "$@"
 fi
 slow='BadInputTests|Cluster[A-Za-z]*Tests|EtcdClientTests|NetlinkTests|RestartTests|CNITests|HTTPPolicyTests'
-slow="$slow|L7EnforcementTests"
+slow="$slow|L7EnforcementTests|SchemathesisTests"
 bundle="$(swift build --show-bin-path)/nodeagentPackageTests.xctest"
 slow_classes=$("$bundle" --list-tests | grep -E "^[A-Za-z0-9_]+\.[A-Za-z0-9_]+/" | grep -E "$slow" | sed 's|/.*||' | sort -u |
     paste -sd, -)
