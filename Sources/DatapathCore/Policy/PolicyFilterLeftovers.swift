@@ -13,7 +13,7 @@ public struct PolicyFilterLeftovers: Sendable {
     /// A bit per `na_ptable_peers` line of 8 words (as `na_policy_peer_line` numbers them).
     private(set) var peerLines = [UInt64](repeating: 0, count: Int(NA_POLICY_PEERS_WORDS) / 8 / 64)
     /// The words a refresh computes: every port word, or `PolicyTable.refreshLines` peer lines at a time.
-    var scratch = [UInt64](repeating: 0, count: Int(NA_POLICY_PORTS_WORDS))
+    private var scratch = [UInt64](repeating: 0, count: Int(NA_POLICY_PORTS_WORDS))
     public private(set) var isEmpty = true
 
     public init() {}
@@ -39,9 +39,22 @@ public struct PolicyFilterLeftovers: Sendable {
 
     /// Forgets everything noted, in place.
     mutating func removeAll() {
-        for index in portWords.indices { portWords[index] = 0 }
-        for index in peerLines.indices { peerLines[index] = 0 }
+        Self.zero(&portWords)
+        Self.zero(&peerLines)
         isEmpty = true
+    }
+
+    /// Zeroes the refresh's words before a pass computes in them (a pass that threw left its own there).
+    mutating func clearScratch() { Self.zero(&scratch) }
+
+    /// Sets `bit` in the refresh's words, whose first is word `first` of the map being refreshed.
+    mutating func markScratch(_ bit: UInt32, fromWord first: UInt32 = 0) { Self.set(bit - first * 64, in: &scratch) }
+
+    /// The refresh's value for word `word` of the map, its words starting at `first`.
+    func scratchWord(_ word: UInt32, fromWord first: UInt32 = 0) -> UInt64 { scratch[Int(word - first)] }
+
+    private static func zero(_ words: inout [UInt64]) {
+        for index in words.indices { words[index] = 0 }
     }
 
     private static func set(_ bit: UInt32, in words: inout [UInt64]) {

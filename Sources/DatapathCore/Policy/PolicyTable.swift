@@ -169,14 +169,14 @@ public struct PolicyTable {
         guard !leftovers.isEmpty else { return (0, 0) }
         var written = (portWords: 0, peerWords: 0)
         if let ports, try ports.isComplete() {
-            Self.zero(&leftovers.scratch)
+            leftovers.clearScratch()
             forEachKey { key in
                 let port = Self.portBit(key)
-                if leftovers.portWordNoted(port / 64) { leftovers.scratch[Int(port / 64)] |= 1 << UInt64(port % 64) }
+                if leftovers.portWordNoted(port / 64) { leftovers.markScratch(port) }
             }
             try portWrites.withLock { _ in
                 for word in UInt32(0)..<UInt32(NA_POLICY_PORTS_WORDS) where leftovers.portWordNoted(word) {
-                    if try ports.replace(word, leftovers.scratch[Int(word)]) { written.portWords += 1 }
+                    if try ports.replace(word, leftovers.scratchWord(word)) { written.portWords += 1 }
                 }
             }
         }
@@ -185,32 +185,26 @@ public struct PolicyTable {
         for base in stride(from: UInt32(0), to: lines, by: Self.refreshLines) {
             let end = min(base + UInt32(Self.refreshLines), lines)
             guard (base..<end).contains(where: leftovers.peerLineNoted) else { continue }
-            Self.zero(&leftovers.scratch)
+            leftovers.clearScratch()
             forEachKey { key in
                 let port = Self.portBit(key)
                 let line = na_policy_peer_line(port)
                 guard line >= base, line < end, leftovers.peerLineNoted(line) else { return }
                 let identity = UInt32(bigEndian: key.identity)
                 for which in UInt32(0)...1 {
-                    let bit = na_policy_peer_bit(port, identity, which)
-                    leftovers.scratch[Int(bit / 64 - base * 8)] |= 1 << UInt64(bit % 64)
+                    leftovers.markScratch(na_policy_peer_bit(port, identity, which), fromWord: base * 8)
                 }
             }
             try portWrites.withLock { _ in
                 for line in base..<end where leftovers.peerLineNoted(line) {
                     for word in line * 8..<line * 8 + 8
-                    where try peers.replace(word, leftovers.scratch[Int(word - base * 8)]) {
+                    where try peers.replace(word, leftovers.scratchWord(word, fromWord: base * 8)) {
                         written.peerWords += 1
                     }
                 }
             }
         }
         return written
-    }
-
-    /// Zeroes a refresh's words before a pass computes in them (a pass that threw left its own there).
-    private static func zero(_ words: inout [UInt64]) {
-        for index in words.indices { words[index] = 0 }
     }
 
     /// How many `na_ptable_peers` lines one pass of `refreshFilters` computes (8 words each: 64 KiB of them).
