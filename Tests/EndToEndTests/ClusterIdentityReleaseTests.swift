@@ -74,6 +74,82 @@ final class ClusterIdentityReleaseTests: EndToEndTestCase {
         XCTAssertEqual(try agents[0].api(.GET, "/v1/endpoint/1").json?["identity"]?["id"]?.intValue, id)
     }
 
+    /// The store releases a number before this node's watch has delivered the release, and then gives it to labels
+    /// this node asks a number for: the node takes the store's answer over its stale copy, and the number's new pod
+    /// gets none of the rights the old labels had, before the watch catches up and after.
+    func testANumberReleasedBeforeTheNodeSawItGoesToNewLabelsWithoutTheOldLabelsRights() throws {
+        let cluster = try makeCluster(nodes: 1)
+        let etcd = try makeEtcd(members: 1, on: cluster)
+        let node = cluster.nodes[0]
+        let agent = try XCTUnwrap(
+            try startClusterAgents(
+                on: cluster, etcd: etcd, options: ["identity-gc-interval": "200ms", "identity-gc-grace": "1500ms"]
+            ).first)
+        let root = "nodeagent/na\(cluster.tag)/identities/"
+        let db = try node.addPod(namespace: "gc", name: "db", dualStack: false)
+        try agent.registerEndpoint(id: 1, pod: db, labels: ["k8s:app=db"])
+        _ = try TCPServer(on: db, port: 5432, in: node)
+        let put = try agent.api(.PUT, "/v1/policy", .array([Self.trustedToDB]))
+        let revision = try XCTUnwrap(put.json?["revision"]?.intValue, "PUT /v1/policy: \(put)")
+        try eventually("policy revision \(revision)") {
+            try agent.getJSON("/v1/policy")["revision"]?.intValue == revision
+        }
+        try agent.waitForPolicyRevision()
+        let trusted = try node.addPod(namespace: "gc", name: "trusted", dualStack: false)
+        let old = try XCTUnwrap(
+            try agent.registerEndpoint(id: 2, pod: trusted, labels: ["k8s:app=trusted"])["identity"]?["id"]?.intValue)
+        assertReachability([Probe(from: trusted, to: db, port: 5432, .passes)], "the trusted pod, before")
+
+        // The node's watches go quiet: what etcd sends on the connections open now is dropped in its namespace.
+        let quiet = try EtcdWatchBlock(in: node.nodeNetns)
+        let deleted = try agent.api(.DELETE, "/v1/endpoint/2")
+        XCTAssertTrue((200..<300).contains(deleted.status), "\(deleted)")
+        try eventually("identity \(old) released in etcd") {
+            try etcd.get(root + "id/\(old)", from: node.nodeNetns) == nil
+        }
+        XCTAssertEqual(
+            try agent.getJSON("/v1/identity/\(old)")["labels"]?.arrayValue?.contains(.string("k8s:app=trusted")), true,
+            "the node has not seen the release")
+
+        let intruder = try node.addPod(namespace: "gc", name: "intruder", dualStack: false)
+        let taken = try agent.registerEndpoint(id: 3, pod: intruder, labels: ["k8s:app=intruder"])
+        XCTAssertEqual(taken["identity"]?["id"]?.intValue, old, "the store's lowest free number: the released one")
+        assertReachability(
+            [Probe(from: intruder, to: db, port: 5432, .dropped)], "the number's new pod, before the watch caught up")
+
+        // Once a number written after the release is known here, the watch has delivered the release before it.
+        try quiet.lift()
+        try etcd.put(root + "id/60000", #"{"labels": ["k8s:app=marker"]}"#, from: node.nodeNetns)
+        try eventually("the watch caught up", timeout: 20) {
+            try agent.api(.GET, "/v1/identity/60000").status == 200
+        }
+        let labels = try agent.getJSON("/v1/identity/\(old)")["labels"]?.arrayValue?.compactMap(\.stringValue)
+        XCTAssertEqual(labels, ["k8s:app=intruder", "k8s:io.kubernetes.pod.namespace=gc"])
+        let again = try node.addPod(namespace: "gc", name: "trusted-again", dualStack: false)
+        let renumbered = try agent.registerEndpoint(id: 4, pod: again, labels: ["k8s:app=trusted"])
+        XCTAssertNotEqual(renumbered["identity"]?["id"]?.intValue, old, "the trusted labels get another number")
+        assertReachability(
+            [
+                Probe(from: intruder, to: db, port: 5432, .dropped),
+                Probe(from: again, to: db, port: 5432, .passes),
+            ], "after the watch caught up")
+    }
+
+    /// Ingress to `app=db` of namespace `gc` on TCP 5432, from `app=trusted` only.
+    private static let trustedToDB: JSON = [
+        "apiVersion": "cilium.io/v2", "kind": "CiliumNetworkPolicy",
+        "metadata": ["name": "trusted-to-db", "namespace": "gc"],
+        "spec": [
+            "endpointSelector": ["matchLabels": ["app": "db"]],
+            "ingress": [
+                [
+                    "fromEndpoints": [["matchLabels": ["app": "trusted"]]],
+                    "toPorts": [["ports": [["port": "5432", "protocol": "TCP"]]]],
+                ]
+            ],
+        ],
+    ]
+
     private func eventually(_ what: String, timeout: TimeInterval = 10, _ condition: () throws -> Bool) throws {
         let deadline = Date() + timeout
         while Date() < deadline {

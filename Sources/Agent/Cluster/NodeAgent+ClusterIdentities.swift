@@ -9,14 +9,24 @@ extension NodeAgent {
     /// Makes sure `labels` have a number before an endpoint acquires them: a label set new to the cluster is
     /// allocated in etcd (503 naming etcd when it cannot be reached; nothing is applied then). Known label sets,
     /// and every standalone agent, need nothing.
-    func prepareIdentity(for labels: LabelSet, _ state: inout AgentState) throws {
-        guard let cluster else { return }
+    ///
+    /// The allocation is what the store holds now, so it wins over this node's mirror like a list does: the store
+    /// may have released a number and given it to these labels before the watch delivered the release here. The
+    /// identities it replaces are returned: endpoints whose rules selected them must lose their entries.
+    func prepareIdentity(for labels: LabelSet, _ state: inout AgentState) throws -> [Identity] {
+        guard let cluster else { return [] }
         let filtered = state.identities.filter.apply(labels)
-        if state.identities.identity(labels: filtered) != nil { return }
+        if state.identities.identity(labels: filtered) != nil { return [] }
         let identity = try cluster.identities.allocate(filtered)
-        try state.identities.learn(identity)
+        let (_, replaced) = try state.identities.learnFromStore(identity)
         cluster.logger.info(
             "cluster identity allocated", metadata: ["identity": "\(identity.id)", "labels": "\(filtered)"])
+        for gone in replaced {
+            cluster.logger.info(
+                "cluster identity replaced: released and numbered again before this node saw the release",
+                metadata: ["identity": "\(gone.id)", "labels": "\(gone.labels)"])
+        }
+        return replaced
     }
 
     /// Applies the cluster's identities (a list, or one change of the watch) and regenerates the endpoints whose

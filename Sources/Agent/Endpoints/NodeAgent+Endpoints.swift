@@ -88,10 +88,10 @@ extension NodeAgent {
     private func realize(
         id: UInt32, request: EndpointChangeRequest, ifindex: Int32, previous: Endpoint?, state: inout AgentState
     ) throws -> Endpoint {
-        try prepareIdentity(for: request.labels, &state)
+        let replaced = try prepareIdentity(for: request.labels, &state)
         let identity = try state.identities.acquire(request.labels)
         // Identities that appear or go away with this change: peers of other endpoints' rules.
-        var peersChanged = state.identities.references(identity.id) == 1 ? [identity] : []
+        var peersChanged = replaced + (state.identities.references(identity.id) == 1 ? [identity] : [])
         var unknownPeerChanged = false
         var endpoint = Endpoint(
             id: id, interfaceName: request.interfaceName, ifindex: ifindex, ipv4: request.ipv4, ipv6: request.ipv6,
