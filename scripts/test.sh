@@ -50,34 +50,46 @@ verify_units() {
 }
 verify_units
 
-# The tests in two groups at once, each test in its own namespaces, pins and ports: the long suites (thousands of
-# endpoints; the cluster suites with real etcd members and lease expiries; the agent restarts; the CNI and HTTP
-# enforcement suites with their servers and timeouts) spend most of their time waiting on the kernel, etcd and
-# timeouts rather than on the cores, so they run beside the rest. Schemathesis (a few minutes of generated API
-# requests) goes with them, which keeps the two groups about as long as each other. They run from the test bundle
-# itself, since a second `swift test` would wait for the first's lock on the build directory. Arguments (e.g.
-# --filter X) run one `swift test` as given instead.
+# The test classes run from the test bundle itself, NODEAGENT_TEST_JOBS of them at once (3 by default), each test in
+# its own namespaces, pins and ports: most suites spend their time waiting on the kernel, etcd, agent restarts and
+# the timeouts of dropped connections rather than on the cores. The longest classes start first so that none is left
+# to run alone at the end; the rest follow in name order. Arguments (e.g. --filter X) run one `swift test` as given
+# instead.
 if [ $# -gt 0 ]; then
     exec swift test --skip-build "$@"
 fi
-slow='BadInputTests|Cluster[A-Za-z]*Tests|EtcdClientTests|NetlinkTests|RestartTests|CNITests|HTTPPolicyTests'
-slow="$slow|L7EnforcementTests|SchemathesisTests"
+longest='SchemathesisTests RestartTests BadInputTests ClusterResilienceTests CNITests L7EnforcementTests
+    ClusterPolicyTests NetworkPolicyTests EndpointAPITests SocketLoadBalancerTests PolicySemanticsTests'
 bundle="$(swift build --show-bin-path)/nodeagentPackageTests.xctest"
-slow_classes=$("$bundle" --list-tests | grep -E "^[A-Za-z0-9_]+\.[A-Za-z0-9_]+/" | grep -E "$slow" | sed 's|/.*||' | sort -u |
-    paste -sd, -)
+classes=$("$bundle" --list-tests | grep -E "^[A-Za-z0-9_]+\.[A-Za-z0-9_]+/" | sed 's|/.*||' | sort -u)
+ordered=$(
+    for name in $longest; do grep -E "\.$name\$" <<<"$classes"; done
+    grep -v -E "\.($(tr -s ' \n' '|' <<<"$longest" | sed 's/^|//; s/|$//'))\$" <<<"$classes" || true
+)
 logs=$(mktemp -d)
-"$bundle" "$slow_classes" >"$logs/slow.log" 2>&1 &
-slow_pid=$!
-status=0
-swift test --skip-build --skip "$slow" >"$logs/rest.log" 2>&1 || status=$?
-wait "$slow_pid" || status=$?
-for group in rest slow; do
-    echo "=== tests: $group"
-    cat "$logs/$group.log"
+# Each class writes its own log; a failing one is named in $logs/failed.
+run_class() {
+    "$1" "$2" >"$3/$2.log" 2>&1 || echo "$2" >>"$3/failed"
+}
+export -f run_class
+xargs -P "${NODEAGENT_TEST_JOBS:-3}" -I{} bash -c 'run_class "$0" "$1" "$2"' "$bundle" {} "$logs" <<<"$ordered"
+tests=0
+failures=0
+for class in $ordered; do
+    echo "=== tests: $class"
+    cat "$logs/$class.log"
+    summary=$(grep -E "Executed [0-9]+ tests?, with" "$logs/$class.log" | tail -1 || true)
+    count=$(grep -oE "Executed [0-9]+" <<<"$summary" | grep -oE "[0-9]+" || echo 0)
+    failed=$(grep -oE "[0-9]+ failures?" <<<"$summary" | grep -oE "^[0-9]+" || echo 0)
+    tests=$((tests + count))
+    failures=$((failures + failed))
 done
 echo "=== totals"
-for group in rest slow; do
-    echo "$group: $(grep "Executed [0-9]* tests" "$logs/$group.log" | tail -1 | sed 's/^[[:space:]]*//')"
-done
+echo "Executed $tests tests in $(wc -l <<<"$ordered") classes, with $failures failures"
+status=0
+if [ -s "$logs/failed" ]; then
+    echo "failed classes: $(paste -sd' ' "$logs/failed")"
+    status=1
+fi
 rm -rf "$logs"
 exit "$status"
