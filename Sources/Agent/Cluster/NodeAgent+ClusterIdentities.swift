@@ -18,15 +18,26 @@ extension NodeAgent {
         let filtered = state.identities.filter.apply(labels)
         if state.identities.identity(labels: filtered) != nil { return [] }
         let identity = try cluster.identities.allocate(filtered)
-        let (_, replaced) = try state.identities.learnFromStore(identity)
+        let (_, replaced) = try learnFromStore(identity, cluster, &state)
         cluster.logger.info(
             "cluster identity allocated", metadata: ["identity": "\(identity.id)", "labels": "\(filtered)"])
-        for gone in replaced {
+        return replaced
+    }
+
+    /// `IdentityAllocator.learnFromStore`, logging each identity the store's answer replaced here: released and
+    /// numbered again before this node saw the release (its watch was behind, lost, or the node was away).
+    private func learnFromStore(_ identity: Identity, _ cluster: ClusterMode, _ state: inout AgentState)
+        throws(AgentError) -> (learned: Bool, replaced: [Identity])
+    {
+        let result = try state.identities.learnFromStore(identity)
+        for gone in result.replaced {
             cluster.logger.info(
                 "cluster identity replaced: released and numbered again before this node saw the release",
-                metadata: ["identity": "\(gone.id)", "labels": "\(gone.labels)"])
+                metadata: [
+                    "identity": "\(gone.id)", "labels": "\(gone.labels)", "now": "\(identity.id) \(identity.labels)",
+                ])
         }
-        return replaced
+        return result
     }
 
     /// Applies the cluster's identities (a list, or one change of the watch) and regenerates the endpoints whose
@@ -41,15 +52,7 @@ extension NodeAgent {
                     return
                 }
                 do {
-                    let (learned, replaced) = try state.identities.learnFromStore(identity)
-                    for gone in replaced {
-                        cluster.logger.info(
-                            "cluster identity replaced: released and numbered again while this node did not watch",
-                            metadata: [
-                                "identity": "\(gone.id)", "labels": "\(gone.labels)",
-                                "now": "\(identity.id) \(identity.labels)",
-                            ])
-                    }
+                    let (learned, replaced) = try learnFromStore(identity, cluster, &state)
                     changed += replaced
                     if learned { changed.append(identity) }
                 } catch {
