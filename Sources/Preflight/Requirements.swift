@@ -91,7 +91,7 @@ public enum Requirements {
         map(
             BPF_MAP_TYPE_ARRAY, [.core, .nat],
             "na_config, na_nat_config, na_ep_slots, na_lb_ports, na_ipcache_v4, na_ipcache_v6, na_ptable, "
-                + "na_ptable_ep, na_ptable_ovf, na_ptable_ports, na_ptable_peers"),
+                + "na_ptable_ep, na_ptable_ovf, na_ptable_ports, na_ptable_peers, na_ptable_bits"),
         map(BPF_MAP_TYPE_HASH_OF_MAPS, [.core], "na_policy, one policy map per endpoint"),
         map(BPF_MAP_TYPE_LPM_TRIE, [.core, .cidrPolicy, .nat], "na_ipcache, the policy maps, na_nat_cluster"),
         map(BPF_MAP_TYPE_LRU_HASH, [.core, .conntrackGC, .nat], "na_ct, na_drop_agg, na_frags, na_nat"),

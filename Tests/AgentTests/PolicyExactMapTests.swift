@@ -230,4 +230,35 @@ final class PolicyExactMapTests: XCTestCase {
         XCTAssertEqual(Set(bits), Set(keys.flatMap(PolicyTable.peerBits).map { Int64($0) }))
         XCTAssertEqual(entries.filter { $0["value"]?["complete"] == .bool(true) }.count, 1)
     }
+
+    /// The policy blocks through `GET /v1/map/na_ptable_bits`: each valid block as its endpoint's key and verdict,
+    /// with the identities whose bits are set; a key of another rule in the same group is no bit of the block.
+    func testPolicyBlocksReadBackAsTheirKeyAndIdentities() throws {
+        CoreMapDecoders.register(on: datapath, ruleName: { $0 == 4 ? "web" : nil })
+        func key(_ identity: UInt32) -> na_policy_key {
+            na_policy_key(
+                prefixlen: UInt32(NA_POLICY_PREFIX_PORT), identity: identity.bigEndian,
+                direction: UInt8(NA_DIR_INGRESS.rawValue), protocol: IPProtocol.tcp, dport: UInt16(80).bigEndian)
+        }
+        let web = na_policy_value(rule_id: 4, flags: 0)
+        try PolicyTable(datapath: datapath).rebuild([
+            7: [(key(1000), web), (key(1001), web), (key(1002), na_policy_value(rule_id: 5, flags: 0))]
+        ])
+        let response = Router(routes: MapRoutes(datapath: datapath).routes).route(
+            APIRequest(method: .GET, path: "/v1/map/na_ptable_bits", query: [:]))
+        XCTAssertEqual(response.status, 200)
+        let entries = try JSON.parse(response.body)["entries"]?.arrayValue ?? []
+        XCTAssertEqual(entries.count, 1, "free slots are left out")
+        let value = try XCTUnwrap(entries.first?["value"])
+        XCTAssertEqual(value["endpoint-id"], .int(7))
+        XCTAssertEqual(value["direction"], "ingress")
+        XCTAssertEqual(value["protocol"], "TCP")
+        XCTAssertEqual(value["port"], .int(80))
+        XCTAssertEqual(value["verdict"], "allow")
+        XCTAssertEqual(value["rule"], "web")
+        XCTAssertEqual(value["identities"], .array([.int(1000), .int(1001)]))
+        XCTAssertEqual(
+            entries.first?["key"]?["slot"],
+            .int(Int64(na_policy_block_of(7, 1000, na_policy_table_key(0, IPProtocol.tcp, UInt16(80).bigEndian)))))
+    }
 }

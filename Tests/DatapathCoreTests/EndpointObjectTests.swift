@@ -31,6 +31,7 @@ final class EndpointObjectTests: XCTestCase {
             "na_ptable_ovf": (.array, 4, 8, Int(NA_POLICY_TABLE_OVF_WORDS), 0),
             "na_ptable_ports": (.array, 4, 8, Int(NA_POLICY_PORTS_COMPLETE) + 1, 0),
             "na_ptable_peers": (.array, 4, 8, Int(NA_POLICY_PEERS_COMPLETE) + 1, 0),
+            "na_ptable_bits": (.array, 4, MemoryLayout<na_policy_block>.size, Int(NA_POLICY_BLOCKS), 0),
             "na_policy": (.hashOfMaps, 4, 4, 65535, 0),
             "na_policy_exact": (.hashOfMaps, 4, 4, 65535, 0),
             "na_ct": (.lruHash, MemoryLayout<na_ct_key>.size, MemoryLayout<na_ct_value>.size, 524_288, 0),

@@ -397,6 +397,22 @@ final class RestartTests: EndToEndTestCase {
         }
         XCTAssertEqual(
             Set(table.keys).subtracting(ids), [], "\(when): table entries of no endpoint", file: file, line: line)
+        // Every bit of a block is a key its endpoint's table (and so its hash) holds with the block's rule and
+        // verdict; a node of a few endpoints has blocks for its keys.
+        var bits = 0
+        for block in snapshot.maps["na_ptable_bits"] ?? [] {
+            var object = block["value"]?.objectValue ?? [:]
+            let id = object.removeValue(forKey: "endpoint-id")?.intValue ?? -1
+            for identity in object.removeValue(forKey: "identities")?.arrayValue ?? [] {
+                object["identity"] = identity
+                XCTAssertTrue(
+                    table[id]?.contains(JSON.object(object).serialized()) ?? false,
+                    "\(when): endpoint \(id)'s block bit \(JSON.object(object)) is no key of its table", file: file,
+                    line: line)
+                bits += 1
+            }
+        }
+        XCTAssertEqual(bits > 0, !table.isEmpty, "\(when): \(bits) block bits", file: file, line: line)
         // Every table entry's port is named in the port filter, which is complete (restored).
         let words = snapshot.maps["na_ptable_ports"] ?? []
         let named = Set(
@@ -418,8 +434,9 @@ final class RestartTests: EndToEndTestCase {
         return table.values.reduce(0) { $0 + $1.count }
     }
 
-    /// The maps beside the usual ones a snapshot takes here: the policy table's port and peer filters.
-    private static let filters: Set<String> = ["na_ptable_ports", "na_ptable_peers"]
+    /// The maps beside the usual ones a snapshot takes here: the policy table's port and peer filters and its
+    /// blocks.
+    private static let filters: Set<String> = ["na_ptable_ports", "na_ptable_peers", "na_ptable_bits"]
 
     /// "egress TCP 8080" for a policy key or a port filter entry.
     private static func port(_ entry: JSON, protocol: String) -> String {

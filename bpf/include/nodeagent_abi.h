@@ -354,6 +354,41 @@ static inline __u32 na_policy_table_bucket_of(__u32 ep_id, __u32 identity, __u32
 	return na_hash_mix32(h) >> (32 - NA_POLICY_TABLE_BUCKET_BITS);
 }
 
+/*
+ * na_ptable_bits: a bit per peer identity for the keys of one endpoint, key (na_policy_table_key) and group of
+ * 256 identities (identity >> 8) that share a rule and a verdict, in one 64-byte block read before na_ptable: a
+ * new flow of any of the group's peers finds its verdict in a line the group's other peers keep warm, where the
+ * table's bucket is one line per peer. A set bit says the endpoint's hash holds the key with the block's rule and
+ * verdict (set after the key is written, cleared before it leaves or changes); a clear bit says nothing, and the
+ * lookup goes on to na_ptable. meta is an na_policy_table_entry's (VALID, STALE, DENY and the key), read first;
+ * the rest only while VALID is set. A block's bits change in place; its tag never does: a block is withdrawn
+ * (STALE) when its last bit clears, and its slot serves another tag only after an RCU grace period.
+ *
+ * Slots come in pages of 64: an endpoint and key's groups of 16,384 identities share a page, each group in the slot
+ * its number picks there (rotated by the page's hash, so the pages' other tags take other slots). A tag whose slot
+ * holds another is left to na_ptable.
+ */
+#define NA_POLICY_BLOCK_PAGE_BITS 9
+#define NA_POLICY_BLOCKS (64U << NA_POLICY_BLOCK_PAGE_BITS)
+#define NA_POLICY_BLOCK_GROUP_BITS 8
+
+struct na_policy_block {
+	__u32 meta;     /* as na_policy_table_entry's */
+	__u32 ep_id;
+	__u32 group;    /* identity >> NA_POLICY_BLOCK_GROUP_BITS */
+	__u32 rule_id;
+	__u64 bits[4];  /* bit identity & 255: bits[(identity >> 6) & 3], bit identity & 63 */
+	__u64 pad[2];
+};
+
+/* The slot of a key's block in na_ptable_bits. */
+static inline __u32 na_policy_block_of(__u32 ep_id, __u32 identity, __u32 key)
+{
+	__u32 h = na_hash_mix32((identity >> 14) * 0x9E3779B1U ^ ep_id * 0x85EBCA77U ^ key * 0xC2B2AE3DU);
+
+	return (h >> (32 - NA_POLICY_BLOCK_PAGE_BITS)) << 6 | (((identity >> NA_POLICY_BLOCK_GROUP_BITS) + h) & 63);
+}
+
 /* Conntrack key: a 5-tuple as seen at the enforcement point plus direction. */
 struct na_ct_key {
 	__u8 saddr[16];

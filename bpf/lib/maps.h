@@ -116,6 +116,14 @@ struct {
 	__type(value, __u64);
 } na_ptable_ovf SEC(".maps");
 
+/* A bit per peer identity of an endpoint, key and group of 256 identities that share a verdict (nodeagent_abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, NA_POLICY_BLOCKS);
+	__type(key, __u32);
+	__type(value, struct na_policy_block);
+} na_ptable_bits SEC(".maps");
+
 /* A bit per direction, protocol and port some full-length key names (nodeagent_abi.h), then the complete word. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -56,6 +56,36 @@ static __always_inline int na_policy_table_find(__u32 index, __u32 ep_id, __u32 
 }
 
 /*
+ * The endpoint's entry for a full-length key from its block in na_ptable_bits (nodeagent_abi.h) into *value: 1
+ * when the block is the key's and has the peer's bit, 0 when not (na_ptable then answers). meta first, the rest
+ * only while its valid bit is set.
+ */
+static __always_inline int na_policy_block_find(__u32 ep_id, __u32 identity, __u32 key,
+						struct na_policy_value *value)
+{
+	__u32 index = na_policy_block_of(ep_id, identity, key);
+	const struct na_policy_block *block;
+	__u64 bits;
+	__u32 meta;
+
+	block = bpf_map_lookup_elem(&na_ptable_bits, &index);
+	if (!block)
+		return 0;
+	meta = *(volatile const __u32 *)&block->meta;
+	if ((meta & (NA_POLICY_TABLE_VALID | NA_POLICY_TABLE_KEY_MASK)) != (NA_POLICY_TABLE_VALID | key))
+		return 0;
+	if (*(volatile const __u32 *)&block->ep_id != ep_id ||
+	    *(volatile const __u32 *)&block->group != identity >> NA_POLICY_BLOCK_GROUP_BITS)
+		return 0;
+	bits = *(volatile const __u64 *)&block->bits[(identity >> 6) & 3];
+	if (!((bits >> (identity & 63)) & 1))
+		return 0;
+	value->rule_id = *(volatile const __u32 *)&block->rule_id;
+	value->flags = (meta & NA_POLICY_TABLE_DENY) ? NA_POLICY_DENY : 0;
+	return 1;
+}
+
+/*
  * Whether a miss in bucket index of na_ptable is a miss of the endpoint's hash too: the table holds every
  * full-length key of the endpoint's hash but those of overflowed buckets, and this one is not.
  */
@@ -119,7 +149,8 @@ static __always_inline bool na_policy_key_named(__u32 identity, __u8 dir, __u8 p
 /*
  * Looks up (identity, dir, proto, dport) in the endpoint's policy, then
  * the same for identity 0 (any peer). Each lookup returns its longest
- * matching prefix: the peer's full-length key from na_ptable, else from
+ * matching prefix: the peer's full-length key from its block in
+ * na_ptable_bits or from na_ptable, else from
  * the endpoint's hash (not looked at when the table holds all of its keys of
  * that bucket), else the trie's match; neither the table nor the hash when no
  * full-length key names the port, or the peer on it. A deny from either wins, then an allow from
@@ -149,7 +180,8 @@ static __always_inline int na_policy_check(__u32 ep_id, __u32 identity, __u8 dir
 	have = false;
 	hash = NULL;
 	if (na_policy_key_named(identity, dir, proto, dport)) {
-		have = na_policy_table_find(index, ep_id, identity, bits, &peer);
+		have = na_policy_block_find(ep_id, identity, bits, &peer) ||
+		       na_policy_table_find(index, ep_id, identity, bits, &peer);
 		if (!have && !na_policy_table_decides(ep_id, index))
 			hash = bpf_map_lookup_elem(&na_policy_exact, &ep_id);
 	}

@@ -70,6 +70,25 @@ enum CoreMapDecoders {
                 }
                 return (["bucket": .int(Int64(valueFrom(key, at: 0) as UInt32))], ["entries": .array(entries)])
             })
+        // Valid blocks only: each an endpoint's key (its identity left out) and verdict, and the identities of its
+        // group whose bits are set.
+        datapath.registerDecoder(
+            prefix: PolicyBlocks.name,
+            MapDecoder(omitting: { (valueFrom($0, at: 0) as UInt32) & UInt32(NA_POLICY_TABLE_VALID) == 0 }) {
+                key, value, _ in
+                let block: na_policy_block = valueFrom(value, at: 0)
+                let (policyKey, policyValue) = PolicyTable.policy(
+                    of: na_policy_table_entry(meta: block.meta, identity: 0, ep_id: block.ep_id, rule_id: block.rule_id)
+                )
+                var object = PolicyMapLayout.json(of: policyKey).objectValue ?? [:]
+                object["identity"] = nil
+                object["endpoint-id"] = .int(Int64(block.ep_id))
+                for (name, item) in PolicyMapLayout.json(of: policyValue, ruleName: ruleName).objectValue ?? [:] {
+                    object[name] = item
+                }
+                object["identities"] = .array(PolicyBlocks.identities(of: block).map { .int(Int64($0)) })
+                return (["slot": .int(Int64(valueFrom(key, at: 0) as UInt32))], .object(object))
+            })
         // Endpoint ids whose misses go on to their hash while the agent restores (complete ones, the rule, are left
         // out).
         datapath.registerDecoder(

@@ -21,6 +21,9 @@ private let portWrites = Mutex(())
 /// port no key names reads neither the table nor the hash. `na_ptable_peers`, a Bloom filter of the (port, peer
 /// identity) pairs the keys name, is kept the same way: a new flow of a peer no key names on a named port skips both
 /// as well.
+///
+/// In front of the table, `PolicyBlocks` (`na_ptable_bits`) holds a bit per peer of the keys that share a rule and
+/// verdict, 256 peers to a line; `apply`, `clear`, `suspend` and `rebuild` keep it with the table.
 public struct PolicyTable {
     public static let name = "na_ptable"
     public static let stateName = "na_ptable_ep"
@@ -35,16 +38,20 @@ public struct PolicyTable {
     private let ports: BitWords?
     /// nil for an object from before the map, as `ports`.
     private let peers: BitWords?
+    /// nil for an object from before the map, as `ports`.
+    private let blocks: PolicyBlocks?
 
     public init(datapath: Datapath) throws {
         try self.init(
             table: datapath.map(Self.name), states: datapath.map(Self.stateName),
             overflows: datapath.map(Self.overflowName), ports: datapath.map(Self.portsName),
-            peers: datapath.map(Self.peersName))
+            peers: datapath.map(Self.peersName), blocks: datapath.map(PolicyBlocks.name))
     }
 
     /// Over the maps of a loaded object (benchmarks and tests that load one without a `Datapath`).
-    public init(table: BPFMap, states: BPFMap, overflows: BPFMap, ports: BPFMap?, peers: BPFMap?) throws {
+    public init(
+        table: BPFMap, states: BPFMap, overflows: BPFMap, ports: BPFMap?, peers: BPFMap?, blocks: BPFMap? = nil
+    ) throws {
         self.table = try BucketTable(
             table, ways: Int(NA_POLICY_TABLE_WAYS), word: \.meta, valid: UInt32(NA_POLICY_TABLE_VALID),
             stale: UInt32(NA_POLICY_TABLE_STALE))
@@ -52,6 +59,7 @@ public struct PolicyTable {
         self.overflows = try BitWords(overflows)
         self.ports = try ports.map { try BitWords($0, words: UInt32(NA_POLICY_PORTS_WORDS)) }
         self.peers = try peers.map { try BitWords($0, words: UInt32(NA_POLICY_PEERS_WORDS)) }
+        self.blocks = try blocks.map { try PolicyBlocks($0) }
     }
 
     /// A key's bit in `na_ptable_ports`.
@@ -83,10 +91,15 @@ public struct PolicyTable {
     }
 
     /// Applies an endpoint's changes of full-length keys (`nil`: removed); a bucket one of them finds full gets its
-    /// overflow bit before any entry is withdrawn.
+    /// overflow bit before any entry is withdrawn. Block bits of keys removed or changed are cleared first, those of
+    /// the new values set last.
     public func apply(endpoint id: UInt32, _ changes: [(key: na_policy_key, value: na_policy_value?)]) throws {
-        try name(changes.filter { $0.value != nil }.map(\.key))
-        try table.apply(changes.map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
+        let write = {
+            try name(changes.filter { $0.value != nil }.map(\.key))
+            try table.apply(changes.map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
+        }
+        guard let blocks else { return try write() }
+        try blocks.apply(endpoint: id, changes, around: write)
     }
 
     /// Sets the bits of `keys` in `na_ptable_ports` and `na_ptable_peers` not set yet.
@@ -106,13 +119,15 @@ public struct PolicyTable {
     /// An endpoint id whose policy maps were emptied or removed: its entries are withdrawn, and the table holds all
     /// of nothing (`NA_POLICY_TABLE_COMPLETE`) for the next endpoint under the id.
     public func clear(endpoint id: UInt32, keys: [na_policy_key]) throws {
+        try blocks?.withdraw(endpoint: id, keys.map { ($0, nil) })
         try table.apply(keys.map { Self.change(endpoint: id, $0, nil) })
         try states.update(id, UInt32(NA_POLICY_TABLE_COMPLETE))
     }
 
     /// Start of a restore: until `rebuild`, every endpoint's miss goes on to its hash, as entries move and
-    /// regenerate.
+    /// regenerate, and no block answers (each is withdrawn: what an earlier agent left is not trusted).
     public func suspend() throws {
+        try blocks?.withdrawAll()
         try states.map.fill(bytesOf(UInt32(NA_POLICY_TABLE_UNKNOWN)))
         try ports?.setComplete(false)
         try peers?.setComplete(false)
@@ -123,7 +138,8 @@ public struct PolicyTable {
     /// (ids without an endpoint hold nothing). `holds` says whether an endpoint's policy has a key with that value;
     /// `entries` gives an endpoint's full-length entries, asked for one endpoint at a time so that the start of an
     /// agent with many endpoints never holds all of them at once. `na_ptable_ports` and `na_ptable_peers` end with
-    /// exactly the bits of those entries, and complete. Returns how many entries it withdrew.
+    /// exactly the bits of those entries, and complete; the blocks are withdrawn and written again from the same
+    /// entries. Returns how many entries it withdrew.
     @discardableResult
     public func rebuild(
         _ ids: [UInt32], holds: (UInt32, na_policy_key, na_policy_value) -> Bool,
@@ -135,15 +151,17 @@ public struct PolicyTable {
                 == index && holds(entry.ep_id, key, value)
         }
         try overflows.rewrite(exactly: [])
+        try blocks?.withdrawAll()
         var named: Set<UInt32> = []
         var pairs: [UInt32: UInt64] = [:]
-        for id in ids {
+        for id in ids.sorted() {
             let endpoint = entries(id)
             for (key, _) in endpoint {
                 named.insert(Self.portBit(key))
                 if peers != nil { for bit in Self.peerBits(key) { BitWords.insert(bit, into: &pairs) } }
             }
             try table.apply(endpoint.map { Self.change(endpoint: id, $0.key, $0.value) }, overflow: markOverflowed)
+            try blocks?.publish(endpoint: id, endpoint)
         }
         try states.map.fill(bytesOf(UInt32(NA_POLICY_TABLE_COMPLETE)))
         try portWrites.withLock { _ in
@@ -254,6 +272,11 @@ public struct PolicyTable {
         BucketTable<na_policy_table_entry>.entries(ofBucket: value).filter {
             $0.meta & UInt32(NA_POLICY_TABLE_VALID) != 0
         }
+    }
+
+    /// The valid blocks, by slot (nil for an object without them).
+    public func validBlocks() throws -> [(slot: UInt32, block: na_policy_block)] {
+        try blocks?.validBlocks() ?? []
     }
 
     /// The valid entries: endpoint, peer identity, direction, protocol, port, rule and whether it denies.
