@@ -11,7 +11,9 @@
 # kernel), from the same test build.
 #
 # Environment: SIZES (1,10000,100000), FLOWS (distinct packets per pass, 20000), ROUNDS (5), FAMILY (4 or 6: the
-# family of the endpoint's and its peers' addresses, 4), BENCH_OUT (directory
+# family of the endpoint's and its peers' addresses, 4), RULES (own,shared: each peer's key with a rule of its own,
+# and one rule selecting every peer, as a label or namespace selector does; each shape its own columns), BENCH_OUT
+# (directory
 # for the table and raw results), BENCH_NO_BUILD=1 (use the last test build), COMPARE ("label=commit,...": each
 # commit's endpoint object is compiled from its bpf/ and measured beside this build's in the same rounds).
 set -euo pipefail
@@ -22,6 +24,7 @@ COMPARE=${COMPARE:-}
 FLOWS=${FLOWS:-20000}
 ROUNDS=${ROUNDS:-5}
 FAMILY=${FAMILY:-4}
+RULES=${RULES:-own,shared}
 bench_init
 bench_packages python3
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
@@ -40,8 +43,8 @@ for item in ${COMPARE//,/ }; do
 done
 
 bench_log "machine: $(bench_machine)"
-bench_log "sizes $SIZES, $FLOWS IPv$FAMILY packets per pass, $ROUNDS rounds"
-NODEAGENT_BENCH_FAMILY=$FAMILY NODEAGENT_BENCH_SIZES=$SIZES NODEAGENT_BENCH_FLOWS=$FLOWS \
+bench_log "sizes $SIZES, $FLOWS IPv$FAMILY packets per pass, $ROUNDS rounds, rules: $RULES"
+NODEAGENT_BENCH_RULES=$RULES NODEAGENT_BENCH_FAMILY=$FAMILY NODEAGENT_BENCH_SIZES=$SIZES NODEAGENT_BENCH_FLOWS=$FLOWS \
     NODEAGENT_BENCH_ROUNDS=$ROUNDS \
     NODEAGENT_BENCH_OBJECTS=$OBJECTS NODEAGENT_BENCH_OUT=$BENCH_WORK/micro.tsv \
     bench_test MicroBenchmarkTests "$BENCH_WORK/test.log" \

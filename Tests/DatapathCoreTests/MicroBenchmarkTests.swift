@@ -14,7 +14,9 @@ import XCTest
 /// NODEAGENT_BENCH_OUT (a file that gets one tab-separated line per case, size and round), NODEAGENT_BENCH_OBJECTS
 /// ("label=path,..." of compiled endpoint objects, e.g. another commit's, each measured beside this build's in the
 /// same rounds: the way to compare two versions on a machine whose speed drifts), NODEAGENT_BENCH_FAMILY (4 or 6: the
-/// family of the endpoint's and the peers' addresses, default 4).
+/// family of the endpoint's and the peers' addresses, default 4), NODEAGENT_BENCH_RULES ("own", "shared" or both,
+/// comma-separated: whether each spread peer's key has a rule of its own, or one rule selects them all, as a label
+/// or namespace selector does; default "own").
 final class MicroBenchmarkTests: XCTestCase {
     func testFromEndpointCostAsPolicyGrows() throws {
         let env = ProcessInfo.processInfo.environment
@@ -24,6 +26,12 @@ final class MicroBenchmarkTests: XCTestCase {
         let rounds = Int(env["NODEAGENT_BENCH_ROUNDS"] ?? "") ?? 3
         let family: IPAddress.Family = env["NODEAGENT_BENCH_FAMILY"] == "6" ? .ipv6 : .ipv4
         XCTAssertFalse(sizes.isEmpty, "NODEAGENT_BENCH_SIZES names no size")
+        let shapes = try (env["NODEAGENT_BENCH_RULES"] ?? "own").split(separator: ",").map { name in
+            guard let shape = MicroRules(rawValue: String(name)) else {
+                throw MicroBenchError("NODEAGENT_BENCH_RULES: \(name) is neither own nor shared")
+            }
+            return shape
+        }
 
         var objects: [(label: String, elf: [UInt8]?)] = [("", nil)]
         for item in (env["NODEAGENT_BENCH_OBJECTS"] ?? "").split(separator: ",") {
@@ -38,9 +46,14 @@ final class MicroBenchmarkTests: XCTestCase {
         // (the memory its maps got, not its code): one is created first and kept, not measured.
         let unmeasured = try MicroBench(entries: 1, flows: 1, family: family)
         defer { withExtendedLifetime(unmeasured) {} }
-        let benches = try objects.flatMap { object in
-            try sizes.map {
-                try MicroBench(entries: $0, flows: flows, family: family, label: object.label, elf: object.elf)
+        let benches = try shapes.flatMap { rules in
+            try objects.flatMap { object in
+                try sizes.map {
+                    let label = [shapes.count > 1 ? rules.label : "", object.label].filter { !$0.isEmpty }
+                    return try MicroBench(
+                        entries: $0, flows: flows, family: family, rules: rules, label: label.joined(separator: ", "),
+                        elf: object.elf)
+                }
             }
         }
         let columns = benches.map(\.column)
@@ -61,6 +74,16 @@ final class MicroBenchmarkTests: XCTestCase {
             try report.tsv().write(toFile: path, atomically: true, encoding: .utf8)
         }
     }
+}
+
+/// The rules of the spread peers' keys.
+private enum MicroRules: String {
+    /// A rule per peer: no two keys share a rule, so no policy block holds two of them.
+    case own
+    /// One rule selects every spread peer (`MicroBench.sharedRule`).
+    case shared
+
+    var label: String { self == .own ? "rule per peer" : "one rule" }
 }
 
 /// What one pass sends, and the verdict each of its packets must get.
@@ -158,7 +181,13 @@ private final class MicroBench {
     let deniedRefreshed: [[UInt8]]
     let arp: [UInt8]
 
-    init(entries: Int, flows: Int, family: IPAddress.Family, label: String = "", elf: [UInt8]? = nil) throws {
+    /// The rule of every spread peer's key under `MicroRules.shared`: above every identity, so no rule of its own.
+    static let sharedRule: UInt32 = 2_000_000
+
+    init(
+        entries: Int, flows: Int, family: IPAddress.Family, rules shape: MicroRules = .own, label: String = "",
+        elf: [UInt8]? = nil
+    ) throws {
         self.entries = entries
         self.flows = flows
         self.family = family
@@ -234,7 +263,7 @@ private final class MicroBench {
             trie: ipcache, hosts: hosts, v4: object.map(named: IPCache.v4Name), v6: object.map(named: IPCache.v6Name))
         for index in 0..<entries {
             let identity = Self.firstIdentity + UInt32(index)
-            tableEntries.append(Self.allow(identity, port: Self.port))
+            tableEntries.append(Self.allow(identity, port: Self.port, rule: shape == .shared ? Self.sharedRule : nil))
             try cache.set(IPAddress(family: family, bytes: Self.address(index, family)), identity: identity)
         }
         tableEntries.append(Self.allow(Self.namedPortIdentity, port: Self.namedPort))
@@ -249,7 +278,7 @@ private final class MicroBench {
         {
             let policyTable = try PolicyTable(
                 table: table, states: states, overflows: overflows, ports: object.map(named: PolicyTable.portsName),
-                peers: object.map(named: PolicyTable.peersName))
+                peers: object.map(named: PolicyTable.peersName), blocks: object.map(named: PolicyBlocks.name))
             try policyTable.rebuild([Self.endpointID: tableEntries])
             // Peers that came and went on both churned ports: their keys written and withdrawn as a regeneration
             // does, their bits left; then the second port's line refreshed.
@@ -261,6 +290,11 @@ private final class MicroBench {
                 if port == refreshed { leftovers.add(withdrawn: gone.map(\.key)) }
             }
             try policyTable.refreshFilters(&leftovers) { visit in tableEntries.forEach { visit($0.key) } }
+            let blocks = try policyTable.validBlocks()
+            if !blocks.isEmpty {
+                let bits = blocks.reduce(0) { $0 + PolicyBlocks.identities(of: $1.block).count }
+                print("\(column): \(blocks.count) policy blocks hold \(bits) of \(tableEntries.count) keys")
+            }
         }
 
         // Flow k goes from its own source port to one of the listed addresses, spread over all of them.
@@ -309,10 +343,12 @@ private final class MicroBench {
         return (ports[0], ports[1])
     }
 
-    /// A full-length egress key allowing `identity` on TCP `port`, its rule numbered as the identity.
-    private static func allow(_ identity: UInt32, port: UInt16) -> (key: na_policy_key, value: na_policy_value) {
+    /// A full-length egress key allowing `identity` on TCP `port`, its rule `rule` (nil: numbered as the identity).
+    private static func allow(_ identity: UInt32, port: UInt16, rule: UInt32? = nil)
+        -> (key: na_policy_key, value: na_policy_value)
+    {
         var entry = PolicyEntry.egress(identity, Proto.tcp, port)
-        entry.ruleID = identity
+        entry.ruleID = rule ?? identity
         return (entry.key, entry.value)
     }
 
