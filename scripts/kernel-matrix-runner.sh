@@ -25,7 +25,7 @@ fixtures="$fixtures,DatapathCoreTests.RingBufferReaderTests,ConntrackGCTests.Dat
 fixtures="$fixtures,DatapathCoreTests.ServiceTranslationTests,AgentTests.MaglevDatapathTests"
 fixtures="$fixtures,AgentTests.LBFrontendPortsTests,DatapathCoreTests.EndpointSlotsTests"
 fixtures="$fixtures,DatapathCoreTests.IPCacheTableTests,DatapathCoreTests.IPCacheHostTests"
-fixtures="$fixtures,DatapathCoreTests.PolicyTableTests"
+fixtures="$fixtures,DatapathCoreTests.PolicyTableTests,DatapathCoreTests.PolicyBlocksTests"
 # The services' real-traffic suites: the socket hooks (which BPF_PROG_TEST_RUN cannot run) and the per-packet path,
 # and how tc programs attach (a tcx link from 6.6, a clsact filter before).
 services="AgentTests.SocketLoadBalancerTests,AgentTests.SocketTerminationTests,AgentTests.ServiceTCTranslationTests"
