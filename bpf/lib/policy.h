@@ -56,12 +56,14 @@ static __always_inline int na_policy_table_find(__u32 index, __u32 ep_id, __u32 
 }
 
 /*
- * The endpoint's entry for a full-length key from its block in na_ptable_bits (nodeagent_abi.h) into *value: 1
- * when the block is the key's and has the peer's bit, 0 when not (na_ptable then answers). meta first, the rest
- * only while its valid bit is set.
+ * The endpoint's entry for a full-length key from its block in na_ptable_bits (nodeagent_abi.h), packed: 0 when
+ * the key's slot holds no block of its tag or the block lacks the peer's bit (na_ptable then answers), else
+ * NA_POLICY_BLOCK_FOUND | deny << 32 | rule_id. meta first, the rest only while its valid bit is set. A global
+ * function, which the verifier checks once on its own: each caller sees a scalar, not the block's branches.
  */
-static __always_inline int na_policy_block_find(__u32 ep_id, __u32 identity, __u32 key,
-						struct na_policy_value *value)
+#define NA_POLICY_BLOCK_FOUND (1ULL << 63)
+
+__attribute__((noinline)) __u64 na_policy_block_find(__u32 ep_id, __u32 identity, __u32 key)
 {
 	__u32 index = na_policy_block_of(ep_id, identity, key);
 	const struct na_policy_block *block;
@@ -80,8 +82,20 @@ static __always_inline int na_policy_block_find(__u32 ep_id, __u32 identity, __u
 	bits = *(volatile const __u64 *)&block->bits[(identity >> 6) & 3];
 	if (!((bits >> (identity & 63)) & 1))
 		return 0;
-	value->rule_id = *(volatile const __u32 *)&block->rule_id;
-	value->flags = (meta & NA_POLICY_TABLE_DENY) ? NA_POLICY_DENY : 0;
+	return NA_POLICY_BLOCK_FOUND | (__u64)((meta & NA_POLICY_TABLE_DENY) != 0) << 32 |
+	       *(volatile const __u32 *)&block->rule_id;
+}
+
+/* The block's entry, unpacked into *value: 1 when found, as na_policy_table_find. */
+static __always_inline int na_policy_block_take(__u32 ep_id, __u32 identity, __u32 key,
+						struct na_policy_value *value)
+{
+	__u64 found = na_policy_block_find(ep_id, identity, key);
+
+	if (!(found & NA_POLICY_BLOCK_FOUND))
+		return 0;
+	value->rule_id = (__u32)found;
+	value->flags = (found >> 32) & NA_POLICY_DENY;
 	return 1;
 }
 
@@ -180,7 +194,7 @@ static __always_inline int na_policy_check(__u32 ep_id, __u32 identity, __u8 dir
 	have = false;
 	hash = NULL;
 	if (na_policy_key_named(identity, dir, proto, dport)) {
-		have = na_policy_block_find(ep_id, identity, bits, &peer) ||
+		have = na_policy_block_take(ep_id, identity, bits, &peer) ||
 		       na_policy_table_find(index, ep_id, identity, bits, &peer);
 		if (!have && !na_policy_table_decides(ep_id, index))
 			hash = bpf_map_lookup_elem(&na_policy_exact, &ep_id);
