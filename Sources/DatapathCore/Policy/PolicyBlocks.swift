@@ -15,8 +15,9 @@ private let blockWrites = Mutex(())
 /// Kept by `PolicyTable` beside the table: bits are cleared before a key leaves the hash or changes (`withdraw`), set
 /// after it is written (`publish`). A block's tag (endpoint, key, group), rule and verdict never change while it is
 /// valid: a key of another rule or verdict is left to the table, and a block whose last bit clears is withdrawn
-/// (stale) and its slot serves another tag only after an RCU grace period (`GracePeriods`). Slots go first come:
-/// a tag whose slot another holds is left to the table.
+/// (stale) and its slot serves another tag only after an RCU grace period (`GracePeriods`). Slots go first come
+/// (within one change, to the tag, rule and verdict most of its keys there share): a tag whose slot another holds is
+/// left to the table.
 public struct PolicyBlocks {
     public static let name = "na_ptable_bits"
 
@@ -39,6 +40,7 @@ public struct PolicyBlocks {
         public var bit: UInt32
     }
 
+    /// The place of endpoint `id`'s full-length key, as `na_policy_block_of` picks its slot.
     public static func place(endpoint id: UInt32, _ key: na_policy_key) -> Place {
         let identity = UInt32(bigEndian: key.identity)
         let bits = na_policy_table_key(key.direction, key.protocol, key.dport)
