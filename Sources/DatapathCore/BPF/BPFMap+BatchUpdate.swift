@@ -43,20 +43,24 @@ extension BPFMap {
     }
 
     /// Writes one `value` under every index of an array map below `count` (all of them by default), in batches of
-    /// 4,096 whose buffers are the only memory it takes: no array per entry, as `updateBatch` takes them.
+    /// at most 4,096 entries and 16 KiB of values, whose buffers are the only memory it takes: no array per entry,
+    /// as `updateBatch` takes them, and no buffer large enough to leave the heap larger after it.
     public func fill(_ value: [UInt8], count: Int? = nil) throws {
         let total = count ?? info.maxEntries
         guard info.keySize == 4, value.count == info.valueSize, valueCount == 1 else {
             throw AgentError.datapath("map \(name): fill needs an array map and a \(info.valueSize)-byte value")
         }
-        let values = [UInt8]((0..<min(total, 4096)).map { _ in value }.joined())
+        let batch = max(1, min(4096, 16384 / max(value.count, 1)))
+        var values: [UInt8] = []
+        values.reserveCapacity(min(total, batch) * value.count)
+        for _ in 0..<min(total, batch) { values += value }
         var start = 0
         while start < total {
-            let chunk = min(4096, total - start)
+            let chunk = min(batch, total - start)
             var keys: [UInt8] = []
             keys.reserveCapacity(chunk * 4)
             for index in start..<start + chunk { withUnsafeBytes(of: UInt32(index)) { keys.append(contentsOf: $0) } }
-            let slice = Array(values.prefix(chunk * value.count))
+            let slice = chunk == batch ? values : Array(values.prefix(chunk * value.count))
             if try updateChunk(keys, slice, count: chunk) < 0 {
                 for index in start..<start + chunk { try update(key: bytesOf(UInt32(index)), value: value) }
             }
