@@ -186,9 +186,8 @@ public struct PolicyBlocks {
         endpoint id: UInt32, _ entries: [(key: na_policy_key, value: na_policy_value)], _ pass: inout Pass
     ) throws {
         let placed = entries.compactMap { entry in
-            Self.meta(Self.place(endpoint: id, entry.key).key, entry.value).map {
-                (place: Self.place(endpoint: id, entry.key), meta: $0, rule: entry.value.rule_id)
-            }
+            let place = Self.place(endpoint: id, entry.key)
+            return Self.meta(place.key, entry.value).map { (place: place, meta: $0, rule: entry.value.rule_id) }
         }
         guard !placed.isEmpty else { return }
         var votes: [UInt32: [Claim: Int]] = [:]
