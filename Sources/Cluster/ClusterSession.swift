@@ -10,7 +10,8 @@ import Synchronization
 ///
 /// Owning a key only records what should be in etcd; a thread of the session writes it when etcd answers, and
 /// writes everything again under a new lease when the old one was lost (etcd down for longer than the TTL, or an
-/// agent restart). So a change on the node never waits for etcd, and etcd coming back converges by itself.
+/// agent down for longer). So a change on the node never waits for etcd, and etcd coming back converges by itself.
+/// An agent restarted within the TTL takes up the lease it held (`resume`): other nodes see none of its keys go.
 public final class ClusterSession: Sendable {
     public let client: EtcdClient
     public let ttlSeconds: Int64
@@ -19,6 +20,7 @@ public final class ClusterSession: Sendable {
     private let wakeup = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
     private let refusedHandler = Mutex<(@Sendable (String) -> Void)?>(nil)
+    private let leaseHandler = Mutex<(@Sendable (Int64) -> Void)?>(nil)
 
     struct State {
         /// What should be in etcd under the lease.
@@ -29,6 +31,10 @@ public final class ClusterSession: Sendable {
         var dirty: Set<String> = []
         /// Owned keys written only while a compare holds (`own(_:_:onlyIf:)`).
         var conditions: [String: EtcdCompare] = [:]
+        /// Keys a resumed lease held, values unknown: written again when owned, deleted when not.
+        var inherited: Set<String> = []
+        /// The lease an earlier agent of the node held, and the key that shows it is this node's (`resume`).
+        var resumable: (lease: Int64, proof: String)?
         var lease: Int64?
         var stopped = false
         var lastError: String?
@@ -81,6 +87,20 @@ public final class ClusterSession: Sendable {
         refusedHandler.withLock { $0 = handler }
     }
 
+    /// Sets what is told of each lease the session takes (granted or resumed); called on the session's thread, so
+    /// the owner can keep the id for `resume` after a restart.
+    public func onLease(_ handler: @escaping @Sendable (Int64) -> Void) {
+        leaseHandler.withLock { $0 = handler }
+    }
+
+    /// Before `start`: take up `lease`, which an earlier agent of this node held, when it is still alive and holds
+    /// `key` (the node's own entry: a lease without it is not this node's). Its keys then never leave etcd; once
+    /// the session runs, those owned are written again and the others deleted, so the owner must own everything it
+    /// still holds by then. A lease gone or not the node's is left, and a new one granted.
+    public func resume(lease: Int64, provedBy key: String) {
+        state.withLock { $0.resumable = (lease, key) }
+    }
+
     /// Removes `key` from etcd (when the node wrote it) and stops owning it.
     public func disown(_ key: String) {
         let changed = state.withLock { state -> Bool in
@@ -94,7 +114,7 @@ public final class ClusterSession: Sendable {
 
     /// Whether every owned key is written under a live lease.
     public var isInSync: Bool {
-        state.withLock { $0.lease != nil && $0.owned == $0.written }
+        state.withLock { $0.lease != nil && $0.owned == $0.written && $0.inherited.isEmpty }
     }
 
     public var lease: Int64? { state.withLock { $0.lease } }
@@ -166,6 +186,7 @@ public final class ClusterSession: Sendable {
             guard let lease = state.lease else { return false }
             logger.warning("etcd lease not found; writing this node's keys again", metadata: ["lease": "\(lease)"])
             state.lease = nil
+            state.inherited = []
             return true
         }
     }
@@ -176,14 +197,39 @@ public final class ClusterSession: Sendable {
         if let lease = state.withLock({ $0.lease }) {
             if try client.keepAliveOnce(lease) > 0 { return }
             logger.warning("etcd lease expired; writing this node's keys again", metadata: ["lease": "\(lease)"])
+        } else if let resumable = state.withLock({ $0.resumable }), try resume(resumable) {
+            return
         }
         let granted = try client.grant(ttl: ttlSeconds)
         state.withLock {
             $0.lease = granted.id
             $0.written = [:]
+            $0.inherited = []
             $0.dirty = Set($0.owned.keys)
         }
         logger.info("etcd lease granted", metadata: ["lease": "\(granted.id)", "ttl": "\(granted.ttl)"])
+        leaseHandler.withLock { $0 }?(granted.id)
+    }
+
+    /// Takes up the lease of `resume(lease:provedBy:)` when it is alive and holds the proof key; false (and it is
+    /// not tried again) when it does not. Throws, to be tried again, when etcd does not answer.
+    private func resume(_ resumable: (lease: Int64, proof: String)) throws(AgentError) -> Bool {
+        let found = try client.timeToLive(resumable.lease)
+        state.withLock { $0.resumable = nil }
+        guard let found, found.keys.contains(resumable.proof), try client.keepAliveOnce(resumable.lease) > 0 else {
+            logger.info("the earlier etcd lease is gone; taking a new one", metadata: ["lease": "\(resumable.lease)"])
+            return false
+        }
+        state.withLock {
+            $0.lease = resumable.lease
+            $0.written = [:]
+            $0.inherited = Set(found.keys)
+            $0.dirty = Set($0.owned.keys).union(found.keys)
+        }
+        logger.info(
+            "etcd lease resumed", metadata: ["lease": "\(resumable.lease)", "keys": "\(found.keys.count)"])
+        leaseHandler.withLock { $0 }?(resumable.lease)
+        return true
     }
 
     /// Puts what is owned but not written (or written otherwise), deletes what was written but is no longer owned.
@@ -192,7 +238,7 @@ public final class ClusterSession: Sendable {
         while true {
             let next = state.withLock { state -> (key: String, value: [UInt8]?, condition: EtcdCompare?)? in
                 while let key = state.dirty.popFirst() {
-                    if state.owned[key] != state.written[key] {
+                    if state.owned[key] != state.written[key] || state.inherited.contains(key) {
                         return (key, state.owned[key], state.owned[key] == nil ? nil : state.conditions[key])
                     }
                 }
@@ -218,6 +264,7 @@ public final class ClusterSession: Sendable {
             }
             state.withLock {
                 $0.written[next.key] = next.value
+                $0.inherited.remove(next.key)
                 $0.writes += 1
                 $0.lastWrite = Date()
             }

@@ -26,6 +26,19 @@ extension EtcdClient {
         return try EtcdJSON.decodeInt64(answer["result"]?["TTL"], field: "result.TTL")
     }
 
+    /// Lease `id`'s remaining seconds and the keys attached to it; nil when the lease is gone (expired or revoked).
+    public func timeToLive(_ id: Int64) throws(AgentError) -> (ttl: Int64, keys: [String])? {
+        let answer = try call("/v3/lease/timetolive", ["ID": EtcdJSON.int64(id), "keys": true])
+        if let error = answer["error"]?.stringValue, !error.isEmpty { throw .unavailable("etcd: \(error)") }
+        let ttl = try EtcdJSON.decodeInt64(answer["TTL"], field: "TTL")
+        guard ttl > 0 else { return nil }
+        var keys: [String] = []
+        for (index, key) in (answer["keys"]?.arrayValue ?? []).enumerated() {
+            keys.append(String(decoding: try EtcdJSON.decodeBytes(key, field: "keys[\(index)]"), as: UTF8.self))
+        }
+        return (ttl, keys)
+    }
+
     /// Revokes lease `id`, deleting every key attached to it; a lease that does not exist is a 404.
     public func revoke(_ id: Int64) throws(AgentError) {
         _ = try call("/v3/lease/revoke", ["ID": EtcdJSON.int64(id)])

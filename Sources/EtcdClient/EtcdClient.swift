@@ -109,7 +109,8 @@ public final class EtcdClient: Sendable {
 
     /// Requests that change nothing, which may be sent to another member after one took them and fell silent.
     static let idempotent: Set<String> = [
-        "/v3/kv/range", "/v3/lease/keepalive", "/v3/cluster/member/list", "/v3/maintenance/status",
+        "/v3/kv/range", "/v3/lease/keepalive", "/v3/lease/timetolive", "/v3/cluster/member/list",
+        "/v3/maintenance/status",
     ]
 
     /// Makes the endpoint after `endpoint` the one to try first: `endpoint` took a request and fell silent.

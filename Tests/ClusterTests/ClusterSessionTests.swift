@@ -1,6 +1,7 @@
 import AgentAPI
 import EtcdClient
 import EtcdTestSupport
+import Synchronization
 import XCTest
 
 @testable import Cluster
@@ -62,6 +63,48 @@ final class ClusterSessionTests: EtcdBackedTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 0.5, "a new lease without waiting for a retry")
     }
 
+    /// A restarted agent's session takes up the lease its node held: the keys it owns again stay in etcd under it
+    /// (written again), those it no longer owns are deleted, and the owner is told the lease.
+    func testAResumedLeaseKeepsWhatIsOwnedAgainAndDeletesTheRest() throws {
+        let node = "/\(clusterName)/nodes/node1"
+        let first = ClusterSession(client: client, ttlSeconds: 30, logger: logger)
+        for key in [node, "/\(clusterName)/kept", "/\(clusterName)/gone"] { first.own(key, Array("1".utf8)) }
+        first.start()
+        try eventually("written") { first.isInSync }
+        let lease = try XCTUnwrap(first.lease)
+        first.stop()
+
+        let told = Leases()
+        let second = ClusterSession(client: client, ttlSeconds: 30, logger: logger)
+        second.own(node, Array("1".utf8))
+        second.own("/\(clusterName)/kept", Array("2".utf8))
+        second.onLease { lease in told.ids.withLock { $0.append(lease) } }
+        second.resume(lease: lease, provedBy: node)
+        second.start()
+        defer { second.stop() }
+        try eventually("in sync") { second.isInSync }
+        XCTAssertEqual(second.lease, lease)
+        XCTAssertEqual(told.ids.withLock { $0 }, [lease])
+        let kvs = try client.range(prefix: "/\(clusterName)/").kvs
+        XCTAssertEqual(kvs.map(\.key).sorted(), ["/\(clusterName)/kept", node])
+        XCTAssertTrue(kvs.allSatisfy { $0.lease == lease })
+        XCTAssertEqual(try client.get("/\(clusterName)/kept")?.valueString, "2")
+    }
+
+    /// A lease that does not hold the proof key is not the node's: a new one is granted and the lease left alone.
+    func testALeaseWithoutTheNodesKeyIsNotResumed() throws {
+        let other = try client.grant(ttl: 30)
+        try client.put("/\(clusterName)/nodes/node2", "x", lease: other.id)
+        let session = ClusterSession(client: client, ttlSeconds: 30, logger: logger)
+        session.own("/\(clusterName)/nodes/node1", Array("1".utf8))
+        session.resume(lease: other.id, provedBy: "/\(clusterName)/nodes/node1")
+        session.start()
+        defer { session.stop() }
+        try eventually("in sync") { session.isInSync }
+        XCTAssertNotEqual(session.lease, other.id)
+        XCTAssertEqual(try client.get("/\(clusterName)/nodes/node2")?.valueString, "x", "the other lease's key stays")
+    }
+
     func testOwnershipWaitsForEtcdAndConvergesWhenItReturns() throws {
         let session = ClusterSession(client: client, ttlSeconds: 5, logger: logger)
         session.start()
@@ -88,4 +131,9 @@ final class ClusterSessionTests: EtcdBackedTestCase {
         session.stop(revoke: true)
         XCTAssertNil(try client.get("/\(clusterName)/n"))
     }
+}
+
+/// Leases a session told of.
+private final class Leases: Sendable {
+    let ids = Mutex<[Int64]>([])
 }

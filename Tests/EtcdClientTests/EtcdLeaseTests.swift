@@ -26,6 +26,19 @@ final class EtcdLeaseTests: EtcdTestCase {
         XCTAssertThrowsError(try client.put(prefix + "orphan", "x", lease: lease.id))
     }
 
+    func testTimeToLiveListsTheLeasesKeysUntilItIsGone() throws {
+        let lease = try client.grant(ttl: 30)
+        try client.put(prefix + "a", "1", lease: lease.id)
+        try client.put(prefix + "b", "2", lease: lease.id)
+        try client.put(prefix + "other", "no lease")
+        let found = try XCTUnwrap(try client.timeToLive(lease.id))
+        XCTAssertGreaterThan(found.ttl, 0)
+        XCTAssertLessThanOrEqual(found.ttl, 30)
+        XCTAssertEqual(found.keys.sorted(), [prefix + "a", prefix + "b"])
+        try client.revoke(lease.id)
+        XCTAssertNil(try client.timeToLive(lease.id))
+    }
+
     func testKeepAliveOnAnExpiredLeaseReturnsZero() throws {
         let lease = try client.grant(ttl: 1)
         try client.put(prefix + "short", "lived", lease: lease.id)

@@ -14,6 +14,7 @@ extension NodeAgent {
             for endpoint in state.endpoints.values { publish(endpoint, previous: nil, state) }
         }
         startIdentityCollector()
+        keepClusterLease(cluster)
         cluster.session.start()
         let logger = cluster.logger
         let mirrors = [
@@ -66,6 +67,7 @@ extension NodeAgent {
             "endpoints": .array(cluster.config.etcd.endpoints.map(JSON.string)), "members": .array(members),
             "state": .string(reachable ? "reachable" : "unreachable"),
         ]
+        if let lease = cluster.session.lease { etcd["lease"] = .int(lease) }
         if let error = cluster.session.lastError ?? mirrors.compactMap(\.lastError).first {
             etcd["last-error"] = .string(error)
         }

@@ -80,3 +80,34 @@ extension NodeAgent {
         }
     }
 }
+
+/// The etcd lease this node's session holds, kept in the state directory so that an agent restarted within the
+/// lease's TTL takes it up again (`ClusterSession.resume`): its keys never leave etcd, where a new lease would let
+/// the old one's expiry delete those not yet written again.
+extension NodeAgent {
+    static let clusterLeaseDocument = "cluster-lease"
+
+    /// Before the session starts: resume the lease saved for this cluster and node, and save every lease it takes.
+    func keepClusterLease(_ cluster: ClusterMode) {
+        let (name, node) = (cluster.config.name, cluster.nodeName)
+        do {
+            if let saved = try store.read(Self.clusterLeaseDocument), saved["cluster"]?.stringValue == name,
+                saved["node"]?.stringValue == node, let lease = saved["lease"]?.intValue
+            {
+                cluster.session.resume(lease: lease, provedBy: cluster.keys.node(node))
+            }
+        } catch {
+            logger.warning("saved etcd lease unreadable; taking a new one", metadata: ["error": "\(error)"])
+        }
+        let (store, logger) = (store, cluster.logger)
+        cluster.session.onLease { lease in
+            do {
+                try store.write(
+                    Self.clusterLeaseDocument,
+                    ["version": 1, "cluster": .string(name), "node": .string(node), "lease": .int(lease)])
+            } catch {
+                logger.warning("could not save the etcd lease", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+}
