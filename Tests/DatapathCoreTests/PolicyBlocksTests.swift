@@ -1,6 +1,7 @@
 import CNodeABI
 import DatapathCore
 import Glibc
+import Synchronization
 import XCTest
 
 /// `na_ptable_bits` in front of `na_ptable`, run through `from_endpoint`: a block's bit decides with the block's
@@ -187,6 +188,35 @@ final class PolicyBlocksTests: XCTestCase {
         try table.apply(endpoint: Net.epID, [(key(Net.peerIdentity), na_policy_value(rule_id: 8, flags: 0))])
         XCTAssertEqual(try blocks(), [tag(Net.peerIdentity): "rule 8: [\(Net.peerIdentity)]"])
         XCTAssertEqual(try syn(sport: 45002).rule, 8)
+    }
+
+    /// A stale slot waits out a grace period only when it was withdrawn after the last one began: once every slot
+    /// withdrawn at once was freed by one wait, a change that claims another stale slot after a block's withdrawal
+    /// waits for none, and only a claim of the slot withdrawn since waits.
+    func testOnlyASlotWithdrawnSinceTheLastGracePeriodWaitsForOne() throws {
+        let graces = Mutex(0)
+        let policyBlocks = try PolicyBlocks(
+            blockMap.map,
+            gracePeriod: {
+                graces.withLock { $0 += 1 }
+                return true
+            })
+        let rule = na_policy_value(rule_id: 5, flags: 0)
+        let (first, second) = (key(300), key(300, port: 81))
+        XCTAssertNotEqual(
+            PolicyBlocks.place(endpoint: Net.epID, first).slot, PolicyBlocks.place(endpoint: Net.epID, second).slot)
+        try policyBlocks.withdrawAll()
+        try policyBlocks.publish(endpoint: Net.epID, [(first, rule)])
+        XCTAssertEqual(graces.withLock { $0 }, 1, "every slot withdrawn at once: the first claim waits")
+        try policyBlocks.withdraw(endpoint: Net.epID, [(first, nil)])
+        XCTAssertEqual(try blocks(), [:])
+
+        try policyBlocks.publish(endpoint: Net.epID, [(second, rule)])
+        XCTAssertEqual(graces.withLock { $0 }, 1, "a slot withdrawn before the last grace period: no wait")
+        XCTAssertEqual(try blocks(), [tag(300, port: 81): "rule 5: [300]"])
+        try policyBlocks.publish(endpoint: Net.epID, [(first, rule)])
+        XCTAssertEqual(graces.withLock { $0 }, 2, "the slot withdrawn since: one wait")
+        XCTAssertEqual(try blocks(), [tag(300): "rule 5: [300]", tag(300, port: 81): "rule 5: [300]"])
     }
 
     /// A restore's start withdraws every block (none answers while entries move); its rebuild writes exactly the

@@ -28,6 +28,11 @@ enum GracePeriods {
         }
     }
 
+    /// Whether a grace period the process completed began after `instant`.
+    static func began(after instant: ContinuousClock.Instant) -> Bool {
+        state.withLock { state in state.lastBegan.map { $0 > instant } ?? false }
+    }
+
     /// Waits out a grace period with `wait`; false when the kernel refused it.
     static func wait(_ wait: () -> Bool) -> Bool {
         let began = ContinuousClock.now

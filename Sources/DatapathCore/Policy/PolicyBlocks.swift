@@ -3,8 +3,20 @@ import CNodeABI
 import Synchronization
 
 /// Read-modify-writes of `na_ptable_bits`, one at a time in the process: a bit lost to a concurrent write would
-/// only cost its peer the table's line, but a slot claimed twice would give one tag the other's bits.
-private let blockWrites = Mutex(())
+/// only cost its peer the table's line, but a slot claimed twice would give one tag the other's bits. The lock also
+/// holds when each map's slots were withdrawn.
+private let blockWrites = Mutex(Withdrawals())
+
+/// By map id: when every slot was last withdrawn at once (`withdrawAll`), and when slots were withdrawn one by one
+/// since. A stale slot is free once a grace period began after its own withdrawal: a change that needs a slot
+/// another change withdrew a moment ago waits for one, the others do not.
+private struct Withdrawals {
+    var all: [UInt32: ContinuousClock.Instant] = [:]
+    var slots: [UInt32: [UInt32: ContinuousClock.Instant]] = [:]
+
+    /// Slots recorded at most, by map, before those a grace period already freed are dropped.
+    static let pruneAbove = 1024
+}
 
 /// `na_ptable_bits`: per endpoint, full-length key and group of 256 peer identities, a bit per identity whose key
 /// the endpoint's hash holds with the block's rule and verdict, so a new flow of any of the group's peers reads one
@@ -15,7 +27,8 @@ private let blockWrites = Mutex(())
 /// Kept by `PolicyTable` beside the table: bits are cleared before a key leaves the hash or changes (`withdraw`), set
 /// after it is written (`publish`). A block's tag (endpoint, key, group), rule and verdict never change while it is
 /// valid: a key of another rule or verdict is left to the table, and a block whose last bit clears is withdrawn
-/// (stale) and its slot serves another tag only after an RCU grace period (`GracePeriods`). Slots go first come
+/// (stale) and its slot serves another tag only after an RCU grace period began after that withdrawal
+/// (`GracePeriods`; a publish waits for one only when it needs such a slot). Slots go first come
 /// (within one change, to the tag, rule and verdict most of its keys there share): a tag whose slot another holds is
 /// left to the table.
 public struct PolicyBlocks {
@@ -109,25 +122,28 @@ public struct PolicyBlocks {
     public func apply(
         endpoint id: UInt32, _ changes: [(key: na_policy_key, value: na_policy_value?)], around body: () throws -> Void
     ) throws {
-        try blockWrites.withLock { _ in
+        try blockWrites.withLock { withdrawals in
             var pass = Pass()
-            try withdraw(endpoint: id, changes, &pass)
+            try withdraw(endpoint: id, changes, &pass, &withdrawals)
             try body()
-            try publish(endpoint: id, changes.compactMap { change in change.value.map { (change.key, $0) } }, &pass)
+            try publish(
+                endpoint: id, changes.compactMap { change in change.value.map { (change.key, $0) } }, &pass,
+                &withdrawals)
         }
     }
 
     /// Before the hash loses or changes keys of endpoint `id`: each key removed (nil) or given a value other than
     /// its block's loses its bit, and a block left without bits is withdrawn.
     public func withdraw(endpoint id: UInt32, _ changes: [(key: na_policy_key, value: na_policy_value?)]) throws {
-        try blockWrites.withLock { _ in
+        try blockWrites.withLock { withdrawals in
             var pass = Pass()
-            try withdraw(endpoint: id, changes, &pass)
+            try withdraw(endpoint: id, changes, &pass, &withdrawals)
         }
     }
 
     private func withdraw(
-        endpoint id: UInt32, _ changes: [(key: na_policy_key, value: na_policy_value?)], _ pass: inout Pass
+        endpoint id: UInt32, _ changes: [(key: na_policy_key, value: na_policy_value?)], _ pass: inout Pass,
+        _ withdrawals: inout Withdrawals
     ) throws {
         var changed: Set<UInt32> = []
         for (key, value) in changes {
@@ -151,7 +167,13 @@ public struct PolicyBlocks {
             }
             try map.update(slot, block)
         }
-        if !pass.withdrawn.isEmpty { GracePeriods.withdrew(map: map.map.info.id) }
+        guard !pass.withdrawn.isEmpty else { return }
+        let now = ContinuousClock.now
+        let mapID = map.map.info.id
+        var slots = withdrawals.slots[mapID] ?? [:]
+        if slots.count > Withdrawals.pruneAbove { slots = slots.filter { !GracePeriods.began(after: $0.value) } }
+        for slot in pass.withdrawn { slots[slot] = now }
+        withdrawals.slots[mapID] = slots
     }
 
     /// A block's tag, rule and verdict: what a free slot becomes.
@@ -173,17 +195,19 @@ public struct PolicyBlocks {
 
     /// After the hash holds them: each key of endpoint `id` gets its bit where its block has its rule and verdict.
     /// A free slot becomes the block of the tag, rule and verdict most of the call's keys there share (written
-    /// without VALID, then with it); a slot withdrawn earlier is free once a grace period is waited out (one wait
-    /// for the whole call), and one this change withdrew is left for a later one.
+    /// without VALID, then with it); a slot withdrawn earlier is free once a grace period began after its
+    /// withdrawal (waited out here when not, at most once for the whole call), and one this change withdrew is
+    /// left for a later one.
     public func publish(endpoint id: UInt32, _ entries: [(key: na_policy_key, value: na_policy_value)]) throws {
-        try blockWrites.withLock { _ in
+        try blockWrites.withLock { withdrawals in
             var pass = Pass()
-            try publish(endpoint: id, entries, &pass)
+            try publish(endpoint: id, entries, &pass, &withdrawals)
         }
     }
 
     private func publish(
-        endpoint id: UInt32, _ entries: [(key: na_policy_key, value: na_policy_value)], _ pass: inout Pass
+        endpoint id: UInt32, _ entries: [(key: na_policy_key, value: na_policy_value)], _ pass: inout Pass,
+        _ withdrawals: inout Withdrawals
     ) throws {
         let placed = entries.compactMap { entry in
             let place = Self.place(endpoint: id, entry.key)
@@ -200,7 +224,8 @@ public struct PolicyBlocks {
         for (place, meta, rule) in placed {
             var block = try pass.block(place.slot, in: map)
             if block.meta & Self.valid == 0 {
-                guard !pass.withdrawn.contains(place.slot), block.meta & Self.stale == 0 || staleAreFree(),
+                guard !pass.withdrawn.contains(place.slot),
+                    block.meta & Self.stale == 0 || isFree(place.slot, &withdrawals),
                     let claim = votes[place.slot].flatMap(Claim.best)
                 else { continue }
                 block = na_policy_block()
@@ -226,19 +251,29 @@ public struct PolicyBlocks {
         for slot in changed { try map.update(slot, pass.loaded[slot]!) }
     }
 
-    /// Whether every stale slot may be claimed: a grace period began after the last withdrawal, or one is waited
-    /// out now. False when the kernel refuses one.
-    private func staleAreFree() -> Bool {
-        GracePeriods.staleAreFree(map: map.map.info.id) || GracePeriods.wait(gracePeriod)
+    /// Later than any withdrawal an earlier agent wrote: read first after this process began.
+    private static let beforeThisProcess = ContinuousClock.now
+
+    /// Whether stale `slot` may be claimed: a grace period began after its withdrawal (or after every slot's,
+    /// for one not withdrawn since), or one is waited out now, which frees every slot withdrawn before it. False
+    /// when the kernel refuses one.
+    private func isFree(_ slot: UInt32, _ withdrawals: inout Withdrawals) -> Bool {
+        let mapID = map.map.info.id
+        let withdrawn = withdrawals.slots[mapID]?[slot] ?? withdrawals.all[mapID] ?? Self.beforeThisProcess
+        guard !GracePeriods.began(after: withdrawn) else { return true }
+        guard GracePeriods.wait(gracePeriod) else { return false }
+        withdrawals.slots[mapID] = nil
+        return true
     }
 
     /// Withdraws every block (the start of a restore, when no block's bits are known to hold).
     public func withdrawAll() throws {
-        try blockWrites.withLock { _ in
+        try blockWrites.withLock { withdrawals in
             var stale = na_policy_block()
             stale.meta = Self.stale
             try map.map.fill(bytesOf(stale))
-            GracePeriods.withdrew(map: map.map.info.id)
+            withdrawals.all[map.map.info.id] = .now
+            withdrawals.slots[map.map.info.id] = nil
         }
     }
 
