@@ -27,7 +27,7 @@ final class BucketTableTests: XCTestCase {
             gracePeriod: {
                 graces.withLock { $0 += 1 }
                 return true
-            })
+            }, waitsSoon: false)
         func changes(_ identity: UInt32, remove: Bool = false) -> [BucketTable<na_ipcache_v4_entry>.Change] {
             (0..<UInt32(Self.buckets)).flatMap { bucket in
                 (0..<UInt32(Self.ways)).map { way in

@@ -200,7 +200,7 @@ final class PolicyBlocksTests: XCTestCase {
             gracePeriod: {
                 graces.withLock { $0 += 1 }
                 return true
-            })
+            }, waitsSoon: false)
         let rule = na_policy_value(rule_id: 5, flags: 0)
         let (first, second) = (key(300), key(300, port: 81))
         XCTAssertNotEqual(
@@ -217,6 +217,31 @@ final class PolicyBlocksTests: XCTestCase {
         try policyBlocks.publish(endpoint: Net.epID, [(first, rule)])
         XCTAssertEqual(graces.withLock { $0 }, 2, "the slot withdrawn since: one wait")
         XCTAssertEqual(try blocks(), [tag(300): "rule 5: [300]", tag(300, port: 81): "rule 5: [300]"])
+    }
+
+    /// A withdrawal starts a grace period on a thread of its own: a change a moment later claims the slot without
+    /// waiting.
+    func testAWithdrawalFreesItsSlotInTheBackground() throws {
+        let graces = Mutex(0)
+        let policyBlocks = try PolicyBlocks(
+            blockMap.map,
+            gracePeriod: {
+                graces.withLock { $0 += 1 }
+                return true
+            })
+        let first = key(300)
+        let slot = PolicyBlocks.place(endpoint: Net.epID, first).slot
+        try policyBlocks.publish(endpoint: Net.epID, [(first, na_policy_value(rule_id: 5, flags: 0))])
+        XCTAssertFalse(try policyBlocks.isFree(slot: slot), "valid")
+        try policyBlocks.withdraw(endpoint: Net.epID, [(first, nil)])
+        let deadline = Date() + 10
+        while try !policyBlocks.isFree(slot: slot), Date() < deadline { usleep(10_000) }
+        XCTAssertTrue(try policyBlocks.isFree(slot: slot), "freed by the grace period the withdrawal started")
+
+        let waited = graces.withLock { $0 }
+        try policyBlocks.publish(endpoint: Net.epID, [(first, na_policy_value(rule_id: 6, flags: 0))])
+        XCTAssertEqual(graces.withLock { $0 }, waited, "claimed without waiting")
+        XCTAssertEqual(try blocks(), [tag(300): "rule 6: [300]"])
     }
 
     /// A restore's start withdraws every block (none answers while entries move); its rebuild writes exactly the

@@ -14,7 +14,8 @@ private let bucketWrites = Mutex(())
 /// - a withdrawn entry (removed, or replaced by one of another value) is marked `stale` and not reused until an RCU
 ///   grace period (`cglibc_synchronize_rcu`) has passed since, so no packet that saw it valid is still running.
 ///   The writer waits for one only when a bucket has no free entry left and no grace period began since the
-///   table's last withdrawals (`GracePeriods`): then every stale entry is free.
+///   table's last withdrawals (`GracePeriods`): then every stale entry is free. Withdrawals start one on a thread
+///   of their own, so a change a moment later seldom waits.
 ///
 /// A bucket with no room leaves an entry to the hash, where programs look on a miss.
 public struct BucketTable<Entry: BitwiseCopyable> {
@@ -25,10 +26,12 @@ public struct BucketTable<Entry: BitwiseCopyable> {
     private let stale: UInt32
     /// Waits out an RCU grace period; false when the kernel offers none.
     private let gracePeriod: () -> Bool
+    /// Whether withdrawals start a grace period on a thread of their own (`GracePeriods.waitSoon`).
+    private let waitsSoon: Bool
 
     public init(
         _ map: BPFMap, ways: Int, word: WritableKeyPath<Entry, UInt32>, valid: UInt32, stale: UInt32,
-        gracePeriod: @escaping () -> Bool = { cglibc_synchronize_rcu() == 0 }
+        gracePeriod: @escaping () -> Bool = { cglibc_synchronize_rcu() == 0 }, waitsSoon: Bool = true
     ) throws {
         // A bucket may end in padding shorter than an entry (na_ipcache_v6: three 20-byte entries in 64 bytes).
         let stride = MemoryLayout<Entry>.stride
@@ -42,6 +45,7 @@ public struct BucketTable<Entry: BitwiseCopyable> {
         self.valid = valid
         self.stale = stale
         self.gracePeriod = gracePeriod
+        self.waitsSoon = waitsSoon
     }
 
     public func isValid(_ entry: Entry) -> Bool { entry[keyPath: word] & valid != 0 }
@@ -130,6 +134,7 @@ public struct BucketTable<Entry: BitwiseCopyable> {
             if !withdrawals.isEmpty {
                 try store(withdrawals.keys.map { ($0, loaded[$0]!) })
                 GracePeriods.withdrew(map: map.info.id)
+                if waitsSoon { GracePeriods.waitSoon() }
             }
             return results
         }

@@ -1,3 +1,5 @@
+import AgentAPI
+import CGlibc
 import Synchronization
 
 /// When the process last waited out an RCU grace period, and when each bucket table last withdrew entries: a stale
@@ -10,6 +12,9 @@ enum GracePeriods {
         var lastBegan: ContinuousClock.Instant?
         /// By map id: when its last withdrawals were written.
         var withdrawn: [UInt32: ContinuousClock.Instant] = [:]
+        /// Whether a thread waits out a grace period for `waitSoon`, and whether it was asked again meanwhile.
+        var soon = false
+        var soonAgain = false
     }
 
     private static let state = Mutex(State())
@@ -37,7 +42,42 @@ enum GracePeriods {
     static func wait(_ wait: () -> Bool) -> Bool {
         let began = ContinuousClock.now
         guard wait() else { return false }
-        state.withLock { state in state.lastBegan = max(state.lastBegan ?? began, began) }
+        completed(began: began)
         return true
+    }
+
+    /// Records a grace period that began at `began` and has ended, waited out by other means.
+    static func completed(began: ContinuousClock.Instant) {
+        state.withLock { state in state.lastBegan = max(state.lastBegan ?? began, began) }
+    }
+
+    /// Waits out a grace period on a thread of its own, soon: called after withdrawals, so that a change a moment
+    /// later finds what they freed without waiting itself. One thread at a time; asked again while it waits, it
+    /// waits once more (the withdrawals since were written after its grace period began).
+    static func waitSoon() {
+        let start = state.withLock { state -> Bool in
+            guard !state.soon else {
+                state.soonAgain = true
+                return false
+            }
+            state.soon = true
+            return true
+        }
+        guard start else { return }
+        BackgroundThread.start(name: "grace-period", scheduling: .batch) {
+            var again = true
+            while again {
+                let waited = wait { cglibc_synchronize_rcu() == 0 }
+                again = state.withLock { state -> Bool in
+                    guard waited, state.soonAgain else {
+                        state.soon = false
+                        state.soonAgain = false
+                        return false
+                    }
+                    state.soonAgain = false
+                    return true
+                }
+            }
+        }
     }
 }

@@ -142,7 +142,9 @@ public final class EndpointSlots: Sendable {
         guard let rows, let slots else { return true }
         let asked = state.withLock { $0.pending }
         guard !asked.isEmpty else { return true }
+        let began = ContinuousClock.now
         let rc = cglibc_synchronize_rcu()
+        if rc == 0 { GracePeriods.completed(began: began) }
         guard rc == 0 else {
             state.withLock {
                 $0.refused = true

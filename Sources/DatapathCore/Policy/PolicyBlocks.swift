@@ -36,13 +36,20 @@ public struct PolicyBlocks {
 
     private let map: TypedMap<UInt32, na_policy_block>
     private let gracePeriod: () -> Bool
+    private let waitsSoon: Bool
 
-    public init(_ map: BPFMap, gracePeriod: @escaping () -> Bool = { cglibc_synchronize_rcu() == 0 }) throws {
+    /// `gracePeriod` is what a change that needs a slot withdrawn since the last grace period waits; with
+    /// `waitsSoon`, withdrawals also start one on a thread of their own (`GracePeriods.waitSoon`), so that a
+    /// change a moment later rarely needs to wait.
+    public init(
+        _ map: BPFMap, gracePeriod: @escaping () -> Bool = { cglibc_synchronize_rcu() == 0 }, waitsSoon: Bool = true
+    ) throws {
         guard map.info.maxEntries == Int(NA_POLICY_BLOCKS) else {
             throw AgentError.datapath("\(map.name) is not an array of \(NA_POLICY_BLOCKS) policy blocks")
         }
         self.map = try TypedMap(map)
         self.gracePeriod = gracePeriod
+        self.waitsSoon = waitsSoon
     }
 
     /// Where a key's bit lives: its block's slot and tag, and the bit's number in the block.
@@ -174,6 +181,7 @@ public struct PolicyBlocks {
         if slots.count > Withdrawals.pruneAbove { slots = slots.filter { !GracePeriods.began(after: $0.value) } }
         for slot in pass.withdrawn { slots[slot] = now }
         withdrawals.slots[mapID] = slots
+        if waitsSoon { GracePeriods.waitSoon() }
     }
 
     /// A block's tag, rule and verdict: what a free slot becomes.
@@ -225,7 +233,7 @@ public struct PolicyBlocks {
             var block = try pass.block(place.slot, in: map)
             if block.meta & Self.valid == 0 {
                 guard !pass.withdrawn.contains(place.slot),
-                    block.meta & Self.stale == 0 || isFree(place.slot, &withdrawals),
+                    block.meta & Self.stale == 0 || waitUntilFree(place.slot, &withdrawals),
                     let claim = votes[place.slot].flatMap(Claim.best)
                 else { continue }
                 block = na_policy_block()
@@ -251,16 +259,29 @@ public struct PolicyBlocks {
         for slot in changed { try map.update(slot, pass.loaded[slot]!) }
     }
 
+    /// Whether `slot` may be claimed without waiting: neither valid nor withdrawn since the last grace period began.
+    public func isFree(slot: UInt32) throws -> Bool {
+        try blockWrites.withLock { withdrawals in
+            guard let block = try map.lookup(slot), block.meta & Self.valid == 0 else { return false }
+            return block.meta & Self.stale == 0 || !Self.waitNeeded(slot, map.map.info.id, withdrawals)
+        }
+    }
+
+    /// Whether claiming stale `slot` of map `mapID` needs a grace period first.
+    private static func waitNeeded(_ slot: UInt32, _ mapID: UInt32, _ withdrawals: Withdrawals) -> Bool {
+        let withdrawn = withdrawals.slots[mapID]?[slot] ?? withdrawals.all[mapID] ?? beforeThisProcess
+        return !GracePeriods.began(after: withdrawn)
+    }
+
     /// Later than any withdrawal an earlier agent wrote: read first after this process began.
     private static let beforeThisProcess = ContinuousClock.now
 
     /// Whether stale `slot` may be claimed: a grace period began after its withdrawal (or after every slot's,
     /// for one not withdrawn since), or one is waited out now, which frees every slot withdrawn before it. False
     /// when the kernel refuses one.
-    private func isFree(_ slot: UInt32, _ withdrawals: inout Withdrawals) -> Bool {
+    private func waitUntilFree(_ slot: UInt32, _ withdrawals: inout Withdrawals) -> Bool {
         let mapID = map.map.info.id
-        let withdrawn = withdrawals.slots[mapID]?[slot] ?? withdrawals.all[mapID] ?? Self.beforeThisProcess
-        guard !GracePeriods.began(after: withdrawn) else { return true }
+        guard Self.waitNeeded(slot, mapID, withdrawals) else { return true }
         guard GracePeriods.wait(gracePeriod) else { return false }
         withdrawals.slots[mapID] = nil
         return true
