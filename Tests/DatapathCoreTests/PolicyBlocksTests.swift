@@ -194,41 +194,31 @@ final class PolicyBlocksTests: XCTestCase {
     /// withdrawn at once was freed by one wait, a change that claims another stale slot after a block's withdrawal
     /// waits for none, and only a claim of the slot withdrawn since waits.
     func testOnlyASlotWithdrawnSinceTheLastGracePeriodWaitsForOne() throws {
-        let graces = Mutex(0)
-        let policyBlocks = try PolicyBlocks(
-            blockMap.map,
-            gracePeriod: {
-                graces.withLock { $0 += 1 }
-                return true
-            }, waitsSoon: false)
+        let graces = GraceCounter()
+        let policyBlocks = try graces.blocks(blockMap.map, waitsSoon: false)
         let rule = na_policy_value(rule_id: 5, flags: 0)
         let (first, second) = (key(300), key(300, port: 81))
         XCTAssertNotEqual(
             PolicyBlocks.place(endpoint: Net.epID, first).slot, PolicyBlocks.place(endpoint: Net.epID, second).slot)
         try policyBlocks.withdrawAll()
         try policyBlocks.publish(endpoint: Net.epID, [(first, rule)])
-        XCTAssertEqual(graces.withLock { $0 }, 1, "every slot withdrawn at once: the first claim waits")
+        XCTAssertEqual(graces.count, 1, "every slot withdrawn at once: the first claim waits")
         try policyBlocks.withdraw(endpoint: Net.epID, [(first, nil)])
         XCTAssertEqual(try blocks(), [:])
 
         try policyBlocks.publish(endpoint: Net.epID, [(second, rule)])
-        XCTAssertEqual(graces.withLock { $0 }, 1, "a slot withdrawn before the last grace period: no wait")
+        XCTAssertEqual(graces.count, 1, "a slot withdrawn before the last grace period: no wait")
         XCTAssertEqual(try blocks(), [tag(300, port: 81): "rule 5: [300]"])
         try policyBlocks.publish(endpoint: Net.epID, [(first, rule)])
-        XCTAssertEqual(graces.withLock { $0 }, 2, "the slot withdrawn since: one wait")
+        XCTAssertEqual(graces.count, 2, "the slot withdrawn since: one wait")
         XCTAssertEqual(try blocks(), [tag(300): "rule 5: [300]", tag(300, port: 81): "rule 5: [300]"])
     }
 
     /// A withdrawal starts a grace period on a thread of its own: a change a moment later claims the slot without
     /// waiting.
     func testAWithdrawalFreesItsSlotInTheBackground() throws {
-        let graces = Mutex(0)
-        let policyBlocks = try PolicyBlocks(
-            blockMap.map,
-            gracePeriod: {
-                graces.withLock { $0 += 1 }
-                return true
-            })
+        let graces = GraceCounter()
+        let policyBlocks = try graces.blocks(blockMap.map, waitsSoon: true)
         let first = key(300)
         let slot = PolicyBlocks.place(endpoint: Net.epID, first).slot
         try policyBlocks.publish(endpoint: Net.epID, [(first, na_policy_value(rule_id: 5, flags: 0))])
@@ -238,9 +228,9 @@ final class PolicyBlocksTests: XCTestCase {
         while try !policyBlocks.isFree(slot: slot), Date() < deadline { usleep(10_000) }
         XCTAssertTrue(try policyBlocks.isFree(slot: slot), "freed by the grace period the withdrawal started")
 
-        let waited = graces.withLock { $0 }
+        let waited = graces.count
         try policyBlocks.publish(endpoint: Net.epID, [(first, na_policy_value(rule_id: 6, flags: 0))])
-        XCTAssertEqual(graces.withLock { $0 }, waited, "claimed without waiting")
+        XCTAssertEqual(graces.count, waited, "claimed without waiting")
         XCTAssertEqual(try blocks(), [tag(300): "rule 6: [300]"])
     }
 
@@ -259,5 +249,21 @@ final class PolicyBlocksTests: XCTestCase {
         try table.rebuild([Net.epID: Array(entries.prefix(3))])
         XCTAssertEqual(try blocks(), [tag(300): "rule 5: [300, 301, 302]"])
         XCTAssertEqual(try syn(sport: 46002).rule, 5)
+    }
+}
+
+/// Blocks whose synchronous grace periods are counted (and not waited: the fixtures run no packet meanwhile).
+private final class GraceCounter: Sendable {
+    private let waits = Mutex(0)
+
+    var count: Int { waits.withLock { $0 } }
+
+    func blocks(_ map: BPFMap, waitsSoon: Bool) throws -> PolicyBlocks {
+        try PolicyBlocks(
+            map,
+            gracePeriod: { [self] in
+                waits.withLock { $0 += 1 }
+                return true
+            }, waitsSoon: waitsSoon)
     }
 }
