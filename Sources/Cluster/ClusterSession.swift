@@ -214,9 +214,12 @@ public final class ClusterSession: Sendable {
     /// Takes up the lease of `resume(lease:provedBy:)` when it is alive and holds the proof key; false (and it is
     /// not tried again) when it does not. Throws, to be tried again, when etcd does not answer.
     private func resume(_ resumable: (lease: Int64, proof: String)) throws(AgentError) -> Bool {
+        // Forgotten only once etcd has answered both: a request that fails leaves the resume for the next renewal.
         let found = try client.timeToLive(resumable.lease)
+        var alive = false
+        if let found, found.keys.contains(resumable.proof) { alive = try client.keepAliveOnce(resumable.lease) > 0 }
         state.withLock { $0.resumable = nil }
-        guard let found, found.keys.contains(resumable.proof), try client.keepAliveOnce(resumable.lease) > 0 else {
+        guard let found, alive else {
             logger.info("the earlier etcd lease is gone; taking a new one", metadata: ["lease": "\(resumable.lease)"])
             return false
         }

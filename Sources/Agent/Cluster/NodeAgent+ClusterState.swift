@@ -89,7 +89,7 @@ extension NodeAgent {
 
     /// Before the session starts: resume the lease saved for this cluster and node, and save every lease it takes.
     func keepClusterLease(_ cluster: ClusterMode) {
-        let (name, node) = (cluster.config.name, cluster.nodeName)
+        let (name, node, store, logger) = (cluster.config.name, cluster.nodeName, store, cluster.logger)
         do {
             if let saved = try store.read(Self.clusterLeaseDocument), saved["cluster"]?.stringValue == name,
                 saved["node"]?.stringValue == node, let lease = saved["lease"]?.intValue
@@ -99,7 +99,6 @@ extension NodeAgent {
         } catch {
             logger.warning("saved etcd lease unreadable; taking a new one", metadata: ["error": "\(error)"])
         }
-        let (store, logger) = (store, cluster.logger)
         cluster.session.onLease { lease in
             do {
                 try store.write(
